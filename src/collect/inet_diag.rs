@@ -1,0 +1,233 @@
+//! inet_diag (NETLINK_SOCK_DIAG) requests and zero-copy views of its
+//! answers: `struct inet_diag_msg` plus the attributes sockql reads
+//! (tcp_info, congestion algorithm, sk_meminfo).
+//!
+//! The layouts are the kernel's UAPI (linux/inet_diag.h, linux/tcp.h,
+//! linux/sock_diag.h). tcp_info has grown over the years, so every field is
+//! read by offset and is `None` when the running kernel's struct is shorter.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use netlink_packet_core::{NlaBuffer, NlasIterator};
+
+use super::netlink::NetlinkError;
+
+pub const SOCK_DIAG_BY_FAMILY: u16 = 20;
+
+pub const AF_INET: u8 = libc::AF_INET as u8;
+pub const AF_INET6: u8 = libc::AF_INET6 as u8;
+pub const IPPROTO_TCP: u8 = libc::IPPROTO_TCP as u8;
+pub const IPPROTO_UDP: u8 = libc::IPPROTO_UDP as u8;
+
+// Attribute types (enum inet_diag_attr); the request's extension mask has
+// bit (type - 1) set to ask for attribute `type`.
+pub const INET_DIAG_INFO: u16 = 2;
+pub const INET_DIAG_CONG: u16 = 4;
+pub const INET_DIAG_SKMEMINFO: u16 = 7;
+
+/// Which optional attributes to ask the kernel for. Each costs the kernel
+/// work per socket, so a scan asks only for what its columns need.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Extensions {
+    pub tcp_info: bool,
+    pub congestion: bool,
+    pub meminfo: bool,
+}
+
+impl Extensions {
+    fn mask(self) -> u8 {
+        let bit = |on: bool, attr: u16| if on { 1u8 << (attr - 1) } else { 0 };
+        bit(self.tcp_info, INET_DIAG_INFO)
+            | bit(self.congestion, INET_DIAG_CONG)
+            | bit(self.meminfo, INET_DIAG_SKMEMINFO)
+    }
+}
+
+/// Body of a `struct inet_diag_req_v2` dump request (56 bytes).
+pub fn request_body(family: u8, protocol: u8, states: u32, ext: Extensions) -> Vec<u8> {
+    let mut body = vec![0u8; 56];
+    body[0] = family;
+    body[1] = protocol;
+    body[2] = ext.mask();
+    body[4..8].copy_from_slice(&states.to_ne_bytes());
+    // inet_diag_sockid left zero: no socket id filter. Its cookie must be
+    // INET_DIAG_NOCOOKIE (all ones) to mean "any".
+    body[48..56].copy_from_slice(&[0xff; 8]);
+    body
+}
+
+const MSG_LEN: usize = 72;
+
+/// A borrowed view of one `inet_diag_msg` and its attributes.
+#[derive(Debug, Clone, Copy)]
+pub struct InetDiagMsg<'a> {
+    raw: &'a [u8],
+    attrs: &'a [u8],
+}
+
+fn ne_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+impl<'a> InetDiagMsg<'a> {
+    /// Parse the payload of one SOCK_DIAG_BY_FAMILY answer message.
+    pub fn parse(payload: &'a [u8]) -> Result<Self, NetlinkError> {
+        if payload.len() < MSG_LEN {
+            return Err(NetlinkError::Malformed(format!(
+                "inet_diag_msg is {} bytes, expected at least {MSG_LEN}",
+                payload.len()
+            )));
+        }
+        let family = payload[0];
+        if family != AF_INET && family != AF_INET6 {
+            return Err(NetlinkError::Malformed(format!("inet_diag_msg of unknown family {family}")));
+        }
+        let msg = InetDiagMsg { raw: &payload[..MSG_LEN], attrs: &payload[MSG_LEN..] };
+        // Validate the attribute chain once so later lookups cannot fail.
+        for nla in NlasIterator::new(msg.attrs) {
+            nla.map_err(|e| NetlinkError::Malformed(format!("inet_diag attribute: {e}")))?;
+        }
+        Ok(msg)
+    }
+
+    pub fn family(&self) -> u8 {
+        self.raw[0]
+    }
+    /// Kernel TCP state number (TCP_ESTABLISHED = 1 ...).
+    pub fn state(&self) -> u8 {
+        self.raw[1]
+    }
+    pub fn timer(&self) -> u8 {
+        self.raw[2]
+    }
+    pub fn retransmits(&self) -> u8 {
+        self.raw[3]
+    }
+    pub fn local_port(&self) -> u16 {
+        u16::from_be_bytes([self.raw[4], self.raw[5]])
+    }
+    pub fn remote_port(&self) -> u16 {
+        u16::from_be_bytes([self.raw[6], self.raw[7]])
+    }
+    fn addr(&self, at: usize) -> IpAddr {
+        if self.family() == AF_INET {
+            let b: [u8; 4] = self.raw[at..at + 4].try_into().expect("4 bytes");
+            IpAddr::V4(Ipv4Addr::from(b))
+        } else {
+            let b: [u8; 16] = self.raw[at..at + 16].try_into().expect("16 bytes");
+            IpAddr::V6(Ipv6Addr::from(b))
+        }
+    }
+    pub fn local_addr(&self) -> IpAddr {
+        self.addr(8)
+    }
+    pub fn remote_addr(&self) -> IpAddr {
+        self.addr(24)
+    }
+    pub fn interface(&self) -> u32 {
+        ne_u32(self.raw, 40)
+    }
+    pub fn cookie(&self) -> u64 {
+        ne_u32(self.raw, 44) as u64 | (ne_u32(self.raw, 48) as u64) << 32
+    }
+    pub fn expires_ms(&self) -> u32 {
+        ne_u32(self.raw, 52)
+    }
+    pub fn recv_q(&self) -> u32 {
+        ne_u32(self.raw, 56)
+    }
+    pub fn send_q(&self) -> u32 {
+        ne_u32(self.raw, 60)
+    }
+    pub fn uid(&self) -> u32 {
+        ne_u32(self.raw, 64)
+    }
+    pub fn inode(&self) -> u32 {
+        ne_u32(self.raw, 68)
+    }
+
+    /// The payload of attribute `kind`, if the kernel sent it.
+    pub fn attr(&self, kind: u16) -> Option<&'a [u8]> {
+        NlasIterator::new(self.attrs)
+            .filter_map(Result::ok)
+            .find(|nla: &NlaBuffer<&'a [u8]>| nla.kind() == kind)
+            .and_then(|nla| {
+                // Header is 4 bytes; the iterator already checked the length.
+                let len = nla.length() as usize;
+                nla.into_inner().get(4..len)
+            })
+    }
+
+    pub fn tcp_info(&self) -> Option<TcpInfo<'a>> {
+        self.attr(INET_DIAG_INFO).map(TcpInfo)
+    }
+
+    pub fn congestion(&self) -> Option<&'a str> {
+        let raw = self.attr(INET_DIAG_CONG)?;
+        let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+        std::str::from_utf8(&raw[..end]).ok()
+    }
+
+    pub fn meminfo(&self) -> Option<MemInfo<'a>> {
+        self.attr(INET_DIAG_SKMEMINFO).map(MemInfo)
+    }
+}
+
+/// `struct tcp_info`, read field by field; absent fields are `None`.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpInfo<'a>(pub &'a [u8]);
+
+impl TcpInfo<'_> {
+    fn u32_at(&self, at: usize) -> Option<u32> {
+        self.0.get(at..at + 4).map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes")))
+    }
+    fn u64_at(&self, at: usize) -> Option<u64> {
+        self.0.get(at..at + 8).map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
+    }
+    /// Retransmission timeout, microseconds.
+    pub fn rto_us(&self) -> Option<u32> { self.u32_at(8) }
+    pub fn snd_mss(&self) -> Option<u32> { self.u32_at(16) }
+    pub fn unacked(&self) -> Option<u32> { self.u32_at(24) }
+    pub fn lost(&self) -> Option<u32> { self.u32_at(32) }
+    /// Milliseconds since the last data was sent.
+    pub fn last_data_sent_ms(&self) -> Option<u32> { self.u32_at(44) }
+    pub fn last_data_recv_ms(&self) -> Option<u32> { self.u32_at(52) }
+    pub fn last_ack_recv_ms(&self) -> Option<u32> { self.u32_at(56) }
+    /// Smoothed round-trip time, microseconds.
+    pub fn rtt_us(&self) -> Option<u32> { self.u32_at(68) }
+    pub fn rttvar_us(&self) -> Option<u32> { self.u32_at(72) }
+    pub fn snd_ssthresh(&self) -> Option<u32> { self.u32_at(76) }
+    pub fn snd_cwnd(&self) -> Option<u32> { self.u32_at(80) }
+    pub fn total_retrans(&self) -> Option<u32> { self.u32_at(100) }
+    /// Bytes per second.
+    pub fn pacing_rate(&self) -> Option<u64> { self.u64_at(104) }
+    pub fn bytes_acked(&self) -> Option<u64> { self.u64_at(120) }
+    pub fn bytes_received(&self) -> Option<u64> { self.u64_at(128) }
+    pub fn segs_out(&self) -> Option<u32> { self.u32_at(136) }
+    pub fn segs_in(&self) -> Option<u32> { self.u32_at(140) }
+    pub fn min_rtt_us(&self) -> Option<u32> { self.u32_at(148) }
+    /// Bytes per second.
+    pub fn delivery_rate(&self) -> Option<u64> { self.u64_at(160) }
+    /// Microseconds spent busy sending.
+    pub fn busy_time_us(&self) -> Option<u64> { self.u64_at(168) }
+    pub fn bytes_sent(&self) -> Option<u64> { self.u64_at(200) }
+    pub fn bytes_retrans(&self) -> Option<u64> { self.u64_at(208) }
+}
+
+/// `SK_MEMINFO_*` counters (linux/sock_diag.h), in bytes except drops.
+#[derive(Debug, Clone, Copy)]
+pub struct MemInfo<'a>(pub &'a [u8]);
+
+impl MemInfo<'_> {
+    fn at(&self, index: usize) -> Option<u32> {
+        let at = index * 4;
+        self.0.get(at..at + 4).map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes")))
+    }
+    pub fn rmem_alloc(&self) -> Option<u32> { self.at(0) }
+    pub fn rcv_buf(&self) -> Option<u32> { self.at(1) }
+    pub fn wmem_alloc(&self) -> Option<u32> { self.at(2) }
+    pub fn snd_buf(&self) -> Option<u32> { self.at(3) }
+    pub fn fwd_alloc(&self) -> Option<u32> { self.at(4) }
+    pub fn wmem_queued(&self) -> Option<u32> { self.at(5) }
+    pub fn drops(&self) -> Option<u32> { self.at(8) }
+}

@@ -1,0 +1,264 @@
+//! Netlink dump plumbing shared by every netlink reader (sock_diag now,
+//! ctnetlink later): open a socket, send one dump request, and hand each
+//! message of the multi-part answer to a callback as it arrives.
+//!
+//! Framing is parsed with `netlink-packet-core` and kept apart from I/O
+//! ([`frames`]) so it can be tested on captured bytes.
+
+use std::ops::ControlFlow;
+
+use netlink_packet_core::NetlinkBuffer;
+use netlink_sys::{Socket, SocketAddr};
+use thiserror::Error;
+
+pub const NLMSG_NOOP: u16 = 1;
+pub const NLMSG_ERROR: u16 = 2;
+pub const NLMSG_DONE: u16 = 3;
+pub const NLMSG_OVERRUN: u16 = 4;
+
+pub const NLM_F_REQUEST: u16 = 0x1;
+pub const NLM_F_ROOT: u16 = 0x100;
+pub const NLM_F_MATCH: u16 = 0x200;
+pub const NLM_F_DUMP: u16 = NLM_F_ROOT | NLM_F_MATCH;
+
+/// A dump answer arrives in datagrams of up to ~32 KiB each (the kernel
+/// sizes dump skbs by the receive buffer, capped); 1 MiB leaves room for a
+/// kernel that sends bigger ones, and MSG_TRUNC tells us if one still did.
+const RECV_BUFFER: usize = 1 << 20;
+
+#[derive(Debug, Error)]
+pub enum NetlinkError {
+    #[error("cannot open netlink socket: {0}")]
+    Open(#[source] std::io::Error),
+    #[error("netlink I/O failed: {0}")]
+    Io(#[source] std::io::Error),
+    #[error("kernel answered the dump with error {errno} ({})", std::io::Error::from_raw_os_error(*.errno))]
+    Kernel { errno: i32 },
+    #[error("malformed netlink message: {0}")]
+    Malformed(String),
+    #[error("netlink message of {0} bytes did not fit the receive buffer")]
+    Truncated(usize),
+}
+
+impl NetlinkError {
+    /// True when the kernel refused us (no permission, protocol not
+    /// available in this kernel or sandbox): the caller should fall back.
+    pub fn is_refusal(&self) -> bool {
+        let errno = match self {
+            NetlinkError::Open(e) | NetlinkError::Io(e) => e.raw_os_error(),
+            NetlinkError::Kernel { errno } => Some(*errno),
+            _ => None,
+        };
+        matches!(
+            errno,
+            Some(libc::EPERM)
+                | Some(libc::EACCES)
+                | Some(libc::EPROTONOSUPPORT)
+                | Some(libc::EAFNOSUPPORT)
+                | Some(libc::ENOENT)
+                | Some(libc::EOPNOTSUPP)
+                | Some(libc::EINVAL)
+        )
+    }
+}
+
+/// One netlink message inside a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    pub message_type: u16,
+    pub flags: u16,
+    pub sequence: u32,
+    pub payload: &'a [u8],
+}
+
+/// Split one received datagram into its netlink messages.
+pub fn frames(datagram: &[u8]) -> impl Iterator<Item = Result<Frame<'_>, NetlinkError>> + '_ {
+    let mut offset = 0usize;
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if failed || offset >= datagram.len() {
+            return None;
+        }
+        let rest = &datagram[offset..];
+        let buf = match NetlinkBuffer::new_checked(rest) {
+            Ok(b) => b,
+            Err(e) => {
+                failed = true;
+                return Some(Err(NetlinkError::Malformed(format!(
+                    "at byte {offset}: {e}"
+                ))));
+            }
+        };
+        let len = buf.length() as usize;
+        let frame = Frame {
+            message_type: buf.message_type(),
+            flags: buf.flags(),
+            sequence: buf.sequence_number(),
+            payload: buf.payload(),
+        };
+        // Messages are 4-byte aligned inside a datagram.
+        offset += (len + 3) & !3;
+        Some(Ok(frame))
+    })
+}
+
+/// Decode the errno carried by NLMSG_ERROR (and by NLMSG_DONE of some
+/// dumps): a negative i32 at the start of the payload, 0 meaning "ack".
+pub fn payload_errno(payload: &[u8]) -> Result<i32, NetlinkError> {
+    let bytes: [u8; 4] = payload
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| NetlinkError::Malformed("error message shorter than 4 bytes".into()))?;
+    Ok(-i32::from_ne_bytes(bytes))
+}
+
+/// Write the 16-byte nlmsghdr followed by `body` into a request buffer.
+pub fn request(message_type: u16, flags: u16, sequence: u32, body: &[u8]) -> Vec<u8> {
+    let len = 16 + body.len();
+    let mut out = vec![0u8; len];
+    {
+        let mut buf = NetlinkBuffer::new(&mut out[..]);
+        buf.set_length(len as u32);
+        buf.set_message_type(message_type);
+        buf.set_flags(flags);
+        buf.set_sequence_number(sequence);
+        buf.set_port_number(0);
+    }
+    out[16..].copy_from_slice(body);
+    out
+}
+
+/// A connected netlink socket of one protocol family.
+pub struct DumpSocket {
+    socket: Socket,
+    buf: Vec<u8>,
+    sequence: u32,
+}
+
+impl DumpSocket {
+    pub fn open(protocol: isize) -> Result<Self, NetlinkError> {
+        let mut socket = Socket::new(protocol).map_err(NetlinkError::Open)?;
+        socket.bind_auto().map_err(NetlinkError::Open)?;
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .map_err(NetlinkError::Open)?;
+        // A bigger kernel-side queue lets a busy host's dump keep up.
+        let _ = socket.set_rx_buf_sz(4 << 20);
+        Ok(DumpSocket { socket, buf: Vec::with_capacity(RECV_BUFFER), sequence: 0 })
+    }
+
+    /// Send `message_type` with `body` as a dump request and call `on_msg`
+    /// for each answer message until NLMSG_DONE. `on_msg` may stop early by
+    /// returning `Break`; the rest of the dump is then discarded.
+    pub fn dump(
+        &mut self,
+        message_type: u16,
+        body: &[u8],
+        on_msg: impl FnMut(Frame<'_>) -> ControlFlow<()>,
+    ) -> Result<(), NetlinkError> {
+        self.dump_with_capture(message_type, body, None, on_msg)
+    }
+
+    /// [`DumpSocket::dump`], also writing each received datagram to
+    /// `capture` as a native-endian u32 length followed by its bytes.
+    pub fn dump_with_capture(
+        &mut self,
+        message_type: u16,
+        body: &[u8],
+        mut capture: Option<&mut dyn std::io::Write>,
+        mut on_msg: impl FnMut(Frame<'_>) -> ControlFlow<()>,
+    ) -> Result<(), NetlinkError> {
+        self.sequence = self.sequence.wrapping_add(1);
+        let seq = self.sequence;
+        let req = request(message_type, NLM_F_REQUEST | NLM_F_DUMP, seq, body);
+        self.socket.send(&req, 0).map_err(NetlinkError::Io)?;
+        let mut stopped = false;
+        loop {
+            self.buf.clear();
+            let n = match self.socket.recv(&mut self.buf, libc::MSG_TRUNC) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(NetlinkError::Io(e)),
+            };
+            if n > self.buf.len() {
+                return Err(NetlinkError::Truncated(n));
+            }
+            if let Some(w) = capture.as_deref_mut() {
+                w.write_all(&(n as u32).to_ne_bytes())
+                    .and_then(|_| w.write_all(&self.buf))
+                    .map_err(NetlinkError::Io)?;
+            }
+            for frame in frames(&self.buf) {
+                let frame = frame?;
+                if frame.sequence != seq {
+                    continue; // a stale answer to an abandoned earlier dump
+                }
+                match frame.message_type {
+                    NLMSG_NOOP => {}
+                    NLMSG_DONE => {
+                        // Some families (ctnetlink) put an errno in DONE.
+                        if let Ok(errno) = payload_errno(frame.payload) {
+                            if errno != 0 && !stopped {
+                                return Err(NetlinkError::Kernel { errno });
+                            }
+                        }
+                        return Ok(());
+                    }
+                    NLMSG_ERROR => {
+                        let errno = payload_errno(frame.payload)?;
+                        if errno == 0 {
+                            continue;
+                        }
+                        return Err(NetlinkError::Kernel { errno });
+                    }
+                    NLMSG_OVERRUN => {
+                        return Err(NetlinkError::Malformed("kernel reported overrun".into()))
+                    }
+                    _ if stopped => {}
+                    _ => {
+                        if on_msg(frame).is_break() {
+                            stopped = true;
+                        }
+                    }
+                }
+            }
+            if stopped {
+                // Dropping the socket discards what the kernel still holds;
+                // the caller closes us, so we need not read to DONE.
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_aligned_frames_and_reads_errors() {
+        // An NLMSG_ERROR carrying -EPERM, then NLMSG_DONE with errno 0.
+        let mut dg = request(NLMSG_ERROR, 0, 7, &(-libc::EPERM).to_ne_bytes());
+        dg.extend(request(NLMSG_DONE, 0x2, 7, &0i32.to_ne_bytes()));
+        let got: Vec<_> = frames(&dg).collect::<Result<_, _>>().unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].message_type, NLMSG_ERROR);
+        assert_eq!(payload_errno(got[0].payload).unwrap(), libc::EPERM);
+        assert_eq!(got[1].message_type, NLMSG_DONE);
+        assert_eq!(got[1].sequence, 7);
+        assert_eq!(payload_errno(got[1].payload).unwrap(), 0);
+    }
+
+    #[test]
+    fn truncated_header_is_an_error_not_a_panic() {
+        let dg = request(NLMSG_DONE, 0, 1, &0i32.to_ne_bytes());
+        for cut in 1..dg.len() {
+            let res: Result<Vec<_>, _> = frames(&dg[..cut]).collect();
+            assert!(res.is_err(), "cut at {cut} should fail");
+        }
+        // A length field larger than the datagram is refused too.
+        let mut bad = dg.clone();
+        bad[0] = 200;
+        assert!(frames(&bad).next().unwrap().is_err());
+    }
+}

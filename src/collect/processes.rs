@@ -1,0 +1,130 @@
+//! Processes from procfs, one plain record each. Every field but the pid
+//! may be unreadable (the process exited mid-read, or belongs to another
+//! user): such fields are `None`, never an error.
+
+use std::collections::HashMap;
+
+use procfs::process::Process;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProcessRecord {
+    pub pid: i32,
+    pub ppid: Option<i32>,
+    pub name: Option<String>,
+    pub cmdline: Option<String>,
+    pub exe: Option<String>,
+    pub uid: Option<u32>,
+    pub user: Option<String>,
+    pub state: Option<String>,
+    pub threads: Option<i64>,
+    pub rss_bytes: Option<u64>,
+    /// Milliseconds since the Unix epoch.
+    pub start_time_ms: Option<i64>,
+    pub fd_count: Option<u64>,
+    pub cgroup: Option<String>,
+}
+
+/// `ps` state letters spelled out, as in proc(5).
+pub fn state_name(c: char) -> &'static str {
+    match c {
+        'R' => "running",
+        'S' => "sleeping",
+        'D' => "disk-sleep",
+        'Z' => "zombie",
+        'T' => "stopped",
+        't' => "tracing-stop",
+        'X' | 'x' => "dead",
+        'K' => "wakekill",
+        'W' => "waking",
+        'P' => "parked",
+        'I' => "idle",
+        _ => "unknown",
+    }
+}
+
+/// The cgroup v2 path if the process has one, else the first v1 path.
+fn cgroup_path(p: &Process) -> Option<String> {
+    let groups = p.cgroups().ok()?.0;
+    groups
+        .iter()
+        .find(|g| g.hierarchy == 0)
+        .or_else(|| groups.first())
+        .map(|g| g.pathname.clone())
+}
+
+pub struct ProcessReader {
+    users: HashMap<u32, String>,
+    boot_time_ms: Option<i64>,
+    ticks_per_second: i64,
+    page_size: u64,
+}
+
+impl ProcessReader {
+    pub fn new() -> Self {
+        ProcessReader {
+            users: super::users::load(),
+            boot_time_ms: procfs::boot_time_secs().ok().map(|s| s as i64 * 1000),
+            ticks_per_second: procfs::ticks_per_second().max(1) as i64,
+            page_size: procfs::page_size(),
+        }
+    }
+
+    /// Read one process; `None` if it is already gone.
+    pub fn read(&self, pid: i32) -> Option<ProcessRecord> {
+        let p = Process::new(pid).ok()?;
+        let stat = p.stat().ok();
+        let uid = p.uid().ok();
+        Some(ProcessRecord {
+            pid,
+            ppid: stat.as_ref().map(|s| s.ppid),
+            name: stat.as_ref().map(|s| s.comm.clone()),
+            cmdline: p.cmdline().ok().filter(|c| !c.is_empty()).map(|c| c.join(" ")),
+            exe: p.exe().ok().map(|e| e.to_string_lossy().into_owned()),
+            uid,
+            user: uid.and_then(|u| self.users.get(&u).cloned()),
+            state: stat.as_ref().map(|s| state_name(s.state).to_string()),
+            threads: stat.as_ref().map(|s| s.num_threads),
+            rss_bytes: stat.as_ref().map(|s| s.rss * self.page_size),
+            start_time_ms: stat.as_ref().and_then(|s| {
+                Some(self.boot_time_ms? + s.starttime as i64 * 1000 / self.ticks_per_second)
+            }),
+            fd_count: p.fd_count().ok().map(|n| n as u64),
+            cgroup: cgroup_path(&p),
+        })
+    }
+
+    /// Every process alive now, in pid order.
+    pub fn read_all(&self) -> Vec<ProcessRecord> {
+        super::owners::pids().into_iter().filter_map(|pid| self.read(pid)).collect()
+    }
+}
+
+impl Default for ProcessReader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let me = std::process::id() as i32;
+        let r = ProcessReader::new().read(me).expect("own process readable");
+        assert_eq!(r.pid, me);
+        assert_eq!(r.ppid, Some(std::os::unix::process::parent_id() as i32));
+        assert_eq!(r.uid, Some(unsafe { libc::getuid() }));
+        assert!(r.threads.unwrap() >= 1);
+        assert!(r.rss_bytes.unwrap() > 0);
+        assert!(r.fd_count.unwrap() >= 3);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let started = r.start_time_ms.unwrap();
+        assert!(started <= now_ms + 1000 && started > now_ms - 3_600_000, "{started} vs {now_ms}");
+        assert_eq!(r.exe.as_deref(), std::env::current_exe().ok().as_deref().and_then(|p| p.to_str()));
+    }
+}

@@ -1,0 +1,66 @@
+//! Socket state names, spelled the way `ss` prints them, so queries written
+//! by people who read `ss` output match (`state = 'ESTAB'`).
+
+/// `ss` names indexed by the kernel's TCP state number (include/net/tcp_states.h).
+/// 12 is TCP_NEW_SYN_RECV (a request socket), which `ss` also shows as SYN-RECV.
+const NAMES: [&str; 13] = [
+    "UNKNOWN",
+    "ESTAB",
+    "SYN-SENT",
+    "SYN-RECV",
+    "FIN-WAIT-1",
+    "FIN-WAIT-2",
+    "TIME-WAIT",
+    "UNCONN",
+    "CLOSE-WAIT",
+    "LAST-ACK",
+    "LISTEN",
+    "CLOSING",
+    "SYN-RECV",
+];
+
+/// Every name a `state` column can hold, in kernel order, without repeats.
+pub const ALL: [&str; 11] = [
+    "ESTAB", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT", "UNCONN",
+    "CLOSE-WAIT", "LAST-ACK", "LISTEN", "CLOSING",
+];
+
+pub fn name(state: u8) -> &'static str {
+    NAMES.get(state as usize).copied().unwrap_or("UNKNOWN")
+}
+
+/// The kernel state bits (1 << TCP_*) a state name stands for; `None` for a
+/// string that is no state name.
+pub fn bits(name: &str) -> Option<u32> {
+    if !ALL.contains(&name) {
+        return None;
+    }
+    let n = NAMES.iter().position(|n| *n == name)?;
+    Some(match name {
+        // A SYN-RECV row may be a full socket (3) or a request socket (12).
+        "SYN-RECV" => 1 << 3 | 1 << 12,
+        _ => 1 << n,
+    })
+}
+
+/// All states: what a dump asks for when no state filter applies.
+pub const ALL_BITS: u32 = 0xfff << 1 | 1 << 12;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_to_bits() {
+        for n in ALL {
+            let b = bits(n).unwrap();
+            let s = b.trailing_zeros() as u8;
+            assert_eq!(name(s), n);
+            assert_eq!(b & ALL_BITS, b);
+        }
+        assert_eq!(bits("ESTABLISHED"), None);
+        assert_eq!(bits("UNKNOWN"), None);
+        assert_eq!(name(12), "SYN-RECV");
+        assert_eq!(name(200), "UNKNOWN");
+    }
+}

@@ -1,0 +1,115 @@
+//! `processes`: every process visible in /proc (read with the procfs crate).
+//!
+//! Pushed down: `pid = N` / `pid IN (…)` read only those processes
+//! (Inexact). Everything else is read per process, so the cost is one
+//! small read set per process.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::error::Result;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::streaming::StreamingTableExec;
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::collect::processes::{ProcessReader, ProcessRecord};
+use crate::table_columns;
+use crate::tables::columns::{schema_of, RowBuilder};
+use crate::tables::filters::{pid_pushdown, pids_in};
+use crate::tables::live::{BatchSink, Emitter, LivePartition, BATCH_ROWS};
+
+table_columns!(Col {
+    Pid: "pid", I32, false, "Process id";
+    Ppid: "ppid", I32, true, "Parent process id";
+    Name: "name", Utf8, true, "Command name (comm, at most 15 bytes), as ss -p and top show it";
+    Cmdline: "cmdline", Utf8, true, "Command line, arguments joined by spaces; null for kernel threads";
+    Exe: "exe", Utf8, true, "Path of the executable (null if not permitted or a kernel thread)";
+    Uid: "uid", U32, true, "Real user id";
+    User: "user", Utf8, true, "User name of uid from /etc/passwd";
+    State: "state", Utf8, true, "Scheduler state: running, sleeping, disk-sleep, zombie, stopped, idle, ...";
+    Threads: "threads", I64, true, "Number of threads";
+    RssBytes: "rss_bytes", U64, true, "Resident memory, bytes";
+    StartTime: "start_time", TimestampMs, true, "When the process started (UTC)";
+    FdCount: "fd_count", U64, true, "Open file descriptors (null if not permitted)";
+    Cgroup: "cgroup", Utf8, true, "cgroup path (v2, else the first v1 hierarchy): tells which service or container runs it";
+});
+
+pub const NAME: &str = "processes";
+pub const ABOUT: &str = "Every process (ps), with its command line, user, memory and open-file count";
+
+#[derive(Debug, Default)]
+pub struct ProcessesTable;
+
+#[async_trait]
+impl TableProvider for ProcessesTable {
+    fn schema(&self) -> SchemaRef {
+        schema_of(Col::DEFS)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(pid_pushdown(filters, "pid"))
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let projection = projection.cloned();
+        let pids = pids_in(filters, "pid");
+        let schema = RowBuilder::new(Col::DEFS, projection.as_deref(), 0).schema();
+        let label = format!("processes: procfs pids={}", pids.as_ref().map_or("all".into(), |p| format!("{p:?}")));
+        let partition = LivePartition::new(schema.clone(), label, move |sink| {
+            produce(projection.as_deref(), pids.as_deref(), limit, sink)
+        });
+        Ok(Arc::new(StreamingTableExec::try_new(schema, vec![Arc::new(partition)], None, [], false, limit)?))
+    }
+}
+
+fn append(r: &mut RowBuilder, p: &ProcessRecord) {
+    use Col::*;
+    r.i32(Pid as usize, Some(p.pid));
+    r.i32(Ppid as usize, p.ppid);
+    r.str(Name as usize, p.name.as_deref());
+    r.str(Cmdline as usize, p.cmdline.as_deref());
+    r.str(Exe as usize, p.exe.as_deref());
+    r.u32(Uid as usize, p.uid);
+    r.str(User as usize, p.user.as_deref());
+    r.str(State as usize, p.state.as_deref());
+    r.i64(Threads as usize, p.threads);
+    r.u64(RssBytes as usize, p.rss_bytes);
+    r.timestamp_ms(StartTime as usize, p.start_time_ms);
+    r.u64(FdCount as usize, p.fd_count);
+    r.str(Cgroup as usize, p.cgroup.as_deref());
+}
+
+fn produce(projection: Option<&[usize]>, pids: Option<&[i32]>, limit: Option<usize>, sink: &BatchSink) -> anyhow::Result<()> {
+    let reader = ProcessReader::new();
+    let mut out = Emitter::new(RowBuilder::new(Col::DEFS, projection, BATCH_ROWS), sink, limit);
+    let all;
+    let pids = match pids {
+        Some(p) => p,
+        None => {
+            all = crate::collect::owners::pids();
+            &all
+        }
+    };
+    for &pid in pids {
+        // A process that exited since the directory listing is skipped.
+        let Some(p) = reader.read(pid) else { continue };
+        append(&mut out.rows, &p);
+        if out.end_row()?.is_break() {
+            break;
+        }
+    }
+    out.finish()
+}
+

@@ -1,0 +1,545 @@
+//! `sockets`: every TCP and UDP socket of the current network namespace.
+//!
+//! Source: NETLINK_SOCK_DIAG inet_diag dumps, one per protocol and family;
+//! per dump, /proc/net/{tcp,tcp6,udp,udp6} where netlink is refused.
+//!
+//! Pushed down (all Inexact: DataFusion re-checks the rows):
+//! - `state = '…'` / `state IN (…)` become the kernel's state bitmask;
+//! - `protocol` and `family` equalities choose which dumps run at all.
+//!
+//! Projection decides the work: tcp_info, congestion and memory are asked
+//! of the kernel only when their columns are used, and the /proc fd walk
+//! behind `pid` and `process` runs only when one of them is used.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::CStr;
+use std::fmt;
+use std::net::IpAddr;
+use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::error::Result;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::streaming::StreamingTableExec;
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::collect::inet_diag::{self, Extensions, InetDiagMsg};
+use crate::collect::{owners, proc_net, sock_diag::SockDiag, tcp_state};
+use crate::notice;
+use crate::table_columns;
+use crate::tables::columns::{schema_of, RowBuilder};
+use crate::tables::filters::{as_str, column_in_literals};
+use crate::tables::live::{BatchSink, Emitter, LivePartition, BATCH_ROWS};
+use crate::tables::SourceOptions;
+
+table_columns!(Col {
+    Protocol: "protocol", Utf8, false, "Transport protocol: 'tcp' or 'udp'";
+    Family: "family", Utf8, false, "Address family: 'inet' (IPv4) or 'inet6' (IPv6, including IPv4-mapped)";
+    State: "state", Utf8, false, "State as ss prints it: ESTAB, LISTEN, SYN-SENT, SYN-RECV, FIN-WAIT-1, FIN-WAIT-2, TIME-WAIT, CLOSE-WAIT, LAST-ACK, CLOSING, UNCONN";
+    LocalAddr: "local_addr", Utf8, false, "Local IP address (IPv6 without brackets; 0.0.0.0 or :: for a wildcard bind)";
+    LocalPort: "local_port", U16, false, "Local port";
+    RemoteAddr: "remote_addr", Utf8, false, "Peer IP address (0.0.0.0 or :: when there is no peer, e.g. LISTEN)";
+    RemotePort: "remote_port", U16, false, "Peer port (0 when there is no peer)";
+    Interface: "interface", Utf8, true, "Interface the socket is bound to (SO_BINDTODEVICE or IPv6 scope), null if none";
+    RecvQ: "recv_q", U32, false, "Bytes received but not read by the application; for LISTEN, connections waiting in the accept queue";
+    SendQ: "send_q", U32, true, "Bytes sent but not acknowledged; for LISTEN, the accept-queue limit (backlog)";
+    Uid: "uid", U32, false, "User id that created the socket";
+    Inode: "inode", U64, false, "Socket inode, the key to socket_owners (0 for TIME-WAIT and SYN-RECV request sockets, which no process holds)";
+    Cookie: "cookie", U64, true, "Kernel socket cookie, unique while the socket lives";
+    Timer: "timer", Utf8, true, "Pending timer as ss -o names it: on (retransmit), keepalive, timewait, persist (zero-window probe); null if none";
+    TimerExpiresMs: "timer_expires_ms", U32, true, "Milliseconds until the pending timer fires";
+    Retransmits: "retransmits", U32, true, "Unrecovered retransmission timeouts of the pending timer";
+    Pid: "pid", I32, true, "Lowest pid holding the socket (as ss -p shows); null if no process holds it or it is not visible to us";
+    Process: "process", Utf8, true, "Command name (comm) of pid";
+    RttMs: "rtt_ms", F64, true, "Smoothed round-trip time, ms (tcp_info)";
+    RttvarMs: "rttvar_ms", F64, true, "Round-trip time variation, ms";
+    RtoMs: "rto_ms", F64, true, "Retransmission timeout, ms";
+    Mss: "mss", U32, true, "Send maximum segment size, bytes";
+    Cwnd: "cwnd", U32, true, "Congestion window, segments";
+    Ssthresh: "ssthresh", U32, true, "Slow-start threshold, segments (null while infinite, as ss omits it)";
+    TotalRetrans: "total_retrans", U32, true, "Segments retransmitted over the connection's life";
+    Lost: "lost", U32, true, "Segments currently considered lost";
+    Unacked: "unacked", U32, true, "Segments in flight (sent, not acknowledged); for LISTEN, the accept queue length";
+    BytesSent: "bytes_sent", U64, true, "Bytes sent, including retransmissions";
+    BytesAcked: "bytes_acked", U64, true, "Bytes acknowledged by the peer";
+    BytesReceived: "bytes_received", U64, true, "Bytes received";
+    BytesRetrans: "bytes_retrans", U64, true, "Bytes retransmitted";
+    SegsIn: "segs_in", U32, true, "Segments received";
+    SegsOut: "segs_out", U32, true, "Segments sent";
+    LastSendMs: "last_send_ms", U32, true, "Milliseconds since data was last sent";
+    LastRecvMs: "last_recv_ms", U32, true, "Milliseconds since data was last received";
+    LastAckMs: "last_ack_ms", U32, true, "Milliseconds since an ACK was last received";
+    DeliveryRateBps: "delivery_rate_bps", U64, true, "Most recent goodput measurement, bits per second";
+    PacingRateBps: "pacing_rate_bps", U64, true, "Pacing rate, bits per second";
+    MinRttMs: "min_rtt_ms", F64, true, "Minimum round-trip time seen, ms";
+    BusyMs: "busy_ms", U64, true, "Time spent busy sending data, ms";
+    Congestion: "congestion", Utf8, true, "Congestion control algorithm (cubic, bbr, ...)";
+    RmemAlloc: "rmem_alloc", U32, true, "Receive memory allocated, bytes (skmem r)";
+    RcvBuf: "rcv_buf", U32, true, "Receive buffer limit, bytes (skmem rb)";
+    WmemAlloc: "wmem_alloc", U32, true, "Send memory allocated, bytes (skmem t)";
+    SndBuf: "snd_buf", U32, true, "Send buffer limit, bytes (skmem tb)";
+    FwdAlloc: "fwd_alloc", U32, true, "Memory reserved ahead, bytes (skmem f)";
+    WmemQueued: "wmem_queued", U32, true, "Memory queued for sending, bytes (skmem w)";
+    Drops: "drops", U32, true, "Packets dropped before reaching the socket (skmem d)";
+});
+
+pub const NAME: &str = "sockets";
+pub const ABOUT: &str = "Every TCP and UDP socket (ss -tuna, netstat, lsof -i), with tcp_info, memory and owning process";
+
+const TCP_INFO_COLS: &[Col] = &[
+    Col::RttMs, Col::RttvarMs, Col::RtoMs, Col::Mss, Col::Cwnd, Col::Ssthresh, Col::TotalRetrans,
+    Col::Lost, Col::Unacked, Col::BytesSent, Col::BytesAcked, Col::BytesReceived, Col::BytesRetrans,
+    Col::SegsIn, Col::SegsOut, Col::LastSendMs, Col::LastRecvMs, Col::LastAckMs,
+    Col::DeliveryRateBps, Col::PacingRateBps, Col::MinRttMs, Col::BusyMs,
+];
+const MEM_COLS: &[Col] = &[
+    Col::RmemAlloc, Col::RcvBuf, Col::WmemAlloc, Col::SndBuf, Col::FwdAlloc, Col::WmemQueued, Col::Drops,
+];
+
+/// What a scan will do, decided from its projection and filters.
+#[derive(Debug, Clone)]
+struct ScanPlan {
+    dumps: Vec<(u8, u8)>,
+    states: u32,
+    extensions: Extensions,
+    owners: bool,
+    projection: Option<Vec<usize>>,
+    limit: Option<usize>,
+    no_netlink: bool,
+}
+
+impl fmt::Display for ScanPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dumps: Vec<String> = self
+            .dumps
+            .iter()
+            .map(|&(p, fam)| format!("{}/{}", protocol_name(p), family_name(fam)))
+            .collect();
+        write!(
+            f,
+            "sockets: {} dumps=[{}] states={:#x} tcp_info={} congestion={} meminfo={} owners={}",
+            if self.no_netlink { "/proc/net" } else { "sock_diag" },
+            dumps.join(","),
+            self.states,
+            self.extensions.tcp_info,
+            self.extensions.congestion,
+            self.extensions.meminfo,
+            self.owners
+        )
+    }
+}
+
+fn protocol_name(p: u8) -> &'static str {
+    if p == inet_diag::IPPROTO_TCP { "tcp" } else { "udp" }
+}
+
+fn family_name(f: u8) -> &'static str {
+    if f == inet_diag::AF_INET { "inet" } else { "inet6" }
+}
+
+/// What the filters allow, as far as the kernel can be told.
+#[derive(Debug)]
+struct Pushed {
+    states: u32,
+    protocols: Option<Vec<String>>,
+    families: Option<Vec<String>>,
+}
+
+pub struct SocketsTable {
+    schema: SchemaRef,
+    options: SourceOptions,
+    warned: Mutex<HashSet<String>>,
+}
+
+impl fmt::Debug for SocketsTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SocketsTable")
+    }
+}
+
+impl SocketsTable {
+    pub fn new(options: SourceOptions) -> Self {
+        SocketsTable { schema: schema_of(Col::DEFS), options, warned: Mutex::default() }
+    }
+
+    /// Warn (once per name) about a state comparison that can never match.
+    fn check_state_names(&self, names: &[&str]) {
+        for name in names.iter().filter(|n| tcp_state::bits(n).is_none()) {
+            let first = self.warned.lock().map(|mut w| w.insert(name.to_string())).unwrap_or(false);
+            if first {
+                let hint = match name.to_ascii_uppercase().as_str() {
+                    "ESTABLISHED" => " (ss spells it ESTAB)".to_string(),
+                    "CLOSED" | "CLOSE" => " (ss spells it UNCONN)".to_string(),
+                    upper if tcp_state::bits(&upper.replace('_', "-")).is_some() => {
+                        format!(" (did you mean '{}'?)", upper.replace('_', "-"))
+                    }
+                    _ => String::new(),
+                };
+                eprintln!(
+                    "sockql: warning: '{name}' is not a socket state{hint}, so it matches no row; states are: {}",
+                    tcp_state::ALL.join(", ")
+                );
+            }
+        }
+    }
+
+    /// Fold every filter the kernel can apply into one description.
+    fn pushed(&self, filters: &[&Expr]) -> Pushed {
+        let mut p = Pushed { states: tcp_state::ALL_BITS, protocols: None, families: None };
+        for f in filters {
+            let Some((column, values)) = column_in_literals(f) else { continue };
+            let strings: Option<Vec<&str>> = values.iter().map(|v| as_str(v)).collect();
+            let Some(strings) = strings else { continue };
+            match column {
+                "state" => {
+                    self.check_state_names(&strings);
+                    p.states &= strings.iter().filter_map(|s| tcp_state::bits(s)).fold(0, |a, b| a | b);
+                }
+                "protocol" => p.protocols = Some(strings.iter().map(|s| s.to_string()).collect()),
+                "family" => p.families = Some(strings.iter().map(|s| s.to_string()).collect()),
+                _ => {}
+            }
+        }
+        p
+    }
+
+    fn plan(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> ScanPlan {
+        let pushed = self.pushed(&filters.iter().collect::<Vec<_>>());
+        let allows = |set: &Option<Vec<String>>, v: &str| set.as_ref().is_none_or(|s| s.iter().any(|x| x == v));
+        let dumps = crate::collect::sock_diag::ALL_DUMPS
+            .into_iter()
+            .filter(|&(p, f)| allows(&pushed.protocols, protocol_name(p)) && allows(&pushed.families, family_name(f)))
+            .filter(|_| pushed.states != 0)
+            .collect();
+        let uses = |cols: &[Col]| match projection {
+            None => true,
+            Some(p) => cols.iter().any(|c| p.contains(&(*c as usize))),
+        };
+        ScanPlan {
+            dumps,
+            states: pushed.states,
+            extensions: Extensions {
+                tcp_info: uses(TCP_INFO_COLS),
+                congestion: uses(&[Col::Congestion]),
+                meminfo: uses(MEM_COLS),
+            },
+            owners: uses(&[Col::Pid, Col::Process]),
+            projection: projection.cloned(),
+            limit,
+            no_netlink: self.options.no_netlink,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for SocketsTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Run the analysis once here too, so that a bad state name warns
+        // even when the scan is never reached.
+        self.pushed(filters);
+        Ok(filters
+            .iter()
+            .map(|f| match column_in_literals(f) {
+                Some(("state" | "protocol" | "family", _)) => TableProviderFilterPushDown::Inexact,
+                _ => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let plan = self.plan(projection, filters, limit);
+        let schema = RowBuilder::new(Col::DEFS, plan.projection.as_deref(), 0).schema();
+        let label = plan.to_string();
+        let partition = LivePartition::new(schema.clone(), label, move |sink| produce(&plan, sink));
+        Ok(Arc::new(StreamingTableExec::try_new(schema, vec![Arc::new(partition)], None, [], false, limit)?))
+    }
+}
+
+/// Socket owners for the pid/process columns, loaded once per scan.
+struct Owners {
+    lowest_pid: HashMap<u64, i32>,
+    names: HashMap<i32, Option<String>>,
+}
+
+impl Owners {
+    fn load() -> Self {
+        let scan = owners::scan();
+        if scan.denied > 0 {
+            notice::note_once(
+                "owners-denied",
+                format!(
+                    "not running as root: the open files of {} processes of other users cannot be read, \
+                     so pid and process are null for their sockets",
+                    scan.denied
+                ),
+            );
+        }
+        Owners { lowest_pid: scan.lowest_pid_by_inode(), names: HashMap::new() }
+    }
+
+    fn of(&mut self, inode: u64) -> (Option<i32>, Option<&str>) {
+        if inode == 0 {
+            return (None, None);
+        }
+        let Some(&pid) = self.lowest_pid.get(&inode) else { return (None, None) };
+        let name = self.names.entry(pid).or_insert_with(|| owners::comm(pid));
+        (Some(pid), name.as_deref())
+    }
+}
+
+/// Interface index → name, cached per scan.
+#[derive(Default)]
+struct Interfaces(HashMap<u32, Option<String>>);
+
+impl Interfaces {
+    fn name(&mut self, index: u32) -> Option<&str> {
+        if index == 0 {
+            return None;
+        }
+        self.0
+            .entry(index)
+            .or_insert_with(|| {
+                let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+                // SAFETY: buf is IF_NAMESIZE bytes as if_indextoname requires.
+                let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+                if p.is_null() {
+                    return Some(index.to_string());
+                }
+                // SAFETY: on success buf holds a NUL-terminated name.
+                Some(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
+            })
+            .as_deref()
+    }
+}
+
+/// The columns both sources fill.
+struct CommonRow {
+    protocol: u8,
+    family: u8,
+    state: u8,
+    local: (IpAddr, u16),
+    remote: (IpAddr, u16),
+    recv_q: u32,
+    send_q: Option<u32>,
+    uid: u32,
+    inode: u64,
+    timer: u8,
+    expires_ms: u32,
+    retransmits: u32,
+}
+
+fn timer_name(timer: u8) -> Option<&'static str> {
+    match timer {
+        1 => Some("on"),
+        2 => Some("keepalive"),
+        3 => Some("timewait"),
+        4 => Some("persist"),
+        _ => None,
+    }
+}
+
+fn append_common(r: &mut RowBuilder, c: &CommonRow, owners: Option<&mut Owners>) {
+    use Col::*;
+    r.str(Protocol as usize, Some(protocol_name(c.protocol)));
+    r.str(Family as usize, Some(family_name(c.family)));
+    r.str(State as usize, Some(tcp_state::name(c.state)));
+    r.display(LocalAddr as usize, &c.local.0);
+    r.u16(LocalPort as usize, Some(c.local.1));
+    r.display(RemoteAddr as usize, &c.remote.0);
+    r.u16(RemotePort as usize, Some(c.remote.1));
+    r.u32(RecvQ as usize, Some(c.recv_q));
+    r.u32(SendQ as usize, c.send_q);
+    r.u32(Uid as usize, Some(c.uid));
+    r.u64(Inode as usize, Some(c.inode));
+    let timer = timer_name(c.timer);
+    r.str(Timer as usize, timer);
+    r.u32(TimerExpiresMs as usize, timer.map(|_| c.expires_ms));
+    r.u32(Retransmits as usize, Some(c.retransmits));
+    let (pid, process) = owners.map(|o| o.of(c.inode)).unwrap_or((None, None));
+    r.i32(Pid as usize, pid);
+    r.str(Process as usize, process);
+}
+
+fn us_to_ms(us: Option<u32>) -> Option<f64> {
+    us.map(|v| v as f64 / 1000.0)
+}
+
+fn append_diag(r: &mut RowBuilder, protocol: u8, m: &InetDiagMsg<'_>, owners: Option<&mut Owners>, ifs: &mut Interfaces) {
+    use Col::*;
+    let common = CommonRow {
+        protocol,
+        family: m.family(),
+        state: m.state(),
+        local: (m.local_addr(), m.local_port()),
+        remote: (m.remote_addr(), m.remote_port()),
+        recv_q: m.recv_q(),
+        send_q: Some(m.send_q()),
+        uid: m.uid(),
+        inode: m.inode() as u64,
+        timer: m.timer(),
+        expires_ms: m.expires_ms(),
+        retransmits: m.retransmits() as u32,
+    };
+    append_common(r, &common, owners);
+    if r.wants(Interface as usize) {
+        r.str(Interface as usize, ifs.name(m.interface()));
+    }
+    r.u64(Cookie as usize, Some(m.cookie()));
+
+    let ti = m.tcp_info();
+    let t = |f: &dyn Fn(&inet_diag::TcpInfo<'_>) -> Option<u32>| ti.as_ref().and_then(f);
+    let t64 = |f: &dyn Fn(&inet_diag::TcpInfo<'_>) -> Option<u64>| ti.as_ref().and_then(f);
+    r.f64(RttMs as usize, us_to_ms(t(&|i| i.rtt_us())));
+    r.f64(RttvarMs as usize, us_to_ms(t(&|i| i.rttvar_us())));
+    r.f64(RtoMs as usize, us_to_ms(t(&|i| i.rto_us())));
+    r.u32(Mss as usize, t(&|i| i.snd_mss()));
+    r.u32(Cwnd as usize, t(&|i| i.snd_cwnd()));
+    r.u32(Ssthresh as usize, t(&|i| i.snd_ssthresh()).filter(|&v| v < 0x7fff_ffff));
+    r.u32(TotalRetrans as usize, t(&|i| i.total_retrans()));
+    r.u32(Lost as usize, t(&|i| i.lost()));
+    r.u32(Unacked as usize, t(&|i| i.unacked()));
+    r.u64(BytesSent as usize, t64(&|i| i.bytes_sent()));
+    r.u64(BytesAcked as usize, t64(&|i| i.bytes_acked()));
+    r.u64(BytesReceived as usize, t64(&|i| i.bytes_received()));
+    r.u64(BytesRetrans as usize, t64(&|i| i.bytes_retrans()));
+    r.u32(SegsIn as usize, t(&|i| i.segs_in()));
+    r.u32(SegsOut as usize, t(&|i| i.segs_out()));
+    r.u32(LastSendMs as usize, t(&|i| i.last_data_sent_ms()));
+    r.u32(LastRecvMs as usize, t(&|i| i.last_data_recv_ms()));
+    r.u32(LastAckMs as usize, t(&|i| i.last_ack_recv_ms()));
+    r.u64(DeliveryRateBps as usize, t64(&|i| i.delivery_rate()).map(|v| v.saturating_mul(8)));
+    r.u64(PacingRateBps as usize, t64(&|i| i.pacing_rate()).filter(|&v| v != u64::MAX).map(|v| v.saturating_mul(8)));
+    r.f64(MinRttMs as usize, us_to_ms(t(&|i| i.min_rtt_us())).filter(|&v| v < 4_294_967.0));
+    r.u64(BusyMs as usize, t64(&|i| i.busy_time_us()).map(|v| v / 1000));
+    r.str(Congestion as usize, m.congestion());
+    let mem = m.meminfo();
+    let mi = |f: &dyn Fn(&inet_diag::MemInfo<'_>) -> Option<u32>| mem.as_ref().and_then(f);
+    r.u32(RmemAlloc as usize, mi(&|x| x.rmem_alloc()));
+    r.u32(RcvBuf as usize, mi(&|x| x.rcv_buf()));
+    r.u32(WmemAlloc as usize, mi(&|x| x.wmem_alloc()));
+    r.u32(SndBuf as usize, mi(&|x| x.snd_buf()));
+    r.u32(FwdAlloc as usize, mi(&|x| x.fwd_alloc()));
+    r.u32(WmemQueued as usize, mi(&|x| x.wmem_queued()));
+    r.u32(Drops as usize, mi(&|x| x.drops()));
+}
+
+/// Fill every column the /proc/net row does not carry with null.
+fn append_proc(r: &mut RowBuilder, protocol: u8, family: u8, s: &proc_net::ProcNetSocket, owners: Option<&mut Owners>, hz: u64) {
+    let common = CommonRow {
+        protocol,
+        family,
+        state: s.state,
+        local: (s.local_addr, s.local_port),
+        remote: (s.remote_addr, s.remote_port),
+        recv_q: s.rx_queue,
+        // /proc/net/tcp has no backlog for listeners; it prints 0 there.
+        send_q: if s.state == 10 && protocol == inet_diag::IPPROTO_TCP { None } else { Some(s.tx_queue) },
+        uid: s.uid,
+        inode: s.inode,
+        timer: s.timer,
+        expires_ms: (s.timer_ticks.saturating_mul(1000) / hz.max(1)).min(u32::MAX as u64) as u32,
+        retransmits: s.retransmits,
+    };
+    append_common(r, &common, owners);
+    for c in Col::ALL.iter().skip(Col::Process as usize + 1).chain([Col::Interface, Col::Cookie].iter()) {
+        match c.def_ty() {
+            crate::tables::columns::Ty::F64 => r.f64(*c as usize, None),
+            crate::tables::columns::Ty::U64 => r.u64(*c as usize, None),
+            crate::tables::columns::Ty::U32 => r.u32(*c as usize, None),
+            crate::tables::columns::Ty::Utf8 => r.str(*c as usize, None),
+            other => unreachable!("sockets has no {other:?} column past process"),
+        }
+    }
+}
+
+impl Col {
+    fn def_ty(self) -> crate::tables::columns::Ty {
+        Self::DEFS[self as usize].ty
+    }
+}
+
+fn proc_file(protocol: u8, family: u8) -> String {
+    format!("/proc/net/{}{}", protocol_name(protocol), if family == inet_diag::AF_INET6 { "6" } else { "" })
+}
+
+fn produce(plan: &ScanPlan, sink: &BatchSink) -> anyhow::Result<()> {
+    let rows = RowBuilder::new(Col::DEFS, plan.projection.as_deref(), BATCH_ROWS);
+    let mut out = Emitter::new(rows, sink, plan.limit);
+    let mut owners = plan.owners.then(Owners::load);
+    let mut ifs = Interfaces::default();
+    let mut netlink = if plan.no_netlink {
+        None
+    } else {
+        match SockDiag::open() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                notice::warn_once("sock-diag-open", format!(
+                    "netlink sock_diag unavailable ({e}); reading /proc/net/{{tcp,tcp6,udp,udp6}} instead, \
+                     so tcp_info, memory, cookie and interface columns are null"));
+                None
+            }
+        }
+    };
+    let hz = procfs::ticks_per_second();
+    for &(protocol, family) in &plan.dumps {
+        if out.done() {
+            break;
+        }
+        if let Some(nl) = netlink.as_mut() {
+            let mut failed = None;
+            let res = nl.dump(protocol, family, plan.states, plan.extensions, None, |m| {
+                append_diag(&mut out.rows, protocol, m, owners.as_mut(), &mut ifs);
+                match out.end_row() {
+                    Ok(flow) => flow,
+                    Err(e) => {
+                        failed = Some(e);
+                        ControlFlow::Break(())
+                    }
+                }
+            });
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            match res {
+                Ok(()) => continue,
+                Err(e) if e.is_refusal() => notice::warn_once(
+                    &format!("sock-diag-{protocol}-{family}"),
+                    format!(
+                        "netlink sock_diag refused the {}/{} dump ({e}); reading {} instead for those sockets",
+                        protocol_name(protocol),
+                        family_name(family),
+                        proc_file(protocol, family)
+                    ),
+                ),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for s in proc_net::read(&proc_file(protocol, family))? {
+            if plan.states & (1 << s.state) == 0 {
+                continue;
+            }
+            append_proc(&mut out.rows, protocol, family, &s, owners.as_mut(), hz);
+            if out.end_row()?.is_break() {
+                break;
+            }
+        }
+    }
+    out.finish()
+}
