@@ -18,7 +18,7 @@ fn main() -> ExitCode {
             if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("sockql: error: {e:#}");
+            eprintln!("sockql: error: {}", sockql::cli::error_line(&e));
             ExitCode::FAILURE
         }
     }

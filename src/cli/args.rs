@@ -25,7 +25,7 @@ FIN-WAIT-1, FIN-WAIT-2, TIME-WAIT, CLOSE-WAIT, LAST-ACK, CLOSING, UNCONN.";
 /// SQL over the live state of this host's network stack: sockets, their
 /// processes, and TCP internals, read from the kernel at each query.
 #[derive(Debug, Parser)]
-#[command(name = "sockql", version, after_help = EXAMPLES, args_conflicts_with_subcommands = true)]
+#[command(name = "sockql", version, after_help = EXAMPLES)]
 pub struct Args {
     /// SQL to run; several statements may be separated by ';'. Without it,
     /// SQL is read from --file or standard input.
@@ -82,6 +82,9 @@ pub enum Command {
         /// Table name.
         table: String,
     },
+    /// Print the table reference in Markdown (README.md carries it).
+    #[command(hide = true)]
+    Reference,
     /// Write the raw sock_diag answer datagrams to FILE (for bug reports
     /// and parser test fixtures).
     #[command(hide = true)]

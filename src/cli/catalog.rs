@@ -63,6 +63,22 @@ pub fn catalog_statement(sql: &str) -> Option<anyhow::Result<RecordBatch>> {
     }
 }
 
+/// The table reference in Markdown, as README.md carries it between the
+/// `<!-- tables -->` markers (a test keeps the two equal).
+pub fn markdown_reference() -> String {
+    let mut md = String::new();
+    for t in catalog() {
+        md.push_str(&format!("### `{}`\n\n{}.\n\n| column | type | description |\n|---|---|---|\n", t.name, t.about));
+        for f in t.schema.fields() {
+            let null = if f.is_nullable() { "" } else { " not null" };
+            let doc = f.metadata().get(DESCRIPTION).map_or("", |s| s.as_str());
+            md.push_str(&format!("| `{}` | {}{} | {} |\n", f.name(), f.data_type(), null, doc.replace('|', "\\|")));
+        }
+        md.push('\n');
+    }
+    md
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +93,17 @@ mod tests {
                 assert!(docs.value(i).len() > 5, "{}.{} lacks a description", t.name, b.column(0).as_string::<i32>().value(i));
             }
         }
+    }
+
+    #[test]
+    fn readme_table_reference_is_current() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("<!-- tables -->").expect("start marker") + "<!-- tables -->\n".len();
+        let end = readme.find("<!-- /tables -->").expect("end marker");
+        assert!(
+            readme[start..end] == markdown_reference(),
+            "README.md table reference is stale: regenerate it with `sockql reference`"
+        );
     }
 
     #[test]

@@ -15,6 +15,32 @@ use output::OutputOptions;
 
 use crate::tables::SourceOptions;
 
+/// An error as one line: each cause's first line, skipping causes whose
+/// text the line already holds (DataFusion repeats its source in its own
+/// message, and appends long "Valid fields are ..." lists on later lines).
+pub fn error_line(e: &anyhow::Error) -> String {
+    use datafusion::error::DataFusionError;
+    if let Some(df) = e.downcast_ref::<DataFusionError>() {
+        if let DataFusionError::SQL(parse, _) = df.find_root() {
+            let msg = parse.to_string();
+            return format!("SQL syntax error: {}", msg.trim_start_matches("sql parser error: "));
+        }
+    }
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        let first = text.lines().next().unwrap_or("").trim();
+        if first.is_empty() || line.contains(first) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(first);
+    }
+    line
+}
+
 /// Where the SQL to run comes from.
 fn sql_text(args: &Args) -> anyhow::Result<String> {
     if let Some(q) = &args.query {
@@ -46,6 +72,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let b = catalog::describe(table)?;
             output::print(&mut out, opts, &b.schema(), &[b])?;
         }
+        Some(Command::Reference) => write!(out, "{}", catalog::markdown_reference())?,
         Some(Command::CaptureSockDiag { file }) => capture_sock_diag(file)?,
         None => {
             let sql = sql_text(&args)?;

@@ -7,8 +7,19 @@ use datafusion::logical_expr::expr::InList;
 use datafusion::scalar::ScalarValue;
 
 /// `(column, values)` if `expr` says the column equals one of the values.
+/// DataFusion rewrites short `IN` lists into `OR` chains of equalities, so
+/// those are recognised too.
 pub fn column_in_literals(expr: &Expr) -> Option<(&str, Vec<&ScalarValue>)> {
     match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Or, right }) => {
+            let (lc, mut lv) = column_in_literals(left)?;
+            let (rc, rv) = column_in_literals(right)?;
+            if lc != rc {
+                return None;
+            }
+            lv.extend(rv);
+            Some((lc, lv))
+        }
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) => {
             match (strip_cast(left), strip_cast(right)) {
                 (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) => {
@@ -120,6 +131,9 @@ mod tests {
         assert!(column_in_literals(&col("state").in_list(vec![lit("A")], true)).is_none());
         assert!(column_in_literals(&col("state").not_eq(lit("A"))).is_none());
         assert!(column_in_literals(&col("a").eq(col("b"))).is_none());
+        let or = col("state").eq(lit("A")).or(col("state").eq(lit("B")).or(col("state").eq(lit("C"))));
+        assert_eq!(column_in_literals(&or).unwrap().1.len(), 3);
+        assert!(column_in_literals(&col("state").eq(lit("A")).or(col("family").eq(lit("B")))).is_none());
     }
 
     #[test]

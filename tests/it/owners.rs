@@ -1,0 +1,82 @@
+//! `socket_owners`, `processes` and the pid/process columns of `sockets`,
+//! against processes this test starts.
+
+use std::os::fd::AsRawFd;
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::common::*;
+
+/// A child that inherits the listening socket, like a pre-forked worker.
+fn spawn_sharing(fd: i32) -> std::process::Child {
+    // SAFETY: clears FD_CLOEXEC on a descriptor we own, so `sleep` inherits it.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        assert!(flags >= 0);
+        assert_eq!(libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC), 0);
+    }
+    let child = Command::new("sleep").arg("30").spawn().unwrap();
+    // SAFETY: restores FD_CLOEXEC so later children of this test don't inherit it.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+    }
+    child
+}
+
+#[test]
+fn a_shared_listener_has_one_owner_row_per_process() {
+    let l = listener("127.0.0.1:0", 8);
+    let p = port_of(&l);
+    let fd = l.as_raw_fd();
+    let mut child = spawn_sharing(fd);
+    let cpid = child.id() as i64;
+    let owners = eventually(WAIT, || {
+        let r = query(&format!(
+            "SELECT o.pid, o.fd, p.name FROM sockets s JOIN socket_owners o ON s.inode = o.inode \
+             JOIN processes p ON p.pid = o.pid WHERE s.local_port = {p} AND s.state = 'LISTEN' ORDER BY o.pid"
+        ));
+        (r.len() == 2).then_some(r)
+    });
+    let mut expected = vec![json!({"pid": my_pid(), "fd": fd, "name": my_comm()}), json!({"pid": cpid, "fd": fd, "name": "sleep"})];
+    expected.sort_by_key(|r| r["pid"].as_i64());
+    assert_eq!(owners, expected);
+    // sockets.pid is the lowest owner, as ss -p lists first.
+    let s = query(&format!("SELECT pid FROM sockets WHERE local_port = {p} AND state = 'LISTEN'"));
+    assert_eq!(s[0]["pid"], my_pid().min(cpid));
+    // A pid filter is pushed into the fd walk and still exact.
+    let only_child = query(&format!("SELECT pid, fd FROM socket_owners WHERE pid = {cpid}"));
+    assert!(only_child.contains(&json!({"pid": cpid, "fd": fd})), "{only_child:?}");
+    assert!(only_child.iter().all(|r| r["pid"] == cpid));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let gone = query(&format!("SELECT pid FROM socket_owners WHERE pid = {cpid}"));
+    assert!(gone.is_empty());
+}
+
+#[test]
+fn processes_row_of_this_test() {
+    let me = my_pid();
+    let rows = query(&format!(
+        "SELECT pid, ppid, name, uid, user, state, threads >= 1 AS has_threads, rss_bytes > 0 AS has_rss, \
+         fd_count >= 3 AS has_fds, exe, start_time <= now() AS started, cmdline FROM processes WHERE pid = {me}"
+    ));
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    assert_eq!(r["ppid"], std::os::unix::process::parent_id() as i64);
+    assert_eq!(r["name"], my_comm());
+    assert_eq!(r["uid"], unsafe { libc::getuid() } as i64);
+    if unsafe { libc::getuid() } == 0 {
+        assert_eq!(r["user"], "root");
+    }
+    assert!(["running", "sleeping"].contains(&r["state"].as_str().unwrap()));
+    assert_eq!((r["has_threads"].clone(), r["has_rss"].clone(), r["has_fds"].clone(), r["started"].clone()), (json!(true), json!(true), json!(true), json!(true)));
+    assert_eq!(r["exe"], std::env::current_exe().unwrap().to_str().unwrap());
+    let arg0 = std::env::args().next().unwrap();
+    assert!(r["cmdline"].as_str().unwrap().starts_with(&arg0));
+    // Every process in /proc, no more, no less, at least for the ones that live through both reads.
+    let n = query("SELECT count(*) AS n FROM processes")[0]["n"].as_i64().unwrap();
+    let in_proc = std::fs::read_dir("/proc").unwrap().filter(|e| e.as_ref().unwrap().file_name().to_str().unwrap().parse::<u32>().is_ok()).count() as i64;
+    assert!((n - in_proc).abs() < 20, "{n} processes vs {in_proc} in /proc");
+}

@@ -1,0 +1,29 @@
+//! sockql run by an unprivileged user: sockets still list, owners of other
+//! users' sockets are null, and one stderr line says why.
+
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::common::*;
+
+#[test]
+fn unprivileged_user_sees_sockets_but_not_root_owners() {
+    require_root();
+    assert!(have("setpriv"), "setpriv (util-linux) is needed to drop privileges");
+    let l = listener("127.0.0.1:0", 6);
+    let p = port_of(&l);
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(bin())
+        .args(["--format", "ndjson", &format!("SELECT state, uid, send_q, pid, process FROM sockets WHERE local_port = {p}")])
+        .output()
+        .unwrap();
+    let (out, err, ok) = output_of(o);
+    assert!(ok, "{err}");
+    assert_eq!(parse_ndjson(&out), vec![json!({"state": "LISTEN", "uid": 0, "send_q": 6, "pid": null, "process": null})]);
+    let notes: Vec<&str> = err.lines().collect();
+    assert_eq!(notes.len(), 1, "{err}");
+    assert!(notes[0].starts_with("sockql: note: not running as root:") && notes[0].contains("pid and process are null"), "{err}");
+    drop(l);
+}
