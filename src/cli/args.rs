@@ -1,6 +1,7 @@
 //! Command-line arguments (clap).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -18,6 +19,10 @@ Examples:
   echo 'SELECT count(*) FROM sockets' | sockql --format json
   sockql tables                            list the tables
   sockql schema sockets                    the columns of a table, typed and described
+  sockql run --list                        the saved reports
+  sockql run port_owner --param port=443   a saved report with a parameter
+  sockql --watch 2s \"SELECT state, count(*) FROM sockets GROUP BY 1\"
+  sockql                                   interactive SQL shell (\\? for help)
 
 State names are spelled as ss prints them: ESTAB, LISTEN, SYN-SENT, SYN-RECV,
 FIN-WAIT-1, FIN-WAIT-2, TIME-WAIT, CLOSE-WAIT, LAST-ACK, CLOSING, UNCONN.";
@@ -34,6 +39,17 @@ pub struct Args {
     /// Run the SQL statements in FILE.
     #[arg(short, long, value_name = "FILE", conflicts_with = "query")]
     pub file: Option<PathBuf>,
+
+    /// Bind $NAME in the SQL to VALUE (repeatable). Numbers bind as
+    /// numbers; 'quoted' or other text as text.
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE", global = true, value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+
+    /// Re-run the query every INTERVAL (2s, 500ms, 1m; a bare number is
+    /// seconds) until Ctrl-C, like watch -n. With --format ndjson each run
+    /// appends rows with a `ts` column instead of redrawing.
+    #[arg(long, value_name = "INTERVAL", global = true, value_parser = parse_interval)]
+    pub watch: Option<Duration>,
 
     #[command(flatten)]
     pub output: OutputArgs,
@@ -73,8 +89,34 @@ pub enum Format {
     Ndjson,
 }
 
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    super::saved::parse_assignment(s).map_err(|e| e.to_string())
+}
+
+/// An interval as `watch -n` takes it (seconds) or as humans write it.
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Duration::from_secs_f64(secs),
+        Ok(_) => return Err(format!("bad interval '{s}'")),
+        Err(_) => humantime::parse_duration(s).map_err(|e| format!("bad interval '{s}': {e}"))?,
+    };
+    if d < Duration::from_millis(100) {
+        return Err(format!("interval '{s}' is too short: at least 100ms"));
+    }
+    Ok(d)
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a saved query (see `sockql run --list`), with --param NAME=VALUE.
+    Run {
+        /// Saved query name.
+        #[arg(required_unless_present = "list")]
+        name: Option<String>,
+        /// List the saved queries with their descriptions.
+        #[arg(long)]
+        list: bool,
+    },
     /// List the tables.
     Tables,
     /// Show the columns of TABLE: name, type, nullability, description.

@@ -1,10 +1,17 @@
 //! Running SQL text against the live tables: split it into statements,
-//! answer catalog statements, plan and execute the rest with DataFusion.
+//! answer catalog statements, plan the rest with DataFusion, bind
+//! parameters as values, execute.
 
+use std::collections::HashMap;
+
+use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion::sql::parser::DFParser;
+use datafusion::scalar::ScalarValue;
+use datafusion::sql::parser::{DFParser, Statement};
+use datafusion::sql::sqlparser::ast::Spanned;
 
 use super::catalog::catalog_statement;
 use crate::tables::{register_all, SourceOptions};
@@ -15,8 +22,44 @@ pub struct StatementResult {
     pub batches: Vec<RecordBatch>,
 }
 
+/// SQL to run, where it came from, and its parameter values.
+#[derive(Debug, Clone, Default)]
+pub struct SqlSource {
+    pub text: String,
+    /// File (or `built-in:FILE`) the text came from; errors then name it
+    /// and the line.
+    pub origin: Option<String>,
+    pub params: HashMap<String, ScalarValue>,
+}
+
+impl SqlSource {
+    pub fn inline(text: impl Into<String>) -> Self {
+        SqlSource { text: text.into(), ..Default::default() }
+    }
+}
+
+/// What the REPL and the one-shot runner need of an engine: keeps them off
+/// a concrete DataFusion context.
+#[async_trait]
+pub trait QueryRunner: Send + Sync {
+    async fn run(&self, sql: &SqlSource) -> anyhow::Result<Vec<StatementResult>>;
+}
+
 pub struct Engine {
     ctx: SessionContext,
+}
+
+/// `Line: N` out of a sqlparser error message.
+fn parser_error_line(message: &str) -> Option<usize> {
+    let rest = &message[message.find("Line: ")? + 6..];
+    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+fn statement_line(s: &Statement) -> Option<usize> {
+    match s {
+        Statement::Statement(inner) => Some(inner.span().start.line as usize).filter(|&l| l > 0),
+        _ => None,
+    }
 }
 
 impl Engine {
@@ -31,27 +74,59 @@ impl Engine {
         &self.ctx
     }
 
-    /// Run every statement of `sql` in order, reading the kernel afresh
-    /// for each. Stops at the first failing statement.
-    pub async fn run(&self, sql: &str) -> anyhow::Result<Vec<StatementResult>> {
-        let statements = DFParser::parse_sql(sql)?;
+    async fn run_statement(&self, statement: Statement, params: &HashMap<String, ScalarValue>) -> anyhow::Result<StatementResult> {
+        if let Some(batch) = catalog_statement(&statement.to_string()) {
+            let batch = batch?;
+            return Ok(StatementResult { schema: batch.schema(), batches: vec![batch] });
+        }
+        let state = self.ctx.state();
+        let mut plan = state.statement_to_plan(statement).await?;
+        if !params.is_empty() {
+            plan = plan.with_param_values(params.clone())?;
+        }
+        let df = self.ctx.execute_logical_plan(plan).await?;
+        let schema: SchemaRef = df.schema().inner().clone();
+        let batches = df.collect().await?;
+        Ok(StatementResult { schema, batches })
+    }
+}
+
+#[async_trait]
+impl QueryRunner for Engine {
+    /// Run every statement in order, reading the kernel afresh for each.
+    /// Stops at the first failing statement.
+    async fn run(&self, sql: &SqlSource) -> anyhow::Result<Vec<StatementResult>> {
+        let at = |line: Option<usize>, e: anyhow::Error| match (&sql.origin, line) {
+            (Some(origin), Some(line)) => e.context(format!("{origin}:{line}")),
+            (Some(origin), None) => e.context(origin.clone()),
+            _ => e,
+        };
+        let statements = match DFParser::parse_sql(&sql.text) {
+            Ok(s) => s,
+            Err(e) => {
+                let line = parser_error_line(&e.to_string());
+                return Err(at(line, DataFusionError::from(e).into()));
+            }
+        };
         if statements.is_empty() {
-            anyhow::bail!("no SQL statement found");
+            return Err(at(None, anyhow::anyhow!("no SQL statement found")));
         }
         let mut results = Vec::with_capacity(statements.len());
         for statement in statements {
-            if let Some(batch) = catalog_statement(&statement.to_string()) {
-                let batch = batch?;
-                results.push(StatementResult { schema: batch.schema(), batches: vec![batch] });
-                continue;
-            }
-            let state = self.ctx.state();
-            let plan = state.statement_to_plan(statement).await?;
-            let df = self.ctx.execute_logical_plan(plan).await?;
-            let schema: SchemaRef = df.schema().inner().clone();
-            let batches = df.collect().await?;
-            results.push(StatementResult { schema, batches });
+            let line = statement_line(&statement);
+            results.push(self.run_statement(statement, &sql.params).await.map_err(|e| at(line, e))?);
         }
         Ok(results)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_parser_error_lines() {
+        assert_eq!(parser_error_line("Expected: x, found: y at Line: 12, Column: 3"), Some(12));
+        assert_eq!(parser_error_line("no position"), None);
     }
 }

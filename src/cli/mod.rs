@@ -2,15 +2,21 @@
 
 pub mod args;
 pub mod catalog;
+pub mod complete;
 pub mod engine;
+pub mod meta;
 pub mod output;
+pub mod repl;
+pub mod saved;
+pub mod watch;
 
 use std::io::{IsTerminal, Read, Write};
+use std::path::Path;
 
 use anyhow::Context;
 
 use args::{Args, Command};
-use engine::Engine;
+use engine::{Engine, QueryRunner, SqlSource};
 use output::OutputOptions;
 
 use crate::tables::SourceOptions;
@@ -20,42 +26,68 @@ use crate::tables::SourceOptions;
 /// message, and appends long "Valid fields are ..." lists on later lines).
 pub fn error_line(e: &anyhow::Error) -> String {
     use datafusion::error::DataFusionError;
-    if let Some(df) = e.downcast_ref::<DataFusionError>() {
-        if let DataFusionError::SQL(parse, _) = df.find_root() {
-            let msg = parse.to_string();
-            return format!("SQL syntax error: {}", msg.trim_start_matches("sql parser error: "));
-        }
-    }
     let mut line = String::new();
     for cause in e.chain() {
-        let text = cause.to_string();
+        let df = cause.downcast_ref::<DataFusionError>();
+        let text = match df.map(DataFusionError::find_root) {
+            Some(DataFusionError::SQL(parse, _)) => {
+                format!("SQL syntax error: {}", parse.to_string().trim_start_matches("sql parser error: "))
+            }
+            _ => cause.to_string(),
+        };
         let first = text.lines().next().unwrap_or("").trim();
-        if first.is_empty() || line.contains(first) {
-            continue;
+        if !first.is_empty() && !line.contains(first) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(first);
         }
-        if !line.is_empty() {
-            line.push_str(": ");
+        // A DataFusion error's text already carries its sources.
+        if df.is_some() {
+            break;
         }
-        line.push_str(first);
     }
     line
 }
 
-/// Where the SQL to run comes from.
-fn sql_text(args: &Args) -> anyhow::Result<String> {
+/// SQL from a file: a saved query if it has headers (its parameters get
+/// their defaults), else plain statements; errors name the file and line.
+pub fn file_source(path: &Path, params: &[(String, String)]) -> anyhow::Result<SqlSource> {
+    let text = saved::read_query_file(path)?;
+    let origin = path.display().to_string();
+    let has_headers = text.lines().take_while(|l| l.trim().is_empty() || l.trim_start().starts_with("--")).any(|l| {
+        let t = l.trim_start().trim_start_matches('-').trim_start();
+        t.starts_with("name:")
+    });
+    if has_headers {
+        return saved::SavedQuery::parse(&origin, &text)?.source(params);
+    }
+    let params = params.iter().map(|(k, v)| (k.clone(), saved::param_value(v))).collect();
+    Ok(SqlSource { text, origin: Some(origin), params })
+}
+
+/// Where the SQL to run comes from; `None` means start the REPL.
+fn sql_source(args: &Args) -> anyhow::Result<Option<SqlSource>> {
+    let inline = |text: String| {
+        let params = args.params.iter().map(|(k, v)| (k.clone(), saved::param_value(v))).collect();
+        SqlSource { text, origin: None, params }
+    };
+    if let Some(Command::Run { name: Some(name), .. }) = &args.command {
+        return Ok(Some(saved::find(name)?.source(&args.params)?));
+    }
     if let Some(q) = &args.query {
-        return Ok(q.clone());
+        return Ok(Some(inline(q.clone())));
     }
     if let Some(path) = &args.file {
-        return std::fs::read_to_string(path).with_context(|| format!("cannot read query file {}", path.display()));
+        return Ok(Some(file_source(path, &args.params)?));
     }
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
-        anyhow::bail!("no query: give SQL as an argument, with -f FILE, or on standard input (see sockql --help)");
+        return Ok(None);
     }
     let mut sql = String::new();
     stdin.lock().read_to_string(&mut sql).context("cannot read SQL from standard input")?;
-    Ok(sql)
+    Ok(Some(inline(sql)))
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -67,20 +99,35 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Some(Command::Tables) => {
             let b = catalog::tables();
             output::print(&mut out, opts, &b.schema(), &[b])?;
+            return Ok(out.flush()?);
         }
         Some(Command::Schema { table }) => {
             let b = catalog::describe(table)?;
             output::print(&mut out, opts, &b.schema(), &[b])?;
+            return Ok(out.flush()?);
         }
-        Some(Command::Reference) => write!(out, "{}", catalog::markdown_reference())?,
-        Some(Command::CaptureSockDiag { file }) => capture_sock_diag(file)?,
-        None => {
-            let sql = sql_text(&args)?;
-            let engine = Engine::new(&source)?;
-            for r in engine.run(&sql).await? {
-                output::print(&mut out, opts, &r.schema, &r.batches)?;
-            }
+        Some(Command::Run { name: None, .. }) => {
+            let b = saved::list_batch();
+            output::print(&mut out, opts, &b.schema(), &[b])?;
+            return Ok(out.flush()?);
         }
+        Some(Command::Reference) => {
+            write!(out, "{}", catalog::markdown_reference())?;
+            return Ok(out.flush()?);
+        }
+        Some(Command::CaptureSockDiag { file }) => return capture_sock_diag(file),
+        Some(Command::Run { .. }) | None => {}
+    }
+    let engine = Engine::new(&source)?;
+    let Some(sql) = sql_source(&args)? else {
+        drop(out);
+        return repl::Repl::new(&engine, opts).run().await;
+    };
+    if let Some(every) = args.watch {
+        return watch::watch(&engine, &sql, every, opts, &mut out).await;
+    }
+    for r in engine.run(&sql).await? {
+        output::print(&mut out, opts, &r.schema, &r.batches)?;
     }
     out.flush()?;
     Ok(())

@@ -9,5 +9,6 @@ pub mod owners;
 pub mod proc_net;
 pub mod processes;
 pub mod sock_diag;
+pub mod sysctl;
 pub mod tcp_state;
 pub mod users;

@@ -7,6 +7,7 @@ pub mod live;
 pub mod processes;
 pub mod socket_owners;
 pub mod sockets;
+pub mod sysctls;
 
 use std::sync::Arc;
 
@@ -39,6 +40,7 @@ pub fn catalog() -> Vec<TableInfo> {
             about: socket_owners::ABOUT,
             schema: columns::schema_of(socket_owners::Col::DEFS),
         },
+        TableInfo { name: sysctls::NAME, about: sysctls::ABOUT, schema: columns::schema_of(sysctls::Col::DEFS) },
     ]
 }
 
@@ -48,6 +50,7 @@ pub fn register_all(ctx: &SessionContext, options: &SourceOptions) -> Result<()>
         (sockets::NAME, Arc::new(sockets::SocketsTable::new(options.clone()))),
         (processes::NAME, Arc::new(processes::ProcessesTable)),
         (socket_owners::NAME, Arc::new(socket_owners::SocketOwnersTable)),
+        (sysctls::NAME, Arc::new(sysctls::SysctlsTable)),
     ];
     for (name, table) in tables {
         ctx.register_table(name, table)?;

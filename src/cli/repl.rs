@@ -1,0 +1,170 @@
+//! The interactive shell: `sockql` with a terminal on stdin and no query.
+//! Line editing, history and completion come from rustyline; statements
+//! run through a [`QueryRunner`], so this file holds no engine code.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rustyline::error::ReadlineError;
+use rustyline::history::FileHistory;
+use rustyline::{Config, Editor};
+
+use super::catalog;
+use super::complete::SqlHelper;
+use super::engine::{QueryRunner, SqlSource};
+use super::meta::{self, Meta};
+use super::output::{self, OutputOptions};
+use super::{error_line, file_source, saved, watch};
+use crate::tables::catalog as tables;
+
+/// $XDG_STATE_HOME/sockql/history, else ~/.local/state/sockql/history.
+pub fn history_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local").join("state")))?;
+    Some(base.join("sockql").join("history"))
+}
+
+pub struct Repl<'a> {
+    runner: &'a dyn QueryRunner,
+    opts: OutputOptions,
+    timing: bool,
+    last: Option<SqlSource>,
+}
+
+enum Flow {
+    Continue,
+    Quit,
+}
+
+impl<'a> Repl<'a> {
+    pub fn new(runner: &'a dyn QueryRunner, opts: OutputOptions) -> Self {
+        Repl { runner, opts, timing: false, last: None }
+    }
+
+    fn helper() -> SqlHelper {
+        let cat = tables();
+        let names = cat.iter().map(|t| t.name.to_string()).collect();
+        let columns = cat.iter().flat_map(|t| t.schema.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>()).collect();
+        SqlHelper::new(names, columns, saved::names())
+    }
+
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        let config = Config::builder().auto_add_history(false).max_history_size(10_000)?.build();
+        let mut rl: Editor<SqlHelper, FileHistory> = Editor::with_config(config)?;
+        rl.set_helper(Some(Self::helper()));
+        let history = history_path();
+        if let Some(h) = &history {
+            if let Some(dir) = h.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let _ = rl.load_history(h);
+        }
+        println!("sockql {}: SQL over this host's sockets. \\? for help, \\q to quit.", env!("CARGO_PKG_VERSION"));
+        loop {
+            match rl.readline("sockql> ") {
+                Ok(line) => {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    rl.add_history_entry(line.as_str())?;
+                    if let Some(h) = &history {
+                        // Saved after every entry: a killed shell keeps its history.
+                        if let Err(e) = rl.save_history(h) {
+                            crate::notice::warn_once("history", format!("cannot save history to {}: {e}", h.display()));
+                        }
+                    }
+                    match self.handle(&line).await {
+                        Ok(Flow::Quit) => break,
+                        Ok(Flow::Continue) => {}
+                        Err(e) => eprintln!("sockql: error: {}", error_line(&e)),
+                    }
+                }
+                // Ctrl-C while typing drops the statement, not the shell.
+                Err(ReadlineError::Interrupted) => continue,
+                Err(ReadlineError::Eof) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle(&mut self, line: &str) -> anyhow::Result<Flow> {
+        if line.trim_start().starts_with('\\') {
+            return self.meta(meta::parse(line)?).await;
+        }
+        let src = SqlSource::inline(line);
+        self.execute(&src).await?;
+        self.last = Some(src);
+        Ok(Flow::Continue)
+    }
+
+    /// The one place meta-commands are carried out.
+    async fn meta(&mut self, m: Meta) -> anyhow::Result<Flow> {
+        let mut out = std::io::stdout().lock();
+        match m {
+            Meta::Help => write!(out, "{}", meta::help_text())?,
+            Meta::Quit => return Ok(Flow::Quit),
+            Meta::Tables => {
+                let b = catalog::tables();
+                output::print(&mut out, self.opts, &b.schema(), &[b])?;
+            }
+            Meta::Describe(t) => {
+                let b = catalog::describe(&t)?;
+                output::print(&mut out, self.opts, &b.schema(), &[b])?;
+            }
+            Meta::Timing => {
+                self.timing = !self.timing;
+                writeln!(out, "Timing is {}.", if self.timing { "on" } else { "off" })?;
+            }
+            Meta::Format(f) => {
+                self.opts.format = f;
+                writeln!(out, "Output format is {f:?}.")?;
+            }
+            Meta::Watch(every) => {
+                let Some(last) = self.last.clone() else { anyhow::bail!("no query to watch yet: run one first") };
+                drop(out);
+                watch::watch(self.runner, &last, every, self.opts, &mut std::io::stdout().lock()).await?;
+            }
+            Meta::Include(path) => {
+                drop(out);
+                let src = file_source(&path, &[])?;
+                self.execute(&src).await?;
+                self.last = Some(src);
+            }
+            Meta::Run(None) => {
+                let b = saved::list_batch();
+                output::print(&mut out, self.opts, &b.schema(), &[b])?;
+            }
+            Meta::Run(Some((name, params))) => {
+                drop(out);
+                let src = saved::find(&name)?.source(&params)?;
+                self.execute(&src).await?;
+                self.last = Some(src);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Run and print; Ctrl-C cancels the query and returns to the prompt.
+    async fn execute(&self, src: &SqlSource) -> anyhow::Result<()> {
+        let start = Instant::now();
+        let results = tokio::select! {
+            r = self.runner.run(src) => r?,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("query cancelled");
+                return Ok(());
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        for r in &results {
+            output::print(&mut out, self.opts, &r.schema, &r.batches)?;
+        }
+        if self.timing {
+            writeln!(out, "Time: {:.3} s", start.elapsed().as_secs_f64())?;
+        }
+        Ok(())
+    }
+}

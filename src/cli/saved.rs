@@ -1,0 +1,378 @@
+//! Saved queries: SQL files with comment headers.
+//!
+//! ```sql
+//! -- name: port_owner
+//! -- description: Who uses a port (lsof -i :PORT)
+//! -- param: port 80
+//! SELECT pid, process FROM sockets WHERE local_port = $port
+//! ```
+//!
+//! `$NAME` placeholders are bound as values by DataFusion (never pasted
+//! into the SQL text), so a parameter cannot change the statement.
+//!
+//! Lookup order for `sockql run NAME`: ./queries, then
+//! $XDG_CONFIG_HOME/sockql/queries (~/.config/sockql/queries), then the
+//! built-in set compiled from this repository's queries/ directory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use datafusion::scalar::ScalarValue;
+use thiserror::Error;
+
+mod builtin {
+    include!(concat!(env!("OUT_DIR"), "/builtin_queries.rs"));
+}
+
+/// A problem in a query file, located by file and line.
+#[derive(Debug, Error, PartialEq)]
+#[error("{file}:{line}: {message}")]
+pub struct QueryFileError {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamDecl {
+    pub name: String,
+    /// The default as written; `None` means the caller must give a value.
+    pub default: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedQuery {
+    pub name: String,
+    pub description: String,
+    pub params: Vec<ParamDecl>,
+    /// The whole file text: headers are SQL comments, so line numbers in
+    /// SQL errors are file line numbers.
+    pub sql: String,
+    /// Where it came from: a path, or `built-in:FILE`.
+    pub origin: String,
+}
+
+fn header<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let rest = line.trim_start().strip_prefix("--")?.trim_start();
+    let rest = rest.strip_prefix(key)?.strip_prefix(':')?;
+    Some(rest.trim())
+}
+
+/// `$name` placeholders in `sql`, with their 1-based line, skipping string
+/// literals, quoted identifiers and comments.
+pub fn placeholders(sql: &str) -> Vec<(String, usize)> {
+    let b = sql.as_bytes();
+    let (mut i, mut line, mut out) = (0, 1, Vec::new());
+    while i < b.len() {
+        match b[i] {
+            b'\n' => line += 1,
+            q @ (b'\'' | b'"') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    if b[i] == b'\n' {
+                        line += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'$' => {
+                let start = i + 1;
+                let mut end = start;
+                while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
+                    end += 1;
+                }
+                if end > start {
+                    out.push((sql[start..end].to_string(), line));
+                }
+                i = end;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out
+}
+
+impl SavedQuery {
+    /// Parse a query file. `origin` names it in errors.
+    pub fn parse(origin: &str, text: &str) -> Result<Self, QueryFileError> {
+        let err = |line: usize, message: String| QueryFileError { file: origin.to_string(), line, message };
+        let (mut name, mut description, mut params) = (None, None, Vec::<ParamDecl>::new());
+        for (i, line) in text.lines().enumerate() {
+            let t = line.trim();
+            if t.is_empty() {
+                continue;
+            }
+            if !t.starts_with("--") {
+                break; // headers end at the first SQL line
+            }
+            if let Some(v) = header(t, "name") {
+                if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                    return Err(err(i + 1, format!("bad query name '{v}': use letters, digits, '_' and '-'")));
+                }
+                name = Some(v.to_string());
+            } else if let Some(v) = header(t, "description") {
+                description = Some(v.to_string());
+            } else if let Some(v) = header(t, "param") {
+                let mut parts = v.splitn(2, char::is_whitespace);
+                let pname = parts.next().unwrap_or("").trim_start_matches('$');
+                if pname.is_empty() || !pname.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(err(i + 1, format!("bad parameter header '{v}': expected '-- param: NAME [DEFAULT]'")));
+                }
+                if params.iter().any(|p| p.name == pname) {
+                    return Err(err(i + 1, format!("parameter '{pname}' declared twice")));
+                }
+                let default = parts.next().map(str::trim).filter(|d| !d.is_empty()).map(str::to_string);
+                params.push(ParamDecl { name: pname.to_string(), default });
+            }
+        }
+        let Some(name) = name else {
+            return Err(err(1, "missing '-- name: NAME' header".into()));
+        };
+        let Some(description) = description else {
+            return Err(err(1, "missing '-- description: TEXT' header".into()));
+        };
+        for (p, line) in placeholders(text) {
+            if !params.iter().any(|d| d.name == p) {
+                return Err(err(line, format!("unknown parameter ${p}: declare it with '-- param: {p} DEFAULT'")));
+            }
+        }
+        Ok(SavedQuery { name, description, params, sql: text.to_string(), origin: origin.to_string() })
+    }
+
+    /// Bind `given` (`name=value` pairs) over the defaults.
+    pub fn bind(&self, given: &[(String, String)]) -> anyhow::Result<HashMap<String, ScalarValue>> {
+        let mut values = HashMap::new();
+        for (k, v) in given {
+            if !self.params.iter().any(|p| &p.name == k) {
+                let known: Vec<&str> = self.params.iter().map(|p| p.name.as_str()).collect();
+                anyhow::bail!(
+                    "unknown parameter '{k}' for saved query {}; its parameters are: {}",
+                    self.name,
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                );
+            }
+            values.insert(k.clone(), param_value(v));
+        }
+        for p in &self.params {
+            if values.contains_key(&p.name) {
+                continue;
+            }
+            match &p.default {
+                Some(d) => values.insert(p.name.clone(), param_value(d)),
+                None => anyhow::bail!("saved query {} needs a value for '{}': --param {}=VALUE", self.name, p.name, p.name),
+            };
+        }
+        Ok(values)
+    }
+}
+
+/// A parameter's text as a typed value: integers and decimals become
+/// numbers, 'quoted' text and anything else a string.
+pub fn param_value(text: &str) -> ScalarValue {
+    let t = text.trim();
+    if let Some(inner) = t.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
+        return ScalarValue::Utf8(Some(inner.replace("''", "'")));
+    }
+    if let Ok(i) = t.parse::<i64>() {
+        return ScalarValue::Int64(Some(i));
+    }
+    if let Ok(f) = t.parse::<f64>() {
+        return ScalarValue::Float64(Some(f));
+    }
+    ScalarValue::Utf8(Some(t.to_string()))
+}
+
+/// Parse `k=v` as given to --param or \run.
+pub fn parse_assignment(s: &str) -> anyhow::Result<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().trim_start_matches('$').to_string(), v.to_string())),
+        _ => anyhow::bail!("bad parameter '{s}': expected NAME=VALUE"),
+    }
+}
+
+/// The directories searched, in order, before the built-in set.
+pub fn search_dirs() -> Vec<PathBuf> {
+    let mut dirs = vec![PathBuf::from("queries")];
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+    if let Some(c) = config {
+        dirs.push(c.join("sockql").join("queries"));
+    }
+    dirs
+}
+
+fn sql_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Read and parse a query file from disk.
+pub fn load_file(path: &Path) -> anyhow::Result<SavedQuery> {
+    let text = read_query_file(path)?;
+    Ok(SavedQuery::parse(&path.display().to_string(), &text)?)
+}
+
+/// Read a file meant to hold SQL, refusing what clearly is not SQL text.
+pub fn read_query_file(path: &Path) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read query file {}", path.display()))?;
+    String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{}: not a text file (not UTF-8)", path.display()))
+}
+
+/// Every saved query visible from here, first found wins per name.
+/// Files that fail to parse are reported as errors, not skipped silently.
+pub fn all() -> Vec<Result<SavedQuery, anyhow::Error>> {
+    let mut out: Vec<Result<SavedQuery, anyhow::Error>> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut push = |q: Result<SavedQuery, anyhow::Error>| match q {
+        Ok(q) => {
+            if seen.insert(q.name.clone()) {
+                out.push(Ok(q));
+            }
+        }
+        Err(e) => out.push(Err(e)),
+    };
+    for dir in search_dirs() {
+        for f in sql_files(&dir) {
+            push(load_file(&f));
+        }
+    }
+    for (file, text) in builtin::BUILTIN {
+        push(SavedQuery::parse(&format!("built-in:{file}"), text).map_err(Into::into));
+    }
+    out
+}
+
+impl SavedQuery {
+    /// This query ready to run, with `given` parameters over the defaults.
+    pub fn source(&self, given: &[(String, String)]) -> anyhow::Result<super::engine::SqlSource> {
+        Ok(super::engine::SqlSource { text: self.sql.clone(), origin: Some(self.origin.clone()), params: self.bind(given)? })
+    }
+}
+
+/// The saved queries as a result table: name, description, parameters, origin.
+pub fn list_batch() -> datafusion::arrow::record_batch::RecordBatch {
+    use datafusion::arrow::array::{ArrayRef, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let (mut names, mut descs, mut params, mut origins) = (vec![], vec![], vec![], vec![]);
+    for q in all() {
+        match q {
+            Ok(q) => {
+                names.push(q.name.clone());
+                descs.push(q.description.clone());
+                params.push(
+                    q.params
+                        .iter()
+                        .map(|p| match &p.default {
+                            Some(d) => format!("{}={d}", p.name),
+                            None => p.name.clone(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                );
+                origins.push(q.origin.clone());
+            }
+            Err(e) => crate::notice::warn_once(&e.to_string(), format!("skipping a bad saved query: {e}")),
+        }
+    }
+    let schema = Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("description", DataType::Utf8, false),
+        Field::new("params", DataType::Utf8, false),
+        Field::new("origin", DataType::Utf8, false),
+    ]);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(names)),
+        Arc::new(StringArray::from(descs)),
+        Arc::new(StringArray::from(params)),
+        Arc::new(StringArray::from(origins)),
+    ];
+    datafusion::arrow::record_batch::RecordBatch::try_new(Arc::new(schema), columns).expect("list matches its schema")
+}
+
+/// Find a saved query by name.
+pub fn find(name: &str) -> anyhow::Result<SavedQuery> {
+    let mut names = Vec::new();
+    for q in all() {
+        match q {
+            Ok(q) if q.name == name => return Ok(q),
+            Ok(q) => names.push(q.name),
+            Err(_) => {}
+        }
+    }
+    anyhow::bail!("no saved query named '{name}'; saved queries are: {}", names.join(", "))
+}
+
+/// Names of the saved queries, for completion.
+pub fn names() -> Vec<String> {
+    all().into_iter().filter_map(|q| q.ok().map(|q| q.name)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "-- name: port_owner\n-- description: who owns a port\n-- param: port 80\n-- param: state 'LISTEN'\nSELECT pid FROM sockets\nWHERE local_port = $port AND state = $state AND process <> '$notaparam' -- $nor_this\n";
+
+    #[test]
+    fn parses_headers_and_binds_typed_values() {
+        let q = SavedQuery::parse("t.sql", GOOD).unwrap();
+        assert_eq!(q.name, "port_owner");
+        assert_eq!(q.params.len(), 2);
+        let v = q.bind(&[("port".into(), "8080".into())]).unwrap();
+        assert_eq!(v["port"], ScalarValue::Int64(Some(8080)));
+        assert_eq!(v["state"], ScalarValue::Utf8(Some("LISTEN".into())));
+        assert!(q.bind(&[("nope".into(), "1".into())]).unwrap_err().to_string().contains("its parameters are: port, state"));
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let e = SavedQuery::parse("x.sql", "SELECT 1").unwrap_err();
+        assert_eq!((e.line, e.message.as_str()), (1, "missing '-- name: NAME' header"));
+        let e = SavedQuery::parse("x.sql", "-- name: a\n-- description: d\nSELECT 1\nFROM t WHERE a = $missing\n").unwrap_err();
+        assert_eq!(e.to_string(), "x.sql:4: unknown parameter $missing: declare it with '-- param: missing DEFAULT'");
+        let e = SavedQuery::parse("x.sql", "-- name: a b\n").unwrap_err();
+        assert_eq!(e.line, 1);
+        let q = SavedQuery::parse("x.sql", "-- name: a\n-- description: d\n-- param: p\nSELECT $p\n").unwrap();
+        assert!(q.bind(&[]).unwrap_err().to_string().contains("needs a value for 'p'"));
+    }
+
+    #[test]
+    fn placeholders_skip_strings_and_comments() {
+        let p = placeholders("SELECT $a, '$b', \"$c\" -- $d\n, $e_1");
+        assert_eq!(p, vec![("a".to_string(), 1), ("e_1".to_string(), 2)]);
+    }
+
+    #[test]
+    fn param_values() {
+        assert_eq!(param_value("3.5"), ScalarValue::Float64(Some(3.5)));
+        assert_eq!(param_value("'it''s'"), ScalarValue::Utf8(Some("it's".into())));
+        assert_eq!(param_value("10.0.0.1"), ScalarValue::Utf8(Some("10.0.0.1".into())));
+        assert_eq!(parse_assignment("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert!(parse_assignment("=x").is_err());
+    }
+
+    #[test]
+    fn every_built_in_query_parses() {
+        assert!(!builtin::BUILTIN.is_empty());
+        for (file, text) in builtin::BUILTIN {
+            let q = SavedQuery::parse(file, text).unwrap();
+            assert_eq!(format!("{}.sql", q.name), *file, "file name matches the name header");
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Watch mode: re-run a query every interval until Ctrl-C. The table
+//! format redraws the screen like `watch -n`; the other formats append
+//! each run's rows with a `ts` column, for piping into other tools.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::array::{ArrayRef, TimestampMillisecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+
+use super::args::Format;
+use super::engine::{QueryRunner, SqlSource, StatementResult};
+use super::output::{self, OutputOptions};
+
+/// `batch` with a first column `ts` holding `ts_ms` on every row.
+pub fn with_ts(batch: &RecordBatch, ts_ms: i64) -> anyhow::Result<RecordBatch> {
+    let mut fields = vec![Arc::new(Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false))];
+    fields.extend(batch.schema().fields().iter().cloned());
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(TimestampMillisecondArray::from(vec![ts_ms; batch.num_rows()]))];
+    columns.extend(batch.columns().iter().cloned());
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+}
+
+fn print_tick(out: &mut dyn Write, opts: OutputOptions, sql: &SqlSource, every: Duration, results: &[StatementResult], tick: usize) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    if opts.format == Format::Table {
+        // Clear the screen and home the cursor, then a header like watch's.
+        write!(out, "\x1b[H\x1b[2J")?;
+        let first = sql.text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("--")).unwrap_or("");
+        writeln!(out, "Every {}: {}    {}", humantime::format_duration(every), first, now.format("%Y-%m-%d %H:%M:%S UTC"))?;
+        writeln!(out)?;
+        for r in results {
+            output::print(out, opts, &r.schema, &r.batches)?;
+        }
+    } else {
+        let ts = now.timestamp_millis();
+        // csv: the header once, not per tick.
+        let opts = OutputOptions { header: opts.header && tick == 0, ..opts };
+        for r in results {
+            let batches = r.batches.iter().map(|b| with_ts(b, ts)).collect::<anyhow::Result<Vec<_>>>()?;
+            let schema = match batches.first() {
+                Some(b) => b.schema(),
+                None => with_ts(&RecordBatch::new_empty(r.schema.clone()), ts)?.schema(),
+            };
+            // ndjson/csv of an empty tick print nothing (or one header).
+            if !batches.is_empty() || opts.format == Format::Json || tick == 0 {
+                output::print(out, opts, &schema, &batches)?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Run `sql` every `every` until Ctrl-C; Ctrl-C is a normal end.
+pub async fn watch(runner: &dyn QueryRunner, sql: &SqlSource, every: Duration, opts: OutputOptions, out: &mut dyn Write) -> anyhow::Result<()> {
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut tick = 0;
+    loop {
+        let next = tokio::time::Instant::now() + every;
+        tokio::select! {
+            results = runner.run(sql) => print_tick(out, opts, sql, every, &results?, tick)?,
+            _ = &mut ctrl_c => return Ok(()),
+        }
+        tick += 1;
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = &mut ctrl_c => return Ok(()),
+        }
+    }
+}

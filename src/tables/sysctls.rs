@@ -1,0 +1,104 @@
+//! `sysctls`: the kernel's net.* parameters (sysctl -a | grep ^net.), the
+//! context the socket rules of thumb need: ip_local_port_range for port
+//! exhaustion, somaxconn and tcp_max_syn_backlog for SYN floods,
+//! tcp_fin_timeout, tcp_tw_reuse, tcp_max_tw_buckets.
+//!
+//! Pushed down: `name = '…'` / `name IN (…)` read only those files (Inexact).
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::error::Result;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::streaming::StreamingTableExec;
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::collect::sysctl;
+use crate::table_columns;
+use crate::tables::columns::{schema_of, RowBuilder};
+use crate::tables::filters::{as_str, column_in_literals};
+use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
+
+table_columns!(Col {
+    Name: "name", Utf8, false, "Parameter name as sysctl prints it, e.g. net.ipv4.ip_local_port_range";
+    Value: "value", Utf8, false, "Current value, white space folded to single spaces (\"32768 60999\")";
+});
+
+pub const NAME: &str = "sysctls";
+pub const ABOUT: &str = "The kernel's net.* parameters (sysctl -a), e.g. net.ipv4.ip_local_port_range";
+
+#[derive(Default)]
+pub struct SysctlsTable;
+
+impl fmt::Debug for SysctlsTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SysctlsTable")
+    }
+}
+
+fn wanted_names(filters: &[Expr]) -> Option<Vec<String>> {
+    filters.iter().find_map(|f| {
+        let (c, values) = column_in_literals(f)?;
+        if c != "name" {
+            return None;
+        }
+        values.iter().map(|v| as_str(v).map(str::to_string)).collect()
+    })
+}
+
+#[async_trait]
+impl TableProvider for SysctlsTable {
+    fn schema(&self) -> SchemaRef {
+        schema_of(Col::DEFS)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| match column_in_literals(f) {
+                Some(("name", v)) if v.iter().all(|v| as_str(v).is_some()) => TableProviderFilterPushDown::Inexact,
+                _ => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let names = wanted_names(filters);
+        let projection = projection.cloned();
+        let schema = RowBuilder::new(Col::DEFS, projection.as_deref(), 0).schema();
+        let label = format!("sysctls: /proc/sys names={}", names.as_ref().map_or("net.*".into(), |n| format!("{n:?}")));
+        let partition = LivePartition::new(schema.clone(), label, move |sink| {
+            let pairs: Vec<(String, String)> = match &names {
+                Some(names) => names
+                    .iter()
+                    .filter(|n| n.starts_with("net."))
+                    .filter_map(|n| sysctl::read(n).map(|v| (n.clone(), v)))
+                    .collect(),
+                None => sysctl::walk("net"),
+            };
+            let mut out = Emitter::new(RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS), sink, limit);
+            for (n, v) in &pairs {
+                out.rows.str(Col::Name as usize, Some(n));
+                out.rows.str(Col::Value as usize, Some(v));
+                if out.end_row()?.is_break() {
+                    break;
+                }
+            }
+            out.finish()
+        });
+        Ok(Arc::new(StreamingTableExec::try_new(schema, vec![Arc::new(partition)], None, [], false, limit)?))
+    }
+}
