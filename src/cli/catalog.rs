@@ -102,7 +102,7 @@ mod tests {
         let end = readme.find("<!-- /tables -->").expect("end marker");
         assert!(
             readme[start..end] == markdown_reference(),
-            "README.md table reference is stale: regenerate it with `sockql reference`"
+            "README.md table reference is stale: regenerate it with scripts/update-readme-tables"
         );
     }
 

@@ -91,7 +91,9 @@ macro_rules! table_columns {
                     doc: $doc,
                 }),*
             ];
+            #[allow(dead_code)]
             pub const ALL: &'static [$Col] = &[$($Col::$variant),*];
+            #[allow(dead_code)]
             pub fn name(self) -> &'static str { Self::DEFS[self as usize].name }
         }
     };

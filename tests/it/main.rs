@@ -6,5 +6,7 @@ mod cli;
 mod common;
 mod netns;
 mod owners;
+mod packets;
 mod privilege;
+mod saved;
 mod sockets;

@@ -63,6 +63,32 @@ impl Netns {
     pub fn sockql(&self, sql: &str) -> Vec<serde_json::Value> {
         parse_ndjson(&self.exec_ok(bin(), &["--format", "ndjson", sql]))
     }
+
+    /// Run a saved query here, with `NAME=VALUE` parameters.
+    pub fn run_saved(&self, name: &str, params: &[&str]) -> Vec<serde_json::Value> {
+        let mut args = vec!["run", name, "--format", "ndjson"];
+        for p in params {
+            args.extend(["--param", p]);
+        }
+        parse_ndjson(&self.exec_ok(bin(), &args))
+    }
+
+    pub fn sysctl(&self, name: &str, value: &str) {
+        self.exec_ok("sh", &["-c", &format!("echo '{value}' > /proc/sys/{}", name.replace('.', "/"))]);
+    }
+}
+
+/// Join `a` and `b` with a veth pair: a gets 10.231.NET.1/24, b .2/24.
+/// Returns the interface names (a's, b's).
+pub fn link(a: &Netns, b: &Netns, net: u8) -> (String, String) {
+    let tag = (std::process::id() % 10_000) as usize * 100 + SERIAL.fetch_add(1, Ordering::SeqCst) % 100;
+    let (va, vb) = (format!("sqa{tag}"), format!("sqb{tag}"));
+    ip(&["link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns", &b.name]);
+    a.exec_ok("ip", &["addr", "add", &format!("10.231.{net}.1/24"), "dev", &va]);
+    b.exec_ok("ip", &["addr", "add", &format!("10.231.{net}.2/24"), "dev", &vb]);
+    a.exec_ok("ip", &["link", "set", &va, "up"]);
+    b.exec_ok("ip", &["link", "set", &vb, "up"]);
+    (va, vb)
 }
 
 impl Drop for Netns {
@@ -75,13 +101,7 @@ impl Drop for Netns {
 fn reports_exactly_the_sockets_of_a_namespace() {
     let a = Netns::new("a");
     let b = Netns::new("b");
-    let tag = std::process::id() % 100_000;
-    let (va, vb) = (format!("sqa{tag}"), format!("sqb{tag}"));
-    ip(&["link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns", &b.name]);
-    a.exec_ok("ip", &["addr", "add", "10.231.0.1/24", "dev", &va]);
-    b.exec_ok("ip", &["addr", "add", "10.231.0.2/24", "dev", &vb]);
-    a.exec_ok("ip", &["link", "set", &va, "up"]);
-    b.exec_ok("ip", &["link", "set", &vb, "up"]);
+    let (va, _vb) = link(&a, &b, 0);
 
     let dev = va.clone();
     let (l, udp) = a.enter(move || {

@@ -1,0 +1,325 @@
+//! Every shipped saved query, run against sockets made to exercise it,
+//! inside namespaces this test creates so the rows are exactly ours.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Shutdown, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+use crate::netns::{link, Netns};
+use crate::packets::send_syns;
+
+fn bind_connect(src: &str, dst: &str) -> TcpStream {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&src.parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    s.connect(&dst.parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    s.into()
+}
+
+/// Closes FD_CLOEXEC on `fd` for one spawn, so the child shares the socket.
+fn spawn_sharing(fd: i32) -> std::process::Child {
+    // SAFETY: flips FD_CLOEXEC on a descriptor the test owns, then restores it.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+        let child = Command::new("sleep").arg("30").spawn().unwrap();
+        libc::fcntl(fd, libc::F_SETFD, flags);
+        child
+    }
+}
+
+#[test]
+fn states_with_percentages() {
+    let ns = Netns::new("states");
+    let held = ns.enter(|| {
+        let l = listener("127.0.0.1:8080", 16);
+        let c = TcpStream::connect("127.0.0.1:8080").unwrap();
+        let (s, _) = l.accept().unwrap();
+        (l, c, s, UdpSocket::bind("127.0.0.1:5353").unwrap())
+    });
+    assert_eq!(
+        ns.run_saved("states", &[]),
+        vec![
+            json!({"protocol": "tcp", "state": "ESTAB", "sockets": 2, "pct": 50.0}),
+            json!({"protocol": "tcp", "state": "LISTEN", "sockets": 1, "pct": 25.0}),
+            json!({"protocol": "udp", "state": "UNCONN", "sockets": 1, "pct": 25.0}),
+        ]
+    );
+    drop(held);
+}
+
+#[test]
+fn estab_by_remote_matches_the_awk_pipeline() {
+    let ns = Netns::new("remotes");
+    let held = ns.enter(|| {
+        let l = listener("127.0.0.1:8080", 16);
+        let clients = vec![
+            bind_connect("127.0.0.2:0", "127.0.0.1:8080"),
+            bind_connect("127.0.0.2:0", "127.0.0.1:8080"),
+            bind_connect("127.0.0.3:0", "127.0.0.1:8080"),
+        ];
+        let servers: Vec<TcpStream> = (0..3).map(|_| l.accept().unwrap().0).collect();
+        (l, clients, servers)
+    });
+    let rows = ns.run_saved("estab_by_remote", &[]);
+    assert_eq!(
+        rows,
+        vec![
+            json!({"remote_addr": "127.0.0.1", "connections": 3}),
+            json!({"remote_addr": "127.0.0.2", "connections": 2}),
+            json!({"remote_addr": "127.0.0.3", "connections": 1}),
+        ]
+    );
+    // The pipeline from the article, in the same namespace.
+    let awk = ns.exec_ok("sh", &["-c", "ss -tna | grep ESTAB | awk '{print $5}' | cut -d: -f1 | sort | uniq -c | sort -nr"]);
+    let from_awk: Vec<Value> = awk
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            json!({"remote_addr": f[1], "connections": f[0].parse::<u64>().unwrap()})
+        })
+        .collect();
+    assert_eq!(rows, from_awk, "{awk}");
+    drop(held);
+}
+
+#[test]
+fn port_owner_lists_every_holder_like_lsof() {
+    let l = listener("127.0.0.1:0", 16);
+    let p = port_of(&l);
+    let mut child = spawn_sharing(l.as_raw_fd());
+    let c = TcpStream::connect(("127.0.0.1", p)).unwrap();
+    let cport = c.local_addr().unwrap().port();
+    let (s, _) = l.accept().unwrap();
+    let rows = Command::new(bin()).args(["run", "port_owner", "--param", &format!("port={p}"), "--format", "ndjson"]).output().unwrap();
+    let rows = parse_ndjson(&String::from_utf8(rows.stdout).unwrap());
+    let me = my_pid();
+    let cols = |r: &Value| (r["state"].clone(), r["local_port"].clone(), r["remote_port"].clone(), r["pid"].clone(), r["process"].clone(), r["fd"].clone());
+    let got: Vec<_> = rows.iter().map(cols).collect();
+    let mut listen_owners = vec![(me, my_comm()), (child.id() as i64, "sleep".to_string())];
+    listen_owners.sort();
+    let mut estab = vec![
+        (json!("ESTAB"), json!(cport), json!(p), json!(me), json!(my_comm()), json!(c.as_raw_fd())),
+        (json!("ESTAB"), json!(p), json!(cport), json!(me), json!(my_comm()), json!(s.as_raw_fd())),
+    ];
+    estab.sort_by_key(|r| r.1.as_u64());
+    let mut expected = estab;
+    for (pid, name) in listen_owners {
+        expected.push((json!("LISTEN"), json!(p), json!(0), json!(pid), json!(name), json!(l.as_raw_fd())));
+    }
+    assert_eq!(got, expected);
+    assert!(rows.iter().all(|r| r["user"] == "root" || unsafe { libc::geteuid() } != 0));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn listeners_with_shared_workers() {
+    let ns = Netns::new("listen");
+    let (l, u) = ns.enter(|| (listener("127.0.0.1:8080", 16), UdpSocket::bind("127.0.0.1:5353").unwrap()));
+    let mut child = spawn_sharing(l.as_raw_fd());
+    let me = my_pid();
+    let low = me.min(child.id() as i64);
+    let rows = ns.run_saved("listeners", &[]);
+    assert_eq!(
+        rows,
+        vec![
+            json!({"protocol": "tcp", "local_addr": "127.0.0.1", "local_port": 8080, "queued": 0, "backlog": 16, "pid": low, "process": if low == me { my_comm() } else { "sleep".into() }, "owner_processes": 2}),
+            json!({"protocol": "udp", "local_addr": "127.0.0.1", "local_port": 5353, "queued": 0, "backlog": 0, "pid": me, "process": my_comm(), "owner_processes": 1}),
+        ]
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop((l, u));
+}
+
+#[test]
+fn syn_recv_pressure_from_half_open_connections() {
+    let a = Netns::new("synA");
+    let b = Netns::new("synB");
+    let (va, _) = link(&a, &b, 1);
+    // SYN-ACKs to 10.231.1.99 go to a MAC nobody has, so the handshakes
+    // never complete and stay SYN-RECV, as under a SYN flood.
+    a.exec_ok("ip", &["neigh", "add", "10.231.1.99", "lladdr", "02:00:00:00:00:63", "dev", &va, "nud", "permanent"]);
+    let l = a.enter(|| listener("10.231.1.1:8080", 64));
+    b.enter(|| send_syns(Ipv4Addr::new(10, 231, 1, 99), 41000..41005, Ipv4Addr::new(10, 231, 1, 1), 8080));
+    // Two real clients the application never accepts fill the accept queue.
+    let clients = b.enter(|| (0..2).map(|_| TcpStream::connect("10.231.1.1:8080").unwrap()).collect::<Vec<_>>());
+    let rows = eventually(WAIT, || {
+        let r = a.run_saved("syn_recv", &[]);
+        (r.len() == 1 && r[0]["syn_recv"] == 5 && r[0]["accept_queue"] == 2).then_some(r)
+    });
+    assert_eq!(
+        rows,
+        vec![json!({"local_addr": "10.231.1.1", "local_port": 8080, "syn_recv": 5, "sources": 1, "accept_queue": 2,
+                    "backlog": 64, "accept_queue_pct": 3.1, "pid": my_pid(), "process": my_comm()})]
+    );
+    // Cross-check the half-open count with ss.
+    let ss = a.exec_ok("ss", &["-tn", "state", "syn-recv"]);
+    assert_eq!(ss.lines().skip(1).count(), 5, "{ss}");
+    drop((l, clients));
+}
+
+#[test]
+fn close_wait_per_process() {
+    let ns = Netns::new("cw");
+    let held = ns.enter(|| {
+        let l = listener("127.0.0.1:8080", 16);
+        let mut servers = Vec::new();
+        for _ in 0..3 {
+            let mut c = TcpStream::connect("127.0.0.1:8080").unwrap();
+            c.write_all(b"0123456789").unwrap();
+            servers.push(l.accept().unwrap().0);
+            drop(c); // the peer closes; the application (us) never does
+        }
+        (l, servers)
+    });
+    let rows = eventually(WAIT, || {
+        let r = ns.run_saved("close_wait", &[]);
+        (r.len() == 1 && r[0]["close_wait"] == 3).then_some(r)
+    });
+    assert_eq!(rows, vec![json!({"pid": my_pid(), "process": my_comm(), "close_wait": 3, "peers": 1, "unread_bytes": 30})]);
+    drop(held);
+}
+
+#[test]
+fn time_wait_against_a_small_ephemeral_range() {
+    let ns = Netns::new("tw");
+    ns.sysctl("net.ipv4.ip_local_port_range", "40000 40009");
+    let held = ns.enter(|| {
+        let l = listener("127.0.0.1:8080", 16);
+        for _ in 0..3 {
+            let c = TcpStream::connect("127.0.0.1:8080").unwrap();
+            let (mut s, _) = l.accept().unwrap();
+            c.shutdown(Shutdown::Both).unwrap();
+            drop(c); // we close first: our side ends in TIME-WAIT
+            let mut sink = Vec::new();
+            s.read_to_end(&mut sink).unwrap();
+        }
+        let open = TcpStream::connect("127.0.0.1:8080").unwrap();
+        let accepted = l.accept().unwrap().0;
+        (l, open, accepted)
+    });
+    let rows = eventually(WAIT, || {
+        let r = ns.run_saved("time_wait", &[]);
+        (r.len() == 1 && r[0]["time_wait"] == 3).then_some(r)
+    });
+    assert_eq!(
+        rows,
+        vec![json!({"remote_addr": "127.0.0.1", "remote_port": 8080, "time_wait": 3, "ports_in_use": 4, "ephemeral_ports": 10, "pct_used": 40.0})]
+    );
+    drop(held);
+}
+
+#[test]
+fn idle_estab_finds_only_the_quiet_connection() {
+    let ns = Netns::new("idle");
+    let (l, quiet) = ns.enter(|| {
+        let l = listener("127.0.0.1:8080", 16);
+        let c = TcpStream::connect("127.0.0.1:8080").unwrap();
+        let s = l.accept().unwrap().0;
+        (l, (c, s))
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut busy = ns.enter(|| TcpStream::connect("127.0.0.1:8080").unwrap());
+    let (mut busy_s, _) = l.accept().unwrap();
+    busy.write_all(b"x").unwrap();
+    busy_s.read_exact(&mut [0u8; 1]).unwrap();
+    let rows = ns.run_saved("idle_estab", &["seconds=1"]);
+    let ports: Vec<(Value, Value)> = rows.iter().map(|r| (r["local_port"].clone(), r["remote_port"].clone())).collect();
+    let qc = quiet.0.local_addr().unwrap().port();
+    let mut expected = vec![(json!(8080), json!(qc)), (json!(qc), json!(8080))];
+    expected.sort_by_key(|p| p.0.as_u64());
+    let mut ports_sorted = ports.clone();
+    ports_sorted.sort_by_key(|p| p.0.as_u64());
+    assert_eq!(ports_sorted, expected, "{rows:?}");
+    assert!(rows.iter().all(|r| r["idle_s"].as_f64().unwrap() >= 1.0 && r["pid"] == my_pid()));
+    // The default threshold (300 s) finds nothing in a namespace this young.
+    assert_eq!(ns.run_saved("idle_estab", &[]), Vec::<Value>::new());
+    drop((l, quiet, busy, busy_s));
+}
+
+#[test]
+fn retransmits_when_the_peer_goes_silent() {
+    let a = Netns::new("rtxA");
+    let b = Netns::new("rtxB");
+    let (_, vb) = link(&a, &b, 2);
+    let l = a.enter(|| listener("10.231.2.1:8080", 16));
+    let client = b.enter(|| TcpStream::connect("10.231.2.1:8080").unwrap());
+    let (mut server, _) = l.accept().unwrap();
+    // The peer vanishes: every segment we send now goes unanswered.
+    b.exec_ok("ip", &["link", "set", &vb, "down"]);
+    server.write_all(&[1u8; 1000]).unwrap();
+    let rows = eventually(Duration::from_secs(10), || {
+        let r = a.run_saved("retransmits", &[]);
+        (r.len() == 1 && r[0]["total_retrans"].as_u64() >= Some(2)).then_some(r)
+    });
+    let r = &rows[0];
+    assert_eq!((r["state"].clone(), r["local_port"].clone(), r["remote_addr"].clone()), (json!("ESTAB"), json!(8080), json!("10.231.2.2")));
+    assert_eq!(r["remote_port"], client.local_addr().unwrap().port());
+    assert!(r["timeouts"].as_u64().unwrap() >= 1, "{r}");
+    assert!(r["unacked"].as_u64().unwrap() >= 1 && r["bytes_retrans"].as_u64().unwrap() >= 1000, "{r}");
+    assert_eq!(r["pid"], my_pid());
+    drop((l, client));
+}
+
+#[test]
+fn built_in_set_works_without_a_queries_directory() {
+    let dir = std::env::temp_dir().join(format!("sockql-builtin-{}", std::process::id()));
+    let config = dir.join("config");
+    std::fs::create_dir_all(config.join("sockql/queries")).unwrap();
+    std::fs::write(config.join("sockql/queries/mine.sql"), "-- name: mine\n-- description: my own\n-- param: n 2\nSELECT $n + 1 AS three;\n").unwrap();
+    let out = Command::new(bin())
+        .current_dir(&dir)
+        .env("XDG_CONFIG_HOME", &config)
+        .args(["run", "--list", "--format", "ndjson"])
+        .output()
+        .unwrap();
+    let list = parse_ndjson(&String::from_utf8(out.stdout).unwrap());
+    let names: Vec<&str> = list.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    for n in ["states", "estab_by_remote", "port_owner", "listeners", "syn_recv", "close_wait", "time_wait", "idle_estab", "retransmits", "mine"] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    let states = list.iter().find(|r| r["name"] == "states").unwrap();
+    assert_eq!(states["origin"], "built-in:states.sql");
+    let mine = list.iter().find(|r| r["name"] == "mine").unwrap();
+    assert_eq!((mine["params"].clone(), mine["description"].clone()), (json!("n=2"), json!("my own")));
+    let run = |args: &[&str]| output_of(Command::new(bin()).current_dir(&dir).env("XDG_CONFIG_HOME", &config).args(args).stdin(Stdio::null()).output().unwrap());
+    assert_eq!(run(&["run", "mine", "--format", "csv", "--no-header"]).0, "3\n");
+    // Parameters are values, never SQL text.
+    let (_, err, ok) = run(&["run", "mine", "--param", "n=1; DROP TABLE x"]);
+    assert!(!ok && err.contains("sockql: error:"), "{err}");
+    let (out, _, ok) = run(&["run", "mine", "--param", "n=40", "--format", "csv", "--no-header"]);
+    assert!(ok);
+    assert_eq!(out, "41\n");
+    // A broken file names itself and the line.
+    std::fs::write(config.join("sockql/queries/bad.sql"), "-- name: bad\n-- description: broken\nSELECT 1\nFROM sockets WHERE;\n").unwrap();
+    let (_, err, ok) = run(&["run", "bad"]);
+    assert!(!ok);
+    assert!(err.contains("sockql/queries/bad.sql:4: SQL syntax error"), "{err}");
+    std::fs::write(config.join("sockql/queries/bad.sql"), "-- name: bad\n-- description: broken\nSELECT $nope;\n").unwrap();
+    let (_, err, _) = run(&["run", "--list"]);
+    assert!(err.contains("bad.sql:3: unknown parameter $nope"), "{err}");
+    let (_, err, ok) = run(&["run", "nope"]);
+    assert!(!ok && err.contains("no saved query named 'nope'"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn query_files_report_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("sockql-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("r.sql");
+    std::fs::write(&f, "SELECT 1;\n\nSELECT nope\nFROM sockets;\n").unwrap();
+    let (_, err, ok) = run(&["-f", f.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains(&format!("{}:3: Schema error: No field named nope", f.display())), "{err}");
+    std::fs::write(&f, "-- name: withparam\n-- description: d\n-- param: port 22\nSELECT $port AS port;\n").unwrap();
+    let (out, _, _) = run(&["-f", f.to_str().unwrap(), "--format", "csv", "--param", "port=2222"]);
+    assert_eq!(out, "port\n2222\n");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
