@@ -8,5 +8,7 @@ mod netns;
 mod owners;
 mod packets;
 mod privilege;
+mod repl;
 mod saved;
 mod sockets;
+mod watch;

@@ -1,0 +1,162 @@
+//! The interactive shell, driven through a pseudo-terminal as a person
+//! would: multi-line input, meta-commands, completion, Ctrl-C, history.
+
+use std::process::Command;
+
+use rexpect::reader::Options;
+use rexpect::session::{spawn_with_options, PtySession};
+
+use crate::common::*;
+
+struct Shell {
+    p: PtySession,
+}
+
+fn shell(state_dir: &std::path::Path) -> Shell {
+    let mut cmd = Command::new(bin());
+    cmd.env("XDG_STATE_HOME", state_dir).env("TERM", "xterm").env("COLUMNS", "200");
+    let mut p = spawn_with_options(cmd, Options::new().timeout_ms(Some(15_000)).strip_ansi_escape_codes(true)).unwrap();
+    p.exp_string("\\? for help, \\q to quit.").unwrap();
+    Shell { p }
+}
+
+impl Shell {
+    /// Wait for the prompt, then type `s` and Enter. Waiting matters:
+    /// input typed before the line editor is ready is discarded, as in a
+    /// real terminal.
+    fn line(&mut self, s: &str) {
+        self.prompt();
+        self.p.send_line(s).unwrap();
+    }
+    fn prompt(&mut self) {
+        self.expect("sockql> ");
+    }
+    /// Type `s` at the next prompt without Enter.
+    fn type_(&mut self, s: &str) {
+        self.prompt();
+        self.p.send(s).unwrap();
+        self.p.flush().unwrap();
+    }
+    fn expect(&mut self, s: &str) -> String {
+        self.p.exp_string(s).unwrap_or_else(|e| panic!("expected {s:?}: {e}"))
+    }
+}
+
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("sockql-repl-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn multi_line_statements_meta_commands_and_ctrl_c() {
+    let dir = temp_dir("main");
+    let l = listener("127.0.0.1:0", 5);
+    let p = port_of(&l);
+    let mut sh = shell(&dir);
+    sh.line("\\format csv");
+    sh.expect("Output format is Csv.");
+    // A statement spans lines until its ';'.
+    sh.line("SELECT local_port, send_q");
+    sh.p.send_line(&format!("FROM sockets WHERE local_port = {p};")).unwrap();
+    sh.expect(&format!("local_port,send_q\r\n{p},5\r\n"));
+    sh.line("\\d sockets");
+    sh.expect("local_port,UInt16,false,Local port");
+    sh.line("\\d");
+    sh.expect("socket_owners,");
+    sh.line("\\?");
+    sh.expect("\\watch SECONDS");
+    sh.line("\\timing");
+    sh.expect("Timing is on.");
+    sh.line("SELECT 1 AS one;");
+    sh.expect("Time: ");
+    sh.line("\\timing");
+    sh.expect("Timing is off.");
+    sh.line(&format!("\\run port_owner port={p}"));
+    sh.expect(&format!("tcp,LISTEN,127.0.0.1,{p},0.0.0.0,0,{}", my_pid()));
+    sh.line("\\run");
+    sh.expect("estab_by_remote,");
+    // Ctrl-C while typing drops the statement, not the shell.
+    sh.type_("SELECT this is not sql");
+    sh.p.send_control('c').unwrap();
+    sh.line("SELECT 41 + 1 AS answer;");
+    let before = sh.expect("answer\r\n42\r\n");
+    assert!(!before.contains("error"), "the dropped statement must not run: {before}");
+    // Ctrl-C during a long query cancels the query and keeps the shell.
+    sh.line("SELECT count(*) FROM generate_series(1, 100000000000);");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    sh.p.send_control('c').unwrap();
+    sh.expect("query cancelled");
+    sh.line("SELECT 7 AS seven;");
+    sh.expect("seven\r\n7\r\n");
+    // Errors are reported and the shell goes on.
+    sh.line("SELECT nope FROM sockets;");
+    sh.expect("sockql: error: Schema error: No field named nope");
+    sh.line("\\bogus");
+    sh.expect("unknown command \\bogus");
+    sh.line("\\q");
+    sh.p.exp_eof().unwrap();
+    drop(l);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn tab_completes_columns_and_commands() {
+    let dir = temp_dir("tab");
+    let mut sh = shell(&dir);
+    sh.line("\\format csv");
+    sh.expect("Output format is Csv.");
+    sh.type_("SELECT local_p\t");
+    sh.p.send_line(" FROM sockets WHERE false;").unwrap();
+    sh.expect("local_port\r\n");
+    sh.type_("\\tim\t");
+    sh.p.send_line("").unwrap();
+    sh.expect("Timing is on.");
+    sh.type_("\\run estab_by_r\t");
+    sh.p.send_line("").unwrap();
+    sh.expect("remote_addr,connections");
+    // Ctrl-D leaves.
+    sh.prompt();
+    sh.p.send_control('d').unwrap();
+    sh.p.exp_eof().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn history_survives_a_restart() {
+    let dir = temp_dir("hist");
+    let mut sh = shell(&dir);
+    sh.line("SELECT 987654 AS marker;");
+    sh.expect("987654");
+    sh.line("\\q");
+    sh.p.exp_eof().unwrap();
+    let hist = std::fs::read_to_string(dir.join("sockql/history")).unwrap();
+    assert!(hist.contains("SELECT 987654 AS marker;"), "{hist}");
+    let mut sh = shell(&dir);
+    // Up-arrow twice (past "\\q") recalls the previous session's statement.
+    sh.type_("\x1b[A\x1b[A");
+    sh.p.send_line("").unwrap();
+    sh.expect("marker");
+    sh.expect("987654");
+    sh.line("\\q");
+    sh.p.exp_eof().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn watch_re_runs_the_last_query_until_ctrl_c() {
+    let dir = temp_dir("watch");
+    let mut sh = shell(&dir);
+    sh.line("SELECT 'tick' AS what;");
+    sh.expect("tick");
+    sh.line("\\watch 0.2");
+    sh.expect("Every 200ms: SELECT 'tick' AS what;");
+    sh.expect("Every 200ms: SELECT 'tick' AS what;");
+    sh.p.send_control('c').unwrap();
+    sh.line("SELECT 5 AS five;");
+    sh.expect("five");
+    sh.line("\\q");
+    sh.p.exp_eof().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,0 +1,66 @@
+//! `--watch`: re-running a query on an interval until Ctrl-C.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+fn interrupt(child: &std::process::Child) {
+    // SAFETY: sends SIGINT to our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+}
+
+#[test]
+fn ndjson_watch_appends_timestamped_rows_until_ctrl_c() {
+    let l = listener("127.0.0.1:0", 3);
+    let p = port_of(&l);
+    let mut child = Command::new(bin())
+        .args(["--watch", "200ms", "--format", "ndjson", &format!("SELECT local_port, send_q FROM sockets WHERE local_port = {p}")])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let start = Instant::now();
+    let mut rows = Vec::new();
+    while rows.len() < 4 {
+        let line = lines.next().expect("a row per tick").unwrap();
+        rows.push(serde_json::from_str::<serde_json::Value>(&line).unwrap());
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+    interrupt(&child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "Ctrl-C ends watch normally: {status:?}");
+    let ts: Vec<String> = rows.iter().map(|r| r["ts"].as_str().unwrap().to_string()).collect();
+    for r in &rows {
+        assert_eq!((r["local_port"].as_u64(), r["send_q"].as_u64()), (Some(p as u64), Some(3)));
+    }
+    for w in ts.windows(2) {
+        assert!(w[0] < w[1], "timestamps increase: {ts:?}");
+    }
+    // 4 ticks at 200 ms take at least 600 ms.
+    assert!(start.elapsed() >= Duration::from_millis(600));
+    drop(l);
+}
+
+#[test]
+fn table_watch_redraws_with_a_header_and_saved_queries_watch_too() {
+    let mut child = Command::new(bin()).args(["run", "states", "--watch", "0.2"]).stdout(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(900));
+    interrupt(&child);
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    assert!(child.wait().unwrap().success());
+    let redraws = out.matches("\x1b[H\x1b[2J").count();
+    let headers = out.matches("Every 200ms: SELECT protocol, state, count(*) AS sockets,").count();
+    assert!(redraws >= 3 && headers == redraws, "{redraws} redraws, {headers} headers:\n{out}");
+    assert!(out.contains("| protocol | state"), "{out}");
+}
+
+#[test]
+fn bad_intervals_are_refused() {
+    let (_, err, ok) = run(&["--watch", "fast", "SELECT 1"]);
+    assert!(!ok && err.contains("bad interval 'fast'"), "{err}");
+    let (_, err, ok) = run(&["--watch", "10ms", "SELECT 1"]);
+    assert!(!ok && err.contains("too short"), "{err}");
+}
