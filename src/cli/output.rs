@@ -21,6 +21,9 @@ pub struct OutputOptions {
 /// (table, csv) or an empty array (json), so scripts can tell "no rows"
 /// from "no output".
 pub fn print(out: &mut dyn Write, opts: OutputOptions, schema: &SchemaRef, batches: &[RecordBatch]) -> anyhow::Result<()> {
+    if schema.fields().is_empty() {
+        return Ok(()); // a statement without a result set (CREATE TABLE ... AS)
+    }
     let empty;
     let batches = if batches.iter().all(|b| b.num_rows() == 0) {
         empty = [RecordBatch::new_empty(schema.clone())];
