@@ -230,3 +230,56 @@ fn proc_net_fallback_reads_the_same_sockets() {
     let extra = query_with(&["--no-netlink"], &format!("SELECT rtt_ms, cookie FROM sockets WHERE local_port = {}", c.local_addr().unwrap().port()));
     assert_eq!(extra, vec![json!({"rtt_ms": null, "cookie": null})]);
 }
+
+/// Run sockql under a seccomp filter that makes the kernel refuse netlink
+/// sockets with EPERM, as some container sandboxes do.
+fn without_netlink(args: &[&str]) -> (String, String, bool) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(args);
+    // SAFETY: pre_exec runs in the forked child before exec; it only calls
+    // prctl with a filter program that outlives the calls.
+    unsafe {
+        cmd.pre_exec(|| {
+            const LD_W_ABS: u16 = 0x20;
+            const JEQ_K: u16 = 0x15;
+            const RET_K: u16 = 0x06;
+            let filter = [
+                libc::sock_filter { code: LD_W_ABS, jt: 0, jf: 0, k: 0 }, // syscall number
+                libc::sock_filter { code: JEQ_K, jt: 0, jf: 3, k: libc::SYS_socket as u32 },
+                libc::sock_filter { code: LD_W_ABS, jt: 0, jf: 0, k: 16 }, // args[0]: the family
+                libc::sock_filter { code: JEQ_K, jt: 0, jf: 1, k: libc::AF_NETLINK as u32 },
+                libc::sock_filter { code: RET_K, jt: 0, jf: 0, k: libc::SECCOMP_RET_ERRNO | libc::EPERM as u32 },
+                libc::sock_filter { code: RET_K, jt: 0, jf: 0, k: libc::SECCOMP_RET_ALLOW },
+            ];
+            let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const _ as usize, 0, 0) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    output_of(cmd.stdin(std::process::Stdio::null()).output().unwrap())
+}
+
+#[test]
+fn a_kernel_refusing_netlink_falls_back_to_proc_net_and_says_so_once() {
+    let l = listener("127.0.0.1:0", 4);
+    let p = port_of(&l);
+    let sql = format!(
+        "SELECT state, local_port, recv_q, inode, pid FROM sockets WHERE local_port = {p}; \
+         SELECT count(*) AS n FROM sockets WHERE local_port = {p}"
+    );
+    let (out, err, ok) = without_netlink(&["--format", "ndjson", &sql]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        parse_ndjson(&out),
+        vec![json!({"state": "LISTEN", "local_port": p, "recv_q": 0, "inode": inode_of(&l), "pid": my_pid()}), json!({"n": 1})]
+    );
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one notice for two scans: {err}");
+    assert!(lines[0].starts_with("sockql: warning: netlink sock_diag unavailable") && lines[0].contains("/proc/net"), "{err}");
+    assert!(lines[0].contains("Operation not permitted"), "{err}");
+}
