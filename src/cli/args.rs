@@ -82,6 +82,12 @@ pub struct SourceArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CaptureSource {
+    SockDiag,
+    Ctnetlink,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Table,
     Csv,
@@ -127,10 +133,12 @@ pub enum Command {
     /// Print the table reference in Markdown (README.md carries it).
     #[command(hide = true)]
     Reference,
-    /// Write the raw sock_diag answer datagrams to FILE (for bug reports
-    /// and parser test fixtures).
+    /// Write the raw netlink answer datagrams of SOURCE to FILE (for bug
+    /// reports and parser test fixtures).
     #[command(hide = true)]
-    CaptureSockDiag {
+    Capture {
+        #[arg(value_enum)]
+        source: CaptureSource,
         file: PathBuf,
     },
 }

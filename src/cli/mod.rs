@@ -115,7 +115,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             write!(out, "{}", catalog::markdown_reference())?;
             return Ok(out.flush()?);
         }
-        Some(Command::CaptureSockDiag { file }) => return capture_sock_diag(file),
+        Some(Command::Capture { source, file }) => return capture(*source, file),
         Some(Command::Run { .. }) | None => {}
     }
     let engine = Engine::new(&source)?;
@@ -133,17 +133,25 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Write every sock_diag answer datagram (all protocols, families and
-/// extensions) to `file`, for parser fixtures and bug reports.
-fn capture_sock_diag(file: &std::path::Path) -> anyhow::Result<()> {
+/// Write every answer datagram of one netlink dump source to `file`, for
+/// parser fixtures and bug reports.
+fn capture(source: args::CaptureSource, file: &std::path::Path) -> anyhow::Result<()> {
     use crate::collect::inet_diag::Extensions;
     use crate::collect::sock_diag::{SockDiag, ALL_DUMPS};
     use crate::collect::tcp_state::ALL_BITS;
+    use std::ops::ControlFlow::Continue;
     let mut w = std::io::BufWriter::new(std::fs::File::create(file).with_context(|| format!("cannot create {}", file.display()))?);
-    let mut nl = SockDiag::open()?;
-    let ext = Extensions { tcp_info: true, congestion: true, meminfo: true };
-    for (protocol, family) in ALL_DUMPS {
-        nl.dump(protocol, family, ALL_BITS, ext, Some(&mut w), |_| std::ops::ControlFlow::Continue(()))?;
+    match source {
+        args::CaptureSource::SockDiag => {
+            let mut nl = SockDiag::open()?;
+            let ext = Extensions { tcp_info: true, congestion: true, meminfo: true };
+            for (protocol, family) in ALL_DUMPS {
+                nl.dump(protocol, family, ALL_BITS, ext, Some(&mut w), |_| Continue(()))?;
+            }
+        }
+        args::CaptureSource::Ctnetlink => {
+            crate::collect::ctnetlink::Ctnetlink::open()?.dump(0, Some(&mut w), |_| Continue(()))?;
+        }
     }
     w.flush()?;
     Ok(())

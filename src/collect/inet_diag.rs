@@ -8,9 +8,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use netlink_packet_core::{NlaBuffer, NlasIterator};
-
 use super::netlink::NetlinkError;
+use super::nla;
 
 pub const SOCK_DIAG_BY_FAMILY: u16 = 20;
 
@@ -84,9 +83,7 @@ impl<'a> InetDiagMsg<'a> {
         }
         let msg = InetDiagMsg { raw: &payload[..MSG_LEN], attrs: &payload[MSG_LEN..] };
         // Validate the attribute chain once so later lookups cannot fail.
-        for nla in NlasIterator::new(msg.attrs) {
-            nla.map_err(|e| NetlinkError::Malformed(format!("inet_diag attribute: {e}")))?;
-        }
+        nla::validate(msg.attrs)?;
         Ok(msg)
     }
 
@@ -148,14 +145,7 @@ impl<'a> InetDiagMsg<'a> {
 
     /// The payload of attribute `kind`, if the kernel sent it.
     pub fn attr(&self, kind: u16) -> Option<&'a [u8]> {
-        NlasIterator::new(self.attrs)
-            .filter_map(Result::ok)
-            .find(|nla: &NlaBuffer<&'a [u8]>| nla.kind() == kind)
-            .and_then(|nla| {
-                // Header is 4 bytes; the iterator already checked the length.
-                let len = nla.length() as usize;
-                nla.into_inner().get(4..len)
-            })
+        nla::find(self.attrs, kind)
     }
 
     pub fn tcp_info(&self) -> Option<TcpInfo<'a>> {

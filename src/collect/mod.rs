@@ -3,9 +3,12 @@
 //! with parsing kept apart from I/O so parsers can be tested on captured
 //! bytes.
 
+pub mod ctnetlink;
 pub mod inet_diag;
 pub mod netlink;
+pub mod nla;
 pub mod owners;
+pub mod proc_conntrack;
 pub mod proc_net;
 pub mod processes;
 pub mod sock_diag;

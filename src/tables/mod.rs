@@ -2,6 +2,8 @@
 //! DataFusion `TableProvider`, and what it pushes down to its reader.
 
 pub mod columns;
+pub mod conntrack;
+pub mod conntrack_stats;
 pub mod filters;
 pub mod live;
 pub mod processes;
@@ -41,6 +43,12 @@ pub fn catalog() -> Vec<TableInfo> {
             schema: columns::schema_of(socket_owners::Col::DEFS),
         },
         TableInfo { name: sysctls::NAME, about: sysctls::ABOUT, schema: columns::schema_of(sysctls::Col::DEFS) },
+        TableInfo { name: conntrack::NAME, about: conntrack::ABOUT, schema: columns::schema_of(conntrack::Col::DEFS) },
+        TableInfo {
+            name: conntrack_stats::NAME,
+            about: conntrack_stats::ABOUT,
+            schema: columns::schema_of(conntrack_stats::Col::DEFS),
+        },
     ]
 }
 
@@ -51,6 +59,8 @@ pub fn register_all(ctx: &SessionContext, options: &SourceOptions) -> Result<()>
         (processes::NAME, Arc::new(processes::ProcessesTable)),
         (socket_owners::NAME, Arc::new(socket_owners::SocketOwnersTable)),
         (sysctls::NAME, Arc::new(sysctls::SysctlsTable)),
+        (conntrack::NAME, Arc::new(conntrack::ConntrackTable::new(options.clone()))),
+        (conntrack_stats::NAME, Arc::new(conntrack_stats::ConntrackStatsTable::new(options.clone()))),
     ];
     for (name, table) in tables {
         ctx.register_table(name, table)?;

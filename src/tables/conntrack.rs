@@ -1,0 +1,297 @@
+//! `conntrack`: the kernel's connection-tracking / NAT table (conntrack -L).
+//!
+//! Source: a ctnetlink dump (NETLINK_NETFILTER, IPCTNL_MSG_CT_GET); where
+//! netlink is refused, /proc/net/nf_conntrack (no ids; status bits partly
+//! inferred). Without CAP_NET_ADMIN, or with connection tracking inactive,
+//! the table is empty and stderr says why once.
+//!
+//! Pushed down: `family = …` chooses the dump's address family (Inexact).
+//! Rows stream into batches as the dump arrives, so a 100,000-entry table
+//! costs a couple of batches of memory.
+
+use std::fmt;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::error::Result;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::streaming::StreamingTableExec;
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::collect::ctnetlink::{self, Conntrack, Ctnetlink, Tuple};
+use crate::collect::netlink::NetlinkError;
+use crate::collect::proc_conntrack;
+use crate::notice;
+use crate::table_columns;
+use crate::tables::columns::{schema_of, RowBuilder};
+use crate::tables::filters::{as_str, column_in_literals};
+use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
+use crate::tables::SourceOptions;
+
+table_columns!(Col {
+    Id: "id", U32, true, "Kernel id of the entry (conntrack -o id); null from /proc/net/nf_conntrack";
+    Family: "family", Utf8, false, "'inet' (IPv4) or 'inet6' (IPv6)";
+    Protocol: "protocol", Utf8, false, "Layer-4 protocol name: tcp, udp, icmp, icmpv6, sctp, gre, ... or its number";
+    ProtocolNum: "protocol_num", U8, false, "Layer-4 protocol number (6 tcp, 17 udp, 1 icmp, 58 icmpv6)";
+    State: "state", Utf8, true, "TCP conntrack state: SYN_SENT, SYN_RECV, ESTABLISHED, FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE; null for other protocols";
+    TimeoutS: "timeout_s", U32, true, "Seconds until the entry expires unless traffic refreshes it";
+    OrigSrc: "orig_src", Utf8, true, "Original direction source address (who opened the flow)";
+    OrigDst: "orig_dst", Utf8, true, "Original direction destination address";
+    OrigSport: "orig_sport", U16, true, "Original direction source port (null for icmp)";
+    OrigDport: "orig_dport", U16, true, "Original direction destination port";
+    ReplySrc: "reply_src", Utf8, true, "Reply direction source address: differs from orig_dst under DNAT";
+    ReplyDst: "reply_dst", Utf8, true, "Reply direction destination address: differs from orig_src under SNAT/masquerade";
+    ReplySport: "reply_sport", U16, true, "Reply direction source port";
+    ReplyDport: "reply_dport", U16, true, "Reply direction destination port";
+    IcmpType: "icmp_type", U8, true, "ICMP type of the original direction (icmp/icmpv6 only)";
+    IcmpCode: "icmp_code", U8, true, "ICMP code of the original direction";
+    IcmpId: "icmp_id", U16, true, "ICMP echo id of the original direction";
+    Status: "status", Utf8, true, "Status flags, comma-separated: ASSURED, SEEN_REPLY, CONFIRMED, SRC_NAT, DST_NAT, SRC_NAT_DONE, DST_NAT_DONE, DYING, OFFLOAD, ...";
+    Assured: "assured", Bool, true, "Traffic seen both ways long enough that the entry is kept under table pressure";
+    SeenReply: "seen_reply", Bool, true, "A reply was seen (false is conntrack's [UNREPLIED])";
+    Snat: "snat", Bool, true, "Source NAT (SNAT or masquerade) applies";
+    Dnat: "dnat", Bool, true, "Destination NAT (DNAT, port forward) applies";
+    Mark: "mark", U32, true, "Connection mark (ct mark)";
+    Zone: "zone", U16, true, "Conntrack zone";
+    UseCount: "use_count", U32, true, "Reference count of the entry";
+    OrigPackets: "orig_packets", U64, true, "Packets in the original direction (needs net.netfilter.nf_conntrack_acct=1)";
+    OrigBytes: "orig_bytes", U64, true, "Bytes in the original direction (needs nf_conntrack_acct=1)";
+    ReplyPackets: "reply_packets", U64, true, "Packets in the reply direction (needs nf_conntrack_acct=1)";
+    ReplyBytes: "reply_bytes", U64, true, "Bytes in the reply direction (needs nf_conntrack_acct=1)";
+    StartTime: "start_time", TimestampMs, true, "When the flow was first seen, UTC (needs net.netfilter.nf_conntrack_timestamp=1)";
+    Labels: "labels", Utf8, true, "Set connlabel bits, comma-separated bit numbers (see connlabel.conf)";
+    Secctx: "secctx", Utf8, true, "Security context (SELinux) of the entry";
+});
+
+pub const NAME: &str = "conntrack";
+pub const ABOUT: &str = "The connection-tracking / NAT table (conntrack -L), needs CAP_NET_ADMIN";
+
+pub struct ConntrackTable {
+    options: SourceOptions,
+}
+
+impl ConntrackTable {
+    pub fn new(options: SourceOptions) -> Self {
+        ConntrackTable { options }
+    }
+}
+
+impl fmt::Debug for ConntrackTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ConntrackTable")
+    }
+}
+
+/// The nfgenmsg family a filter set allows: 0 (all), AF_INET or AF_INET6.
+fn wanted_family(filters: &[Expr]) -> u8 {
+    for f in filters {
+        if let Some(("family", values)) = column_in_literals(f) {
+            let fams: Vec<&str> = values.iter().filter_map(|v| as_str(v)).collect();
+            if fams == ["inet"] {
+                return libc::AF_INET as u8;
+            }
+            if fams == ["inet6"] {
+                return libc::AF_INET6 as u8;
+            }
+        }
+    }
+    0
+}
+
+#[async_trait]
+impl TableProvider for ConntrackTable {
+    fn schema(&self) -> SchemaRef {
+        schema_of(Col::DEFS)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| match column_in_literals(f) {
+                Some(("family", _)) => TableProviderFilterPushDown::Inexact,
+                _ => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let family = wanted_family(filters);
+        let projection = projection.cloned();
+        let no_netlink = self.options.no_netlink;
+        let schema = RowBuilder::new(Col::DEFS, projection.as_deref(), 0).schema();
+        let label = format!(
+            "conntrack: {} family={}",
+            if no_netlink { "/proc/net/nf_conntrack" } else { "ctnetlink" },
+            match family {
+                0 => "all",
+                2 => "inet",
+                _ => "inet6",
+            }
+        );
+        let partition = LivePartition::new(schema.clone(), label, move |sink| {
+            let mut out = Emitter::new(RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS), sink, limit);
+            let mut failed = None;
+            let mut each = |ct: Conntrack| {
+                append(&mut out.rows, &ct);
+                match out.end_row() {
+                    Ok(flow) => flow,
+                    Err(e) => {
+                        failed = Some(e);
+                        ControlFlow::Break(())
+                    }
+                }
+            };
+            read(family, no_netlink, &mut each)?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            out.finish()
+        });
+        Ok(Arc::new(StreamingTableExec::try_new(schema, vec![Arc::new(partition)], None, [], false, limit)?))
+    }
+}
+
+fn refusal_note(e: &NetlinkError) {
+    let msg = match errno_of(e) {
+        Some(libc::EPERM) | Some(libc::EACCES) => {
+            "reading the connection-tracking table needs CAP_NET_ADMIN (run sockql as root); conntrack is empty".to_string()
+        }
+        _ => format!(
+            "connection tracking is not available here ({e}): the nf_conntrack module is not loaded or \
+             nothing uses it in this network namespace; conntrack is empty"
+        ),
+    };
+    notice::note_once("conntrack-unavailable", msg);
+}
+
+fn errno_of(e: &NetlinkError) -> Option<i32> {
+    match e {
+        NetlinkError::Open(io) | NetlinkError::Io(io) => io.raw_os_error(),
+        NetlinkError::Kernel { errno } => Some(*errno),
+        _ => None,
+    }
+}
+
+/// Read the table from ctnetlink, else /proc/net/nf_conntrack, else nothing
+/// (with a note): a missing conntrack never fails a query.
+fn read(family: u8, no_netlink: bool, each: &mut dyn FnMut(Conntrack) -> ControlFlow<()>) -> anyhow::Result<()> {
+    if !no_netlink {
+        let res = Ctnetlink::open().and_then(|mut nl| nl.dump(family, None, &mut *each));
+        match res {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_refusal() || matches!(errno_of(&e), Some(libc::EOPNOTSUPP) | Some(libc::ENOENT)) => {
+                if std::fs::metadata("/proc/net/nf_conntrack").is_err() || matches!(errno_of(&e), Some(libc::EPERM)) {
+                    refusal_note(&e);
+                    return Ok(());
+                }
+                notice::warn_once("ctnetlink-refused", format!("ctnetlink refused ({e}); reading /proc/net/nf_conntrack instead (no ids)"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let text = match std::fs::read_to_string("/proc/net/nf_conntrack") {
+        Ok(t) => t,
+        Err(e) => {
+            notice::note_once("conntrack-unavailable", format!("cannot read /proc/net/nf_conntrack ({e}); conntrack is empty"));
+            return Ok(());
+        }
+    };
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    for ct in proc_conntrack::parse(&text, now_s).map_err(anyhow::Error::msg)? {
+        if family != 0 && ct.family != family {
+            continue;
+        }
+        if each(ct).is_break() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn tuple(r: &mut RowBuilder, t: &Tuple, src: Col, dst: Col, sport: Col, dport: Col) {
+    match t.src {
+        Some(a) => r.display(src as usize, &a),
+        None => r.str(src as usize, None),
+    }
+    match t.dst {
+        Some(a) => r.display(dst as usize, &a),
+        None => r.str(dst as usize, None),
+    }
+    r.u16(sport as usize, t.sport);
+    r.u16(dport as usize, t.dport);
+}
+
+fn append(r: &mut RowBuilder, ct: &Conntrack) {
+    use Col::*;
+    let proto = ct.orig.protocol.unwrap_or(0);
+    r.u32(Id as usize, ct.id);
+    r.str(Family as usize, Some(if ct.family == libc::AF_INET6 as u8 { "inet6" } else { "inet" }));
+    match ctnetlink::protocol_name(proto) {
+        Some(n) => r.str(Protocol as usize, Some(n)),
+        None => r.display(Protocol as usize, &proto),
+    }
+    r.u8(ProtocolNum as usize, Some(proto));
+    r.str(State as usize, ct.tcp_state.filter(|_| proto == 6).map(ctnetlink::tcp_state_name));
+    r.u32(TimeoutS as usize, ct.timeout_s);
+    tuple(r, &ct.orig, OrigSrc, OrigDst, OrigSport, OrigDport);
+    tuple(r, &ct.reply, ReplySrc, ReplyDst, ReplySport, ReplyDport);
+    r.u8(IcmpType as usize, ct.orig.icmp_type);
+    r.u8(IcmpCode as usize, ct.orig.icmp_code);
+    r.u16(IcmpId as usize, ct.orig.icmp_id);
+    if r.wants(Status as usize) {
+        r.str(Status as usize, ct.status.map(ctnetlink::status_names).as_deref());
+    }
+    let bit = |b: u32| ct.status.map(|s| s & b != 0);
+    r.bool(Assured as usize, bit(ctnetlink::IPS_ASSURED));
+    r.bool(SeenReply as usize, bit(ctnetlink::IPS_SEEN_REPLY));
+    r.bool(Snat as usize, bit(ctnetlink::IPS_SRC_NAT));
+    r.bool(Dnat as usize, bit(ctnetlink::IPS_DST_NAT));
+    r.u32(Mark as usize, ct.mark);
+    r.u16(Zone as usize, Some(ct.zone.unwrap_or(0)));
+    r.u32(UseCount as usize, ct.use_count);
+    r.u64(OrigPackets as usize, ct.orig_counters.packets);
+    r.u64(OrigBytes as usize, ct.orig_counters.bytes);
+    r.u64(ReplyPackets as usize, ct.reply_counters.packets);
+    r.u64(ReplyBytes as usize, ct.reply_counters.bytes);
+    r.timestamp_ms(StartTime as usize, ct.start_ns.map(|ns| (ns / 1_000_000) as i64));
+    if r.wants(Labels as usize) {
+        let labels = ct.labels.as_ref().map(|l| l.iter().map(u16::to_string).collect::<Vec<_>>().join(","));
+        r.str(Labels as usize, labels.as_deref());
+    }
+    r.str(Secctx as usize, ct.secctx.as_deref());
+}
+
+/// Per-CPU statistics for `conntrack_stats`: ctnetlink, else
+/// /proc/net/stat/nf_conntrack, else none (with the same note).
+pub fn read_stats(no_netlink: bool) -> anyhow::Result<Vec<ctnetlink::CpuStats>> {
+    if !no_netlink {
+        match Ctnetlink::open().and_then(|mut nl| nl.cpu_stats()) {
+            Ok(s) => return Ok(s),
+            Err(e) if matches!(errno_of(&e), Some(libc::EPERM) | Some(libc::EACCES)) => {
+                refusal_note(&e);
+                return Ok(Vec::new());
+            }
+            Err(_) => {}
+        }
+    }
+    match std::fs::read_to_string("/proc/net/stat/nf_conntrack") {
+        Ok(text) => proc_conntrack::parse_stats(&text).map_err(anyhow::Error::msg),
+        Err(e) => {
+            notice::note_once("conntrack-unavailable", format!("cannot read conntrack statistics ({e}); conntrack_stats is empty"));
+            Ok(Vec::new())
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! `conntrack_stats`: per-CPU connection-tracking counters, as
+//! `conntrack -S` prints them. The current entry count and the limit are
+//! the sysctls net.netfilter.nf_conntrack_count and nf_conntrack_max.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::error::Result;
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_plan::streaming::StreamingTableExec;
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::table_columns;
+use crate::tables::columns::{schema_of, RowBuilder};
+use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
+use crate::tables::SourceOptions;
+
+table_columns!(Col {
+    Cpu: "cpu", U16, false, "CPU number";
+    Found: "found", U32, true, "Lookups that found an entry";
+    Invalid: "invalid", U32, true, "Packets that could not be tracked (invalid state or malformed)";
+    Insert: "insert", U32, true, "Entries inserted (older kernels only; newer ones report 0)";
+    InsertFailed: "insert_failed", U32, true, "Entries that could not be inserted (clashes)";
+    Drop: "drop", U32, true, "Packets dropped because the table was full or an insert failed";
+    EarlyDrop: "early_drop", U32, true, "Unassured entries evicted to make room: the table is (nearly) full";
+    Error: "error", U32, true, "ICMP errors that could not be matched to a connection";
+    SearchRestart: "search_restart", U32, true, "Lookups restarted because the table changed under them";
+    ClashResolve: "clash_resolve", U32, true, "Insert clashes resolved";
+    ChainTooLong: "chaintoolong", U32, true, "Inserts refused because a hash chain was too long";
+});
+
+pub const NAME: &str = "conntrack_stats";
+pub const ABOUT: &str = "Per-CPU connection-tracking counters (conntrack -S); count and max are sysctls nf_conntrack_count/_max";
+
+pub struct ConntrackStatsTable {
+    options: SourceOptions,
+}
+
+impl ConntrackStatsTable {
+    pub fn new(options: SourceOptions) -> Self {
+        ConntrackStatsTable { options }
+    }
+}
+
+impl fmt::Debug for ConntrackStatsTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ConntrackStatsTable")
+    }
+}
+
+#[async_trait]
+impl TableProvider for ConntrackStatsTable {
+    fn schema(&self) -> SchemaRef {
+        schema_of(Col::DEFS)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let projection = projection.cloned();
+        let no_netlink = self.options.no_netlink;
+        let schema = RowBuilder::new(Col::DEFS, projection.as_deref(), 0).schema();
+        let partition = LivePartition::new(schema.clone(), "conntrack_stats: ctnetlink per-cpu".into(), move |sink| {
+            let mut out = Emitter::new(RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS), sink, limit);
+            for s in super::conntrack::read_stats(no_netlink)? {
+                out.rows.u16(Col::Cpu as usize, Some(s.cpu));
+                for (i, (attr, _)) in crate::collect::ctnetlink::STATS.iter().enumerate() {
+                    out.rows.u32(Col::Found as usize + i, s.counters[*attr]);
+                }
+                if out.end_row()?.is_break() {
+                    break;
+                }
+            }
+            out.finish()
+        });
+        Ok(Arc::new(StreamingTableExec::try_new(schema, vec![Arc::new(partition)], None, [], false, limit)?))
+    }
+}
