@@ -38,11 +38,50 @@ impl SqlSource {
     }
 }
 
-/// What the REPL and the one-shot runner need of an engine: keeps them off
-/// a concrete DataFusion context.
-#[async_trait]
-pub trait QueryRunner: Send + Sync {
-    async fn run(&self, sql: &SqlSource) -> anyhow::Result<Vec<StatementResult>>;
+/// Receives results statement by statement, batch by batch, as they are
+/// computed: printing need not wait for (or hold) a whole result.
+pub trait ResultSink {
+    fn start(&mut self, schema: SchemaRef) -> anyhow::Result<()>;
+    fn batch(&mut self, batch: &RecordBatch) -> anyhow::Result<()>;
+    fn end(&mut self) -> anyhow::Result<()>;
+}
+
+/// A sink that keeps everything (watch mode, tests).
+#[derive(Default)]
+pub struct Collect {
+    pub results: Vec<StatementResult>,
+}
+
+impl ResultSink for Collect {
+    fn start(&mut self, schema: SchemaRef) -> anyhow::Result<()> {
+        self.results.push(StatementResult { schema, batches: Vec::new() });
+        Ok(())
+    }
+    fn batch(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {
+        match self.results.last_mut() {
+            Some(r) => r.batches.push(batch.clone()),
+            None => anyhow::bail!("a batch arrived before its statement started"),
+        }
+        Ok(())
+    }
+    fn end(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// What the REPL, watch and the one-shot runner need of an engine: keeps
+/// them off a concrete DataFusion context.
+#[async_trait(?Send)]
+pub trait QueryRunner {
+    /// Run every statement in order into `sink`.
+    async fn run_into(&self, sql: &SqlSource, sink: &mut dyn ResultSink) -> anyhow::Result<()>;
+
+    /// Run and keep every result.
+    async fn run(&self, sql: &SqlSource) -> anyhow::Result<Vec<StatementResult>> {
+        let mut all = Collect::default();
+        self.run_into(sql, &mut all).await?;
+        Ok(all.results)
+    }
 }
 
 pub struct Engine {
@@ -74,10 +113,18 @@ impl Engine {
         &self.ctx
     }
 
-    async fn run_statement(&self, statement: Statement, params: &HashMap<String, ScalarValue>) -> anyhow::Result<StatementResult> {
+    async fn run_statement(
+        &self,
+        statement: Statement,
+        params: &HashMap<String, ScalarValue>,
+        sink: &mut dyn ResultSink,
+    ) -> anyhow::Result<()> {
+        use futures::StreamExt;
         if let Some(batch) = catalog_statement(&statement.to_string()) {
             let batch = batch?;
-            return Ok(StatementResult { schema: batch.schema(), batches: vec![batch] });
+            sink.start(batch.schema())?;
+            sink.batch(&batch)?;
+            return sink.end();
         }
         let state = self.ctx.state();
         let mut plan = state.statement_to_plan(statement).await?;
@@ -86,16 +133,20 @@ impl Engine {
         }
         let df = self.ctx.execute_logical_plan(plan).await?;
         let schema: SchemaRef = df.schema().inner().clone();
-        let batches = df.collect().await?;
-        Ok(StatementResult { schema, batches })
+        let mut stream = df.execute_stream().await?;
+        sink.start(schema)?;
+        while let Some(batch) = stream.next().await {
+            sink.batch(&batch?)?;
+        }
+        sink.end()
     }
 }
 
-#[async_trait]
+#[async_trait(?Send)]
 impl QueryRunner for Engine {
     /// Run every statement in order, reading the kernel afresh for each.
     /// Stops at the first failing statement.
-    async fn run(&self, sql: &SqlSource) -> anyhow::Result<Vec<StatementResult>> {
+    async fn run_into(&self, sql: &SqlSource, sink: &mut dyn ResultSink) -> anyhow::Result<()> {
         let at = |line: Option<usize>, e: anyhow::Error| match (&sql.origin, line) {
             (Some(origin), Some(line)) => e.context(format!("{origin}:{line}")),
             (Some(origin), None) => e.context(origin.clone()),
@@ -111,12 +162,11 @@ impl QueryRunner for Engine {
         if statements.is_empty() {
             return Err(at(None, anyhow::anyhow!("no SQL statement found")));
         }
-        let mut results = Vec::with_capacity(statements.len());
         for statement in statements {
             let line = statement_line(&statement);
-            results.push(self.run_statement(statement, &sql.params).await.map_err(|e| at(line, e))?);
+            self.run_statement(statement, &sql.params, sink).await.map_err(|e| at(line, e))?;
         }
-        Ok(results)
+        Ok(())
     }
 }
 

@@ -126,11 +126,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(every) = args.watch {
         return watch::watch(&engine, &sql, every, opts, &mut out).await;
     }
-    for r in engine.run(&sql).await? {
-        output::print(&mut out, opts, &r.schema, &r.batches)?;
-    }
-    out.flush()?;
-    Ok(())
+    drop(out);
+    let mut sink = output::PrintSink::new(opts, || std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()));
+    engine.run_into(&sql, &mut sink).await
 }
 
 /// Write every answer datagram of one netlink dump source to `file`, for

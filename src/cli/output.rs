@@ -3,13 +3,14 @@
 
 use std::io::Write;
 
-use datafusion::arrow::csv::WriterBuilder as CsvWriterBuilder;
+use datafusion::arrow::csv::{Writer as CsvWriter, WriterBuilder as CsvWriterBuilder};
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::json::writer::{JsonArray, LineDelimited, WriterBuilder as JsonWriterBuilder};
+use datafusion::arrow::json::writer::{JsonArray, LineDelimited, Writer as JsonWriter, WriterBuilder as JsonWriterBuilder};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
 use super::args::Format;
+use super::engine::ResultSink;
 
 #[derive(Debug, Clone, Copy)]
 pub struct OutputOptions {
@@ -17,45 +18,126 @@ pub struct OutputOptions {
     pub header: bool,
 }
 
-/// Print one statement's result. An empty result still prints its header
-/// (table, csv) or an empty array (json), so scripts can tell "no rows"
-/// from "no output".
+/// Prints one statement's result batch by batch: csv, json and ndjson
+/// write each batch as it arrives (memory stays a batch, however many rows);
+/// the table format needs every row for its column widths and keeps them.
+/// An empty result still prints its header (table, csv) or an empty array
+/// (json), so scripts can tell "no rows" from "no output".
+pub struct Printer<W: Write> {
+    schema: SchemaRef,
+    rows: usize,
+    sink: Sink<W>,
+}
+
+enum Sink<W: Write> {
+    /// A statement without a result set (CREATE TABLE ... AS) prints nothing.
+    Nothing,
+    Table(W, Vec<RecordBatch>),
+    Csv(CsvWriter<W>),
+    Json(JsonWriter<W, JsonArray>),
+    Ndjson(JsonWriter<W, LineDelimited>),
+}
+
+impl<W: Write> Printer<W> {
+    pub fn new(out: W, opts: OutputOptions, schema: SchemaRef) -> Self {
+        let sink = if schema.fields().is_empty() {
+            Sink::Nothing
+        } else {
+            match opts.format {
+                Format::Table => Sink::Table(out, Vec::new()),
+                Format::Csv => Sink::Csv(CsvWriterBuilder::new().with_header(opts.header).build(out)),
+                Format::Json => Sink::Json(JsonWriterBuilder::new().with_explicit_nulls(true).build(out)),
+                Format::Ndjson => Sink::Ndjson(JsonWriterBuilder::new().with_explicit_nulls(true).build(out)),
+            }
+        };
+        Printer { schema, rows: 0, sink }
+    }
+
+    pub fn batch(&mut self, b: &RecordBatch) -> anyhow::Result<()> {
+        if b.num_rows() == 0 {
+            return Ok(());
+        }
+        self.rows += b.num_rows();
+        match &mut self.sink {
+            Sink::Nothing => {}
+            Sink::Table(_, kept) => kept.push(b.clone()),
+            Sink::Csv(w) => w.write(b)?,
+            Sink::Json(w) => w.write(b)?,
+            Sink::Ndjson(w) => w.write(b)?,
+        }
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        if self.rows == 0 {
+            // Writers emit headers (csv) and brackets (json) on a first write.
+            let empty = RecordBatch::new_empty(self.schema.clone());
+            match &mut self.sink {
+                Sink::Table(_, kept) => kept.push(empty),
+                Sink::Csv(w) => w.write(&empty)?,
+                Sink::Json(w) => w.write(&empty)?,
+                Sink::Nothing | Sink::Ndjson(_) => {}
+            }
+        }
+        match self.sink {
+            Sink::Nothing => {}
+            Sink::Table(mut out, kept) => {
+                writeln!(out, "{}", pretty_format_batches(&kept)?)?;
+                out.flush()?;
+            }
+            Sink::Csv(w) => w.into_inner().flush()?,
+            Sink::Json(mut w) => {
+                w.finish()?;
+                let mut out = w.into_inner();
+                writeln!(out)?;
+                out.flush()?;
+            }
+            Sink::Ndjson(mut w) => {
+                w.finish()?;
+                w.into_inner().flush()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A [`ResultSink`] printing each statement's result as it streams, to a
+/// writer made per statement (stdout, a buffer in tests).
+pub struct PrintSink<W: Write, F: FnMut() -> W> {
+    make: F,
+    opts: OutputOptions,
+    current: Option<Printer<W>>,
+}
+
+impl<W: Write, F: FnMut() -> W> PrintSink<W, F> {
+    pub fn new(opts: OutputOptions, make: F) -> Self {
+        PrintSink { make, opts, current: None }
+    }
+}
+
+impl<W: Write, F: FnMut() -> W> ResultSink for PrintSink<W, F> {
+    fn start(&mut self, schema: SchemaRef) -> anyhow::Result<()> {
+        self.current = Some(Printer::new((self.make)(), self.opts, schema));
+        Ok(())
+    }
+    fn batch(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {
+        match &mut self.current {
+            Some(p) => p.batch(batch),
+            None => anyhow::bail!("a batch arrived before its statement started"),
+        }
+    }
+    fn end(&mut self) -> anyhow::Result<()> {
+        self.current.take().map_or(Ok(()), Printer::finish)
+    }
+}
+
+/// Print a whole result at once.
 pub fn print(out: &mut dyn Write, opts: OutputOptions, schema: &SchemaRef, batches: &[RecordBatch]) -> anyhow::Result<()> {
-    if schema.fields().is_empty() {
-        return Ok(()); // a statement without a result set (CREATE TABLE ... AS)
+    let mut p = Printer::new(out, opts, schema.clone());
+    for b in batches {
+        p.batch(b)?;
     }
-    let empty;
-    let batches = if batches.iter().all(|b| b.num_rows() == 0) {
-        empty = [RecordBatch::new_empty(schema.clone())];
-        &empty[..]
-    } else {
-        batches
-    };
-    match opts.format {
-        Format::Table => writeln!(out, "{}", pretty_format_batches(batches)?)?,
-        Format::Csv => {
-            let mut w = CsvWriterBuilder::new().with_header(opts.header).build(&mut *out);
-            for b in batches {
-                w.write(b)?;
-            }
-        }
-        Format::Json => {
-            let mut w = JsonWriterBuilder::new().with_explicit_nulls(true).build::<_, JsonArray>(&mut *out);
-            for b in batches {
-                w.write(b)?;
-            }
-            w.finish()?;
-            writeln!(out)?;
-        }
-        Format::Ndjson => {
-            let mut w = JsonWriterBuilder::new().with_explicit_nulls(true).build::<_, LineDelimited>(&mut *out);
-            for b in batches {
-                w.write(b)?;
-            }
-            w.finish()?;
-        }
-    }
-    Ok(())
+    p.finish()
 }
 
 #[cfg(test)]

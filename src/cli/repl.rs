@@ -151,19 +151,16 @@ impl<'a> Repl<'a> {
     /// Run and print; Ctrl-C cancels the query and returns to the prompt.
     async fn execute(&self, src: &SqlSource) -> anyhow::Result<()> {
         let start = Instant::now();
-        let results = tokio::select! {
-            r = self.runner.run(src) => r?,
+        let mut sink = output::PrintSink::new(self.opts, std::io::stdout);
+        tokio::select! {
+            r = self.runner.run_into(src, &mut sink) => r?,
             _ = tokio::signal::ctrl_c() => {
                 eprintln!("query cancelled");
                 return Ok(());
             }
         };
-        let mut out = std::io::stdout().lock();
-        for r in &results {
-            output::print(&mut out, self.opts, &r.schema, &r.batches)?;
-        }
         if self.timing {
-            writeln!(out, "Time: {:.3} s", start.elapsed().as_secs_f64())?;
+            println!("Time: {:.3} s", start.elapsed().as_secs_f64());
         }
         Ok(())
     }
