@@ -4,6 +4,7 @@
 
 mod cli;
 mod common;
+mod conntrack;
 mod netns;
 mod owners;
 mod packets;
