@@ -144,7 +144,7 @@ fn capture(source: args::CaptureSource, file: &std::path::Path) -> anyhow::Resul
             let mut nl = SockDiag::open()?;
             let ext = Extensions { tcp_info: true, congestion: true, meminfo: true };
             for (protocol, family) in ALL_DUMPS {
-                nl.dump(protocol, family, ALL_BITS, ext, Some(&mut w), |_| Continue(()))?;
+                nl.dump(protocol, family, ALL_BITS, ext, &[], Some(&mut w), |_| Continue(()))?;
             }
         }
         args::CaptureSource::Ctnetlink => {

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::ops::ControlFlow;
 
-use super::inet_diag::{self, Extensions, InetDiagMsg};
+use super::inet_diag::{self, Cond, Extensions, InetDiagMsg};
 use super::netlink::{DumpSocket, NetlinkError};
 
 /// The (protocol, family) dumps that cover every TCP and UDP socket, in the
@@ -26,20 +26,23 @@ impl SockDiag {
         Ok(SockDiag { socket: DumpSocket::open(netlink_sys::constants::NETLINK_SOCK_DIAG)? })
     }
 
-    /// Dump one protocol and family, calling `on_socket` per socket. A
+    /// Dump one protocol and family, calling `on_socket` per socket that
+    /// passes `conds` (checked by the kernel). A
     /// malformed message ends the dump with an error; `on_socket` may stop
     /// it early by breaking. `capture`, when given, receives every raw
     /// datagram (for bug reports and parser fixtures).
+    #[allow(clippy::too_many_arguments)]
     pub fn dump(
         &mut self,
         protocol: u8,
         family: u8,
         states: u32,
         extensions: Extensions,
+        conds: &[Cond],
         capture: Option<&mut dyn Write>,
         mut on_socket: impl FnMut(&InetDiagMsg<'_>) -> ControlFlow<()>,
     ) -> Result<(), NetlinkError> {
-        let body = inet_diag::request_body(family, protocol, states, extensions);
+        let body = inet_diag::request_body_filtered(family, protocol, states, extensions, conds);
         let mut failure = None;
         self.socket.dump_with_capture(inet_diag::SOCK_DIAG_BY_FAMILY, &body, capture, |frame| {
             match InetDiagMsg::parse(frame.payload) {

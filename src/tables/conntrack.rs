@@ -18,7 +18,6 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::error::Result;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
-use datafusion::physical_plan::streaming::StreamingTableExec;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::collect::ctnetlink::{self, Conntrack, Ctnetlink, Tuple};
@@ -28,7 +27,7 @@ use crate::notice;
 use crate::table_columns;
 use crate::tables::columns::{schema_of, RowBuilder};
 use crate::tables::filters::{as_str, column_in_literals};
-use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
+use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS, LiveScanExec};
 use crate::tables::SourceOptions;
 
 table_columns!(Col {
@@ -160,7 +159,7 @@ impl TableProvider for ConntrackTable {
             }
             out.finish()
         });
-        Ok(Arc::new(StreamingTableExec::try_new(schema, vec![Arc::new(partition)], None, [], false, limit)?))
+        Ok(LiveScanExec::new(partition))
     }
 }
 

@@ -10,12 +10,11 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::error::Result;
 use datafusion::logical_expr::{Expr, TableType};
-use datafusion::physical_plan::streaming::StreamingTableExec;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::table_columns;
 use crate::tables::columns::{schema_of, RowBuilder};
-use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
+use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS, LiveScanExec};
 use crate::tables::SourceOptions;
 
 table_columns!(Col {
@@ -84,6 +83,6 @@ impl TableProvider for ConntrackStatsTable {
             }
             out.finish()
         });
-        Ok(Arc::new(StreamingTableExec::try_new(schema, vec![Arc::new(partition)], None, [], false, limit)?))
+        Ok(LiveScanExec::new(partition))
     }
 }

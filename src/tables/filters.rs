@@ -43,6 +43,82 @@ pub fn column_in_literals(expr: &Expr) -> Option<(&str, Vec<&ScalarValue>)> {
     }
 }
 
+/// A comparison of a column with a literal, as `(column, op, value)` with
+/// the column on the left (`5 < port` becomes `port > 5`). Handles `=`,
+/// `<`, `<=`, `>`, `>=`.
+pub fn column_compare(expr: &Expr) -> Option<(&str, Operator, &ScalarValue)> {
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = expr else { return None };
+    let flipped = match op {
+        Operator::Eq => Operator::Eq,
+        Operator::Lt => Operator::Gt,
+        Operator::LtEq => Operator::GtEq,
+        Operator::Gt => Operator::Lt,
+        Operator::GtEq => Operator::LtEq,
+        _ => return None,
+    };
+    match (strip_cast(left), strip_cast(right)) {
+        (Expr::Column(c), Expr::Literal(v, _)) => Some((c.name.as_str(), *op, v)),
+        (Expr::Literal(v, _), Expr::Column(c)) => Some((c.name.as_str(), flipped, v)),
+        _ => None,
+    }
+}
+
+/// `(column, low, high)` of `column BETWEEN low AND high`.
+pub fn column_between(expr: &Expr) -> Option<(&str, &ScalarValue, &ScalarValue)> {
+    let Expr::Between(b) = expr else { return None };
+    if b.negated {
+        return None;
+    }
+    match (strip_cast(&b.expr), strip_cast(&b.low), strip_cast(&b.high)) {
+        (Expr::Column(c), Expr::Literal(lo, _), Expr::Literal(hi, _)) => Some((c.name.as_str(), lo, hi)),
+        _ => None,
+    }
+}
+
+/// An inclusive integer range a set of filters confines `column` to, or
+/// `None` if no filter constrains it. Understands =, <, <=, >, >=,
+/// BETWEEN and IN lists (as their min..max).
+pub fn int_range(filters: &[&Expr], column: &str) -> Option<(i64, i64)> {
+    let mut range: Option<(i64, i64)> = None;
+    let mut narrow = |lo: i64, hi: i64| {
+        let (l, h) = range.unwrap_or((i64::MIN, i64::MAX));
+        range = Some((l.max(lo), h.min(hi)));
+    };
+    for f in filters {
+        if let Some((c, op, v)) = column_compare(f) {
+            if c != column {
+                continue;
+            }
+            let Some(v) = as_i64(v) else { continue };
+            match op {
+                Operator::Eq => narrow(v, v),
+                Operator::Lt => narrow(i64::MIN, v.saturating_sub(1)),
+                Operator::LtEq => narrow(i64::MIN, v),
+                Operator::Gt => narrow(v.saturating_add(1), i64::MAX),
+                Operator::GtEq => narrow(v, i64::MAX),
+                _ => {}
+            }
+        } else if let Some((c, lo, hi)) = column_between(f) {
+            if let (true, Some(lo), Some(hi)) = (c == column, as_i64(lo), as_i64(hi)) {
+                narrow(lo, hi);
+            }
+        } else if let Some((c, values)) = column_in_literals(f) {
+            let ints: Option<Vec<i64>> = values.iter().map(|v| as_i64(v)).collect();
+            if let (true, Some(ints)) = (c == column, ints) {
+                if let (Some(lo), Some(hi)) = (ints.iter().min(), ints.iter().max()) {
+                    narrow(*lo, *hi);
+                }
+            }
+        }
+    }
+    range
+}
+
+/// True if `int_range` understands this filter for `column`.
+pub fn is_int_range_filter(f: &Expr, column: &str) -> bool {
+    int_range(&[f], column).is_some()
+}
+
 /// Type coercion may wrap a column in a cast (`CAST(local_port AS Int64)`);
 /// the comparison still means the same value.
 fn strip_cast(e: &Expr) -> &Expr {
@@ -134,6 +210,21 @@ mod tests {
         let or = col("state").eq(lit("A")).or(col("state").eq(lit("B")).or(col("state").eq(lit("C"))));
         assert_eq!(column_in_literals(&or).unwrap().1.len(), 3);
         assert!(column_in_literals(&col("state").eq(lit("A")).or(col("family").eq(lit("B")))).is_none());
+    }
+
+    #[test]
+    fn integer_ranges_fold() {
+        let f1 = col("local_port").gt_eq(lit(1000));
+        let f2 = lit(2000).gt(col("local_port"));
+        let f3 = col("remote_port").eq(lit(5));
+        assert_eq!(int_range(&[&f1, &f2, &f3], "local_port"), Some((1000, 1999)));
+        assert_eq!(int_range(&[&f3], "remote_port"), Some((5, 5)));
+        let b = col("local_port").between(lit(10), lit(20));
+        assert_eq!(int_range(&[&b], "local_port"), Some((10, 20)));
+        let i = col("local_port").in_list(vec![lit(443), lit(80)], false);
+        assert_eq!(int_range(&[&i], "local_port"), Some((80, 443)));
+        assert_eq!(int_range(&[&f3], "local_port"), None);
+        assert!(!is_int_range_filter(&col("local_port").not_eq(lit(1)), "local_port"));
     }
 
     #[test]

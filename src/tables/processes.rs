@@ -11,14 +11,13 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::error::Result;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
-use datafusion::physical_plan::streaming::StreamingTableExec;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::collect::processes::{ProcessReader, ProcessRecord};
 use crate::table_columns;
 use crate::tables::columns::{schema_of, RowBuilder};
 use crate::tables::filters::{pid_pushdown, pids_in};
-use crate::tables::live::{BatchSink, Emitter, LivePartition, BATCH_ROWS};
+use crate::tables::live::{BatchSink, Emitter, LivePartition, BATCH_ROWS, LiveScanExec};
 
 table_columns!(Col {
     Pid: "pid", I32, false, "Process id";
@@ -70,7 +69,7 @@ impl TableProvider for ProcessesTable {
         let partition = LivePartition::new(schema.clone(), label, move |sink| {
             produce(projection.as_deref(), pids.as_deref(), limit, sink)
         });
-        Ok(Arc::new(StreamingTableExec::try_new(schema, vec![Arc::new(partition)], None, [], false, limit)?))
+        Ok(LiveScanExec::new(partition))
     }
 }
 

@@ -13,7 +13,6 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::error::Result;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
-use datafusion::physical_plan::streaming::StreamingTableExec;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::collect::owners;
@@ -21,7 +20,7 @@ use crate::notice;
 use crate::table_columns;
 use crate::tables::columns::{schema_of, RowBuilder};
 use crate::tables::filters::{pid_pushdown, pids_in};
-use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
+use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS, LiveScanExec};
 
 table_columns!(Col {
     Inode: "inode", U64, false, "Socket inode (join with sockets.inode)";
@@ -92,6 +91,6 @@ impl TableProvider for SocketOwnersTable {
             }
             out.finish()
         });
-        Ok(Arc::new(StreamingTableExec::try_new(schema, vec![Arc::new(partition)], None, [], false, limit)?))
+        Ok(LiveScanExec::new(partition))
     }
 }

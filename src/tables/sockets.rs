@@ -5,7 +5,10 @@
 //!
 //! Pushed down (all Inexact: DataFusion re-checks the rows):
 //! - `state = '…'` / `state IN (…)` become the kernel's state bitmask;
-//! - `protocol` and `family` equalities choose which dumps run at all.
+//! - `protocol` and `family` equalities choose which dumps run at all;
+//! - port comparisons (=, <, <=, >, >=, BETWEEN, IN as its min..max) and
+//!   address equalities become an inet_diag filter program
+//!   (INET_DIAG_REQ_BYTECODE), so the kernel sends only matching sockets.
 //!
 //! Projection decides the work: tcp_info, congestion and memory are asked
 //! of the kernel only when their columns are used, and the /proc fd walk
@@ -23,16 +26,15 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::error::Result;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
-use datafusion::physical_plan::streaming::StreamingTableExec;
 use datafusion::physical_plan::ExecutionPlan;
 
-use crate::collect::inet_diag::{self, Extensions, InetDiagMsg};
+use crate::collect::inet_diag::{self, Cond, Extensions, InetDiagMsg};
 use crate::collect::{owners, proc_net, sock_diag::SockDiag, tcp_state};
 use crate::notice;
 use crate::table_columns;
 use crate::tables::columns::{schema_of, RowBuilder};
-use crate::tables::filters::{as_str, column_in_literals};
-use crate::tables::live::{BatchSink, Emitter, LivePartition, BATCH_ROWS};
+use crate::tables::filters::{as_str, column_in_literals, int_range, is_int_range_filter};
+use crate::tables::live::{BatchSink, Emitter, LivePartition, BATCH_ROWS, LiveScanExec};
 use crate::tables::SourceOptions;
 
 table_columns!(Col {
@@ -103,6 +105,7 @@ const MEM_COLS: &[Col] = &[
 #[derive(Debug, Clone)]
 struct ScanPlan {
     dumps: Vec<(u8, u8)>,
+    conds: Vec<Cond>,
     states: u32,
     extensions: Extensions,
     owners: bool,
@@ -120,10 +123,11 @@ impl fmt::Display for ScanPlan {
             .collect();
         write!(
             f,
-            "sockets: {} dumps=[{}] states={:#x} tcp_info={} congestion={} meminfo={} owners={}",
+            "sockets: {} dumps=[{}] states={:#x} bytecode=[{}] tcp_info={} congestion={} meminfo={} owners={}",
             if self.no_netlink { "/proc/net" } else { "sock_diag" },
             dumps.join(","),
             self.states,
+            self.conds.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(" AND "),
             self.extensions.tcp_info,
             self.extensions.congestion,
             self.extensions.meminfo,
@@ -146,6 +150,56 @@ struct Pushed {
     states: u32,
     protocols: Option<Vec<String>>,
     families: Option<Vec<String>>,
+    /// Conditions for the kernel's filter program.
+    conds: Vec<Cond>,
+    /// A filter no socket can pass (an empty port range, two different
+    /// addresses): no dump needs to run.
+    impossible: bool,
+}
+
+/// The address a filter set pins `column` to, if any.
+fn pinned_addr(filters: &[&Expr], column: &str) -> Option<Result<IpAddr, ()>> {
+    let mut found: Option<Result<IpAddr, ()>> = None;
+    for f in filters {
+        if let Some((c, values)) = column_in_literals(f) {
+            if c != column || values.len() != 1 {
+                continue;
+            }
+            // A string that is no address matches no row.
+            let a = as_str(values[0]).map(|s| s.parse::<IpAddr>().map_err(|_| ()));
+            if let Some(a) = a {
+                found = Some(match found {
+                    Some(prev) if prev != a => Err(()),
+                    _ => a,
+                });
+            }
+        }
+    }
+    found
+}
+
+/// Port conditions for a column's range within 0..=65535.
+fn port_conds(range: Option<(i64, i64)>, ge: fn(u16) -> Cond, le: fn(u16) -> Cond, out: &mut Vec<Cond>) -> bool {
+    let Some((lo, hi)) = range else { return true };
+    let (lo, hi) = (lo.max(0), hi.min(65535));
+    if lo > hi {
+        return false;
+    }
+    if lo > 0 {
+        out.push(ge(lo as u16));
+    }
+    if hi < 65535 {
+        out.push(le(hi as u16));
+    }
+    true
+}
+
+/// Filters the kernel can apply (DataFusion still re-checks them).
+fn is_pushable(f: &Expr) -> bool {
+    matches!(column_in_literals(f), Some(("state" | "protocol" | "family", _)))
+        || matches!(column_in_literals(f), Some(("local_addr" | "remote_addr", v)) if v.len() == 1)
+        || is_int_range_filter(f, "local_port")
+        || is_int_range_filter(f, "remote_port")
 }
 
 pub struct SocketsTable {
@@ -188,7 +242,27 @@ impl SocketsTable {
 
     /// Fold every filter the kernel can apply into one description.
     fn pushed(&self, filters: &[&Expr]) -> Pushed {
-        let mut p = Pushed { states: tcp_state::ALL_BITS, protocols: None, families: None };
+        let mut p = Pushed { states: tcp_state::ALL_BITS, protocols: None, families: None, conds: Vec::new(), impossible: false };
+        let ok_local = port_conds(int_range(filters, "local_port"), Cond::LocalPortGe, Cond::LocalPortLe, &mut p.conds);
+        let ok_remote = port_conds(int_range(filters, "remote_port"), Cond::RemotePortGe, Cond::RemotePortLe, &mut p.conds);
+        p.impossible = !ok_local || !ok_remote;
+        for (column, cond) in [("local_addr", Cond::LocalAddr as fn(IpAddr) -> Cond), ("remote_addr", Cond::RemoteAddr)] {
+            match pinned_addr(filters, column) {
+                None => {}
+                Some(Err(())) => p.impossible = true,
+                Some(Ok(a)) => {
+                    // The column prints IPv4-mapped IPv6 addresses as
+                    // ::ffff:a.b.c.d, so an IPv4 literal only matches inet
+                    // sockets and an IPv6 literal only inet6 ones.
+                    let fam = if a.is_ipv4() { "inet" } else { "inet6" };
+                    match &p.families {
+                        Some(f) if !f.iter().any(|x| x == fam) => p.impossible = true,
+                        _ => p.families = Some(vec![fam.to_string()]),
+                    }
+                    p.conds.push(cond(a));
+                }
+            }
+        }
         for f in filters {
             let Some((column, values)) = column_in_literals(f) else { continue };
             let strings: Option<Vec<&str>> = values.iter().map(|v| as_str(v)).collect();
@@ -199,7 +273,13 @@ impl SocketsTable {
                     p.states &= strings.iter().filter_map(|s| tcp_state::bits(s)).fold(0, |a, b| a | b);
                 }
                 "protocol" => p.protocols = Some(strings.iter().map(|s| s.to_string()).collect()),
-                "family" => p.families = Some(strings.iter().map(|s| s.to_string()).collect()),
+                "family" => {
+                    let wanted: Vec<String> = strings.iter().map(|s| s.to_string()).collect();
+                    p.families = Some(match p.families.take() {
+                        Some(prev) => prev.into_iter().filter(|f| wanted.contains(f)).collect(),
+                        None => wanted,
+                    });
+                }
                 _ => {}
             }
         }
@@ -212,7 +292,7 @@ impl SocketsTable {
         let dumps = crate::collect::sock_diag::ALL_DUMPS
             .into_iter()
             .filter(|&(p, f)| allows(&pushed.protocols, protocol_name(p)) && allows(&pushed.families, family_name(f)))
-            .filter(|_| pushed.states != 0)
+            .filter(|_| pushed.states != 0 && !pushed.impossible)
             .collect();
         let uses = |cols: &[Col]| match projection {
             None => true,
@@ -220,6 +300,7 @@ impl SocketsTable {
         };
         ScanPlan {
             dumps,
+            conds: pushed.conds,
             states: pushed.states,
             extensions: Extensions {
                 tcp_info: uses(TCP_INFO_COLS),
@@ -250,10 +331,7 @@ impl TableProvider for SocketsTable {
         self.pushed(filters);
         Ok(filters
             .iter()
-            .map(|f| match column_in_literals(f) {
-                Some(("state" | "protocol" | "family", _)) => TableProviderFilterPushDown::Inexact,
-                _ => TableProviderFilterPushDown::Unsupported,
-            })
+            .map(|f| if is_pushable(f) { TableProviderFilterPushDown::Inexact } else { TableProviderFilterPushDown::Unsupported })
             .collect())
     }
 
@@ -268,7 +346,7 @@ impl TableProvider for SocketsTable {
         let schema = RowBuilder::new(Col::DEFS, plan.projection.as_deref(), 0).schema();
         let label = plan.to_string();
         let partition = LivePartition::new(schema.clone(), label, move |sink| produce(&plan, sink));
-        Ok(Arc::new(StreamingTableExec::try_new(schema, vec![Arc::new(partition)], None, [], false, limit)?))
+        Ok(LiveScanExec::new(partition))
     }
 }
 
@@ -504,7 +582,7 @@ fn produce(plan: &ScanPlan, sink: &BatchSink) -> anyhow::Result<()> {
         }
         if let Some(nl) = netlink.as_mut() {
             let mut failed = None;
-            let res = nl.dump(protocol, family, plan.states, plan.extensions, None, |m| {
+            let res = nl.dump(protocol, family, plan.states, plan.extensions, &plan.conds, None, |m| {
                 append_diag(&mut out.rows, protocol, m, owners.as_mut(), &mut ifs);
                 match out.end_row() {
                     Ok(flow) => flow,

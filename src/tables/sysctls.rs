@@ -13,14 +13,13 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::error::Result;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
-use datafusion::physical_plan::streaming::StreamingTableExec;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::collect::sysctl;
 use crate::table_columns;
 use crate::tables::columns::{schema_of, RowBuilder};
 use crate::tables::filters::{as_str, column_in_literals};
-use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
+use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS, LiveScanExec};
 
 table_columns!(Col {
     Name: "name", Utf8, false, "Parameter name as sysctl prints it, e.g. net.ipv4.ip_local_port_range";
@@ -99,6 +98,6 @@ impl TableProvider for SysctlsTable {
             }
             out.finish()
         });
-        Ok(Arc::new(StreamingTableExec::try_new(schema, vec![Arc::new(partition)], None, [], false, limit)?))
+        Ok(LiveScanExec::new(partition))
     }
 }

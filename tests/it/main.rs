@@ -9,6 +9,7 @@ mod netns;
 mod owners;
 mod packets;
 mod privilege;
+mod pushdown;
 mod repl;
 mod saved;
 mod sockets;

@@ -1,0 +1,97 @@
+//! Filters pushed into the kernel return exactly what DataFusion's own
+//! filtering returns, and the kernel really does the filtering.
+
+use std::net::TcpStream;
+use std::ops::ControlFlow;
+
+use sockql::collect::inet_diag::{Cond, Extensions, AF_INET, IPPROTO_TCP};
+use sockql::collect::sock_diag::SockDiag;
+use sockql::collect::tcp_state::ALL_BITS;
+
+use crate::common::*;
+use crate::netns::Netns;
+
+#[test]
+fn pushed_port_and_address_filters_match_unpushed_ones() {
+    let ns = Netns::new("push");
+    let held = ns.enter(|| {
+        let mut held = Vec::new();
+        for port in [7000u16, 7001, 7100, 8000] {
+            let l = listener(&format!("127.0.0.1:{port}"), 8);
+            for src in ["127.0.0.2", "127.0.0.3"] {
+                let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+                s.bind(&format!("{src}:0").parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+                s.connect(&format!("127.0.0.1:{port}").parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+                held.push(TcpStream::from(s));
+                held.push(l.accept().unwrap().0);
+            }
+            held.push(TcpStream::connect(format!("127.0.0.1:{port}")).unwrap());
+            held.push(l.accept().unwrap().0);
+            std::mem::forget(l);
+        }
+        held
+    });
+    let filters = [
+        "local_port = 7001",
+        "local_port BETWEEN 7000 AND 7100",
+        "local_port > 7000 AND local_port <= 7100",
+        "local_port IN (7000, 8000)",
+        "remote_port >= 7100",
+        "remote_port = 7000 AND local_addr = '127.0.0.2'",
+        "remote_addr = '127.0.0.3'",
+        "local_addr = '127.0.0.1' AND local_port < 7100",
+        "local_port = 99999",
+        "local_addr = 'not an address'",
+        "local_addr = '::1'",
+    ];
+    for f in filters {
+        // `+ 0` and `|| ''` hide the columns from pushdown: DataFusion filters.
+        let hidden = f
+            .replace("local_port", "(local_port + 0)")
+            .replace("remote_port", "(remote_port + 0)")
+            .replace("local_addr", "(local_addr || '')")
+            .replace("remote_addr", "(remote_addr || '')");
+        let cols = "state, local_addr, local_port, remote_addr, remote_port";
+        let pushed = ns.sockql(&format!("SELECT {cols} FROM sockets WHERE {f} ORDER BY 1, 2, 3, 4, 5"));
+        let plain = ns.sockql(&format!("SELECT {cols} FROM sockets WHERE {hidden} ORDER BY 1, 2, 3, 4, 5"));
+        assert_eq!(pushed, plain, "filter {f}");
+        let explain = ns.exec_ok(bin(), &["--format", "csv", &format!("EXPLAIN SELECT {cols} FROM sockets WHERE {f}")]);
+        assert!(explain.contains("LiveScanExec: sockets: sock_diag"), "{explain}");
+    }
+    // Spot checks that the sets are what the sockets are.
+    let n = |f: &str| ns.sockql(&format!("SELECT count(*) AS n FROM sockets WHERE {f}"))[0]["n"].clone();
+    assert_eq!(n("local_port = 7001"), 4, "listener + 3 accepted");
+    assert_eq!(n("remote_addr = '127.0.0.3'"), 4, "the accepted side of 127.0.0.3's connections");
+    let explain = ns.exec_ok(bin(), &["--format", "csv", "EXPLAIN SELECT * FROM sockets WHERE local_port BETWEEN 7000 AND 7100 AND remote_addr = '127.0.0.3'"]);
+    assert!(explain.contains("dumps=[tcp/inet,udp/inet]") && explain.contains("bytecode=[LocalPortGe(7000) AND LocalPortLe(7100) AND RemoteAddr(127.0.0.3)]"), "{explain}");
+    drop(held);
+}
+
+/// The kernel itself drops what the bytecode rejects: the dump carries
+/// only the matching sockets.
+#[test]
+fn the_kernel_applies_the_filter_program() {
+    let ns = Netns::new("bc");
+    let (counts, held) = ns.enter(|| {
+        let ls: Vec<_> = [9001u16, 9002, 9003].iter().map(|p| listener(&format!("127.0.0.1:{p}"), 4)).collect();
+        let mut nl = SockDiag::open().unwrap();
+        let mut count = |conds: &[Cond]| {
+            let mut n = 0;
+            nl.dump(IPPROTO_TCP, AF_INET, ALL_BITS, Extensions::default(), conds, None, |_| {
+                n += 1;
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+            n
+        };
+        let counts = vec![
+            count(&[]),
+            count(&[Cond::LocalPortGe(9002)]),
+            count(&[Cond::LocalPortGe(9002), Cond::LocalPortLe(9002)]),
+            count(&[Cond::LocalAddr("127.0.0.2".parse().unwrap())]),
+        ];
+        (counts, ls)
+    });
+    assert_eq!(counts, vec![3, 2, 1, 0]);
+    drop(held);
+}
