@@ -8,7 +8,7 @@
 //! not root) is counted in [`OwnerScan::denied`] so the caller can say why
 //! some owners are unknown.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::ErrorKind;
 
@@ -25,17 +25,6 @@ pub struct OwnerScan {
     pub fds: Vec<SocketFd>,
     /// Processes whose fd table we were not allowed to read.
     pub denied: usize,
-}
-
-impl OwnerScan {
-    /// Lowest pid per socket inode, as `ss -p` lists the first owner.
-    pub fn lowest_pid_by_inode(&self) -> HashMap<u64, i32> {
-        let mut map: HashMap<u64, i32> = HashMap::with_capacity(self.fds.len());
-        for f in &self.fds {
-            map.entry(f.inode).and_modify(|p| *p = (*p).min(f.pid)).or_insert(f.pid);
-        }
-        map
-    }
 }
 
 /// Parse the target of an fd link: `socket:[12345]` → 12345.
@@ -84,6 +73,41 @@ pub fn scan_pids(pids: &[i32]) -> OwnerScan {
     out
 }
 
+/// The lowest pid holding each of the `wanted` socket inodes, and how many
+/// processes could not be looked into. Walks pids in ascending order, so
+/// the first owner found is the lowest, and stops as soon as every wanted
+/// inode has one: a query about a few sockets reads few fd tables.
+pub fn lowest_owners(wanted: &HashSet<u64>) -> (HashMap<u64, i32>, usize) {
+    use std::os::unix::ffi::OsStrExt;
+    let mut found: HashMap<u64, i32> = HashMap::with_capacity(wanted.len());
+    let mut denied = 0;
+    if wanted.is_empty() {
+        return (found, denied);
+    }
+    for pid in pids() {
+        let entries = match fs::read_dir(format!("/proc/{pid}/fd")) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                denied += 1;
+                continue;
+            }
+            Err(_) => continue,
+        };
+        for entry in entries.flatten() {
+            let Ok(target) = fs::read_link(entry.path()) else { continue };
+            if let Some(inode) = socket_inode(target.as_os_str().as_bytes()) {
+                if wanted.contains(&inode) {
+                    found.entry(inode).or_insert(pid);
+                }
+            }
+        }
+        if found.len() == wanted.len() {
+            break;
+        }
+    }
+    (found, denied)
+}
+
 /// The command name of `pid` (/proc/<pid>/comm), as `ss -p` shows it.
 pub fn comm(pid: i32) -> Option<String> {
     let s = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
@@ -104,17 +128,12 @@ mod tests {
     }
 
     #[test]
-    fn lowest_pid_wins() {
-        let scan = OwnerScan {
-            fds: vec![
-                SocketFd { inode: 7, pid: 30, fd: 3 },
-                SocketFd { inode: 7, pid: 10, fd: 4 },
-                SocketFd { inode: 8, pid: 20, fd: 5 },
-            ],
-            denied: 0,
-        };
-        let m = scan.lowest_pid_by_inode();
-        assert_eq!(m[&7], 10);
-        assert_eq!(m[&8], 20);
+    fn finds_this_process_as_the_owner_of_its_socket() {
+        use std::os::unix::fs::MetadataExt;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let inode = std::fs::metadata(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&l))).unwrap().ino();
+        let (found, _) = lowest_owners(&HashSet::from([inode]));
+        assert_eq!(found.get(&inode), Some(&(std::process::id() as i32)));
+        assert!(lowest_owners(&HashSet::new()).0.is_empty());
     }
 }

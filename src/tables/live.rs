@@ -140,7 +140,9 @@ pub const BATCH_ROWS: usize = 8192;
 /// honouring LIMIT and a consumer that went away.
 pub struct Emitter<'a> {
     pub rows: crate::tables::columns::RowBuilder,
-    sink: &'a BatchSink,
+    sink: Option<&'a BatchSink>,
+    /// Batches kept back instead of sent (see [`Emitter::holding`]).
+    held: Vec<RecordBatch>,
     limit: Option<usize>,
     total: usize,
     closed: bool,
@@ -148,7 +150,20 @@ pub struct Emitter<'a> {
 
 impl<'a> Emitter<'a> {
     pub fn new(rows: crate::tables::columns::RowBuilder, sink: &'a BatchSink, limit: Option<usize>) -> Self {
-        Emitter { rows, sink, limit, total: 0, closed: false }
+        Emitter { rows, sink: Some(sink), held: Vec::new(), limit, total: 0, closed: false }
+    }
+
+    /// An emitter that keeps its batches, for a producer that must finish
+    /// reading before it can complete the rows (take them with
+    /// [`Emitter::into_held`]).
+    pub fn holding(rows: crate::tables::columns::RowBuilder, limit: Option<usize>) -> Self {
+        Emitter { rows, sink: None, held: Vec::new(), limit, total: 0, closed: false }
+    }
+
+    /// The batches a holding emitter kept, the last partial one included.
+    pub fn into_held(mut self) -> anyhow::Result<Vec<RecordBatch>> {
+        self.flush()?;
+        Ok(self.held)
     }
 
     /// Close the row being built. `Break` means stop producing: the limit
@@ -172,7 +187,10 @@ impl<'a> Emitter<'a> {
     fn flush(&mut self) -> anyhow::Result<()> {
         if self.rows.rows() > 0 && !self.closed {
             let batch = self.rows.finish()?;
-            self.closed = !self.sink.send(batch);
+            match self.sink {
+                Some(sink) => self.closed = !sink.send(batch),
+                None => self.held.push(batch),
+            }
         }
         Ok(())
     }

@@ -22,7 +22,9 @@ use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, Int32Array, StringArray};
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::error::Result;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
@@ -350,38 +352,6 @@ impl TableProvider for SocketsTable {
     }
 }
 
-/// Socket owners for the pid/process columns, loaded once per scan.
-struct Owners {
-    lowest_pid: HashMap<u64, i32>,
-    names: HashMap<i32, Option<String>>,
-}
-
-impl Owners {
-    fn load() -> Self {
-        let scan = owners::scan();
-        if scan.denied > 0 {
-            notice::note_once(
-                "owners-denied",
-                format!(
-                    "not running as root: the open files of {} processes of other users cannot be read, \
-                     so pid and process are null for their sockets",
-                    scan.denied
-                ),
-            );
-        }
-        Owners { lowest_pid: scan.lowest_pid_by_inode(), names: HashMap::new() }
-    }
-
-    fn of(&mut self, inode: u64) -> (Option<i32>, Option<&str>) {
-        if inode == 0 {
-            return (None, None);
-        }
-        let Some(&pid) = self.lowest_pid.get(&inode) else { return (None, None) };
-        let name = self.names.entry(pid).or_insert_with(|| owners::comm(pid));
-        (Some(pid), name.as_deref())
-    }
-}
-
 /// Interface index → name, cached per scan.
 #[derive(Default)]
 struct Interfaces(HashMap<u32, Option<String>>);
@@ -433,7 +403,7 @@ fn timer_name(timer: u8) -> Option<&'static str> {
     }
 }
 
-fn append_common(r: &mut RowBuilder, c: &CommonRow, owners: Option<&mut Owners>) {
+fn append_common(r: &mut RowBuilder, c: &CommonRow) {
     use Col::*;
     r.str(Protocol as usize, Some(protocol_name(c.protocol)));
     r.str(Family as usize, Some(family_name(c.family)));
@@ -450,16 +420,14 @@ fn append_common(r: &mut RowBuilder, c: &CommonRow, owners: Option<&mut Owners>)
     r.str(Timer as usize, timer);
     r.u32(TimerExpiresMs as usize, timer.map(|_| c.expires_ms));
     r.u32(Retransmits as usize, Some(c.retransmits));
-    let (pid, process) = owners.map(|o| o.of(c.inode)).unwrap_or((None, None));
-    r.i32(Pid as usize, pid);
-    r.str(Process as usize, process);
+    // pid and process are filled after the dump: see `with_owners`.
 }
 
 fn us_to_ms(us: Option<u32>) -> Option<f64> {
     us.map(|v| v as f64 / 1000.0)
 }
 
-fn append_diag(r: &mut RowBuilder, protocol: u8, m: &InetDiagMsg<'_>, owners: Option<&mut Owners>, ifs: &mut Interfaces) {
+fn append_diag(r: &mut RowBuilder, protocol: u8, m: &InetDiagMsg<'_>, ifs: &mut Interfaces) {
     use Col::*;
     let common = CommonRow {
         protocol,
@@ -475,7 +443,7 @@ fn append_diag(r: &mut RowBuilder, protocol: u8, m: &InetDiagMsg<'_>, owners: Op
         expires_ms: m.expires_ms(),
         retransmits: m.retransmits() as u32,
     };
-    append_common(r, &common, owners);
+    append_common(r, &common);
     if r.wants(Interface as usize) {
         r.str(Interface as usize, ifs.name(m.interface()));
     }
@@ -519,7 +487,7 @@ fn append_diag(r: &mut RowBuilder, protocol: u8, m: &InetDiagMsg<'_>, owners: Op
 }
 
 /// Fill every column the /proc/net row does not carry with null.
-fn append_proc(r: &mut RowBuilder, protocol: u8, family: u8, s: &proc_net::ProcNetSocket, owners: Option<&mut Owners>, hz: u64) {
+fn append_proc(r: &mut RowBuilder, protocol: u8, family: u8, s: &proc_net::ProcNetSocket, hz: u64) {
     let common = CommonRow {
         protocol,
         family,
@@ -535,7 +503,7 @@ fn append_proc(r: &mut RowBuilder, protocol: u8, family: u8, s: &proc_net::ProcN
         expires_ms: (s.timer_ticks.saturating_mul(1000) / hz.max(1)).min(u32::MAX as u64) as u32,
         retransmits: s.retransmits,
     };
-    append_common(r, &common, owners);
+    append_common(r, &common);
     for c in Col::ALL.iter().skip(Col::Process as usize + 1).chain([Col::Interface, Col::Cookie].iter()) {
         match c.def_ty() {
             crate::tables::columns::Ty::F64 => r.f64(*c as usize, None),
@@ -557,10 +525,59 @@ fn proc_file(protocol: u8, family: u8) -> String {
     format!("/proc/net/{}{}", protocol_name(protocol), if family == inet_diag::AF_INET6 { "6" } else { "" })
 }
 
+/// Complete batches built without pid/process with those columns, in the
+/// projection's order. Owners are found for exactly the inodes the dump
+/// returned, walking /proc only until every one has its lowest owner.
+fn with_owners(held: Vec<RecordBatch>, inodes: &[u64], full: &[usize], sink: &BatchSink) -> anyhow::Result<()> {
+    let wanted: HashSet<u64> = inodes.iter().copied().filter(|&i| i != 0).collect();
+    let (owner_of, denied) = owners::lowest_owners(&wanted);
+    if denied > 0 {
+        notice::note_once(
+            "owners-denied",
+            format!(
+                "not running as root: the open files of {denied} processes of other users cannot be read, \
+                 so pid and process are null for their sockets"
+            ),
+        );
+    }
+    let mut names: HashMap<i32, Option<String>> = HashMap::new();
+    let schema = RowBuilder::new(Col::DEFS, Some(full), 0).schema();
+    let mut offset = 0;
+    for batch in held {
+        let n = batch.num_rows();
+        let rows = &inodes[offset..offset + n];
+        offset += n;
+        let pids: Int32Array = rows.iter().map(|i| owner_of.get(i).copied()).collect();
+        let process: StringArray = rows
+            .iter()
+            .map(|i| owner_of.get(i).and_then(|p| names.entry(*p).or_insert_with(|| owners::comm(*p)).clone()))
+            .collect();
+        let (pids, process): (ArrayRef, ArrayRef) = (Arc::new(pids), Arc::new(process));
+        let mut inner = batch.columns().iter();
+        let columns = full
+            .iter()
+            .map(|&c| match c {
+                c if c == Col::Pid as usize => Ok(pids.clone()),
+                c if c == Col::Process as usize => Ok(process.clone()),
+                _ => inner.next().cloned().ok_or_else(|| anyhow::anyhow!("owner batch lost a column")),
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let batch = RecordBatch::try_new_with_options(schema.clone(), columns, &RecordBatchOptions::new().with_row_count(Some(n)))?;
+        if !sink.send(batch) {
+            break;
+        }
+    }
+    Ok(())
+}
+
 fn produce(plan: &ScanPlan, sink: &BatchSink) -> anyhow::Result<()> {
-    let rows = RowBuilder::new(Col::DEFS, plan.projection.as_deref(), BATCH_ROWS);
-    let mut out = Emitter::new(rows, sink, plan.limit);
-    let mut owners = plan.owners.then(Owners::load);
+    // With owners, rows are built without pid/process and held until the
+    // dump is over; then the owners of exactly those sockets are looked up.
+    let full: Vec<usize> = plan.projection.clone().unwrap_or_else(|| (0..Col::DEFS.len()).collect());
+    let inner: Vec<usize> = full.iter().copied().filter(|&c| c != Col::Pid as usize && c != Col::Process as usize).collect();
+    let rows = RowBuilder::new(Col::DEFS, Some(&inner), BATCH_ROWS);
+    let mut out = if plan.owners { Emitter::holding(rows, plan.limit) } else { Emitter::new(rows, sink, plan.limit) };
+    let mut inodes: Vec<u64> = Vec::new();
     let mut ifs = Interfaces::default();
     let mut netlink = if plan.no_netlink {
         None
@@ -583,7 +600,10 @@ fn produce(plan: &ScanPlan, sink: &BatchSink) -> anyhow::Result<()> {
         if let Some(nl) = netlink.as_mut() {
             let mut failed = None;
             let res = nl.dump(protocol, family, plan.states, plan.extensions, &plan.conds, None, |m| {
-                append_diag(&mut out.rows, protocol, m, owners.as_mut(), &mut ifs);
+                append_diag(&mut out.rows, protocol, m, &mut ifs);
+                if plan.owners {
+                    inodes.push(m.inode() as u64);
+                }
                 match out.end_row() {
                     Ok(flow) => flow,
                     Err(e) => {
@@ -613,11 +633,17 @@ fn produce(plan: &ScanPlan, sink: &BatchSink) -> anyhow::Result<()> {
             if plan.states & (1 << s.state) == 0 {
                 continue;
             }
-            append_proc(&mut out.rows, protocol, family, &s, owners.as_mut(), hz);
+            append_proc(&mut out.rows, protocol, family, &s, hz);
+            if plan.owners {
+                inodes.push(s.inode);
+            }
             if out.end_row()?.is_break() {
                 break;
             }
         }
+    }
+    if plan.owners {
+        return with_owners(out.into_held()?, &inodes, &full, sink);
     }
     out.finish()
 }
