@@ -148,7 +148,7 @@ fn capture(source: args::CaptureSource, file: &std::path::Path) -> anyhow::Resul
             }
         }
         args::CaptureSource::Ctnetlink => {
-            crate::collect::ctnetlink::Ctnetlink::open()?.dump(0, Some(&mut w), |_| Continue(()))?;
+            crate::collect::ctnetlink::Ctnetlink::open()?.dump(0, &Default::default(), Some(&mut w), |_| Continue(()))?;
         }
     }
     w.flush()?;

@@ -38,6 +38,7 @@ const CTA_ZONE: u16 = 18;
 const CTA_SECCTX: u16 = 19;
 const CTA_TIMESTAMP: u16 = 20;
 const CTA_LABELS: u16 = 22;
+const CTA_MARK_MASK: u16 = 21;
 
 /// `status` bits (enum ip_conntrack_status), named as conntrack(8) and the
 /// kernel headers name them.
@@ -277,6 +278,36 @@ pub fn parse_cpu_stats(payload: &[u8]) -> Result<CpuStats, NetlinkError> {
     Ok(s)
 }
 
+/// What a dump asks the kernel to filter on (ctnetlink's dump filter:
+/// mark with a mask, and zone).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DumpFilter {
+    pub mark: Option<u32>,
+    pub zone: Option<u16>,
+}
+
+impl DumpFilter {
+    fn attributes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut attr = |kind: u16, value: &[u8]| {
+            out.extend(((4 + value.len()) as u16).to_ne_bytes());
+            out.extend(kind.to_ne_bytes());
+            out.extend(value);
+            while out.len() % 4 != 0 {
+                out.push(0);
+            }
+        };
+        if let Some(m) = self.mark {
+            attr(CTA_MARK, &m.to_be_bytes());
+            attr(CTA_MARK_MASK, &u32::MAX.to_be_bytes());
+        }
+        if let Some(z) = self.zone {
+            attr(CTA_ZONE, &z.to_be_bytes());
+        }
+        out
+    }
+}
+
 pub struct Ctnetlink {
     socket: DumpSocket,
 }
@@ -290,22 +321,26 @@ impl Ctnetlink {
         &mut self,
         kind: u16,
         family: u8,
+        filter: &DumpFilter,
         capture: Option<&mut dyn std::io::Write>,
         on_msg: impl FnMut(Frame<'_>) -> ControlFlow<()>,
     ) -> Result<(), NetlinkError> {
-        // nfgenmsg: family, version NFNETLINK_V0, resource id 0.
-        self.socket.dump_with_capture(msg(kind), &[family, 0, 0, 0], capture, on_msg)
+        // nfgenmsg: family, version NFNETLINK_V0, resource id 0; then filters.
+        let body = [vec![family, 0, 0, 0], filter.attributes()].concat();
+        self.socket.dump_with_capture(msg(kind), &body, capture, on_msg)
     }
 
-    /// Dump the table (`family` 0 = every family), one entry at a time.
+    /// Dump the table (`family` 0 = every family), one entry at a time,
+    /// letting the kernel drop entries that fail `filter`.
     pub fn dump(
         &mut self,
         family: u8,
+        filter: &DumpFilter,
         capture: Option<&mut dyn std::io::Write>,
         mut on_entry: impl FnMut(Conntrack) -> ControlFlow<()>,
     ) -> Result<(), NetlinkError> {
         let mut failure = None;
-        self.dump_raw(IPCTNL_MSG_CT_GET, family, capture, |frame| {
+        self.dump_raw(IPCTNL_MSG_CT_GET, family, filter, capture, |frame| {
             if frame.message_type != msg(IPCTNL_MSG_CT_NEW) {
                 return ControlFlow::Continue(());
             }
@@ -323,7 +358,7 @@ impl Ctnetlink {
     pub fn cpu_stats(&mut self) -> Result<Vec<CpuStats>, NetlinkError> {
         let mut out = Vec::new();
         let mut failure = None;
-        self.dump_raw(IPCTNL_MSG_CT_GET_STATS_CPU, 0, None, |frame| {
+        self.dump_raw(IPCTNL_MSG_CT_GET_STATS_CPU, 0, &DumpFilter::default(), None, |frame| {
             match parse_cpu_stats(frame.payload) {
                 Ok(s) => out.push(s),
                 Err(e) => failure = Some(e),

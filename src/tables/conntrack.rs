@@ -5,7 +5,9 @@
 //! inferred). Without CAP_NET_ADMIN, or with connection tracking inactive,
 //! the table is empty and stderr says why once.
 //!
-//! Pushed down: `family = …` chooses the dump's address family (Inexact).
+//! Pushed down (Inexact): `family = …` chooses the dump's address family;
+//! `mark = N` and `zone = N` go into ctnetlink's dump filter, so the
+//! kernel sends only those entries.
 //! Rows stream into batches as the dump arrives, so a 100,000-entry table
 //! costs a couple of batches of memory.
 
@@ -20,13 +22,13 @@ use datafusion::error::Result;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
-use crate::collect::ctnetlink::{self, Conntrack, Ctnetlink, Tuple};
+use crate::collect::ctnetlink::{self, Conntrack, Ctnetlink, DumpFilter, Tuple};
 use crate::collect::netlink::NetlinkError;
 use crate::collect::proc_conntrack;
 use crate::notice;
 use crate::table_columns;
 use crate::tables::columns::{schema_of, RowBuilder};
-use crate::tables::filters::{as_str, column_in_literals};
+use crate::tables::filters::{as_i64, as_str, column_in_literals};
 use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS, LiveScanExec};
 use crate::tables::SourceOptions;
 
@@ -84,6 +86,22 @@ impl fmt::Debug for ConntrackTable {
     }
 }
 
+/// The mark and zone a filter set pins, for the kernel's dump filter.
+fn wanted_filter(filters: &[Expr]) -> DumpFilter {
+    let mut f = DumpFilter::default();
+    for e in filters {
+        if let Some((c @ ("mark" | "zone"), values)) = column_in_literals(e) {
+            let [v] = values.as_slice() else { continue };
+            match (c, as_i64(v)) {
+                ("mark", Some(m)) => f.mark = u32::try_from(m).ok(),
+                ("zone", Some(z)) => f.zone = u16::try_from(z).ok(),
+                _ => {}
+            }
+        }
+    }
+    f
+}
+
 /// The nfgenmsg family a filter set allows: 0 (all), AF_INET or AF_INET6.
 fn wanted_family(filters: &[Expr]) -> u8 {
     for f in filters {
@@ -115,6 +133,7 @@ impl TableProvider for ConntrackTable {
             .iter()
             .map(|f| match column_in_literals(f) {
                 Some(("family", _)) => TableProviderFilterPushDown::Inexact,
+                Some(("mark" | "zone", v)) if v.len() == 1 && as_i64(v[0]).is_some() => TableProviderFilterPushDown::Inexact,
                 _ => TableProviderFilterPushDown::Unsupported,
             })
             .collect())
@@ -128,17 +147,20 @@ impl TableProvider for ConntrackTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let family = wanted_family(filters);
+        let filter = wanted_filter(filters);
         let projection = projection.cloned();
         let no_netlink = self.options.no_netlink;
         let schema = RowBuilder::new(Col::DEFS, projection.as_deref(), 0).schema();
         let label = format!(
-            "conntrack: {} family={}",
+            "conntrack: {} family={} mark={:?} zone={:?}",
             if no_netlink { "/proc/net/nf_conntrack" } else { "ctnetlink" },
             match family {
                 0 => "all",
                 2 => "inet",
                 _ => "inet6",
-            }
+            },
+            filter.mark,
+            filter.zone,
         );
         let partition = LivePartition::new(schema.clone(), label, move |sink| {
             let mut out = Emitter::new(RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS), sink, limit);
@@ -153,7 +175,7 @@ impl TableProvider for ConntrackTable {
                     }
                 }
             };
-            read(family, no_netlink, &mut each)?;
+            read(family, &filter, no_netlink, &mut each)?;
             if let Some(e) = failed {
                 return Err(e);
             }
@@ -186,9 +208,17 @@ fn errno_of(e: &NetlinkError) -> Option<i32> {
 
 /// Read the table from ctnetlink, else /proc/net/nf_conntrack, else nothing
 /// (with a note): a missing conntrack never fails a query.
-fn read(family: u8, no_netlink: bool, each: &mut dyn FnMut(Conntrack) -> ControlFlow<()>) -> anyhow::Result<()> {
+fn read(family: u8, filter: &DumpFilter, no_netlink: bool, each: &mut dyn FnMut(Conntrack) -> ControlFlow<()>) -> anyhow::Result<()> {
     if !no_netlink {
-        let res = Ctnetlink::open().and_then(|mut nl| nl.dump(family, None, &mut *each));
+        let res = Ctnetlink::open().and_then(|mut nl| match nl.dump(family, filter, None, &mut *each) {
+            // A kernel without dump filters (zone filtering came late)
+            // refuses the request before sending anything: ask again
+            // unfiltered and let DataFusion filter.
+            Err(NetlinkError::Kernel { errno }) if errno == libc::EINVAL && *filter != DumpFilter::default() => {
+                nl.dump(family, &DumpFilter::default(), None, &mut *each)
+            }
+            other => other,
+        });
         match res {
             Ok(()) => return Ok(()),
             Err(e) if e.is_refusal() || matches!(errno_of(&e), Some(libc::EOPNOTSUPP) | Some(libc::ENOENT)) => {

@@ -195,6 +195,11 @@ fn without_cap_net_admin_conntrack_is_empty_and_says_why() {
 /// Fill a namespace's table through ctnetlink (as `conntrack -I` does, but
 /// many entries per send): UDP entries 10.200.x.y:port -> 10.201.0.1:53.
 fn insert_udp_entries(ns: &Netns, n: u32) {
+    insert_udp_entries_with(ns, n, |_| (None, None));
+}
+
+/// As [`insert_udp_entries`], entry `i` getting `mark_zone(i)` = (mark, zone).
+fn insert_udp_entries_with(ns: &Netns, n: u32, mark_zone: fn(u32) -> (Option<u32>, Option<u16>)) {
     ns.enter(move || {
         fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
             let mut v = Vec::with_capacity(4 + payload.len() + 3);
@@ -226,6 +231,8 @@ fn insert_udp_entries(ns: &Netns, n: u32) {
                 tuple(1, src, dst, sport, 53),
                 tuple(2, dst, src, 53, sport),
                 nla(7, &600u32.to_be_bytes()), // CTA_TIMEOUT
+                mark_zone(i).0.map_or(vec![], |m| nla(8, &m.to_be_bytes())), // CTA_MARK
+                mark_zone(i).1.map_or(vec![], |z| nla(18, &z.to_be_bytes())), // CTA_ZONE
             ]
             .concat();
             let len = 16 + body.len();
@@ -299,4 +306,36 @@ fn a_hundred_thousand_entries_stream_in_bounded_memory() {
     let pct = full[0]["pct_full"].as_f64().unwrap();
     assert!((pct - (100.0 * n as f64 / max as f64)).abs() < 0.01, "{pct}");
     assert!(grown < (out.len() / 1024) as i64, "growth ({grown} KiB) below the text printed ({} KiB)", out.len() / 1024);
+}
+
+#[test]
+fn mark_and_zone_filters_run_in_the_kernel() {
+    use sockql::collect::ctnetlink::{Ctnetlink, DumpFilter};
+    let ns = Netns::new("ctf");
+    insert_udp_entries_with(&ns, 20, |i| (Some(if i % 2 == 0 { 7 } else { 0 }), (i % 5 == 0).then_some(3)));
+    for f in ["mark = 7", "zone = 3", "mark = 7 AND zone = 3", "mark = 8", "zone = 0"] {
+        let hidden = f.replace("mark", "(mark + 0)").replace("zone", "(zone + 0)");
+        let pushed = ns.sockql(&format!("SELECT orig_src, orig_sport, mark, zone FROM conntrack WHERE {f} ORDER BY 2"));
+        let plain = ns.sockql(&format!("SELECT orig_src, orig_sport, mark, zone FROM conntrack WHERE {hidden} ORDER BY 2"));
+        assert_eq!(pushed, plain, "{f}");
+    }
+    let n = |f: &str| ns.sockql(&format!("SELECT count(*) AS n FROM conntrack WHERE {f}"))[0]["n"].clone();
+    assert_eq!((n("mark = 7"), n("zone = 3"), n("mark = 7 AND zone = 3"), n("zone = 0")), (json!(10), json!(4), json!(2), json!(16)));
+    let explain = ns.exec_ok(bin(), &["--format", "csv", "EXPLAIN SELECT * FROM conntrack WHERE mark = 7 AND zone = 3"]);
+    assert!(explain.contains("LiveScanExec: conntrack: ctnetlink family=all mark=Some(7) zone=Some(3)"), "{explain}");
+    // The kernel sends only matching entries.
+    let counts = ns.enter(|| {
+        let mut nl = Ctnetlink::open().unwrap();
+        let mut count = |filter: DumpFilter| {
+            let mut k = 0;
+            nl.dump(0, &filter, None, |_| {
+                k += 1;
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
+            k
+        };
+        (count(DumpFilter::default()), count(DumpFilter { mark: Some(7), zone: None }))
+    });
+    assert_eq!(counts, (20, 10));
 }
