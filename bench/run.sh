@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# sockql against the tools it replaces, side by side in one run, on a
+# reproducible load built inside a network namespace this script creates
+# (loopback only). Writes BENCHMARKS.md. Needs root.
+#
+#   bash bench/run.sh                    # sizes 1000 10000 100000
+#   SIZES="1000 10000" bash bench/run.sh # a quicker run
+#
+# At size N (≈ sockets): N/2 established connections, N/5 TIME-WAIT,
+# N/50 CLOSE-WAIT, N/200 processes holding them, N conntrack entries.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZES=${SIZES:-"1000 10000 100000"}
+RUNS=${RUNS:-10}
+OUT=${OUT:-BENCHMARKS.md}
+NS=sockql-bench-$$
+WORK=$(mktemp -d)
+
+need=()
+command -v hyperfine >/dev/null || need+=(hyperfine)
+command -v netstat >/dev/null || need+=(net-tools)
+command -v conntrack >/dev/null || need+=(conntrack)
+command -v ss >/dev/null || need+=(iproute2)
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if [ -z "${BIN:-}" ]; then
+    cargo build --release -q
+    BIN=$(pwd)/target/release/sockql
+fi
+
+LOADGEN=
+cleanup() {
+    [ -n "$LOADGEN" ] && kill "$LOADGEN" 2>/dev/null && wait "$LOADGEN" 2>/dev/null || true
+    ip netns del "$NS" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+X="ip netns exec $NS"
+q() { printf '%s --format csv "%s"' "$BIN" "$1"; }
+
+# Peak resident memory (KiB) of one command, run in the namespace.
+peak_kib() {
+    $X python3 -c 'import resource,subprocess,sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$@"
+}
+
+for N in $SIZES; do
+    ip netns add "$NS"
+    $X ip link set lo up
+    $X sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_max_tw_buckets=262144 net.core.somaxconn=65535
+    # The table needs a ct rule to exist in the namespace only for live traffic;
+    # the load's conntrack entries are inserted directly.
+    $X python3 bench/loadgen.py --established $((N / 2)) --time-wait $((N / 5)) --close-wait $((N / 50)) \
+        --procs $(( N / 200 > 5 ? N / 200 : 5 )) --conntrack "$N" > "$WORK/ready" &
+    LOADGEN=$!
+    for _ in $(seq 600); do grep -q ready "$WORK/ready" 2>/dev/null && break; sleep 0.5; done
+    grep -q ready "$WORK/ready" || { echo "load generator did not get ready" >&2; exit 1; }
+    $X ss -tan | awk 'NR>1{print $1}' | sort | uniq -c > "$WORK/states-$N"
+    $X "$BIN" --format csv --no-header "SELECT count(*) FROM sockets" > "$WORK/count-$N"
+
+    hf() { hyperfine --warmup 2 --runs "$RUNS" --style none --export-json "$WORK/$N-$1.json" "${@:2}" >/dev/null; }
+    hf 1-floor "$X ss -tan > /dev/null" "$X $(q 'SELECT count(*) FROM sockets')"
+    hf 2-states "$X ss -tan | awk 'NR>1{print \$1}' | sort | uniq -c" \
+        "$X $(q 'SELECT state, count(*) FROM sockets GROUP BY state')"
+    hf 3-remotes "$X ss -tna | grep ESTAB | awk '{print \$5}' | cut -d: -f1 | sort | uniq -c | sort -nr" \
+        "$X $(q "SELECT remote_addr, count(*) FROM sockets WHERE state = 'ESTAB' GROUP BY 1 ORDER BY 2 DESC")"
+    hf 4-close-wait "$X ss -tan state close-wait" "$X $(q "SELECT * FROM sockets WHERE state = 'CLOSE-WAIT'")"
+    hf 5-owners "$X ss -tanp" "$X netstat -tanp" "$X $(q 'SELECT state, local_addr, local_port, remote_addr, remote_port, pid, process FROM sockets')"
+    hf 6-conntrack "$X conntrack -L 2>/dev/null | awk '{for (i = 1; i <= NF; i++) if (\$i ~ /^src=/) { print \$i; break }}' | sort | uniq -c" \
+        "$X $(q 'SELECT orig_src, count(*) FROM conntrack GROUP BY 1')"
+    hf 7-startup "$X $(q 'SELECT 1')"
+    {
+        echo "count $(peak_kib "$BIN" --format csv 'SELECT count(*) FROM sockets')"
+        echo "states $(peak_kib "$BIN" --format csv 'SELECT state, count(*) FROM sockets GROUP BY state')"
+        echo "all-columns $(peak_kib "$BIN" --format csv 'SELECT * FROM sockets')"
+        echo "owners $(peak_kib "$BIN" --format csv 'SELECT local_port, pid, process FROM sockets')"
+        echo "conntrack $(peak_kib "$BIN" --format csv 'SELECT * FROM conntrack')"
+        echo "select-1 $(peak_kib "$BIN" --format csv 'SELECT 1')"
+    } > "$WORK/mem-$N"
+
+    kill "$LOADGEN"; wait "$LOADGEN" 2>/dev/null || true; LOADGEN=
+    ip netns del "$NS"
+done
+
+python3 bench/report.py "$WORK" "$SIZES" > "$OUT"
+echo "wrote $OUT"
