@@ -79,6 +79,11 @@ pub struct SourceArgs {
     /// sock_diag (fewer columns: no tcp_info, memory, cookie, interface).
     #[arg(long, global = true)]
     pub no_netlink: bool,
+
+    /// Cover every network namespace on the host (containers, ip netns),
+    /// not only the current one; rows carry netns and netns_name.
+    #[arg(long, global = true)]
+    pub all_netns: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

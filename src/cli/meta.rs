@@ -21,6 +21,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("\\watch SECONDS", "re-run the last query every SECONDS until Ctrl-C"),
     ("\\i FILE", "run the SQL statements in FILE"),
     ("\\run NAME [k=v ...]", "run a saved query with parameters (\\run alone lists them)"),
+    ("\\netns all|current", "cover every network namespace, or only the current one (like --all-netns)"),
 ];
 
 /// The command words, for completion.
@@ -42,6 +43,8 @@ pub enum Meta {
     Include(PathBuf),
     /// `None` lists the saved queries.
     Run(Option<(String, Vec<(String, String)>)>),
+    /// True: every namespace.
+    Netns(bool),
 }
 
 pub fn help_text() -> String {
@@ -84,6 +87,11 @@ pub fn parse(line: &str) -> anyhow::Result<Meta> {
                 Meta::Run(Some((name.to_string(), params)))
             }
         },
+        "\\netns" => match one("all or current")? {
+            "all" => Meta::Netns(true),
+            "current" => Meta::Netns(false),
+            other => bail!("\\netns takes all or current, not {other}"),
+        },
         _ => bail!("unknown command {cmd}; \\? lists the commands"),
     })
 }
@@ -102,6 +110,8 @@ mod tests {
         assert_eq!(parse("\\run port_owner port=80").unwrap(), Meta::Run(Some(("port_owner".into(), vec![("port".into(), "80".into())]))));
         assert_eq!(parse("\\run").unwrap(), Meta::Run(None));
         assert_eq!(parse("\\i x.sql").unwrap(), Meta::Include("x.sql".into()));
+        assert_eq!(parse("\\netns all").unwrap(), Meta::Netns(true));
+        assert!(parse("\\netns some").is_err());
         assert!(parse("\\format yaml").is_err());
         assert!(parse("\\nope").unwrap_err().to_string().contains("unknown command"));
         assert!(parse("\\watch").is_err());

@@ -92,7 +92,7 @@ fn sql_source(args: &Args) -> anyhow::Result<Option<SqlSource>> {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let opts = OutputOptions { format: args.output.format, header: !args.output.no_header };
-    let source = SourceOptions { no_netlink: args.source.no_netlink };
+    let source = SourceOptions { no_netlink: args.source.no_netlink, all_netns: std::sync::Arc::new(args.source.all_netns.into()) };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match &args.command {
@@ -121,7 +121,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let engine = Engine::new(&source)?;
     let Some(sql) = sql_source(&args)? else {
         drop(out);
-        return repl::Repl::new(&engine, opts).run().await;
+        return repl::Repl::new(&engine, opts, source.all_netns.clone()).run().await;
     };
     if let Some(every) = args.watch {
         return watch::watch(&engine, &sql, every, opts, &mut out).await;

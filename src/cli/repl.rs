@@ -4,6 +4,8 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rustyline::error::ReadlineError;
@@ -32,6 +34,8 @@ pub struct Repl<'a> {
     opts: OutputOptions,
     timing: bool,
     last: Option<SqlSource>,
+    /// Shared with the tables: `\netns` changes what they read.
+    all_netns: Arc<AtomicBool>,
 }
 
 enum Flow {
@@ -40,8 +44,8 @@ enum Flow {
 }
 
 impl<'a> Repl<'a> {
-    pub fn new(runner: &'a dyn QueryRunner, opts: OutputOptions) -> Self {
-        Repl { runner, opts, timing: false, last: None }
+    pub fn new(runner: &'a dyn QueryRunner, opts: OutputOptions, all_netns: Arc<AtomicBool>) -> Self {
+        Repl { runner, opts, timing: false, last: None, all_netns }
     }
 
     fn helper() -> SqlHelper {
@@ -118,6 +122,10 @@ impl<'a> Repl<'a> {
             Meta::Timing => {
                 self.timing = !self.timing;
                 writeln!(out, "Timing is {}.", if self.timing { "on" } else { "off" })?;
+            }
+            Meta::Netns(all) => {
+                self.all_netns.store(all, Ordering::Relaxed);
+                writeln!(out, "Tables cover {}.", if all { "every network namespace" } else { "the current network namespace" })?;
             }
             Meta::Format(f) => {
                 self.opts.format = f;

@@ -3,9 +3,11 @@
 //! with parsing kept apart from I/O so parsers can be tested on captured
 //! bytes.
 
+pub mod counters;
 pub mod ctnetlink;
 pub mod inet_diag;
 pub mod netlink;
+pub mod netns;
 pub mod nla;
 pub mod owners;
 pub mod proc_conntrack;
@@ -14,4 +16,5 @@ pub mod processes;
 pub mod sock_diag;
 pub mod sysctl;
 pub mod tcp_state;
+pub mod unix_diag;
 pub mod users;

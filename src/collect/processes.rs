@@ -22,6 +22,10 @@ pub struct ProcessRecord {
     pub start_time_ms: Option<i64>,
     pub fd_count: Option<u64>,
     pub cgroup: Option<String>,
+    pub container_id: Option<String>,
+    pub runtime: Option<&'static str>,
+    /// Network namespace inode.
+    pub netns: Option<u64>,
 }
 
 /// `ps` state letters spelled out, as in proc(5).
@@ -74,6 +78,8 @@ impl ProcessReader {
         let p = Process::new(pid).ok()?;
         let stat = p.stat().ok();
         let uid = p.uid().ok();
+        let cgroup = cgroup_path(&p);
+        let container = cgroup.as_deref().and_then(super::netns::container_of);
         Some(ProcessRecord {
             pid,
             ppid: stat.as_ref().map(|s| s.ppid),
@@ -89,7 +95,10 @@ impl ProcessReader {
                 Some(self.boot_time_ms? + s.starttime as i64 * 1000 / self.ticks_per_second)
             }),
             fd_count: p.fd_count().ok().map(|n| n as u64),
-            cgroup: cgroup_path(&p),
+            cgroup: cgroup.clone(),
+            container_id: container.as_ref().map(|c| c.0.clone()),
+            runtime: container.map(|c| c.1),
+            netns: super::netns::of_pid(pid),
         })
     }
 

@@ -30,6 +30,7 @@ use crate::table_columns;
 use crate::tables::columns::{schema_of, RowBuilder};
 use crate::tables::filters::{as_i64, as_str, column_in_literals};
 use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS, LiveScanExec};
+use crate::tables::scope;
 use crate::tables::SourceOptions;
 
 table_columns!(Col {
@@ -65,6 +66,8 @@ table_columns!(Col {
     StartTime: "start_time", TimestampMs, true, "When the flow was first seen, UTC (needs net.netfilter.nf_conntrack_timestamp=1)";
     Labels: "labels", Utf8, true, "Set connlabel bits, comma-separated bit numbers (see connlabel.conf)";
     Secctx: "secctx", Utf8, true, "Security context (SELinux) of the entry";
+    Netns: "netns", U64, false, "Network namespace inode (lsns -t net): each namespace has its own table";
+    NetnsName: "netns_name", Utf8, true, "Name of the network namespace under /run/netns (ip netns), null if unnamed";
 });
 
 pub const NAME: &str = "conntrack";
@@ -134,6 +137,7 @@ impl TableProvider for ConntrackTable {
             .map(|f| match column_in_literals(f) {
                 Some(("family", _)) => TableProviderFilterPushDown::Inexact,
                 Some(("mark" | "zone", v)) if v.len() == 1 && as_i64(v[0]).is_some() => TableProviderFilterPushDown::Inexact,
+                _ if scope::is_netns_filter(f) => TableProviderFilterPushDown::Inexact,
                 _ => TableProviderFilterPushDown::Unsupported,
             })
             .collect())
@@ -148,12 +152,14 @@ impl TableProvider for ConntrackTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let family = wanted_family(filters);
         let filter = wanted_filter(filters);
+        let targets = scope::targets(filters, self.options.all_netns());
         let projection = projection.cloned();
         let no_netlink = self.options.no_netlink;
         let schema = RowBuilder::new(Col::DEFS, projection.as_deref(), 0).schema();
         let label = format!(
-            "conntrack: {} family={} mark={:?} zone={:?}",
+            "conntrack: {} {} family={} mark={:?} zone={:?}",
             if no_netlink { "/proc/net/nf_conntrack" } else { "ctnetlink" },
+            scope::describe(&targets),
             match family {
                 0 => "all",
                 2 => "inet",
@@ -164,26 +170,33 @@ impl TableProvider for ConntrackTable {
         );
         let partition = LivePartition::new(schema.clone(), label, move |sink| {
             let mut out = Emitter::new(RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS), sink, limit);
-            let mut failed = None;
-            let mut each = |ct: Conntrack| {
-                append(&mut out.rows, &ct);
-                match out.end_row() {
-                    Ok(flow) => flow,
-                    Err(e) => {
-                        failed = Some(e);
-                        ControlFlow::Break(())
+            scope::each(&targets, |ns| {
+                let mut failed = None;
+                let mut each = |ct: Conntrack| {
+                    append(&mut out.rows, &ct, ns);
+                    match out.end_row() {
+                        Ok(flow) => flow,
+                        Err(e) => {
+                            failed = Some(e);
+                            ControlFlow::Break(())
+                        }
                     }
+                };
+                read(family, &filter, no_netlink, &mut each)?;
+                if let Some(e) = failed {
+                    return Err(e);
                 }
-            };
-            read(family, &filter, no_netlink, &mut each)?;
-            if let Some(e) = failed {
-                return Err(e);
-            }
+                Ok(if out.done() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+            })?;
             out.finish()
         });
         Ok(LiveScanExec::new(partition))
     }
 }
+
+/// Through thread-self: a reader thread in another namespace reads its own.
+const PROC_CONNTRACK: &str = "/proc/thread-self/net/nf_conntrack";
+const PROC_CONNTRACK_STATS: &str = "/proc/thread-self/net/stat/nf_conntrack";
 
 fn refusal_note(e: &NetlinkError) {
     let msg = match errno_of(e) {
@@ -222,7 +235,7 @@ fn read(family: u8, filter: &DumpFilter, no_netlink: bool, each: &mut dyn FnMut(
         match res {
             Ok(()) => return Ok(()),
             Err(e) if e.is_refusal() || matches!(errno_of(&e), Some(libc::EOPNOTSUPP) | Some(libc::ENOENT)) => {
-                if std::fs::metadata("/proc/net/nf_conntrack").is_err() || matches!(errno_of(&e), Some(libc::EPERM)) {
+                if std::fs::metadata(PROC_CONNTRACK).is_err() || matches!(errno_of(&e), Some(libc::EPERM)) {
                     refusal_note(&e);
                     return Ok(());
                 }
@@ -231,7 +244,7 @@ fn read(family: u8, filter: &DumpFilter, no_netlink: bool, each: &mut dyn FnMut(
             Err(e) => return Err(e.into()),
         }
     }
-    let text = match std::fs::read_to_string("/proc/net/nf_conntrack") {
+    let text = match std::fs::read_to_string(PROC_CONNTRACK) {
         Ok(t) => t,
         Err(e) => {
             notice::note_once("conntrack-unavailable", format!("cannot read /proc/net/nf_conntrack ({e}); conntrack is empty"));
@@ -263,8 +276,10 @@ fn tuple(r: &mut RowBuilder, t: &Tuple, src: Col, dst: Col, sport: Col, dport: C
     r.u16(dport as usize, t.dport);
 }
 
-fn append(r: &mut RowBuilder, ct: &Conntrack) {
+fn append(r: &mut RowBuilder, ct: &Conntrack, ns: &crate::collect::netns::Netns) {
     use Col::*;
+    r.u64(Col::Netns as usize, Some(ns.inode));
+    r.str(NetnsName as usize, ns.name.as_deref());
     let proto = ct.orig.protocol.unwrap_or(0);
     r.u32(Id as usize, ct.id);
     r.str(Family as usize, Some(if ct.family == libc::AF_INET6 as u8 { "inet6" } else { "inet" }));
@@ -316,7 +331,7 @@ pub fn read_stats(no_netlink: bool) -> anyhow::Result<Vec<ctnetlink::CpuStats>> 
             Err(_) => {}
         }
     }
-    match std::fs::read_to_string("/proc/net/stat/nf_conntrack") {
+    match std::fs::read_to_string(PROC_CONNTRACK_STATS) {
         Ok(text) => proc_conntrack::parse_stats(&text).map_err(anyhow::Error::msg),
         Err(e) => {
             notice::note_once("conntrack-unavailable", format!("cannot read conntrack statistics ({e}); conntrack_stats is empty"));

@@ -9,12 +9,13 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::error::Result;
-use datafusion::logical_expr::{Expr, TableType};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::table_columns;
 use crate::tables::columns::{schema_of, RowBuilder};
 use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS, LiveScanExec};
+use crate::tables::scope;
 use crate::tables::SourceOptions;
 
 table_columns!(Col {
@@ -29,6 +30,8 @@ table_columns!(Col {
     SearchRestart: "search_restart", U32, true, "Lookups restarted because the table changed under them";
     ClashResolve: "clash_resolve", U32, true, "Insert clashes resolved";
     ChainTooLong: "chaintoolong", U32, true, "Inserts refused because a hash chain was too long";
+    Netns: "netns", U64, false, "Network namespace inode (lsns -t net)";
+    NetnsName: "netns_name", Utf8, true, "Name of the network namespace under /run/netns, null if unnamed";
 });
 
 pub const NAME: &str = "conntrack_stats";
@@ -60,27 +63,41 @@ impl TableProvider for ConntrackStatsTable {
         TableType::View
     }
 
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| if scope::is_netns_filter(f) { TableProviderFilterPushDown::Inexact } else { TableProviderFilterPushDown::Unsupported })
+            .collect())
+    }
+
     async fn scan(
         &self,
         _state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let projection = projection.cloned();
         let no_netlink = self.options.no_netlink;
+        let targets = scope::targets(filters, self.options.all_netns());
         let schema = RowBuilder::new(Col::DEFS, projection.as_deref(), 0).schema();
-        let partition = LivePartition::new(schema.clone(), "conntrack_stats: ctnetlink per-cpu".into(), move |sink| {
+        let label = format!("conntrack_stats: ctnetlink per-cpu {}", scope::describe(&targets));
+        let partition = LivePartition::new(schema.clone(), label, move |sink| {
             let mut out = Emitter::new(RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS), sink, limit);
-            for s in super::conntrack::read_stats(no_netlink)? {
-                out.rows.u16(Col::Cpu as usize, Some(s.cpu));
-                for (i, (attr, _)) in crate::collect::ctnetlink::STATS.iter().enumerate() {
-                    out.rows.u32(Col::Found as usize + i, s.counters[*attr]);
+            scope::each(&targets, |ns| {
+                for s in super::conntrack::read_stats(no_netlink)? {
+                    out.rows.u16(Col::Cpu as usize, Some(s.cpu));
+                    for (i, (attr, _)) in crate::collect::ctnetlink::STATS.iter().enumerate() {
+                        out.rows.u32(Col::Found as usize + i, s.counters[*attr]);
+                    }
+                    out.rows.u64(Col::Netns as usize, Some(ns.inode));
+                    out.rows.str(Col::NetnsName as usize, ns.name.as_deref());
+                    if out.end_row()?.is_break() {
+                        return Ok(std::ops::ControlFlow::Break(()));
+                    }
                 }
-                if out.end_row()?.is_break() {
-                    break;
-                }
-            }
+                Ok(std::ops::ControlFlow::Continue(()))
+            })?;
             out.finish()
         });
         Ok(LiveScanExec::new(partition))

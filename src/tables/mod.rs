@@ -4,13 +4,21 @@
 pub mod columns;
 pub mod conntrack;
 pub mod conntrack_stats;
+pub mod counter_table;
 pub mod filters;
 pub mod live;
+pub mod net_counters;
+pub mod netns;
+pub mod owner_fill;
 pub mod processes;
+pub mod scope;
 pub mod socket_owners;
 pub mod sockets;
+pub mod sockstat;
 pub mod sysctls;
+pub mod unix_sockets;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -23,6 +31,15 @@ use datafusion::prelude::SessionContext;
 pub struct SourceOptions {
     /// Read sockets from /proc/net even where netlink works.
     pub no_netlink: bool,
+    /// Cover every network namespace, not just our own. Shared, so the
+    /// shell's `\netns all` changes what already registered tables read.
+    pub all_netns: Arc<AtomicBool>,
+}
+
+impl SourceOptions {
+    pub fn all_netns(&self) -> bool {
+        self.all_netns.load(Ordering::Relaxed)
+    }
 }
 
 /// A table as the catalog lists it.
@@ -49,6 +66,10 @@ pub fn catalog() -> Vec<TableInfo> {
             about: conntrack_stats::ABOUT,
             schema: columns::schema_of(conntrack_stats::Col::DEFS),
         },
+        TableInfo { name: netns::NAME, about: netns::ABOUT, schema: columns::schema_of(netns::Col::DEFS) },
+        TableInfo { name: net_counters::NAME, about: net_counters::ABOUT, schema: columns::schema_of(net_counters::Col::DEFS) },
+        TableInfo { name: sockstat::NAME, about: sockstat::ABOUT, schema: columns::schema_of(sockstat::Col::DEFS) },
+        TableInfo { name: unix_sockets::NAME, about: unix_sockets::ABOUT, schema: columns::schema_of(unix_sockets::Col::DEFS) },
     ]
 }
 
@@ -58,9 +79,29 @@ pub fn register_all(ctx: &SessionContext, options: &SourceOptions) -> Result<()>
         (sockets::NAME, Arc::new(sockets::SocketsTable::new(options.clone()))),
         (processes::NAME, Arc::new(processes::ProcessesTable)),
         (socket_owners::NAME, Arc::new(socket_owners::SocketOwnersTable)),
-        (sysctls::NAME, Arc::new(sysctls::SysctlsTable)),
+        (sysctls::NAME, Arc::new(sysctls::SysctlsTable::new(options.clone()))),
         (conntrack::NAME, Arc::new(conntrack::ConntrackTable::new(options.clone()))),
         (conntrack_stats::NAME, Arc::new(conntrack_stats::ConntrackStatsTable::new(options.clone()))),
+        (netns::NAME, Arc::new(netns::NetnsTable)),
+        (
+            net_counters::NAME,
+            Arc::new(counter_table::CounterTable {
+                name: net_counters::NAME,
+                defs: net_counters::Col::DEFS,
+                read: crate::collect::counters::read_counters,
+                options: options.clone(),
+            }),
+        ),
+        (
+            sockstat::NAME,
+            Arc::new(counter_table::CounterTable {
+                name: sockstat::NAME,
+                defs: sockstat::Col::DEFS,
+                read: crate::collect::counters::read_sockstat,
+                options: options.clone(),
+            }),
+        ),
+        (unix_sockets::NAME, Arc::new(unix_sockets::UnixSocketsTable::new(options.clone()))),
     ];
     for (name, table) in tables {
         ctx.register_table(name, table)?;

@@ -33,6 +33,9 @@ table_columns!(Col {
     StartTime: "start_time", TimestampMs, true, "When the process started (UTC)";
     FdCount: "fd_count", U64, true, "Open file descriptors (null if not permitted)";
     Cgroup: "cgroup", Utf8, true, "cgroup path (v2, else the first v1 hierarchy): tells which service or container runs it";
+    ContainerId: "container_id", Utf8, true, "Container id from the cgroup path (docker, containerd, podman, cri-o, kubernetes)";
+    Runtime: "runtime", Utf8, true, "Container runtime the cgroup path names";
+    Netns: "netns", U64, true, "Network namespace inode of the process (join with netns.netns)";
 });
 
 pub const NAME: &str = "processes";
@@ -88,6 +91,9 @@ fn append(r: &mut RowBuilder, p: &ProcessRecord) {
     r.timestamp_ms(StartTime as usize, p.start_time_ms);
     r.u64(FdCount as usize, p.fd_count);
     r.str(Cgroup as usize, p.cgroup.as_deref());
+    r.str(ContainerId as usize, p.container_id.as_deref());
+    r.str(Runtime as usize, p.runtime);
+    r.u64(Netns as usize, p.netns);
 }
 
 fn produce(projection: Option<&[usize]>, pids: Option<&[i32]>, limit: Option<usize>, sink: &BatchSink) -> anyhow::Result<()> {

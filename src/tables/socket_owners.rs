@@ -3,7 +3,10 @@
 //! listening socket shared by pre-forked workers has a row per worker.
 //!
 //! Source: a walk of /proc/<pid>/fd. Pushed down: `pid = N` / `pid IN
-//! (…)` walk only those processes (Inexact).
+//! (…)` walk only those processes (Inexact). Ownership is a matter of
+//! processes, not of network namespaces: the table always covers every
+//! visible process (a process may hold sockets of several namespaces), and
+//! its netns columns are the process's namespace.
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,7 +18,9 @@ use datafusion::error::Result;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
-use crate::collect::owners;
+use std::collections::HashMap;
+
+use crate::collect::{netns, owners};
 use crate::notice;
 use crate::table_columns;
 use crate::tables::columns::{schema_of, RowBuilder};
@@ -26,6 +31,8 @@ table_columns!(Col {
     Inode: "inode", U64, false, "Socket inode (join with sockets.inode)";
     Pid: "pid", I32, false, "Process holding a descriptor of the socket";
     Fd: "fd", I32, false, "Descriptor number in that process";
+    Netns: "netns", U64, false, "Network namespace inode of the holding process (its sockets usually, not always, live there)";
+    NetnsName: "netns_name", Utf8, true, "Name of that namespace under /run/netns, null if unnamed";
 });
 
 pub const NAME: &str = "socket_owners";
@@ -81,7 +88,13 @@ impl TableProvider for SocketOwnersTable {
                 );
             }
             let mut out = Emitter::new(RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS), sink, limit);
+            let names = netns::names();
+            let mut netns_of: HashMap<i32, Option<u64>> = HashMap::new();
             for f in &scan.fds {
+                // A process that exited since its fds were read is skipped.
+                let Some(ns) = *netns_of.entry(f.pid).or_insert_with(|| netns::of_pid(f.pid)) else { continue };
+                out.rows.u64(Col::Netns as usize, Some(ns));
+                out.rows.str(Col::NetnsName as usize, names.get(&ns).map(String::as_str));
                 out.rows.u64(Col::Inode as usize, Some(f.inode));
                 out.rows.i32(Col::Pid as usize, Some(f.pid));
                 out.rows.i32(Col::Fd as usize, Some(f.fd));

@@ -22,21 +22,21 @@ use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, Int32Array, StringArray};
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::error::Result;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::collect::inet_diag::{self, Cond, Extensions, InetDiagMsg};
-use crate::collect::{owners, proc_net, sock_diag::SockDiag, tcp_state};
+use crate::collect::{proc_net, sock_diag::SockDiag, tcp_state};
 use crate::notice;
 use crate::table_columns;
 use crate::tables::columns::{schema_of, RowBuilder};
 use crate::tables::filters::{as_str, column_in_literals, int_range, is_int_range_filter};
 use crate::tables::live::{BatchSink, Emitter, LivePartition, BATCH_ROWS, LiveScanExec};
+use crate::collect::netns::Netns;
+use crate::tables::{owner_fill, scope};
 use crate::tables::SourceOptions;
 
 table_columns!(Col {
@@ -88,6 +88,8 @@ table_columns!(Col {
     FwdAlloc: "fwd_alloc", U32, true, "Memory reserved ahead, bytes (skmem f)";
     WmemQueued: "wmem_queued", U32, true, "Memory queued for sending, bytes (skmem w)";
     Drops: "drops", U32, true, "Packets dropped before reaching the socket (skmem d)";
+    Netns: "netns", U64, false, "Network namespace inode (lsns -t net); see the netns table";
+    NetnsName: "netns_name", Utf8, true, "Name of the network namespace under /run/netns (ip netns), null if unnamed";
 });
 
 pub const NAME: &str = "sockets";
@@ -114,6 +116,7 @@ struct ScanPlan {
     projection: Option<Vec<usize>>,
     limit: Option<usize>,
     no_netlink: bool,
+    targets: Vec<Netns>,
 }
 
 impl fmt::Display for ScanPlan {
@@ -125,8 +128,9 @@ impl fmt::Display for ScanPlan {
             .collect();
         write!(
             f,
-            "sockets: {} dumps=[{}] states={:#x} bytecode=[{}] tcp_info={} congestion={} meminfo={} owners={}",
+            "sockets: {} {} dumps=[{}] states={:#x} bytecode=[{}] tcp_info={} congestion={} meminfo={} owners={}",
             if self.no_netlink { "/proc/net" } else { "sock_diag" },
+            scope::describe(&self.targets),
             dumps.join(","),
             self.states,
             self.conds.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(" AND "),
@@ -198,7 +202,7 @@ fn port_conds(range: Option<(i64, i64)>, ge: fn(u16) -> Cond, le: fn(u16) -> Con
 
 /// Filters the kernel can apply (DataFusion still re-checks them).
 fn is_pushable(f: &Expr) -> bool {
-    matches!(column_in_literals(f), Some(("state" | "protocol" | "family", _)))
+    scope::is_netns_filter(f) || matches!(column_in_literals(f), Some(("state" | "protocol" | "family", _)))
         || matches!(column_in_literals(f), Some(("local_addr" | "remote_addr", v)) if v.len() == 1)
         || is_int_range_filter(f, "local_port")
         || is_int_range_filter(f, "remote_port")
@@ -313,6 +317,7 @@ impl SocketsTable {
             projection: projection.cloned(),
             limit,
             no_netlink: self.options.no_netlink,
+            targets: scope::targets(filters, self.options.all_netns()),
         }
     }
 }
@@ -403,8 +408,10 @@ fn timer_name(timer: u8) -> Option<&'static str> {
     }
 }
 
-fn append_common(r: &mut RowBuilder, c: &CommonRow) {
+fn append_common(r: &mut RowBuilder, c: &CommonRow, ns: &Netns) {
     use Col::*;
+    r.u64(Col::Netns as usize, Some(ns.inode));
+    r.str(NetnsName as usize, ns.name.as_deref());
     r.str(Protocol as usize, Some(protocol_name(c.protocol)));
     r.str(Family as usize, Some(family_name(c.family)));
     r.str(State as usize, Some(tcp_state::name(c.state)));
@@ -427,7 +434,7 @@ fn us_to_ms(us: Option<u32>) -> Option<f64> {
     us.map(|v| v as f64 / 1000.0)
 }
 
-fn append_diag(r: &mut RowBuilder, protocol: u8, m: &InetDiagMsg<'_>, ifs: &mut Interfaces) {
+fn append_diag(r: &mut RowBuilder, protocol: u8, m: &InetDiagMsg<'_>, ifs: &mut Interfaces, ns: &Netns) {
     use Col::*;
     let common = CommonRow {
         protocol,
@@ -443,7 +450,7 @@ fn append_diag(r: &mut RowBuilder, protocol: u8, m: &InetDiagMsg<'_>, ifs: &mut 
         expires_ms: m.expires_ms(),
         retransmits: m.retransmits() as u32,
     };
-    append_common(r, &common);
+    append_common(r, &common, ns);
     if r.wants(Interface as usize) {
         r.str(Interface as usize, ifs.name(m.interface()));
     }
@@ -487,7 +494,7 @@ fn append_diag(r: &mut RowBuilder, protocol: u8, m: &InetDiagMsg<'_>, ifs: &mut 
 }
 
 /// Fill every column the /proc/net row does not carry with null.
-fn append_proc(r: &mut RowBuilder, protocol: u8, family: u8, s: &proc_net::ProcNetSocket, hz: u64) {
+fn append_proc(r: &mut RowBuilder, protocol: u8, family: u8, s: &proc_net::ProcNetSocket, hz: u64, ns: &Netns) {
     let common = CommonRow {
         protocol,
         family,
@@ -503,14 +510,14 @@ fn append_proc(r: &mut RowBuilder, protocol: u8, family: u8, s: &proc_net::ProcN
         expires_ms: (s.timer_ticks.saturating_mul(1000) / hz.max(1)).min(u32::MAX as u64) as u32,
         retransmits: s.retransmits,
     };
-    append_common(r, &common);
-    for c in Col::ALL.iter().skip(Col::Process as usize + 1).chain([Col::Interface, Col::Cookie].iter()) {
+    append_common(r, &common, ns);
+    for c in TCP_INFO_COLS.iter().chain(MEM_COLS).chain(&[Col::Congestion, Col::Interface, Col::Cookie]) {
         match c.def_ty() {
             crate::tables::columns::Ty::F64 => r.f64(*c as usize, None),
             crate::tables::columns::Ty::U64 => r.u64(*c as usize, None),
             crate::tables::columns::Ty::U32 => r.u32(*c as usize, None),
             crate::tables::columns::Ty::Utf8 => r.str(*c as usize, None),
-            other => unreachable!("sockets has no {other:?} column past process"),
+            other => unreachable!("no {other:?} column among the sock_diag-only ones"),
         }
     }
 }
@@ -521,63 +528,14 @@ impl Col {
     }
 }
 
+/// The /proc/net table of a protocol and family, through thread-self so a
+/// reader thread inside another namespace reads that namespace's.
 fn proc_file(protocol: u8, family: u8) -> String {
-    format!("/proc/net/{}{}", protocol_name(protocol), if family == inet_diag::AF_INET6 { "6" } else { "" })
+    format!("/proc/thread-self/net/{}{}", protocol_name(protocol), if family == inet_diag::AF_INET6 { "6" } else { "" })
 }
 
-/// Complete batches built without pid/process with those columns, in the
-/// projection's order. Owners are found for exactly the inodes the dump
-/// returned, walking /proc only until every one has its lowest owner.
-fn with_owners(held: Vec<RecordBatch>, inodes: &[u64], full: &[usize], sink: &BatchSink) -> anyhow::Result<()> {
-    let wanted: HashSet<u64> = inodes.iter().copied().filter(|&i| i != 0).collect();
-    let (owner_of, denied) = owners::lowest_owners(&wanted);
-    if denied > 0 {
-        notice::note_once(
-            "owners-denied",
-            format!(
-                "not running as root: the open files of {denied} processes of other users cannot be read, \
-                 so pid and process are null for their sockets"
-            ),
-        );
-    }
-    let mut names: HashMap<i32, Option<String>> = HashMap::new();
-    let schema = RowBuilder::new(Col::DEFS, Some(full), 0).schema();
-    let mut offset = 0;
-    for batch in held {
-        let n = batch.num_rows();
-        let rows = &inodes[offset..offset + n];
-        offset += n;
-        let pids: Int32Array = rows.iter().map(|i| owner_of.get(i).copied()).collect();
-        let process: StringArray = rows
-            .iter()
-            .map(|i| owner_of.get(i).and_then(|p| names.entry(*p).or_insert_with(|| owners::comm(*p)).clone()))
-            .collect();
-        let (pids, process): (ArrayRef, ArrayRef) = (Arc::new(pids), Arc::new(process));
-        let mut inner = batch.columns().iter();
-        let columns = full
-            .iter()
-            .map(|&c| match c {
-                c if c == Col::Pid as usize => Ok(pids.clone()),
-                c if c == Col::Process as usize => Ok(process.clone()),
-                _ => inner.next().cloned().ok_or_else(|| anyhow::anyhow!("owner batch lost a column")),
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let batch = RecordBatch::try_new_with_options(schema.clone(), columns, &RecordBatchOptions::new().with_row_count(Some(n)))?;
-        if !sink.send(batch) {
-            break;
-        }
-    }
-    Ok(())
-}
-
-fn produce(plan: &ScanPlan, sink: &BatchSink) -> anyhow::Result<()> {
-    // With owners, rows are built without pid/process and held until the
-    // dump is over; then the owners of exactly those sockets are looked up.
-    let full: Vec<usize> = plan.projection.clone().unwrap_or_else(|| (0..Col::DEFS.len()).collect());
-    let inner: Vec<usize> = full.iter().copied().filter(|&c| c != Col::Pid as usize && c != Col::Process as usize).collect();
-    let rows = RowBuilder::new(Col::DEFS, Some(&inner), BATCH_ROWS);
-    let mut out = if plan.owners { Emitter::holding(rows, plan.limit) } else { Emitter::new(rows, sink, plan.limit) };
-    let mut inodes: Vec<u64> = Vec::new();
+/// Read one namespace's sockets into `out` (and their inodes, for owners).
+fn read_namespace(plan: &ScanPlan, ns: &Netns, out: &mut Emitter<'_>, inodes: &mut Vec<u64>) -> anyhow::Result<ControlFlow<()>> {
     let mut ifs = Interfaces::default();
     let mut netlink = if plan.no_netlink {
         None
@@ -595,12 +553,12 @@ fn produce(plan: &ScanPlan, sink: &BatchSink) -> anyhow::Result<()> {
     let hz = procfs::ticks_per_second();
     for &(protocol, family) in &plan.dumps {
         if out.done() {
-            break;
+            return Ok(ControlFlow::Break(()));
         }
         if let Some(nl) = netlink.as_mut() {
             let mut failed = None;
             let res = nl.dump(protocol, family, plan.states, plan.extensions, &plan.conds, None, |m| {
-                append_diag(&mut out.rows, protocol, m, &mut ifs);
+                append_diag(&mut out.rows, protocol, m, &mut ifs, ns);
                 if plan.owners {
                     inodes.push(m.inode() as u64);
                 }
@@ -633,17 +591,29 @@ fn produce(plan: &ScanPlan, sink: &BatchSink) -> anyhow::Result<()> {
             if plan.states & (1 << s.state) == 0 {
                 continue;
             }
-            append_proc(&mut out.rows, protocol, family, &s, hz);
+            append_proc(&mut out.rows, protocol, family, &s, hz, ns);
             if plan.owners {
                 inodes.push(s.inode);
             }
             if out.end_row()?.is_break() {
-                break;
+                return Ok(ControlFlow::Break(()));
             }
         }
     }
+    Ok(if out.done() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+}
+
+fn produce(plan: &ScanPlan, sink: &BatchSink) -> anyhow::Result<()> {
+    // With owners, rows are built without pid/process and held until the
+    // dump is over; then the owners of exactly those sockets are looked up.
+    let full: Vec<usize> = plan.projection.clone().unwrap_or_else(|| (0..Col::DEFS.len()).collect());
+    let inner: Vec<usize> = full.iter().copied().filter(|&c| c != Col::Pid as usize && c != Col::Process as usize).collect();
+    let rows = RowBuilder::new(Col::DEFS, Some(&inner), BATCH_ROWS);
+    let mut out = if plan.owners { Emitter::holding(rows, plan.limit) } else { Emitter::new(rows, sink, plan.limit) };
+    let mut inodes: Vec<u64> = Vec::new();
+    scope::each(&plan.targets, |ns| read_namespace(plan, ns, &mut out, &mut inodes))?;
     if plan.owners {
-        return with_owners(out.into_held()?, &inodes, &full, sink);
+        return owner_fill::fill(out.into_held()?, &inodes, Col::DEFS, &full, (Col::Pid as usize, Col::Process as usize), sink);
     }
     out.finish()
 }

@@ -19,18 +19,29 @@ use crate::collect::sysctl;
 use crate::table_columns;
 use crate::tables::columns::{schema_of, RowBuilder};
 use crate::tables::filters::{as_str, column_in_literals};
+use crate::tables::scope;
+use crate::tables::SourceOptions;
 use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS, LiveScanExec};
 
 table_columns!(Col {
     Name: "name", Utf8, false, "Parameter name as sysctl prints it, e.g. net.ipv4.ip_local_port_range";
     Value: "value", Utf8, false, "Current value, white space folded to single spaces (\"32768 60999\")";
+    Netns: "netns", U64, false, "Network namespace inode (most net.* parameters are per namespace)";
+    NetnsName: "netns_name", Utf8, true, "Name of the network namespace under /run/netns, null if unnamed";
 });
 
 pub const NAME: &str = "sysctls";
 pub const ABOUT: &str = "The kernel's net.* parameters (sysctl -a), e.g. net.ipv4.ip_local_port_range";
 
-#[derive(Default)]
-pub struct SysctlsTable;
+pub struct SysctlsTable {
+    options: SourceOptions,
+}
+
+impl SysctlsTable {
+    pub fn new(options: SourceOptions) -> Self {
+        SysctlsTable { options }
+    }
+}
 
 impl fmt::Debug for SysctlsTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -63,6 +74,7 @@ impl TableProvider for SysctlsTable {
             .iter()
             .map(|f| match column_in_literals(f) {
                 Some(("name", v)) if v.iter().all(|v| as_str(v).is_some()) => TableProviderFilterPushDown::Inexact,
+                _ if scope::is_netns_filter(f) => TableProviderFilterPushDown::Inexact,
                 _ => TableProviderFilterPushDown::Unsupported,
             })
             .collect())
@@ -76,26 +88,36 @@ impl TableProvider for SysctlsTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let names = wanted_names(filters);
+        let targets = scope::targets(filters, self.options.all_netns());
         let projection = projection.cloned();
         let schema = RowBuilder::new(Col::DEFS, projection.as_deref(), 0).schema();
-        let label = format!("sysctls: /proc/sys names={}", names.as_ref().map_or("net.*".into(), |n| format!("{n:?}")));
+        let label = format!(
+            "sysctls: /proc/sys {} names={}",
+            scope::describe(&targets),
+            names.as_ref().map_or("net.*".into(), |n| format!("{n:?}"))
+        );
         let partition = LivePartition::new(schema.clone(), label, move |sink| {
-            let pairs: Vec<(String, String)> = match &names {
-                Some(names) => names
-                    .iter()
-                    .filter(|n| n.starts_with("net."))
-                    .filter_map(|n| sysctl::read(n).map(|v| (n.clone(), v)))
-                    .collect(),
-                None => sysctl::walk("net"),
-            };
             let mut out = Emitter::new(RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS), sink, limit);
-            for (n, v) in &pairs {
-                out.rows.str(Col::Name as usize, Some(n));
-                out.rows.str(Col::Value as usize, Some(v));
-                if out.end_row()?.is_break() {
-                    break;
+            scope::each(&targets, |ns| {
+                let pairs: Vec<(String, String)> = match &names {
+                    Some(names) => names
+                        .iter()
+                        .filter(|n| n.starts_with("net."))
+                        .filter_map(|n| sysctl::read(n).map(|v| (n.clone(), v)))
+                        .collect(),
+                    None => sysctl::walk("net"),
+                };
+                for (n, v) in &pairs {
+                    out.rows.str(Col::Name as usize, Some(n));
+                    out.rows.str(Col::Value as usize, Some(v));
+                    out.rows.u64(Col::Netns as usize, Some(ns.inode));
+                    out.rows.str(Col::NetnsName as usize, ns.name.as_deref());
+                    if out.end_row()?.is_break() {
+                        return Ok(std::ops::ControlFlow::Break(()));
+                    }
                 }
-            }
+                Ok(std::ops::ControlFlow::Continue(()))
+            })?;
             out.finish()
         });
         Ok(LiveScanExec::new(partition))

@@ -322,7 +322,7 @@ fn mark_and_zone_filters_run_in_the_kernel() {
     let n = |f: &str| ns.sockql(&format!("SELECT count(*) AS n FROM conntrack WHERE {f}"))[0]["n"].clone();
     assert_eq!((n("mark = 7"), n("zone = 3"), n("mark = 7 AND zone = 3"), n("zone = 0")), (json!(10), json!(4), json!(2), json!(16)));
     let explain = ns.exec_ok(bin(), &["--format", "csv", "EXPLAIN SELECT * FROM conntrack WHERE mark = 7 AND zone = 3"]);
-    assert!(explain.contains("LiveScanExec: conntrack: ctnetlink family=all mark=Some(7) zone=Some(3)"), "{explain}");
+    assert!(explain.contains("LiveScanExec: conntrack: ctnetlink netns=[current] family=all mark=Some(7) zone=Some(3)"), "{explain}");
     // The kernel sends only matching entries.
     let counts = ns.enter(|| {
         let mut nl = Ctnetlink::open().unwrap();

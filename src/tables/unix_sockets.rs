@@ -1,0 +1,123 @@
+//! `unix_sockets`: unix domain sockets (ss -x), read with NETLINK_SOCK_DIAG
+//! UNIX_DIAG, per namespace, with owning processes like `sockets`.
+//! Pushed down: netns filters; pid/process only cost a /proc walk when used.
+
+use std::fmt;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::error::Result;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::collect::{tcp_state, unix_diag};
+use crate::table_columns;
+use crate::tables::columns::{schema_of, RowBuilder};
+use crate::tables::live::{Emitter, LivePartition, LiveScanExec, BATCH_ROWS};
+use crate::tables::{owner_fill, scope, SourceOptions};
+
+table_columns!(Col {
+    Type: "type", Utf8, false, "stream, dgram or seqpacket";
+    State: "state", Utf8, false, "ESTAB, LISTEN, UNCONN, SYN-SENT (connecting), as ss -x prints it";
+    Path: "path", Utf8, true, "Bound path; abstract names start with @ (as ss prints them); null if unbound";
+    Inode: "inode", U64, false, "Socket inode (join with socket_owners.inode)";
+    PeerInode: "peer_inode", U64, true, "Inode of the connected peer socket";
+    RecvQ: "recv_q", U32, true, "Queued bytes to read; for LISTEN, pending connections";
+    SendQ: "send_q", U32, true, "Queued bytes to send; for LISTEN, the backlog";
+    Uid: "uid", U32, true, "User id that created the socket";
+    Pid: "pid", I32, true, "Lowest pid holding the socket; null if none is visible";
+    Process: "process", Utf8, true, "Command name (comm) of pid";
+    Netns: "netns", U64, false, "Network namespace inode (lsns -t net)";
+    NetnsName: "netns_name", Utf8, true, "Name of the network namespace under /run/netns, null if unnamed";
+});
+
+pub const NAME: &str = "unix_sockets";
+pub const ABOUT: &str = "Unix domain sockets (ss -x) with their paths, peers and owning processes";
+
+pub struct UnixSocketsTable {
+    options: SourceOptions,
+}
+
+impl UnixSocketsTable {
+    pub fn new(options: SourceOptions) -> Self {
+        UnixSocketsTable { options }
+    }
+}
+
+impl fmt::Debug for UnixSocketsTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("UnixSocketsTable")
+    }
+}
+
+#[async_trait]
+impl TableProvider for UnixSocketsTable {
+    fn schema(&self) -> SchemaRef {
+        schema_of(Col::DEFS)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| if scope::is_netns_filter(f) { TableProviderFilterPushDown::Inexact } else { TableProviderFilterPushDown::Unsupported })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let owner_cols = (Col::Pid as usize, Col::Process as usize);
+        let (full, inner, owners) = owner_fill::split(Col::DEFS, projection.map(|p| p.as_slice()), owner_cols);
+        let targets = scope::targets(filters, self.options.all_netns());
+        let schema = RowBuilder::new(Col::DEFS, Some(&full), 0).schema();
+        let label = format!("unix_sockets: unix_diag {} owners={owners}", scope::describe(&targets));
+        let partition = LivePartition::new(schema, label, move |sink| {
+            let rows = RowBuilder::new(Col::DEFS, Some(&inner), BATCH_ROWS);
+            let mut out = if owners { Emitter::holding(rows, limit) } else { Emitter::new(rows, sink, limit) };
+            let mut inodes = Vec::new();
+            scope::each(&targets, |ns| {
+                let mut failed = None;
+                unix_diag::dump(|s| {
+                    let r = &mut out.rows;
+                    r.str(Col::Type as usize, Some(unix_diag::type_name(s.kind)));
+                    r.str(Col::State as usize, Some(tcp_state::name(s.state)));
+                    r.str(Col::Path as usize, s.path.as_deref());
+                    r.u64(Col::Inode as usize, Some(s.inode as u64));
+                    r.u64(Col::PeerInode as usize, s.peer_inode.filter(|&p| p != 0).map(u64::from));
+                    r.u32(Col::RecvQ as usize, s.recv_q);
+                    r.u32(Col::SendQ as usize, s.send_q);
+                    r.u32(Col::Uid as usize, s.uid);
+                    r.u64(Col::Netns as usize, Some(ns.inode));
+                    r.str(Col::NetnsName as usize, ns.name.as_deref());
+                    if owners {
+                        inodes.push(s.inode as u64);
+                    }
+                    out.end_row().unwrap_or_else(|e| {
+                        failed = Some(e);
+                        ControlFlow::Break(())
+                    })
+                })?;
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                Ok(if out.done() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+            })?;
+            if owners {
+                return owner_fill::fill(out.into_held()?, &inodes, Col::DEFS, &full, owner_cols, sink);
+            }
+            out.finish()
+        });
+        Ok(LiveScanExec::new(partition))
+    }
+}
