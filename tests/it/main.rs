@@ -5,6 +5,7 @@
 mod cli;
 mod common;
 mod conntrack;
+mod namespaces;
 mod netns;
 mod owners;
 mod packets;
