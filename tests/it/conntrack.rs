@@ -155,6 +155,12 @@ fn snat_and_dnat_translations_and_the_join_to_sockets() {
         let tool: Vec<Value> = conntrack_tool(ns).into_iter().filter(|r| r["orig_dport"] == 9000).collect();
         assert_eq!(ours(ns, "WHERE orig_dport = 9000"), tool);
     }
+    // Both namespaces' tables from outside, each row attributed.
+    let both = query_with(
+        &["--all-netns"],
+        &format!("SELECT netns_name, snat, dnat FROM conntrack WHERE orig_dport = 9000 AND netns_name IN ('{}', '{}') ORDER BY snat", a.name, b.name),
+    );
+    assert_eq!(both, vec![json!({"netns_name": b.name, "snat": false, "dnat": true}), json!({"netns_name": a.name, "snat": true, "dnat": false})]);
     // Which local socket serves each forwarded connection: conntrack JOIN sockets.
     let joined = b.sockql(
         "SELECT c.orig_dport AS public_port, s.local_port, s.remote_addr, s.pid FROM conntrack c \
