@@ -65,7 +65,10 @@ for N in $SIZES; do
         "$X $(q 'SELECT state, count(*) FROM sockets GROUP BY state')"
     hf 3-remotes "$X ss -tna | grep ESTAB | awk '{print \$5}' | cut -d: -f1 | sort | uniq -c | sort -nr" \
         "$X $(q "SELECT remote_addr, count(*) FROM sockets WHERE state = 'ESTAB' GROUP BY 1 ORDER BY 2 DESC")"
-    hf 4-close-wait "$X ss -tan state close-wait" "$X $(q "SELECT * FROM sockets WHERE state = 'CLOSE-WAIT'")"
+    # The columns ss prints; then everything, owners and tcp_info included.
+    hf 4-close-wait "$X ss -tan state close-wait" \
+        "$X $(q "SELECT state, recv_q, send_q, local_addr, local_port, remote_addr, remote_port FROM sockets WHERE state = 'CLOSE-WAIT'")" \
+        "$X $(q "SELECT * FROM sockets WHERE state = 'CLOSE-WAIT'")"
     hf 5-owners "$X ss -tanp" "$X netstat -tanp" "$X $(q 'SELECT state, local_addr, local_port, remote_addr, remote_port, pid, process FROM sockets')"
     hf 6-conntrack "$X conntrack -L 2>/dev/null | awk '{for (i = 1; i <= NF; i++) if (\$i ~ /^src=/) { print \$i; break }}' | sort | uniq -c" \
         "$X $(q 'SELECT orig_src, count(*) FROM conntrack GROUP BY 1')"

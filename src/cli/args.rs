@@ -51,6 +51,20 @@ pub struct Args {
     #[arg(long, value_name = "INTERVAL", global = true, value_parser = parse_interval)]
     pub watch: Option<Duration>,
 
+    /// Let statements write and read files: COPY ... TO, CREATE EXTERNAL
+    /// TABLE, INSERT. Without it sockql is read-only.
+    #[arg(long, global = true)]
+    pub allow_files: bool,
+
+    /// Memory DataFusion may use for sorts, joins and aggregates (512M,
+    /// 2G, or bytes); a query needing more fails with a clear error.
+    #[arg(long, value_name = "SIZE", global = true, value_parser = parse_size)]
+    pub memory_limit: Option<usize>,
+
+    /// Stop a statement that runs longer than this (30s, 2m).
+    #[arg(long, value_name = "DURATION", global = true, value_parser = parse_timeout)]
+    pub timeout: Option<Duration>,
+
     #[command(flatten)]
     pub output: OutputArgs,
 
@@ -98,6 +112,37 @@ pub enum Format {
     Csv,
     Json,
     Ndjson,
+}
+
+/// 512M, 2G, 64k, or a number of bytes.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: usize = match c.to_ascii_lowercase() {
+                'k' => 1 << 10,
+                'm' => 1 << 20,
+                'g' => 1 << 30,
+                _ => return Err(format!("bad size '{s}': use a number with K, M or G")),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let n: f64 = num.trim().parse().map_err(|_| format!("bad size '{s}': use a number with K, M or G"))?;
+    if !(n.is_finite() && n > 0.0) {
+        return Err(format!("bad size '{s}'"));
+    }
+    Ok((n * mult as f64) as usize)
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 => Duration::from_secs_f64(secs),
+        Ok(_) => return Err(format!("bad timeout '{s}'")),
+        Err(_) => humantime::parse_duration(s).map_err(|e| format!("bad timeout '{s}': {e}"))?,
+    };
+    Ok(d)
 }
 
 fn parse_param(s: &str) -> Result<(String, String), String> {

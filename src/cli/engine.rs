@@ -8,6 +8,9 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::parser::{DFParser, Statement};
@@ -84,8 +87,63 @@ pub trait QueryRunner {
     }
 }
 
+/// What statements may do beyond reading the live tables.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Policy {
+    /// COPY TO, CREATE EXTERNAL TABLE and INSERT touch files; allowed only
+    /// with --allow-files.
+    pub allow_files: bool,
+}
+
+/// Resource bounds of a session.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    /// Bytes DataFusion operators may hold (sorts, joins, aggregates).
+    pub memory: Option<usize>,
+    /// Wall-clock time a statement may take.
+    pub timeout: Option<std::time::Duration>,
+}
+
 pub struct Engine {
     ctx: SessionContext,
+    policy: Policy,
+    limits: Limits,
+}
+
+/// Refuse what the read-only default does not allow, with the reason.
+fn check_policy(plan: &LogicalPlan, policy: Policy) -> anyhow::Result<()> {
+    if policy.allow_files {
+        return Ok(());
+    }
+    let what = match plan {
+        LogicalPlan::Copy(_) => "COPY ... TO writes files",
+        LogicalPlan::Dml(_) => "INSERT/UPDATE/DELETE change tables",
+        LogicalPlan::Ddl(DdlStatement::CreateExternalTable(_)) => "CREATE EXTERNAL TABLE reads arbitrary files",
+        _ => return Ok(()),
+    };
+    anyhow::bail!(
+        "refused: {what}; sockql is read-only unless started with --allow-files \
+         (CREATE TABLE name AS SELECT ... keeps a snapshot in memory without it)"
+    )
+}
+
+/// "table 'x' not found": add the nearest table name.
+fn suggest_table(e: anyhow::Error) -> anyhow::Error {
+    let text = e.to_string();
+    let Some(rest) = text.split("table '").nth(1) else { return e };
+    let Some(name) = rest.split('\'').next().filter(|_| text.contains("not found")) else { return e };
+    let wanted = name.rsplit('.').next().unwrap_or(name);
+    let best = crate::tables::catalog()
+        .into_iter()
+        .map(|t| (datafusion::common::utils::datafusion_strsim::normalized_levenshtein(wanted, t.name), t.name))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match best {
+        Some((score, table)) if score >= 0.5 => e.context(format!("no table named '{wanted}'; did you mean '{table}'?")),
+        _ => {
+            let names: Vec<&str> = crate::tables::catalog().iter().map(|t| t.name).collect();
+            e.context(format!("no table named '{wanted}'; tables are: {}", names.join(", ")))
+        }
+    }
 }
 
 /// `Line: N` out of a sqlparser error message.
@@ -103,10 +161,22 @@ fn statement_line(s: &Statement) -> Option<usize> {
 
 impl Engine {
     pub fn new(options: &SourceOptions) -> anyhow::Result<Self> {
+        Self::with(options, Policy::default(), Limits::default())
+    }
+
+    pub fn with(options: &SourceOptions, policy: Policy, limits: Limits) -> anyhow::Result<Self> {
         let config = SessionConfig::new().with_information_schema(true);
-        let ctx = SessionContext::new_with_config(config);
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(bytes) = limits.memory {
+            // No spilling either: during an incident, sockql must not fill
+            // the disk with temporary files; over the limit is an error.
+            runtime = runtime
+                .with_memory_limit(bytes, 1.0)
+                .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled));
+        }
+        let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
         register_all(&ctx, options)?;
-        Ok(Engine { ctx })
+        Ok(Engine { ctx, policy, limits })
     }
 
     pub fn context(&self) -> &SessionContext {
@@ -127,18 +197,40 @@ impl Engine {
             return sink.end();
         }
         let state = self.ctx.state();
-        let mut plan = state.statement_to_plan(statement).await?;
+        let mut plan = state.statement_to_plan(statement).await.map_err(|e| suggest_table(e.into()))?;
+        check_policy(&plan, self.policy)?;
         if !params.is_empty() {
             plan = plan.with_param_values(params.clone())?;
         }
-        let df = self.ctx.execute_logical_plan(plan).await?;
-        let schema: SchemaRef = df.schema().inner().clone();
-        let mut stream = df.execute_stream().await?;
-        sink.start(schema)?;
-        while let Some(batch) = stream.next().await {
-            sink.batch(&batch?)?;
+        let work = async {
+            let df = self.ctx.execute_logical_plan(plan).await?;
+            let schema: SchemaRef = df.schema().inner().clone();
+            let mut stream = df.execute_stream().await?;
+            sink.start(schema)?;
+            while let Some(batch) = stream.next().await {
+                sink.batch(&batch?)?;
+            }
+            sink.end()
+        };
+        let work = async {
+            work.await.map_err(|e| {
+                let exhausted = e
+                    .chain()
+                    .filter_map(|c| c.downcast_ref::<DataFusionError>())
+                    .any(|d| matches!(d.find_root(), DataFusionError::ResourcesExhausted(_)));
+                if exhausted {
+                    e.context("the query needs more memory than --memory-limit allows")
+                } else {
+                    e
+                }
+            })
+        };
+        match self.limits.timeout {
+            None => work.await,
+            Some(t) => tokio::time::timeout(t, work)
+                .await
+                .map_err(|_| anyhow::anyhow!("query timed out after {} (--timeout)", humantime::format_duration(t)))?,
         }
-        sink.end()
     }
 }
 

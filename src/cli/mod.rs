@@ -118,7 +118,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Some(Command::Capture { source, file }) => return capture(*source, file),
         Some(Command::Run { .. }) | None => {}
     }
-    let engine = Engine::new(&source)?;
+    let policy = engine::Policy { allow_files: args.allow_files };
+    let limits = engine::Limits { memory: args.memory_limit, timeout: args.timeout };
+    let engine = Engine::with(&source, policy, limits)?;
     let Some(sql) = sql_source(&args)? else {
         drop(out);
         return repl::Repl::new(&engine, opts, source.all_netns.clone()).run().await;

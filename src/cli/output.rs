@@ -82,7 +82,8 @@ impl<W: Write> Printer<W> {
         match self.sink {
             Sink::Nothing => {}
             Sink::Table(mut out, kept) => {
-                writeln!(out, "{}", pretty_format_batches(&kept)?)?;
+                let safe = kept.iter().map(escape_controls).collect::<anyhow::Result<Vec<_>>>()?;
+                writeln!(out, "{}", pretty_format_batches(&safe)?)?;
                 out.flush()?;
             }
             Sink::Csv(w) => w.into_inner().flush()?,
@@ -99,6 +100,47 @@ impl<W: Write> Printer<W> {
         }
         Ok(())
     }
+}
+
+/// Text with control characters shown as escapes (`\n`, `\t`, `\x1b`):
+/// a process name or command line must not move the cursor, clear the
+/// screen or break the table when printed to a terminal.
+pub fn escape_control_text(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+fn escape_controls(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
+    use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
+    use datafusion::arrow::datatypes::DataType;
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| -> ArrayRef {
+            if c.data_type() != &DataType::Utf8 {
+                return c.clone();
+            }
+            let strings = c.as_string::<i32>();
+            if !strings.iter().flatten().any(|s| s.chars().any(char::is_control)) {
+                return c.clone();
+            }
+            let escaped: StringArray = strings.iter().map(|v| v.map(|s| escape_control_text(s).into_owned())).collect();
+            std::sync::Arc::new(escaped)
+        })
+        .collect();
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
 /// A [`ResultSink`] printing each statement's result as it streams, to a
@@ -175,6 +217,21 @@ mod tests {
         assert_eq!(render(Format::Ndjson, true, &b), "{\"state\":\"ESTAB\",\"n\":3}\n{\"state\":\"LISTEN\",\"n\":null}\n");
         let t = render(Format::Table, true, &b);
         assert!(t.contains("| state  | n |") && t.contains("| LISTEN |   |"), "{t}");
+    }
+
+    #[test]
+    fn table_output_escapes_control_characters() {
+        let schema = Arc::new(Schema::new(vec![Field::new("process", DataType::Utf8, true)]));
+        let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![Some("evil\x1b[2J\nname\t"), None]))]).unwrap();
+        let mut buf = Vec::new();
+        print(&mut buf, OutputOptions { format: Format::Table, header: true }, &schema, &[b.clone()]).unwrap();
+        let t = String::from_utf8(buf).unwrap();
+        assert!(t.contains("evil\\x1b[2J\\nname\\t"), "{t}");
+        assert!(!t.contains('\x1b'));
+        // Machine formats keep the value itself (JSON escapes it, csv quotes it).
+        let mut buf = Vec::new();
+        print(&mut buf, OutputOptions { format: Format::Ndjson, header: true }, &schema, &[b]).unwrap();
+        assert_eq!(String::from_utf8(buf).unwrap(), "{\"process\":\"evil\\u001b[2J\\nname\\t\"}\n{\"process\":null}\n");
     }
 
     #[test]

@@ -220,6 +220,9 @@ fn sql_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Query files are SQL someone wrote: a megabyte is already absurd.
+pub const MAX_QUERY_FILE: u64 = 1 << 20;
+
 /// Read and parse a query file from disk.
 pub fn load_file(path: &Path) -> anyhow::Result<SavedQuery> {
     let text = read_query_file(path)?;
@@ -229,7 +232,17 @@ pub fn load_file(path: &Path) -> anyhow::Result<SavedQuery> {
 /// Read a file meant to hold SQL, refusing what clearly is not SQL text.
 pub fn read_query_file(path: &Path) -> anyhow::Result<String> {
     use anyhow::Context;
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read query file {}", path.display()))?;
+    if !meta.is_file() {
+        anyhow::bail!("{}: not a regular file", path.display());
+    }
+    if meta.len() > MAX_QUERY_FILE {
+        anyhow::bail!("{}: {} bytes is too large for a query file (at most {} KiB)", path.display(), meta.len(), MAX_QUERY_FILE / 1024);
+    }
     let bytes = std::fs::read(path).with_context(|| format!("cannot read query file {}", path.display()))?;
+    if bytes.contains(&0) {
+        anyhow::bail!("{}: not a text file (it contains NUL bytes)", path.display());
+    }
     String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{}: not a text file (not UTF-8)", path.display()))
 }
 

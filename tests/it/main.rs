@@ -2,6 +2,7 @@
 //! is linked once. They open real sockets on loopback, and where they need
 //! an isolated socket set they create network namespaces (root, as CI has).
 
+mod churn;
 mod cli;
 mod common;
 mod conntrack;
@@ -10,7 +11,9 @@ mod netns;
 mod owners;
 mod packets;
 mod privilege;
+mod properties;
 mod pushdown;
+mod reliability;
 mod repl;
 mod saved;
 mod sockets;

@@ -1,0 +1,83 @@
+//! Property tests: every parser of kernel data returns a value or an
+//! error for any input, never panics, and never reads past its input.
+//! (Longer runs: the cargo-fuzz targets in fuzz/.)
+
+use proptest::prelude::*;
+use sockql::collect::{counters, ctnetlink, inet_diag, netlink, proc_conntrack, proc_net, unix_diag};
+
+fn config() -> ProptestConfig {
+    ProptestConfig { cases: 2000, ..ProptestConfig::default() }
+}
+
+/// A byte string that often looks like netlink: small lengths and types.
+fn netlinkish() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..300),
+        proptest::collection::vec(prop_oneof![Just(0u8), Just(4u8), Just(8u8), Just(1u8), Just(2u8), any::<u8>()], 0..300),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn netlink_frames_never_panic(bytes in netlinkish()) {
+        for f in netlink::frames(&bytes) {
+            if let Ok(f) = f {
+                prop_assert!(f.payload.len() <= bytes.len());
+            }
+        }
+        let _ = netlink::payload_errno(&bytes);
+    }
+
+    #[test]
+    fn inet_diag_messages_never_panic(mut bytes in netlinkish(), family in prop_oneof![Just(2u8), Just(10u8)]) {
+        if !bytes.is_empty() {
+            bytes[0] = family;
+        }
+        if let Ok(m) = inet_diag::InetDiagMsg::parse(&bytes) {
+            let _ = (m.local_addr(), m.remote_addr(), m.cookie(), m.congestion());
+            if let Some(t) = m.tcp_info() {
+                let _ = (t.rtt_us(), t.bytes_sent(), t.bytes_retrans(), t.busy_time_us());
+            }
+            if let Some(mi) = m.meminfo() {
+                let _ = mi.drops();
+            }
+        }
+    }
+
+    #[test]
+    fn conntrack_messages_never_panic(bytes in netlinkish()) {
+        let _ = ctnetlink::parse_entry(&bytes);
+        let _ = ctnetlink::parse_cpu_stats(&bytes);
+    }
+
+    #[test]
+    fn unix_diag_messages_never_panic(mut bytes in netlinkish()) {
+        if !bytes.is_empty() {
+            bytes[0] = libc::AF_UNIX as u8;
+        }
+        let _ = unix_diag::parse(&bytes);
+    }
+
+    #[test]
+    fn proc_text_parsers_never_panic(text in "[ -~\n\t]{0,400}") {
+        let _ = proc_net::parse("/proc/net/tcp", &text);
+        let _ = proc_conntrack::parse(&text, 1_700_000_000);
+        let _ = proc_conntrack::parse_stats(&text);
+        let _ = counters::parse_paired("/proc/net/snmp", &text);
+        let _ = counters::parse_snmp6(&text);
+        let _ = counters::parse_sockstat("/proc/net/sockstat", &text);
+    }
+
+    /// A /proc/net/tcp line made from any socket parses back to it.
+    #[test]
+    fn proc_net_lines_round_trip(a in any::<[u8; 4]>(), lp in any::<u16>(), rp in any::<u16>(), st in 1u8..12, rx in any::<u32>(), inode in any::<u32>()) {
+        let addr = format!("{:08X}", u32::from_ne_bytes(a));
+        let text = format!("header\n   0: {addr}:{lp:04X} 00000000:{rp:04X} {st:02X} 00000000:{rx:08X} 00:00000000 00000000     0        0 {inode} 1\n");
+        let rows = proc_net::parse("/proc/net/tcp", &text).unwrap();
+        prop_assert_eq!(rows.len(), 1);
+        prop_assert_eq!(rows[0].local_addr, std::net::IpAddr::from(a));
+        prop_assert_eq!((rows[0].local_port, rows[0].remote_port, rows[0].state, rows[0].rx_queue, rows[0].inode), (lp, rp, st, rx, inode as u64));
+    }
+}

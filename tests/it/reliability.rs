@@ -1,0 +1,124 @@
+//! Bad input gets one clear line on stderr and a non-zero exit; resource
+//! bounds stop runaway queries; SQL is read-only unless --allow-files;
+//! terminal output cannot be hijacked by what processes call themselves.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use crate::netns::Netns;
+
+/// Run sockql, expect failure with exit code `code` and one stderr line
+/// containing every one of `needles`.
+fn fails(args: &[&str], code: i32, needles: &[&str]) -> String {
+    let o = Command::new(bin()).args(args).stdin(Stdio::null()).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
+    assert!(o.stdout.is_empty(), "{args:?} printed: {}", String::from_utf8_lossy(&o.stdout));
+    if code == 1 {
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line, got: {err}");
+        assert!(err.starts_with("sockql: error: "), "{err}");
+    }
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: {n:?} not in {err}");
+    }
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+    err
+}
+
+#[test]
+fn bad_inputs_get_one_clear_line() {
+    fails(&["SELEC state FROM sockets"], 1, &["SQL syntax error", "found: SELEC", "Line: 1, Column: 1"]);
+    fails(&["SELECT state FROM sockets WHERE"], 1, &["SQL syntax error", "Expected: an expression"]);
+    fails(&["SELECT * FROM socket"], 1, &["no table named 'socket'; did you mean 'sockets'?"]);
+    fails(&["SELECT * FROM qwertyuiop"], 1, &["no table named 'qwertyuiop'; tables are: sockets, processes"]);
+    fails(&["SELECT stat FROM sockets"], 1, &["No field named stat", "Did you mean 'sockets.state'?"]);
+    fails(&["SELECT local_port + 'abc' FROM sockets"], 1, &["sockql: error:"]);
+    fails(&["SELECT * FROM sockets WHERE local_port = 'eighty'"], 1, &["eighty"]);
+    fails(&["--format", "yaml", "SELECT 1"], 2, &["invalid value 'yaml'", "table, csv, json, ndjson"]);
+    fails(&["--param", "noequals", "SELECT 1"], 2, &["bad parameter 'noequals': expected NAME=VALUE"]);
+    fails(&["--memory-limit", "lots", "SELECT 1"], 2, &["bad size 'lots'"]);
+    fails(&["-f", "/nonexistent/q.sql"], 1, &["cannot read query file /nonexistent/q.sql", "No such file"]);
+    fails(&["run", "no_such_report"], 1, &["no saved query named 'no_such_report'; saved queries are:", "states"]);
+    fails(&["SELECT $missing"], 1, &["$missing"]);
+
+    let dir = std::env::temp_dir().join(format!("sockql-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let binary = dir.join("binary.sql");
+    std::fs::write(&binary, [0x7f, b'E', b'L', b'F', 0, 1, 2, 0xff]).unwrap();
+    fails(&["-f", binary.to_str().unwrap()], 1, &["binary.sql: not a text file"]);
+    let huge = dir.join("huge.sql");
+    std::fs::write(&huge, "SELECT 1;\n".repeat(200_000)).unwrap();
+    fails(&["-f", huge.to_str().unwrap()], 1, &["huge.sql: 2000000 bytes is too large for a query file"]);
+    fails(&["-f", dir.to_str().unwrap()], 1, &["not a regular file"]);
+    let broken = dir.join("broken.sql");
+    std::fs::write(&broken, "SELECT 1;\n-- fine so far\nSELECT (1;\n").unwrap();
+    fails(&["-f", broken.to_str().unwrap()], 1, &[&format!("{}:3: SQL syntax error", broken.display())]);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn sql_is_read_only_unless_allow_files() {
+    let dir = std::env::temp_dir().join(format!("sockql-ro-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("export.csv");
+    let copy = format!("COPY (SELECT 1 AS one) TO '{}' STORED AS CSV", out.display());
+    fails(&[&copy], 1, &["refused: COPY ... TO writes files", "--allow-files"]);
+    assert!(!out.exists());
+    fails(&[&format!("CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '{}'", dir.display())], 1, &["refused: CREATE EXTERNAL TABLE reads arbitrary files"]);
+    fails(&["CREATE TABLE t AS SELECT 1 AS x; INSERT INTO t VALUES (2)"], 1, &["refused: INSERT/UPDATE/DELETE change tables"]);
+    // A snapshot in memory is fine without it.
+    let (o, e, ok) = run(&["--format", "csv", "--no-header", "CREATE TABLE snap AS SELECT 1 AS x; SELECT x FROM snap"]);
+    assert!(ok, "{e}");
+    assert_eq!(o, "1\n");
+    // Saved query files obey the same rule.
+    let f = dir.join("exfil.sql");
+    std::fs::write(&f, format!("-- name: exfil\n-- description: d\n{copy};\n")).unwrap();
+    fails(&["-f", f.to_str().unwrap()], 1, &["refused: COPY ... TO writes files"]);
+    // With --allow-files the export happens.
+    let (_, e, ok) = run(&["--allow-files", &copy]);
+    assert!(ok, "{e}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "one\n1\n");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn memory_limit_and_timeout_stop_runaway_queries() {
+    let ns = Netns::new("bounds");
+    let held = ns.enter(|| {
+        let l = listener("127.0.0.1:7400", 128);
+        let pairs: Vec<_> = (0..100).map(|_| (std::net::TcpStream::connect("127.0.0.1:7400").unwrap(), l.accept().unwrap().0)).collect();
+        (l, pairs)
+    });
+    // 201 sockets cubed is 8 million rows to sort: far past 32 MiB.
+    let start = Instant::now();
+    let (_, err, ok) = ns.exec(bin(), &["--memory-limit", "32M", "SELECT a.cookie, b.cookie, c.cookie FROM sockets a, sockets b, sockets c ORDER BY 1, 2, 3"]);
+    assert!(!ok);
+    assert!(err.contains("sockql: error:") && err.contains("--memory-limit"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(start.elapsed() < Duration::from_secs(60));
+    let start = Instant::now();
+    fails(&["--timeout", "500ms", "SELECT count(*) FROM generate_series(1, 100000000000)"], 1, &["query timed out after 500ms (--timeout)"]);
+    assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
+    drop(held);
+}
+
+#[test]
+fn control_characters_in_process_names_are_escaped_in_tables() {
+    let dir = std::env::temp_dir().join(format!("sockql-evil-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let evil = dir.join("ev\x1b[2J\tx");
+    std::fs::copy("/bin/sleep", &evil).unwrap();
+    let mut child = Command::new(&evil).arg("30").spawn().unwrap();
+    let sql = format!("SELECT name FROM processes WHERE pid = {}", child.id());
+    let (out, _, ok) = eventually(WAIT, || Some(run(&[&sql])).filter(|r| r.0.contains("ev")));
+    assert!(ok);
+    assert!(out.contains(r"ev\x1b[2J\tx"), "{out}");
+    assert!(!out.contains('\x1b') && !out.contains('\t'), "raw control characters reached the terminal: {out:?}");
+    // JSON keeps the real name, escaped the JSON way.
+    let (json, _, _) = run(&["--format", "ndjson", &sql]);
+    assert_eq!(json, "{\"name\":\"ev\\u001b[2J\\tx\"}\n");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
