@@ -29,11 +29,14 @@ pub fn error_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
         let df = cause.downcast_ref::<DataFusionError>();
+        // DataFusion wraps causes in contexts ("Optimizer rule ... failed");
+        // the root cause is what tells an operator what to fix.
         let text = match df.map(DataFusionError::find_root) {
             Some(DataFusionError::SQL(parse, _)) => {
                 format!("SQL syntax error: {}", parse.to_string().trim_start_matches("sql parser error: "))
             }
-            _ => cause.to_string(),
+            Some(root) => root.strip_backtrace(),
+            None => cause.to_string(),
         };
         let first = text.lines().next().unwrap_or("").trim();
         if !first.is_empty() && !line.contains(first) {
