@@ -5,8 +5,10 @@
 //! - [`tables`] turns those readers into DataFusion tables with typed,
 //!   described columns and kernel-side filter pushdown.
 //! - [`cli`] is the command line: arguments, running SQL, output formats.
+//! - [`history`] records samples to Parquet and reads them back.
 
 pub mod cli;
 pub mod collect;
+pub mod history;
 pub mod notice;
 pub mod tables;

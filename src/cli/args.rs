@@ -65,6 +65,11 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", global = true, value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
 
+    /// Register the samples recorded under DIR (or s3://bucket/prefix) as
+    /// history.<table>, next to the live tables.
+    #[arg(long, value_name = "DIR|URL", global = true)]
+    pub history: Option<String>,
+
     #[command(flatten)]
     pub output: OutputArgs,
 
@@ -162,8 +167,42 @@ pub fn parse_interval(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A retention period in days: 7d, 2w, 30 (days).
+fn parse_retention(s: &str) -> Result<i64, String> {
+    if let Ok(days) = s.parse::<i64>() {
+        return if days >= 0 { Ok(days) } else { Err(format!("bad retention '{s}'")) };
+    }
+    let d = humantime::parse_duration(s).map_err(|e| format!("bad retention '{s}': {e}"))?;
+    Ok((d.as_secs() / 86_400) as i64)
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Sample tables (or a saved query) every INTERVAL into Parquet under
+    /// DIR/<table>/host=<host>/date=<day>/<ts>.parquet, locally or in S3.
+    Record {
+        /// Where to write: a directory or s3://bucket/prefix (AWS_* variables).
+        #[arg(long, value_name = "DIR|URL")]
+        out: String,
+        /// Sampling interval.
+        #[arg(long, value_name = "INTERVAL", default_value = "5s", value_parser = parse_interval)]
+        every: Duration,
+        /// Stop after this long (default: until Ctrl-C).
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_timeout)]
+        duration: Option<Duration>,
+        /// Stop after this many samples.
+        #[arg(long, value_name = "N")]
+        samples: Option<u64>,
+        /// Tables to sample, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "sockets,conntrack,net_counters", conflicts_with = "query")]
+        tables: Vec<String>,
+        /// Record a saved query's result instead (under DIR/<NAME>/).
+        #[arg(long, value_name = "NAME")]
+        query: Option<String>,
+        /// Delete this host's partitions older than this (7d, 2w, or days).
+        #[arg(long, value_name = "DAYS", value_parser = parse_retention)]
+        retention: Option<i64>,
+    },
     /// Run a saved query (see `sockql run --list`), with --param NAME=VALUE.
     Run {
         /// Saved query name.

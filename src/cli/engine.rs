@@ -132,6 +132,9 @@ fn suggest_table(e: anyhow::Error) -> anyhow::Error {
     let text = e.to_string();
     let Some(rest) = text.split("table '").nth(1) else { return e };
     let Some(name) = rest.split('\'').next().filter(|_| text.contains("not found")) else { return e };
+    if name.contains("history.") {
+        return e.context(format!("no table named '{name}': history tables come from --history DIR (see sockql record)"));
+    }
     let wanted = name.rsplit('.').next().unwrap_or(name);
     let best = crate::tables::catalog()
         .into_iter()

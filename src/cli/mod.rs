@@ -119,11 +119,41 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             return Ok(out.flush()?);
         }
         Some(Command::Capture { source, file }) => return capture(*source, file),
-        Some(Command::Run { .. }) | None => {}
+        Some(Command::Run { .. }) | Some(Command::Record { .. }) | None => {}
     }
     let policy = engine::Policy { allow_files: args.allow_files };
     let limits = engine::Limits { memory: args.memory_limit, timeout: args.timeout };
     let engine = Engine::with(&source, policy, limits)?;
+    if let Some(location) = &args.history {
+        let store = crate::history::store::HistoryStore::open(location, false)?;
+        crate::history::register::register(engine.context(), store).await?;
+    }
+    if let Some(Command::Record { out: target, every, duration, samples, tables, query, retention }) = &args.command {
+        let store = crate::history::store::HistoryStore::open(target, true)?;
+        let sources = match query {
+            Some(name) => vec![crate::history::record::Source { name: name.clone(), sql: saved::find(name)?.source(&args.params)? }],
+            None => tables
+                .iter()
+                .map(|t| {
+                    if !crate::tables::catalog().iter().any(|c| c.name == t) {
+                        anyhow::bail!("cannot record '{t}': no such table");
+                    }
+                    Ok(crate::history::record::Source { name: t.clone(), sql: SqlSource::inline(format!("SELECT * FROM {t}")) })
+                })
+                .collect::<anyhow::Result<_>>()?,
+        };
+        let recorder = crate::history::record::Recorder {
+            runner: &engine,
+            store,
+            sources,
+            host: crate::history::record::hostname(),
+            every: *every,
+            duration: *duration,
+            samples: *samples,
+            retention_days: *retention,
+        };
+        return recorder.run().await;
+    }
     let Some(sql) = sql_source(&args)? else {
         drop(out);
         return repl::Repl::new(&engine, opts, source.all_netns.clone()).run().await;

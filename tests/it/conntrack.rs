@@ -10,9 +10,13 @@ use serde_json::{json, Value};
 use crate::common::*;
 use crate::netns::{link, Netns};
 
-impl Netns {
+pub trait NftExt {
+    fn nft(&self, ruleset: &str);
+}
+
+impl NftExt for Netns {
     /// Load an nftables ruleset into this namespace.
-    pub fn nft(&self, ruleset: &str) {
+    fn nft(&self, ruleset: &str) {
         let file = std::env::temp_dir().join(format!("{}.nft", self.name));
         std::fs::write(&file, ruleset).unwrap();
         self.exec_ok("nft", &["-f", file.to_str().unwrap()]);

@@ -5,6 +5,7 @@
 mod churn;
 mod cli;
 mod common;
+mod history;
 mod conntrack;
 mod namespaces;
 mod netns;

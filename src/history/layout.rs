@@ -1,0 +1,67 @@
+//! The hive-partitioned layout of recorded samples, and its retention.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::ObjectStoreExt;
+
+use super::store::HistoryStore;
+
+/// `<table>/host=<host>/date=<YYYY-MM-DD>/<ts-ms>.parquet`
+pub fn sample_path(store: &HistoryStore, table: &str, host: &str, ts: DateTime<Utc>) -> Path {
+    store.path(&[
+        table,
+        &format!("host={host}"),
+        &format!("date={}", ts.format("%Y-%m-%d")),
+        &format!("{}.parquet", ts.timestamp_millis()),
+    ])
+}
+
+/// The date of a `date=YYYY-MM-DD` path segment.
+pub fn partition_date(segment: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(segment.strip_prefix("date=")?, "%Y-%m-%d").ok()
+}
+
+/// The table directories under the store's prefix.
+pub async fn tables(store: &HistoryStore) -> anyhow::Result<Vec<String>> {
+    let listing = store.store.list_with_delimiter(Some(&store.prefix)).await?;
+    let mut names: Vec<String> = listing.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_string)).collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Delete this host's partitions of `table` older than `keep_days` days
+/// before `today`. Returns the number of files deleted.
+pub async fn prune(store: &HistoryStore, table: &str, host: &str, today: NaiveDate, keep_days: i64) -> anyhow::Result<usize> {
+    let host_dir = store.path(&[table, &format!("host={host}")]);
+    let listing = store.store.list_with_delimiter(Some(&host_dir)).await?;
+    let mut deleted = 0;
+    for dir in listing.common_prefixes {
+        let Some(date) = dir.filename().and_then(partition_date) else { continue };
+        if (today - date).num_days() <= keep_days {
+            continue;
+        }
+        let files: Vec<_> = store.store.list(Some(&dir)).try_collect().await?;
+        for f in files {
+            store.store.delete(&f.location).await?;
+            deleted += 1;
+        }
+        // A local directory stays behind empty; remove it when it is one.
+        if store.root_url.scheme() == "file" {
+            let _ = std::fs::remove_dir(format!("/{dir}"));
+        }
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_dates() {
+        assert_eq!(partition_date("date=2026-11-25"), NaiveDate::from_ymd_opt(2026, 11, 25));
+        assert_eq!(partition_date("host=x"), None);
+        assert_eq!(partition_date("date=yesterday"), None);
+    }
+}

@@ -1,0 +1,11 @@
+//! History and fleets: sampling tables into Parquet files laid out the way
+//! every engine understands (hive partitions), locally or in S3, and
+//! reading them back as `history.<table>` next to the live tables.
+//!
+//! Layout: `DIR/<table>/host=<hostname>/date=<YYYY-MM-DD>/<ts-ms>.parquet`,
+//! each row with a `ts` column; `host` and `date` come from the path.
+
+pub mod layout;
+pub mod record;
+pub mod register;
+pub mod store;

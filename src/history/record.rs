@@ -1,0 +1,125 @@
+//! `sockql record`: sample tables (or a saved query) on an interval into
+//! Parquet, one file per table per sample. Each file is written whole and
+//! then appears under its final name (object stores put atomically; the
+//! local store writes a temporary file and renames it), so a crash or
+//! Ctrl-C never leaves a torn file where readers look.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::{ArrayRef, TimestampMillisecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+use object_store::ObjectStoreExt;
+
+use super::layout;
+use super::store::HistoryStore;
+use crate::cli::engine::{QueryRunner, SqlSource};
+
+/// What one recorder samples: a name (the directory) and the SQL.
+pub struct Source {
+    pub name: String,
+    pub sql: SqlSource,
+}
+
+pub struct Recorder<'a> {
+    pub runner: &'a dyn QueryRunner,
+    pub store: HistoryStore,
+    pub sources: Vec<Source>,
+    pub host: String,
+    pub every: Duration,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Stop after this many samples.
+    pub samples: Option<u64>,
+    /// Keep this many days of partitions (older ones are deleted).
+    pub retention_days: Option<i64>,
+}
+
+/// The schema a sample is written with: `ts` first, UTC milliseconds.
+fn ts_schema(schema: &SchemaRef) -> SchemaRef {
+    let mut fields = vec![Arc::new(Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false))];
+    fields.extend(schema.fields().iter().filter(|f| f.name() != "ts").cloned());
+    Arc::new(Schema::new(fields))
+}
+
+fn with_ts(batch: &RecordBatch, schema: &SchemaRef, ts: DateTime<Utc>) -> anyhow::Result<RecordBatch> {
+    let ts_col: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![ts.timestamp_millis(); batch.num_rows()]).with_timezone("UTC"));
+    let mut columns = vec![ts_col];
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        if f.name() != "ts" {
+            columns.push(c.clone());
+        }
+    }
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// One table's sample as Parquet bytes, or `None` when it has no rows.
+pub fn parquet_bytes(schema: &SchemaRef, batches: &[RecordBatch], ts: DateTime<Utc>) -> anyhow::Result<Option<(Vec<u8>, usize)>> {
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if rows == 0 {
+        return Ok(None);
+    }
+    let out_schema = ts_schema(schema);
+    let mut w = ArrowWriter::try_new(Vec::new(), out_schema.clone(), None)?;
+    for b in batches {
+        w.write(&with_ts(b, &out_schema, ts)?)?;
+    }
+    Ok(Some((w.into_inner()?, rows)))
+}
+
+impl Recorder<'_> {
+    pub async fn run(&self) -> anyhow::Result<()> {
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        let start = tokio::time::Instant::now();
+        let (mut samples, mut rows, mut bytes) = (0u64, 0usize, 0usize);
+        loop {
+            let next = tokio::time::Instant::now() + self.every;
+            let ts = Utc::now();
+            for source in &self.sources {
+                let results = tokio::select! {
+                    r = self.runner.run(&source.sql) => r?,
+                    _ = &mut ctrl_c => return self.done(samples, rows, bytes),
+                };
+                let Some(result) = results.into_iter().last() else { continue };
+                if let Some((data, n)) = parquet_bytes(&result.schema, &result.batches, ts)? {
+                    let path = layout::sample_path(&self.store, &source.name, &self.host, ts);
+                    bytes += data.len();
+                    rows += n;
+                    self.store.store.put(&path, data.into()).await?;
+                }
+                if let Some(days) = self.retention_days {
+                    layout::prune(&self.store, &source.name, &self.host, ts.date_naive(), days).await?;
+                }
+            }
+            samples += 1;
+            eprint!("\rsockql record: {samples} samples, {rows} rows, {:.1} KiB written to {}", bytes as f64 / 1024.0, self.store.display);
+            let _ = std::io::stderr().flush();
+            if self.samples.is_some_and(|n| samples >= n) || self.duration.is_some_and(|d| start.elapsed() + self.every > d) {
+                return self.done(samples, rows, bytes);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = &mut ctrl_c => return self.done(samples, rows, bytes),
+            }
+        }
+    }
+
+    fn done(&self, samples: u64, rows: usize, bytes: usize) -> anyhow::Result<()> {
+        eprintln!("\rsockql record: {samples} samples, {rows} rows, {:.1} KiB written to {} (done)", bytes as f64 / 1024.0, self.store.display);
+        Ok(())
+    }
+}
+
+/// This machine's host name, for the `host=` partition.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty() && !h.contains('/'))
+        .unwrap_or_else(|| "localhost".to_string())
+}
