@@ -11,7 +11,6 @@
 //! Rows stream into batches as the dump arrives, so a 100,000-entry table
 //! costs a couple of batches of memory.
 
-use std::fmt;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -73,6 +72,7 @@ table_columns!(Col {
 pub const NAME: &str = "conntrack";
 pub const ABOUT: &str = "The connection-tracking / NAT table (conntrack -L), needs CAP_NET_ADMIN";
 
+#[derive(Debug)]
 pub struct ConntrackTable {
     options: SourceOptions,
 }
@@ -83,11 +83,6 @@ impl ConntrackTable {
     }
 }
 
-impl fmt::Debug for ConntrackTable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ConntrackTable")
-    }
-}
 
 /// The mark and zone a filter set pins, for the kernel's dump filter.
 fn wanted_filter(filters: &[Expr]) -> DumpFilter {

@@ -2,7 +2,6 @@
 //! `conntrack -S` prints them. The current entry count and the limit are
 //! the sysctls net.netfilter.nf_conntrack_count and nf_conntrack_max.
 
-use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -37,6 +36,7 @@ table_columns!(Col {
 pub const NAME: &str = "conntrack_stats";
 pub const ABOUT: &str = "Per-CPU connection-tracking counters (conntrack -S); count and max are sysctls nf_conntrack_count/_max";
 
+#[derive(Debug)]
 pub struct ConntrackStatsTable {
     options: SourceOptions,
 }
@@ -47,11 +47,6 @@ impl ConntrackStatsTable {
     }
 }
 
-impl fmt::Debug for ConntrackStatsTable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ConntrackStatsTable")
-    }
-}
 
 #[async_trait]
 impl TableProvider for ConntrackStatsTable {
@@ -64,10 +59,7 @@ impl TableProvider for ConntrackStatsTable {
     }
 
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
-            .iter()
-            .map(|f| if scope::is_netns_filter(f) { TableProviderFilterPushDown::Inexact } else { TableProviderFilterPushDown::Unsupported })
-            .collect())
+        Ok(scope::pushdown(filters))
     }
 
     async fn scan(

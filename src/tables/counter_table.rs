@@ -2,7 +2,6 @@
 //! (group, name, value) readings of a /proc/net text file. Each table file
 //! declares its columns in this order: group, name, value, netns, netns_name.
 
-use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -17,6 +16,7 @@ use crate::tables::columns::{schema_of, ColumnDef, RowBuilder};
 use crate::tables::live::{Emitter, LivePartition, LiveScanExec, BATCH_ROWS};
 use crate::tables::{scope, SourceOptions};
 
+#[derive(Debug)]
 pub struct CounterTable {
     pub name: &'static str,
     pub defs: &'static [ColumnDef],
@@ -24,11 +24,6 @@ pub struct CounterTable {
     pub options: SourceOptions,
 }
 
-impl fmt::Debug for CounterTable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CounterTable({})", self.name)
-    }
-}
 
 #[async_trait]
 impl TableProvider for CounterTable {
@@ -41,10 +36,7 @@ impl TableProvider for CounterTable {
     }
 
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
-            .iter()
-            .map(|f| if scope::is_netns_filter(f) { TableProviderFilterPushDown::Inexact } else { TableProviderFilterPushDown::Unsupported })
-            .collect())
+        Ok(scope::pushdown(filters))
     }
 
     async fn scan(

@@ -2,7 +2,6 @@
 //! `ip netns add`) and those of running processes (containers), joined by
 //! inode, with the container they belong to where the cgroup path says.
 
-use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -30,14 +29,9 @@ table_columns!(Col {
 pub const NAME: &str = "netns";
 pub const ABOUT: &str = "Every network namespace on the host (lsns -t net, ip netns), with its container";
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct NetnsTable;
 
-impl fmt::Debug for NetnsTable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("NetnsTable")
-    }
-}
 
 #[async_trait]
 impl TableProvider for NetnsTable {

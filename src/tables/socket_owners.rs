@@ -8,7 +8,6 @@
 //! visible process (a process may hold sockets of several namespaces), and
 //! its netns columns are the process's namespace.
 
-use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -38,14 +37,9 @@ table_columns!(Col {
 pub const NAME: &str = "socket_owners";
 pub const ABOUT: &str = "Which processes hold which sockets: one row per socket descriptor (lsof -i)";
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct SocketOwnersTable;
 
-impl fmt::Debug for SocketOwnersTable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SocketOwnersTable")
-    }
-}
 
 #[async_trait]
 impl TableProvider for SocketOwnersTable {

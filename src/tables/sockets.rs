@@ -208,17 +208,13 @@ fn is_pushable(f: &Expr) -> bool {
         || is_int_range_filter(f, "remote_port")
 }
 
+#[derive(Debug)]
 pub struct SocketsTable {
     schema: SchemaRef,
     options: SourceOptions,
     warned: Mutex<HashSet<String>>,
 }
 
-impl fmt::Debug for SocketsTable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SocketsTable")
-    }
-}
 
 impl SocketsTable {
     pub fn new(options: SourceOptions) -> Self {

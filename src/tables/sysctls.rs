@@ -5,7 +5,6 @@
 //!
 //! Pushed down: `name = '…'` / `name IN (…)` read only those files (Inexact).
 
-use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -33,6 +32,7 @@ table_columns!(Col {
 pub const NAME: &str = "sysctls";
 pub const ABOUT: &str = "The kernel's net.* parameters (sysctl -a), e.g. net.ipv4.ip_local_port_range";
 
+#[derive(Debug)]
 pub struct SysctlsTable {
     options: SourceOptions,
 }
@@ -43,11 +43,6 @@ impl SysctlsTable {
     }
 }
 
-impl fmt::Debug for SysctlsTable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SysctlsTable")
-    }
-}
 
 fn wanted_names(filters: &[Expr]) -> Option<Vec<String>> {
     filters.iter().find_map(|f| {

@@ -2,7 +2,6 @@
 //! UNIX_DIAG, per namespace, with owning processes like `sockets`.
 //! Pushed down: netns filters; pid/process only cost a /proc walk when used.
 
-use std::fmt;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -37,6 +36,7 @@ table_columns!(Col {
 pub const NAME: &str = "unix_sockets";
 pub const ABOUT: &str = "Unix domain sockets (ss -x) with their paths, peers and owning processes";
 
+#[derive(Debug)]
 pub struct UnixSocketsTable {
     options: SourceOptions,
 }
@@ -47,11 +47,6 @@ impl UnixSocketsTable {
     }
 }
 
-impl fmt::Debug for UnixSocketsTable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("UnixSocketsTable")
-    }
-}
 
 #[async_trait]
 impl TableProvider for UnixSocketsTable {
@@ -64,10 +59,7 @@ impl TableProvider for UnixSocketsTable {
     }
 
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
-            .iter()
-            .map(|f| if scope::is_netns_filter(f) { TableProviderFilterPushDown::Inexact } else { TableProviderFilterPushDown::Unsupported })
-            .collect())
+        Ok(scope::pushdown(filters))
     }
 
     async fn scan(
