@@ -78,11 +78,11 @@ if missed:
             print(f"- **{name}**: {value:.2f}x, {ours_ms - ss_ms:.1f} ms over `ss -tan state close-wait` ({ss_ms:.1f} ms vs {ours_ms:.1f} ms). "
                   f"The pushed-down dump itself costs what ss's does (sockql minus its {start_ms:.1f} ms `SELECT 1` startup: "
                   f"{ours_ms - start_ms:.1f} ms), the difference is sockql's fixed start-up. "
-                  "`bench/startup-profile.txt` (callgrind, `SELECT 1`) shows where it goes: about 60% of start-up instructions are the "
-                  "dynamic loader relocating the 140 MB position-independent binary (`_dl_relocate_object`), then building "
-                  "DataFusion's session (function registry) and planning. Not fixed here: a non-PIE build "
-                  "(`-C relocation-model=static`) or a smaller binary (LTO, fewer DataFusion features) would cut it; either means "
-                  "a full 17-minute rebuild to measure. Asking for `SELECT *` instead costs the /proc fd walk for owners "
+                  "Where it goes: `bench/startup-profile.txt` (callgrind, `SELECT 1`) counts only ~5 million instructions (about 2 ms), 60% of "
+                  "them the dynamic loader applying the binary's 200,000 relative relocations; hyperfine's `SELECT 1` shows the rest is "
+                  "kernel time (user ~1.5 ms, system ~5-6 ms): mapping and faulting in a 140 MB binary. Packing the relocations "
+                  "(`-z pack-relative-relocs`) was tried and measured no gain (7.4 vs 6.8 ms), so it was not kept. The lever left is a "
+                  "smaller binary (LTO, fewer DataFusion features), which means ""17-minute rebuilds to measure. Asking for `SELECT *` instead costs the /proc fd walk for owners "
                   "(the third row of the case), which ss only does with -p.")
         else:
             print(f"- **{name}**: {value:.2f} against a limit of {limit:g}.")

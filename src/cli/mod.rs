@@ -98,28 +98,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let source = SourceOptions { no_netlink: args.source.no_netlink, all_netns: std::sync::Arc::new(args.source.all_netns.into()) };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    // The commands that only print a catalog, without an engine.
+    let listing = match &args.command {
+        Some(Command::Tables) => Some(catalog::tables()),
+        Some(Command::Schema { table }) => Some(catalog::describe(table)?),
+        Some(Command::Run { name: None, .. }) => Some(saved::list_batch()),
+        _ => None,
+    };
+    if let Some(b) = listing {
+        output::print(&mut out, opts, &b.schema(), &[b])?;
+        return Ok(out.flush()?);
+    }
     match &args.command {
-        Some(Command::Tables) => {
-            let b = catalog::tables();
-            output::print(&mut out, opts, &b.schema(), &[b])?;
-            return Ok(out.flush()?);
-        }
-        Some(Command::Schema { table }) => {
-            let b = catalog::describe(table)?;
-            output::print(&mut out, opts, &b.schema(), &[b])?;
-            return Ok(out.flush()?);
-        }
-        Some(Command::Run { name: None, .. }) => {
-            let b = saved::list_batch();
-            output::print(&mut out, opts, &b.schema(), &[b])?;
-            return Ok(out.flush()?);
-        }
         Some(Command::Reference) => {
             write!(out, "{}", catalog::markdown_reference())?;
             return Ok(out.flush()?);
         }
         Some(Command::Capture { source, file }) => return capture(*source, file),
-        Some(Command::Run { .. }) | Some(Command::Record { .. }) | None => {}
+        _ => {}
     }
     let policy = engine::Policy { allow_files: args.allow_files };
     let limits = engine::Limits { memory: args.memory_limit, timeout: args.timeout };
@@ -130,18 +126,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(Command::Record { out: target, every, duration, samples, tables, query, retention }) = &args.command {
         let store = crate::history::store::HistoryStore::open(target, true)?;
-        let sources = match query {
-            Some(name) => vec![crate::history::record::Source { name: name.clone(), sql: saved::find(name)?.source(&args.params)? }],
-            None => tables
-                .iter()
-                .map(|t| {
-                    if !crate::tables::catalog().iter().any(|c| c.name == t) {
-                        anyhow::bail!("cannot record '{t}': no such table");
-                    }
-                    Ok(crate::history::record::Source { name: t.clone(), sql: SqlSource::inline(format!("SELECT * FROM {t}")) })
-                })
-                .collect::<anyhow::Result<_>>()?,
-        };
+        let sources = crate::history::record::sources(tables, query.as_deref(), &args.params)?;
         let recorder = crate::history::record::Recorder {
             runner: &engine,
             store,

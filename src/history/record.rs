@@ -25,6 +25,24 @@ pub struct Source {
     pub sql: SqlSource,
 }
 
+/// The sources of `--query NAME` (a saved query, with `params`) or of
+/// `--tables a,b` (each table whole).
+pub fn sources(tables: &[String], query: Option<&str>, params: &[(String, String)]) -> anyhow::Result<Vec<Source>> {
+    if let Some(name) = query {
+        return Ok(vec![Source { name: name.to_string(), sql: crate::cli::saved::find(name)?.source(params)? }]);
+    }
+    let known = crate::tables::catalog();
+    tables
+        .iter()
+        .map(|t| {
+            if !known.iter().any(|c| c.name == t) {
+                anyhow::bail!("cannot record '{t}': no such table");
+            }
+            Ok(Source { name: t.clone(), sql: SqlSource::inline(format!("SELECT * FROM {t}")) })
+        })
+        .collect()
+}
+
 pub struct Recorder<'a> {
     pub runner: &'a dyn QueryRunner,
     pub store: HistoryStore,

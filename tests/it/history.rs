@@ -252,3 +252,19 @@ fn records_to_s3_and_reads_back() {
     assert_eq!(parse_ndjson(&o), vec![json!({"samples": 2, "rows": 2, "one_host": true})]);
     drop(l);
 }
+
+#[test]
+fn records_a_saved_query_and_refuses_unknown_tables() {
+    let dir = temp_dir("query");
+    let out = dir.to_str().unwrap().to_string();
+    let (_, err, ok) = run(&["record", "--samples", "1", "--query", "states", "--out", &out]);
+    assert!(ok, "{err}");
+    let (o, e, ok) = run(&["--history", &out, "--format", "csv", "--no-header", "SELECT sum(sockets) > 0, min(pct) >= 0 FROM history.states"]);
+    assert!(ok, "{e}");
+    assert_eq!(o, "true,true\n");
+    let (_, err, ok) = run(&["record", "--samples", "1", "--tables", "sockets,nope", "--out", &out]);
+    assert!(!ok && err.contains("cannot record 'nope': no such table"), "{err}");
+    let (_, err, ok) = run(&["SELECT * FROM history.sockets"]);
+    assert!(!ok && err.contains("history tables come from --history DIR"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
