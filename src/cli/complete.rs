@@ -2,9 +2,12 @@
 //! and column names (from the live schemas), saved query names and
 //! meta-commands; and multi-line input ended by `;`.
 
+use std::borrow::Cow;
+
 use rustyline::completion::{Completer, Pair};
+use rustyline::highlight::{CmdKind, Highlighter};
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
-use rustyline::{Context, Helper, Highlighter, Hinter};
+use rustyline::{Context, Helper, Hinter};
 
 use super::meta;
 
@@ -15,7 +18,7 @@ const KEYWORDS: &[&str] = &[
     "DESCRIBE", "SHOW TABLES", "CAST", "round", "now()", "split_part", "regexp_like", "array_agg", "string_agg",
 ];
 
-#[derive(Helper, Highlighter, Hinter)]
+#[derive(Helper, Hinter)]
 pub struct SqlHelper {
     tables: Vec<String>,
     columns: Vec<String>,
@@ -70,6 +73,67 @@ impl Completer for SqlHelper {
     }
 }
 
+const BOLD: &str = "\x1b[1m";
+const GREEN: &str = "\x1b[32m";
+const CYAN: &str = "\x1b[36m";
+const RESET: &str = "\x1b[0m";
+
+/// `line` with SQL keywords in bold, 'strings' in green and a leading
+/// meta-command in cyan, for the terminal.
+pub fn highlight_sql(line: &str) -> String {
+    if line.trim_start().starts_with('\\') {
+        return format!("{CYAN}{line}{RESET}");
+    }
+    let words: Vec<&str> = KEYWORDS.iter().flat_map(|k| k.split(' ')).filter(|w| w.chars().all(|c| c.is_ascii_alphabetic())).collect();
+    let mut out = String::with_capacity(line.len() + 16);
+    let mut chars = line.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c == '\'' {
+            let mut end = line.len();
+            for (j, d) in chars.by_ref() {
+                if d == '\'' {
+                    end = j + 1;
+                    break;
+                }
+            }
+            out.push_str(GREEN);
+            out.push_str(&line[i..end]);
+            out.push_str(RESET);
+        } else if c.is_ascii_alphabetic() || c == '_' {
+            let mut end = line.len();
+            while let Some(&(j, d)) = chars.peek() {
+                if d.is_ascii_alphanumeric() || d == '_' {
+                    chars.next();
+                } else {
+                    end = j;
+                    break;
+                }
+            }
+            let word = &line[i..end];
+            if words.iter().any(|k| k.eq_ignore_ascii_case(word)) {
+                out.push_str(BOLD);
+                out.push_str(word);
+                out.push_str(RESET);
+            } else {
+                out.push_str(word);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl Highlighter for SqlHelper {
+    fn highlight<'l>(&self, line: &'l str, _pos: usize) -> Cow<'l, str> {
+        Cow::Owned(highlight_sql(line))
+    }
+
+    fn highlight_char(&self, _line: &str, _pos: usize, _kind: CmdKind) -> bool {
+        true
+    }
+}
+
 /// A statement is complete when it ends with `;`; a meta-command or an
 /// empty line is complete at once.
 pub fn is_complete(input: &str) -> bool {
@@ -105,6 +169,17 @@ mod tests {
         assert_eq!(h.candidates("", "\\ti"), vec!["\\timing"]);
         assert_eq!(h.candidates("\\run ", "po"), vec!["port_owner"]);
         assert_eq!(h.candidates("\\d ", "socket_"), vec!["socket_owners"]);
+    }
+
+    #[test]
+    fn highlights_keywords_strings_and_commands() {
+        assert_eq!(
+            highlight_sql("select state from sockets where state = 'LISTEN'"),
+            "\x1b[1mselect\x1b[0m state \x1b[1mfrom\x1b[0m sockets \x1b[1mwhere\x1b[0m state = \x1b[32m'LISTEN'\x1b[0m"
+        );
+        assert_eq!(highlight_sql("\\d sockets"), "\x1b[36m\\d sockets\x1b[0m");
+        assert_eq!(highlight_sql("'unterminated"), "\x1b[32m'unterminated\x1b[0m");
+        assert_eq!(highlight_sql("fromage"), "fromage");
     }
 
     #[test]
