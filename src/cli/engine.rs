@@ -251,7 +251,7 @@ impl QueryRunner for Engine {
             Ok(s) => s,
             Err(e) => {
                 let line = parser_error_line(&e.to_string());
-                return Err(at(line, DataFusionError::from(e).into()));
+                return Err(at(line, e.into()));
             }
         };
         if statements.is_empty() {

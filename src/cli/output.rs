@@ -33,7 +33,7 @@ enum Sink<W: Write> {
     /// A statement without a result set (CREATE TABLE ... AS) prints nothing.
     Nothing,
     Table(W, Vec<RecordBatch>),
-    Csv(CsvWriter<W>),
+    Csv(Box<CsvWriter<W>>),
     Json(JsonWriter<W, JsonArray>),
     Ndjson(JsonWriter<W, LineDelimited>),
 }
@@ -45,7 +45,7 @@ impl<W: Write> Printer<W> {
         } else {
             match opts.format {
                 Format::Table => Sink::Table(out, Vec::new()),
-                Format::Csv => Sink::Csv(CsvWriterBuilder::new().with_header(opts.header).build(out)),
+                Format::Csv => Sink::Csv(Box::new(CsvWriterBuilder::new().with_header(opts.header).build(out))),
                 Format::Json => Sink::Json(JsonWriterBuilder::new().with_explicit_nulls(true).build(out)),
                 Format::Ndjson => Sink::Ndjson(JsonWriterBuilder::new().with_explicit_nulls(true).build(out)),
             }
@@ -224,7 +224,7 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("process", DataType::Utf8, true)]));
         let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![Some("evil\x1b[2J\nname\t"), None]))]).unwrap();
         let mut buf = Vec::new();
-        print(&mut buf, OutputOptions { format: Format::Table, header: true }, &schema, &[b.clone()]).unwrap();
+        print(&mut buf, OutputOptions { format: Format::Table, header: true }, &schema, std::slice::from_ref(&b)).unwrap();
         let t = String::from_utf8(buf).unwrap();
         assert!(t.contains("evil\\x1b[2J\\nname\\t"), "{t}");
         assert!(!t.contains('\x1b'));

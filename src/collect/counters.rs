@@ -15,7 +15,7 @@ pub struct Counter {
 /// names and a line of values, both prefixed by `Group:`.
 pub fn parse_paired(file: &str, text: &str) -> Result<Vec<Counter>, String> {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    if lines.len() % 2 != 0 {
+    if !lines.len().is_multiple_of(2) {
         return Err(format!("{file}: odd number of lines"));
     }
     let mut out = Vec::new();
@@ -64,7 +64,7 @@ pub fn parse_sockstat(file: &str, text: &str) -> Result<Vec<Counter>, String> {
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let (proto, rest) = line.split_once(':').ok_or_else(|| format!("{file}: bad line {line:?}"))?;
         let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.len() % 2 != 0 {
+        if !f.len().is_multiple_of(2) {
             return Err(format!("{file}: odd fields in {line:?}"));
         }
         for kv in f.chunks(2) {

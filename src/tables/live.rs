@@ -86,6 +86,8 @@ pub struct LiveScanExec {
 }
 
 impl LiveScanExec {
+    /// The scan as the plan node DataFusion wants from a provider.
+    #[allow(clippy::new_ret_no_self)]
     pub fn new(partition: LivePartition) -> Arc<dyn ExecutionPlan> {
         let properties = PlanProperties::new(
             EquivalenceProperties::new(partition.schema.clone()),

@@ -261,6 +261,7 @@ fn insert_udp_entries_with(ns: &Netns, n: u32, mark_zone: fn(u32) -> (Option<u32
 }
 
 /// Peak resident memory (KiB) of one command, from wait4.
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which std cannot see
 fn peak_rss_kib(args: &[&str]) -> (i64, String) {
     let child = std::process::Command::new(args[0])
         .args(&args[1..])
