@@ -28,8 +28,12 @@ impl Shell {
         self.prompt();
         self.p.send_line(s).unwrap();
     }
+    /// Wait for a fresh prompt: one at the start of a line. The editor
+    /// redraws the line being typed after each key ("\r\rsockql> SEL..."),
+    /// and a test that mistook such a redraw for the next prompt would type
+    /// ahead, which the line editor may discard.
     fn prompt(&mut self) {
-        self.expect("sockql> ");
+        self.p.exp_regex(r"(^|\n)\r*sockql> ").unwrap_or_else(|e| panic!("expected a prompt: {e}"));
     }
     /// Type `s` at the next prompt without Enter.
     fn type_(&mut self, s: &str) {
@@ -128,7 +132,9 @@ fn history_survives_a_restart() {
     let dir = temp_dir("hist");
     let mut sh = shell(&dir);
     sh.line("SELECT 987654 AS marker;");
-    sh.expect("987654");
+    // Expect the result table, not the echo of the typed line: input typed
+    // ahead of the next prompt can be lost by the line editor.
+    sh.expect("| 987654 |");
     sh.line("\\q");
     sh.p.exp_eof().unwrap();
     let hist = std::fs::read_to_string(dir.join("sockql/history")).unwrap();
@@ -137,8 +143,8 @@ fn history_survives_a_restart() {
     // Up-arrow twice (past "\\q") recalls the previous session's statement.
     sh.type_("\x1b[A\x1b[A");
     sh.p.send_line("").unwrap();
-    sh.expect("marker");
-    sh.expect("987654");
+    sh.expect("| marker |");
+    sh.expect("| 987654 |");
     sh.line("\\q");
     sh.p.exp_eof().unwrap();
     std::fs::remove_dir_all(dir).unwrap();
@@ -149,13 +155,13 @@ fn watch_re_runs_the_last_query_until_ctrl_c() {
     let dir = temp_dir("watch");
     let mut sh = shell(&dir);
     sh.line("SELECT 'tick' AS what;");
-    sh.expect("tick");
+    sh.expect("| tick |");
     sh.line("\\watch 0.2");
     sh.expect("Every 200ms: SELECT 'tick' AS what;");
     sh.expect("Every 200ms: SELECT 'tick' AS what;");
     sh.p.send_control('c').unwrap();
     sh.line("SELECT 5 AS five;");
-    sh.expect("five");
+    sh.expect("| 5    |");
     sh.line("\\q");
     sh.p.exp_eof().unwrap();
     std::fs::remove_dir_all(dir).unwrap();
