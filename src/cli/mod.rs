@@ -58,11 +58,7 @@ pub fn error_line(e: &anyhow::Error) -> String {
 pub fn file_source(path: &Path, params: &[(String, String)]) -> anyhow::Result<SqlSource> {
     let text = saved::read_query_file(path)?;
     let origin = path.display().to_string();
-    let has_headers = text.lines().take_while(|l| l.trim().is_empty() || l.trim_start().starts_with("--")).any(|l| {
-        let t = l.trim_start().trim_start_matches('-').trim_start();
-        t.starts_with("name:")
-    });
-    if has_headers {
+    if saved::has_name_header(&text) {
         return saved::SavedQuery::parse(&origin, &text)?.source(params);
     }
     let params = params.iter().map(|(k, v)| (k.clone(), saved::param_value(v))).collect();

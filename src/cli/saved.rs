@@ -58,6 +58,16 @@ fn header<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     Some(rest.trim())
 }
 
+/// The header comment lines at the top of a file (blank lines allowed).
+fn header_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.lines().take_while(|l| l.trim().is_empty() || l.trim_start().starts_with("--"))
+}
+
+/// True if `text` declares itself a saved query with a `-- name:` header.
+pub fn has_name_header(text: &str) -> bool {
+    header_lines(text).any(|l| header(l, "name").is_some())
+}
+
 /// `$name` placeholders in `sql`, with their 1-based line, skipping string
 /// literals, quoted identifiers and comments.
 pub fn placeholders(sql: &str) -> Vec<(String, usize)> {
@@ -105,14 +115,8 @@ impl SavedQuery {
     pub fn parse(origin: &str, text: &str) -> Result<Self, QueryFileError> {
         let err = |line: usize, message: String| QueryFileError { file: origin.to_string(), line, message };
         let (mut name, mut description, mut params) = (None, None, Vec::<ParamDecl>::new());
-        for (i, line) in text.lines().enumerate() {
+        for (i, line) in header_lines(text).enumerate() {
             let t = line.trim();
-            if t.is_empty() {
-                continue;
-            }
-            if !t.starts_with("--") {
-                break; // headers end at the first SQL line
-            }
             if let Some(v) = header(t, "name") {
                 if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
                     return Err(err(i + 1, format!("bad query name '{v}': use letters, digits, '_' and '-'")));
