@@ -163,6 +163,15 @@ struct Pushed {
     impossible: bool,
 }
 
+/// Every filter must hold, so a second filter on the same column leaves
+/// only the values both allow.
+fn narrow(set: &mut Option<Vec<String>>, wanted: &[&str]) {
+    *set = Some(match set.take() {
+        Some(prev) => prev.into_iter().filter(|v| wanted.contains(&v.as_str())).collect(),
+        None => wanted.iter().map(|v| v.to_string()).collect(),
+    });
+}
+
 /// The address a filter set pins `column` to, if any.
 fn pinned_addr(filters: &[&Expr], column: &str) -> Option<Result<IpAddr, ()>> {
     let mut found: Option<Result<IpAddr, ()>> = None;
@@ -256,11 +265,7 @@ impl SocketsTable {
                     // The column prints IPv4-mapped IPv6 addresses as
                     // ::ffff:a.b.c.d, so an IPv4 literal only matches inet
                     // sockets and an IPv6 literal only inet6 ones.
-                    let fam = if a.is_ipv4() { "inet" } else { "inet6" };
-                    match &p.families {
-                        Some(f) if !f.iter().any(|x| x == fam) => p.impossible = true,
-                        _ => p.families = Some(vec![fam.to_string()]),
-                    }
+                    narrow(&mut p.families, &[if a.is_ipv4() { "inet" } else { "inet6" }]);
                     p.conds.push(cond(a));
                 }
             }
@@ -274,14 +279,8 @@ impl SocketsTable {
                     self.check_state_names(&strings);
                     p.states &= strings.iter().filter_map(|s| tcp_state::bits(s)).fold(0, |a, b| a | b);
                 }
-                "protocol" => p.protocols = Some(strings.iter().map(|s| s.to_string()).collect()),
-                "family" => {
-                    let wanted: Vec<String> = strings.iter().map(|s| s.to_string()).collect();
-                    p.families = Some(match p.families.take() {
-                        Some(prev) => prev.into_iter().filter(|f| wanted.contains(f)).collect(),
-                        None => wanted,
-                    });
-                }
+                "protocol" => narrow(&mut p.protocols, &strings),
+                "family" => narrow(&mut p.families, &strings),
                 _ => {}
             }
         }
