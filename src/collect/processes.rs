@@ -101,11 +101,6 @@ impl ProcessReader {
             netns: super::netns::of_pid(pid),
         })
     }
-
-    /// Every process alive now, in pid order.
-    pub fn read_all(&self) -> Vec<ProcessRecord> {
-        super::owners::pids().into_iter().filter_map(|pid| self.read(pid)).collect()
-    }
 }
 
 impl Default for ProcessReader {
