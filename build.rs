@@ -6,7 +6,9 @@ use std::path::Path;
 
 fn main() {
     println!("cargo:rerun-if-changed=queries");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("queries");
+    // Read at run time, not with env!(): a build script compiled in one clone
+    // is reused from a shared CARGO_TARGET_DIR by clones at other paths.
+    let dir = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("queries");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("queries/ exists")
         .filter_map(|e| e.ok().map(|e| e.path()))

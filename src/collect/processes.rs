@@ -9,15 +9,16 @@ use procfs::process::Process;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProcessRecord {
     pub pid: i32,
-    pub ppid: Option<i32>,
-    pub name: Option<String>,
+    pub ppid: i32,
+    /// Command name (comm).
+    pub name: String,
     pub cmdline: Option<String>,
     pub exe: Option<String>,
     pub uid: Option<u32>,
     pub user: Option<String>,
-    pub state: Option<String>,
-    pub threads: Option<i64>,
-    pub rss_bytes: Option<u64>,
+    pub state: &'static str,
+    pub threads: i64,
+    pub rss_bytes: u64,
     /// Milliseconds since the Unix epoch.
     pub start_time_ms: Option<i64>,
     pub fd_count: Option<u64>,
@@ -74,26 +75,29 @@ impl ProcessReader {
     }
 
     /// Read one process; `None` if it is already gone.
+    ///
+    /// A process can exit between opening /proc/<pid> and reading its files.
+    /// /proc/<pid>/stat is world-readable and exists for zombies too, so if it
+    /// cannot be read the process is gone: skip it rather than emit a row of
+    /// nulls (a pid with no name or state is not a process anyone can use).
     pub fn read(&self, pid: i32) -> Option<ProcessRecord> {
         let p = Process::new(pid).ok()?;
-        let stat = p.stat().ok();
+        let stat = p.stat().ok()?;
         let uid = p.uid().ok();
         let cgroup = cgroup_path(&p);
         let container = cgroup.as_deref().and_then(super::netns::container_of);
         Some(ProcessRecord {
             pid,
-            ppid: stat.as_ref().map(|s| s.ppid),
-            name: stat.as_ref().map(|s| s.comm.clone()),
+            ppid: stat.ppid,
+            name: stat.comm.clone(),
             cmdline: p.cmdline().ok().filter(|c| !c.is_empty()).map(|c| c.join(" ")),
             exe: p.exe().ok().map(|e| e.to_string_lossy().into_owned()),
             uid,
             user: uid.and_then(|u| self.users.get(&u).cloned()),
-            state: stat.as_ref().map(|s| state_name(s.state).to_string()),
-            threads: stat.as_ref().map(|s| s.num_threads),
-            rss_bytes: stat.as_ref().map(|s| s.rss * self.page_size),
-            start_time_ms: stat.as_ref().and_then(|s| {
-                Some(self.boot_time_ms? + s.starttime as i64 * 1000 / self.ticks_per_second)
-            }),
+            state: state_name(stat.state),
+            threads: stat.num_threads,
+            rss_bytes: stat.rss * self.page_size,
+            start_time_ms: self.boot_time_ms.map(|b| b + stat.starttime as i64 * 1000 / self.ticks_per_second),
             fd_count: p.fd_count().ok().map(|n| n as u64),
             cgroup: cgroup.clone(),
             container_id: container.as_ref().map(|c| c.0.clone()),
@@ -114,14 +118,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn zombies_are_rows_and_reaped_processes_are_none() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.kill().unwrap();
+        // Killed but not yet waited for: a zombie, still a process with a state.
+        let reader = ProcessReader::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let r = reader.read(pid).expect("a zombie still has /proc/<pid>/stat");
+            if r.state == "zombie" {
+                assert_eq!(r.name, "sleep");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never became a zombie: {}", r.state);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        child.wait().unwrap();
+        assert!(reader.read(pid).is_none(), "a reaped pid is gone");
+    }
+
+    #[test]
     fn reads_this_process() {
         let me = std::process::id() as i32;
         let r = ProcessReader::new().read(me).expect("own process readable");
         assert_eq!(r.pid, me);
-        assert_eq!(r.ppid, Some(std::os::unix::process::parent_id() as i32));
+        assert_eq!(r.ppid, std::os::unix::process::parent_id() as i32);
         assert_eq!(r.uid, Some(unsafe { libc::getuid() }));
-        assert!(r.threads.unwrap() >= 1);
-        assert!(r.rss_bytes.unwrap() > 0);
+        assert!(r.threads >= 1);
+        assert!(r.rss_bytes > 0);
         assert!(r.fd_count.unwrap() >= 3);
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -79,15 +79,15 @@ impl TableProvider for ProcessesTable {
 fn append(r: &mut RowBuilder, p: &ProcessRecord) {
     use Col::*;
     r.i32(Pid as usize, Some(p.pid));
-    r.i32(Ppid as usize, p.ppid);
-    r.str(Name as usize, p.name.as_deref());
+    r.i32(Ppid as usize, Some(p.ppid));
+    r.str(Name as usize, Some(&p.name));
     r.str(Cmdline as usize, p.cmdline.as_deref());
     r.str(Exe as usize, p.exe.as_deref());
     r.u32(Uid as usize, p.uid);
     r.str(User as usize, p.user.as_deref());
-    r.str(State as usize, p.state.as_deref());
-    r.i64(Threads as usize, p.threads);
-    r.u64(RssBytes as usize, p.rss_bytes);
+    r.str(State as usize, Some(p.state));
+    r.i64(Threads as usize, Some(p.threads));
+    r.u64(RssBytes as usize, Some(p.rss_bytes));
     r.timestamp_ms(StartTime as usize, p.start_time_ms);
     r.u64(FdCount as usize, p.fd_count);
     r.str(Cgroup as usize, p.cgroup.as_deref());
