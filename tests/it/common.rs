@@ -88,3 +88,41 @@ pub fn have(tool: &str) -> bool {
 pub fn field<'a>(row: &'a Value, name: &str) -> &'a Value {
     row.get(name).unwrap_or_else(|| panic!("no column {name} in {row}"))
 }
+
+/// One finished command with its peak resident memory.
+pub struct Measured {
+    /// Peak resident set size in KiB (wait4's ru_maxrss).
+    pub peak_kib: i64,
+    pub out: String,
+    pub err: String,
+    pub ok: bool,
+}
+
+/// Run a command to the end and measure its peak memory with wait4
+/// (`ip netns exec` execs its program, so the pid is the program's).
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which std cannot see
+pub fn peak_rss(args: &[&str]) -> Measured {
+    use std::io::Read;
+    let mut child = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    // stderr on a thread so neither pipe can fill and stall the child.
+    let mut stderr = child.stderr.take().unwrap();
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        stderr.read_to_string(&mut s).unwrap();
+        s
+    });
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let mut status = 0;
+    // SAFETY: waits for our own child; rusage is plain data.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
+    Measured { peak_kib: usage.ru_maxrss, out, err: err.join().unwrap(), ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 }
+}

@@ -260,26 +260,6 @@ fn insert_udp_entries_with(ns: &Netns, n: u32, mark_zone: fn(u32) -> (Option<u32
     });
 }
 
-/// Peak resident memory (KiB) of one command, from wait4.
-#[allow(clippy::zombie_processes)] // reaped by wait4 below, which std cannot see
-fn peak_rss_kib(args: &[&str]) -> (i64, String) {
-    let child = std::process::Command::new(args[0])
-        .args(&args[1..])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id() as i32;
-    let mut out = String::new();
-    child.stdout.unwrap().read_to_string(&mut out).unwrap();
-    let mut status = 0;
-    // SAFETY: waits for our own child; rusage is plain data.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
-    assert_eq!(status, 0);
-    (usage.ru_maxrss, out)
-}
-
 #[test]
 fn a_hundred_thousand_entries_stream_in_bounded_memory() {
     let ns = Netns::new("big");
@@ -287,7 +267,11 @@ fn a_hundred_thousand_entries_stream_in_bounded_memory() {
     insert_udp_entries(&ns, n);
     let counted = ns.exec_ok("conntrack", &["-C"]).trim().parse::<u32>().unwrap();
     assert_eq!(counted, n, "conntrack -C after the inserts");
-    let sockql = |sql: &str| peak_rss_kib(&["ip", "netns", "exec", &ns.name, bin(), "--format", "csv", "--no-header", sql]);
+    let sockql = |sql: &str| {
+        let run = peak_rss(&["ip", "netns", "exec", &ns.name, bin(), "--format", "csv", "--no-header", sql]);
+        assert!(run.ok, "{sql}: {}", run.err);
+        (run.peak_kib, run.out)
+    };
     // The binary's own footprint (a debug build maps a lot), for reference.
     let (rss_base, _) = sockql("SELECT 1");
     let (rss_count, out) = sockql("SELECT count(*) FROM conntrack WHERE orig_dport = 53");

@@ -82,25 +82,52 @@ fn sql_is_read_only_unless_allow_files() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// Leave `n` TIME-WAIT sockets in the current namespace: each connection is
+/// closed by the client first, so the client end waits out 2*MSL with no fd
+/// held. Source addresses rotate every 20,000 so bind(port 0) never has
+/// to search a nearly full port range (that search made it quadratic).
+fn time_wait_sockets(n: usize) {
+    let l = listener("127.0.0.1:7400", 1024);
+    for i in 0..n {
+        let src = std::net::Ipv4Addr::new(127, 0, 1, 1 + (i / 20_000) as u8);
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&std::net::SocketAddr::from((src, 0)).into()).unwrap();
+        s.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], 7400)).into()).unwrap();
+        let (accepted, _) = l.accept().unwrap();
+        drop(s);
+        drop(accepted);
+    }
+}
+
 #[test]
 fn memory_limit_and_timeout_stop_runaway_queries() {
     let ns = Netns::new("bounds");
-    let held = ns.enter(|| {
-        let l = listener("127.0.0.1:7400", 128);
-        let pairs: Vec<_> = (0..100).map(|_| (std::net::TcpStream::connect("127.0.0.1:7400").unwrap(), l.accept().unwrap().0)).collect();
-        (l, pairs)
-    });
-    // 201 sockets cubed is 8 million rows to sort: far past 32 MiB.
+    ns.sysctl("net.ipv4.ip_local_port_range", "1024 65000");
+    const N: usize = 100_000;
     let start = Instant::now();
-    let (_, err, ok) = ns.exec(bin(), &["--memory-limit", "32M", "SELECT a.cookie, b.cookie, c.cookie FROM sockets a, sockets b, sockets c ORDER BY 1, 2, 3"]);
-    assert!(!ok);
-    assert!(err.contains("sockql: error:") && err.contains("--memory-limit"), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(start.elapsed() < Duration::from_secs(60));
+    ns.enter(|| time_wait_sockets(N));
+    let made = start.elapsed();
+    let rows: usize = ns.exec_ok(bin(), &["--format", "csv", "--no-header", "SELECT count(*) FROM sockets"]).trim().parse().unwrap();
+    assert!(rows >= N, "{rows} sockets: the {N} TIME-WAIT ones are there");
+    // The runaway query: sockets cross joined with itself, 10^10
+    // rows, sorted. The sort must hold its input, so the pool refuses it.
+    let start = Instant::now();
+    let sql = "SELECT a.local_port, a.remote_port, b.local_port FROM sockets a CROSS JOIN sockets b ORDER BY 1, 2, 3";
+    let run = peak_rss(&["ip", "netns", "exec", &ns.name, bin(), "--memory-limit", "64M", sql]);
+    let took = start.elapsed();
+    assert!(!run.ok);
+    assert!(run.err.contains("sockql: error:") && run.err.contains("--memory-limit"), "{}", run.err);
+    assert_eq!(run.err.lines().count(), 1, "{}", run.err);
+    assert!(run.out.is_empty());
+    // Stopped by the pool: peak memory is the limit plus the binary and the
+    // scanned tables, nowhere near what 10^10 rows would take.
+    let base = peak_rss(&["ip", "netns", "exec", &ns.name, bin(), "SELECT 1"]).peak_kib;
+    eprintln!("{N} TIME-WAIT sockets made in {made:?}; cross join of {rows} rows refused after {took:?}, peak {} MiB (SELECT 1: {} MiB)", run.peak_kib / 1024, base / 1024);
+    assert!(run.peak_kib < base + 2 * 64 * 1024, "peak {} KiB with a 64 MiB limit", run.peak_kib);
+    assert!(took < Duration::from_secs(60), "{took:?}");
     let start = Instant::now();
     fails(&["--timeout", "500ms", "SELECT count(*) FROM generate_series(1, 100000000000)"], 1, &["query timed out after 500ms (--timeout)"]);
     assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
-    drop(held);
 }
 
 #[test]
