@@ -18,25 +18,30 @@ fn formats_are_typed() {
     let q = listener_query(p);
     let pid = my_pid();
 
-    let (out, _, ok) = run(&["--format", "csv", &q]);
-    assert!(ok);
-    assert_eq!(out, format!("state,local_port,send_q,pid\nLISTEN,{p},11,{pid}\n"));
-    let (out, _, _) = run(&["--format", "csv", "--no-header", &q]);
-    assert_eq!(out, format!("LISTEN,{p},11,{pid}\n"));
-
-    let (out, _, _) = run(&["--format", "json", &q]);
-    let v: Value = serde_json::from_str(&out).unwrap();
+    // (settled(): the pid column names this process once no forked child
+    // of a parallel test holds its sockets.)
+    let out = |format: &str, header: bool| {
+        let mut args = vec!["--format", format];
+        if !header {
+            args.push("--no-header");
+        }
+        args.push(&q);
+        let (out, err, ok) = run(&args);
+        assert!(ok, "{err}");
+        out
+    };
+    settled(format!("state,local_port,send_q,pid\nLISTEN,{p},11,{pid}\n"), || out("csv", true));
+    settled(format!("LISTEN,{p},11,{pid}\n"), || out("csv", false));
     // Numbers are JSON numbers, not strings.
-    assert_eq!(v, json!([{"state": "LISTEN", "local_port": p, "send_q": 11, "pid": pid}]));
-
-    let (out, _, _) = run(&["--format", "ndjson", &q]);
-    assert_eq!(parse_ndjson(&out), vec![json!({"state": "LISTEN", "local_port": p, "send_q": 11, "pid": pid})]);
-
-    let (out, _, _) = run(&[&q]);
-    let line = out.lines().find(|l| l.contains("LISTEN")).expect("table row");
-    let cells: Vec<&str> = line.split('|').map(str::trim).filter(|c| !c.is_empty()).collect();
-    assert_eq!(cells, vec!["LISTEN".to_string(), p.to_string(), "11".into(), pid.to_string()]);
-    assert!(out.starts_with("+---"), "{out}");
+    settled(json!([{"state": "LISTEN", "local_port": p, "send_q": 11, "pid": pid}]), || serde_json::from_str::<Value>(&out("json", true)).unwrap());
+    settled(vec![json!({"state": "LISTEN", "local_port": p, "send_q": 11, "pid": pid})], || parse_ndjson(&out("ndjson", true)));
+    let table_row = || {
+        let out = out("table", true);
+        assert!(out.starts_with("+---"), "{out}");
+        let line = out.lines().find(|l| l.contains("LISTEN")).expect("table row").to_string();
+        line.split('|').map(str::trim).filter(|c| !c.is_empty()).map(String::from).collect::<Vec<_>>()
+    };
+    settled(vec!["LISTEN".to_string(), p.to_string(), "11".into(), pid.to_string()], table_row);
 }
 
 #[test]
@@ -47,10 +52,12 @@ fn sql_from_file_and_stdin() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("report.sql");
     std::fs::write(&file, format!("-- a report\n{};\nSELECT 2 AS two;\n", listener_query(p))).unwrap();
-    let (out, err, ok) = run(&["--format", "ndjson", "-f", file.to_str().unwrap()]);
-    assert!(ok, "{err}");
     // Both statements run, in order.
-    assert_eq!(parse_ndjson(&out), vec![json!({"state": "LISTEN", "local_port": p, "send_q": 12, "pid": my_pid()}), json!({"two": 2})]);
+    settled(vec![json!({"state": "LISTEN", "local_port": p, "send_q": 12, "pid": my_pid()}), json!({"two": 2})], || {
+        let (out, err, ok) = run(&["--format", "ndjson", "-f", file.to_str().unwrap()]);
+        assert!(ok, "{err}");
+        parse_ndjson(&out)
+    });
 
     let mut child = Command::new(bin())
         .args(["--format", "csv", "--no-header"])

@@ -126,3 +126,31 @@ pub fn peak_rss(args: &[&str]) -> Measured {
     assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
     Measured { peak_kib: usage.ru_maxrss, out, err: err.join().unwrap(), ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 }
 }
+
+/// Assert that `f()` equals `expected`, re-reading for up to [`WAIT`] first.
+///
+/// For rows that name this test process as a socket's owner. pid_max is
+/// 32768 here and the tests spawn thousands of processes, so pids wrap: a
+/// parallel test's child, forked but not yet exec'd, can hold copies of
+/// every socket of this process under a *lower* pid for a moment. It really
+/// is the lowest owner then (ss -p lists it too), so sockql is right to
+/// show it; the test waits until the moment has passed.
+pub fn settled<T: PartialEq + std::fmt::Debug>(expected: T, mut f: impl FnMut() -> T) {
+    let start = Instant::now();
+    loop {
+        let got = f();
+        if got == expected {
+            return;
+        }
+        if start.elapsed() > WAIT {
+            assert_eq!(got, expected);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every row's `pid` is this process or null: no forked child of a
+/// parallel test holds our sockets at the moment (see [`settled`]).
+pub fn owned_by_me(rows: &[Value]) -> bool {
+    rows.iter().all(|r| r["pid"].is_null() || r["pid"] == my_pid())
+}

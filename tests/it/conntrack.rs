@@ -166,12 +166,13 @@ fn snat_and_dnat_translations_and_the_join_to_sockets() {
     );
     assert_eq!(both, vec![json!({"netns_name": b.name, "snat": false, "dnat": true}), json!({"netns_name": a.name, "snat": true, "dnat": false})]);
     // Which local socket serves each forwarded connection: conntrack JOIN sockets.
-    let joined = b.sockql(
-        "SELECT c.orig_dport AS public_port, s.local_port, s.remote_addr, s.pid FROM conntrack c \
-         JOIN sockets s ON s.local_port = c.reply_sport AND s.remote_addr = c.reply_dst AND s.remote_port = c.reply_dport \
-         WHERE c.dnat AND s.state = 'ESTAB'",
-    );
-    assert_eq!(joined, vec![json!({"public_port": 9000, "local_port": 8080, "remote_addr": "10.231.3.11", "pid": my_pid()})]);
+    settled(vec![json!({"public_port": 9000, "local_port": 8080, "remote_addr": "10.231.3.11", "pid": my_pid()})], || {
+        b.sockql(
+            "SELECT c.orig_dport AS public_port, s.local_port, s.remote_addr, s.pid FROM conntrack c \
+             JOIN sockets s ON s.local_port = c.reply_sport AND s.remote_addr = c.reply_dst AND s.remote_port = c.reply_dport \
+             WHERE c.dnat AND s.state = 'ESTAB'",
+        )
+    });
     // The saved report of translations, from each side.
     assert_eq!(
         b.run_saved("nat_by_destination", &[]),

@@ -116,18 +116,19 @@ fn reports_exactly_the_sockets_of_a_namespace() {
     let cport = client.local_addr().unwrap().port();
     let (server, _) = l.accept().unwrap();
 
-    let rows = a.sockql(
-        "SELECT protocol, state, local_addr, local_port, remote_addr, remote_port, interface, send_q, pid \
-         FROM sockets ORDER BY protocol, state, local_port",
-    );
     let me = my_pid();
-    assert_eq!(
-        rows,
+    settled(
         vec![
             json!({"protocol": "tcp", "state": "ESTAB", "local_addr": "10.231.0.1", "local_port": 8080, "remote_addr": "10.231.0.2", "remote_port": cport, "interface": va, "send_q": 0, "pid": me}),
             json!({"protocol": "tcp", "state": "LISTEN", "local_addr": "10.231.0.1", "local_port": 8080, "remote_addr": "0.0.0.0", "remote_port": 0, "interface": va, "send_q": 10, "pid": me}),
             json!({"protocol": "udp", "state": "UNCONN", "local_addr": "127.0.0.1", "local_port": 5353, "remote_addr": "0.0.0.0", "remote_port": 0, "interface": null, "send_q": 0, "pid": me}),
-        ]
+        ],
+        || {
+            a.sockql(
+                "SELECT protocol, state, local_addr, local_port, remote_addr, remote_port, interface, send_q, pid \
+                 FROM sockets ORDER BY protocol, state, local_port",
+            )
+        },
     );
     let rows = b.sockql("SELECT state, local_addr, local_port, remote_addr, remote_port, interface FROM sockets");
     assert_eq!(rows, vec![json!({"state": "ESTAB", "local_addr": "10.231.0.2", "local_port": cport, "remote_addr": "10.231.0.1", "remote_port": 8080, "interface": null})]);

@@ -107,8 +107,17 @@ fn memory_limit_and_timeout_stop_runaway_queries() {
     let start = Instant::now();
     ns.enter(|| time_wait_sockets(N));
     let made = start.elapsed();
-    let rows: usize = ns.exec_ok(bin(), &["--format", "csv", "--no-header", "SELECT count(*) FROM sockets"]).trim().parse().unwrap();
-    assert!(rows >= N, "{rows} sockets: the {N} TIME-WAIT ones are there");
+    let count = |sql: &str| -> usize { ns.exec_ok(bin(), &["--format", "csv", "--no-header", sql]).trim().parse().unwrap() };
+    // Under load the server ends may still be in LAST-ACK; wait until only
+    // TIME-WAIT is left, so the set is still while sockql and ss count it.
+    eventually(Duration::from_secs(30), || (count("SELECT count(*) FROM sockets WHERE state <> 'TIME-WAIT'") == 0).then_some(()));
+    let rows = count("SELECT count(*) FROM sockets");
+    // Every one counted, as ss counts them. Under a loaded test run a few
+    // connections end without TIME-WAIT (ss agrees: a forked child of a
+    // parallel test may briefly hold a copy of a socket), so the floor is
+    // 99% of N, and the exact check is against ss.
+    assert_eq!(rows, ns.exec_ok("ss", &["-Htan"]).lines().count(), "sockql and ss count the same sockets");
+    assert!(rows >= N - N / 100, "{rows} sockets: the {N} TIME-WAIT ones are there");
     // The runaway query: sockets cross joined with itself, 10^10
     // rows, sorted. The sort must hold its input, so the pool refuses it.
     let start = Instant::now();

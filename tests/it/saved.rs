@@ -95,11 +95,12 @@ fn port_owner_lists_every_holder_like_lsof() {
     let c = TcpStream::connect(("127.0.0.1", p)).unwrap();
     let cport = c.local_addr().unwrap().port();
     let (s, _) = l.accept().unwrap();
-    let rows = Command::new(bin()).args(["run", "port_owner", "--param", &format!("port={p}"), "--format", "ndjson"]).output().unwrap();
-    let rows = parse_ndjson(&String::from_utf8(rows.stdout).unwrap());
+    let port_owner = || {
+        let rows = Command::new(bin()).args(["run", "port_owner", "--param", &format!("port={p}"), "--format", "ndjson"]).output().unwrap();
+        parse_ndjson(&String::from_utf8(rows.stdout).unwrap())
+    };
     let me = my_pid();
     let cols = |r: &Value| (r["state"].clone(), r["local_port"].clone(), r["remote_port"].clone(), r["pid"].clone(), r["process"].clone(), r["fd"].clone());
-    let got: Vec<_> = rows.iter().map(cols).collect();
     let mut listen_owners = vec![(me, my_comm()), (child.id() as i64, "sleep".to_string())];
     listen_owners.sort();
     let mut estab = vec![
@@ -111,7 +112,8 @@ fn port_owner_lists_every_holder_like_lsof() {
     for (pid, name) in listen_owners {
         expected.push((json!("LISTEN"), json!(p), json!(0), json!(pid), json!(name), json!(l.as_raw_fd())));
     }
-    assert_eq!(got, expected);
+    settled(expected, || port_owner().iter().map(cols).collect::<Vec<_>>());
+    let rows = port_owner();
     assert!(rows.iter().all(|r| r["user"] == "root" || unsafe { libc::geteuid() } != 0));
     child.kill().unwrap();
     child.wait().unwrap();
@@ -124,13 +126,12 @@ fn listeners_with_shared_workers() {
     let mut child = spawn_sharing(l.as_raw_fd());
     let me = my_pid();
     let low = me.min(child.id() as i64);
-    let rows = ns.run_saved("listeners", &[]);
-    assert_eq!(
-        rows,
+    settled(
         vec![
             json!({"protocol": "tcp", "local_addr": "127.0.0.1", "local_port": 8080, "queued": 0, "backlog": 16, "pid": low, "process": if low == me { my_comm() } else { "sleep".into() }, "owner_processes": 2}),
             json!({"protocol": "udp", "local_addr": "127.0.0.1", "local_port": 5353, "queued": 0, "backlog": 0, "pid": me, "process": my_comm(), "owner_processes": 1}),
-        ]
+        ],
+        || ns.run_saved("listeners", &[]),
     );
     child.kill().unwrap();
     child.wait().unwrap();
@@ -151,7 +152,7 @@ fn syn_recv_pressure_from_half_open_connections() {
     let clients = b.enter(|| (0..2).map(|_| TcpStream::connect("10.231.1.1:8080").unwrap()).collect::<Vec<_>>());
     let rows = eventually(WAIT, || {
         let r = a.run_saved("syn_recv", &[]);
-        (r.len() == 1 && r[0]["syn_recv"] == 5 && r[0]["accept_queue"] == 2).then_some(r)
+        (r.len() == 1 && r[0]["syn_recv"] == 5 && r[0]["accept_queue"] == 2 && owned_by_me(&r)).then_some(r)
     });
     assert_eq!(
         rows,
@@ -180,7 +181,7 @@ fn close_wait_per_process() {
     });
     let rows = eventually(WAIT, || {
         let r = ns.run_saved("close_wait", &[]);
-        (r.len() == 1 && r[0]["close_wait"] == 3).then_some(r)
+        (r.len() == 1 && r[0]["close_wait"] == 3 && owned_by_me(&r)).then_some(r)
     });
     assert_eq!(rows, vec![json!({"pid": my_pid(), "process": my_comm(), "close_wait": 3, "peers": 1, "unread_bytes": 30})]);
     drop(held);
@@ -229,7 +230,7 @@ fn idle_estab_finds_only_the_quiet_connection() {
     let (mut busy_s, _) = l.accept().unwrap();
     busy.write_all(b"x").unwrap();
     busy_s.read_exact(&mut [0u8; 1]).unwrap();
-    let rows = ns.run_saved("idle_estab", &["seconds=1"]);
+    let rows = eventually(WAIT, || Some(ns.run_saved("idle_estab", &["seconds=1"])).filter(|r| owned_by_me(r)));
     let ports: Vec<(Value, Value)> = rows.iter().map(|r| (r["local_port"].clone(), r["remote_port"].clone())).collect();
     let qc = quiet.0.local_addr().unwrap().port();
     let mut expected = vec![(json!(8080), json!(qc)), (json!(qc), json!(8080))];
@@ -256,7 +257,7 @@ fn retransmits_when_the_peer_goes_silent() {
     server.write_all(&[1u8; 1000]).unwrap();
     let rows = eventually(Duration::from_secs(10), || {
         let r = a.run_saved("retransmits", &[]);
-        (r.len() == 1 && r[0]["total_retrans"].as_u64() >= Some(2)).then_some(r)
+        (r.len() == 1 && r[0]["total_retrans"].as_u64() >= Some(2) && owned_by_me(&r)).then_some(r)
     });
     let r = &rows[0];
     assert_eq!((r["state"].clone(), r["local_port"].clone(), r["remote_addr"].clone()), (json!("ESTAB"), json!(8080), json!("10.231.2.2")));

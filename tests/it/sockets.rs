@@ -41,7 +41,7 @@ fn listener_accept_queue_and_established_pair() {
     // and its send_q is the backlog.
     let rows = eventually(WAIT, || {
         let r = tcp_rows_on(p, &[]);
-        (r.len() == 3 && r.iter().any(|x| x["state"] == "LISTEN" && x["recv_q"] == 1)).then_some(r)
+        (r.len() == 3 && r.iter().any(|x| x["state"] == "LISTEN" && x["recv_q"] == 1) && owned_by_me(&r)).then_some(r)
     });
     let listen = rows.iter().find(|r| r["state"] == "LISTEN").unwrap();
     assert_eq!(listen["send_q"], 7);
@@ -58,7 +58,7 @@ fn listener_accept_queue_and_established_pair() {
     c.write_all(&[7u8; 100]).unwrap();
     let rows = eventually(WAIT, || {
         let r = tcp_rows_on(p, &[]);
-        r.iter().any(|x| x["local_port"] == p && x["state"] == "ESTAB" && x["recv_q"] == 100).then_some(r)
+        (r.iter().any(|x| x["local_port"] == p && x["state"] == "ESTAB" && x["recv_q"] == 100) && owned_by_me(&r)).then_some(r)
     });
     let mut expected = vec![
         vec![json!("ESTAB"), json!(cport), json!(p), json!(0), json!(0), json!(inode_of(&c)), json!(my_pid())],
@@ -109,7 +109,7 @@ fn close_wait_fin_wait_and_time_wait() {
 
     let rows = eventually(WAIT, || {
         let r = tcp_rows_on(p, &[]);
-        (r.len() == 4 && r.iter().any(|x| x["state"] == "TIME-WAIT")).then_some(r)
+        (r.len() == 4 && r.iter().any(|x| x["state"] == "TIME-WAIT") && owned_by_me(&r)).then_some(r)
     });
     let got = pick(&rows, &["state", "local_port", "remote_port", "inode", "pid", "timer"]);
     let mut expected = vec![
@@ -138,7 +138,7 @@ fn udp_unconnected_and_connected() {
             "SELECT protocol, family, state, local_addr, local_port, remote_addr, remote_port, recv_q > 0 AS queued, inode, pid \
              FROM sockets WHERE protocol = 'udp' AND local_port IN ({sp}, {cp}) ORDER BY local_port = {sp}"
         ));
-        (r.len() == 2 && r[1]["queued"] == true).then_some(r)
+        (r.len() == 2 && r[1]["queued"] == true && owned_by_me(&r)).then_some(r)
     });
     assert_eq!(
         rows[0],
@@ -220,9 +220,9 @@ fn proc_net_fallback_reads_the_same_sockets() {
     let c = TcpStream::connect(("127.0.0.1", p)).unwrap();
     let (_s, _) = l.accept().unwrap();
     let cols = ["state", "local_port", "remote_port", "recv_q", "inode", "pid", "process"];
-    let netlink = tcp_rows_on(p, &[]);
-    let proc_net = tcp_rows_on(p, &["--no-netlink"]);
+    let netlink = eventually(WAIT, || Some(tcp_rows_on(p, &[])).filter(|r| owned_by_me(r)));
     assert_eq!(netlink.len(), 3);
+    let proc_net = eventually(WAIT, || Some(tcp_rows_on(p, &["--no-netlink"])).filter(|r| owned_by_me(r)));
     assert_eq!(pick(&proc_net, &cols), pick(&netlink, &cols));
     // What /proc/net/tcp cannot tell: a listener's backlog, tcp_info.
     let listen = proc_net.iter().find(|r| r["state"] == "LISTEN").unwrap();
@@ -272,7 +272,7 @@ fn a_kernel_refusing_netlink_falls_back_to_proc_net_and_says_so_once() {
         "SELECT state, local_port, recv_q, inode, pid FROM sockets WHERE local_port = {p}; \
          SELECT count(*) AS n FROM sockets WHERE local_port = {p}"
     );
-    let (out, err, ok) = without_netlink(&["--format", "ndjson", &sql]);
+    let (out, err, ok) = eventually(WAIT, || Some(without_netlink(&["--format", "ndjson", &sql])).filter(|r| owned_by_me(&parse_ndjson(&r.0))));
     assert!(ok, "{err}");
     assert_eq!(
         parse_ndjson(&out),
