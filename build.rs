@@ -6,6 +6,17 @@ use std::path::Path;
 
 fn main() {
     println!("cargo:rerun-if-changed=queries");
+    // Link the sockql binary at a fixed address (not PIE). A PIE of this
+    // size makes the loader apply ~230,000 relative relocations at every
+    // start: reading 5 MB of .rela.dyn and copy-on-write faulting 4 MB of
+    // .data.rel.ro, a quarter of `sockql "SELECT 1"` (6.7 -> 5.1 ms, see
+    // BENCHMARKS.md). The price is no ASLR for the binary's own code (the
+    // heap, stack and libraries stay randomised); SOCKQL_PIE=1 at build time
+    // keeps a PIE.
+    println!("cargo:rerun-if-env-changed=SOCKQL_PIE");
+    if std::env::var_os("SOCKQL_PIE").is_none() {
+        println!("cargo:rustc-link-arg-bins=-no-pie");
+    }
     // Read at run time, not with env!(): a build script compiled in one clone
     // is reused from a shared CARGO_TARGET_DIR by clones at other paths.
     let dir = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("queries");

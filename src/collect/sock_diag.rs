@@ -26,7 +26,8 @@ impl SockDiag {
         Ok(SockDiag { socket: DumpSocket::open(netlink_sys::constants::NETLINK_SOCK_DIAG)? })
     }
 
-    /// Dump one protocol and family, calling `on_socket` per socket that
+    /// Dump one protocol and family (for TCP, `AF_UNSPEC` is both families
+    /// in one walk), calling `on_socket` per socket that
     /// passes `conds` (checked by the kernel). A
     /// malformed message ends the dump with an error; `on_socket` may stop
     /// it early by breaking. `capture`, when given, receives every raw
@@ -42,9 +43,9 @@ impl SockDiag {
         capture: Option<&mut dyn Write>,
         mut on_socket: impl FnMut(&InetDiagMsg<'_>) -> ControlFlow<()>,
     ) -> Result<(), NetlinkError> {
-        let body = inet_diag::request_body_filtered(family, protocol, states, extensions, conds);
+        let (kind, body) = inet_diag::dump_request(protocol, family, states, extensions, conds)?;
         let mut failure = None;
-        self.socket.dump_with_capture(inet_diag::SOCK_DIAG_BY_FAMILY, &body, capture, |frame| {
+        self.socket.dump_with_capture(kind, &body, capture, |frame| {
             match InetDiagMsg::parse(frame.payload) {
                 Ok(msg) => on_socket(&msg),
                 Err(e) => {

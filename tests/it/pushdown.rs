@@ -4,7 +4,7 @@
 use std::net::TcpStream;
 use std::ops::ControlFlow;
 
-use sockql::collect::inet_diag::{Cond, Extensions, AF_INET, IPPROTO_TCP};
+use sockql::collect::inet_diag::{Cond, Extensions, AF_INET, AF_INET6, AF_UNSPEC, IPPROTO_TCP};
 use sockql::collect::sock_diag::SockDiag;
 use sockql::collect::tcp_state::ALL_BITS;
 
@@ -93,5 +93,54 @@ fn the_kernel_applies_the_filter_program() {
         (counts, ls)
     });
     assert_eq!(counts, vec![3, 2, 1, 0]);
+    drop(held);
+}
+
+/// One TCP request covers both families (the kernel walks its hash tables
+/// once): it returns exactly what the two per-family requests return
+/// together, with state masks and bytecode too, and sockql uses it.
+#[test]
+fn one_tcp_dump_covers_both_families() {
+    let ns = Netns::new("fam");
+    let (sets, held) = ns.enter(|| {
+        let mut held = Vec::new();
+        for addr in ["127.0.0.1:7200", "[::1]:7200", "127.0.0.1:7300", "[::1]:7301"] {
+            let l = listener(addr, 8);
+            held.push(TcpStream::connect(addr).unwrap());
+            held.push(l.accept().unwrap().0);
+            std::mem::forget(l);
+        }
+        let mut nl = SockDiag::open().unwrap();
+        let mut rows = |family: u8, states: u32, conds: &[Cond]| {
+            let mut out = Vec::new();
+            nl.dump(IPPROTO_TCP, family, states, Extensions::default(), conds, None, |m| {
+                out.push((m.family(), m.state(), m.local_port(), m.remote_port(), m.inode()));
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+            out.sort();
+            out
+        };
+        let mut sets = Vec::new();
+        for (states, conds) in [(ALL_BITS, vec![]), (1 << 10, vec![]), (ALL_BITS, vec![Cond::LocalPortGe(7300), Cond::LocalPortLe(7301)])] {
+            let one = rows(AF_UNSPEC, states, &conds);
+            let mut two = rows(AF_INET, states, &conds);
+            two.extend(rows(AF_INET6, states, &conds));
+            two.sort();
+            sets.push((one, two));
+        }
+        (sets, held)
+    });
+    let sizes: Vec<usize> = sets.iter().map(|(one, _)| one.len()).collect();
+    assert_eq!(sizes, vec![12, 4, 4], "all; listeners; local ports 7300-7301 (two listeners, two accepted)");
+    for (one, two) in &sets {
+        assert_eq!(one, two);
+    }
+    assert!(sets[0].0.iter().any(|r| r.0 == AF_INET) && sets[0].0.iter().any(|r| r.0 == AF_INET6));
+    let explain = ns.exec_ok(bin(), &["--format", "csv", "EXPLAIN SELECT count(*) FROM sockets"]);
+    assert!(explain.contains("dumps=[tcp/inet+inet6,udp/inet,udp/inet6]"), "{explain}");
+    let by_family = ns.sockql("SELECT family, count(*) AS n FROM sockets GROUP BY family ORDER BY family");
+    assert_eq!(by_family, vec![serde_json::json!({"family": "inet", "n": 6}), serde_json::json!({"family": "inet6", "n": 6})]);
+    assert_eq!(ns.exec_ok("ss", &["-Htan"]).lines().count(), 12);
     drop(held);
 }
