@@ -12,23 +12,18 @@
 //! costs a couple of batches of memory.
 
 use std::ops::ControlFlow;
-use std::sync::Arc;
 
-use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::error::Result;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::logical_expr::Expr;
 
 use crate::collect::ctnetlink::{self, Conntrack, Ctnetlink, DumpFilter, Tuple};
 use crate::collect::netlink::NetlinkError;
 use crate::collect::proc_conntrack;
 use crate::notice;
 use crate::table_columns;
-use crate::tables::columns::{schema_of, RowBuilder};
+use crate::tables::columns::{ColumnDef, RowBuilder};
 use crate::tables::filters::{as_i64, as_str, column_in_literals};
-use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS, LiveScanExec};
+use crate::tables::live_table::LiveSource;
+use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
 use crate::tables::scope;
 use crate::tables::SourceOptions;
 
@@ -83,7 +78,6 @@ impl ConntrackTable {
     }
 }
 
-
 /// The mark and zone a filter set pins, for the kernel's dump filter.
 fn wanted_filter(filters: &[Expr]) -> DumpFilter {
     let mut f = DumpFilter::default();
@@ -116,41 +110,28 @@ fn wanted_family(filters: &[Expr]) -> u8 {
     0
 }
 
-#[async_trait]
-impl TableProvider for ConntrackTable {
-    fn schema(&self) -> SchemaRef {
-        schema_of(Col::DEFS)
+impl LiveSource for ConntrackTable {
+    fn columns(&self) -> &'static [ColumnDef] {
+        Col::DEFS
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
+    fn pushdown(&self, filters: &[&Expr]) -> Vec<bool> {
+        filters
             .iter()
             .map(|f| match column_in_literals(f) {
-                Some(("family", _)) => TableProviderFilterPushDown::Inexact,
-                Some(("mark" | "zone", v)) if v.len() == 1 && as_i64(v[0]).is_some() => TableProviderFilterPushDown::Inexact,
-                _ if scope::is_netns_filter(f) => TableProviderFilterPushDown::Inexact,
-                _ => TableProviderFilterPushDown::Unsupported,
+                Some(("family", _)) => true,
+                Some(("mark" | "zone", v)) => v.len() == 1 && as_i64(v[0]).is_some(),
+                _ => scope::is_netns_filter(f),
             })
-            .collect())
+            .collect()
     }
 
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
         let family = wanted_family(filters);
         let filter = wanted_filter(filters);
         let targets = scope::targets(filters, self.options.all_netns());
-        let projection = projection.cloned();
+        let cols = projection.cloned();
         let no_netlink = self.options.no_netlink;
-        let schema = RowBuilder::new(Col::DEFS, projection.as_deref(), 0).schema();
         let label = format!(
             "conntrack: {} {} family={} mark={:?} zone={:?}",
             if no_netlink { "/proc/net/nf_conntrack" } else { "ctnetlink" },
@@ -163,8 +144,8 @@ impl TableProvider for ConntrackTable {
             filter.mark,
             filter.zone,
         );
-        let partition = LivePartition::new(schema.clone(), label, move |sink| {
-            let mut out = Emitter::new(RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS), sink, limit);
+        LivePartition::projected(Col::DEFS, projection.map(Vec::as_slice), label, move |sink| {
+            let mut out = Emitter::new(RowBuilder::new(Col::DEFS, cols.as_deref(), BATCH_ROWS), sink, limit);
             scope::each(&targets, |ns| {
                 let mut failed = None;
                 let mut each = |ct: Conntrack| {
@@ -184,8 +165,7 @@ impl TableProvider for ConntrackTable {
                 Ok(if out.done() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
             })?;
             out.finish()
-        });
-        Ok(LiveScanExec::new(partition))
+        })
     }
 }
 

@@ -2,18 +2,12 @@
 //! `conntrack -S` prints them. The current entry count and the limit are
 //! the sysctls net.netfilter.nf_conntrack_count and nf_conntrack_max.
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::error::Result;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::logical_expr::Expr;
 
 use crate::table_columns;
-use crate::tables::columns::{schema_of, RowBuilder};
-use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS, LiveScanExec};
+use crate::tables::columns::{ColumnDef, RowBuilder};
+use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
+use crate::tables::live_table::LiveSource;
 use crate::tables::scope;
 use crate::tables::SourceOptions;
 
@@ -47,35 +41,18 @@ impl ConntrackStatsTable {
     }
 }
 
-
-#[async_trait]
-impl TableProvider for ConntrackStatsTable {
-    fn schema(&self) -> SchemaRef {
-        schema_of(Col::DEFS)
+impl LiveSource for ConntrackStatsTable {
+    fn columns(&self) -> &'static [ColumnDef] {
+        Col::DEFS
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(scope::pushdown(filters))
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let projection = projection.cloned();
+    fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
+        let cols = projection.cloned();
         let no_netlink = self.options.no_netlink;
         let targets = scope::targets(filters, self.options.all_netns());
-        let schema = RowBuilder::new(Col::DEFS, projection.as_deref(), 0).schema();
         let label = format!("conntrack_stats: ctnetlink per-cpu {}", scope::describe(&targets));
-        let partition = LivePartition::new(schema.clone(), label, move |sink| {
-            let mut out = Emitter::new(RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS), sink, limit);
+        LivePartition::projected(Col::DEFS, projection.map(Vec::as_slice), label, move |sink| {
+            let mut out = Emitter::new(RowBuilder::new(Col::DEFS, cols.as_deref(), BATCH_ROWS), sink, limit);
             scope::each(&targets, |ns| {
                 for s in super::conntrack::read_stats(no_netlink)? {
                     out.rows.u16(Col::Cpu as usize, Some(s.cpu));
@@ -91,7 +68,6 @@ impl TableProvider for ConntrackStatsTable {
                 Ok(std::ops::ControlFlow::Continue(()))
             })?;
             out.finish()
-        });
-        Ok(LiveScanExec::new(partition))
+        })
     }
 }

@@ -2,18 +2,12 @@
 //! (group, name, value) readings of a /proc/net text file. Each table file
 //! declares its columns in this order: group, name, value, netns, netns_name.
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::error::Result;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::logical_expr::Expr;
 
 use crate::collect::counters::Counter;
-use crate::tables::columns::{schema_of, ColumnDef, RowBuilder};
-use crate::tables::live::{Emitter, LivePartition, LiveScanExec, BATCH_ROWS};
+use crate::tables::columns::{ColumnDef, RowBuilder};
+use crate::tables::live_table::LiveSource;
+use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
 use crate::tables::{scope, SourceOptions};
 
 #[derive(Debug)]
@@ -24,35 +18,18 @@ pub struct CounterTable {
     pub options: SourceOptions,
 }
 
-
-#[async_trait]
-impl TableProvider for CounterTable {
-    fn schema(&self) -> SchemaRef {
-        schema_of(self.defs)
+impl LiveSource for CounterTable {
+    fn columns(&self) -> &'static [ColumnDef] {
+        self.defs
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(scope::pushdown(filters))
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let projection = projection.cloned();
+    fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
+        let cols = projection.cloned();
         let targets = scope::targets(filters, self.options.all_netns());
         let (defs, read) = (self.defs, self.read);
-        let schema = RowBuilder::new(defs, projection.as_deref(), 0).schema();
         let label = format!("{}: /proc/net {}", self.name, scope::describe(&targets));
-        let partition = LivePartition::new(schema.clone(), label, move |sink| {
-            let mut out = Emitter::new(RowBuilder::new(defs, projection.as_deref(), BATCH_ROWS), sink, limit);
+        LivePartition::projected(defs, projection.map(Vec::as_slice), label, move |sink| {
+            let mut out = Emitter::new(RowBuilder::new(defs, cols.as_deref(), BATCH_ROWS), sink, limit);
             scope::each(&targets, |ns| {
                 for c in read().map_err(anyhow::Error::msg)? {
                     out.rows.str(0, Some(&c.mib));
@@ -67,7 +44,6 @@ impl TableProvider for CounterTable {
                 Ok(std::ops::ControlFlow::Continue(()))
             })?;
             out.finish()
-        });
-        Ok(LiveScanExec::new(partition))
+        })
     }
 }

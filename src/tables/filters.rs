@@ -178,14 +178,10 @@ pub fn pids_in(filters: &[Expr], column: &str) -> Option<Vec<i32>> {
 }
 
 /// Inexact for filters on `column` that [`pids_in`] understands.
-pub fn pid_pushdown(filters: &[&Expr], column: &str) -> Vec<datafusion::logical_expr::TableProviderFilterPushDown> {
-    use datafusion::logical_expr::TableProviderFilterPushDown::*;
+pub fn pid_pushdown(filters: &[&Expr], column: &str) -> Vec<bool> {
     filters
         .iter()
-        .map(|f| match column_in_literals(f) {
-            Some((c, v)) if c == column && v.iter().all(|v| as_i64(v).is_some()) => Inexact,
-            _ => Unsupported,
-        })
+        .map(|f| matches!(column_in_literals(f), Some((c, v)) if c == column && v.iter().all(|v| as_i64(v).is_some())))
         .collect()
 }
 

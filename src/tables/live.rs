@@ -50,6 +50,17 @@ impl LivePartition {
     ) -> Self {
         LivePartition { schema, label, producer: Arc::new(producer) }
     }
+
+    /// A partition whose rows have the `projection` of `defs`, as a
+    /// [`RowBuilder`](crate::tables::columns::RowBuilder) over them builds.
+    pub fn projected(
+        defs: &'static [crate::tables::columns::ColumnDef],
+        projection: Option<&[usize]>,
+        label: String,
+        producer: impl Fn(&BatchSink) -> anyhow::Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        Self::new(crate::tables::columns::RowBuilder::new(defs, projection, 0).schema(), label, producer)
+    }
 }
 
 impl fmt::Debug for LivePartition {

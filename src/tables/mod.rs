@@ -1,5 +1,7 @@
-//! The SQL tables, one file each: its columns (with descriptions), its
-//! DataFusion `TableProvider`, and what it pushes down to its reader.
+//! The SQL tables, one file each: its columns (with descriptions), what it
+//! pushes down to its reader, and how a scan reads the kernel, as a
+//! [`live_table::LiveSource`]; `live_table.rs` makes each a DataFusion
+//! `TableProvider`, and `live.rs` streams what its reader produces.
 
 pub mod columns;
 pub mod conntrack;
@@ -7,6 +9,7 @@ pub mod conntrack_stats;
 pub mod counter_table;
 pub mod filters;
 pub mod live;
+pub mod live_table;
 pub mod net_counters;
 pub mod netns;
 pub mod owner_fill;
@@ -25,6 +28,8 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
+
+use live_table::LiveTable;
 
 /// How tables read the kernel, from the command line.
 #[derive(Debug, Clone, Default)]
@@ -76,32 +81,32 @@ pub fn catalog() -> Vec<TableInfo> {
 /// Register every live table with a DataFusion context.
 pub fn register_all(ctx: &SessionContext, options: &SourceOptions) -> Result<()> {
     let tables: Vec<(&str, Arc<dyn TableProvider>)> = vec![
-        (sockets::NAME, Arc::new(sockets::SocketsTable::new(options.clone()))),
-        (processes::NAME, Arc::new(processes::ProcessesTable)),
-        (socket_owners::NAME, Arc::new(socket_owners::SocketOwnersTable)),
-        (sysctls::NAME, Arc::new(sysctls::SysctlsTable::new(options.clone()))),
-        (conntrack::NAME, Arc::new(conntrack::ConntrackTable::new(options.clone()))),
-        (conntrack_stats::NAME, Arc::new(conntrack_stats::ConntrackStatsTable::new(options.clone()))),
-        (netns::NAME, Arc::new(netns::NetnsTable)),
+        (sockets::NAME, Arc::new(LiveTable(sockets::SocketsTable::new(options.clone())))),
+        (processes::NAME, Arc::new(LiveTable(processes::ProcessesTable))),
+        (socket_owners::NAME, Arc::new(LiveTable(socket_owners::SocketOwnersTable))),
+        (sysctls::NAME, Arc::new(LiveTable(sysctls::SysctlsTable::new(options.clone())))),
+        (conntrack::NAME, Arc::new(LiveTable(conntrack::ConntrackTable::new(options.clone())))),
+        (conntrack_stats::NAME, Arc::new(LiveTable(conntrack_stats::ConntrackStatsTable::new(options.clone())))),
+        (netns::NAME, Arc::new(LiveTable(netns::NetnsTable))),
         (
             net_counters::NAME,
-            Arc::new(counter_table::CounterTable {
+            Arc::new(LiveTable(counter_table::CounterTable {
                 name: net_counters::NAME,
                 defs: net_counters::Col::DEFS,
                 read: crate::collect::counters::read_counters,
                 options: options.clone(),
-            }),
+            })),
         ),
         (
             sockstat::NAME,
-            Arc::new(counter_table::CounterTable {
+            Arc::new(LiveTable(counter_table::CounterTable {
                 name: sockstat::NAME,
                 defs: sockstat::Col::DEFS,
                 read: crate::collect::counters::read_sockstat,
                 options: options.clone(),
-            }),
+            })),
         ),
-        (unix_sockets::NAME, Arc::new(unix_sockets::UnixSocketsTable::new(options.clone()))),
+        (unix_sockets::NAME, Arc::new(LiveTable(unix_sockets::UnixSocketsTable::new(options.clone())))),
     ];
     for (name, table) in tables {
         ctx.register_table(name, table)?;

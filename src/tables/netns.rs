@@ -2,19 +2,13 @@
 //! `ip netns add`) and those of running processes (containers), joined by
 //! inode, with the container they belong to where the cgroup path says.
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::error::Result;
-use datafusion::logical_expr::{Expr, TableType};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::logical_expr::Expr;
 
 use crate::collect::netns;
 use crate::table_columns;
-use crate::tables::columns::{schema_of, RowBuilder};
-use crate::tables::live::{Emitter, LivePartition, LiveScanExec, BATCH_ROWS};
+use crate::tables::columns::{ColumnDef, RowBuilder};
+use crate::tables::live_table::LiveSource;
+use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
 
 table_columns!(Col {
     Netns: "netns", U64, false, "Namespace inode: the key other tables' netns columns refer to";
@@ -32,29 +26,21 @@ pub const ABOUT: &str = "Every network namespace on the host (lsns -t net, ip ne
 #[derive(Debug, Default)]
 pub struct NetnsTable;
 
-
-#[async_trait]
-impl TableProvider for NetnsTable {
-    fn schema(&self) -> SchemaRef {
-        schema_of(Col::DEFS)
+impl LiveSource for NetnsTable {
+    fn columns(&self) -> &'static [ColumnDef] {
+        Col::DEFS
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
+    /// The namespace list is short and read whole: no filter is used.
+    fn pushdown(&self, filters: &[&Expr]) -> Vec<bool> {
+        vec![false; filters.len()]
     }
 
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let projection = projection.cloned();
-        let schema = RowBuilder::new(Col::DEFS, projection.as_deref(), 0).schema();
-        let partition = LivePartition::new(schema, "netns: /run/netns + /proc/*/ns/net".into(), move |sink| {
+    fn partition(&self, projection: Option<&Vec<usize>>, _filters: &[Expr], limit: Option<usize>) -> LivePartition {
+        let cols = projection.cloned();
+        LivePartition::projected(Col::DEFS, projection.map(Vec::as_slice), "netns: /run/netns + /proc/*/ns/net".into(), move |sink| {
             let current = netns::current();
-            let mut out = Emitter::new(RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS), sink, limit);
+            let mut out = Emitter::new(RowBuilder::new(Col::DEFS, cols.as_deref(), BATCH_ROWS), sink, limit);
             for n in netns::list() {
                 let r = &mut out.rows;
                 r.u64(Col::Netns as usize, Some(n.inode));
@@ -69,7 +55,6 @@ impl TableProvider for NetnsTable {
                 }
             }
             out.finish()
-        });
-        Ok(LiveScanExec::new(partition))
+        })
     }
 }

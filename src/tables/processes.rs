@@ -4,20 +4,14 @@
 //! (Inexact). Everything else is read per process, so the cost is one
 //! small read set per process.
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::error::Result;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::logical_expr::Expr;
 
 use crate::collect::processes::{ProcessReader, ProcessRecord};
 use crate::table_columns;
-use crate::tables::columns::{schema_of, RowBuilder};
+use crate::tables::columns::{ColumnDef, RowBuilder};
 use crate::tables::filters::{pid_pushdown, pids_in};
-use crate::tables::live::{BatchSink, Emitter, LivePartition, BATCH_ROWS, LiveScanExec};
+use crate::tables::live_table::LiveSource;
+use crate::tables::live::{BatchSink, Emitter, LivePartition, BATCH_ROWS};
 
 table_columns!(Col {
     Pid: "pid", I32, false, "Process id";
@@ -44,35 +38,22 @@ pub const ABOUT: &str = "Every process (ps), with its command line, user, memory
 #[derive(Debug, Default)]
 pub struct ProcessesTable;
 
-#[async_trait]
-impl TableProvider for ProcessesTable {
-    fn schema(&self) -> SchemaRef {
-        schema_of(Col::DEFS)
+impl LiveSource for ProcessesTable {
+    fn columns(&self) -> &'static [ColumnDef] {
+        Col::DEFS
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
+    fn pushdown(&self, filters: &[&Expr]) -> Vec<bool> {
+        pid_pushdown(filters, "pid")
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(pid_pushdown(filters, "pid"))
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let projection = projection.cloned();
+    fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
+        let cols = projection.cloned();
         let pids = pids_in(filters, "pid");
-        let schema = RowBuilder::new(Col::DEFS, projection.as_deref(), 0).schema();
         let label = format!("processes: procfs pids={}", pids.as_ref().map_or("all".into(), |p| format!("{p:?}")));
-        let partition = LivePartition::new(schema.clone(), label, move |sink| {
-            produce(projection.as_deref(), pids.as_deref(), limit, sink)
-        });
-        Ok(LiveScanExec::new(partition))
+        LivePartition::projected(Col::DEFS, projection.map(Vec::as_slice), label, move |sink| {
+            produce(cols.as_deref(), pids.as_deref(), limit, sink)
+        })
     }
 }
 

@@ -22,12 +22,6 @@ pub fn is_netns_filter(f: &Expr) -> bool {
     }
 }
 
-/// Filter pushdown for tables whose only pushed filters choose namespaces.
-pub fn pushdown(filters: &[&Expr]) -> Vec<datafusion::logical_expr::TableProviderFilterPushDown> {
-    use datafusion::logical_expr::TableProviderFilterPushDown::{Inexact, Unsupported};
-    filters.iter().map(|f| if is_netns_filter(f) { Inexact } else { Unsupported }).collect()
-}
-
 /// The namespaces a scan with `filters` must read.
 pub fn targets(filters: &[Expr], all: bool) -> Vec<Netns> {
     let mut inodes: Option<Vec<u64>> = None;

@@ -8,23 +8,17 @@
 //! visible process (a process may hold sockets of several namespaces), and
 //! its netns columns are the process's namespace.
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::error::Result;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::logical_expr::Expr;
 
 use std::collections::HashMap;
 
 use crate::collect::{netns, owners};
 use crate::notice;
 use crate::table_columns;
-use crate::tables::columns::{schema_of, RowBuilder};
+use crate::tables::columns::{ColumnDef, RowBuilder};
 use crate::tables::filters::{pid_pushdown, pids_in};
-use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS, LiveScanExec};
+use crate::tables::live_table::LiveSource;
+use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
 
 table_columns!(Col {
     Inode: "inode", U64, false, "Socket inode (join with sockets.inode)";
@@ -40,33 +34,20 @@ pub const ABOUT: &str = "Which processes hold which sockets: one row per socket 
 #[derive(Debug, Default)]
 pub struct SocketOwnersTable;
 
-
-#[async_trait]
-impl TableProvider for SocketOwnersTable {
-    fn schema(&self) -> SchemaRef {
-        schema_of(Col::DEFS)
+impl LiveSource for SocketOwnersTable {
+    fn columns(&self) -> &'static [ColumnDef] {
+        Col::DEFS
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
+    fn pushdown(&self, filters: &[&Expr]) -> Vec<bool> {
+        pid_pushdown(filters, "pid")
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(pid_pushdown(filters, "pid"))
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
         let pids = pids_in(filters, "pid");
-        let projection = projection.cloned();
-        let schema = RowBuilder::new(Col::DEFS, projection.as_deref(), 0).schema();
+        let cols = projection.cloned();
         let label = format!("socket_owners: /proc/*/fd pids={}", pids.as_ref().map_or("all".into(), |p| format!("{p:?}")));
-        let partition = LivePartition::new(schema.clone(), label, move |sink| {
+        LivePartition::projected(Col::DEFS, projection.map(Vec::as_slice), label, move |sink| {
             let scan = match &pids {
                 Some(p) => owners::scan_pids(p),
                 None => owners::scan(),
@@ -81,7 +62,7 @@ impl TableProvider for SocketOwnersTable {
                     ),
                 );
             }
-            let mut out = Emitter::new(RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS), sink, limit);
+            let mut out = Emitter::new(RowBuilder::new(Col::DEFS, cols.as_deref(), BATCH_ROWS), sink, limit);
             let names = netns::names();
             let mut netns_of: HashMap<i32, Option<u64>> = HashMap::new();
             for f in &scan.fds {
@@ -97,7 +78,6 @@ impl TableProvider for SocketOwnersTable {
                 }
             }
             out.finish()
-        });
-        Ok(LiveScanExec::new(partition))
+        })
     }
 }

@@ -19,22 +19,19 @@ use std::ffi::CStr;
 use std::fmt;
 use std::net::IpAddr;
 use std::ops::ControlFlow;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::{Session, TableProvider};
 use datafusion::error::Result;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::logical_expr::Expr;
 
 use crate::collect::inet_diag::{self, Cond, Extensions, InetDiagMsg};
 use crate::collect::{proc_net, sock_diag::SockDiag, tcp_state};
 use crate::notice;
 use crate::table_columns;
-use crate::tables::columns::{schema_of, RowBuilder};
+use crate::tables::columns::{ColumnDef, RowBuilder};
 use crate::tables::filters::{as_str, column_in_literals, int_range, is_int_range_filter};
-use crate::tables::live::{BatchSink, Emitter, LivePartition, BATCH_ROWS, LiveScanExec};
+use crate::tables::live_table::LiveSource;
+use crate::tables::live::{BatchSink, Emitter, LivePartition, BATCH_ROWS};
 use crate::collect::netns::Netns;
 use crate::tables::{owner_fill, scope};
 use crate::tables::SourceOptions;
@@ -244,15 +241,13 @@ fn is_pushable(f: &Expr) -> bool {
 
 #[derive(Debug)]
 pub struct SocketsTable {
-    schema: SchemaRef,
     options: SourceOptions,
     warned: Mutex<HashSet<String>>,
 }
 
-
 impl SocketsTable {
     pub fn new(options: SourceOptions) -> Self {
-        SocketsTable { schema: schema_of(Col::DEFS), options, warned: Mutex::default() }
+        SocketsTable { options, warned: Mutex::default() }
     }
 
     /// Warn (once per name) about a state comparison that can never match.
@@ -343,38 +338,21 @@ impl SocketsTable {
     }
 }
 
-#[async_trait]
-impl TableProvider for SocketsTable {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+impl LiveSource for SocketsTable {
+    fn columns(&self) -> &'static [ColumnDef] {
+        Col::DEFS
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn pushdown(&self, filters: &[&Expr]) -> Vec<bool> {
         // Run the analysis once here too, so that a bad state name warns
         // even when the scan is never reached.
         self.pushed(filters);
-        Ok(filters
-            .iter()
-            .map(|f| if is_pushable(f) { TableProviderFilterPushDown::Inexact } else { TableProviderFilterPushDown::Unsupported })
-            .collect())
+        filters.iter().map(|f| is_pushable(f)).collect()
     }
 
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
         let plan = self.plan(projection, filters, limit);
-        let schema = RowBuilder::new(Col::DEFS, plan.projection.as_deref(), 0).schema();
-        let label = plan.to_string();
-        let partition = LivePartition::new(schema.clone(), label, move |sink| produce(&plan, sink));
-        Ok(LiveScanExec::new(partition))
+        LivePartition::projected(Col::DEFS, plan.projection.clone().as_deref(), plan.to_string(), move |sink| produce(&plan, sink))
     }
 }
 

@@ -5,22 +5,16 @@
 //!
 //! Pushed down: `name = '…'` / `name IN (…)` read only those files (Inexact).
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::error::Result;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::logical_expr::Expr;
 
 use crate::collect::sysctl;
 use crate::table_columns;
-use crate::tables::columns::{schema_of, RowBuilder};
+use crate::tables::columns::{ColumnDef, RowBuilder};
 use crate::tables::filters::{as_str, column_in_literals};
 use crate::tables::scope;
 use crate::tables::SourceOptions;
-use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS, LiveScanExec};
+use crate::tables::live_table::LiveSource;
+use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
 
 table_columns!(Col {
     Name: "name", Utf8, false, "Parameter name as sysctl prints it, e.g. net.ipv4.ip_local_port_range";
@@ -43,7 +37,6 @@ impl SysctlsTable {
     }
 }
 
-
 fn wanted_names(filters: &[Expr]) -> Option<Vec<String>> {
     filters.iter().find_map(|f| {
         let (c, values) = column_in_literals(f)?;
@@ -54,45 +47,32 @@ fn wanted_names(filters: &[Expr]) -> Option<Vec<String>> {
     })
 }
 
-#[async_trait]
-impl TableProvider for SysctlsTable {
-    fn schema(&self) -> SchemaRef {
-        schema_of(Col::DEFS)
+impl LiveSource for SysctlsTable {
+    fn columns(&self) -> &'static [ColumnDef] {
+        Col::DEFS
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
+    fn pushdown(&self, filters: &[&Expr]) -> Vec<bool> {
+        filters
             .iter()
             .map(|f| match column_in_literals(f) {
-                Some(("name", v)) if v.iter().all(|v| as_str(v).is_some()) => TableProviderFilterPushDown::Inexact,
-                _ if scope::is_netns_filter(f) => TableProviderFilterPushDown::Inexact,
-                _ => TableProviderFilterPushDown::Unsupported,
+                Some(("name", v)) => v.iter().all(|v| as_str(v).is_some()),
+                _ => scope::is_netns_filter(f),
             })
-            .collect())
+            .collect()
     }
 
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
         let names = wanted_names(filters);
         let targets = scope::targets(filters, self.options.all_netns());
-        let projection = projection.cloned();
-        let schema = RowBuilder::new(Col::DEFS, projection.as_deref(), 0).schema();
+        let cols = projection.cloned();
         let label = format!(
             "sysctls: /proc/sys {} names={}",
             scope::describe(&targets),
             names.as_ref().map_or("net.*".into(), |n| format!("{n:?}"))
         );
-        let partition = LivePartition::new(schema.clone(), label, move |sink| {
-            let mut out = Emitter::new(RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS), sink, limit);
+        LivePartition::projected(Col::DEFS, projection.map(Vec::as_slice), label, move |sink| {
+            let mut out = Emitter::new(RowBuilder::new(Col::DEFS, cols.as_deref(), BATCH_ROWS), sink, limit);
             scope::each(&targets, |ns| {
                 let pairs: Vec<(String, String)> = match &names {
                     Some(names) => names
@@ -114,7 +94,6 @@ impl TableProvider for SysctlsTable {
                 Ok(std::ops::ControlFlow::Continue(()))
             })?;
             out.finish()
-        });
-        Ok(LiveScanExec::new(partition))
+        })
     }
 }

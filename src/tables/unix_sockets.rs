@@ -3,19 +3,14 @@
 //! Pushed down: netns filters; pid/process only cost a /proc walk when used.
 
 use std::ops::ControlFlow;
-use std::sync::Arc;
 
-use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::error::Result;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::logical_expr::Expr;
 
 use crate::collect::{tcp_state, unix_diag};
 use crate::table_columns;
-use crate::tables::columns::{schema_of, RowBuilder};
-use crate::tables::live::{Emitter, LivePartition, LiveScanExec, BATCH_ROWS};
+use crate::tables::columns::{ColumnDef, RowBuilder};
+use crate::tables::live_table::LiveSource;
+use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
 use crate::tables::{owner_fill, scope, SourceOptions};
 
 table_columns!(Col {
@@ -47,34 +42,18 @@ impl UnixSocketsTable {
     }
 }
 
-
-#[async_trait]
-impl TableProvider for UnixSocketsTable {
-    fn schema(&self) -> SchemaRef {
-        schema_of(Col::DEFS)
+impl LiveSource for UnixSocketsTable {
+    fn columns(&self) -> &'static [ColumnDef] {
+        Col::DEFS
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(scope::pushdown(filters))
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
         let owner_cols = (Col::Pid as usize, Col::Process as usize);
         let (full, inner, owners) = owner_fill::split(Col::DEFS, projection.map(|p| p.as_slice()), owner_cols);
         let targets = scope::targets(filters, self.options.all_netns());
         let schema = RowBuilder::new(Col::DEFS, Some(&full), 0).schema();
         let label = format!("unix_sockets: unix_diag {} owners={owners}", scope::describe(&targets));
-        let partition = LivePartition::new(schema, label, move |sink| {
+        LivePartition::new(schema, label, move |sink| {
             let rows = RowBuilder::new(Col::DEFS, Some(&inner), BATCH_ROWS);
             let mut out = if owners { Emitter::holding(rows, limit) } else { Emitter::new(rows, sink, limit) };
             let mut inodes = Vec::new();
@@ -109,7 +88,6 @@ impl TableProvider for UnixSocketsTable {
                 return owner_fill::fill(out.into_held()?, &inodes, Col::DEFS, &full, owner_cols, sink);
             }
             out.finish()
-        });
-        Ok(LiveScanExec::new(partition))
+        })
     }
 }
