@@ -90,7 +90,7 @@ impl ProcessReader {
             pid,
             ppid: stat.ppid,
             name: stat.comm.clone(),
-            cmdline: p.cmdline().ok().filter(|c| !c.is_empty()).map(|c| c.join(" ")),
+            cmdline: cmdline(pid),
             exe: p.exe().ok().map(|e| e.to_string_lossy().into_owned()),
             uid,
             user: uid.and_then(|u| self.users.get(&u).cloned()),
@@ -105,6 +105,18 @@ impl ProcessReader {
             netns: super::netns::of_pid(pid),
         })
     }
+}
+
+/// The command line, arguments joined by spaces; `None` for kernel threads
+/// (empty cmdline). Read as bytes: arguments need not be UTF-8, and one bad
+/// byte must not lose the whole line (procfs's reader refuses it).
+fn cmdline(pid: i32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let raw = raw.strip_suffix(b"\0").unwrap_or(&raw);
+    if raw.is_empty() {
+        return None;
+    }
+    Some(raw.split(|&b| b == 0).map(String::from_utf8_lossy).collect::<Vec<_>>().join(" "))
 }
 
 impl Default for ProcessReader {
@@ -136,6 +148,19 @@ mod tests {
         }
         child.wait().unwrap();
         assert!(reader.read(pid).is_none(), "a reaped pid is gone");
+    }
+
+    #[test]
+    fn command_lines_that_are_not_utf8_are_kept() {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::process::CommandExt;
+        // sleep under an argv[0] that is not UTF-8.
+        let mut child = std::process::Command::new("sleep").arg0(std::ffi::OsStr::from_bytes(b"caf\xe9")).arg("30").spawn().unwrap();
+        let line = cmdline(child.id() as i32);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(line.as_deref(), Some("caf\u{fffd} 30"));
+        assert_eq!(cmdline(2), None, "kthreadd has no command line");
     }
 
     #[test]
