@@ -1,7 +1,8 @@
 //! `sockets`: every TCP and UDP socket of the current network namespace.
 //!
-//! Source: NETLINK_SOCK_DIAG inet_diag dumps, one per protocol and family;
-//! per dump, /proc/net/{tcp,tcp6,udp,udp6} where netlink is refused.
+//! Source: NETLINK_SOCK_DIAG inet_diag dumps: one for TCP of both families
+//! (the kernel walks its TCP table once per request), one per family for
+//! UDP; per dump, /proc/net/{tcp,tcp6,udp,udp6} where netlink is refused.
 //!
 //! Pushed down (all Inexact: DataFusion re-checks the rows):
 //! - `state = '…'` / `state IN (…)` become the kernel's state bitmask;
