@@ -29,7 +29,8 @@ print("The load at size N: N/2 established loopback connections (N sockets), N/5
       "N/200 processes (at least 5) holding them, N conntrack entries.\n")
 for n in sizes:
     count = open(os.path.join(work, f"count-{n}")).read().strip()
-    print(f"## {int(n):,} (sockets in the namespace: {count})\n")
+    ss_count = open(os.path.join(work, f"sscount-{n}")).read().strip()
+    print(f"## {int(n):,} (sockets in the namespace: {count} by sockql, {ss_count} by `ss -tuan` right after)\n")
     print("| case | command | median ms | ratio |")
     print("|---|---|---:|---:|")
     for f in sorted(glob.glob(os.path.join(work, f"{n}-*.json"))):

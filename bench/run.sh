@@ -58,6 +58,7 @@ for N in $SIZES; do
     grep -q ready "$WORK/ready" || { echo "load generator did not get ready" >&2; exit 1; }
     $X ss -tan | awk 'NR>1{print $1}' | sort | uniq -c > "$WORK/states-$N"
     $X "$BIN" --format csv --no-header "SELECT count(*) FROM sockets" > "$WORK/count-$N"
+    $X ss -Htuan | wc -l > "$WORK/sscount-$N" # the same set, counted by ss right after
 
     hf() { hyperfine --warmup 2 --runs "$RUNS" --style none --export-json "$WORK/$N-$1.json" "${@:2}" >/dev/null; }
     hf 1-floor "$X ss -tan > /dev/null" "$X $(q 'SELECT count(*) FROM sockets')"
