@@ -88,7 +88,7 @@ fn estab_by_remote_matches_the_awk_pipeline() {
 }
 
 #[test]
-fn port_owner_lists_every_holder_like_lsof() {
+fn port_owner_and_process_sockets_list_holders_like_lsof() {
     let l = listener("127.0.0.1:0", 16);
     let p = port_of(&l);
     let mut child = spawn_sharing(l.as_raw_fd());
@@ -115,6 +115,16 @@ fn port_owner_lists_every_holder_like_lsof() {
     settled(expected, || port_owner().iter().map(cols).collect::<Vec<_>>());
     let rows = port_owner();
     assert!(rows.iter().all(|r| r["user"] == "root" || unsafe { libc::geteuid() } != 0));
+    // The other way round (lsof -i -a -p PID): the sharing child holds just
+    // the listener, under the same descriptor number.
+    let child_pid = child.id().to_string();
+    let (out, err, ok) = run(&["run", "process_sockets", "--param", &format!("pid={child_pid}"), "--format", "ndjson"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        parse_ndjson(&out),
+        vec![json!({"fd": l.as_raw_fd(), "protocol": "tcp", "family": "inet", "state": "LISTEN", "local_addr": "127.0.0.1",
+                    "local_port": p, "remote_addr": "0.0.0.0", "remote_port": 0, "recv_q": 0, "send_q": 16})]
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }
