@@ -156,7 +156,15 @@ mod tests {
         use std::os::unix::process::CommandExt;
         // sleep under an argv[0] that is not UTF-8.
         let mut child = std::process::Command::new("sleep").arg0(std::ffi::OsStr::from_bytes(b"caf\xe9")).arg("30").spawn().unwrap();
-        let line = cmdline(child.id() as i32);
+        // spawn() returns once exec has closed the CLOEXEC pipe, a moment
+        // before the kernel sets up the new argument area: poll briefly.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let line = loop {
+            match cmdline(child.id() as i32) {
+                None if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(5)),
+                line => break line,
+            }
+        };
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(line.as_deref(), Some("caf\u{fffd} 30"));
