@@ -32,16 +32,14 @@ fn a_shared_listener_has_one_owner_row_per_process() {
     let fd = l.as_raw_fd();
     let mut child = spawn_sharing(fd);
     let cpid = child.id() as i64;
-    let owners = eventually(WAIT, || {
-        let r = query(&format!(
-            "SELECT o.pid, o.fd, p.name FROM sockets s JOIN socket_owners o ON s.inode = o.inode \
-             JOIN processes p ON p.pid = o.pid WHERE s.local_port = {p} AND s.state = 'LISTEN' ORDER BY o.pid"
-        ));
-        (r.len() == 2).then_some(r)
-    });
     let mut expected = vec![json!({"pid": my_pid(), "fd": fd, "name": my_comm()}), json!({"pid": cpid, "fd": fd, "name": "sleep"})];
     expected.sort_by_key(|r| r["pid"].as_i64());
-    assert_eq!(owners, expected);
+    settled(expected, || {
+        query(&format!(
+            "SELECT o.pid, o.fd, p.name FROM sockets s JOIN socket_owners o ON s.inode = o.inode \
+             JOIN processes p ON p.pid = o.pid WHERE s.local_port = {p} AND s.state = 'LISTEN' ORDER BY o.pid"
+        ))
+    });
     // sockets.pid is the lowest owner, as ss -p lists first.
     settled(vec![json!({"pid": my_pid().min(cpid)})], || query(&format!("SELECT pid FROM sockets WHERE local_port = {p} AND state = 'LISTEN'")));
     // A pid filter is pushed into the fd walk and still exact.
