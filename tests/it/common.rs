@@ -154,3 +154,27 @@ pub fn settled<T: PartialEq + std::fmt::Debug>(expected: T, mut f: impl FnMut() 
 pub fn owned_by_me(rows: &[Value]) -> bool {
     rows.iter().all(|r| r["pid"].is_null() || r["pid"] == my_pid())
 }
+
+/// A TCP connection from `src` (an address with port, 0 for any) to `dst`:
+/// tests choose the client address to tell connections apart.
+pub fn bind_connect(src: &str, dst: &str) -> std::net::TcpStream {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&src.parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    s.connect(&dst.parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    s.into()
+}
+
+/// Spawn `sleep 30` sharing the socket `fd` with this process, as a
+/// pre-forked worker shares its parent's listener: FD_CLOEXEC is cleared for
+/// the one spawn and restored right after.
+pub fn spawn_sharing(fd: i32) -> std::process::Child {
+    // SAFETY: flips FD_CLOEXEC on a descriptor the test owns, then restores it.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        assert!(flags >= 0);
+        assert_eq!(libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC), 0);
+        let child = Command::new("sleep").arg("30").spawn().unwrap();
+        libc::fcntl(fd, libc::F_SETFD, flags);
+        child
+    }
+}

@@ -21,13 +21,6 @@ fn temp_dir(tag: &str) -> std::path::PathBuf {
     d
 }
 
-fn connect_from(src: &str) -> TcpStream {
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    s.bind(&format!("{src}:0").parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
-    s.connect(&"127.0.0.1:7600".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
-    s.into()
-}
-
 fn host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string()
 }
@@ -77,7 +70,7 @@ fn recorded_samples_answer_growth_questions() {
     };
     // One connection from `src`: (client end, accepted end).
     let pair = |src: &'static str| {
-        let c = ns.enter(move || connect_from(src));
+        let c = ns.enter(move || bind_connect(&format!("{src}:0"), "127.0.0.1:7600"));
         let (s, peer) = l.accept().unwrap();
         assert_eq!(peer, c.local_addr().unwrap());
         (c, s)

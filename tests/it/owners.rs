@@ -2,29 +2,12 @@
 //! against processes this test starts.
 
 use std::os::fd::AsRawFd;
-use std::process::Command;
 
 use serde_json::json;
 
 use crate::common::*;
 
 /// A child that inherits the listening socket, like a pre-forked worker.
-fn spawn_sharing(fd: i32) -> std::process::Child {
-    // SAFETY: clears FD_CLOEXEC on a descriptor we own, so `sleep` inherits it.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFD);
-        assert!(flags >= 0);
-        assert_eq!(libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC), 0);
-    }
-    let child = Command::new("sleep").arg("30").spawn().unwrap();
-    // SAFETY: restores FD_CLOEXEC so later children of this test don't inherit it.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFD);
-        libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
-    }
-    child
-}
-
 #[test]
 fn a_shared_listener_has_one_owner_row_per_process() {
     let l = listener("127.0.0.1:0", 8);

@@ -19,10 +19,7 @@ fn pushed_port_and_address_filters_match_unpushed_ones() {
         for port in [7000u16, 7001, 7100, 8000] {
             let l = listener(&format!("127.0.0.1:{port}"), 8);
             for src in ["127.0.0.2", "127.0.0.3"] {
-                let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-                s.bind(&format!("{src}:0").parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
-                s.connect(&format!("127.0.0.1:{port}").parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
-                held.push(TcpStream::from(s));
+                held.push(bind_connect(&format!("{src}:0"), &format!("127.0.0.1:{port}")));
                 held.push(l.accept().unwrap().0);
             }
             held.push(TcpStream::connect(format!("127.0.0.1:{port}")).unwrap());

@@ -89,10 +89,7 @@ fn sql_is_read_only_unless_allow_files() {
 fn time_wait_sockets(n: usize) {
     let l = listener("127.0.0.1:7400", 1024);
     for i in 0..n {
-        let src = std::net::Ipv4Addr::new(127, 0, 1, 1 + (i / 20_000) as u8);
-        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        s.bind(&std::net::SocketAddr::from((src, 0)).into()).unwrap();
-        s.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], 7400)).into()).unwrap();
+        let s = bind_connect(&format!("127.0.1.{}:0", 1 + i / 20_000), "127.0.0.1:7400");
         let (accepted, _) = l.accept().unwrap();
         drop(s);
         drop(accepted);

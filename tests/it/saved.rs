@@ -13,25 +13,6 @@ use crate::common::*;
 use crate::netns::{link, Netns};
 use crate::packets::send_syns;
 
-fn bind_connect(src: &str, dst: &str) -> TcpStream {
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    s.bind(&src.parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
-    s.connect(&dst.parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
-    s.into()
-}
-
-/// Closes FD_CLOEXEC on `fd` for one spawn, so the child shares the socket.
-fn spawn_sharing(fd: i32) -> std::process::Child {
-    // SAFETY: flips FD_CLOEXEC on a descriptor the test owns, then restores it.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFD);
-        libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-        let child = Command::new("sleep").arg("30").spawn().unwrap();
-        libc::fcntl(fd, libc::F_SETFD, flags);
-        child
-    }
-}
-
 #[test]
 fn states_with_percentages() {
     let ns = Netns::new("states");
