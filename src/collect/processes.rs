@@ -129,6 +129,19 @@ impl Default for ProcessReader {
 mod tests {
     use super::*;
 
+    /// `f()` once it is Some, re-tried for up to 5 s; None if it never is.
+    /// A child's /proc entries change a moment after the syscall that
+    /// changes them returns (kill, exec).
+    fn poll<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match f() {
+                None if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(5)),
+                v => return v,
+            }
+        }
+    }
+
     #[test]
     fn zombies_are_rows_and_reaped_processes_are_none() {
         let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
@@ -136,16 +149,12 @@ mod tests {
         child.kill().unwrap();
         // Killed but not yet waited for: a zombie, still a process with a state.
         let reader = ProcessReader::new();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
+        let zombie = poll(|| {
             let r = reader.read(pid).expect("a zombie still has /proc/<pid>/stat");
-            if r.state == "zombie" {
-                assert_eq!(r.name, "sleep");
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "never became a zombie: {}", r.state);
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+            (r.state == "zombie").then_some(r)
+        })
+        .expect("became a zombie");
+        assert_eq!(zombie.name, "sleep");
         child.wait().unwrap();
         assert!(reader.read(pid).is_none(), "a reaped pid is gone");
     }
@@ -157,14 +166,8 @@ mod tests {
         // sleep under an argv[0] that is not UTF-8.
         let mut child = std::process::Command::new("sleep").arg0(std::ffi::OsStr::from_bytes(b"caf\xe9")).arg("30").spawn().unwrap();
         // spawn() returns once exec has closed the CLOEXEC pipe, a moment
-        // before the kernel sets up the new argument area: poll briefly.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let line = loop {
-            match cmdline(child.id() as i32) {
-                None if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(5)),
-                line => break line,
-            }
-        };
+        // before the kernel sets up the new argument area.
+        let line = poll(|| cmdline(child.id() as i32));
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(line.as_deref(), Some("caf\u{fffd} 30"));
