@@ -11,4 +11,5 @@ pub mod cli;
 pub mod collect;
 pub mod history;
 pub mod notice;
+pub mod query;
 pub mod tables;

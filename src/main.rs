@@ -4,7 +4,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = sockql::cli::args::Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Worker threads poll DataFusion streams, whose expression evaluation
+    // recurses on expression depth: give them room (virtual memory only).
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(16 << 20).build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sockql: error: cannot start the async runtime: {e}");
@@ -15,7 +17,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // A closed stdout (`sockql ... | head`) is not an error worth a message.
-            if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
+            if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
                 return ExitCode::SUCCESS;
             }
             eprintln!("sockql: error: {}", sockql::cli::error_line(&e));

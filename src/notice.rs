@@ -14,8 +14,29 @@ fn seen() -> &'static Mutex<HashSet<String>> {
 pub fn once(key: &str, kind: &str, message: impl std::fmt::Display) {
     let first = seen().lock().map(|mut s| s.insert(key.to_string())).unwrap_or(true);
     if first {
-        eprintln!("sockql: {kind}: {message}");
+        eprintln!("sockql: {kind}: {}", escape_controls(&message.to_string()));
     }
+}
+
+/// Text with control characters shown as escapes (`\n`, `\t`, `\x1b`):
+/// a process name, command line or file content must not move the
+/// cursor, clear the screen or break a table when printed to a terminal.
+/// C1 controls (U+0080..U+009F, such as the one-character CSI) count too.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 pub fn warn_once(key: &str, message: impl std::fmt::Display) {

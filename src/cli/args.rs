@@ -90,6 +90,20 @@ pub struct OutputArgs {
     /// Leave out the header line (csv).
     #[arg(long, global = true)]
     pub no_header: bool,
+
+    /// Show control characters in csv values as escapes (\x1b, \n), so
+    /// a process name cannot drive the terminal. auto: when standard
+    /// output is a terminal. The table format always escapes; JSON
+    /// escapes by its own rules.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = Escape::Auto, global = true)]
+    pub escape: Escape,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Escape {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Debug, clap::Args)]
@@ -141,13 +155,30 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     Ok((n * mult as f64) as usize)
 }
 
-fn parse_timeout(s: &str) -> Result<Duration, String> {
-    let d = match s.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs > 0.0 => Duration::from_secs_f64(secs),
-        Ok(_) => return Err(format!("bad timeout '{s}'")),
-        Err(_) => humantime::parse_duration(s).map_err(|e| format!("bad timeout '{s}': {e}"))?,
+/// The longest duration any argument takes: a year. Longer ones are
+/// refused (exit 2) rather than overflowing a deadline.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
+
+/// A duration as seconds (`30`, `0.5`) or as humans write it (`2m`),
+/// positive and at most [`MAX_DURATION`].
+fn parse_duration(what: &str, s: &str) -> Result<Duration, String> {
+    let d = match s.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= MAX_DURATION.as_secs_f64() => Duration::from_secs_f64(secs),
+        Ok(_) => return Err(format!("bad {what} '{s}': use a positive duration of at most a year (30s, 2m, 1h)")),
+        Err(_) => humantime::parse_duration(s).map_err(|e| format!("bad {what} '{s}': {e}"))?,
     };
+    if d.is_zero() || d > MAX_DURATION {
+        return Err(format!("bad {what} '{s}': use a positive duration of at most a year (30s, 2m, 1h)"));
+    }
     Ok(d)
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    parse_duration("timeout", s)
+}
+
+fn parse_for(s: &str) -> Result<Duration, String> {
+    parse_duration("duration", s)
 }
 
 fn parse_param(s: &str) -> Result<(String, String), String> {
@@ -156,11 +187,7 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
 
 /// An interval as `watch -n` takes it (seconds) or as humans write it.
 pub fn parse_interval(s: &str) -> Result<Duration, String> {
-    let d = match s.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs >= 0.0 => Duration::from_secs_f64(secs),
-        Ok(_) => return Err(format!("bad interval '{s}'")),
-        Err(_) => humantime::parse_duration(s).map_err(|e| format!("bad interval '{s}': {e}"))?,
-    };
+    let d = parse_duration("interval", s)?;
     if d < Duration::from_millis(100) {
         return Err(format!("interval '{s}' is too short: at least 100ms"));
     }
@@ -169,11 +196,15 @@ pub fn parse_interval(s: &str) -> Result<Duration, String> {
 
 /// A retention period in days: 7d, 2w, 30 (days).
 fn parse_retention(s: &str) -> Result<i64, String> {
-    if let Ok(days) = s.parse::<i64>() {
-        return if days >= 0 { Ok(days) } else { Err(format!("bad retention '{s}'")) };
+    const MAX_DAYS: i64 = 100 * 366;
+    let days = match s.parse::<i64>() {
+        Ok(days) => days,
+        Err(_) => (humantime::parse_duration(s).map_err(|e| format!("bad retention '{s}': {e}"))?.as_secs() / 86_400).min(i64::MAX as u64) as i64,
+    };
+    if !(0..=MAX_DAYS).contains(&days) {
+        return Err(format!("bad retention '{s}': use 0 to {MAX_DAYS} days"));
     }
-    let d = humantime::parse_duration(s).map_err(|e| format!("bad retention '{s}': {e}"))?;
-    Ok((d.as_secs() / 86_400) as i64)
+    Ok(days)
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,7 +219,7 @@ pub enum Command {
         #[arg(long, value_name = "INTERVAL", default_value = "5s", value_parser = parse_interval)]
         every: Duration,
         /// Stop after this long (default: until Ctrl-C).
-        #[arg(long = "for", value_name = "DURATION", value_parser = parse_timeout)]
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_for)]
         duration: Option<Duration>,
         /// Stop after this many samples.
         #[arg(long, value_name = "N")]
@@ -223,7 +254,8 @@ pub enum Command {
     #[command(hide = true)]
     Reference,
     /// Write the raw netlink answer datagrams of SOURCE to FILE (for bug
-    /// reports and parser test fixtures).
+    /// reports and parser test fixtures). Needs --allow-files; FILE must
+    /// not exist.
     #[command(hide = true)]
     Capture {
         #[arg(value_enum)]

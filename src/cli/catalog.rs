@@ -49,15 +49,18 @@ pub fn describe(table: &str) -> anyhow::Result<RecordBatch> {
     Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
 }
 
-/// Recognise `SHOW TABLES` and `DESCRIBE t` / `DESC t` in one statement's
-/// text, which sockql answers itself (with descriptions) rather than
-/// through DataFusion's information_schema.
-pub fn catalog_statement(sql: &str) -> Option<anyhow::Result<RecordBatch>> {
-    let words: Vec<&str> = sql.trim().trim_end_matches(';').split_whitespace().collect();
-    match words.as_slice() {
-        [show, t] if show.eq_ignore_ascii_case("show") && t.eq_ignore_ascii_case("tables") => Some(Ok(tables())),
-        [d, table] if d.eq_ignore_ascii_case("describe") || d.eq_ignore_ascii_case("desc") => {
-            Some(describe(table.trim_matches('"')))
+/// Recognise `SHOW TABLES` and `DESCRIBE t` / `DESC t`, which sockql
+/// answers itself (with descriptions) rather than through DataFusion's
+/// information_schema. Works on the parsed statement: printing a statement
+/// back to text recurses on its depth.
+pub fn catalog_statement(statement: &datafusion::sql::parser::Statement) -> Option<anyhow::Result<RecordBatch>> {
+    use datafusion::sql::sqlparser::ast::{DescribeAlias, Statement as Sql};
+    let datafusion::sql::parser::Statement::Statement(inner) = statement else { return None };
+    match inner.as_ref() {
+        // Only the plain form; SHOW TABLES FROM/LIKE goes to DataFusion.
+        s @ Sql::ShowTables { .. } if s.to_string().eq_ignore_ascii_case("SHOW TABLES") => Some(Ok(tables())),
+        Sql::ExplainTable { describe_alias: DescribeAlias::Describe | DescribeAlias::Desc, hive_format: None, table_name, .. } => {
+            Some(describe(table_name.to_string().trim_matches('"')))
         }
         _ => None,
     }
@@ -106,11 +109,15 @@ mod tests {
         );
     }
 
+    fn parsed(sql: &str) -> datafusion::sql::parser::Statement {
+        datafusion::sql::parser::DFParser::parse_sql(sql).unwrap().pop_front().unwrap()
+    }
+
     #[test]
     fn recognises_catalog_statements() {
-        assert!(catalog_statement("show tables;").is_some());
-        assert_eq!(catalog_statement("DESCRIBE sockets").unwrap().unwrap().column(0).as_string::<i32>().value(0), "protocol");
-        assert!(catalog_statement("describe nope").unwrap().unwrap_err().to_string().contains("tables are: sockets"));
-        assert!(catalog_statement("SELECT 1").is_none());
+        assert!(catalog_statement(&parsed("show tables;")).is_some());
+        assert_eq!(catalog_statement(&parsed("DESCRIBE sockets")).unwrap().unwrap().column(0).as_string::<i32>().value(0), "protocol");
+        assert!(catalog_statement(&parsed("describe nope")).unwrap().unwrap_err().to_string().contains("tables are: sockets"));
+        assert!(catalog_statement(&parsed("SELECT 1")).is_none());
     }
 }

@@ -1,22 +1,28 @@
 //! Running SQL text against the live tables: split it into statements,
-//! answer catalog statements, plan the rest with DataFusion, bind
-//! parameters as values, execute.
+//! answer catalog statements, plan the rest with DataFusion, check the
+//! plan against the policy, bind parameters as values, execute.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
+use anyhow::Context;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::logical_expr::{CreateMemoryTable, DdlStatement, LogicalPlan};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
-use datafusion::sql::parser::{DFParser, Statement};
+use datafusion::sql::parser::Statement;
 use datafusion::sql::sqlparser::ast::Spanned;
 
 use super::catalog::catalog_statement;
+pub use crate::query::policy::Policy;
+use crate::query::statements::Statements;
 use crate::tables::{register_all, SourceOptions};
 
 /// The result of one statement.
@@ -87,44 +93,234 @@ pub trait QueryRunner {
     }
 }
 
-/// What statements may do beyond reading the live tables.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Policy {
-    /// COPY TO, CREATE EXTERNAL TABLE and INSERT touch files; allowed only
-    /// with --allow-files.
-    pub allow_files: bool,
-}
-
 /// Resource bounds of a session.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Limits {
-    /// Bytes DataFusion operators may hold (sorts, joins, aggregates).
+    /// Bytes DataFusion operators may hold (sorts, joins, aggregates) and
+    /// in-memory snapshots keep.
     pub memory: Option<usize>,
-    /// Wall-clock time a statement may take.
+    /// Wall-clock time one run may take, from parsing its text to printing
+    /// its last row.
     pub timeout: Option<std::time::Duration>,
 }
 
+/// The stack of the thread that parses, plans and runs statements.
+/// DataFusion grows its own stack where planning recurses (recursive
+/// protection); this covers the rest up to the bounds in
+/// [`crate::query::statements`].
+const QUERY_STACK: usize = 64 << 20;
+
+/// A session: one DataFusion context with sockql's tables, policy and
+/// limits. Clones share the session (the query thread holds one).
+#[derive(Clone)]
 pub struct Engine {
     ctx: SessionContext,
     policy: Policy,
     limits: Limits,
+    /// Memory each in-memory snapshot holds, reserved in the pool that
+    /// --memory-limit bounds and released by DROP TABLE.
+    snapshots: Arc<Mutex<HashMap<String, MemoryReservation>>>,
 }
 
-/// Refuse what the read-only default does not allow, with the reason.
-fn check_policy(plan: &LogicalPlan, policy: Policy) -> anyhow::Result<()> {
-    if policy.allow_files {
-        return Ok(());
+/// What the query thread sends to the caller, which prints.
+enum Event {
+    Start(SchemaRef),
+    Batch(RecordBatch),
+    End,
+}
+
+type Events = tokio::sync::mpsc::Sender<Event>;
+
+/// The caller stopped listening (timeout, Ctrl-C, closed output): the
+/// query thread stops at its next result.
+#[derive(Debug, thiserror::Error)]
+#[error("query abandoned")]
+struct Abandoned;
+
+async fn send(tx: &Events, e: Event) -> anyhow::Result<()> {
+    tx.send(e).await.map_err(|_| Abandoned.into())
+}
+
+fn exhausted_hint(e: anyhow::Error) -> anyhow::Error {
+    let exhausted = e
+        .chain()
+        .filter_map(|c| c.downcast_ref::<DataFusionError>())
+        .any(|d| matches!(d.find_root(), DataFusionError::ResourcesExhausted(_)));
+    if exhausted {
+        e.context("the query needs more memory than --memory-limit allows")
+    } else {
+        e
     }
-    let what = match plan {
-        LogicalPlan::Copy(_) => "COPY ... TO writes files",
-        LogicalPlan::Dml(_) => "INSERT/UPDATE/DELETE change tables",
-        LogicalPlan::Ddl(DdlStatement::CreateExternalTable(_)) => "CREATE EXTERNAL TABLE reads arbitrary files",
-        _ => return Ok(()),
-    };
-    anyhow::bail!(
-        "refused: {what}; sockql is read-only unless started with --allow-files \
-         (CREATE TABLE name AS SELECT ... keeps a snapshot in memory without it)"
-    )
+}
+
+impl Engine {
+    pub fn new(options: &SourceOptions) -> anyhow::Result<Self> {
+        Self::with(options, Policy::default(), Limits::default())
+    }
+
+    pub fn with(options: &SourceOptions, policy: Policy, limits: Limits) -> anyhow::Result<Self> {
+        let config = SessionConfig::new().with_information_schema(true);
+        // Never spill: during an incident sockql must not fill a disk with
+        // temporary files (and SET cannot turn it back on: see policy).
+        let mut runtime =
+            RuntimeEnvBuilder::new().with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled));
+        if let Some(bytes) = limits.memory {
+            runtime = runtime.with_memory_limit(bytes, 1.0);
+        }
+        let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
+        register_all(&ctx, options)?;
+        Ok(Engine { ctx, policy, limits, snapshots: Default::default() })
+    }
+
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// `CREATE TABLE name AS ...`: the rows are kept in memory, each batch
+    /// reserved in the session's pool first, so --memory-limit bounds
+    /// snapshots as it bounds sorts.
+    async fn create_snapshot(&self, cmd: CreateMemoryTable) -> anyhow::Result<()> {
+        use futures::StreamExt;
+        let CreateMemoryTable { name, input, if_not_exists, or_replace, constraints, column_defaults, temporary } = cmd;
+        if temporary {
+            anyhow::bail!("temporary tables are not supported: every snapshot lasts the session");
+        }
+        let exists = self.ctx.table_exist(name.clone())?;
+        match (if_not_exists, or_replace, exists) {
+            (true, true, _) => anyhow::bail!("'IF NOT EXISTS' cannot coexist with 'OR REPLACE'"),
+            (true, false, true) => return Ok(()),
+            (false, false, true) => anyhow::bail!("table '{name}' already exists"),
+            _ => {}
+        }
+        let df = self.ctx.execute_logical_plan(Arc::unwrap_or_clone(input)).await?;
+        let schema: SchemaRef = df.schema().inner().clone();
+        let reservation = MemoryConsumer::new(format!("snapshot {name}")).register(&self.ctx.runtime_env().memory_pool);
+        let mut stream = df.execute_stream().await?;
+        let mut batches = Vec::new();
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            reservation.try_grow(batch.get_array_memory_size())?;
+            batches.push(batch);
+        }
+        let table = MemTable::try_new(schema, vec![batches])?
+            .with_constraints(constraints)
+            .with_column_defaults(column_defaults.into_iter().collect());
+        if exists {
+            self.ctx.deregister_table(name.clone())?;
+        }
+        self.ctx.register_table(name.clone(), Arc::new(table))?;
+        self.snapshots.lock().map_err(|_| anyhow::anyhow!("snapshot registry poisoned"))?.insert(name.to_string(), reservation);
+        Ok(())
+    }
+
+    /// Plan, check and run one statement, sending its result as it streams.
+    async fn run_statement(&self, statement: Statement, params: &HashMap<String, ScalarValue>, tx: &Events) -> anyhow::Result<()> {
+        use futures::StreamExt;
+        if let Some(batch) = catalog_statement(&statement) {
+            let batch = batch?;
+            send(tx, Event::Start(batch.schema())).await?;
+            send(tx, Event::Batch(batch)).await?;
+            return send(tx, Event::End).await;
+        }
+        let state = self.ctx.state();
+        let mut plan = state.statement_to_plan(statement).await.map_err(|e| suggest_table(e.into()))?;
+        crate::query::policy::check(&plan, self.policy)?;
+        if !params.is_empty() {
+            plan = plan.with_param_values(params.clone())?;
+        }
+        let dropped = match &plan {
+            LogicalPlan::Ddl(DdlStatement::DropTable(d)) => Some(d.name.to_string()),
+            _ => None,
+        };
+        let df = match plan {
+            LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(cmd)) => {
+                self.create_snapshot(cmd).await?;
+                return Ok(());
+            }
+            plan => self.ctx.execute_logical_plan(plan).await?,
+        };
+        if let (Some(name), Ok(mut snapshots)) = (dropped, self.snapshots.lock()) {
+            snapshots.remove(&name);
+        }
+        let schema: SchemaRef = df.schema().inner().clone();
+        let mut stream = df.execute_stream().await?;
+        send(tx, Event::Start(schema)).await?;
+        while let Some(batch) = stream.next().await {
+            send(tx, Event::Batch(batch?)).await?;
+        }
+        send(tx, Event::End).await
+    }
+
+    /// Parse and run every statement of `sql` in order, one at a time;
+    /// stops at the first failing statement. Runs on the query thread.
+    async fn produce(&self, sql: &SqlSource, tx: &Events) -> anyhow::Result<()> {
+        let at = |line: Option<usize>, e: anyhow::Error| match (&sql.origin, line) {
+            (Some(origin), Some(line)) => e.context(format!("{origin}:{line}")),
+            (Some(origin), None) => e.context(origin.clone()),
+            _ => e,
+        };
+        let mut statements = Statements::new(&sql.text).map_err(|e| {
+            let line = parser_error_line(&e.to_string());
+            at(line, e.into())
+        })?;
+        let mut ran = 0;
+        while let Some(statement) = statements.next_statement() {
+            let statement = statement.map_err(|e| {
+                let line = parser_error_line(&e.to_string());
+                at(line, e.into())
+            })?;
+            let line = statement_line(&statement);
+            self.run_statement(statement, &sql.params, tx).await.map_err(|e| at(line, exhausted_hint(e)))?;
+            ran += 1;
+        }
+        if ran == 0 {
+            return Err(at(None, anyhow::anyhow!("no SQL statement found")));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait(?Send)]
+impl QueryRunner for Engine {
+    /// Parse, plan and run on a thread of its own with a large stack, and
+    /// print here as results arrive. --timeout covers all of it, planning
+    /// included, and so does dropping this future (Ctrl-C): the caller
+    /// stops waiting at once, and the query thread stops at its next
+    /// result (a statement stuck in planning finishes planning first, then
+    /// stops; nothing it produces is printed).
+    async fn run_into(&self, sql: &SqlSource, sink: &mut dyn ResultSink) -> anyhow::Result<()> {
+        let deadline = self.limits.timeout.map(|t| (tokio::time::Instant::now() + t, t));
+        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+        let (engine, source, handle) = (self.clone(), sql.clone(), tokio::runtime::Handle::current());
+        let worker = std::thread::Builder::new()
+            .name("sockql-query".into())
+            .stack_size(QUERY_STACK)
+            .spawn(move || handle.block_on(engine.produce(&source, &tx)))
+            .context("cannot start the query thread")?;
+        let receive = async {
+            while let Some(event) = rx.recv().await {
+                match event {
+                    Event::Start(schema) => sink.start(schema)?,
+                    Event::Batch(batch) => sink.batch(&batch)?,
+                    Event::End => sink.end()?,
+                }
+            }
+            anyhow::Ok(())
+        };
+        let received = match deadline {
+            None => receive.await,
+            Some((at, t)) => tokio::time::timeout_at(at, receive)
+                .await
+                .map_err(|_| anyhow::anyhow!("query timed out after {} (--timeout)", humantime::format_duration(t)))?,
+        };
+        received?;
+        // The channel closed: the thread has returned or is returning.
+        let joined = tokio::task::spawn_blocking(move || worker.join()).await;
+        match joined {
+            Ok(Ok(result)) => result,
+            _ => anyhow::bail!("the query thread failed"),
+        }
+    }
 }
 
 /// "table 'x' not found": add the nearest table name.
@@ -159,109 +355,6 @@ fn statement_line(s: &Statement) -> Option<usize> {
     match s {
         Statement::Statement(inner) => Some(inner.span().start.line as usize).filter(|&l| l > 0),
         _ => None,
-    }
-}
-
-impl Engine {
-    pub fn new(options: &SourceOptions) -> anyhow::Result<Self> {
-        Self::with(options, Policy::default(), Limits::default())
-    }
-
-    pub fn with(options: &SourceOptions, policy: Policy, limits: Limits) -> anyhow::Result<Self> {
-        let config = SessionConfig::new().with_information_schema(true);
-        let mut runtime = RuntimeEnvBuilder::new();
-        if let Some(bytes) = limits.memory {
-            // No spilling either: during an incident, sockql must not fill
-            // the disk with temporary files; over the limit is an error.
-            runtime = runtime
-                .with_memory_limit(bytes, 1.0)
-                .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled));
-        }
-        let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
-        register_all(&ctx, options)?;
-        Ok(Engine { ctx, policy, limits })
-    }
-
-    pub fn context(&self) -> &SessionContext {
-        &self.ctx
-    }
-
-    async fn run_statement(
-        &self,
-        statement: Statement,
-        params: &HashMap<String, ScalarValue>,
-        sink: &mut dyn ResultSink,
-    ) -> anyhow::Result<()> {
-        use futures::StreamExt;
-        if let Some(batch) = catalog_statement(&statement.to_string()) {
-            let batch = batch?;
-            sink.start(batch.schema())?;
-            sink.batch(&batch)?;
-            return sink.end();
-        }
-        let state = self.ctx.state();
-        let mut plan = state.statement_to_plan(statement).await.map_err(|e| suggest_table(e.into()))?;
-        check_policy(&plan, self.policy)?;
-        if !params.is_empty() {
-            plan = plan.with_param_values(params.clone())?;
-        }
-        let work = async {
-            let df = self.ctx.execute_logical_plan(plan).await?;
-            let schema: SchemaRef = df.schema().inner().clone();
-            let mut stream = df.execute_stream().await?;
-            sink.start(schema)?;
-            while let Some(batch) = stream.next().await {
-                sink.batch(&batch?)?;
-            }
-            sink.end()
-        };
-        let work = async {
-            work.await.map_err(|e| {
-                let exhausted = e
-                    .chain()
-                    .filter_map(|c| c.downcast_ref::<DataFusionError>())
-                    .any(|d| matches!(d.find_root(), DataFusionError::ResourcesExhausted(_)));
-                if exhausted {
-                    e.context("the query needs more memory than --memory-limit allows")
-                } else {
-                    e
-                }
-            })
-        };
-        match self.limits.timeout {
-            None => work.await,
-            Some(t) => tokio::time::timeout(t, work)
-                .await
-                .map_err(|_| anyhow::anyhow!("query timed out after {} (--timeout)", humantime::format_duration(t)))?,
-        }
-    }
-}
-
-#[async_trait(?Send)]
-impl QueryRunner for Engine {
-    /// Run every statement in order, reading the kernel afresh for each.
-    /// Stops at the first failing statement.
-    async fn run_into(&self, sql: &SqlSource, sink: &mut dyn ResultSink) -> anyhow::Result<()> {
-        let at = |line: Option<usize>, e: anyhow::Error| match (&sql.origin, line) {
-            (Some(origin), Some(line)) => e.context(format!("{origin}:{line}")),
-            (Some(origin), None) => e.context(origin.clone()),
-            _ => e,
-        };
-        let statements = match DFParser::parse_sql(&sql.text) {
-            Ok(s) => s,
-            Err(e) => {
-                let line = parser_error_line(&e.to_string());
-                return Err(at(line, e.into()));
-            }
-        };
-        if statements.is_empty() {
-            return Err(at(None, anyhow::anyhow!("no SQL statement found")));
-        }
-        for statement in statements {
-            let line = statement_line(&statement);
-            self.run_statement(statement, &sql.params, sink).await.map_err(|e| at(line, e))?;
-        }
-        Ok(())
     }
 }
 

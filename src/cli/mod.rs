@@ -10,7 +10,7 @@ pub mod repl;
 pub mod saved;
 pub mod watch;
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::Context;
@@ -50,7 +50,9 @@ pub fn error_line(e: &anyhow::Error) -> String {
             break;
         }
     }
-    line
+    // Errors quote names and values from the kernel and from files: the
+    // terminal gets their control characters as escapes.
+    output::escape_control_text(&line).into_owned()
 }
 
 /// SQL from a file: a saved query if it has headers (its parameters get
@@ -84,13 +86,18 @@ fn sql_source(args: &Args) -> anyhow::Result<Option<SqlSource>> {
     if stdin.is_terminal() {
         return Ok(None);
     }
-    let mut sql = String::new();
-    stdin.lock().read_to_string(&mut sql).context("cannot read SQL from standard input")?;
+    let sql = crate::query::files::read_bounded(stdin.lock(), "standard input")?;
     Ok(Some(inline(sql)))
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let opts = OutputOptions { format: args.output.format, header: !args.output.no_header };
+    let escape = match args.output.escape {
+        args::Escape::Always => true,
+        args::Escape::Never => false,
+        args::Escape::Auto => std::io::stdout().is_terminal(),
+    };
+    let opts = OutputOptions { header: !args.output.no_header, escape, ..OutputOptions::new(args.output.format) }
+        .with_memory_limit(args.memory_limit);
     let source = SourceOptions { no_netlink: args.source.no_netlink, all_netns: std::sync::Arc::new(args.source.all_netns.into()) };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -110,7 +117,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             write!(out, "{}", catalog::markdown_reference())?;
             return Ok(out.flush()?);
         }
-        Some(Command::Capture { source, file }) => return capture(*source, file),
+        Some(Command::Capture { source, file }) => {
+            if !args.allow_files {
+                anyhow::bail!("refused: capture writes a file; run it with --allow-files");
+            }
+            return capture(*source, file);
+        }
         _ => {}
     }
     let policy = engine::Policy { allow_files: args.allow_files };
@@ -154,7 +166,9 @@ fn capture(source: args::CaptureSource, file: &std::path::Path) -> anyhow::Resul
     use crate::collect::sock_diag::{SockDiag, ALL_DUMPS};
     use crate::collect::tcp_state::ALL_BITS;
     use std::ops::ControlFlow::Continue;
-    let mut w = std::io::BufWriter::new(std::fs::File::create(file).with_context(|| format!("cannot create {}", file.display()))?);
+    // A new file only: never truncate or follow a link to an existing one.
+    let created = std::fs::File::options().write(true).create_new(true).open(file);
+    let mut w = std::io::BufWriter::new(created.with_context(|| format!("cannot create {} (it must not exist yet)", file.display()))?);
     match source {
         args::CaptureSource::SockDiag => {
             let mut nl = SockDiag::open()?;

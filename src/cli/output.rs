@@ -7,7 +7,6 @@ use datafusion::arrow::csv::{Writer as CsvWriter, WriterBuilder as CsvWriterBuil
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::json::writer::{JsonArray, LineDelimited, Writer as JsonWriter, WriterBuilder as JsonWriterBuilder};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::util::pretty::pretty_format_batches;
 
 use super::args::Format;
 use super::engine::ResultSink;
@@ -16,23 +15,49 @@ use super::engine::ResultSink;
 pub struct OutputOptions {
     pub format: Format,
     pub header: bool,
+    /// Escape control characters in csv (the table format always does;
+    /// JSON escapes them by its own rules).
+    pub escape: bool,
+    /// Bytes of formatted cells the table format holds before it prints
+    /// what it has as one table and starts the next (see [`TableText`]).
+    pub table_budget: usize,
+}
+
+/// Cells held by the table format when no --memory-limit says otherwise.
+pub const DEFAULT_TABLE_BUDGET: usize = 16 << 20;
+
+impl OutputOptions {
+    pub fn new(format: Format) -> Self {
+        OutputOptions { format, header: true, escape: false, table_budget: DEFAULT_TABLE_BUDGET }
+    }
+
+    /// The table budget under a memory limit: a quarter of it, so printing
+    /// stays within the bound the operator set.
+    pub fn with_memory_limit(mut self, limit: Option<usize>) -> Self {
+        if let Some(l) = limit {
+            self.table_budget = (l / 4).clamp(64 << 10, DEFAULT_TABLE_BUDGET);
+        }
+        self
+    }
 }
 
 /// Prints one statement's result batch by batch: csv, json and ndjson
-/// write each batch as it arrives (memory stays a batch, however many rows);
-/// the table format needs every row for its column widths and keeps them.
+/// write each batch as it arrives (memory stays a batch, however many
+/// rows); the table format keeps formatted cells for its column widths, up
+/// to its budget, then prints them and goes on with a new table.
 /// An empty result still prints its header (table, csv) or an empty array
 /// (json), so scripts can tell "no rows" from "no output".
 pub struct Printer<W: Write> {
     schema: SchemaRef,
     rows: usize,
+    escape: bool,
     sink: Sink<W>,
 }
 
 enum Sink<W: Write> {
     /// A statement without a result set (CREATE TABLE ... AS) prints nothing.
     Nothing,
-    Table(W, Vec<RecordBatch>),
+    Table(W, TableText),
     Csv(Box<CsvWriter<W>>),
     Json(JsonWriter<W, JsonArray>),
     Ndjson(JsonWriter<W, LineDelimited>),
@@ -44,13 +69,13 @@ impl<W: Write> Printer<W> {
             Sink::Nothing
         } else {
             match opts.format {
-                Format::Table => Sink::Table(out, Vec::new()),
+                Format::Table => Sink::Table(out, TableText::new(&schema, opts.table_budget)),
                 Format::Csv => Sink::Csv(Box::new(CsvWriterBuilder::new().with_header(opts.header).build(out))),
                 Format::Json => Sink::Json(JsonWriterBuilder::new().with_explicit_nulls(true).build(out)),
                 Format::Ndjson => Sink::Ndjson(JsonWriterBuilder::new().with_explicit_nulls(true).build(out)),
             }
         };
-        Printer { schema, rows: 0, sink }
+        Printer { schema, rows: 0, escape: opts.escape, sink }
     }
 
     pub fn batch(&mut self, b: &RecordBatch) -> anyhow::Result<()> {
@@ -60,7 +85,8 @@ impl<W: Write> Printer<W> {
         self.rows += b.num_rows();
         match &mut self.sink {
             Sink::Nothing => {}
-            Sink::Table(_, kept) => kept.push(b.clone()),
+            Sink::Table(out, table) => table.push(b, out)?,
+            Sink::Csv(w) if self.escape => w.write(&escape_strings(b)?)?,
             Sink::Csv(w) => w.write(b)?,
             Sink::Json(w) => w.write(b)?,
             Sink::Ndjson(w) => w.write(b)?,
@@ -73,17 +99,16 @@ impl<W: Write> Printer<W> {
             // Writers emit headers (csv) and brackets (json) on a first write.
             let empty = RecordBatch::new_empty(self.schema.clone());
             match &mut self.sink {
-                Sink::Table(_, kept) => kept.push(empty),
+                Sink::Csv(w) if self.escape => w.write(&escape_strings(&empty)?)?,
                 Sink::Csv(w) => w.write(&empty)?,
                 Sink::Json(w) => w.write(&empty)?,
-                Sink::Nothing | Sink::Ndjson(_) => {}
+                Sink::Nothing | Sink::Ndjson(_) | Sink::Table(..) => {}
             }
         }
         match self.sink {
             Sink::Nothing => {}
-            Sink::Table(mut out, kept) => {
-                let safe = kept.iter().map(escape_controls).collect::<anyhow::Result<Vec<_>>>()?;
-                writeln!(out, "{}", pretty_format_batches(&safe)?)?;
+            Sink::Table(mut out, mut table) => {
+                table.flush(&mut out, true)?;
                 out.flush()?;
             }
             Sink::Csv(w) => w.into_inner().flush()?,
@@ -102,45 +127,118 @@ impl<W: Write> Printer<W> {
     }
 }
 
-/// Text with control characters shown as escapes (`\n`, `\t`, `\x1b`):
-/// a process name or command line must not move the cursor, clear the
-/// screen or break the table when printed to a terminal.
-pub fn escape_control_text(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
+pub use crate::notice::escape_controls as escape_control_text;
+
+/// Every string-like column (Utf8, LargeUtf8, Utf8View, dictionaries of
+/// them) as Utf8 with control characters escaped, and escaped column
+/// names: for csv on a terminal.
+pub fn escape_strings(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
+    use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let string_like = |t: &DataType| match t {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, v) => matches!(v.as_ref(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
+        _ => false,
+    };
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        let name = escape_control_text(f.name()).into_owned();
+        if !string_like(c.data_type()) {
+            fields.push(Field::new(name, f.data_type().clone(), f.is_nullable()));
+            columns.push(c.clone());
+            continue;
         }
+        let utf8 = datafusion::arrow::compute::cast(c, &DataType::Utf8)?;
+        let escaped: StringArray = utf8.as_string::<i32>().iter().map(|v| v.map(|s| escape_control_text(s).into_owned())).collect();
+        fields.push(Field::new(name, DataType::Utf8, f.is_nullable() || escaped.null_count() > 0));
+        columns.push(std::sync::Arc::new(escaped) as ArrayRef);
     }
-    std::borrow::Cow::Owned(out)
+    Ok(RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)?)
 }
 
-fn escape_controls(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
-    use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
-    use datafusion::arrow::datatypes::DataType;
-    let columns = batch
-        .columns()
-        .iter()
-        .map(|c| -> ArrayRef {
-            if c.data_type() != &DataType::Utf8 {
-                return c.clone();
+/// The table format's cells: every value of every type (nested, dictionary,
+/// views) formatted by arrow's display code and then escaped, so nothing a
+/// process calls itself reaches the terminal raw. Rows are held until
+/// `budget` bytes of cells, then printed as one table; a result larger
+/// than that prints as several tables, each with its header, instead of
+/// growing without bound.
+pub struct TableText {
+    headers: Vec<String>,
+    rows: Vec<Vec<String>>,
+    bytes: usize,
+    budget: usize,
+    printed_any: bool,
+}
+
+/// What one held cell costs beyond its text (the String itself).
+const CELL_OVERHEAD: usize = std::mem::size_of::<String>();
+
+impl TableText {
+    fn new(schema: &SchemaRef, budget: usize) -> Self {
+        let headers = schema.fields().iter().map(|f| escape_control_text(f.name()).into_owned()).collect();
+        TableText { headers, rows: Vec::new(), bytes: 0, budget, printed_any: false }
+    }
+
+    fn push(&mut self, batch: &RecordBatch, out: &mut dyn Write) -> anyhow::Result<()> {
+        use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+        let options = FormatOptions::default().with_display_error(true);
+        let formatters =
+            batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options)).collect::<Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            let cells: Vec<String> = formatters.iter().map(|f| escape_control_text(&f.value(row).to_string()).into_owned()).collect();
+            self.bytes += cells.iter().map(|c| c.len() + CELL_OVERHEAD).sum::<usize>();
+            self.rows.push(cells);
+            if self.bytes > self.budget {
+                self.flush(out, false)?;
             }
-            let strings = c.as_string::<i32>();
-            if !strings.iter().flatten().any(|s| s.chars().any(char::is_control)) {
-                return c.clone();
+        }
+        Ok(())
+    }
+
+    /// Print the held rows as one table (the header alone for an empty
+    /// result) and let them go.
+    fn flush(&mut self, out: &mut dyn Write, last: bool) -> anyhow::Result<()> {
+        if self.rows.is_empty() && (self.printed_any || !last) {
+            return Ok(());
+        }
+        if !last && !self.printed_any {
+            crate::notice::note_once(
+                "table-parts",
+                "a large result prints as several tables (each within the table format's memory budget); --format csv prints one",
+            );
+        }
+        use unicode_width::UnicodeWidthStr;
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.width()).collect();
+        for row in &self.rows {
+            for (w, c) in widths.iter_mut().zip(row) {
+                *w = (*w).max(c.width());
             }
-            let escaped: StringArray = strings.iter().map(|v| v.map(|s| escape_control_text(s).into_owned())).collect();
-            std::sync::Arc::new(escaped)
-        })
-        .collect();
-    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+        }
+        let rule: String = widths.iter().fold(String::from("+"), |mut s, w| {
+            s.push_str(&"-".repeat(w + 2));
+            s.push('+');
+            s
+        });
+        let line = |out: &mut dyn Write, cells: &[String]| -> std::io::Result<()> {
+            out.write_all(b"|")?;
+            for (c, w) in cells.iter().zip(&widths) {
+                write!(out, " {c}{} |", " ".repeat(w - c.width()))?;
+            }
+            out.write_all(b"\n")
+        };
+        writeln!(out, "{rule}")?;
+        line(out, &self.headers)?;
+        writeln!(out, "{rule}")?;
+        for row in &self.rows {
+            line(out, row)?;
+        }
+        writeln!(out, "{rule}")?;
+        self.rows.clear();
+        self.bytes = 0;
+        self.printed_any = true;
+        Ok(())
+    }
 }
 
 /// A [`ResultSink`] printing each statement's result as it streams, to a
@@ -204,7 +302,7 @@ mod tests {
     fn render(format: Format, header: bool, batches: &[RecordBatch]) -> String {
         let mut buf = Vec::new();
         let b = batch();
-        print(&mut buf, OutputOptions { format, header }, &b.schema(), batches).unwrap();
+        print(&mut buf, OutputOptions { header, ..OutputOptions::new(format) }, &b.schema(), batches).unwrap();
         String::from_utf8(buf).unwrap()
     }
 
@@ -224,13 +322,13 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("process", DataType::Utf8, true)]));
         let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![Some("evil\x1b[2J\nname\t"), None]))]).unwrap();
         let mut buf = Vec::new();
-        print(&mut buf, OutputOptions { format: Format::Table, header: true }, &schema, std::slice::from_ref(&b)).unwrap();
+        print(&mut buf, OutputOptions::new(Format::Table), &schema, std::slice::from_ref(&b)).unwrap();
         let t = String::from_utf8(buf).unwrap();
         assert!(t.contains("evil\\x1b[2J\\nname\\t"), "{t}");
         assert!(!t.contains('\x1b'));
         // Machine formats keep the value itself (JSON escapes it, csv quotes it).
         let mut buf = Vec::new();
-        print(&mut buf, OutputOptions { format: Format::Ndjson, header: true }, &schema, &[b]).unwrap();
+        print(&mut buf, OutputOptions::new(Format::Ndjson), &schema, &[b]).unwrap();
         assert_eq!(String::from_utf8(buf).unwrap(), "{\"process\":\"evil\\u001b[2J\\nname\\t\"}\n{\"process\":null}\n");
     }
 

@@ -20,13 +20,60 @@ use super::output::{self, OutputOptions};
 use super::{error_line, file_source, saved, watch};
 use crate::tables::catalog as tables;
 
-/// $XDG_STATE_HOME/sockql/history, else ~/.local/state/sockql/history.
+/// The shell's history file: $XDG_STATE_HOME/sockql/history, else
+/// ~/.local/state/sockql/history, of the user sockql runs as.
+///
+/// Under `sudo -E` or `su` without `-`, HOME still names the invoking
+/// user's home while sockql runs as root: root must not create files
+/// there, nor write through a link someone left in it. So the base
+/// directory is used only when it belongs to the user sockql runs as;
+/// otherwise that user's own home from the user database (NSS) is used.
+/// Below the base, a component that is a symlink or belongs to someone
+/// else means no history file at all (with one warning).
 pub fn history_path() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_STATE_HOME")
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let euid = nix::unistd::geteuid();
+    let owned = |p: &std::path::Path| std::fs::metadata(p).is_ok_and(|m| m.uid() == euid.as_raw());
+    let from_env = std::env::var_os("XDG_STATE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local").join("state")))?;
-    Some(base.join("sockql").join("history"))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local").join("state")));
+    // The base (or, when it does not exist yet, the home it is under).
+    let trusted = |base: &PathBuf| {
+        let mut p = base.as_path();
+        while !p.exists() {
+            p = p.parent()?;
+        }
+        owned(p).then_some(())
+    };
+    let base = match from_env.filter(|b| trusted(b).is_some()) {
+        Some(b) => b,
+        None => {
+            let home = nix::unistd::User::from_uid(euid).ok().flatten()?.dir;
+            home.join(".local").join("state")
+        }
+    };
+    let dir = base.join("sockql");
+    if let Err(e) = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir) {
+        crate::notice::warn_once("history", format!("no shell history: cannot create {}: {e}", dir.display()));
+        return None;
+    }
+    let file = dir.join("history");
+    for p in [&dir, &file] {
+        let Ok(meta) = std::fs::symlink_metadata(p) else { continue };
+        let bad = if meta.file_type().is_symlink() {
+            Some("is a symbolic link")
+        } else if meta.uid() != euid.as_raw() {
+            Some("belongs to another user")
+        } else {
+            None
+        };
+        if let Some(why) = bad {
+            crate::notice::warn_once("history", format!("no shell history: {} {why}", p.display()));
+            return None;
+        }
+    }
+    Some(file)
 }
 
 pub struct Repl<'a> {
@@ -61,9 +108,6 @@ impl<'a> Repl<'a> {
         rl.set_helper(Some(Self::helper()));
         let history = history_path();
         if let Some(h) = &history {
-            if let Some(dir) = h.parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
             let _ = rl.load_history(h);
         }
         println!("sockql {}: SQL over this host's sockets. \\? for help, \\q to quit.", env!("CARGO_PKG_VERSION"));

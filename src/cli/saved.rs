@@ -13,6 +13,13 @@
 //! Lookup order for `sockql run NAME`: ./queries, then
 //! $XDG_CONFIG_HOME/sockql/queries (~/.config/sockql/queries), then the
 //! built-in set compiled from this repository's queries/ directory.
+//!
+//! sockql runs as root, often from a directory someone else can write, so
+//! a directory is searched only when it and each file are owned by root or
+//! the invoking user and writable by nobody else, only regular files (no
+//! symlinks) are read, and a file's name is its query name: `zz.sql` with
+//! `-- name: listeners` runs as `zz` (with a warning), never in place of
+//! `listeners`. See [`crate::query::files`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -214,7 +221,18 @@ pub fn search_dirs() -> Vec<PathBuf> {
     dirs
 }
 
+/// The `.sql` files of a searched directory, or none with one warning when
+/// the directory is not trusted.
 fn sql_files(dir: &Path) -> Vec<PathBuf> {
+    match crate::query::files::trusted_dir(dir) {
+        Ok(true) => {}
+        Ok(false) => return Vec::new(),
+        Err(e) => {
+            let key = format!("untrusted-dir:{}", dir.display());
+            crate::notice::warn_once(&key, format!("not searching {} for saved queries: {e:#}", dir.display()));
+            return Vec::new();
+        }
+    }
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -224,30 +242,29 @@ fn sql_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Query files are SQL someone wrote: a megabyte is already absurd.
-pub const MAX_QUERY_FILE: u64 = 1 << 20;
-
-/// Read and parse a query file from disk.
-pub fn load_file(path: &Path) -> anyhow::Result<SavedQuery> {
-    let text = read_query_file(path)?;
-    Ok(SavedQuery::parse(&path.display().to_string(), &text)?)
+/// Read a file the operator named (`-f`, `\i`): see [`crate::query::files`].
+pub fn read_query_file(path: &Path) -> anyhow::Result<String> {
+    crate::query::files::read_sql_file(path, crate::query::files::Read::Named)
 }
 
-/// Read a file meant to hold SQL, refusing what clearly is not SQL text.
-pub fn read_query_file(path: &Path) -> anyhow::Result<String> {
-    use anyhow::Context;
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read query file {}", path.display()))?;
-    if !meta.is_file() {
-        anyhow::bail!("{}: not a regular file", path.display());
+/// Read and parse a saved query found in a searched directory. Its name is
+/// the file's name: a different `-- name:` header is dropped, with a
+/// warning, so a file cannot take another report's name.
+pub fn load_file(path: &Path) -> anyhow::Result<SavedQuery> {
+    let text = crate::query::files::read_sql_file(path, crate::query::files::Read::Discovered)?;
+    let mut q = SavedQuery::parse(&path.display().to_string(), &text)?;
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    if stem.is_empty() || !stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        anyhow::bail!("{}: a saved query's file name must be its name (letters, digits, '_' and '-')", path.display());
     }
-    if meta.len() > MAX_QUERY_FILE {
-        anyhow::bail!("{}: {} bytes is too large for a query file (at most {} KiB)", path.display(), meta.len(), MAX_QUERY_FILE / 1024);
+    if q.name != stem {
+        crate::notice::warn_once(
+            &format!("name-header:{}", path.display()),
+            format!("{}: its '-- name: {}' header is ignored; a saved query is named by its file: {stem}", path.display(), q.name),
+        );
+        q.name = stem;
     }
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read query file {}", path.display()))?;
-    if bytes.contains(&0) {
-        anyhow::bail!("{}: not a text file (it contains NUL bytes)", path.display());
-    }
-    String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{}: not a text file (not UTF-8)", path.display()))
+    Ok(q)
 }
 
 /// Every saved query visible from here, first found wins per name.

@@ -29,6 +29,7 @@ fn print_tick(out: &mut dyn Write, opts: OutputOptions, sql: &SqlSource, every: 
         // Clear the screen and home the cursor, then a header like watch's.
         write!(out, "\x1b[H\x1b[2J")?;
         let first = sql.text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("--")).unwrap_or("");
+        let first = output::escape_control_text(first);
         writeln!(out, "Every {}: {}    {}", humantime::format_duration(every), first, now.format("%Y-%m-%d %H:%M:%S UTC"))?;
         writeln!(out)?;
         for r in results {

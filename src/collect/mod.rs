@@ -18,3 +18,14 @@ pub mod sysctl;
 pub mod tcp_state;
 pub mod unix_diag;
 pub mod users;
+
+/// A small /proc text file whose content a process controls (comm,
+/// cgroup): read as bytes, at most `max` of them, shown lossily. A name
+/// with invalid UTF-8 must still be a name (never null: a process must not
+/// hide from `WHERE process = ...` by renaming itself to `\xff`).
+pub fn proc_text(path: &str, max: u64) -> Option<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path).ok()?.take(max).read_to_end(&mut bytes).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}

@@ -64,7 +64,7 @@ pub fn container_of(cgroup: &str) -> Option<(String, &'static str)> {
 
 /// The cgroup v2 path of a process (or its first v1 path).
 pub fn cgroup_of(pid: i32) -> Option<String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let text = super::proc_text(&format!("/proc/{pid}/cgroup"), 64 << 10)?;
     let lines: Vec<&str> = text.lines().collect();
     let line = lines.iter().find(|l| l.starts_with("0::")).or_else(|| lines.first())?;
     Some(line.splitn(3, ':').nth(2)?.to_string())

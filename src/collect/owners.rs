@@ -110,7 +110,8 @@ pub fn lowest_owners(wanted: &HashSet<u64>) -> (HashMap<u64, i32>, usize) {
 
 /// The command name of `pid` (/proc/<pid>/comm), as `ss -p` shows it.
 pub fn comm(pid: i32) -> Option<String> {
-    let s = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    // comm is at most 15 bytes and a newline; 64 leaves room.
+    let s = super::proc_text(&format!("/proc/{pid}/comm"), 64)?;
     Some(s.trim_end_matches('\n').to_string())
 }
 

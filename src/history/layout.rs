@@ -2,19 +2,30 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
-use object_store::path::Path;
 use object_store::ObjectStoreExt;
 
 use super::store::HistoryStore;
 
-/// `<table>/host=<host>/date=<YYYY-MM-DD>/<ts-ms>.parquet`
-pub fn sample_path(store: &HistoryStore, table: &str, host: &str, ts: DateTime<Utc>) -> Path {
-    store.path(&[
-        table,
-        &format!("host={host}"),
-        &format!("date={}", ts.format("%Y-%m-%d")),
-        &format!("{}.parquet", ts.timestamp_millis()),
-    ])
+/// The directories and file name of a sample:
+/// `<table>/host=<host>/date=<YYYY-MM-DD>/<ts-ms>.parquet`.
+pub fn sample_parts(table: &str, host: &str, ts: DateTime<Utc>) -> ([String; 3], String) {
+    ([table.to_string(), format!("host={host}"), format!("date={}", ts.format("%Y-%m-%d"))], format!("{}.parquet", ts.timestamp_millis()))
+}
+
+/// Write one sample where it belongs: through the link-refusing local
+/// tree, or as one atomic put to an object store.
+pub async fn write_sample(store: &HistoryStore, table: &str, host: &str, ts: DateTime<Utc>, data: Vec<u8>) -> anyhow::Result<()> {
+    let (dirs, file) = sample_parts(table, host, ts);
+    match &store.local {
+        Some(tree) => {
+            tree.write_file(&[&dirs[0], &dirs[1], &dirs[2]], &file, &data)?;
+        }
+        None => {
+            let path = store.path(&[&dirs[0], &dirs[1], &dirs[2], &file]);
+            store.store.put(&path, data.into()).await?;
+        }
+    }
+    Ok(())
 }
 
 /// The date of a `date=YYYY-MM-DD` path segment.
@@ -33,6 +44,9 @@ pub async fn tables(store: &HistoryStore) -> anyhow::Result<Vec<String>> {
 /// Delete this host's partitions of `table` older than `keep_days` days
 /// before `today`. Returns the number of files deleted.
 pub async fn prune(store: &HistoryStore, table: &str, host: &str, today: NaiveDate, keep_days: i64) -> anyhow::Result<usize> {
+    if let Some(tree) = &store.local {
+        return tree.prune(table, host, today, keep_days);
+    }
     let host_dir = store.path(&[table, &format!("host={host}")]);
     let listing = store.store.list_with_delimiter(Some(&host_dir)).await?;
     let mut deleted = 0;
@@ -45,10 +59,6 @@ pub async fn prune(store: &HistoryStore, table: &str, host: &str, today: NaiveDa
         for f in files {
             store.store.delete(&f.location).await?;
             deleted += 1;
-        }
-        // A local directory stays behind empty; remove it when it is one.
-        if store.root_url.scheme() == "file" {
-            let _ = std::fs::remove_dir(format!("/{dir}"));
         }
     }
     Ok(deleted)

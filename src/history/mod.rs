@@ -6,6 +6,7 @@
 //! each row with a `ts` column; `host` and `date` come from the path.
 
 pub mod layout;
+pub mod local;
 pub mod record;
 pub mod register;
 pub mod store;

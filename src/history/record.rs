@@ -13,7 +13,6 @@ use datafusion::arrow::array::{ArrayRef, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
-use object_store::ObjectStoreExt;
 
 use super::layout;
 use super::store::HistoryStore;
@@ -105,10 +104,9 @@ impl Recorder<'_> {
                 };
                 let Some(result) = results.into_iter().last() else { continue };
                 if let Some((data, n)) = parquet_bytes(&result.schema, &result.batches, ts)? {
-                    let path = layout::sample_path(&self.store, &source.name, &self.host, ts);
                     bytes += data.len();
                     rows += n;
-                    self.store.store.put(&path, data.into()).await?;
+                    layout::write_sample(&self.store, &source.name, &self.host, ts, data).await?;
                 }
                 if let Some(days) = self.retention_days {
                     layout::prune(&self.store, &source.name, &self.host, ts.date_naive(), days).await?;

@@ -20,6 +20,9 @@ pub struct HistoryStore {
     pub prefix: Path,
     /// How the user wrote it, for messages.
     pub display: String,
+    /// A local directory opened for writing: writes and retention go
+    /// through it, never following links (see [`super::local`]).
+    pub local: Option<super::local::LocalTree>,
 }
 
 impl HistoryStore {
@@ -40,21 +43,24 @@ impl HistoryStore {
                 root_url: Url::parse(&format!("s3://{bucket}"))?,
                 prefix: Path::from(prefix.trim_matches('/')),
                 display: location.to_string(),
+                local: None,
             });
         }
         if location.contains("://") {
             anyhow::bail!("{location}: only local directories and s3:// URLs are supported");
         }
         let dir = std::path::Path::new(location);
-        if create {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {location}"))?;
-        }
-        let abs = dir.canonicalize().with_context(|| format!("no history directory {location}"))?;
+        let local = if create { Some(super::local::LocalTree::open(dir)?) } else { None };
+        let abs = match &local {
+            Some(tree) => tree.root().to_path_buf(),
+            None => dir.canonicalize().with_context(|| format!("no history directory {location}"))?,
+        };
         Ok(HistoryStore {
             store: Arc::new(LocalFileSystem::new()),
             root_url: Url::parse("file:///")?,
             prefix: Path::from_filesystem_path(&abs)?,
             display: location.to_string(),
+            local,
         })
     }
 
