@@ -1,12 +1,12 @@
 //! The REPL's line-editing helper: tab completion of SQL keywords, table
 //! and column names (from the live schemas), saved query names and
-//! meta-commands; and multi-line input ended by `;`.
+//! meta-commands; highlighting; when a statement is complete.
 
 use std::borrow::Cow;
 
 use rustyline::completion::{Completer, Pair};
 use rustyline::highlight::{CmdKind, Highlighter};
-use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use rustyline::validate::Validator;
 use rustyline::{Context, Helper, Hinter};
 
 use super::meta;
@@ -124,13 +124,22 @@ pub fn highlight_sql(line: &str) -> String {
     out
 }
 
+/// Past this many bytes the line being edited is not highlighted: every
+/// highlighted keystroke redraws the whole line, which made an unbracketed
+/// paste quadratic (100 KB took minutes). Plain text keeps rustyline's
+/// one-character fast path, so a paste of any size costs linear time.
+pub const HIGHLIGHT_MAX: usize = 256;
+
 impl Highlighter for SqlHelper {
     fn highlight<'l>(&self, line: &'l str, _pos: usize) -> Cow<'l, str> {
+        if line.len() > HIGHLIGHT_MAX {
+            return Cow::Borrowed(line);
+        }
         Cow::Owned(highlight_sql(line))
     }
 
-    fn highlight_char(&self, _line: &str, _pos: usize, _kind: CmdKind) -> bool {
-        true
+    fn highlight_char(&self, line: &str, _pos: usize, _kind: CmdKind) -> bool {
+        line.len() <= HIGHLIGHT_MAX
     }
 }
 
@@ -141,11 +150,39 @@ pub fn is_complete(input: &str) -> bool {
     t.is_empty() || t.starts_with('\\') || t.ends_with(';')
 }
 
-impl Validator for SqlHelper {
-    fn validate(&self, ctx: &mut ValidationContext<'_>) -> rustyline::Result<ValidationResult> {
-        Ok(if is_complete(ctx.input()) { ValidationResult::Valid(None) } else { ValidationResult::Incomplete })
+/// Pasted lines longer than this are taken in pieces of this size (shown
+/// under continuation prompts, joined without a line break): rustyline
+/// redraws a whole line each time it wraps on the screen, so one pasted
+/// 100 KB line without bracketed paste cost quadratic time.
+pub const SPLIT_AT: usize = 2048;
+
+/// Ends the line being edited when it reaches [`SPLIT_AT`] bytes and
+/// another character arrives at its end, keeping that character for the
+/// next piece (the shell prefills it).
+pub struct LongLineSplitter {
+    pub carry: std::sync::Arc<std::sync::Mutex<Option<char>>>,
+}
+
+impl rustyline::ConditionalEventHandler for LongLineSplitter {
+    fn handle(&self, evt: &rustyline::Event, _: rustyline::RepeatCount, _: bool, ctx: &rustyline::EventContext) -> Option<rustyline::Cmd> {
+        use rustyline::{KeyCode, KeyEvent, Modifiers};
+        if ctx.line().len() < SPLIT_AT || ctx.pos() != ctx.line().len() {
+            return None;
+        }
+        let KeyEvent(KeyCode::Char(c), m) = evt.get(0)? else { return None };
+        if !(m.is_empty() || *m == Modifiers::SHIFT) {
+            return None;
+        }
+        *self.carry.lock().ok()? = Some(*c);
+        Some(rustyline::Cmd::AcceptLine)
     }
 }
+
+/// Every line is accepted as typed: the shell gathers lines into a
+/// statement itself (see `Repl::run`). rustyline's multi-line editing
+/// redraws the whole statement at each new line, which made a pasted
+/// 2,000-line statement cost quadratic time.
+impl Validator for SqlHelper {}
 
 #[cfg(test)]
 mod tests {

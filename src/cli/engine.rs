@@ -261,13 +261,13 @@ impl Engine {
         };
         let mut statements = Statements::new(&sql.text).map_err(|e| {
             let line = parser_error_line(&e.to_string());
-            at(line, e.into())
+            at(line, e.into_anyhow())
         })?;
         let mut ran = 0;
         while let Some(statement) = statements.next_statement() {
             let statement = statement.map_err(|e| {
                 let line = parser_error_line(&e.to_string());
-                at(line, e.into())
+                at(line, e.into_anyhow())
             })?;
             let line = statement_line(&statement);
             self.run_statement(statement, &sql.params, tx).await.map_err(|e| at(line, exhausted_hint(e)))?;

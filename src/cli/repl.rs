@@ -111,9 +111,39 @@ impl<'a> Repl<'a> {
             let _ = rl.load_history(h);
         }
         println!("sockql {}: SQL over this host's sockets. \\? for help, \\q to quit.", env!("CARGO_PKG_VERSION"));
+        // A statement is gathered line by line until it is complete (ends
+        // with ';'), under a continuation prompt: each line is edited on
+        // its own, so a paste costs time linear in its lines.
+        let carry = Arc::new(std::sync::Mutex::new(None));
+        let splitter = super::complete::LongLineSplitter { carry: carry.clone() };
+        rl.bind_sequence(rustyline::Event::Any, rustyline::EventHandler::Conditional(Box::new(splitter)));
+        let (mut pending, mut glue, mut initial) = (String::new(), "", String::new());
         loop {
-            match rl.readline("sockql> ") {
-                Ok(line) => {
+            let prompt = if pending.is_empty() { "sockql> " } else { "    ..> " };
+            let read = if initial.is_empty() { rl.readline(prompt) } else { rl.readline_with_initial(prompt, (&initial, "")) };
+            initial.clear();
+            match read {
+                Ok(text) => {
+                    if !pending.is_empty() {
+                        pending.push_str(glue);
+                    }
+                    pending.push_str(&text);
+                    // A long line split by the editor goes on without a break.
+                    if let Some(c) = carry.lock().ok().and_then(|mut c| c.take()) {
+                        initial.push(c);
+                        glue = "";
+                        continue;
+                    }
+                    glue = "\n";
+                    if pending.len() > crate::query::statements::MAX_SQL_BYTES {
+                        pending.clear();
+                        eprintln!("sockql: error: statement too large (at most {} KiB); dropped", crate::query::statements::MAX_SQL_BYTES / 1024);
+                        continue;
+                    }
+                    if !super::complete::is_complete(&pending) {
+                        continue;
+                    }
+                    let line = std::mem::take(&mut pending);
                     if line.trim().is_empty() {
                         continue;
                     }
@@ -131,7 +161,10 @@ impl<'a> Repl<'a> {
                     }
                 }
                 // Ctrl-C while typing drops the statement, not the shell.
-                Err(ReadlineError::Interrupted) => continue,
+                Err(ReadlineError::Interrupted) => {
+                    pending.clear();
+                    glue = "";
+                }
                 Err(ReadlineError::Eof) => break,
                 Err(e) => return Err(e.into()),
             }

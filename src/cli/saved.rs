@@ -321,7 +321,7 @@ pub fn list_batch() -> datafusion::arrow::record_batch::RecordBatch {
                 );
                 origins.push(q.origin.clone());
             }
-            Err(e) => crate::notice::warn_once(&e.to_string(), format!("skipping a bad saved query: {e}")),
+            Err(e) => crate::notice::warn_once(&e.to_string(), format!("skipping a bad saved query: {e:#}")),
         }
     }
     let schema = Schema::new(vec![
@@ -346,7 +346,7 @@ pub fn find(name: &str) -> anyhow::Result<SavedQuery> {
         match q {
             Ok(q) if q.name == name => return Ok(q),
             Ok(q) => names.push(q.name),
-            Err(_) => {}
+            Err(e) => crate::notice::warn_once(&e.to_string(), format!("skipping a bad saved query: {e:#}")),
         }
     }
     anyhow::bail!("no saved query named '{name}'; saved queries are: {}", names.join(", "))

@@ -9,4 +9,5 @@ pub mod layout;
 pub mod local;
 pub mod record;
 pub mod register;
+pub mod skip;
 pub mod store;

@@ -16,6 +16,7 @@ mod properties;
 mod pushdown;
 mod reliability;
 mod repl;
+mod root_safe;
 mod saved;
 mod sockets;
 mod watch;

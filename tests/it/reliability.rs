@@ -52,7 +52,7 @@ fn bad_inputs_get_one_clear_line() {
     fails(&["-f", huge.to_str().unwrap()], 1, &["huge.sql: 2000000 bytes is too large for a query file"]);
     fails(&["-f", dir.to_str().unwrap()], 1, &["not a regular file"]);
     let broken = dir.join("broken.sql");
-    std::fs::write(&broken, "SELECT 1;\n-- fine so far\nSELECT (1;\n").unwrap();
+    std::fs::write(&broken, "-- a report\n-- fine so far\nSELECT (1;\n").unwrap();
     fails(&["-f", broken.to_str().unwrap()], 1, &[&format!("{}:3: SQL syntax error", broken.display())]);
     std::fs::remove_dir_all(dir).unwrap();
 }
