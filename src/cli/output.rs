@@ -339,4 +339,45 @@ mod tests {
         assert_eq!(render(Format::Ndjson, true, &[]), "");
         assert!(render(Format::Table, true, &[]).contains("| state | n |"));
     }
+
+    #[test]
+    fn every_string_type_and_header_is_escaped_in_tables() {
+        use datafusion::arrow::array::{ArrayRef, DictionaryArray, LargeStringArray, StringViewArray, StructArray};
+        use datafusion::arrow::datatypes::Int32Type;
+        let evil = "a\x1b[2Jb";
+        let view: ArrayRef = Arc::new(StringViewArray::from(vec![evil]));
+        let large: ArrayRef = Arc::new(LargeStringArray::from(vec![evil]));
+        let dict: ArrayRef = Arc::new(vec![evil].into_iter().collect::<DictionaryArray<Int32Type>>());
+        let nested: ArrayRef = Arc::new(StructArray::from(vec![(Arc::new(Field::new("s", DataType::Utf8, false)), Arc::new(StringArray::from(vec![evil])) as ArrayRef)]));
+        let columns = vec![view, large, dict, nested];
+        let fields: Vec<Field> = columns.iter().enumerate().map(|(i, c)| Field::new(format!("h{i}\x07"), c.data_type().clone(), false)).collect();
+        let b = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let mut buf = Vec::new();
+        print(&mut buf, OutputOptions::new(Format::Table), &b.schema(), std::slice::from_ref(&b)).unwrap();
+        let t = String::from_utf8(buf).unwrap();
+        assert!(!t.contains('\x1b') && !t.contains('\x07'), "{t:?}");
+        assert_eq!(t.matches(r"a\x1b[2Jb").count(), 4, "{t}");
+        assert!(t.contains(r"h0\x07"), "{t}");
+        // csv with escaping: string-like columns as escaped text.
+        let flat = b.project(&[0, 1, 2]).unwrap();
+        let mut buf = Vec::new();
+        let opts = OutputOptions { escape: true, ..OutputOptions::new(Format::Csv) };
+        print(&mut buf, opts, &flat.schema(), &[flat]).unwrap();
+        assert_eq!(String::from_utf8(buf).unwrap(), "h0\\x07,h1\\x07,h2\\x07\na\\x1b[2Jb,a\\x1b[2Jb,a\\x1b[2Jb\n");
+    }
+
+    #[test]
+    fn a_large_table_prints_in_parts_within_its_budget() {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Utf8, false)]));
+        let rows: Vec<String> = (0..1000).map(|i| format!("row{i:04}")).collect();
+        let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(rows))]).unwrap();
+        let mut buf = Vec::new();
+        // Room for about 100 cells of (7 bytes + a String) each.
+        let opts = OutputOptions { table_budget: 100 * (7 + CELL_OVERHEAD), ..OutputOptions::new(Format::Table) };
+        print(&mut buf, opts, &schema, &[b]).unwrap();
+        let t = String::from_utf8(buf).unwrap();
+        assert_eq!(t.matches("| v       |").count(), 10, "ten tables of 100 rows");
+        assert_eq!(t.lines().filter(|l| l.starts_with("| row")).count(), 1000);
+        assert!(t.contains("| row0000 |") && t.contains("| row0999 |"));
+    }
 }

@@ -177,6 +177,21 @@ fn saved_queries_cannot_be_hijacked() {
     assert!(!o.contains("hijacked"), "root ran another user's SQL: {o}");
     assert!(o.starts_with("netns,netns_name,protocol") || o.contains("protocol"), "{o}");
     assert!(e.contains(&format!("not searching queries for saved queries: queries is owned by uid {NOBODY}")), "{e}");
+    // An unprivileged user is protected the same way from a third user's
+    // directory (uid 1 here).
+    chown(&q, 1);
+    chown(&q.join("zz.sql"), 1);
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(bin())
+        .args(["--format", "csv", "run", "listeners"])
+        .current_dir(&w)
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .output()
+        .unwrap();
+    let (o, e, ok) = output_of(o);
+    assert!(ok, "{e}");
+    assert!(!o.contains("hijacked") && e.contains("queries is owned by uid 1, not by root or you"), "{o}{e}");
     // Root's own directory: the file is named by its file name.
     chown(&q, 0);
     chown(&q.join("zz.sql"), 0);
@@ -216,19 +231,9 @@ fn host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string()
 }
 
+/// Every file (not directory) below `dir`, links included, sorted.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(d).unwrap().flatten() {
-            let meta = std::fs::symlink_metadata(e.path()).unwrap();
-            if meta.is_dir() {
-                stack.push(e.path());
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
+    let mut out: Vec<PathBuf> = walk_all(dir).into_iter().filter(|p| !std::fs::symlink_metadata(p).unwrap().is_dir()).collect();
     out.sort();
     out
 }
@@ -270,6 +275,9 @@ fn record_never_follows_links_or_uses_anothers_directory() {
     // --out owned by another user, or writable by others without the
     // sticky bit, is refused; a sticky world-writable one (like /tmp) is
     // used, with what is below it checked.
+    let (_, e, code) = as_nobody(&["record", "--out", out.to_str().unwrap(), "--tables", "sockets", "--samples", "1"]);
+    assert_eq!(code, Some(1), "{e}");
+    assert!(e.contains(&format!("refusing --out {}: it belongs to uid 0, not to the user sockql runs as (65534)", out.display())), "{e}");
     let theirs = base.join("theirs");
     std::fs::create_dir(&theirs).unwrap();
     chown(&theirs, NOBODY);
@@ -356,6 +364,10 @@ fn process_names_cannot_drive_the_terminal() {
         assert!(o.contains(shown), "{sql}: {o}");
         assert!(!o.contains('\x1b') && !o.contains('\x07'), "{sql}: raw control characters: {o:?}");
     }
+    // The same for an unprivileged user.
+    let (o, e, code) = as_nobody(&[&format!("SELECT {name} AS n")]);
+    assert_eq!(code, Some(0), "{e}");
+    assert!(o.contains(shown) && !o.contains('\x1b'), "{o:?}");
     // Error lines that quote data.
     let (_, e, ok) = run(&[&format!("SELECT * FROM \"{}\"", String::from_utf8_lossy(evil))]);
     assert!(!ok);
@@ -455,6 +467,7 @@ fn root_shell_history_stays_out_of_a_users_home() {
     std::fs::remove_dir_all(base).unwrap();
 }
 
+/// Every entry below `dir`, never following a link.
 fn walk_all(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
