@@ -182,7 +182,7 @@ fn parse_for(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_param(s: &str) -> Result<(String, String), String> {
-    super::saved::parse_assignment(s).map_err(|e| e.to_string())
+    crate::query::saved::parse_assignment(s).map_err(|e| e.to_string())
 }
 
 /// An interval as `watch -n` takes it (seconds) or as humans write it.

@@ -8,7 +8,7 @@ use anyhow::bail;
 use clap::ValueEnum;
 
 use super::args::{parse_interval, Format};
-use super::saved::parse_assignment;
+use crate::query::saved::parse_assignment;
 
 /// (usage, what it does), in the order `\?` prints them.
 pub const COMMANDS: &[(&str, &str)] = &[

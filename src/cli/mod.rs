@@ -1,22 +1,19 @@
 //! The command line: arguments, where the SQL comes from, and printing.
 
 pub mod args;
-pub mod catalog;
 pub mod complete;
-pub mod engine;
 pub mod meta;
 pub mod output;
 pub mod repl;
-pub mod saved;
 pub mod watch;
 
 use std::io::{IsTerminal, Write};
-use std::path::Path;
 
 use anyhow::Context;
 
 use args::{Args, Command};
-use engine::{Engine, QueryRunner, SqlSource};
+use crate::query::engine::{self, Engine, QueryRunner, SqlSource};
+use crate::query::{catalog, saved};
 use output::OutputOptions;
 
 use crate::tables::SourceOptions;
@@ -55,18 +52,6 @@ pub fn error_line(e: &anyhow::Error) -> String {
     output::escape_control_text(&line).into_owned()
 }
 
-/// SQL from a file: a saved query if it has headers (its parameters get
-/// their defaults), else plain statements; errors name the file and line.
-pub fn file_source(path: &Path, params: &[(String, String)]) -> anyhow::Result<SqlSource> {
-    let text = saved::read_query_file(path)?;
-    let origin = path.display().to_string();
-    if saved::has_name_header(&text) {
-        return saved::SavedQuery::parse(&origin, &text)?.source(params);
-    }
-    let params = params.iter().map(|(k, v)| (k.clone(), saved::param_value(v))).collect();
-    Ok(SqlSource { text, origin: Some(origin), params })
-}
-
 /// Where the SQL to run comes from; `None` means start the REPL.
 fn sql_source(args: &Args) -> anyhow::Result<Option<SqlSource>> {
     let inline = |text: String| {
@@ -80,7 +65,7 @@ fn sql_source(args: &Args) -> anyhow::Result<Option<SqlSource>> {
         return Ok(Some(inline(q.clone())));
     }
     if let Some(path) = &args.file {
-        return Ok(Some(file_source(path, &args.params)?));
+        return Ok(Some(saved::file_source(path, &args.params)?));
     }
     let stdin = std::io::stdin();
     if stdin.is_terminal() {

@@ -9,7 +9,7 @@ use datafusion::arrow::json::writer::{JsonArray, LineDelimited, Writer as JsonWr
 use datafusion::arrow::record_batch::RecordBatch;
 
 use super::args::Format;
-use super::engine::ResultSink;
+use crate::query::engine::ResultSink;
 
 #[derive(Debug, Clone, Copy)]
 pub struct OutputOptions {

@@ -12,12 +12,13 @@ use rustyline::error::ReadlineError;
 use rustyline::history::FileHistory;
 use rustyline::{Config, Editor};
 
-use super::catalog;
+use crate::query::catalog;
 use super::complete::SqlHelper;
-use super::engine::{QueryRunner, SqlSource};
+use crate::query::engine::{QueryRunner, SqlSource};
 use super::meta::{self, Meta};
 use super::output::{self, OutputOptions};
-use super::{error_line, file_source, saved, watch};
+use super::{error_line, watch};
+use crate::query::saved::{self, file_source};
 use crate::tables::catalog as tables;
 
 /// The shell's history file: $XDG_STATE_HOME/sockql/history, else

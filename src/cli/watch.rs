@@ -3,25 +3,13 @@
 //! each run's rows with a `ts` column, for piping into other tools.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::array::{ArrayRef, TimestampMillisecondArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::arrow::record_batch::RecordBatch;
 
 use super::args::Format;
-use super::engine::{QueryRunner, SqlSource, StatementResult};
+use crate::query::engine::{QueryRunner, SqlSource, StatementResult};
+use crate::query::stamp::{stamp, stamped_schema};
 use super::output::{self, OutputOptions};
-
-/// `batch` with a first column `ts` holding `ts_ms` on every row.
-pub fn with_ts(batch: &RecordBatch, ts_ms: i64) -> anyhow::Result<RecordBatch> {
-    let mut fields = vec![Arc::new(Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false))];
-    fields.extend(batch.schema().fields().iter().cloned());
-    let mut columns: Vec<ArrayRef> = vec![Arc::new(TimestampMillisecondArray::from(vec![ts_ms; batch.num_rows()]))];
-    columns.extend(batch.columns().iter().cloned());
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
-}
 
 fn print_tick(out: &mut dyn Write, opts: OutputOptions, sql: &SqlSource, every: Duration, results: &[StatementResult], tick: usize) -> anyhow::Result<()> {
     let now = chrono::Utc::now();
@@ -40,11 +28,8 @@ fn print_tick(out: &mut dyn Write, opts: OutputOptions, sql: &SqlSource, every: 
         // csv: the header once, not per tick.
         let opts = OutputOptions { header: opts.header && tick == 0, ..opts };
         for r in results {
-            let batches = r.batches.iter().map(|b| with_ts(b, ts)).collect::<anyhow::Result<Vec<_>>>()?;
-            let schema = match batches.first() {
-                Some(b) => b.schema(),
-                None => with_ts(&RecordBatch::new_empty(r.schema.clone()), ts)?.schema(),
-            };
+            let schema = stamped_schema(&r.schema);
+            let batches = r.batches.iter().map(|b| stamp(b, &schema, ts)).collect::<anyhow::Result<Vec<_>>>()?;
             // ndjson/csv of an empty tick print nothing (or one header).
             if !batches.is_empty() || opts.format == Format::Json || tick == 0 {
                 output::print(out, opts, &schema, &batches)?;

@@ -5,18 +5,17 @@
 //! Ctrl-C never leaves a torn file where readers look.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use datafusion::arrow::array::{ArrayRef, TimestampMillisecondArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 
 use super::layout;
 use super::store::HistoryStore;
-use crate::cli::engine::{QueryRunner, SqlSource};
+use crate::query::engine::{QueryRunner, SqlSource};
+use crate::query::stamp::{stamp, stamped_schema};
 
 /// What one recorder samples: a name (the directory) and the SQL.
 pub struct Source {
@@ -28,7 +27,7 @@ pub struct Source {
 /// `--tables a,b` (each table whole).
 pub fn sources(tables: &[String], query: Option<&str>, params: &[(String, String)]) -> anyhow::Result<Vec<Source>> {
     if let Some(name) = query {
-        return Ok(vec![Source { name: name.to_string(), sql: crate::cli::saved::find(name)?.source(params)? }]);
+        return Ok(vec![Source { name: name.to_string(), sql: crate::query::saved::find(name)?.source(params)? }]);
     }
     let known = crate::tables::catalog();
     tables
@@ -56,34 +55,16 @@ pub struct Recorder<'a> {
     pub retention_days: Option<i64>,
 }
 
-/// The schema a sample is written with: `ts` first, UTC milliseconds.
-fn ts_schema(schema: &SchemaRef) -> SchemaRef {
-    let mut fields = vec![Arc::new(Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false))];
-    fields.extend(schema.fields().iter().filter(|f| f.name() != "ts").cloned());
-    Arc::new(Schema::new(fields))
-}
-
-fn with_ts(batch: &RecordBatch, schema: &SchemaRef, ts: DateTime<Utc>) -> anyhow::Result<RecordBatch> {
-    let ts_col: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![ts.timestamp_millis(); batch.num_rows()]).with_timezone("UTC"));
-    let mut columns = vec![ts_col];
-    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
-        if f.name() != "ts" {
-            columns.push(c.clone());
-        }
-    }
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
-}
-
 /// One table's sample as Parquet bytes, or `None` when it has no rows.
 pub fn parquet_bytes(schema: &SchemaRef, batches: &[RecordBatch], ts: DateTime<Utc>) -> anyhow::Result<Option<(Vec<u8>, usize)>> {
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     if rows == 0 {
         return Ok(None);
     }
-    let out_schema = ts_schema(schema);
+    let out_schema = stamped_schema(schema);
     let mut w = ArrowWriter::try_new(Vec::new(), out_schema.clone(), None)?;
     for b in batches {
-        w.write(&with_ts(b, &out_schema, ts)?)?;
+        w.write(&stamp(b, &out_schema, ts.timestamp_millis())?)?;
     }
     Ok(Some((w.into_inner()?, rows)))
 }

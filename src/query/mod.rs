@@ -1,6 +1,13 @@
-//! The query layer every front end uses: what SQL may do (policy) and how
-//! SQL text becomes statements within bounds.
+//! The query layer every front end uses (the command line, the recorder,
+//! later the server): the engine (session, limits, running statements),
+//! what SQL may do (policy), how SQL text becomes statements within bounds,
+//! saved queries (format, discovery, binding), and the catalog. It knows
+//! nothing of any front end.
 
+pub mod catalog;
+pub mod engine;
 pub mod files;
 pub mod policy;
+pub mod saved;
+pub mod stamp;
 pub mod statements;

@@ -267,6 +267,18 @@ pub fn load_file(path: &Path) -> anyhow::Result<SavedQuery> {
     Ok(q)
 }
 
+/// SQL from a file: a saved query if it has headers (its parameters get
+/// their defaults), else plain statements; errors name the file and line.
+pub fn file_source(path: &Path, params: &[(String, String)]) -> anyhow::Result<super::engine::SqlSource> {
+    let text = read_query_file(path)?;
+    let origin = path.display().to_string();
+    if has_name_header(&text) {
+        return SavedQuery::parse(&origin, &text)?.source(params);
+    }
+    let params = params.iter().map(|(k, v)| (k.clone(), param_value(v))).collect();
+    Ok(super::engine::SqlSource { text, origin: Some(origin), params })
+}
+
 /// Every saved query visible from here, first found wins per name.
 /// Files that fail to parse are reported as errors, not skipped silently.
 pub fn all() -> Vec<Result<SavedQuery, anyhow::Error>> {
