@@ -147,9 +147,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 /// Write every answer datagram of one netlink dump source to `file`, for
 /// parser fixtures and bug reports.
 fn capture(source: args::CaptureSource, file: &std::path::Path) -> anyhow::Result<()> {
-    use crate::collect::inet_diag::Extensions;
-    use crate::collect::sock_diag::{SockDiag, ALL_DUMPS};
+    use crate::collect::sock_diag::inet::Extensions;
+    use crate::collect::sock_diag::{InetRequest, SockDiag, ALL_DUMPS};
     use crate::collect::tcp_state::ALL_BITS;
+    use crate::collect::Error;
     use std::ops::ControlFlow::Continue;
     // A new file only: never truncate or follow a link to an existing one.
     let created = std::fs::File::options().write(true).create_new(true).open(file);
@@ -157,13 +158,14 @@ fn capture(source: args::CaptureSource, file: &std::path::Path) -> anyhow::Resul
     match source {
         args::CaptureSource::SockDiag => {
             let mut nl = SockDiag::open()?;
-            let ext = Extensions { tcp_info: true, congestion: true, meminfo: true };
+            let extensions = Extensions { tcp_info: true, congestion: true, meminfo: true };
             for (protocol, family) in ALL_DUMPS {
-                nl.dump(protocol, family, ALL_BITS, ext, &[], Some(&mut w), |_| Continue(()))?;
+                let req = InetRequest { protocol, family, states: ALL_BITS, extensions, conds: Vec::new() };
+                nl.inet(&req, Some(&mut w), |_| Ok::<_, Error>(Continue(())))?;
             }
         }
         args::CaptureSource::Ctnetlink => {
-            crate::collect::ctnetlink::Ctnetlink::open()?.dump(0, &Default::default(), Some(&mut w), |_| Continue(()))?;
+            crate::collect::conntrack::Ctnetlink::open()?.dump(0, &Default::default(), Some(&mut w), |_| Ok::<_, Error>(Continue(())))?;
         }
     }
     w.flush()?;

@@ -3,21 +3,28 @@
 //! with parsing kept apart from I/O so parsers can be tested on captured
 //! bytes.
 
+pub mod conntrack;
 pub mod counters;
-pub mod ctnetlink;
-pub mod inet_diag;
+pub mod error;
 pub mod netlink;
 pub mod netns;
 pub mod nla;
 pub mod owners;
-pub mod proc_conntrack;
 pub mod proc_net;
 pub mod processes;
 pub mod sock_diag;
 pub mod sysctl;
 pub mod tcp_state;
-pub mod unix_diag;
 pub mod users;
+
+pub use error::{Error, Used};
+
+/// How readers choose their source, from the command line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Read /proc text files even where netlink works (`--no-netlink`).
+    pub no_netlink: bool,
+}
 
 /// A small /proc text file whose content a process controls (comm,
 /// cgroup): read as bytes, at most `max` of them, shown lossily. A name

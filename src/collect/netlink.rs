@@ -1,5 +1,5 @@
-//! Netlink dump plumbing shared by every netlink reader (sock_diag now,
-//! ctnetlink later): open a socket, send one dump request, and hand each
+//! Netlink dump plumbing shared by every netlink reader (sock_diag,
+//! ctnetlink): open a socket, send one dump request, and hand each
 //! message of the multi-part answer to a callback as it arrives.
 //!
 //! Framing is parsed with `netlink-packet-core` and kept apart from I/O
@@ -9,7 +9,7 @@ use std::ops::ControlFlow;
 
 use netlink_packet_core::NetlinkBuffer;
 use netlink_sys::{Socket, SocketAddr};
-use thiserror::Error;
+pub use super::Error as NetlinkError;
 
 pub const NLMSG_NOOP: u16 = 1;
 pub const NLMSG_ERROR: u16 = 2;
@@ -25,42 +25,6 @@ pub const NLM_F_DUMP: u16 = NLM_F_ROOT | NLM_F_MATCH;
 /// sizes dump skbs by the receive buffer, capped); 1 MiB leaves room for a
 /// kernel that sends bigger ones, and MSG_TRUNC tells us if one still did.
 const RECV_BUFFER: usize = 1 << 20;
-
-#[derive(Debug, Error)]
-pub enum NetlinkError {
-    #[error("cannot open netlink socket: {0}")]
-    Open(#[source] std::io::Error),
-    #[error("netlink I/O failed: {0}")]
-    Io(#[source] std::io::Error),
-    #[error("kernel answered the dump with error {errno} ({})", std::io::Error::from_raw_os_error(*.errno))]
-    Kernel { errno: i32 },
-    #[error("malformed netlink message: {0}")]
-    Malformed(String),
-    #[error("netlink message of {0} bytes did not fit the receive buffer")]
-    Truncated(usize),
-}
-
-impl NetlinkError {
-    /// True when the kernel refused us (no permission, protocol not
-    /// available in this kernel or sandbox): the caller should fall back.
-    pub fn is_refusal(&self) -> bool {
-        let errno = match self {
-            NetlinkError::Open(e) | NetlinkError::Io(e) => e.raw_os_error(),
-            NetlinkError::Kernel { errno } => Some(*errno),
-            _ => None,
-        };
-        matches!(
-            errno,
-            Some(libc::EPERM)
-                | Some(libc::EACCES)
-                | Some(libc::EPROTONOSUPPORT)
-                | Some(libc::EAFNOSUPPORT)
-                | Some(libc::ENOENT)
-                | Some(libc::EOPNOTSUPP)
-                | Some(libc::EINVAL)
-        )
-    }
-}
 
 /// One netlink message inside a datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,11 +92,21 @@ pub fn request(message_type: u16, flags: u16, sequence: u32, body: &[u8]) -> Vec
     out
 }
 
+/// What the dumps on one socket received, for EXPLAIN ANALYZE.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Received {
+    /// Netlink messages handed to callers.
+    pub messages: u64,
+    /// Bytes of datagrams received.
+    pub bytes: u64,
+}
+
 /// A connected netlink socket of one protocol family.
 pub struct DumpSocket {
     socket: Socket,
     buf: Vec<u8>,
     sequence: u32,
+    pub received: Received,
 }
 
 impl DumpSocket {
@@ -144,45 +118,36 @@ impl DumpSocket {
             .map_err(NetlinkError::Open)?;
         // A bigger kernel-side queue lets a busy host's dump keep up.
         let _ = socket.set_rx_buf_sz(4 << 20);
-        Ok(DumpSocket { socket, buf: Vec::with_capacity(RECV_BUFFER), sequence: 0 })
+        Ok(DumpSocket { socket, buf: Vec::with_capacity(RECV_BUFFER), sequence: 0, received: Received::default() })
     }
 
     /// Send `message_type` with `body` as a dump request and call `on_msg`
-    /// for each answer message until NLMSG_DONE. `on_msg` may stop early by
-    /// returning `Break`; the rest of the dump is then discarded.
-    pub fn dump(
-        &mut self,
-        message_type: u16,
-        body: &[u8],
-        on_msg: impl FnMut(Frame<'_>) -> ControlFlow<()>,
-    ) -> Result<(), NetlinkError> {
-        self.dump_with_capture(message_type, body, None, on_msg)
-    }
-
-    /// [`DumpSocket::dump`], also writing each received datagram to
-    /// `capture` as a native-endian u32 length followed by its bytes.
-    pub fn dump_with_capture(
+    /// for each answer message until NLMSG_DONE. `on_msg` may stop early
+    /// (`Ok(Break)`; the rest of the dump is then discarded) or fail, which
+    /// ends the dump with its error. `capture`, when given, receives each
+    /// datagram as a native-endian u32 length followed by its bytes.
+    pub fn dump<E: From<NetlinkError>>(
         &mut self,
         message_type: u16,
         body: &[u8],
         mut capture: Option<&mut dyn std::io::Write>,
-        mut on_msg: impl FnMut(Frame<'_>) -> ControlFlow<()>,
-    ) -> Result<(), NetlinkError> {
+        mut on_msg: impl FnMut(Frame<'_>) -> Result<ControlFlow<()>, E>,
+    ) -> Result<(), E> {
         self.sequence = self.sequence.wrapping_add(1);
         let seq = self.sequence;
         let req = request(message_type, NLM_F_REQUEST | NLM_F_DUMP, seq, body);
         self.socket.send(&req, 0).map_err(NetlinkError::Io)?;
-        let mut stopped = false;
         loop {
             self.buf.clear();
             let n = match self.socket.recv(&mut self.buf, libc::MSG_TRUNC) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(NetlinkError::Io(e)),
+                Err(e) => return Err(NetlinkError::Io(e).into()),
             };
             if n > self.buf.len() {
-                return Err(NetlinkError::Truncated(n));
+                return Err(NetlinkError::Truncated(n).into());
             }
+            self.received.bytes += n as u64;
             if let Some(w) = capture.as_deref_mut() {
                 w.write_all(&(n as u32).to_ne_bytes())
                     .and_then(|_| w.write_all(&self.buf))
@@ -198,8 +163,8 @@ impl DumpSocket {
                     NLMSG_DONE => {
                         // Some families (ctnetlink) put an errno in DONE.
                         if let Ok(errno) = payload_errno(frame.payload) {
-                            if errno != 0 && !stopped {
-                                return Err(NetlinkError::Kernel { errno });
+                            if errno != 0 {
+                                return Err(NetlinkError::Kernel { errno }.into());
                             }
                         }
                         return Ok(());
@@ -209,23 +174,19 @@ impl DumpSocket {
                         if errno == 0 {
                             continue;
                         }
-                        return Err(NetlinkError::Kernel { errno });
+                        return Err(NetlinkError::Kernel { errno }.into());
                     }
-                    NLMSG_OVERRUN => {
-                        return Err(NetlinkError::Malformed("kernel reported overrun".into()))
-                    }
-                    _ if stopped => {}
+                    NLMSG_OVERRUN => return Err(NetlinkError::Malformed("kernel reported overrun".into()).into()),
                     _ => {
-                        if on_msg(frame).is_break() {
-                            stopped = true;
+                        self.received.messages += 1;
+                        if on_msg(frame)?.is_break() {
+                            // Dropping the socket discards what the kernel
+                            // still holds; the caller closes us, so we need
+                            // not read to DONE.
+                            return Ok(());
                         }
                     }
                 }
-            }
-            if stopped {
-                // Dropping the socket discards what the kernel still holds;
-                // the caller closes us, so we need not read to DONE.
-                return Ok(());
             }
         }
     }

@@ -2,7 +2,6 @@
 //! may be unreadable (the process exited mid-read, or belongs to another
 //! user): such fields are `None`, never an error.
 
-use std::collections::HashMap;
 
 use procfs::process::Process;
 
@@ -47,18 +46,8 @@ pub fn state_name(c: char) -> &'static str {
     }
 }
 
-/// The cgroup v2 path if the process has one, else the first v1 path.
-fn cgroup_path(p: &Process) -> Option<String> {
-    let groups = p.cgroups().ok()?.0;
-    groups
-        .iter()
-        .find(|g| g.hierarchy == 0)
-        .or_else(|| groups.first())
-        .map(|g| g.pathname.clone())
-}
-
 pub struct ProcessReader {
-    users: HashMap<u32, String>,
+    users: super::users::Users,
     boot_time_ms: Option<i64>,
     ticks_per_second: i64,
     page_size: u64,
@@ -67,7 +56,7 @@ pub struct ProcessReader {
 impl ProcessReader {
     pub fn new() -> Self {
         ProcessReader {
-            users: super::users::load(),
+            users: super::users::Users::new(),
             boot_time_ms: procfs::boot_time_secs().ok().map(|s| s as i64 * 1000),
             ticks_per_second: procfs::ticks_per_second().max(1) as i64,
             page_size: procfs::page_size(),
@@ -84,7 +73,7 @@ impl ProcessReader {
         let p = Process::new(pid).ok()?;
         let stat = p.stat().ok()?;
         let uid = p.uid().ok();
-        let cgroup = cgroup_path(&p);
+        let cgroup = super::netns::cgroup_of(pid);
         let container = cgroup.as_deref().and_then(super::netns::container_of);
         Some(ProcessRecord {
             pid,
@@ -93,7 +82,7 @@ impl ProcessReader {
             cmdline: cmdline(pid),
             exe: p.exe().ok().map(|e| e.to_string_lossy().into_owned()),
             uid,
-            user: uid.and_then(|u| self.users.get(&u).cloned()),
+            user: uid.and_then(|u| self.users.name(u)),
             state: state_name(stat.state),
             threads: stat.num_threads,
             rss_bytes: stat.rss * self.page_size,

@@ -1,31 +1,35 @@
-//! uid → user name from /etc/passwd, read once per scan. (No NSS: a host
-//! whose users live in LDAP shows null names for them; the uid stays.)
+//! uid → user name through the C library's user database (NSS: files,
+//! LDAP, sssd, ...), as `ps` and `ls` show it, cached per reader: one
+//! lookup per distinct uid of a scan.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
-pub fn parse_passwd(text: &str) -> HashMap<u32, String> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let mut f = l.split(':');
-            let name = f.next()?;
-            let uid = f.nth(1)?.parse().ok()?;
-            Some((uid, name.to_string()))
-        })
-        .collect()
-}
+#[derive(Debug, Default)]
+pub struct Users(Mutex<HashMap<u32, Option<String>>>);
 
-pub fn load() -> HashMap<u32, String> {
-    std::fs::read_to_string("/etc/passwd").map(|t| parse_passwd(&t)).unwrap_or_default()
+impl Users {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The name of `uid`, `None` if the database has none.
+    pub fn name(&self, uid: u32) -> Option<String> {
+        let lookup = || nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name);
+        match self.0.lock() {
+            Ok(mut cache) => cache.entry(uid).or_insert_with(lookup).clone(),
+            Err(_) => lookup(),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn parses_passwd_lines() {
-        let m = super::parse_passwd("root:x:0:0:root:/root:/bin/bash\n# c\nnobody:x:65534:65534::/:/x\nbad\n");
-        assert_eq!(m[&0], "root");
-        assert_eq!(m[&65534], "nobody");
-        assert_eq!(m.len(), 2);
+    fn names_users_from_the_database() {
+        let users = super::Users::new();
+        assert_eq!(users.name(0).as_deref(), Some("root"));
+        assert_eq!(users.name(0).as_deref(), Some("root"), "cached");
+        assert_eq!(users.name(4_000_000_000), None);
     }
 }

@@ -1,9 +1,10 @@
 //! `conntrack`: the kernel's connection-tracking / NAT table (conntrack -L).
 //!
-//! Source: a ctnetlink dump (NETLINK_NETFILTER, IPCTNL_MSG_CT_GET); where
-//! netlink is refused, /proc/net/nf_conntrack (no ids; status bits partly
-//! inferred). Without CAP_NET_ADMIN, or with connection tracking inactive,
-//! the table is empty and stderr says why once.
+//! Source: `collect::conntrack::read` chooses: a ctnetlink dump
+//! (NETLINK_NETFILTER, IPCTNL_MSG_CT_GET); where netlink is refused,
+//! /proc/net/nf_conntrack (no ids; status bits partly inferred). Without
+//! CAP_NET_ADMIN, or with connection tracking inactive, the table is empty
+//! and stderr says why once.
 //!
 //! Pushed down (Inexact): `family = …` chooses the dump's address family;
 //! `mark = N` and `zone = N` go into ctnetlink's dump filter, so the
@@ -15,10 +16,8 @@ use std::ops::ControlFlow;
 
 use datafusion::logical_expr::Expr;
 
-use crate::collect::ctnetlink::{self, Conntrack, Ctnetlink, DumpFilter, Tuple};
-use crate::collect::netlink::NetlinkError;
-use crate::collect::proc_conntrack;
-use crate::notice;
+use crate::collect::conntrack::{self, Conntrack, DumpFilter, Tuple};
+use crate::collect::ReadOptions;
 use crate::table_columns;
 use crate::tables::columns::{ColumnDef, RowBuilder};
 use crate::tables::filters::{as_i64, as_str, column_in_literals};
@@ -147,95 +146,16 @@ impl LiveSource for ConntrackTable {
         LivePartition::projected(Col::DEFS, projection.map(Vec::as_slice), label, move |sink| {
             let mut out = Emitter::new(RowBuilder::new(Col::DEFS, cols.as_deref(), BATCH_ROWS), sink, limit);
             scope::each(&targets, |ns| {
-                let mut failed = None;
-                let mut each = |ct: Conntrack| {
+                let used = conntrack::read(ReadOptions { no_netlink }, family, &filter, |ct: Conntrack| {
                     append(&mut out.rows, &ct, ns);
-                    match out.end_row() {
-                        Ok(flow) => flow,
-                        Err(e) => {
-                            failed = Some(e);
-                            ControlFlow::Break(())
-                        }
-                    }
-                };
-                read(family, &filter, no_netlink, &mut each)?;
-                if let Some(e) = failed {
-                    return Err(e);
-                }
+                    out.end_row()
+                })?;
+                sink.metrics.read(used, Default::default());
                 Ok(if out.done() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
             })?;
             out.finish()
         })
     }
-}
-
-/// Through thread-self: a reader thread in another namespace reads its own.
-const PROC_CONNTRACK: &str = "/proc/thread-self/net/nf_conntrack";
-const PROC_CONNTRACK_STATS: &str = "/proc/thread-self/net/stat/nf_conntrack";
-
-fn refusal_note(e: &NetlinkError) {
-    let msg = match errno_of(e) {
-        Some(libc::EPERM) | Some(libc::EACCES) => {
-            "reading the connection-tracking table needs CAP_NET_ADMIN (run sockql as root); conntrack is empty".to_string()
-        }
-        _ => format!(
-            "connection tracking is not available here ({e}): the nf_conntrack module is not loaded or \
-             nothing uses it in this network namespace; conntrack is empty"
-        ),
-    };
-    notice::note_once("conntrack-unavailable", msg);
-}
-
-fn errno_of(e: &NetlinkError) -> Option<i32> {
-    match e {
-        NetlinkError::Open(io) | NetlinkError::Io(io) => io.raw_os_error(),
-        NetlinkError::Kernel { errno } => Some(*errno),
-        _ => None,
-    }
-}
-
-/// Read the table from ctnetlink, else /proc/net/nf_conntrack, else nothing
-/// (with a note): a missing conntrack never fails a query.
-fn read(family: u8, filter: &DumpFilter, no_netlink: bool, each: &mut dyn FnMut(Conntrack) -> ControlFlow<()>) -> anyhow::Result<()> {
-    if !no_netlink {
-        let res = Ctnetlink::open().and_then(|mut nl| match nl.dump(family, filter, None, &mut *each) {
-            // A kernel without dump filters (zone filtering came late)
-            // refuses the request before sending anything: ask again
-            // unfiltered and let DataFusion filter.
-            Err(NetlinkError::Kernel { errno }) if errno == libc::EINVAL && *filter != DumpFilter::default() => {
-                nl.dump(family, &DumpFilter::default(), None, &mut *each)
-            }
-            other => other,
-        });
-        match res {
-            Ok(()) => return Ok(()),
-            Err(e) if e.is_refusal() || matches!(errno_of(&e), Some(libc::EOPNOTSUPP) | Some(libc::ENOENT)) => {
-                if std::fs::metadata(PROC_CONNTRACK).is_err() || matches!(errno_of(&e), Some(libc::EPERM)) {
-                    refusal_note(&e);
-                    return Ok(());
-                }
-                notice::warn_once("ctnetlink-refused", format!("ctnetlink refused ({e}); reading /proc/net/nf_conntrack instead (no ids)"));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let text = match std::fs::read_to_string(PROC_CONNTRACK) {
-        Ok(t) => t,
-        Err(e) => {
-            notice::note_once("conntrack-unavailable", format!("cannot read /proc/net/nf_conntrack ({e}); conntrack is empty"));
-            return Ok(());
-        }
-    };
-    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    for ct in proc_conntrack::parse(&text, now_s).map_err(anyhow::Error::msg)? {
-        if family != 0 && ct.family != family {
-            continue;
-        }
-        if each(ct).is_break() {
-            break;
-        }
-    }
-    Ok(())
 }
 
 fn tuple(r: &mut RowBuilder, t: &Tuple, src: Col, dst: Col, sport: Col, dport: Col) {
@@ -258,12 +178,12 @@ fn append(r: &mut RowBuilder, ct: &Conntrack, ns: &crate::collect::netns::Netns)
     let proto = ct.orig.protocol.unwrap_or(0);
     r.u32(Id as usize, ct.id);
     r.str(Family as usize, Some(if ct.family == libc::AF_INET6 as u8 { "inet6" } else { "inet" }));
-    match ctnetlink::protocol_name(proto) {
+    match conntrack::protocol_name(proto) {
         Some(n) => r.str(Protocol as usize, Some(n)),
         None => r.display(Protocol as usize, &proto),
     }
     r.u8(ProtocolNum as usize, Some(proto));
-    r.str(State as usize, ct.tcp_state.filter(|_| proto == 6).map(ctnetlink::tcp_state_name));
+    r.str(State as usize, ct.tcp_state.filter(|_| proto == 6).map(conntrack::tcp_state_name));
     r.u32(TimeoutS as usize, ct.timeout_s);
     tuple(r, &ct.orig, OrigSrc, OrigDst, OrigSport, OrigDport);
     tuple(r, &ct.reply, ReplySrc, ReplyDst, ReplySport, ReplyDport);
@@ -271,13 +191,13 @@ fn append(r: &mut RowBuilder, ct: &Conntrack, ns: &crate::collect::netns::Netns)
     r.u8(IcmpCode as usize, ct.orig.icmp_code);
     r.u16(IcmpId as usize, ct.orig.icmp_id);
     if r.wants(Status as usize) {
-        r.str(Status as usize, ct.status.map(ctnetlink::status_names).as_deref());
+        r.str(Status as usize, ct.status.map(conntrack::status_names).as_deref());
     }
     let bit = |b: u32| ct.status.map(|s| s & b != 0);
-    r.bool(Assured as usize, bit(ctnetlink::IPS_ASSURED));
-    r.bool(SeenReply as usize, bit(ctnetlink::IPS_SEEN_REPLY));
-    r.bool(Snat as usize, bit(ctnetlink::IPS_SRC_NAT));
-    r.bool(Dnat as usize, bit(ctnetlink::IPS_DST_NAT));
+    r.bool(Assured as usize, bit(conntrack::IPS_ASSURED));
+    r.bool(SeenReply as usize, bit(conntrack::IPS_SEEN_REPLY));
+    r.bool(Snat as usize, bit(conntrack::IPS_SRC_NAT));
+    r.bool(Dnat as usize, bit(conntrack::IPS_DST_NAT));
     r.u32(Mark as usize, ct.mark);
     r.u16(Zone as usize, Some(ct.zone.unwrap_or(0)));
     r.u32(UseCount as usize, ct.use_count);
@@ -293,24 +213,3 @@ fn append(r: &mut RowBuilder, ct: &Conntrack, ns: &crate::collect::netns::Netns)
     r.str(Secctx as usize, ct.secctx.as_deref());
 }
 
-/// Per-CPU statistics for `conntrack_stats`: ctnetlink, else
-/// /proc/net/stat/nf_conntrack, else none (with the same note).
-pub fn read_stats(no_netlink: bool) -> anyhow::Result<Vec<ctnetlink::CpuStats>> {
-    if !no_netlink {
-        match Ctnetlink::open().and_then(|mut nl| nl.cpu_stats()) {
-            Ok(s) => return Ok(s),
-            Err(e) if matches!(errno_of(&e), Some(libc::EPERM) | Some(libc::EACCES)) => {
-                refusal_note(&e);
-                return Ok(Vec::new());
-            }
-            Err(_) => {}
-        }
-    }
-    match std::fs::read_to_string(PROC_CONNTRACK_STATS) {
-        Ok(text) => proc_conntrack::parse_stats(&text).map_err(anyhow::Error::msg),
-        Err(e) => {
-            notice::note_once("conntrack-unavailable", format!("cannot read conntrack statistics ({e}); conntrack_stats is empty"));
-            Ok(Vec::new())
-        }
-    }
-}

@@ -54,9 +54,9 @@ impl LiveSource for ConntrackStatsTable {
         LivePartition::projected(Col::DEFS, projection.map(Vec::as_slice), label, move |sink| {
             let mut out = Emitter::new(RowBuilder::new(Col::DEFS, cols.as_deref(), BATCH_ROWS), sink, limit);
             scope::each(&targets, |ns| {
-                for s in super::conntrack::read_stats(no_netlink)? {
+                for s in crate::collect::conntrack::read_stats(crate::collect::ReadOptions { no_netlink })? {
                     out.rows.u16(Col::Cpu as usize, Some(s.cpu));
-                    for (i, (attr, _)) in crate::collect::ctnetlink::STATS.iter().enumerate() {
+                    for (i, (attr, _)) in crate::collect::conntrack::STATS.iter().enumerate() {
                         out.rows.u32(Col::Found as usize + i, s.counters[*attr]);
                     }
                     out.rows.u64(Col::Netns as usize, Some(ns.inode));

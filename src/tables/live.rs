@@ -18,17 +18,56 @@ use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
+use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use tokio::sync::mpsc::Sender;
 
-/// Where a producer puts its batches.
+use crate::collect::netlink::Received;
+use crate::collect::Used;
+
+/// What a scan read from the kernel, shown by EXPLAIN ANALYZE: netlink
+/// messages and bytes received, netlink dumps and /proc files read, and
+/// rows produced.
+#[derive(Debug, Clone)]
+pub struct ScanMetrics {
+    messages: Count,
+    bytes: Count,
+    netlink_dumps: Count,
+    proc_reads: Count,
+    rows: Count,
+}
+
+impl ScanMetrics {
+    fn new(set: &ExecutionPlanMetricsSet) -> Self {
+        let count = |name: &'static str| MetricBuilder::new(set).counter(name, 0);
+        ScanMetrics {
+            messages: count("kernel_messages"),
+            bytes: count("kernel_bytes"),
+            netlink_dumps: count("netlink_dumps"),
+            proc_reads: count("proc_reads"),
+            rows: MetricBuilder::new(set).output_rows(0),
+        }
+    }
+
+    /// Count what one reader call used and received.
+    pub fn read(&self, used: Used, received: Received) {
+        self.messages.add(received.messages as usize);
+        self.bytes.add(received.bytes as usize);
+        self.netlink_dumps.add(used.netlink);
+        self.proc_reads.add(used.proc);
+    }
+}
+
+/// Where a producer puts its batches, and what it read.
 pub struct BatchSink {
     tx: Sender<Result<RecordBatch>>,
+    pub metrics: ScanMetrics,
 }
 
 impl BatchSink {
     /// Send a batch; false means nobody reads any more and the producer
     /// should stop.
     pub fn send(&self, batch: RecordBatch) -> bool {
+        self.metrics.rows.add(batch.num_rows());
         self.tx.blocking_send(Ok(batch)).is_ok()
     }
 }
@@ -75,10 +114,16 @@ impl PartitionStream for LivePartition {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        self.execute_with(ScanMetrics::new(&ExecutionPlanMetricsSet::new()))
+    }
+}
+
+impl LivePartition {
+    fn execute_with(&self, metrics: ScanMetrics) -> SendableRecordBatchStream {
         // Two batches in flight: enough to overlap kernel reads with query
         // work, small enough that memory stays a couple of batches.
         let mut builder = RecordBatchReceiverStream::builder(self.schema.clone(), 2);
-        let sink = BatchSink { tx: builder.tx() };
+        let sink = BatchSink { tx: builder.tx(), metrics };
         let producer = self.producer.clone();
         builder.spawn_blocking(move || {
             producer(&sink).map_err(|e| DataFusionError::External(e.into()))
@@ -94,6 +139,7 @@ impl PartitionStream for LivePartition {
 pub struct LiveScanExec {
     partition: LivePartition,
     properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl LiveScanExec {
@@ -106,7 +152,7 @@ impl LiveScanExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         );
-        Arc::new(LiveScanExec { partition, properties: Arc::new(properties) })
+        Arc::new(LiveScanExec { partition, properties: Arc::new(properties), metrics: ExecutionPlanMetricsSet::new() })
     }
 }
 
@@ -140,8 +186,12 @@ impl ExecutionPlan for LiveScanExec {
         Ok(self) // a leaf: there are no children to replace
     }
 
-    fn execute(&self, _partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
-        Ok(self.partition.execute(context))
+    fn execute(&self, _partition: usize, _context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        Ok(self.partition.execute_with(ScanMetrics::new(&self.metrics)))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
     }
 }
 

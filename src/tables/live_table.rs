@@ -22,12 +22,19 @@ pub trait LiveSource: fmt::Debug + Send + Sync + 'static {
     /// The table's columns, with their descriptions.
     fn columns(&self) -> &'static [ColumnDef];
 
-    /// For each filter, whether the reader uses it to read less. Always
-    /// Inexact: DataFusion still checks every row, so a reader may use a
-    /// filter loosely. By default a table only uses the filters that choose
-    /// network namespaces.
+    /// For each filter, whether the reader uses it to read less. By
+    /// default a table only uses the filters that choose network namespaces.
     fn pushdown(&self, filters: &[&Expr]) -> Vec<bool> {
         filters.iter().map(|f| scope::is_netns_filter(f)).collect()
+    }
+
+    /// Whether the reader applies a filter it uses to every row exactly, so
+    /// DataFusion need not check it again (Exact); otherwise a used filter
+    /// is Inexact and may be applied loosely. By default: the namespace
+    /// filters, which choose exactly the namespaces read, every row of
+    /// which carries its namespace.
+    fn exact(&self, filter: &Expr) -> bool {
+        scope::is_netns_filter(filter)
     }
 
     /// One scan: what EXPLAIN shows and the reader that produces its rows
@@ -55,7 +62,12 @@ impl<S: LiveSource> TableProvider for LiveTable<S> {
             .0
             .pushdown(filters)
             .into_iter()
-            .map(|used| if used { TableProviderFilterPushDown::Inexact } else { TableProviderFilterPushDown::Unsupported })
+            .zip(filters)
+            .map(|(used, f)| match (used, used && self.0.exact(f)) {
+                (true, true) => TableProviderFilterPushDown::Exact,
+                (true, false) => TableProviderFilterPushDown::Inexact,
+                _ => TableProviderFilterPushDown::Unsupported,
+            })
             .collect())
     }
 

@@ -1,12 +1,15 @@
 //! `unix_sockets`: unix domain sockets (ss -x), read with NETLINK_SOCK_DIAG
-//! UNIX_DIAG, per namespace, with owning processes like `sockets`.
+//! UNIX_DIAG (or /proc/net/unix where netlink is refused or with
+//! --no-netlink: no peer, queues or uid), per namespace, with owning
+//! processes like `sockets`.
 //! Pushed down: netns filters; pid/process only cost a /proc walk when used.
 
 use std::ops::ControlFlow;
 
 use datafusion::logical_expr::Expr;
 
-use crate::collect::{tcp_state, unix_diag};
+use crate::collect::sock_diag::{self, unix};
+use crate::collect::{tcp_state, ReadOptions};
 use crate::table_columns;
 use crate::tables::columns::{ColumnDef, RowBuilder};
 use crate::tables::live_table::LiveSource;
@@ -52,16 +55,18 @@ impl LiveSource for UnixSocketsTable {
         let (full, inner, owners) = owner_fill::split(Col::DEFS, projection.map(|p| p.as_slice()), owner_cols);
         let targets = scope::targets(filters, self.options.all_netns());
         let schema = RowBuilder::new(Col::DEFS, Some(&full), 0).schema();
-        let label = format!("unix_sockets: unix_diag {} owners={owners}", scope::describe(&targets));
+        let no_netlink = self.options.no_netlink;
+        let source = if no_netlink { "/proc/net/unix" } else { "unix_diag" };
+        let label = format!("unix_sockets: {source} {} owners={owners}", scope::describe(&targets));
         LivePartition::new(schema, label, move |sink| {
             let rows = RowBuilder::new(Col::DEFS, Some(&inner), BATCH_ROWS);
             let mut out = if owners { Emitter::holding(rows, limit) } else { Emitter::new(rows, sink, limit) };
             let mut inodes = Vec::new();
+            let options = ReadOptions { no_netlink };
             scope::each(&targets, |ns| {
-                let mut failed = None;
-                unix_diag::dump(|s| {
+                let (used, received) = sock_diag::read_unix(options, |s| {
                     let r = &mut out.rows;
-                    r.str(Col::Type as usize, Some(unix_diag::type_name(s.kind)));
+                    r.str(Col::Type as usize, Some(unix::type_name(s.kind)));
                     r.str(Col::State as usize, Some(tcp_state::name(s.state)));
                     r.str(Col::Path as usize, s.path.as_deref());
                     r.u64(Col::Inode as usize, Some(s.inode as u64));
@@ -74,14 +79,9 @@ impl LiveSource for UnixSocketsTable {
                     if owners {
                         inodes.push(s.inode as u64);
                     }
-                    out.end_row().unwrap_or_else(|e| {
-                        failed = Some(e);
-                        ControlFlow::Break(())
-                    })
+                    out.end_row()
                 })?;
-                if let Some(e) = failed {
-                    return Err(e);
-                }
+                sink.metrics.read(used, received);
                 Ok(if out.done() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
             })?;
             if owners {

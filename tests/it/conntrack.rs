@@ -306,7 +306,7 @@ fn a_hundred_thousand_entries_stream_in_bounded_memory() {
 
 #[test]
 fn mark_and_zone_filters_run_in_the_kernel() {
-    use sockql::collect::ctnetlink::{Ctnetlink, DumpFilter};
+    use sockql::collect::conntrack::{Ctnetlink, DumpFilter};
     let ns = Netns::new("ctf");
     insert_udp_entries_with(&ns, 20, |i| (Some(if i % 2 == 0 { 7 } else { 0 }), (i % 5 == 0).then_some(3)));
     for f in ["mark = 7", "zone = 3", "mark = 7 AND zone = 3", "mark = 8", "zone = 0"] {
@@ -326,7 +326,7 @@ fn mark_and_zone_filters_run_in_the_kernel() {
             let mut k = 0;
             nl.dump(0, &filter, None, |_| {
                 k += 1;
-                std::ops::ControlFlow::Continue(())
+                Ok::<_, sockql::collect::Error>(std::ops::ControlFlow::Continue(()))
             })
             .unwrap();
             k

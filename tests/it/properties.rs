@@ -3,7 +3,9 @@
 //! (Longer runs: the cargo-fuzz targets in fuzz/.)
 
 use proptest::prelude::*;
-use sockql::collect::{counters, ctnetlink, inet_diag, netlink, proc_conntrack, proc_net, unix_diag};
+use sockql::collect::conntrack::{netlink as ctnetlink, proc as proc_conntrack};
+use sockql::collect::sock_diag::{inet as inet_diag, unix as unix_diag};
+use sockql::collect::{counters, netlink, proc_net};
 
 fn config() -> ProptestConfig {
     ProptestConfig { cases: 2000, ..ProptestConfig::default() }

@@ -4,8 +4,9 @@
 use std::net::TcpStream;
 use std::ops::ControlFlow;
 
-use sockql::collect::inet_diag::{Cond, Extensions, AF_INET, AF_INET6, AF_UNSPEC, IPPROTO_TCP};
-use sockql::collect::sock_diag::SockDiag;
+use sockql::collect::sock_diag::inet::{Cond, Extensions, AF_INET, AF_INET6, AF_UNSPEC, IPPROTO_TCP};
+use sockql::collect::sock_diag::{InetRequest, SockDiag};
+use sockql::collect::Error;
 use sockql::collect::tcp_state::ALL_BITS;
 
 use crate::common::*;
@@ -74,9 +75,10 @@ fn the_kernel_applies_the_filter_program() {
         let mut nl = SockDiag::open().unwrap();
         let mut count = |conds: &[Cond]| {
             let mut n = 0;
-            nl.dump(IPPROTO_TCP, AF_INET, ALL_BITS, Extensions::default(), conds, None, |_| {
+            let req = InetRequest { protocol: IPPROTO_TCP, family: AF_INET, states: ALL_BITS, extensions: Extensions::default(), conds: conds.to_vec() };
+            nl.inet(&req, None, |_| {
                 n += 1;
-                ControlFlow::Continue(())
+                Ok::<_, Error>(ControlFlow::Continue(()))
             })
             .unwrap();
             n
@@ -110,9 +112,10 @@ fn one_tcp_dump_covers_both_families() {
         let mut nl = SockDiag::open().unwrap();
         let mut rows = |family: u8, states: u32, conds: &[Cond]| {
             let mut out = Vec::new();
-            nl.dump(IPPROTO_TCP, family, states, Extensions::default(), conds, None, |m| {
+            let req = InetRequest { protocol: IPPROTO_TCP, family, states, extensions: Extensions::default(), conds: conds.to_vec() };
+            nl.inet(&req, None, |m| {
                 out.push((m.family(), m.state(), m.local_port(), m.remote_port(), m.inode()));
-                ControlFlow::Continue(())
+                Ok::<_, Error>(ControlFlow::Continue(()))
             })
             .unwrap();
             out.sort();

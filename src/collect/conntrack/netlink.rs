@@ -8,11 +8,11 @@
 //! 100,000-entry table must stream into Arrow batches instead. The parsing
 //! here is ~200 lines over netlink-packet-core's attribute iterator.
 
-use std::net::IpAddr;
 use std::ops::ControlFlow;
 
-use super::netlink::{DumpSocket, Frame, NetlinkError};
-use super::nla;
+use super::{Conntrack, Counters, CpuStats, Tuple};
+use crate::collect::netlink::{DumpSocket, Frame, NetlinkError};
+use crate::collect::nla;
 
 pub const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 pub const IPCTNL_MSG_CT_NEW: u16 = 0;
@@ -39,92 +39,6 @@ const CTA_SECCTX: u16 = 19;
 const CTA_TIMESTAMP: u16 = 20;
 const CTA_LABELS: u16 = 22;
 const CTA_MARK_MASK: u16 = 21;
-
-/// `status` bits (enum ip_conntrack_status), named as conntrack(8) and the
-/// kernel headers name them.
-pub const STATUS_NAMES: [&str; 16] = [
-    "EXPECTED", "SEEN_REPLY", "ASSURED", "CONFIRMED", "SRC_NAT", "DST_NAT", "SEQ_ADJUST", "SRC_NAT_DONE",
-    "DST_NAT_DONE", "DYING", "FIXED_TIMEOUT", "TEMPLATE", "NAT_CLASH", "HELPER", "OFFLOAD", "HW_OFFLOAD",
-];
-pub const IPS_SEEN_REPLY: u32 = 1 << 1;
-pub const IPS_ASSURED: u32 = 1 << 2;
-pub const IPS_SRC_NAT: u32 = 1 << 4;
-pub const IPS_DST_NAT: u32 = 1 << 5;
-
-/// TCP conntrack states (enum tcp_conntrack), as conntrack -L prints them.
-pub const TCP_STATES: [&str; 10] = [
-    "NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2",
-];
-
-pub fn tcp_state_name(s: u8) -> &'static str {
-    TCP_STATES.get(s as usize).copied().unwrap_or("UNKNOWN")
-}
-
-/// Space-separated names of the set status bits.
-pub fn status_names(status: u32) -> String {
-    STATUS_NAMES
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| status & (1 << i) != 0)
-        .map(|(_, n)| *n)
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-pub fn protocol_name(p: u8) -> Option<&'static str> {
-    Some(match p {
-        1 => "icmp",
-        2 => "igmp",
-        6 => "tcp",
-        17 => "udp",
-        33 => "dccp",
-        47 => "gre",
-        58 => "icmpv6",
-        132 => "sctp",
-        136 => "udplite",
-        _ => return None,
-    })
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Tuple {
-    pub src: Option<IpAddr>,
-    pub dst: Option<IpAddr>,
-    pub protocol: Option<u8>,
-    pub sport: Option<u16>,
-    pub dport: Option<u16>,
-    pub icmp_id: Option<u16>,
-    pub icmp_type: Option<u8>,
-    pub icmp_code: Option<u8>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    pub packets: Option<u64>,
-    pub bytes: Option<u64>,
-}
-
-/// One conntrack entry. Fields the kernel did not send are `None`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Conntrack {
-    pub family: u8,
-    pub id: Option<u32>,
-    pub orig: Tuple,
-    pub reply: Tuple,
-    pub status: Option<u32>,
-    pub tcp_state: Option<u8>,
-    pub timeout_s: Option<u32>,
-    pub mark: Option<u32>,
-    pub zone: Option<u16>,
-    pub use_count: Option<u32>,
-    pub orig_counters: Counters,
-    pub reply_counters: Counters,
-    /// Nanoseconds since the epoch (with nf_conntrack_timestamp=1).
-    pub start_ns: Option<u64>,
-    /// Set connlabel bits, by number.
-    pub labels: Option<Vec<u16>>,
-    pub secctx: Option<String>,
-}
 
 fn parse_tuple(buf: &[u8]) -> Result<Tuple, NetlinkError> {
     let mut t = Tuple::default();
@@ -244,28 +158,6 @@ pub fn parse_entry(payload: &[u8]) -> Result<Conntrack, NetlinkError> {
     Ok(ct)
 }
 
-/// Per-CPU statistics, as `conntrack -S` prints them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CpuStats {
-    pub cpu: u16,
-    /// Indexed by CTA_STATS_* attribute number (1..=15).
-    pub counters: [Option<u32>; 16],
-}
-
-/// CTA_STATS_* attribute numbers and the names conntrack -S uses.
-pub const STATS: [(usize, &str); 10] = [
-    (2, "found"),
-    (4, "invalid"),
-    (8, "insert"),
-    (9, "insert_failed"),
-    (10, "drop"),
-    (11, "early_drop"),
-    (12, "error"),
-    (13, "search_restart"),
-    (14, "clash_resolve"),
-    (15, "chaintoolong"),
-];
-
 pub fn parse_cpu_stats(payload: &[u8]) -> Result<CpuStats, NetlinkError> {
     nfgen_family(payload)?;
     let mut s = CpuStats { cpu: u16::from_be_bytes([payload[2], payload[3]]), ..Default::default() };
@@ -317,65 +209,59 @@ impl Ctnetlink {
         Ok(Ctnetlink { socket: DumpSocket::open(netlink_sys::constants::NETLINK_NETFILTER)? })
     }
 
-    fn dump_raw(
+    fn dump_raw<E: From<NetlinkError>>(
         &mut self,
         kind: u16,
         family: u8,
         filter: &DumpFilter,
         capture: Option<&mut dyn std::io::Write>,
-        on_msg: impl FnMut(Frame<'_>) -> ControlFlow<()>,
-    ) -> Result<(), NetlinkError> {
-        // nfgenmsg: family, version NFNETLINK_V0, resource id 0; then filters.
+        on_msg: impl FnMut(Frame<'_>) -> Result<ControlFlow<()>, E>,
+    ) -> Result<(), E> {
         let body = [vec![family, 0, 0, 0], filter.attributes()].concat();
-        self.socket.dump_with_capture(msg(kind), &body, capture, on_msg)
+        self.socket.dump(msg(kind), &body, capture, on_msg)
     }
 
-    /// Dump the table (`family` 0 = every family), one entry at a time,
-    /// letting the kernel drop entries that fail `filter`.
-    pub fn dump(
+    /// What this socket's dumps received so far.
+    pub fn received(&self) -> crate::collect::netlink::Received {
+        self.socket.received
+    }
+
+    /// Dump the table (of `family`, 0 for both) through `filter`, each
+    /// entry to `on_entry`, which may stop the dump or fail it.
+    pub fn dump<E: From<NetlinkError>>(
         &mut self,
         family: u8,
         filter: &DumpFilter,
         capture: Option<&mut dyn std::io::Write>,
-        mut on_entry: impl FnMut(Conntrack) -> ControlFlow<()>,
-    ) -> Result<(), NetlinkError> {
-        let mut failure = None;
+        mut on_entry: impl FnMut(Conntrack) -> Result<ControlFlow<()>, E>,
+    ) -> Result<(), E> {
         self.dump_raw(IPCTNL_MSG_CT_GET, family, filter, capture, |frame| {
             if frame.message_type != msg(IPCTNL_MSG_CT_NEW) {
-                return ControlFlow::Continue(());
+                return Ok(ControlFlow::Continue(()));
             }
-            match parse_entry(frame.payload) {
-                Ok(ct) => on_entry(ct),
-                Err(e) => {
-                    failure = Some(e);
-                    ControlFlow::Break(())
-                }
-            }
-        })?;
-        failure.map_or(Ok(()), Err)
+            on_entry(parse_entry(frame.payload)?)
+        })
     }
 
     pub fn cpu_stats(&mut self) -> Result<Vec<CpuStats>, NetlinkError> {
         let mut out = Vec::new();
-        let mut failure = None;
         self.dump_raw(IPCTNL_MSG_CT_GET_STATS_CPU, 0, &DumpFilter::default(), None, |frame| {
-            match parse_cpu_stats(frame.payload) {
-                Ok(s) => out.push(s),
-                Err(e) => failure = Some(e),
-            }
-            ControlFlow::Continue(())
+            out.push(parse_cpu_stats(frame.payload)?);
+            Ok::<_, NetlinkError>(ControlFlow::Continue(()))
         })?;
-        failure.map_or(Ok(out), Err)
+        Ok(out)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collect::conntrack::{protocol_name, status_names, tcp_state_name, IPS_SEEN_REPLY, IPS_SRC_NAT};
     use crate::collect::netlink::{frames, NLMSG_DONE};
+    use std::net::IpAddr;
 
     /// Raw datagrams captured by tests/fixtures/capture_ctnetlink.sh.
-    const FIXTURE: &[u8] = include_bytes!("../../tests/fixtures/ctnetlink_netns.bin");
+    const FIXTURE: &[u8] = include_bytes!("../../../tests/fixtures/ctnetlink_netns.bin");
 
     fn payloads() -> Vec<&'static [u8]> {
         let mut out = Vec::new();

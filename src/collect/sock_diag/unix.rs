@@ -1,10 +1,8 @@
 //! Unix domain sockets through NETLINK_SOCK_DIAG (UNIX_DIAG), as `ss -x`
 //! reads them. Layouts from linux/unix_diag.h.
 
-use std::ops::ControlFlow;
-
-use super::netlink::{DumpSocket, NetlinkError};
-use super::nla;
+use crate::collect::netlink::NetlinkError;
+use crate::collect::nla;
 
 const AF_UNIX: u8 = libc::AF_UNIX as u8;
 const UDIAG_SHOW_NAME: u32 = 0x01;
@@ -84,18 +82,36 @@ pub fn parse(payload: &[u8]) -> Result<UnixSocket, NetlinkError> {
     Ok(s)
 }
 
-/// Dump every unix socket of the calling thread's namespace.
-pub fn dump(mut each: impl FnMut(UnixSocket) -> ControlFlow<()>) -> Result<(), NetlinkError> {
-    let mut sock = DumpSocket::open(netlink_sys::constants::NETLINK_SOCK_DIAG)?;
-    let mut failure = None;
-    sock.dump(super::inet_diag::SOCK_DIAG_BY_FAMILY, &request_body(), |frame| match parse(frame.payload) {
-        Ok(s) => each(s),
-        Err(e) => {
-            failure = Some(e);
-            ControlFlow::Break(())
+/// Parse /proc/net/unix (the fallback where netlink is refused):
+/// `Num RefCount Protocol Flags Type St Inode Path`. The text has no peer,
+/// queues or uid; the state comes from `St` (socket state) and the
+/// __SO_ACCEPTCON flag (listening), in the numbering UNIX_DIAG uses.
+pub fn parse_proc(text: &str) -> Result<Vec<UnixSocket>, String> {
+    const ACCEPTCON: u32 = 1 << 16;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate().skip(1) {
+        let bad = || format!("line {}: unexpected format", n + 1);
+        // Seven fields, then the path: the rest of the line (spaces kept).
+        let mut rest = line.trim_start();
+        let mut f = Vec::with_capacity(7);
+        for _ in 0..7 {
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            f.push(&rest[..end]);
+            rest = rest[end..].trim_start();
         }
-    })?;
-    failure.map_or(Ok(()), Err)
+        let hex32 = |s: &str| u32::from_str_radix(s, 16).map_err(|_| bad());
+        let (flags, kind, st) = (hex32(f[3])?, hex32(f[4])?, hex32(f[5])?);
+        let inode: u64 = f[6].parse().map_err(|_| bad())?;
+        let path = (!rest.is_empty()).then(|| rest.to_string());
+        let state = match (flags & ACCEPTCON != 0, st) {
+            (true, _) => 10,
+            (false, 3) => 1,
+            (false, 2) => 2,
+            _ => 7,
+        };
+        out.push(UnixSocket { kind: kind as u8, state, inode: inode as u32, path, ..Default::default() });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -116,13 +132,23 @@ mod tests {
         use std::os::fd::AsRawFd;
         let (li, ai, bi) = (ino(l.as_raw_fd()), ino(a.as_raw_fd()), ino(b.as_raw_fd()));
         let mut found = Vec::new();
-        dump(|s| {
-            if [li, ai, bi].contains(&s.inode) {
-                found.push(s);
-            }
-            ControlFlow::Continue(())
-        })
-        .unwrap();
+        super::super::SockDiag::open()
+            .unwrap()
+            .unix(|s| {
+                if [li, ai, bi].contains(&s.inode) {
+                    found.push(s.clone());
+                }
+                Ok::<_, crate::collect::Error>(std::ops::ControlFlow::Continue(()))
+            })
+            .unwrap();
+        // /proc/net/unix agrees on kind, state, inode and path.
+        let text = std::fs::read_to_string("/proc/thread-self/net/unix").unwrap();
+        let from_proc: Vec<UnixSocket> = parse_proc(&text).unwrap().into_iter().filter(|s| [li, ai, bi].contains(&s.inode)).collect();
+        assert_eq!(from_proc.len(), 3, "{from_proc:?}");
+        for p in &from_proc {
+            let n = found.iter().find(|s| s.inode == p.inode).unwrap();
+            assert_eq!((p.kind, p.state, &p.path), (n.kind, n.state, &n.path), "{p:?} vs {n:?}");
+        }
         found.sort_by_key(|s| s.inode);
         let listener = found.iter().find(|s| s.inode == li).unwrap();
         assert_eq!((listener.kind, listener.state), (1, 10));

@@ -3,7 +3,7 @@
 //! lacks the entry id and most status bits; those are null or inferred
 //! (NAT from the tuples, as the kernel sets it).
 
-use super::ctnetlink::{Conntrack, CpuStats, Counters, Tuple, IPS_ASSURED, IPS_DST_NAT, IPS_SEEN_REPLY, IPS_SRC_NAT, STATS, TCP_STATES};
+use super::{Conntrack, Counters, CpuStats, Tuple, IPS_ASSURED, IPS_DST_NAT, IPS_SEEN_REPLY, IPS_SRC_NAT, STATS, TCP_STATES};
 
 fn set_tuple(t: &mut Tuple, c: &mut Counters, key: &str, v: &str) -> Option<()> {
     match key {
@@ -40,7 +40,7 @@ pub fn parse_line(line: &str, now_s: u64) -> Result<Conntrack, String> {
         ct.tcp_state = TCP_STATES.iter().position(|n| n == state).map(|i| i as u8);
         rest = &rest[1..];
     }
-    let mut status = super::ctnetlink::IPS_SEEN_REPLY | 1 << 3; // listed entries are confirmed
+    let mut status = super::IPS_SEEN_REPLY | 1 << 3; // listed entries are confirmed
     let mut in_reply = false;
     for tok in rest {
         if let Some(flag) = tok.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
@@ -123,7 +123,7 @@ pub fn parse_stats(text: &str) -> Result<Vec<CpuStats>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collect::ctnetlink::status_names;
+    use crate::collect::conntrack::status_names;
 
     // Lines as this kernel writes them.
     const TEXT: &str = "ipv4     2 tcp      6 431999 ESTABLISHED src=127.0.0.1 dst=127.0.0.1 sport=41470 dport=8080 packets=3 bytes=169 src=127.0.0.1 dst=127.0.0.1 sport=8080 dport=41470 packets=2 bytes=112 [ASSURED] mark=0 zone=0 delta-time=5 use=2

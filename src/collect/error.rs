@@ -1,0 +1,70 @@
+//! The one error type of every reader in `collect`: netlink and /proc
+//! alike, with the errno where the kernel gave one, so callers decide on
+//! fallbacks by [`Error::errno`] and [`Error::is_refusal`] instead of each
+//! digging into the variants.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("cannot open netlink socket: {0}")]
+    Open(#[source] std::io::Error),
+    #[error("netlink I/O failed: {0}")]
+    Io(#[source] std::io::Error),
+    #[error("kernel answered the dump with error {errno} ({})", std::io::Error::from_raw_os_error(*.errno))]
+    Kernel { errno: i32 },
+    #[error("malformed netlink message: {0}")]
+    Malformed(String),
+    #[error("netlink message of {0} bytes did not fit the receive buffer")]
+    Truncated(usize),
+    #[error("cannot read {path}: {source}")]
+    Proc {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    ProcFormat { path: String, message: String },
+}
+
+impl Error {
+    /// The errno behind the error, if the kernel or a system call gave one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Error::Open(e) | Error::Io(e) | Error::Proc { source: e, .. } => e.raw_os_error(),
+            Error::Kernel { errno } => Some(*errno),
+            _ => None,
+        }
+    }
+
+    /// True when the kernel refused us (no permission, protocol not
+    /// available in this kernel or sandbox): the caller should fall back.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self.errno(),
+            Some(libc::EPERM)
+                | Some(libc::EACCES)
+                | Some(libc::EPROTONOSUPPORT)
+                | Some(libc::EAFNOSUPPORT)
+                | Some(libc::ENOENT)
+                | Some(libc::EOPNOTSUPP)
+                | Some(libc::EINVAL)
+        )
+    }
+}
+
+/// Which source a reader used, for EXPLAIN ANALYZE's metrics and notes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Used {
+    /// Netlink dumps answered.
+    pub netlink: usize,
+    /// /proc files read instead.
+    pub proc: usize,
+}
+
+impl Used {
+    pub fn add(&mut self, other: Used) {
+        self.netlink += other.netlink;
+        self.proc += other.proc;
+    }
+}

@@ -1,0 +1,160 @@
+//! `sockets`: every TCP and UDP socket of the current network namespace.
+//!
+//! Source: NETLINK_SOCK_DIAG inet_diag dumps: one for TCP of both families
+//! (the kernel walks its TCP table once per request), one per family for
+//! UDP; per dump, /proc/net/{tcp,tcp6,udp,udp6} where netlink is refused.
+//!
+//! Pushed down (see `pushdown.rs`):
+//! - `state = '…'` / `state IN (…)` become the kernel's state bitmask
+//!   (Exact);
+//! - `protocol` and `family` equalities choose which dumps run at all
+//!   (Exact), as do `netns` / `netns_name` the namespaces (Exact);
+//! - port comparisons (=, <, <=, >, >=, BETWEEN, IN as its min..max) and
+//!   address equalities become an inet_diag filter program
+//!   (INET_DIAG_REQ_BYTECODE), so the kernel sends only matching sockets
+//!   (Inexact: DataFusion re-checks them).
+//!
+//! Files: `pushdown.rs` decides the scan, `read.rs` runs it through the
+//! sock_diag reader, `rows.rs` turns what it found into rows.
+//!
+//! Projection decides the work: tcp_info, congestion and memory are asked
+//! of the kernel only when their columns are used, and the /proc fd walk
+//! behind `pid` and `process` runs only when one of them is used.
+
+mod pushdown;
+mod read;
+mod rows;
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+
+use crate::collect::tcp_state;
+use crate::table_columns;
+use crate::tables::columns::ColumnDef;
+use crate::tables::live::LivePartition;
+use crate::tables::live_table::LiveSource;
+use crate::tables::SourceOptions;
+
+table_columns!(Col {
+    Protocol: "protocol", Utf8, false, "Transport protocol: 'tcp' or 'udp'";
+    Family: "family", Utf8, false, "Address family: 'inet' (IPv4) or 'inet6' (IPv6, including IPv4-mapped)";
+    State: "state", Utf8, false, "State as ss prints it: ESTAB, LISTEN, SYN-SENT, SYN-RECV, FIN-WAIT-1, FIN-WAIT-2, TIME-WAIT, CLOSE-WAIT, LAST-ACK, CLOSING, UNCONN";
+    LocalAddr: "local_addr", Utf8, false, "Local IP address (IPv6 without brackets; 0.0.0.0 or :: for a wildcard bind)";
+    LocalPort: "local_port", U16, false, "Local port";
+    RemoteAddr: "remote_addr", Utf8, false, "Peer IP address (0.0.0.0 or :: when there is no peer, e.g. LISTEN)";
+    RemotePort: "remote_port", U16, false, "Peer port (0 when there is no peer)";
+    Interface: "interface", Utf8, true, "Interface the socket is bound to (SO_BINDTODEVICE or IPv6 scope), null if none";
+    RecvQ: "recv_q", U32, false, "Bytes received but not read by the application; for LISTEN, connections waiting in the accept queue";
+    SendQ: "send_q", U32, true, "Bytes sent but not acknowledged; for LISTEN, the accept-queue limit (backlog)";
+    Uid: "uid", U32, false, "User id that created the socket";
+    Inode: "inode", U64, false, "Socket inode, the key to socket_owners (0 for TIME-WAIT and SYN-RECV request sockets, which no process holds)";
+    Cookie: "cookie", U64, true, "Kernel socket cookie, unique while the socket lives";
+    Timer: "timer", Utf8, true, "Pending timer as ss -o names it: on (retransmit), keepalive, timewait, persist (zero-window probe); null if none";
+    TimerExpiresMs: "timer_expires_ms", U32, true, "Milliseconds until the pending timer fires";
+    Retransmits: "retransmits", U32, true, "Unrecovered retransmission timeouts of the pending timer";
+    Pid: "pid", I32, true, "Lowest pid holding the socket (as ss -p shows); null if no process holds it or it is not visible to us";
+    Process: "process", Utf8, true, "Command name (comm) of pid";
+    RttMs: "rtt_ms", F64, true, "Smoothed round-trip time, ms (tcp_info)";
+    RttvarMs: "rttvar_ms", F64, true, "Round-trip time variation, ms";
+    RtoMs: "rto_ms", F64, true, "Retransmission timeout, ms";
+    Mss: "mss", U32, true, "Send maximum segment size, bytes";
+    Cwnd: "cwnd", U32, true, "Congestion window, segments";
+    Ssthresh: "ssthresh", U32, true, "Slow-start threshold, segments (null while infinite, as ss omits it)";
+    TotalRetrans: "total_retrans", U32, true, "Segments retransmitted over the connection's life";
+    Lost: "lost", U32, true, "Segments currently considered lost";
+    Unacked: "unacked", U32, true, "Segments in flight (sent, not acknowledged); for LISTEN, the accept queue length";
+    BytesSent: "bytes_sent", U64, true, "Bytes sent, including retransmissions";
+    BytesAcked: "bytes_acked", U64, true, "Bytes acknowledged by the peer";
+    BytesReceived: "bytes_received", U64, true, "Bytes received";
+    BytesRetrans: "bytes_retrans", U64, true, "Bytes retransmitted";
+    SegsIn: "segs_in", U32, true, "Segments received";
+    SegsOut: "segs_out", U32, true, "Segments sent";
+    LastSendMs: "last_send_ms", U32, true, "Milliseconds since data was last sent";
+    LastRecvMs: "last_recv_ms", U32, true, "Milliseconds since data was last received";
+    LastAckMs: "last_ack_ms", U32, true, "Milliseconds since an ACK was last received";
+    DeliveryRateBps: "delivery_rate_bps", U64, true, "Most recent goodput measurement, bits per second";
+    PacingRateBps: "pacing_rate_bps", U64, true, "Pacing rate, bits per second";
+    MinRttMs: "min_rtt_ms", F64, true, "Minimum round-trip time seen, ms";
+    BusyMs: "busy_ms", U64, true, "Time spent busy sending data, ms";
+    Congestion: "congestion", Utf8, true, "Congestion control algorithm (cubic, bbr, ...)";
+    RmemAlloc: "rmem_alloc", U32, true, "Receive memory allocated, bytes (skmem r)";
+    RcvBuf: "rcv_buf", U32, true, "Receive buffer limit, bytes (skmem rb)";
+    WmemAlloc: "wmem_alloc", U32, true, "Send memory allocated, bytes (skmem t)";
+    SndBuf: "snd_buf", U32, true, "Send buffer limit, bytes (skmem tb)";
+    FwdAlloc: "fwd_alloc", U32, true, "Memory reserved ahead, bytes (skmem f)";
+    WmemQueued: "wmem_queued", U32, true, "Memory queued for sending, bytes (skmem w)";
+    Drops: "drops", U32, true, "Packets dropped before reaching the socket (skmem d)";
+    Netns: "netns", U64, false, "Network namespace inode (lsns -t net); see the netns table";
+    NetnsName: "netns_name", Utf8, true, "Name of the network namespace under /run/netns (ip netns), null if unnamed";
+});
+
+pub const NAME: &str = "sockets";
+pub const ABOUT: &str = "Every TCP and UDP socket (ss -tuna, netstat, lsof -i), with tcp_info, memory and owning process";
+
+pub(crate) const TCP_INFO_COLS: &[Col] = &[
+    Col::RttMs, Col::RttvarMs, Col::RtoMs, Col::Mss, Col::Cwnd, Col::Ssthresh, Col::TotalRetrans,
+    Col::Lost, Col::Unacked, Col::BytesSent, Col::BytesAcked, Col::BytesReceived, Col::BytesRetrans,
+    Col::SegsIn, Col::SegsOut, Col::LastSendMs, Col::LastRecvMs, Col::LastAckMs,
+    Col::DeliveryRateBps, Col::PacingRateBps, Col::MinRttMs, Col::BusyMs,
+];
+pub(crate) const MEM_COLS: &[Col] = &[
+    Col::RmemAlloc, Col::RcvBuf, Col::WmemAlloc, Col::SndBuf, Col::FwdAlloc, Col::WmemQueued, Col::Drops,
+];
+
+#[derive(Debug)]
+pub struct SocketsTable {
+    options: SourceOptions,
+    warned: Mutex<HashSet<String>>,
+}
+
+impl SocketsTable {
+    pub fn new(options: SourceOptions) -> Self {
+        SocketsTable { options, warned: Mutex::default() }
+    }
+
+    /// Warn (once per name) about a state comparison that can never match.
+    fn check_state_names(&self, names: &[&str]) {
+        for name in names.iter().filter(|n| tcp_state::bits(n).is_none()) {
+            let first = self.warned.lock().map(|mut w| w.insert(name.to_string())).unwrap_or(false);
+            if first {
+                let hint = match name.to_ascii_uppercase().as_str() {
+                    "ESTABLISHED" => " (ss spells it ESTAB)".to_string(),
+                    "CLOSED" | "CLOSE" => " (ss spells it UNCONN)".to_string(),
+                    upper if tcp_state::bits(&upper.replace('_', "-")).is_some() => {
+                        format!(" (did you mean '{}'?)", upper.replace('_', "-"))
+                    }
+                    _ => String::new(),
+                };
+                eprintln!(
+                    "sockql: warning: '{name}' is not a socket state{hint}, so it matches no row; states are: {}",
+                    tcp_state::ALL.join(", ")
+                );
+            }
+        }
+    }
+}
+
+impl LiveSource for SocketsTable {
+    fn columns(&self) -> &'static [ColumnDef] {
+        Col::DEFS
+    }
+
+    fn pushdown(&self, filters: &[&Expr]) -> Vec<bool> {
+        // Run the analysis once here too, so that a bad state name warns
+        // even when the scan is never reached.
+        self.pushed(filters);
+        filters.iter().map(|f| pushdown::pushdown_of(f) != TableProviderFilterPushDown::Unsupported).collect()
+    }
+
+    fn exact(&self, filter: &Expr) -> bool {
+        pushdown::pushdown_of(filter) == TableProviderFilterPushDown::Exact
+    }
+
+    fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
+        let plan = self.plan(projection, filters, limit);
+        LivePartition::projected(Col::DEFS, plan.projection.clone().as_deref(), plan.to_string(), move |sink| read::produce(&plan, sink))
+    }
+}
+

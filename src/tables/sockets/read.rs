@@ -1,0 +1,54 @@
+//! One `sockets` scan: read each target namespace through the sock_diag
+//! reader (which chooses netlink or /proc itself), build rows, and fill
+//! owners afterwards when the query uses them.
+
+use std::ops::ControlFlow;
+
+use super::pushdown::ScanPlan;
+use super::rows::{append_diag, append_proc, Interfaces};
+use super::Col;
+use crate::collect::sock_diag::{read_inet, InetSocket};
+use crate::collect::ReadOptions;
+use crate::tables::columns::RowBuilder;
+use crate::tables::live::{BatchSink, Emitter, BATCH_ROWS};
+use crate::tables::{owner_fill, scope};
+
+pub(super) fn produce(plan: &ScanPlan, sink: &BatchSink) -> anyhow::Result<()> {
+    // With owners, rows are built without pid/process and held until the
+    // dump is over; then the owners of exactly those sockets are looked up.
+    let full: Vec<usize> = plan.projection.clone().unwrap_or_else(|| (0..Col::DEFS.len()).collect());
+    let inner: Vec<usize> = full.iter().copied().filter(|&c| c != Col::Pid as usize && c != Col::Process as usize).collect();
+    let rows = RowBuilder::new(Col::DEFS, Some(&inner), BATCH_ROWS);
+    let mut out = if plan.owners { Emitter::holding(rows, plan.limit) } else { Emitter::new(rows, sink, plan.limit) };
+    let mut inodes: Vec<u64> = Vec::new();
+    let hz = procfs::ticks_per_second();
+    let options = ReadOptions { no_netlink: plan.no_netlink };
+    scope::each(&plan.targets, |ns| {
+        if out.done() {
+            return Ok(ControlFlow::Break(()));
+        }
+        let mut ifs = Interfaces::default();
+        let (used, received) = read_inet(options, &plan.dumps, plan.states, plan.extensions, &plan.conds, |s| {
+            let inode = match s {
+                InetSocket::Diag { protocol, msg } => {
+                    append_diag(&mut out.rows, protocol, msg, &mut ifs, ns);
+                    msg.inode() as u64
+                }
+                InetSocket::Proc { protocol, family, socket } => {
+                    append_proc(&mut out.rows, protocol, family, socket, hz, ns);
+                    socket.inode
+                }
+            };
+            if plan.owners {
+                inodes.push(inode);
+            }
+            out.end_row()
+        })?;
+        sink.metrics.read(used, received);
+        Ok(if out.done() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+    })?;
+    if plan.owners {
+        return owner_fill::fill(out.into_held()?, &inodes, Col::DEFS, &full, (Col::Pid as usize, Col::Process as usize), sink);
+    }
+    out.finish()
+}

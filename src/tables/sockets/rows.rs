@@ -1,0 +1,178 @@
+//! One `sockets` row from what the reader found: a sock_diag answer (every
+//! column) or a /proc/net line (the rest null).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use super::{Col, MEM_COLS, TCP_INFO_COLS};
+use crate::collect::netns::Netns;
+use crate::collect::sock_diag::inet::{self, InetDiagMsg};
+use crate::collect::sock_diag::{family_name, protocol_name};
+use crate::collect::{proc_net, tcp_state};
+use crate::tables::columns::RowBuilder;
+
+/// Interface index → name, cached per scan.
+#[derive(Default)]
+pub(super) struct Interfaces(HashMap<u32, Option<String>>);
+
+impl Interfaces {
+    fn name(&mut self, index: u32) -> Option<&str> {
+        if index == 0 {
+            return None;
+        }
+        self.0
+            .entry(index)
+            .or_insert_with(|| {
+                // An index with no interface (it went away) shows as the number.
+                Some(nix::net::if_::if_indextoname(index).map_or_else(|_| index.to_string(), |n| n.to_string_lossy().into_owned()))
+            })
+            .as_deref()
+    }
+}
+
+/// The columns both sources fill.
+struct CommonRow {
+    protocol: u8,
+    family: u8,
+    state: u8,
+    local: (IpAddr, u16),
+    remote: (IpAddr, u16),
+    recv_q: u32,
+    send_q: Option<u32>,
+    uid: u32,
+    inode: u64,
+    timer: u8,
+    expires_ms: u32,
+    retransmits: u32,
+}
+
+fn timer_name(timer: u8) -> Option<&'static str> {
+    match timer {
+        1 => Some("on"),
+        2 => Some("keepalive"),
+        3 => Some("timewait"),
+        4 => Some("persist"),
+        _ => None,
+    }
+}
+
+fn append_common(r: &mut RowBuilder, c: &CommonRow, ns: &Netns) {
+    use Col::*;
+    r.u64(Col::Netns as usize, Some(ns.inode));
+    r.str(NetnsName as usize, ns.name.as_deref());
+    r.str(Protocol as usize, Some(protocol_name(c.protocol)));
+    r.str(Family as usize, Some(family_name(c.family)));
+    r.str(State as usize, Some(tcp_state::name(c.state)));
+    r.display(LocalAddr as usize, &c.local.0);
+    r.u16(LocalPort as usize, Some(c.local.1));
+    r.display(RemoteAddr as usize, &c.remote.0);
+    r.u16(RemotePort as usize, Some(c.remote.1));
+    r.u32(RecvQ as usize, Some(c.recv_q));
+    r.u32(SendQ as usize, c.send_q);
+    r.u32(Uid as usize, Some(c.uid));
+    r.u64(Inode as usize, Some(c.inode));
+    let timer = timer_name(c.timer);
+    r.str(Timer as usize, timer);
+    r.u32(TimerExpiresMs as usize, timer.map(|_| c.expires_ms));
+    r.u32(Retransmits as usize, Some(c.retransmits));
+    // pid and process are filled after the dump: see `with_owners`.
+}
+
+fn us_to_ms(us: Option<u32>) -> Option<f64> {
+    us.map(|v| v as f64 / 1000.0)
+}
+
+pub(super) fn append_diag(r: &mut RowBuilder, protocol: u8, m: &InetDiagMsg<'_>, ifs: &mut Interfaces, ns: &Netns) {
+    use Col::*;
+    let common = CommonRow {
+        protocol,
+        family: m.family(),
+        state: m.state(),
+        local: (m.local_addr(), m.local_port()),
+        remote: (m.remote_addr(), m.remote_port()),
+        recv_q: m.recv_q(),
+        send_q: Some(m.send_q()),
+        uid: m.uid(),
+        inode: m.inode() as u64,
+        timer: m.timer(),
+        expires_ms: m.expires_ms(),
+        retransmits: m.retransmits() as u32,
+    };
+    append_common(r, &common, ns);
+    if r.wants(Interface as usize) {
+        r.str(Interface as usize, ifs.name(m.interface()));
+    }
+    r.u64(Cookie as usize, Some(m.cookie()));
+
+    let ti = m.tcp_info();
+    let t = |f: &dyn Fn(&inet::TcpInfo<'_>) -> Option<u32>| ti.as_ref().and_then(f);
+    let t64 = |f: &dyn Fn(&inet::TcpInfo<'_>) -> Option<u64>| ti.as_ref().and_then(f);
+    r.f64(RttMs as usize, us_to_ms(t(&|i| i.rtt_us())));
+    r.f64(RttvarMs as usize, us_to_ms(t(&|i| i.rttvar_us())));
+    r.f64(RtoMs as usize, us_to_ms(t(&|i| i.rto_us())));
+    r.u32(Mss as usize, t(&|i| i.snd_mss()));
+    r.u32(Cwnd as usize, t(&|i| i.snd_cwnd()));
+    r.u32(Ssthresh as usize, t(&|i| i.snd_ssthresh()).filter(|&v| v < 0x7fff_ffff));
+    r.u32(TotalRetrans as usize, t(&|i| i.total_retrans()));
+    r.u32(Lost as usize, t(&|i| i.lost()));
+    r.u32(Unacked as usize, t(&|i| i.unacked()));
+    r.u64(BytesSent as usize, t64(&|i| i.bytes_sent()));
+    r.u64(BytesAcked as usize, t64(&|i| i.bytes_acked()));
+    r.u64(BytesReceived as usize, t64(&|i| i.bytes_received()));
+    r.u64(BytesRetrans as usize, t64(&|i| i.bytes_retrans()));
+    r.u32(SegsIn as usize, t(&|i| i.segs_in()));
+    r.u32(SegsOut as usize, t(&|i| i.segs_out()));
+    r.u32(LastSendMs as usize, t(&|i| i.last_data_sent_ms()));
+    r.u32(LastRecvMs as usize, t(&|i| i.last_data_recv_ms()));
+    r.u32(LastAckMs as usize, t(&|i| i.last_ack_recv_ms()));
+    r.u64(DeliveryRateBps as usize, t64(&|i| i.delivery_rate()).map(|v| v.saturating_mul(8)));
+    r.u64(PacingRateBps as usize, t64(&|i| i.pacing_rate()).filter(|&v| v != u64::MAX).map(|v| v.saturating_mul(8)));
+    r.f64(MinRttMs as usize, us_to_ms(t(&|i| i.min_rtt_us())).filter(|&v| v < 4_294_967.0));
+    r.u64(BusyMs as usize, t64(&|i| i.busy_time_us()).map(|v| v / 1000));
+    r.str(Congestion as usize, m.congestion());
+    let mem = m.meminfo();
+    let mi = |f: &dyn Fn(&inet::MemInfo<'_>) -> Option<u32>| mem.as_ref().and_then(f);
+    r.u32(RmemAlloc as usize, mi(&|x| x.rmem_alloc()));
+    r.u32(RcvBuf as usize, mi(&|x| x.rcv_buf()));
+    r.u32(WmemAlloc as usize, mi(&|x| x.wmem_alloc()));
+    r.u32(SndBuf as usize, mi(&|x| x.snd_buf()));
+    r.u32(FwdAlloc as usize, mi(&|x| x.fwd_alloc()));
+    r.u32(WmemQueued as usize, mi(&|x| x.wmem_queued()));
+    r.u32(Drops as usize, mi(&|x| x.drops()));
+}
+
+/// Fill every column the /proc/net row does not carry with null.
+pub(super) fn append_proc(r: &mut RowBuilder, protocol: u8, family: u8, s: &proc_net::ProcNetSocket, hz: u64, ns: &Netns) {
+    let common = CommonRow {
+        protocol,
+        family,
+        state: s.state,
+        local: (s.local_addr, s.local_port),
+        remote: (s.remote_addr, s.remote_port),
+        recv_q: s.rx_queue,
+        // /proc/net/tcp has no backlog for listeners; it prints 0 there.
+        send_q: if s.state == 10 && protocol == inet::IPPROTO_TCP { None } else { Some(s.tx_queue) },
+        uid: s.uid,
+        inode: s.inode,
+        timer: s.timer,
+        expires_ms: (s.timer_ticks.saturating_mul(1000) / hz.max(1)).min(u32::MAX as u64) as u32,
+        retransmits: s.retransmits,
+    };
+    append_common(r, &common, ns);
+    for c in TCP_INFO_COLS.iter().chain(MEM_COLS).chain(&[Col::Congestion, Col::Interface, Col::Cookie]) {
+        match c.def_ty() {
+            crate::tables::columns::Ty::F64 => r.f64(*c as usize, None),
+            crate::tables::columns::Ty::U64 => r.u64(*c as usize, None),
+            crate::tables::columns::Ty::U32 => r.u32(*c as usize, None),
+            crate::tables::columns::Ty::Utf8 => r.str(*c as usize, None),
+            other => unreachable!("no {other:?} column among the sock_diag-only ones"),
+        }
+    }
+}
+
+impl Col {
+    fn def_ty(self) -> crate::tables::columns::Ty {
+        Self::DEFS[self as usize].ty
+    }
+}
+
