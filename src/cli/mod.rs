@@ -86,14 +86,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let source = SourceOptions { no_netlink: args.source.no_netlink, all_netns: std::sync::Arc::new(args.source.all_netns.into()) };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    // The commands that only print a catalog, without an engine.
-    let listing = match &args.command {
-        Some(Command::Tables) => Some(catalog::tables()),
-        Some(Command::Schema { table }) => Some(catalog::describe(table)?),
-        Some(Command::Run { name: None, .. }) => Some(saved::list_batch()),
-        _ => None,
-    };
-    if let Some(b) = listing {
+    if let Some(Command::Run { name: None, .. }) = &args.command {
+        let b = saved::list_batch();
         output::print(&mut out, opts, &b.schema(), &[b])?;
         return Ok(out.flush()?);
     }
@@ -116,6 +110,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(location) = &args.history {
         let store = crate::history::store::HistoryStore::open(location, false)?;
         crate::history::register::register(engine.context(), store).await?;
+    }
+    // The catalog commands ask the session, so history tables count too.
+    let listing = match &args.command {
+        Some(Command::Tables) => Some(catalog::tables_batch(&engine.listing().await)),
+        Some(Command::Schema { table }) => Some(catalog::describe_batch(&engine.listing().await, table)?),
+        _ => None,
+    };
+    if let Some(b) = listing {
+        output::print(&mut out, opts, &b.schema(), &[b])?;
+        return Ok(out.flush()?);
     }
     if let Some(Command::Record { out: target, every, duration, samples, tables, query, retention }) = &args.command {
         let store = crate::history::store::HistoryStore::open(target, true)?;

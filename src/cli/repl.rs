@@ -19,7 +19,6 @@ use super::meta::{self, Meta};
 use super::output::{self, OutputOptions};
 use super::{error_line, watch};
 use crate::query::saved::{self, file_source};
-use crate::tables::catalog as tables;
 
 /// The shell's history file: $XDG_STATE_HOME/sockql/history, else
 /// ~/.local/state/sockql/history, of the user sockql runs as.
@@ -34,26 +33,7 @@ use crate::tables::catalog as tables;
 pub fn history_path() -> Option<PathBuf> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     let euid = nix::unistd::geteuid();
-    let owned = |p: &std::path::Path| std::fs::metadata(p).is_ok_and(|m| m.uid() == euid.as_raw());
-    let from_env = std::env::var_os("XDG_STATE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local").join("state")));
-    // The base (or, when it does not exist yet, the home it is under).
-    let trusted = |base: &PathBuf| {
-        let mut p = base.as_path();
-        while !p.exists() {
-            p = p.parent()?;
-        }
-        owned(p).then_some(())
-    };
-    let base = match from_env.filter(|b| trusted(b).is_some()) {
-        Some(b) => b,
-        None => {
-            let home = nix::unistd::User::from_uid(euid).ok().flatten()?.dir;
-            home.join(".local").join("state")
-        }
-    };
+    let base = crate::query::dirs::own_state_home()?;
     let dir = base.join("sockql");
     if let Err(e) = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir) {
         crate::notice::warn_once("history", format!("no shell history: cannot create {}: {e}", dir.display()));
@@ -96,9 +76,11 @@ impl<'a> Repl<'a> {
         Repl { runner, opts, timing: false, last: None, all_netns }
     }
 
-    fn helper() -> SqlHelper {
-        let cat = tables();
-        let names = cat.iter().map(|t| t.name.to_string()).collect();
+    /// Completion over every table the session has now: live ones,
+    /// `history.*`, and snapshots and views made so far.
+    async fn helper(&self) -> SqlHelper {
+        let cat = self.runner.listing().await;
+        let names = cat.iter().map(|t| t.name.clone()).collect();
         let columns = cat.iter().flat_map(|t| t.schema.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>()).collect();
         SqlHelper::new(names, columns, saved::names())
     }
@@ -106,7 +88,7 @@ impl<'a> Repl<'a> {
     pub async fn run(mut self) -> anyhow::Result<()> {
         let config = Config::builder().auto_add_history(false).max_history_size(10_000)?.build();
         let mut rl: Editor<SqlHelper, FileHistory> = Editor::with_config(config)?;
-        rl.set_helper(Some(Self::helper()));
+        rl.set_helper(Some(self.helper().await));
         let history = history_path();
         if let Some(h) = &history {
             let _ = rl.load_history(h);
@@ -160,6 +142,8 @@ impl<'a> Repl<'a> {
                         Ok(Flow::Continue) => {}
                         Err(e) => eprintln!("sockql: error: {}", error_line(&e)),
                     }
+                    // A statement may have made a snapshot or view: complete its columns too.
+                    rl.set_helper(Some(self.helper().await));
                 }
                 // Ctrl-C while typing drops the statement, not the shell.
                 Err(ReadlineError::Interrupted) => {
@@ -190,11 +174,11 @@ impl<'a> Repl<'a> {
             Meta::Help => write!(out, "{}", meta::help_text())?,
             Meta::Quit => return Ok(Flow::Quit),
             Meta::Tables => {
-                let b = catalog::tables();
+                let b = catalog::tables_batch(&self.runner.listing().await);
                 output::print(&mut out, self.opts, &b.schema(), &[b])?;
             }
             Meta::Describe(t) => {
-                let b = catalog::describe(&t)?;
+                let b = catalog::describe_batch(&self.runner.listing().await, &t)?;
                 output::print(&mut out, self.opts, &b.schema(), &[b])?;
             }
             Meta::Timing => {

@@ -25,7 +25,7 @@ use super::layout;
 use super::skip::SkipFiles;
 use super::store::HistoryStore;
 
-pub const SCHEMA: &str = "history";
+pub use crate::query::catalog::HISTORY_SCHEMA as SCHEMA;
 
 /// Register `history.<table>` for each table recorded in `store`.
 pub async fn register(ctx: &SessionContext, store: HistoryStore) -> anyhow::Result<Vec<String>> {

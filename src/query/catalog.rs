@@ -1,20 +1,65 @@
-//! The catalog as result tables: `sockql tables`, `sockql schema T`, and
-//! the SQL `SHOW TABLES` / `DESCRIBE T`, all from the column declarations,
-//! so the descriptions a user reads are the ones the code declares.
+//! The catalog as result tables: `sockql tables`, `sockql schema T`, `\d`,
+//! and the SQL `SHOW TABLES` / `DESCRIBE T`, answered from the session's
+//! context (live tables, snapshots and views, `history.*`), with the
+//! descriptions the column declarations carry.
 
 use std::sync::Arc;
 
 use anyhow::bail;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::prelude::SessionContext;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::tables::{catalog, columns::DESCRIPTION};
 
-pub fn tables() -> RecordBatch {
-    let cat = catalog();
-    let names: Vec<&str> = cat.iter().map(|t| t.name).collect();
-    let about: Vec<&str> = cat.iter().map(|t| t.about).collect();
+/// The schema the recorded tables are registered in (`history.sockets`).
+pub const HISTORY_SCHEMA: &str = "history";
+
+/// A table as the catalog lists it: live tables, `history.*` tables,
+/// and the snapshots and views of the session alike.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub name: String,
+    pub about: String,
+    pub schema: SchemaRef,
+}
+
+/// The live tables, without a session (help, README, completion).
+pub fn live() -> Vec<Listed> {
+    catalog().into_iter().map(|t| Listed { name: t.name.to_string(), about: t.about.to_string(), schema: t.schema }).collect()
+}
+
+/// Every table `ctx` can query, live tables first, then the session's own
+/// (snapshots and views), then `history.*`, each with its schema: read
+/// from the context, so nothing registered is missing from SHOW TABLES,
+/// DESCRIBE, `\d` or completion.
+pub async fn listing(ctx: &SessionContext) -> Vec<Listed> {
+    let mut out = live();
+    let Some(catalog) = ctx.catalog("datafusion") else { return out };
+    for schema_name in ["public", HISTORY_SCHEMA] {
+        let Some(schema) = catalog.schema(schema_name) else { continue };
+        let mut names = schema.table_names();
+        names.sort();
+        for name in names {
+            if schema_name == "public" && out.iter().any(|t| t.name == name) {
+                continue;
+            }
+            let Ok(Some(table)) = schema.table(&name).await else { continue };
+            let (name, about) = if schema_name == "public" {
+                (name, "snapshot or view made in this session".to_string())
+            } else {
+                (format!("{schema_name}.{name}"), format!("samples of {name} recorded by sockql record (--history)"))
+            };
+            out.push(Listed { name, about, schema: table.schema() });
+        }
+    }
+    out
+}
+
+pub fn tables_batch(list: &[Listed]) -> RecordBatch {
+    let names: Vec<&str> = list.iter().map(|t| t.name.as_str()).collect();
+    let about: Vec<&str> = list.iter().map(|t| t.about.as_str()).collect();
     let schema = Schema::new(vec![
         Field::new("table_name", DataType::Utf8, false),
         Field::new("description", DataType::Utf8, false),
@@ -23,17 +68,43 @@ pub fn tables() -> RecordBatch {
     RecordBatch::try_new(Arc::new(schema), columns).expect("catalog batch matches its schema")
 }
 
-pub fn describe(table: &str) -> anyhow::Result<RecordBatch> {
-    let cat = catalog();
-    let Some(info) = cat.iter().find(|t| t.name.eq_ignore_ascii_case(table)) else {
-        let names: Vec<&str> = cat.iter().map(|t| t.name).collect();
+/// The live tables as a result table.
+pub fn tables() -> RecordBatch {
+    tables_batch(&live())
+}
+
+/// A column's description: its own (live tables declare one), else, for
+/// `history.T`, the live table T's, else what the recorder adds.
+fn column_doc(table: &str, field: &Field) -> String {
+    if let Some(d) = field.metadata().get(DESCRIPTION) {
+        return d.clone();
+    }
+    if let Some(live_name) = table.strip_prefix("history.") {
+        match field.name().as_str() {
+            "ts" => return "When the sample was taken (UTC)".into(),
+            "host" => return "Host that recorded the sample (partition)".into(),
+            "date" => return "Day of the sample, YYYY-MM-DD (partition)".into(),
+            _ => {}
+        }
+        let live = catalog().into_iter().find(|t| t.name == live_name);
+        if let Some(doc) = live.and_then(|t| t.schema.field_with_name(field.name()).ok().and_then(|f| f.metadata().get(DESCRIPTION).cloned())) {
+            return doc;
+        }
+    }
+    String::new()
+}
+
+/// The columns of `table` (case-insensitive; `history.T` too) in `list`.
+pub fn describe_batch(list: &[Listed], table: &str) -> anyhow::Result<RecordBatch> {
+    let Some(info) = list.iter().find(|t| t.name.eq_ignore_ascii_case(table)) else {
+        let names: Vec<&str> = list.iter().map(|t| t.name.as_str()).collect();
         bail!("no table named '{table}'; tables are: {}", names.join(", "));
     };
     let fields = info.schema.fields();
     let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
     let types: Vec<String> = fields.iter().map(|f| f.data_type().to_string()).collect();
     let nullable: Vec<bool> = fields.iter().map(|f| f.is_nullable()).collect();
-    let docs: Vec<&str> = fields.iter().map(|f| f.metadata().get(DESCRIPTION).map_or("", |s| s.as_str())).collect();
+    let docs: Vec<String> = fields.iter().map(|f| column_doc(&info.name, f)).collect();
     let schema = Schema::new(vec![
         Field::new("column_name", DataType::Utf8, false),
         Field::new("data_type", DataType::Utf8, false),
@@ -49,20 +120,40 @@ pub fn describe(table: &str) -> anyhow::Result<RecordBatch> {
     Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
 }
 
-/// Recognise `SHOW TABLES` and `DESCRIBE t` / `DESC t`, which sockql
-/// answers itself (with descriptions) rather than through DataFusion's
-/// information_schema. Works on the parsed statement: printing a statement
-/// back to text recurses on its depth.
-pub fn catalog_statement(statement: &datafusion::sql::parser::Statement) -> Option<anyhow::Result<RecordBatch>> {
+/// The columns of a live table.
+pub fn describe(table: &str) -> anyhow::Result<RecordBatch> {
+    describe_batch(&live(), table)
+}
+
+/// A catalog statement sockql answers itself, with descriptions, rather
+/// than through DataFusion's information_schema.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CatalogRequest {
+    ShowTables,
+    Describe(String),
+}
+
+/// Recognise `SHOW TABLES` and `DESCRIBE t` / `DESC t`. Works on the parsed
+/// statement: printing a statement back to text recurses on its depth.
+pub fn catalog_statement(statement: &datafusion::sql::parser::Statement) -> Option<CatalogRequest> {
     use datafusion::sql::sqlparser::ast::{DescribeAlias, Statement as Sql};
     let datafusion::sql::parser::Statement::Statement(inner) = statement else { return None };
     match inner.as_ref() {
         // Only the plain form; SHOW TABLES FROM/LIKE goes to DataFusion.
-        s @ Sql::ShowTables { .. } if s.to_string().eq_ignore_ascii_case("SHOW TABLES") => Some(Ok(tables())),
+        s @ Sql::ShowTables { .. } if s.to_string().eq_ignore_ascii_case("SHOW TABLES") => Some(CatalogRequest::ShowTables),
         Sql::ExplainTable { describe_alias: DescribeAlias::Describe | DescribeAlias::Desc, hive_format: None, table_name, .. } => {
-            Some(describe(table_name.to_string().trim_matches('"')))
+            let name: Vec<String> = table_name.0.iter().map(|p| p.to_string().trim_matches('"').to_string()).collect();
+            Some(CatalogRequest::Describe(name.join(".")))
         }
         _ => None,
+    }
+}
+
+/// Answer a catalog request from `list`.
+pub fn answer(request: &CatalogRequest, list: &[Listed]) -> anyhow::Result<RecordBatch> {
+    match request {
+        CatalogRequest::ShowTables => Ok(tables_batch(list)),
+        CatalogRequest::Describe(t) => describe_batch(list, t),
     }
 }
 
@@ -115,9 +206,12 @@ mod tests {
 
     #[test]
     fn recognises_catalog_statements() {
-        assert!(catalog_statement(&parsed("show tables;")).is_some());
-        assert_eq!(catalog_statement(&parsed("DESCRIBE sockets")).unwrap().unwrap().column(0).as_string::<i32>().value(0), "protocol");
-        assert!(catalog_statement(&parsed("describe nope")).unwrap().unwrap_err().to_string().contains("tables are: sockets"));
+        assert_eq!(catalog_statement(&parsed("show tables;")), Some(CatalogRequest::ShowTables));
+        assert_eq!(catalog_statement(&parsed("DESCRIBE history.sockets")), Some(CatalogRequest::Describe("history.sockets".into())));
+        let req = catalog_statement(&parsed("DESCRIBE sockets")).unwrap();
+        assert_eq!(answer(&req, &live()).unwrap().column(0).as_string::<i32>().value(0), "protocol");
+        let req = catalog_statement(&parsed("describe nope")).unwrap();
+        assert!(answer(&req, &live()).unwrap_err().to_string().contains("tables are: sockets"));
         assert!(catalog_statement(&parsed("SELECT 1")).is_none());
     }
 }

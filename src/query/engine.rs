@@ -85,6 +85,10 @@ pub trait QueryRunner {
     /// Run every statement in order into `sink`.
     async fn run_into(&self, sql: &SqlSource, sink: &mut dyn ResultSink) -> anyhow::Result<()>;
 
+    /// Every table the session can query, with its schema (for `\\d`,
+    /// `sockql tables` and completion).
+    async fn listing(&self) -> Vec<super::catalog::Listed>;
+
     /// Run and keep every result.
     async fn run(&self, sql: &SqlSource) -> anyhow::Result<Vec<StatementResult>> {
         let mut all = Collect::default();
@@ -216,8 +220,8 @@ impl Engine {
     /// Plan, check and run one statement, sending its result as it streams.
     async fn run_statement(&self, statement: Statement, params: &HashMap<String, ScalarValue>, tx: &Events) -> anyhow::Result<()> {
         use futures::StreamExt;
-        if let Some(batch) = catalog_statement(&statement) {
-            let batch = batch?;
+        if let Some(request) = catalog_statement(&statement) {
+            let batch = super::catalog::answer(&request, &super::catalog::listing(&self.ctx).await)?;
             send(tx, Event::Start(batch.schema())).await?;
             send(tx, Event::Batch(batch)).await?;
             return send(tx, Event::End).await;
@@ -282,6 +286,10 @@ impl Engine {
 
 #[async_trait(?Send)]
 impl QueryRunner for Engine {
+    async fn listing(&self) -> Vec<super::catalog::Listed> {
+        super::catalog::listing(&self.ctx).await
+    }
+
     /// Parse, plan and run on a thread of its own with a large stack, and
     /// print here as results arrive. --timeout covers all of it, planning
     /// included, and so does dropping this future (Ctrl-C): the caller

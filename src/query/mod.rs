@@ -5,6 +5,7 @@
 //! nothing of any front end.
 
 pub mod catalog;
+pub mod dirs;
 pub mod engine;
 pub mod files;
 pub mod policy;

@@ -59,7 +59,7 @@ impl Refusal {
 /// them (a snapshot named `sockets` would silently shadow the kernel).
 pub fn is_builtin(name: &TableReference) -> bool {
     match name.schema() {
-        Some("history") | Some("information_schema") => true,
+        Some(super::catalog::HISTORY_SCHEMA) | Some("information_schema") => true,
         None | Some("public") => crate::tables::catalog().iter().any(|t| t.name.eq_ignore_ascii_case(name.table())),
         Some(_) => false,
     }

@@ -212,10 +212,7 @@ pub fn parse_assignment(s: &str) -> anyhow::Result<(String, String)> {
 /// The directories searched, in order, before the built-in set.
 pub fn search_dirs() -> Vec<PathBuf> {
     let mut dirs = vec![PathBuf::from("queries")];
-    let config = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
-    if let Some(c) = config {
+    if let Some(c) = super::dirs::config_home() {
         dirs.push(c.join("sockql").join("queries"));
     }
     dirs

@@ -54,62 +54,73 @@ pub struct TableInfo {
     pub schema: SchemaRef,
 }
 
-/// Every table sockql serves, in the order `sockql tables` lists them.
-pub fn catalog() -> Vec<TableInfo> {
-    vec![
-        TableInfo { name: sockets::NAME, about: sockets::ABOUT, schema: columns::schema_of(sockets::Col::DEFS) },
-        TableInfo { name: processes::NAME, about: processes::ABOUT, schema: columns::schema_of(processes::Col::DEFS) },
-        TableInfo {
-            name: socket_owners::NAME,
-            about: socket_owners::ABOUT,
-            schema: columns::schema_of(socket_owners::Col::DEFS),
-        },
-        TableInfo { name: sysctls::NAME, about: sysctls::ABOUT, schema: columns::schema_of(sysctls::Col::DEFS) },
-        TableInfo { name: conntrack::NAME, about: conntrack::ABOUT, schema: columns::schema_of(conntrack::Col::DEFS) },
-        TableInfo {
-            name: conntrack_stats::NAME,
-            about: conntrack_stats::ABOUT,
-            schema: columns::schema_of(conntrack_stats::Col::DEFS),
-        },
-        TableInfo { name: netns::NAME, about: netns::ABOUT, schema: columns::schema_of(netns::Col::DEFS) },
-        TableInfo { name: net_counters::NAME, about: net_counters::ABOUT, schema: columns::schema_of(net_counters::Col::DEFS) },
-        TableInfo { name: sockstat::NAME, about: sockstat::ABOUT, schema: columns::schema_of(sockstat::Col::DEFS) },
-        TableInfo { name: unix_sockets::NAME, about: unix_sockets::ABOUT, schema: columns::schema_of(unix_sockets::Col::DEFS) },
-    ]
+/// One table: its name and description for the catalog, its columns, and
+/// how to make its provider. [`TABLES`] is the one list both the catalog
+/// and registration read.
+pub struct Entry {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub defs: &'static [columns::ColumnDef],
+    pub make: fn(&SourceOptions) -> Arc<dyn TableProvider>,
 }
 
-/// Register every live table with a DataFusion context.
-pub fn register_all(ctx: &SessionContext, options: &SourceOptions) -> Result<()> {
-    let tables: Vec<(&str, Arc<dyn TableProvider>)> = vec![
-        (sockets::NAME, Arc::new(LiveTable(sockets::SocketsTable::new(options.clone())))),
-        (processes::NAME, Arc::new(LiveTable(processes::ProcessesTable))),
-        (socket_owners::NAME, Arc::new(LiveTable(socket_owners::SocketOwnersTable))),
-        (sysctls::NAME, Arc::new(LiveTable(sysctls::SysctlsTable::new(options.clone())))),
-        (conntrack::NAME, Arc::new(LiveTable(conntrack::ConntrackTable::new(options.clone())))),
-        (conntrack_stats::NAME, Arc::new(LiveTable(conntrack_stats::ConntrackStatsTable::new(options.clone())))),
-        (netns::NAME, Arc::new(LiveTable(netns::NetnsTable))),
-        (
-            net_counters::NAME,
+/// Every table sockql serves, in the order `sockql tables` lists them.
+pub const TABLES: &[Entry] = &[
+    Entry { name: sockets::NAME, about: sockets::ABOUT, defs: sockets::Col::DEFS, make: |o| Arc::new(LiveTable(sockets::SocketsTable::new(o.clone()))) },
+    Entry { name: processes::NAME, about: processes::ABOUT, defs: processes::Col::DEFS, make: |_| Arc::new(LiveTable(processes::ProcessesTable)) },
+    Entry { name: socket_owners::NAME, about: socket_owners::ABOUT, defs: socket_owners::Col::DEFS, make: |_| Arc::new(LiveTable(socket_owners::SocketOwnersTable)) },
+    Entry { name: sysctls::NAME, about: sysctls::ABOUT, defs: sysctls::Col::DEFS, make: |o| Arc::new(LiveTable(sysctls::SysctlsTable::new(o.clone()))) },
+    Entry { name: conntrack::NAME, about: conntrack::ABOUT, defs: conntrack::Col::DEFS, make: |o| Arc::new(LiveTable(conntrack::ConntrackTable::new(o.clone()))) },
+    Entry {
+        name: conntrack_stats::NAME,
+        about: conntrack_stats::ABOUT,
+        defs: conntrack_stats::Col::DEFS,
+        make: |o| Arc::new(LiveTable(conntrack_stats::ConntrackStatsTable::new(o.clone()))),
+    },
+    Entry { name: netns::NAME, about: netns::ABOUT, defs: netns::Col::DEFS, make: |_| Arc::new(LiveTable(netns::NetnsTable)) },
+    Entry {
+        name: net_counters::NAME,
+        about: net_counters::ABOUT,
+        defs: net_counters::Col::DEFS,
+        make: |o| {
             Arc::new(LiveTable(counter_table::CounterTable {
                 name: net_counters::NAME,
                 defs: net_counters::Col::DEFS,
                 read: crate::collect::counters::read_counters,
-                options: options.clone(),
-            })),
-        ),
-        (
-            sockstat::NAME,
+                options: o.clone(),
+            }))
+        },
+    },
+    Entry {
+        name: sockstat::NAME,
+        about: sockstat::ABOUT,
+        defs: sockstat::Col::DEFS,
+        make: |o| {
             Arc::new(LiveTable(counter_table::CounterTable {
                 name: sockstat::NAME,
                 defs: sockstat::Col::DEFS,
                 read: crate::collect::counters::read_sockstat,
-                options: options.clone(),
-            })),
-        ),
-        (unix_sockets::NAME, Arc::new(LiveTable(unix_sockets::UnixSocketsTable::new(options.clone())))),
-    ];
-    for (name, table) in tables {
-        ctx.register_table(name, table)?;
+                options: o.clone(),
+            }))
+        },
+    },
+    Entry {
+        name: unix_sockets::NAME,
+        about: unix_sockets::ABOUT,
+        defs: unix_sockets::Col::DEFS,
+        make: |o| Arc::new(LiveTable(unix_sockets::UnixSocketsTable::new(o.clone()))),
+    },
+];
+
+/// Every table sockql serves, with its schema, in [`TABLES`] order.
+pub fn catalog() -> Vec<TableInfo> {
+    TABLES.iter().map(|t| TableInfo { name: t.name, about: t.about, schema: columns::schema_of(t.defs) }).collect()
+}
+
+/// Register every live table with a DataFusion context.
+pub fn register_all(ctx: &SessionContext, options: &SourceOptions) -> Result<()> {
+    for t in TABLES {
+        ctx.register_table(t.name, (t.make)(options))?;
     }
     Ok(())
 }

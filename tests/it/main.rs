@@ -6,6 +6,7 @@ mod churn;
 mod cli;
 mod common;
 mod history;
+mod layers;
 mod conntrack;
 mod namespaces;
 mod netns;

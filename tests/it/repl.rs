@@ -166,3 +166,37 @@ fn watch_re_runs_the_last_query_until_ctrl_c() {
     sh.p.exp_eof().unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn snapshots_and_history_are_in_the_catalog_and_completion() {
+    let dir = temp_dir("catalog");
+    let hist = dir.join("hist");
+    let (_, err, ok) = run(&["record", "--out", hist.to_str().unwrap(), "--tables", "sockstat", "--samples", "1"]);
+    assert!(ok, "{err}");
+    let mut cmd = Command::new(bin());
+    cmd.args(["--history", hist.to_str().unwrap()]).env("XDG_STATE_HOME", &dir).env("TERM", "xterm").env("COLUMNS", "200");
+    let mut sh = Shell { p: spawn_with_options(cmd, Options::new().timeout_ms(Some(15_000)).strip_ansi_escape_codes(true)).unwrap() };
+    sh.line("\\format csv");
+    sh.expect("Output format is Csv.");
+    sh.line("CREATE TABLE mysnap AS SELECT 1 AS uniquecolumnxyz;");
+    // The new snapshot's column completes, and \d lists and describes it.
+    sh.type_("SELECT uniquecol\t");
+    sh.p.send_line(" FROM mysnap;").unwrap();
+    sh.expect("uniquecolumnxyz\r\n1\r\n");
+    sh.line("\\d");
+    sh.expect("mysnap,snapshot or view made in this session");
+    sh.expect("history.sockstat,samples of sockstat recorded by sockql record (--history)");
+    sh.line("\\d mysnap");
+    sh.expect("uniquecolumnxyz,Int64,false,");
+    sh.line("DESCRIBE history.sockstat;");
+    sh.expect("ts,\"Timestamp(ms, \"\"UTC\"\")\",false,When the sample was taken (UTC)");
+    sh.line("\\q");
+    sh.p.exp_eof().unwrap();
+    // The one-shot catalog commands see history tables too.
+    let (out, err, ok) = run(&["--history", hist.to_str().unwrap(), "--format", "csv", "schema", "history.sockstat"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("host,Utf8,false,Host that recorded the sample (partition)"), "{out}");
+    let (out, _, _) = run(&["--history", hist.to_str().unwrap(), "--format", "csv", "tables"]);
+    assert!(out.contains("history.sockstat,"), "{out}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

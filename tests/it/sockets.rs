@@ -283,3 +283,41 @@ fn a_kernel_refusing_netlink_falls_back_to_proc_net_and_says_so_once() {
     assert!(lines[0].starts_with("sockql: warning: netlink sock_diag unavailable") && lines[0].contains("/proc/net"), "{err}");
     assert!(lines[0].contains("Operation not permitted"), "{err}");
 }
+
+#[test]
+fn unix_sockets_fall_back_to_proc_net_unix() {
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let dir = std::env::temp_dir().join(format!("sockql-unixfb-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("l.sock");
+    let l = UnixListener::bind(&path).unwrap();
+    let (a, b) = UnixStream::pair().unwrap();
+    let inodes: Vec<i64> = vec![inode_of(&l), inode_of(&a), inode_of(&b)];
+    let sql = format!(
+        "SELECT type, state, path, inode, peer_inode, recv_q FROM unix_sockets WHERE inode IN ({}) ORDER BY inode",
+        inodes.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+    );
+    // Netlink: every column.
+    let full = query(&sql);
+    assert_eq!(full.len(), 3, "{full:?}");
+    let listening = full.iter().find(|r| r["path"] == json!(path.to_str().unwrap())).unwrap();
+    assert_eq!((listening["type"].clone(), listening["state"].clone()), (json!("stream"), json!("LISTEN")));
+    // Refused netlink (seccomp) and --no-netlink: the same sockets from
+    // /proc/net/unix, peer and queues null; a refusal says so once.
+    let without = |r: &Value| json!({"type": r["type"], "state": r["state"], "path": r["path"], "inode": r["inode"], "peer_inode": null, "recv_q": null});
+    let expected: Vec<Value> = full.iter().map(without).collect();
+    let (out, err, ok) = without_netlink(&["--format", "ndjson", &sql]);
+    assert!(ok, "{err}");
+    assert_eq!(parse_ndjson(&out), expected);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].starts_with("sockql: warning: netlink sock_diag unavailable") && lines[0].contains("/proc/net/unix"), "{err}");
+    let (out, err, ok) = run(&["--no-netlink", "--format", "ndjson", &sql]);
+    assert!(ok && err.is_empty(), "{err}");
+    assert_eq!(parse_ndjson(&out), expected);
+    let explain = query_with(&["--no-netlink"], &format!("EXPLAIN {sql}"));
+    assert!(explain.iter().any(|r| r["plan"].as_str().unwrap_or("").contains("unix_sockets: /proc/net/unix")), "{explain:?}");
+    drop((l, a, b));
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -253,7 +253,7 @@ pub fn read_unix<E: From<Error>>(
             Err(CallerOr::Caller(e)) => return Err(e),
             Err(CallerOr::Reader(e)) if e.is_refusal() => notice::warn_once(
                 "sock-diag-unix",
-                format!("netlink sock_diag refused the unix dump ({e}); reading /proc/net/unix instead, so peer, queue and uid columns are null"),
+                format!("netlink sock_diag unavailable ({e}); reading /proc/net/unix instead, so peer, queue and uid columns are null"),
             ),
             Err(CallerOr::Reader(e)) => return Err(e.into()),
         }
