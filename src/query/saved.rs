@@ -75,46 +75,25 @@ pub fn has_name_header(text: &str) -> bool {
     header_lines(text).any(|l| header(l, "name").is_some())
 }
 
-/// `$name` placeholders in `sql`, with their 1-based line, skipping string
-/// literals, quoted identifiers and comments.
+/// `$name` placeholders in `sql`, with their 1-based line, found by
+/// sqlparser's tokenizer: `$x` inside a string, quoted identifier or
+/// comment is not a parameter. Text the tokenizer cannot read has none
+/// (the SQL error comes when it is run).
 pub fn placeholders(sql: &str) -> Vec<(String, usize)> {
-    let b = sql.as_bytes();
-    let (mut i, mut line, mut out) = (0, 1, Vec::new());
-    while i < b.len() {
-        match b[i] {
-            b'\n' => line += 1,
-            q @ (b'\'' | b'"') => {
-                i += 1;
-                while i < b.len() && b[i] != q {
-                    if b[i] == b'\n' {
-                        line += 1;
-                    }
-                    i += 1;
-                }
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize_with_location() else { return Vec::new() };
+    tokens
+        .into_iter()
+        .filter_map(|t| match t.token {
+            Token::Placeholder(p) => {
+                let name = p.strip_prefix('$')?;
+                let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                ok.then(|| (name.to_string(), t.span.start.line as usize))
             }
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-                continue;
-            }
-            b'$' => {
-                let start = i + 1;
-                let mut end = start;
-                while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
-                    end += 1;
-                }
-                if end > start {
-                    out.push((sql[start..end].to_string(), line));
-                }
-                i = end;
-                continue;
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    out
+            _ => None,
+        })
+        .collect()
 }
 
 impl SavedQuery {
@@ -397,7 +376,7 @@ mod tests {
 
     #[test]
     fn placeholders_skip_strings_and_comments() {
-        let p = placeholders("SELECT $a, '$b', \"$c\" -- $d\n, $e_1");
+        let p = placeholders("SELECT $a, '$b', \"$c\" -- $d\n, $e_1 /* $f */");
         assert_eq!(p, vec![("a".to_string(), 1), ("e_1".to_string(), 2)]);
     }
 

@@ -237,19 +237,12 @@ pub fn read_unix<E: From<Error>>(
     mut on_socket: impl FnMut(&unix::UnixSocket) -> Result<ControlFlow<()>, E>,
 ) -> Result<(Used, Received), E> {
     if !options.no_netlink {
-        let mut nl = None;
-        let res = SockDiag::open().and_then(|s| {
-            nl = Some(s);
-            Ok(())
-        });
-        let res: Result<(), CallerOr<E>> = match (res, nl.as_mut()) {
-            (Ok(()), Some(s)) => s.unix(|u| on_socket(u).map_err(CallerOr::Caller)),
-            (Err(e), _) => Err(CallerOr::Reader(e)),
-            (Ok(()), None) => Ok(()),
+        let res: Result<Received, CallerOr<E>> = match SockDiag::open() {
+            Ok(mut nl) => nl.unix(|u| on_socket(u).map_err(CallerOr::Caller)).map(|()| nl.received()),
+            Err(e) => Err(CallerOr::Reader(e)),
         };
-        let received = nl.as_ref().map(|n| n.received()).unwrap_or_default();
         match res {
-            Ok(()) => return Ok((Used { netlink: 1, proc: 0 }, received)),
+            Ok(received) => return Ok((Used { netlink: 1, proc: 0 }, received)),
             Err(CallerOr::Caller(e)) => return Err(e),
             Err(CallerOr::Reader(e)) if e.is_refusal() => notice::warn_once(
                 "sock-diag-unix",
