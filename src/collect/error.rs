@@ -68,3 +68,17 @@ impl Used {
         self.proc += other.proc;
     }
 }
+
+/// Inside a reader with a fallback: the error of the caller's callback
+/// (passed through untouched) or the reader's own (which decides whether
+/// to fall back).
+pub(crate) enum CallerOr<E> {
+    Caller(E),
+    Reader(Error),
+}
+
+impl<E> From<Error> for CallerOr<E> {
+    fn from(e: Error) -> Self {
+        CallerOr::Reader(e)
+    }
+}

@@ -11,6 +11,7 @@ pub mod proc;
 use std::net::IpAddr;
 use std::ops::ControlFlow;
 
+use super::error::CallerOr;
 use super::{Error, ReadOptions, Used};
 use crate::notice;
 pub use netlink::{Ctnetlink, DumpFilter};
@@ -141,17 +142,6 @@ fn refusal_note(e: &Error) {
     notice::note_once("conntrack-unavailable", msg);
 }
 
-/// A callback's own error, or the reader's: fallbacks follow the reader's.
-enum CallerOr<E> {
-    Caller(E),
-    Reader(Error),
-}
-
-impl<E> From<Error> for CallerOr<E> {
-    fn from(e: Error) -> Self {
-        CallerOr::Reader(e)
-    }
-}
 
 /// Read the table of `family` (0: both) in the calling thread's namespace
 /// from ctnetlink, else /proc/net/nf_conntrack, else nothing (with a

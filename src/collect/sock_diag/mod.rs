@@ -20,6 +20,7 @@ use std::io::Write;
 use std::ops::ControlFlow;
 
 use super::netlink::{DumpSocket, Received};
+use super::error::CallerOr;
 use super::{proc_net, Error, ReadOptions, Used};
 use crate::notice;
 use inet::{Cond, Extensions, InetDiagMsg};
@@ -211,19 +212,6 @@ pub fn read_inet<E: From<Error>>(
         }
     }
     Ok((used, netlink.map(|n| n.received()).unwrap_or_default()))
-}
-
-/// A callback's own error, or the reader's: the reader decides on
-/// fallbacks by its own errors only.
-enum CallerOr<E> {
-    Caller(E),
-    Reader(Error),
-}
-
-impl<E> From<Error> for CallerOr<E> {
-    fn from(e: Error) -> Self {
-        CallerOr::Reader(e)
-    }
 }
 
 /// /proc/thread-self/net/unix: the fallback of [`read_unix`].
