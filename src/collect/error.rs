@@ -17,21 +17,21 @@ pub enum Error {
     Malformed(String),
     #[error("netlink message of {0} bytes did not fit the receive buffer")]
     Truncated(usize),
-    #[error("cannot read {path}: {source}")]
-    Proc {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    ProcFormat { path: String, message: String },
+    // The /proc variants stay small (a boxed path, one String): every
+    // callback of a dump returns a Result holding this type, and a large
+    // error made each of a million sockets cost measurably more.
+    #[error("cannot read {0}: {1}")]
+    Proc(Box<str>, #[source] std::io::Error),
+    /// `PATH: what is wrong with its text`.
+    #[error("{0}")]
+    ProcFormat(String),
 }
 
 impl Error {
     /// The errno behind the error, if the kernel or a system call gave one.
     pub fn errno(&self) -> Option<i32> {
         match self {
-            Error::Open(e) | Error::Io(e) | Error::Proc { source: e, .. } => e.raw_os_error(),
+            Error::Open(e) | Error::Io(e) | Error::Proc(_, e) => e.raw_os_error(),
             Error::Kernel { errno } => Some(*errno),
             _ => None,
         }

@@ -188,7 +188,7 @@ pub fn read<E: From<Error>>(
         }
     };
     let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let entries = proc::parse(&text, now_s).map_err(|message| Error::ProcFormat { path: PROC_CONNTRACK.into(), message })?;
+    let entries = proc::parse(&text, now_s).map_err(|m| Error::ProcFormat(format!("{PROC_CONNTRACK}: {m}")))?;
     for ct in entries {
         if family != 0 && ct.family != family {
             continue;
@@ -214,7 +214,7 @@ pub fn read_stats(options: ReadOptions) -> Result<Vec<CpuStats>, Error> {
         }
     }
     match std::fs::read_to_string(PROC_CONNTRACK_STATS) {
-        Ok(text) => proc::parse_stats(&text).map_err(|message| Error::ProcFormat { path: PROC_CONNTRACK_STATS.into(), message }),
+        Ok(text) => proc::parse_stats(&text).map_err(|m| Error::ProcFormat(format!("{PROC_CONNTRACK_STATS}: {m}"))),
         Err(e) => {
             notice::note_once("conntrack-unavailable", format!("cannot read conntrack statistics ({e}); conntrack_stats is empty"));
             Ok(Vec::new())

@@ -200,7 +200,7 @@ pub fn read_inet<E: From<Error>>(
         for &family in families_of(family) {
             let path = proc_file(protocol, family);
             used.proc += 1;
-            let sockets = proc_net::read(&path).map_err(|e| Error::ProcFormat { path: path.clone(), message: e.to_string() })?;
+            let sockets = proc_net::read(&path).map_err(|e| Error::ProcFormat(format!("{path}: {e}")))?;
             for s in sockets {
                 if states & (1 << s.state) == 0 {
                     continue;
@@ -239,8 +239,8 @@ pub fn read_unix<E: From<Error>>(
             Err(CallerOr::Reader(e)) => return Err(e.into()),
         }
     }
-    let text = std::fs::read_to_string(PROC_UNIX).map_err(|source| Error::Proc { path: PROC_UNIX.into(), source })?;
-    for s in unix::parse_proc(&text).map_err(|message| Error::ProcFormat { path: PROC_UNIX.into(), message })? {
+    let text = std::fs::read_to_string(PROC_UNIX).map_err(|e| Error::Proc(PROC_UNIX.into(), e))?;
+    for s in unix::parse_proc(&text).map_err(|m| Error::ProcFormat(format!("{PROC_UNIX}: {m}")))? {
         if on_socket(&s)?.is_break() {
             break;
         }
