@@ -85,7 +85,9 @@ impl ProcessReader {
             user: uid.and_then(|u| self.users.name(u)),
             state: state_name(stat.state),
             threads: stat.num_threads,
-            rss_bytes: stat.rss * self.page_size,
+            // VmRSS, as ps and top show it: /proc/PID/stat's rss is the
+            // kernel's per-CPU cached counter and reads lower.
+            rss_bytes: p.status().ok().and_then(|s| s.vmrss).map_or(stat.rss * self.page_size, |kib| kib * 1024),
             start_time_ms: self.boot_time_ms.map(|b| b + stat.starttime as i64 * 1000 / self.ticks_per_second),
             fd_count: p.fd_count().ok().map(|n| n as u64),
             cgroup: cgroup.clone(),
@@ -101,11 +103,17 @@ impl ProcessReader {
 /// byte must not lose the whole line (procfs's reader refuses it).
 fn cmdline(pid: i32) -> Option<String> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let raw = raw.strip_suffix(b"\0").unwrap_or(&raw);
-    if raw.is_empty() {
+    let mut args: Vec<&[u8]> = raw.split(|&b| b == 0).collect();
+    // A process that retitles itself (nginx, postgres) pads its argv area
+    // with NULs: trailing empty arguments are padding, and ps -o args
+    // drops them too.
+    while args.last().is_some_and(|a| a.is_empty()) {
+        args.pop();
+    }
+    if args.is_empty() {
         return None;
     }
-    Some(raw.split(|&b| b == 0).map(String::from_utf8_lossy).collect::<Vec<_>>().join(" "))
+    Some(args.iter().map(|a| String::from_utf8_lossy(a)).collect::<Vec<_>>().join(" "))
 }
 
 impl Default for ProcessReader {

@@ -19,6 +19,9 @@ const NAMES: [&str; 13] = [
     "SYN-RECV",
 ];
 
+/// TCP_LISTEN, the kernel's number for a listening socket.
+pub const LISTEN: u8 = 10;
+
 /// Every name a `state` column can hold, in kernel order, without repeats.
 pub const ALL: [&str; 11] = [
     "ESTAB", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT", "UNCONN",

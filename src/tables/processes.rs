@@ -17,13 +17,13 @@ table_columns!(Col {
     Pid: "pid", I32, false, "Process id";
     Ppid: "ppid", I32, true, "Parent process id";
     Name: "name", Utf8, true, "Command name (comm, at most 15 bytes), as ss -p and top show it";
-    Cmdline: "cmdline", Utf8, true, "Command line, arguments joined by spaces; null for kernel threads";
+    Cmdline: "cmdline", Utf8, true, "Command line, arguments joined by spaces without the trailing empty ones a retitled process pads with (as ps -o args shows it); null for kernel threads";
     Exe: "exe", Utf8, true, "Path of the executable (null if not permitted or a kernel thread)";
     Uid: "uid", U32, true, "Real user id";
     User: "user", Utf8, true, "User name of uid from /etc/passwd";
     State: "state", Utf8, true, "Scheduler state: running, sleeping, disk-sleep, zombie, stopped, idle, ...";
     Threads: "threads", I64, true, "Number of threads";
-    RssBytes: "rss_bytes", U64, true, "Resident memory, bytes";
+    RssBytes: "rss_bytes", U64, true, "Resident memory, bytes (VmRSS, as ps and top show it)";
     StartTime: "start_time", TimestampMs, true, "When the process started (UTC)";
     FdCount: "fd_count", U64, true, "Open file descriptors (null if not permitted)";
     Cgroup: "cgroup", Utf8, true, "cgroup path (v2, else the first v1 hierarchy): tells which service or container runs it";

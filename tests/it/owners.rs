@@ -60,3 +60,24 @@ fn processes_row_of_this_test() {
     let in_proc = std::fs::read_dir("/proc").unwrap().filter(|e| e.as_ref().unwrap().file_name().to_str().unwrap().parse::<u32>().is_ok()).count() as i64;
     assert!((n - in_proc).abs() < 20, "{n} processes vs {in_proc} in /proc");
 }
+
+/// processes.rss_bytes and cmdline equal what ps shows: VmRSS, and the
+/// arguments without the trailing empty ones a retitled process pads
+/// its argv area with.
+#[test]
+fn rss_and_cmdline_match_ps() {
+    let mut child = std::process::Command::new("sh").args(["-c", "sleep 30", "arg0", "", ""]).spawn().unwrap();
+    let pid = child.id();
+    let ps = |field: &str| -> String {
+        let o = std::process::Command::new("ps").args(["-o", &format!("{field}="), "-p", &pid.to_string()]).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim_end_matches('\n').trim_start().to_string()
+    };
+    let sql = format!("SELECT cmdline, rss_bytes FROM processes WHERE pid = {pid}");
+    // The shell has started once its argv is in place and ps sees it.
+    let row = eventually(WAIT, || query(&sql).into_iter().next().filter(|r| r["cmdline"] == serde_json::json!(ps("args"))));
+    assert_eq!(row["cmdline"], serde_json::json!("sh -c sleep 30 arg0"));
+    let rss_kib: u64 = ps("rss").trim().parse().unwrap();
+    assert_eq!(row["rss_bytes"].as_u64().unwrap(), rss_kib * 1024, "rss_bytes is VmRSS, as ps shows it");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -321,3 +321,42 @@ fn unix_sockets_fall_back_to_proc_net_unix() {
     drop((l, a, b));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// tcp_info columns follow ss -i: a listener shows its congestion window
+/// (and accept queue) only, every other tcp_info column null; an
+/// established socket's rto, mss and cwnd equal what ss prints, and the
+/// estimates ss omits (no ssthresh while infinite) are null.
+#[test]
+fn tcp_info_columns_are_null_where_ss_prints_nothing() {
+    let l = listener("127.0.0.1:0", 5);
+    let p = port_of(&l);
+    let _c = TcpStream::connect(("127.0.0.1", p)).unwrap();
+    let (_s, _) = l.accept().unwrap();
+    let ss_fields = |state: &str| -> std::collections::HashMap<String, String> {
+        let o = std::process::Command::new("ss").args(["-Htnie", "state", state, "sport", "=", &format!(":{p}")]).output().unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        text.split_whitespace().filter_map(|w| w.split_once(':').map(|(k, v)| (k.to_string(), v.to_string()))).collect()
+    };
+    let cols = "rtt_ms, rttvar_ms, rto_ms, mss, cwnd, ssthresh, min_rtt_ms, bytes_acked, segs_in, last_send_ms, delivery_rate_bps, busy_ms, unacked";
+    let listen = query(&format!("SELECT {cols} FROM sockets WHERE state = 'LISTEN' AND local_port = {p}"));
+    let ss = ss_fields("listening");
+    assert_eq!(listen.len(), 1);
+    let row = &listen[0];
+    assert_eq!(row["cwnd"].to_string(), ss["cwnd"], "{ss:?}");
+    for c in ["rtt_ms", "rttvar_ms", "rto_ms", "mss", "ssthresh", "min_rtt_ms", "bytes_acked", "segs_in", "last_send_ms", "delivery_rate_bps", "busy_ms"] {
+        assert!(row[c].is_null(), "LISTEN {c} = {} where ss prints nothing ({ss:?})", row[c]);
+        assert!(!ss.contains_key(c.trim_end_matches("_ms")), "ss printed {c} for a listener: {ss:?}");
+    }
+    let estab = query(&format!("SELECT {cols} FROM sockets WHERE state = 'ESTAB' AND local_port = {p}"));
+    let ss = ss_fields("established");
+    assert_eq!(estab.len(), 1);
+    let row = &estab[0];
+    assert_eq!(row["rto_ms"].as_f64().unwrap().to_string(), ss["rto"], "{ss:?}");
+    assert_eq!(row["mss"].to_string(), ss["mss"]);
+    assert_eq!(row["cwnd"].to_string(), ss["cwnd"]);
+    assert!(row["rtt_ms"].as_f64().unwrap() > 0.0 && ss.contains_key("rtt"));
+    assert!(row["ssthresh"].is_null() && !ss.contains_key("ssthresh"), "{row} {ss:?}");
+    // A listener's zeros no longer drag aggregates down.
+    let min = query(&format!("SELECT min(rtt_ms) AS m FROM sockets WHERE local_port = {p}"));
+    assert!(min[0]["m"].as_f64().unwrap() > 0.0, "{min:?}");
+}

@@ -105,30 +105,41 @@ pub(super) fn append_diag(r: &mut RowBuilder, protocol: u8, m: &InetDiagMsg<'_>,
     r.u64(Cookie as usize, Some(m.cookie()));
 
     let ti = m.tcp_info();
+    // A listener has no connection: the kernel fills only its congestion
+    // window and (as unacked) its accept queue, and ss -i prints only cwnd
+    // for it. Its other tcp_info columns are null, not 0, so that
+    // min(rtt_ms) and the like are not dragged to 0 by listeners.
+    let conn = m.state() != tcp_state::LISTEN;
     let t = |f: &dyn Fn(&inet::TcpInfo<'_>) -> Option<u32>| ti.as_ref().and_then(f);
     let t64 = |f: &dyn Fn(&inet::TcpInfo<'_>) -> Option<u64>| ti.as_ref().and_then(f);
-    r.f64(RttMs as usize, us_to_ms(t(&|i| i.rtt_us())));
-    r.f64(RttvarMs as usize, us_to_ms(t(&|i| i.rttvar_us())));
-    r.f64(RtoMs as usize, us_to_ms(t(&|i| i.rto_us())));
-    r.u32(Mss as usize, t(&|i| i.snd_mss()));
+    let c = |v: Option<u32>| v.filter(|_| conn);
+    let c64 = |v: Option<u64>| v.filter(|_| conn);
+    // Estimates the kernel has not made yet read 0 (no RTT sample before
+    // the handshake ends): null, as ss omits them.
+    let made = |v: Option<u32>| c(v).filter(|&x| x != 0);
+    let rtt = made(t(&|i| i.rtt_us()));
+    r.f64(RttMs as usize, us_to_ms(rtt));
+    r.f64(RttvarMs as usize, us_to_ms(rtt.and(t(&|i| i.rttvar_us()))));
+    r.f64(RtoMs as usize, us_to_ms(made(t(&|i| i.rto_us()))));
+    r.u32(Mss as usize, made(t(&|i| i.snd_mss())));
     r.u32(Cwnd as usize, t(&|i| i.snd_cwnd()));
-    r.u32(Ssthresh as usize, t(&|i| i.snd_ssthresh()).filter(|&v| v < 0x7fff_ffff));
-    r.u32(TotalRetrans as usize, t(&|i| i.total_retrans()));
-    r.u32(Lost as usize, t(&|i| i.lost()));
+    r.u32(Ssthresh as usize, made(t(&|i| i.snd_ssthresh())).filter(|&v| v < 0x7fff_ffff));
+    r.u32(TotalRetrans as usize, c(t(&|i| i.total_retrans())));
+    r.u32(Lost as usize, c(t(&|i| i.lost())));
     r.u32(Unacked as usize, t(&|i| i.unacked()));
-    r.u64(BytesSent as usize, t64(&|i| i.bytes_sent()));
-    r.u64(BytesAcked as usize, t64(&|i| i.bytes_acked()));
-    r.u64(BytesReceived as usize, t64(&|i| i.bytes_received()));
-    r.u64(BytesRetrans as usize, t64(&|i| i.bytes_retrans()));
-    r.u32(SegsIn as usize, t(&|i| i.segs_in()));
-    r.u32(SegsOut as usize, t(&|i| i.segs_out()));
-    r.u32(LastSendMs as usize, t(&|i| i.last_data_sent_ms()));
-    r.u32(LastRecvMs as usize, t(&|i| i.last_data_recv_ms()));
-    r.u32(LastAckMs as usize, t(&|i| i.last_ack_recv_ms()));
-    r.u64(DeliveryRateBps as usize, t64(&|i| i.delivery_rate()).map(|v| v.saturating_mul(8)));
-    r.u64(PacingRateBps as usize, t64(&|i| i.pacing_rate()).filter(|&v| v != u64::MAX).map(|v| v.saturating_mul(8)));
-    r.f64(MinRttMs as usize, us_to_ms(t(&|i| i.min_rtt_us())).filter(|&v| v < 4_294_967.0));
-    r.u64(BusyMs as usize, t64(&|i| i.busy_time_us()).map(|v| v / 1000));
+    r.u64(BytesSent as usize, c64(t64(&|i| i.bytes_sent())));
+    r.u64(BytesAcked as usize, c64(t64(&|i| i.bytes_acked())));
+    r.u64(BytesReceived as usize, c64(t64(&|i| i.bytes_received())));
+    r.u64(BytesRetrans as usize, c64(t64(&|i| i.bytes_retrans())));
+    r.u32(SegsIn as usize, c(t(&|i| i.segs_in())));
+    r.u32(SegsOut as usize, c(t(&|i| i.segs_out())));
+    r.u32(LastSendMs as usize, c(t(&|i| i.last_data_sent_ms())));
+    r.u32(LastRecvMs as usize, c(t(&|i| i.last_data_recv_ms())));
+    r.u32(LastAckMs as usize, c(t(&|i| i.last_ack_recv_ms())));
+    r.u64(DeliveryRateBps as usize, c64(t64(&|i| i.delivery_rate())).map(|v| v.saturating_mul(8)));
+    r.u64(PacingRateBps as usize, c64(t64(&|i| i.pacing_rate())).filter(|&v| v != u64::MAX).map(|v| v.saturating_mul(8)));
+    r.f64(MinRttMs as usize, us_to_ms(made(t(&|i| i.min_rtt_us()))).filter(|&v| v < 4_294_967.0));
+    r.u64(BusyMs as usize, c64(t64(&|i| i.busy_time_us())).map(|v| v / 1000));
     r.str(Congestion as usize, m.congestion());
     let mem = m.meminfo();
     let mi = |f: &dyn Fn(&inet::MemInfo<'_>) -> Option<u32>| mem.as_ref().and_then(f);
