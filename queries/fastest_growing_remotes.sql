@@ -6,7 +6,15 @@ WITH recent AS (
     SELECT host, ts, state, remote_addr FROM history.sockets
     WHERE to_unixtime(ts) >= to_unixtime(now()) - $minutes * 60
 ),
-ticks AS (SELECT DISTINCT host, ts FROM recent),
+-- Every sample, empty ones included (a remote that dropped to 0 shows 0).
+ticks AS (
+    SELECT DISTINCT host, ts FROM (
+        SELECT host, ts FROM history.samples WHERE source = 'sockets'
+        UNION ALL
+        SELECT host, ts FROM recent
+    ) t
+    WHERE to_unixtime(ts) >= to_unixtime(now()) - $minutes * 60
+),
 remotes AS (SELECT DISTINCT host, remote_addr FROM recent WHERE state = 'ESTAB'),
 counts AS (
     SELECT host, ts, remote_addr, count(*) AS n FROM recent WHERE state = 'ESTAB' GROUP BY 1, 2, 3

@@ -1,9 +1,29 @@
 -- name: state_trend
--- description: Socket states over the recorded window (needs --history DIR): count per sample and change since the previous sample, per host
+-- description: Socket states over the recorded window (needs --history DIR): count per sample (0 when a state was absent from a sample) and change since the previous sample, per host
 -- param: minutes 60
-SELECT host, ts, state, count(*) AS sockets,
-       count(*) - lag(count(*)) OVER (PARTITION BY host, state ORDER BY ts) AS change
-FROM history.sockets
-WHERE to_unixtime(ts) >= to_unixtime(now()) - $minutes * 60
-GROUP BY host, ts, state
+WITH recent AS (
+    SELECT host, ts, state FROM history.sockets
+    WHERE to_unixtime(ts) >= to_unixtime(now()) - $minutes * 60
+),
+-- Every sample, empty ones included: the recorder's log, and the data
+-- itself for recordings made before the log existed.
+ticks AS (
+    SELECT DISTINCT host, ts FROM (
+        SELECT host, ts FROM history.samples WHERE source = 'sockets'
+        UNION ALL
+        SELECT host, ts FROM recent
+    ) t
+    WHERE to_unixtime(ts) >= to_unixtime(now()) - $minutes * 60
+),
+counts AS (SELECT host, ts, state, count(*) AS n FROM recent GROUP BY 1, 2, 3),
+states AS (SELECT DISTINCT host, state FROM counts),
+grid AS (
+    SELECT t.host, t.ts, s.state, coalesce(c.n, 0) AS sockets
+    FROM ticks t
+    JOIN states s ON s.host = t.host
+    LEFT JOIN counts c ON c.host = t.host AND c.ts = t.ts AND c.state = s.state
+)
+SELECT host, ts, state, sockets,
+       sockets - lag(sockets) OVER (PARTITION BY host, state ORDER BY ts) AS change
+FROM grid
 ORDER BY host, ts, state;

@@ -8,7 +8,10 @@ use std::io::Write;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use datafusion::arrow::datatypes::SchemaRef;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 
@@ -26,6 +29,9 @@ pub struct Source {
 /// The sources of `--query NAME` (a saved query, with `params`) or of
 /// `--tables a,b` (each table whole).
 pub fn sources(tables: &[String], query: Option<&str>, params: &[(String, String)]) -> anyhow::Result<Vec<Source>> {
+    if query == Some(SAMPLES) {
+        anyhow::bail!("'{SAMPLES}' is the recorder's own log of samples; record the saved query under another name");
+    }
     if let Some(name) = query {
         return Ok(vec![Source { name: name.to_string(), sql: crate::query::saved::find(name)?.source(params)? }]);
     }
@@ -55,18 +61,27 @@ pub struct Recorder<'a> {
     pub retention_days: Option<i64>,
 }
 
-/// One table's sample as Parquet bytes, or `None` when it has no rows.
-pub fn parquet_bytes(schema: &SchemaRef, batches: &[RecordBatch], ts: DateTime<Utc>) -> anyhow::Result<Option<(Vec<u8>, usize)>> {
+/// The table every sample is logged in, one row per source and sample:
+/// `history.samples (ts, source, rows)`. A sample with no rows still has
+/// its line here (and a zero-row file in its table), so reports can tell
+/// "0 then" from "not recorded then".
+pub const SAMPLES: &str = "samples";
+
+/// The schema of [`SAMPLES`] (before its `ts` stamp).
+pub fn samples_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("source", DataType::Utf8, false), Field::new("rows", DataType::UInt64, false)]))
+}
+
+/// One table's sample as Parquet bytes, with its row count. A sample with
+/// no rows is a valid zero-row file: the table exists with its columns.
+pub fn parquet_bytes(schema: &SchemaRef, batches: &[RecordBatch], ts: DateTime<Utc>) -> anyhow::Result<(Vec<u8>, usize)> {
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    if rows == 0 {
-        return Ok(None);
-    }
     let out_schema = stamped_schema(schema);
     let mut w = ArrowWriter::try_new(Vec::new(), out_schema.clone(), None)?;
     for b in batches {
         w.write(&stamp(b, &out_schema, ts.timestamp_millis())?)?;
     }
-    Ok(Some((w.into_inner()?, rows)))
+    Ok((w.into_inner()?, rows))
 }
 
 impl Recorder<'_> {
@@ -78,20 +93,35 @@ impl Recorder<'_> {
         loop {
             let next = tokio::time::Instant::now() + self.every;
             let ts = Utc::now();
+            let mut logged: Vec<(String, u64)> = Vec::new();
             for source in &self.sources {
                 let results = tokio::select! {
                     r = self.runner.run(&source.sql) => r?,
                     _ = &mut ctrl_c => return self.done(samples, rows, bytes),
                 };
                 let Some(result) = results.into_iter().last() else { continue };
-                if let Some((data, n)) = parquet_bytes(&result.schema, &result.batches, ts)? {
-                    bytes += data.len();
-                    rows += n;
-                    layout::write_sample(&self.store, &source.name, &self.host, ts, data).await?;
-                }
+                let (data, n) = parquet_bytes(&result.schema, &result.batches, ts)?;
+                bytes += data.len();
+                rows += n;
+                layout::write_sample(&self.store, &source.name, &self.host, ts, data).await?;
+                logged.push((source.name.clone(), n as u64));
                 if let Some(days) = self.retention_days {
                     layout::prune(&self.store, &source.name, &self.host, ts.date_naive(), days).await?;
                 }
+            }
+            // The log line of this sample, written after its tables.
+            let log = RecordBatch::try_new(
+                samples_schema(),
+                vec![
+                    Arc::new(StringArray::from_iter_values(logged.iter().map(|l| l.0.as_str()))) as ArrayRef,
+                    Arc::new(UInt64Array::from_iter_values(logged.iter().map(|l| l.1))),
+                ],
+            )?;
+            let (data, _) = parquet_bytes(&samples_schema(), &[log], ts)?;
+            bytes += data.len();
+            layout::write_sample(&self.store, SAMPLES, &self.host, ts, data).await?;
+            if let Some(days) = self.retention_days {
+                layout::prune(&self.store, SAMPLES, &self.host, ts.date_naive(), days).await?;
             }
             samples += 1;
             eprint!("\rsockql record: {samples} samples, {rows} rows, {:.1} KiB written to {}", bytes as f64 / 1024.0, self.store.display);

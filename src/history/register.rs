@@ -53,6 +53,16 @@ pub async fn register(ctx: &SessionContext, store: HistoryStore) -> anyhow::Resu
         let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(Arc::new(file_schema));
         schema.register_table(table.clone(), Arc::new(ListingTable::try_new(config)?))?;
     }
+    // Recordings older than the sample log have none: an empty one, so
+    // reports that read it still run (they fall back on the data's ts).
+    if !schema.table_exist(super::record::SAMPLES) {
+        let log = crate::query::stamp::stamped_schema(&super::record::samples_schema());
+        let mut fields: Vec<_> = log.fields().iter().cloned().collect();
+        fields.push(Arc::new(datafusion::arrow::datatypes::Field::new("host", DataType::Utf8, true)));
+        fields.push(Arc::new(datafusion::arrow::datatypes::Field::new("date", DataType::Utf8, true)));
+        let empty = datafusion::datasource::MemTable::try_new(Arc::new(Schema::new(fields)), vec![vec![]])?;
+        schema.register_table(super::record::SAMPLES.to_string(), Arc::new(empty))?;
+    }
     Ok(tables)
 }
 

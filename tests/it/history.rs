@@ -126,9 +126,11 @@ fn recorded_samples_answer_growth_questions() {
     assert_eq!(trend, vec![(6, Value::Null), (12, json!(6)), (16, json!(4))]);
     let ct: Vec<(i64, Value)> = run_saved("conntrack_growth", &[]).into_iter().map(|r| (r["entries"].as_i64().unwrap(), r["change"].clone())).collect();
     assert_eq!(ct.iter().map(|c| c.0).collect::<Vec<_>>(), vec![3, 6, 9], "one entry per connection ever made; closed ones linger");
-    // The layout: hive partitions, one file per table per sample, readable by pyarrow too.
+    // The layout: hive partitions, one file per table per sample (and one
+    // line per sample in the recorder's log, samples/), readable by pyarrow too.
     let files = parquet_files(&dir);
-    assert_eq!(files.len(), 9, "{files:?}");
+    assert_eq!(files.len(), 12, "{files:?}");
+    assert_eq!(files.iter().filter(|f| f.to_str().unwrap().contains("/samples/")).count(), 3);
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
     assert!(files.iter().all(|f| f.to_str().unwrap().contains(&format!("/host={h}/date={today}/"))), "{files:?}");
     let py = python_reads(&dir, "sockets");
@@ -259,5 +261,74 @@ fn records_a_saved_query_and_refuses_unknown_tables() {
     assert!(!ok && err.contains("cannot record 'nope': no such table"), "{err}");
     let (_, err, ok) = run(&["SELECT * FROM history.sockets"]);
     assert!(!ok && err.contains("history tables come from --history DIR"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Zero is an answer: a state that drops to 0 shows 0, and an empty table
+/// is recorded (a zero-row file and a line in history.samples), so
+/// "healthy" differs from "not recorded".
+#[test]
+fn empty_samples_and_cleared_states_read_as_zero() {
+    let ns = Netns::new("zero");
+    let dir = temp_dir("zero");
+    let out = dir.to_str().unwrap().to_string();
+    let record = |ns: &Netns| {
+        let (_, err, ok) = ns.exec(bin(), &["record", "--samples", "1", "--out", &out, "--tables", "sockets,conntrack"]);
+        assert!(ok && err.contains("1 samples"), "{err}");
+        std::thread::sleep(Duration::from_millis(20)); // distinct millisecond timestamps
+    };
+    // A CLOSE-WAIT leak of two sockets: the peers closed, we did not.
+    let l = ns.enter(|| listener("127.0.0.1:7700", 8));
+    let mut leaked = Vec::new();
+    for _ in 0..2 {
+        let c = ns.enter(|| bind_connect("127.0.0.1:0", "127.0.0.1:7700"));
+        let (s, _) = l.accept().unwrap();
+        drop(c);
+        leaked.push(s);
+    }
+    let close_wait = |ns: &Netns| ns.sockql("SELECT count(*) AS n FROM sockets WHERE state = 'CLOSE-WAIT'")[0]["n"].clone();
+    eventually(WAIT, || (close_wait(&ns) == json!(2)).then_some(()));
+    record(&ns);
+    // The leak is fixed: the application closes its ends.
+    drop(leaked);
+    eventually(WAIT, || (close_wait(&ns) == json!(0)).then_some(()));
+    record(&ns);
+    let hist = ["--history", &out, "--format", "ndjson"];
+    let saved = |name: &str| {
+        let mut args: Vec<&str> = vec!["run", name];
+        args.extend_from_slice(&hist);
+        let (o, e, ok) = run(&args);
+        assert!(ok, "{name}: {e}");
+        parse_ndjson(&o)
+    };
+    let trend: Vec<(i64, Value)> = saved("state_trend")
+        .into_iter()
+        .filter(|r| r["state"] == "CLOSE-WAIT")
+        .map(|r| (r["sockets"].as_i64().unwrap(), r["change"].clone()))
+        .collect();
+    assert_eq!(trend, vec![(2, Value::Null), (0, json!(-2))], "the cleared leak reads 0");
+    // No conntrack entries in this namespace (no ruleset): recorded empty.
+    assert_eq!(ns.sockql("SELECT count(*) AS n FROM conntrack"), vec![json!({"n": 0})]);
+    let ct: Vec<(i64, Value)> = saved("conntrack_growth").into_iter().map(|r| (r["entries"].as_i64().unwrap(), r["change"].clone())).collect();
+    assert_eq!(ct, vec![(0, Value::Null), (0, json!(0))]);
+    let q = |sql: &str| {
+        let mut args: Vec<&str> = hist.to_vec();
+        args.push(sql);
+        let (o, e, ok) = run(&args);
+        assert!(ok, "{sql}: {e}");
+        parse_ndjson(&o)
+    };
+    assert_eq!(q("SELECT count(*) AS n FROM history.conntrack"), vec![json!({"n": 0})]);
+    assert_eq!(
+        q("SELECT source, count(*) AS samples, sum(rows) AS rows FROM history.samples GROUP BY 1 ORDER BY 1"),
+        vec![json!({"source": "conntrack", "samples": 2, "rows": 0}), json!({"source": "sockets", "samples": 2, "rows": q("SELECT count(*) AS n FROM history.sockets")[0]["n"].clone()})]
+    );
+    // A recording made before the log existed still answers (an empty
+    // log): its samples are the ones with rows, here both (the listener).
+    std::fs::remove_dir_all(dir.join("samples")).unwrap();
+    let trend: Vec<i64> = saved("state_trend").into_iter().filter(|r| r["state"] == "CLOSE-WAIT").map(|r| r["sockets"].as_i64().unwrap()).collect();
+    assert_eq!(trend, vec![2, 0]);
+    assert_eq!(q("SELECT count(*) AS n FROM history.samples"), vec![json!({"n": 0})]);
+    drop(l);
     std::fs::remove_dir_all(dir).unwrap();
 }
