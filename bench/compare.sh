@@ -14,22 +14,13 @@ RUNS=${RUNS:-20}
 NS=sockql-cmp-$$
 WORK=$(mktemp -d)
 command -v hyperfine >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine >/dev/null; }
-LOADGEN=
+. bench/load.sh
 cleanup() {
-    [ -n "$LOADGEN" ] && kill "$LOADGEN" 2>/dev/null && wait "$LOADGEN" 2>/dev/null || true
-    ip netns del "$NS" 2>/dev/null || true
+    stop_load
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-X="ip netns exec $NS"
-ip netns add "$NS"
-$X ip link set lo up
-$X sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_max_tw_buckets=262144 net.core.somaxconn=65535
-$X python3 bench/loadgen.py --established $((N / 2)) --time-wait $((N / 5)) --close-wait $((N / 50)) \
-    --procs $(( N / 200 > 5 ? N / 200 : 5 )) --conntrack "$N" > "$WORK/ready" &
-LOADGEN=$!
-for _ in $(seq 600); do grep -q ready "$WORK/ready" 2>/dev/null && break; sleep 0.5; done
-grep -q ready "$WORK/ready" || { echo "load generator did not get ready" >&2; exit 1; }
+start_load "$N"
 echo "load ready: $($X ss -Htuan | wc -l) sockets; $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 for sql in "SELECT count(*) FROM sockets" \
            "SELECT state, count(*) FROM sockets GROUP BY state" \

@@ -29,15 +29,13 @@ if [ -z "${BIN:-}" ]; then
     BIN=$(pwd)/target/release/sockql
 fi
 
-LOADGEN=
+. bench/load.sh
 cleanup() {
-    [ -n "$LOADGEN" ] && kill "$LOADGEN" 2>/dev/null && wait "$LOADGEN" 2>/dev/null || true
-    ip netns del "$NS" 2>/dev/null || true
+    stop_load
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-X="ip netns exec $NS"
 q() { printf '%s --format csv "%s"' "$BIN" "$1"; }
 
 # Peak resident memory (KiB) of one command, run in the namespace.
@@ -46,16 +44,7 @@ peak_kib() {
 }
 
 for N in $SIZES; do
-    ip netns add "$NS"
-    $X ip link set lo up
-    $X sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_max_tw_buckets=262144 net.core.somaxconn=65535
-    # The table needs a ct rule to exist in the namespace only for live traffic;
-    # the load's conntrack entries are inserted directly.
-    $X python3 bench/loadgen.py --established $((N / 2)) --time-wait $((N / 5)) --close-wait $((N / 50)) \
-        --procs $(( N / 200 > 5 ? N / 200 : 5 )) --conntrack "$N" > "$WORK/ready" &
-    LOADGEN=$!
-    for _ in $(seq 600); do grep -q ready "$WORK/ready" 2>/dev/null && break; sleep 0.5; done
-    grep -q ready "$WORK/ready" || { echo "load generator did not get ready" >&2; exit 1; }
+    start_load "$N"
     $X ss -tan | awk 'NR>1{print $1}' | sort | uniq -c > "$WORK/states-$N"
     $X "$BIN" --format csv --no-header "SELECT count(*) FROM sockets" > "$WORK/count-$N"
     $X ss -Htuan | wc -l > "$WORK/sscount-$N" # the same set, counted by ss right after
@@ -83,8 +72,7 @@ for N in $SIZES; do
         echo "select-1 $(peak_kib "$BIN" --format csv 'SELECT 1')"
     } > "$WORK/mem-$N"
 
-    kill "$LOADGEN"; wait "$LOADGEN" 2>/dev/null || true; LOADGEN=
-    ip netns del "$NS"
+    stop_load
 done
 
 python3 bench/report.py "$WORK" "$SIZES" > "$OUT"
