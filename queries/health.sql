@@ -35,20 +35,26 @@ ports AS (
     WHERE s.protocol = 'tcp' AND s.state <> 'LISTEN' AND s.local_port BETWEEN r.lo AND r.hi
     GROUP BY 1, 2, 3, 4
 ),
+-- Idle without keepalive, or with keepalive probes going unanswered: an
+-- idle connection whose keepalive timer runs with no failed probe is
+-- healthy (the kernel checks the peer for it).
 idle AS (
-    SELECT netns, netns_name, pid, process, count(*) AS n, max(least(last_recv_ms, last_send_ms)) / 1000 AS max_idle_s
+    SELECT netns, netns_name, pid, process, count(*) AS n, max(least(last_recv_ms, last_send_ms)) / 1000 AS max_idle_s,
+           sum(CASE WHEN timer = 'keepalive' THEN 1 ELSE 0 END) AS probing
     FROM sockets
     WHERE protocol = 'tcp' AND state = 'ESTAB' AND least(last_recv_ms, last_send_ms) > $idle_seconds * 1000
+      AND (coalesce(timer, '') <> 'keepalive' OR retransmits > 0)
     GROUP BY 1, 2, 3, 4
 )
 SELECT s.netns, s.netns_name, 'syn-flood-or-slow-accept' AS rule, 'port ' || s.local_port AS subject, s.n AS value,
        s.n || ' SYN-RECV from ' || s.sources || ' sources; ListenOverflows=' || coalesce(t.overflows, 0)
-         || ' ListenDrops=' || coalesce(t.listen_drops, 0) || ' SyncookiesSent=' || coalesce(t.syncookies, 0) AS evidence
+         || ' ListenDrops=' || coalesce(t.listen_drops, 0) || ' SyncookiesSent=' || coalesce(t.syncookies, 0)
+         || ' (namespace totals since boot)' AS evidence
 FROM syn s LEFT JOIN tcpext t ON t.netns = s.netns WHERE s.n >= $syn_recv_min
 UNION ALL
 SELECT q.netns, q.netns_name, 'accept-queue-full', 'port ' || q.local_port, q.recv_q,
        'accept queue ' || q.recv_q || '/' || q.send_q || ' (' || coalesce(q.process, '?') || ' is not accepting fast enough); ListenOverflows='
-         || coalesce(t.overflows, 0)
+         || coalesce(t.overflows, 0) || ' (namespace total since boot)'
 FROM full_queue q LEFT JOIN tcpext t ON t.netns = q.netns
 UNION ALL
 SELECT netns, netns_name, 'close-wait-leak', 'pid ' || coalesce(CAST(pid AS VARCHAR), '?') || ' (' || coalesce(process, '?') || ')', n,
@@ -57,10 +63,12 @@ FROM close_wait WHERE n >= $close_wait_min
 UNION ALL
 SELECT p.netns, p.netns_name, 'ephemeral-port-exhaustion', p.remote_addr || ':' || p.remote_port, p.used,
        p.used || ' of ' || p.range_size || ' local ports in use towards it (' || p.time_wait || ' in TIME-WAIT); TCPTimeWaitOverflow='
-         || coalesce(t.tw_overflow, 0)
+         || coalesce(t.tw_overflow, 0) || ' (namespace total since boot)'
 FROM ports p LEFT JOIN tcpext t ON t.netns = p.netns WHERE 100.0 * p.used / p.range_size >= $ports_pct_min
 UNION ALL
 SELECT netns, netns_name, 'idle-established', 'pid ' || coalesce(CAST(pid AS VARCHAR), '?') || ' (' || coalesce(process, '?') || ')', n,
-       n || ' ESTAB connections idle up to ' || max_idle_s || ' s: dead peers or missing keepalives'
+       n || ' ESTAB connections idle up to ' || max_idle_s || ' s, '
+         || CASE WHEN probing > 0 THEN probing || ' of them with unanswered keepalive probes' ELSE 'none with keepalive' END
+         || ': dead peers or missing keepalives'
 FROM idle
 ORDER BY 2, 3, 5 DESC;

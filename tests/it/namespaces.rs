@@ -216,3 +216,31 @@ fn health_reports_each_rule_with_evidence() {
     assert_eq!(defaults, vec![json!("ephemeral-port-exhaustion")]);
     drop(held);
 }
+
+/// The idle rule knows keepalive: a quiet connection whose keepalive timer
+/// runs (no unanswered probe) is a near miss that must not be reported;
+/// the same quiet connection without keepalive is.
+#[test]
+fn health_idle_rule_spares_connections_with_keepalive() {
+    let ns = Netns::new("hlK");
+    let (quiet, kept) = ns.enter(|| {
+        let l = listener("127.0.0.1:9100", 8);
+        let pair = |keepalive: bool| {
+            let c = TcpStream::connect("127.0.0.1:9100").unwrap();
+            let s = l.accept().unwrap().0;
+            for end in [&c, &s] {
+                socket2::SockRef::from(end).set_keepalive(keepalive).unwrap();
+            }
+            (c, s)
+        };
+        (pair(false), pair(true))
+    });
+    // Both pairs go quiet for over a second; the kept pair's timer is keepalive.
+    let timers = |ns: &Netns| ns.sockql("SELECT timer, count(*) AS n FROM sockets WHERE state = 'ESTAB' AND least(last_recv_ms, last_send_ms) > 1000 GROUP BY 1 ORDER BY 1");
+    eventually(std::time::Duration::from_secs(10), || (timers(&ns) == vec![json!({"timer": "keepalive", "n": 2}), json!({"timer": null, "n": 2})]).then_some(()));
+    let idle: Vec<Value> = ns.run_saved("health", &["idle_seconds=1"]).into_iter().filter(|r| r["rule"] == "idle-established").collect();
+    assert_eq!(idle.len(), 1, "{idle:?}");
+    assert_eq!(idle[0]["value"], json!(2), "only the pair without keepalive: {idle:?}");
+    assert!(idle[0]["evidence"].as_str().unwrap().contains("none with keepalive"), "{idle:?}");
+    drop((quiet, kept));
+}
