@@ -73,6 +73,20 @@ impl Netns {
         parse_ndjson(&self.exec_ok(bin(), &args))
     }
 
+    /// The namespace's inode, as the netns column shows it.
+    pub fn inode(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/run/netns/{}", self.name)).unwrap().ino()
+    }
+
+    /// A saved report run from the host with --all-netns, only this
+    /// namespace's rows.
+    pub fn rows_of_all_netns(&self, name: &str) -> Vec<serde_json::Value> {
+        let (out, err, ok) = run(&["--all-netns", "run", name, "--format", "ndjson"]);
+        assert!(ok, "{name}: {err}");
+        parse_ndjson(&out).into_iter().filter(|r| r["netns_name"] == serde_json::json!(self.name)).collect()
+    }
+
     pub fn sysctl(&self, name: &str, value: &str) {
         self.exec_ok("sh", &["-c", &format!("echo '{value}' > /proc/sys/{}", name.replace('.', "/"))]);
     }

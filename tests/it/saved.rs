@@ -138,6 +138,15 @@ fn syn_recv_pressure_from_half_open_connections() {
     // never complete and stay SYN-RECV, as under a SYN flood.
     a.exec_ok("ip", &["neigh", "add", "10.231.1.99", "lladdr", "02:00:00:00:00:63", "dev", &va, "nud", "permanent"]);
     let l = a.enter(|| listener("10.231.1.1:8080", 64));
+    // An IPv6-only listener on the same port must not be given the IPv4
+    // half-open connections (a join on the port alone did).
+    let l6 = a.enter(|| {
+        let s = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).unwrap();
+        s.set_only_v6(true).unwrap();
+        s.bind(&"[::]:8080".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+        s.listen(32).unwrap();
+        s
+    });
     b.enter(|| send_syns(Ipv4Addr::new(10, 231, 1, 99), 41000..41005, Ipv4Addr::new(10, 231, 1, 1), 8080));
     // Two real clients the application never accepts fill the accept queue.
     let clients = b.enter(|| (0..2).map(|_| TcpStream::connect("10.231.1.1:8080").unwrap()).collect::<Vec<_>>());
@@ -147,13 +156,17 @@ fn syn_recv_pressure_from_half_open_connections() {
     });
     assert_eq!(
         rows,
-        vec![json!({"local_addr": "10.231.1.1", "local_port": 8080, "syn_recv": 5, "sources": 1, "accept_queue": 2,
+        vec![json!({"netns": a.inode(), "netns_name": a.name, "local_addr": "10.231.1.1", "local_port": 8080, "syn_recv": 5, "sources": 1, "accept_queue": 2,
                     "backlog": 64, "accept_queue_pct": 3.1, "pid": my_pid(), "process": my_comm()})]
     );
     // Cross-check the half-open count with ss.
     let ss = a.exec_ok("ss", &["-tn", "state", "syn-recv"]);
     assert_eq!(ss.lines().skip(1).count(), 5, "{ss}");
-    drop((l, clients));
+    // With --all-netns from the host, this namespace's rows are the same,
+    // and the other namespace (no listener) adds none.
+    settled(rows.clone(), || a.rows_of_all_netns("syn_recv"));
+    assert_eq!(b.rows_of_all_netns("syn_recv"), Vec::<Value>::new());
+    drop((l, l6, clients));
 }
 
 #[test]
@@ -202,9 +215,32 @@ fn time_wait_against_a_small_ephemeral_range() {
     });
     assert_eq!(
         rows,
-        vec![json!({"remote_addr": "127.0.0.1", "remote_port": 8080, "time_wait": 3, "ports_in_use": 4, "ephemeral_ports": 10, "pct_used": 40.0})]
+        vec![json!({"netns": ns.inode(), "netns_name": ns.name, "remote_addr": "127.0.0.1", "remote_port": 8080, "time_wait": 3, "ports_in_use": 4, "ephemeral_ports": 10, "pct_used": 40.0})]
     );
-    drop(held);
+    // A second namespace with its own range and TIME-WAIT to the same
+    // endpoint: with --all-netns each namespace's row is its own (the port
+    // range is joined per namespace, not multiplied across them), equal to
+    // the report run inside it and to ss there.
+    let other = Netns::new("tw2");
+    other.sysctl("net.ipv4.ip_local_port_range", "41000 41019");
+    let held2 = other.enter(|| {
+        let l = listener("127.0.0.1:8080", 16);
+        for _ in 0..2 {
+            let c = TcpStream::connect("127.0.0.1:8080").unwrap();
+            let (mut s, _) = l.accept().unwrap();
+            c.shutdown(Shutdown::Both).unwrap();
+            drop(c);
+            let mut sink = Vec::new();
+            s.read_to_end(&mut sink).unwrap();
+        }
+        l
+    });
+    let alone = eventually(WAIT, || Some(other.run_saved("time_wait", &[])).filter(|r| r.len() == 1 && r[0]["time_wait"] == 2));
+    assert_eq!(alone[0]["ephemeral_ports"], json!(20));
+    assert_eq!(other.exec_ok("ss", &["-Htn", "state", "time-wait"]).lines().count(), 2);
+    assert_eq!(ns.rows_of_all_netns("time_wait"), rows);
+    assert_eq!(other.rows_of_all_netns("time_wait"), alone);
+    drop((held, held2));
 }
 
 #[test]
