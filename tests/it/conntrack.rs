@@ -175,12 +175,12 @@ fn snat_and_dnat_translations_and_the_join_to_sockets() {
     });
     // The saved report of translations, from each side.
     assert_eq!(
-        b.run_saved("nat_by_destination", &[]),
+        b.run_saved_here("nat_by_destination", &[]),
         vec![json!({"protocol": "tcp", "orig_dst": "10.231.3.2", "orig_dport": 9000, "dnat_to": "10.231.3.2", "dnat_to_port": 8080,
                     "snat_to": null, "flows": 1, "sources": 1})]
     );
     assert_eq!(
-        a.run_saved("nat_by_destination", &[]),
+        a.run_saved_here("nat_by_destination", &[]),
         vec![json!({"protocol": "tcp", "orig_dst": "10.231.3.2", "orig_dport": 9000, "dnat_to": null, "dnat_to_port": null,
                     "snat_to": "10.231.3.11", "flows": 1, "sources": 1})]
     );
@@ -289,14 +289,14 @@ fn a_hundred_thousand_entries_stream_in_bounded_memory() {
     assert!(grown < 24 * 1024, "SELECT * of {n} entries grew peak RSS by {grown} KiB over SELECT 1");
     // The saved reports over the big table: who fills it, and how full it is.
     assert_eq!(
-        ns.run_saved("top_conntrack_sources", &["limit=5"]),
+        ns.run_saved_here("top_conntrack_sources", &["limit=5"]),
         vec![
             json!({"orig_src": "10.200.0.1", "entries": 50_000, "assured": 0, "unreplied": 50_000, "destinations": 1, "protocols": 1}),
             json!({"orig_src": "10.200.1.1", "entries": 50_000, "assured": 0, "unreplied": 50_000, "destinations": 1, "protocols": 1}),
         ]
     );
     let max: i64 = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max").unwrap().trim().parse().unwrap();
-    let full = ns.run_saved("conntrack_full", &[]);
+    let full = ns.run_saved_here("conntrack_full", &[]);
     assert_eq!(full.len(), 1);
     assert_eq!((full[0]["entries"].clone(), full[0]["max_entries"].clone()), (json!(n), json!(max)));
     let pct = full[0]["pct_full"].as_f64().unwrap();

@@ -17,6 +17,7 @@ mod properties;
 mod pushdown;
 mod reliability;
 mod repl;
+mod reports;
 mod root_safe;
 mod saved;
 mod sockets;

@@ -73,6 +73,21 @@ impl Netns {
         parse_ndjson(&self.exec_ok(bin(), &args))
     }
 
+    /// A saved report run inside this namespace: every row must name it
+    /// (netns, netns_name); the rows come back without those two columns.
+    pub fn run_saved_here(&self, name: &str, params: &[&str]) -> Vec<serde_json::Value> {
+        let (inode, me) = (serde_json::json!(self.inode()), serde_json::json!(self.name));
+        self.run_saved(name, params)
+            .into_iter()
+            .map(|mut r| {
+                let obj = r.as_object_mut().unwrap_or_else(|| panic!("{name}: not a row"));
+                assert_eq!(obj.remove("netns").as_ref(), Some(&inode), "{name}: a row of another namespace");
+                assert_eq!(obj.remove("netns_name").as_ref(), Some(&me), "{name}: a row of another namespace");
+                r
+            })
+            .collect()
+    }
+
     /// The namespace's inode, as the netns column shows it.
     pub fn inode(&self) -> u64 {
         use std::os::unix::fs::MetadataExt;

@@ -23,7 +23,7 @@ fn states_with_percentages() {
         (l, c, s, UdpSocket::bind("127.0.0.1:5353").unwrap())
     });
     assert_eq!(
-        ns.run_saved("states", &[]),
+        ns.run_saved_here("states", &[]),
         vec![
             json!({"protocol": "tcp", "state": "ESTAB", "sockets": 2, "pct": 50.0}),
             json!({"protocol": "tcp", "state": "LISTEN", "sockets": 1, "pct": 25.0}),
@@ -46,7 +46,7 @@ fn estab_by_remote_matches_the_awk_pipeline() {
         let servers: Vec<TcpStream> = (0..3).map(|_| l.accept().unwrap().0).collect();
         (l, clients, servers)
     });
-    let rows = ns.run_saved("estab_by_remote", &[]);
+    let rows = ns.run_saved_here("estab_by_remote", &[]);
     assert_eq!(
         rows,
         vec![
@@ -99,12 +99,13 @@ fn port_owner_and_process_sockets_list_holders_like_lsof() {
     // The other way round (lsof -i -a -p PID): the sharing child holds just
     // the listener, under the same descriptor number.
     let child_pid = child.id().to_string();
+    let own_netns = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata("/proc/self/ns/net").unwrap());
     let (out, err, ok) = run(&["run", "process_sockets", "--param", &format!("pid={child_pid}"), "--format", "ndjson"]);
     assert!(ok, "{err}");
     assert_eq!(
         parse_ndjson(&out),
-        vec![json!({"fd": l.as_raw_fd(), "protocol": "tcp", "family": "inet", "state": "LISTEN", "local_addr": "127.0.0.1",
-                    "local_port": p, "remote_addr": "0.0.0.0", "remote_port": 0, "recv_q": 0, "send_q": 16})]
+        vec![json!({"netns": own_netns, "netns_name": null, "fd": l.as_raw_fd(), "protocol": "tcp", "family": "inet", "state": "LISTEN",
+                    "local_addr": "127.0.0.1", "local_port": p, "remote_addr": "0.0.0.0", "remote_port": 0, "recv_q": 0, "send_q": 16})]
     );
     child.kill().unwrap();
     child.wait().unwrap();
@@ -122,7 +123,7 @@ fn listeners_with_shared_workers() {
             json!({"protocol": "tcp", "local_addr": "127.0.0.1", "local_port": 8080, "queued": 0, "backlog": 16, "pid": low, "process": if low == me { my_comm() } else { "sleep".into() }, "owner_processes": 2}),
             json!({"protocol": "udp", "local_addr": "127.0.0.1", "local_port": 5353, "queued": 0, "backlog": 0, "pid": me, "process": my_comm(), "owner_processes": 1}),
         ],
-        || ns.run_saved("listeners", &[]),
+        || ns.run_saved_here("listeners", &[]),
     );
     child.kill().unwrap();
     child.wait().unwrap();
@@ -184,7 +185,7 @@ fn close_wait_per_process() {
         (l, servers)
     });
     let rows = eventually(WAIT, || {
-        let r = ns.run_saved("close_wait", &[]);
+        let r = ns.run_saved_here("close_wait", &[]);
         (r.len() == 1 && r[0]["close_wait"] == 3 && owned_by_me(&r)).then_some(r)
     });
     assert_eq!(rows, vec![json!({"pid": my_pid(), "process": my_comm(), "close_wait": 3, "peers": 1, "unread_bytes": 30})]);
@@ -257,7 +258,7 @@ fn idle_estab_finds_only_the_quiet_connection() {
     let (mut busy_s, _) = l.accept().unwrap();
     busy.write_all(b"x").unwrap();
     busy_s.read_exact(&mut [0u8; 1]).unwrap();
-    let rows = eventually(WAIT, || Some(ns.run_saved("idle_estab", &["seconds=1"])).filter(|r| owned_by_me(r)));
+    let rows = eventually(WAIT, || Some(ns.run_saved_here("idle_estab", &["seconds=1"])).filter(|r| owned_by_me(r)));
     let ports: Vec<(Value, Value)> = rows.iter().map(|r| (r["local_port"].clone(), r["remote_port"].clone())).collect();
     let qc = quiet.0.local_addr().unwrap().port();
     let mut expected = vec![(json!(8080), json!(qc)), (json!(qc), json!(8080))];
@@ -267,7 +268,7 @@ fn idle_estab_finds_only_the_quiet_connection() {
     assert_eq!(ports_sorted, expected, "{rows:?}");
     assert!(rows.iter().all(|r| r["idle_s"].as_f64().unwrap() >= 1.0 && r["pid"] == my_pid()));
     // The default threshold (300 s) finds nothing in a namespace this young.
-    assert_eq!(ns.run_saved("idle_estab", &[]), Vec::<Value>::new());
+    assert_eq!(ns.run_saved_here("idle_estab", &[]), Vec::<Value>::new());
     drop((l, quiet, busy, busy_s));
 }
 
@@ -283,7 +284,7 @@ fn retransmits_when_the_peer_goes_silent() {
     b.exec_ok("ip", &["link", "set", &vb, "down"]);
     server.write_all(&[1u8; 1000]).unwrap();
     let rows = eventually(Duration::from_secs(10), || {
-        let r = a.run_saved("retransmits", &[]);
+        let r = a.run_saved_here("retransmits", &[]);
         (r.len() == 1 && r[0]["total_retrans"].as_u64() >= Some(2) && owned_by_me(&r)).then_some(r)
     });
     let r = &rows[0];

@@ -52,7 +52,7 @@ fn table_watch_redraws_with_a_header_and_saved_queries_watch_too() {
     child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
     assert!(child.wait().unwrap().success());
     let redraws = out.matches("\x1b[H\x1b[2J").count();
-    let headers = out.matches("Every 200ms: SELECT protocol, state, count(*) AS sockets,").count();
+    let headers = out.matches("Every 200ms: SELECT netns, netns_name, protocol, state, count(*) AS sockets,").count();
     assert!(redraws >= 3 && headers == redraws, "{redraws} redraws, {headers} headers:\n{out}");
     assert!(out.contains("| protocol | state"), "{out}");
 }

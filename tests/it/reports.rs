@@ -1,0 +1,105 @@
+//! Every live saved report, across namespaces: run with --all-netns from
+//! the host, each namespace's rows must equal the report run inside that
+//! namespace alone, and the figures must equal ss counted inside it. The
+//! list of reports comes from `sockql run --list`, so a new report is
+//! covered (or, if it reads history, must be named below) without editing
+//! this test.
+
+use std::net::TcpStream;
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+use crate::netns::Netns;
+
+/// Reports over recorded history (`--history`), covered by history.rs.
+const HISTORY_REPORTS: &[&str] = &["conntrack_growth", "fastest_growing_remotes", "state_trend"];
+
+/// A known socket set in `ns`: a listener on 8080 with `estab` accepted
+/// connections and `close_wait` connections whose peer closed, and a UDP
+/// socket. Returned to be held.
+fn socket_set(ns: &Netns, backlog: i32, estab: usize, close_wait: usize) -> Vec<Box<dyn std::any::Any + Send>> {
+    ns.enter(move || {
+        let mut held: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
+        let l = listener("127.0.0.1:8080", backlog);
+        for _ in 0..estab {
+            let c = TcpStream::connect("127.0.0.1:8080").unwrap();
+            held.push(Box::new(l.accept().unwrap().0));
+            held.push(Box::new(c));
+        }
+        for _ in 0..close_wait {
+            let c = TcpStream::connect("127.0.0.1:8080").unwrap();
+            held.push(Box::new(l.accept().unwrap().0));
+            drop(c);
+        }
+        held.push(Box::new(std::net::UdpSocket::bind("127.0.0.1:5353").unwrap()));
+        held.push(Box::new(l));
+        held
+    })
+}
+
+#[test]
+fn every_report_per_namespace_equals_the_report_inside_it() {
+    let a = Netns::new("repA");
+    let b = Netns::new("repB");
+    let _sa = socket_set(&a, 16, 2, 1);
+    let _sb = socket_set(&b, 8, 1, 2);
+    let (out, err, ok) = run(&["run", "--list", "--format", "ndjson"]);
+    assert!(ok, "{err}");
+    let reports: Vec<String> = parse_ndjson(&out).iter().map(|r| r["name"].as_str().unwrap().to_string()).collect();
+    assert!(reports.len() >= 17, "{reports:?}");
+    let params = |name: &str| -> Vec<String> {
+        match name {
+            "port_owner" => vec!["--param".into(), "port=8080".into()],
+            "process_sockets" => vec!["--param".into(), format!("pid={}", my_pid())],
+            _ => vec![],
+        }
+    };
+    let mut covered = 0;
+    for name in &reports {
+        if HISTORY_REPORTS.contains(&name.as_str()) {
+            continue;
+        }
+        let extra = params(name);
+        let inside = |ns: &Netns| {
+            let mut args: Vec<&str> = vec!["run", name, "--format", "ndjson"];
+            args.extend(extra.iter().map(String::as_str));
+            parse_ndjson(&ns.exec_ok(bin(), &args))
+        };
+        let across = || {
+            let mut args: Vec<&str> = vec!["--all-netns", "run", name, "--format", "ndjson"];
+            args.extend(extra.iter().map(String::as_str));
+            let (out, err, ok) = run(&args);
+            assert!(ok, "{name}: {err}");
+            parse_ndjson(&out)
+        };
+        for ns in [&a, &b] {
+            let alone = inside(ns);
+            assert!(alone.iter().all(|r| r["netns_name"] == json!(ns.name)), "{name}: every row carries its namespace: {alone:?}");
+            // Owner columns can move for a moment while a parallel test's
+            // child holds our sockets (see settled()); compare when still.
+            settled(inside(ns), || across().into_iter().filter(|r| r["netns_name"] == json!(ns.name)).collect::<Vec<Value>>());
+        }
+        covered += 1;
+    }
+    assert_eq!(covered + HISTORY_REPORTS.len(), reports.len(), "every report is covered here or named as a history report");
+    // The figures equal ss inside each namespace.
+    for (ns, estab, close_wait) in [(&a, 2, 1), (&b, 1, 2)] {
+        let states = ns.run_saved_here("states", &[]);
+        let count = |proto: &str, state: &str| {
+            states.iter().find(|r| r["protocol"] == proto && r["state"] == state).map_or(0, |r| r["sockets"].as_i64().unwrap())
+        };
+        let ss = ns.exec_ok("ss", &["-Htuan"]);
+        let ss_count = |proto: &str, state: &str| ss.lines().filter(|l| l.starts_with(proto) && l.split_whitespace().nth(1) == Some(state)).count() as i64;
+        for (proto, state) in [("tcp", "ESTAB"), ("tcp", "LISTEN"), ("tcp", "CLOSE-WAIT"), ("tcp", "FIN-WAIT-2"), ("udp", "UNCONN")] {
+            assert_eq!(count(proto, state), ss_count(proto, state), "{}: {proto} {state}: {ss}", ns.name);
+        }
+        assert_eq!(count("tcp", "ESTAB"), 2 * estab);
+        assert_eq!(count("tcp", "CLOSE-WAIT"), close_wait);
+        let cw = ns.run_saved_here("close_wait", &[]);
+        assert_eq!(cw.iter().map(|r| r["close_wait"].as_i64().unwrap()).sum::<i64>(), close_wait, "{cw:?}");
+        let listeners = ns.run_saved_here("listeners", &[]);
+        let backlog = listeners.iter().find(|r| r["protocol"] == "tcp").unwrap()["backlog"].clone();
+        assert_eq!(backlog, json!(if ns.name == a.name { 16 } else { 8 }));
+    }
+}
