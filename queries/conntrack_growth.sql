@@ -1,8 +1,8 @@
 -- name: conntrack_growth
--- description: Connection-tracking entries over the recorded window (needs --history DIR): count per sample (0 for an empty table) and change since the previous one, per host
+-- description: Connection-tracking entries over the recorded window (needs --history DIR): count per sample (0 for an empty table) and change since the previous one, per host and network namespace
 -- param: minutes 60
 WITH recent AS (
-    SELECT host, ts FROM history.conntrack
+    SELECT host, ts, netns, netns_name FROM history.conntrack
     WHERE to_unixtime(ts) >= to_unixtime(now()) - $minutes * 60
 ),
 ticks AS (
@@ -13,12 +13,23 @@ ticks AS (
     ) t
     WHERE to_unixtime(ts) >= to_unixtime(now()) - $minutes * 60
 ),
-counts AS (SELECT host, ts, count(*) AS n FROM recent GROUP BY 1, 2),
+-- The namespaces of the recording: those with entries, and, for a
+-- recording whose table was empty throughout, the sampled namespace
+-- itself is unknown (netns null).
+namespaces AS (
+    SELECT DISTINCT host, netns, netns_name FROM recent
+    UNION
+    SELECT DISTINCT host, CAST(NULL AS BIGINT UNSIGNED) AS netns, CAST(NULL AS VARCHAR) AS netns_name FROM ticks t
+    WHERE NOT EXISTS (SELECT 1 FROM recent r WHERE r.host = t.host)
+),
+counts AS (SELECT host, ts, netns, count(*) AS n FROM recent GROUP BY 1, 2, 3),
 grid AS (
-    SELECT t.host, t.ts, coalesce(c.n, 0) AS entries
-    FROM ticks t LEFT JOIN counts c ON c.host = t.host AND c.ts = t.ts
+    SELECT t.host, n.netns, n.netns_name, t.ts, coalesce(c.n, 0) AS entries
+    FROM ticks t
+    JOIN namespaces n ON n.host = t.host
+    LEFT JOIN counts c ON c.host = t.host AND c.ts = t.ts AND c.netns = n.netns
 )
-SELECT host, ts, entries,
-       entries - lag(entries) OVER (PARTITION BY host ORDER BY ts) AS change
+SELECT host, netns, netns_name, ts, entries,
+       entries - lag(entries) OVER (PARTITION BY host, netns ORDER BY ts) AS change
 FROM grid
-ORDER BY host, ts;
+ORDER BY host, netns, ts;

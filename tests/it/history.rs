@@ -110,9 +110,9 @@ fn recorded_samples_answer_growth_questions() {
     assert_eq!(
         growth,
         vec![
-            json!({"host": h, "remote_addr": "127.0.0.2", "first": 1, "last": 7, "delta": 6, "per_minute": rates[0], "largest_step": 3}),
-            json!({"host": h, "remote_addr": "127.0.0.1", "first": 3, "last": 8, "delta": 5, "per_minute": rates[1], "largest_step": 3}),
-            json!({"host": h, "remote_addr": "127.0.0.3", "first": 2, "last": 1, "delta": -1, "per_minute": rates[2], "largest_step": 0}),
+            json!({"host": h, "netns": ns.inode(), "netns_name": ns.name, "remote_addr": "127.0.0.2", "first": 1, "last": 7, "delta": 6, "per_minute": rates[0], "largest_step": 3}),
+            json!({"host": h, "netns": ns.inode(), "netns_name": ns.name, "remote_addr": "127.0.0.1", "first": 3, "last": 8, "delta": 5, "per_minute": rates[1], "largest_step": 3}),
+            json!({"host": h, "netns": ns.inode(), "netns_name": ns.name, "remote_addr": "127.0.0.3", "first": 2, "last": 1, "delta": -1, "per_minute": rates[2], "largest_step": 0}),
         ]
     );
     // The samples are a fraction of a second apart; the rate divides by at least one second.

@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 use crate::common::*;
 use crate::netns::Netns;
 
-/// Reports over recorded history (`--history`), covered by history.rs.
+/// Reports over recorded history (`--history`): checked below over one
+/// sample recorded with --all-netns (and in depth by history.rs).
 const HISTORY_REPORTS: &[&str] = &["conntrack_growth", "fastest_growing_remotes", "state_trend"];
 
 /// A known socket set in `ns`: a listener on 8080 with `estab` accepted
@@ -102,4 +103,30 @@ fn every_report_per_namespace_equals_the_report_inside_it() {
         let backlog = listeners.iter().find(|r| r["protocol"] == "tcp").unwrap()["backlog"].clone();
         assert_eq!(backlog, json!(if ns.name == a.name { 16 } else { 8 }));
     }
+    // The history reports, over one sample recorded with --all-netns: each
+    // namespace's figures are its own.
+    let dir = std::env::temp_dir().join(format!("sockql-reports-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (_, err, ok) = run(&["--all-netns", "record", "--out", dir.to_str().unwrap(), "--tables", "sockets,conntrack", "--samples", "1"]);
+    assert!(ok, "{err}");
+    let history = |name: &str| {
+        let (out, err, ok) = run(&["--history", dir.to_str().unwrap(), "run", name, "--format", "ndjson"]);
+        assert!(ok, "{name}: {err}");
+        parse_ndjson(&out)
+    };
+    let trend = history("state_trend");
+    let growth = history("fastest_growing_remotes");
+    assert!(!history("conntrack_growth").is_empty());
+    for (ns, estab, close_wait) in [(&a, 2, 1), (&b, 1, 2)] {
+        let mine = |rows: &[Value]| rows.iter().filter(|r| r["netns_name"] == json!(ns.name)).cloned().collect::<Vec<Value>>();
+        let cw: Vec<i64> = mine(&trend).iter().filter(|r| r["state"] == "CLOSE-WAIT").map(|r| r["sockets"].as_i64().unwrap()).collect();
+        assert_eq!(cw, vec![close_wait as i64], "{}: {trend:?}", ns.name);
+        let remotes = mine(&growth);
+        assert_eq!(remotes.len(), 1, "{remotes:?}");
+        assert_eq!((remotes[0]["remote_addr"].clone(), remotes[0]["last"].clone()), (json!("127.0.0.1"), json!(2 * estab)), "{remotes:?}");
+    }
+    for name in HISTORY_REPORTS {
+        assert!(reports.iter().any(|r| r == name), "{name} is no longer a report");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
 }
