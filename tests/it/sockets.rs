@@ -360,3 +360,44 @@ fn tcp_info_columns_are_null_where_ss_prints_nothing() {
     let min = query(&format!("SELECT min(rtt_ms) AS m FROM sockets WHERE local_port = {p}"));
     assert!(min[0]["m"].as_f64().unwrap() > 0.0, "{min:?}");
 }
+
+/// The tcp_info fields ss -i prints for an established connection, column
+/// by column: window scales, options, MSS estimates, buffer sizes,
+/// windows, delivered segments and the app-limited flag.
+#[test]
+fn more_tcp_info_columns_equal_ss() {
+    let l = listener("127.0.0.1:0", 5);
+    let p = port_of(&l);
+    let mut c = TcpStream::connect(("127.0.0.1", p)).unwrap();
+    let (mut s, _) = l.accept().unwrap();
+    c.write_all(&[7u8; 1000]).unwrap();
+    let mut buf = [0u8; 1000];
+    s.read_exact(&mut buf).unwrap();
+    let sql = format!(
+        "SELECT snd_wscale, rcv_wscale, opt_ts, opt_sack, opt_ecn, opt_ecnseen, pmtu, rcv_mss, adv_mss, rcv_space, rcv_ssthresh, snd_wnd, \
+         delivered, app_limited, reordering, dsack_dups, notsent_bytes FROM sockets WHERE state = 'ESTAB' AND local_port = {p}"
+    );
+    // The connection is quiet now: ss and sockql see the same numbers.
+    let (row, ss) = eventually(WAIT, || {
+        let row = query(&sql).pop()?;
+        let o = std::process::Command::new("ss").args(["-Htnie", "state", "established", "sport", "=", &format!(":{p}")]).output().unwrap();
+        let ss = String::from_utf8_lossy(&o.stdout).into_owned();
+        (query(&sql).pop()? == row).then_some((row, ss))
+    });
+    let words: Vec<&str> = ss.split_whitespace().collect();
+    let field = |k: &str| words.iter().find_map(|w| w.strip_prefix(&format!("{k}:"))).map(str::to_string);
+    assert_eq!(field("wscale"), Some(format!("{},{}", row["snd_wscale"], row["rcv_wscale"])), "{ss}");
+    for (col, key) in [("pmtu", "pmtu"), ("rcv_mss", "rcvmss"), ("adv_mss", "advmss"), ("rcv_space", "rcv_space"), ("rcv_ssthresh", "rcv_ssthresh"), ("snd_wnd", "snd_wnd"), ("delivered", "delivered")] {
+        assert_eq!(Some(row[col].to_string()), field(key), "{col} vs ss {key}: {ss}");
+    }
+    for (col, word) in [("opt_ts", "ts"), ("opt_sack", "sack"), ("opt_ecn", "ecn"), ("opt_ecnseen", "ecnseen"), ("app_limited", "app_limited")] {
+        assert_eq!(row[col] == json!(true), words.contains(&word), "{col} vs ss '{word}': {ss}");
+    }
+    // Printed by ss only when they differ from the default or from 0.
+    assert_eq!(field("reordering").unwrap_or_else(|| "3".into()), row["reordering"].to_string(), "{ss}");
+    assert_eq!(field("dsack_dups").unwrap_or_else(|| "0".into()), row["dsack_dups"].to_string(), "{ss}");
+    assert_eq!(field("notsent").unwrap_or_else(|| "0".into()), row["notsent_bytes"].to_string(), "{ss}");
+    // A listener has none of them.
+    let listen = query(&format!("SELECT snd_wscale, opt_ts, pmtu, snd_wnd, delivered, app_limited FROM sockets WHERE state = 'LISTEN' AND local_port = {p}"));
+    assert_eq!(listen, vec![json!({"snd_wscale": null, "opt_ts": null, "pmtu": null, "snd_wnd": null, "delivered": null, "app_limited": null})]);
+}

@@ -223,8 +223,30 @@ impl TcpInfo<'_> {
     fn u64_at(&self, at: usize) -> Option<u64> {
         self.0.get(at..at + 8).map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
     }
+    fn u8_at(&self, at: usize) -> Option<u8> {
+        self.0.get(at).copied()
+    }
+    /// tcpi_options: TCPI_OPT_TIMESTAMPS 1, SACK 2, WSCALE 4, ECN 8, ECN_SEEN 16.
+    pub fn options(&self) -> Option<u8> { self.u8_at(5) }
+    /// (send, receive) window scale, valid when options() has WSCALE.
+    pub fn wscale(&self) -> Option<(u8, u8)> { self.u8_at(6).map(|b| (b & 0x0f, b >> 4)) }
+    /// tcpi_delivery_rate_app_limited: the last delivery rate sample was limited by the application.
+    pub fn app_limited(&self) -> Option<bool> { self.u8_at(7).map(|b| b & 1 != 0) }
     /// Retransmission timeout, microseconds.
     pub fn rto_us(&self) -> Option<u32> { self.u32_at(8) }
+    pub fn rcv_mss(&self) -> Option<u32> { self.u32_at(20) }
+    pub fn pmtu(&self) -> Option<u32> { self.u32_at(60) }
+    pub fn rcv_ssthresh(&self) -> Option<u32> { self.u32_at(64) }
+    pub fn advmss(&self) -> Option<u32> { self.u32_at(84) }
+    pub fn reordering(&self) -> Option<u32> { self.u32_at(88) }
+    /// Receiver-side RTT estimate, microseconds.
+    pub fn rcv_rtt_us(&self) -> Option<u32> { self.u32_at(92) }
+    pub fn rcv_space(&self) -> Option<u32> { self.u32_at(96) }
+    pub fn notsent_bytes(&self) -> Option<u32> { self.u32_at(144) }
+    pub fn delivered(&self) -> Option<u32> { self.u32_at(192) }
+    pub fn delivered_ce(&self) -> Option<u32> { self.u32_at(196) }
+    pub fn dsack_dups(&self) -> Option<u32> { self.u32_at(216) }
+    pub fn snd_wnd(&self) -> Option<u32> { self.u32_at(228) }
     pub fn snd_mss(&self) -> Option<u32> { self.u32_at(16) }
     pub fn unacked(&self) -> Option<u32> { self.u32_at(24) }
     pub fn lost(&self) -> Option<u32> { self.u32_at(32) }

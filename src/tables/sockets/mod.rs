@@ -78,6 +78,25 @@ table_columns!(Col {
     PacingRateBps: "pacing_rate_bps", U64, true, "Pacing rate, bits per second";
     MinRttMs: "min_rtt_ms", F64, true, "Minimum round-trip time seen, ms";
     BusyMs: "busy_ms", U64, true, "Time spent busy sending data, ms";
+    SndWscale: "snd_wscale", U8, true, "Send window scale (ss wscale:SND,rcv); null unless window scaling was negotiated";
+    RcvWscale: "rcv_wscale", U8, true, "Receive window scale (ss wscale:snd,RCV); null unless window scaling was negotiated";
+    OptTs: "opt_ts", Bool, true, "TCP timestamps negotiated (ss: ts)";
+    OptSack: "opt_sack", Bool, true, "Selective acknowledgements negotiated (ss: sack)";
+    OptEcn: "opt_ecn", Bool, true, "ECN negotiated (ss: ecn)";
+    OptEcnSeen: "opt_ecnseen", Bool, true, "ECN congestion marks seen (ss: ecnseen)";
+    Pmtu: "pmtu", U32, true, "Path MTU, bytes (ss pmtu)";
+    RcvMss: "rcv_mss", U32, true, "Receive MSS estimate, bytes (ss rcvmss)";
+    AdvMss: "adv_mss", U32, true, "Advertised MSS, bytes (ss advmss)";
+    RcvSpace: "rcv_space", U32, true, "Receive buffer space auto-tuning estimate, bytes (ss rcv_space)";
+    RcvSsthresh: "rcv_ssthresh", U32, true, "Receive window clamp, bytes (ss rcv_ssthresh)";
+    SndWnd: "snd_wnd", U32, true, "Peer's advertised receive window, bytes (ss snd_wnd); null on kernels before 5.19";
+    RcvRttMs: "rcv_rtt_ms", F64, true, "Receiver-side RTT estimate, ms (ss rcv_rtt); null until measured";
+    NotsentBytes: "notsent_bytes", U32, true, "Bytes queued and not yet sent (ss notsent)";
+    Delivered: "delivered", U32, true, "Segments delivered to the peer, retransmissions included (ss delivered)";
+    DeliveredCe: "delivered_ce", U32, true, "Delivered segments that carried ECN CE marks (ss delivered_ce)";
+    AppLimited: "app_limited", Bool, true, "The last delivery-rate sample was limited by the application, not the network (ss app_limited)";
+    Reordering: "reordering", U32, true, "Reordering degree the sender tolerates, segments (ss reordering, printed when not 3)";
+    DsackDups: "dsack_dups", U32, true, "Duplicate segments the peer reported with D-SACK (ss dsack_dups)";
     Congestion: "congestion", Utf8, true, "Congestion control algorithm (cubic, bbr, ...)";
     RmemAlloc: "rmem_alloc", U32, true, "Receive memory allocated, bytes (skmem r)";
     RcvBuf: "rcv_buf", U32, true, "Receive buffer limit, bytes (skmem rb)";
@@ -98,6 +117,9 @@ pub(crate) const TCP_INFO_COLS: &[Col] = &[
     Col::Lost, Col::Unacked, Col::BytesSent, Col::BytesAcked, Col::BytesReceived, Col::BytesRetrans,
     Col::SegsIn, Col::SegsOut, Col::LastSendMs, Col::LastRecvMs, Col::LastAckMs,
     Col::DeliveryRateBps, Col::PacingRateBps, Col::MinRttMs, Col::BusyMs,
+    Col::SndWscale, Col::RcvWscale, Col::OptTs, Col::OptSack, Col::OptEcn, Col::OptEcnSeen, Col::Pmtu, Col::RcvMss,
+    Col::AdvMss, Col::RcvSpace, Col::RcvSsthresh, Col::SndWnd, Col::RcvRttMs, Col::NotsentBytes, Col::Delivered,
+    Col::DeliveredCe, Col::AppLimited, Col::Reordering, Col::DsackDups,
 ];
 pub(crate) const MEM_COLS: &[Col] = &[
     Col::RmemAlloc, Col::RcvBuf, Col::WmemAlloc, Col::SndBuf, Col::FwdAlloc, Col::WmemQueued, Col::Drops,

@@ -140,6 +140,29 @@ pub(super) fn append_diag(r: &mut RowBuilder, protocol: u8, m: &InetDiagMsg<'_>,
     r.u64(PacingRateBps as usize, c64(t64(&|i| i.pacing_rate())).filter(|&v| v != u64::MAX).map(|v| v.saturating_mul(8)));
     r.f64(MinRttMs as usize, us_to_ms(made(t(&|i| i.min_rtt_us()))).filter(|&v| v < 4_294_967.0));
     r.u64(BusyMs as usize, c64(t64(&|i| i.busy_time_us())).map(|v| v / 1000));
+    let options = ti.as_ref().and_then(|i| i.options()).filter(|_| conn);
+    let opt = |bit: u8| options.map(|o| o & bit != 0);
+    let wscale = ti.as_ref().and_then(|i| i.wscale()).filter(|_| opt(4) == Some(true));
+    r.u8(SndWscale as usize, wscale.map(|w| w.0));
+    r.u8(RcvWscale as usize, wscale.map(|w| w.1));
+    r.bool(OptTs as usize, opt(1));
+    r.bool(OptSack as usize, opt(2));
+    r.bool(OptEcn as usize, opt(8));
+    r.bool(OptEcnSeen as usize, opt(16));
+    r.u32(Pmtu as usize, made(t(&|i| i.pmtu())));
+    r.u32(RcvMss as usize, made(t(&|i| i.rcv_mss())));
+    r.u32(AdvMss as usize, made(t(&|i| i.advmss())));
+    r.u32(RcvSpace as usize, made(t(&|i| i.rcv_space())));
+    r.u32(RcvSsthresh as usize, made(t(&|i| i.rcv_ssthresh())));
+    // Older kernels' tcp_info ends before snd_wnd: the offset reads None.
+    r.u32(SndWnd as usize, c(t(&|i| i.snd_wnd())));
+    r.f64(RcvRttMs as usize, us_to_ms(made(t(&|i| i.rcv_rtt_us()))));
+    r.u32(NotsentBytes as usize, c(t(&|i| i.notsent_bytes())));
+    r.u32(Delivered as usize, c(t(&|i| i.delivered())));
+    r.u32(DeliveredCe as usize, c(t(&|i| i.delivered_ce())));
+    r.bool(AppLimited as usize, ti.as_ref().and_then(|i| i.app_limited()).filter(|_| conn));
+    r.u32(Reordering as usize, c(t(&|i| i.reordering())));
+    r.u32(DsackDups as usize, c(t(&|i| i.dsack_dups())));
     r.str(Congestion as usize, m.congestion());
     let mem = m.meminfo();
     let mi = |f: &dyn Fn(&inet::MemInfo<'_>) -> Option<u32>| mem.as_ref().and_then(f);
@@ -176,6 +199,8 @@ pub(super) fn append_proc(r: &mut RowBuilder, protocol: u8, family: u8, s: &proc
             crate::tables::columns::Ty::U64 => r.u64(*c as usize, None),
             crate::tables::columns::Ty::U32 => r.u32(*c as usize, None),
             crate::tables::columns::Ty::Utf8 => r.str(*c as usize, None),
+            crate::tables::columns::Ty::U8 => r.u8(*c as usize, None),
+            crate::tables::columns::Ty::Bool => r.bool(*c as usize, None),
             other => unreachable!("no {other:?} column among the sock_diag-only ones"),
         }
     }
