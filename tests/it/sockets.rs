@@ -401,3 +401,36 @@ fn more_tcp_info_columns_equal_ss() {
     let listen = query(&format!("SELECT snd_wscale, opt_ts, pmtu, snd_wnd, delivered, app_limited FROM sockets WHERE state = 'LISTEN' AND local_port = {p}"));
     assert_eq!(listen, vec![json!({"snd_wscale": null, "opt_ts": null, "pmtu": null, "snd_wnd": null, "delivered": null, "app_limited": null})]);
 }
+
+/// What ss -e, -m and --tos print beyond tcp_info: the firewall mark, the
+/// TOS byte, the cgroup, and the socket memory's option and backlog parts.
+#[test]
+fn mark_tos_cgroup_and_skmem_equal_ss() {
+    require_root(); // SO_MARK needs CAP_NET_ADMIN
+    let l = listener("127.0.0.1:0", 5);
+    let p = port_of(&l);
+    let c = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    c.set_mark(0x2a).unwrap();
+    c.set_tos_v4(0x10).unwrap();
+    c.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], p)).into()).unwrap();
+    let _s = l.accept().unwrap();
+    let local = c.local_addr().unwrap().as_socket().unwrap().port();
+    let rows = query(&format!("SELECT fwmark, tos, tclass, cgroup_id, opt_mem, backlog FROM sockets WHERE local_port = {local}"));
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    let o = std::process::Command::new("ss").args(["-Htniem", "--tos", "state", "established", "sport", "=", &format!(":{local}")]).output().unwrap();
+    let ss = String::from_utf8_lossy(&o.stdout).into_owned();
+    let words: Vec<&str> = ss.split(|ch: char| ch.is_whitespace() || ch == '(' || ch == ')' || ch == ',').collect();
+    let field = |k: &str| words.iter().find_map(|w| w.strip_prefix(k)).map(str::to_string);
+    assert_eq!(field("fwmark:"), Some(format!("{:#x}", row["fwmark"].as_u64().unwrap())), "{ss}");
+    assert_eq!(field("tos:"), Some(format!("{:#x}", row["tos"].as_u64().unwrap())), "{ss}");
+    assert!(row["tclass"].is_null());
+    assert_eq!(field("o"), Some(row["opt_mem"].to_string()), "{ss}");
+    assert_eq!(field("bl"), Some(row["backlog"].to_string()), "{ss}");
+    // ss names the cgroup by path; its directory's inode is the id.
+    if let Some(path) = field("cgroup:") {
+        let dir = format!("/sys/fs/cgroup{}", if path == "/" { String::new() } else { path });
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(row["cgroup_id"].as_u64(), std::fs::metadata(&dir).ok().map(|m| m.ino()), "{ss}");
+    }
+}

@@ -31,6 +31,12 @@ pub const IPPROTO_UDP: u8 = libc::IPPROTO_UDP as u8;
 pub const INET_DIAG_INFO: u16 = 2;
 pub const INET_DIAG_CONG: u16 = 4;
 pub const INET_DIAG_SKMEMINFO: u16 = 7;
+pub const INET_DIAG_TOS: u16 = 5;
+pub const INET_DIAG_TCLASS: u16 = 6;
+/// Sent with every socket when the reader has CAP_NET_ADMIN.
+pub const INET_DIAG_MARK: u16 = 15;
+/// Sent with every socket (kernels with cgroup socket data).
+pub const INET_DIAG_CGROUP_ID: u16 = 21;
 
 /// Which optional attributes to ask the kernel for. Each costs the kernel
 /// work per socket, so a scan asks only for what its columns need.
@@ -39,6 +45,8 @@ pub struct Extensions {
     pub tcp_info: bool,
     pub congestion: bool,
     pub meminfo: bool,
+    /// IPv4 TOS and IPv6 traffic class.
+    pub tos: bool,
 }
 
 impl Extensions {
@@ -47,6 +55,8 @@ impl Extensions {
         bit(self.tcp_info, INET_DIAG_INFO)
             | bit(self.congestion, INET_DIAG_CONG)
             | bit(self.meminfo, INET_DIAG_SKMEMINFO)
+            | bit(self.tos, INET_DIAG_TOS)
+            | bit(self.tos, INET_DIAG_TCLASS)
     }
 }
 
@@ -210,6 +220,28 @@ impl<'a> InetDiagMsg<'a> {
     pub fn meminfo(&self) -> Option<MemInfo<'a>> {
         self.attr(INET_DIAG_SKMEMINFO).map(MemInfo)
     }
+
+    fn attr_u8(&self, kind: u16) -> Option<u8> {
+        self.attr(kind)?.first().copied()
+    }
+
+    pub fn tos(&self) -> Option<u8> {
+        self.attr_u8(INET_DIAG_TOS)
+    }
+
+    pub fn tclass(&self) -> Option<u8> {
+        self.attr_u8(INET_DIAG_TCLASS)
+    }
+
+    /// SO_MARK of the socket (needs CAP_NET_ADMIN to be sent).
+    pub fn mark(&self) -> Option<u32> {
+        self.attr(INET_DIAG_MARK)?.get(..4).map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes")))
+    }
+
+    /// The cgroup (v2) id of the socket's creator.
+    pub fn cgroup_id(&self) -> Option<u64> {
+        self.attr(INET_DIAG_CGROUP_ID)?.get(..8).map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
+    }
 }
 
 /// `struct tcp_info`, read field by field; absent fields are `None`.
@@ -291,6 +323,8 @@ impl MemInfo<'_> {
     pub fn fwd_alloc(&self) -> Option<u32> { self.at(4) }
     pub fn wmem_queued(&self) -> Option<u32> { self.at(5) }
     pub fn drops(&self) -> Option<u32> { self.at(8) }
+    pub fn opt_mem(&self) -> Option<u32> { self.at(6) }
+    pub fn backlog(&self) -> Option<u32> { self.at(7) }
 }
 
 #[cfg(test)]
@@ -392,7 +426,7 @@ mod tests {
 
     #[test]
     fn both_families_of_tcp_is_one_legacy_request() {
-        let ext = Extensions { tcp_info: true, congestion: false, meminfo: false };
+        let ext = Extensions { tcp_info: true, ..Default::default() };
         let (kind, body) = dump_request(IPPROTO_TCP, AF_UNSPEC, 1 << 8, ext, &[Cond::LocalPortGe(80)]).unwrap();
         assert_eq!(kind, TCPDIAG_GETSOCK);
         // struct inet_diag_req: family, src_len, dst_len, ext; sockid; states; dbs.
@@ -408,7 +442,7 @@ mod tests {
 
     #[test]
     fn request_asks_for_the_wanted_extensions() {
-        let body = request_body(AF_INET6, IPPROTO_TCP, 1 << 10, Extensions { tcp_info: true, congestion: false, meminfo: true });
+        let body = request_body(AF_INET6, IPPROTO_TCP, 1 << 10, Extensions { tcp_info: true, meminfo: true, ..Default::default() });
         assert_eq!(body.len(), 56);
         assert_eq!((body[0], body[1]), (AF_INET6, IPPROTO_TCP));
         assert_eq!(body[2], 1 << 1 | 1 << 6);

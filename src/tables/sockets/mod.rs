@@ -105,6 +105,12 @@ table_columns!(Col {
     FwdAlloc: "fwd_alloc", U32, true, "Memory reserved ahead, bytes (skmem f)";
     WmemQueued: "wmem_queued", U32, true, "Memory queued for sending, bytes (skmem w)";
     Drops: "drops", U32, true, "Packets dropped before reaching the socket (skmem d)";
+    OptMem: "opt_mem", U32, true, "Memory for socket options and ancillary data, bytes (skmem o)";
+    Backlog: "backlog", U32, true, "Packets queued in the socket backlog while it was busy, bytes (skmem bl)";
+    Fwmark: "fwmark", U32, true, "Firewall mark (SO_MARK; ss fwmark); null without CAP_NET_ADMIN";
+    Tos: "tos", U8, true, "IPv4 type of service byte (ss --tos tos)";
+    Tclass: "tclass", U8, true, "IPv6 traffic class (ss --tos tclass); null for IPv4";
+    CgroupId: "cgroup_id", U64, true, "Id of the cgroup v2 the socket was created in (the inode of its /sys/fs/cgroup directory)";
     Netns: "netns", U64, false, "Network namespace inode (lsns -t net); see the netns table";
     NetnsName: "netns_name", Utf8, true, "Name of the network namespace under /run/netns (ip netns), null if unnamed";
 });
@@ -123,6 +129,7 @@ pub(crate) const TCP_INFO_COLS: &[Col] = &[
 ];
 pub(crate) const MEM_COLS: &[Col] = &[
     Col::RmemAlloc, Col::RcvBuf, Col::WmemAlloc, Col::SndBuf, Col::FwdAlloc, Col::WmemQueued, Col::Drops,
+    Col::OptMem, Col::Backlog,
 ];
 
 #[derive(Debug)]

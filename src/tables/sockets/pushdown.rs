@@ -196,6 +196,7 @@ impl SocketsTable {
                 tcp_info: uses(TCP_INFO_COLS),
                 congestion: uses(&[Col::Congestion]),
                 meminfo: uses(MEM_COLS),
+                tos: uses(&[Col::Tos, Col::Tclass]),
             },
             owners: uses(&[Col::Pid, Col::Process]),
             projection: projection.cloned(),

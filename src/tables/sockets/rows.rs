@@ -173,6 +173,12 @@ pub(super) fn append_diag(r: &mut RowBuilder, protocol: u8, m: &InetDiagMsg<'_>,
     r.u32(FwdAlloc as usize, mi(&|x| x.fwd_alloc()));
     r.u32(WmemQueued as usize, mi(&|x| x.wmem_queued()));
     r.u32(Drops as usize, mi(&|x| x.drops()));
+    r.u32(OptMem as usize, mi(&|x| x.opt_mem()));
+    r.u32(Backlog as usize, mi(&|x| x.backlog()));
+    r.u32(Fwmark as usize, m.mark());
+    r.u8(Tos as usize, m.tos());
+    r.u8(Tclass as usize, m.tclass());
+    r.u64(CgroupId as usize, m.cgroup_id());
 }
 
 /// Fill every column the /proc/net row does not carry with null.
@@ -193,7 +199,7 @@ pub(super) fn append_proc(r: &mut RowBuilder, protocol: u8, family: u8, s: &proc
         retransmits: s.retransmits,
     };
     append_common(r, &common, ns);
-    for c in TCP_INFO_COLS.iter().chain(MEM_COLS).chain(&[Col::Congestion, Col::Interface, Col::Cookie]) {
+    for c in TCP_INFO_COLS.iter().chain(MEM_COLS).chain(&[Col::Congestion, Col::Interface, Col::Cookie, Col::Fwmark, Col::Tos, Col::Tclass, Col::CgroupId]) {
         match c.def_ty() {
             crate::tables::columns::Ty::F64 => r.f64(*c as usize, None),
             crate::tables::columns::Ty::U64 => r.u64(*c as usize, None),
