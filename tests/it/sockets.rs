@@ -434,3 +434,29 @@ fn mark_tos_cgroup_and_skmem_equal_ss() {
         assert_eq!(row["cgroup_id"].as_u64(), std::fs::metadata(&dir).ok().map(|m| m.ino()), "{ss}");
     }
 }
+
+/// timer_text reads as ss -o prints the timer. A keepalive timer of over
+/// ten minutes prints in whole minutes, so the two reads agree exactly.
+#[test]
+fn timer_text_equals_ss() {
+    let l = listener("127.0.0.1:0", 5);
+    let p = port_of(&l);
+    let c = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    c.set_keepalive(true).unwrap();
+    c.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(std::time::Duration::from_secs(700))).unwrap();
+    c.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], p)).into()).unwrap();
+    let _s = l.accept().unwrap();
+    let local = c.local_addr().unwrap().as_socket().unwrap().port();
+    let rows = query(&format!("SELECT timer, timer_text FROM sockets WHERE local_port = {local}"));
+    let o = std::process::Command::new("ss").args(["-Htno", "state", "established", "sport", "=", &format!(":{local}")]).output().unwrap();
+    let ss = String::from_utf8_lossy(&o.stdout).into_owned();
+    let ss_timer = ss.split_whitespace().find_map(|w| w.strip_prefix("timer:")).unwrap_or_else(|| panic!("{ss}"));
+    assert_eq!(rows, vec![json!({"timer": "keepalive", "timer_text": ss_timer})], "{ss}");
+    assert_eq!(ss_timer, "(keepalive,11min,0)");
+    // --no-netlink reads the same timer from /proc/net/tcp.
+    let from_proc = query_with(&["--no-netlink"], &format!("SELECT timer, timer_text FROM sockets WHERE local_port = {local}"));
+    assert_eq!(from_proc, rows);
+    // No pending timer, no text.
+    let listen = query(&format!("SELECT timer, timer_text FROM sockets WHERE state = 'LISTEN' AND local_port = {p}"));
+    assert_eq!(listen, vec![json!({"timer": null, "timer_text": null})]);
+}
