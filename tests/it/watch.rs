@@ -35,7 +35,10 @@ fn ndjson_watch_appends_timestamped_rows_until_ctrl_c() {
     for r in &rows {
         assert_eq!((r["local_port"].as_u64(), r["send_q"].as_u64()), (Some(p as u64), Some(3)));
     }
-    for w in ts.windows(2) {
+    // Compared as instants: RFC 3339 text drops a zero fraction
+    // ("…:45Z" after "…:44.796Z"), so the strings do not sort.
+    let instants: Vec<_> = ts.iter().map(|t| chrono::DateTime::parse_from_rfc3339(t).unwrap_or_else(|e| panic!("{t}: {e}"))).collect();
+    for w in instants.windows(2) {
         assert!(w[0] < w[1], "timestamps increase: {ts:?}");
     }
     // 4 ticks at 200 ms take at least 600 ms.
