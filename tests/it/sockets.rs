@@ -221,9 +221,9 @@ fn proc_net_fallback_reads_the_same_sockets() {
     let (_s, _) = l.accept().unwrap();
     let cols = ["state", "local_port", "remote_port", "recv_q", "inode", "pid", "process"];
     let netlink = eventually(WAIT, || Some(tcp_rows_on(p, &[])).filter(|r| owned_by_me(r)));
-    assert_eq!(netlink.len(), 3);
+    assert_eq!(netlink.len(), 3, "{netlink:?}");
     let proc_net = eventually(WAIT, || Some(tcp_rows_on(p, &["--no-netlink"])).filter(|r| owned_by_me(r)));
-    assert_eq!(pick(&proc_net, &cols), pick(&netlink, &cols));
+    assert_eq!(pick(&proc_net, &cols), pick(&netlink, &cols), "/proc rows {proc_net:?}\nnetlink rows {netlink:?}");
     // What /proc/net/tcp cannot tell: a listener's backlog, tcp_info.
     let listen = proc_net.iter().find(|r| r["state"] == "LISTEN").unwrap();
     assert_eq!(listen["send_q"], Value::Null);
