@@ -6,22 +6,19 @@ use object_store::ObjectStoreExt;
 
 use super::store::HistoryStore;
 
-/// The directories and file name of a sample:
-/// `<table>/host=<host>/date=<YYYY-MM-DD>/<ts-ms>.parquet`.
-pub fn sample_parts(table: &str, host: &str, ts: DateTime<Utc>) -> ([String; 3], String) {
-    ([table.to_string(), format!("host={host}"), format!("date={}", ts.format("%Y-%m-%d"))], format!("{}.parquet", ts.timestamp_millis()))
-}
-
-/// Write one sample where it belongs: through the link-refusing local
-/// tree, or as one atomic put to an object store.
+/// Write one sample as `<table>/host=<host>/date=<YYYY-MM-DD>/<ts-ms>.parquet`:
+/// through the link-refusing local tree, or as one atomic put to an
+/// object store.
 pub async fn write_sample(store: &HistoryStore, table: &str, host: &str, ts: DateTime<Utc>, data: Vec<u8>) -> anyhow::Result<()> {
-    let (dirs, file) = sample_parts(table, host, ts);
+    let (host, date) = (format!("host={host}"), format!("date={}", ts.format("%Y-%m-%d")));
+    let file = format!("{}.parquet", ts.timestamp_millis());
+    let dirs = [table, host.as_str(), date.as_str()];
     match &store.local {
         Some(tree) => {
-            tree.write_file(&[&dirs[0], &dirs[1], &dirs[2]], &file, &data)?;
+            tree.write_file(&dirs, &file, &data)?;
         }
         None => {
-            let path = store.path(&[&dirs[0], &dirs[1], &dirs[2], &file]);
+            let path = store.path(&[table, &host, &date, &file]);
             store.store.put(&path, data.into()).await?;
         }
     }

@@ -86,9 +86,9 @@ fn column_doc(table: &str, field: &Field) -> String {
             "date" => return "Day of the sample, YYYY-MM-DD (partition)".into(),
             _ => {}
         }
-        let live = catalog().into_iter().find(|t| t.name == live_name);
-        if let Some(doc) = live.and_then(|t| t.schema.field_with_name(field.name()).ok().and_then(|f| f.metadata().get(DESCRIPTION).cloned())) {
-            return doc;
+        let live = crate::tables::TABLES.iter().find(|t| t.name == live_name);
+        if let Some(def) = live.and_then(|t| t.defs.iter().find(|d| d.name == field.name())) {
+            return def.doc.to_string();
         }
     }
     String::new()

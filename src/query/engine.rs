@@ -263,16 +263,15 @@ impl Engine {
             (Some(origin), None) => e.context(origin.clone()),
             _ => e,
         };
-        let mut statements = Statements::new(&sql.text).map_err(|e| {
+        // A parse error names its line in its text.
+        let parse_error = |e: crate::query::statements::StatementError| {
             let line = parser_error_line(&e.to_string());
             at(line, e.into_anyhow())
-        })?;
+        };
+        let mut statements = Statements::new(&sql.text).map_err(parse_error)?;
         let mut ran = 0;
         while let Some(statement) = statements.next_statement() {
-            let statement = statement.map_err(|e| {
-                let line = parser_error_line(&e.to_string());
-                at(line, e.into_anyhow())
-            })?;
+            let statement = statement.map_err(parse_error)?;
             let line = statement_line(&statement);
             self.run_statement(statement, &sql.params, tx).await.map_err(|e| at(line, exhausted_hint(e)))?;
             ran += 1;

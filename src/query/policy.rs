@@ -60,7 +60,7 @@ impl Refusal {
 pub fn is_builtin(name: &TableReference) -> bool {
     match name.schema() {
         Some(super::catalog::HISTORY_SCHEMA) | Some("information_schema") => true,
-        None | Some("public") => crate::tables::catalog().iter().any(|t| t.name.eq_ignore_ascii_case(name.table())),
+        None | Some("public") => crate::tables::TABLES.iter().any(|t| t.name.eq_ignore_ascii_case(name.table())),
         Some(_) => false,
     }
 }

@@ -59,6 +59,12 @@ pub struct SavedQuery {
     pub origin: String,
 }
 
+/// A saved query's name: letters, digits, '_' and '-' (the `-- name:`
+/// header and, for a file in a searched directory, its file name).
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 fn header<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     let rest = line.trim_start().strip_prefix("--")?.trim_start();
     let rest = rest.strip_prefix(key)?.strip_prefix(':')?;
@@ -104,7 +110,7 @@ impl SavedQuery {
         for (i, line) in header_lines(text).enumerate() {
             let t = line.trim();
             if let Some(v) = header(t, "name") {
-                if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                if !valid_name(v) {
                     return Err(err(i + 1, format!("bad query name '{v}': use letters, digits, '_' and '-'")));
                 }
                 name = Some(v.to_string());
@@ -230,7 +236,7 @@ pub fn load_file(path: &Path) -> anyhow::Result<SavedQuery> {
     let text = crate::query::files::read_sql_file(path, crate::query::files::Read::Discovered)?;
     let mut q = SavedQuery::parse(&path.display().to_string(), &text)?;
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    if stem.is_empty() || !stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if !valid_name(&stem) {
         anyhow::bail!("{}: a saved query's file name must be its name (letters, digits, '_' and '-')", path.display());
     }
     if q.name != stem {

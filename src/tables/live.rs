@@ -1,5 +1,5 @@
 //! The execution side shared by every live table: a scan is a
-//! [`PartitionStream`] whose producer runs on a blocking thread, reads the
+//! [`LivePartition`] whose producer runs on a blocking thread, reads the
 //! kernel, and sends record batches down a small channel as they fill. The
 //! query starts consuming rows while the dump is still arriving, memory is
 //! bounded by the channel, and a consumer that stops (LIMIT) makes the next
@@ -16,7 +16,6 @@ use datafusion::physical_plan::stream::RecordBatchReceiverStream;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
 use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use tokio::sync::mpsc::Sender;
@@ -108,18 +107,9 @@ impl fmt::Debug for LivePartition {
     }
 }
 
-impl PartitionStream for LivePartition {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        self.execute_with(ScanMetrics::new(&ExecutionPlanMetricsSet::new()))
-    }
-}
-
 impl LivePartition {
-    fn execute_with(&self, metrics: ScanMetrics) -> SendableRecordBatchStream {
+    /// Start the producer; what it reads is counted in `metrics`.
+    fn execute(&self, metrics: ScanMetrics) -> SendableRecordBatchStream {
         // Two batches in flight: enough to overlap kernel reads with query
         // work, small enough that memory stays a couple of batches.
         let mut builder = RecordBatchReceiverStream::builder(self.schema.clone(), 2);
@@ -187,7 +177,7 @@ impl ExecutionPlan for LiveScanExec {
     }
 
     fn execute(&self, _partition: usize, _context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
-        Ok(self.partition.execute_with(ScanMetrics::new(&self.metrics)))
+        Ok(self.partition.execute(ScanMetrics::new(&self.metrics)))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {

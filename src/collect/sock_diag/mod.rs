@@ -168,12 +168,11 @@ pub fn read_inet<E: From<Error>>(
                 Ok::<_, CallerOr<E>>(flow)
             });
             match res {
-                Ok(()) if stopped => {
-                    used.netlink += 1;
-                    return Ok((used, nl.received()));
-                }
                 Ok(()) => {
                     used.netlink += 1;
+                    if stopped {
+                        return Ok((used, nl.received()));
+                    }
                     continue;
                 }
                 Err(CallerOr::Caller(e)) => return Err(e),
