@@ -2,6 +2,8 @@
 //! any `io::Write`, so tests print into a `Vec<u8>`.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use datafusion::arrow::csv::{Writer as CsvWriter, WriterBuilder as CsvWriterBuilder};
 use datafusion::arrow::datatypes::SchemaRef;
@@ -52,33 +54,87 @@ pub struct Printer<W: Write> {
     rows: usize,
     escape: bool,
     sink: Sink<W>,
+    /// Set when the output was closed under us (see [`PipeWatch`]).
+    pipe_closed: Arc<AtomicBool>,
+}
+
+/// The output writer as the Arrow writers see it. Arrow's csv writer turns
+/// an I/O error into text, so a closed pipe (`sockql ... | head`) would
+/// reach `main` as "Csv error: Broken pipe" instead of the io::Error it
+/// ends quietly on; this remembers that the pipe closed.
+struct PipeWatch<W> {
+    inner: W,
+    closed: Arc<AtomicBool>,
+}
+
+impl<W: Write> PipeWatch<W> {
+    fn seen<T>(&self, r: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(e) = &r {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                self.closed.store(true, Ordering::Relaxed);
+            }
+        }
+        r
+    }
+}
+
+impl<W: Write> Write for PipeWatch<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let r = self.inner.write(buf);
+        self.seen(r)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        let r = self.inner.flush();
+        self.seen(r)
+    }
 }
 
 enum Sink<W: Write> {
     /// A statement without a result set (CREATE TABLE ... AS) prints nothing.
     Nothing,
     Table(W, TableText),
-    Csv(Box<CsvWriter<W>>),
+    Csv(Box<CsvWriter<PipeWatch<W>>>),
     Json(JsonWriter<W, JsonArray>),
     Ndjson(JsonWriter<W, LineDelimited>),
 }
 
 impl<W: Write> Printer<W> {
     pub fn new(out: W, opts: OutputOptions, schema: SchemaRef) -> Self {
+        let pipe_closed = Arc::new(AtomicBool::new(false));
         let sink = if schema.fields().is_empty() {
             Sink::Nothing
         } else {
             match opts.format {
                 Format::Table => Sink::Table(out, TableText::new(&schema, opts.table_budget)),
-                Format::Csv => Sink::Csv(Box::new(CsvWriterBuilder::new().with_header(opts.header).build(out))),
+                Format::Csv => Sink::Csv(Box::new(
+                    CsvWriterBuilder::new().with_header(opts.header).build(PipeWatch { inner: out, closed: pipe_closed.clone() }),
+                )),
                 Format::Json => Sink::Json(JsonWriterBuilder::new().with_explicit_nulls(true).build(out)),
                 Format::Ndjson => Sink::Ndjson(JsonWriterBuilder::new().with_explicit_nulls(true).build(out)),
             }
         };
-        Printer { schema, rows: 0, escape: opts.escape, sink }
+        Printer { schema, rows: 0, escape: opts.escape, sink, pipe_closed }
+    }
+
+    /// A writer's error as the closed pipe it was, when it was one.
+    fn pipe_error(closed: &AtomicBool, e: anyhow::Error) -> anyhow::Error {
+        if closed.load(Ordering::Relaxed) {
+            return std::io::Error::from(std::io::ErrorKind::BrokenPipe).into();
+        }
+        e
     }
 
     pub fn batch(&mut self, b: &RecordBatch) -> anyhow::Result<()> {
+        let closed = self.pipe_closed.clone();
+        self.write_batch(b).map_err(|e| Self::pipe_error(&closed, e))
+    }
+
+    pub fn finish(self) -> anyhow::Result<()> {
+        let closed = self.pipe_closed.clone();
+        self.finish_output().map_err(|e| Self::pipe_error(&closed, e))
+    }
+
+    fn write_batch(&mut self, b: &RecordBatch) -> anyhow::Result<()> {
         if b.num_rows() == 0 {
             return Ok(());
         }
@@ -94,7 +150,7 @@ impl<W: Write> Printer<W> {
         Ok(())
     }
 
-    pub fn finish(mut self) -> anyhow::Result<()> {
+    fn finish_output(mut self) -> anyhow::Result<()> {
         if self.rows == 0 {
             // Writers emit headers (csv) and brackets (json) on a first write.
             let empty = RecordBatch::new_empty(self.schema.clone());

@@ -155,3 +155,29 @@ fn control_characters_in_process_names_are_escaped_in_tables() {
     child.wait().unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `sockql ... | head -1`: a reader that goes away ends sockql quietly with
+/// exit 0 in every format, csv included (its writer wraps the closed pipe
+/// in an error of its own), and under --watch.
+#[test]
+fn a_closed_pipe_ends_quietly_in_every_format() {
+    use std::io::BufRead;
+    let sql = "SELECT v, repeat('x', 50) AS pad FROM generate_series(1, 3000000) AS s(v)";
+    for args in [
+        vec!["--format", "table", sql],
+        vec!["--format", "csv", sql],
+        vec!["--format", "json", sql],
+        vec!["--format", "ndjson", sql],
+        vec!["--format", "csv", "--watch", "0.2", sql],
+    ] {
+        let mut child = Command::new(bin()).args(&args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+        assert!(!first.is_empty(), "{args:?}");
+        // The reader is gone (dropped above), as head's after one line.
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("error"), "{args:?}: {err}");
+    }
+}
