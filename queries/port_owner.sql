@@ -6,5 +6,7 @@ SELECT s.netns, s.netns_name, s.protocol, s.state, s.local_addr, s.local_port, s
 FROM sockets s
 LEFT JOIN socket_owners o ON o.inode = s.inode AND s.inode <> 0
 LEFT JOIN processes p ON p.pid = o.pid
-WHERE s.local_port = $port OR s.remote_port = $port
+-- A raw socket's "port" is its IP protocol number: lsof -i :PORT does not
+-- match it, and neither does this.
+WHERE (s.local_port = $port OR s.remote_port = $port) AND s.protocol IN ('tcp', 'udp')
 ORDER BY s.netns, s.protocol, s.state, s.local_port, s.remote_port, o.pid;

@@ -108,7 +108,7 @@ pub enum Escape {
 
 #[derive(Debug, clap::Args)]
 pub struct SourceArgs {
-    /// Read sockets from /proc/net/{tcp,tcp6,udp,udp6} instead of netlink
+    /// Read sockets from /proc/net/{tcp,tcp6,udp,udp6,raw,raw6} instead of netlink
     /// sock_diag (fewer columns: no tcp_info, memory, cookie, interface).
     #[arg(long, global = true)]
     pub no_netlink: bool,

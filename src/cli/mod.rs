@@ -162,7 +162,7 @@ fn capture(source: args::CaptureSource, file: &std::path::Path) -> anyhow::Resul
     match source {
         args::CaptureSource::SockDiag => {
             let mut nl = SockDiag::open()?;
-            let extensions = Extensions { tcp_info: true, congestion: true, meminfo: true, tos: true };
+            let extensions = Extensions { tcp_info: true, congestion: true, meminfo: true, tos: true, ca_info: true };
             for (protocol, family) in ALL_DUMPS {
                 let req = InetRequest { protocol, family, states: ALL_BITS, extensions, conds: Vec::new() };
                 nl.inet(&req, Some(&mut w), |_| Ok::<_, Error>(Continue(())))?;

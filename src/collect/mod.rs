@@ -3,6 +3,7 @@
 //! with parsing kept apart from I/O so parsers can be tested on captured
 //! bytes.
 
+pub mod cgroups;
 pub mod conntrack;
 pub mod counters;
 pub mod error;

@@ -1,4 +1,4 @@
-//! The /proc/net/{tcp,tcp6,udp,udp6} text tables: the fallback source of
+//! The /proc/net/{tcp,tcp6,udp,udp6,raw,raw6} text tables: the fallback source of
 //! `sockets` where netlink sock_diag is refused (some sandboxes and
 //! container runtimes filter netlink). They carry fewer columns than
 //! sock_diag: no tcp_info, no memory, no cookie, no interface.
@@ -134,6 +134,17 @@ mod tests {
         assert_eq!(rows[1].state, 6);
         assert_eq!(rows[1].timer, 3);
         assert_eq!(rows[1].timer_ticks, 0x1770);
+    }
+
+    #[test]
+    fn parses_a_raw_icmp_socket() {
+        // An ICMP raw socket (socket(AF_INET, SOCK_RAW, IPPROTO_ICMP)): its
+        // "port" is the protocol number, its state 07 (unconnected).
+        let raw = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+ 249: 00000000:0001 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 66059827 2 0000000084e13639 0
+";
+        let rows = parse("/proc/net/raw", raw).unwrap();
+        assert_eq!((rows[0].local_port, rows[0].state, rows[0].inode), (1, 7, 66059827));
     }
 
     #[test]

@@ -19,6 +19,10 @@ const NAMES: [&str; 13] = [
     "SYN-RECV",
 ];
 
+/// TCP_ESTABLISHED: also a connected UDP or raw socket.
+pub const ESTABLISHED: u8 = 1;
+/// TCP_CLOSE: an unconnected UDP or raw socket (ss: UNCONN).
+pub const CLOSE: u8 = 7;
 /// TCP_LISTEN, the kernel's number for a listening socket.
 pub const LISTEN: u8 = 10;
 

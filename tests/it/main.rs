@@ -21,4 +21,5 @@ mod reports;
 mod root_safe;
 mod saved;
 mod sockets;
+mod ss_parity;
 mod watch;

@@ -190,14 +190,22 @@ fn health_reports_each_rule_with_evidence() {
             let mut sink = Vec::new();
             std::io::Read::read_to_end(&mut s, &mut sink).unwrap();
         }
-        (syn_l, l, keep)
+        // A full accept queue (2 waiting, backlog 2) and a near miss
+        // (3 waiting, backlog 4); the clients use ports outside the
+        // namespace's ephemeral range so the port rule does not count them.
+        let full = listener("127.0.0.1:9200", 2);
+        let near = listener("127.0.0.1:9201", 4);
+        for (i, dst) in ["127.0.0.1:9200", "127.0.0.1:9200", "127.0.0.1:9201", "127.0.0.1:9201", "127.0.0.1:9201"].iter().enumerate() {
+            keep.push(bind_connect(&format!("127.0.0.1:{}", 50001 + i), dst));
+        }
+        (syn_l, l, keep, full, near)
     });
     b.enter(|| send_syns(Ipv4Addr::new(10, 231, 5, 99), 43000..43004, Ipv4Addr::new(10, 231, 5, 1), 8080));
-    // Three findings, the CLOSE-WAIT one naming this process (see settled()).
+    // Four findings, the CLOSE-WAIT one naming this process (see settled()).
     let cw_subject = json!(format!("pid {} ({})", my_pid(), my_comm()));
     let rows = eventually(WAIT, || {
         let r = a.run_saved("health", &["syn_recv_min=4", "close_wait_min=3", "ports_pct_min=50", "idle_seconds=3600"]);
-        (r.len() == 3 && r.iter().any(|f| f["subject"] == cw_subject)).then_some(r)
+        (r.len() == 4 && r.iter().any(|f| f["subject"] == cw_subject)).then_some(r)
     });
     let by_rule = |rule: &str| rows.iter().find(|r| r["rule"] == rule).unwrap_or_else(|| panic!("no {rule} in {rows:?}")).clone();
     let syn = by_rule("syn-flood-or-slow-accept");
@@ -209,11 +217,29 @@ fn health_reports_each_rule_with_evidence() {
     // 5 TIME-WAIT plus the 3 orphaned FIN-WAIT-2 client ends of the CLOSE-WAIT pairs.
     assert_eq!((ports["subject"].clone(), ports["value"].clone()), (json!("127.0.0.1:9000"), json!(8)));
     assert!(ports["evidence"].as_str().unwrap().starts_with("8 of 10 local ports in use towards it (5 in TIME-WAIT)"), "{ports}");
+    let queue = by_rule("accept-queue-full");
+    assert_eq!((queue["subject"].clone(), queue["value"].clone()), (json!("port 9200"), json!(2)), "not 9201 (3 of 4)");
+    assert!(queue["evidence"].as_str().unwrap().starts_with("accept queue 2/2 ("), "{queue}");
     assert!(rows.iter().all(|r| r["netns_name"] == a.name));
-    // With the default thresholds only the port finding stays: 80% of the
+    // ss agrees on both queues: Recv-Q waiting, Send-Q the backlog.
+    let ss = a.exec_ok("ss", &["-Htln", "sport", "ge", ":9200", "and", "sport", "le", ":9201"]);
+    let mut queues: Vec<(String, String)> = ss.lines().map(|l| { let f: Vec<&str> = l.split_whitespace().collect(); (f[1].to_string(), f[2].to_string()) }).collect();
+    queues.sort();
+    assert_eq!(queues, vec![("2".into(), "2".into()), ("3".into(), "4".into())], "{ss}");
+    // Near misses, one below each threshold: 4 SYN-RECV under a minimum
+    // of 5, 3 CLOSE-WAIT under 4, 8 of 10 ports (80%) under 81%; only the
+    // full queue stays.
+    let near: Vec<Value> = a
+        .run_saved("health", &["syn_recv_min=5", "close_wait_min=4", "ports_pct_min=81", "idle_seconds=3600"])
+        .into_iter()
+        .map(|r| r["rule"].clone())
+        .collect();
+    assert_eq!(near, vec![json!("accept-queue-full")]);
+    // With the default thresholds the port finding stays too: 80% of the
     // range is over the default 50%, 4 SYN-RECV and 3 CLOSE-WAIT are few.
-    let defaults: Vec<Value> = a.run_saved("health", &[]).into_iter().map(|r| r["rule"].clone()).collect();
-    assert_eq!(defaults, vec![json!("ephemeral-port-exhaustion")]);
+    let mut defaults: Vec<Value> = a.run_saved("health", &[]).into_iter().map(|r| r["rule"].clone()).collect();
+    defaults.sort_by_key(|v| v.to_string());
+    assert_eq!(defaults, vec![json!("accept-queue-full"), json!("ephemeral-port-exhaustion")]);
     drop(held);
 }
 

@@ -61,7 +61,7 @@ fn pushed_port_and_address_filters_match_unpushed_ones() {
     assert_eq!(n("local_port = 7001"), 4, "listener + 3 accepted");
     assert_eq!(n("remote_addr = '127.0.0.3'"), 4, "the accepted side of 127.0.0.3's connections");
     let explain = ns.exec_ok(bin(), &["--format", "csv", "EXPLAIN SELECT * FROM sockets WHERE local_port BETWEEN 7000 AND 7100 AND remote_addr = '127.0.0.3'"]);
-    assert!(explain.contains("dumps=[tcp/inet,udp/inet]") && explain.contains("bytecode=[LocalPortGe(7000) AND LocalPortLe(7100) AND RemoteAddr(127.0.0.3)]"), "{explain}");
+    assert!(explain.contains("dumps=[tcp/inet,udp/inet,raw/inet]") && explain.contains("bytecode=[LocalPortGe(7000) AND LocalPortLe(7100) AND RemoteAddr(127.0.0.3)]"), "{explain}");
     drop(held);
 }
 
@@ -138,7 +138,10 @@ fn one_tcp_dump_covers_both_families() {
     }
     assert!(sets[0].0.iter().any(|r| r.0 == AF_INET) && sets[0].0.iter().any(|r| r.0 == AF_INET6));
     let explain = ns.exec_ok(bin(), &["--format", "csv", "EXPLAIN SELECT count(*) FROM sockets"]);
-    assert!(explain.contains("dumps=[tcp/inet+inet6,udp/inet,udp/inet6]"), "{explain}");
+    assert!(explain.contains("dumps=[tcp/inet+inet6,udp/inet,udp/inet6,raw/inet,raw/inet6]"), "{explain}");
+    // UDP and raw sockets are never LISTEN: a listener scan skips their dumps.
+    let explain = ns.exec_ok(bin(), &["--format", "csv", "EXPLAIN SELECT count(*) FROM sockets WHERE state = 'LISTEN'"]);
+    assert!(explain.contains("dumps=[tcp/inet+inet6] "), "{explain}");
     let by_family = ns.sockql("SELECT family, count(*) AS n FROM sockets GROUP BY family ORDER BY family");
     assert_eq!(by_family, vec![serde_json::json!({"family": "inet", "n": 6}), serde_json::json!({"family": "inet6", "n": 6})]);
     assert_eq!(ns.exec_ok("ss", &["-Htan"]).lines().count(), 12);

@@ -17,8 +17,8 @@ use crate::netns::Netns;
 const HISTORY_REPORTS: &[&str] = &["conntrack_growth", "fastest_growing_remotes", "state_trend"];
 
 /// A known socket set in `ns`: a listener on 8080 with `estab` accepted
-/// connections and `close_wait` connections whose peer closed, and a UDP
-/// socket. Returned to be held.
+/// connections and `close_wait` connections whose peer closed, a UDP
+/// socket and an ICMP raw socket (ss -w). Returned to be held.
 fn socket_set(ns: &Netns, backlog: i32, estab: usize, close_wait: usize) -> Vec<Box<dyn std::any::Any + Send>> {
     ns.enter(move || {
         let mut held: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
@@ -34,6 +34,7 @@ fn socket_set(ns: &Netns, backlog: i32, estab: usize, close_wait: usize) -> Vec<
             drop(c);
         }
         held.push(Box::new(std::net::UdpSocket::bind("127.0.0.1:5353").unwrap()));
+        held.push(Box::new(socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::RAW, Some(socket2::Protocol::ICMPV4)).unwrap()));
         held.push(Box::new(l));
         held
     })
@@ -90,17 +91,20 @@ fn every_report_per_namespace_equals_the_report_inside_it() {
         let count = |proto: &str, state: &str| {
             states.iter().find(|r| r["protocol"] == proto && r["state"] == state).map_or(0, |r| r["sockets"].as_i64().unwrap())
         };
-        let ss = ns.exec_ok("ss", &["-Htuan"]);
+        let ss = ns.exec_ok("ss", &["-Htuwan"]);
         let ss_count = |proto: &str, state: &str| ss.lines().filter(|l| l.starts_with(proto) && l.split_whitespace().nth(1) == Some(state)).count() as i64;
-        for (proto, state) in [("tcp", "ESTAB"), ("tcp", "LISTEN"), ("tcp", "CLOSE-WAIT"), ("tcp", "FIN-WAIT-2"), ("udp", "UNCONN")] {
+        for (proto, state) in [("tcp", "ESTAB"), ("tcp", "LISTEN"), ("tcp", "CLOSE-WAIT"), ("tcp", "FIN-WAIT-2"), ("udp", "UNCONN"), ("raw", "UNCONN")] {
             assert_eq!(count(proto, state), ss_count(proto, state), "{}: {proto} {state}: {ss}", ns.name);
         }
         assert_eq!(count("tcp", "ESTAB"), 2 * estab);
         assert_eq!(count("tcp", "CLOSE-WAIT"), close_wait);
+        assert_eq!(count("raw", "UNCONN"), 1);
         let cw = ns.run_saved_here("close_wait", &[]);
         assert_eq!(cw.iter().map(|r| r["close_wait"].as_i64().unwrap()).sum::<i64>(), close_wait, "{cw:?}");
         let listeners = ns.run_saved_here("listeners", &[]);
         let backlog = listeners.iter().find(|r| r["protocol"] == "tcp").unwrap()["backlog"].clone();
+        // A raw socket listens on no port: ss -tuln leaves it out, so do listeners.
+        assert!(listeners.iter().all(|r| r["protocol"] != "raw"), "{listeners:?}");
         assert_eq!(backlog, json!(if ns.name == a.name { 16 } else { 8 }));
     }
     // The history reports, over one sample recorded with --all-netns: each

@@ -25,10 +25,18 @@ pub const AF_INET: u8 = libc::AF_INET as u8;
 pub const AF_INET6: u8 = libc::AF_INET6 as u8;
 pub const IPPROTO_TCP: u8 = libc::IPPROTO_TCP as u8;
 pub const IPPROTO_UDP: u8 = libc::IPPROTO_UDP as u8;
+/// Raw sockets (`ss -w`): the kernel's raw_diag answers this protocol with
+/// every raw socket, whatever protocol it was opened for (the local port
+/// carries that). Kernels built without CONFIG_INET_RAW_DIAG answer ENOENT.
+pub const IPPROTO_RAW: u8 = libc::IPPROTO_RAW as u8;
 
 // Attribute types (enum inet_diag_attr); the request's extension mask has
 // bit (type - 1) set to ask for attribute `type`.
 pub const INET_DIAG_INFO: u16 = 2;
+/// Asking for this one (bit 2) also makes the congestion module add its own
+/// attribute: BBR answers with INET_DIAG_BBRINFO (type 16, past the mask).
+pub const INET_DIAG_VEGASINFO: u16 = 3;
+pub const INET_DIAG_BBRINFO: u16 = 16;
 pub const INET_DIAG_CONG: u16 = 4;
 pub const INET_DIAG_SKMEMINFO: u16 = 7;
 pub const INET_DIAG_TOS: u16 = 5;
@@ -37,6 +45,8 @@ pub const INET_DIAG_TCLASS: u16 = 6;
 pub const INET_DIAG_MARK: u16 = 15;
 /// Sent with every socket (kernels with cgroup socket data).
 pub const INET_DIAG_CGROUP_ID: u16 = 21;
+/// net_cls class id (or the priority without one), sent with TOS/TCLASS.
+pub const INET_DIAG_CLASS_ID: u16 = 17;
 
 /// Which optional attributes to ask the kernel for. Each costs the kernel
 /// work per socket, so a scan asks only for what its columns need.
@@ -45,8 +55,10 @@ pub struct Extensions {
     pub tcp_info: bool,
     pub congestion: bool,
     pub meminfo: bool,
-    /// IPv4 TOS and IPv6 traffic class.
+    /// IPv4 TOS and IPv6 traffic class (and the class id with them).
     pub tos: bool,
+    /// The congestion module's own numbers (BBR's bandwidth and gains).
+    pub ca_info: bool,
 }
 
 impl Extensions {
@@ -57,6 +69,7 @@ impl Extensions {
             | bit(self.meminfo, INET_DIAG_SKMEMINFO)
             | bit(self.tos, INET_DIAG_TOS)
             | bit(self.tos, INET_DIAG_TCLASS)
+            | bit(self.ca_info, INET_DIAG_VEGASINFO)
     }
 }
 
@@ -238,10 +251,37 @@ impl<'a> InetDiagMsg<'a> {
         self.attr(INET_DIAG_MARK)?.get(..4).map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes")))
     }
 
+    /// net_cls class id, or the socket priority when it has none (ss class_id).
+    pub fn class_id(&self) -> Option<u32> {
+        self.attr(INET_DIAG_CLASS_ID)?.get(..4).map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes")))
+    }
+
+    /// BBR's `struct tcp_bbr_info`, when the socket runs BBR and it was asked for.
+    pub fn bbr_info(&self) -> Option<BbrInfo> {
+        let b = self.attr(INET_DIAG_BBRINFO)?;
+        let at = |i: usize| b.get(i * 4..i * 4 + 4).map(|x| u32::from_ne_bytes(x.try_into().expect("4 bytes")));
+        Some(BbrInfo {
+            bw_bytes_per_sec: (at(1)? as u64) << 32 | at(0)? as u64,
+            min_rtt_us: at(2)?,
+            pacing_gain: at(3)?,
+            cwnd_gain: at(4)?,
+        })
+    }
+
     /// The cgroup (v2) id of the socket's creator.
     pub fn cgroup_id(&self) -> Option<u64> {
         self.attr(INET_DIAG_CGROUP_ID)?.get(..8).map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
     }
+}
+
+/// `struct tcp_bbr_info`: bandwidth estimate, min RTT and the two gains
+/// (fixed point, 256 = 1.0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BbrInfo {
+    pub bw_bytes_per_sec: u64,
+    pub min_rtt_us: u32,
+    pub pacing_gain: u32,
+    pub cwnd_gain: u32,
 }
 
 /// `struct tcp_info`, read field by field; absent fields are `None`.
@@ -258,14 +298,32 @@ impl TcpInfo<'_> {
     fn u8_at(&self, at: usize) -> Option<u8> {
         self.0.get(at).copied()
     }
-    /// tcpi_options: TCPI_OPT_TIMESTAMPS 1, SACK 2, WSCALE 4, ECN 8, ECN_SEEN 16.
+    /// tcpi_options: TCPI_OPT_TIMESTAMPS 1, SACK 2, WSCALE 4, ECN 8, ECN_SEEN 16, SYN_DATA 32.
     pub fn options(&self) -> Option<u8> { self.u8_at(5) }
     /// (send, receive) window scale, valid when options() has WSCALE.
     pub fn wscale(&self) -> Option<(u8, u8)> { self.u8_at(6).map(|b| (b & 0x0f, b >> 4)) }
     /// tcpi_delivery_rate_app_limited: the last delivery rate sample was limited by the application.
     pub fn app_limited(&self) -> Option<bool> { self.u8_at(7).map(|b| b & 1 != 0) }
+    /// tcpi_backoff: exponential backoff count of the retransmit timer.
+    pub fn backoff(&self) -> Option<u8> { self.u8_at(4) }
     /// Retransmission timeout, microseconds.
     pub fn rto_us(&self) -> Option<u32> { self.u32_at(8) }
+    /// Delayed-ACK timeout, microseconds.
+    pub fn ato_us(&self) -> Option<u32> { self.u32_at(12) }
+    pub fn sacked(&self) -> Option<u32> { self.u32_at(28) }
+    /// tcpi_retrans: retransmitted segments not yet acknowledged.
+    pub fn retrans(&self) -> Option<u32> { self.u32_at(36) }
+    pub fn data_segs_in(&self) -> Option<u32> { self.u32_at(152) }
+    pub fn data_segs_out(&self) -> Option<u32> { self.u32_at(156) }
+    /// Bytes per second; all ones when unlimited.
+    pub fn max_pacing_rate(&self) -> Option<u64> { self.u64_at(112) }
+    /// Microseconds limited by the receive window.
+    pub fn rwnd_limited_us(&self) -> Option<u64> { self.u64_at(176) }
+    /// Microseconds limited by the send buffer.
+    pub fn sndbuf_limited_us(&self) -> Option<u64> { self.u64_at(184) }
+    pub fn reord_seen(&self) -> Option<u32> { self.u32_at(220) }
+    pub fn rcv_ooopack(&self) -> Option<u32> { self.u32_at(224) }
+
     pub fn rcv_mss(&self) -> Option<u32> { self.u32_at(20) }
     pub fn pmtu(&self) -> Option<u32> { self.u32_at(60) }
     pub fn rcv_ssthresh(&self) -> Option<u32> { self.u32_at(64) }

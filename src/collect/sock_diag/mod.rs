@@ -1,7 +1,7 @@
 //! Sockets through NETLINK_SOCK_DIAG, the source `ss` uses, with the
 //! /proc/net text files as the fallback where netlink is refused.
 //!
-//! - [`inet`]: TCP/UDP requests and zero-copy views of the answers;
+//! - [`inet`]: TCP, UDP and raw requests and zero-copy views of the answers;
 //! - [`bytecode`]: the kernel-side filter program;
 //! - [`unix`]: unix domain sockets (UNIX_DIAG) and /proc/net/unix.
 //!
@@ -25,13 +25,14 @@ use super::{proc_net, Error, ReadOptions, Used};
 use crate::notice;
 use inet::{Cond, Extensions, InetDiagMsg};
 
-/// The (protocol, family) dumps that cover every TCP and UDP socket, in the
-/// order `ss -tuna` lists them.
-pub const ALL_DUMPS: [(u8, u8); 4] = [
+/// The (protocol, family) dumps that cover every TCP, UDP and raw socket.
+pub const ALL_DUMPS: [(u8, u8); 6] = [
     (inet::IPPROTO_TCP, inet::AF_INET),
     (inet::IPPROTO_TCP, inet::AF_INET6),
     (inet::IPPROTO_UDP, inet::AF_INET),
     (inet::IPPROTO_UDP, inet::AF_INET6),
+    (inet::IPPROTO_RAW, inet::AF_INET),
+    (inet::IPPROTO_RAW, inet::AF_INET6),
 ];
 
 /// What one inet dump asks of the kernel.
@@ -92,11 +93,12 @@ pub enum InetSocket<'a, 'm> {
     Proc { protocol: u8, family: u8, socket: &'a proc_net::ProcNetSocket },
 }
 
+/// The `protocol` column's value, and the /proc/net file's stem.
 pub fn protocol_name(p: u8) -> &'static str {
-    if p == inet::IPPROTO_TCP {
-        "tcp"
-    } else {
-        "udp"
+    match p {
+        inet::IPPROTO_TCP => "tcp",
+        inet::IPPROTO_UDP => "udp",
+        _ => "raw",
     }
 }
 
@@ -117,7 +119,7 @@ fn families_of(f: u8) -> &'static [u8] {
     }
 }
 
-/// The /proc/net table of a protocol and family, through thread-self so a
+/// The /proc/net table of a protocol and family (tcp, udp6, raw, ...), through thread-self so a
 /// reader thread inside another namespace reads that namespace's.
 fn proc_file(protocol: u8, family: u8) -> String {
     format!("/proc/thread-self/net/{}{}", protocol_name(protocol), if family == inet::AF_INET6 { "6" } else { "" })
@@ -147,7 +149,7 @@ pub fn read_inet<E: From<Error>>(
                 notice::warn_once(
                     "sock-diag-open",
                     format!(
-                        "netlink sock_diag unavailable ({e}); reading /proc/net/{{tcp,tcp6,udp,udp6}} instead, \
+                        "netlink sock_diag unavailable ({e}); reading /proc/net/{{tcp,tcp6,udp,udp6,raw,raw6}} instead, \
                          so tcp_info, memory, cookie and interface columns are null"
                     ),
                 );
@@ -184,6 +186,10 @@ pub fn read_inet<E: From<Error>>(
                     }
                     continue;
                 }
+                // A kernel without raw_diag (CONFIG_INET_RAW_DIAG): ss reads
+                // /proc/net/raw then without a word, and so do we; the raw
+                // columns /proc lacks are the ones raw sockets lack anyway.
+                Err(CallerOr::Reader(e)) if protocol == inet::IPPROTO_RAW && rows == 0 && e.errno() == Some(libc::ENOENT) => {}
                 Err(CallerOr::Reader(e)) if e.is_refusal() => notice::warn_once(
                     &format!("sock-diag-{protocol}-{family}"),
                     format!(

@@ -1,8 +1,9 @@
-//! `sockets`: every TCP and UDP socket of the current network namespace.
+//! `sockets`: every TCP, UDP and raw socket of the current network namespace.
 //!
 //! Source: NETLINK_SOCK_DIAG inet_diag dumps: one for TCP of both families
 //! (the kernel walks its TCP table once per request), one per family for
-//! UDP; per dump, /proc/net/{tcp,tcp6,udp,udp6} where netlink is refused.
+//! UDP and for raw; per dump, /proc/net/{tcp,tcp6,udp,udp6,raw,raw6} where
+//! netlink is refused (raw: kernels without CONFIG_INET_RAW_DIAG, as ss does).
 //!
 //! Pushed down (see `pushdown.rs`):
 //! - `state = '…'` / `state IN (…)` become the kernel's state bitmask
@@ -38,7 +39,7 @@ use crate::tables::live_table::LiveSource;
 use crate::tables::SourceOptions;
 
 table_columns!(Col {
-    Protocol: "protocol", Utf8, false, "Transport protocol: 'tcp' or 'udp'";
+    Protocol: "protocol", Utf8, false, "Transport protocol: 'tcp', 'udp' or 'raw' (ss -w; local_port is then the IP protocol number the raw socket was opened for)";
     Family: "family", Utf8, false, "Address family: 'inet' (IPv4) or 'inet6' (IPv6, including IPv4-mapped)";
     State: "state", Utf8, false, "State as ss prints it: ESTAB, LISTEN, SYN-SENT, SYN-RECV, FIN-WAIT-1, FIN-WAIT-2, TIME-WAIT, CLOSE-WAIT, LAST-ACK, CLOSING, UNCONN";
     LocalAddr: "local_addr", Utf8, false, "Local IP address (IPv6 without brackets; 0.0.0.0 or :: for a wildcard bind)";
@@ -98,6 +99,23 @@ table_columns!(Col {
     AppLimited: "app_limited", Bool, true, "The last delivery-rate sample was limited by the application, not the network (ss app_limited)";
     Reordering: "reordering", U32, true, "Reordering degree the sender tolerates, segments (ss reordering, printed when not 3)";
     DsackDups: "dsack_dups", U32, true, "Duplicate segments the peer reported with D-SACK (ss dsack_dups)";
+    Backoff: "backoff", U8, true, "Exponential backoff of the retransmit timer (ss backoff, printed when not 0)";
+    AtoMs: "ato_ms", F64, true, "Delayed-ACK timeout, ms (ss ato, printed when not 0)";
+    Sacked: "sacked", U32, true, "Segments the peer selectively acknowledged (ss sacked)";
+    Retrans: "retrans", U32, true, "Retransmitted segments not yet acknowledged (ss retrans:N/total_retrans)";
+    DataSegsIn: "data_segs_in", U32, true, "Segments received that carried data (ss data_segs_in)";
+    DataSegsOut: "data_segs_out", U32, true, "Segments sent that carried data (ss data_segs_out)";
+    SendBps: "send_bps", U64, true, "Send rate the window allows, cwnd * mss * 8 / rtt, bits per second, computed as ss computes its 'send'";
+    MaxPacingRateBps: "max_pacing_rate_bps", U64, true, "Pacing cap set with SO_MAX_PACING_RATE, bits per second (ss pacing_rate X/MAX); null when unlimited";
+    RwndLimitedMs: "rwnd_limited_ms", U64, true, "Time sending was limited by the peer's receive window, ms (ss rwnd_limited)";
+    SndbufLimitedMs: "sndbuf_limited_ms", U64, true, "Time sending was limited by the send buffer, ms (ss sndbuf_limited)";
+    ReordSeen: "reord_seen", U32, true, "Reordering events seen (ss reord_seen)";
+    RcvOoopack: "rcv_ooopack", U32, true, "Out-of-order packets received (ss rcv_ooopack)";
+    OptFastopen: "opt_fastopen", Bool, true, "The SYN carried data, TCP Fast Open (ss: fastopen)";
+    BbrBwBps: "bbr_bw_bps", U64, true, "BBR's bottleneck bandwidth estimate, bits per second (ss bbr:(bw)); null unless the socket runs BBR";
+    BbrMinRttMs: "bbr_min_rtt_ms", F64, true, "BBR's min RTT estimate, ms (ss bbr:(mrtt))";
+    BbrPacingGain: "bbr_pacing_gain", F64, true, "BBR's pacing gain (ss bbr:(pacing_gain))";
+    BbrCwndGain: "bbr_cwnd_gain", F64, true, "BBR's cwnd gain (ss bbr:(cwnd_gain))";
     Congestion: "congestion", Utf8, true, "Congestion control algorithm (cubic, bbr, ...)";
     RmemAlloc: "rmem_alloc", U32, true, "Receive memory allocated, bytes (skmem r)";
     RcvBuf: "rcv_buf", U32, true, "Receive buffer limit, bytes (skmem rb)";
@@ -111,13 +129,15 @@ table_columns!(Col {
     Fwmark: "fwmark", U32, true, "Firewall mark (SO_MARK; ss fwmark); null without CAP_NET_ADMIN";
     Tos: "tos", U8, true, "IPv4 type of service byte (ss --tos tos)";
     Tclass: "tclass", U8, true, "IPv6 traffic class (ss --tos tclass); null for IPv4";
+    ClassId: "class_id", U32, true, "net_cls class id, or the socket priority without one (ss --tos class_id)";
     CgroupId: "cgroup_id", U64, true, "Id of the cgroup v2 the socket was created in (the inode of its /sys/fs/cgroup directory)";
+    CgroupPath: "cgroup_path", Utf8, true, "Path of that cgroup under the cgroup2 mount, as ss --cgroup prints it (/ for the root); null when the cgroup is gone or not under the mount";
     Netns: "netns", U64, false, "Network namespace inode (lsns -t net); see the netns table";
     NetnsName: "netns_name", Utf8, true, "Name of the network namespace under /run/netns (ip netns), null if unnamed";
 });
 
 pub const NAME: &str = "sockets";
-pub const ABOUT: &str = "Every TCP and UDP socket (ss -tuna, netstat, lsof -i), with tcp_info, memory and owning process";
+pub const ABOUT: &str = "Every TCP, UDP and raw socket (ss -tuwna, netstat, lsof -i), with tcp_info, memory and owning process";
 
 pub(crate) const TCP_INFO_COLS: &[Col] = &[
     Col::RttMs, Col::RttvarMs, Col::RtoMs, Col::Mss, Col::Cwnd, Col::Ssthresh, Col::TotalRetrans,
@@ -126,8 +146,12 @@ pub(crate) const TCP_INFO_COLS: &[Col] = &[
     Col::DeliveryRateBps, Col::PacingRateBps, Col::MinRttMs, Col::BusyMs,
     Col::SndWscale, Col::RcvWscale, Col::OptTs, Col::OptSack, Col::OptEcn, Col::OptEcnSeen, Col::Pmtu, Col::RcvMss,
     Col::AdvMss, Col::RcvSpace, Col::RcvSsthresh, Col::SndWnd, Col::RcvRttMs, Col::NotsentBytes, Col::Delivered,
-    Col::DeliveredCe, Col::AppLimited, Col::Reordering, Col::DsackDups,
+    Col::DeliveredCe, Col::AppLimited, Col::Reordering, Col::DsackDups, Col::Backoff, Col::AtoMs, Col::Sacked,
+    Col::Retrans, Col::DataSegsIn, Col::DataSegsOut, Col::SendBps, Col::MaxPacingRateBps, Col::RwndLimitedMs,
+    Col::SndbufLimitedMs, Col::ReordSeen, Col::RcvOoopack, Col::OptFastopen,
 ];
+/// The congestion module's own attribute (BBR).
+pub(crate) const BBR_COLS: &[Col] = &[Col::BbrBwBps, Col::BbrMinRttMs, Col::BbrPacingGain, Col::BbrCwndGain];
 pub(crate) const MEM_COLS: &[Col] = &[
     Col::RmemAlloc, Col::RcvBuf, Col::WmemAlloc, Col::SndBuf, Col::FwdAlloc, Col::WmemQueued, Col::Drops,
     Col::OptMem, Col::Backlog,

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 
-use super::{Col, SocketsTable, MEM_COLS, TCP_INFO_COLS};
+use super::{Col, SocketsTable, BBR_COLS, MEM_COLS, TCP_INFO_COLS};
 use crate::collect::netns::Netns;
 use crate::collect::sock_diag::inet::{self, Cond, Extensions};
 use crate::collect::sock_diag::{family_name, protocol_name, ALL_DUMPS};
@@ -26,6 +26,8 @@ pub(super) struct ScanPlan {
     pub(super) states: u32,
     pub(super) extensions: Extensions,
     pub(super) owners: bool,
+    /// Walk the cgroup2 tree to name cgroup ids.
+    pub(super) cgroup_paths: bool,
     pub(super) projection: Option<Vec<usize>>,
     pub(super) limit: Option<usize>,
     pub(super) no_netlink: bool,
@@ -67,6 +69,17 @@ fn merge_tcp_families(dumps: &mut Vec<(u8, u8)>) {
     if let (Some(v4), true) = (dumps.iter().position(|&d| d == tcp(inet::AF_INET)), dumps.contains(&tcp(inet::AF_INET6))) {
         dumps[v4] = tcp(inet::AF_UNSPEC);
         dumps.retain(|&d| d != tcp(inet::AF_INET6));
+    }
+}
+
+/// The states a protocol's sockets can be in: UDP and raw sockets are
+/// only ever unconnected (CLOSE, shown UNCONN) or connected (ESTAB), so a
+/// scan for LISTEN or TIME-WAIT need not dump them at all.
+fn possible_states(protocol: u8) -> u32 {
+    if protocol == inet::IPPROTO_TCP {
+        tcp_state::ALL_BITS
+    } else {
+        1 << tcp_state::ESTABLISHED | 1 << tcp_state::CLOSE
     }
 }
 
@@ -181,6 +194,7 @@ impl SocketsTable {
         let mut dumps = ALL_DUMPS
             .into_iter()
             .filter(|&(p, f)| allows(&pushed.protocols, protocol_name(p)) && allows(&pushed.families, family_name(f)))
+            .filter(|&(p, _)| pushed.states & possible_states(p) != 0)
             .filter(|_| pushed.states != 0 && !pushed.impossible)
             .collect();
         merge_tcp_families(&mut dumps);
@@ -196,9 +210,11 @@ impl SocketsTable {
                 tcp_info: uses(TCP_INFO_COLS),
                 congestion: uses(&[Col::Congestion]),
                 meminfo: uses(MEM_COLS),
-                tos: uses(&[Col::Tos, Col::Tclass]),
+                tos: uses(&[Col::Tos, Col::Tclass, Col::ClassId]),
+                ca_info: uses(BBR_COLS),
             },
             owners: uses(&[Col::Pid, Col::Process]),
+            cgroup_paths: uses(&[Col::CgroupPath]),
             projection: projection.cloned(),
             limit,
             no_netlink: self.options.no_netlink,

@@ -7,6 +7,7 @@ use std::ops::ControlFlow;
 use super::pushdown::ScanPlan;
 use super::rows::{append_diag, append_proc, Interfaces};
 use super::Col;
+use crate::collect::cgroups::CgroupPaths;
 use crate::collect::sock_diag::{read_inet, InetSocket};
 use crate::collect::ReadOptions;
 use crate::tables::columns::RowBuilder;
@@ -23,6 +24,8 @@ pub(super) fn produce(plan: &ScanPlan, sink: &BatchSink) -> anyhow::Result<()> {
     let mut inodes: Vec<u64> = Vec::new();
     let hz = procfs::ticks_per_second();
     let options = ReadOptions { no_netlink: plan.no_netlink };
+    // cgroups are not per network namespace: one walk names them for all.
+    let cgroups = if plan.cgroup_paths { CgroupPaths::read() } else { CgroupPaths::default() };
     scope::each(&plan.targets, |ns| {
         if out.done() {
             return Ok(ControlFlow::Break(()));
@@ -31,7 +34,7 @@ pub(super) fn produce(plan: &ScanPlan, sink: &BatchSink) -> anyhow::Result<()> {
         let (used, received) = read_inet(options, &plan.dumps, plan.states, plan.extensions, &plan.conds, |s| {
             let inode = match s {
                 InetSocket::Diag { protocol, msg } => {
-                    append_diag(&mut out.rows, protocol, msg, &mut ifs, ns);
+                    append_diag(&mut out.rows, protocol, msg, &mut ifs, &cgroups, ns);
                     msg.inode() as u64
                 }
                 InetSocket::Proc { protocol, family, socket } => {

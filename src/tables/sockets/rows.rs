@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use super::{Col, MEM_COLS, TCP_INFO_COLS};
+use super::{Col, BBR_COLS, MEM_COLS, TCP_INFO_COLS};
+use crate::collect::cgroups::CgroupPaths;
 use crate::collect::netns::Netns;
 use crate::collect::sock_diag::inet::{self, InetDiagMsg};
 use crate::collect::sock_diag::{family_name, protocol_name};
@@ -111,7 +112,13 @@ fn us_to_ms(us: Option<u32>) -> Option<f64> {
     us.map(|v| v as f64 / 1000.0)
 }
 
-pub(super) fn append_diag(r: &mut RowBuilder, protocol: u8, m: &InetDiagMsg<'_>, ifs: &mut Interfaces, ns: &Netns) {
+/// ss's "send": the rate the congestion window allows, cwnd * mss * 8 / rtt.
+fn send_bps(cwnd: Option<u32>, mss: Option<u32>, rtt_us: Option<u32>) -> Option<u64> {
+    let (cwnd, mss, rtt) = (cwnd?, mss?, rtt_us?);
+    (cwnd != 0 && mss != 0 && rtt != 0).then(|| (cwnd as f64 * mss as f64 * 8e6 / rtt as f64).round() as u64)
+}
+
+pub(super) fn append_diag(r: &mut RowBuilder, protocol: u8, m: &InetDiagMsg<'_>, ifs: &mut Interfaces, cgroups: &CgroupPaths, ns: &Netns) {
     use Col::*;
     let common = CommonRow {
         protocol,
@@ -192,6 +199,24 @@ pub(super) fn append_diag(r: &mut RowBuilder, protocol: u8, m: &InetDiagMsg<'_>,
     r.bool(AppLimited as usize, ti.as_ref().and_then(|i| i.app_limited()).filter(|_| conn));
     r.u32(Reordering as usize, c(t(&|i| i.reordering())));
     r.u32(DsackDups as usize, c(t(&|i| i.dsack_dups())));
+    r.u8(Backoff as usize, ti.as_ref().and_then(|i| i.backoff()).filter(|_| conn));
+    r.f64(AtoMs as usize, us_to_ms(c(t(&|i| i.ato_us()))));
+    r.u32(Sacked as usize, c(t(&|i| i.sacked())));
+    r.u32(Retrans as usize, c(t(&|i| i.retrans())));
+    r.u32(DataSegsIn as usize, c(t(&|i| i.data_segs_in())));
+    r.u32(DataSegsOut as usize, c(t(&|i| i.data_segs_out())));
+    r.u64(SendBps as usize, send_bps(t(&|i| i.snd_cwnd()), t(&|i| i.snd_mss()), rtt).filter(|_| conn));
+    r.u64(MaxPacingRateBps as usize, c64(t64(&|i| i.max_pacing_rate())).filter(|&v| v != u64::MAX).map(|v| v.saturating_mul(8)));
+    r.u64(RwndLimitedMs as usize, c64(t64(&|i| i.rwnd_limited_us())).map(|v| v / 1000));
+    r.u64(SndbufLimitedMs as usize, c64(t64(&|i| i.sndbuf_limited_us())).map(|v| v / 1000));
+    r.u32(ReordSeen as usize, c(t(&|i| i.reord_seen())));
+    r.u32(RcvOoopack as usize, c(t(&|i| i.rcv_ooopack())));
+    r.bool(OptFastopen as usize, opt(32));
+    let bbr = m.bbr_info();
+    r.u64(BbrBwBps as usize, bbr.map(|b| b.bw_bytes_per_sec.saturating_mul(8)));
+    r.f64(BbrMinRttMs as usize, bbr.map(|b| b.min_rtt_us as f64 / 1000.0));
+    r.f64(BbrPacingGain as usize, bbr.map(|b| b.pacing_gain as f64 / 256.0));
+    r.f64(BbrCwndGain as usize, bbr.map(|b| b.cwnd_gain as f64 / 256.0));
     r.str(Congestion as usize, m.congestion());
     let mem = m.meminfo();
     let mi = |f: &dyn Fn(&inet::MemInfo<'_>) -> Option<u32>| mem.as_ref().and_then(f);
@@ -207,7 +232,9 @@ pub(super) fn append_diag(r: &mut RowBuilder, protocol: u8, m: &InetDiagMsg<'_>,
     r.u32(Fwmark as usize, m.mark());
     r.u8(Tos as usize, m.tos());
     r.u8(Tclass as usize, m.tclass());
+    r.u32(ClassId as usize, m.class_id());
     r.u64(CgroupId as usize, m.cgroup_id());
+    r.str(CgroupPath as usize, m.cgroup_id().and_then(|id| cgroups.path(id)));
 }
 
 /// Fill every column the /proc/net row does not carry with null.
@@ -228,7 +255,9 @@ pub(super) fn append_proc(r: &mut RowBuilder, protocol: u8, family: u8, s: &proc
         retransmits: s.retransmits,
     };
     append_common(r, &common, ns);
-    for c in TCP_INFO_COLS.iter().chain(MEM_COLS).chain(&[Col::Congestion, Col::Interface, Col::Cookie, Col::Fwmark, Col::Tos, Col::Tclass, Col::CgroupId]) {
+    for c in TCP_INFO_COLS.iter().chain(MEM_COLS).chain(BBR_COLS).chain(&[
+        Col::Congestion, Col::Interface, Col::Cookie, Col::Fwmark, Col::Tos, Col::Tclass, Col::ClassId, Col::CgroupId, Col::CgroupPath,
+    ]) {
         match c.def_ty() {
             crate::tables::columns::Ty::F64 => r.f64(*c as usize, None),
             crate::tables::columns::Ty::U64 => r.u64(*c as usize, None),
