@@ -26,7 +26,7 @@ impl NftExt for Netns {
 
 /// `conntrack -L -o extended,id` parsed independently of sockql's parser,
 /// into the column names sockql uses.
-fn conntrack_tool(ns: &Netns) -> Vec<Value> {
+pub fn conntrack_tool(ns: &Netns) -> Vec<Value> {
     assert!(have("conntrack"), "conntrack (conntrack-tools) is needed for this cross-check");
     let out = ns.exec_ok("conntrack", &["-L", "-o", "extended,id"]);
     let mut rows: Vec<Value> = out

@@ -10,6 +10,7 @@ use std::net::TcpStream;
 use serde_json::{json, Value};
 
 use crate::common::*;
+use crate::conntrack::{conntrack_tool, NftExt};
 use crate::netns::Netns;
 
 /// Reports over recorded history (`--history`): checked below over one
@@ -18,8 +19,13 @@ const HISTORY_REPORTS: &[&str] = &["conntrack_growth", "fastest_growing_remotes"
 
 /// A known socket set in `ns`: a listener on 8080 with `estab` accepted
 /// connections and `close_wait` connections whose peer closed, a UDP
-/// socket and an ICMP raw socket (ss -w). Returned to be held.
+/// socket and an ICMP raw socket (ss -w). Connections are tracked by
+/// conntrack, and one more goes to 127.0.0.1:8081, which the namespace
+/// DNATs to 8080. Returned to be held.
 fn socket_set(ns: &Netns, backlog: i32, estab: usize, close_wait: usize) -> Vec<Box<dyn std::any::Any + Send>> {
+    ns.nft(
+        "table ip sockql_reports {\n chain out { type nat hook output priority -100; tcp dport 8081 dnat to 127.0.0.1:8080; }\n          chain track { type filter hook output priority 0; ct state new,established accept; }\n}\n",
+    );
     ns.enter(move || {
         let mut held: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
         let l = listener("127.0.0.1:8080", backlog);
@@ -28,6 +34,9 @@ fn socket_set(ns: &Netns, backlog: i32, estab: usize, close_wait: usize) -> Vec<
             held.push(Box::new(l.accept().unwrap().0));
             held.push(Box::new(c));
         }
+        let forwarded = TcpStream::connect("127.0.0.1:8081").unwrap();
+        held.push(Box::new(l.accept().unwrap().0));
+        held.push(Box::new(forwarded));
         for _ in 0..close_wait {
             let c = TcpStream::connect("127.0.0.1:8080").unwrap();
             held.push(Box::new(l.accept().unwrap().0));
@@ -96,11 +105,43 @@ fn every_report_per_namespace_equals_the_report_inside_it() {
         for (proto, state) in [("tcp", "ESTAB"), ("tcp", "LISTEN"), ("tcp", "CLOSE-WAIT"), ("tcp", "FIN-WAIT-2"), ("udp", "UNCONN"), ("raw", "UNCONN")] {
             assert_eq!(count(proto, state), ss_count(proto, state), "{}: {proto} {state}: {ss}", ns.name);
         }
-        assert_eq!(count("tcp", "ESTAB"), 2 * estab);
+        assert_eq!(count("tcp", "ESTAB"), 2 * (estab + 1), "estab pairs and the forwarded one");
         assert_eq!(count("tcp", "CLOSE-WAIT"), close_wait);
         assert_eq!(count("raw", "UNCONN"), 1);
         let cw = ns.run_saved_here("close_wait", &[]);
         assert_eq!(cw.iter().map(|r| r["close_wait"].as_i64().unwrap()).sum::<i64>(), close_wait, "{cw:?}");
+        // conntrack's own view inside the namespace: entries by source,
+        // the table's fill, and the one DNAT.
+        let tool = conntrack_tool(ns);
+        let sources = ns.run_saved_here("top_conntrack_sources", &[]);
+        let by_src: Vec<(Value, i64)> = sources.iter().map(|r| (r["orig_src"].clone(), r["entries"].as_i64().unwrap())).collect();
+        assert_eq!(by_src, vec![(json!("127.0.0.1"), tool.len() as i64)], "{tool:?}");
+        // estab + 1 + close_wait connections, each tracked once (TIME-WAIT
+        // and FIN-WAIT ends stay tracked as long as the sockets are held).
+        assert_eq!(tool.len() as i64, estab + 1 + close_wait, "{tool:?}");
+        let full = ns.run_saved_here("conntrack_full", &[]);
+        let counted = ns.exec_ok("conntrack", &["-C"]).trim().parse::<i64>().unwrap();
+        assert_eq!(full[0]["entries"], json!(counted), "{full:?}");
+        let nat = ns.run_saved_here("nat_by_destination", &[]);
+        assert_eq!(nat.len(), 1, "{nat:?}");
+        let dnat: Vec<&Value> = tool.iter().filter(|r| r["orig_dport"] == json!(8081)).collect();
+        assert_eq!(dnat.len(), 1, "{tool:?}");
+        assert_eq!(
+            (nat[0]["orig_dport"].clone(), nat[0]["dnat_to"].clone(), nat[0]["dnat_to_port"].clone(), nat[0]["flows"].clone()),
+            (json!(8081), dnat[0]["reply_src"].clone(), dnat[0]["reply_sport"].clone(), json!(1)),
+            "{nat:?}"
+        );
+        // lsof inside the namespace names the same descriptors on 8080.
+        let owners: std::collections::BTreeSet<i64> = ns
+            .run_saved_here("port_owner", &["port=8080"])
+            .iter()
+            .filter(|r| r["pid"] == json!(my_pid()))
+            .map(|r| r["fd"].as_i64().unwrap())
+            .collect();
+        let lsof = ns.exec("lsof", &["-nP", "-a", "-p", &my_pid().to_string(), "-i", "TCP:8080", "-F", "f"]).0;
+        let from_lsof: std::collections::BTreeSet<i64> = lsof.lines().filter_map(|l| l.strip_prefix('f')?.parse().ok()).collect();
+        assert_eq!(owners, from_lsof, "lsof: {lsof}");
+        assert_eq!(owners.len() as i64, 1 + 2 * estab + 1 + close_wait, "listener, both ends of each pair, the accepted end of the forwarded one (its client went to 8081), the CLOSE-WAIT ends");
         let listeners = ns.run_saved_here("listeners", &[]);
         let backlog = listeners.iter().find(|r| r["protocol"] == "tcp").unwrap()["backlog"].clone();
         // A raw socket listens on no port: ss -tuln leaves it out, so do listeners.
@@ -127,7 +168,7 @@ fn every_report_per_namespace_equals_the_report_inside_it() {
         assert_eq!(cw, vec![close_wait as i64], "{}: {trend:?}", ns.name);
         let remotes = mine(&growth);
         assert_eq!(remotes.len(), 1, "{remotes:?}");
-        assert_eq!((remotes[0]["remote_addr"].clone(), remotes[0]["last"].clone()), (json!("127.0.0.1"), json!(2 * estab)), "{remotes:?}");
+        assert_eq!((remotes[0]["remote_addr"].clone(), remotes[0]["last"].clone()), (json!("127.0.0.1"), json!(2 * (estab + 1))), "{remotes:?}");
     }
     for name in HISTORY_REPORTS {
         assert!(reports.iter().any(|r| r == name), "{name} is no longer a report");
