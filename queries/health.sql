@@ -1,5 +1,6 @@
 -- name: health
 -- description: The rules of thumb applied to this host, one row per finding with its evidence: SYN flood or slow accept loop, applications not closing sockets (CLOSE-WAIT), ephemeral port exhaustion (TIME-WAIT), idle connections. With --all-netns, every namespace and container
+-- empty: no findings: no rule of thumb is broken (sockql run health --param NAME=VALUE moves the thresholds)
 -- param: syn_recv_min 100
 -- param: close_wait_min 10
 -- param: ports_pct_min 50

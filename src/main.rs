@@ -1,9 +1,7 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let args = sockql::cli::args::Args::parse();
+    let args = sockql::cli::args::Args::parse_checked();
     // Worker threads poll DataFusion streams, whose expression evaluation
     // recurses on expression depth: give them room (virtual memory only).
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(16 << 20).build() {

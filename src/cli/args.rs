@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub use super::fit::Expanded;
+
 const EXAMPLES: &str = "\
 Examples:
   sockql \"SELECT state, count(*) FROM sockets GROUP BY state ORDER BY 2 DESC\"
@@ -33,7 +35,9 @@ FIN-WAIT-1, FIN-WAIT-2, TIME-WAIT, CLOSE-WAIT, LAST-ACK, CLOSING, UNCONN.";
 #[command(name = "sockql", version, after_help = EXAMPLES)]
 pub struct Args {
     /// SQL to run; several statements may be separated by ';'. Without it,
-    /// SQL is read from --file or standard input.
+    /// SQL is read from --file or standard input. SQL may start with a
+    /// comment ("-- note\nSELECT 1"); after a lone `--` everything is SQL.
+    #[arg(allow_hyphen_values = true)]
     pub query: Option<String>,
 
     /// Run the SQL statements in FILE.
@@ -46,8 +50,9 @@ pub struct Args {
     pub params: Vec<(String, String)>,
 
     /// Re-run the query every INTERVAL (2s, 500ms, 1m; a bare number is
-    /// seconds) until Ctrl-C, like watch -n. With --format ndjson each run
-    /// appends rows with a `ts` column instead of redrawing.
+    /// seconds) until Ctrl-C, like watch -n. The table format redraws the
+    /// screen; csv, json and ndjson append each run's rows with a `ts`
+    /// column (RFC 3339, UTC) instead.
     #[arg(long, value_name = "INTERVAL", global = true, value_parser = parse_interval)]
     pub watch: Option<Duration>,
 
@@ -97,6 +102,17 @@ pub struct OutputArgs {
     /// escapes by its own rules.
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = Escape::Auto, global = true)]
     pub escape: Escape,
+
+    /// Table format on a terminal: do not cut long cells to fit its width.
+    /// (Output that is not a terminal is never cut.)
+    #[arg(long, global = true)]
+    pub wide: bool,
+
+    /// Table format: print each row as a record, one column per line
+    /// (psql's \x). auto: when the table cannot fit the terminal even
+    /// with its long cells cut.
+    #[arg(short = 'x', long, value_enum, value_name = "WHEN", default_value_t = Expanded::Auto, global = true)]
+    pub expanded: Expanded,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -131,6 +147,68 @@ pub enum Format {
     Csv,
     Json,
     Ndjson,
+}
+
+/// Global flags that do not apply to a subcommand, by subcommand, with
+/// whether each takes a value: hidden from its --help, and refused when
+/// given (see [`Args::parse_checked`]).
+/// (arg id, long flag, takes a value)
+type Flag = (&'static str, &'static str, bool);
+
+const NOT_FOR: &[(&str, &[Flag])] = &[
+    (
+        "record",
+        &[
+            ("watch", "watch", true),
+            ("format", "format", true),
+            ("no_header", "no-header", false),
+            ("history", "history", true),
+            ("escape", "escape", true),
+            ("wide", "wide", false),
+            ("expanded", "expanded", true),
+        ],
+    ),
+    ("completions", &[("watch", "watch", true), ("format", "format", true), ("history", "history", true), ("all_netns", "all-netns", false), ("no_netlink", "no-netlink", false)]),
+    ("man", &[("watch", "watch", true), ("format", "format", true), ("history", "history", true), ("all_netns", "all-netns", false), ("no_netlink", "no-netlink", false)]),
+];
+
+impl Args {
+    /// The command line definition. A subcommand gets a hidden flag of its
+    /// own in place of each global flag that does not apply to it (clap
+    /// propagates a global flag only where no flag of that id exists), so
+    /// its --help leaves them out and parsing can refuse them.
+    pub fn command_tree() -> clap::Command {
+        use clap::{Arg, ArgAction, CommandFactory};
+        let mut cmd = Args::command();
+        for (sub, flags) in NOT_FOR {
+            cmd = cmd.mut_subcommand(*sub, |mut c| {
+                for (id, long, takes_value) in *flags {
+                    let action = if *takes_value { ArgAction::Set } else { ArgAction::SetTrue };
+                    c = c.arg(Arg::new(*id).long(*long).hide(true).action(action));
+                }
+                c
+            });
+        }
+        cmd
+    }
+
+    /// Parse the process's arguments; a global flag given to a subcommand
+    /// it does not apply to is an error (exit 2), not silently ignored.
+    pub fn parse_checked() -> Self {
+        use clap::FromArgMatches;
+        let mut cmd = Self::command_tree();
+        let matches = cmd.get_matches_mut();
+        if let Some((sub, m)) = matches.subcommand() {
+            let refused = NOT_FOR.iter().filter(|(s, _)| *s == sub).flat_map(|(_, ids)| ids.iter());
+            for (id, long, _) in refused {
+                let given = |m: &clap::ArgMatches| m.value_source(id).is_some_and(|s| s == clap::parser::ValueSource::CommandLine);
+                if given(m) || given(&matches) {
+                    cmd.error(clap::error::ErrorKind::ArgumentConflict, format!("--{long} does not apply to {sub}")).exit();
+                }
+            }
+        }
+        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
 }
 
 /// 512M, 2G, 64k, or a number of bytes.
@@ -236,8 +314,7 @@ pub enum Command {
     },
     /// Run a saved query (see `sockql run --list`), with --param NAME=VALUE.
     Run {
-        /// Saved query name.
-        #[arg(required_unless_present = "list")]
+        /// Saved query name; without one, the saved queries are listed.
         name: Option<String>,
         /// List the saved queries with their descriptions.
         #[arg(long)]
@@ -250,6 +327,15 @@ pub enum Command {
         /// Table name.
         table: String,
     },
+    /// Print a shell completion script: sockql completions bash >
+    /// /etc/bash_completion.d/sockql (zsh: a _sockql file on $fpath; fish:
+    /// ~/.config/fish/completions/sockql.fish).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): sockql man > /usr/local/share/man/man1/sockql.1
+    Man,
     /// Print the table reference in Markdown (README.md carries it).
     #[command(hide = true)]
     Reference,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::ValueEnum;
 
-use super::args::{parse_interval, Format};
+use super::args::{parse_interval, Expanded, Format};
 use crate::query::saved::parse_assignment;
 
 /// (usage, what it does), in the order `\?` prints them.
@@ -18,6 +18,8 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("\\q", "quit (Ctrl-D works too)"),
     ("\\timing", "toggle printing each query's elapsed time"),
     ("\\format table|csv|json|ndjson", "set the output format"),
+    ("\\x [on|off|auto]", "rows as records, one column per line (auto: when a table cannot fit); \\x alone toggles"),
+    ("\\wide", "toggle cutting long cells to the terminal's width"),
     ("\\watch SECONDS", "re-run the last query every SECONDS until Ctrl-C"),
     ("\\i FILE", "run the SQL statements in FILE"),
     ("\\run NAME [k=v ...]", "run a saved query with parameters (\\run alone lists them)"),
@@ -39,6 +41,9 @@ pub enum Meta {
     Quit,
     Timing,
     Format(Format),
+    /// `None` toggles between on and off.
+    Expanded(Option<Expanded>),
+    Wide,
     Watch(Duration),
     Include(PathBuf),
     /// `None` lists the saved queries.
@@ -78,6 +83,12 @@ pub fn parse(line: &str) -> anyhow::Result<Meta> {
             let f = one("a format")?;
             Meta::Format(Format::from_str(f, true).map_err(|_| anyhow::anyhow!("unknown format '{f}': use table, csv, json or ndjson"))?)
         }
+        "\\x" if args.is_empty() => Meta::Expanded(None),
+        "\\x" => {
+            let w = one("on, off or auto")?;
+            Meta::Expanded(Some(Expanded::from_str(w, true).map_err(|_| anyhow::anyhow!("\\x takes on, off or auto, not {w}"))?))
+        }
+        "\\wide" => Meta::Wide,
         "\\watch" => Meta::Watch(parse_interval(one("an interval")?).map_err(anyhow::Error::msg)?),
         "\\i" => Meta::Include(PathBuf::from(one("a file name")?)),
         "\\run" => match args.split_first() {
@@ -111,6 +122,9 @@ mod tests {
         assert_eq!(parse("\\run").unwrap(), Meta::Run(None));
         assert_eq!(parse("\\i x.sql").unwrap(), Meta::Include("x.sql".into()));
         assert_eq!(parse("\\netns all").unwrap(), Meta::Netns(true));
+        assert_eq!(parse("\\x").unwrap(), Meta::Expanded(None));
+        assert_eq!(parse("\\x auto").unwrap(), Meta::Expanded(Some(Expanded::Auto)));
+        assert!(parse("\\x sideways").is_err());
         assert!(parse("\\netns some").is_err());
         assert!(parse("\\format yaml").is_err());
         assert!(parse("\\nope").unwrap_err().to_string().contains("unknown command"));

@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod complete;
+pub mod fit;
 pub mod meta;
 pub mod output;
 pub mod repl;
@@ -20,10 +21,11 @@ use crate::tables::SourceOptions;
 
 /// An error as one line: each cause's first line, skipping causes whose
 /// text the line already holds (DataFusion repeats its source in its own
-/// message, and appends long "Valid fields are ..." lists on later lines).
+/// message), then DataFusion's explanation lines and sockql's hint.
 pub fn error_line(e: &anyhow::Error) -> String {
     use datafusion::error::DataFusionError;
     let mut line = String::new();
+    let mut more: Vec<String> = Vec::new();
     for cause in e.chain() {
         let df = cause.downcast_ref::<DataFusionError>();
         // DataFusion wraps causes in contexts ("Optimizer rule ... failed");
@@ -42,21 +44,29 @@ pub fn error_line(e: &anyhow::Error) -> String {
             }
             line.push_str(first);
         }
-        // A DataFusion error's text already carries its sources.
-        if df.is_some() {
+        // A DataFusion error's text already carries its sources. Its later
+        // lines explain (a regex error points at the spot), except the
+        // list of valid fields, which the hint replaces, nearest first.
+        if let Some(df) = df {
+            // A memory refusal lists every reservation: the first line and
+            // sockql's own context say what to do.
+            if !matches!(df.find_root(), DataFusionError::ResourcesExhausted(_)) {
+                more.extend(text.lines().skip(1).filter(|l| !l.trim().is_empty() && !l.contains("Valid fields are")).map(str::to_string));
+            }
+            more.extend(crate::query::hints::for_error(df).map(|h| format!("hint: {h}")));
             break;
         }
     }
     // Errors quote names and values from the kernel and from files: the
-    // terminal gets their control characters as escapes.
-    output::escape_control_text(&line).into_owned()
+    // terminal gets their control characters as escapes, line by line.
+    std::iter::once(line).chain(more).map(|l| output::escape_control_text(&l).into_owned()).collect::<Vec<_>>().join("\n")
 }
 
 /// Where the SQL to run comes from; `None` means start the REPL.
 fn sql_source(args: &Args) -> anyhow::Result<Option<SqlSource>> {
     let inline = |text: String| {
         let params = args.params.iter().map(|(k, v)| (k.clone(), saved::param_value(v))).collect();
-        SqlSource { text, origin: None, params }
+        SqlSource { text, origin: None, params, empty_note: None }
     };
     if let Some(Command::Run { name: Some(name), .. }) = &args.command {
         return Ok(Some(saved::find(name)?.source(&args.params)?));
@@ -81,7 +91,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args::Escape::Never => false,
         args::Escape::Auto => std::io::stdout().is_terminal(),
     };
-    let opts = OutputOptions { header: !args.output.no_header, escape, ..OutputOptions::new(args.output.format) }
+    let terminal = std::io::stdout().is_terminal();
+    let fit = fit::Fit {
+        width: if terminal && !args.output.wide { Some(fit::terminal_width(libc::STDOUT_FILENO).unwrap_or(80)) } else { None },
+        expanded: args.output.expanded,
+    };
+    let opts = OutputOptions { header: !args.output.no_header, escape, fit, terminal, ..OutputOptions::new(args.output.format) }
         .with_memory_limit(args.memory_limit);
     let source = SourceOptions { no_netlink: args.source.no_netlink, all_netns: std::sync::Arc::new(args.source.all_netns.into()) };
     let stdout = std::io::stdout();
@@ -92,6 +107,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         return Ok(out.flush()?);
     }
     match &args.command {
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(*shell, &mut Args::command_tree(), "sockql", &mut out);
+            return Ok(out.flush()?);
+        }
+        Some(Command::Man) => {
+            clap_mangen::Man::new(Args::command_tree()).render(&mut out)?;
+            return Ok(out.flush()?);
+        }
         Some(Command::Reference) => {
             write!(out, "{}", catalog::markdown_reference())?;
             return Ok(out.flush()?);
@@ -144,7 +167,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         return watch::watch(&engine, &sql, every, opts, &mut out).await;
     }
     drop(out);
-    let mut sink = output::PrintSink::new(opts, || std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()));
+    let mut sink = output::PrintSink::new(opts, || std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()))
+        .with_empty_note(sql.empty_note.clone());
     engine.run_into(&sql, &mut sink).await
 }
 

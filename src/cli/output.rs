@@ -11,6 +11,7 @@ use datafusion::arrow::json::writer::{JsonArray, LineDelimited, Writer as JsonWr
 use datafusion::arrow::record_batch::RecordBatch;
 
 use super::args::Format;
+use super::fit::{self, Fit, Layout};
 use crate::query::engine::ResultSink;
 
 #[derive(Debug, Clone, Copy)]
@@ -23,6 +24,10 @@ pub struct OutputOptions {
     /// Bytes of formatted cells the table format holds before it prints
     /// what it has as one table and starts the next (see [`TableText`]).
     pub table_budget: usize,
+    /// The terminal width tables fit, and when rows print as records.
+    pub fit: Fit,
+    /// Standard output is a terminal: an empty table says "(0 rows)".
+    pub terminal: bool,
 }
 
 /// Cells held by the table format when no --memory-limit says otherwise.
@@ -30,7 +35,7 @@ pub const DEFAULT_TABLE_BUDGET: usize = 16 << 20;
 
 impl OutputOptions {
     pub fn new(format: Format) -> Self {
-        OutputOptions { format, header: true, escape: false, table_budget: DEFAULT_TABLE_BUDGET }
+        OutputOptions { format, header: true, escape: false, table_budget: DEFAULT_TABLE_BUDGET, fit: Fit::default(), terminal: false }
     }
 
     /// The table budget under a memory limit: a quarter of it, so printing
@@ -105,7 +110,7 @@ impl<W: Write> Printer<W> {
             Sink::Nothing
         } else {
             match opts.format {
-                Format::Table => Sink::Table(out, TableText::new(&schema, opts.table_budget)),
+                Format::Table => Sink::Table(out, TableText::new(&schema, &opts)),
                 Format::Csv => Sink::Csv(Box::new(
                     CsvWriterBuilder::new().with_header(opts.header).build(PipeWatch { inner: out, closed: pipe_closed.clone() }),
                 )),
@@ -114,6 +119,15 @@ impl<W: Write> Printer<W> {
             }
         };
         Printer { schema, rows: 0, escape: opts.escape, sink, pipe_closed }
+    }
+
+    /// Say `note` instead of printing an empty table (other formats stay
+    /// empty: scripts read them).
+    pub fn with_empty_note(mut self, note: Option<String>) -> Self {
+        if let Sink::Table(_, t) = &mut self.sink {
+            t.empty_note = note;
+        }
+        self
     }
 
     /// A writer's error as the closed pipe it was, when it was one.
@@ -225,15 +239,31 @@ pub struct TableText {
     bytes: usize,
     budget: usize,
     printed_any: bool,
+    fit: Fit,
+    terminal: bool,
+    /// Rows printed so far, to number records across parts.
+    printed_rows: usize,
+    /// Said instead of an empty table (a saved query's `-- empty:`).
+    empty_note: Option<String>,
 }
 
 /// What one held cell costs beyond its text (the String itself).
 const CELL_OVERHEAD: usize = std::mem::size_of::<String>();
 
 impl TableText {
-    fn new(schema: &SchemaRef, budget: usize) -> Self {
+    fn new(schema: &SchemaRef, opts: &OutputOptions) -> Self {
         let headers = schema.fields().iter().map(|f| escape_control_text(f.name()).into_owned()).collect();
-        TableText { headers, rows: Vec::new(), bytes: 0, budget, printed_any: false }
+        TableText {
+            headers,
+            rows: Vec::new(),
+            bytes: 0,
+            budget: opts.table_budget,
+            printed_any: false,
+            fit: opts.fit,
+            terminal: opts.terminal,
+            printed_rows: 0,
+            empty_note: None,
+        }
     }
 
     fn push(&mut self, batch: &RecordBatch, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -258,6 +288,12 @@ impl TableText {
         if self.rows.is_empty() && (self.printed_any || !last) {
             return Ok(());
         }
+        if self.rows.is_empty() && !self.printed_any {
+            if let Some(note) = &self.empty_note {
+                writeln!(out, "{}", escape_control_text(note))?;
+                return Ok(());
+            }
+        }
         if !last && !self.printed_any {
             crate::notice::note_once(
                 "table-parts",
@@ -265,12 +301,17 @@ impl TableText {
             );
         }
         use unicode_width::UnicodeWidthStr;
-        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.width()).collect();
+        let names: Vec<usize> = self.headers.iter().map(|h| h.width()).collect();
+        let mut natural = names.clone();
         for row in &self.rows {
-            for (w, c) in widths.iter_mut().zip(row) {
+            for (w, c) in natural.iter_mut().zip(row) {
                 *w = (*w).max(c.width());
             }
         }
+        let widths = match fit::layout(&natural, &names, self.fit) {
+            Layout::Table(widths) => widths,
+            Layout::Records { names, values } => return self.flush_records(out, names, values, last),
+        };
         let rule: String = widths.iter().fold(String::from("+"), |mut s, w| {
             s.push_str(&"-".repeat(w + 2));
             s.push('+');
@@ -279,6 +320,7 @@ impl TableText {
         let line = |out: &mut dyn Write, cells: &[String]| -> std::io::Result<()> {
             out.write_all(b"|")?;
             for (c, w) in cells.iter().zip(&widths) {
+                let c = fit::cut(c, *w);
                 write!(out, " {c}{} |", " ".repeat(w - c.width()))?;
             }
             out.write_all(b"\n")
@@ -290,6 +332,35 @@ impl TableText {
             line(out, row)?;
         }
         writeln!(out, "{rule}")?;
+        self.end_part(out, last)
+    }
+
+    /// The held rows as records, psql's expanded display: a header line
+    /// per row, then one "name | value" line per column.
+    fn flush_records(&mut self, out: &mut dyn Write, names: usize, values: Option<usize>, last: bool) -> anyhow::Result<()> {
+        use unicode_width::UnicodeWidthStr;
+        for row in &self.rows {
+            self.printed_rows += 1;
+            let title = format!("-[ RECORD {} ]", self.printed_rows);
+            let rule = (names + 3 + values.unwrap_or(0)).saturating_sub(title.width());
+            writeln!(out, "{title}{}", "-".repeat(rule))?;
+            for (h, c) in self.headers.iter().zip(row) {
+                let c = match values {
+                    Some(w) => fit::cut(c, w),
+                    None => c.as_str().into(),
+                };
+                writeln!(out, "{h}{} | {c}", " ".repeat(names - h.width()))?;
+            }
+        }
+        self.printed_rows -= self.rows.len();
+        self.end_part(out, last)
+    }
+
+    fn end_part(&mut self, out: &mut dyn Write, last: bool) -> anyhow::Result<()> {
+        if last && self.terminal && self.printed_rows == 0 && self.rows.is_empty() {
+            writeln!(out, "(0 rows)")?;
+        }
+        self.printed_rows += self.rows.len();
         self.rows.clear();
         self.bytes = 0;
         self.printed_any = true;
@@ -303,17 +374,24 @@ pub struct PrintSink<W: Write, F: FnMut() -> W> {
     make: F,
     opts: OutputOptions,
     current: Option<Printer<W>>,
+    empty_note: Option<String>,
 }
 
 impl<W: Write, F: FnMut() -> W> PrintSink<W, F> {
     pub fn new(opts: OutputOptions, make: F) -> Self {
-        PrintSink { make, opts, current: None }
+        PrintSink { make, opts, current: None, empty_note: None }
+    }
+
+    /// What to say when a statement's table comes out empty.
+    pub fn with_empty_note(mut self, note: Option<String>) -> Self {
+        self.empty_note = note;
+        self
     }
 }
 
 impl<W: Write, F: FnMut() -> W> ResultSink for PrintSink<W, F> {
     fn start(&mut self, schema: SchemaRef) -> anyhow::Result<()> {
-        self.current = Some(Printer::new((self.make)(), self.opts, schema));
+        self.current = Some(Printer::new((self.make)(), self.opts, schema).with_empty_note(self.empty_note.clone()));
         Ok(())
     }
     fn batch(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {

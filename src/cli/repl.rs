@@ -17,7 +17,8 @@ use super::complete::SqlHelper;
 use crate::query::engine::{QueryRunner, SqlSource};
 use super::meta::{self, Meta};
 use super::output::{self, OutputOptions};
-use super::{error_line, watch};
+use super::args::Expanded;
+use super::{error_line, fit, watch};
 use crate::query::saved::{self, file_source};
 
 /// The shell's history file: $XDG_STATE_HOME/sockql/history, else
@@ -193,6 +194,18 @@ impl<'a> Repl<'a> {
                 self.opts.format = f;
                 writeln!(out, "Output format is {f:?}.")?;
             }
+            Meta::Expanded(e) => {
+                let e = e.unwrap_or(if self.opts.fit.expanded == Expanded::On { Expanded::Off } else { Expanded::On });
+                self.opts.fit.expanded = e;
+                writeln!(out, "Expanded display is {}.", format!("{e:?}").to_lowercase())?;
+            }
+            Meta::Wide => {
+                self.opts.fit.width = match self.opts.fit.width {
+                    Some(_) => None,
+                    None => Some(fit::terminal_width(libc::STDOUT_FILENO).unwrap_or(80)),
+                };
+                writeln!(out, "Long cells are {}.", if self.opts.fit.width.is_some() { "cut to the terminal's width" } else { "shown whole" })?;
+            }
             Meta::Watch(every) => {
                 let Some(last) = self.last.clone() else { anyhow::bail!("no query to watch yet: run one first") };
                 drop(out);
@@ -221,7 +234,12 @@ impl<'a> Repl<'a> {
     /// Run and print; Ctrl-C cancels the query and returns to the prompt.
     async fn execute(&self, src: &SqlSource) -> anyhow::Result<()> {
         let start = Instant::now();
-        let mut sink = output::PrintSink::new(self.opts, std::io::stdout);
+        let mut opts = self.opts;
+        // The window may have been resized since the last statement.
+        if opts.fit.width.is_some() {
+            opts.fit.width = fit::terminal_width(libc::STDOUT_FILENO).or(opts.fit.width);
+        }
+        let mut sink = output::PrintSink::new(opts, std::io::stdout).with_empty_note(src.empty_note.clone());
         tokio::select! {
             r = self.runner.run_into(src, &mut sink) => r?,
             _ = tokio::signal::ctrl_c() => {

@@ -4,7 +4,8 @@
 //! local store writes a temporary file and renames it), so a crash or
 //! Ctrl-C never leaves a torn file where readers look.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -61,6 +62,9 @@ pub struct Recorder<'a> {
     pub retention_days: Option<i64>,
 }
 
+/// A progress line is on the terminal without its newline yet.
+static PROGRESS_OPEN: AtomicBool = AtomicBool::new(false);
+
 /// The table every sample is logged in, one row per source and sample:
 /// `history.samples (ts, source, rows)`. A sample with no rows still has
 /// its line here (and a zero-row file in its table), so reports can tell
@@ -86,6 +90,33 @@ pub fn parquet_bytes(schema: &SchemaRef, batches: &[RecordBatch], ts: DateTime<U
 
 impl Recorder<'_> {
     pub async fn run(&self) -> anyhow::Result<()> {
+        let result = self.sample_loop().await;
+        // An error starts on a line of its own, not after the progress line.
+        if result.is_err() && PROGRESS_OPEN.swap(false, Ordering::Relaxed) {
+            eprintln!();
+        }
+        result
+    }
+
+    /// Say how far recording got: on a terminal one line redrawn in place,
+    /// otherwise (a log file, journald) one plain line per sample.
+    fn progress(&self, samples: u64, rows: usize, bytes: usize, done: bool) {
+        let line = format!(
+            "sockql record: {samples} samples, {rows} rows, {:.1} KiB written to {}{}",
+            bytes as f64 / 1024.0,
+            self.store.display,
+            if done { " (done)" } else { "" }
+        );
+        if std::io::stderr().is_terminal() {
+            eprint!("\r{line}{}", if done { "\n" } else { "" });
+            let _ = std::io::stderr().flush();
+            PROGRESS_OPEN.store(!done, Ordering::Relaxed);
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    async fn sample_loop(&self) -> anyhow::Result<()> {
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
         let start = tokio::time::Instant::now();
@@ -124,8 +155,7 @@ impl Recorder<'_> {
                 layout::prune(&self.store, SAMPLES, &self.host, ts.date_naive(), days).await?;
             }
             samples += 1;
-            eprint!("\rsockql record: {samples} samples, {rows} rows, {:.1} KiB written to {}", bytes as f64 / 1024.0, self.store.display);
-            let _ = std::io::stderr().flush();
+            self.progress(samples, rows, bytes, false);
             if self.samples.is_some_and(|n| samples >= n) || self.duration.is_some_and(|d| start.elapsed() + self.every > d) {
                 return self.done(samples, rows, bytes);
             }
@@ -137,7 +167,7 @@ impl Recorder<'_> {
     }
 
     fn done(&self, samples: u64, rows: usize, bytes: usize) -> anyhow::Result<()> {
-        eprintln!("\rsockql record: {samples} samples, {rows} rows, {:.1} KiB written to {} (done)", bytes as f64 / 1024.0, self.store.display);
+        self.progress(samples, rows, bytes, true);
         Ok(())
     }
 }

@@ -39,6 +39,9 @@ pub struct SqlSource {
     /// and the line.
     pub origin: Option<String>,
     pub params: HashMap<String, ScalarValue>,
+    /// What an empty answer means, for front ends to say (a saved query's
+    /// `-- empty:` header).
+    pub empty_note: Option<String>,
 }
 
 impl SqlSource {

@@ -57,6 +57,9 @@ pub struct SavedQuery {
     pub sql: String,
     /// Where it came from: a path, or `built-in:FILE`.
     pub origin: String,
+    /// What an empty answer means (`-- empty: no findings`), said in
+    /// table output instead of an empty table.
+    pub empty: Option<String>,
 }
 
 /// A saved query's name: letters, digits, '_' and '-' (the `-- name:`
@@ -106,7 +109,7 @@ impl SavedQuery {
     /// Parse a query file. `origin` names it in errors.
     pub fn parse(origin: &str, text: &str) -> Result<Self, QueryFileError> {
         let err = |line: usize, message: String| QueryFileError { file: origin.to_string(), line, message };
-        let (mut name, mut description, mut params) = (None, None, Vec::<ParamDecl>::new());
+        let (mut name, mut description, mut params, mut empty) = (None, None, Vec::<ParamDecl>::new(), None);
         for (i, line) in header_lines(text).enumerate() {
             let t = line.trim();
             if let Some(v) = header(t, "name") {
@@ -116,6 +119,8 @@ impl SavedQuery {
                 name = Some(v.to_string());
             } else if let Some(v) = header(t, "description") {
                 description = Some(v.to_string());
+            } else if let Some(v) = header(t, "empty") {
+                empty = Some(v.to_string());
             } else if let Some(v) = header(t, "param") {
                 let mut parts = v.splitn(2, char::is_whitespace);
                 let pname = parts.next().unwrap_or("").trim_start_matches('$');
@@ -140,7 +145,36 @@ impl SavedQuery {
                 return Err(err(line, format!("unknown parameter ${p}: declare it with '-- param: {p} DEFAULT'")));
             }
         }
-        Ok(SavedQuery { name, description, params, sql: text.to_string(), origin: origin.to_string() })
+        Ok(SavedQuery { name, description, params, sql: text.to_string(), origin: origin.to_string(), empty })
+    }
+
+    /// A given value as its parameter's type, which the default's shows:
+    /// a whole-number default wants a whole number, a decimal one a
+    /// number. A port parameter (`port`, `*_port`) takes a service name
+    /// from /etc/services and refuses numbers no port has.
+    fn typed(&self, decl: &ParamDecl, given: &str) -> anyhow::Result<ScalarValue> {
+        let value = param_value(given);
+        let Some(default) = decl.default.as_deref() else { return Ok(value) };
+        let name = &decl.name;
+        let is_port = name == "port" || name.ends_with("_port");
+        let refuse = |want: &str| {
+            anyhow::anyhow!("--param {name}={given}: {} of saved query {} takes {want} (default {default})", name, self.name)
+        };
+        match (param_value(default), &value) {
+            (ScalarValue::Int64(_), ScalarValue::Int64(Some(n))) if is_port && !(0..=65535).contains(n) => {
+                Err(refuse("a port number from 0 to 65535 or a service name"))
+            }
+            (ScalarValue::Int64(_), ScalarValue::Int64(_)) => Ok(value),
+            (ScalarValue::Int64(_), _) if is_port => match super::services::lookup(given.trim()) {
+                Some(port) => Ok(ScalarValue::Int64(Some(port as i64))),
+                None => Err(refuse("a port number or a service name from /etc/services")),
+            },
+            (ScalarValue::Int64(_), _) => Err(refuse("a whole number")),
+            (ScalarValue::Float64(_), ScalarValue::Int64(Some(n))) => Ok(ScalarValue::Float64(Some(*n as f64))),
+            (ScalarValue::Float64(_), ScalarValue::Float64(_)) => Ok(value),
+            (ScalarValue::Float64(_), _) => Err(refuse("a number")),
+            _ => Ok(value),
+        }
     }
 
     /// Bind `given` (`name=value` pairs) over the defaults.
@@ -155,7 +189,8 @@ impl SavedQuery {
                     if known.is_empty() { "none".to_string() } else { known.join(", ") }
                 );
             }
-            values.insert(k.clone(), param_value(v));
+            let decl = self.params.iter().find(|p| &p.name == k).expect("checked above");
+            values.insert(k.clone(), self.typed(decl, v)?);
         }
         for p in &self.params {
             if values.contains_key(&p.name) {
@@ -258,7 +293,7 @@ pub fn file_source(path: &Path, params: &[(String, String)]) -> anyhow::Result<s
         return SavedQuery::parse(&origin, &text)?.source(params);
     }
     let params = params.iter().map(|(k, v)| (k.clone(), param_value(v))).collect();
-    Ok(super::engine::SqlSource { text, origin: Some(origin), params })
+    Ok(super::engine::SqlSource { text, origin: Some(origin), params, empty_note: None })
 }
 
 /// Every saved query visible from here, first found wins per name.
@@ -288,7 +323,12 @@ pub fn all() -> Vec<Result<SavedQuery, anyhow::Error>> {
 impl SavedQuery {
     /// This query ready to run, with `given` parameters over the defaults.
     pub fn source(&self, given: &[(String, String)]) -> anyhow::Result<super::engine::SqlSource> {
-        Ok(super::engine::SqlSource { text: self.sql.clone(), origin: Some(self.origin.clone()), params: self.bind(given)? })
+        Ok(super::engine::SqlSource {
+            text: self.sql.clone(),
+            origin: Some(self.origin.clone()),
+            params: self.bind(given)?,
+            empty_note: self.empty.clone(),
+        })
     }
 }
 

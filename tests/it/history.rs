@@ -163,7 +163,7 @@ fn a_killed_recorder_leaves_only_readable_files_and_retention_prunes() {
     // Wait for some samples, then kill it hard, mid-sample or not.
     while !String::from_utf8_lossy(&buf).contains("5 samples") {
         let mut chunk = Vec::new();
-        err.read_until(b'\r', &mut chunk).unwrap();
+        err.read_until(b'\n', &mut chunk).unwrap();
         assert!(!chunk.is_empty(), "recorder ended early: {}", String::from_utf8_lossy(&buf));
         buf.extend(chunk);
     }

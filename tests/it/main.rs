@@ -21,5 +21,7 @@ mod reports;
 mod root_safe;
 mod saved;
 mod sockets;
+
 mod ss_parity;
+mod ux;
 mod watch;

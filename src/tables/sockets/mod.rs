@@ -157,6 +157,19 @@ pub(crate) const MEM_COLS: &[Col] = &[
     Col::OptMem, Col::Backlog,
 ];
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ss_style_endpoints_get_a_hint() {
+        let h = |c, l| super::address_hint(c, l);
+        assert_eq!(h("remote_addr", "10.0.0.2"), None);
+        assert_eq!(h("remote_addr", "10.0.0.2:80").unwrap(), "remote_addr holds the address alone: write remote_addr = '10.0.0.2' AND remote_port = 80");
+        assert_eq!(h("local_addr", "[::1]:443").unwrap(), "local_addr holds the address alone: write local_addr = '::1' AND local_port = 443");
+        assert_eq!(h("local_addr", "[::]").unwrap(), "addresses are written without brackets: local_addr = '::'");
+        assert!(h("local_addr", "*").unwrap().contains("0.0.0.0"));
+    }
+}
+
 #[derive(Debug)]
 pub struct SocketsTable {
     options: SourceOptions,
@@ -166,6 +179,17 @@ pub struct SocketsTable {
 impl SocketsTable {
     pub fn new(options: SourceOptions) -> Self {
         SocketsTable { options, warned: Mutex::default() }
+    }
+
+    /// Warn (once per literal) about an address comparison that can never
+    /// match because the literal is written as ss prints endpoints.
+    fn check_addresses(&self, column: &str, literals: &[&str]) {
+        for lit in literals {
+            let Some(hint) = address_hint(column, lit) else { continue };
+            if self.warned.lock().map(|mut w| w.insert(format!("{column}={lit}"))).unwrap_or(false) {
+                eprintln!("sockql: warning: '{}' is not an address, so it matches no row; {hint}", crate::notice::escape_controls(lit));
+            }
+        }
     }
 
     /// Warn (once per name) about a state comparison that can never match.
@@ -188,6 +212,26 @@ impl SocketsTable {
             }
         }
     }
+}
+
+/// What an address literal that is no address was meant to say, as ss
+/// writes endpoints: `10.0.0.2:80`, `[::1]:443`, `[::]`, `*`.
+fn address_hint(column: &str, literal: &str) -> Option<String> {
+    use std::net::{IpAddr, SocketAddr};
+    if literal.parse::<IpAddr>().is_ok() {
+        return None;
+    }
+    let port_column = column.replace("_addr", "_port");
+    if let Ok(sa) = literal.parse::<SocketAddr>() {
+        return Some(format!("{column} holds the address alone: write {column} = '{}' AND {port_column} = {}", sa.ip(), sa.port()));
+    }
+    if let Some(ip) = literal.strip_prefix('[').and_then(|l| l.strip_suffix(']')).filter(|l| l.parse::<IpAddr>().is_ok()) {
+        return Some(format!("addresses are written without brackets: {column} = '{ip}'"));
+    }
+    if literal == "*" || literal.starts_with("*:") {
+        return Some(format!("a wildcard address reads 0.0.0.0 or :: ({column} IN ('0.0.0.0', '::'))"));
+    }
+    Some(format!("{column} holds IP addresses such as 10.0.0.2 or ::1"))
 }
 
 impl LiveSource for SocketsTable {

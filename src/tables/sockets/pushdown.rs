@@ -181,6 +181,7 @@ impl SocketsTable {
                     p.states &= strings.iter().filter_map(|s| tcp_state::bits(s)).fold(0, |a, b| a | b);
                 }
                 "protocol" => narrow(&mut p.protocols, &strings),
+                "local_addr" | "remote_addr" => self.check_addresses(column, &strings),
                 "family" => narrow(&mut p.families, &strings),
                 _ => {}
             }
