@@ -57,7 +57,9 @@ impl Ty {
             Ty::I32 => DataType::Int32,
             Ty::I64 => DataType::Int64,
             Ty::F64 => DataType::Float64,
-            Ty::TimestampMs => DataType::Timestamp(TimeUnit::Millisecond, None),
+            // UTC-zoned, so every format prints the instant with its Z
+            // (RFC 3339) as `ts` does, and jq's fromdateiso8601 reads it.
+            Ty::TimestampMs => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
         }
     }
 }
@@ -124,7 +126,7 @@ impl Builder {
             Ty::I32 => Builder::I32(PrimitiveBuilder::with_capacity(capacity)),
             Ty::I64 => Builder::I64(PrimitiveBuilder::with_capacity(capacity)),
             Ty::F64 => Builder::F64(PrimitiveBuilder::with_capacity(capacity)),
-            Ty::TimestampMs => Builder::Ts(PrimitiveBuilder::with_capacity(capacity)),
+            Ty::TimestampMs => Builder::Ts(PrimitiveBuilder::with_capacity(capacity).with_timezone("UTC")),
         }
     }
 

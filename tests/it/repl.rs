@@ -200,3 +200,28 @@ fn snapshots_and_history_are_in_the_catalog_and_completion() {
     assert!(out.contains("history.sockstat,"), "{out}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// \x prints rows as records and back; \wide toggles cutting; an empty
+/// answer says (0 rows) in the shell.
+#[test]
+fn expanded_display_and_empty_answers_in_the_shell() {
+    let dir = temp_dir("x");
+    let mut sh = shell(&dir);
+    sh.line("\\x on");
+    sh.expect("Expanded display is on.");
+    sh.line("SELECT 7 AS seven, 'x' AS ex;");
+    sh.expect("-[ RECORD 1 ]");
+    sh.expect("seven | 7\r\nex    | x\r\n");
+    sh.line("\\x");
+    sh.expect("Expanded display is off.");
+    sh.line("SELECT 8 AS eight;");
+    sh.expect("| eight |\r\n");
+    sh.line("SELECT 1 AS a WHERE false;");
+    sh.expect("(0 rows)");
+    sh.line("\\wide");
+    sh.expect("Long cells are shown whole.");
+    sh.line("\\x sideways");
+    sh.expect("\\x takes on, off or auto, not sideways");
+    sh.line("\\q");
+    sh.p.exp_eof().unwrap();
+}

@@ -170,3 +170,24 @@ fn completions_and_man_page_come_from_the_same_definitions() {
     }
     assert!(help.contains("--out") && help.contains("--every"), "{help}");
 }
+
+/// Timestamps print as RFC 3339 instants with their Z in every format, as
+/// `ts` does, so jq's fromdateiso8601 and date -d read them.
+#[test]
+fn timestamps_carry_their_zone_in_every_format() {
+    let sql = format!("SELECT start_time FROM processes WHERE pid = {}", my_pid());
+    let (csv, _, _) = run(&["--format", "csv", "--no-header", &sql]);
+    let (json, _, _) = run(&["--format", "json", &sql]);
+    let (ndjson, _, _) = run(&["--format", "ndjson", &sql]);
+    let (table, _, _) = run(&[&sql]);
+    let t = csv.trim().to_string();
+    assert!(t.ends_with('Z') && t.len() == "2026-11-27T00:44:26.220Z".len(), "{csv}");
+    assert_eq!(json.trim(), format!("[{{\"start_time\":\"{t}\"}}]"));
+    assert_eq!(ndjson.trim(), format!("{{\"start_time\":\"{t}\"}}"));
+    assert!(table.contains(&format!("| {t} |")), "{table}");
+    // The instant is this process's start, as date reads it back.
+    let o = Command::new("date").args(["-u", "-d", &t, "+%s"]).output().unwrap();
+    let started: i64 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!(started <= now && now - started < 3600, "{t}");
+}
