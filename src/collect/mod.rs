@@ -11,6 +11,7 @@ pub mod netlink;
 pub mod netns;
 pub mod nla;
 pub mod owners;
+pub mod packets;
 pub mod proc_net;
 pub mod processes;
 pub mod sock_diag;

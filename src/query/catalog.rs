@@ -162,15 +162,27 @@ pub fn answer(request: &CatalogRequest, list: &[Listed]) -> anyhow::Result<Recor
 pub fn markdown_reference() -> String {
     let mut md = String::new();
     for t in catalog() {
-        md.push_str(&format!("### `{}`\n\n{}.\n\n| column | type | description |\n|---|---|---|\n", t.name, t.about));
-        for f in t.schema.fields() {
-            let null = if f.is_nullable() { "" } else { " not null" };
-            let doc = f.metadata().get(DESCRIPTION).map_or("", |s| s.as_str());
-            md.push_str(&format!("| `{}` | {}{} | {} |\n", f.name(), f.data_type(), null, doc.replace('|', "\\|")));
-        }
-        md.push('\n');
+        md.push_str(&format!("### `{}`\n\n{}.\n\n", t.name, t.about));
+        columns_md(&mut md, &t.schema);
     }
+    // Table functions: their columns, from the same declarations.
+    md.push_str(
+        "### `read_pcap('FILE')`\n\nA capture file (pcap or pcapng, from tcpdump -w, tshark, dumpcap; gzip welcome) \
+         as packets, one row each, read as a stream. Payload bytes are not read into rows.\n\n",
+    );
+    columns_md(&mut md, &crate::tables::columns::schema_of(crate::tables::packets::Col::DEFS));
     md
+}
+
+/// A schema's columns as a Markdown table.
+fn columns_md(md: &mut String, schema: &datafusion::arrow::datatypes::Schema) {
+    md.push_str("| column | type | description |\n|---|---|---|\n");
+    for f in schema.fields() {
+        let null = if f.is_nullable() { "" } else { " not null" };
+        let doc = f.metadata().get(DESCRIPTION).map_or("", |s| s.as_str());
+        md.push_str(&format!("| `{}` | {}{} | {} |\n", f.name(), f.data_type(), null, doc.replace('|', "\\|")));
+    }
+    md.push('\n');
 }
 
 #[cfg(test)]

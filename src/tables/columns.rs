@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{
     ArrayRef, ArrowPrimitiveType, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
-    PrimitiveBuilder, StringBuilder, TimestampMillisecondBuilder, UInt16Builder, UInt32Builder,
+    PrimitiveBuilder, StringBuilder, TimestampMillisecondBuilder, TimestampNanosecondBuilder, UInt16Builder, UInt32Builder,
     UInt64Builder, UInt8Builder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -43,6 +43,8 @@ pub enum Ty {
     F64,
     /// Milliseconds since the epoch, UTC.
     TimestampMs,
+    /// Nanoseconds since the epoch, UTC (packet times).
+    TimestampNs,
 }
 
 impl Ty {
@@ -60,6 +62,7 @@ impl Ty {
             // UTC-zoned, so every format prints the instant with its Z
             // (RFC 3339) as `ts` does, and jq's fromdateiso8601 reads it.
             Ty::TimestampMs => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            Ty::TimestampNs => DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
         }
     }
 }
@@ -112,6 +115,7 @@ enum Builder {
     I64(Int64Builder),
     F64(Float64Builder),
     Ts(TimestampMillisecondBuilder),
+    TsNs(TimestampNanosecondBuilder),
 }
 
 impl Builder {
@@ -127,6 +131,7 @@ impl Builder {
             Ty::I64 => Builder::I64(PrimitiveBuilder::with_capacity(capacity)),
             Ty::F64 => Builder::F64(PrimitiveBuilder::with_capacity(capacity)),
             Ty::TimestampMs => Builder::Ts(PrimitiveBuilder::with_capacity(capacity).with_timezone("UTC")),
+            Ty::TimestampNs => Builder::TsNs(PrimitiveBuilder::with_capacity(capacity).with_timezone("UTC")),
         }
     }
 
@@ -142,6 +147,7 @@ impl Builder {
             Builder::I64(b) => Arc::new(b.finish()),
             Builder::F64(b) => Arc::new(b.finish()),
             Builder::Ts(b) => Arc::new(b.finish()),
+            Builder::TsNs(b) => Arc::new(b.finish()),
         }
     }
 }
@@ -264,6 +270,13 @@ impl RowBuilder {
     pub fn timestamp_ms(&mut self, column: usize, v: Option<i64>) {
         prim(self.builder(column), column, v, |b| match b {
             Builder::Ts(b) => Some(b),
+            _ => None,
+        })
+    }
+
+    pub fn timestamp_ns(&mut self, column: usize, v: Option<i64>) {
+        prim(self.builder(column), column, v, |b| match b {
+            Builder::TsNs(b) => Some(b),
             _ => None,
         })
     }

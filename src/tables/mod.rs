@@ -13,6 +13,7 @@ pub mod live_table;
 pub mod net_counters;
 pub mod netns;
 pub mod owner_fill;
+pub mod packets;
 pub mod processes;
 pub mod scope;
 pub mod socket_owners;
@@ -122,5 +123,7 @@ pub fn register_all(ctx: &SessionContext, options: &SourceOptions) -> Result<()>
     for t in TABLES {
         ctx.register_table(t.name, (t.make)(options))?;
     }
+    // Table functions: read_pcap('FILE').
+    ctx.register_udtf(packets::read_pcap::NAME, Arc::new(packets::read_pcap::ReadPcap));
     Ok(())
 }

@@ -120,7 +120,7 @@ fn catalog_commands_list_typed_described_columns() {
 
     // The described types are the types queries really produce.
     let (row, _, _) = run(&["--format", "ndjson", "SELECT arrow_typeof(local_port) AS t, arrow_typeof(start_time) AS s FROM sockets, processes LIMIT 1"]);
-    assert_eq!(parse_ndjson(&row), vec![json!({"t": "UInt16", "s": "Timestamp(ms)"})]);
+    assert_eq!(parse_ndjson(&row), vec![json!({"t": "UInt16", "s": "Timestamp(ms, \"UTC\")"})]);
 
     let (_, err, ok) = run(&["schema", "nope"]);
     assert!(!ok && err.contains("tables are: sockets, processes, socket_owners, sysctls, conntrack, conntrack_stats, netns, net_counters, sockstat, unix_sockets"), "{err}");

@@ -11,6 +11,7 @@ mod conntrack;
 mod namespaces;
 mod netns;
 mod owners;
+mod pcap;
 mod packets;
 mod privilege;
 mod properties;

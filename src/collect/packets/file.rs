@@ -1,0 +1,275 @@
+//! Packets from capture files: pcap (either byte order, micro- or
+//! nanosecond timestamps) and pcapng (its interfaces' names, timestamp
+//! resolutions and direction flags), plain or gzip-compressed, read as a
+//! stream: memory stays one packet however large the file.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use pcap_file::pcap::PcapReader;
+use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
+use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+use pcap_file::pcapng::{Block, PcapNgReader};
+
+use super::Direction;
+use crate::collect::Error;
+
+// Memory: pcap-file reads through one 8 MB buffer and refuses a block or
+// packet larger than that, so a hostile file cannot make it allocate more.
+
+/// One packet as the file holds it, before decoding.
+#[derive(Debug, Clone, Copy)]
+pub struct RawPacket<'a> {
+    /// Nanoseconds since the epoch, UTC.
+    pub ts_ns: i64,
+    /// The link type (LINKTYPE_*) its bytes start with.
+    pub linktype: u32,
+    /// pcapng's interface name, when the file names it.
+    pub interface: Option<&'a str>,
+    /// pcapng's inbound/outbound flag, when the file says.
+    pub direction: Option<Direction>,
+    /// The packet's length on the wire.
+    pub length: u32,
+    /// The bytes captured (at most the snap length).
+    pub data: &'a [u8],
+}
+
+/// A pcapng interface: what its packets need from its description block.
+struct Interface {
+    linktype: u32,
+    name: Option<String>,
+    /// Timestamp units per second.
+    units_per_sec: u64,
+}
+
+enum Kind {
+    /// The reader, and the link type from the file header.
+    Pcap(PcapReader<Box<dyn Read + Send>>, u32),
+    PcapNg(Box<PcapNgReader<Box<dyn Read + Send>>>, Vec<Interface>),
+}
+
+/// An open capture file.
+pub struct CaptureFile {
+    kind: Kind,
+    name: String,
+}
+
+const PCAP_MAGICS: [[u8; 4]; 4] = [[0xa1, 0xb2, 0xc3, 0xd4], [0xd4, 0xc3, 0xb2, 0xa1], [0xa1, 0xb2, 0x3c, 0x4d], [0x4d, 0x3c, 0xb2, 0xa1]];
+const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+fn bad(name: &str, what: impl std::fmt::Display) -> Error {
+    Error::ProcFormat(format!("{name}: {what}"))
+}
+
+/// The first bytes of `r` without consuming them.
+fn peek<R: BufRead>(r: &mut R, n: usize) -> std::io::Result<Vec<u8>> {
+    Ok(r.fill_buf()?.iter().take(n).copied().collect())
+}
+
+impl CaptureFile {
+    /// Open `path`, following the operator's path, but only a regular file
+    /// or a pipe (not a device someone pointed it at). The format is told
+    /// by its first bytes: gzip is unwrapped first.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let name = path.display().to_string();
+        let file = std::fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| Error::Proc(name.as_str().into(), e))?;
+        let kind = file.metadata().map_err(|e| Error::Proc(name.as_str().into(), e))?.file_type();
+        use std::os::unix::fs::FileTypeExt;
+        if !(kind.is_file() || kind.is_fifo()) {
+            return Err(bad(&name, "not a regular file or pipe"));
+        }
+        // O_NONBLOCK kept open() from waiting on a pipe nobody writes yet;
+        // reads should wait for the writer (--timeout bounds the query).
+        use std::os::fd::AsRawFd;
+        // SAFETY: F_GETFL/F_SETFL on a descriptor this function owns.
+        unsafe {
+            let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+            if flags >= 0 {
+                libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
+            }
+        }
+        Self::from_reader(&name, Box::new(file))
+    }
+
+    pub fn from_reader(name: &str, reader: Box<dyn Read + Send>) -> Result<Self, Error> {
+        let io = |e: std::io::Error| Error::Proc(name.into(), e);
+        let mut r = BufReader::with_capacity(1 << 16, reader);
+        let mut reader: Box<dyn Read + Send> = if peek(&mut r, 2).map_err(io)? == GZIP_MAGIC {
+            Box::new(BufReader::with_capacity(1 << 16, flate2::read::MultiGzDecoder::new(r)))
+        } else {
+            Box::new(r)
+        };
+        let mut head = vec![0u8; 4];
+        reader.read_exact(&mut head).map_err(|_| bad(name, "too short to be a pcap or pcapng file"))?;
+        let magic: [u8; 4] = head[..4].try_into().expect("4 bytes");
+        let mut linktype = 0;
+        if PCAP_MAGICS.contains(&magic) {
+            // The 24-byte file header ends with the link type, in the byte
+            // order the magic shows (pcap-file 2 does not hand it out).
+            head.resize(24, 0);
+            reader.read_exact(&mut head[4..]).map_err(|_| bad(name, "pcap file header cut short"))?;
+            let lt: [u8; 4] = head[20..24].try_into().expect("4 bytes");
+            linktype = if magic[0] == 0xa1 { u32::from_be_bytes(lt) } else { u32::from_le_bytes(lt) } & 0x0fff_ffff;
+        }
+        // What was read to tell the format goes back in front.
+        let reader: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(head).chain(reader));
+        let kind = if PCAP_MAGICS.contains(&magic) {
+            Kind::Pcap(PcapReader::new(reader).map_err(|e| bad(name, e))?, linktype)
+        } else if magic == PCAPNG_MAGIC {
+            Kind::PcapNg(Box::new(PcapNgReader::new(reader).map_err(|e| bad(name, e))?), Vec::new())
+        } else {
+            return Err(bad(name, "not a pcap or pcapng file (nor gzip of one)"));
+        };
+        Ok(CaptureFile { kind, name: name.to_string() })
+    }
+
+    /// Hand the next packet to `f`; `None` at the end of the file.
+    pub fn next<T>(&mut self, f: impl FnOnce(&RawPacket<'_>) -> T) -> Option<Result<T, Error>> {
+        match &mut self.kind {
+            Kind::Pcap(r, linktype) => {
+                let p = match r.next_packet()? {
+                    Ok(p) => p,
+                    Err(e) => return Some(Err(bad(&self.name, e))),
+                };
+                // pcap-file scales micro- and nanosecond files alike.
+                let raw = RawPacket {
+                    ts_ns: p.timestamp.as_nanos() as i64,
+                    linktype: *linktype,
+                    interface: None,
+                    direction: None,
+                    length: p.orig_len,
+                    data: &p.data,
+                };
+                Some(Ok(f(&raw)))
+            }
+            Kind::PcapNg(r, interfaces) => loop {
+                let block = match r.next_block()? {
+                    Ok(b) => b,
+                    Err(e) => return Some(Err(bad(&self.name, e))),
+                };
+                match block {
+                    Block::SectionHeader(_) => interfaces.clear(),
+                    Block::InterfaceDescription(idb) => {
+                        let mut iface = Interface { linktype: idb.linktype.into(), name: None, units_per_sec: 1_000_000 };
+                        for o in &idb.options {
+                            match o {
+                                InterfaceDescriptionOption::IfName(n) => iface.name = Some(n.to_string()),
+                                // if_tsresol: 10^-n seconds, or 2^-n with the high bit.
+                                InterfaceDescriptionOption::IfTsResol(res) => {
+                                    let exp = (res & 0x7f) as u32;
+                                    iface.units_per_sec = if res & 0x80 != 0 { 1u64.checked_shl(exp).unwrap_or(0) } else { 10u64.checked_pow(exp).unwrap_or(0) };
+                                }
+                                _ => {}
+                            }
+                        }
+                        interfaces.push(iface);
+                    }
+                    Block::EnhancedPacket(epb) => {
+                        let Some(iface) = interfaces.get(epb.interface_id as usize) else {
+                            return Some(Err(bad(&self.name, format!("packet of interface {} that no block described", epb.interface_id))));
+                        };
+                        // pcap-file reads the raw count as nanoseconds;
+                        // the interface says what its unit really is.
+                        let units = epb.timestamp.as_nanos();
+                        let ts_ns = match iface.units_per_sec {
+                            0 => return Some(Err(bad(&self.name, "interface timestamp resolution out of range"))),
+                            u => (units * 1_000_000_000 / u as u128) as i64,
+                        };
+                        let direction = epb.options.iter().find_map(|o| match o {
+                            EnhancedPacketOption::Flags(flags) => match flags & 0b11 {
+                                1 => Some(Direction::In),
+                                2 => Some(Direction::Out),
+                                _ => None,
+                            },
+                            _ => None,
+                        });
+                        let raw = RawPacket {
+                            ts_ns,
+                            linktype: iface.linktype,
+                            interface: iface.name.as_deref(),
+                            direction,
+                            length: epb.original_len,
+                            data: &epb.data,
+                        };
+                        return Some(Ok(f(&raw)));
+                    }
+                    Block::SimplePacket(spb) => {
+                        let Some(iface) = interfaces.first() else {
+                            return Some(Err(bad(&self.name, "simple packet before any interface")));
+                        };
+                        let raw = RawPacket {
+                            ts_ns: 0,
+                            linktype: iface.linktype,
+                            interface: iface.name.as_deref(),
+                            direction: None,
+                            length: spb.original_len,
+                            data: &spb.data,
+                        };
+                        return Some(Ok(f(&raw)));
+                    }
+                    _ => {}
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A TCP connection on lo (handshake, 500 bytes, 1 byte back, RST)
+    /// written by tcpdump -w, and the same packets as pcapng (editcap).
+    const PCAP: &[u8] = include_bytes!("../../../tests/fixtures/handshake.pcap");
+    const PCAPNG: &[u8] = include_bytes!("../../../tests/fixtures/handshake.pcapng");
+
+    fn all(bytes: &'static [u8]) -> Vec<(i64, u32, u32, usize, Option<String>)> {
+        let mut f = CaptureFile::from_reader("fixture", Box::new(bytes)).unwrap();
+        let mut out = Vec::new();
+        while let Some(r) = f.next(|p| (p.ts_ns, p.linktype, p.length, p.data.len(), p.interface.map(str::to_string))) {
+            out.push(r.unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn pcap_and_pcapng_read_the_same_packets() {
+        let pcap = all(PCAP);
+        assert_eq!(pcap.len(), 8);
+        assert!(pcap.iter().all(|p| p.1 == crate::collect::packets::decode::LINKTYPE_ETHERNET));
+        assert!(pcap.windows(2).all(|w| w[0].0 <= w[1].0), "times in order");
+        assert_eq!(pcap[0].0 % 1000, 0, "microsecond file: whole microseconds");
+        let ng = all(PCAPNG);
+        let strip = |v: Vec<(i64, u32, u32, usize, Option<String>)>| v.into_iter().map(|p| (p.0, p.1, p.2, p.3)).collect::<Vec<_>>();
+        assert_eq!(strip(ng), strip(pcap));
+    }
+
+    #[test]
+    fn gzip_and_garbage() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(PCAP).unwrap();
+        let gz: &'static [u8] = Box::leak(gz.finish().unwrap().into_boxed_slice());
+        assert_eq!(all(gz), all(PCAP));
+        let err = CaptureFile::from_reader("x", Box::new(&b"hello, not a capture"[..])).err().unwrap().to_string();
+        assert_eq!(err, "x: not a pcap or pcapng file (nor gzip of one)");
+        // A capture cut in the middle of a packet ends with an error, after
+        // the whole packets before it.
+        let mut f = CaptureFile::from_reader("cut", Box::new(&PCAP[..PCAP.len() - 10])).unwrap();
+        let mut n = 0;
+        let last = loop {
+            match f.next(|_| ()) {
+                Some(Ok(())) => n += 1,
+                other => break other,
+            }
+        };
+        assert_eq!(n, 7);
+        assert!(matches!(last, Some(Err(_))), "{last:?}");
+    }
+}

@@ -1,0 +1,103 @@
+//! Packet rows: the columns every packet source shares (`read_pcap` now),
+//! filled from one decoded packet. See [`read_pcap`] for the file source.
+
+pub mod read_pcap;
+
+use crate::collect::packets::decode::{self, Decoded};
+use crate::collect::packets::file::RawPacket;
+use crate::table_columns;
+use crate::tables::columns::RowBuilder;
+
+table_columns!(Col {
+    Frame: "frame", U64, false, "Packet number in the capture, from 1 (tshark frame.number)";
+    Ts: "ts", TimestampNs, false, "When the packet was captured, UTC, to the nanosecond the file holds";
+    Interface: "interface", Utf8, true, "Interface the packet was captured on, where the file names it (pcapng)";
+    Ifindex: "ifindex", U32, true, "Interface index on the capturing host (Linux cooked v2 captures, tcpdump -i any)";
+    Direction: "direction", Utf8, true, "in or out, where the capture says (pcapng flags, Linux cooked packet type)";
+    Length: "length", U32, false, "Length on the wire, bytes";
+    CapturedLength: "captured_length", U32, false, "Bytes captured (at most the snap length)";
+    EtherType: "ether_type", U16, true, "EtherType of the network header (2048 IPv4, 34525 IPv6, 2054 ARP)";
+    SrcAddr: "src_addr", Utf8, true, "Source IP address";
+    DstAddr: "dst_addr", Utf8, true, "Destination IP address";
+    Protocol: "protocol", Utf8, true, "Transport protocol: tcp, udp, icmp, icmpv6, or the IP protocol number";
+    SrcPort: "src_port", U16, true, "Source port (TCP, UDP)";
+    DstPort: "dst_port", U16, true, "Destination port (TCP, UDP)";
+    Ttl: "ttl", U8, true, "IPv4 TTL or IPv6 hop limit";
+    IpId: "ip_id", U16, true, "IPv4 identification";
+    Dscp: "dscp", U8, true, "Differentiated services code point";
+    Ecn: "ecn", U8, true, "ECN bits of the IP header (0 not ECT, 1 ECT(1), 2 ECT(0), 3 CE)";
+    Flags: "flags", Utf8, true, "TCP flags as tcpdump prints them: S, S., P., F., R., . (ack only)";
+    Syn: "syn", Bool, true, "TCP SYN";
+    Ack: "ack", Bool, true, "TCP ACK";
+    Fin: "fin", Bool, true, "TCP FIN";
+    Rst: "rst", Bool, true, "TCP RST";
+    Psh: "psh", Bool, true, "TCP PSH";
+    Urg: "urg", Bool, true, "TCP URG";
+    Ece: "ece", Bool, true, "TCP ECE (ECN echo)";
+    Cwr: "cwr", Bool, true, "TCP CWR (congestion window reduced)";
+    Seq: "seq", U32, true, "TCP sequence number (absolute)";
+    AckSeq: "ack_seq", U32, true, "TCP acknowledgement number (absolute); null without ACK";
+    Window: "window", U16, true, "TCP window field as sent (before window scaling)";
+    PayloadLength: "payload_length", U32, true, "Transport payload bytes, as the headers declare them (tcpdump length)";
+    Mss: "mss", U16, true, "TCP MSS option";
+    Wscale: "wscale", U8, true, "TCP window scale option";
+    SackPermitted: "sack_permitted", Bool, true, "TCP SACK-permitted option";
+    TsVal: "ts_val", U32, true, "TCP timestamp option: the sender's value";
+    TsEcr: "ts_ecr", U32, true, "TCP timestamp option: the echoed value";
+    SackBlocks: "sack_blocks", Utf8, true, "TCP SACK blocks, 'left-right' pairs separated by spaces";
+    IcmpType: "icmp_type", U8, true, "ICMP or ICMPv6 type";
+    IcmpCode: "icmp_code", U8, true, "ICMP or ICMPv6 code";
+});
+
+/// One packet's row.
+pub fn append(r: &mut RowBuilder, frame: u64, raw: &RawPacket<'_>) {
+    use Col::*;
+    let d: Decoded = decode::decode(raw.linktype, raw.data);
+    r.u64(Frame as usize, Some(frame));
+    r.timestamp_ns(Ts as usize, Some(raw.ts_ns));
+    r.str(Interface as usize, raw.interface);
+    r.u32(Ifindex as usize, d.ifindex);
+    r.str(Direction as usize, raw.direction.or(d.direction).map(|d| d.name()));
+    r.u32(Length as usize, Some(raw.length));
+    r.u32(CapturedLength as usize, Some(raw.data.len() as u32));
+    r.u16(EtherType as usize, d.ether_type);
+    match d.src_addr {
+        Some(a) => r.display(SrcAddr as usize, &a),
+        None => r.str(SrcAddr as usize, None),
+    }
+    match d.dst_addr {
+        Some(a) => r.display(DstAddr as usize, &a),
+        None => r.str(DstAddr as usize, None),
+    }
+    r.str(Protocol as usize, d.protocol_name().as_deref());
+    r.u16(SrcPort as usize, d.src_port);
+    r.u16(DstPort as usize, d.dst_port);
+    r.u8(Ttl as usize, d.ttl);
+    r.u16(IpId as usize, d.ip_id);
+    r.u8(Dscp as usize, d.dscp);
+    r.u8(Ecn as usize, d.ecn);
+    let t = d.tcp.as_ref();
+    let flag = |bit: u8| t.map(|t| t.flags & bit != 0);
+    r.str(Flags as usize, t.map(|t| decode::tcpdump_flags(t.flags)).as_deref());
+    r.bool(Syn as usize, flag(decode::SYN));
+    r.bool(Ack as usize, flag(decode::ACK));
+    r.bool(Fin as usize, flag(decode::FIN));
+    r.bool(Rst as usize, flag(decode::RST));
+    r.bool(Psh as usize, flag(decode::PSH));
+    r.bool(Urg as usize, flag(decode::URG));
+    r.bool(Ece as usize, flag(decode::ECE));
+    r.bool(Cwr as usize, flag(decode::CWR));
+    r.u32(Seq as usize, t.map(|t| t.seq));
+    // As tcpdump and tshark: no acknowledgement number without ACK.
+    r.u32(AckSeq as usize, t.filter(|t| t.flags & decode::ACK != 0).map(|t| t.ack_seq));
+    r.u16(Window as usize, t.map(|t| t.window));
+    r.u32(PayloadLength as usize, d.payload_length);
+    r.u16(Mss as usize, t.and_then(|t| t.mss));
+    r.u8(Wscale as usize, t.and_then(|t| t.wscale));
+    r.bool(SackPermitted as usize, t.map(|t| t.sack_permitted));
+    r.u32(TsVal as usize, t.and_then(|t| t.ts_val));
+    r.u32(TsEcr as usize, t.and_then(|t| t.ts_ecr));
+    r.str(SackBlocks as usize, t.and_then(|t| t.sack_blocks.as_deref()));
+    r.u8(IcmpType as usize, d.icmp_type);
+    r.u8(IcmpCode as usize, d.icmp_code);
+}

@@ -1,0 +1,68 @@
+//! `read_pcap('FILE')`: a capture file (pcap or pcapng, gzip welcome) as a
+//! table of packets, streamed: a file of any size is read in one pass in
+//! the memory of a batch. The path is the operator's, as `tcpdump -r`
+//! takes it; only a regular file or a pipe is read, and a file that is not
+//! a capture is refused without quoting it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::catalog::{TableFunctionImpl, TableProvider};
+use datafusion::common::{plan_err, Result, ScalarValue};
+use datafusion::logical_expr::Expr;
+
+use super::{append, Col};
+use crate::collect::packets::file::CaptureFile;
+use crate::tables::columns::{ColumnDef, RowBuilder};
+use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
+use crate::tables::live_table::{LiveSource, LiveTable};
+
+pub const NAME: &str = "read_pcap";
+
+/// The table function DataFusion calls with the SQL arguments.
+#[derive(Debug, Default)]
+pub struct ReadPcap;
+
+impl TableFunctionImpl for ReadPcap {
+    fn call(&self, args: &[Expr]) -> Result<Arc<dyn TableProvider>> {
+        let path = match args {
+            [Expr::Literal(ScalarValue::Utf8(Some(p)) | ScalarValue::LargeUtf8(Some(p)) | ScalarValue::Utf8View(Some(p)), _)] => p.clone(),
+            _ => return plan_err!("read_pcap takes one file name as a string: read_pcap('capture.pcap')"),
+        };
+        Ok(Arc::new(LiveTable(PcapFile { path: PathBuf::from(path) })))
+    }
+}
+
+#[derive(Debug)]
+struct PcapFile {
+    path: PathBuf,
+}
+
+impl LiveSource for PcapFile {
+    fn columns(&self) -> &'static [ColumnDef] {
+        Col::DEFS
+    }
+
+    fn partition(&self, projection: Option<&Vec<usize>>, _filters: &[datafusion::prelude::Expr], limit: Option<usize>) -> LivePartition {
+        let path = self.path.clone();
+        let projection = projection.cloned();
+        let label = format!("read_pcap: {}", crate::notice::escape_controls(&path.display().to_string()));
+        LivePartition::projected(Col::DEFS, projection.clone().as_deref(), label, move |sink| {
+            let mut file = CaptureFile::open(&path)?;
+            let rows = RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS);
+            let mut out = Emitter::new(rows, sink, limit);
+            let mut frame = 0u64;
+            while !out.done() {
+                frame += 1;
+                match file.next(|raw| append(&mut out.rows, frame, raw)) {
+                    None => break,
+                    Some(r) => r?,
+                }
+                if out.end_row()?.is_break() {
+                    break;
+                }
+            }
+            out.finish()
+        })
+    }
+}
