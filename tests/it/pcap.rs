@@ -36,11 +36,11 @@ impl Capture {
         Capture { child }
     }
 
-    /// Stop once `file` holds `n` packets (as tcpdump -r counts them).
-    fn stop_at(mut self, file: &std::path::Path, n: usize) {
+    /// Stop once tcpdump -r shows `last` in `file`: the traffic's last packet.
+    fn stop_after(mut self, file: &std::path::Path, last: &str) {
         eventually(WAIT, || {
             let o = Command::new("tcpdump").args(["-nn", "-r", file.to_str().unwrap()]).stderr(Stdio::null()).output().unwrap();
-            (String::from_utf8_lossy(&o.stdout).lines().count() >= n).then_some(())
+            String::from_utf8_lossy(&o.stdout).contains(last).then_some(())
         });
         // SIGINT: tcpdump flushes and closes the file.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
@@ -56,6 +56,7 @@ fn tshark_rows(file: &str) -> Vec<Value> {
         "tcp.srcport", "udp.srcport", "tcp.dstport", "udp.dstport", "tcp.flags", "tcp.seq_raw", "tcp.ack_raw",
         "tcp.window_size_value", "tcp.len", "udp.length", "tcp.options.mss_val", "tcp.options.wscale.shift",
         "tcp.options.timestamp.tsval", "tcp.options.timestamp.tsecr", "icmp.type", "icmpv6.type", "frame.time_epoch",
+        "tcp.seq", "tcp.ack", "tcp.window_size", "tcp.analysis.initial_rtt",
     ];
     let mut args = vec!["-r", file, "-T", "fields", "-E", "separator=|", "-E", "occurrence=f"];
     for f in &fields {
@@ -77,7 +78,12 @@ fn tshark_rows(file: &str) -> Vec<Value> {
                 "src_addr": text(or(f[3], f[4])), "dst_addr": text(or(f[5], f[6])), "ttl": num(&or(f[7], f[8])),
                 "src_port": num(&or(f[9], f[10])), "dst_port": num(&or(f[11], f[12])),
                 "tcp_flags": flags, "seq": num(f[14]), "ack_seq": if flags.as_u64().is_some_and(|x| x & 0x10 != 0) { num(f[15]) } else { Value::Null },
-                "window": num(f[16]),
+                "window_raw": num(f[16]),
+                "rel_seq": num(f[26]),
+                "rel_ack": if flags.as_u64().is_some_and(|x| x & 0x10 != 0) { num(f[27]) } else { Value::Null },
+                "window": num(f[28]),
+                // seconds with nanoseconds, as ms
+                "handshake_rtt_ms": if f[29].is_empty() { Value::Null } else { json!(f[29].parse::<f64>().unwrap() * 1000.0) },
                 "payload_length": if f[17].is_empty() { udp_len.as_u64().map_or(Value::Null, |l| json!(l - 8)) } else { num(f[17]) },
                 "mss": num(f[19]), "wscale": num(f[20]), "ts_val": num(f[21]), "ts_ecr": num(f[22]),
                 "icmp_type": num(&or(f[23], f[24])),
@@ -88,7 +94,7 @@ fn tshark_rows(file: &str) -> Vec<Value> {
 }
 
 const COLUMNS: &str = "frame, length, captured_length, src_addr, dst_addr, ttl, src_port, dst_port, \
-    syn, ack, fin, rst, psh, urg, ece, cwr, flags, seq, ack_seq, window, payload_length, mss, wscale, ts_val, ts_ecr, icmp_type, \
+    syn, ack, fin, rst, psh, urg, ece, cwr, flags, seq, ack_seq, rel_seq, rel_ack, window, window_raw, handshake_rtt_ms, zero_window, payload_length, mss, wscale, ts_val, ts_ecr, icmp_type, \
     CAST(ts AS BIGINT) AS ts_ns";
 
 fn ours(file: &str) -> Vec<Value> {
@@ -99,8 +105,9 @@ fn ours(file: &str) -> Vec<Value> {
 
 /// Make the traffic: a TCP exchange over IPv4 and one over IPv6 (handshake,
 /// data both ways, FIN), a UDP datagram, and one ping.
-fn traffic(ns: &Netns) {
-    ns.enter(|| {
+fn traffic(ns: &Netns, pcap: &std::path::Path) {
+    let pcap = pcap.to_path_buf();
+    ns.enter(move || {
         for addr in ["127.0.0.1:8080", "[::1]:8081"] {
             let l = std::net::TcpListener::bind(addr).unwrap();
             let mut c = std::net::TcpStream::connect(addr).unwrap();
@@ -112,6 +119,37 @@ fn traffic(ns: &Netns) {
             c.read_exact(&mut buf[..2]).unwrap();
             drop(c);
             assert_eq!(s.read(&mut buf).unwrap(), 0);
+        }
+        // A reader that stops reading: a small receive buffer fills, and it
+        // advertises a zero window.
+        {
+            let l = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            l.set_recv_buffer_size(4096).unwrap();
+            l.bind(&"127.0.0.1:8082".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+            l.listen(1).unwrap();
+            let c = std::net::TcpStream::connect("127.0.0.1:8082").unwrap();
+            let (_s, _) = l.accept().unwrap();
+            c.set_nonblocking(true).unwrap();
+            let mut c = c;
+            let chunk = [7u8; 4096];
+            // Write until the kernel takes no more: the peer's window is 0.
+            let mut stuck = 0;
+            while stuck < 3 {
+                match c.write(&chunk) {
+                    Ok(_) => stuck = 0,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        stuck += 1;
+                        std::thread::yield_now();
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            // The zero window goes out with the receiver's (delayed) ACK:
+            // hold both ends until the capture shows it.
+            eventually(WAIT, || {
+                let o = Command::new("tcpdump").args(["-nn", "-r", pcap.to_str().unwrap(), "port", "8082"]).stderr(Stdio::null()).output().unwrap();
+                String::from_utf8_lossy(&o.stdout).contains(", win 0,").then_some(())
+            });
         }
         // A receiver, so no ICMP port-unreachable quotes the datagram back.
         let r = std::net::UdpSocket::bind("127.0.0.1:5353").unwrap();
@@ -131,18 +169,26 @@ fn read_pcap_equals_tshark_and_tcpdump_packet_by_packet() {
     std::fs::create_dir_all(&dir).unwrap();
     let pcap = dir.join("lo.pcap");
     let cap = Capture::start(&ns, &pcap);
-    traffic(&ns);
-    // Two TCP exchanges of at least 8 segments, a datagram, an echo and
-    // its reply.
-    cap.stop_at(&pcap, 2 * 8 + 1 + 2);
+    traffic(&ns, &pcap);
+    // The ping is the last of the traffic.
+    cap.stop_after(&pcap, "ICMP echo reply");
     let file = pcap.to_str().unwrap();
     let rows = ours(file);
     let tshark = tshark_rows(file);
     assert_eq!(rows.len(), tshark.len());
     assert!(rows.len() >= 20, "{rows:?}");
     for (o, t) in rows.iter().zip(&tshark) {
-        for c in ["frame", "length", "captured_length", "src_addr", "dst_addr", "ttl", "src_port", "dst_port", "seq", "ack_seq", "window", "payload_length", "mss", "wscale", "ts_val", "ts_ecr", "icmp_type"] {
+        for c in ["frame", "length", "captured_length", "src_addr", "dst_addr", "ttl", "src_port", "dst_port", "seq", "ack_seq", "rel_seq", "rel_ack", "window", "window_raw", "payload_length", "mss", "wscale", "ts_val", "ts_ecr", "icmp_type"] {
             assert_eq!(o[c], t[c], "frame {} column {c}: ours {o}\ntshark {t}", o["frame"]);
+        }
+        // The handshake's round trip: where tshark shows it, the same; ours
+        // is on every packet after the handshake, tshark's on most.
+        if let Some(b) = t["handshake_rtt_ms"].as_f64() {
+            let a = o["handshake_rtt_ms"].as_f64().unwrap_or_else(|| panic!("frame {}: tshark has {b}", o["frame"]));
+            assert!((a - b).abs() < 1e-6, "frame {}: {a} vs {b}", o["frame"]);
+        }
+        if o["flags"] == json!("S") || o["flags"] == json!("S.") {
+            assert!(o["handshake_rtt_ms"].is_null(), "{o}");
         }
         // The flag booleans are the bits tshark shows.
         if let Some(bits) = t["tcp_flags"].as_u64() {
@@ -157,6 +203,12 @@ fn read_pcap_equals_tshark_and_tcpdump_packet_by_packet() {
         let ns_t: i64 = secs.parse::<i64>().unwrap() * 1_000_000_000 + micros[..6].parse::<i64>().unwrap() * 1000;
         assert_eq!(o["ts_ns"], json!(ns_t), "frame {}", o["frame"]);
     }
+    // Zero-window advertisements: the frames tshark's analysis marks.
+    let o = Command::new("tshark").args(["-r", file, "-Y", "tcp.analysis.zero_window", "-T", "fields", "-e", "frame.number"]).output().unwrap();
+    let tshark_zero: Vec<u64> = String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().parse().unwrap()).collect();
+    let our_zero: Vec<u64> = rows.iter().filter(|r| r["zero_window"] == json!(true)).map(|r| r["frame"].as_u64().unwrap()).collect();
+    assert_eq!(our_zero, tshark_zero);
+    assert!(!our_zero.is_empty(), "the stalled reader advertised a zero window");
     // tcpdump's own flag text, for every TCP packet, in order.
     let o = Command::new("tcpdump").args(["-nn", "-r", file]).stderr(Stdio::null()).output().unwrap();
     let from_tcpdump: Vec<String> = String::from_utf8_lossy(&o.stdout)
@@ -165,7 +217,7 @@ fn read_pcap_equals_tshark_and_tcpdump_packet_by_packet() {
         .collect();
     let from_us: Vec<String> = rows.iter().filter_map(|r| r["flags"].as_str().map(str::to_string)).collect();
     assert_eq!(from_us, from_tcpdump);
-    assert!(from_us.iter().filter(|f| *f == "S").count() == 2 && from_us.contains(&"S.".to_string()) && from_us.contains(&"P.".to_string()), "{from_us:?}");
+    assert!(from_us.iter().filter(|f| *f == "S").count() == 3 && from_us.contains(&"S.".to_string()) && from_us.contains(&"P.".to_string()), "{from_us:?}");
     // What the test made is there: both handshakes, the datagram, the ping.
     let count = |sql: &str| -> i64 {
         let (out, err, ok) = run(&["--format", "csv", "--no-header", &format!("SELECT count(*) FROM read_pcap('{file}') WHERE {sql}")]);

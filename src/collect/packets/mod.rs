@@ -3,6 +3,7 @@
 
 pub mod decode;
 pub mod file;
+pub mod flows;
 
 /// Which way a packet went, where the capture says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,6 +5,7 @@ pub mod read_pcap;
 
 use crate::collect::packets::decode::{self, Decoded};
 use crate::collect::packets::file::RawPacket;
+use crate::collect::packets::flows::Flows;
 use crate::table_columns;
 use crate::tables::columns::RowBuilder;
 
@@ -37,7 +38,12 @@ table_columns!(Col {
     Cwr: "cwr", Bool, true, "TCP CWR (congestion window reduced)";
     Seq: "seq", U32, true, "TCP sequence number (absolute)";
     AckSeq: "ack_seq", U32, true, "TCP acknowledgement number (absolute); null without ACK";
-    Window: "window", U16, true, "TCP window field as sent (before window scaling)";
+    RelSeq: "rel_seq", U32, true, "Sequence number relative to the sender's SYN (or, seen mid-stream, to one before its first), as tshark tcp.seq";
+    RelAck: "rel_ack", U32, true, "Acknowledgement number relative to the peer's SYN, as tshark tcp.ack; null without ACK";
+    Window: "window", U32, true, "Receive window in bytes: the field scaled by the shift its sender announced, when both SYNs were seen (tshark tcp.window_size)";
+    WindowRaw: "window_raw", U16, true, "TCP window field as sent, before scaling";
+    HandshakeRttMs: "handshake_rtt_ms", F64, true, "SYN to the ACK of the SYN/ACK, ms (tshark tcp.analysis.initial_rtt), on that ACK and every later packet of the connection";
+    ZeroWindow: "zero_window", Bool, true, "A window of 0 advertised (not on SYN, FIN, RST): the receiver is not reading (tshark tcp.analysis.zero_window)";
     PayloadLength: "payload_length", U32, true, "Transport payload bytes, as the headers declare them (tcpdump length)";
     Mss: "mss", U16, true, "TCP MSS option";
     Wscale: "wscale", U8, true, "TCP window scale option";
@@ -49,10 +55,15 @@ table_columns!(Col {
     IcmpCode: "icmp_code", U8, true, "ICMP or ICMPv6 code";
 });
 
-/// One packet's row.
-pub fn append(r: &mut RowBuilder, frame: u64, raw: &RawPacket<'_>) {
+/// One packet's row; `flows` follows TCP connections across rows.
+pub fn append(r: &mut RowBuilder, flows: &mut Flows, frame: u64, raw: &RawPacket<'_>) {
     use Col::*;
     let d: Decoded = decode::decode(raw.linktype, raw.data);
+    let analysis = match (&d.tcp, d.src_addr, d.dst_addr, d.src_port, d.dst_port) {
+        (Some(t), Some(sa), Some(da), Some(sp), Some(dp)) => Some(flows.track(raw.ts_ns, (sa, sp), (da, dp), t)),
+        _ => None,
+    };
+    let a = analysis.as_ref();
     r.u64(Frame as usize, Some(frame));
     r.timestamp_ns(Ts as usize, Some(raw.ts_ns));
     r.str(Interface as usize, raw.interface);
@@ -90,7 +101,12 @@ pub fn append(r: &mut RowBuilder, frame: u64, raw: &RawPacket<'_>) {
     r.u32(Seq as usize, t.map(|t| t.seq));
     // As tcpdump and tshark: no acknowledgement number without ACK.
     r.u32(AckSeq as usize, t.filter(|t| t.flags & decode::ACK != 0).map(|t| t.ack_seq));
-    r.u16(Window as usize, t.map(|t| t.window));
+    r.u32(RelSeq as usize, a.map(|a| a.rel_seq));
+    r.u32(RelAck as usize, a.and_then(|a| a.rel_ack));
+    r.u32(Window as usize, a.map(|a| a.window));
+    r.u16(WindowRaw as usize, t.map(|t| t.window));
+    r.f64(HandshakeRttMs as usize, a.and_then(|a| a.handshake_rtt_ms));
+    r.bool(ZeroWindow as usize, a.map(|a| a.zero_window));
     r.u32(PayloadLength as usize, d.payload_length);
     r.u16(Mss as usize, t.and_then(|t| t.mss));
     r.u8(Wscale as usize, t.and_then(|t| t.wscale));

@@ -13,6 +13,7 @@ use datafusion::logical_expr::Expr;
 
 use super::{append, Col};
 use crate::collect::packets::file::CaptureFile;
+use crate::collect::packets::flows::Flows;
 use crate::tables::columns::{ColumnDef, RowBuilder};
 use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
 use crate::tables::live_table::{LiveSource, LiveTable};
@@ -51,10 +52,11 @@ impl LiveSource for PcapFile {
             let mut file = CaptureFile::open(&path)?;
             let rows = RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS);
             let mut out = Emitter::new(rows, sink, limit);
+            let mut flows = Flows::default();
             let mut frame = 0u64;
             while !out.done() {
                 frame += 1;
-                match file.next(|raw| append(&mut out.rows, frame, raw)) {
+                match file.next(|raw| append(&mut out.rows, &mut flows, frame, raw)) {
                     None => break,
                     Some(r) => r?,
                 }
