@@ -51,15 +51,19 @@ pub struct Analysis {
     pub zero_window: bool,
 }
 
+/// An address and port.
+type Endpoint = (IpAddr, u16);
+
 #[derive(Debug, Default)]
 pub struct Flows {
-    flows: HashMap<((IpAddr, u16), (IpAddr, u16)), Flow>,
+    /// By (lower endpoint, higher endpoint).
+    flows: HashMap<(Endpoint, Endpoint), Flow>,
     packets: u64,
 }
 
 impl Flows {
     /// Follow one TCP packet from `src` to `dst`, captured at `ts_ns`.
-    pub fn track(&mut self, ts_ns: i64, src: (IpAddr, u16), dst: (IpAddr, u16), t: &Tcp) -> Analysis {
+    pub fn track(&mut self, ts_ns: i64, src: Endpoint, dst: Endpoint, t: &Tcp) -> Analysis {
         self.packets += 1;
         if self.flows.len() >= MAX_FLOWS {
             self.forget_oldest_half();
