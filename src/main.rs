@@ -7,7 +7,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(16 << 20).build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("sockql: error: cannot start the async runtime: {e}");
+            sockql::stderrln!("sockql: error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -18,7 +18,7 @@ fn main() -> ExitCode {
             if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("sockql: error: {}", sockql::cli::error_line(&e));
+            sockql::stderrln!("sockql: error: {}", sockql::cli::error_line(&e));
             ExitCode::FAILURE
         }
     }

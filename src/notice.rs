@@ -5,6 +5,29 @@
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
 
+/// `eprintln!` that does not panic when stderr is closed (`sockql record
+/// ... 2>&1 | head -1`): std's macro panics on a failed write, and a lost
+/// diagnostic is better than a crash. Every line sockql writes to stderr
+/// goes through this or [`stderr!`].
+#[macro_export]
+macro_rules! stderrln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+/// `eprint!` that does not panic when stderr is closed; flushed.
+#[macro_export]
+macro_rules! stderr {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut e = std::io::stderr().lock();
+        let _ = write!(e, $($arg)*);
+        let _ = e.flush();
+    }};
+}
+
 fn seen() -> &'static Mutex<HashSet<String>> {
     static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
     SEEN.get_or_init(Default::default)
@@ -14,7 +37,7 @@ fn seen() -> &'static Mutex<HashSet<String>> {
 pub fn once(key: &str, kind: &str, message: impl std::fmt::Display) {
     let first = seen().lock().map(|mut s| s.insert(key.to_string())).unwrap_or(true);
     if first {
-        eprintln!("sockql: {kind}: {}", escape_controls(&message.to_string()));
+        crate::stderrln!("sockql: {kind}: {}", escape_controls(&message.to_string()));
     }
 }
 

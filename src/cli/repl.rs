@@ -121,7 +121,7 @@ impl<'a> Repl<'a> {
                     glue = "\n";
                     if pending.len() > crate::query::statements::MAX_SQL_BYTES {
                         pending.clear();
-                        eprintln!("sockql: error: statement too large (at most {} KiB); dropped", crate::query::statements::MAX_SQL_BYTES / 1024);
+                        crate::stderrln!("sockql: error: statement too large (at most {} KiB); dropped", crate::query::statements::MAX_SQL_BYTES / 1024);
                         continue;
                     }
                     if !super::complete::is_complete(&pending) {
@@ -141,7 +141,7 @@ impl<'a> Repl<'a> {
                     match self.handle(&line).await {
                         Ok(Flow::Quit) => break,
                         Ok(Flow::Continue) => {}
-                        Err(e) => eprintln!("sockql: error: {}", error_line(&e)),
+                        Err(e) => crate::stderrln!("sockql: error: {}", error_line(&e)),
                     }
                     // A statement may have made a snapshot or view: complete its columns too.
                     rl.set_helper(Some(self.helper().await));
@@ -243,7 +243,7 @@ impl<'a> Repl<'a> {
         tokio::select! {
             r = self.runner.run_into(src, &mut sink) => r?,
             _ = tokio::signal::ctrl_c() => {
-                eprintln!("query cancelled");
+                crate::stderrln!("query cancelled");
                 return Ok(());
             }
         };

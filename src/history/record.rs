@@ -4,7 +4,7 @@
 //! local store writes a temporary file and renames it), so a crash or
 //! Ctrl-C never leaves a torn file where readers look.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -93,7 +93,7 @@ impl Recorder<'_> {
         let result = self.sample_loop().await;
         // An error starts on a line of its own, not after the progress line.
         if result.is_err() && PROGRESS_OPEN.swap(false, Ordering::Relaxed) {
-            eprintln!();
+            crate::stderrln!();
         }
         result
     }
@@ -108,11 +108,10 @@ impl Recorder<'_> {
             if done { " (done)" } else { "" }
         );
         if std::io::stderr().is_terminal() {
-            eprint!("\r{line}{}", if done { "\n" } else { "" });
-            let _ = std::io::stderr().flush();
+            crate::stderr!("\r{line}{}", if done { "\n" } else { "" });
             PROGRESS_OPEN.store(!done, Ordering::Relaxed);
         } else {
-            eprintln!("{line}");
+            crate::stderrln!("{line}");
         }
     }
 

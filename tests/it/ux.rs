@@ -191,3 +191,23 @@ fn timestamps_carry_their_zone_in_every_format() {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     assert!(started <= now && now - started < 3600, "{t}");
 }
+
+/// record's progress piped into `head -1`: stderr closes after one line,
+/// and sockql goes on recording and ends with 0, not a panic.
+#[test]
+fn record_outlives_a_closed_stderr() {
+    let dir = std::env::temp_dir().join(format!("sockql-ux-closed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let script = format!(
+        "'{}' record --out '{}' --tables sockstat --samples 4 --every 100ms 2>&1 | head -1; echo \"status=${{PIPESTATUS[0]}}\"",
+        bin(),
+        dir.display()
+    );
+    let o = Command::new("bash").args(["-c", &script]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("sockql record: 1 samples,") && out.contains("\nstatus=0\n"), "{out}");
+    let day = std::fs::read_dir(dir.join("sockstat")).unwrap().next().unwrap().unwrap().path();
+    let files = std::fs::read_dir(std::fs::read_dir(day).unwrap().next().unwrap().unwrap().path()).unwrap().count();
+    assert_eq!(files, 4, "every sample written");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

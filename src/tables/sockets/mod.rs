@@ -187,7 +187,7 @@ impl SocketsTable {
         for lit in literals {
             let Some(hint) = address_hint(column, lit) else { continue };
             if self.warned.lock().map(|mut w| w.insert(format!("{column}={lit}"))).unwrap_or(false) {
-                eprintln!("sockql: warning: '{}' is not an address, so it matches no row; {hint}", crate::notice::escape_controls(lit));
+                crate::stderrln!("sockql: warning: '{}' is not an address, so it matches no row; {hint}", crate::notice::escape_controls(lit));
             }
         }
     }
@@ -205,7 +205,7 @@ impl SocketsTable {
                     }
                     _ => String::new(),
                 };
-                eprintln!(
+                crate::stderrln!(
                     "sockql: warning: '{name}' is not a socket state{hint}, so it matches no row; states are: {}",
                     tcp_state::ALL.join(", ")
                 );
