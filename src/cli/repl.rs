@@ -94,7 +94,7 @@ impl<'a> Repl<'a> {
         if let Some(h) = &history {
             let _ = rl.load_history(h);
         }
-        println!("sockql {}: SQL over this host's sockets. \\? for help, \\q to quit.", env!("CARGO_PKG_VERSION"));
+        let _ = writeln!(std::io::stdout(), "sockql {}: SQL over this host's sockets. \\? for help, \\q to quit.", env!("CARGO_PKG_VERSION"));
         // A statement is gathered line by line until it is complete (ends
         // with ';'), under a continuation prompt: each line is edited on
         // its own, so a paste costs time linear in its lines.
@@ -248,7 +248,7 @@ impl<'a> Repl<'a> {
             }
         };
         if self.timing {
-            println!("Time: {:.3} s", start.elapsed().as_secs_f64());
+            let _ = writeln!(std::io::stdout(), "Time: {:.3} s", start.elapsed().as_secs_f64());
         }
         Ok(())
     }
