@@ -129,6 +129,11 @@ pub struct SourceArgs {
     #[arg(long, global = true)]
     pub no_netlink: bool,
 
+    /// How long a query of the live `packets` table captures (10s if not
+    /// given); a LIMIT or Ctrl-C ends it sooner.
+    #[arg(long, value_name = "DURATION", global = true, value_parser = parse_for)]
+    pub capture_for: Option<Duration>,
+
     /// Cover every network namespace on the host (containers, ip netns),
     /// not only the current one; rows carry netns and netns_name.
     #[arg(long, global = true)]

@@ -98,7 +98,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let opts = OutputOptions { header: !args.output.no_header, escape, fit, terminal, ..OutputOptions::new(args.output.format) }
         .with_memory_limit(args.memory_limit);
-    let source = SourceOptions { no_netlink: args.source.no_netlink, all_netns: std::sync::Arc::new(args.source.all_netns.into()) };
+    let source = SourceOptions {
+        no_netlink: args.source.no_netlink,
+        all_netns: std::sync::Arc::new(args.source.all_netns.into()),
+        capture_for: args.source.capture_for,
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if let Some(Command::Run { name: None, .. }) = &args.command {

@@ -22,16 +22,19 @@ pub enum Error {
     // error made each of a million sockets cost measurably more.
     #[error("cannot read {0}: {1}")]
     Proc(Box<str>, #[source] std::io::Error),
-    /// `PATH: what is wrong with its text`.
+    /// `PATH: what is wrong with its text` (/proc files, capture files).
     #[error("{0}")]
     ProcFormat(String),
+    /// A live capture's socket call failed.
+    #[error("packet capture: {0}: {1}")]
+    Capture(Box<str>, #[source] std::io::Error),
 }
 
 impl Error {
     /// The errno behind the error, if the kernel or a system call gave one.
     pub fn errno(&self) -> Option<i32> {
         match self {
-            Error::Open(e) | Error::Io(e) | Error::Proc(_, e) => e.raw_os_error(),
+            Error::Open(e) | Error::Io(e) | Error::Proc(_, e) | Error::Capture(_, e) => e.raw_os_error(),
             Error::Kernel { errno } => Some(*errno),
             _ => None,
         }

@@ -40,6 +40,8 @@ pub struct SourceOptions {
     /// Cover every network namespace, not just our own. Shared, so the
     /// shell's `\netns all` changes what already registered tables read.
     pub all_netns: Arc<AtomicBool>,
+    /// How long a live packet capture runs (`--capture-for`).
+    pub capture_for: Option<std::time::Duration>,
 }
 
 impl SourceOptions {
@@ -104,6 +106,12 @@ pub const TABLES: &[Entry] = &[
                 options: o.clone(),
             }))
         },
+    },
+    Entry {
+        name: packets::capture::NAME,
+        about: packets::capture::ABOUT,
+        defs: packets::Col::DEFS,
+        make: |o| Arc::new(LiveTable(packets::capture::PacketsTable::new(o.clone()))),
     },
     Entry {
         name: unix_sockets::NAME,

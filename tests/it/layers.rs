@@ -5,13 +5,14 @@
 use std::path::Path;
 
 /// Each layer (a folder or file under src/) and what it may import.
+/// `stderrln`/`stderr` are notice.rs's macros (exported at the crate root).
 const LAYERS: &[(&str, &[&str])] = &[
-    ("notice", &[]),
-    ("collect", &["collect", "notice"]),
-    ("tables", &["tables", "collect", "notice", "table_columns"]),
-    ("query", &["query", "tables", "collect", "notice"]),
-    ("history", &["history", "query", "tables", "collect", "notice"]),
-    ("cli", &["cli", "history", "query", "tables", "collect", "notice"]),
+    ("notice", &["stderrln", "stderr"]),
+    ("collect", &["collect", "notice", "stderrln", "stderr"]),
+    ("tables", &["tables", "collect", "notice", "table_columns", "stderrln", "stderr"]),
+    ("query", &["query", "tables", "collect", "notice", "stderrln", "stderr"]),
+    ("history", &["history", "query", "tables", "collect", "notice", "stderrln", "stderr"]),
+    ("cli", &["cli", "history", "query", "tables", "collect", "notice", "stderrln", "stderr"]),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {

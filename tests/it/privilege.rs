@@ -27,3 +27,19 @@ fn unprivileged_user_sees_sockets_but_not_root_owners() {
     assert!(notes[0].starts_with("sockql: note: not running as root:") && notes[0].contains("pid and process are null"), "{err}");
     drop(l);
 }
+
+/// Capturing packets without CAP_NET_RAW: one error line that says so.
+#[test]
+fn capturing_without_cap_net_raw_says_so_in_one_line() {
+    require_root();
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(bin())
+        .args(["--capture-for", "1s", "SELECT count(*) FROM packets"])
+        .output()
+        .unwrap();
+    let (out, err, ok) = output_of(o);
+    assert!(!ok && out.is_empty(), "{out}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("sockql: error: ") && err.contains("capturing needs CAP_NET_RAW"), "{err}");
+}

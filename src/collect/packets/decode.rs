@@ -135,7 +135,21 @@ pub fn decode(linktype: u32, data: &[u8]) -> Decoded {
         LINKTYPE_NULL => data.get(4..).and_then(|rest| LaxSlicedPacket::from_ip(rest).ok()),
         _ => None,
     };
-    let Some(p) = sliced else { return d };
+    match sliced {
+        Some(p) => fill(d, &p),
+        None => d,
+    }
+}
+
+/// Decode what a cooked capture hands over: the network header on, with
+/// its EtherType beside it.
+pub fn decode_network(ether_type: u16, data: &[u8]) -> Decoded {
+    let d = Decoded { ether_type: Some(ether_type), ..Decoded::default() };
+    fill(d, &LaxSlicedPacket::from_ether_type(EtherType(ether_type), data))
+}
+
+/// The network and transport fields of a sliced packet.
+fn fill(mut d: Decoded, p: &LaxSlicedPacket<'_>) -> Decoded {
     if let Some(etherparse::LinkSlice::Ethernet2(e)) = &p.link {
         d.ether_type = Some(e.ether_type().0);
     }

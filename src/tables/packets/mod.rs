@@ -1,11 +1,13 @@
-//! Packet rows: the columns every packet source shares (`read_pcap` now),
-//! filled from one decoded packet. See [`read_pcap`] for the file source.
+//! Packet rows: the columns every packet source shares, filled from one
+//! decoded packet. Sources: [`capture`] (the live `packets` table) and
+//! [`read_pcap`] (capture files).
 
+pub mod capture;
 pub mod read_pcap;
 
 use crate::collect::packets::decode::{self, Decoded};
-use crate::collect::packets::file::RawPacket;
 use crate::collect::packets::flows::Flows;
+use crate::collect::packets::Direction;
 use crate::table_columns;
 use crate::tables::columns::RowBuilder;
 
@@ -55,22 +57,31 @@ table_columns!(Col {
     IcmpCode: "icmp_code", U8, true, "ICMP or ICMPv6 code";
 });
 
+/// What the source knows of a packet besides its bytes.
+pub struct Meta<'a> {
+    pub ts_ns: i64,
+    pub interface: Option<&'a str>,
+    pub ifindex: Option<u32>,
+    pub direction: Option<Direction>,
+    pub length: u32,
+    pub captured_length: u32,
+}
+
 /// One packet's row; `flows` follows TCP connections across rows.
-pub fn append(r: &mut RowBuilder, flows: &mut Flows, frame: u64, raw: &RawPacket<'_>) {
+pub fn append(r: &mut RowBuilder, flows: &mut Flows, frame: u64, m: &Meta<'_>, d: &Decoded) {
     use Col::*;
-    let d: Decoded = decode::decode(raw.linktype, raw.data);
     let analysis = match (&d.tcp, d.src_addr, d.dst_addr, d.src_port, d.dst_port) {
-        (Some(t), Some(sa), Some(da), Some(sp), Some(dp)) => Some(flows.track(raw.ts_ns, (sa, sp), (da, dp), t)),
+        (Some(t), Some(sa), Some(da), Some(sp), Some(dp)) => Some(flows.track(m.ts_ns, (sa, sp), (da, dp), t)),
         _ => None,
     };
     let a = analysis.as_ref();
     r.u64(Frame as usize, Some(frame));
-    r.timestamp_ns(Ts as usize, Some(raw.ts_ns));
-    r.str(Interface as usize, raw.interface);
-    r.u32(Ifindex as usize, d.ifindex);
-    r.str(Direction as usize, raw.direction.or(d.direction).map(|d| d.name()));
-    r.u32(Length as usize, Some(raw.length));
-    r.u32(CapturedLength as usize, Some(raw.data.len() as u32));
+    r.timestamp_ns(Ts as usize, Some(m.ts_ns));
+    r.str(Interface as usize, m.interface);
+    r.u32(Ifindex as usize, m.ifindex);
+    r.str(Col::Direction as usize, m.direction.map(|d| d.name()));
+    r.u32(Length as usize, Some(m.length));
+    r.u32(CapturedLength as usize, Some(m.captured_length));
     r.u16(EtherType as usize, d.ether_type);
     match d.src_addr {
         Some(a) => r.display(SrcAddr as usize, &a),

@@ -11,7 +11,8 @@ use datafusion::catalog::{TableFunctionImpl, TableProvider};
 use datafusion::common::{plan_err, Result, ScalarValue};
 use datafusion::logical_expr::Expr;
 
-use super::{append, Col};
+use super::{append, Col, Meta};
+use crate::collect::packets::decode;
 use crate::collect::packets::file::CaptureFile;
 use crate::collect::packets::flows::Flows;
 use crate::tables::columns::{ColumnDef, RowBuilder};
@@ -56,7 +57,19 @@ impl LiveSource for PcapFile {
             let mut frame = 0u64;
             while !out.done() {
                 frame += 1;
-                match file.next(|raw| append(&mut out.rows, &mut flows, frame, raw)) {
+                let row = file.next(|raw| {
+                    let d = decode::decode(raw.linktype, raw.data);
+                    let meta = Meta {
+                        ts_ns: raw.ts_ns,
+                        interface: raw.interface,
+                        ifindex: d.ifindex,
+                        direction: raw.direction.or(d.direction),
+                        length: raw.length,
+                        captured_length: raw.data.len() as u32,
+                    };
+                    append(&mut out.rows, &mut flows, frame, &meta, &d)
+                });
+                match row {
                     None => break,
                     Some(r) => r?,
                 }

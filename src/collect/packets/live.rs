@@ -1,0 +1,130 @@
+//! Live capture through an AF_PACKET socket, the kernel interface tcpdump
+//! uses: cooked (SOCK_DGRAM), so every interface's packets start at the
+//! network header whatever its link layer, with the EtherType, direction
+//! and interface index in the address the kernel fills. A capture is read
+//! in short waits so the caller can end it on time, on a row limit, or
+//! when the query is dropped.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use super::Direction;
+use crate::collect::Error;
+
+/// One packet as the kernel handed it over.
+#[derive(Debug)]
+pub struct Captured<'a> {
+    /// Nanoseconds since the epoch, UTC, when it was read.
+    pub ts_ns: i64,
+    pub ether_type: u16,
+    pub direction: Direction,
+    pub ifindex: u32,
+    /// Its length on the wire (network layer on).
+    pub length: u32,
+    /// The bytes kept (at most the snap length).
+    pub data: &'a [u8],
+}
+
+/// How much of each packet is kept: headers, not payload.
+pub const SNAP_LEN: usize = 256;
+
+/// An open capture socket.
+pub struct LiveCapture {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+}
+
+fn last_os_error(what: &str) -> Error {
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EPERM) {
+        return Error::Capture(format!("{what}: capturing needs CAP_NET_RAW (run as root)").into(), e);
+    }
+    Error::Capture(what.into(), e)
+}
+
+impl LiveCapture {
+    /// Capture on `ifindex` (0: every interface) of the calling thread's
+    /// network namespace.
+    pub fn open(ifindex: u32) -> Result<Self, Error> {
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: socket(2) with constant arguments; the fd is owned below.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, proto as i32) };
+        if fd < 0 {
+            return Err(last_os_error("AF_PACKET socket"));
+        }
+        // SAFETY: fd is a new descriptor nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: a zeroed sockaddr_ll is valid; bind(2) reads it.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto;
+        sll.sll_ifindex = ifindex as i32;
+        let r = unsafe {
+            libc::bind(fd.as_raw_fd(), &sll as *const libc::sockaddr_ll as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_ll>() as u32)
+        };
+        if r != 0 {
+            return Err(last_os_error("bind AF_PACKET socket"));
+        }
+        // Reads wait at most this long, so a deadline or a dropped query
+        // is noticed within it.
+        let tv = libc::timeval { tv_sec: 0, tv_usec: 100_000 };
+        let r = unsafe {
+            libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv as *const libc::timeval as *const libc::c_void, std::mem::size_of::<libc::timeval>() as u32)
+        };
+        if r != 0 {
+            return Err(last_os_error("SO_RCVTIMEO"));
+        }
+        Ok(LiveCapture { fd, buf: vec![0; SNAP_LEN] })
+    }
+
+    /// The next packet, or None when the wait ran out without one.
+    pub fn next_packet(&mut self) -> Result<Option<Captured<'_>>, Error> {
+        // SAFETY: a zeroed sockaddr_ll is valid for recvfrom to fill.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // MSG_TRUNC: the return is the packet's full length even when only
+        // SNAP_LEN bytes were copied.
+        let n = unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                self.buf.as_mut_ptr() as *mut libc::c_void,
+                self.buf.len(),
+                libc::MSG_TRUNC,
+                &mut sll as *mut libc::sockaddr_ll as *mut libc::sockaddr,
+                &mut len,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(None),
+                _ => Err(Error::Capture("AF_PACKET recvfrom".into(), e)),
+            };
+        }
+        let ts_ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+        let kept = (n as usize).min(self.buf.len());
+        Ok(Some(Captured {
+            ts_ns,
+            ether_type: u16::from_be(sll.sll_protocol),
+            direction: if sll.sll_pkttype == libc::PACKET_OUTGOING { Direction::Out } else { Direction::In },
+            ifindex: sll.sll_ifindex as u32,
+            length: n as u32,
+            data: &self.buf[..kept],
+        }))
+    }
+
+    /// (packets the kernel passed to the socket, packets it dropped for
+    /// want of buffer) since the last call: PACKET_STATISTICS.
+    pub fn statistics(&self) -> Option<(u32, u32)> {
+        // SAFETY: getsockopt fills a tpacket_stats we own.
+        let mut st: libc::tpacket_stats = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        let r = unsafe {
+            libc::getsockopt(self.fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_STATISTICS, &mut st as *mut libc::tpacket_stats as *mut libc::c_void, &mut len)
+        };
+        (r == 0).then_some((st.tp_packets, st.tp_drops))
+    }
+}
+
+/// The default bound of a live capture when the operator gives none.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
