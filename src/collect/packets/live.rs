@@ -44,8 +44,9 @@ fn last_os_error(what: &str) -> Error {
 
 impl LiveCapture {
     /// Capture on `ifindex` (0: every interface) of the calling thread's
-    /// network namespace.
-    pub fn open(ifindex: u32) -> Result<Self, Error> {
+    /// network namespace, with the kernel filter `prog` (empty: none),
+    /// attached before the socket is bound so no unfiltered packet queues.
+    pub fn open(ifindex: u32, prog: &[(u16, u8, u8, u32)]) -> Result<Self, Error> {
         let proto = (libc::ETH_P_ALL as u16).to_be();
         // SAFETY: socket(2) with constant arguments; the fd is owned below.
         let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, proto as i32) };
@@ -54,6 +55,11 @@ impl LiveCapture {
         }
         // SAFETY: fd is a new descriptor nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut cap = LiveCapture { fd, buf: vec![0; SNAP_LEN] };
+        if !prog.is_empty() {
+            cap.attach(prog)?;
+        }
+        let fd = &cap.fd;
         // SAFETY: a zeroed sockaddr_ll is valid; bind(2) reads it.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
@@ -74,7 +80,23 @@ impl LiveCapture {
         if r != 0 {
             return Err(last_os_error("SO_RCVTIMEO"));
         }
-        Ok(LiveCapture { fd, buf: vec![0; SNAP_LEN] })
+        cap.buf.shrink_to_fit();
+        Ok(cap)
+    }
+
+    /// Let the kernel drop what `prog` rejects (SO_ATTACH_FILTER): see
+    /// [`super::bpf`].
+    fn attach(&self, prog: &[(u16, u8, u8, u32)]) -> Result<(), Error> {
+        let mut ins: Vec<libc::sock_filter> = prog.iter().map(|&(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k }).collect();
+        let fprog = libc::sock_fprog { len: ins.len() as u16, filter: ins.as_mut_ptr() };
+        // SAFETY: the kernel copies the program during the call; `ins` outlives it.
+        let r = unsafe {
+            libc::setsockopt(self.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog as *const libc::sock_fprog as *const libc::c_void, std::mem::size_of::<libc::sock_fprog>() as u32)
+        };
+        if r != 0 {
+            return Err(last_os_error("SO_ATTACH_FILTER"));
+        }
+        Ok(())
     }
 
     /// The next packet, or None when the wait ran out without one.

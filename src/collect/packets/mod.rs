@@ -1,6 +1,7 @@
 //! Packets: capture files read as a stream ([`file`]) and each packet's
 //! headers decoded ([`decode`]). Nothing here knows about SQL.
 
+pub mod bpf;
 pub mod decode;
 pub mod file;
 pub mod flows;

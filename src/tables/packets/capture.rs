@@ -4,7 +4,10 @@
 //! starts). A LIMIT ends it at that many rows.
 //!
 //! Pushed down: `interface = 'NAME'` binds the capture to that interface
-//! (Exact); everything else is filtered by DataFusion after capture.
+//! (Exact); `protocol`, `src_port`/`dst_port` comparisons and
+//! `src_addr`/`dst_addr` equalities become a kernel socket filter (see
+//! `collect::packets::bpf`; Inexact: DataFusion checks every row again).
+//! Everything else is filtered after capture.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -16,7 +19,8 @@ use crate::collect::packets::{decode, Direction};
 use crate::collect::packets::flows::Flows;
 use crate::collect::packets::live::{LiveCapture, DEFAULT_DURATION};
 use crate::tables::columns::{ColumnDef, RowBuilder};
-use crate::tables::filters::{as_str, column_in_literals};
+use crate::collect::packets::bpf::{compile, describe, Cond};
+use crate::tables::filters::{as_str, column_in_literals, int_range, is_int_range_filter};
 use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
 use crate::tables::live_table::LiveSource;
 use crate::tables::SourceOptions;
@@ -47,13 +51,59 @@ fn is_interface_filter(f: &Expr) -> bool {
     matches!(column_in_literals(f), Some(("interface", v)) if v.len() == 1 && as_str(v[0]).is_some())
 }
 
+/// The IP protocol number a `protocol` value names, as the column spells it.
+fn protocol_number(name: &str) -> Option<u8> {
+    match name {
+        "tcp" => Some(6),
+        "udp" => Some(17),
+        "icmp" => Some(1),
+        "icmpv6" => Some(58),
+        n => n.parse().ok(),
+    }
+}
+
+/// Filters the kernel program can pre-apply.
+fn is_bpf_filter(f: &Expr) -> bool {
+    is_int_range_filter(f, "src_port")
+        || is_int_range_filter(f, "dst_port")
+        || matches!(column_in_literals(f), Some(("protocol" | "src_addr" | "dst_addr", v)) if v.len() == 1 && as_str(v[0]).is_some())
+}
+
+/// The kernel program's conditions; None when no packet can match.
+fn bpf_conds(filters: &[&Expr]) -> Option<Vec<Cond>> {
+    let mut conds = Vec::new();
+    let mut addrs = Vec::new();
+    for f in filters {
+        let Some((column, v)) = column_in_literals(f) else { continue };
+        let Some(text) = v.first().filter(|_| v.len() == 1).and_then(|v| as_str(v)) else { continue };
+        match column {
+            "protocol" => conds.push(Cond::Protocol(protocol_number(text)?)),
+            "src_addr" => addrs.push(Cond::SrcAddr(text.parse().ok()?)),
+            "dst_addr" => addrs.push(Cond::DstAddr(text.parse().ok()?)),
+            _ => {}
+        }
+    }
+    // Written as tcpdump would: protocol, ports, hosts.
+    for (column, make) in [("src_port", Cond::SrcPort as fn(u16, u16) -> Cond), ("dst_port", Cond::DstPort)] {
+        if let Some((lo, hi)) = int_range(filters, column) {
+            let (lo, hi) = (lo.max(0), hi.min(65535));
+            if lo > hi {
+                return None;
+            }
+            conds.push(make(lo as u16, hi as u16));
+        }
+    }
+    conds.extend(addrs);
+    Some(conds)
+}
+
 impl LiveSource for PacketsTable {
     fn columns(&self) -> &'static [ColumnDef] {
         Col::DEFS
     }
 
     fn pushdown(&self, filters: &[&Expr]) -> Vec<bool> {
-        filters.iter().map(|f| is_interface_filter(f)).collect()
+        filters.iter().map(|f| is_interface_filter(f) || is_bpf_filter(f)).collect()
     }
 
     fn exact(&self, filter: &Expr) -> bool {
@@ -61,12 +111,22 @@ impl LiveSource for PacketsTable {
     }
 
     fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
-        let interface = pinned_interface(&filters.iter().collect::<Vec<_>>());
+        let filter_refs: Vec<&Expr> = filters.iter().collect();
+        let interface = pinned_interface(&filter_refs);
+        let conds = bpf_conds(&filter_refs);
         let duration = self.options.capture_for.unwrap_or(DEFAULT_DURATION);
         let all_netns = self.options.all_netns();
         let projection = projection.cloned();
         let on = interface.clone().unwrap_or_else(|| "every interface".into());
-        let label = format!("packets: AF_PACKET on {} for {} (limit {limit:?})", crate::notice::escape_controls(&on), humantime::format_duration(duration));
+        let bpf = match &conds {
+            None => "none can match".to_string(),
+            Some(c) => describe(c),
+        };
+        let label = format!(
+            "packets: AF_PACKET on {} for {} bpf=[{bpf}] (limit {limit:?})",
+            crate::notice::escape_controls(&on),
+            humantime::format_duration(duration)
+        );
         LivePartition::projected(Col::DEFS, projection.clone().as_deref(), label, move |sink| {
             if all_netns {
                 crate::notice::warn_once("packets-netns", "packets captures in the current network namespace only (run sockql inside another with ip netns exec)");
@@ -79,7 +139,9 @@ impl LiveSource for PacketsTable {
                     Err(_) => return Ok(()),
                 },
             };
-            let mut cap = LiveCapture::open(ifindex)?;
+            let Some(conds) = &conds else { return Ok(()) };
+            let prog = if conds.is_empty() { Vec::new() } else { compile(conds) };
+            let mut cap = LiveCapture::open(ifindex, &prog)?;
             crate::notice::note_once(
                 "packets-capture",
                 format!("capturing on {on} for {} (--capture-for; a LIMIT or Ctrl-C ends it sooner)", humantime::format_duration(duration)),
@@ -115,8 +177,13 @@ impl LiveSource for PacketsTable {
                     break;
                 }
             }
-            if let Some((_, dropped)) = cap.statistics().filter(|s| s.1 > 0) {
-                crate::notice::warn_once("packets-drops", format!("the kernel dropped {dropped} packets this capture could not keep up with"));
+            // EXPLAIN ANALYZE's kernel_messages: the packets the kernel
+            // passed to the socket (after its filter).
+            if let Some((passed, dropped)) = cap.statistics() {
+                sink.metrics.read(Default::default(), crate::collect::netlink::Received { messages: passed as u64, bytes: 0 });
+                if dropped > 0 {
+                    crate::notice::warn_once("packets-drops", format!("the kernel dropped {dropped} packets this capture could not keep up with"));
+                }
             }
             out.finish()
         })
