@@ -297,9 +297,11 @@ fn live_packets_equal_tcpdump() {
          FROM packets ORDER BY ts",
     );
     traffic(&ns, &pcap);
-    cap.stop_after(&pcap, "ICMP echo reply");
+    // sockql's capture ends first; tcpdump, still running, then holds
+    // everything it saw.
     let out = ours.wait_with_output().unwrap();
     assert!(out.status.success());
+    cap.stop_after(&pcap, "ICMP echo reply");
     let ours = parse_ndjson(&String::from_utf8_lossy(&out.stdout));
     let file = pcap.to_str().unwrap();
     let theirs = tshark_rows(file);
@@ -379,4 +381,59 @@ fn live_filters_run_in_the_kernel() {
     // Three segments with data towards 9191 (and ACKs of the replies).
     assert!(rows >= 3, "{scan}");
     assert_eq!(passed, 2 * rows, "only matching packets reached the socket: {scan}");
+}
+
+/// Capturing in several namespaces at once: each packet carries its
+/// namespace, and each namespace's packets equal tcpdump's inside it.
+#[test]
+fn live_packets_across_namespaces() {
+    let a = Netns::new("pcapA");
+    let b = Netns::new("pcapB");
+    let dir = std::env::temp_dir().join(format!("sockql-live-ns-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (pa, pb) = (dir.join("a.pcap"), dir.join("b.pcap"));
+    let (ca, cb) = (Capture::start(&a, &pa), Capture::start(&b, &pb));
+    let sql = format!(
+        "SELECT netns_name, src_addr, dst_addr, src_port, dst_port, seq, ack_seq, icmp_type FROM packets \
+         WHERE netns_name IN ('{}', '{}') ORDER BY ts",
+        a.name, b.name
+    );
+    let mut child = Command::new(bin())
+        .args(["--all-netns", "--capture-for", "4s", "--format", "ndjson", &sql])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("capturing on") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "sockql ended before capturing");
+    }
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    a.enter(|| {
+        let l = std::net::TcpListener::bind("127.0.0.1:7070").unwrap();
+        let mut c = std::net::TcpStream::connect("127.0.0.1:7070").unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        c.write_all(b"in A").unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).unwrap();
+    });
+    b.exec_ok("ping", &["-c", "1", "127.0.0.1"]);
+    // sockql's capture ends first; tcpdump, still running, then holds
+    // everything it saw (nothing else runs in these namespaces).
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    ca.stop_after(&pa, "Flags [F.]");
+    cb.stop_after(&pb, "ICMP echo reply");
+    let rows = parse_ndjson(&String::from_utf8_lossy(&out.stdout));
+    let key = |r: &Value| (r["src_addr"].clone(), r["dst_addr"].clone(), r["src_port"].clone(), r["dst_port"].clone(), r["seq"].clone(), r["ack_seq"].clone(), r["icmp_type"].clone());
+    for (ns, file) in [(&a, &pa), (&b, &pb)] {
+        let ours: Vec<_> = rows.iter().filter(|r| r["netns_name"] == json!(ns.name)).map(key).collect();
+        let theirs: Vec<_> = tshark_rows(file.to_str().unwrap()).iter().map(key).collect();
+        assert!(!ours.is_empty(), "{}: {rows:?}", ns.name);
+        assert_eq!(ours, theirs, "{}", ns.name);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

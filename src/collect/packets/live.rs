@@ -99,6 +99,11 @@ impl LiveCapture {
         Ok(())
     }
 
+    /// The descriptor, to poll several captures at once.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+
     /// The next packet, or None when the wait ran out without one.
     pub fn next_packet(&mut self) -> Result<Option<Captured<'_>>, Error> {
         // SAFETY: a zeroed sockaddr_ll is valid for recvfrom to fill.

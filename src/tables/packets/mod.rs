@@ -55,6 +55,8 @@ table_columns!(Col {
     SackBlocks: "sack_blocks", Utf8, true, "TCP SACK blocks, 'left-right' pairs separated by spaces";
     IcmpType: "icmp_type", U8, true, "ICMP or ICMPv6 type";
     IcmpCode: "icmp_code", U8, true, "ICMP or ICMPv6 code";
+    Netns: "netns", U64, true, "Network namespace the packet was captured in (packets; null for a file)";
+    NetnsName: "netns_name", Utf8, true, "Name of that namespace under /run/netns, null if unnamed";
 });
 
 /// What the source knows of a packet besides its bytes.
@@ -65,6 +67,8 @@ pub struct Meta<'a> {
     pub direction: Option<Direction>,
     pub length: u32,
     pub captured_length: u32,
+    /// The namespace a live capture ran in.
+    pub netns: Option<(u64, Option<&'a str>)>,
 }
 
 /// One packet's row; `flows` follows TCP connections across rows.
@@ -127,4 +131,6 @@ pub fn append(r: &mut RowBuilder, flows: &mut Flows, frame: u64, m: &Meta<'_>, d
     r.str(SackBlocks as usize, t.and_then(|t| t.sack_blocks.as_deref()));
     r.u8(IcmpType as usize, d.icmp_type);
     r.u8(IcmpCode as usize, d.icmp_code);
+    r.u64(Col::Netns as usize, m.netns.map(|n| n.0));
+    r.str(NetnsName as usize, m.netns.and_then(|n| n.1));
 }

@@ -66,6 +66,7 @@ impl LiveSource for PcapFile {
                         direction: raw.direction.or(d.direction),
                         length: raw.length,
                         captured_length: raw.data.len() as u32,
+                        netns: None,
                     };
                     append(&mut out.rows, &mut flows, frame, &meta, &d)
                 });
