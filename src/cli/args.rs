@@ -173,6 +173,18 @@ const NOT_FOR: &[(&str, &[Flag])] = &[
             ("expanded", "expanded", true),
         ],
     ),
+    (
+        "capture",
+        &[
+            ("watch", "watch", true),
+            ("format", "format", true),
+            ("no_header", "no-header", false),
+            ("history", "history", true),
+            ("escape", "escape", true),
+            ("wide", "wide", false),
+            ("expanded", "expanded", true),
+        ],
+    ),
     ("completions", &[("watch", "watch", true), ("format", "format", true), ("history", "history", true), ("all_netns", "all-netns", false), ("no_netlink", "no-netlink", false)]),
     ("man", &[("watch", "watch", true), ("format", "format", true), ("history", "history", true), ("all_netns", "all-netns", false), ("no_netlink", "no-netlink", false)]),
 ];
@@ -344,11 +356,25 @@ pub enum Command {
     /// Print the table reference in Markdown (README.md carries it).
     #[command(hide = true)]
     Reference,
+    /// Capture packets into a pcap file, as tcpdump -w does (Linux cooked
+    /// v2 link type; the first 256 bytes of each packet, so headers), for
+    /// --capture-for (10s unless given) or until Ctrl-C. FILTER is a SQL
+    /// condition on the packets table that the capture applies itself:
+    /// protocol, src_port/dst_port, src_addr/dst_addr, interface,
+    /// netns/netns_name, joined with AND, e.g. "protocol = 'tcp' AND
+    /// dst_port = 443". FILE must not exist.
+    Capture {
+        /// The pcap file to create.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Which packets (a SQL condition, as after WHERE).
+        filter: Option<String>,
+    },
     /// Write the raw netlink answer datagrams of SOURCE to FILE (for bug
     /// reports and parser test fixtures). Needs --allow-files; FILE must
     /// not exist.
     #[command(hide = true)]
-    Capture {
+    NetlinkCapture {
         #[arg(value_enum)]
         source: CaptureSource,
         file: PathBuf,

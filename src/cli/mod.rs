@@ -1,6 +1,7 @@
 //! The command line: arguments, where the SQL comes from, and printing.
 
 pub mod args;
+pub mod capture;
 pub mod complete;
 pub mod fit;
 pub mod meta;
@@ -123,7 +124,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             write!(out, "{}", catalog::markdown_reference())?;
             return Ok(out.flush()?);
         }
-        Some(Command::Capture { source, file }) => {
+        Some(Command::NetlinkCapture { source, file }) => {
             if !args.allow_files {
                 anyhow::bail!("refused: capture writes a file; run it with --allow-files");
             }
@@ -147,6 +148,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(b) = listing {
         output::print(&mut out, opts, &b.schema(), &[b])?;
         return Ok(out.flush()?);
+    }
+    if let Some(Command::Capture { out: target, filter }) = &args.command {
+        return capture::to_pcap(&engine, &source, filter.as_deref(), target).await;
     }
     if let Some(Command::Record { out: target, every, duration, samples, tables, query, retention }) = &args.command {
         let store = crate::history::store::HistoryStore::open(target, true)?;

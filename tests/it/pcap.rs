@@ -229,6 +229,20 @@ fn read_pcap_equals_tshark_and_tcpdump_packet_by_packet() {
     assert_eq!(count("protocol = 'udp' AND dst_port = 5353 AND payload_length = 8"), 1);
     assert_eq!(count("protocol = 'icmp' AND icmp_type IN (0, 8)"), 2);
 
+    // Cut to a 70-byte snap length (editcap -s, as tcpdump -s 70 writes):
+    // lengths on the wire stay, headers cut short read as far as they go.
+    let cut = dir.join("lo70.pcap");
+    assert!(Command::new("editcap").args(["-s", "70", file, cut.to_str().unwrap()]).status().unwrap().success());
+    let short = ours(cut.to_str().unwrap());
+    let short_t = tshark_rows(cut.to_str().unwrap());
+    assert_eq!(short.len(), rows.len());
+    for (o, t) in short.iter().zip(&short_t) {
+        for c in ["frame", "length", "captured_length", "src_addr", "dst_addr", "ttl"] {
+            assert_eq!(o[c], t[c], "cut frame {} column {c}", o["frame"]);
+        }
+    }
+    assert!(short.iter().any(|r| r["length"].as_u64() > r["captured_length"].as_u64()), "some packets were cut");
+
     // The same packets as pcapng (interface names, ns resolution) and gzipped.
     let pcapng = dir.join("lo.pcapng");
     let st = Command::new("editcap").args(["-F", "pcapng", file, pcapng.to_str().unwrap()]).status().unwrap();
@@ -435,5 +449,63 @@ fn live_packets_across_namespaces() {
         assert!(!ours.is_empty(), "{}: {rows:?}", ns.name);
         assert_eq!(ours, theirs, "{}", ns.name);
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `sockql capture --out FILE FILTER` writes a pcap that tcpdump and tshark
+/// read, holding exactly the packets tcpdump's same filter keeps; a filter
+/// the capture cannot apply, or an existing file, is refused before
+/// anything is written.
+#[test]
+fn capture_writes_a_pcap_tcpdump_reads() {
+    let ns = Netns::new("pcapW");
+    let dir = std::env::temp_dir().join(format!("sockql-capw-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (theirs, ours) = (dir.join("tcpdump.pcap"), dir.join("sockql.pcap"));
+    let cap = Capture::start(&ns, &theirs);
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.name, bin(), "--capture-for", "4s", "capture", "--out", ours.to_str().unwrap(), "protocol = 'tcp' AND dst_port = 8080"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("capturing on") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "sockql ended before capturing");
+    }
+    traffic(&ns, &theirs);
+    assert!(child.wait().unwrap().success());
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).unwrap();
+    assert!(rest.starts_with("sockql capture: ") && rest.contains(" packets written to "), "{rest}");
+    cap.stop_after(&theirs, "ICMP echo reply");
+    // tcpdump's own filter over its own capture: the packets ours must hold.
+    let expected = dir.join("expected.pcap");
+    let st = Command::new("tcpdump").args(["-r", theirs.to_str().unwrap(), "-w", expected.to_str().unwrap(), "tcp and dst port 8080"]).stderr(Stdio::null()).status().unwrap();
+    assert!(st.success());
+    let key = |r: &Value| (r["src_addr"].clone(), r["dst_addr"].clone(), r["src_port"].clone(), r["dst_port"].clone(), r["seq"].clone(), r["ack_seq"].clone(), r["length"].clone());
+    let a: Vec<_> = tshark_rows(ours.to_str().unwrap()).iter().map(key).collect();
+    let b: Vec<_> = tshark_rows(expected.to_str().unwrap()).iter().map(|r| {
+        // Ours carries a 20-byte cooked header where tcpdump's lo capture
+        // has a 14-byte Ethernet one.
+        let mut r = r.clone();
+        r["length"] = json!(r["length"].as_u64().unwrap() + 6);
+        key(&r)
+    }).collect();
+    assert!(a.len() >= 5, "{a:?}");
+    assert_eq!(a, b);
+    // And sockql reads it back.
+    let (n, e, ok) = run(&["--format", "csv", "--no-header", &format!("SELECT count(*) FROM read_pcap('{}') WHERE dst_port = 8080 AND direction = 'in' AND interface IS NULL", ours.display())]);
+    assert!(ok, "{e}");
+    assert_eq!(n.trim(), a.len().to_string());
+    // Refusals leave no file behind.
+    let other = dir.join("never.pcap");
+    let (_, e, ok) = run(&["--capture-for", "1s", "capture", "--out", other.to_str().unwrap(), "length > 5"]);
+    assert!(!ok && e.contains("capture --out cannot apply"), "{e}");
+    assert!(!other.exists());
+    let (_, e, ok) = run(&["--capture-for", "1s", "capture", "--out", ours.to_str().unwrap()]);
+    assert!(!ok && e.contains("it must not exist yet"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -613,10 +613,10 @@ fn bad_files_fail_alone_and_quietly() {
     assert!(!e.contains("rootsecret") && !e.contains("j9T"), "{e}");
     // capture: refused without --allow-files, and never over a file.
     let cap = dir.join("cap.bin");
-    refused(run_at(&dir, &[], &["capture", "sock-diag", cap.to_str().unwrap()]), "refused: capture writes a file");
+    refused(run_at(&dir, &[], &["netlink-capture", "sock-diag", cap.to_str().unwrap()]), "refused: capture writes a file");
     assert!(!cap.exists());
     std::fs::write(&cap, "keep").unwrap();
-    refused(run_at(&dir, &[], &["--allow-files", "capture", "sock-diag", cap.to_str().unwrap()]), "it must not exist yet");
+    refused(run_at(&dir, &[], &["--allow-files", "netlink-capture", "sock-diag", cap.to_str().unwrap()]), "it must not exist yet");
     assert_eq!(std::fs::read_to_string(&cap).unwrap(), "keep");
     std::fs::remove_dir_all(dir).unwrap();
 }

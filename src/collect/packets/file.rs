@@ -43,8 +43,9 @@ struct Interface {
 }
 
 enum Kind {
-    /// The reader, and the link type from the file header.
-    Pcap(PcapReader<Box<dyn Read + Send>>, u32),
+    /// The reader, the link type from the file header, and whether its
+    /// timestamps count nanoseconds (else microseconds).
+    Pcap(PcapReader<Box<dyn Read + Send>>, u32, bool),
     PcapNg(Box<PcapNgReader<Box<dyn Read + Send>>>, Vec<Interface>),
 }
 
@@ -120,7 +121,8 @@ impl CaptureFile {
         // What was read to tell the format goes back in front.
         let reader: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(head).chain(reader));
         let kind = if PCAP_MAGICS.contains(&magic) {
-            Kind::Pcap(PcapReader::new(reader).map_err(|e| bad(name, e))?, linktype)
+            let nanos = magic == [0xa1, 0xb2, 0x3c, 0x4d] || magic == [0x4d, 0x3c, 0xb2, 0xa1];
+            Kind::Pcap(PcapReader::new(reader).map_err(|e| bad(name, e))?, linktype, nanos)
         } else if magic == PCAPNG_MAGIC {
             Kind::PcapNg(Box::new(PcapNgReader::new(reader).map_err(|e| bad(name, e))?), Vec::new())
         } else {
@@ -132,18 +134,21 @@ impl CaptureFile {
     /// Hand the next packet to `f`; `None` at the end of the file.
     pub fn next<T>(&mut self, f: impl FnOnce(&RawPacket<'_>) -> T) -> Option<Result<T, Error>> {
         match &mut self.kind {
-            Kind::Pcap(r, linktype) => {
-                let p = match r.next_packet()? {
+            Kind::Pcap(r, linktype, nanos) => {
+                // Raw records: pcap-file's checked ones refuse a packet
+                // longer than the snap length, which is what a snap length
+                // is for (tcpdump -s 96 of full-size packets).
+                let p = match r.next_raw_packet()? {
                     Ok(p) => p,
                     Err(e) => return Some(Err(bad(&self.name, e))),
                 };
-                // pcap-file scales micro- and nanosecond files alike.
+                let frac_ns = if *nanos { p.ts_frac as i64 } else { p.ts_frac as i64 * 1000 };
                 let raw = RawPacket {
-                    ts_ns: p.timestamp.as_nanos() as i64,
+                    ts_ns: (p.ts_sec as i64) * 1_000_000_000 + frac_ns,
                     linktype: *linktype,
                     interface: None,
                     direction: None,
-                    length: p.orig_len,
+                    length: p.orig_len.max(p.data.len() as u32),
                     data: &p.data,
                 };
                 Some(Ok(f(&raw)))

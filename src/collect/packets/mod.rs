@@ -6,6 +6,7 @@ pub mod decode;
 pub mod file;
 pub mod flows;
 pub mod live;
+pub mod write;
 
 /// Which way a packet went, where the capture says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

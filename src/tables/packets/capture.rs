@@ -11,6 +11,7 @@
 //! Everything else is filtered after capture.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 use datafusion::logical_expr::Expr;
@@ -18,7 +19,7 @@ use datafusion::logical_expr::Expr;
 use super::{append, Col, Meta};
 use crate::collect::packets::{decode, Direction};
 use crate::collect::packets::flows::Flows;
-use crate::collect::packets::live::{LiveCapture, DEFAULT_DURATION};
+use crate::collect::packets::live::{Captured, LiveCapture, DEFAULT_DURATION};
 use crate::tables::columns::{ColumnDef, RowBuilder};
 use crate::collect::packets::bpf::{compile, describe, Cond};
 use crate::tables::filters::{as_str, column_in_literals, int_range, is_int_range_filter};
@@ -106,13 +107,143 @@ fn bpf_conds(filters: &[&Expr]) -> Option<Vec<Cond>> {
     Some(conds)
 }
 
+/// What a capture will do, decided from its filters: the same for the
+/// `packets` table and for `sockql capture --out`.
+#[derive(Debug, Clone)]
+pub struct CapturePlan {
+    pub targets: Vec<Netns>,
+    pub interface: Option<String>,
+    /// None: no packet can match.
+    pub conds: Option<Vec<Cond>>,
+    pub duration: std::time::Duration,
+}
+
+impl CapturePlan {
+    pub fn new(filters: &[Expr], options: &SourceOptions) -> Self {
+        let refs: Vec<&Expr> = filters.iter().collect();
+        CapturePlan {
+            targets: scope::targets(filters, options.all_netns()),
+            interface: pinned_interface(&refs),
+            conds: bpf_conds(&refs),
+            duration: options.capture_for.unwrap_or(DEFAULT_DURATION),
+        }
+    }
+
+    /// True if the plan applies `filter` itself (interface and namespace
+    /// exactly, the rest as a kernel pre-filter).
+    pub fn takes(filter: &Expr) -> bool {
+        is_interface_filter(filter) || is_bpf_filter(filter) || scope::is_netns_filter(filter)
+    }
+
+    fn on(&self) -> String {
+        self.interface.clone().unwrap_or_else(|| "every interface".into())
+    }
+
+    /// How EXPLAIN shows it.
+    pub fn describe(&self) -> String {
+        let bpf = match &self.conds {
+            None => "none can match".to_string(),
+            Some(c) => describe(c),
+        };
+        format!(
+            "AF_PACKET {} on {} for {} bpf=[{bpf}]",
+            scope::describe(&self.targets),
+            crate::notice::escape_controls(&self.on()),
+            humantime::format_duration(self.duration)
+        )
+    }
+
+    /// Capture until the duration ends, `stop` says so (checked at least
+    /// every 100 ms) or `on_packet` breaks, handing each
+    /// packet over with its namespace and interface name. Returns the
+    /// packets the kernel passed to the sockets (after their filter).
+    pub fn run(
+        &self,
+        stop: &dyn Fn() -> bool,
+        mut on_packet: impl FnMut(&Netns, Option<&str>, &Captured<'_>) -> anyhow::Result<ControlFlow<()>>,
+    ) -> anyhow::Result<u64> {
+        let Some(conds) = &self.conds else { return Ok(0) };
+        let prog = if conds.is_empty() { Vec::new() } else { compile(conds) };
+        // One capture socket per namespace, each opened inside it (a
+        // socket stays in the namespace it was made in).
+        let mut caps: Vec<Target> = Vec::new();
+        for ns in &self.targets {
+            let opened = netns::run_in(ns, || -> anyhow::Result<Option<LiveCapture>> {
+                let ifindex = match &self.interface {
+                    None => 0,
+                    Some(name) => match nix::net::if_::if_nametoindex(name.as_str()) {
+                        Ok(i) => i,
+                        // No such interface here: no packet can match.
+                        Err(_) => return Ok(None),
+                    },
+                };
+                Ok(Some(LiveCapture::open(ifindex, &prog)?))
+            });
+            match opened {
+                Ok(Ok(Some(cap))) => caps.push(Target { ns: ns.clone(), cap, names: HashMap::new() }),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(e) => crate::notice::note_once(
+                    &format!("netns-enter-{}", ns.inode),
+                    format!("cannot enter network namespace {} ({e}); its packets are missing", ns.name.clone().unwrap_or_else(|| ns.inode.to_string())),
+                ),
+            }
+        }
+        if caps.is_empty() {
+            return Ok(0);
+        }
+        crate::notice::note_once(
+            "packets-capture",
+            format!("capturing on {} for {} (--capture-for; a LIMIT or Ctrl-C ends it sooner)", self.on(), humantime::format_duration(self.duration)),
+        );
+        let deadline = Instant::now() + self.duration;
+        let mut fds: Vec<libc::pollfd> = caps.iter().map(|t| libc::pollfd { fd: t.cap.raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+        'capture: while Instant::now() < deadline && !stop() {
+            // SAFETY: poll(2) on descriptors `caps` owns, for at most 100 ms.
+            let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
+            if ready <= 0 {
+                continue;
+            }
+            for (t, pfd) in caps.iter_mut().zip(&fds) {
+                if pfd.revents == 0 {
+                    continue;
+                }
+                let Some(p) = t.cap.next_packet()? else { continue };
+                let ns = &t.ns;
+                let name = t.names.entry(p.ifindex).or_insert_with(|| {
+                    let idx = p.ifindex;
+                    netns::run_in(ns, move || nix::net::if_::if_indextoname(idx).ok().map(|n| n.to_string_lossy().into_owned())).ok().flatten()
+                });
+                // On loopback the kernel hands every packet over twice, as
+                // sent and as received; libpcap (so tcpdump) keeps one.
+                if p.direction == Direction::Out && name.as_deref() == Some("lo") {
+                    continue;
+                }
+                if on_packet(ns, name.as_deref(), &p)?.is_break() {
+                    break 'capture;
+                }
+            }
+        }
+        let mut passed = 0u64;
+        for t in &caps {
+            if let Some((n, dropped)) = t.cap.statistics() {
+                passed += n as u64;
+                if dropped > 0 {
+                    crate::notice::warn_once("packets-drops", format!("the kernel dropped {dropped} packets this capture could not keep up with"));
+                }
+            }
+        }
+        Ok(passed)
+    }
+}
+
 impl LiveSource for PacketsTable {
     fn columns(&self) -> &'static [ColumnDef] {
         Col::DEFS
     }
 
     fn pushdown(&self, filters: &[&Expr]) -> Vec<bool> {
-        filters.iter().map(|f| is_interface_filter(f) || is_bpf_filter(f) || scope::is_netns_filter(f)).collect()
+        filters.iter().map(|f| CapturePlan::takes(f)).collect()
     }
 
     fn exact(&self, filter: &Expr) -> bool {
@@ -120,112 +251,34 @@ impl LiveSource for PacketsTable {
     }
 
     fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
-        let filter_refs: Vec<&Expr> = filters.iter().collect();
-        let interface = pinned_interface(&filter_refs);
-        let conds = bpf_conds(&filter_refs);
-        let duration = self.options.capture_for.unwrap_or(DEFAULT_DURATION);
-        let targets = scope::targets(filters, self.options.all_netns());
+        let plan = CapturePlan::new(filters, &self.options);
         let projection = projection.cloned();
-        let on = interface.clone().unwrap_or_else(|| "every interface".into());
-        let bpf = match &conds {
-            None => "none can match".to_string(),
-            Some(c) => describe(c),
-        };
-        let label = format!(
-            "packets: AF_PACKET {} on {} for {} bpf=[{bpf}] (limit {limit:?})",
-            scope::describe(&targets),
-            crate::notice::escape_controls(&on),
-            humantime::format_duration(duration)
-        );
+        let label = format!("packets: {} (limit {limit:?})", plan.describe());
         LivePartition::projected(Col::DEFS, projection.clone().as_deref(), label, move |sink| {
-            let Some(conds) = &conds else { return Ok(()) };
-            let prog = if conds.is_empty() { Vec::new() } else { compile(conds) };
-            // One capture socket per namespace, each opened inside it (a
-            // socket stays in the namespace it was made in).
-            let mut caps: Vec<Target> = Vec::new();
-            for ns in &targets {
-                let opened = netns::run_in(ns, || -> anyhow::Result<Option<LiveCapture>> {
-                    let ifindex = match &interface {
-                        None => 0,
-                        Some(name) => match nix::net::if_::if_nametoindex(name.as_str()) {
-                            Ok(i) => i,
-                            // No such interface here: no packet can match.
-                            Err(_) => return Ok(None),
-                        },
-                    };
-                    Ok(Some(LiveCapture::open(ifindex, &prog)?))
-                });
-                match opened {
-                    Ok(Ok(Some(cap))) => caps.push(Target { ns: ns.clone(), cap, names: HashMap::new() }),
-                    Ok(Ok(None)) => {}
-                    Ok(Err(e)) => return Err(e),
-                    Err(e) => crate::notice::note_once(
-                        &format!("netns-enter-{}", ns.inode),
-                        format!("cannot enter network namespace {} ({e}); its packets are missing", ns.name.clone().unwrap_or_else(|| ns.inode.to_string())),
-                    ),
-                }
-            }
             let rows = RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS);
             let mut out = Emitter::new(rows, sink, limit);
-            if caps.is_empty() {
-                return out.finish();
-            }
-            crate::notice::note_once(
-                "packets-capture",
-                format!("capturing on {on} for {} (--capture-for; a LIMIT or Ctrl-C ends it sooner)", humantime::format_duration(duration)),
-            );
-            let deadline = Instant::now() + duration;
             let mut flows = Flows::default();
             let mut frame = 0u64;
-            let mut fds: Vec<libc::pollfd> = caps.iter().map(|t| libc::pollfd { fd: t.cap.raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
-            'capture: while !out.done() && Instant::now() < deadline {
-                // SAFETY: poll(2) on descriptors `caps` owns, for at most 100 ms.
-                let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
-                if ready <= 0 {
-                    continue;
+            let passed = plan.run(&|| false, |ns, name, p| {
+                if out.done() {
+                    return Ok(ControlFlow::Break(()));
                 }
-                for (t, pfd) in caps.iter_mut().zip(&fds) {
-                    if pfd.revents == 0 {
-                        continue;
-                    }
-                    let Some(p) = t.cap.next_packet()? else { continue };
-                    let ns = &t.ns;
-                    let name = t.names.entry(p.ifindex).or_insert_with(|| {
-                        let idx = p.ifindex;
-                        netns::run_in(ns, move || nix::net::if_::if_indextoname(idx).ok().map(|n| n.to_string_lossy().into_owned())).ok().flatten()
-                    });
-                    // On loopback the kernel hands every packet over twice,
-                    // as sent and as received; libpcap (so tcpdump) keeps one.
-                    if p.direction == Direction::Out && name.as_deref() == Some("lo") {
-                        continue;
-                    }
-                    frame += 1;
-                    let d = decode::decode_network(p.ether_type, p.data);
-                    let meta = Meta {
-                        ts_ns: p.ts_ns,
-                        interface: name.as_deref(),
-                        ifindex: Some(p.ifindex),
-                        direction: Some(p.direction),
-                        length: p.length,
-                        captured_length: p.data.len() as u32,
-                        netns: Some((ns.inode, ns.name.as_deref())),
-                    };
-                    append(&mut out.rows, &mut flows, frame, &meta, &d);
-                    if out.end_row()?.is_break() {
-                        break 'capture;
-                    }
-                }
-            }
-            // EXPLAIN ANALYZE's kernel_messages: the packets the kernel
-            // passed to the sockets (after their filter).
-            for t in &caps {
-                if let Some((passed, dropped)) = t.cap.statistics() {
-                    sink.metrics.read(Default::default(), crate::collect::netlink::Received { messages: passed as u64, bytes: 0 });
-                    if dropped > 0 {
-                        crate::notice::warn_once("packets-drops", format!("the kernel dropped {dropped} packets this capture could not keep up with"));
-                    }
-                }
-            }
+                frame += 1;
+                let d = decode::decode_network(p.ether_type, p.data);
+                let meta = Meta {
+                    ts_ns: p.ts_ns,
+                    interface: name,
+                    ifindex: Some(p.ifindex),
+                    direction: Some(p.direction),
+                    length: p.length,
+                    captured_length: p.data.len() as u32,
+                    netns: Some((ns.inode, ns.name.as_deref())),
+                };
+                append(&mut out.rows, &mut flows, frame, &meta, &d);
+                out.end_row()
+            })?;
+            // EXPLAIN ANALYZE's kernel_messages.
+            sink.metrics.read(Default::default(), crate::collect::netlink::Received { messages: passed, bytes: 0 });
             out.finish()
         })
     }
