@@ -154,40 +154,26 @@ pub enum Format {
     Ndjson,
 }
 
-/// Global flags that do not apply to a subcommand, by subcommand, with
-/// whether each takes a value: hidden from its --help, and refused when
-/// given (see [`Args::parse_checked`]).
 /// (arg id, long flag, takes a value)
 type Flag = (&'static str, &'static str, bool);
 
-const NOT_FOR: &[(&str, &[Flag])] = &[
-    (
-        "record",
-        &[
-            ("watch", "watch", true),
-            ("format", "format", true),
-            ("no_header", "no-header", false),
-            ("history", "history", true),
-            ("escape", "escape", true),
-            ("wide", "wide", false),
-            ("expanded", "expanded", true),
-        ],
-    ),
-    (
-        "capture",
-        &[
-            ("watch", "watch", true),
-            ("format", "format", true),
-            ("no_header", "no-header", false),
-            ("history", "history", true),
-            ("escape", "escape", true),
-            ("wide", "wide", false),
-            ("expanded", "expanded", true),
-        ],
-    ),
-    ("completions", &[("watch", "watch", true), ("format", "format", true), ("history", "history", true), ("all_netns", "all-netns", false), ("no_netlink", "no-netlink", false)]),
-    ("man", &[("watch", "watch", true), ("format", "format", true), ("history", "history", true), ("all_netns", "all-netns", false), ("no_netlink", "no-netlink", false)]),
+/// The output flags of queries: nothing to print for record and capture.
+const QUERY_OUTPUT: &[Flag] = &[
+    ("watch", "watch", true),
+    ("format", "format", true),
+    ("no_header", "no-header", false),
+    ("history", "history", true),
+    ("escape", "escape", true),
+    ("wide", "wide", false),
+    ("expanded", "expanded", true),
 ];
+
+/// What a generator of files about sockql itself has no use for.
+const NOT_READING: &[Flag] = &[("watch", "watch", true), ("format", "format", true), ("history", "history", true), ("all_netns", "all-netns", false), ("no_netlink", "no-netlink", false)];
+
+/// Global flags that do not apply to a subcommand, by subcommand: hidden
+/// from its --help, and refused when given (see [`Args::parse_checked`]).
+const NOT_FOR: &[(&str, &[Flag])] = &[("record", QUERY_OUTPUT), ("capture", QUERY_OUTPUT), ("completions", NOT_READING), ("man", NOT_READING)];
 
 impl Args {
     /// The command line definition. A subcommand gets a hidden flag of its

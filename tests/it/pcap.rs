@@ -12,6 +12,24 @@ use serde_json::{json, Value};
 use crate::common::*;
 use crate::netns::Netns;
 
+/// Spawn `cmd` with stderr piped and return once a stderr line contains
+/// `marker` (the tool says its capture runs), with the rest of stderr.
+fn spawn_until(cmd: &mut Command, marker: &str) -> (std::process::Child, BufReader<std::process::ChildStderr>) {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains(marker) {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "{cmd:?} ended before saying {marker:?}");
+    }
+    (child, err)
+}
+
+/// Read and drop the rest of a child's stderr, so it never blocks on it.
+fn drain(mut err: BufReader<std::process::ChildStderr>) {
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+}
+
 /// tcpdump writing every packet of `ns`'s loopback to `file` until dropped.
 struct Capture {
     child: std::process::Child,
@@ -20,19 +38,11 @@ struct Capture {
 impl Capture {
     fn start(ns: &Netns, file: &std::path::Path) -> Capture {
         assert!(have("tcpdump"), "tcpdump is needed for this test");
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &ns.name, "tcpdump", "-i", "lo", "-U", "-w", file.to_str().unwrap()])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // tcpdump says "listening on lo" once the capture runs.
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        while !line.contains("listening on") {
-            line.clear();
-            assert!(err.read_line(&mut line).unwrap() > 0, "tcpdump ended before listening");
-        }
-        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        let (child, err) = spawn_until(
+            Command::new("ip").args(["netns", "exec", &ns.name, "tcpdump", "-i", "lo", "-U", "-w", file.to_str().unwrap()]),
+            "listening on",
+        );
+        drain(err);
         Capture { child }
     }
 
@@ -278,19 +288,13 @@ fn read_pcap_refuses_what_is_not_a_capture() {
 /// sockql capturing live in `ns` for `secs`, printing ndjson: started, and
 /// returned once its capture runs (its note on stderr says so).
 fn live_capture(ns: &Netns, secs: u32, sql: &str) -> std::process::Child {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.name, bin(), "--capture-for", &format!("{secs}s"), "--format", "ndjson", sql])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("capturing on") {
-        line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0, "sockql ended before capturing");
-    }
-    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    let (child, err) = spawn_until(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.name, bin(), "--capture-for", &format!("{secs}s"), "--format", "ndjson", sql])
+            .stdout(Stdio::piped()),
+        "capturing on",
+    );
+    drain(err);
     child
 }
 
@@ -413,19 +417,11 @@ fn live_packets_across_namespaces() {
          WHERE netns_name IN ('{}', '{}') ORDER BY ts",
         a.name, b.name
     );
-    let mut child = Command::new(bin())
-        .args(["--all-netns", "--capture-for", "4s", "--format", "ndjson", &sql])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("capturing on") {
-        line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0, "sockql ended before capturing");
-    }
-    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    let (child, err) = spawn_until(
+        Command::new(bin()).args(["--all-netns", "--capture-for", "4s", "--format", "ndjson", &sql]).stdout(Stdio::piped()),
+        "capturing on",
+    );
+    drain(err);
     a.enter(|| {
         let l = std::net::TcpListener::bind("127.0.0.1:7070").unwrap();
         let mut c = std::net::TcpStream::connect("127.0.0.1:7070").unwrap();
@@ -464,17 +460,10 @@ fn capture_writes_a_pcap_tcpdump_reads() {
     std::fs::create_dir_all(&dir).unwrap();
     let (theirs, ours) = (dir.join("tcpdump.pcap"), dir.join("sockql.pcap"));
     let cap = Capture::start(&ns, &theirs);
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.name, bin(), "--capture-for", "4s", "capture", "--out", ours.to_str().unwrap(), "protocol = 'tcp' AND dst_port = 8080"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("capturing on") {
-        line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0, "sockql ended before capturing");
-    }
+    let (mut child, mut err) = spawn_until(
+        Command::new("ip").args(["netns", "exec", &ns.name, bin(), "--capture-for", "4s", "capture", "--out", ours.to_str().unwrap(), "protocol = 'tcp' AND dst_port = 8080"]),
+        "capturing on",
+    );
     traffic(&ns, &theirs);
     assert!(child.wait().unwrap().success());
     let mut rest = String::new();
