@@ -104,7 +104,8 @@ fn tshark_rows(file: &str) -> Vec<Value> {
 }
 
 const COLUMNS: &str = "frame, length, captured_length, src_addr, dst_addr, ttl, src_port, dst_port, \
-    syn, ack, fin, rst, psh, urg, ece, cwr, flags, seq, ack_seq, rel_seq, rel_ack, window, window_raw, handshake_rtt_ms, zero_window, payload_length, mss, wscale, ts_val, ts_ecr, icmp_type, \
+    syn, ack, fin, rst, psh, urg, ece, cwr, flags, seq, ack_seq, rel_seq, rel_ack, window, window_raw, handshake_rtt_ms, zero_window, \
+    window_update, dup_ack, retransmission, keep_alive, out_of_order, payload_length, mss, wscale, ts_val, ts_ecr, icmp_type, \
     CAST(ts AS BIGINT) AS ts_ns";
 
 fn ours(file: &str) -> Vec<Value> {
@@ -219,6 +220,14 @@ fn read_pcap_equals_tshark_and_tcpdump_packet_by_packet() {
     let our_zero: Vec<u64> = rows.iter().filter(|r| r["zero_window"] == json!(true)).map(|r| r["frame"].as_u64().unwrap()).collect();
     assert_eq!(our_zero, tshark_zero);
     assert!(!our_zero.is_empty(), "the stalled reader advertised a zero window");
+    // The rest of the analysis flags on real traffic (window updates as the
+    // stalled reader's window moves, and whatever else tshark finds).
+    for (theirs, ours) in [("window_update", "window_update"), ("duplicate_ack", "dup_ack"), ("retransmission", "retransmission"), ("keep_alive", "keep_alive"), ("out_of_order", "out_of_order")] {
+        let o = Command::new("tshark").args(["-r", file, "-Y", &format!("tcp.analysis.{theirs}"), "-T", "fields", "-e", "frame.number"]).output().unwrap();
+        let t: Vec<u64> = String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().parse().unwrap()).collect();
+        let s: Vec<u64> = rows.iter().filter(|r| r[ours] == json!(true)).map(|r| r["frame"].as_u64().unwrap()).collect();
+        assert_eq!(s, t, "{ours}");
+    }
     // tcpdump's own flag text, for every TCP packet, in order.
     let o = Command::new("tcpdump").args(["-nn", "-r", file]).stderr(Stdio::null()).output().unwrap();
     let from_tcpdump: Vec<String> = String::from_utf8_lossy(&o.stdout)
@@ -496,5 +505,66 @@ fn capture_writes_a_pcap_tcpdump_reads() {
     assert!(!other.exists());
     let (_, e, ok) = run(&["--capture-for", "1s", "capture", "--out", ours.to_str().unwrap()]);
     assert!(!ok && e.contains("it must not exist yet"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Wireshark's sequence analysis, flag by flag, on captures made from the
+/// recorded handshake fixture with editcap and mergecap: one where a data
+/// segment is sent twice at once and the peer's ACK three times more (a
+/// retransmission, three duplicate ACKs), one where those copies come
+/// late (keep-alives, a spurious retransmission).
+#[test]
+fn analysis_flags_equal_tshark() {
+    assert!(have("editcap") && have("mergecap"), "editcap and mergecap (wireshark-common) are needed");
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/handshake.pcap");
+    let dir = std::env::temp_dir().join(format!("sockql-analysis-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let tool = |prog: &str, args: &[&str]| assert!(Command::new(prog).args(args).status().unwrap().success(), "{prog} {args:?}");
+    // Pieces: frames by number, shifted in time.
+    let piece = |frames: &str, shift: &str, name: &str| {
+        tool("editcap", &["-r", fixture, &p(&format!("{name}.raw")), frames]);
+        tool("editcap", &["-t", shift, &p(&format!("{name}.raw")), &p(name)]);
+        p(name)
+    };
+    let scenarios = [
+        // copies right behind the originals
+        vec![piece("1-4", "0", "a"), piece("4", "0.000001", "d"), piece("5", "0.000002", "k1"), piece("5", "0.000003", "k2"), piece("5", "0.000004", "k3"), piece("5-8", "0", "b")],
+        // the same copies, late
+        vec![piece("1-7", "0", "c"), piece("5", "0.4", "l1"), piece("5", "0.41", "l2"), piece("5", "0.42", "l3"), piece("4", "0.5", "e")],
+    ];
+    let flags = [
+        ("retransmission", "retransmission"),
+        ("fast_retransmission", "fast_retransmission"),
+        ("spurious_retransmission", "spurious_retransmission"),
+        ("out_of_order", "out_of_order"),
+        ("duplicate_ack", "dup_ack"),
+        ("keep_alive", "keep_alive"),
+        ("window_update", "window_update"),
+        ("zero_window", "zero_window"),
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, parts) in scenarios.iter().enumerate() {
+        let merged = p(&format!("s{i}.pcap"));
+        let mut args = vec!["-w", merged.as_str()];
+        args.extend(parts.iter().map(String::as_str));
+        tool("mergecap", &args);
+        for (theirs, ours) in flags {
+            let o = Command::new("tshark").args(["-r", &merged, "-Y", &format!("tcp.analysis.{theirs}"), "-T", "fields", "-e", "frame.number"]).output().unwrap();
+            let t: Vec<u64> = String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().parse().unwrap()).collect();
+            let (out, err, ok) = run(&["--format", "csv", "--no-header", &format!("SELECT frame FROM read_pcap('{merged}') WHERE {ours} ORDER BY frame")]);
+            assert!(ok, "{err}");
+            let s: Vec<u64> = out.lines().map(|l| l.parse().unwrap()).collect();
+            assert_eq!(s, t, "scenario {i}: {ours}");
+            if !s.is_empty() {
+                seen.insert(ours);
+            }
+        }
+    }
+    // The scenarios do show what they are for.
+    for f in ["retransmission", "spurious_retransmission", "dup_ack", "keep_alive"] {
+        assert!(seen.contains(f), "no {f} in any scenario: {seen:?}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,8 +1,12 @@
 //! What a TCP packet means within its connection, as Wireshark's TCP
 //! analysis reads it: sequence and acknowledgement numbers relative to each
 //! side's first, the window scaled by the shift its sender announced in its
-//! SYN, the handshake's round trip, and zero-window advertisements. The
-//! state is kept per connection while a capture is read in order.
+//! SYN, the handshake's round trip, zero-window advertisements, and
+//! Wireshark's sequence analysis (tcp_analyze_sequence_number in its
+//! packet-tcp.c, read, not copied): duplicate ACKs, window updates,
+//! keep-alives, and retransmissions told apart as fast, spurious or
+//! out-of-order. The state is kept per connection while a capture is read
+//! in order.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -22,6 +26,27 @@ struct Side {
     /// The window shift its SYN announced: Some(None) for a SYN without
     /// the option (no scaling), None before its SYN was seen.
     wscale: Option<Option<u8>>,
+    /// One past the highest sequence number sent (0: none yet), and when.
+    nextseq: u32,
+    nextseq_ns: i64,
+    /// The last acknowledgement number sent, and when.
+    lastack: u32,
+    lastack_ns: i64,
+    /// The last window sent (scaled).
+    window: u32,
+    /// Duplicate ACKs in a row.
+    dupacks: u32,
+    /// What the last segment was, for the ACKs that answer it.
+    last_keepalive: bool,
+    last_zero_window_probe: bool,
+}
+
+/// Sequence-space comparisons that survive wrap-around.
+fn seq_lt(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+fn seq_gt(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
 }
 
 #[derive(Debug, Default)]
@@ -49,6 +74,24 @@ pub struct Analysis {
     pub handshake_rtt_ms: Option<f64>,
     /// A window of 0 on a packet without SYN, FIN or RST.
     pub zero_window: bool,
+    /// Wireshark's tcp.analysis.duplicate_ack: same ACK, window and
+    /// sequence as the sender's previous segment, no data.
+    pub dup_ack: bool,
+    /// tcp.analysis.retransmission: data (or SYN/FIN) that does not advance
+    /// the sequence, including fast and spurious ones (not out-of-order).
+    pub retransmission: bool,
+    /// tcp.analysis.fast_retransmission: after two or more duplicate ACKs
+    /// for it, within 20 ms of the last.
+    pub fast_retransmission: bool,
+    /// tcp.analysis.spurious_retransmission: data the peer had already acknowledged.
+    pub spurious_retransmission: bool,
+    /// tcp.analysis.out_of_order: arrived within the handshake RTT (3 ms
+    /// without one) of the highest sequence, not a resend of it.
+    pub out_of_order: bool,
+    /// tcp.analysis.keep_alive.
+    pub keep_alive: bool,
+    /// tcp.analysis.window_update: no data, same ACK, a new window.
+    pub window_update: bool,
 }
 
 /// An address and port.
@@ -63,7 +106,8 @@ pub struct Flows {
 
 impl Flows {
     /// Follow one TCP packet from `src` to `dst`, captured at `ts_ns`.
-    pub fn track(&mut self, ts_ns: i64, src: Endpoint, dst: Endpoint, t: &Tcp) -> Analysis {
+    /// `seglen` is the TCP payload length the headers declare.
+    pub fn track(&mut self, ts_ns: i64, src: Endpoint, dst: Endpoint, t: &Tcp, seglen: u32) -> Analysis {
         self.packets += 1;
         if self.flows.len() >= MAX_FLOWS {
             self.forget_oldest_half();
@@ -97,13 +141,16 @@ impl Flows {
             (false, Some(Some(mine)), Some(Some(_))) => (t.window as u32) << mine.min(14),
             _ => t.window as u32,
         };
-        Analysis {
+        let mut a = Analysis {
             rel_seq: t.seq.wrapping_sub(flow.sides[me].base.unwrap_or(t.seq)),
             rel_ack: ack.then(|| t.ack_seq.wrapping_sub(flow.sides[1 - me].base.unwrap_or(t.ack_seq))),
             window,
             handshake_rtt_ms: flow.handshake_rtt_ns.map(|n| n as f64 / 1e6),
             zero_window: t.window == 0 && t.flags & (SYN | FIN | RST) == 0,
-        }
+            ..Analysis::default()
+        };
+        sequence_analysis(flow, me, ts_ns, t, seglen, window, &mut a);
+        a
     }
 
     fn forget_oldest_half(&mut self) {
@@ -114,9 +161,78 @@ impl Flows {
     }
 }
 
+/// Wireshark's checks, in its order, on one segment from side `me`.
+fn sequence_analysis(flow: &mut Flow, me: usize, ts_ns: i64, t: &Tcp, seglen: u32, window: u32, a: &mut Analysis) {
+    let (seq, ackno) = (t.seq, t.ack_seq);
+    let sfr = t.flags & (SYN | FIN | RST) != 0;
+    let (fwd, rev) = (flow.sides[me], flow.sides[1 - me]);
+    let mut zero_window_probe = false;
+    if seglen == 1 && seq == fwd.nextseq && rev.window == 0 {
+        zero_window_probe = true;
+    } else {
+        if (seglen == 0 || seglen == 1) && seq == fwd.nextseq.wrapping_sub(1) && !sfr {
+            a.keep_alive = true;
+        }
+        let same = seglen == 0 && seq == fwd.nextseq && ackno == fwd.lastack && !sfr;
+        if same && window != 0 && window != fwd.window {
+            a.window_update = true;
+        }
+        // An ACK answering a keep-alive or a zero-window probe repeats the
+        // last one without being a duplicate.
+        let answers_probe = (window != 0 && rev.last_keepalive) || (window == 0 && rev.last_zero_window_probe);
+        if same && window == fwd.window && !answers_probe && window != 0 {
+            a.dup_ack = true;
+            flow.sides[me].dupacks += 1;
+        }
+    }
+    if ackno != fwd.lastack {
+        flow.sides[me].dupacks = 0;
+    }
+    let synfin = t.flags & (SYN | FIN) != 0;
+    if (seglen > 0 || synfin) && !a.keep_alive {
+        let mut not_advanced = fwd.nextseq != 0 && seq_lt(seq, fwd.nextseq);
+        if seglen > 1 && fwd.nextseq.wrapping_sub(1) == seq {
+            not_advanced = false;
+        }
+        let end = seq.wrapping_add(seglen);
+        if seglen > 0 && rev.lastack != 0 && !seq_gt(end, rev.lastack) {
+            a.spurious_retransmission = true;
+            a.retransmission = true;
+        } else if not_advanced && rev.dupacks >= 2 && rev.lastack == seq && ts_ns - rev.lastack_ns < 20_000_000 {
+            a.fast_retransmission = true;
+            a.retransmission = true;
+        } else {
+            let threshold = flow.handshake_rtt_ns.filter(|&r| r > 0).unwrap_or(3_000_000);
+            let next = end.wrapping_add(synfin as u32);
+            if not_advanced && ts_ns - fwd.nextseq_ns < threshold && fwd.nextseq != next {
+                a.out_of_order = true;
+            } else if not_advanced {
+                a.retransmission = true;
+            }
+        }
+    }
+    let side = &mut flow.sides[me];
+    let nextseq = seq.wrapping_add(seglen).wrapping_add(if seglen > 0 || synfin { synfin as u32 } else { 0 });
+    if (seq_gt(nextseq, side.nextseq) || side.nextseq == 0) && !zero_window_probe {
+        side.nextseq = nextseq;
+        side.nextseq_ns = ts_ns;
+    }
+    side.window = window;
+    side.lastack = ackno;
+    side.lastack_ns = ts_ns;
+    side.last_keepalive = a.keep_alive;
+    side.last_zero_window_probe = zero_window_probe;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Flows {
+        fn track_test(&mut self, ts: i64, src: Endpoint, dst: Endpoint, t: &Tcp) -> Analysis {
+            self.track(ts, src, dst, t, 0)
+        }
+    }
 
     fn tcp(flags: u8, seq: u32, ack_seq: u32, window: u16, wscale: Option<u8>) -> Tcp {
         Tcp { flags, seq, ack_seq, window, wscale, ..Tcp::default() }
@@ -127,14 +243,14 @@ mod tests {
         let c = ("10.0.0.1".parse().unwrap(), 40000);
         let s = ("10.0.0.2".parse().unwrap(), 80);
         let mut f = Flows::default();
-        let syn = f.track(0, c, s, &tcp(SYN, 1000, 0, 64240, Some(7)));
+        let syn = f.track_test(0, c, s, &tcp(SYN, 1000, 0, 64240, Some(7)));
         assert_eq!((syn.rel_seq, syn.rel_ack, syn.window), (0, None, 64240));
-        let synack = f.track(2_000_000, s, c, &tcp(SYN | ACK, 5000, 1001, 65160, Some(9)));
+        let synack = f.track_test(2_000_000, s, c, &tcp(SYN | ACK, 5000, 1001, 65160, Some(9)));
         assert_eq!((synack.rel_seq, synack.rel_ack, synack.window), (0, Some(1), 65160));
-        let ack = f.track(3_500_000, c, s, &tcp(ACK, 1001, 5001, 502, None));
+        let ack = f.track_test(3_500_000, c, s, &tcp(ACK, 1001, 5001, 502, None));
         assert_eq!((ack.rel_seq, ack.rel_ack, ack.window), (1, Some(1), 502 << 7));
         assert_eq!(ack.handshake_rtt_ms, Some(3.5));
-        let data = f.track(4_000_000, s, c, &tcp(ACK | super::super::decode::PSH, 5001, 1001, 0, None));
+        let data = f.track_test(4_000_000, s, c, &tcp(ACK | super::super::decode::PSH, 5001, 1001, 0, None));
         assert_eq!((data.rel_seq, data.window, data.zero_window), (1, 0, true));
         assert_eq!(data.handshake_rtt_ms, Some(3.5));
     }
@@ -144,12 +260,12 @@ mod tests {
         let a = ("::1".parse().unwrap(), 1);
         let b = ("::1".parse().unwrap(), 2);
         let mut f = Flows::default();
-        let first = f.track(0, a, b, &tcp(ACK, 777, 999, 100, None));
+        let first = f.track_test(0, a, b, &tcp(ACK, 777, 999, 100, None));
         assert_eq!((first.rel_seq, first.rel_ack, first.window, first.handshake_rtt_ms), (1, Some(1), 100, None));
         // A SYN without window scaling: no scaling either way.
         let mut g = Flows::default();
-        g.track(0, a, b, &tcp(SYN, 1, 0, 1000, None));
-        g.track(1, b, a, &tcp(SYN | ACK, 1, 2, 1000, Some(7)));
-        assert_eq!(g.track(2, a, b, &tcp(ACK, 2, 2, 1000, None)).window, 1000);
+        g.track_test(0, a, b, &tcp(SYN, 1, 0, 1000, None));
+        g.track_test(1, b, a, &tcp(SYN | ACK, 1, 2, 1000, Some(7)));
+        assert_eq!(g.track_test(2, a, b, &tcp(ACK, 2, 2, 1000, None)).window, 1000);
     }
 }

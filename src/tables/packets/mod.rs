@@ -46,6 +46,13 @@ table_columns!(Col {
     WindowRaw: "window_raw", U16, true, "TCP window field as sent, before scaling";
     HandshakeRttMs: "handshake_rtt_ms", F64, true, "SYN to the ACK of the SYN/ACK, ms (tshark tcp.analysis.initial_rtt), on that ACK and every later packet of the connection";
     ZeroWindow: "zero_window", Bool, true, "A window of 0 advertised (not on SYN, FIN, RST): the receiver is not reading (tshark tcp.analysis.zero_window)";
+    DupAck: "dup_ack", Bool, true, "Duplicate ACK: same ACK, window and sequence as the sender's last segment, no data (tshark tcp.analysis.duplicate_ack)";
+    Retransmission: "retransmission", Bool, true, "Data (or SYN/FIN) sent again: fast and spurious ones included, out-of-order ones not (tshark tcp.analysis.retransmission)";
+    FastRetransmission: "fast_retransmission", Bool, true, "Resent after two or more duplicate ACKs asked for it (tshark tcp.analysis.fast_retransmission)";
+    SpuriousRetransmission: "spurious_retransmission", Bool, true, "Resent data the peer had already acknowledged (tshark tcp.analysis.spurious_retransmission)";
+    OutOfOrder: "out_of_order", Bool, true, "Behind the highest sequence seen but sent too soon after it to be a resend (tshark tcp.analysis.out_of_order)";
+    KeepAlive: "keep_alive", Bool, true, "A keep-alive probe (tshark tcp.analysis.keep_alive)";
+    WindowUpdate: "window_update", Bool, true, "No data, same ACK, a new window (tshark tcp.analysis.window_update)";
     PayloadLength: "payload_length", U32, true, "Transport payload bytes, as the headers declare them (tcpdump length)";
     Mss: "mss", U16, true, "TCP MSS option";
     Wscale: "wscale", U8, true, "TCP window scale option";
@@ -75,7 +82,7 @@ pub struct Meta<'a> {
 pub fn append(r: &mut RowBuilder, flows: &mut Flows, frame: u64, m: &Meta<'_>, d: &Decoded) {
     use Col::*;
     let analysis = match (&d.tcp, d.src_addr, d.dst_addr, d.src_port, d.dst_port) {
-        (Some(t), Some(sa), Some(da), Some(sp), Some(dp)) => Some(flows.track(m.ts_ns, (sa, sp), (da, dp), t)),
+        (Some(t), Some(sa), Some(da), Some(sp), Some(dp)) => Some(flows.track(m.ts_ns, (sa, sp), (da, dp), t, d.payload_length.unwrap_or(0))),
         _ => None,
     };
     let a = analysis.as_ref();
@@ -122,6 +129,13 @@ pub fn append(r: &mut RowBuilder, flows: &mut Flows, frame: u64, m: &Meta<'_>, d
     r.u16(WindowRaw as usize, t.map(|t| t.window));
     r.f64(HandshakeRttMs as usize, a.and_then(|a| a.handshake_rtt_ms));
     r.bool(ZeroWindow as usize, a.map(|a| a.zero_window));
+    r.bool(DupAck as usize, a.map(|a| a.dup_ack));
+    r.bool(Retransmission as usize, a.map(|a| a.retransmission));
+    r.bool(FastRetransmission as usize, a.map(|a| a.fast_retransmission));
+    r.bool(SpuriousRetransmission as usize, a.map(|a| a.spurious_retransmission));
+    r.bool(OutOfOrder as usize, a.map(|a| a.out_of_order));
+    r.bool(KeepAlive as usize, a.map(|a| a.keep_alive));
+    r.bool(WindowUpdate as usize, a.map(|a| a.window_update));
     r.u32(PayloadLength as usize, d.payload_length);
     r.u16(Mss as usize, t.and_then(|t| t.mss));
     r.u8(Wscale as usize, t.and_then(|t| t.wscale));
