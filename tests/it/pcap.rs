@@ -103,6 +103,12 @@ fn tshark_rows(file: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The frames tshark's analysis flags with tcp.analysis.`flag`.
+fn tshark_flagged(file: &str, flag: &str) -> Vec<u64> {
+    let o = Command::new("tshark").args(["-r", file, "-Y", &format!("tcp.analysis.{flag}"), "-T", "fields", "-e", "frame.number"]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().parse().unwrap()).collect()
+}
+
 const COLUMNS: &str = "frame, length, captured_length, src_addr, dst_addr, ttl, src_port, dst_port, \
     syn, ack, fin, rst, psh, urg, ece, cwr, flags, seq, ack_seq, rel_seq, rel_ack, window, window_raw, handshake_rtt_ms, zero_window, \
     window_update, dup_ack, retransmission, keep_alive, out_of_order, payload_length, mss, wscale, ts_val, ts_ecr, icmp_type, \
@@ -215,16 +221,14 @@ fn read_pcap_equals_tshark_and_tcpdump_packet_by_packet() {
         assert_eq!(o["ts_ns"], json!(ns_t), "frame {}", o["frame"]);
     }
     // Zero-window advertisements: the frames tshark's analysis marks.
-    let o = Command::new("tshark").args(["-r", file, "-Y", "tcp.analysis.zero_window", "-T", "fields", "-e", "frame.number"]).output().unwrap();
-    let tshark_zero: Vec<u64> = String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().parse().unwrap()).collect();
+    let tshark_zero = tshark_flagged(file, "zero_window");
     let our_zero: Vec<u64> = rows.iter().filter(|r| r["zero_window"] == json!(true)).map(|r| r["frame"].as_u64().unwrap()).collect();
     assert_eq!(our_zero, tshark_zero);
     assert!(!our_zero.is_empty(), "the stalled reader advertised a zero window");
     // The rest of the analysis flags on real traffic (window updates as the
     // stalled reader's window moves, and whatever else tshark finds).
     for (theirs, ours) in [("window_update", "window_update"), ("duplicate_ack", "dup_ack"), ("retransmission", "retransmission"), ("keep_alive", "keep_alive"), ("out_of_order", "out_of_order")] {
-        let o = Command::new("tshark").args(["-r", file, "-Y", &format!("tcp.analysis.{theirs}"), "-T", "fields", "-e", "frame.number"]).output().unwrap();
-        let t: Vec<u64> = String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().parse().unwrap()).collect();
+        let t = tshark_flagged(file, theirs);
         let s: Vec<u64> = rows.iter().filter(|r| r[ours] == json!(true)).map(|r| r["frame"].as_u64().unwrap()).collect();
         assert_eq!(s, t, "{ours}");
     }
@@ -551,8 +555,7 @@ fn analysis_flags_equal_tshark() {
         args.extend(parts.iter().map(String::as_str));
         tool("mergecap", &args);
         for (theirs, ours) in flags {
-            let o = Command::new("tshark").args(["-r", &merged, "-Y", &format!("tcp.analysis.{theirs}"), "-T", "fields", "-e", "frame.number"]).output().unwrap();
-            let t: Vec<u64> = String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().parse().unwrap()).collect();
+            let t = tshark_flagged(&merged, theirs);
             let (out, err, ok) = run(&["--format", "csv", "--no-header", &format!("SELECT frame FROM read_pcap('{merged}') WHERE {ours} ORDER BY frame")]);
             assert!(ok, "{err}");
             let s: Vec<u64> = out.lines().map(|l| l.parse().unwrap()).collect();
