@@ -50,12 +50,40 @@ pub fn bits(name: &str) -> Option<u32> {
     })
 }
 
+/// The state `word` was probably meant as, spelled as ss prints it: the
+/// same name in another case or with '_' for '-' (`time_wait`), or the name
+/// other tools use (ESTABLISHED, CLOSED). None when nothing is close.
+pub fn ss_spelling(word: &str) -> Option<&'static str> {
+    let upper = word.to_ascii_uppercase().replace('_', "-");
+    match upper.as_str() {
+        "ESTABLISHED" => Some("ESTAB"),
+        "CLOSED" | "CLOSE" => Some("UNCONN"),
+        u => ALL.iter().copied().find(|s| *s == u),
+    }
+}
+
+/// True when `word` is `state` in another case or with '_' for '-', not
+/// another tool's name for it.
+pub fn is_respelling(word: &str, state: &str) -> bool {
+    word.to_ascii_uppercase().replace('_', "-") == state
+}
+
 /// All states: what a dump asks for when no state filter applies.
 pub const ALL_BITS: u32 = 0xfff << 1 | 1 << 12;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn near_names_find_the_ss_spelling() {
+        assert_eq!(ss_spelling("time_wait"), Some("TIME-WAIT"));
+        assert!(is_respelling("time_wait", "TIME-WAIT"));
+        assert_eq!(ss_spelling("established"), Some("ESTAB"));
+        assert!(!is_respelling("established", "ESTAB"));
+        assert_eq!(ss_spelling("Closed"), Some("UNCONN"));
+        assert_eq!(ss_spelling("nope"), None);
+    }
 
     #[test]
     fn names_round_trip_to_bits() {

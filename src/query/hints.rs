@@ -14,12 +14,12 @@ const LISTED: usize = 12;
 /// Words that are values of sockql columns, not columns: written without
 /// quotes they are read as column names.
 fn looks_like_a_value(name: &str) -> Option<String> {
-    let upper = name.to_ascii_uppercase().replace('_', "-");
-    if tcp_state::bits(&upper).is_some() {
-        return Some(format!("'{upper}' is a state, not a column: quote it, as in state = '{upper}'"));
-    }
-    if upper == "ESTABLISHED" {
-        return Some("states are spelled as ss prints them and quoted: state = 'ESTAB'".into());
+    match tcp_state::ss_spelling(name) {
+        Some(s) if tcp_state::is_respelling(name, s) => {
+            return Some(format!("'{s}' is a state, not a column: quote it, as in state = '{s}'"));
+        }
+        Some(s) => return Some(format!("states are spelled as ss prints them and quoted: state = '{s}'")),
+        None => {}
     }
     match name.to_ascii_lowercase().as_str() {
         v @ ("tcp" | "udp" | "raw" | "icmp" | "inet" | "inet6") => Some(format!("'{v}' is a value, not a column: quote it, as in protocol = '{v}'")),
@@ -80,5 +80,6 @@ mod tests {
         assert_eq!(for_error(&not_found("estab", &["state"])).unwrap(), "'ESTAB' is a state, not a column: quote it, as in state = 'ESTAB'");
         assert!(for_error(&not_found("time_wait", &["state"])).unwrap().contains("'TIME-WAIT'"));
         assert!(for_error(&not_found("tcp", &["protocol"])).unwrap().contains("protocol = 'tcp'"));
+        assert_eq!(for_error(&not_found("established", &["state"])).unwrap(), "states are spelled as ss prints them and quoted: state = 'ESTAB'");
     }
 }

@@ -197,13 +197,10 @@ impl SocketsTable {
         for name in names.iter().filter(|n| tcp_state::bits(n).is_none()) {
             let first = self.warned.lock().map(|mut w| w.insert(name.to_string())).unwrap_or(false);
             if first {
-                let hint = match name.to_ascii_uppercase().as_str() {
-                    "ESTABLISHED" => " (ss spells it ESTAB)".to_string(),
-                    "CLOSED" | "CLOSE" => " (ss spells it UNCONN)".to_string(),
-                    upper if tcp_state::bits(&upper.replace('_', "-")).is_some() => {
-                        format!(" (did you mean '{}'?)", upper.replace('_', "-"))
-                    }
-                    _ => String::new(),
+                let hint = match tcp_state::ss_spelling(name) {
+                    Some(s) if tcp_state::is_respelling(name, s) => format!(" (did you mean '{s}'?)"),
+                    Some(s) => format!(" (ss spells it {s})"),
+                    None => String::new(),
                 };
                 crate::stderrln!(
                     "sockql: warning: '{name}' is not a socket state{hint}, so it matches no row; states are: {}",
