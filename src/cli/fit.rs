@@ -48,12 +48,10 @@ pub fn line_width(w: &[usize]) -> usize {
 /// Choose the layout for columns whose widest cells (header included) are
 /// `natural` wide and whose names are `names` wide.
 pub fn layout(natural: &[usize], names: &[usize], fit: Fit) -> Layout {
-    let records = |fit: Fit| Layout::Records {
-        names: names.iter().copied().max().unwrap_or(0),
-        values: fit.width.map(|w| w.saturating_sub(names.iter().copied().max().unwrap_or(0) + 3).max(MIN_CELL)),
-    };
+    let widest_name = names.iter().copied().max().unwrap_or(0);
+    let records = Layout::Records { names: widest_name, values: fit.width.map(|w| w.saturating_sub(widest_name + 3).max(MIN_CELL)) };
     if fit.expanded == Expanded::On {
-        return records(fit);
+        return records;
     }
     let Some(width) = fit.width else { return Layout::Table(natural.to_vec()) };
     if line_width(natural) <= width {
@@ -63,7 +61,7 @@ pub fn layout(natural: &[usize], names: &[usize], fit: Fit) -> Layout {
     if line_width(&capped(MIN_CELL)) > width {
         return match fit.expanded {
             Expanded::Off => Layout::Table(capped(MIN_CELL)),
-            _ => records(fit),
+            _ => records,
         };
     }
     // The first column names the row (a name, a port): kept whole when it
@@ -121,6 +119,12 @@ pub fn cut(s: &str, width: usize) -> Cow<'_, str> {
     }
     out.push('…');
     Cow::Owned(out)
+}
+
+/// The width tables on standard output fit: the terminal's, or 80 when
+/// it does not say.
+pub fn stdout_width() -> usize {
+    terminal_width(libc::STDOUT_FILENO).unwrap_or(80)
 }
 
 /// The terminal's width in columns, if `fd` is one.

@@ -94,7 +94,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let terminal = std::io::stdout().is_terminal();
     let fit = fit::Fit {
-        width: if terminal && !args.output.wide { Some(fit::terminal_width(libc::STDOUT_FILENO).unwrap_or(80)) } else { None },
+        width: if terminal && !args.output.wide { Some(fit::stdout_width()) } else { None },
         expanded: args.output.expanded,
     };
     let opts = OutputOptions { header: !args.output.no_header, escape, fit, terminal, ..OutputOptions::new(args.output.format) }

@@ -339,9 +339,8 @@ impl TableText {
     /// per row, then one "name | value" line per column.
     fn flush_records(&mut self, out: &mut dyn Write, names: usize, values: Option<usize>, last: bool) -> anyhow::Result<()> {
         use unicode_width::UnicodeWidthStr;
-        for row in &self.rows {
-            self.printed_rows += 1;
-            let title = format!("-[ RECORD {} ]", self.printed_rows);
+        for (i, row) in self.rows.iter().enumerate() {
+            let title = format!("-[ RECORD {} ]", self.printed_rows + i + 1);
             let rule = (names + 3 + values.unwrap_or(0)).saturating_sub(title.width());
             writeln!(out, "{title}{}", "-".repeat(rule))?;
             for (h, c) in self.headers.iter().zip(row) {
@@ -352,7 +351,6 @@ impl TableText {
                 writeln!(out, "{h}{} | {c}", " ".repeat(names - h.width()))?;
             }
         }
-        self.printed_rows -= self.rows.len();
         self.end_part(out, last)
     }
 

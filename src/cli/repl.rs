@@ -202,7 +202,7 @@ impl<'a> Repl<'a> {
             Meta::Wide => {
                 self.opts.fit.width = match self.opts.fit.width {
                     Some(_) => None,
-                    None => Some(fit::terminal_width(libc::STDOUT_FILENO).unwrap_or(80)),
+                    None => Some(fit::stdout_width()),
                 };
                 writeln!(out, "Long cells are {}.", if self.opts.fit.width.is_some() { "cut to the terminal's width" } else { "shown whole" })?;
             }

@@ -55,7 +55,7 @@ impl LiveCapture {
         }
         // SAFETY: fd is a new descriptor nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let mut cap = LiveCapture { fd, buf: vec![0; SNAP_LEN] };
+        let cap = LiveCapture { fd, buf: vec![0; SNAP_LEN] };
         if !prog.is_empty() {
             cap.attach(prog)?;
         }
@@ -80,7 +80,6 @@ impl LiveCapture {
         if r != 0 {
             return Err(last_os_error("SO_RCVTIMEO"));
         }
-        cap.buf.shrink_to_fit();
         Ok(cap)
     }
 

@@ -234,7 +234,9 @@ pub(super) fn append_diag(r: &mut RowBuilder, protocol: u8, m: &InetDiagMsg<'_>,
     r.u8(Tclass as usize, m.tclass());
     r.u32(ClassId as usize, m.class_id());
     r.u64(CgroupId as usize, m.cgroup_id());
-    r.str(CgroupPath as usize, m.cgroup_id().and_then(|id| cgroups.path(id)));
+    if r.wants(CgroupPath as usize) {
+        r.str(CgroupPath as usize, m.cgroup_id().and_then(|id| cgroups.path(id)));
+    }
 }
 
 /// Fill every column the /proc/net row does not carry with null.
