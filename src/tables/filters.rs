@@ -75,6 +75,15 @@ pub fn column_between(expr: &Expr) -> Option<(&str, &ScalarValue, &ScalarValue)>
     }
 }
 
+/// The ports (within 0..=65535) a set of filters confines a port
+/// `column` to: None when no filter constrains it, Some(None) when no port
+/// can pass (an empty range).
+pub fn port_range(filters: &[&Expr], column: &str) -> Option<Option<(u16, u16)>> {
+    let (lo, hi) = int_range(filters, column)?;
+    let (lo, hi) = (lo.max(0), hi.min(65535));
+    Some((lo <= hi).then_some((lo as u16, hi as u16)))
+}
+
 /// An inclusive integer range a set of filters confines `column` to, or
 /// `None` if no filter constrains it. Understands =, <, <=, >, >=,
 /// BETWEEN and IN lists (as their min..max).

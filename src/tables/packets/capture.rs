@@ -22,7 +22,7 @@ use crate::collect::packets::flows::Flows;
 use crate::collect::packets::live::{Captured, LiveCapture, DEFAULT_DURATION};
 use crate::tables::columns::{ColumnDef, RowBuilder};
 use crate::collect::packets::bpf::{compile, describe, Cond};
-use crate::tables::filters::{as_str, column_in_literals, int_range, is_int_range_filter};
+use crate::tables::filters::{as_str, column_in_literals, is_int_range_filter, port_range};
 use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
 use crate::tables::live_table::LiveSource;
 use crate::collect::netns::{self, Netns};
@@ -95,12 +95,9 @@ fn bpf_conds(filters: &[&Expr]) -> Option<Vec<Cond>> {
     }
     // Written as tcpdump would: protocol, ports, hosts.
     for (column, make) in [("src_port", Cond::SrcPort as fn(u16, u16) -> Cond), ("dst_port", Cond::DstPort)] {
-        if let Some((lo, hi)) = int_range(filters, column) {
-            let (lo, hi) = (lo.max(0), hi.min(65535));
-            if lo > hi {
-                return None;
-            }
-            conds.push(make(lo as u16, hi as u16));
+        if let Some(range) = port_range(filters, column) {
+            let (lo, hi) = range?;
+            conds.push(make(lo, hi));
         }
     }
     conds.extend(addrs);

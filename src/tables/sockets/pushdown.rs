@@ -15,7 +15,7 @@ use crate::collect::netns::Netns;
 use crate::collect::sock_diag::inet::{self, Cond, Extensions};
 use crate::collect::sock_diag::{family_name, protocol_name, ALL_DUMPS};
 use crate::collect::tcp_state;
-use crate::tables::filters::{as_str, column_in_literals, int_range, is_int_range_filter};
+use crate::tables::filters::{as_str, column_in_literals, is_int_range_filter, port_range};
 use crate::tables::scope;
 
 /// What a scan will do, decided from its projection and filters.
@@ -127,17 +127,14 @@ fn pinned_addr(filters: &[&Expr], column: &str) -> Option<Result<IpAddr, ()>> {
 }
 
 /// Port conditions for a column's range within 0..=65535.
-fn port_conds(range: Option<(i64, i64)>, ge: fn(u16) -> Cond, le: fn(u16) -> Cond, out: &mut Vec<Cond>) -> bool {
-    let Some((lo, hi)) = range else { return true };
-    let (lo, hi) = (lo.max(0), hi.min(65535));
-    if lo > hi {
-        return false;
-    }
+fn port_conds(range: Option<Option<(u16, u16)>>, ge: fn(u16) -> Cond, le: fn(u16) -> Cond, out: &mut Vec<Cond>) -> bool {
+    let Some(range) = range else { return true };
+    let Some((lo, hi)) = range else { return false };
     if lo > 0 {
-        out.push(ge(lo as u16));
+        out.push(ge(lo));
     }
     if hi < 65535 {
-        out.push(le(hi as u16));
+        out.push(le(hi));
     }
     true
 }
@@ -155,8 +152,8 @@ impl SocketsTable {
     /// Fold every filter the kernel can apply into one description.
     pub(super) fn pushed(&self, filters: &[&Expr]) -> Pushed {
         let mut p = Pushed { states: tcp_state::ALL_BITS, protocols: None, families: None, conds: Vec::new(), impossible: false };
-        let ok_local = port_conds(int_range(filters, "local_port"), Cond::LocalPortGe, Cond::LocalPortLe, &mut p.conds);
-        let ok_remote = port_conds(int_range(filters, "remote_port"), Cond::RemotePortGe, Cond::RemotePortLe, &mut p.conds);
+        let ok_local = port_conds(port_range(filters, "local_port"), Cond::LocalPortGe, Cond::LocalPortLe, &mut p.conds);
+        let ok_remote = port_conds(port_range(filters, "remote_port"), Cond::RemotePortGe, Cond::RemotePortLe, &mut p.conds);
         p.impossible = !ok_local || !ok_remote;
         for (column, cond) in [("local_addr", Cond::LocalAddr as fn(IpAddr) -> Cond), ("remote_addr", Cond::RemoteAddr)] {
             match pinned_addr(filters, column) {
