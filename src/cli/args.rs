@@ -134,6 +134,12 @@ pub struct SourceArgs {
     #[arg(long, value_name = "DURATION", global = true, value_parser = parse_for)]
     pub capture_for: Option<Duration>,
 
+    /// Keep packet payloads: the packets table, read_pcap and capture --out
+    /// then hold whole packets and fill the payload column. Without it
+    /// only headers are captured, since payloads may carry secrets.
+    #[arg(long, global = true)]
+    pub payload: bool,
+
     /// Cover every network namespace on the host (containers, ip netns),
     /// not only the current one; rows carry netns and netns_name.
     #[arg(long, global = true)]

@@ -20,6 +20,7 @@ use datafusion::logical_expr::{utils::split_conjunction, Expr, LogicalPlan};
 
 use crate::collect::packets::bpf::Cond;
 use crate::collect::packets::decode;
+use crate::collect::packets::live::snap_len;
 use crate::collect::packets::write::PcapOut;
 use crate::query::engine::Engine;
 use crate::tables::packets::capture::CapturePlan;
@@ -76,7 +77,7 @@ pub async fn to_pcap(engine: &Engine, source: &SourceOptions, filter: Option<&st
         .custom_flags(libc::O_NOFOLLOW)
         .open(out)
         .with_context(|| format!("cannot create {} (it must not exist yet)", out.display()))?;
-    let mut pcap = PcapOut::new(std::io::BufWriter::new(file))?;
+    let mut pcap = PcapOut::new(std::io::BufWriter::new(file), snap_len(plan.payload))?;
     let stop = Arc::new(AtomicBool::new(false));
     let stop_on_ctrl_c = stop.clone();
     tokio::spawn(async move {

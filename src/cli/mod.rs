@@ -103,6 +103,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         no_netlink: args.source.no_netlink,
         all_netns: std::sync::Arc::new(args.source.all_netns.into()),
         capture_for: args.source.capture_for,
+        payload: args.source.payload,
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

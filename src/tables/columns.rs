@@ -10,7 +10,7 @@ use std::fmt::Display;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, ArrowPrimitiveType, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
+    ArrayRef, ArrowPrimitiveType, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
     PrimitiveBuilder, StringBuilder, TimestampMillisecondBuilder, TimestampNanosecondBuilder, UInt16Builder, UInt32Builder,
     UInt64Builder, UInt8Builder,
 };
@@ -45,6 +45,8 @@ pub enum Ty {
     TimestampMs,
     /// Nanoseconds since the epoch, UTC (packet times).
     TimestampNs,
+    /// Raw bytes (packet payloads).
+    Binary,
 }
 
 impl Ty {
@@ -63,6 +65,7 @@ impl Ty {
             // (RFC 3339) as `ts` does, and jq's fromdateiso8601 reads it.
             Ty::TimestampMs => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
             Ty::TimestampNs => DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            Ty::Binary => DataType::Binary,
         }
     }
 }
@@ -116,6 +119,7 @@ enum Builder {
     F64(Float64Builder),
     Ts(TimestampMillisecondBuilder),
     TsNs(TimestampNanosecondBuilder),
+    Binary(BinaryBuilder),
 }
 
 impl Builder {
@@ -132,6 +136,7 @@ impl Builder {
             Ty::F64 => Builder::F64(PrimitiveBuilder::with_capacity(capacity)),
             Ty::TimestampMs => Builder::Ts(PrimitiveBuilder::with_capacity(capacity).with_timezone("UTC")),
             Ty::TimestampNs => Builder::TsNs(PrimitiveBuilder::with_capacity(capacity).with_timezone("UTC")),
+            Ty::Binary => Builder::Binary(BinaryBuilder::with_capacity(capacity, capacity * 64)),
         }
     }
 
@@ -148,6 +153,7 @@ impl Builder {
             Builder::F64(b) => Arc::new(b.finish()),
             Builder::Ts(b) => Arc::new(b.finish()),
             Builder::TsNs(b) => Arc::new(b.finish()),
+            Builder::Binary(b) => Arc::new(b.finish()),
         }
     }
 }
@@ -279,6 +285,14 @@ impl RowBuilder {
             Builder::TsNs(b) => Some(b),
             _ => None,
         })
+    }
+
+    pub fn binary(&mut self, column: usize, v: Option<&[u8]>) {
+        match self.builder(column) {
+            None => {}
+            Some(Builder::Binary(b)) => b.append_option(v),
+            Some(_) => mismatch(column),
+        }
     }
 
     /// Close the current row. Returns true when a batch is full and should

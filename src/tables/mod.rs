@@ -42,6 +42,9 @@ pub struct SourceOptions {
     pub all_netns: Arc<AtomicBool>,
     /// How long a live packet capture runs (`--capture-for`).
     pub capture_for: Option<std::time::Duration>,
+    /// Keep and show packet payloads (`--payload`); without it captures
+    /// keep headers only and the `payload` column is null.
+    pub payload: bool,
 }
 
 impl SourceOptions {
@@ -132,6 +135,6 @@ pub fn register_all(ctx: &SessionContext, options: &SourceOptions) -> Result<()>
         ctx.register_table(t.name, (t.make)(options))?;
     }
     // Table functions: read_pcap('FILE').
-    ctx.register_udtf(packets::read_pcap::NAME, Arc::new(packets::read_pcap::ReadPcap));
+    ctx.register_udtf(packets::read_pcap::NAME, Arc::new(packets::read_pcap::ReadPcap { payload: options.payload }));
     Ok(())
 }

@@ -6,6 +6,7 @@ mod churn;
 mod cli;
 mod common;
 mod history;
+mod impair;
 mod layers;
 mod conntrack;
 mod namespaces;

@@ -10,7 +10,8 @@ use std::process::{Command, Stdio};
 use serde_json::{json, Value};
 
 use crate::common::*;
-use crate::netns::Netns;
+use crate::impair::{impair, Impairment};
+use crate::netns::{link, Netns};
 
 /// Spawn `cmd` with stderr piped and return once a stderr line contains
 /// `marker` (the tool says its capture runs), with the rest of stderr.
@@ -37,9 +38,13 @@ struct Capture {
 
 impl Capture {
     fn start(ns: &Netns, file: &std::path::Path) -> Capture {
+        Capture::start_on(ns, "lo", file)
+    }
+
+    fn start_on(ns: &Netns, dev: &str, file: &std::path::Path) -> Capture {
         assert!(have("tcpdump"), "tcpdump is needed for this test");
         let (child, err) = spawn_until(
-            Command::new("ip").args(["netns", "exec", &ns.name, "tcpdump", "-i", "lo", "-U", "-w", file.to_str().unwrap()]),
+            Command::new("ip").args(["netns", "exec", &ns.name, "tcpdump", "-i", dev, "-U", "-w", file.to_str().unwrap()]),
             "listening on",
         );
         drain(err);
@@ -66,7 +71,7 @@ fn tshark_rows(file: &str) -> Vec<Value> {
         "tcp.srcport", "udp.srcport", "tcp.dstport", "udp.dstport", "tcp.flags", "tcp.seq_raw", "tcp.ack_raw",
         "tcp.window_size_value", "tcp.len", "udp.length", "tcp.options.mss_val", "tcp.options.wscale.shift",
         "tcp.options.timestamp.tsval", "tcp.options.timestamp.tsecr", "icmp.type", "icmpv6.type", "frame.time_epoch",
-        "tcp.seq", "tcp.ack", "tcp.window_size", "tcp.analysis.initial_rtt",
+        "tcp.seq", "tcp.ack", "tcp.window_size", "tcp.analysis.initial_rtt", "tcp.payload", "udp.payload",
     ];
     let mut args = vec!["-r", file, "-T", "fields", "-E", "separator=|", "-E", "occurrence=f"];
     for f in &fields {
@@ -98,6 +103,8 @@ fn tshark_rows(file: &str) -> Vec<Value> {
                 "mss": num(f[19]), "wscale": num(f[20]), "ts_val": num(f[21]), "ts_ecr": num(f[22]),
                 "icmp_type": num(&or(f[23], f[24])),
                 "time_epoch": json!(f[25]),
+                // hex, as sockql prints a binary column
+                "payload": text(or(f[30], f[31])),
             })
         })
         .collect()
@@ -107,6 +114,47 @@ fn tshark_rows(file: &str) -> Vec<Value> {
 fn tshark_flagged(file: &str, flag: &str) -> Vec<u64> {
     let o = Command::new("tshark").args(["-r", file, "-Y", &format!("tcp.analysis.{flag}"), "-T", "fields", "-e", "frame.number"]).output().unwrap();
     String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().parse().unwrap()).collect()
+}
+
+/// tshark's tcp.analysis flags and sockql's columns for them.
+const ANALYSIS_FLAGS: [(&str, &str); 10] = [
+    ("retransmission", "retransmission"),
+    ("fast_retransmission", "fast_retransmission"),
+    ("spurious_retransmission", "spurious_retransmission"),
+    ("out_of_order", "out_of_order"),
+    ("duplicate_ack", "dup_ack"),
+    ("keep_alive", "keep_alive"),
+    ("window_update", "window_update"),
+    ("window_full", "window_full"),
+    ("zero_window", "zero_window"),
+    ("ack_rtt", "ack_rtt_ms"),
+];
+
+/// Every analysis flag, frame for frame, equal to tshark's on `file`, and
+/// ack_rtt_ms equal to tshark's tcp.analysis.ack_rtt on every frame.
+/// Returns how many frames each column flags.
+fn analysis_equals_tshark(file: &str) -> std::collections::BTreeMap<&'static str, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for (theirs, ours) in ANALYSIS_FLAGS {
+        let t = tshark_flagged(file, theirs);
+        let cond = if ours == "ack_rtt_ms" { "ack_rtt_ms IS NOT NULL".to_string() } else { ours.to_string() };
+        let (out, err, ok) = run(&["--format", "csv", "--no-header", &format!("SELECT frame FROM read_pcap('{file}') WHERE {cond} ORDER BY frame")]);
+        assert!(ok, "{err}");
+        let s: Vec<u64> = out.lines().map(|l| l.parse().unwrap()).collect();
+        assert_eq!(s, t, "{file}: {ours}");
+        counts.insert(ours, s.len());
+    }
+    // The round trips themselves: tshark's seconds (ns digits) as ms.
+    let o = Command::new("tshark").args(["-r", file, "-Y", "tcp.analysis.ack_rtt", "-T", "fields", "-e", "tcp.analysis.ack_rtt"]).output().unwrap();
+    let theirs: Vec<f64> = String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().parse::<f64>().unwrap() * 1000.0).collect();
+    let (out, err, ok) = run(&["--format", "csv", "--no-header", &format!("SELECT ack_rtt_ms FROM read_pcap('{file}') WHERE ack_rtt_ms IS NOT NULL ORDER BY frame")]);
+    assert!(ok, "{err}");
+    let ours: Vec<f64> = out.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(ours.len(), theirs.len());
+    for (a, b) in ours.iter().zip(&theirs) {
+        assert!((a - b).abs() < 1e-6, "ack_rtt_ms {a} vs tshark {b}");
+    }
+    counts
 }
 
 const COLUMNS: &str = "frame, length, captured_length, src_addr, dst_addr, ttl, src_port, dst_port, \
@@ -225,13 +273,10 @@ fn read_pcap_equals_tshark_and_tcpdump_packet_by_packet() {
     let our_zero: Vec<u64> = rows.iter().filter(|r| r["zero_window"] == json!(true)).map(|r| r["frame"].as_u64().unwrap()).collect();
     assert_eq!(our_zero, tshark_zero);
     assert!(!our_zero.is_empty(), "the stalled reader advertised a zero window");
-    // The rest of the analysis flags on real traffic (window updates as the
-    // stalled reader's window moves, and whatever else tshark finds).
-    for (theirs, ours) in [("window_update", "window_update"), ("duplicate_ack", "dup_ack"), ("retransmission", "retransmission"), ("keep_alive", "keep_alive"), ("out_of_order", "out_of_order")] {
-        let t = tshark_flagged(file, theirs);
-        let s: Vec<u64> = rows.iter().filter(|r| r[ours] == json!(true)).map(|r| r["frame"].as_u64().unwrap()).collect();
-        assert_eq!(s, t, "{ours}");
-    }
+    // The rest of the analysis on real traffic: window updates as the
+    // stalled reader's window moves, the writer filling it, round trips.
+    let counts = analysis_equals_tshark(file);
+    assert!(counts["window_full"] > 0 && counts["ack_rtt_ms"] > 0, "{counts:?}");
     // tcpdump's own flag text, for every TCP packet, in order.
     let o = Command::new("tcpdump").args(["-nn", "-r", file]).stderr(Stdio::null()).output().unwrap();
     let from_tcpdump: Vec<String> = String::from_utf8_lossy(&o.stdout)
@@ -241,6 +286,18 @@ fn read_pcap_equals_tshark_and_tcpdump_packet_by_packet() {
     let from_us: Vec<String> = rows.iter().filter_map(|r| r["flags"].as_str().map(str::to_string)).collect();
     assert_eq!(from_us, from_tcpdump);
     assert!(from_us.iter().filter(|f| *f == "S").count() == 3 && from_us.contains(&"S.".to_string()) && from_us.contains(&"P.".to_string()), "{from_us:?}");
+    // Payload bytes only when asked for, then as tshark shows them.
+    let hidden = query(&format!("SELECT count(*) AS n FROM read_pcap('{file}') WHERE payload IS NOT NULL"));
+    assert_eq!(hidden[0]["n"], json!(0));
+    let (out, err, ok) = run(&["--payload", "--format", "ndjson", &format!("SELECT frame, protocol, payload FROM read_pcap('{file}') ORDER BY frame")]);
+    assert!(ok, "{err}");
+    let shown = parse_ndjson(&out);
+    for (o, t) in shown.iter().zip(&tshark) {
+        if o["protocol"] == json!("tcp") || o["protocol"] == json!("udp") {
+            assert_eq!(o["payload"], if t["payload"].is_null() { json!("") } else { t["payload"].clone() }, "frame {}", o["frame"]);
+        }
+    }
+    assert!(shown.iter().any(|r| r["payload"] == json!(hex(b"datagram"))), "the datagram's bytes");
     // What the test made is there: both handshakes, the datagram, the ping.
     let count = |sql: &str| -> i64 {
         let (out, err, ok) = run(&["--format", "csv", "--no-header", &format!("SELECT count(*) FROM read_pcap('{file}') WHERE {sql}")]);
@@ -301,9 +358,15 @@ fn read_pcap_refuses_what_is_not_a_capture() {
 /// sockql capturing live in `ns` for `secs`, printing ndjson: started, and
 /// returned once its capture runs (its note on stderr says so).
 fn live_capture(ns: &Netns, secs: u32, sql: &str) -> std::process::Child {
+    live_capture_with(ns, secs, &[], sql)
+}
+
+fn live_capture_with(ns: &Netns, secs: u32, flags: &[&str], sql: &str) -> std::process::Child {
     let (child, err) = spawn_until(
         Command::new("ip")
-            .args(["netns", "exec", &ns.name, bin(), "--capture-for", &format!("{secs}s"), "--format", "ndjson", sql])
+            .args(["netns", "exec", &ns.name, bin(), "--capture-for", &format!("{secs}s"), "--format", "ndjson"])
+            .args(flags)
+            .arg(sql)
             .stdout(Stdio::piped()),
         "capturing on",
     );
@@ -321,11 +384,12 @@ fn live_packets_equal_tcpdump() {
     std::fs::create_dir_all(&dir).unwrap();
     let pcap = dir.join("lo.pcap");
     let cap = Capture::start(&ns, &pcap);
-    let ours = live_capture(
+    let ours = live_capture_with(
         &ns,
         6,
-        "SELECT src_addr, dst_addr, src_port, dst_port, protocol, flags, seq, ack_seq, window_raw, payload_length, icmp_type, interface, direction \
-         FROM packets ORDER BY ts",
+        &["--payload"],
+        "SELECT src_addr, dst_addr, src_port, dst_port, protocol, flags, seq, ack_seq, window_raw, payload_length, icmp_type, interface, direction, \
+         CASE WHEN protocol IN ('tcp', 'udp') THEN payload END AS payload FROM packets ORDER BY ts",
     );
     traffic(&ns, &pcap);
     // sockql's capture ends first; tcpdump, still running, then holds
@@ -336,10 +400,14 @@ fn live_packets_equal_tcpdump() {
     let ours = parse_ndjson(&String::from_utf8_lossy(&out.stdout));
     let file = pcap.to_str().unwrap();
     let theirs = tshark_rows(file);
-    let key = |r: &Value| (r["src_addr"].clone(), r["dst_addr"].clone(), r["src_port"].clone(), r["dst_port"].clone(), r["seq"].clone(), r["ack_seq"].clone(), r["window_raw"].clone(), r["payload_length"].clone(), r["icmp_type"].clone());
+    // tshark leaves an empty payload out; sockql's is empty bytes.
+    let payload = |r: &Value| if r["payload"] == json!("") { Value::Null } else { r["payload"].clone() };
+    let key = |r: &Value| (r["src_addr"].clone(), r["dst_addr"].clone(), r["src_port"].clone(), r["dst_port"].clone(), r["seq"].clone(), r["ack_seq"].clone(), r["window_raw"].clone(), r["payload_length"].clone(), r["icmp_type"].clone(), payload(r));
     let a: Vec<_> = ours.iter().map(key).collect();
     let b: Vec<_> = theirs.iter().map(key).collect();
     assert_eq!(a, b, "sockql live vs tcpdump on lo");
+    // With --payload, whole packets: the 1000-byte writes arrive whole.
+    assert!(ours.iter().any(|r| r["payload"] == json!(hex(&[1u8; 1000]))), "payload kept");
     assert!(ours.len() >= 20, "{ours:?}");
     // One copy of each packet on loopback, as tcpdump keeps, marked in.
     assert!(ours.iter().all(|r| r["interface"] == json!("lo") && r["direction"] == json!("in")), "{ours:?}");
@@ -538,30 +606,15 @@ fn analysis_flags_equal_tshark() {
         // the same copies, late
         vec![piece("1-7", "0", "c"), piece("5", "0.4", "l1"), piece("5", "0.41", "l2"), piece("5", "0.42", "l3"), piece("4", "0.5", "e")],
     ];
-    let flags = [
-        ("retransmission", "retransmission"),
-        ("fast_retransmission", "fast_retransmission"),
-        ("spurious_retransmission", "spurious_retransmission"),
-        ("out_of_order", "out_of_order"),
-        ("duplicate_ack", "dup_ack"),
-        ("keep_alive", "keep_alive"),
-        ("window_update", "window_update"),
-        ("zero_window", "zero_window"),
-    ];
     let mut seen = std::collections::BTreeSet::new();
     for (i, parts) in scenarios.iter().enumerate() {
         let merged = p(&format!("s{i}.pcap"));
         let mut args = vec!["-w", merged.as_str()];
         args.extend(parts.iter().map(String::as_str));
         tool("mergecap", &args);
-        for (theirs, ours) in flags {
-            let t = tshark_flagged(&merged, theirs);
-            let (out, err, ok) = run(&["--format", "csv", "--no-header", &format!("SELECT frame FROM read_pcap('{merged}') WHERE {ours} ORDER BY frame")]);
-            assert!(ok, "{err}");
-            let s: Vec<u64> = out.lines().map(|l| l.parse().unwrap()).collect();
-            assert_eq!(s, t, "scenario {i}: {ours}");
-            if !s.is_empty() {
-                seen.insert(ours);
+        for (flag, n) in analysis_equals_tshark(&merged) {
+            if n > 0 {
+                seen.insert(flag);
             }
         }
     }
@@ -570,4 +623,64 @@ fn analysis_flags_equal_tshark() {
         assert!(seen.contains(f), "no {f} in any scenario: {seen:?}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A bulk transfer over a link that loses and reorders segments (see
+/// `impair`): the receiver's capture shows retransmissions (fast, spurious
+/// and on timeout), out-of-order segments, duplicate ACKs, full windows and
+/// a handshake of about a second, and sockql's analysis equals tshark's
+/// frame for frame, with the ACK round trips to the nanosecond.
+#[test]
+fn loss_and_reordering_equal_tshark() {
+    let (a, b) = (Netns::new("lossA"), Netns::new("lossB"));
+    let (va, vb) = link(&a, &b, 6);
+    impair(&a, &va, 9000, &Impairment { drop_every: 17, slow_every: 11, slow_handshake: true });
+    let dir = std::env::temp_dir().join(format!("sockql-loss-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("receiver.pcap");
+    let cap = Capture::start_on(&b, &vb, &pcap);
+    let l = b.enter(|| std::net::TcpListener::bind("10.231.6.2:9000").unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.write_all(b"hello\n").unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        s.write_all(b"done").unwrap();
+        got.len()
+    });
+    a.enter(|| {
+        let mut c = std::net::TcpStream::connect("10.231.6.2:9000").unwrap();
+        c.set_nodelay(true).unwrap();
+        // The client speaks after the banner, so its data waits for the
+        // resent SYN/ACK: the handshake's round trip stays the second.
+        let mut banner = [0u8; 6];
+        c.read_exact(&mut banner).unwrap();
+        for _ in 0..300 {
+            c.write_all(&[9u8; 1000]).unwrap();
+        }
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut done = Vec::new();
+        c.read_to_end(&mut done).unwrap();
+        assert_eq!(done, b"done");
+    });
+    assert_eq!(server.join().unwrap(), 300_000);
+    cap.stop_after(&pcap, "length 4");
+    let file = pcap.to_str().unwrap();
+    let counts = analysis_equals_tshark(file);
+    for flag in ["retransmission", "fast_retransmission", "out_of_order", "dup_ack", "window_full", "ack_rtt_ms"] {
+        assert!(counts[flag] > 0, "the impaired link showed no {flag}: {counts:?}");
+    }
+    // The handshake took the resent SYN/ACK's second, as tshark says.
+    let rtt = query(&format!("SELECT DISTINCT handshake_rtt_ms AS r FROM read_pcap('{file}') WHERE handshake_rtt_ms IS NOT NULL"));
+    assert_eq!(rtt.len(), 1, "{rtt:?}");
+    let r = rtt[0]["r"].as_f64().unwrap();
+    let t = tshark_rows(file).iter().find_map(|t| t["handshake_rtt_ms"].as_f64()).unwrap();
+    assert!((r - t).abs() < 1e-6 && r > 900.0, "ours {r} ms, tshark {t} ms");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Bytes as sockql prints a binary column: lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

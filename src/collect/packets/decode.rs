@@ -84,6 +84,10 @@ pub struct Decoded {
     pub icmp_code: Option<u8>,
     /// Transport payload bytes as the headers declare them (not as captured).
     pub payload_length: Option<u32>,
+    /// Where the captured part of the transport payload (TCP, UDP, ICMP
+    /// after its 8-byte header) lies in the bytes decoded: link padding
+    /// excluded, cut where the capture was.
+    pub payload: Option<std::ops::Range<usize>>,
 }
 
 impl Decoded {
@@ -136,7 +140,7 @@ pub fn decode(linktype: u32, data: &[u8]) -> Decoded {
         _ => None,
     };
     match sliced {
-        Some(p) => fill(d, &p),
+        Some(p) => fill(d, &p, data),
         None => d,
     }
 }
@@ -145,11 +149,18 @@ pub fn decode(linktype: u32, data: &[u8]) -> Decoded {
 /// its EtherType beside it.
 pub fn decode_network(ether_type: u16, data: &[u8]) -> Decoded {
     let d = Decoded { ether_type: Some(ether_type), ..Decoded::default() };
-    fill(d, &LaxSlicedPacket::from_ether_type(EtherType(ether_type), data))
+    fill(d, &LaxSlicedPacket::from_ether_type(EtherType(ether_type), data), data)
 }
 
-/// The network and transport fields of a sliced packet.
-fn fill(mut d: Decoded, p: &LaxSlicedPacket<'_>) -> Decoded {
+/// Where `part`, a slice of `whole`, lies in it.
+fn range_in(whole: &[u8], part: &[u8]) -> Option<std::ops::Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (end <= whole.len()).then_some(start..end)
+}
+
+/// The network and transport fields of a sliced packet; `data` is what was sliced.
+fn fill(mut d: Decoded, p: &LaxSlicedPacket<'_>, data: &[u8]) -> Decoded {
     if let Some(etherparse::LinkSlice::Ethernet2(e)) = &p.link {
         d.ether_type = Some(e.ether_type().0);
     }
@@ -212,19 +223,23 @@ fn fill(mut d: Decoded, p: &LaxSlicedPacket<'_>) -> Decoded {
             }
             tcp.sack_blocks = (!sacks.is_empty()).then(|| sacks.join(" "));
             d.tcp = Some(tcp);
+            d.payload = range_in(data, t.payload());
         }
         Some(TransportSlice::Udp(u)) => {
             d.src_port = Some(u.source_port());
             d.dst_port = Some(u.destination_port());
             d.payload_length = (u.length() as u32).checked_sub(8);
+            d.payload = range_in(data, u.payload());
         }
         Some(TransportSlice::Icmpv4(i)) => {
             d.icmp_type = Some(i.type_u8());
             d.icmp_code = Some(i.code_u8());
+            d.payload = range_in(data, i.payload());
         }
         Some(TransportSlice::Icmpv6(i)) => {
             d.icmp_type = Some(i.type_u8());
             d.icmp_code = Some(i.code_u8());
+            d.payload = range_in(data, i.payload());
         }
         _ => {}
     }

@@ -4,11 +4,12 @@
 //! SYN, the handshake's round trip, zero-window advertisements, and
 //! Wireshark's sequence analysis (tcp_analyze_sequence_number in its
 //! packet-tcp.c, read, not copied): duplicate ACKs, window updates,
-//! keep-alives, and retransmissions told apart as fast, spurious or
-//! out-of-order. The state is kept per connection while a capture is read
+//! keep-alives, window-full segments, retransmissions told apart as fast,
+//! spurious or out-of-order, and the round trip from a segment to the ACK
+//! that covers it exactly. The state is kept per connection while a capture is read
 //! in order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
 use super::decode::{Tcp, ACK, FIN, RST, SYN};
@@ -17,6 +18,14 @@ use super::decode::{Tcp, ACK, FIN, RST, SYN};
 /// holds more, and the oldest half is forgotten (their packets then read as
 /// if first seen), so memory stays bounded.
 const MAX_FLOWS: usize = 1 << 20;
+
+/// The most unacknowledged segments remembered per direction, as
+/// Wireshark's TCP_MAX_UNACKED_SEGMENTS (a capture that misses the ACKs
+/// would otherwise grow without end); further segments get no ack_rtt.
+const MAX_UNACKED_PER_SIDE: usize = 10_000;
+/// And across all connections, so a capture of many one-way flows stays
+/// within about 64 MB of this state.
+const MAX_UNACKED_TOTAL: usize = 4 << 20;
 
 /// One direction of a connection.
 #[derive(Debug, Default, Clone, Copy)]
@@ -57,6 +66,9 @@ struct Flow {
     synack_ns: Option<i64>,
     handshake_rtt_ns: Option<i64>,
     last_seen: u64,
+    /// Per side, the segments (data, SYN or FIN) it sent that no ACK has
+    /// covered yet, oldest first: where each ends and when it was seen.
+    unacked: [VecDeque<(u32, i64)>; 2],
 }
 
 /// What the analysis adds to one TCP packet.
@@ -92,6 +104,12 @@ pub struct Analysis {
     pub keep_alive: bool,
     /// tcp.analysis.window_update: no data, same ACK, a new window.
     pub window_update: bool,
+    /// tcp.analysis.window_full: data that reaches the right edge of the
+    /// window the peer last advertised (its scaling known).
+    pub window_full: bool,
+    /// tcp.analysis.ack_rtt: on an ACK that ends exactly where a segment
+    /// of the peer's ended, the time since the first such segment.
+    pub ack_rtt_ms: Option<f64>,
 }
 
 /// An address and port.
@@ -102,6 +120,8 @@ pub struct Flows {
     /// By (lower endpoint, higher endpoint).
     flows: HashMap<(Endpoint, Endpoint), Flow>,
     packets: u64,
+    /// Segments held in all flows' `unacked` lists.
+    unacked: usize,
 }
 
 impl Flows {
@@ -150,6 +170,12 @@ impl Flows {
             ..Analysis::default()
         };
         sequence_analysis(flow, me, ts_ns, t, seglen, window, &mut a);
+        self.unacked -= ack_rtt(flow, me, ts_ns, t.ack_seq, &mut a);
+        if (seglen > 0 || t.flags & (SYN | FIN) != 0) && flow.unacked[me].len() < MAX_UNACKED_PER_SIDE && self.unacked < MAX_UNACKED_TOTAL {
+            let end = t.seq.wrapping_add(seglen).wrapping_add((t.flags & (SYN | FIN) != 0) as u32);
+            flow.unacked[me].push_back((end, ts_ns));
+            self.unacked += 1;
+        }
         a
     }
 
@@ -158,7 +184,31 @@ impl Flows {
         ages.sort_unstable();
         let cut = ages[ages.len() / 2];
         self.flows.retain(|_, f| f.last_seen > cut);
+        self.unacked = self.flows.values().map(|f| f.unacked[0].len() + f.unacked[1].len()).sum();
     }
+}
+
+/// Drop the peer's segments that acknowledgement number `ackno` covers;
+/// where one ends exactly at it, the ACK's round trip is the time since
+/// the oldest such (Wireshark walks its list newest first and keeps the
+/// last match). Returns how many segments were dropped. Like Wireshark,
+/// on every segment, ACK flag or not.
+fn ack_rtt(flow: &mut Flow, me: usize, ts_ns: i64, ackno: u32, a: &mut Analysis) -> usize {
+    let list = &mut flow.unacked[1 - me];
+    let before = list.len();
+    let mut sent = None;
+    list.retain(|&(end, ts)| {
+        if end == ackno {
+            sent.get_or_insert(ts);
+        }
+        seq_gt(end, ackno)
+    });
+    if let Some(sent) = sent {
+        let rtt = ts_ns - sent;
+        // Wireshark shows no ack_rtt of zero.
+        a.ack_rtt_ms = (rtt != 0).then(|| rtt as f64 / 1e6);
+    }
+    before - list.len()
 }
 
 /// Wireshark's checks, in its order, on one segment from side `me`.
@@ -176,6 +226,11 @@ fn sequence_analysis(flow: &mut Flow, me: usize, ts_ns: i64, t: &Tcp, seglen: u3
         let same = seglen == 0 && seq == fwd.nextseq && ackno == fwd.lastack && !sfr;
         if same && window != 0 && window != fwd.window {
             a.window_update = true;
+        }
+        // The peer's window is kept scaled, so its right edge is its last
+        // ACK plus that window.
+        if seglen > 0 && flow.sides[1 - me].wscale.is_some() && !sfr && seq.wrapping_add(seglen) == rev.lastack.wrapping_add(rev.window) {
+            a.window_full = true;
         }
         // An ACK answering a keep-alive or a zero-window probe repeats the
         // last one without being a duplicate.

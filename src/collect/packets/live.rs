@@ -25,8 +25,21 @@ pub struct Captured<'a> {
     pub data: &'a [u8],
 }
 
-/// How much of each packet is kept: headers, not payload.
+/// How much of each packet is kept: headers, not payload (payloads may
+/// carry secrets; IPv6 with extension headers and TCP options fits).
 pub const SNAP_LEN: usize = 256;
+/// With `--payload`: whole packets, as tcpdump's default snap length
+/// (GSO on loopback hands over up to 64 KB at once).
+pub const SNAP_LEN_PAYLOAD: usize = 262_144;
+
+/// The snap length for a capture that keeps payloads or not.
+pub fn snap_len(payload: bool) -> usize {
+    if payload {
+        SNAP_LEN_PAYLOAD
+    } else {
+        SNAP_LEN
+    }
+}
 
 /// An open capture socket.
 pub struct LiveCapture {
@@ -45,8 +58,9 @@ fn last_os_error(what: &str) -> Error {
 impl LiveCapture {
     /// Capture on `ifindex` (0: every interface) of the calling thread's
     /// network namespace, with the kernel filter `prog` (empty: none),
-    /// attached before the socket is bound so no unfiltered packet queues.
-    pub fn open(ifindex: u32, prog: &[(u16, u8, u8, u32)]) -> Result<Self, Error> {
+    /// attached before the socket is bound so no unfiltered packet queues,
+    /// keeping at most `snap_len` bytes of each packet.
+    pub fn open(ifindex: u32, prog: &[(u16, u8, u8, u32)], snap_len: usize) -> Result<Self, Error> {
         let proto = (libc::ETH_P_ALL as u16).to_be();
         // SAFETY: socket(2) with constant arguments; the fd is owned below.
         let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, proto as i32) };
@@ -55,7 +69,7 @@ impl LiveCapture {
         }
         // SAFETY: fd is a new descriptor nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let cap = LiveCapture { fd, buf: vec![0; SNAP_LEN] };
+        let cap = LiveCapture { fd, buf: vec![0; snap_len] };
         if !prog.is_empty() {
             cap.attach(prog)?;
         }
@@ -109,7 +123,7 @@ impl LiveCapture {
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
         // MSG_TRUNC: the return is the packet's full length even when only
-        // SNAP_LEN bytes were copied.
+        // the snap length was copied.
         let n = unsafe {
             libc::recvfrom(
                 self.fd.as_raw_fd(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::{DataLink, TsResolution};
 
-use super::live::{Captured, SNAP_LEN};
+use super::live::Captured;
 use super::Direction;
 use crate::collect::Error;
 
@@ -38,9 +38,10 @@ pub fn sll2_header(p: &Captured<'_>) -> [u8; SLL2_LEN] {
 }
 
 impl<W: Write> PcapOut<W> {
-    pub fn new(out: W) -> Result<Self, Error> {
+    /// A pcap file of packets captured with `snap_len`.
+    pub fn new(out: W, snap_len: usize) -> Result<Self, Error> {
         let header = PcapHeader {
-            snaplen: (SLL2_LEN + SNAP_LEN) as u32,
+            snaplen: (SLL2_LEN + snap_len) as u32,
             datalink: DataLink::LINUX_SLL2,
             ts_resolution: TsResolution::NanoSecond,
             ..PcapHeader::default()
@@ -77,7 +78,7 @@ mod tests {
     fn what_is_written_reads_back_the_same() {
         let ip = crate::collect::packets::tests::SYN_IPV4;
         let p = Captured { ts_ns: 1_795_752_740_770_322_123, ether_type: 0x0800, direction: Direction::Out, ifindex: 3, length: 60, data: ip };
-        let mut out = PcapOut::new(Vec::new()).unwrap();
+        let mut out = PcapOut::new(Vec::new(), super::super::live::SNAP_LEN).unwrap();
         out.write(&p).unwrap();
         assert_eq!(out.packets(), 1);
         let bytes: &'static [u8] = Box::leak(out.into_inner().into_boxed_slice());

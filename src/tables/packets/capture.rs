@@ -19,7 +19,7 @@ use datafusion::logical_expr::Expr;
 use super::{append, Col, Meta};
 use crate::collect::packets::{decode, Direction};
 use crate::collect::packets::flows::Flows;
-use crate::collect::packets::live::{Captured, LiveCapture, DEFAULT_DURATION};
+use crate::collect::packets::live::{snap_len, Captured, LiveCapture, DEFAULT_DURATION};
 use crate::tables::columns::{ColumnDef, RowBuilder};
 use crate::collect::packets::bpf::{compile, describe, Cond};
 use crate::tables::filters::{as_str, column_in_literals, is_int_range_filter, port_range};
@@ -113,6 +113,8 @@ pub struct CapturePlan {
     /// None: no packet can match.
     pub conds: Option<Vec<Cond>>,
     pub duration: std::time::Duration,
+    /// Keep whole packets (`--payload`), not only their headers.
+    pub payload: bool,
 }
 
 impl CapturePlan {
@@ -123,6 +125,7 @@ impl CapturePlan {
             interface: pinned_interface(&refs),
             conds: bpf_conds(&refs),
             duration: options.capture_for.unwrap_or(DEFAULT_DURATION),
+            payload: options.payload,
         }
     }
 
@@ -174,7 +177,7 @@ impl CapturePlan {
                         Err(_) => return Ok(None),
                     },
                 };
-                Ok(Some(LiveCapture::open(ifindex, &prog)?))
+                Ok(Some(LiveCapture::open(ifindex, &prog, snap_len(self.payload))?))
             });
             match opened {
                 Ok(Ok(Some(cap))) => caps.push(Target { ns: ns.clone(), cap, names: HashMap::new() }),
@@ -251,6 +254,8 @@ impl LiveSource for PacketsTable {
         let plan = CapturePlan::new(filters, &self.options);
         let projection = projection.cloned();
         let label = format!("packets: {} (limit {limit:?})", plan.describe());
+        let payload = plan.payload;
+        super::note_payload_hidden(projection.as_deref(), payload);
         LivePartition::projected(Col::DEFS, projection.clone().as_deref(), label, move |sink| {
             let rows = RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS);
             let mut out = Emitter::new(rows, sink, limit);
@@ -270,6 +275,7 @@ impl LiveSource for PacketsTable {
                     length: p.length,
                     captured_length: p.data.len() as u32,
                     netns: Some((ns.inode, ns.name.as_deref())),
+                    payload: payload.then(|| d.payload.clone().and_then(|r| p.data.get(r))).flatten(),
                 };
                 append(&mut out.rows, &mut flows, frame, &meta, &d);
                 out.end_row()

@@ -53,7 +53,10 @@ table_columns!(Col {
     OutOfOrder: "out_of_order", Bool, true, "Behind the highest sequence seen but sent too soon after it to be a resend (tshark tcp.analysis.out_of_order)";
     KeepAlive: "keep_alive", Bool, true, "A keep-alive probe (tshark tcp.analysis.keep_alive)";
     WindowUpdate: "window_update", Bool, true, "No data, same ACK, a new window (tshark tcp.analysis.window_update)";
+    WindowFull: "window_full", Bool, true, "Data reaching the right edge of the window the peer advertised: the sender is held back by the receiver (tshark tcp.analysis.window_full)";
+    AckRttMs: "ack_rtt_ms", F64, true, "On an ACK that ends exactly where a peer's segment ended: ms since that segment was seen (tshark tcp.analysis.ack_rtt)";
     PayloadLength: "payload_length", U32, true, "Transport payload bytes, as the headers declare them (tcpdump length)";
+    Payload: "payload", Binary, true, "The captured payload bytes, only with --payload (they may carry secrets); null otherwise";
     Mss: "mss", U16, true, "TCP MSS option";
     Wscale: "wscale", U8, true, "TCP window scale option";
     SackPermitted: "sack_permitted", Bool, true, "TCP SACK-permitted option";
@@ -66,6 +69,16 @@ table_columns!(Col {
     NetnsName: "netns_name", Utf8, true, "Name of that namespace under /run/netns, null if unnamed";
 });
 
+/// Say once why `payload` is null when a query names it (not when it only
+/// comes with `SELECT *`) without `--payload`.
+pub fn note_payload_hidden(projection: Option<&[usize]>, payload: bool) {
+    if let Some(p) = projection {
+        if !payload && p.len() < Col::DEFS.len() && p.contains(&(Col::Payload as usize)) {
+            crate::notice::note_once("payload-hidden", "payload is null: pass --payload to keep payload bytes (they may carry secrets)");
+        }
+    }
+}
+
 /// What the source knows of a packet besides its bytes.
 pub struct Meta<'a> {
     pub ts_ns: i64,
@@ -76,6 +89,8 @@ pub struct Meta<'a> {
     pub captured_length: u32,
     /// The namespace a live capture ran in.
     pub netns: Option<(u64, Option<&'a str>)>,
+    /// The payload's captured bytes, when the operator asked (`--payload`).
+    pub payload: Option<&'a [u8]>,
 }
 
 /// One packet's row; `flows` follows TCP connections across rows.
@@ -136,7 +151,10 @@ pub fn append(r: &mut RowBuilder, flows: &mut Flows, frame: u64, m: &Meta<'_>, d
     r.bool(OutOfOrder as usize, a.map(|a| a.out_of_order));
     r.bool(KeepAlive as usize, a.map(|a| a.keep_alive));
     r.bool(WindowUpdate as usize, a.map(|a| a.window_update));
+    r.bool(WindowFull as usize, a.map(|a| a.window_full));
+    r.f64(AckRttMs as usize, a.and_then(|a| a.ack_rtt_ms));
     r.u32(PayloadLength as usize, d.payload_length);
+    r.binary(Payload as usize, m.payload);
     r.u16(Mss as usize, t.and_then(|t| t.mss));
     r.u8(Wscale as usize, t.and_then(|t| t.wscale));
     r.bool(SackPermitted as usize, t.map(|t| t.sack_permitted));

@@ -23,7 +23,10 @@ pub const NAME: &str = "read_pcap";
 
 /// The table function DataFusion calls with the SQL arguments.
 #[derive(Debug, Default)]
-pub struct ReadPcap;
+pub struct ReadPcap {
+    /// Fill the payload column (`--payload`).
+    pub payload: bool,
+}
 
 impl TableFunctionImpl for ReadPcap {
     fn call(&self, args: &[Expr]) -> Result<Arc<dyn TableProvider>> {
@@ -31,13 +34,14 @@ impl TableFunctionImpl for ReadPcap {
             [Expr::Literal(ScalarValue::Utf8(Some(p)) | ScalarValue::LargeUtf8(Some(p)) | ScalarValue::Utf8View(Some(p)), _)] => p.clone(),
             _ => return plan_err!("read_pcap takes one file name as a string: read_pcap('capture.pcap')"),
         };
-        Ok(Arc::new(LiveTable(PcapFile { path: PathBuf::from(path) })))
+        Ok(Arc::new(LiveTable(PcapFile { path: PathBuf::from(path), payload: self.payload })))
     }
 }
 
 #[derive(Debug)]
 struct PcapFile {
     path: PathBuf,
+    payload: bool,
 }
 
 impl LiveSource for PcapFile {
@@ -48,6 +52,8 @@ impl LiveSource for PcapFile {
     fn partition(&self, projection: Option<&Vec<usize>>, _filters: &[datafusion::prelude::Expr], limit: Option<usize>) -> LivePartition {
         let path = self.path.clone();
         let projection = projection.cloned();
+        let payload = self.payload;
+        super::note_payload_hidden(projection.as_deref(), payload);
         let label = format!("read_pcap: {}", crate::notice::escape_controls(&path.display().to_string()));
         LivePartition::projected(Col::DEFS, projection.clone().as_deref(), label, move |sink| {
             let mut file = CaptureFile::open(&path)?;
@@ -67,6 +73,7 @@ impl LiveSource for PcapFile {
                         length: raw.length,
                         captured_length: raw.data.len() as u32,
                         netns: None,
+                        payload: payload.then(|| d.payload.clone().and_then(|r| raw.data.get(r))).flatten(),
                     };
                     append(&mut out.rows, &mut flows, frame, &meta, &d)
                 });
