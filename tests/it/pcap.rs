@@ -389,7 +389,7 @@ fn live_packets_equal_tcpdump() {
         6,
         &["--payload"],
         "SELECT src_addr, dst_addr, src_port, dst_port, protocol, flags, seq, ack_seq, window_raw, payload_length, icmp_type, interface, direction, \
-         CASE WHEN protocol IN ('tcp', 'udp') THEN payload END AS payload FROM packets ORDER BY ts",
+         CAST(ts AS BIGINT) / 1000 AS ts_us, CASE WHEN protocol IN ('tcp', 'udp') THEN payload END AS payload FROM packets ORDER BY ts",
     );
     traffic(&ns, &pcap);
     // sockql's capture ends first; tcpdump, still running, then holds
@@ -406,6 +406,19 @@ fn live_packets_equal_tcpdump() {
     let a: Vec<_> = ours.iter().map(key).collect();
     let b: Vec<_> = theirs.iter().map(key).collect();
     assert_eq!(a, b, "sockql live vs tcpdump on lo");
+    // The kernel's timestamps, as tcpdump's to a microsecond or so (where a
+    // packet carries no stamp yet, each capture's copy is stamped as it is
+    // delivered), not when sockql got round to reading them.
+    let times = |rows: &[Value], f: &dyn Fn(&Value) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+    let ours_us = times(&ours, &|r| r["ts_us"].as_i64().unwrap());
+    let theirs_us = times(&theirs, &|t| {
+        let (secs, frac) = t["time_epoch"].as_str().unwrap().split_once('.').unwrap();
+        secs.parse::<i64>().unwrap() * 1_000_000 + frac[..6].parse::<i64>().unwrap()
+    });
+    assert_eq!(ours_us.len(), theirs_us.len());
+    for (a, b) in ours_us.iter().zip(&theirs_us) {
+        assert!((a - b).abs() <= 5, "timestamps {a} vs tcpdump {b} µs:\n{ours_us:?}\n{theirs_us:?}");
+    }
     // With --payload, whole packets: the 1000-byte writes arrive whole.
     assert!(ours.iter().any(|r| r["payload"] == json!(hex(&[1u8; 1000]))), "payload kept");
     assert!(ours.len() >= 20, "{ours:?}");

@@ -11,10 +11,29 @@ use std::time::Duration;
 use super::Direction;
 use crate::collect::Error;
 
+/// The time the kernel stamped on a packet (SO_TIMESTAMPNS): taken once
+/// per packet, so captures running side by side (tcpdump's, or another
+/// sockql's) give it the same time.
+fn kernel_timestamp(msg: &libc::msghdr) -> Option<i64> {
+    // SAFETY: msg was filled by recvmsg; CMSG_FIRSTHDR/NXTHDR stay within
+    // msg_control and msg_controllen, and the data is read unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let t: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
+                return Some(t.tv_sec * 1_000_000_000 + t.tv_nsec);
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    None
+}
+
 /// One packet as the kernel handed it over.
 #[derive(Debug)]
 pub struct Captured<'a> {
-    /// Nanoseconds since the epoch, UTC, when it was read.
+    /// Nanoseconds since the epoch, UTC, as the kernel stamped it.
     pub ts_ns: i64,
     pub ether_type: u16,
     pub direction: Direction,
@@ -94,6 +113,14 @@ impl LiveCapture {
         if r != 0 {
             return Err(last_os_error("SO_RCVTIMEO"));
         }
+        // The kernel's time of each packet, not the time it was read.
+        let on: libc::c_int = 1;
+        let r = unsafe {
+            libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &on as *const libc::c_int as *const libc::c_void, std::mem::size_of::<libc::c_int>() as u32)
+        };
+        if r != 0 {
+            return Err(last_os_error("SO_TIMESTAMPNS"));
+        }
         Ok(cap)
     }
 
@@ -119,29 +146,34 @@ impl LiveCapture {
 
     /// The next packet, or None when the wait ran out without one.
     pub fn next_packet(&mut self) -> Result<Option<Captured<'_>>, Error> {
-        // SAFETY: a zeroed sockaddr_ll is valid for recvfrom to fill.
+        // SAFETY: a zeroed sockaddr_ll is valid for recvmsg to fill.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        let mut iov = libc::iovec { iov_base: self.buf.as_mut_ptr() as *mut libc::c_void, iov_len: self.buf.len() };
+        // Room for the one SCM_TIMESTAMPNS message, 8-byte aligned.
+        let mut control = [0u64; 8];
+        // SAFETY: a zeroed msghdr is valid; its pointers are set below to
+        // buffers that outlive the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = &mut sll as *mut libc::sockaddr_ll as *mut libc::c_void;
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
         // MSG_TRUNC: the return is the packet's full length even when only
         // the snap length was copied.
-        let n = unsafe {
-            libc::recvfrom(
-                self.fd.as_raw_fd(),
-                self.buf.as_mut_ptr() as *mut libc::c_void,
-                self.buf.len(),
-                libc::MSG_TRUNC,
-                &mut sll as *mut libc::sockaddr_ll as *mut libc::sockaddr,
-                &mut len,
-            )
-        };
+        // SAFETY: recvmsg(2) writes within the buffers msg points to.
+        let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_TRUNC) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
             return match e.raw_os_error() {
                 Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(None),
-                _ => Err(Error::Capture("AF_PACKET recvfrom".into(), e)),
+                _ => Err(Error::Capture("AF_PACKET recvmsg".into(), e)),
             };
         }
-        let ts_ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+        let ts_ns = kernel_timestamp(&msg).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+        });
         let kept = (n as usize).min(self.buf.len());
         Ok(Some(Captured {
             ts_ns,
