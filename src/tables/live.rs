@@ -12,7 +12,8 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_plan::stream::RecordBatchReceiverStream;
+use datafusion::physical_plan::stream::{RecordBatchReceiverStream, RecordBatchStreamAdapter};
+use futures::StreamExt;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -110,15 +111,21 @@ impl fmt::Debug for LivePartition {
 impl LivePartition {
     /// Start the producer; what it reads is counted in `metrics`.
     fn execute(&self, metrics: ScanMetrics) -> SendableRecordBatchStream {
-        // Two batches in flight: enough to overlap kernel reads with query
-        // work, small enough that memory stays a couple of batches.
-        let mut builder = RecordBatchReceiverStream::builder(self.schema.clone(), 2);
-        let sink = BatchSink { tx: builder.tx(), metrics };
-        let producer = self.producer.clone();
-        builder.spawn_blocking(move || {
-            producer(&sink).map_err(|e| DataFusionError::External(e.into()))
-        });
-        builder.build()
+        // The reader starts when the stream is first polled, not when the
+        // plan is built: the probe side of a join then reads the kernel
+        // after its build side is done. A report that joins a capture to
+        // sockets so sees the sockets as they are when the capture ends
+        // (connections opened during it included), not as they were before.
+        let (schema, producer) = (self.schema.clone(), self.producer.clone());
+        let start = async move {
+            // Two batches in flight: enough to overlap kernel reads with
+            // query work, small enough that memory stays a couple of batches.
+            let mut builder = RecordBatchReceiverStream::builder(schema, 2);
+            let sink = BatchSink { tx: builder.tx(), metrics };
+            builder.spawn_blocking(move || producer(&sink).map_err(|e| DataFusionError::External(e.into())));
+            builder.build()
+        };
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), futures::stream::once(start).flatten()))
     }
 }
 

@@ -136,5 +136,7 @@ pub fn register_all(ctx: &SessionContext, options: &SourceOptions) -> Result<()>
     }
     // Table functions: read_pcap('FILE').
     ctx.register_udtf(packets::read_pcap::NAME, Arc::new(packets::read_pcap::ReadPcap { payload: options.payload }));
+    // capture_seconds(), for rates over a live capture.
+    ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(packets::capture_seconds::CaptureSeconds::new(options)));
     Ok(())
 }

@@ -13,6 +13,7 @@ mod namespaces;
 mod netns;
 mod owners;
 mod pcap;
+mod packet_reports;
 mod packets;
 mod privilege;
 mod properties;

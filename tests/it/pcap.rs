@@ -15,7 +15,7 @@ use crate::netns::{link, Netns};
 
 /// Spawn `cmd` with stderr piped and return once a stderr line contains
 /// `marker` (the tool says its capture runs), with the rest of stderr.
-fn spawn_until(cmd: &mut Command, marker: &str) -> (std::process::Child, BufReader<std::process::ChildStderr>) {
+pub fn spawn_until(cmd: &mut Command, marker: &str) -> (std::process::Child, BufReader<std::process::ChildStderr>) {
     let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
@@ -27,21 +27,21 @@ fn spawn_until(cmd: &mut Command, marker: &str) -> (std::process::Child, BufRead
 }
 
 /// Read and drop the rest of a child's stderr, so it never blocks on it.
-fn drain(mut err: BufReader<std::process::ChildStderr>) {
+pub fn drain(mut err: BufReader<std::process::ChildStderr>) {
     std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
 }
 
 /// tcpdump writing every packet of `ns`'s loopback to `file` until dropped.
-struct Capture {
+pub struct Capture {
     child: std::process::Child,
 }
 
 impl Capture {
-    fn start(ns: &Netns, file: &std::path::Path) -> Capture {
+    pub fn start(ns: &Netns, file: &std::path::Path) -> Capture {
         Capture::start_on(ns, "lo", file)
     }
 
-    fn start_on(ns: &Netns, dev: &str, file: &std::path::Path) -> Capture {
+    pub fn start_on(ns: &Netns, dev: &str, file: &std::path::Path) -> Capture {
         assert!(have("tcpdump"), "tcpdump is needed for this test");
         let (child, err) = spawn_until(
             Command::new("ip").args(["netns", "exec", &ns.name, "tcpdump", "-i", dev, "-U", "-w", file.to_str().unwrap()]),
@@ -52,11 +52,16 @@ impl Capture {
     }
 
     /// Stop once tcpdump -r shows `last` in `file`: the traffic's last packet.
-    fn stop_after(mut self, file: &std::path::Path, last: &str) {
+    pub fn stop_after(self, file: &std::path::Path, last: &str) {
         eventually(WAIT, || {
             let o = Command::new("tcpdump").args(["-nn", "-r", file.to_str().unwrap()]).stderr(Stdio::null()).output().unwrap();
             String::from_utf8_lossy(&o.stdout).contains(last).then_some(())
         });
+        self.stop();
+    }
+
+    /// Stop now: tcpdump (-U) has written every packet it saw.
+    pub fn stop(mut self) {
         // SIGINT: tcpdump flushes and closes the file.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         self.child.wait().unwrap();
@@ -111,7 +116,7 @@ fn tshark_rows(file: &str) -> Vec<Value> {
 }
 
 /// The frames tshark's analysis flags with tcp.analysis.`flag`.
-fn tshark_flagged(file: &str, flag: &str) -> Vec<u64> {
+pub fn tshark_flagged(file: &str, flag: &str) -> Vec<u64> {
     let o = Command::new("tshark").args(["-r", file, "-Y", &format!("tcp.analysis.{flag}"), "-T", "fields", "-e", "frame.number"]).output().unwrap();
     String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().parse().unwrap()).collect()
 }

@@ -51,6 +51,9 @@ pub const SNAP_LEN: usize = 256;
 /// (GSO on loopback hands over up to 64 KB at once).
 pub const SNAP_LEN_PAYLOAD: usize = 262_144;
 
+/// The capture socket's receive queue, bytes of packet buffers.
+const RECV_BUFFER: libc::c_int = 32 << 20;
+
 /// The snap length for a capture that keeps payloads or not.
 pub fn snap_len(payload: bool) -> usize {
     if payload {
@@ -112,6 +115,17 @@ impl LiveCapture {
         };
         if r != 0 {
             return Err(last_os_error("SO_RCVTIMEO"));
+        }
+        // Room for bursts: the queue is charged each packet's whole buffer
+        // (64 KB for a GSO segment on loopback), not the bytes kept, and the
+        // default (about 200 KB) overflows within a few of them. Queued
+        // packets only use memory while a burst lasts. SO_RCVBUFFORCE
+        // passes net.core.rmem_max as root; without CAP_NET_ADMIN the
+        // default stays.
+        let size: libc::c_int = RECV_BUFFER;
+        // SAFETY: setsockopt reads one c_int we own.
+        unsafe {
+            libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size as *const libc::c_int as *const libc::c_void, std::mem::size_of::<libc::c_int>() as u32);
         }
         // The kernel's time of each packet, not the time it was read.
         let on: libc::c_int = 1;

@@ -259,7 +259,9 @@ impl LiveSource for PacketsTable {
         LivePartition::projected(Col::DEFS, projection.clone().as_deref(), label, move |sink| {
             let rows = RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS);
             let mut out = Emitter::new(rows, sink, limit);
-            let mut flows = Flows::default();
+            // Connections are followed per namespace: the same addresses
+            // and ports in two namespaces are two connections.
+            let mut flows: HashMap<u64, Flows> = HashMap::new();
             let mut frame = 0u64;
             let passed = plan.run(&|| false, |ns, name, p| {
                 if out.done() {
@@ -277,7 +279,7 @@ impl LiveSource for PacketsTable {
                     netns: Some((ns.inode, ns.name.as_deref())),
                     payload: payload.then(|| d.payload.clone().and_then(|r| p.data.get(r))).flatten(),
                 };
-                append(&mut out.rows, &mut flows, frame, &meta, &d);
+                append(&mut out.rows, flows.entry(ns.inode).or_default(), frame, &meta, &d);
                 out.end_row()
             })?;
             // EXPLAIN ANALYZE's kernel_messages.
