@@ -262,6 +262,7 @@ impl LiveSource for PacketsTable {
             // Connections are followed per namespace: the same addresses
             // and ports in two namespaces are two connections.
             let mut flows: HashMap<u64, Flows> = HashMap::new();
+            let track = super::follows_flows(&out.rows);
             let mut frame = 0u64;
             let passed = plan.run(&|| false, |ns, name, p| {
                 if out.done() {
@@ -279,7 +280,7 @@ impl LiveSource for PacketsTable {
                     netns: Some((ns.inode, ns.name.as_deref())),
                     payload: payload.then(|| d.payload.clone().and_then(|r| p.data.get(r))).flatten(),
                 };
-                append(&mut out.rows, flows.entry(ns.inode).or_default(), frame, &meta, &d);
+                append(&mut out.rows, track.then(|| flows.entry(ns.inode).or_default()), frame, &meta, &d);
                 out.end_row()
             })?;
             // EXPLAIN ANALYZE's kernel_messages.

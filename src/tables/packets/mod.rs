@@ -94,11 +94,38 @@ pub struct Meta<'a> {
     pub payload: Option<&'a [u8]>,
 }
 
-/// One packet's row; `flows` follows TCP connections across rows.
-pub fn append(r: &mut RowBuilder, flows: &mut Flows, frame: u64, m: &Meta<'_>, d: &Decoded) {
+/// The columns that need TCP connections followed across packets.
+const FLOW_COLUMNS: &[Col] = &[
+    Col::RelSeq,
+    Col::RelAck,
+    Col::Window,
+    Col::HandshakeRttMs,
+    Col::ZeroWindow,
+    Col::DupAck,
+    Col::Retransmission,
+    Col::FastRetransmission,
+    Col::SpuriousRetransmission,
+    Col::OutOfOrder,
+    Col::KeepAlive,
+    Col::WindowUpdate,
+    Col::WindowFull,
+    Col::AckRttMs,
+];
+
+/// True if the query asked for a column that needs connections followed:
+/// otherwise a scan keeps no per-connection state at all.
+pub fn follows_flows(r: &RowBuilder) -> bool {
+    FLOW_COLUMNS.iter().any(|&c| r.wants(c as usize))
+}
+
+/// One packet's row; `flows`, when the query needs it (see
+/// [`follows_flows`]), follows TCP connections across rows.
+pub fn append(r: &mut RowBuilder, flows: Option<&mut Flows>, frame: u64, m: &Meta<'_>, d: &Decoded) {
     use Col::*;
-    let analysis = match (&d.tcp, d.src_addr, d.dst_addr, d.src_port, d.dst_port) {
-        (Some(t), Some(sa), Some(da), Some(sp), Some(dp)) => Some(flows.track(m.ts_ns, (sa, sp), (da, dp), t, d.payload_length.unwrap_or(0))),
+    let analysis = match (flows, &d.tcp, d.src_addr, d.dst_addr, d.src_port, d.dst_port) {
+        (Some(flows), Some(t), Some(sa), Some(da), Some(sp), Some(dp)) => {
+            Some(flows.track(m.ts_ns, (sa, sp), (da, dp), t, d.payload_length.unwrap_or(0)))
+        }
         _ => None,
     };
     let a = analysis.as_ref();

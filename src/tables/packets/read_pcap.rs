@@ -59,7 +59,7 @@ impl LiveSource for PcapFile {
             let mut file = CaptureFile::open(&path)?;
             let rows = RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS);
             let mut out = Emitter::new(rows, sink, limit);
-            let mut flows = Flows::default();
+            let mut flows = super::follows_flows(&out.rows).then(Flows::default);
             let mut frame = 0u64;
             while !out.done() {
                 frame += 1;
@@ -75,7 +75,7 @@ impl LiveSource for PcapFile {
                         netns: None,
                         payload: payload.then(|| d.payload.clone().and_then(|r| raw.data.get(r))).flatten(),
                     };
-                    append(&mut out.rows, &mut flows, frame, &meta, &d)
+                    append(&mut out.rows, flows.as_mut(), frame, &meta, &d)
                 });
                 match row {
                     None => break,
