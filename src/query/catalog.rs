@@ -168,7 +168,7 @@ pub fn markdown_reference() -> String {
     // Table functions: their columns, from the same declarations.
     md.push_str(
         "### `read_pcap('FILE')`\n\nA capture file (pcap or pcapng, from tcpdump -w, tshark, dumpcap; gzip welcome) \
-         as packets, one row each, read as a stream. Payload bytes are not read into rows.\n\n",
+         as packets, one row each, read as a stream. Payload bytes are read into rows only with --payload.\n\n",
     );
     columns_md(&mut md, &crate::tables::columns::schema_of(crate::tables::packets::Col::DEFS));
     md

@@ -29,7 +29,7 @@ use crate::collect::netns::{self, Netns};
 use crate::tables::{scope, SourceOptions};
 
 pub const NAME: &str = "packets";
-pub const ABOUT: &str = "Packets captured live while the query runs (tcpdump), headers only, bounded by --capture-for (default 10 s) or LIMIT";
+pub const ABOUT: &str = "Packets captured live while the query runs (tcpdump), headers only unless --payload, bounded by --capture-for (default 10 s) or LIMIT";
 
 /// One namespace's capture, and its interface names.
 struct Target {
