@@ -323,4 +323,28 @@ mod tests {
         g.track_test(1, b, a, &tcp(SYN | ACK, 1, 2, 1000, Some(7)));
         assert_eq!(g.track_test(2, a, b, &tcp(ACK, 2, 2, 1000, None)).window, 1000);
     }
+
+    #[test]
+    fn ack_rtt_from_the_oldest_copy_and_window_full_at_the_edge() {
+        let c = ("10.0.0.1".parse().unwrap(), 40000);
+        let s = ("10.0.0.2".parse().unwrap(), 80);
+        let mut f = Flows::default();
+        f.track(0, c, s, &tcp(SYN, 1000, 0, 1000, Some(0)), 0);
+        f.track(1_000_000, s, c, &tcp(SYN | ACK, 5000, 1001, 3000, Some(0)), 0);
+        f.track(2_000_000, c, s, &tcp(ACK, 1001, 5001, 1000, None), 0);
+        // The server's window is 3000 from its last ACK (5001 of ours is
+        // 1001 of theirs): 1000 bytes do not fill it, 2000 more do.
+        let first = f.track(3_000_000, c, s, &tcp(ACK, 1001, 5001, 1000, None), 1000);
+        assert!(!first.window_full);
+        let second = f.track(4_000_000, c, s, &tcp(ACK, 2001, 5001, 1000, None), 2000);
+        assert!(second.window_full);
+        // Sent again a millisecond later; the ACK of both is timed from
+        // the first copy, as Wireshark times it.
+        f.track(5_000_000, c, s, &tcp(ACK, 2001, 5001, 1000, None), 2000);
+        let ack = f.track(9_000_000, s, c, &tcp(ACK, 5001, 4001, 3000, None), 0);
+        assert_eq!(ack.ack_rtt_ms, Some(5.0));
+        // Nothing left to time: a repeat of the ACK has none.
+        assert_eq!(f.track(9_500_000, s, c, &tcp(ACK, 5001, 4001, 3000, None), 0).ack_rtt_ms, None);
+        assert_eq!(f.unacked, 0);
+    }
 }
