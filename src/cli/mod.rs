@@ -176,9 +176,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         return watch::watch(&engine, &sql, every, opts, &mut out).await;
     }
     drop(out);
+    end_capture_on_ctrl_c();
     let mut sink = output::PrintSink::new(opts, || std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()))
         .with_empty_note(sql.empty_note.clone());
     engine.run_into(&sql, &mut sink).await
+}
+
+/// The first Ctrl-C during a live capture ends the capture and the query
+/// answers from what it saw (as tcpdump prints its packets and counts);
+/// otherwise, and on the next one, sockql exits as SIGINT would (130).
+fn end_capture_on_ctrl_c() {
+    tokio::spawn(async {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if !crate::tables::packets::capture::end_running_captures() {
+                std::process::exit(130);
+            }
+            crate::stderrln!("sockql: capture ended (Ctrl-C again aborts)");
+        }
+    });
 }
 
 /// Write every answer datagram of one netlink dump source to `file`, for

@@ -20,6 +20,7 @@ use super::output::{self, OutputOptions};
 use super::args::Expanded;
 use super::{error_line, fit, watch};
 use crate::query::saved::{self, file_source};
+use crate::tables::packets::capture::end_running_captures;
 
 /// The shell's history file: $XDG_STATE_HOME/sockql/history, else
 /// ~/.local/state/sockql/history, of the user sockql runs as.
@@ -231,7 +232,9 @@ impl<'a> Repl<'a> {
         Ok(Flow::Continue)
     }
 
-    /// Run and print; Ctrl-C cancels the query and returns to the prompt.
+    /// Run and print; Ctrl-C ends a running packet capture (the query then
+    /// answers from what it captured), else cancels the query and returns
+    /// to the prompt.
     async fn execute(&self, src: &SqlSource) -> anyhow::Result<()> {
         let start = Instant::now();
         let mut opts = self.opts;
@@ -240,13 +243,21 @@ impl<'a> Repl<'a> {
             opts.fit.width = fit::terminal_width(libc::STDOUT_FILENO).or(opts.fit.width);
         }
         let mut sink = output::PrintSink::new(opts, std::io::stdout).with_empty_note(src.empty_note.clone());
-        tokio::select! {
-            r = self.runner.run_into(src, &mut sink) => r?,
-            _ = tokio::signal::ctrl_c() => {
-                crate::stderrln!("query cancelled");
-                return Ok(());
+        let run = self.runner.run_into(src, &mut sink);
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                r = &mut run => break r?,
+                _ = tokio::signal::ctrl_c() => {
+                    if end_running_captures() {
+                        crate::stderrln!("capture ended (Ctrl-C again cancels the query)");
+                        continue;
+                    }
+                    crate::stderrln!("query cancelled");
+                    return Ok(());
+                }
             }
-        };
+        }
         if self.timing {
             let _ = writeln!(std::io::stdout(), "Time: {:.3} s", start.elapsed().as_secs_f64());
         }

@@ -702,3 +702,39 @@ fn loss_and_reordering_equal_tshark() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Ctrl-C during a capture ends the capture, and the query answers from
+/// what it saw (as tcpdump prints what it has); Ctrl-C with no capture
+/// running exits as SIGINT does.
+#[test]
+fn ctrl_c_ends_the_capture_and_the_query_answers() {
+    let ns = Netns::new("pcapC");
+    let query = live_capture(&ns, 120, "SELECT icmp_type, count(*) AS n FROM packets WHERE protocol = 'icmp' GROUP BY icmp_type ORDER BY icmp_type");
+    let start = std::time::Instant::now();
+    ns.exec_ok("ping", &["-c", "3", "-i", "0.2", "127.0.0.1"]);
+    // SAFETY: a signal to the child we spawned.
+    unsafe { libc::kill(query.id() as i32, libc::SIGINT) };
+    let out = query.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    assert!(start.elapsed() < std::time::Duration::from_secs(30), "ended by Ctrl-C, not its 120 s");
+    let rows = parse_ndjson(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(rows, vec![json!({"icmp_type": 0, "n": 3}), json!({"icmp_type": 8, "n": 3})]);
+
+    // No capture: a read that waits on a pipe nobody writes.
+    let dir = std::env::temp_dir().join(format!("sockql-ctrlc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("never.pcap");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // A writer that never writes, so the reader waits (O_RDWR: opening
+    // a FIFO so does not wait for a reader).
+    let _writer = std::fs::File::options().read(true).write(true).open(&fifo).unwrap();
+    let mut waiting = Command::new(bin()).arg(format!("SELECT count(*) FROM read_pcap('{}')", fifo.display())).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    // The query is waiting once it has the pipe open.
+    eventually(WAIT, || {
+        std::fs::read_dir(format!("/proc/{}/fd", waiting.id())).ok()?.flatten().any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == fifo)).then_some(())
+    });
+    unsafe { libc::kill(waiting.id() as i32, libc::SIGINT) };
+    assert_eq!(waiting.wait().unwrap().code(), Some(130));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::time::Instant;
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
 use datafusion::logical_expr::Expr;
 
 use super::{append, Col, Meta};
@@ -30,6 +32,40 @@ use crate::tables::{scope, SourceOptions};
 
 pub const NAME: &str = "packets";
 pub const ABOUT: &str = "Packets captured live while the query runs (tcpdump), headers only unless --payload, bounded by --capture-for (default 10 s) or LIMIT";
+
+/// Live captures running in this process, and whether the operator asked
+/// them to end (the first Ctrl-C).
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+static END_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// End every running capture now, as if its time were up, so the queries
+/// reading them finish with what was captured, as tcpdump prints what it
+/// has on Ctrl-C. False when no capture runs (the caller then aborts).
+pub fn end_running_captures() -> bool {
+    if RUNNING.load(Ordering::SeqCst) == 0 {
+        return false;
+    }
+    END_REQUESTED.store(true, Ordering::SeqCst);
+    true
+}
+
+/// Counts one running capture; the last to end clears a request to end.
+struct Running;
+
+impl Running {
+    fn start() -> Running {
+        RUNNING.fetch_add(1, Ordering::SeqCst);
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if RUNNING.fetch_sub(1, Ordering::SeqCst) == 1 {
+            END_REQUESTED.store(false, Ordering::SeqCst);
+        }
+    }
+}
 
 /// One namespace's capture, and its interface names.
 struct Target {
@@ -196,9 +232,10 @@ impl CapturePlan {
             "packets-capture",
             format!("capturing on {} for {} (--capture-for; a LIMIT or Ctrl-C ends it sooner)", self.on(), humantime::format_duration(self.duration)),
         );
+        let _running = Running::start();
         let deadline = Instant::now() + self.duration;
         let mut fds: Vec<libc::pollfd> = caps.iter().map(|t| libc::pollfd { fd: t.cap.raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
-        'capture: while Instant::now() < deadline && !stop() {
+        'capture: while Instant::now() < deadline && !stop() && !END_REQUESTED.load(Ordering::SeqCst) {
             // SAFETY: poll(2) on descriptors `caps` owns, for at most 100 ms.
             let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
             if ready <= 0 {
