@@ -31,15 +31,13 @@ failures AS (
 ),
 listener AS (
     -- The process holding the listening socket, where one does.
-    SELECT s.netns, s.local_port, min(o.pid) AS pid
-    FROM sockets s JOIN socket_owners o ON o.inode = s.inode
-    WHERE s.protocol = 'tcp' AND s.state = 'LISTEN' AND s.inode <> 0
-    GROUP BY s.netns, s.local_port
+    SELECT netns, local_port, min(pid) AS pid, min(process) AS process
+    FROM sockets WHERE protocol = 'tcp' AND state = 'LISTEN' AND pid IS NOT NULL
+    GROUP BY netns, local_port
 )
-SELECT f.netns, f.netns_name, f.listener_addr, f.listener_port, l.pid, p.name AS process, f.remote_addr,
+SELECT f.netns, f.netns_name, f.listener_addr, f.listener_port, l.pid, l.process, f.remote_addr,
        f.attempts, f.no_synack, f.refused, f.no_final_ack, f.syn_retries
 FROM failures f
 LEFT JOIN listener l ON l.netns = f.netns AND l.local_port = f.listener_port
-LEFT JOIN processes p ON p.pid = l.pid
 WHERE f.no_synack + f.refused + f.no_final_ack > 0
 ORDER BY f.netns, f.no_synack + f.refused + f.no_final_ack DESC, f.listener_port, f.remote_addr;

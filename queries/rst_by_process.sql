@@ -20,21 +20,22 @@ ends AS (
     WHERE (roles.role = 'sent' AND (r.direction = 'out' OR r.interface = 'lo'))
        OR (roles.role = 'received' AND r.direction = 'in')
 ),
-owner AS (
-    SELECT s.netns, s.state, s.local_addr, s.local_port, s.remote_addr, s.remote_port, min(o.pid) AS pid
-    FROM sockets s JOIN socket_owners o ON o.inode = s.inode
-    WHERE s.protocol = 'tcp' AND s.inode <> 0
-    GROUP BY s.netns, s.state, s.local_addr, s.local_port, s.remote_addr, s.remote_port
+-- The process of a local end: its connection's (sockets.pid, the lowest
+-- holder), else its port's listener's.
+conn AS (
+    SELECT netns, local_addr, local_port, remote_addr, remote_port, pid, process
+    FROM sockets WHERE protocol = 'tcp' AND state <> 'LISTEN' AND pid IS NOT NULL
 ),
 listener AS (
-    SELECT netns, local_port, min(pid) AS pid FROM owner WHERE state = 'LISTEN' GROUP BY netns, local_port
+    SELECT netns, local_port, min(pid) AS pid, min(process) AS process
+    FROM sockets WHERE protocol = 'tcp' AND state = 'LISTEN' AND pid IS NOT NULL
+    GROUP BY netns, local_port
 )
-SELECT e.netns, e.netns_name, e.role, coalesce(c.pid, l.pid) AS pid, p.name AS process,
+SELECT e.netns, e.netns_name, e.role, coalesce(c.pid, l.pid) AS pid, coalesce(c.process, l.process) AS process,
        e.local_port, e.remote_addr, sum(e.n) AS resets, count(DISTINCT e.remote_port) AS remote_ports
 FROM ends e
-LEFT JOIN owner c ON c.netns = e.netns AND c.state <> 'LISTEN' AND c.local_addr = e.local_addr AND c.local_port = e.local_port
-                 AND c.remote_addr = e.remote_addr AND c.remote_port = e.remote_port
+LEFT JOIN conn c ON c.netns = e.netns AND c.local_addr = e.local_addr AND c.local_port = e.local_port
+                AND c.remote_addr = e.remote_addr AND c.remote_port = e.remote_port
 LEFT JOIN listener l ON l.netns = e.netns AND l.local_port = e.local_port
-LEFT JOIN processes p ON p.pid = coalesce(c.pid, l.pid)
-GROUP BY e.netns, e.netns_name, e.role, coalesce(c.pid, l.pid), p.name, e.local_port, e.remote_addr
+GROUP BY e.netns, e.netns_name, e.role, coalesce(c.pid, l.pid), coalesce(c.process, l.process), e.local_port, e.remote_addr
 ORDER BY e.netns, resets DESC, e.role, e.local_port, e.remote_addr;

@@ -1,5 +1,5 @@
 -- name: top_talkers
--- description: Who moved the most traffic during a live capture (--capture-for), per process and remote address: TCP and UDP packets and bytes on the wire (IP length with headers, as tcpdump's length plus the link header it leaves out: the captured length) each way, and bytes per second of capture; pid is null for traffic no local socket holds
+-- description: Who moved the most traffic during a live capture (--capture-for), per process and remote address: TCP and UDP packets and bytes each way (the length of each IP packet, headers included) and bytes per second of capture; pid is null for traffic no local socket holds
 -- empty: no TCP or UDP traffic during the capture
 WITH traffic AS (
     SELECT netns, netns_name, protocol, interface, direction, src_addr, src_port, dst_addr, dst_port,
@@ -21,30 +21,27 @@ ends AS (
     WHERE (roles.role = 'sent' AND (t.direction = 'out' OR t.interface = 'lo'))
        OR (roles.role = 'received' AND t.direction = 'in')
 ),
-owner AS (
-    SELECT s.netns, s.protocol, s.state, s.local_addr, s.local_port, s.remote_addr, s.remote_port, min(o.pid) AS pid
-    FROM sockets s JOIN socket_owners o ON o.inode = s.inode
-    WHERE s.protocol IN ('tcp', 'udp') AND s.inode <> 0
-    GROUP BY s.netns, s.protocol, s.state, s.local_addr, s.local_port, s.remote_addr, s.remote_port
+-- The process of a local end: its connection's (sockets.pid, the lowest
+-- holder), else that of the socket bound to its port (a TCP listener, an
+-- unconnected UDP socket).
+conn AS (
+    SELECT netns, protocol, local_addr, local_port, remote_addr, remote_port, pid, process
+    FROM sockets WHERE protocol IN ('tcp', 'udp') AND state NOT IN ('LISTEN', 'UNCONN') AND pid IS NOT NULL
 ),
--- Sockets bound to a port and nothing more: TCP listeners, unconnected
--- UDP sockets.
 bound AS (
-    SELECT netns, protocol, local_port, min(pid) AS pid FROM owner
-    WHERE state = 'LISTEN' OR (protocol = 'udp' AND state = 'UNCONN')
+    SELECT netns, protocol, local_port, min(pid) AS pid, min(process) AS process
+    FROM sockets WHERE protocol IN ('tcp', 'udp') AND state IN ('LISTEN', 'UNCONN') AND pid IS NOT NULL
     GROUP BY netns, protocol, local_port
 )
-SELECT e.netns, e.netns_name, coalesce(c.pid, b.pid) AS pid, p.name AS process, e.remote_addr,
+SELECT e.netns, e.netns_name, coalesce(c.pid, b.pid) AS pid, coalesce(c.process, b.process) AS process, e.remote_addr,
        sum(CASE WHEN e.role = 'sent' THEN e.packets ELSE 0 END) AS packets_out,
        sum(CASE WHEN e.role = 'sent' THEN e.bytes ELSE 0 END) AS bytes_out,
        sum(CASE WHEN e.role = 'received' THEN e.packets ELSE 0 END) AS packets_in,
        sum(CASE WHEN e.role = 'received' THEN e.bytes ELSE 0 END) AS bytes_in,
        round(sum(e.bytes) / capture_seconds(), 1) AS bytes_per_sec
 FROM ends e
-LEFT JOIN owner c ON c.netns = e.netns AND c.protocol = e.protocol AND c.state NOT IN ('LISTEN', 'UNCONN')
-                 AND c.local_addr = e.local_addr AND c.local_port = e.local_port
-                 AND c.remote_addr = e.remote_addr AND c.remote_port = e.remote_port
+LEFT JOIN conn c ON c.netns = e.netns AND c.protocol = e.protocol AND c.local_addr = e.local_addr AND c.local_port = e.local_port
+                AND c.remote_addr = e.remote_addr AND c.remote_port = e.remote_port
 LEFT JOIN bound b ON b.netns = e.netns AND b.protocol = e.protocol AND b.local_port = e.local_port
-LEFT JOIN processes p ON p.pid = coalesce(c.pid, b.pid)
-GROUP BY e.netns, e.netns_name, coalesce(c.pid, b.pid), p.name, e.remote_addr
+GROUP BY e.netns, e.netns_name, coalesce(c.pid, b.pid), coalesce(c.process, b.process), e.remote_addr
 ORDER BY e.netns, sum(e.bytes) DESC, pid, e.remote_addr;
