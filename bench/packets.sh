@@ -157,7 +157,8 @@ print(f"### `GROUP BY src_addr, flags` over a pcap of {int(packets):,} packets (
 print("| command | median wall time | vs sockql |")
 print("|---|---:|---:|")
 for k, v in med.items():
-    print(f"| `{k}` | {v:.2f} s | {v / ours:.1f}x |")
+    name = k.replace("|", "\\|")
+    print(f"| `{name}` | {v:.2f} s | {v / ours:.1f}x |")
 print(f"\nsockql takes **{ours / fastest:.2f}x** the time of the faster reference tool (target: at most 0.2x); "
       f"its peak memory was {int(rss_kb) / 1024:.0f} MB for the {size_mb} MB file (the file is streamed, "
       "a batch of 8192 packets at a time). The three answers were compared line by line before timing.\n")

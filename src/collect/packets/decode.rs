@@ -92,13 +92,13 @@ pub struct Decoded {
 
 impl Decoded {
     /// The `protocol` column: tcp, udp, icmp, icmpv6, or the number.
-    pub fn protocol_name(&self) -> Option<String> {
+    pub fn protocol_name(&self) -> Option<std::borrow::Cow<'static, str>> {
         self.ip_protocol.map(|p| match p {
             6 => "tcp".into(),
             17 => "udp".into(),
             1 => "icmp".into(),
             58 => "icmpv6".into(),
-            other => other.to_string(),
+            other => other.to_string().into(),
         })
     }
 }

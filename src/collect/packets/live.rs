@@ -63,10 +63,29 @@ pub fn snap_len(payload: bool) -> usize {
     }
 }
 
+/// Packets taken per recvmmsg(2): one system call for a burst instead of
+/// one per packet (tcpdump's ring buffer saves the same).
+const BATCH: usize = 64;
+/// With whole packets, fewer at once (each slot is a snap length).
+const BATCH_PAYLOAD: usize = 4;
+
+/// What the kernel said of one packet of a batch.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    ts_ns: i64,
+    ether_type: u16,
+    direction: Direction,
+    ifindex: u32,
+    length: u32,
+}
+
 /// An open capture socket.
 pub struct LiveCapture {
     fd: OwnedFd,
-    buf: Vec<u8>,
+    snap_len: usize,
+    /// `slots.capacity()` packets of `snap_len` bytes each.
+    bufs: Vec<u8>,
+    slots: Vec<Slot>,
 }
 
 fn last_os_error(what: &str) -> Error {
@@ -91,7 +110,8 @@ impl LiveCapture {
         }
         // SAFETY: fd is a new descriptor nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let cap = LiveCapture { fd, buf: vec![0; snap_len] };
+        let batch = if snap_len > SNAP_LEN { BATCH_PAYLOAD } else { BATCH };
+        let cap = LiveCapture { fd, snap_len, bufs: vec![0; batch * snap_len], slots: Vec::with_capacity(batch) };
         if !prog.is_empty() {
             cap.attach(prog)?;
         }
@@ -106,15 +126,6 @@ impl LiveCapture {
         };
         if r != 0 {
             return Err(last_os_error("bind AF_PACKET socket"));
-        }
-        // Reads wait at most this long, so a deadline or a dropped query
-        // is noticed within it.
-        let tv = libc::timeval { tv_sec: 0, tv_usec: 100_000 };
-        let r = unsafe {
-            libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv as *const libc::timeval as *const libc::c_void, std::mem::size_of::<libc::timeval>() as u32)
-        };
-        if r != 0 {
-            return Err(last_os_error("SO_RCVTIMEO"));
         }
         // Room for bursts: the queue is charged each packet's whole buffer
         // (64 KB for a GSO segment on loopback), not the bytes kept, and the
@@ -158,45 +169,73 @@ impl LiveCapture {
         self.fd.as_raw_fd()
     }
 
-    /// The next packet, or None when the wait ran out without one.
-    pub fn next_packet(&mut self) -> Result<Option<Captured<'_>>, Error> {
-        // SAFETY: a zeroed sockaddr_ll is valid for recvmsg to fill.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        let mut iov = libc::iovec { iov_base: self.buf.as_mut_ptr() as *mut libc::c_void, iov_len: self.buf.len() };
-        // Room for the one SCM_TIMESTAMPNS message, 8-byte aligned.
-        let mut control = [0u64; 8];
-        // SAFETY: a zeroed msghdr is valid; its pointers are set below to
-        // buffers that outlive the call.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_name = &mut sll as *mut libc::sockaddr_ll as *mut libc::c_void;
-        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = std::mem::size_of_val(&control) as _;
-        // MSG_TRUNC: the return is the packet's full length even when only
-        // the snap length was copied.
-        // SAFETY: recvmsg(2) writes within the buffers msg points to.
-        let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_TRUNC) };
+    /// Take the packets waiting, up to a batch, without waiting: how many
+    /// (0 when none waits). Read them with [`LiveCapture::packet`].
+    pub fn read_batch(&mut self) -> Result<usize, Error> {
+        let batch = self.slots.capacity();
+        // SAFETY: zeroed sockaddr_ll, msghdr and mmsghdr are valid values;
+        // the pointers set below point into buffers that outlive the call.
+        let mut addrs: Vec<libc::sockaddr_ll> = vec![unsafe { std::mem::zeroed() }; batch];
+        // Room for one SCM_TIMESTAMPNS message each, 8-byte aligned.
+        let mut controls = vec![[0u64; 8]; batch];
+        let mut iovs: Vec<libc::iovec> = self
+            .bufs
+            .chunks_mut(self.snap_len)
+            .map(|b| libc::iovec { iov_base: b.as_mut_ptr() as *mut libc::c_void, iov_len: b.len() })
+            .collect();
+        let mut msgs: Vec<libc::mmsghdr> = (0..batch)
+            .map(|i| {
+                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                m.msg_hdr.msg_name = &mut addrs[i] as *mut libc::sockaddr_ll as *mut libc::c_void;
+                m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+                m.msg_hdr.msg_iov = &mut iovs[i];
+                m.msg_hdr.msg_iovlen = 1;
+                m.msg_hdr.msg_control = controls[i].as_mut_ptr() as *mut libc::c_void;
+                m.msg_hdr.msg_controllen = std::mem::size_of::<[u64; 8]>() as _;
+                m
+            })
+            .collect();
+        // MSG_TRUNC: each length is the packet's whole length even when
+        // only the snap length was copied.
+        // SAFETY: recvmmsg(2) writes at most `batch` messages within the
+        // buffers msgs points to.
+        let n = unsafe {
+            libc::recvmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), batch as libc::c_uint, libc::MSG_TRUNC | libc::MSG_DONTWAIT, std::ptr::null_mut())
+        };
+        self.slots.clear();
         if n < 0 {
             let e = std::io::Error::last_os_error();
             return match e.raw_os_error() {
-                Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(None),
-                _ => Err(Error::Capture("AF_PACKET recvmsg".into(), e)),
+                Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(0),
+                _ => Err(Error::Capture("AF_PACKET recvmmsg".into(), e)),
             };
         }
-        let ts_ns = kernel_timestamp(&msg).unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
-        });
-        let kept = (n as usize).min(self.buf.len());
-        Ok(Some(Captured {
-            ts_ns,
-            ether_type: u16::from_be(sll.sll_protocol),
-            direction: if sll.sll_pkttype == libc::PACKET_OUTGOING { Direction::Out } else { Direction::In },
-            ifindex: sll.sll_ifindex as u32,
-            length: n as u32,
-            data: &self.buf[..kept],
-        }))
+        let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+        for (m, sll) in msgs.iter().zip(&addrs).take(n as usize) {
+            self.slots.push(Slot {
+                ts_ns: kernel_timestamp(&m.msg_hdr).unwrap_or_else(now),
+                ether_type: u16::from_be(sll.sll_protocol),
+                direction: if sll.sll_pkttype == libc::PACKET_OUTGOING { Direction::Out } else { Direction::In },
+                ifindex: sll.sll_ifindex as u32,
+                length: m.msg_len,
+            });
+        }
+        Ok(self.slots.len())
+    }
+
+    /// Packet `i` of the last batch.
+    pub fn packet(&self, i: usize) -> Captured<'_> {
+        let s = self.slots[i];
+        let start = i * self.snap_len;
+        let kept = (s.length as usize).min(self.snap_len);
+        Captured {
+            ts_ns: s.ts_ns,
+            ether_type: s.ether_type,
+            direction: s.direction,
+            ifindex: s.ifindex,
+            length: s.length,
+            data: &self.bufs[start..start + kept],
+        }
     }
 
     /// (packets the kernel passed to the socket, packets it dropped for

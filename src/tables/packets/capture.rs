@@ -33,6 +33,9 @@ use crate::tables::{scope, SourceOptions};
 pub const NAME: &str = "packets";
 pub const ABOUT: &str = "Packets captured live while the query runs (tcpdump), headers only unless --payload, bounded by --capture-for (default 10 s) or LIMIT";
 
+/// Batches read from one ready socket before the others get their turn.
+const TURN_BATCHES: usize = 16;
+
 /// Live captures running in this process, and whether the operator asked
 /// them to end (the first Ctrl-C).
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
@@ -245,19 +248,30 @@ impl CapturePlan {
                 if pfd.revents == 0 {
                     continue;
                 }
-                let Some(p) = t.cap.next_packet()? else { continue };
-                let ns = &t.ns;
-                let name = t.names.entry(p.ifindex).or_insert_with(|| {
-                    let idx = p.ifindex;
-                    netns::run_in(ns, move || nix::net::if_::if_indextoname(idx).ok().map(|n| n.to_string_lossy().into_owned())).ok().flatten()
-                });
-                // On loopback the kernel hands every packet over twice, as
-                // sent and as received; libpcap (so tcpdump) keeps one.
-                if p.direction == Direction::Out && name.as_deref() == Some("lo") {
-                    continue;
-                }
-                if on_packet(ns, name.as_deref(), &p)?.is_break() {
-                    break 'capture;
+                // What waits, a batch at a time; a few batches per socket
+                // per turn, so one busy namespace does not starve the rest.
+                for _ in 0..TURN_BATCHES {
+                    let n = t.cap.read_batch()?;
+                    for i in 0..n {
+                        let p = t.cap.packet(i);
+                        let ns = &t.ns;
+                        let name = t.names.entry(p.ifindex).or_insert_with(|| {
+                            let idx = p.ifindex;
+                            netns::run_in(ns, move || nix::net::if_::if_indextoname(idx).ok().map(|n| n.to_string_lossy().into_owned())).ok().flatten()
+                        });
+                        // On loopback the kernel hands every packet over
+                        // twice, as sent and as received; libpcap (so
+                        // tcpdump) keeps one.
+                        if p.direction == Direction::Out && name.as_deref() == Some("lo") {
+                            continue;
+                        }
+                        if on_packet(ns, name.as_deref(), &p)?.is_break() {
+                            break 'capture;
+                        }
+                    }
+                    if n == 0 {
+                        break;
+                    }
                 }
             }
         }

@@ -154,7 +154,10 @@ pub fn append(r: &mut RowBuilder, flows: Option<&mut Flows>, frame: u64, m: &Met
     r.u8(Ecn as usize, d.ecn);
     let t = d.tcp.as_ref();
     let flag = |bit: u8| t.map(|t| t.flags & bit != 0);
-    r.str(Flags as usize, t.map(|t| decode::tcpdump_flags(t.flags)).as_deref());
+    // Spelled out only when asked for: it is a string per packet.
+    if r.wants(Flags as usize) {
+        r.str(Flags as usize, t.map(|t| decode::tcpdump_flags(t.flags)).as_deref());
+    }
     r.bool(Syn as usize, flag(decode::SYN));
     r.bool(Ack as usize, flag(decode::ACK));
     r.bool(Fin as usize, flag(decode::FIN));
