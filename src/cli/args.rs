@@ -129,8 +129,9 @@ pub struct SourceArgs {
     #[arg(long, global = true)]
     pub no_netlink: bool,
 
-    /// How long a query of the live `packets` table captures (10s if not
-    /// given); a LIMIT or Ctrl-C ends it sooner.
+    /// How long a query of a live stream runs: the `packets` capture and
+    /// the event tables (`socket_events`); 10s if not given. A LIMIT or
+    /// Ctrl-C ends it sooner (and the query answers from what it saw).
     #[arg(long, value_name = "DURATION", global = true, value_parser = parse_for)]
     pub capture_for: Option<Duration>,
 

@@ -60,7 +60,10 @@ pub async fn to_pcap(engine: &Engine, source: &SourceOptions, filter: Option<&st
     let plan = state.create_logical_plan(&sql).await.context("the capture filter")?;
     let plan = state.optimize(&plan)?;
     let (pushed, above) = scan_filters(&plan);
-    for f in &above {
+    // `packets` takes every filter (a stream applies them itself), so
+    // each one pushed must be one the capture applies, and any left above
+    // is refused.
+    for f in pushed.iter().chain(&above) {
         if !pushed.contains(f) || !CapturePlan::takes(f) {
             bail!(
                 "capture --out cannot apply {f}: it takes conditions on protocol, src_port/dst_port, src_addr/dst_addr, interface and netns/netns_name, joined with AND"

@@ -188,7 +188,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 fn end_capture_on_ctrl_c() {
     tokio::spawn(async {
         while tokio::signal::ctrl_c().await.is_ok() {
-            if !crate::tables::packets::capture::end_running_captures() {
+            if !crate::tables::streams::end_running_streams() {
                 std::process::exit(130);
             }
             crate::stderrln!("sockql: capture ended (Ctrl-C again aborts)");

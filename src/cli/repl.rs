@@ -20,7 +20,7 @@ use super::output::{self, OutputOptions};
 use super::args::Expanded;
 use super::{error_line, fit, watch};
 use crate::query::saved::{self, file_source};
-use crate::tables::packets::capture::end_running_captures;
+use crate::tables::streams::end_running_streams;
 
 /// The shell's history file: $XDG_STATE_HOME/sockql/history, else
 /// ~/.local/state/sockql/history, of the user sockql runs as.
@@ -249,7 +249,7 @@ impl<'a> Repl<'a> {
             tokio::select! {
                 r = &mut run => break r?,
                 _ = tokio::signal::ctrl_c() => {
-                    if end_running_captures() {
+                    if end_running_streams() {
                         crate::stderrln!("capture ended (Ctrl-C again cancels the query)");
                         continue;
                     }

@@ -13,6 +13,8 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::{RecordBatchReceiverStream, RecordBatchStreamAdapter};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::common::cast::as_boolean_array;
 use futures::StreamExt;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
@@ -69,6 +71,12 @@ impl BatchSink {
     pub fn send(&self, batch: RecordBatch) -> bool {
         self.metrics.rows.add(batch.num_rows());
         self.tx.blocking_send(Ok(batch)).is_ok()
+    }
+
+    /// True once nobody reads any more (a LIMIT above was met, the query
+    /// was dropped): a stream waiting for events stops on it.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
     }
 }
 
@@ -129,12 +137,85 @@ impl LivePartition {
     }
 }
 
+/// What a stream's scan does to its rows after reading them (see
+/// `LiveSource::is_stream`): keep those the predicate holds for, keep the
+/// columns the query asked for, stop at the LIMIT.
+#[derive(Debug, Clone)]
+pub struct StreamFilter {
+    pub predicate: Arc<dyn PhysicalExpr>,
+    /// Which of the read columns the query gets, in order.
+    pub output: Vec<usize>,
+    pub limit: Option<usize>,
+    /// The predicate as EXPLAIN shows it.
+    pub shown: String,
+}
+
+impl StreamFilter {
+    fn apply(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        let mask = self.predicate.evaluate(&batch)?.into_array(batch.num_rows())?;
+        let kept = filter_record_batch(&batch, as_boolean_array(&mask)?)?;
+        Ok(kept.project(&self.output)?)
+    }
+}
+
+/// A stream's rows after its [`StreamFilter`]; it ends as soon as the
+/// LIMIT is met, dropping the reader's stream so the reader stops.
+struct Filtered {
+    inner: Option<SendableRecordBatchStream>,
+    filter: StreamFilter,
+    left: Option<usize>,
+    schema: SchemaRef,
+}
+
+impl futures::Stream for Filtered {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        loop {
+            if self.left == Some(0) {
+                self.inner = None;
+                return Poll::Ready(None);
+            }
+            let Some(inner) = self.inner.as_mut() else { return Poll::Ready(None) };
+            let batch = match inner.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(b))) => b,
+                other => return other,
+            };
+            let kept = match self.filter.apply(batch) {
+                Ok(k) => k,
+                Err(e) => return Poll::Ready(Some(Err(e))),
+            };
+            if kept.num_rows() == 0 {
+                continue;
+            }
+            let kept = match self.left.as_mut() {
+                Some(left) => {
+                    let take = (*left).min(kept.num_rows());
+                    *left -= take;
+                    kept.slice(0, take)
+                }
+                None => kept,
+            };
+            return Poll::Ready(Some(Ok(kept)));
+        }
+    }
+}
+
+impl datafusion::physical_plan::RecordBatchStream for Filtered {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+}
+
 /// The scan node of every live table. Unlike a generic streaming scan, it
 /// shows in EXPLAIN what its reader will ask of the kernel (the dumps, the
 /// state mask, the bytecode, the extensions, whether owners are looked up).
 #[derive(Debug)]
 pub struct LiveScanExec {
     partition: LivePartition,
+    /// A stream's own filter, projection and limit.
+    post: Option<StreamFilter>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
@@ -143,19 +224,34 @@ impl LiveScanExec {
     /// The scan as the plan node DataFusion wants from a provider.
     #[allow(clippy::new_ret_no_self)]
     pub fn new(partition: LivePartition) -> Arc<dyn ExecutionPlan> {
+        let schema = partition.schema.clone();
+        Self::with(partition, None, schema)
+    }
+
+    /// A stream's scan that applies `post` to what it reads.
+    pub fn filtered(partition: LivePartition, post: StreamFilter) -> Result<Arc<dyn ExecutionPlan>> {
+        let schema = Arc::new(partition.schema.project(&post.output)?);
+        Ok(Self::with(partition, Some(post), schema))
+    }
+
+    fn with(partition: LivePartition, post: Option<StreamFilter>, schema: SchemaRef) -> Arc<dyn ExecutionPlan> {
         let properties = PlanProperties::new(
-            EquivalenceProperties::new(partition.schema.clone()),
+            EquivalenceProperties::new(schema),
             Partitioning::UnknownPartitioning(1),
             EmissionType::Incremental,
             Boundedness::Bounded,
         );
-        Arc::new(LiveScanExec { partition, properties: Arc::new(properties), metrics: ExecutionPlanMetricsSet::new() })
+        Arc::new(LiveScanExec { partition, post, properties: Arc::new(properties), metrics: ExecutionPlanMetricsSet::new() })
     }
 }
 
 impl DisplayAs for LiveScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "LiveScanExec: {}", self.partition.label)
+        write!(f, "LiveScanExec: {}", self.partition.label)?;
+        if let Some(p) = &self.post {
+            write!(f, " filter=[{}] limit={:?}", p.shown, p.limit)?;
+        }
+        Ok(())
     }
 }
 
@@ -184,7 +280,11 @@ impl ExecutionPlan for LiveScanExec {
     }
 
     fn execute(&self, _partition: usize, _context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
-        Ok(self.partition.execute(ScanMetrics::new(&self.metrics)))
+        let stream = self.partition.execute(ScanMetrics::new(&self.metrics));
+        Ok(match &self.post {
+            None => stream,
+            Some(post) => Box::pin(Filtered { inner: Some(stream), filter: post.clone(), left: post.limit, schema: self.properties.eq_properties.schema().clone() }),
+        })
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
@@ -206,18 +306,23 @@ pub struct Emitter<'a> {
     limit: Option<usize>,
     total: usize,
     closed: bool,
+    last_flush: std::time::Instant,
 }
+
+/// How long a stream keeps rows back before sending a part batch: rows of
+/// a live capture or event stream reach a LIMIT, or the screen, within it.
+const STREAM_FLUSH: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl<'a> Emitter<'a> {
     pub fn new(rows: crate::tables::columns::RowBuilder, sink: &'a BatchSink, limit: Option<usize>) -> Self {
-        Emitter { rows, sink: Some(sink), held: Vec::new(), limit, total: 0, closed: false }
+        Emitter { rows, sink: Some(sink), held: Vec::new(), limit, total: 0, closed: false, last_flush: std::time::Instant::now() }
     }
 
     /// An emitter that keeps its batches, for a producer that must finish
     /// reading before it can complete the rows (take them with
     /// [`Emitter::into_held`]).
     pub fn holding(rows: crate::tables::columns::RowBuilder, limit: Option<usize>) -> Self {
-        Emitter { rows, sink: None, held: Vec::new(), limit, total: 0, closed: false }
+        Emitter { rows, sink: None, held: Vec::new(), limit, total: 0, closed: false, last_flush: std::time::Instant::now() }
     }
 
     /// The batches a holding emitter kept, the last partial one included.
@@ -241,10 +346,21 @@ impl<'a> Emitter<'a> {
 
     /// True once no more rows are wanted.
     pub fn done(&self) -> bool {
-        self.closed || self.limit.is_some_and(|l| self.total >= l)
+        self.closed || self.limit.is_some_and(|l| self.total >= l) || self.sink.is_some_and(BatchSink::is_closed)
+    }
+
+    /// For a stream, between waits: send the rows built so far if they
+    /// have waited [`STREAM_FLUSH`], so a reader gets them without waiting
+    /// for a full batch.
+    pub fn tick(&mut self) -> anyhow::Result<()> {
+        if self.rows.rows() > 0 && self.last_flush.elapsed() >= STREAM_FLUSH {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     fn flush(&mut self) -> anyhow::Result<()> {
+        self.last_flush = std::time::Instant::now();
         if self.rows.rows() > 0 && !self.closed {
             let batch = self.rows.finish()?;
             match self.sink {

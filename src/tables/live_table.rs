@@ -10,11 +10,14 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::error::Result;
+use datafusion::common::DFSchema;
+use datafusion::logical_expr::expr_rewriter::unnormalize_col;
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::tables::columns::{schema_of, ColumnDef};
-use crate::tables::live::{LivePartition, LiveScanExec};
+use crate::tables::live::{LivePartition, LiveScanExec, StreamFilter};
 use crate::tables::scope;
 
 /// What makes one live table itself.
@@ -35,6 +38,18 @@ pub trait LiveSource: fmt::Debug + Send + Sync + 'static {
     /// which carries its namespace.
     fn exact(&self, filter: &Expr) -> bool {
         scope::is_netns_filter(filter)
+    }
+
+    /// True for a stream: a table that reads for a while (a live capture,
+    /// an event listener) and hands rows over as they come. DataFusion's
+    /// FilterExec keeps rows back until it has a full batch, and a LIMIT
+    /// above a filter it checks is not pushed to the scan, so a filtered
+    /// stream would show nothing, and not stop at its LIMIT, until its time
+    /// is up. A stream therefore takes every filter as Exact and the scan
+    /// applies the whole predicate itself (DataFusion's own evaluator, on
+    /// each batch as it comes), then the LIMIT.
+    fn is_stream(&self) -> bool {
+        false
     }
 
     /// One scan: what EXPLAIN shows and the reader that produces its rows
@@ -58,6 +73,9 @@ impl<S: LiveSource> TableProvider for LiveTable<S> {
     }
 
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        if self.0.is_stream() {
+            return Ok(vec![TableProviderFilterPushDown::Exact; filters.len()]);
+        }
         Ok(self
             .0
             .pushdown(filters)
@@ -73,11 +91,32 @@ impl<S: LiveSource> TableProvider for LiveTable<S> {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(LiveScanExec::new(self.0.partition(projection, filters, limit)))
+        if !self.0.is_stream() || filters.is_empty() {
+            return Ok(LiveScanExec::new(self.0.partition(projection, filters, limit)));
+        }
+        // The columns the query wants and those its filters read.
+        let schema = self.schema();
+        let filters: Vec<Expr> = filters.iter().cloned().map(unnormalize_col).collect();
+        let mut read: Vec<usize> = projection.cloned().unwrap_or_else(|| (0..schema.fields().len()).collect());
+        let wanted = read.len();
+        for f in &filters {
+            for c in f.column_refs() {
+                let i = schema.index_of(&c.name)?;
+                if !read.contains(&i) {
+                    read.push(i);
+                }
+            }
+        }
+        let read_schema = Arc::new(schema.project(&read)?);
+        let predicate = conjunction(filters.clone()).expect("filters is not empty");
+        let shown = predicate.to_string();
+        let physical = state.create_physical_expr(predicate, &DFSchema::try_from(read_schema.as_ref().clone())?)?;
+        let post = StreamFilter { predicate: physical, output: (0..wanted).collect(), limit, shown };
+        LiveScanExec::filtered(self.0.partition(Some(&read), &filters, None), post)
     }
 }

@@ -16,9 +16,11 @@ pub mod owner_fill;
 pub mod packets;
 pub mod processes;
 pub mod scope;
+pub mod socket_events;
 pub mod socket_owners;
 pub mod sockets;
 pub mod sockstat;
+pub mod streams;
 pub mod sysctls;
 pub mod unix_sockets;
 
@@ -115,6 +117,12 @@ pub const TABLES: &[Entry] = &[
         about: packets::capture::ABOUT,
         defs: packets::Col::DEFS,
         make: |o| Arc::new(LiveTable(packets::capture::PacketsTable::new(o.clone()))),
+    },
+    Entry {
+        name: socket_events::NAME,
+        about: socket_events::ABOUT,
+        defs: socket_events::Col::DEFS,
+        make: |o| Arc::new(LiveTable(socket_events::SocketEventsTable::new(o.clone()))),
     },
     Entry {
         name: unix_sockets::NAME,

@@ -5,6 +5,7 @@
 mod churn;
 mod cli;
 mod common;
+mod events;
 mod history;
 mod impair;
 mod layers;

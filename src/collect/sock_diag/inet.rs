@@ -43,6 +43,8 @@ pub const INET_DIAG_TOS: u16 = 5;
 pub const INET_DIAG_TCLASS: u16 = 6;
 /// Sent with every socket when the reader has CAP_NET_ADMIN.
 pub const INET_DIAG_MARK: u16 = 15;
+/// The socket's IP protocol, in destroy events.
+pub const INET_DIAG_PROTOCOL: u16 = 10;
 /// Sent with every socket (kernels with cgroup socket data).
 pub const INET_DIAG_CGROUP_ID: u16 = 21;
 /// net_cls class id (or the priority without one), sent with TOS/TCLASS.

@@ -12,6 +12,7 @@
 //! once on stderr, and report what they used.
 
 pub mod bytecode;
+pub mod destroy;
 pub mod inet;
 pub mod unix;
 

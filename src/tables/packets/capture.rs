@@ -14,8 +14,6 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::time::Instant;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
 use datafusion::logical_expr::Expr;
 
 use super::{append, Col, Meta};
@@ -28,47 +26,13 @@ use crate::tables::filters::{as_str, column_in_literals, is_int_range_filter, po
 use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
 use crate::tables::live_table::LiveSource;
 use crate::collect::netns::{self, Netns};
-use crate::tables::{scope, SourceOptions};
+use crate::tables::{scope, streams, SourceOptions};
 
 pub const NAME: &str = "packets";
 pub const ABOUT: &str = "Packets captured live while the query runs (tcpdump), headers only unless --payload, bounded by --capture-for (default 10 s) or LIMIT";
 
 /// Batches read from one ready socket before the others get their turn.
 const TURN_BATCHES: usize = 16;
-
-/// Live captures running in this process, and whether the operator asked
-/// them to end (the first Ctrl-C).
-static RUNNING: AtomicUsize = AtomicUsize::new(0);
-static END_REQUESTED: AtomicBool = AtomicBool::new(false);
-
-/// End every running capture now, as if its time were up, so the queries
-/// reading them finish with what was captured, as tcpdump prints what it
-/// has on Ctrl-C. False when no capture runs (the caller then aborts).
-pub fn end_running_captures() -> bool {
-    if RUNNING.load(Ordering::SeqCst) == 0 {
-        return false;
-    }
-    END_REQUESTED.store(true, Ordering::SeqCst);
-    true
-}
-
-/// Counts one running capture; the last to end clears a request to end.
-struct Running;
-
-impl Running {
-    fn start() -> Running {
-        RUNNING.fetch_add(1, Ordering::SeqCst);
-        Running
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if RUNNING.fetch_sub(1, Ordering::SeqCst) == 1 {
-            END_REQUESTED.store(false, Ordering::SeqCst);
-        }
-    }
-}
 
 /// One namespace's capture, and its interface names.
 struct Target {
@@ -235,10 +199,10 @@ impl CapturePlan {
             "packets-capture",
             format!("capturing on {} for {} (--capture-for; a LIMIT or Ctrl-C ends it sooner)", self.on(), humantime::format_duration(self.duration)),
         );
-        let _running = Running::start();
+        let _running = streams::Running::start();
         let deadline = Instant::now() + self.duration;
         let mut fds: Vec<libc::pollfd> = caps.iter().map(|t| libc::pollfd { fd: t.cap.raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
-        'capture: while Instant::now() < deadline && !stop() && !END_REQUESTED.load(Ordering::SeqCst) {
+        'capture: while Instant::now() < deadline && !stop() && !streams::end_requested() {
             // SAFETY: poll(2) on descriptors `caps` owns, for at most 100 ms.
             let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
             if ready <= 0 {
@@ -293,6 +257,10 @@ impl LiveSource for PacketsTable {
         Col::DEFS
     }
 
+    fn is_stream(&self) -> bool {
+        true
+    }
+
     fn pushdown(&self, filters: &[&Expr]) -> Vec<bool> {
         filters.iter().map(|f| CapturePlan::takes(f)).collect()
     }
@@ -309,13 +277,22 @@ impl LiveSource for PacketsTable {
         super::note_payload_hidden(projection.as_deref(), payload);
         LivePartition::projected(Col::DEFS, projection.clone().as_deref(), label, move |sink| {
             let rows = RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS);
-            let mut out = Emitter::new(rows, sink, limit);
+            // Shared by the idle check and the packet handler, which run
+            // one after the other.
+            let out = std::cell::RefCell::new(Emitter::new(rows, sink, limit));
             // Connections are followed per namespace: the same addresses
             // and ports in two namespaces are two connections.
             let mut flows: HashMap<u64, Flows> = HashMap::new();
-            let track = super::follows_flows(&out.rows);
+            let track = super::follows_flows(&out.borrow().rows);
             let mut frame = 0u64;
-            let passed = plan.run(&|| false, |ns, name, p| {
+            // Between waits: rows built so far go out, and a consumer that
+            // went away (a LIMIT met above a filter) ends the capture.
+            let idle = || {
+                let mut o = out.borrow_mut();
+                o.tick().is_err() || o.done()
+            };
+            let passed = plan.run(&idle, |ns, name, p| {
+                let mut out = out.borrow_mut();
                 if out.done() {
                     return Ok(ControlFlow::Break(()));
                 }
@@ -336,7 +313,7 @@ impl LiveSource for PacketsTable {
             })?;
             // EXPLAIN ANALYZE's kernel_messages.
             sink.metrics.read(Default::default(), crate::collect::netlink::Received { messages: passed, bytes: 0 });
-            out.finish()
+            out.into_inner().finish()
         })
     }
 }

@@ -1,0 +1,264 @@
+//! `socket_events`: every TCP and UDP socket the kernel destroys while the
+//! query listens (`--capture-for`, 10 s by default; a LIMIT or Ctrl-C ends it
+//! sooner), from the sock_diag destroy groups `ss -E` uses, in the current
+//! namespace or those `--all-netns` / a netns filter name.
+//!
+//! The kernel says neither who held a socket nor when it was made. sockql
+//! dumps the namespace's sockets when it starts listening and again every
+//! [`REDUMP`], and names the holders of the sockets each dump finds new;
+//! an event whose cookie a dump saw gets that `pid` and `process`, and if
+//! it was first seen by a later dump (not the first), `opened_at` (that
+//! dump's time: the socket was made since the dump before) and
+//! `duration_ms`. A socket made and destroyed between two dumps has them
+//! null, as has one whose holder had already closed it when a dump looked.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+use datafusion::logical_expr::Expr;
+
+use crate::collect::netns::{self, Netns};
+use crate::collect::owners;
+use crate::collect::packets::live::DEFAULT_DURATION;
+use crate::collect::sock_diag::destroy::DestroyListener;
+use crate::collect::sock_diag::inet::{self, Extensions, InetDiagMsg};
+use crate::collect::sock_diag::{InetRequest, SockDiag};
+use crate::collect::tcp_state;
+use crate::table_columns;
+use crate::tables::columns::{ColumnDef, RowBuilder};
+use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
+use crate::tables::live_table::LiveSource;
+use crate::tables::{scope, streams, SourceOptions};
+
+table_columns!(Col {
+    Ts: "ts", TimestampNs, false, "When sockql read the event, UTC (the kernel stamps none; it sends it as it frees the socket)";
+    Netns: "netns", U64, false, "Network namespace of the socket";
+    NetnsName: "netns_name", Utf8, true, "Name of that namespace under /run/netns, null if unnamed";
+    Cookie: "cookie", U64, false, "Kernel socket cookie (sockets.cookie while it lived)";
+    Protocol: "protocol", Utf8, false, "'tcp' or 'udp'";
+    Family: "family", Utf8, false, "'inet' (IPv4) or 'inet6'";
+    LocalAddr: "local_addr", Utf8, false, "Local address";
+    LocalPort: "local_port", U16, false, "Local port";
+    RemoteAddr: "remote_addr", Utf8, false, "Remote address";
+    RemotePort: "remote_port", U16, false, "Remote port";
+    State: "state", Utf8, false, "State when destroyed, as ss spells it (a TCP socket that closed reads UNCONN, ss -E's CLOSE)";
+    BytesAcked: "bytes_acked", U64, true, "TCP: bytes the peer acknowledged (tcp_info, final)";
+    BytesReceived: "bytes_received", U64, true, "TCP: bytes received (tcp_info, final)";
+    SegsIn: "segs_in", U32, true, "TCP: segments received";
+    SegsOut: "segs_out", U32, true, "TCP: segments sent";
+    TotalRetrans: "total_retrans", U32, true, "TCP: segments retransmitted over the connection's life";
+    Lost: "lost", U32, true, "TCP: segments thought lost when it closed";
+    RttMs: "rtt_ms", F64, true, "TCP: smoothed round trip time, ms";
+    MinRttMs: "min_rtt_ms", F64, true, "TCP: lowest round trip time seen, ms";
+    DeliveryRateBps: "delivery_rate_bps", U64, true, "TCP: last delivery rate, bytes per second";
+    Pid: "pid", I32, true, "Lowest pid holding the socket when a dump saw it (see the table's notes); null if none did";
+    Process: "process", Utf8, true, "Command name of pid";
+    OpenedAt: "opened_at", TimestampMs, true, "Made at most this long before: the time of the dump that first saw it, when that was not the first dump; else null";
+    DurationMs: "duration_ms", F64, true, "ts minus opened_at, ms: how long it lived, to within the dump interval";
+    Overruns: "overruns", U64, false, "Times this namespace's listener lost events to a full queue before this row (ENOBUFS); 0 means none lost so far";
+});
+
+pub const NAME: &str = "socket_events";
+pub const ABOUT: &str = "TCP and UDP sockets as the kernel destroys them (ss -E), with final tcp_info, while the query listens (--capture-for, default 10 s)";
+
+/// How often the namespace's sockets are dumped again to learn new
+/// cookies' holders.
+pub const REDUMP: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+pub struct SocketEventsTable {
+    options: SourceOptions,
+}
+
+impl SocketEventsTable {
+    pub fn new(options: SourceOptions) -> Self {
+        SocketEventsTable { options }
+    }
+}
+
+/// What a dump learned of one socket.
+#[derive(Debug, Clone)]
+struct Seen {
+    pid: Option<i32>,
+    process: Option<String>,
+    /// None when the first dump saw it (made at an unknown time before).
+    opened_ms: Option<i64>,
+}
+
+/// One namespace's listener and what its dumps saw.
+struct Target {
+    ns: Netns,
+    listener: DestroyListener,
+    seen: HashMap<u64, Seen>,
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// Dump the TCP and UDP sockets of the calling thread's namespace and
+/// add the cookies not seen before, with their holders; `first` marks the
+/// dump made as listening began.
+fn learn(seen: &mut HashMap<u64, Seen>, first: bool) -> anyhow::Result<()> {
+    let mut fresh: Vec<(u64, u64)> = Vec::new();
+    let mut diag = SockDiag::open()?;
+    for protocol in [inet::IPPROTO_TCP, inet::IPPROTO_UDP] {
+        for family in [inet::AF_INET, inet::AF_INET6] {
+            let req = InetRequest { protocol, family, states: tcp_state::ALL_BITS, extensions: Extensions::default(), conds: Vec::new() };
+            diag.inet(&req, None, |m: &InetDiagMsg<'_>| {
+                if !seen.contains_key(&m.cookie()) {
+                    fresh.push((m.cookie(), m.inode() as u64));
+                }
+                Ok::<_, crate::collect::Error>(ControlFlow::Continue(()))
+            })?;
+        }
+    }
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    let wanted: HashSet<u64> = fresh.iter().map(|&(_, inode)| inode).filter(|&i| i != 0).collect();
+    let (holders, _) = owners::lowest_owners(&wanted);
+    let opened_ms = (!first).then(|| now_ns() / 1_000_000);
+    for (cookie, inode) in fresh {
+        let pid = holders.get(&inode).copied();
+        seen.insert(cookie, Seen { pid, process: pid.and_then(owners::comm), opened_ms });
+    }
+    Ok(())
+}
+
+fn append(r: &mut RowBuilder, ns: &Netns, m: &InetDiagMsg<'_>, seen: Option<&Seen>, overruns: u64) {
+    use Col::*;
+    let ts = now_ns();
+    r.timestamp_ns(Ts as usize, Some(ts));
+    r.u64(Col::Netns as usize, Some(ns.inode));
+    r.str(NetnsName as usize, ns.name.as_deref());
+    r.u64(Cookie as usize, Some(m.cookie()));
+    let protocol = m.attr(inet::INET_DIAG_PROTOCOL).and_then(|b| b.first().copied());
+    r.str(Col::Protocol as usize, Some(if protocol == Some(inet::IPPROTO_UDP) { "udp" } else { "tcp" }));
+    r.str(Family as usize, Some(crate::collect::sock_diag::family_name(m.family())));
+    r.display(LocalAddr as usize, &m.local_addr());
+    r.u16(LocalPort as usize, Some(m.local_port()));
+    r.display(RemoteAddr as usize, &m.remote_addr());
+    r.u16(RemotePort as usize, Some(m.remote_port()));
+    r.str(State as usize, Some(tcp_state::name(m.state())));
+    let t = m.tcp_info();
+    let t = t.as_ref();
+    r.u64(BytesAcked as usize, t.and_then(|t| t.bytes_acked()));
+    r.u64(BytesReceived as usize, t.and_then(|t| t.bytes_received()));
+    r.u32(SegsIn as usize, t.and_then(|t| t.segs_in()));
+    r.u32(SegsOut as usize, t.and_then(|t| t.segs_out()));
+    r.u32(TotalRetrans as usize, t.and_then(|t| t.total_retrans()));
+    r.u32(Lost as usize, t.and_then(|t| t.lost()));
+    r.f64(RttMs as usize, t.and_then(|t| t.rtt_us()).map(|us| us as f64 / 1000.0));
+    r.f64(MinRttMs as usize, t.and_then(|t| t.min_rtt_us()).map(|us| us as f64 / 1000.0));
+    r.u64(DeliveryRateBps as usize, t.and_then(|t| t.delivery_rate()));
+    r.i32(Pid as usize, seen.and_then(|s| s.pid));
+    r.str(Process as usize, seen.and_then(|s| s.process.as_deref()));
+    let opened = seen.and_then(|s| s.opened_ms);
+    r.timestamp_ms(OpenedAt as usize, opened);
+    r.f64(DurationMs as usize, opened.map(|o| (ts / 1_000_000 - o) as f64));
+    r.u64(Overruns as usize, Some(overruns));
+}
+
+impl LiveSource for SocketEventsTable {
+    fn columns(&self) -> &'static [ColumnDef] {
+        Col::DEFS
+    }
+
+    fn is_stream(&self) -> bool {
+        true
+    }
+
+    fn pushdown(&self, filters: &[&Expr]) -> Vec<bool> {
+        filters.iter().map(|f| scope::is_netns_filter(f)).collect()
+    }
+
+    fn exact(&self, filter: &Expr) -> bool {
+        scope::is_netns_filter(filter)
+    }
+
+    fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
+        let targets = scope::targets(filters, self.options.all_netns());
+        let duration = self.options.capture_for.unwrap_or(DEFAULT_DURATION);
+        let projection = projection.cloned();
+        let label = format!("socket_events: sock_diag destroy groups {} for {}", scope::describe(&targets), humantime::format_duration(duration));
+        let owners_wanted = projection.as_ref().is_none_or(|p| p.iter().any(|&c| [Col::Pid, Col::Process, Col::OpenedAt, Col::DurationMs].iter().any(|w| *w as usize == c)));
+        LivePartition::projected(Col::DEFS, projection.clone().as_deref(), label, move |sink| {
+            let rows = RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS);
+            let mut out = Emitter::new(rows, sink, limit);
+            // Listen first, then dump: a socket destroyed in between is
+            // an event, not lost.
+            let mut caps: Vec<Target> = Vec::new();
+            for ns in &targets {
+                let opened = netns::run_in(ns, || -> anyhow::Result<Target> {
+                    let listener = DestroyListener::open()?;
+                    let mut seen = HashMap::new();
+                    if owners_wanted {
+                        learn(&mut seen, true)?;
+                    }
+                    Ok(Target { ns: ns.clone(), listener, seen })
+                });
+                match opened {
+                    Ok(Ok(t)) => caps.push(t),
+                    Ok(Err(e)) => return Err(e.context("listening for socket destroy events (needs root: CAP_NET_ADMIN)")),
+                    Err(e) => crate::notice::note_once(
+                        &format!("netns-enter-{}", ns.inode),
+                        format!("cannot enter network namespace {} ({e}); its events are missing", ns.name.clone().unwrap_or_else(|| ns.inode.to_string())),
+                    ),
+                }
+            }
+            crate::notice::note_once(
+                "events-listening",
+                format!("listening for {} (--capture-for; a LIMIT or Ctrl-C ends it sooner)", humantime::format_duration(duration)),
+            );
+            let _running = streams::Running::start();
+            let deadline = Instant::now() + duration;
+            let mut next_dump = Instant::now() + REDUMP;
+            let mut fds: Vec<libc::pollfd> = caps.iter().map(|t| libc::pollfd { fd: t.listener.raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+            'listen: while Instant::now() < deadline && !streams::end_requested() && !out.done() {
+                // SAFETY: poll(2) on descriptors `caps` owns, for at most 100 ms.
+                let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
+                if ready > 0 {
+                    for (t, pfd) in caps.iter_mut().zip(&fds) {
+                        if pfd.revents == 0 {
+                            continue;
+                        }
+                        let mut failed = None;
+                        let Target { ns, listener, seen } = t;
+                        let overruns_before = listener.overruns;
+                        listener.read_waiting(|m| {
+                            append(&mut out.rows, ns, m, seen.get(&m.cookie()), overruns_before);
+                            match out.end_row() {
+                                Ok(flow) => flow,
+                                Err(e) => {
+                                    failed = Some(e);
+                                    ControlFlow::Break(())
+                                }
+                            }
+                        })?;
+                        if let Some(e) = failed {
+                            return Err(e);
+                        }
+                        if out.done() {
+                            break 'listen;
+                        }
+                    }
+                }
+                out.tick()?;
+                if owners_wanted && Instant::now() >= next_dump {
+                    for t in caps.iter_mut() {
+                        let seen = &mut t.seen;
+                        netns::run_in(&t.ns, || learn(seen, false)).map_err(anyhow::Error::from)??;
+                    }
+                    next_dump = Instant::now() + REDUMP;
+                }
+            }
+            let lost: u64 = caps.iter().map(|t| t.listener.overruns).sum();
+            if lost > 0 {
+                crate::notice::warn_once("socket-events-lost", format!("socket events were lost {lost} times: the kernel's queue overflowed (ENOBUFS); the overruns column counts them"));
+            }
+            out.finish()
+        })
+    }
+}

@@ -1,0 +1,166 @@
+//! `socket_events` against what polling sees and what `ss -E` sees: 5,000
+//! connections that each live about 10 ms, in a namespace of their own.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::*;
+use crate::netns::Netns;
+
+const PORT: u16 = 7070;
+const THREADS: usize = 50;
+const PER_THREAD: usize = 100;
+
+/// True once a process in `ns` holds a NETLINK_SOCK_DIAG socket that
+/// joined multicast groups: a destroy listener is subscribed.
+fn listener_count(ns: &Netns) -> usize {
+    ns.exec_ok("cat", &["/proc/net/netlink"])
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[1] == "4" && f[3] != "00000000"
+        })
+        .count()
+}
+
+fn spawn_in(ns: &Netns, args: &[&str]) -> Child {
+    Command::new("ip").args(["netns", "exec", &ns.name]).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+/// Read a child's output as it comes (a full pipe would stall the child,
+/// and a stalled listener loses events), until it exits.
+fn collect(child: &mut Child) -> std::thread::JoinHandle<String> {
+    let mut out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        out.read_to_string(&mut text).unwrap();
+        text
+    })
+}
+
+/// 5,000 connections to PORT, each sending 100 + i bytes and living about
+/// 10 ms, from 50 threads; returns (client port, bytes sent) for each
+/// (a port can serve two of them: loopback reuses TIME-WAIT ports).
+fn short_connections() -> Vec<(u16, usize)> {
+    let l = TcpListener::bind(("127.0.0.1", PORT)).unwrap();
+    let server = std::thread::spawn(move || {
+        let mut done = Vec::new();
+        for _ in 0..THREADS * PER_THREAD {
+            let (mut s, _) = l.accept().unwrap();
+            done.push(std::thread::spawn(move || {
+                let mut got = Vec::new();
+                s.read_to_end(&mut got).unwrap();
+            }));
+        }
+        done.into_iter().for_each(|t| t.join().unwrap());
+    });
+    let clients: Vec<_> = (0..THREADS)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut sent = Vec::new();
+                for i in 0..PER_THREAD {
+                    let n = 100 + t * PER_THREAD + i;
+                    let mut c = TcpStream::connect(("127.0.0.1", PORT)).unwrap();
+                    c.write_all(&vec![1u8; n]).unwrap();
+                    // The connection's life: what a poll every second misses.
+                    std::thread::sleep(Duration::from_millis(10));
+                    c.shutdown(std::net::Shutdown::Write).unwrap();
+                    let mut rest = Vec::new();
+                    c.read_to_end(&mut rest).unwrap();
+                    sent.push((c.local_addr().unwrap().port(), n));
+                }
+                sent
+            })
+        })
+        .collect();
+    let sent = clients.into_iter().flat_map(|c| c.join().unwrap()).collect();
+    server.join().unwrap();
+    sent
+}
+
+#[test]
+fn socket_events_see_every_short_connection() {
+    let ns = Netns::new("evS");
+    let events = spawn_in(
+        &ns,
+        &[
+            bin(),
+            "--capture-for",
+            "60s",
+            "--format",
+            "ndjson",
+            &format!(
+                "SELECT local_port, remote_port, state, bytes_acked, bytes_received, overruns FROM socket_events \
+                 WHERE protocol = 'tcp' AND (local_port = {PORT} OR remote_port = {PORT}) AND remote_port <> 0 LIMIT {}",
+                2 * THREADS * PER_THREAD
+            ),
+        ],
+    );
+    let mut events = events;
+    let events_out = collect(&mut events);
+    eventually(WAIT, || (listener_count(&ns) >= 1).then_some(()));
+    // Line-buffered, so what it printed is there when it is stopped.
+    let mut ss = spawn_in(&ns, &["stdbuf", "-oL", "ss", "-E", "-tnH"]);
+    let ss_out = collect(&mut ss);
+    eventually(WAIT, || (listener_count(&ns) >= 2).then_some(()));
+    let mut watch = spawn_in(
+        &ns,
+        &[bin(), "--watch", "1s", "--format", "ndjson", &format!("SELECT remote_port FROM sockets WHERE local_port = {PORT} AND state = 'ESTAB'")],
+    );
+    let watch_out = collect(&mut watch);
+    let sent = ns.enter(short_connections);
+    assert_eq!(sent.len(), THREADS * PER_THREAD);
+
+    let status = events.wait().unwrap();
+    let mut err = String::new();
+    events.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(status.success(), "{err}");
+    let rows = parse_ndjson(&events_out.join().unwrap());
+    // Every socket, both ends, once each, with what was sent: the client
+    // counts its SYN and FIN as acknowledged bytes, the server the FIN as
+    // a received one (the kernel's tcp_info, as ss -i prints it).
+    assert_eq!(rows.len(), 2 * sent.len());
+    assert!(rows.iter().all(|r| r["overruns"] == 0), "no event lost");
+    let mut expected: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+    for &(port, n) in &sent {
+        expected.entry(port).or_default().push(n);
+    }
+    let (mut clients, mut servers): (BTreeMap<u16, Vec<usize>>, BTreeMap<u16, Vec<usize>>) = Default::default();
+    for r in &rows {
+        let (local, remote) = (r["local_port"].as_u64().unwrap() as u16, r["remote_port"].as_u64().unwrap() as u16);
+        if remote == PORT {
+            clients.entry(local).or_default().push(r["bytes_acked"].as_u64().unwrap() as usize - 2);
+        } else {
+            servers.entry(remote).or_default().push(r["bytes_received"].as_u64().unwrap() as usize - 1);
+        }
+    }
+    for m in [&mut expected, &mut clients, &mut servers] {
+        m.values_mut().for_each(|v| v.sort());
+    }
+    assert!(clients == expected, "client ends: bytes acknowledged, less SYN and FIN, by port");
+    assert!(servers == expected, "server ends: bytes received, less the FIN, by client port");
+
+    // ss -E saw the same destroys.
+    // SAFETY: a signal to the child we spawned.
+    unsafe { libc::kill(ss.id() as i32, libc::SIGINT) };
+    let _ = ss.wait();
+    let text = ss_out.join().unwrap();
+    let port = format!(":{PORT}");
+    // The listener, closed at the end, has no peer (`*`): not a connection.
+    let by_ss = text.lines().filter(|l| l.split_whitespace().any(|f| f.ends_with(&port)) && !l.trim_end().ends_with(":*")).count();
+    assert_eq!(by_ss, rows.len(), "ss -E lines for port {PORT}");
+
+    // The poll every second saw almost none of them.
+    // SAFETY: a signal to the child we spawned (ip netns exec became sockql).
+    unsafe { libc::kill(watch.id() as i32, libc::SIGINT) };
+    let _ = watch.wait();
+    let rest = watch_out.join().unwrap();
+    let polled: HashSet<u64> = rest.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter_map(|r| r["remote_port"].as_u64()).collect();
+    assert!(polled.len() * 10 < sent.len(), "--watch 1s saw {} of {} connections", polled.len(), sent.len());
+}
