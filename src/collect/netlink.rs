@@ -192,6 +192,83 @@ impl DumpSocket {
     }
 }
 
+/// A netlink socket subscribed to multicast groups: the kernel's event
+/// streams (socket destroys, conntrack changes). Events that find its
+/// queue full are dropped by the kernel, which then fails the next read
+/// once with ENOBUFS: [`MulticastListener::overruns`] counts those (how
+/// many events each one cost, the kernel does not say).
+pub struct MulticastListener {
+    socket: Socket,
+    buf: Vec<u8>,
+    /// ENOBUFS reads so far.
+    pub overruns: u64,
+}
+
+/// An event stream's queue in the kernel: a burst (thousands of events a
+/// second on a busy host) waits here between reads.
+const MULTICAST_QUEUE: usize = 8 << 20;
+
+impl MulticastListener {
+    /// Subscribe to `groups` of netlink `protocol` in the calling thread's
+    /// network namespace.
+    pub fn open(protocol: isize, groups: &[u32]) -> Result<Self, NetlinkError> {
+        use std::os::fd::AsRawFd;
+        let mut socket = Socket::new(protocol).map_err(NetlinkError::Open)?;
+        socket.bind(&SocketAddr::new(0, 0)).map_err(NetlinkError::Open)?;
+        for &g in groups {
+            socket.add_membership(g).map_err(NetlinkError::Open)?;
+        }
+        let _ = socket.set_rx_buf_sz(MULTICAST_QUEUE);
+        // As root, past net.core.rmem_max.
+        let size = MULTICAST_QUEUE as libc::c_int;
+        // SAFETY: setsockopt reads one c_int we own.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                &size as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as u32,
+            );
+        }
+        socket.set_non_blocking(true).map_err(NetlinkError::Open)?;
+        Ok(MulticastListener { socket, buf: Vec::with_capacity(RECV_BUFFER), overruns: 0 })
+    }
+
+    /// The descriptor, to poll several listeners at once.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.socket.as_raw_fd()
+    }
+
+    /// Hand every message waiting to `on_msg`, without waiting for more;
+    /// stops early when it breaks.
+    pub fn read_waiting(&mut self, mut on_msg: impl FnMut(Frame<'_>) -> Result<ControlFlow<()>, NetlinkError>) -> Result<(), NetlinkError> {
+        loop {
+            self.buf.clear();
+            match self.socket.recv(&mut self.buf, 0) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    self.overruns += 1;
+                    continue;
+                }
+                Err(e) => return Err(NetlinkError::Io(e)),
+            }
+            for frame in frames(&self.buf) {
+                let frame = frame?;
+                if matches!(frame.message_type, NLMSG_NOOP | NLMSG_DONE | NLMSG_ERROR | NLMSG_OVERRUN) {
+                    continue;
+                }
+                if on_msg(frame)?.is_break() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

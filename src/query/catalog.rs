@@ -87,7 +87,7 @@ fn column_doc(table: &str, field: &Field) -> String {
             _ => {}
         }
         let live = crate::tables::TABLES.iter().find(|t| t.name == live_name);
-        if let Some(def) = live.and_then(|t| t.defs.iter().find(|d| d.name == field.name())) {
+        if let Some(def) = live.and_then(|t| (t.defs)().iter().find(|d| d.name == field.name())) {
             return def.doc.to_string();
         }
     }

@@ -147,7 +147,7 @@ impl LiveSource for ConntrackTable {
             let mut out = Emitter::new(RowBuilder::new(Col::DEFS, cols.as_deref(), BATCH_ROWS), sink, limit);
             scope::each(&targets, |ns| {
                 let used = conntrack::read(ReadOptions { no_netlink }, family, &filter, |ct: Conntrack| {
-                    append(&mut out.rows, &ct, ns);
+                    append(&mut out.rows, &ct, ns, 0);
                     out.end_row()
                 })?;
                 sink.metrics.read(used, Default::default());
@@ -158,58 +158,60 @@ impl LiveSource for ConntrackTable {
     }
 }
 
-fn tuple(r: &mut RowBuilder, t: &Tuple, src: Col, dst: Col, sport: Col, dport: Col) {
+fn tuple(r: &mut RowBuilder, base: usize, t: &Tuple, src: Col, dst: Col, sport: Col, dport: Col) {
     match t.src {
-        Some(a) => r.display(src as usize, &a),
-        None => r.str(src as usize, None),
+        Some(a) => r.display(base + src as usize, &a),
+        None => r.str(base + src as usize, None),
     }
     match t.dst {
-        Some(a) => r.display(dst as usize, &a),
-        None => r.str(dst as usize, None),
+        Some(a) => r.display(base + dst as usize, &a),
+        None => r.str(base + dst as usize, None),
     }
-    r.u16(sport as usize, t.sport);
-    r.u16(dport as usize, t.dport);
+    r.u16(base + sport as usize, t.sport);
+    r.u16(base + dport as usize, t.dport);
 }
 
-fn append(r: &mut RowBuilder, ct: &Conntrack, ns: &crate::collect::netns::Netns) {
+/// One entry's columns, from column `base` of the row on (0 in
+/// `conntrack`; after the event's own columns in `conntrack_events`).
+pub fn append(r: &mut RowBuilder, ct: &Conntrack, ns: &crate::collect::netns::Netns, base: usize) {
     use Col::*;
-    r.u64(Col::Netns as usize, Some(ns.inode));
-    r.str(NetnsName as usize, ns.name.as_deref());
+    r.u64(base + Col::Netns as usize, Some(ns.inode));
+    r.str(base + NetnsName as usize, ns.name.as_deref());
     let proto = ct.orig.protocol.unwrap_or(0);
-    r.u32(Id as usize, ct.id);
-    r.str(Family as usize, Some(if ct.family == libc::AF_INET6 as u8 { "inet6" } else { "inet" }));
+    r.u32(base + Id as usize, ct.id);
+    r.str(base + Family as usize, Some(if ct.family == libc::AF_INET6 as u8 { "inet6" } else { "inet" }));
     match conntrack::protocol_name(proto) {
-        Some(n) => r.str(Protocol as usize, Some(n)),
-        None => r.display(Protocol as usize, &proto),
+        Some(n) => r.str(base + Protocol as usize, Some(n)),
+        None => r.display(base + Protocol as usize, &proto),
     }
-    r.u8(ProtocolNum as usize, Some(proto));
-    r.str(State as usize, ct.tcp_state.filter(|_| proto == 6).map(conntrack::tcp_state_name));
-    r.u32(TimeoutS as usize, ct.timeout_s);
-    tuple(r, &ct.orig, OrigSrc, OrigDst, OrigSport, OrigDport);
-    tuple(r, &ct.reply, ReplySrc, ReplyDst, ReplySport, ReplyDport);
-    r.u8(IcmpType as usize, ct.orig.icmp_type);
-    r.u8(IcmpCode as usize, ct.orig.icmp_code);
-    r.u16(IcmpId as usize, ct.orig.icmp_id);
-    if r.wants(Status as usize) {
-        r.str(Status as usize, ct.status.map(conntrack::status_names).as_deref());
+    r.u8(base + ProtocolNum as usize, Some(proto));
+    r.str(base + State as usize, ct.tcp_state.filter(|_| proto == 6).map(conntrack::tcp_state_name));
+    r.u32(base + TimeoutS as usize, ct.timeout_s);
+    tuple(r, base, &ct.orig, OrigSrc, OrigDst, OrigSport, OrigDport);
+    tuple(r, base, &ct.reply, ReplySrc, ReplyDst, ReplySport, ReplyDport);
+    r.u8(base + IcmpType as usize, ct.orig.icmp_type);
+    r.u8(base + IcmpCode as usize, ct.orig.icmp_code);
+    r.u16(base + IcmpId as usize, ct.orig.icmp_id);
+    if r.wants(base + Status as usize) {
+        r.str(base + Status as usize, ct.status.map(conntrack::status_names).as_deref());
     }
     let bit = |b: u32| ct.status.map(|s| s & b != 0);
-    r.bool(Assured as usize, bit(conntrack::IPS_ASSURED));
-    r.bool(SeenReply as usize, bit(conntrack::IPS_SEEN_REPLY));
-    r.bool(Snat as usize, bit(conntrack::IPS_SRC_NAT));
-    r.bool(Dnat as usize, bit(conntrack::IPS_DST_NAT));
-    r.u32(Mark as usize, ct.mark);
-    r.u16(Zone as usize, Some(ct.zone.unwrap_or(0)));
-    r.u32(UseCount as usize, ct.use_count);
-    r.u64(OrigPackets as usize, ct.orig_counters.packets);
-    r.u64(OrigBytes as usize, ct.orig_counters.bytes);
-    r.u64(ReplyPackets as usize, ct.reply_counters.packets);
-    r.u64(ReplyBytes as usize, ct.reply_counters.bytes);
-    r.timestamp_ms(StartTime as usize, ct.start_ns.map(|ns| (ns / 1_000_000) as i64));
-    if r.wants(Labels as usize) {
+    r.bool(base + Assured as usize, bit(conntrack::IPS_ASSURED));
+    r.bool(base + SeenReply as usize, bit(conntrack::IPS_SEEN_REPLY));
+    r.bool(base + Snat as usize, bit(conntrack::IPS_SRC_NAT));
+    r.bool(base + Dnat as usize, bit(conntrack::IPS_DST_NAT));
+    r.u32(base + Mark as usize, ct.mark);
+    r.u16(base + Zone as usize, Some(ct.zone.unwrap_or(0)));
+    r.u32(base + UseCount as usize, ct.use_count);
+    r.u64(base + OrigPackets as usize, ct.orig_counters.packets);
+    r.u64(base + OrigBytes as usize, ct.orig_counters.bytes);
+    r.u64(base + ReplyPackets as usize, ct.reply_counters.packets);
+    r.u64(base + ReplyBytes as usize, ct.reply_counters.bytes);
+    r.timestamp_ms(base + StartTime as usize, ct.start_ns.map(|ns| (ns / 1_000_000) as i64));
+    if r.wants(base + Labels as usize) {
         let labels = ct.labels.as_ref().map(|l| l.iter().map(u16::to_string).collect::<Vec<_>>().join(","));
-        r.str(Labels as usize, labels.as_deref());
+        r.str(base + Labels as usize, labels.as_deref());
     }
-    r.str(Secctx as usize, ct.secctx.as_deref());
+    r.str(base + Secctx as usize, ct.secctx.as_deref());
 }
 

@@ -5,6 +5,7 @@
 
 pub mod columns;
 pub mod conntrack;
+pub mod conntrack_events;
 pub mod conntrack_stats;
 pub mod counter_table;
 pub mod filters;
@@ -68,28 +69,29 @@ pub struct TableInfo {
 pub struct Entry {
     pub name: &'static str,
     pub about: &'static str,
-    pub defs: &'static [columns::ColumnDef],
+    /// Its columns (a function: one table builds its list at first use).
+    pub defs: fn() -> &'static [columns::ColumnDef],
     pub make: fn(&SourceOptions) -> Arc<dyn TableProvider>,
 }
 
 /// Every table sockql serves, in the order `sockql tables` lists them.
 pub const TABLES: &[Entry] = &[
-    Entry { name: sockets::NAME, about: sockets::ABOUT, defs: sockets::Col::DEFS, make: |o| Arc::new(LiveTable(sockets::SocketsTable::new(o.clone()))) },
-    Entry { name: processes::NAME, about: processes::ABOUT, defs: processes::Col::DEFS, make: |_| Arc::new(LiveTable(processes::ProcessesTable)) },
-    Entry { name: socket_owners::NAME, about: socket_owners::ABOUT, defs: socket_owners::Col::DEFS, make: |_| Arc::new(LiveTable(socket_owners::SocketOwnersTable)) },
-    Entry { name: sysctls::NAME, about: sysctls::ABOUT, defs: sysctls::Col::DEFS, make: |o| Arc::new(LiveTable(sysctls::SysctlsTable::new(o.clone()))) },
-    Entry { name: conntrack::NAME, about: conntrack::ABOUT, defs: conntrack::Col::DEFS, make: |o| Arc::new(LiveTable(conntrack::ConntrackTable::new(o.clone()))) },
+    Entry { name: sockets::NAME, about: sockets::ABOUT, defs: || sockets::Col::DEFS, make: |o| Arc::new(LiveTable(sockets::SocketsTable::new(o.clone()))) },
+    Entry { name: processes::NAME, about: processes::ABOUT, defs: || processes::Col::DEFS, make: |_| Arc::new(LiveTable(processes::ProcessesTable)) },
+    Entry { name: socket_owners::NAME, about: socket_owners::ABOUT, defs: || socket_owners::Col::DEFS, make: |_| Arc::new(LiveTable(socket_owners::SocketOwnersTable)) },
+    Entry { name: sysctls::NAME, about: sysctls::ABOUT, defs: || sysctls::Col::DEFS, make: |o| Arc::new(LiveTable(sysctls::SysctlsTable::new(o.clone()))) },
+    Entry { name: conntrack::NAME, about: conntrack::ABOUT, defs: || conntrack::Col::DEFS, make: |o| Arc::new(LiveTable(conntrack::ConntrackTable::new(o.clone()))) },
     Entry {
         name: conntrack_stats::NAME,
         about: conntrack_stats::ABOUT,
-        defs: conntrack_stats::Col::DEFS,
+        defs: || conntrack_stats::Col::DEFS,
         make: |o| Arc::new(LiveTable(conntrack_stats::ConntrackStatsTable::new(o.clone()))),
     },
-    Entry { name: netns::NAME, about: netns::ABOUT, defs: netns::Col::DEFS, make: |_| Arc::new(LiveTable(netns::NetnsTable)) },
+    Entry { name: netns::NAME, about: netns::ABOUT, defs: || netns::Col::DEFS, make: |_| Arc::new(LiveTable(netns::NetnsTable)) },
     Entry {
         name: net_counters::NAME,
         about: net_counters::ABOUT,
-        defs: net_counters::Col::DEFS,
+        defs: || net_counters::Col::DEFS,
         make: |o| {
             Arc::new(LiveTable(counter_table::CounterTable {
                 name: net_counters::NAME,
@@ -102,7 +104,7 @@ pub const TABLES: &[Entry] = &[
     Entry {
         name: sockstat::NAME,
         about: sockstat::ABOUT,
-        defs: sockstat::Col::DEFS,
+        defs: || sockstat::Col::DEFS,
         make: |o| {
             Arc::new(LiveTable(counter_table::CounterTable {
                 name: sockstat::NAME,
@@ -115,26 +117,32 @@ pub const TABLES: &[Entry] = &[
     Entry {
         name: packets::capture::NAME,
         about: packets::capture::ABOUT,
-        defs: packets::Col::DEFS,
+        defs: || packets::Col::DEFS,
         make: |o| Arc::new(LiveTable(packets::capture::PacketsTable::new(o.clone()))),
+    },
+    Entry {
+        name: conntrack_events::NAME,
+        about: conntrack_events::ABOUT,
+        defs: conntrack_events::columns,
+        make: |o| Arc::new(LiveTable(conntrack_events::ConntrackEventsTable::new(o.clone()))),
     },
     Entry {
         name: socket_events::NAME,
         about: socket_events::ABOUT,
-        defs: socket_events::Col::DEFS,
+        defs: || socket_events::Col::DEFS,
         make: |o| Arc::new(LiveTable(socket_events::SocketEventsTable::new(o.clone()))),
     },
     Entry {
         name: unix_sockets::NAME,
         about: unix_sockets::ABOUT,
-        defs: unix_sockets::Col::DEFS,
+        defs: || unix_sockets::Col::DEFS,
         make: |o| Arc::new(LiveTable(unix_sockets::UnixSocketsTable::new(o.clone()))),
     },
 ];
 
 /// Every table sockql serves, with its schema, in [`TABLES`] order.
 pub fn catalog() -> Vec<TableInfo> {
-    TABLES.iter().map(|t| TableInfo { name: t.name, about: t.about, schema: columns::schema_of(t.defs) }).collect()
+    TABLES.iter().map(|t| TableInfo { name: t.name, about: t.about, schema: columns::schema_of((t.defs)()) }).collect()
 }
 
 /// Register every live table with a DataFusion context.

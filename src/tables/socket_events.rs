@@ -186,7 +186,7 @@ impl LiveSource for SocketEventsTable {
         let owners_wanted = projection.as_ref().is_none_or(|p| p.iter().any(|&c| [Col::Pid, Col::Process, Col::OpenedAt, Col::DurationMs].iter().any(|w| *w as usize == c)));
         LivePartition::projected(Col::DEFS, projection.clone().as_deref(), label, move |sink| {
             let rows = RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS);
-            let mut out = Emitter::new(rows, sink, limit);
+            let out = Emitter::new(rows, sink, limit);
             // Listen first, then dump: a socket destroyed in between is
             // an event, not lost.
             let mut caps: Vec<Target> = Vec::new();
@@ -212,49 +212,46 @@ impl LiveSource for SocketEventsTable {
                 "events-listening",
                 format!("listening for {} (--capture-for; a LIMIT or Ctrl-C ends it sooner)", humantime::format_duration(duration)),
             );
-            let _running = streams::Running::start();
-            let deadline = Instant::now() + duration;
+            let fds: Vec<_> = caps.iter().map(|t| t.listener.raw_fd()).collect();
+            let out = std::cell::RefCell::new(out);
+            let caps = std::cell::RefCell::new(caps);
             let mut next_dump = Instant::now() + REDUMP;
-            let mut fds: Vec<libc::pollfd> = caps.iter().map(|t| libc::pollfd { fd: t.listener.raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
-            'listen: while Instant::now() < deadline && !streams::end_requested() && !out.done() {
-                // SAFETY: poll(2) on descriptors `caps` owns, for at most 100 ms.
-                let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
-                if ready > 0 {
-                    for (t, pfd) in caps.iter_mut().zip(&fds) {
-                        if pfd.revents == 0 {
-                            continue;
-                        }
-                        let mut failed = None;
-                        let Target { ns, listener, seen } = t;
-                        let overruns_before = listener.overruns;
-                        listener.read_waiting(|m| {
-                            append(&mut out.rows, ns, m, seen.get(&m.cookie()), overruns_before);
-                            match out.end_row() {
-                                Ok(flow) => flow,
-                                Err(e) => {
-                                    failed = Some(e);
-                                    ControlFlow::Break(())
-                                }
-                            }
-                        })?;
-                        if let Some(e) = failed {
-                            return Err(e);
-                        }
-                        if out.done() {
-                            break 'listen;
-                        }
+            streams::poll_for(
+                &fds,
+                duration,
+                |i| {
+                    let mut out = out.borrow_mut();
+                    let mut caps = caps.borrow_mut();
+                    let Target { ns, listener, seen } = &mut caps[i];
+                    let overruns = listener.overruns();
+                    let mut failed = None;
+                    listener.read_waiting(|m| {
+                        append(&mut out.rows, ns, m, seen.get(&m.cookie()), overruns);
+                        out.end_row().unwrap_or_else(|e| {
+                            failed = Some(e);
+                            ControlFlow::Break(())
+                        })
+                    })?;
+                    match failed {
+                        Some(e) => Err(e),
+                        None => Ok(if out.done() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }),
                     }
-                }
-                out.tick()?;
-                if owners_wanted && Instant::now() >= next_dump {
-                    for t in caps.iter_mut() {
-                        let seen = &mut t.seen;
-                        netns::run_in(&t.ns, || learn(seen, false)).map_err(anyhow::Error::from)??;
+                },
+                || {
+                    let mut out = out.borrow_mut();
+                    out.tick()?;
+                    if owners_wanted && Instant::now() >= next_dump {
+                        for t in caps.borrow_mut().iter_mut() {
+                            let seen = &mut t.seen;
+                            netns::run_in(&t.ns, || learn(seen, false)).map_err(anyhow::Error::from)??;
+                        }
+                        next_dump = Instant::now() + REDUMP;
                     }
-                    next_dump = Instant::now() + REDUMP;
-                }
-            }
-            let lost: u64 = caps.iter().map(|t| t.listener.overruns).sum();
+                    Ok(if out.done() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+                },
+            )?;
+            let (out, caps) = (out.into_inner(), caps.into_inner());
+            let lost: u64 = caps.iter().map(|t| t.listener.overruns()).sum();
             if lost > 0 {
                 crate::notice::warn_once("socket-events-lost", format!("socket events were lost {lost} times: the kernel's queue overflowed (ENOBUFS); the overruns column counts them"));
             }

@@ -45,3 +45,33 @@ impl Drop for Running {
         }
     }
 }
+
+/// Wait on `fds` (one per namespace listened in) for `duration`, or until
+/// the operator asks streams to end: `ready(i)` reads what waits on
+/// `fds[i]`, `between()` runs after every wait (at least every 100 ms);
+/// either ends the stream by breaking.
+pub fn poll_for(
+    fds: &[std::os::fd::RawFd],
+    duration: std::time::Duration,
+    mut ready: impl FnMut(usize) -> anyhow::Result<std::ops::ControlFlow<()>>,
+    mut between: impl FnMut() -> anyhow::Result<std::ops::ControlFlow<()>>,
+) -> anyhow::Result<()> {
+    let _running = Running::start();
+    let deadline = std::time::Instant::now() + duration;
+    let mut polled: Vec<libc::pollfd> = fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    while std::time::Instant::now() < deadline && !end_requested() {
+        // SAFETY: poll(2) on descriptors the caller holds open, for at most 100 ms.
+        let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, 100) };
+        if n > 0 {
+            for (i, p) in polled.iter().enumerate() {
+                if p.revents != 0 && ready(i)?.is_break() {
+                    return Ok(());
+                }
+            }
+        }
+        if between()?.is_break() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}

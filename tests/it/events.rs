@@ -164,3 +164,76 @@ fn socket_events_see_every_short_connection() {
     let polled: HashSet<u64> = rest.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter_map(|r| r["remote_port"].as_u64()).collect();
     assert!(polled.len() * 10 < sent.len(), "--watch 1s saw {} of {} connections", polled.len(), sent.len());
 }
+
+/// A UDP flow through a namespace whose nftables ruleset tracks it:
+/// `conntrack_events` shows its NEW, the UPDATE a reply brings, and the
+/// DESTROY `conntrack -D` causes, with the flow's counters and stop time,
+/// as `conntrack -E` shows them.
+#[test]
+fn conntrack_events_follow_a_flow_as_conntrack_e_does() {
+    use crate::conntrack::NftExt;
+    assert!(have("conntrack"), "conntrack (conntrack-tools) is needed for this cross-check");
+    let ns = Netns::new("evC");
+    ns.nft("table ip track {\n chain out { type filter hook output priority 0; ct state new,established accept; }\n}\n");
+    ns.sysctl("net.netfilter.nf_conntrack_acct", "1");
+    ns.sysctl("net.netfilter.nf_conntrack_timestamp", "1");
+    let mut events = spawn_in(
+        &ns,
+        &[bin(), "--capture-for", "60s", "--format", "ndjson", "SELECT event, orig_sport, orig_dport, orig_packets, orig_bytes, reply_packets, reply_bytes, stop_time IS NOT NULL AS stopped, start_time IS NOT NULL AS started, overruns FROM conntrack_events WHERE protocol = 'udp' AND orig_dport = 5353"],
+    );
+    let events_out = collect(&mut events);
+    let mut tool = spawn_in(&ns, &["stdbuf", "-oL", "conntrack", "-E", "-p", "udp", "--dport", "5353"]);
+    let tool_out = collect(&mut tool);
+    // Both subscribed (NETLINK_NETFILTER is protocol 12).
+    eventually(WAIT, || {
+        let subscribed = ns.exec_ok("cat", &["/proc/net/netlink"]).lines().skip(1).filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[1] == "12" && f[3] != "00000000"
+        }).count();
+        (subscribed >= 2).then_some(())
+    });
+    let sport = ns.enter(|| {
+        let server = std::net::UdpSocket::bind("127.0.0.1:5353").unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..3 {
+            client.send_to(&[7u8; 100], "127.0.0.1:5353").unwrap();
+        }
+        let mut buf = [0u8; 200];
+        for _ in 0..3 {
+            assert_eq!(server.recv_from(&mut buf).unwrap().0, 100);
+        }
+        server.send_to(b"ok", client.local_addr().unwrap()).unwrap();
+        assert_eq!(client.recv(&mut buf).unwrap(), 2);
+        client.local_addr().unwrap().port()
+    });
+    ns.exec_ok("conntrack", &["-D", "-p", "udp", "--dport", "5353"]);
+    // conntrack -E has printed the DESTROY: the first Ctrl-C ends
+    // sockql's listening and it answers with what it saw.
+    let tool_pid = tool.id();
+    eventually(WAIT, || {
+        let status = std::fs::read_to_string(format!("/proc/{tool_pid}/status")).ok()?;
+        status.contains("State:\tS").then_some(())
+    });
+    // SAFETY: signals to children we spawned.
+    unsafe { libc::kill(tool.id() as i32, libc::SIGINT) };
+    let _ = tool.wait();
+    let theirs = tool_out.join().unwrap();
+    assert!(theirs.contains("[DESTROY]"), "{theirs}");
+    unsafe { libc::kill(events.id() as i32, libc::SIGINT) };
+    assert!(events.wait().unwrap().success());
+    let rows = parse_ndjson(&events_out.join().unwrap());
+    let kinds: Vec<&str> = rows.iter().map(|r| r["event"].as_str().unwrap()).collect();
+    let tool_kinds: Vec<&str> = theirs.lines().filter_map(|l| l.trim().strip_prefix('[').and_then(|r| r.split(']').next())).collect();
+    assert_eq!(kinds, tool_kinds, "{theirs}");
+    assert_eq!((kinds.first(), kinds.last()), (Some(&"NEW"), Some(&"DESTROY")));
+    assert!(rows.iter().all(|r| r["orig_sport"] == sport as u64 && r["overruns"] == 0), "{rows:?}");
+    let destroy = rows.last().unwrap();
+    // Three datagrams of 100 bytes (128 with headers) one way, one of 2
+    // (30) back, as conntrack -E's DESTROY line counts them.
+    assert_eq!(
+        (&destroy["orig_packets"], &destroy["orig_bytes"], &destroy["reply_packets"], &destroy["reply_bytes"], &destroy["stopped"], &destroy["started"]),
+        (&Value::from(3), &Value::from(384), &Value::from(1), &Value::from(30), &Value::from(true), &Value::from(true))
+    );
+    let line = theirs.lines().find(|l| l.contains("[DESTROY]")).unwrap();
+    assert!(line.contains("packets=3 bytes=384") && line.contains("packets=1 bytes=30"), "{line}");
+}

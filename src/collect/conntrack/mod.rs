@@ -5,6 +5,7 @@
 //! refused, then /proc, else nothing with one note: a missing conntrack
 //! never fails a query.
 
+pub mod events;
 pub mod netlink;
 pub mod proc;
 
@@ -97,6 +98,8 @@ pub struct Conntrack {
     pub reply_counters: Counters,
     /// Nanoseconds since the epoch (with nf_conntrack_timestamp=1).
     pub start_ns: Option<u64>,
+    /// When the flow ended, in a DESTROY event (nf_conntrack_timestamp=1).
+    pub stop_ns: Option<u64>,
     /// Set connlabel bits, by number.
     pub labels: Option<Vec<u16>>,
     pub secctx: Option<String>,

@@ -17,9 +17,10 @@ use crate::collect::nla;
 pub const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 pub const IPCTNL_MSG_CT_NEW: u16 = 0;
 pub const IPCTNL_MSG_CT_GET: u16 = 1;
+pub const IPCTNL_MSG_CT_DELETE: u16 = 2;
 pub const IPCTNL_MSG_CT_GET_STATS_CPU: u16 = 4;
 
-const fn msg(kind: u16) -> u16 {
+pub const fn msg(kind: u16) -> u16 {
     NFNL_SUBSYS_CTNETLINK << 8 | kind
 }
 
@@ -136,8 +137,10 @@ pub fn parse_entry(payload: &[u8]) -> Result<Conntrack, NetlinkError> {
             CTA_TIMESTAMP => {
                 for a in nla::iter(v) {
                     let (k, v) = a?;
-                    if k == 1 {
-                        ct.start_ns = Some(nla::be64(v, "CTA_TIMESTAMP_START")?);
+                    match k {
+                        1 => ct.start_ns = Some(nla::be64(v, "CTA_TIMESTAMP_START")?),
+                        2 => ct.stop_ns = Some(nla::be64(v, "CTA_TIMESTAMP_STOP")?),
+                        _ => {}
                     }
                 }
             }
