@@ -35,6 +35,20 @@ pub fn error_line(e: &anyhow::Error) -> String {
             Some(DataFusionError::SQL(parse, _)) => {
                 format!("SQL syntax error: {}", parse.to_string().trim_start_matches("sql parser error: "))
             }
+            // sockql's own reader failed inside the query: its message and
+            // its causes, without DataFusion's "External error" wrapping.
+            Some(DataFusionError::External(inner)) => {
+                let mut text = inner.to_string();
+                let mut source = inner.source();
+                while let Some(s) = source {
+                    let t = s.to_string();
+                    if !text.contains(&t) {
+                        text = format!("{text}: {t}");
+                    }
+                    source = s.source();
+                }
+                text
+            }
             Some(root) => root.strip_backtrace(),
             None => cause.to_string(),
         };

@@ -13,6 +13,7 @@ pub mod nla;
 pub mod owners;
 pub mod packets;
 pub mod proc_net;
+pub mod proc_events;
 pub mod processes;
 pub mod sock_diag;
 pub mod sysctl;

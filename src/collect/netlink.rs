@@ -241,6 +241,12 @@ impl MulticastListener {
         self.socket.as_raw_fd()
     }
 
+    /// Send one message to the kernel (a subscription request).
+    pub fn send(&self, message: &[u8]) -> Result<(), NetlinkError> {
+        self.socket.send_to(message, &SocketAddr::new(0, 0), 0).map_err(NetlinkError::Io)?;
+        Ok(())
+    }
+
     /// Hand every message waiting to `on_msg`, without waiting for more;
     /// stops early when it breaks.
     pub fn read_waiting(&mut self, mut on_msg: impl FnMut(Frame<'_>) -> Result<ControlFlow<()>, NetlinkError>) -> Result<(), NetlinkError> {
@@ -258,7 +264,8 @@ impl MulticastListener {
             }
             for frame in frames(&self.buf) {
                 let frame = frame?;
-                if matches!(frame.message_type, NLMSG_NOOP | NLMSG_DONE | NLMSG_ERROR | NLMSG_OVERRUN) {
+                // (The connector sends its events as NLMSG_DONE: those pass.)
+                if matches!(frame.message_type, NLMSG_NOOP | NLMSG_ERROR | NLMSG_OVERRUN) {
                     continue;
                 }
                 if on_msg(frame)?.is_break() {

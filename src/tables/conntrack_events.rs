@@ -103,8 +103,9 @@ impl LiveSource for ConntrackEventsTable {
             let mut listeners: Vec<(Netns, ConntrackListener)> = Vec::new();
             for ns in &targets {
                 match netns::run_in(ns, || {
+                    let l = ConntrackListener::open()?;
                     note_sysctls(ns);
-                    ConntrackListener::open()
+                    Ok::<_, crate::collect::Error>(l)
                 }) {
                     Ok(Ok(l)) => listeners.push((ns.clone(), l)),
                     Ok(Err(e)) => return Err(anyhow::Error::from(e).context("listening for conntrack events (needs root: CAP_NET_ADMIN)")),

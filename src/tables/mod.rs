@@ -15,6 +15,7 @@ pub mod net_counters;
 pub mod netns;
 pub mod owner_fill;
 pub mod packets;
+pub mod process_events;
 pub mod processes;
 pub mod scope;
 pub mod socket_events;
@@ -125,6 +126,12 @@ pub const TABLES: &[Entry] = &[
         about: conntrack_events::ABOUT,
         defs: conntrack_events::columns,
         make: |o| Arc::new(LiveTable(conntrack_events::ConntrackEventsTable::new(o.clone()))),
+    },
+    Entry {
+        name: process_events::NAME,
+        about: process_events::ABOUT,
+        defs: || process_events::Col::DEFS,
+        make: |o| Arc::new(LiveTable(process_events::ProcessEventsTable::new(o.clone()))),
     },
     Entry {
         name: socket_events::NAME,

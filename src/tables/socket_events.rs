@@ -118,7 +118,13 @@ fn learn(seen: &mut HashMap<u64, Seen>, first: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let wanted: HashSet<u64> = fresh.iter().map(|&(_, inode)| inode).filter(|&i| i != 0).collect();
-    let (holders, _) = owners::lowest_owners(&wanted);
+    let (holders, denied) = owners::lowest_owners(&wanted);
+    if denied > 0 {
+        crate::notice::note_once(
+            "socket-events-owners-denied",
+            "not running as root: the open files of other users' processes cannot be read, so their sockets' events have no pid",
+        );
+    }
     let opened_ms = (!first).then(|| now_ns() / 1_000_000);
     for (cookie, inode) in fresh {
         let pid = holders.get(&inode).copied();

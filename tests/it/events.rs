@@ -29,13 +29,37 @@ fn listener_count(ns: &Netns) -> usize {
         .count()
 }
 
-fn spawn_in(ns: &Netns, args: &[&str]) -> Child {
-    Command::new("ip").args(["netns", "exec", &ns.name]).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+/// A child killed when dropped, so a failing test leaves no listener or
+/// poller running behind it.
+pub struct Reaped(Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_in(ns: &Netns, args: &[&str]) -> Reaped {
+    Reaped(Command::new("ip").args(["netns", "exec", &ns.name]).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
 }
 
 /// Read a child's output as it comes (a full pipe would stall the child,
 /// and a stalled listener loses events), until it exits.
-fn collect(child: &mut Child) -> std::thread::JoinHandle<String> {
+fn collect(child: &mut Reaped) -> std::thread::JoinHandle<String> {
     let mut out = child.stdout.take().unwrap();
     std::thread::spawn(move || {
         let mut text = String::new();
@@ -236,4 +260,39 @@ fn conntrack_events_follow_a_flow_as_conntrack_e_does() {
     );
     let line = theirs.lines().find(|l| l.contains("[DESTROY]")).unwrap();
     assert!(line.contains("packets=3 bytes=384") && line.contains("packets=1 bytes=30"), "{line}");
+}
+
+/// A child this test forks: its fork, exec and exit in `process_events`,
+/// named although it lives a fraction of a second.
+#[test]
+fn process_events_name_a_short_lived_child() {
+    let mut events = Reaped(
+        Command::new(bin())
+            .args(["--capture-for", "60s", "--format", "ndjson", "SELECT event, pid, tid, parent_pid, name, cmdline, exit_code, exit_signal FROM process_events WHERE pid = tid"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events_out = collect(&mut events);
+    // Subscribed: a NETLINK_CONNECTOR (11) socket with groups.
+    eventually(WAIT, || {
+        std::fs::read_to_string("/proc/net/netlink").ok()?.lines().skip(1).any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[1] == "11" && f[3] != "00000000" && f[2] == events.id().to_string()
+        }).then_some(())
+    });
+    let mut child = Command::new("sh").args(["-c", "sleep 0.3; exit 7"]).spawn().unwrap();
+    let pid = child.id() as i64;
+    assert_eq!(child.wait().unwrap().code(), Some(7));
+    // The exit is out: end the listening, and the query answers.
+    // SAFETY: a signal to the child we spawned.
+    unsafe { libc::kill(events.id() as i32, libc::SIGINT) };
+    assert!(events.wait().unwrap().success());
+    let rows: Vec<Value> = parse_ndjson(&events_out.join().unwrap()).into_iter().filter(|r| r["pid"] == pid).collect();
+    let kinds: Vec<&str> = rows.iter().map(|r| r["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["fork", "exec", "exit"], "{rows:?}");
+    assert_eq!(rows[0]["parent_pid"], my_pid());
+    assert_eq!((&rows[1]["name"], &rows[1]["cmdline"]), (&Value::from("sh"), &Value::from("sh -c sleep 0.3; exit 7")));
+    assert_eq!((&rows[2]["name"], &rows[2]["exit_code"], &rows[2]["exit_signal"]), (&Value::from("sh"), &Value::from(7), &Value::from(0)));
 }

@@ -1,0 +1,162 @@
+//! `process_events`: every fork, exec, name change and exit on the host
+//! while the query listens (`--capture-for`, 10 s by default; a LIMIT or
+//! Ctrl-C ends it sooner), from the proc connector, so a client that
+//! lives for milliseconds can still be named. Threads count too: a
+//! thread's rows have `tid` <> `pid`.
+//!
+//! The kernel gives pids and times; sockql reads the name, command line
+//! and network namespace from /proc as the event arrives (for an exit,
+//! the name the run last saw for that pid), so they are null for a
+//! process already gone by then.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+
+use datafusion::logical_expr::Expr;
+
+use crate::collect::netns;
+use crate::collect::packets::live::DEFAULT_DURATION;
+use crate::collect::proc_events::{Event, Kind, ProcListener};
+use crate::table_columns;
+use crate::tables::columns::{ColumnDef, RowBuilder};
+use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
+use crate::tables::live_table::LiveSource;
+use crate::tables::{streams, SourceOptions};
+
+table_columns!(Col {
+    Ts: "ts", TimestampNs, false, "When the kernel stamped the event, UTC";
+    Event: "event", Utf8, false, "fork, exec, comm (renamed) or exit";
+    Pid: "pid", I32, false, "Process id (thread group), as the host numbers it";
+    Tid: "tid", I32, false, "Thread id: equal to pid for the process's first thread";
+    ParentPid: "parent_pid", I32, true, "fork: the process that forked";
+    Name: "name", Utf8, true, "Command name: /proc/PID/comm when the event came (comm: the new name; exit: the last name this run saw)";
+    Cmdline: "cmdline", Utf8, true, "exec: the new command line, arguments separated by spaces, read as the event came";
+    ExitCode: "exit_code", I32, true, "exit: the exit status (0 to 255) when it exited normally";
+    ExitSignal: "exit_signal", I32, true, "exit: the signal that killed it, 0 when it exited normally";
+    Netns: "netns", U64, true, "Network namespace of the process when the event came";
+    Overruns: "overruns", U64, false, "Times the listener lost events to a full queue before this row (ENOBUFS); 0 means none lost so far";
+});
+
+pub const NAME: &str = "process_events";
+pub const ABOUT: &str = "Every fork, exec, rename and exit on the host (the proc connector), while the query listens (--capture-for, default 10 s)";
+
+#[derive(Debug)]
+pub struct ProcessEventsTable {
+    options: SourceOptions,
+}
+
+impl ProcessEventsTable {
+    pub fn new(options: SourceOptions) -> Self {
+        ProcessEventsTable { options }
+    }
+}
+
+/// CLOCK_REALTIME minus CLOCK_MONOTONIC now, ns: what turns the kernel's
+/// monotonic stamps into wall-clock times.
+fn realtime_offset_ns() -> i64 {
+    let read = |clock| {
+        // SAFETY: clock_gettime fills a timespec we own.
+        let mut t: libc::timespec = unsafe { std::mem::zeroed() };
+        unsafe { libc::clock_gettime(clock, &mut t) };
+        t.tv_sec * 1_000_000_000 + t.tv_nsec
+    };
+    read(libc::CLOCK_REALTIME) - read(libc::CLOCK_MONOTONIC)
+}
+
+fn proc_text(pid: i32, file: &str) -> Option<String> {
+    use std::io::Read;
+    // Names and command lines are short; a bound keeps a hostile one so.
+    let mut bytes = Vec::new();
+    std::fs::File::open(format!("/proc/{pid}/{file}")).ok()?.take(64 << 10).read_to_end(&mut bytes).ok()?;
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    if file == "cmdline" {
+        text = text.trim_end_matches('\0').replace('\0', " ");
+    }
+    // A process already gone reads as empty.
+    Some(text.trim_end_matches('\n').to_string()).filter(|t| !t.is_empty())
+}
+
+impl LiveSource for ProcessEventsTable {
+    fn columns(&self) -> &'static [ColumnDef] {
+        Col::DEFS
+    }
+
+    fn pushdown(&self, filters: &[&Expr]) -> Vec<bool> {
+        vec![false; filters.len()]
+    }
+
+    fn is_stream(&self) -> bool {
+        true
+    }
+
+    fn partition(&self, projection: Option<&Vec<usize>>, _filters: &[Expr], limit: Option<usize>) -> LivePartition {
+        let duration = self.options.capture_for.unwrap_or(DEFAULT_DURATION);
+        let projection = projection.cloned();
+        let label = format!("process_events: proc connector for {}", humantime::format_duration(duration));
+        LivePartition::projected(Col::DEFS, projection.clone().as_deref(), label, move |sink| {
+            let rows = RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS);
+            let out = std::cell::RefCell::new(Emitter::new(rows, sink, limit));
+            let mut listener = ProcListener::open().map_err(|e| anyhow::Error::from(e).context("listening for process events (needs root: CAP_NET_ADMIN, in the host's network namespace)"))?;
+            crate::notice::note_once(
+                "events-listening",
+                format!("listening for {} (--capture-for; a LIMIT or Ctrl-C ends it sooner)", humantime::format_duration(duration)),
+            );
+            let offset = realtime_offset_ns();
+            let wants_details = [Col::Name, Col::Cmdline, Col::Netns].iter().any(|c| out.borrow().rows.wants(*c as usize));
+            // The last name each pid had, for its exit.
+            let mut names: HashMap<i32, String> = HashMap::new();
+            let fd = listener.raw_fd();
+            let mut failed = None;
+            streams::poll_for(
+                &[fd],
+                duration,
+                |_| {
+                    let mut out = out.borrow_mut();
+                    let overruns = listener.overruns();
+                    listener.read_waiting(|e: &Event| {
+                        let r = &mut out.rows;
+                        r.timestamp_ns(Col::Ts as usize, Some(e.monotonic_ns as i64 + offset));
+                        r.i32(Col::Pid as usize, Some(e.pid));
+                        r.i32(Col::Tid as usize, Some(e.tid));
+                        let (event, parent, name, cmdline, code, signal) = match &e.kind {
+                            Kind::Fork { parent_pid } => ("fork", Some(*parent_pid), wants_details.then(|| proc_text(e.pid, "comm")).flatten(), None, None, None),
+                            Kind::Exec => ("exec", None, wants_details.then(|| proc_text(e.pid, "comm")).flatten(), wants_details.then(|| proc_text(e.pid, "cmdline")).flatten(), None, None),
+                            Kind::Comm { name } => ("comm", None, Some(name.clone()), None, None, None),
+                            Kind::Exit { code, signal } => ("exit", None, names.remove(&e.pid).or_else(|| proc_text(e.pid, "comm")), None, Some(*code), Some(*signal)),
+                        };
+                        if let (Some(n), false) = (&name, event == "exit") {
+                            if e.pid == e.tid {
+                                names.insert(e.pid, n.clone());
+                            }
+                        }
+                        r.str(Col::Event as usize, Some(event));
+                        r.i32(Col::ParentPid as usize, parent);
+                        r.str(Col::Name as usize, name.as_deref());
+                        r.str(Col::Cmdline as usize, cmdline.as_deref());
+                        r.i32(Col::ExitCode as usize, code.filter(|_| signal == Some(0)));
+                        r.i32(Col::ExitSignal as usize, signal);
+                        r.u64(Col::Netns as usize, if wants_details && event != "exit" { netns::of_pid(e.pid) } else { None });
+                        r.u64(Col::Overruns as usize, Some(overruns));
+                        out.end_row().unwrap_or_else(|err| {
+                            failed = Some(err);
+                            ControlFlow::Break(())
+                        })
+                    })?;
+                    Ok(if out.done() || failed.is_some() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+                },
+                || {
+                    let mut out = out.borrow_mut();
+                    out.tick()?;
+                    Ok(if out.done() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+                },
+            )?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            if listener.overruns() > 0 {
+                crate::notice::warn_once("process-events-lost", format!("process events were lost {} times: the kernel's queue overflowed (ENOBUFS); the overruns column counts them", listener.overruns()));
+            }
+            out.into_inner().finish()
+        })
+    }
+}
