@@ -136,8 +136,8 @@ impl ProcListener {
         match answer {
             Some(0) => Ok(ProcListener { listener }),
             // The same words as a refused socket: "Operation not permitted".
-            Some(errno) => Err(NetlinkError::Open(std::io::Error::from_raw_os_error(errno as i32)).into()),
-            None => Err(NetlinkError::Malformed("the proc connector did not answer the listen request".into()).into()),
+            Some(errno) => Err(NetlinkError::Open(std::io::Error::from_raw_os_error(errno as i32))),
+            None => Err(NetlinkError::Malformed("the proc connector did not answer the listen request".into())),
         }
     }
 
