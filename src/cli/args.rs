@@ -135,6 +135,13 @@ pub struct SourceArgs {
     #[arg(long, value_name = "DURATION", global = true, value_parser = parse_for)]
     pub capture_for: Option<Duration>,
 
+    /// Follow the streams (packets, socket_events, conntrack_events,
+    /// process_events) until Ctrl-C unless --capture-for bounds them, and
+    /// write each row as it comes: with --format ndjson or csv, a line at a
+    /// time for jq or a log shipper.
+    #[arg(long, global = true)]
+    pub follow: bool,
+
     /// Keep packet payloads: the packets table, read_pcap and capture --out
     /// then hold whole packets and fill the payload column. Without it
     /// only headers are captured, since payloads may carry secrets.

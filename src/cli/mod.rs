@@ -118,6 +118,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         all_netns: std::sync::Arc::new(args.source.all_netns.into()),
         capture_for: args.source.capture_for,
         payload: args.source.payload,
+        follow: args.source.follow,
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -191,7 +192,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     drop(out);
     end_capture_on_ctrl_c();
-    let mut sink = output::PrintSink::new(opts, || std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()))
+    // Following, each row goes out as it comes (a line at a time for jq
+    // or a log shipper); else in large writes.
+    let follow = args.source.follow;
+    let mut sink = output::PrintSink::new(opts, move || -> Box<dyn std::io::Write> {
+        if follow {
+            Box::new(std::io::LineWriter::new(std::io::stdout()))
+        } else {
+            Box::new(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()))
+        }
+    })
         .with_empty_note(sql.empty_note.clone());
     engine.run_into(&sql, &mut sink).await
 }

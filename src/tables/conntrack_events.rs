@@ -7,14 +7,12 @@
 //! columns, in its order); a DESTROY carries the final counters and, with
 //! nf_conntrack_timestamp=1, `stop_time`.
 
-use std::ops::ControlFlow;
 use std::sync::LazyLock;
 
 use datafusion::logical_expr::Expr;
 
 use crate::collect::conntrack::events::ConntrackListener;
 use crate::collect::netns::{self, Netns};
-use crate::collect::packets::live::DEFAULT_DURATION;
 use crate::tables::columns::{ColumnDef, RowBuilder, Ty};
 use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
 use crate::tables::live_table::LiveSource;
@@ -94,9 +92,9 @@ impl LiveSource for ConntrackEventsTable {
 
     fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
         let targets = scope::targets(filters, self.options.all_netns());
-        let duration = self.options.capture_for.unwrap_or(DEFAULT_DURATION);
+        let bound = streams::bound(&self.options);
         let projection = projection.cloned();
-        let label = format!("conntrack_events: ctnetlink groups {} for {}", scope::describe(&targets), humantime::format_duration(duration));
+        let label = format!("conntrack_events: ctnetlink groups {} {}", scope::describe(&targets), streams::describe(bound));
         LivePartition::projected(&COLUMNS, projection.clone().as_deref(), label, move |sink| {
             let rows = RowBuilder::new(&COLUMNS, projection.as_deref(), BATCH_ROWS);
             let out = std::cell::RefCell::new(Emitter::new(rows, sink, limit));
@@ -115,15 +113,12 @@ impl LiveSource for ConntrackEventsTable {
                     ),
                 }
             }
-            crate::notice::note_once(
-                "events-listening",
-                format!("listening for {} (--capture-for; a LIMIT or Ctrl-C ends it sooner)", humantime::format_duration(duration)),
-            );
+            streams::note_start("listening", bound);
             let fds: Vec<_> = listeners.iter().map(|(_, l)| l.raw_fd()).collect();
             let listeners = std::cell::RefCell::new(listeners);
             streams::poll_for(
                 &fds,
-                duration,
+                bound,
                 |i| {
                     let mut out = out.borrow_mut();
                     let mut listeners = listeners.borrow_mut();
@@ -137,20 +132,17 @@ impl LiveSource for ConntrackEventsTable {
                         r.timestamp_ms(2, ct.stop_ns.map(|n| (n / 1_000_000) as i64));
                         r.u64(3, Some(overruns));
                         conntrack::append(r, ct, ns, OWN.len());
-                        out.end_row().unwrap_or_else(|e| {
-                            failed = Some(e);
-                            ControlFlow::Break(())
-                        })
+                        out.end_row_in(&mut failed)
                     })?;
                     match failed {
                         Some(e) => Err(e),
-                        None => Ok(if out.done() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }),
+                        None => Ok(out.flow()),
                     }
                 },
                 || {
                     let mut out = out.borrow_mut();
                     out.tick()?;
-                    Ok(if out.done() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+                    Ok(out.flow())
                 },
             )?;
             let lost: u64 = listeners.borrow().iter().map(|(_, l)| l.overruns()).sum();

@@ -344,6 +344,24 @@ impl<'a> Emitter<'a> {
         Ok(if self.closed || at_limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
     }
 
+    /// [`Emitter::end_row`] inside a callback that can only go on or stop
+    /// (an event listener's): an error is kept in `failed` and stops it.
+    pub fn end_row_in(&mut self, failed: &mut Option<anyhow::Error>) -> std::ops::ControlFlow<()> {
+        self.end_row().unwrap_or_else(|e| {
+            *failed = Some(e);
+            std::ops::ControlFlow::Break(())
+        })
+    }
+
+    /// Whether a stream goes on: Break once no more rows are wanted.
+    pub fn flow(&self) -> std::ops::ControlFlow<()> {
+        if self.done() {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+
     /// True once no more rows are wanted.
     pub fn done(&self) -> bool {
         self.closed || self.limit.is_some_and(|l| self.total >= l) || self.sink.is_some_and(BatchSink::is_closed)

@@ -49,6 +49,9 @@ pub struct SourceOptions {
     /// Keep and show packet payloads (`--payload`); without it captures
     /// keep headers only and the `payload` column is null.
     pub payload: bool,
+    /// Streams run until Ctrl-C unless `--capture-for` bounds them
+    /// (`--follow`).
+    pub follow: bool,
 }
 
 impl SourceOptions {

@@ -15,7 +15,6 @@ use std::ops::ControlFlow;
 use datafusion::logical_expr::Expr;
 
 use crate::collect::netns;
-use crate::collect::packets::live::DEFAULT_DURATION;
 use crate::collect::proc_events::{Event, Kind, ProcListener};
 use crate::table_columns;
 use crate::tables::columns::{ColumnDef, RowBuilder};
@@ -90,17 +89,14 @@ impl LiveSource for ProcessEventsTable {
     }
 
     fn partition(&self, projection: Option<&Vec<usize>>, _filters: &[Expr], limit: Option<usize>) -> LivePartition {
-        let duration = self.options.capture_for.unwrap_or(DEFAULT_DURATION);
+        let bound = streams::bound(&self.options);
         let projection = projection.cloned();
-        let label = format!("process_events: proc connector for {}", humantime::format_duration(duration));
+        let label = format!("process_events: proc connector {}", streams::describe(bound));
         LivePartition::projected(Col::DEFS, projection.clone().as_deref(), label, move |sink| {
             let rows = RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS);
             let out = std::cell::RefCell::new(Emitter::new(rows, sink, limit));
             let mut listener = ProcListener::open().map_err(|e| anyhow::Error::from(e).context("listening for process events (needs root: CAP_NET_ADMIN, in the host's network namespace)"))?;
-            crate::notice::note_once(
-                "events-listening",
-                format!("listening for {} (--capture-for; a LIMIT or Ctrl-C ends it sooner)", humantime::format_duration(duration)),
-            );
+            streams::note_start("listening", bound);
             let offset = realtime_offset_ns();
             let wants_details = [Col::Name, Col::Cmdline, Col::Netns].iter().any(|c| out.borrow().rows.wants(*c as usize));
             // The last name each pid had, for its exit.
@@ -109,7 +105,7 @@ impl LiveSource for ProcessEventsTable {
             let mut failed = None;
             streams::poll_for(
                 &[fd],
-                duration,
+                bound,
                 |_| {
                     let mut out = out.borrow_mut();
                     let overruns = listener.overruns();
@@ -137,17 +133,14 @@ impl LiveSource for ProcessEventsTable {
                         r.i32(Col::ExitSignal as usize, signal);
                         r.u64(Col::Netns as usize, if wants_details && event != "exit" { netns::of_pid(e.pid) } else { None });
                         r.u64(Col::Overruns as usize, Some(overruns));
-                        out.end_row().unwrap_or_else(|err| {
-                            failed = Some(err);
-                            ControlFlow::Break(())
-                        })
+                        out.end_row_in(&mut failed)
                     })?;
-                    Ok(if out.done() || failed.is_some() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+                    Ok(if failed.is_some() { ControlFlow::Break(()) } else { out.flow() })
                 },
                 || {
                     let mut out = out.borrow_mut();
                     out.tick()?;
-                    Ok(if out.done() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+                    Ok(out.flow())
                 },
             )?;
             if let Some(e) = failed {

@@ -20,7 +20,6 @@ use datafusion::logical_expr::Expr;
 
 use crate::collect::netns::{self, Netns};
 use crate::collect::owners;
-use crate::collect::packets::live::DEFAULT_DURATION;
 use crate::collect::sock_diag::destroy::DestroyListener;
 use crate::collect::sock_diag::inet::{self, Extensions, InetDiagMsg};
 use crate::collect::sock_diag::{InetRequest, SockDiag};
@@ -186,9 +185,9 @@ impl LiveSource for SocketEventsTable {
 
     fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
         let targets = scope::targets(filters, self.options.all_netns());
-        let duration = self.options.capture_for.unwrap_or(DEFAULT_DURATION);
+        let bound = streams::bound(&self.options);
         let projection = projection.cloned();
-        let label = format!("socket_events: sock_diag destroy groups {} for {}", scope::describe(&targets), humantime::format_duration(duration));
+        let label = format!("socket_events: sock_diag destroy groups {} {}", scope::describe(&targets), streams::describe(bound));
         let owners_wanted = projection.as_ref().is_none_or(|p| p.iter().any(|&c| [Col::Pid, Col::Process, Col::OpenedAt, Col::DurationMs].iter().any(|w| *w as usize == c)));
         LivePartition::projected(Col::DEFS, projection.clone().as_deref(), label, move |sink| {
             let rows = RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS);
@@ -214,17 +213,14 @@ impl LiveSource for SocketEventsTable {
                     ),
                 }
             }
-            crate::notice::note_once(
-                "events-listening",
-                format!("listening for {} (--capture-for; a LIMIT or Ctrl-C ends it sooner)", humantime::format_duration(duration)),
-            );
+            streams::note_start("listening", bound);
             let fds: Vec<_> = caps.iter().map(|t| t.listener.raw_fd()).collect();
             let out = std::cell::RefCell::new(out);
             let caps = std::cell::RefCell::new(caps);
             let mut next_dump = Instant::now() + REDUMP;
             streams::poll_for(
                 &fds,
-                duration,
+                bound,
                 |i| {
                     let mut out = out.borrow_mut();
                     let mut caps = caps.borrow_mut();
@@ -233,14 +229,11 @@ impl LiveSource for SocketEventsTable {
                     let mut failed = None;
                     listener.read_waiting(|m| {
                         append(&mut out.rows, ns, m, seen.get(&m.cookie()), overruns);
-                        out.end_row().unwrap_or_else(|e| {
-                            failed = Some(e);
-                            ControlFlow::Break(())
-                        })
+                        out.end_row_in(&mut failed)
                     })?;
                     match failed {
                         Some(e) => Err(e),
-                        None => Ok(if out.done() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }),
+                        None => Ok(out.flow()),
                     }
                 },
                 || {
@@ -253,7 +246,7 @@ impl LiveSource for SocketEventsTable {
                         }
                         next_dump = Instant::now() + REDUMP;
                     }
-                    Ok(if out.done() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+                    Ok(out.flow())
                 },
             )?;
             let (out, caps) = (out.into_inner(), caps.into_inner());

@@ -46,20 +46,20 @@ impl Drop for Running {
     }
 }
 
-/// Wait on `fds` (one per namespace listened in) for `duration`, or until
+/// Wait on `fds` (one per namespace listened in) for `bound`, or until
 /// the operator asks streams to end: `ready(i)` reads what waits on
 /// `fds[i]`, `between()` runs after every wait (at least every 100 ms);
 /// either ends the stream by breaking.
 pub fn poll_for(
     fds: &[std::os::fd::RawFd],
-    duration: std::time::Duration,
+    bound: Option<std::time::Duration>,
     mut ready: impl FnMut(usize) -> anyhow::Result<std::ops::ControlFlow<()>>,
     mut between: impl FnMut() -> anyhow::Result<std::ops::ControlFlow<()>>,
 ) -> anyhow::Result<()> {
     let _running = Running::start();
-    let deadline = std::time::Instant::now() + duration;
+    let deadline = deadline(bound);
     let mut polled: Vec<libc::pollfd> = fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
-    while std::time::Instant::now() < deadline && !end_requested() {
+    while deadline.is_none_or(|d| std::time::Instant::now() < d) && !end_requested() {
         // SAFETY: poll(2) on descriptors the caller holds open, for at most 100 ms.
         let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, 100) };
         if n > 0 {
@@ -74,4 +74,33 @@ pub fn poll_for(
         }
     }
     Ok(())
+}
+
+/// How long a stream runs: `--capture-for`, else with `--follow` until
+/// Ctrl-C (None), else [`DEFAULT_DURATION`](crate::collect::packets::live::DEFAULT_DURATION).
+pub fn bound(options: &crate::tables::SourceOptions) -> Option<std::time::Duration> {
+    match (options.capture_for, options.follow) {
+        (Some(d), _) => Some(d),
+        (None, true) => None,
+        (None, false) => Some(crate::collect::packets::live::DEFAULT_DURATION),
+    }
+}
+
+/// A bound as EXPLAIN and the notes say it: "for 10s", "until Ctrl-C".
+pub fn describe(bound: Option<std::time::Duration>) -> String {
+    match bound {
+        Some(d) => format!("for {}", humantime::format_duration(d)),
+        None => "until Ctrl-C".into(),
+    }
+}
+
+/// Say once, as a stream starts, how long it runs and what ends it sooner.
+pub fn note_start(what: &str, bound: Option<std::time::Duration>) {
+    let sooner = if bound.is_some() { "; a LIMIT or Ctrl-C ends it sooner" } else { "; a LIMIT ends it sooner" };
+    crate::notice::note_once("stream-start", format!("{what} {} (--capture-for{sooner})", describe(bound)));
+}
+
+/// When a stream that starts now must end, if ever.
+pub fn deadline(bound: Option<std::time::Duration>) -> Option<std::time::Instant> {
+    bound.and_then(|d| std::time::Instant::now().checked_add(d))
 }

@@ -296,3 +296,36 @@ fn process_events_name_a_short_lived_child() {
     assert_eq!((&rows[1]["name"], &rows[1]["cmdline"]), (&Value::from("sh"), &Value::from("sh -c sleep 0.3; exit 7")));
     assert_eq!((&rows[2]["name"], &rows[2]["exit_code"], &rows[2]["exit_signal"]), (&Value::from("sh"), &Value::from(7), &Value::from(0)));
 }
+
+/// --follow: no time bound, each row written as it comes (a reader gets
+/// it while the stream still runs), Ctrl-C ends it cleanly.
+#[test]
+fn follow_writes_each_event_as_it_comes() {
+    use std::io::BufRead;
+    let ns = Netns::new("evF");
+    let mut events = spawn_in(&ns, &[bin(), "--follow", "--format", "ndjson", "SELECT local_port, remote_port, state FROM socket_events WHERE remote_port = 9"]);
+    // Lines as they come, to wait on with a timeout.
+    let (tx, lines) = std::sync::mpsc::channel();
+    let out = events.stdout.take().unwrap();
+    std::thread::spawn(move || std::io::BufReader::new(out).lines().map_while(Result::ok).for_each(|l| drop(tx.send(l))));
+    eventually(WAIT, || (listener_count(&ns) >= 1).then_some(()));
+    let listener = ns.enter(|| TcpListener::bind("127.0.0.1:9").unwrap());
+    for expected in 1..=2 {
+        // A connection that opens and closes: its client end's destroy has
+        // remote port 9 (a refused one would not: the kernel resets it).
+        let port = ns.enter(|| {
+            let c = TcpStream::connect("127.0.0.1:9").unwrap();
+            c.local_addr().unwrap().port()
+        });
+        drop(listener.accept().unwrap());
+        // The row arrives while sockql still listens.
+        let line = lines.recv_timeout(WAIT).expect("the event's row while sockql listens");
+        let row: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!((&row["local_port"], &row["remote_port"]), (&Value::from(port), &Value::from(9)), "event {expected}");
+        assert!(events.try_wait().unwrap().is_none());
+    }
+    // SAFETY: a signal to the child we spawned.
+    unsafe { libc::kill(events.id() as i32, libc::SIGINT) };
+    assert!(events.wait().unwrap().success());
+    assert!(lines.recv_timeout(WAIT).is_err(), "nothing after the two events");
+}

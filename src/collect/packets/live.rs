@@ -83,7 +83,9 @@ struct Slot {
 pub struct LiveCapture {
     fd: OwnedFd,
     snap_len: usize,
-    /// `slots.capacity()` packets of `snap_len` bytes each.
+    /// Packets per read.
+    batch: usize,
+    /// `batch` packets of `snap_len` bytes each.
     bufs: Vec<u8>,
     slots: Vec<Slot>,
 }
@@ -111,7 +113,7 @@ impl LiveCapture {
         // SAFETY: fd is a new descriptor nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let batch = if snap_len > SNAP_LEN { BATCH_PAYLOAD } else { BATCH };
-        let cap = LiveCapture { fd, snap_len, bufs: vec![0; batch * snap_len], slots: Vec::with_capacity(batch) };
+        let cap = LiveCapture { fd, snap_len, batch, bufs: vec![0; batch * snap_len], slots: Vec::with_capacity(batch) };
         if !prog.is_empty() {
             cap.attach(prog)?;
         }
@@ -172,7 +174,7 @@ impl LiveCapture {
     /// Take the packets waiting, up to a batch, without waiting: how many
     /// (0 when none waits). Read them with [`LiveCapture::packet`].
     pub fn read_batch(&mut self) -> Result<usize, Error> {
-        let batch = self.slots.capacity();
+        let batch = self.batch;
         // SAFETY: zeroed sockaddr_ll, msghdr and mmsghdr are valid values;
         // the pointers set below point into buffers that outlive the call.
         let mut addrs: Vec<libc::sockaddr_ll> = vec![unsafe { std::mem::zeroed() }; batch];
@@ -221,6 +223,11 @@ impl LiveCapture {
             });
         }
         Ok(self.slots.len())
+    }
+
+    /// The most packets one [`LiveCapture::read_batch`] takes.
+    pub fn batch_size(&self) -> usize {
+        self.batch
     }
 
     /// Packet `i` of the last batch.

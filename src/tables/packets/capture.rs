@@ -19,7 +19,7 @@ use datafusion::logical_expr::Expr;
 use super::{append, Col, Meta};
 use crate::collect::packets::{decode, Direction};
 use crate::collect::packets::flows::Flows;
-use crate::collect::packets::live::{snap_len, Captured, LiveCapture, DEFAULT_DURATION};
+use crate::collect::packets::live::{snap_len, Captured, LiveCapture};
 use crate::tables::columns::{ColumnDef, RowBuilder};
 use crate::collect::packets::bpf::{compile, describe, Cond};
 use crate::tables::filters::{as_str, column_in_literals, is_int_range_filter, port_range};
@@ -30,6 +30,9 @@ use crate::tables::{scope, streams, SourceOptions};
 
 pub const NAME: &str = "packets";
 pub const ABOUT: &str = "Packets captured live while the query runs (tcpdump), headers only unless --payload, bounded by --capture-for (default 10 s) or LIMIT";
+
+/// How long a capture lets packets gather after a wake before reading.
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Batches read from one ready socket before the others get their turn.
 const TURN_BATCHES: usize = 16;
@@ -115,7 +118,8 @@ pub struct CapturePlan {
     pub interface: Option<String>,
     /// None: no packet can match.
     pub conds: Option<Vec<Cond>>,
-    pub duration: std::time::Duration,
+    /// None: until Ctrl-C (`--follow`) or a LIMIT.
+    pub duration: Option<std::time::Duration>,
     /// Keep whole packets (`--payload`), not only their headers.
     pub payload: bool,
 }
@@ -127,7 +131,7 @@ impl CapturePlan {
             targets: scope::targets(filters, options.all_netns()),
             interface: pinned_interface(&refs),
             conds: bpf_conds(&refs),
-            duration: options.capture_for.unwrap_or(DEFAULT_DURATION),
+            duration: streams::bound(options),
             payload: options.payload,
         }
     }
@@ -149,10 +153,10 @@ impl CapturePlan {
             Some(c) => describe(c),
         };
         format!(
-            "AF_PACKET {} on {} for {} bpf=[{bpf}]",
+            "AF_PACKET {} on {} {} bpf=[{bpf}]",
             scope::describe(&self.targets),
             crate::notice::escape_controls(&self.on()),
-            humantime::format_duration(self.duration)
+            streams::describe(self.duration)
         )
     }
 
@@ -195,19 +199,21 @@ impl CapturePlan {
         if caps.is_empty() {
             return Ok(0);
         }
-        crate::notice::note_once(
-            "packets-capture",
-            format!("capturing on {} for {} (--capture-for; a LIMIT or Ctrl-C ends it sooner)", self.on(), humantime::format_duration(self.duration)),
-        );
+        streams::note_start(&format!("capturing on {}", crate::notice::escape_controls(&self.on())), self.duration);
         let _running = streams::Running::start();
-        let deadline = Instant::now() + self.duration;
+        let deadline = streams::deadline(self.duration);
         let mut fds: Vec<libc::pollfd> = caps.iter().map(|t| libc::pollfd { fd: t.cap.raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
-        'capture: while Instant::now() < deadline && !stop() && !streams::end_requested() {
+        'capture: while deadline.is_none_or(|d| Instant::now() < d) && !stop() && !streams::end_requested() {
             // SAFETY: poll(2) on descriptors `caps` owns, for at most 100 ms.
             let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
             if ready <= 0 {
                 continue;
             }
+            // Let a burst gather before reading it, as libpcap's ring does
+            // with its block timeout: at tens of thousands of packets a
+            // second, one wake and one read then take a batch, instead of
+            // a wake and reads per packet. Rows are at most this late.
+            std::thread::sleep(COALESCE);
             for (t, pfd) in caps.iter_mut().zip(&fds) {
                 if pfd.revents == 0 {
                     continue;
@@ -233,7 +239,8 @@ impl CapturePlan {
                             break 'capture;
                         }
                     }
-                    if n == 0 {
+                    // A part batch: the queue is empty now.
+                    if n < t.cap.batch_size() {
                         break;
                     }
                 }

@@ -1,26 +1,27 @@
 //! `capture_seconds()`: how long a live capture of the `packets` table
-//! runs (`--capture-for`, 10 s by default), so a saved report can turn
-//! the bytes and packets it counted into rates per second.
+//! runs (`--capture-for`, 10 s by default; null under `--follow`, which
+//! has no set length), so a saved report can turn the bytes and packets it
+//! counted into rates per second.
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 
-use crate::collect::packets::live::DEFAULT_DURATION;
 use crate::tables::SourceOptions;
 
 pub const NAME: &str = "capture_seconds";
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct CaptureSeconds {
-    seconds_ms: u64,
+    /// None when the capture runs until Ctrl-C (`--follow`).
+    seconds_ms: Option<u64>,
     signature: Signature,
 }
 
 impl CaptureSeconds {
     pub fn new(options: &SourceOptions) -> Self {
-        let d = options.capture_for.unwrap_or(DEFAULT_DURATION);
-        CaptureSeconds { seconds_ms: d.as_millis() as u64, signature: Signature::exact(vec![], Volatility::Immutable) }
+        let bound = crate::tables::streams::bound(options);
+        CaptureSeconds { seconds_ms: bound.map(|d| d.as_millis() as u64), signature: Signature::exact(vec![], Volatility::Immutable) }
     }
 }
 
@@ -38,6 +39,6 @@ impl ScalarUDFImpl for CaptureSeconds {
     }
 
     fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        Ok(ColumnarValue::Scalar(ScalarValue::Float64(Some(self.seconds_ms as f64 / 1000.0))))
+        Ok(ColumnarValue::Scalar(ScalarValue::Float64(self.seconds_ms.map(|ms| ms as f64 / 1000.0))))
     }
 }
