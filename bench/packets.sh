@@ -16,12 +16,14 @@
 #    `tcpdump -w /dev/null` and by sockql, in alternate runs: packets
 #    seen, kernel drops, and CPU seconds of the capturing process.
 #
-# Prints a markdown section on stdout; progress on stderr.
+# Prints a markdown section on stdout; progress on stderr. PARTS="live"
+# (or "files") runs one half.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FILE_MB=${FILE_MB:-1024}
 RUNS=${RUNS:-3}
 LIVE_SECONDS=${LIVE_SECONDS:-10}
+PARTS=${PARTS:-"files live"}
 WORK=$(mktemp -d /var/tmp/sockql-bench-packets.XXXXXX)
 A=sqbench-a-$$
 B=sqbench-b-$$
@@ -67,6 +69,9 @@ iperf() { # seconds: one stream A -> B, prints Gbit/s
 }
 
 # ---- 1. Files -------------------------------------------------------------
+: >"$WORK/live"
+size_mb=0 packets=0 rss_kb=0
+if [[ $PARTS == *files* ]]; then
 log "making a ${FILE_MB} MB capture"
 # Segments, not 64 KB GSO bursts: what a capture on a real NIC holds.
 ip -n "$A" link set dev sqbA gso_max_size 1500
@@ -107,6 +112,7 @@ hyperfine --style none --runs "$RUNS" --export-json "$WORK/files.json" \
     -n "tcpdump | awk | sort | uniq -c" "$tcpdump_cmd" \
     -n "tshark | sort | uniq -c" "$tshark_cmd" >/dev/null
 rss_kb=$(/usr/bin/time -f %M "$BIN" --format csv --no-header "$SQL" 2>&1 >/dev/null | tail -1)
+fi
 
 # ---- 2. Live --------------------------------------------------------------
 FILTER_TCPDUMP="tcp dst port 5201"
@@ -135,44 +141,47 @@ live_run() { # tool: prints "gbps packets drops cpu_seconds"
     cpu=$(awk '/^cpu/ {print $2 + $3}' "$out")
     echo "$gbps ${n:-0} ${drops:-0} $cpu"
 }
-log "live captures: $RUNS alternate runs of ${LIVE_SECONDS}s each"
-: >"$WORK/live"
-for _ in $(seq "$RUNS"); do
-    echo "tcpdump $(live_run tcpdump)" >>"$WORK/live"
-    echo "sockql $(live_run sockql)" >>"$WORK/live"
-done
+if [[ $PARTS == *live* ]]; then
+    log "live captures: $RUNS alternate runs of ${LIVE_SECONDS}s each"
+    for _ in $(seq "$RUNS"); do
+        echo "tcpdump $(live_run tcpdump)" >>"$WORK/live"
+        echo "sockql $(live_run sockql)" >>"$WORK/live"
+    done
+fi
 
 # ---- Report ---------------------------------------------------------------
 python3 - "$WORK" "$size_mb" "$packets" "$rss_kb" "$RUNS" "$LIVE_SECONDS" <<'PY'
 import json, statistics, sys, subprocess
 work, size_mb, packets, rss_kb, runs, secs = sys.argv[1:]
 cpu = subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"], capture_output=True, text=True).stdout.strip()
-res = json.load(open(f"{work}/files.json"))["results"]
-med = {r["command"]: statistics.median(r["times"]) for r in res}
-ours = med["sockql"]
-fastest = min(v for k, v in med.items() if k != "sockql")
-print(f"## Packets (issue 16): a {size_mb} MB capture and a live iperf3 stream\n")
+import os
 print(f"Machine: {cpu}, 2 cores, release build. Medians of {runs} runs, measured side by side in one run of `bench/packets.sh`.\n")
-print(f"### `GROUP BY src_addr, flags` over a pcap of {int(packets):,} packets (snap length 128)\n")
-print("| command | median wall time | vs sockql |")
-print("|---|---:|---:|")
-for k, v in med.items():
-    name = k.replace("|", "\\|")
-    print(f"| `{name}` | {v:.2f} s | {v / ours:.1f}x |")
-print(f"\nsockql takes **{ours / fastest:.2f}x** the time of the faster reference tool (target: at most 0.2x); "
-      f"its peak memory was {int(rss_kb) / 1024:.0f} MB for the {size_mb} MB file (the file is streamed, "
-      "a batch of 8192 packets at a time). The three answers were compared line by line before timing.\n")
-rows = [l.split() for l in open(f"{work}/live")]
-print(f"### Live: one iperf3 stream for {secs} s between two namespaces, captured on the receiver's veth with `tcp dst port 5201`\n")
-print("| capturer | iperf3 Gbit/s | packets seen | kernel drops | CPU seconds |")
-print("|---|---:|---:|---:|---:|")
-summary = {}
-for tool in ("tcpdump", "sockql"):
-    mine = [r[1:] for r in rows if r[0] == tool]
-    cols = [statistics.median(float(r[i]) for r in mine) for i in range(4)]
-    summary[tool] = cols
-    label = "`tcpdump -w /dev/null`" if tool == "tcpdump" else "`sockql ... FROM packets WHERE ...`"
-    print(f"| {label} | {cols[0]:.2f} | {cols[1]:,.0f} | {cols[2]:.0f} | {cols[3]:.2f} |")
-t, s = summary["tcpdump"], summary["sockql"]
-print(f"\nsockql used **{s[3] / t[3]:.2f}x** tcpdump's CPU and dropped {s[2]:.0f} packets against tcpdump's {t[2]:.0f} (medians).\n")
+if os.path.exists(f"{work}/files.json"):
+  res = json.load(open(f"{work}/files.json"))["results"]
+  med = {r["command"]: statistics.median(r["times"]) for r in res}
+  ours = med["sockql"]
+  fastest = min(v for k, v in med.items() if k != "sockql")
+  print(f"### `GROUP BY src_addr, flags` over a {size_mb} MB pcap of {int(packets):,} packets (snap length 128)\n")
+  print("| command | median wall time | vs sockql |")
+  print("|---|---:|---:|")
+  for k, v in med.items():
+      name = k.replace("|", "\\|")
+      print(f"| `{name}` | {v:.2f} s | {v / ours:.1f}x |")
+  print(f"\nsockql takes **{ours / fastest:.2f}x** the time of the faster reference tool (target: at most 0.2x); "
+        f"its peak memory was {int(rss_kb) / 1024:.0f} MB for the {size_mb} MB file (the file is streamed, "
+        "a batch of 8192 packets at a time). The three answers were compared line by line before timing.\n")
+if os.path.getsize(f"{work}/live") > 0:
+  rows = [l.split() for l in open(f"{work}/live")]
+  print(f"### Live: one iperf3 stream for {secs} s between two namespaces, captured on the receiver's veth with `tcp dst port 5201`\n")
+  print("| capturer | iperf3 Gbit/s | packets seen | kernel drops | CPU seconds |")
+  print("|---|---:|---:|---:|---:|")
+  summary = {}
+  for tool in ("tcpdump", "sockql"):
+      mine = [r[1:] for r in rows if r[0] == tool]
+      cols = [statistics.median(float(r[i]) for r in mine) for i in range(4)]
+      summary[tool] = cols
+      label = "`tcpdump -w /dev/null`" if tool == "tcpdump" else "`sockql ... FROM packets WHERE ...`"
+      print(f"| {label} | {cols[0]:.2f} | {cols[1]:,.0f} | {cols[2]:.0f} | {cols[3]:.2f} |")
+  t, s = summary["tcpdump"], summary["sockql"]
+  print(f"\nsockql used **{s[3] / t[3]:.2f}x** tcpdump's CPU and dropped {s[2]:.0f} packets against tcpdump's {t[2]:.0f} (medians).\n")
 PY
