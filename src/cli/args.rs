@@ -180,6 +180,7 @@ const QUERY_OUTPUT: &[Flag] = &[
     ("escape", "escape", true),
     ("wide", "wide", false),
     ("expanded", "expanded", true),
+    ("follow", "follow", false),
 ];
 
 /// What a generator of files about sockql itself has no use for.
