@@ -134,10 +134,7 @@ impl LiveSource for ConntrackEventsTable {
                         conntrack::append(r, ct, ns, OWN.len());
                         out.end_row_in(&mut failed)
                     })?;
-                    match failed {
-                        Some(e) => Err(e),
-                        None => Ok(out.flow()),
-                    }
+                    out.settle(failed)
                 },
                 || {
                     let mut out = out.borrow_mut();
@@ -145,10 +142,7 @@ impl LiveSource for ConntrackEventsTable {
                     Ok(out.flow())
                 },
             )?;
-            let lost: u64 = listeners.borrow().iter().map(|(_, l)| l.overruns()).sum();
-            if lost > 0 {
-                crate::notice::warn_once("conntrack-events-lost", format!("conntrack events were lost {lost} times: the kernel's queue overflowed (ENOBUFS); the overruns column counts them"));
-            }
+            streams::warn_lost("conntrack events", listeners.borrow().iter().map(|(_, l)| l.overruns()).sum());
             out.into_inner().finish()
         })
     }

@@ -353,6 +353,15 @@ impl<'a> Emitter<'a> {
         })
     }
 
+    /// After a listener's callbacks: the error one kept, or whether the
+    /// stream goes on.
+    pub fn settle(&self, failed: Option<anyhow::Error>) -> anyhow::Result<std::ops::ControlFlow<()>> {
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(self.flow()),
+        }
+    }
+
     /// Whether a stream goes on: Break once no more rows are wanted.
     pub fn flow(&self) -> std::ops::ControlFlow<()> {
         if self.done() {

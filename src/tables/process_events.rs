@@ -146,9 +146,7 @@ impl LiveSource for ProcessEventsTable {
             if let Some(e) = failed {
                 return Err(e);
             }
-            if listener.overruns() > 0 {
-                crate::notice::warn_once("process-events-lost", format!("process events were lost {} times: the kernel's queue overflowed (ENOBUFS); the overruns column counts them", listener.overruns()));
-            }
+            streams::warn_lost("process events", listener.overruns());
             out.into_inner().finish()
         })
     }

@@ -231,10 +231,7 @@ impl LiveSource for SocketEventsTable {
                         append(&mut out.rows, ns, m, seen.get(&m.cookie()), overruns);
                         out.end_row_in(&mut failed)
                     })?;
-                    match failed {
-                        Some(e) => Err(e),
-                        None => Ok(out.flow()),
-                    }
+                    out.settle(failed)
                 },
                 || {
                     let mut out = out.borrow_mut();
@@ -250,10 +247,7 @@ impl LiveSource for SocketEventsTable {
                 },
             )?;
             let (out, caps) = (out.into_inner(), caps.into_inner());
-            let lost: u64 = caps.iter().map(|t| t.listener.overruns()).sum();
-            if lost > 0 {
-                crate::notice::warn_once("socket-events-lost", format!("socket events were lost {lost} times: the kernel's queue overflowed (ENOBUFS); the overruns column counts them"));
-            }
+            streams::warn_lost("socket events", caps.iter().map(|t| t.listener.overruns()).sum());
             out.finish()
         })
     }

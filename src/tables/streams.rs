@@ -76,6 +76,16 @@ pub fn poll_for(
     Ok(())
 }
 
+/// Say once, as a listener ends, that the kernel dropped events for it.
+pub fn warn_lost(what: &str, overruns: u64) {
+    if overruns > 0 {
+        crate::notice::warn_once(
+            &format!("{what}-lost"),
+            format!("{what} were lost {overruns} times: the kernel's queue overflowed (ENOBUFS); the overruns column counts them"),
+        );
+    }
+}
+
 /// How long a stream runs: `--capture-for`, else with `--follow` until
 /// Ctrl-C (None), else [`DEFAULT_DURATION`](crate::collect::packets::live::DEFAULT_DURATION).
 pub fn bound(options: &crate::tables::SourceOptions) -> Option<std::time::Duration> {
