@@ -326,6 +326,11 @@ pub enum Command {
         /// Record a saved query's result instead (under DIR/<NAME>/).
         #[arg(long, value_name = "NAME")]
         query: Option<String>,
+        /// Listen to the event tables (socket_events, conntrack_events,
+        /// process_events) for the whole recording instead of sampling
+        /// tables, writing what was heard every INTERVAL.
+        #[arg(long, conflicts_with_all = ["query", "samples"])]
+        events: bool,
         /// Delete this host's partitions older than this (7d, 2w, or days).
         #[arg(long, value_name = "DAYS", value_parser = parse_retention)]
         retention: Option<i64>,

@@ -113,12 +113,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let opts = OutputOptions { header: !args.output.no_header, escape, fit, terminal, ..OutputOptions::new(args.output.format) }
         .with_memory_limit(args.memory_limit);
+    // `record --events` listens for the whole recording: its streams are
+    // bounded by record's own --for, or run until Ctrl-C.
+    let recording_events = match &args.command {
+        Some(Command::Record { events: true, duration, .. }) => Some(*duration),
+        _ => None,
+    };
     let source = SourceOptions {
         no_netlink: args.source.no_netlink,
         all_netns: std::sync::Arc::new(args.source.all_netns.into()),
-        capture_for: args.source.capture_for,
+        capture_for: recording_events.unwrap_or(args.source.capture_for),
         payload: args.source.payload,
-        follow: args.source.follow,
+        follow: args.source.follow || recording_events.is_some(),
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -168,7 +174,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(Command::Capture { out: target, filter }) = &args.command {
         return capture::to_pcap(&engine, &source, filter.as_deref(), target).await;
     }
-    if let Some(Command::Record { out: target, every, duration, samples, tables, query, retention }) = &args.command {
+    if let Some(Command::Record { out: target, every, events: true, .. }) = &args.command {
+        let store = crate::history::store::HistoryStore::open(target, true)?;
+        let recorder = crate::history::events::EventRecorder {
+            runner: &engine,
+            store,
+            host: crate::history::record::hostname(),
+            every: *every,
+            last_ms: Default::default(),
+        };
+        let rows = recorder.run().await?;
+        crate::stderrln!("sockql record: {rows} events in all (done)");
+        return Ok(());
+    }
+    if let Some(Command::Record { out: target, every, duration, samples, tables, query, retention, .. }) = &args.command {
         let store = crate::history::store::HistoryStore::open(target, true)?;
         let sources = crate::history::record::sources(tables, query.as_deref(), &args.params)?;
         let recorder = crate::history::record::Recorder {

@@ -5,6 +5,7 @@
 //! Layout: `DIR/<table>/host=<hostname>/date=<YYYY-MM-DD>/<ts-ms>.parquet`,
 //! each row with a `ts` column; `host` and `date` come from the path.
 
+pub mod events;
 pub mod layout;
 pub mod local;
 pub mod record;

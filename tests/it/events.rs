@@ -329,3 +329,55 @@ fn follow_writes_each_event_as_it_comes() {
     assert!(events.wait().unwrap().success());
     assert!(lines.recv_timeout(WAIT).is_err(), "nothing after the two events");
 }
+
+/// `record --events` in a namespace: every connection made while it
+/// listens is in `history.socket_events` afterwards, with its bytes; the
+/// first Ctrl-C ends the recording and writes what was heard. (The proc
+/// connector is not in a test namespace: the recorder says so and goes on.)
+#[test]
+fn record_events_keeps_every_connection_for_history() {
+    let ns = Netns::new("evR");
+    let dir = std::env::temp_dir().join(format!("sockql-record-events-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut rec = spawn_in(&ns, &[bin(), "record", "--out", dir.to_str().unwrap(), "--events", "--every", "1s", "--for", "60s"]);
+    eventually(WAIT, || (listener_count(&ns) >= 1).then_some(()));
+    let l = ns.enter(|| TcpListener::bind("127.0.0.1:7272").unwrap());
+    let sent: Vec<(u16, usize)> = (0..20)
+        .map(|i| {
+            let n = 10 + i;
+            let port = ns.enter(move || {
+                let mut c = TcpStream::connect("127.0.0.1:7272").unwrap();
+                c.write_all(&vec![2u8; n]).unwrap();
+                c.local_addr().unwrap().port()
+            });
+            let (mut s, _) = l.accept().unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            assert_eq!(got.len(), n);
+            (port, n)
+        })
+        .collect();
+    // Every client end's destroy has come (they close first, then wait in
+    // TIME-WAIT): the recorder has heard them; Ctrl-C writes and ends it.
+    // (Until the first file is written there is no history table yet.)
+    let history = |sql: &str| {
+        let (out, _, ok) = run(&["--history", dir.to_str().unwrap(), "--format", "ndjson", sql]);
+        ok.then(|| parse_ndjson(&out))
+    };
+    eventually(WAIT, || {
+        let n = history("SELECT count(*) AS n FROM history.socket_events WHERE remote_port = 7272")?.first()?["n"].as_u64()?;
+        (n == sent.len() as u64).then_some(())
+    });
+    // SAFETY: a signal to the child we spawned.
+    unsafe { libc::kill(rec.id() as i32, libc::SIGINT) };
+    assert!(rec.wait().unwrap().success());
+    let mut err = String::new();
+    rec.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(err.contains("process_events not recorded"), "{err}");
+    let rows = history("SELECT local_port, bytes_acked FROM history.socket_events WHERE remote_port = 7272 ORDER BY local_port").unwrap();
+    let mut expected: Vec<(u64, u64)> = sent.iter().map(|&(p, n)| (p as u64, n as u64 + 2)).collect();
+    expected.sort();
+    let got: Vec<(u64, u64)> = rows.iter().map(|r| (r["local_port"].as_u64().unwrap(), r["bytes_acked"].as_u64().unwrap())).collect();
+    assert_eq!(got, expected);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,143 @@
+//! `sockql record --events`: the event tables (`socket_events`,
+//! `conntrack_events`, `process_events`) listened to for the whole
+//! recording, not sampled: one query per table runs from start to end
+//! (`--for`, or until Ctrl-C, which ends them and writes what they heard),
+//! and every `--every` the rows heard since are written as one Parquet file
+//! per table, in the same layout as snapshots
+//! (DIR/<table>/host=<host>/date=<day>/<ts>.parquet), so `--history DIR`
+//! queries them as `history.socket_events` and so on. Rows keep their own
+//! `ts` (when the event came).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+
+use super::layout;
+use super::store::HistoryStore;
+use crate::query::engine::{QueryRunner, ResultSink, SqlSource};
+
+/// The tables `--events` listens to.
+pub const EVENT_TABLES: [&str; 3] = ["socket_events", "conntrack_events", "process_events"];
+
+/// Rows heard and not yet written, per table.
+#[derive(Default)]
+struct Heard {
+    schema: Option<SchemaRef>,
+    batches: Vec<RecordBatch>,
+}
+
+/// Hands a query's batches to the shared buffer.
+struct Into(Arc<Mutex<Heard>>);
+
+impl ResultSink for Into {
+    fn start(&mut self, schema: SchemaRef) -> anyhow::Result<()> {
+        self.0.lock().map_err(|_| anyhow::anyhow!("event buffer poisoned"))?.schema = Some(schema);
+        Ok(())
+    }
+    fn batch(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {
+        if batch.num_rows() > 0 {
+            self.0.lock().map_err(|_| anyhow::anyhow!("event buffer poisoned"))?.batches.push(batch.clone());
+        }
+        Ok(())
+    }
+    fn end(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+pub struct EventRecorder<'a> {
+    pub runner: &'a dyn QueryRunner,
+    pub store: HistoryStore,
+    pub host: String,
+    /// How often what was heard is written.
+    pub every: Duration,
+    /// The last file's time, so two flushes never share a file name.
+    pub last_ms: Mutex<i64>,
+}
+
+impl EventRecorder<'_> {
+    /// Listen until the streams end (their bound, or the first Ctrl-C),
+    /// writing every `every`; returns the rows written.
+    pub async fn run(&self) -> anyhow::Result<u64> {
+        let buffers: Vec<Arc<Mutex<Heard>>> = EVENT_TABLES.iter().map(|_| Arc::default()).collect();
+        let listening = futures::future::join_all(EVENT_TABLES.iter().zip(&buffers).map(|(table, buf)| async move {
+            let mut sink = Into(buf.clone());
+            self.runner.run_into(&SqlSource::inline(format!("SELECT * FROM {table}")), &mut sink).await
+        }));
+        tokio::pin!(listening);
+        // The first Ctrl-C ends the listening and what was heard is
+        // written; another (or one before listening began) exits at once.
+        let ctrl_c = async {
+            let mut first = true;
+            while tokio::signal::ctrl_c().await.is_ok() {
+                if first && crate::tables::streams::end_running_streams() {
+                    first = false;
+                    continue;
+                }
+                std::process::exit(130);
+            }
+            std::future::pending::<()>().await
+        };
+        tokio::pin!(ctrl_c);
+        let mut written = 0u64;
+        let results = loop {
+            tokio::select! {
+                r = &mut listening => break r,
+                _ = tokio::time::sleep(self.every) => written += self.flush(&buffers).await?,
+                _ = &mut ctrl_c => {}
+            }
+        };
+        written += self.flush(&buffers).await?;
+        for (table, r) in EVENT_TABLES.iter().zip(results) {
+            match r {
+                // The proc connector exists in the host's network namespace
+                // only: recording inside another goes on without it.
+                Err(e) if *table == "process_events" => {
+                    crate::stderrln!(
+                        "sockql: warning: process_events not recorded (the proc connector answers in the host's network namespace only): {}",
+                        e.root_cause()
+                    );
+                }
+                r => r.map_err(|e| e.context(format!("recording {table}")))?,
+            }
+        }
+        Ok(written)
+    }
+
+    /// Write what each table heard since the last flush.
+    async fn flush(&self, buffers: &[Arc<Mutex<Heard>>]) -> anyhow::Result<u64> {
+        let mut ts = Utc::now();
+        {
+            let mut last = self.last_ms.lock().map_err(|_| anyhow::anyhow!("event buffer poisoned"))?;
+            if ts.timestamp_millis() <= *last {
+                ts = chrono::DateTime::from_timestamp_millis(*last + 1).unwrap_or(ts);
+            }
+            *last = ts.timestamp_millis();
+        }
+        let mut rows = 0u64;
+        for (table, buf) in EVENT_TABLES.iter().zip(buffers) {
+            let (schema, batches) = {
+                let mut heard = buf.lock().map_err(|_| anyhow::anyhow!("event buffer poisoned"))?;
+                let Some(schema) = heard.schema.clone() else { continue };
+                (schema, std::mem::take(&mut heard.batches))
+            };
+            if batches.is_empty() {
+                continue;
+            }
+            let mut w = ArrowWriter::try_new(Vec::new(), schema, None)?;
+            for b in &batches {
+                w.write(b)?;
+                rows += b.num_rows() as u64;
+            }
+            layout::write_sample(&self.store, table, &self.host, ts, w.into_inner()?).await?;
+        }
+        if rows > 0 {
+            crate::stderrln!("sockql record: {rows} events written to {}", self.store.display);
+        }
+        Ok(rows)
+    }
+}
