@@ -330,13 +330,19 @@ fn follow_writes_each_event_as_it_comes() {
     assert!(lines.recv_timeout(WAIT).is_err(), "nothing after the two events");
 }
 
+/// The saved reports over recorded events: checked by the test below, not
+/// by the snapshot harness in reports.rs.
+pub const EVENT_HISTORY_REPORTS: &[&str] = &["resets_by_remote", "short_lived_connections"];
+
 /// `record --events` in a namespace: every connection made while it
 /// listens is in `history.socket_events` afterwards, with its bytes; the
 /// first Ctrl-C ends the recording and writes what was heard. (The proc
 /// connector is not in a test namespace: the recorder says so and goes on.)
 #[test]
 fn record_events_keeps_every_connection_for_history() {
+    use crate::conntrack::NftExt;
     let ns = Netns::new("evR");
+    ns.nft("table ip track {\n chain out { type filter hook output priority 0; ct state new,established accept; }\n}\n");
     let dir = std::env::temp_dir().join(format!("sockql-record-events-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut rec = spawn_in(&ns, &[bin(), "record", "--out", dir.to_str().unwrap(), "--events", "--every", "1s", "--for", "60s"]);
@@ -357,6 +363,10 @@ fn record_events_keeps_every_connection_for_history() {
             (port, n)
         })
         .collect();
+    // Three connections refused with RST: conntrack sees each reset.
+    for _ in 0..3 {
+        ns.enter(|| assert!(TcpStream::connect("127.0.0.1:7373").is_err()));
+    }
     // Every client end's destroy has come (they close first, then wait in
     // TIME-WAIT): the recorder has heard them; Ctrl-C writes and ends it.
     // (Until the first file is written there is no history table yet.)
@@ -379,5 +389,19 @@ fn record_events_keeps_every_connection_for_history() {
     expected.sort();
     let got: Vec<(u64, u64)> = rows.iter().map(|r| (r["local_port"].as_u64().unwrap(), r["bytes_acked"].as_u64().unwrap())).collect();
     assert_eq!(got, expected);
+    // The history reports over what was recorded.
+    let report = |name: &str| {
+        let (out, err, ok) = run(&["--history", dir.to_str().unwrap(), "run", name, "--format", "ndjson"]);
+        assert!(ok, "{name}: {err}");
+        parse_ndjson(&out)
+    };
+    let short = report("short_lived_connections");
+    assert_eq!(short.len(), 1, "{short:?}");
+    // Both ends of each of the 20 (the refused ones lost their remote port).
+    assert_eq!((&short[0]["remote_addr"], &short[0]["connections"]), (&Value::from("127.0.0.1"), &Value::from(40)), "{short:?}");
+    assert!(short[0]["per_sec"].as_f64().unwrap() > 0.0);
+    let resets = report("resets_by_remote");
+    assert_eq!(resets.len(), 1, "{resets:?}");
+    assert_eq!((&resets[0]["server_port"], &resets[0]["resets"]), (&Value::from(7373), &Value::from(3)), "{resets:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

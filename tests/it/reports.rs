@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use crate::common::*;
 use crate::conntrack::{conntrack_tool, NftExt};
 use crate::netns::Netns;
+use crate::events::EVENT_HISTORY_REPORTS;
 use crate::packet_reports::PACKET_REPORTS;
 
 /// Reports over recorded history (`--history`): checked below over one
@@ -69,7 +70,7 @@ fn every_report_per_namespace_equals_the_report_inside_it() {
     };
     let mut covered = 0;
     for name in &reports {
-        if HISTORY_REPORTS.contains(&name.as_str()) || PACKET_REPORTS.contains(&name.as_str()) {
+        if HISTORY_REPORTS.contains(&name.as_str()) || PACKET_REPORTS.contains(&name.as_str()) || EVENT_HISTORY_REPORTS.contains(&name.as_str()) {
             continue;
         }
         let extra = params(name);
@@ -94,7 +95,11 @@ fn every_report_per_namespace_equals_the_report_inside_it() {
         }
         covered += 1;
     }
-    assert_eq!(covered + HISTORY_REPORTS.len() + PACKET_REPORTS.len(), reports.len(), "every report is covered here or named as a history or packet report");
+    assert_eq!(
+        covered + HISTORY_REPORTS.len() + PACKET_REPORTS.len() + EVENT_HISTORY_REPORTS.len(),
+        reports.len(),
+        "every report is covered here or named as a history, packet or event-history report"
+    );
     // The figures equal ss inside each namespace.
     for (ns, estab, close_wait) in [(&a, 2, 1), (&b, 1, 2)] {
         let states = ns.run_saved_here("states", &[]);
