@@ -405,3 +405,41 @@ fn record_events_keeps_every_connection_for_history() {
     assert_eq!((&resets[0]["server_port"], &resets[0]["resets"]), (&Value::from(7373), &Value::from(3)), "{resets:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// An event stream joined to a live table: the exec of a child that is
+/// still running when the stream ends is joined to its `processes` row.
+#[test]
+fn events_join_live_tables() {
+    let mut events = Reaped(
+        Command::new(bin())
+            .args([
+                "--capture-for",
+                "60s",
+                "--format",
+                "ndjson",
+                "SELECT e.pid, e.name AS event_name, p.name AS process_name, p.ppid FROM process_events e JOIN processes p ON p.pid = e.pid WHERE e.event = 'exec' AND e.name = 'sleep'",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let out = collect(&mut events);
+    eventually(WAIT, || {
+        std::fs::read_to_string("/proc/net/netlink").ok()?.lines().skip(1).any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[1] == "11" && f[3] != "00000000" && f[2] == events.id().to_string()
+        }).then_some(())
+    });
+    let mut child = Reaped(Command::new("sleep").arg("30").spawn().unwrap());
+    let pid = child.id() as i64;
+    // Its exec is out once /proc shows the new program.
+    eventually(WAIT, || (std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?.trim() == "sleep").then_some(()));
+    // SAFETY: a signal to the child we spawned.
+    unsafe { libc::kill(events.id() as i32, libc::SIGINT) };
+    assert!(events.wait().unwrap().success());
+    let rows: Vec<Value> = parse_ndjson(&out.join().unwrap()).into_iter().filter(|r| r["pid"] == pid).collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((&rows[0]["event_name"], &rows[0]["process_name"], &rows[0]["ppid"]), (&Value::from("sleep"), &Value::from("sleep"), &Value::from(my_pid())));
+    let _ = child.kill();
+}
