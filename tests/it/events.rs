@@ -16,17 +16,35 @@ const PORT: u16 = 7070;
 const THREADS: usize = 50;
 const PER_THREAD: usize = 100;
 
-/// True once a process in `ns` holds a NETLINK_SOCK_DIAG socket that
-/// joined multicast groups: a destroy listener is subscribed.
-fn listener_count(ns: &Netns) -> usize {
-    ns.exec_ok("cat", &["/proc/net/netlink"])
-        .lines()
+/// Netlink sockets of `protocol` (4 sock_diag, 11 connector, 12
+/// netfilter) that joined multicast groups, in /proc/net/netlink's `text`;
+/// only those of netlink port `port` when given (a process's first socket
+/// has its pid as port).
+fn subscribed(text: &str, protocol: &str, port: Option<u32>) -> usize {
+    text.lines()
         .skip(1)
         .filter(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() > 3 && f[1] == "4" && f[3] != "00000000"
+            f.len() > 3 && f[1] == protocol && f[3] != "00000000" && port.is_none_or(|p| f[2] == p.to_string())
         })
         .count()
+}
+
+/// Destroy listeners (sock_diag sockets with groups) in `ns`.
+fn listener_count(ns: &Netns) -> usize {
+    subscribed(&ns.exec_ok("cat", &["/proc/net/netlink"]), "4", None)
+}
+
+/// sockql listening to `process_events` with `sql` for up to a minute,
+/// once it has subscribed; its output as it comes.
+fn process_listener(sql: &str) -> (Reaped, std::thread::JoinHandle<String>) {
+    let mut events = Reaped(
+        Command::new(bin()).args(["--capture-for", "60s", "--format", "ndjson", sql]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap(),
+    );
+    let out = collect(&mut events);
+    let id = events.id();
+    eventually(WAIT, || (subscribed(&std::fs::read_to_string("/proc/net/netlink").ok()?, "11", Some(id)) > 0).then_some(()));
+    (events, out)
 }
 
 /// A child killed when dropped, so a failing test leaves no listener or
@@ -209,13 +227,7 @@ fn conntrack_events_follow_a_flow_as_conntrack_e_does() {
     let mut tool = spawn_in(&ns, &["stdbuf", "-oL", "conntrack", "-E", "-p", "udp", "--dport", "5353"]);
     let tool_out = collect(&mut tool);
     // Both subscribed (NETLINK_NETFILTER is protocol 12).
-    eventually(WAIT, || {
-        let subscribed = ns.exec_ok("cat", &["/proc/net/netlink"]).lines().skip(1).filter(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() > 3 && f[1] == "12" && f[3] != "00000000"
-        }).count();
-        (subscribed >= 2).then_some(())
-    });
+    eventually(WAIT, || (subscribed(&ns.exec_ok("cat", &["/proc/net/netlink"]), "12", None) >= 2).then_some(()));
     let sport = ns.enter(|| {
         let server = std::net::UdpSocket::bind("127.0.0.1:5353").unwrap();
         let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -266,22 +278,7 @@ fn conntrack_events_follow_a_flow_as_conntrack_e_does() {
 /// named although it lives a fraction of a second.
 #[test]
 fn process_events_name_a_short_lived_child() {
-    let mut events = Reaped(
-        Command::new(bin())
-            .args(["--capture-for", "60s", "--format", "ndjson", "SELECT event, pid, tid, parent_pid, name, cmdline, exit_code, exit_signal FROM process_events WHERE pid = tid"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let events_out = collect(&mut events);
-    // Subscribed: a NETLINK_CONNECTOR (11) socket with groups.
-    eventually(WAIT, || {
-        std::fs::read_to_string("/proc/net/netlink").ok()?.lines().skip(1).any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() > 3 && f[1] == "11" && f[3] != "00000000" && f[2] == events.id().to_string()
-        }).then_some(())
-    });
+    let (mut events, events_out) = process_listener("SELECT event, pid, tid, parent_pid, name, cmdline, exit_code, exit_signal FROM process_events WHERE pid = tid");
     let mut child = Command::new("sh").args(["-c", "sleep 0.3; exit 7"]).spawn().unwrap();
     let pid = child.id() as i64;
     assert_eq!(child.wait().unwrap().code(), Some(7));
@@ -410,27 +407,9 @@ fn record_events_keeps_every_connection_for_history() {
 /// still running when the stream ends is joined to its `processes` row.
 #[test]
 fn events_join_live_tables() {
-    let mut events = Reaped(
-        Command::new(bin())
-            .args([
-                "--capture-for",
-                "60s",
-                "--format",
-                "ndjson",
-                "SELECT e.pid, e.name AS event_name, p.name AS process_name, p.ppid FROM process_events e JOIN processes p ON p.pid = e.pid WHERE e.event = 'exec' AND e.name = 'sleep'",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let (mut events, out) = process_listener(
+        "SELECT e.pid, e.name AS event_name, p.name AS process_name, p.ppid FROM process_events e JOIN processes p ON p.pid = e.pid WHERE e.event = 'exec' AND e.name = 'sleep'",
     );
-    let out = collect(&mut events);
-    eventually(WAIT, || {
-        std::fs::read_to_string("/proc/net/netlink").ok()?.lines().skip(1).any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() > 3 && f[1] == "11" && f[3] != "00000000" && f[2] == events.id().to_string()
-        }).then_some(())
-    });
     let mut child = Reaped(Command::new("sleep").arg("30").spawn().unwrap());
     let pid = child.id() as i64;
     // Its exec is out once /proc shows the new program.
