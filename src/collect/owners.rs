@@ -78,12 +78,22 @@ pub fn scan_pids(pids: &[i32]) -> OwnerScan {
 /// the first owner found is the lowest, and stops as soon as every wanted
 /// inode has one: a query about a few sockets reads few fd tables.
 pub fn lowest_owners(wanted: &HashSet<u64>) -> (HashMap<u64, i32>, usize) {
-    use std::os::unix::ffi::OsStrExt;
-    let mut found: HashMap<u64, i32> = HashMap::with_capacity(wanted.len());
-    let mut denied = 0;
     if wanted.is_empty() {
-        return (found, denied);
+        return (HashMap::new(), 0);
     }
+    walk_lowest(Some(wanted))
+}
+
+/// The lowest pid holding every socket of every process (one walk of all
+/// fd tables): for a scan too large to hold until its inodes are known.
+pub fn all_lowest_owners() -> (HashMap<u64, i32>, usize) {
+    walk_lowest(None)
+}
+
+fn walk_lowest(wanted: Option<&HashSet<u64>>) -> (HashMap<u64, i32>, usize) {
+    use std::os::unix::ffi::OsStrExt;
+    let mut found: HashMap<u64, i32> = HashMap::with_capacity(wanted.map_or(0, HashSet::len));
+    let mut denied = 0;
     for pid in pids() {
         let entries = match fs::read_dir(format!("/proc/{pid}/fd")) {
             Ok(e) => e,
@@ -96,12 +106,12 @@ pub fn lowest_owners(wanted: &HashSet<u64>) -> (HashMap<u64, i32>, usize) {
         for entry in entries.flatten() {
             let Ok(target) = fs::read_link(entry.path()) else { continue };
             if let Some(inode) = socket_inode(target.as_os_str().as_bytes()) {
-                if wanted.contains(&inode) {
+                if wanted.is_none_or(|w| w.contains(&inode)) {
                     found.entry(inode).or_insert(pid);
                 }
             }
         }
-        if found.len() == wanted.len() {
+        if wanted.is_some_and(|w| found.len() == w.len()) {
             break;
         }
     }

@@ -325,6 +325,12 @@ impl<'a> Emitter<'a> {
         Emitter { rows, sink: None, held: Vec::new(), limit, total: 0, closed: false, last_flush: std::time::Instant::now() }
     }
 
+    /// The full batches a holding emitter kept so far (not the one being
+    /// built), taken out of it.
+    pub fn take_held(&mut self) -> Vec<RecordBatch> {
+        std::mem::take(&mut self.held)
+    }
+
     /// The batches a holding emitter kept, the last partial one included.
     pub fn into_held(mut self) -> anyhow::Result<Vec<RecordBatch>> {
         self.flush()?;

@@ -13,55 +13,90 @@ use crate::notice;
 use crate::tables::columns::{ColumnDef, RowBuilder};
 use crate::tables::live::BatchSink;
 
-/// `held` batches were built over `full` minus the `(pid, process)`
-/// columns; `inodes` has one entry per row. Send them completed, in
-/// `full`'s column order.
+/// Who holds the sockets of a scan, and the names of those processes.
+pub struct Owners {
+    owner_of: HashMap<u64, i32>,
+    names: HashMap<i32, Option<String>>,
+}
+
+impl Owners {
+    /// The lowest owners of exactly `inodes` (the walk stops once each
+    /// has one).
+    pub fn of(inodes: &[u64]) -> Self {
+        let wanted: HashSet<u64> = inodes.iter().copied().filter(|&i| i != 0).collect();
+        Self::noted(owners::lowest_owners(&wanted))
+    }
+
+    /// The lowest owners of every socket on the host: for a scan grown too
+    /// large to hold its rows until its inodes are all known.
+    pub fn all() -> Self {
+        Self::noted(owners::all_lowest_owners())
+    }
+
+    fn noted((owner_of, denied): (HashMap<u64, i32>, usize)) -> Self {
+        if denied > 0 {
+            notice::note_once(
+                "owners-denied",
+                format!(
+                    "not running as root: the open files of {denied} processes of other users cannot be read, \
+                     so pid and process are null for their sockets"
+                ),
+            );
+        }
+        Owners { owner_of, names: HashMap::new() }
+    }
+
+    /// Send `held` batches, built over `full` minus the `(pid, process)`
+    /// columns with one entry of `inodes` per row, completed, in `full`'s
+    /// column order. False once the consumer is gone.
+    pub fn send(
+        &mut self,
+        held: Vec<RecordBatch>,
+        inodes: &[u64],
+        defs: &[ColumnDef],
+        full: &[usize],
+        (pid_col, process_col): (usize, usize),
+        sink: &BatchSink,
+    ) -> anyhow::Result<bool> {
+        let schema = RowBuilder::new(defs, Some(full), 0).schema();
+        let mut offset = 0;
+        for batch in held {
+            let n = batch.num_rows();
+            let rows = inodes.get(offset..offset + n).ok_or_else(|| anyhow::anyhow!("owner batch lost its inodes"))?;
+            offset += n;
+            let pids: Int32Array = rows.iter().map(|i| self.owner_of.get(i).copied()).collect();
+            let names = &mut self.names;
+            let process: StringArray =
+                rows.iter().map(|i| self.owner_of.get(i).and_then(|p| names.entry(*p).or_insert_with(|| owners::comm(*p)).clone())).collect();
+            let (pids, process): (ArrayRef, ArrayRef) = (Arc::new(pids), Arc::new(process));
+            let mut inner = batch.columns().iter();
+            let columns = full
+                .iter()
+                .map(|&c| match c {
+                    c if c == pid_col => Ok(pids.clone()),
+                    c if c == process_col => Ok(process.clone()),
+                    _ => inner.next().cloned().ok_or_else(|| anyhow::anyhow!("owner batch lost a column")),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let batch = RecordBatch::try_new_with_options(schema.clone(), columns, &RecordBatchOptions::new().with_row_count(Some(n)))?;
+            if !sink.send(batch) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// `held` batches (see [`Owners::send`]) with the owners of their inodes.
 pub fn fill(
     held: Vec<RecordBatch>,
     inodes: &[u64],
     defs: &[ColumnDef],
     full: &[usize],
-    (pid_col, process_col): (usize, usize),
+    owner_cols: (usize, usize),
     sink: &BatchSink,
 ) -> anyhow::Result<()> {
-    let wanted: HashSet<u64> = inodes.iter().copied().filter(|&i| i != 0).collect();
-    let (owner_of, denied) = owners::lowest_owners(&wanted);
-    if denied > 0 {
-        notice::note_once(
-            "owners-denied",
-            format!(
-                "not running as root: the open files of {denied} processes of other users cannot be read, \
-                 so pid and process are null for their sockets"
-            ),
-        );
-    }
-    let mut names: HashMap<i32, Option<String>> = HashMap::new();
-    let schema = RowBuilder::new(defs, Some(full), 0).schema();
-    let mut offset = 0;
-    for batch in held {
-        let n = batch.num_rows();
-        let rows = &inodes[offset..offset + n];
-        offset += n;
-        let pids: Int32Array = rows.iter().map(|i| owner_of.get(i).copied()).collect();
-        let process: StringArray = rows
-            .iter()
-            .map(|i| owner_of.get(i).and_then(|p| names.entry(*p).or_insert_with(|| owners::comm(*p)).clone()))
-            .collect();
-        let (pids, process): (ArrayRef, ArrayRef) = (Arc::new(pids), Arc::new(process));
-        let mut inner = batch.columns().iter();
-        let columns = full
-            .iter()
-            .map(|&c| match c {
-                c if c == pid_col => Ok(pids.clone()),
-                c if c == process_col => Ok(process.clone()),
-                _ => inner.next().cloned().ok_or_else(|| anyhow::anyhow!("owner batch lost a column")),
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let batch = RecordBatch::try_new_with_options(schema.clone(), columns, &RecordBatchOptions::new().with_row_count(Some(n)))?;
-        if !sink.send(batch) {
-            break;
-        }
-    }
+    Owners::of(inodes).send(held, inodes, defs, full, owner_cols, sink)?;
     Ok(())
 }
 
