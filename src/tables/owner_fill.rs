@@ -100,6 +100,60 @@ pub fn fill(
     Ok(())
 }
 
+/// Rows a scan with owners holds before it stops waiting for the dump to
+/// end: past this, it walks /proc for every socket once and streams the
+/// rest, so memory stays bounded however large the table.
+pub const HOLD_ROWS: usize = 2 * crate::tables::live::BATCH_ROWS;
+
+/// The owner columns of one scan: rows are built without pid/process and
+/// held; while the dump stays within [`HOLD_ROWS`], the owners of exactly
+/// its inodes are looked up at the end (a walk that stops once each has
+/// one); a dump that outgrows it switches to the owners of every socket
+/// and streams.
+pub struct OwnerStream<'a> {
+    defs: &'a [ColumnDef],
+    full: &'a [usize],
+    cols: (usize, usize),
+    inodes: Vec<u64>,
+    /// Once streaming: every socket's owner, and the rows already sent.
+    streaming: Option<(Owners, usize)>,
+}
+
+impl<'a> OwnerStream<'a> {
+    pub fn new(defs: &'a [ColumnDef], full: &'a [usize], cols: (usize, usize)) -> Self {
+        OwnerStream { defs, full, cols, inodes: Vec::new(), streaming: None }
+    }
+
+    /// After each row (its socket's `inode`): send what is ready once
+    /// streaming. Break when the consumer is gone.
+    pub fn row(&mut self, inode: u64, out: &mut crate::tables::live::Emitter<'_>, sink: &BatchSink) -> anyhow::Result<std::ops::ControlFlow<()>> {
+        self.inodes.push(inode);
+        if self.streaming.is_none() && self.inodes.len() > HOLD_ROWS {
+            self.streaming = Some((Owners::all(), 0));
+        }
+        if let Some((owners, sent)) = self.streaming.as_mut() {
+            let held = out.take_held();
+            let rows: usize = held.iter().map(|b| b.num_rows()).sum();
+            if rows > 0 {
+                if !owners.send(held, &self.inodes[*sent..], self.defs, self.full, self.cols, sink)? {
+                    return Ok(std::ops::ControlFlow::Break(()));
+                }
+                *sent += rows;
+            }
+        }
+        Ok(std::ops::ControlFlow::Continue(()))
+    }
+
+    /// Send what is still held, with its owners.
+    pub fn finish(self, out: crate::tables::live::Emitter<'_>, sink: &BatchSink) -> anyhow::Result<()> {
+        let held = out.into_held()?;
+        match self.streaming {
+            Some((mut owners, sent)) => owners.send(held, &self.inodes[sent..], self.defs, self.full, self.cols, sink).map(drop),
+            None => fill(held, &self.inodes, self.defs, self.full, self.cols, sink),
+        }
+    }
+}
+
 /// The table columns without pid/process, and whether either is wanted.
 pub fn split(defs: &[ColumnDef], projection: Option<&[usize]>, (pid_col, process_col): (usize, usize)) -> (Vec<usize>, Vec<usize>, bool) {
     let full: Vec<usize> = projection.map(<[usize]>::to_vec).unwrap_or_else(|| (0..defs.len()).collect());

@@ -61,7 +61,7 @@ impl LiveSource for UnixSocketsTable {
         LivePartition::new(schema, label, move |sink| {
             let rows = RowBuilder::new(Col::DEFS, Some(&inner), BATCH_ROWS);
             let mut out = if owners { Emitter::holding(rows, limit) } else { Emitter::new(rows, sink, limit) };
-            let mut inodes = Vec::new();
+            let mut owned = owner_fill::OwnerStream::new(Col::DEFS, &full, owner_cols);
             let options = ReadOptions { no_netlink };
             scope::each(&targets, |ns| {
                 let (used, received) = sock_diag::read_unix(options, |s| {
@@ -76,16 +76,17 @@ impl LiveSource for UnixSocketsTable {
                     r.u32(Col::Uid as usize, s.uid);
                     r.u64(Col::Netns as usize, Some(ns.inode));
                     r.str(Col::NetnsName as usize, ns.name.as_deref());
-                    if owners {
-                        inodes.push(s.inode as u64);
+                    let flow = out.end_row()?;
+                    if owners && owned.row(s.inode as u64, &mut out, sink)?.is_break() {
+                        return Ok(ControlFlow::Break(()));
                     }
-                    out.end_row()
+                    Ok::<_, anyhow::Error>(flow)
                 })?;
                 sink.metrics.read(used, received);
                 Ok(if out.done() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
             })?;
             if owners {
-                return owner_fill::fill(out.into_held()?, &inodes, Col::DEFS, &full, owner_cols, sink);
+                return owned.finish(out, sink);
             }
             out.finish()
         })
