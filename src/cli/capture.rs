@@ -89,7 +89,8 @@ pub async fn to_pcap(engine: &Engine, source: &SourceOptions, filter: Option<&st
         }
     });
     let written = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-        plan.run(&|| stop.load(Ordering::Relaxed), |_, _, p| {
+        let ctrl_c = || Ok(if stop.load(Ordering::Relaxed) { std::ops::ControlFlow::Break(()) } else { std::ops::ControlFlow::Continue(()) });
+        plan.run(ctrl_c, |_, _, p| {
             if passes(&conds, &decode::decode_network(p.ether_type, p.data)) {
                 pcap.write(p)?;
             }

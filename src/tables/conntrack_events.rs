@@ -119,6 +119,7 @@ impl LiveSource for ConntrackEventsTable {
             streams::poll_for(
                 &fds,
                 bound,
+                std::time::Duration::ZERO,
                 |i| {
                     let mut out = out.borrow_mut();
                     let mut listeners = listeners.borrow_mut();

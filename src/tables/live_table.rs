@@ -47,7 +47,9 @@ pub trait LiveSource: fmt::Debug + Send + Sync + 'static {
     /// stream would show nothing, and not stop at its LIMIT, until its time
     /// is up. A stream therefore takes every filter as Exact and the scan
     /// applies the whole predicate itself (DataFusion's own evaluator, on
-    /// each batch as it comes), then the LIMIT.
+    /// each batch as it comes), then the LIMIT. (`pushdown` and `exact`
+    /// are not asked of a stream; its reader picks from all the filters
+    /// what it can use.)
     fn is_stream(&self) -> bool {
         false
     }

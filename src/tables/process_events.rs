@@ -80,10 +80,6 @@ impl LiveSource for ProcessEventsTable {
         Col::DEFS
     }
 
-    fn pushdown(&self, filters: &[&Expr]) -> Vec<bool> {
-        vec![false; filters.len()]
-    }
-
     fn is_stream(&self) -> bool {
         true
     }
@@ -106,6 +102,7 @@ impl LiveSource for ProcessEventsTable {
             streams::poll_for(
                 &[fd],
                 bound,
+                std::time::Duration::ZERO,
                 |_| {
                     let mut out = out.borrow_mut();
                     let overruns = listener.overruns();

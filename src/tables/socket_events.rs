@@ -175,14 +175,6 @@ impl LiveSource for SocketEventsTable {
         true
     }
 
-    fn pushdown(&self, filters: &[&Expr]) -> Vec<bool> {
-        filters.iter().map(|f| scope::is_netns_filter(f)).collect()
-    }
-
-    fn exact(&self, filter: &Expr) -> bool {
-        scope::is_netns_filter(filter)
-    }
-
     fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
         let targets = scope::targets(filters, self.options.all_netns());
         let bound = streams::bound(&self.options);
@@ -221,6 +213,7 @@ impl LiveSource for SocketEventsTable {
             streams::poll_for(
                 &fds,
                 bound,
+                std::time::Duration::ZERO,
                 |i| {
                     let mut out = out.borrow_mut();
                     let mut caps = caps.borrow_mut();

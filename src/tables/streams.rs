@@ -1,5 +1,5 @@
 //! Tables that stream for a while: live packet captures and event
-//! listeners run until their time is up (`--for`), a LIMIT is met, or the
+//! listeners run until their time is up (`--capture-for`), a LIMIT is met, or the
 //! operator asks them to end. The first Ctrl-C asks: every running stream
 //! ends as if its time were up, and the query answers from what it saw,
 //! as tcpdump prints what it has (the front ends call
@@ -47,12 +47,14 @@ impl Drop for Running {
 }
 
 /// Wait on `fds` (one per namespace listened in) for `bound`, or until
-/// the operator asks streams to end: `ready(i)` reads what waits on
-/// `fds[i]`, `between()` runs after every wait (at least every 100 ms);
-/// either ends the stream by breaking.
+/// the operator asks streams to end: after a wake, let what arrives
+/// `gather` (zero: none) so one read takes a burst, then `ready(i)` reads
+/// what waits on `fds[i]`; `between()` runs after every wait (at least
+/// every 100 ms). Either ends the stream by breaking.
 pub fn poll_for(
     fds: &[std::os::fd::RawFd],
     bound: Option<std::time::Duration>,
+    gather: std::time::Duration,
     mut ready: impl FnMut(usize) -> anyhow::Result<std::ops::ControlFlow<()>>,
     mut between: impl FnMut() -> anyhow::Result<std::ops::ControlFlow<()>>,
 ) -> anyhow::Result<()> {
@@ -63,6 +65,9 @@ pub fn poll_for(
         // SAFETY: poll(2) on descriptors the caller holds open, for at most 100 ms.
         let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, 100) };
         if n > 0 {
+            if !gather.is_zero() {
+                std::thread::sleep(gather);
+            }
             for (i, p) in polled.iter().enumerate() {
                 if p.revents != 0 && ready(i)?.is_break() {
                     return Ok(());

@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::time::Instant;
 
 use datafusion::logical_expr::Expr;
 
@@ -160,13 +159,13 @@ impl CapturePlan {
         )
     }
 
-    /// Capture until the duration ends, `stop` says so (checked at least
-    /// every 100 ms) or `on_packet` breaks, handing each
-    /// packet over with its namespace and interface name. Returns the
-    /// packets the kernel passed to the sockets (after their filter).
+    /// Capture until the duration ends, `between` (run after every wait,
+    /// at least every 100 ms) or `on_packet` breaks, handing each packet
+    /// over with its namespace and interface name. Returns the packets the
+    /// kernel passed to the sockets (after their filter).
     pub fn run(
         &self,
-        stop: &dyn Fn() -> bool,
+        between: impl FnMut() -> anyhow::Result<ControlFlow<()>>,
         mut on_packet: impl FnMut(&Netns, Option<&str>, &Captured<'_>) -> anyhow::Result<ControlFlow<()>>,
     ) -> anyhow::Result<u64> {
         let Some(conds) = &self.conds else { return Ok(0) };
@@ -200,24 +199,17 @@ impl CapturePlan {
             return Ok(0);
         }
         streams::note_start(&format!("capturing on {}", crate::notice::escape_controls(&self.on())), self.duration);
-        let _running = streams::Running::start();
-        let deadline = streams::deadline(self.duration);
-        let mut fds: Vec<libc::pollfd> = caps.iter().map(|t| libc::pollfd { fd: t.cap.raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
-        'capture: while deadline.is_none_or(|d| Instant::now() < d) && !stop() && !streams::end_requested() {
-            // SAFETY: poll(2) on descriptors `caps` owns, for at most 100 ms.
-            let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
-            if ready <= 0 {
-                continue;
-            }
-            // Let a burst gather before reading it, as libpcap's ring does
-            // with its block timeout: at tens of thousands of packets a
-            // second, one wake and one read then take a batch, instead of
-            // a wake and reads per packet. Rows are at most this late.
-            std::thread::sleep(COALESCE);
-            for (t, pfd) in caps.iter_mut().zip(&fds) {
-                if pfd.revents == 0 {
-                    continue;
-                }
+        let fds: Vec<_> = caps.iter().map(|t| t.cap.raw_fd()).collect();
+        // A burst gathers before it is read, as libpcap's ring lets it with
+        // its block timeout: at tens of thousands of packets a second, one
+        // wake and one read then take a batch, instead of a wake and reads
+        // per packet. Rows are at most COALESCE late.
+        streams::poll_for(
+            &fds,
+            self.duration,
+            COALESCE,
+            |i| {
+                let t = &mut caps[i];
                 // What waits, a batch at a time; a few batches per socket
                 // per turn, so one busy namespace does not starve the rest.
                 for _ in 0..TURN_BATCHES {
@@ -236,7 +228,7 @@ impl CapturePlan {
                             continue;
                         }
                         if on_packet(ns, name.as_deref(), &p)?.is_break() {
-                            break 'capture;
+                            return Ok(ControlFlow::Break(()));
                         }
                     }
                     // A part batch: the queue is empty now.
@@ -244,8 +236,10 @@ impl CapturePlan {
                         break;
                     }
                 }
-            }
-        }
+                Ok(ControlFlow::Continue(()))
+            },
+            between,
+        )?;
         let mut passed = 0u64;
         for t in &caps {
             if let Some((n, dropped)) = t.cap.statistics() {
@@ -268,14 +262,6 @@ impl LiveSource for PacketsTable {
         true
     }
 
-    fn pushdown(&self, filters: &[&Expr]) -> Vec<bool> {
-        filters.iter().map(|f| CapturePlan::takes(f)).collect()
-    }
-
-    fn exact(&self, filter: &Expr) -> bool {
-        is_interface_filter(filter) || scope::is_netns_filter(filter)
-    }
-
     fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
         let plan = CapturePlan::new(filters, &self.options);
         let projection = projection.cloned();
@@ -294,11 +280,12 @@ impl LiveSource for PacketsTable {
             let mut frame = 0u64;
             // Between waits: rows built so far go out, and a consumer that
             // went away (a LIMIT met above a filter) ends the capture.
-            let idle = || {
+            let between = || {
                 let mut o = out.borrow_mut();
-                o.tick().is_err() || o.done()
+                o.tick()?;
+                Ok(o.flow())
             };
-            let passed = plan.run(&idle, |ns, name, p| {
+            let passed = plan.run(between, |ns, name, p| {
                 let mut out = out.borrow_mut();
                 if out.done() {
                     return Ok(ControlFlow::Break(()));
