@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 use datafusion::logical_expr::Expr;
 
 use crate::collect::conntrack::events::ConntrackListener;
-use crate::collect::netns::{self, Netns};
+use crate::collect::netns::Netns;
 use crate::tables::columns::{ColumnDef, RowBuilder, Ty};
 use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
 use crate::tables::live_table::LiveSource;
@@ -58,10 +58,6 @@ impl ConntrackEventsTable {
     }
 }
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
-}
-
 /// Say once per namespace which of the entry's fields its sysctls leave
 /// out, as conntrack -E users learn the hard way.
 fn note_sysctls(ns: &Netns) {
@@ -98,21 +94,11 @@ impl LiveSource for ConntrackEventsTable {
         LivePartition::projected(&COLUMNS, projection.clone().as_deref(), label, move |sink| {
             let rows = RowBuilder::new(&COLUMNS, projection.as_deref(), BATCH_ROWS);
             let out = std::cell::RefCell::new(Emitter::new(rows, sink, limit));
-            let mut listeners: Vec<(Netns, ConntrackListener)> = Vec::new();
-            for ns in &targets {
-                match netns::run_in(ns, || {
-                    let l = ConntrackListener::open()?;
-                    note_sysctls(ns);
-                    Ok::<_, crate::collect::Error>(l)
-                }) {
-                    Ok(Ok(l)) => listeners.push((ns.clone(), l)),
-                    Ok(Err(e)) => return Err(anyhow::Error::from(e).context("listening for conntrack events (needs root: CAP_NET_ADMIN)")),
-                    Err(e) => crate::notice::note_once(
-                        &format!("netns-enter-{}", ns.inode),
-                        format!("cannot enter network namespace {} ({e}); its events are missing", ns.name.clone().unwrap_or_else(|| ns.inode.to_string())),
-                    ),
-                }
-            }
+            let listeners = scope::open_in_each(&targets, |ns| {
+                let l = ConntrackListener::open().map_err(|e| anyhow::Error::from(e).context("listening for conntrack events (needs root: CAP_NET_ADMIN)"))?;
+                note_sysctls(ns);
+                Ok(Some(l))
+            })?;
             streams::note_start("listening", bound);
             let fds: Vec<_> = listeners.iter().map(|(_, l)| l.raw_fd()).collect();
             let listeners = std::cell::RefCell::new(listeners);
@@ -128,7 +114,7 @@ impl LiveSource for ConntrackEventsTable {
                     let mut failed = None;
                     listener.read_waiting(|kind, ct| {
                         let r = &mut out.rows;
-                        r.timestamp_ns(0, Some(now_ns()));
+                        r.timestamp_ns(0, Some(streams::now_ns()));
                         r.str(1, Some(kind.name()));
                         r.timestamp_ms(2, ct.stop_ns.map(|n| (n / 1_000_000) as i64));
                         r.u64(3, Some(overruns));

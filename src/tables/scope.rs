@@ -73,6 +73,21 @@ pub fn describe(targets: &[Netns]) -> String {
     format!("netns=[{}]", parts.join(","))
 }
 
+/// Run `open` inside each target namespace (what it opens there, a socket,
+/// stays in that namespace) and keep what it returned, with the namespace;
+/// `None` leaves a namespace out. Unreachable namespaces are skipped as
+/// [`each`] skips them.
+pub fn open_in_each<T: Send>(targets: &[Netns], mut open: impl FnMut(&Netns) -> anyhow::Result<Option<T>> + Send) -> anyhow::Result<Vec<(Netns, T)>> {
+    let mut opened = Vec::new();
+    each(targets, |ns| {
+        if let Some(t) = open(ns)? {
+            opened.push((ns.clone(), t));
+        }
+        Ok(ControlFlow::Continue(()))
+    })?;
+    Ok(opened)
+}
+
 /// Run `read` inside each target namespace in turn until it breaks. A
 /// namespace that cannot be entered (it vanished, or no CAP_SYS_ADMIN) is
 /// skipped with a note, never an error.

@@ -92,10 +92,6 @@ struct Target {
     seen: HashMap<u64, Seen>,
 }
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
-}
-
 /// Dump the TCP and UDP sockets of the calling thread's namespace and
 /// add the cookies not seen before, with their holders; `first` marks the
 /// dump made as listening began.
@@ -124,7 +120,7 @@ fn learn(seen: &mut HashMap<u64, Seen>, first: bool) -> anyhow::Result<()> {
             "not running as root: the open files of other users' processes cannot be read, so their sockets' events have no pid",
         );
     }
-    let opened_ms = (!first).then(|| now_ns() / 1_000_000);
+    let opened_ms = (!first).then(|| streams::now_ns() / 1_000_000);
     for (cookie, inode) in fresh {
         let pid = holders.get(&inode).copied();
         seen.insert(cookie, Seen { pid, process: pid.and_then(owners::comm), opened_ms });
@@ -134,7 +130,7 @@ fn learn(seen: &mut HashMap<u64, Seen>, first: bool) -> anyhow::Result<()> {
 
 fn append(r: &mut RowBuilder, ns: &Netns, m: &InetDiagMsg<'_>, seen: Option<&Seen>, overruns: u64) {
     use Col::*;
-    let ts = now_ns();
+    let ts = streams::now_ns();
     r.timestamp_ns(Ts as usize, Some(ts));
     r.u64(Col::Netns as usize, Some(ns.inode));
     r.str(NetnsName as usize, ns.name.as_deref());
@@ -186,25 +182,17 @@ impl LiveSource for SocketEventsTable {
             let out = Emitter::new(rows, sink, limit);
             // Listen first, then dump: a socket destroyed in between is
             // an event, not lost.
-            let mut caps: Vec<Target> = Vec::new();
-            for ns in &targets {
-                let opened = netns::run_in(ns, || -> anyhow::Result<Target> {
-                    let listener = DestroyListener::open()?;
-                    let mut seen = HashMap::new();
-                    if owners_wanted {
-                        learn(&mut seen, true)?;
-                    }
-                    Ok(Target { ns: ns.clone(), listener, seen })
-                });
-                match opened {
-                    Ok(Ok(t)) => caps.push(t),
-                    Ok(Err(e)) => return Err(e.context("listening for socket destroy events (needs root: CAP_NET_ADMIN)")),
-                    Err(e) => crate::notice::note_once(
-                        &format!("netns-enter-{}", ns.inode),
-                        format!("cannot enter network namespace {} ({e}); its events are missing", ns.name.clone().unwrap_or_else(|| ns.inode.to_string())),
-                    ),
+            let caps: Vec<Target> = scope::open_in_each(&targets, |_| {
+                let listener = DestroyListener::open().map_err(|e| anyhow::Error::from(e).context("listening for socket destroy events (needs root: CAP_NET_ADMIN)"))?;
+                let mut seen = HashMap::new();
+                if owners_wanted {
+                    learn(&mut seen, true)?;
                 }
-            }
+                Ok(Some((listener, seen)))
+            })?
+            .into_iter()
+            .map(|(ns, (listener, seen))| Target { ns, listener, seen })
+            .collect();
             streams::note_start("listening", bound);
             let fds: Vec<_> = caps.iter().map(|t| t.listener.raw_fd()).collect();
             let out = std::cell::RefCell::new(out);

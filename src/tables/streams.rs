@@ -91,6 +91,12 @@ pub fn warn_lost(what: &str, overruns: u64) {
     }
 }
 
+/// Now, in nanoseconds since the epoch: the `ts` of an event the kernel
+/// does not stamp.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+}
+
 /// How long a stream runs: `--capture-for`, else with `--follow` until
 /// Ctrl-C (None), else [`DEFAULT_DURATION`](crate::collect::packets::live::DEFAULT_DURATION).
 pub fn bound(options: &crate::tables::SourceOptions) -> Option<std::time::Duration> {

@@ -172,29 +172,20 @@ impl CapturePlan {
         let prog = if conds.is_empty() { Vec::new() } else { compile(conds) };
         // One capture socket per namespace, each opened inside it (a
         // socket stays in the namespace it was made in).
-        let mut caps: Vec<Target> = Vec::new();
-        for ns in &self.targets {
-            let opened = netns::run_in(ns, || -> anyhow::Result<Option<LiveCapture>> {
-                let ifindex = match &self.interface {
-                    None => 0,
-                    Some(name) => match nix::net::if_::if_nametoindex(name.as_str()) {
-                        Ok(i) => i,
-                        // No such interface here: no packet can match.
-                        Err(_) => return Ok(None),
-                    },
-                };
-                Ok(Some(LiveCapture::open(ifindex, &prog, snap_len(self.payload))?))
-            });
-            match opened {
-                Ok(Ok(Some(cap))) => caps.push(Target { ns: ns.clone(), cap, names: HashMap::new() }),
-                Ok(Ok(None)) => {}
-                Ok(Err(e)) => return Err(e),
-                Err(e) => crate::notice::note_once(
-                    &format!("netns-enter-{}", ns.inode),
-                    format!("cannot enter network namespace {} ({e}); its packets are missing", ns.name.clone().unwrap_or_else(|| ns.inode.to_string())),
-                ),
-            }
-        }
+        let mut caps: Vec<Target> = scope::open_in_each(&self.targets, |_| {
+            let ifindex = match &self.interface {
+                None => 0,
+                Some(name) => match nix::net::if_::if_nametoindex(name.as_str()) {
+                    Ok(i) => i,
+                    // No such interface here: no packet can match.
+                    Err(_) => return Ok(None),
+                },
+            };
+            Ok(Some(LiveCapture::open(ifindex, &prog, snap_len(self.payload))?))
+        })?
+        .into_iter()
+        .map(|(ns, cap)| Target { ns, cap, names: HashMap::new() })
+        .collect();
         if caps.is_empty() {
             return Ok(0);
         }
