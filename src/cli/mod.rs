@@ -210,7 +210,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         return watch::watch(&engine, &sql, every, opts, &mut out).await;
     }
     drop(out);
-    end_capture_on_ctrl_c();
+    crate::tables::streams::end_on_ctrl_c();
     // Following, each row goes out as it comes (a line at a time for jq
     // or a log shipper); else in large writes.
     let follow = args.source.follow;
@@ -223,20 +223,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     })
         .with_empty_note(sql.empty_note.clone());
     engine.run_into(&sql, &mut sink).await
-}
-
-/// The first Ctrl-C during a live capture ends the capture and the query
-/// answers from what it saw (as tcpdump prints its packets and counts);
-/// otherwise, and on the next one, sockql exits as SIGINT would (130).
-fn end_capture_on_ctrl_c() {
-    tokio::spawn(async {
-        while tokio::signal::ctrl_c().await.is_ok() {
-            if !crate::tables::streams::end_running_streams() {
-                std::process::exit(130);
-            }
-            crate::stderrln!("sockql: capture ended (Ctrl-C again aborts)");
-        }
-    });
 }
 
 /// Write every answer datagram of one netlink dump source to `file`, for

@@ -69,26 +69,13 @@ impl EventRecorder<'_> {
             self.runner.run_into(&SqlSource::inline(format!("SELECT * FROM {table}")), &mut sink).await
         }));
         tokio::pin!(listening);
-        // The first Ctrl-C ends the listening and what was heard is
-        // written; another (or one before listening began) exits at once.
-        let ctrl_c = async {
-            let mut first = true;
-            while tokio::signal::ctrl_c().await.is_ok() {
-                if first && crate::tables::streams::end_running_streams() {
-                    first = false;
-                    continue;
-                }
-                std::process::exit(130);
-            }
-            std::future::pending::<()>().await
-        };
-        tokio::pin!(ctrl_c);
+        // The first Ctrl-C ends the listening, and what was heard is written.
+        crate::tables::streams::end_on_ctrl_c();
         let mut written = 0u64;
         let results = loop {
             tokio::select! {
                 r = &mut listening => break r,
                 _ = tokio::time::sleep(self.every) => written += self.flush(&buffers).await?,
-                _ = &mut ctrl_c => {}
             }
         };
         written += self.flush(&buffers).await?;

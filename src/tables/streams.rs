@@ -22,6 +22,23 @@ pub fn end_running_streams() -> bool {
     true
 }
 
+/// Handle Ctrl-C for a command that runs streams: the first one while
+/// streams run ends them (the query, or the recording, then finishes with
+/// what was seen); another one, or one with no stream running, exits as
+/// SIGINT would (130).
+pub fn end_on_ctrl_c() {
+    tokio::spawn(async {
+        let mut ended = false;
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if ended || !end_running_streams() {
+                std::process::exit(130);
+            }
+            ended = true;
+            crate::stderrln!("sockql: capture ended (Ctrl-C again aborts)");
+        }
+    });
+}
+
 /// True once the operator asked the running streams to end.
 pub fn end_requested() -> bool {
     END_REQUESTED.load(Ordering::SeqCst)
