@@ -10,7 +10,6 @@
 //! process already gone by then.
 
 use std::collections::HashMap;
-use std::ops::ControlFlow;
 
 use datafusion::logical_expr::Expr;
 
@@ -98,7 +97,6 @@ impl LiveSource for ProcessEventsTable {
             // The last name each pid had, for its exit.
             let mut names: HashMap<i32, String> = HashMap::new();
             let fd = listener.raw_fd();
-            let mut failed = None;
             streams::poll_for(
                 &[fd],
                 bound,
@@ -106,6 +104,7 @@ impl LiveSource for ProcessEventsTable {
                 |_| {
                     let mut out = out.borrow_mut();
                     let overruns = listener.overruns();
+                    let mut failed = None;
                     listener.read_waiting(|e: &Event| {
                         let r = &mut out.rows;
                         r.timestamp_ns(Col::Ts as usize, Some(e.monotonic_ns as i64 + offset));
@@ -115,7 +114,11 @@ impl LiveSource for ProcessEventsTable {
                             Kind::Fork { parent_pid } => ("fork", Some(*parent_pid), wants_details.then(|| proc_text(e.pid, "comm")).flatten(), None, None, None),
                             Kind::Exec => ("exec", None, wants_details.then(|| proc_text(e.pid, "comm")).flatten(), wants_details.then(|| proc_text(e.pid, "cmdline")).flatten(), None, None),
                             Kind::Comm { name } => ("comm", None, Some(name.clone()), None, None, None),
-                            Kind::Exit { code, signal } => ("exit", None, names.remove(&e.pid).or_else(|| proc_text(e.pid, "comm")), None, Some(*code), Some(*signal)),
+                            // A thread's exit leaves its process's name for the process's own.
+                            Kind::Exit { code, signal } => {
+                                let known = if e.pid == e.tid { names.remove(&e.pid) } else { names.get(&e.pid).cloned() };
+                                ("exit", None, known.or_else(|| proc_text(e.pid, "comm")), None, Some(*code), Some(*signal))
+                            }
                         };
                         if let (Some(n), false) = (&name, event == "exit") {
                             if e.pid == e.tid {
@@ -132,7 +135,7 @@ impl LiveSource for ProcessEventsTable {
                         r.u64(Col::Overruns as usize, Some(overruns));
                         out.end_row_in(&mut failed)
                     })?;
-                    Ok(if failed.is_some() { ControlFlow::Break(()) } else { out.flow() })
+                    out.settle(failed)
                 },
                 || {
                     let mut out = out.borrow_mut();
@@ -140,9 +143,6 @@ impl LiveSource for ProcessEventsTable {
                     Ok(out.flow())
                 },
             )?;
-            if let Some(e) = failed {
-                return Err(e);
-            }
             streams::warn_lost("process events", listener.overruns());
             out.into_inner().finish()
         })
