@@ -101,7 +101,7 @@ impl ProcessReader {
 /// The command line, arguments joined by spaces; `None` for kernel threads
 /// (empty cmdline). Read as bytes: arguments need not be UTF-8, and one bad
 /// byte must not lose the whole line (procfs's reader refuses it).
-fn cmdline(pid: i32) -> Option<String> {
+pub fn cmdline(pid: i32) -> Option<String> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let mut args: Vec<&[u8]> = raw.split(|&b| b == 0).collect();
     // A process that retitles itself (nginx, postgres) pads its argv area

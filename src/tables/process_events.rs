@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use datafusion::logical_expr::Expr;
 
-use crate::collect::netns;
+use crate::collect::{netns, owners, processes};
 use crate::collect::proc_events::{Event, Kind, ProcListener};
 use crate::table_columns;
 use crate::tables::columns::{ColumnDef, RowBuilder};
@@ -61,19 +61,6 @@ fn realtime_offset_ns() -> i64 {
     read(libc::CLOCK_REALTIME) - read(libc::CLOCK_MONOTONIC)
 }
 
-fn proc_text(pid: i32, file: &str) -> Option<String> {
-    use std::io::Read;
-    // Names and command lines are short; a bound keeps a hostile one so.
-    let mut bytes = Vec::new();
-    std::fs::File::open(format!("/proc/{pid}/{file}")).ok()?.take(64 << 10).read_to_end(&mut bytes).ok()?;
-    let mut text = String::from_utf8_lossy(&bytes).into_owned();
-    if file == "cmdline" {
-        text = text.trim_end_matches('\0').replace('\0', " ");
-    }
-    // A process already gone reads as empty.
-    Some(text.trim_end_matches('\n').to_string()).filter(|t| !t.is_empty())
-}
-
 impl LiveSource for ProcessEventsTable {
     fn columns(&self) -> &'static [ColumnDef] {
         Col::DEFS
@@ -111,13 +98,13 @@ impl LiveSource for ProcessEventsTable {
                         r.i32(Col::Pid as usize, Some(e.pid));
                         r.i32(Col::Tid as usize, Some(e.tid));
                         let (event, parent, name, cmdline, code, signal) = match &e.kind {
-                            Kind::Fork { parent_pid } => ("fork", Some(*parent_pid), wants_details.then(|| proc_text(e.pid, "comm")).flatten(), None, None, None),
-                            Kind::Exec => ("exec", None, wants_details.then(|| proc_text(e.pid, "comm")).flatten(), wants_details.then(|| proc_text(e.pid, "cmdline")).flatten(), None, None),
+                            Kind::Fork { parent_pid } => ("fork", Some(*parent_pid), wants_details.then(|| owners::comm(e.pid)).flatten(), None, None, None),
+                            Kind::Exec => ("exec", None, wants_details.then(|| owners::comm(e.pid)).flatten(), wants_details.then(|| processes::cmdline(e.pid)).flatten(), None, None),
                             Kind::Comm { name } => ("comm", None, Some(name.clone()), None, None, None),
                             // A thread's exit leaves its process's name for the process's own.
                             Kind::Exit { code, signal } => {
                                 let known = if e.pid == e.tid { names.remove(&e.pid) } else { names.get(&e.pid).cloned() };
-                                ("exit", None, known.or_else(|| proc_text(e.pid, "comm")), None, Some(*code), Some(*signal))
+                                ("exit", None, known.or_else(|| owners::comm(e.pid)), None, Some(*code), Some(*signal))
                             }
                         };
                         if let (Some(n), false) = (&name, event == "exit") {
