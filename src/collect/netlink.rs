@@ -219,18 +219,9 @@ impl MulticastListener {
             socket.add_membership(g).map_err(NetlinkError::Open)?;
         }
         let _ = socket.set_rx_buf_sz(MULTICAST_QUEUE);
-        // As root, past net.core.rmem_max.
-        let size = MULTICAST_QUEUE as libc::c_int;
-        // SAFETY: setsockopt reads one c_int we own.
-        unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                &size as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as u32,
-            );
-        }
+        // As root, past net.core.rmem_max (refused otherwise: the size
+        // set just above stays).
+        let _ = super::set_socket_int(socket.as_raw_fd(), libc::SO_RCVBUFFORCE, MULTICAST_QUEUE as libc::c_int);
         socket.set_non_blocking(true).map_err(NetlinkError::Open)?;
         Ok(MulticastListener { socket, buf: Vec::with_capacity(RECV_BUFFER), overruns: 0 })
     }

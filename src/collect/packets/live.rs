@@ -135,17 +135,9 @@ impl LiveCapture {
         // packets only use memory while a burst lasts. SO_RCVBUFFORCE
         // passes net.core.rmem_max as root; without CAP_NET_ADMIN the
         // default stays.
-        let size: libc::c_int = RECV_BUFFER;
-        // SAFETY: setsockopt reads one c_int we own.
-        unsafe {
-            libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size as *const libc::c_int as *const libc::c_void, std::mem::size_of::<libc::c_int>() as u32);
-        }
+        let _ = crate::collect::set_socket_int(fd.as_raw_fd(), libc::SO_RCVBUFFORCE, RECV_BUFFER);
         // The kernel's time of each packet, not the time it was read.
-        let on: libc::c_int = 1;
-        let r = unsafe {
-            libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &on as *const libc::c_int as *const libc::c_void, std::mem::size_of::<libc::c_int>() as u32)
-        };
-        if r != 0 {
+        if crate::collect::set_socket_int(fd.as_raw_fd(), libc::SO_TIMESTAMPNS, 1).is_err() {
             return Err(last_os_error("SO_TIMESTAMPNS"));
         }
         Ok(cap)
