@@ -1,6 +1,8 @@
 //! The pid/process columns of `sockets` and `unix_sockets`, filled after
-//! the dump: owners are looked up for exactly the inodes the dump returned,
-//! walking /proc only until each has its lowest owner.
+//! the dump: for a dump of up to two batches, owners are looked up for
+//! exactly the inodes it returned, walking /proc only until each has its
+//! lowest owner; a larger one walks /proc once for every socket and
+//! streams ([`OwnerStream`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -87,19 +89,6 @@ impl Owners {
     }
 }
 
-/// `held` batches (see [`Owners::send`]) with the owners of their inodes.
-pub fn fill(
-    held: Vec<RecordBatch>,
-    inodes: &[u64],
-    defs: &[ColumnDef],
-    full: &[usize],
-    owner_cols: (usize, usize),
-    sink: &BatchSink,
-) -> anyhow::Result<()> {
-    Owners::of(inodes).send(held, inodes, defs, full, owner_cols, sink)?;
-    Ok(())
-}
-
 /// Rows a scan with owners holds before it stops waiting for the dump to
 /// end: past this, it walks /proc for every socket once and streams the
 /// rest, so memory stays bounded however large the table.
@@ -149,7 +138,7 @@ impl<'a> OwnerStream<'a> {
         let held = out.into_held()?;
         match self.streaming {
             Some((mut owners, sent)) => owners.send(held, &self.inodes[sent..], self.defs, self.full, self.cols, sink).map(drop),
-            None => fill(held, &self.inodes, self.defs, self.full, self.cols, sink),
+            None => Owners::of(&self.inodes).send(held, &self.inodes, self.defs, self.full, self.cols, sink).map(drop),
         }
     }
 }

@@ -17,11 +17,11 @@ use crate::tables::{owner_fill, scope};
 pub(super) fn produce(plan: &ScanPlan, sink: &BatchSink) -> anyhow::Result<()> {
     // With owners, rows are built without pid/process and held (see
     // owner_fill::OwnerStream).
-    let full: Vec<usize> = plan.projection.clone().unwrap_or_else(|| (0..Col::DEFS.len()).collect());
-    let inner: Vec<usize> = full.iter().copied().filter(|&c| c != Col::Pid as usize && c != Col::Process as usize).collect();
+    let owner_cols = (Col::Pid as usize, Col::Process as usize);
+    let (full, inner, _) = owner_fill::split(Col::DEFS, plan.projection.as_deref(), owner_cols);
     let rows = RowBuilder::new(Col::DEFS, Some(&inner), BATCH_ROWS);
     let mut out = if plan.owners { Emitter::holding(rows, plan.limit) } else { Emitter::new(rows, sink, plan.limit) };
-    let mut owners = owner_fill::OwnerStream::new(Col::DEFS, &full, (Col::Pid as usize, Col::Process as usize));
+    let mut owners = owner_fill::OwnerStream::new(Col::DEFS, &full, owner_cols);
     let hz = procfs::ticks_per_second();
     let options = ReadOptions { no_netlink: plan.no_netlink };
     // cgroups are not per network namespace: one walk names them for all.
