@@ -11,8 +11,6 @@
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use datafusion::common::tree_node::TreeNode;
@@ -81,16 +79,11 @@ pub async fn to_pcap(engine: &Engine, source: &SourceOptions, filter: Option<&st
         .open(out)
         .with_context(|| format!("cannot create {} (it must not exist yet)", out.display()))?;
     let mut pcap = PcapOut::new(std::io::BufWriter::new(file), snap_len(plan.payload))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop_on_ctrl_c = stop.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            stop_on_ctrl_c.store(true, Ordering::Relaxed);
-        }
-    });
+    // The first Ctrl-C ends the capture like a query's, and the file is
+    // completed.
+    crate::tables::streams::end_on_ctrl_c();
     let written = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-        let ctrl_c = || Ok(if stop.load(Ordering::Relaxed) { std::ops::ControlFlow::Break(()) } else { std::ops::ControlFlow::Continue(()) });
-        plan.run(ctrl_c, |_, _, p| {
+        plan.run(|| Ok(std::ops::ControlFlow::Continue(())), |_, _, p| {
             if passes(&conds, &decode::decode_network(p.ether_type, p.data)) {
                 pcap.write(p)?;
             }
