@@ -107,7 +107,7 @@ pub struct ProcListener {
 
 impl ProcListener {
     pub fn open() -> Result<Self, Error> {
-        let listener = MulticastListener::open(NETLINK_CONNECTOR, &[CN_IDX_PROC])?;
+        let mut listener = MulticastListener::open(NETLINK_CONNECTOR, &[CN_IDX_PROC])?;
         // Ask the connector to start sending: a netlink message carrying a
         // cn_msg addressed to the proc connector with PROC_CN_MCAST_LISTEN.
         let mut body = Vec::with_capacity(CN_MSG_LEN + 4);
@@ -118,7 +118,6 @@ impl ProcListener {
         body.extend_from_slice(&4u16.to_ne_bytes()); // len
         body.extend_from_slice(&0u16.to_ne_bytes()); // flags
         body.extend_from_slice(&MCAST_LISTEN.to_ne_bytes());
-        let mut listener = listener;
         listener.send(&crate::collect::netlink::request(NLMSG_DONE, 0, 0, &body))?;
         // The connector answers the request (after a check of
         // CAP_NET_ADMIN); unanswered, events would simply never come.
