@@ -5,7 +5,8 @@
 #   stop_load      end the load generator and delete $NS
 #
 # At size N (≈ sockets): N/2 established connections, N/5 TIME-WAIT,
-# N/50 CLOSE-WAIT, N/200 processes holding them, N conntrack entries.
+# N/50 CLOSE-WAIT, N/200 processes holding them (at most 500), N conntrack
+# entries (at most 200,000: the kernel's nf_conntrack_max is global).
 
 LOADGEN=
 X="ip netns exec $NS"
@@ -17,7 +18,7 @@ start_load() {
     $X sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_max_tw_buckets=262144 net.core.somaxconn=65535
     # The load's conntrack entries are inserted directly (no ruleset needed).
     $X python3 bench/loadgen.py --established $((n / 2)) --time-wait $((n / 5)) --close-wait $((n / 50)) \
-        --procs $(( n / 200 > 5 ? n / 200 : 5 )) --conntrack "$n" > "$WORK/ready" &
+        --procs $(( n / 200 > 500 ? 500 : n / 200 > 5 ? n / 200 : 5 )) --conntrack $(( n > 200000 ? 200000 : n )) > "$WORK/ready" &
     LOADGEN=$!
     for _ in $(seq 600); do grep -q ready "$WORK/ready" 2>/dev/null && break; sleep 0.5; done
     grep -q ready "$WORK/ready" || { echo "load generator did not get ready" >&2; exit 1; }

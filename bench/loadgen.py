@@ -9,9 +9,11 @@ E established loopback connections (2E sockets), held by P forked processes
 sockets (connect, close first); C CLOSE-WAIT sockets (the peer closes, the
 holder never does); K conntrack entries inserted over ctnetlink. Prints
 "ready" on stdout when everything is in place. Only loopback is used."""
-import argparse, os, signal, socket, struct, sys, time
+import argparse, os, resource, signal, socket, struct, sys, time
 
-PORTS = list(range(20000, 20010))   # listeners: 10 ports spread the 4-tuples
+# listeners: 20 ports spread the 4-tuples (64k ephemeral ports each, so
+# a million sockets plus TIME-WAIT fit)
+PORTS = list(range(20000, 20020))
 
 
 def listeners():
@@ -79,6 +81,10 @@ def main():
     a.add_argument("--procs", type=int, default=1)
     a.add_argument("--conntrack", type=int, default=0)
     o = a.parse_args()
+    # Each holder keeps its share of the sockets open: the soft fd limit
+    # (1024) is too small at a million sockets.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     ls = listeners()
     # TIME-WAIT first: the active closer (the client) keeps the 4-tuple.
     for i in range(o.time_wait):

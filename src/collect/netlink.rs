@@ -126,6 +126,11 @@ impl DumpSocket {
     /// (`Ok(Break)`; the rest of the dump is then discarded) or fail, which
     /// ends the dump with its error. `capture`, when given, receives each
     /// datagram as a native-endian u32 length followed by its bytes.
+    ///
+    /// The kernel fills the next datagram inside the receive call that
+    /// takes the previous one, so a reading thread receives while this one
+    /// hands messages to `on_msg`: on two cores a large dump costs about
+    /// the kernel's time alone, not the kernel's plus ours.
     pub fn dump<E: From<NetlinkError>>(
         &mut self,
         message_type: u16,
@@ -133,63 +138,135 @@ impl DumpSocket {
         mut capture: Option<&mut dyn std::io::Write>,
         mut on_msg: impl FnMut(Frame<'_>) -> Result<ControlFlow<()>, E>,
     ) -> Result<(), E> {
+        use std::sync::mpsc;
         self.sequence = self.sequence.wrapping_add(1);
         let seq = self.sequence;
         let req = request(message_type, NLM_F_REQUEST | NLM_F_DUMP, seq, body);
         self.socket.send(&req, 0).map_err(NetlinkError::Io)?;
-        loop {
-            self.buf.clear();
-            let n = match self.socket.recv(&mut self.buf, libc::MSG_TRUNC) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(NetlinkError::Io(e).into()),
-            };
-            if n > self.buf.len() {
-                return Err(NetlinkError::Truncated(n).into());
-            }
-            self.received.bytes += n as u64;
-            if let Some(w) = capture.as_deref_mut() {
-                w.write_all(&(n as u32).to_ne_bytes())
-                    .and_then(|_| w.write_all(&self.buf))
-                    .map_err(NetlinkError::Io)?;
-            }
-            for frame in frames(&self.buf) {
-                let frame = frame?;
-                if frame.sequence != seq {
-                    continue; // a stale answer to an abandoned earlier dump
+        let (full_tx, full_rx) = mpsc::sync_channel(IN_FLIGHT);
+        let (free_tx, free_rx) = mpsc::channel();
+        let first = std::mem::take(&mut self.buf);
+        let socket = &self.socket;
+        let received = &mut self.received;
+        let kept = &mut self.buf;
+        std::thread::scope(|s| {
+            s.spawn(move || receive(socket, seq, first, &free_rx, &full_tx));
+            // Owned here, so that returning early hangs up on the reader,
+            // which then stops instead of waiting for room forever.
+            let full_rx = full_rx;
+            for got in full_rx.iter() {
+                let buf = got?;
+                received.bytes += buf.len() as u64;
+                if let Some(w) = capture.as_deref_mut() {
+                    w.write_all(&(buf.len() as u32).to_ne_bytes()).and_then(|_| w.write_all(&buf)).map_err(NetlinkError::Io)?;
                 }
-                match frame.message_type {
-                    NLMSG_NOOP => {}
-                    NLMSG_DONE => {
-                        // Some families (ctnetlink) put an errno in DONE.
-                        if let Ok(errno) = payload_errno(frame.payload) {
-                            if errno != 0 {
-                                return Err(NetlinkError::Kernel { errno }.into());
-                            }
-                        }
-                        return Ok(());
-                    }
-                    NLMSG_ERROR => {
-                        let errno = payload_errno(frame.payload)?;
-                        if errno == 0 {
-                            continue;
-                        }
+                let end = answer(&buf, seq, received, &mut on_msg)?;
+                if end.is_break() {
+                    *kept = buf;
+                    return Ok(());
+                }
+                let _ = free_tx.send(buf);
+            }
+            // The reader hung up without the end of the dump: it cannot,
+            // short of a bug; say so rather than return a partial answer.
+            Err(NetlinkError::Malformed("the dump ended without NLMSG_DONE".into()).into())
+        })
+    }
+}
+
+/// Datagrams received ahead of the caller: enough to keep the kernel busy
+/// while the caller works on one, few enough to bound memory.
+const IN_FLIGHT: usize = 4;
+
+/// The reading side of [`DumpSocket::dump`]: receive datagrams into free
+/// buffers and pass them on until the one that ends the dump (or an
+/// error, or the caller hanging up).
+fn receive(
+    socket: &Socket,
+    seq: u32,
+    first: Vec<u8>,
+    free: &std::sync::mpsc::Receiver<Vec<u8>>,
+    full: &std::sync::mpsc::SyncSender<Result<Vec<u8>, NetlinkError>>,
+) {
+    let mut next = Some(first);
+    loop {
+        let mut buf = next.take().or_else(|| free.try_recv().ok()).unwrap_or_default();
+        buf.clear();
+        buf.reserve(RECV_BUFFER);
+        let got = match socket.recv(&mut buf, libc::MSG_TRUNC) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                next = Some(buf);
+                continue;
+            }
+            Err(e) => Err(NetlinkError::Io(e)),
+            Ok(n) if n > buf.len() => Err(NetlinkError::Truncated(n)),
+            Ok(_) => Ok(buf),
+        };
+        let last = got.as_ref().map_or(true, |b| ends_dump(b, seq));
+        if full.send(got).is_err() || last {
+            return;
+        }
+    }
+}
+
+/// Whether a datagram ends dump `seq`: it holds its NLMSG_DONE, an error
+/// or overrun, or is malformed (the caller reports which).
+fn ends_dump(datagram: &[u8], seq: u32) -> bool {
+    frames(datagram).any(|f| match f {
+        Err(_) => true,
+        Ok(f) if f.sequence != seq => false,
+        Ok(f) => match f.message_type {
+            NLMSG_DONE | NLMSG_OVERRUN => true,
+            NLMSG_ERROR => payload_errno(f.payload).map_or(true, |e| e != 0),
+            _ => false,
+        },
+    })
+}
+
+/// Hand the messages of one datagram of dump `seq` to `on_msg`. Break when
+/// the dump is over: its NLMSG_DONE, or `on_msg` stopping it.
+fn answer<E: From<NetlinkError>>(
+    datagram: &[u8],
+    seq: u32,
+    received: &mut Received,
+    on_msg: &mut impl FnMut(Frame<'_>) -> Result<ControlFlow<()>, E>,
+) -> Result<ControlFlow<()>, E> {
+    for frame in frames(datagram) {
+        let frame = frame?;
+        if frame.sequence != seq {
+            continue; // a stale answer to an abandoned earlier dump
+        }
+        match frame.message_type {
+            NLMSG_NOOP => {}
+            NLMSG_DONE => {
+                // Some families (ctnetlink) put an errno in DONE.
+                if let Ok(errno) = payload_errno(frame.payload) {
+                    if errno != 0 {
                         return Err(NetlinkError::Kernel { errno }.into());
                     }
-                    NLMSG_OVERRUN => return Err(NetlinkError::Malformed("kernel reported overrun".into()).into()),
-                    _ => {
-                        self.received.messages += 1;
-                        if on_msg(frame)?.is_break() {
-                            // Dropping the socket discards what the kernel
-                            // still holds; the caller closes us, so we need
-                            // not read to DONE.
-                            return Ok(());
-                        }
-                    }
+                }
+                return Ok(ControlFlow::Break(()));
+            }
+            NLMSG_ERROR => {
+                let errno = payload_errno(frame.payload)?;
+                if errno == 0 {
+                    continue;
+                }
+                return Err(NetlinkError::Kernel { errno }.into());
+            }
+            NLMSG_OVERRUN => return Err(NetlinkError::Malformed("kernel reported overrun".into()).into()),
+            _ => {
+                received.messages += 1;
+                if on_msg(frame)?.is_break() {
+                    // Dropping the socket discards what the kernel still
+                    // holds; the caller closes us, so we need not read to
+                    // DONE.
+                    return Ok(ControlFlow::Break(()));
                 }
             }
         }
     }
+    Ok(ControlFlow::Continue(()))
 }
 
 /// A netlink socket subscribed to multicast groups: the kernel's event

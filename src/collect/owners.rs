@@ -10,7 +10,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io::ErrorKind;
 
 /// One open socket descriptor: socket inode, owning pid and its fd number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -43,79 +42,190 @@ pub fn pids() -> Vec<i32> {
     pids
 }
 
+/// Why a process's fd table was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unread {
+    /// Another user's process, and we are not root.
+    Denied,
+    /// It exited, or is a kernel thread with no table.
+    Gone,
+}
+
+/// Call `each(inode, fd)` for every socket descriptor of `pid`. Links are
+/// read relative to the open fd directory (readlinkat), so the kernel looks
+/// up one name per descriptor instead of walking /proc/<pid>/fd/<n> from
+/// the root: at a million descriptors that is most of the walk's cost.
+fn socket_fds(pid: i32, mut each: impl FnMut(u64, i32)) -> Result<(), Unread> {
+    use std::io::ErrorKind;
+    use std::os::unix::ffi::OsStrExt;
+    let path = format!("/proc/{pid}/fd");
+    let opened = fs::File::open(&path).and_then(|handle| Ok((handle, fs::read_dir(&path)?)));
+    let (handle, entries) = match opened {
+        Ok(o) => o,
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => return Err(Unread::Denied),
+        Err(_) => return Err(Unread::Gone),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(fd) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        // A descriptor closed since the directory was read is skipped.
+        let Ok(target) = nix::fcntl::readlinkat(&handle, name.as_os_str()) else { continue };
+        if let Some(inode) = socket_inode(target.as_bytes()) {
+            each(inode, fd);
+        }
+    }
+    Ok(())
+}
+
+/// Walk the fd tables of `pids` on up to `threads` threads, each taking the
+/// next pid as it finishes one (a few processes may hold most sockets).
+/// `visit(pid, state)` reads one process into its thread's `state`; the
+/// states come back with how many processes were denied.
+fn walk_parallel<S: Send + Default>(pids: &[i32], threads: usize, visit: impl Fn(i32, &mut S) -> Result<(), Unread> + Sync) -> (Vec<S>, usize) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let denied = AtomicUsize::new(0);
+    let work = || {
+        let mut state = S::default();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&pid) = pids.get(i) else { break };
+            if visit(pid, &mut state) == Err(Unread::Denied) {
+                denied.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        state
+    };
+    let states = if threads <= 1 {
+        vec![work()]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+            let mut states = vec![work()];
+            // A walker cannot panic short of a bug; its share is then lost,
+            // not the query.
+            states.extend(handles.into_iter().filter_map(|h| h.join().ok()));
+            states
+        })
+    };
+    (states, denied.into_inner())
+}
+
+/// Threads for a walk of every fd table: one per core, at most four (the
+/// walk is system calls into /proc; past that they contend on its locks).
+fn walk_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
+}
+
 /// Walk every process's fd table and keep its socket descriptors.
 pub fn scan() -> OwnerScan {
     scan_pids(&pids())
 }
 
-/// Walk the fd tables of `pids` only (those that still exist).
+/// Walk the fd tables of `pids` only (those that still exist), in parallel;
+/// descriptors come back ordered by pid, then fd, as a walk in order would
+/// give them.
 pub fn scan_pids(pids: &[i32]) -> OwnerScan {
-    use std::os::unix::ffi::OsStrExt;
-    let mut out = OwnerScan::default();
-    for &pid in pids {
-        let dir = format!("/proc/{pid}/fd");
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
-                out.denied += 1;
-                continue;
-            }
-            Err(_) => continue, // exited, or a kernel thread's empty table
-        };
-        for entry in entries.flatten() {
-            let Ok(target) = fs::read_link(entry.path()) else { continue };
-            if let Some(inode) = socket_inode(target.as_os_str().as_bytes()) {
-                let fd = entry.file_name().to_str().and_then(|s| s.parse().ok()).unwrap_or(-1);
-                out.fds.push(SocketFd { inode, pid, fd });
-            }
+    let (states, denied) = walk_parallel(pids, walk_threads(), |pid, fds: &mut Vec<SocketFd>| {
+        socket_fds(pid, |inode, fd| fds.push(SocketFd { inode, pid, fd }))
+    });
+    let mut fds = states.concat();
+    fds.sort_unstable_by_key(|f| (f.pid, f.fd));
+    OwnerScan { fds, denied }
+}
+
+/// The lowest pid holding each socket inode, compactly: socket inodes are
+/// 32-bit (sockfs numbers them with get_next_ino, an unsigned int), so a
+/// sorted vector of (inode, pid) pairs takes 8 bytes a socket, a third of a
+/// hash map's; a larger inode (no kernel makes one) is kept aside.
+#[derive(Debug, Default)]
+pub struct OwnerMap {
+    sorted: Vec<(u32, i32)>,
+    wide: HashMap<u64, i32>,
+}
+
+impl OwnerMap {
+    /// From (inode, pid) pairs in any order: the lowest pid of each inode.
+    fn from_pairs(mut pairs: Vec<(u32, i32)>, wide: impl IntoIterator<Item = (u64, i32)>) -> Self {
+        pairs.sort_unstable();
+        pairs.dedup_by_key(|p| p.0); // keeps the first: the lowest pid
+        let mut map = OwnerMap { sorted: pairs, wide: HashMap::new() };
+        for (inode, pid) in wide {
+            map.wide.entry(inode).and_modify(|p| *p = (*p).min(pid)).or_insert(pid);
+        }
+        map
+    }
+
+    pub fn get(&self, inode: u64) -> Option<i32> {
+        match u32::try_from(inode) {
+            Ok(i) => self.sorted.binary_search_by_key(&i, |p| p.0).ok().map(|at| self.sorted[at].1),
+            Err(_) => self.wide.get(&inode).copied(),
         }
     }
-    out
+
+    pub fn len(&self) -> usize {
+        self.sorted.len() + self.wide.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Per-thread pairs of a walk of every fd table.
+#[derive(Default)]
+struct Pairs {
+    narrow: Vec<(u32, i32)>,
+    wide: Vec<(u64, i32)>,
+}
+
+impl Pairs {
+    fn push(&mut self, inode: u64, pid: i32) {
+        match u32::try_from(inode) {
+            Ok(i) => self.narrow.push((i, pid)),
+            Err(_) => self.wide.push((inode, pid)),
+        }
+    }
 }
 
 /// The lowest pid holding each of the `wanted` socket inodes, and how many
 /// processes could not be looked into. Walks pids in ascending order, so
 /// the first owner found is the lowest, and stops as soon as every wanted
 /// inode has one: a query about a few sockets reads few fd tables.
-pub fn lowest_owners(wanted: &HashSet<u64>) -> (HashMap<u64, i32>, usize) {
-    if wanted.is_empty() {
-        return (HashMap::new(), 0);
-    }
-    walk_lowest(Some(wanted))
-}
-
-/// The lowest pid holding every socket of every process (one walk of all
-/// fd tables): for a scan too large to hold until its inodes are known.
-pub fn all_lowest_owners() -> (HashMap<u64, i32>, usize) {
-    walk_lowest(None)
-}
-
-fn walk_lowest(wanted: Option<&HashSet<u64>>) -> (HashMap<u64, i32>, usize) {
-    use std::os::unix::ffi::OsStrExt;
-    let mut found: HashMap<u64, i32> = HashMap::with_capacity(wanted.map_or(0, HashSet::len));
+pub fn lowest_owners(wanted: &HashSet<u64>) -> (OwnerMap, usize) {
+    let mut found = Pairs::default();
+    let mut seen: HashSet<u64> = HashSet::with_capacity(wanted.len());
     let mut denied = 0;
     for pid in pids() {
-        let entries = match fs::read_dir(format!("/proc/{pid}/fd")) {
-            Ok(e) => e,
-            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
-                denied += 1;
-                continue;
-            }
-            Err(_) => continue,
-        };
-        for entry in entries.flatten() {
-            let Ok(target) = fs::read_link(entry.path()) else { continue };
-            if let Some(inode) = socket_inode(target.as_os_str().as_bytes()) {
-                if wanted.is_none_or(|w| w.contains(&inode)) {
-                    found.entry(inode).or_insert(pid);
-                }
-            }
-        }
-        if wanted.is_some_and(|w| found.len() == w.len()) {
+        if seen.len() == wanted.len() {
             break;
         }
+        let read = socket_fds(pid, |inode, _| {
+            if wanted.contains(&inode) && seen.insert(inode) {
+                found.push(inode, pid);
+            }
+        });
+        if read == Err(Unread::Denied) {
+            denied += 1;
+        }
     }
-    (found, denied)
+    (OwnerMap::from_pairs(found.narrow, found.wide), denied)
+}
+
+/// The lowest pid holding every socket of every process: one walk of all
+/// fd tables, on every core, for a scan too large to hold until its inodes
+/// are known.
+pub fn all_lowest_owners() -> (OwnerMap, usize) {
+    let (states, denied) = walk_parallel(&pids(), walk_threads(), |pid, pairs: &mut Pairs| {
+        socket_fds(pid, |inode, _| pairs.push(inode, pid))
+    });
+    let mut narrow = Vec::with_capacity(states.iter().map(|s| s.narrow.len()).sum());
+    let mut wide = Vec::new();
+    for s in states {
+        narrow.extend(s.narrow);
+        wide.extend(s.wide);
+    }
+    (OwnerMap::from_pairs(narrow, wide), denied)
 }
 
 /// The command name of `pid` (/proc/<pid>/comm), as `ss -p` shows it.
@@ -144,7 +254,7 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let inode = std::fs::metadata(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&l))).unwrap().ino();
         let (found, _) = lowest_owners(&HashSet::from([inode]));
-        assert_eq!(found.get(&inode), Some(&(std::process::id() as i32)));
+        assert_eq!(found.get(inode), Some(std::process::id() as i32));
         assert!(lowest_owners(&HashSet::new()).0.is_empty());
     }
 }

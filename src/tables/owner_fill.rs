@@ -7,17 +7,17 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Int32Array, StringArray};
+use datafusion::arrow::array::{ArrayRef, Int32Array, StringArray, StringBuilder};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 
-use crate::collect::owners;
+use crate::collect::owners::{self, OwnerMap};
 use crate::notice;
 use crate::tables::columns::{ColumnDef, RowBuilder};
 use crate::tables::live::BatchSink;
 
 /// Who holds the sockets of a scan, and the names of those processes.
 pub struct Owners {
-    owner_of: HashMap<u64, i32>,
+    owner_of: OwnerMap,
     names: HashMap<i32, Option<String>>,
 }
 
@@ -35,7 +35,7 @@ impl Owners {
         Self::noted(owners::all_lowest_owners())
     }
 
-    fn noted((owner_of, denied): (HashMap<u64, i32>, usize)) -> Self {
+    fn noted((owner_of, denied): (OwnerMap, usize)) -> Self {
         if denied > 0 {
             notice::note_once(
                 "owners-denied",
@@ -66,11 +66,19 @@ impl Owners {
             let n = batch.num_rows();
             let rows = inodes.get(offset..offset + n).ok_or_else(|| anyhow::anyhow!("owner batch lost its inodes"))?;
             offset += n;
-            let pids: Int32Array = rows.iter().map(|i| self.owner_of.get(i).copied()).collect();
-            let names = &mut self.names;
-            let process: StringArray =
-                rows.iter().map(|i| self.owner_of.get(i).and_then(|p| names.entry(*p).or_insert_with(|| owners::comm(*p)).clone())).collect();
-            let (pids, process): (ArrayRef, ArrayRef) = (Arc::new(pids), Arc::new(process));
+            let pids: Int32Array = rows.iter().map(|&i| self.owner_of.get(i)).collect();
+            // Names are read once per process and appended without a copy
+            // per row; neither column is built unless the query uses it.
+            let process: ArrayRef = if full.contains(&process_col) {
+                let mut b = StringBuilder::with_capacity(n, n * 8);
+                for pid in pids.iter() {
+                    b.append_option(pid.and_then(|p| self.names.entry(p).or_insert_with(|| owners::comm(p)).as_deref()));
+                }
+                Arc::new(b.finish())
+            } else {
+                Arc::new(StringArray::new_null(0))
+            };
+            let pids: ArrayRef = Arc::new(pids);
             let mut inner = batch.columns().iter();
             let columns = full
                 .iter()

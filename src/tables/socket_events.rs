@@ -122,7 +122,7 @@ fn learn(seen: &mut HashMap<u64, Seen>, first: bool) -> anyhow::Result<()> {
     }
     let opened_ms = (!first).then(|| streams::now_ns() / 1_000_000);
     for (cookie, inode) in fresh {
-        let pid = holders.get(&inode).copied();
+        let pid = holders.get(inode);
         seen.insert(cookie, Seen { pid, process: pid.and_then(owners::comm), opened_ms });
     }
     Ok(())

@@ -5,7 +5,7 @@
 use std::ops::ControlFlow;
 
 use super::pushdown::ScanPlan;
-use super::rows::{append_diag, append_proc, Interfaces};
+use super::rows::{append_diag, append_proc, Interfaces, Wanted};
 use super::Col;
 use crate::collect::cgroups::CgroupPaths;
 use crate::collect::sock_diag::{read_inet, InetSocket};
@@ -22,6 +22,7 @@ pub(super) fn produce(plan: &ScanPlan, sink: &BatchSink) -> anyhow::Result<()> {
     let rows = RowBuilder::new(Col::DEFS, Some(&inner), BATCH_ROWS);
     let mut out = if plan.owners { Emitter::holding(rows, plan.limit) } else { Emitter::new(rows, sink, plan.limit) };
     let mut owners = owner_fill::OwnerStream::new(Col::DEFS, &full, owner_cols);
+    let wanted = Wanted::of(&out.rows);
     let hz = procfs::ticks_per_second();
     let options = ReadOptions { no_netlink: plan.no_netlink };
     // cgroups are not per network namespace: one walk names them for all.
@@ -34,7 +35,7 @@ pub(super) fn produce(plan: &ScanPlan, sink: &BatchSink) -> anyhow::Result<()> {
         let (used, received) = read_inet(options, &plan.dumps, plan.states, plan.extensions, &plan.conds, |s| {
             let inode = match s {
                 InetSocket::Diag { protocol, msg } => {
-                    append_diag(&mut out.rows, protocol, msg, &mut ifs, &cgroups, ns);
+                    append_diag(&mut out.rows, wanted, protocol, msg, &mut ifs, &cgroups, ns);
                     msg.inode() as u64
                 }
                 InetSocket::Proc { protocol, family, socket } => {

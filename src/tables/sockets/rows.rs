@@ -118,8 +118,42 @@ fn send_bps(cwnd: Option<u32>, mss: Option<u32>, rtt_us: Option<u32>) -> Option<
     (cwnd != 0 && mss != 0 && rtt != 0).then(|| (cwnd as f64 * mss as f64 * 8e6 / rtt as f64).round() as u64)
 }
 
-pub(super) fn append_diag(r: &mut RowBuilder, protocol: u8, m: &InetDiagMsg<'_>, ifs: &mut Interfaces, cgroups: &CgroupPaths, ns: &Netns) {
+/// Which groups of columns a scan builds, decided once per scan: a group
+/// with no projected column is not decoded at all, so `count(*)` reads
+/// nothing of each answer and `GROUP BY state` only its state.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Wanted {
+    any: bool,
+    tcp_info: bool,
+    bbr: bool,
+    mem: bool,
+}
+
+impl Wanted {
+    pub(super) fn of(r: &RowBuilder) -> Self {
+        let any_of = |cols: &[Col]| cols.iter().any(|&c| r.wants(c as usize));
+        Wanted {
+            any: (0..Col::DEFS.len()).any(|c| r.wants(c)),
+            tcp_info: any_of(TCP_INFO_COLS),
+            bbr: any_of(BBR_COLS),
+            mem: any_of(MEM_COLS),
+        }
+    }
+}
+
+pub(super) fn append_diag(
+    r: &mut RowBuilder,
+    wanted: Wanted,
+    protocol: u8,
+    m: &InetDiagMsg<'_>,
+    ifs: &mut Interfaces,
+    cgroups: &CgroupPaths,
+    ns: &Netns,
+) {
     use Col::*;
+    if !wanted.any {
+        return;
+    }
     let common = CommonRow {
         protocol,
         family: m.family(),
@@ -139,7 +173,57 @@ pub(super) fn append_diag(r: &mut RowBuilder, protocol: u8, m: &InetDiagMsg<'_>,
         r.str(Interface as usize, ifs.name(m.interface()));
     }
     r.u64(Cookie as usize, Some(m.cookie()));
+    if wanted.tcp_info {
+        append_tcp_info(r, m);
+    }
+    if wanted.bbr {
+        let bbr = m.bbr_info();
+        r.u64(BbrBwBps as usize, bbr.map(|b| b.bw_bytes_per_sec.saturating_mul(8)));
+        r.f64(BbrMinRttMs as usize, bbr.map(|b| b.min_rtt_us as f64 / 1000.0));
+        r.f64(BbrPacingGain as usize, bbr.map(|b| b.pacing_gain as f64 / 256.0));
+        r.f64(BbrCwndGain as usize, bbr.map(|b| b.cwnd_gain as f64 / 256.0));
+    }
+    if r.wants(Congestion as usize) {
+        r.str(Congestion as usize, m.congestion());
+    }
+    if wanted.mem {
+        let mem = m.meminfo();
+        let mi = |f: &dyn Fn(&inet::MemInfo<'_>) -> Option<u32>| mem.as_ref().and_then(f);
+        r.u32(RmemAlloc as usize, mi(&|x| x.rmem_alloc()));
+        r.u32(RcvBuf as usize, mi(&|x| x.rcv_buf()));
+        r.u32(WmemAlloc as usize, mi(&|x| x.wmem_alloc()));
+        r.u32(SndBuf as usize, mi(&|x| x.snd_buf()));
+        r.u32(FwdAlloc as usize, mi(&|x| x.fwd_alloc()));
+        r.u32(WmemQueued as usize, mi(&|x| x.wmem_queued()));
+        r.u32(Drops as usize, mi(&|x| x.drops()));
+        r.u32(OptMem as usize, mi(&|x| x.opt_mem()));
+        r.u32(Backlog as usize, mi(&|x| x.backlog()));
+    }
+    // Each of these looks its attribute up: only when projected.
+    let attr = |r: &RowBuilder, c: Col| r.wants(c as usize);
+    if attr(r, Fwmark) {
+        r.u32(Fwmark as usize, m.mark());
+    }
+    if attr(r, Tos) {
+        r.u8(Tos as usize, m.tos());
+    }
+    if attr(r, Tclass) {
+        r.u8(Tclass as usize, m.tclass());
+    }
+    if attr(r, ClassId) {
+        r.u32(ClassId as usize, m.class_id());
+    }
+    if attr(r, CgroupId) {
+        r.u64(CgroupId as usize, m.cgroup_id());
+    }
+    if attr(r, CgroupPath) {
+        r.str(CgroupPath as usize, m.cgroup_id().and_then(|id| cgroups.path(id)));
+    }
+}
 
+/// The tcp_info columns (INET_DIAG_INFO).
+fn append_tcp_info(r: &mut RowBuilder, m: &InetDiagMsg<'_>) {
+    use Col::*;
     let ti = m.tcp_info();
     // A listener has no connection: the kernel fills only its congestion
     // window and (as unacked) its accept queue, and ss -i prints only cwnd
@@ -212,31 +296,6 @@ pub(super) fn append_diag(r: &mut RowBuilder, protocol: u8, m: &InetDiagMsg<'_>,
     r.u32(ReordSeen as usize, c(t(&|i| i.reord_seen())));
     r.u32(RcvOoopack as usize, c(t(&|i| i.rcv_ooopack())));
     r.bool(OptFastopen as usize, opt(32));
-    let bbr = m.bbr_info();
-    r.u64(BbrBwBps as usize, bbr.map(|b| b.bw_bytes_per_sec.saturating_mul(8)));
-    r.f64(BbrMinRttMs as usize, bbr.map(|b| b.min_rtt_us as f64 / 1000.0));
-    r.f64(BbrPacingGain as usize, bbr.map(|b| b.pacing_gain as f64 / 256.0));
-    r.f64(BbrCwndGain as usize, bbr.map(|b| b.cwnd_gain as f64 / 256.0));
-    r.str(Congestion as usize, m.congestion());
-    let mem = m.meminfo();
-    let mi = |f: &dyn Fn(&inet::MemInfo<'_>) -> Option<u32>| mem.as_ref().and_then(f);
-    r.u32(RmemAlloc as usize, mi(&|x| x.rmem_alloc()));
-    r.u32(RcvBuf as usize, mi(&|x| x.rcv_buf()));
-    r.u32(WmemAlloc as usize, mi(&|x| x.wmem_alloc()));
-    r.u32(SndBuf as usize, mi(&|x| x.snd_buf()));
-    r.u32(FwdAlloc as usize, mi(&|x| x.fwd_alloc()));
-    r.u32(WmemQueued as usize, mi(&|x| x.wmem_queued()));
-    r.u32(Drops as usize, mi(&|x| x.drops()));
-    r.u32(OptMem as usize, mi(&|x| x.opt_mem()));
-    r.u32(Backlog as usize, mi(&|x| x.backlog()));
-    r.u32(Fwmark as usize, m.mark());
-    r.u8(Tos as usize, m.tos());
-    r.u8(Tclass as usize, m.tclass());
-    r.u32(ClassId as usize, m.class_id());
-    r.u64(CgroupId as usize, m.cgroup_id());
-    if r.wants(CgroupPath as usize) {
-        r.str(CgroupPath as usize, m.cgroup_id().and_then(|id| cgroups.path(id)));
-    }
 }
 
 /// Fill every column the /proc/net row does not carry with null.
