@@ -363,6 +363,56 @@ mod tests {
     }
 
     #[test]
+    fn the_reader_stops_at_the_datagram_that_ends_its_dump() {
+        let msg = |ty: u16, seq: u32, errno: i32| request(ty, 0x2, seq, &(-errno).to_ne_bytes());
+        // Answers, then DONE of this dump (seq 5): the end.
+        let mut dg = msg(20, 5, 0);
+        dg.extend(msg(NLMSG_DONE, 5, 0));
+        assert!(ends_dump(&dg, 5));
+        // A stale DONE of an abandoned dump (seq 4) does not end seq 5.
+        assert!(!ends_dump(&msg(NLMSG_DONE, 4, 0), 5));
+        // An acknowledgement (NLMSG_ERROR with errno 0) does not end it; an
+        // error does, and so does an overrun or a malformed datagram.
+        assert!(!ends_dump(&msg(NLMSG_ERROR, 5, 0), 5));
+        assert!(ends_dump(&msg(NLMSG_ERROR, 5, libc::EPERM), 5));
+        assert!(ends_dump(&msg(NLMSG_OVERRUN, 5, 0), 5));
+        assert!(ends_dump(&dg[..10], 5));
+        assert!(!ends_dump(&msg(20, 5, 0), 5));
+    }
+
+    #[test]
+    fn answers_reach_the_caller_until_done_or_until_it_stops() {
+        let mut dg = request(20, 0x2, 5, b"one.");
+        dg.extend(request(20, 0x2, 4, b"old.")); // stale: skipped
+        dg.extend(request(20, 0x2, 5, b"two."));
+        dg.extend(request(NLMSG_DONE, 0x2, 5, &0i32.to_ne_bytes()));
+        let mut got = Vec::new();
+        let mut received = Received::default();
+        let end = answer::<NetlinkError>(&dg, 5, &mut received, &mut |f| {
+            got.push(f.payload.to_vec());
+            Ok(ControlFlow::Continue(()))
+        });
+        assert_eq!(end.unwrap(), ControlFlow::Break(()));
+        assert_eq!(got, vec![b"one.".to_vec(), b"two.".to_vec()]);
+        assert_eq!(received.messages, 2);
+        // The caller stopping after the first: the dump is over for it.
+        let mut calls = 0;
+        let end = answer::<NetlinkError>(&dg, 5, &mut Received::default(), &mut |_| {
+            calls += 1;
+            Ok(ControlFlow::Break(()))
+        });
+        assert_eq!((end.unwrap(), calls), (ControlFlow::Break(()), 1));
+        // Without DONE yet: continue with the next datagram.
+        let part = request(20, 0x2, 5, b"one.");
+        let end = answer::<NetlinkError>(&part, 5, &mut Received::default(), &mut |_| Ok(ControlFlow::Continue(())));
+        assert_eq!(end.unwrap(), ControlFlow::Continue(()));
+        // An error in DONE (ctnetlink) or NLMSG_ERROR is the dump's error.
+        let done = request(NLMSG_DONE, 0x2, 5, &(-libc::EPERM).to_ne_bytes());
+        let err = answer::<NetlinkError>(&done, 5, &mut Received::default(), &mut |_| Ok(ControlFlow::Continue(())));
+        assert!(matches!(err, Err(NetlinkError::Kernel { errno }) if errno == libc::EPERM));
+    }
+
+    #[test]
     fn truncated_header_is_an_error_not_a_panic() {
         let dg = request(NLMSG_DONE, 0, 1, &0i32.to_ne_bytes());
         for cut in 1..dg.len() {

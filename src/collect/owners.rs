@@ -249,6 +249,32 @@ mod tests {
     }
 
     #[test]
+    fn the_owner_map_keeps_the_lowest_pid_of_each_inode() {
+        let map = OwnerMap::from_pairs(vec![(7, 300), (5, 20), (7, 12), (9, 1), (7, 40)], vec![(1 << 40, 8), (1 << 40, 3)]);
+        assert_eq!(map.get(7), Some(12));
+        assert_eq!(map.get(5), Some(20));
+        assert_eq!(map.get(9), Some(1));
+        assert_eq!(map.get(6), None);
+        assert_eq!(map.get(1 << 40), Some(3));
+        assert_eq!(map.get((1 << 40) + 7), None);
+        assert_eq!(map.len(), 4);
+    }
+
+    #[test]
+    fn a_parallel_walk_visits_every_pid_once() {
+        let pids: Vec<i32> = (1..=1000).collect();
+        for threads in [1, 2, 4] {
+            let (states, denied) = walk_parallel(&pids, threads, |pid, seen: &mut Vec<i32>| {
+                seen.push(pid);
+                if pid % 100 == 0 { Err(Unread::Denied) } else { Ok(()) }
+            });
+            let mut all = states.concat();
+            all.sort_unstable();
+            assert_eq!((all, denied), (pids.clone(), 10), "{threads} threads");
+        }
+    }
+
+    #[test]
     fn finds_this_process_as_the_owner_of_its_socket() {
         use std::os::unix::fs::MetadataExt;
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
