@@ -118,7 +118,7 @@ impl DumpSocket {
             .map_err(NetlinkError::Open)?;
         // A bigger kernel-side queue lets a busy host's dump keep up.
         let _ = socket.set_rx_buf_sz(4 << 20);
-        Ok(DumpSocket { socket, buf: Vec::with_capacity(RECV_BUFFER), sequence: 0, received: Received::default() })
+        Ok(DumpSocket { socket, buf: Vec::new(), sequence: 0, received: Received::default() })
     }
 
     /// Send `message_type` with `body` as a dump request and call `on_msg`
@@ -138,40 +138,85 @@ impl DumpSocket {
         mut capture: Option<&mut dyn std::io::Write>,
         mut on_msg: impl FnMut(Frame<'_>) -> Result<ControlFlow<()>, E>,
     ) -> Result<(), E> {
-        use std::sync::mpsc;
         self.sequence = self.sequence.wrapping_add(1);
         let seq = self.sequence;
         let req = request(message_type, NLM_F_REQUEST | NLM_F_DUMP, seq, body);
         self.socket.send(&req, 0).map_err(NetlinkError::Io)?;
-        let (full_tx, full_rx) = mpsc::sync_channel(IN_FLIGHT);
-        let (free_tx, free_rx) = mpsc::channel();
-        let first = std::mem::take(&mut self.buf);
-        let socket = &self.socket;
-        let received = &mut self.received;
-        let kept = &mut self.buf;
-        std::thread::scope(|s| {
-            s.spawn(move || receive(socket, seq, first, &free_rx, &full_tx));
-            // Owned here, so that returning early hangs up on the reader,
-            // which then stops instead of waiting for room forever.
-            let full_rx = full_rx;
-            for got in full_rx.iter() {
-                let buf = got?;
-                received.bytes += buf.len() as u64;
-                if let Some(w) = capture.as_deref_mut() {
-                    w.write_all(&(buf.len() as u32).to_ne_bytes()).and_then(|_| w.write_all(&buf)).map_err(NetlinkError::Io)?;
-                }
-                let end = answer(&buf, seq, received, &mut on_msg)?;
-                if end.is_break() {
-                    *kept = buf;
-                    return Ok(());
-                }
-                let _ = free_tx.send(buf);
+        let mut reader = Reader::start(&self.socket, seq, std::mem::take(&mut self.buf))?;
+        while let Some((buf, n)) = reader.next()? {
+            self.received.bytes += n as u64;
+            let datagram = &buf[..n];
+            if let Some(w) = capture.as_deref_mut() {
+                w.write_all(&(n as u32).to_ne_bytes()).and_then(|_| w.write_all(datagram)).map_err(NetlinkError::Io)?;
             }
-            // The reader hung up without the end of the dump: it cannot,
-            // short of a bug; say so rather than return a partial answer.
-            Err(NetlinkError::Malformed("the dump ended without NLMSG_DONE".into()).into())
-        })
+            let end = answer(datagram, seq, &mut self.received, &mut on_msg);
+            if !matches!(end, Ok(ControlFlow::Continue(()))) {
+                self.buf = buf;
+                return end.map(drop);
+            }
+            reader.recycle(buf);
+        }
+        // The reader hung up without the end of the dump: it cannot, short
+        // of a bug; say so rather than return a partial answer.
+        Err(NetlinkError::Malformed("the dump ended without NLMSG_DONE".into()).into())
     }
+}
+
+/// The reading thread of one dump and its two channels: full datagrams to
+/// the caller, emptied buffers back. Not generic, so one copy serves every
+/// kind of dump. Dropping it hangs up and waits for the thread, so no
+/// datagram of this dump is read after it (the socket may start another).
+struct Reader {
+    full: Option<std::sync::mpsc::Receiver<Result<Datagram, NetlinkError>>>,
+    free: std::sync::mpsc::Sender<Vec<u8>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Reader {
+    fn start(socket: &Socket, seq: u32, first: Vec<u8>) -> Result<Self, NetlinkError> {
+        use std::os::fd::AsRawFd;
+        let (full_tx, full_rx) = std::sync::mpsc::sync_channel(IN_FLIGHT);
+        let (free_tx, free_rx) = std::sync::mpsc::channel();
+        // The thread reads through the descriptor number: `Drop` joins it
+        // before the socket can be closed or reused.
+        let fd = socket.as_raw_fd();
+        let thread = std::thread::Builder::new()
+            .name("sockql-netlink".into())
+            .spawn(move || receive(fd, seq, first, &free_rx, &full_tx))
+            .map_err(NetlinkError::Io)?;
+        Ok(Reader { full: Some(full_rx), free: free_tx, thread: Some(thread) })
+    }
+
+    /// The next datagram; None once the reader has stopped.
+    fn next(&mut self) -> Result<Option<Datagram>, NetlinkError> {
+        match self.full.as_ref().map(|f| f.recv()) {
+            Some(Ok(got)) => got.map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    fn recycle(&self, buf: Vec<u8>) {
+        let _ = self.free.send(buf);
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        // Hang up first: a reader waiting for room then stops.
+        self.full = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A receive buffer and the length of the datagram in it.
+type Datagram = (Vec<u8>, usize);
+
+/// A receive buffer: zeroed once (the allocator maps fresh zero pages, so
+/// only what the kernel writes becomes resident), then reused.
+fn receive_buffer() -> Vec<u8> {
+    vec![0; RECV_BUFFER]
 }
 
 /// Datagrams received ahead of the caller: enough to keep the kernel busy
@@ -182,27 +227,25 @@ const IN_FLIGHT: usize = 4;
 /// buffers and pass them on until the one that ends the dump (or an
 /// error, or the caller hanging up).
 fn receive(
-    socket: &Socket,
+    fd: std::os::fd::RawFd,
     seq: u32,
     first: Vec<u8>,
     free: &std::sync::mpsc::Receiver<Vec<u8>>,
-    full: &std::sync::mpsc::SyncSender<Result<Vec<u8>, NetlinkError>>,
+    full: &std::sync::mpsc::SyncSender<Result<Datagram, NetlinkError>>,
 ) {
     let mut next = Some(first);
     loop {
-        let mut buf = next.take().or_else(|| free.try_recv().ok()).unwrap_or_default();
-        buf.clear();
-        buf.reserve(RECV_BUFFER);
-        let got = match socket.recv(&mut buf, libc::MSG_TRUNC) {
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+        let mut buf = next.take().or_else(|| free.try_recv().ok()).filter(|b| b.len() == RECV_BUFFER).unwrap_or_else(receive_buffer);
+        let got = match nix::sys::socket::recv(fd, &mut buf, nix::sys::socket::MsgFlags::MSG_TRUNC) {
+            Err(nix::errno::Errno::EINTR) => {
                 next = Some(buf);
                 continue;
             }
-            Err(e) => Err(NetlinkError::Io(e)),
+            Err(e) => Err(NetlinkError::Io(e.into())),
             Ok(n) if n > buf.len() => Err(NetlinkError::Truncated(n)),
-            Ok(_) => Ok(buf),
+            Ok(n) => Ok((buf, n)),
         };
-        let last = got.as_ref().map_or(true, |b| ends_dump(b, seq));
+        let last = got.as_ref().map_or(true, |(b, n)| ends_dump(&b[..*n], seq));
         if full.send(got).is_err() || last {
             return;
         }
