@@ -33,7 +33,7 @@ if [ -z "${BIN:-}" ]; then
     BIN=$(pwd)/target/release/sockql
 fi
 
-cc -O2 -o "$WORK/dumpfloor" bench/dumpfloor.c
+cc -O2 -pthread -o "$WORK/dumpfloor" bench/dumpfloor.c
 FLOOR=$WORK/dumpfloor
 
 . bench/load.sh
