@@ -27,6 +27,8 @@ for sql in "SELECT count(*) FROM sockets" \
            "SELECT remote_addr, count(*) FROM sockets WHERE state = 'ESTAB' GROUP BY 1 ORDER BY 2 DESC" \
            "SELECT * FROM sockets WHERE state = 'CLOSE-WAIT'" \
            "SELECT state, local_port, pid, process FROM sockets" \
+           "SELECT pid, count(*) FROM sockets GROUP BY 1" \
+           "SELECT * FROM sockets" \
            "SELECT orig_src, count(*) FROM conntrack GROUP BY 1" \
            "SELECT 1"; do
     hyperfine --warmup 2 --runs "$RUNS" --style none --export-json "$WORK/r.json" \

@@ -103,14 +103,23 @@ pub struct Received {
 
 /// A connected netlink socket of one protocol family.
 pub struct DumpSocket {
+    protocol: isize,
     socket: Socket,
     buf: Vec<u8>,
     sequence: u32,
+    /// A dump on this socket was left before its end: the kernel refuses
+    /// another one there (EBUSY) until it is read to the end, so the next
+    /// dump opens a fresh socket instead of reading out what nobody wants.
+    abandoned: bool,
     pub received: Received,
 }
 
 impl DumpSocket {
     pub fn open(protocol: isize) -> Result<Self, NetlinkError> {
+        Ok(DumpSocket { protocol, socket: Self::connect(protocol)?, buf: Vec::new(), sequence: 0, abandoned: false, received: Received::default() })
+    }
+
+    fn connect(protocol: isize) -> Result<Socket, NetlinkError> {
         let mut socket = Socket::new(protocol).map_err(NetlinkError::Open)?;
         socket.bind_auto().map_err(NetlinkError::Open)?;
         socket
@@ -118,7 +127,7 @@ impl DumpSocket {
             .map_err(NetlinkError::Open)?;
         // A bigger kernel-side queue lets a busy host's dump keep up.
         let _ = socket.set_rx_buf_sz(4 << 20);
-        Ok(DumpSocket { socket, buf: Vec::new(), sequence: 0, received: Received::default() })
+        Ok(socket)
     }
 
     /// Send `message_type` with `body` as a dump request and call `on_msg`
@@ -138,11 +147,18 @@ impl DumpSocket {
         mut capture: Option<&mut dyn std::io::Write>,
         mut on_msg: impl FnMut(Frame<'_>) -> Result<ControlFlow<()>, E>,
     ) -> Result<(), E> {
+        if self.abandoned {
+            self.socket = Self::connect(self.protocol)?;
+            self.abandoned = false;
+        }
         self.sequence = self.sequence.wrapping_add(1);
         let seq = self.sequence;
         let req = request(message_type, NLM_F_REQUEST | NLM_F_DUMP, seq, body);
         self.socket.send(&req, 0).map_err(NetlinkError::Io)?;
         let mut reader = Reader::start(&self.socket, seq, std::mem::take(&mut self.buf))?;
+        // Until the end is read, leaving (an error, the caller stopping)
+        // abandons the dump.
+        self.abandoned = true;
         while let Some((buf, n)) = reader.next()? {
             self.received.bytes += n as u64;
             let datagram = &buf[..n];
@@ -151,6 +167,8 @@ impl DumpSocket {
             }
             let end = answer(datagram, seq, &mut self.received, &mut on_msg);
             if !matches!(end, Ok(ControlFlow::Continue(()))) {
+                // Whole only if this datagram held the end of the dump.
+                self.abandoned = !ends_dump(datagram, seq);
                 self.buf = buf;
                 return end.map(drop);
             }

@@ -253,3 +253,46 @@ pub fn read_unix<E: From<Error>>(
     }
     Ok((Used { netlink: 0, proc: 1 }, Received::default()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dump the caller stops after its first socket leaves the rest of
+    /// its answer in flight; the next dump on the same socket must still
+    /// see exactly its own answer (the reading thread of the first is
+    /// joined before the second starts, and stale datagrams are skipped).
+    #[test]
+    fn a_dump_stopped_early_leaves_the_next_one_on_its_socket_whole() {
+        const N: usize = 400; // about 40 KB of answers: more than one datagram
+        let addr: std::net::IpAddr = "127.0.0.77".parse().unwrap();
+        let held: Vec<std::net::UdpSocket> = (0..N).map(|_| std::net::UdpSocket::bind((addr, 0)).unwrap()).collect();
+        let req = InetRequest {
+            protocol: inet::IPPROTO_UDP,
+            family: inet::AF_INET,
+            states: crate::collect::tcp_state::ALL_BITS,
+            extensions: Extensions::default(),
+            conds: vec![Cond::LocalAddr(addr)],
+        };
+        let mut nl = SockDiag::open().unwrap();
+        let mut first = 0;
+        nl.inet::<Error>(&req, None, |_| {
+            first += 1;
+            Ok(ControlFlow::Break(()))
+        })
+        .unwrap();
+        assert_eq!(first, 1);
+        for _ in 0..2 {
+            let mut ports = Vec::new();
+            nl.inet::<Error>(&req, None, |m| {
+                ports.push(m.local_port());
+                Ok(ControlFlow::Continue(()))
+            })
+            .unwrap();
+            ports.sort_unstable();
+            let mut want: Vec<u16> = held.iter().map(|s| s.local_addr().unwrap().port()).collect();
+            want.sort_unstable();
+            assert_eq!(ports, want);
+        }
+    }
+}
