@@ -11,7 +11,7 @@ def sh(cmd):
 
 def short(cmd):
     cmd = re.sub(r"ip netns exec \S+ ", "", cmd)
-    cmd = re.sub(r"\S*/sockql --format csv ", "sockql ", cmd)
+    cmd = re.sub(r"\S*/sockql\S* --format csv ", "sockql ", cmd)
     cmd = re.sub(r"\S*/dumpfloor", "bench/dumpfloor (the kernel's dump alone)", cmd)
     return cmd.replace("|", "\\|")
 
