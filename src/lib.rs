@@ -12,4 +12,5 @@ pub mod collect;
 pub mod history;
 pub mod notice;
 pub mod query;
+pub mod serve;
 pub mod tables;

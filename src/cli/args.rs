@@ -343,6 +343,22 @@ pub enum Command {
         #[arg(long)]
         list: bool,
     },
+    /// Serve the saved queries that carry a `-- metric:` header as
+    /// Prometheus metrics: GET /metrics (text format, or OpenMetrics when
+    /// asked), GET /healthz. Listens on loopback unless told otherwise;
+    /// /metrics reveals counts per state, namespace and process name.
+    Serve {
+        /// Address and port to listen on (port 0: any free port, printed on stderr).
+        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9477")]
+        listen: std::net::SocketAddr,
+        /// Time one scrape may take, all its queries together.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_interval)]
+        scrape_timeout: Duration,
+        /// Series one metric family may have; the rest are left out and
+        /// counted in sockql_series_dropped.
+        #[arg(long, value_name = "N", default_value_t = 10_000)]
+        max_series: usize,
+    },
     /// List the tables.
     Tables,
     /// Show the columns of TABLE: name, type, nullability, description.

@@ -154,6 +154,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         _ => {}
     }
+    if let Some(Command::Serve { listen, scrape_timeout, max_series }) = &args.command {
+        if args.allow_files {
+            anyhow::bail!("refused: --allow-files is never on for what a server answers");
+        }
+        let options = crate::serve::ServeOptions {
+            listen: *listen,
+            scrape_timeout: *scrape_timeout,
+            max_series: *max_series,
+            source,
+            memory: args.memory_limit,
+        };
+        return crate::serve::serve(options).await;
+    }
     let policy = engine::Policy { allow_files: args.allow_files };
     let limits = engine::Limits { memory: args.memory_limit, timeout: args.timeout };
     let engine = Engine::with(&source, policy, limits)?;

@@ -60,6 +60,46 @@ pub struct SavedQuery {
     /// What an empty answer means (`-- empty: no findings`), said in
     /// table output instead of an empty table.
     pub empty: Option<String>,
+    /// `-- metric: NAME TYPE HELP`: `sockql serve` exports the result as
+    /// Prometheus metric families.
+    pub metric: Option<MetricDecl>,
+}
+
+/// How a saved query's result is exported as metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricDecl {
+    /// A Prometheus metric name: [a-zA-Z_:][a-zA-Z0-9_:]*.
+    pub name: String,
+    pub kind: MetricKind,
+    pub help: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Gauge,
+    Counter,
+}
+
+impl MetricDecl {
+    fn parse(v: &str) -> Result<Self, String> {
+        let mut parts = v.splitn(3, char::is_whitespace);
+        let (name, kind, help) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or("").trim());
+        let valid = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+        if !valid {
+            return Err(format!("bad metric name '{name}': use letters, digits, '_' and ':', not starting with a digit"));
+        }
+        let kind = match kind {
+            "gauge" => MetricKind::Gauge,
+            "counter" => MetricKind::Counter,
+            other => return Err(format!("bad metric type '{other}': expected gauge or counter")),
+        };
+        if help.is_empty() {
+            return Err("a metric needs help text: '-- metric: NAME TYPE HELP'".into());
+        }
+        Ok(MetricDecl { name: name.to_string(), kind, help: help.to_string() })
+    }
 }
 
 /// A saved query's name: letters, digits, '_' and '-' (the `-- name:`
@@ -109,7 +149,7 @@ impl SavedQuery {
     /// Parse a query file. `origin` names it in errors.
     pub fn parse(origin: &str, text: &str) -> Result<Self, QueryFileError> {
         let err = |line: usize, message: String| QueryFileError { file: origin.to_string(), line, message };
-        let (mut name, mut description, mut params, mut empty) = (None, None, Vec::<ParamDecl>::new(), None);
+        let (mut name, mut description, mut params, mut empty, mut metric) = (None, None, Vec::<ParamDecl>::new(), None, None);
         for (i, line) in header_lines(text).enumerate() {
             let t = line.trim();
             if let Some(v) = header(t, "name") {
@@ -121,6 +161,8 @@ impl SavedQuery {
                 description = Some(v.to_string());
             } else if let Some(v) = header(t, "empty") {
                 empty = Some(v.to_string());
+            } else if let Some(v) = header(t, "metric") {
+                metric = Some(MetricDecl::parse(v).map_err(|m| err(i + 1, m))?);
             } else if let Some(v) = header(t, "param") {
                 let mut parts = v.splitn(2, char::is_whitespace);
                 let pname = parts.next().unwrap_or("").trim_start_matches('$');
@@ -145,7 +187,7 @@ impl SavedQuery {
                 return Err(err(line, format!("unknown parameter ${p}: declare it with '-- param: {p} DEFAULT'")));
             }
         }
-        Ok(SavedQuery { name, description, params, sql: text.to_string(), origin: origin.to_string(), empty })
+        Ok(SavedQuery { name, description, params, sql: text.to_string(), origin: origin.to_string(), empty, metric })
     }
 
     /// A given value as its parameter's type, which the default's shows:
@@ -393,6 +435,22 @@ pub fn names() -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn metric_headers_are_parsed_and_bad_ones_refused() {
+        let q = SavedQuery::parse("m.sql", "-- name: m\n-- description: d\n-- metric: sockql_m gauge Some help\nSELECT 1").unwrap();
+        assert_eq!(q.metric, Some(MetricDecl { name: "sockql_m".into(), kind: MetricKind::Gauge, help: "Some help".into() }));
+        for (header, want) in [
+            ("9bad gauge h", "bad metric name"),
+            ("sockql_m histogram h", "bad metric type"),
+            ("sockql_m counter", "needs help text"),
+        ] {
+            let e = SavedQuery::parse("m.sql", &format!("-- name: m\n-- description: d\n-- metric: {header}\nSELECT 1")).unwrap_err();
+            assert_eq!(e.line, 3);
+            assert!(e.message.contains(want), "{header}: {}", e.message);
+        }
+    }
+
     use super::*;
 
     const GOOD: &str = "-- name: port_owner\n-- description: who owns a port\n-- param: port 80\n-- param: state 'LISTEN'\nSELECT pid FROM sockets\nWHERE local_port = $port AND state = $state AND process <> '$notaparam' -- $nor_this\n";

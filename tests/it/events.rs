@@ -71,7 +71,7 @@ impl Drop for Reaped {
     }
 }
 
-fn spawn_in(ns: &Netns, args: &[&str]) -> Reaped {
+pub fn spawn_in(ns: &Netns, args: &[&str]) -> Reaped {
     Reaped(Command::new("ip").args(["netns", "exec", &ns.name]).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
 }
 

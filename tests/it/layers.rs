@@ -12,7 +12,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("tables", &["tables", "collect", "notice", "table_columns", "stderrln", "stderr"]),
     ("query", &["query", "tables", "collect", "notice", "stderrln", "stderr"]),
     ("history", &["history", "query", "tables", "collect", "notice", "stderrln", "stderr"]),
-    ("cli", &["cli", "history", "query", "tables", "collect", "notice", "stderrln", "stderr"]),
+    ("serve", &["serve", "query", "tables", "collect", "notice", "stderrln", "stderr"]),
+    ("cli", &["cli", "serve", "history", "query", "tables", "collect", "notice", "stderrln", "stderr"]),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {

@@ -24,6 +24,7 @@ mod repl;
 mod reports;
 mod root_safe;
 mod saved;
+mod serve;
 mod sockets;
 
 mod ss_parity;

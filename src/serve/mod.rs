@@ -1,0 +1,179 @@
+//! `sockql serve`: the host's socket state for monitoring systems.
+//!
+//! `GET /metrics` runs every saved query with a `-- metric:` header and
+//! writes the results as Prometheus metric families (`exposition.rs`);
+//! `GET /healthz` answers `ok`. A scrape is bounded by `--scrape-timeout`,
+//! and its own duration, errors and dropped series are metrics too.
+//! Scrapes run one at a time: a slow one cannot pile up others behind it
+//! on a two-core host.
+
+pub mod exposition;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::query::engine::{Engine, Limits, Policy, QueryRunner};
+use crate::query::saved::{self, SavedQuery};
+use crate::tables::SourceOptions;
+use exposition::{write_families, Format};
+
+/// What the server was asked to do.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub scrape_timeout: Duration,
+    /// Series per family; past it the rest are dropped and counted.
+    pub max_series: usize,
+    pub source: SourceOptions,
+    pub memory: Option<usize>,
+}
+
+/// The metric queries, found once at start (a changed file is read again
+/// on restart, as Prometheus rules are).
+fn metric_queries() -> anyhow::Result<Vec<SavedQuery>> {
+    let mut out = Vec::new();
+    for q in saved::all() {
+        let q = q?;
+        if q.metric.is_some() {
+            out.push(q);
+        }
+    }
+    Ok(out)
+}
+
+struct State {
+    options: ServeOptions,
+    queries: Vec<SavedQuery>,
+    /// One scrape at a time.
+    scraping: tokio::sync::Mutex<()>,
+    errors_total: std::sync::atomic::AtomicU64,
+}
+
+/// One scrape: each metric query in a session of its own, within the
+/// scrape timeout; a failed query is counted, logged and left out.
+async fn scrape(state: &State, format: Format) -> String {
+    let _one = state.scraping.lock().await;
+    let started = Instant::now();
+    let deadline = started + state.options.scrape_timeout;
+    let mut out = String::new();
+    let mut self_lines = String::new();
+    for q in &state.queries {
+        let Some(decl) = q.metric.as_ref() else { continue };
+        let left = deadline.saturating_duration_since(Instant::now());
+        let limits = Limits { memory: state.options.memory, timeout: Some(left.max(Duration::from_millis(1))) };
+        let t0 = Instant::now();
+        let result = async {
+            let engine = Engine::with(&state.options.source, Policy::default(), limits)?;
+            let source = q.source(&[])?;
+            let mut results = engine.run(&source).await?;
+            let last = results.pop().context("the query returned no result")?;
+            let mut text = String::new();
+            let written = write_families(decl, &last.schema, &last.batches, state.options.max_series, format, &mut text)?;
+            anyhow::Ok((text, written))
+        }
+        .await;
+        let seconds = t0.elapsed().as_secs_f64();
+        use std::fmt::Write;
+        let _ = writeln!(self_lines, "sockql_query_duration_seconds{{query=\"{}\"}} {seconds}", q.name);
+        match result {
+            Ok((text, written)) => {
+                out.push_str(&text);
+                let _ = writeln!(self_lines, "sockql_query_up{{query=\"{}\"}} 1", q.name);
+                let _ = writeln!(self_lines, "sockql_series_dropped{{query=\"{}\"}} {}", q.name, written.dropped);
+                if written.dropped > 0 {
+                    crate::notice::warn_once(
+                        &format!("series-cap-{}", q.name),
+                        format!("metric {}: {} series past --max-series {} were left out", decl.name, written.dropped, state.options.max_series),
+                    );
+                }
+            }
+            Err(e) => {
+                state.errors_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ = writeln!(self_lines, "sockql_query_up{{query=\"{}\"}} 0", q.name);
+                let _ = writeln!(self_lines, "sockql_series_dropped{{query=\"{}\"}} 0", q.name);
+                eprintln!("sockql serve: {}: {e:#}", q.name);
+            }
+        }
+    }
+    use std::fmt::Write;
+    let _ = writeln!(out, "# HELP sockql_query_duration_seconds Time each metric query of this scrape took");
+    let _ = writeln!(out, "# TYPE sockql_query_duration_seconds gauge");
+    // (self lines are grouped by family below)
+    let mut by_family: Vec<&str> = self_lines.lines().collect();
+    by_family.sort_by_key(|l| l.split('{').next().unwrap_or(""));
+    let mut current = "";
+    for line in by_family {
+        let family = line.split('{').next().unwrap_or("");
+        if family != current && family != "sockql_query_duration_seconds" {
+            let help = match family {
+                "sockql_query_up" => "1 if the metric query answered in this scrape, 0 if it failed (see sockql's stderr)",
+                _ => "Series of the query left out past --max-series in this scrape",
+            };
+            let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} gauge");
+        }
+        current = family;
+        out.push_str(line);
+        out.push('\n');
+    }
+    let total = state.errors_total.load(std::sync::atomic::Ordering::Relaxed);
+    let (family, sample) = exposition::counter_names("sockql_scrape_errors", format);
+    let _ = writeln!(out, "# HELP {family} Metric queries that failed, since the server started\n# TYPE {family} counter\n{sample} {total}");
+    let _ = writeln!(out, "# HELP sockql_scrape_duration_seconds Time this scrape took\n# TYPE sockql_scrape_duration_seconds gauge\nsockql_scrape_duration_seconds {}", started.elapsed().as_secs_f64());
+    if format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
+    }
+    out
+}
+
+async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let reply = |status: StatusCode, ty: &str, body: String| {
+        Response::builder().status(status).header("content-type", ty).body(Full::new(Bytes::from(body))).expect("a valid response")
+    };
+    Ok(match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => {
+            let format = Format::from_accept(req.headers().get("accept").and_then(|v| v.to_str().ok()));
+            reply(StatusCode::OK, format.content_type(), scrape(&state, format).await)
+        }
+        (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+        (&Method::GET, _) => reply(StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics or /healthz\n".into()),
+        _ => reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "only GET\n".into()),
+    })
+}
+
+/// Serve until Ctrl-C.
+pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+    let queries = metric_queries()?;
+    let listener = tokio::net::TcpListener::bind(options.listen).await.with_context(|| format!("cannot listen on {}", options.listen))?;
+    eprintln!(
+        "sockql serve: http://{}/metrics ({} metric queries: {})",
+        listener.local_addr()?,
+        queries.len(),
+        queries.iter().map(|q| q.name.as_str()).collect::<Vec<_>>().join(", ")
+    );
+    let state = Arc::new(State { options, queries, scraping: tokio::sync::Mutex::new(()), errors_total: Default::default() });
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    accepted = listener.accept() => accepted?,
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                };
+                let state = state.clone();
+                // Queries are not Send (the engine's runner): connections
+                // are served on this thread, each its own task.
+                tokio::task::spawn_local(async move {
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                });
+            }
+        })
+        .await
+}
