@@ -97,7 +97,7 @@ async fn scrape(state: &State, format: Format) -> String {
                 state.errors_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let _ = writeln!(self_lines, "sockql_query_up{{query=\"{}\"}} 0", q.name);
                 let _ = writeln!(self_lines, "sockql_series_dropped{{query=\"{}\"}} 0", q.name);
-                eprintln!("sockql serve: {}: {e:#}", q.name);
+                crate::stderrln!("sockql serve: {}: {e:#}", q.name);
             }
         }
     }
@@ -150,7 +150,7 @@ async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let queries = metric_queries()?;
     let listener = tokio::net::TcpListener::bind(options.listen).await.with_context(|| format!("cannot listen on {}", options.listen))?;
-    eprintln!(
+    crate::stderrln!(
         "sockql serve: http://{}/metrics ({} metric queries: {})",
         listener.local_addr()?,
         queries.len(),
