@@ -27,7 +27,8 @@ fn serve_exports_metric_reports_that_prometheus_scrapes() {
     let ns = Netns::new("serve");
     // Three CLOSE-WAIT sockets held by this process: each client closes,
     // the accepted end is kept open and never closed.
-    let (held, _clients) = ns.enter(|| {
+    // Then two connections left in the listener's accept queue.
+    let (held, listener, waiting) = ns.enter(|| {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut held = Vec::new();
         for _ in 0..3 {
@@ -35,8 +36,10 @@ fn serve_exports_metric_reports_that_prometheus_scrapes() {
             held.push(l.accept().unwrap().0);
             drop(c);
         }
-        (held, l)
+        let waiting: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(l.local_addr().unwrap()).unwrap()).collect();
+        (held, l, waiting)
     });
+    let listen_port = listener.local_addr().unwrap().port();
     let ss_close_wait = eventually(crate::common::WAIT, || {
         let n = ns.exec_ok("ss", &["-Htan", "state", "close-wait"]).lines().count();
         (n == 3).then_some(n)
@@ -56,6 +59,16 @@ fn serve_exports_metric_reports_that_prometheus_scrapes() {
     let estab = format!("netns_name=\"{}\",protocol=\"tcp\",state=\"FIN-WAIT-2\"}} 3", ns.name);
     assert!(body.lines().any(|l| l.starts_with("sockql_sockets{") && l.ends_with(&estab)), "the closed clients: {body}");
     assert!(body.contains("sockql_query_up{query=\"metric_close_wait\"} 1"), "{body}");
+    // The accept queue as ss -ltn shows it: Recv-Q queued, Send-Q the limit.
+    let ss_listen = ns.exec_ok("ss", &["-Hltn", "sport", &format!(":{listen_port}")]);
+    let fields: Vec<&str> = ss_listen.split_whitespace().collect();
+    let (ss_queued, ss_max) = (fields[1], fields[2]);
+    assert_eq!(ss_queued, "2", "{ss_listen}");
+    let listener_labels = format!("local_addr=\"127.0.0.1\",local_port=\"{listen_port}\",pid=\"{pid}\",process=\"{}\"}}", my_comm());
+    for (family, want) in [("sockql_accept_queue_queued", ss_queued), ("sockql_accept_queue_max", ss_max)] {
+        let line = body.lines().find(|l| l.starts_with(family) && l.contains(&listener_labels)).unwrap_or_else(|| panic!("{family}: {body}"));
+        assert!(line.ends_with(&format!(" {want}")), "{line} against ss {ss_listen}");
+    }
     // promtool accepts the exposition.
     let (ok, said) = std::process::Command::new("promtool").args(["check", "metrics"]).stdin(std::process::Stdio::piped()).output_with(&body);
     assert!(ok, "promtool: {said}");
@@ -91,7 +104,7 @@ fn serve_exports_metric_reports_that_prometheus_scrapes() {
     assert_eq!(value["metric"]["pid"], Value::from(pid.to_string()), "{value}");
     assert_eq!(value["metric"]["job"], Value::from("sockql"), "{value}");
     assert_eq!(value["value"][1], Value::from(ss_close_wait.to_string()), "{value}");
-    drop(held);
+    drop((held, listener, waiting));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
