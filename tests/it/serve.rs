@@ -96,7 +96,9 @@ fn serve_exports_metric_reports_that_prometheus_scrapes() {
         ],
     );
     let value = eventually(Duration::from_secs(60), || {
-        let (status, body) = get_retrying(&ns, web, "/api/v1/query?query=sockql_close_wait_sockets")?;
+        // This process's series: the namespace may hold other CLOSE-WAIT
+        // sockets for a moment (scrape connections being closed).
+        let (status, body) = get_retrying(&ns, web, &format!("/api/v1/query?query=sockql_close_wait_sockets%7Bpid%3D%22{pid}%22%7D"))?;
         let v: Value = serde_json::from_str(&body).ok()?;
         let result = v["data"]["result"].as_array()?.first()?.clone();
         (status.contains("200")).then_some(result)
