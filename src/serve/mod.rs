@@ -62,7 +62,10 @@ async fn scrape(state: &State, format: Format) -> String {
     let started = Instant::now();
     let deadline = started + state.options.scrape_timeout;
     let mut out = String::new();
-    let mut self_lines = String::new();
+    // The server's own families, one line per query each, written after
+    // the queries' families with their headers.
+    let (mut durations, mut up, mut dropped) = (String::new(), String::new(), String::new());
+    use std::fmt::Write;
     for q in &state.queries {
         let Some(decl) = q.metric.as_ref() else { continue };
         let left = deadline.saturating_duration_since(Instant::now());
@@ -78,48 +81,33 @@ async fn scrape(state: &State, format: Format) -> String {
             anyhow::Ok((text, written))
         }
         .await;
-        let seconds = t0.elapsed().as_secs_f64();
-        use std::fmt::Write;
-        let _ = writeln!(self_lines, "sockql_query_duration_seconds{{query=\"{}\"}} {seconds}", q.name);
-        match result {
+        let _ = writeln!(durations, "sockql_query_duration_seconds{{query=\"{}\"}} {}", q.name, t0.elapsed().as_secs_f64());
+        let (answered, left_out) = match result {
             Ok((text, written)) => {
                 out.push_str(&text);
-                let _ = writeln!(self_lines, "sockql_query_up{{query=\"{}\"}} 1", q.name);
-                let _ = writeln!(self_lines, "sockql_series_dropped{{query=\"{}\"}} {}", q.name, written.dropped);
                 if written.dropped > 0 {
                     crate::notice::warn_once(
                         &format!("series-cap-{}", q.name),
                         format!("metric {}: {} series past --max-series {} were left out", decl.name, written.dropped, state.options.max_series),
                     );
                 }
+                (1, written.dropped)
             }
             Err(e) => {
                 state.errors_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let _ = writeln!(self_lines, "sockql_query_up{{query=\"{}\"}} 0", q.name);
-                let _ = writeln!(self_lines, "sockql_series_dropped{{query=\"{}\"}} 0", q.name);
                 crate::stderrln!("sockql serve: {}: {e:#}", q.name);
+                (0, 0)
             }
-        }
+        };
+        let _ = writeln!(up, "sockql_query_up{{query=\"{}\"}} {answered}", q.name);
+        let _ = writeln!(dropped, "sockql_series_dropped{{query=\"{}\"}} {left_out}", q.name);
     }
-    use std::fmt::Write;
-    let _ = writeln!(out, "# HELP sockql_query_duration_seconds Time each metric query of this scrape took");
-    let _ = writeln!(out, "# TYPE sockql_query_duration_seconds gauge");
-    // (self lines are grouped by family below)
-    let mut by_family: Vec<&str> = self_lines.lines().collect();
-    by_family.sort_by_key(|l| l.split('{').next().unwrap_or(""));
-    let mut current = "";
-    for line in by_family {
-        let family = line.split('{').next().unwrap_or("");
-        if family != current && family != "sockql_query_duration_seconds" {
-            let help = match family {
-                "sockql_query_up" => "1 if the metric query answered in this scrape, 0 if it failed (see sockql's stderr)",
-                _ => "Series of the query left out past --max-series in this scrape",
-            };
-            let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} gauge");
-        }
-        current = family;
-        out.push_str(line);
-        out.push('\n');
+    for (family, help, lines) in [
+        ("sockql_query_duration_seconds", "Time each metric query of this scrape took", durations),
+        ("sockql_query_up", "1 if the metric query answered in this scrape, 0 if it failed (see sockql's stderr)", up),
+        ("sockql_series_dropped", "Series of the query left out past --max-series in this scrape", dropped),
+    ] {
+        let _ = write!(out, "# HELP {family} {help}\n# TYPE {family} gauge\n{lines}");
     }
     let total = state.errors_total.load(std::sync::atomic::Ordering::Relaxed);
     let (family, sample) = exposition::counter_names("sockql_scrape_errors", format);
