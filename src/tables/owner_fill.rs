@@ -48,6 +48,16 @@ impl Owners {
         Owners { owner_of, names: HashMap::new() }
     }
 
+    /// The `process` column for `pids`: each name is read once per
+    /// process and appended without a copy per row.
+    fn process_names(&mut self, pids: &Int32Array) -> StringArray {
+        let mut b = StringBuilder::with_capacity(pids.len(), pids.len() * 8);
+        for pid in pids.iter() {
+            b.append_option(pid.and_then(|p| self.names.entry(p).or_insert_with(|| owners::comm(p)).as_deref()));
+        }
+        b.finish()
+    }
+
     /// Send `held` batches, built over `full` minus the `(pid, process)`
     /// columns with one entry of `inodes` per row, completed, in `full`'s
     /// column order. False once the consumer is gone.
@@ -66,28 +76,16 @@ impl Owners {
             let n = batch.num_rows();
             let rows = inodes.get(offset..offset + n).ok_or_else(|| anyhow::anyhow!("owner batch lost its inodes"))?;
             offset += n;
-            let pids: Int32Array = rows.iter().map(|&i| self.owner_of.get(i)).collect();
-            // Names are read once per process and appended without a copy
-            // per row; neither column is built unless the query uses it.
-            let process: ArrayRef = if full.contains(&process_col) {
-                let mut b = StringBuilder::with_capacity(n, n * 8);
-                for pid in pids.iter() {
-                    b.append_option(pid.and_then(|p| self.names.entry(p).or_insert_with(|| owners::comm(p)).as_deref()));
-                }
-                Arc::new(b.finish())
-            } else {
-                Arc::new(StringArray::new_null(0))
-            };
-            let pids: ArrayRef = Arc::new(pids);
+            let pids: Arc<Int32Array> = Arc::new(rows.iter().map(|&i| self.owner_of.get(i)).collect());
             let mut inner = batch.columns().iter();
-            let columns = full
-                .iter()
-                .map(|&c| match c {
-                    c if c == pid_col => Ok(pids.clone()),
-                    c if c == process_col => Ok(process.clone()),
-                    _ => inner.next().cloned().ok_or_else(|| anyhow::anyhow!("owner batch lost a column")),
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let mut columns: Vec<ArrayRef> = Vec::with_capacity(full.len());
+            for &c in full {
+                columns.push(match c {
+                    c if c == pid_col => pids.clone(),
+                    c if c == process_col => Arc::new(self.process_names(&pids)),
+                    _ => inner.next().cloned().ok_or_else(|| anyhow::anyhow!("owner batch lost a column"))?,
+                });
+            }
             let batch = RecordBatch::try_new_with_options(schema.clone(), columns, &RecordBatchOptions::new().with_row_count(Some(n)))?;
             if !sink.send(batch) {
                 return Ok(false);
