@@ -343,7 +343,12 @@ fn record_events_keeps_every_connection_for_history() {
     let dir = std::env::temp_dir().join(format!("sockql-record-events-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut rec = spawn_in(&ns, &[bin(), "record", "--out", dir.to_str().unwrap(), "--events", "--every", "1s", "--for", "60s"]);
-    eventually(WAIT, || (listener_count(&ns) >= 1).then_some(()));
+    // Both listeners subscribed (sock_diag destroys, ctnetlink events)
+    // before any connection is made: the resets are conntrack events.
+    eventually(WAIT, || {
+        let table = ns.exec_ok("cat", &["/proc/net/netlink"]);
+        (subscribed(&table, "4", None) >= 1 && subscribed(&table, "12", None) >= 1).then_some(())
+    });
     let l = ns.enter(|| TcpListener::bind("127.0.0.1:7272").unwrap());
     let sent: Vec<(u16, usize)> = (0..20)
         .map(|i| {
