@@ -269,6 +269,42 @@ fn parse_duration(what: &str, s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// `sockql serve`'s PostgreSQL endpoint.
+#[derive(clap::Args, Debug, Clone)]
+#[command(next_help_heading = "PostgreSQL endpoint (psql, Grafana, DBeaver, psycopg)")]
+pub struct PgArgs {
+    /// Also speak the PostgreSQL wire protocol: on a unix socket in DIR
+    /// (default /run/sockql; admitted by peer credentials: root and
+    /// --pg-group), or on TCP ADDR:PORT (needs --pg-password-file; off
+    /// loopback also TLS). Queries are bounded by --timeout (default 60s)
+    /// and --memory-limit (default 256MiB) per query.
+    #[arg(long, value_name = "DIR|ADDR:PORT", num_args = 0..=1, default_missing_value = "/run/sockql")]
+    pub pg: Option<String>,
+    /// Port in the unix socket's name (.s.PGSQL.PORT), as psql -p expects.
+    #[arg(long, value_name = "PORT", default_value_t = 5439)]
+    pub pg_port: u16,
+    /// Admit members of GROUP on the unix socket, besides root.
+    #[arg(long, value_name = "GROUP")]
+    pub pg_group: Option<String>,
+    /// The password TCP clients give (SCRAM-SHA-256): the file's first
+    /// line; the file must not be readable by group or others.
+    #[arg(long, value_name = "FILE")]
+    pub pg_password_file: Option<std::path::PathBuf>,
+    /// TLS certificate chain (PEM) for a TCP endpoint.
+    #[arg(long, value_name = "FILE")]
+    pub pg_tls_cert: Option<std::path::PathBuf>,
+    /// TLS private key (PEM) for a TCP endpoint.
+    #[arg(long, value_name = "FILE")]
+    pub pg_tls_key: Option<std::path::PathBuf>,
+    /// Clients connected at once; more are told so and closed.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub pg_max_connections: usize,
+    /// Client queries running at once; more wait (up to --timeout).
+    /// Scrapes of /metrics do not count against it.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub pg_max_queries: usize,
+}
+
 fn parse_timeout(s: &str) -> Result<Duration, String> {
     parse_duration("timeout", s)
 }
@@ -358,6 +394,8 @@ pub enum Command {
         /// counted in sockql_series_dropped.
         #[arg(long, value_name = "N", default_value_t = 10_000)]
         max_series: usize,
+        #[command(flatten)]
+        pg: PgArgs,
     },
     /// List the tables.
     Tables,

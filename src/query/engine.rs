@@ -130,9 +130,12 @@ pub struct Engine {
 }
 
 /// What the query thread sends to the caller, which prints.
-enum Event {
+#[derive(Debug)]
+pub enum Event {
+    /// A statement with rows begins.
     Start(SchemaRef),
     Batch(RecordBatch),
+    /// That statement's rows are done.
     End,
 }
 
@@ -176,6 +179,7 @@ impl Engine {
         }
         let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
         register_all(&ctx, options)?;
+        ctx.register_udtf("report", Arc::new(super::report_fn::ReportFunction { policy }));
         Ok(Engine { ctx, policy, limits, snapshots: Default::default() })
     }
 
@@ -293,43 +297,139 @@ impl QueryRunner for Engine {
     }
 
     /// Parse, plan and run on a thread of its own with a large stack, and
-    /// print here as results arrive. --timeout covers all of it, planning
-    /// included, and so does dropping this future (Ctrl-C): the caller
-    /// stops waiting at once, and the query thread stops at its next
-    /// result (a statement stuck in planning finishes planning first, then
-    /// stops; nothing it produces is printed).
+    /// print here as results arrive (see [`Engine::stream`]).
     async fn run_into(&self, sql: &SqlSource, sink: &mut dyn ResultSink) -> anyhow::Result<()> {
-        let deadline = self.limits.timeout.map(|t| (tokio::time::Instant::now() + t, t));
-        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
-        let (engine, source, handle) = (self.clone(), sql.clone(), tokio::runtime::Handle::current());
-        let worker = std::thread::Builder::new()
-            .name("sockql-query".into())
-            .stack_size(QUERY_STACK)
-            .spawn(move || handle.block_on(engine.produce(&source, &tx)))
-            .context("cannot start the query thread")?;
-        let receive = async {
-            while let Some(event) = rx.recv().await {
-                match event {
-                    Event::Start(schema) => sink.start(schema)?,
-                    Event::Batch(batch) => sink.batch(&batch)?,
-                    Event::End => sink.end()?,
-                }
+        let mut stream = self.stream(sql)?;
+        while let Some(event) = stream.next().await? {
+            match event {
+                Event::Start(schema) => sink.start(schema)?,
+                Event::Batch(batch) => sink.batch(&batch)?,
+                Event::End => sink.end()?,
             }
-            anyhow::Ok(())
-        };
-        let received = match deadline {
-            None => receive.await,
-            Some((at, t)) => tokio::time::timeout_at(at, receive)
-                .await
-                .map_err(|_| anyhow::anyhow!("query timed out after {} (--timeout)", humantime::format_duration(t)))?,
-        };
-        received?;
-        // The channel closed: the thread has returned or is returning.
-        let joined = tokio::task::spawn_blocking(move || worker.join()).await;
-        match joined {
-            Ok(Ok(result)) => result,
-            _ => anyhow::bail!("the query thread failed"),
         }
+        Ok(())
+    }
+}
+
+/// Run `work` on a thread of its own with the query stack, inside the
+/// caller's runtime.
+fn query_thread<T: Send + 'static>(
+    work: impl FnOnce(&tokio::runtime::Handle) -> T + Send + 'static,
+) -> anyhow::Result<std::thread::JoinHandle<T>> {
+    let handle = tokio::runtime::Handle::current();
+    std::thread::Builder::new()
+        .name("sockql-query".into())
+        .stack_size(QUERY_STACK)
+        .spawn(move || work(&handle))
+        .context("cannot start the query thread")
+}
+
+/// Run `work` on a query thread (its large stack) and wait for it without
+/// blocking the runtime: for front ends' own parsing of client text.
+pub async fn on_query_stack<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
+    join(query_thread(move |_| work())?).await
+}
+
+/// Wait for a query thread without blocking the runtime.
+async fn join<T: Send + 'static>(worker: std::thread::JoinHandle<anyhow::Result<T>>) -> anyhow::Result<T> {
+    match tokio::task::spawn_blocking(move || worker.join()).await {
+        Ok(Ok(result)) => result,
+        _ => anyhow::bail!("the query thread failed"),
+    }
+}
+
+fn timed_out(t: std::time::Duration) -> anyhow::Error {
+    anyhow::anyhow!("query timed out after {} (--timeout)", humantime::format_duration(t))
+}
+
+/// The results of one run as they are computed, statement by statement.
+/// It is `Send`, so any front end (the shell, the PostgreSQL server) can
+/// hold it across awaits. --timeout covers the whole run, from parsing to
+/// the last [`QueryStream::next`]; dropping the stream (Ctrl-C, a closed
+/// client) makes the query thread stop at its next result (a statement
+/// stuck in planning finishes planning first, then stops; nothing it
+/// produces is delivered).
+pub struct QueryStream {
+    rx: tokio::sync::mpsc::Receiver<Event>,
+    worker: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    deadline: Option<(tokio::time::Instant, std::time::Duration)>,
+}
+
+impl QueryStream {
+    /// The next event; `None` once every statement has run. A failed
+    /// statement is the error of the call after its last event.
+    pub async fn next(&mut self) -> anyhow::Result<Option<Event>> {
+        let received = match self.deadline {
+            None => self.rx.recv().await,
+            Some((at, t)) => tokio::time::timeout_at(at, self.rx.recv()).await.map_err(|_| timed_out(t))?,
+        };
+        if let Some(event) = received {
+            return Ok(Some(event));
+        }
+        // The channel closed: the thread has returned or is returning.
+        match self.worker.take() {
+            Some(worker) => join(worker).await.map(|()| None),
+            None => Ok(None),
+        }
+    }
+}
+
+/// What a statement takes and gives, known before it runs (a client's
+/// prepared statement asks for this).
+#[derive(Debug, Clone)]
+pub struct Described {
+    /// `$1`, `$2`, ...: the type DataFusion infers for each (None: any).
+    pub params: Vec<Option<datafusion::arrow::datatypes::DataType>>,
+    /// The rows' schema; None for a statement without rows (CREATE TABLE
+    /// AS, SET, DROP).
+    pub schema: Option<SchemaRef>,
+}
+
+impl Engine {
+    /// Start running every statement of `sql` on the query thread; the
+    /// stream delivers their results.
+    pub fn stream(&self, sql: &SqlSource) -> anyhow::Result<QueryStream> {
+        let deadline = self.limits.timeout.map(|t| (tokio::time::Instant::now() + t, t));
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let (engine, source) = (self.clone(), sql.clone());
+        let worker = query_thread(move |handle| handle.block_on(engine.produce(&source, &tx)))?;
+        Ok(QueryStream { rx, worker: Some(worker), deadline })
+    }
+
+    /// Plan the single statement in `sql` and check it against the policy,
+    /// without running it: its parameters and the schema of its rows.
+    /// Bounded by --timeout like a run.
+    pub async fn describe(&self, sql: &SqlSource) -> anyhow::Result<Described> {
+        let (engine, text) = (self.clone(), sql.text.clone());
+        let worker = query_thread(move |handle| handle.block_on(engine.plan_only(&text)))?;
+        match self.limits.timeout {
+            None => join(worker).await,
+            Some(t) => tokio::time::timeout(t, join(worker)).await.map_err(|_| timed_out(t))?,
+        }
+    }
+
+    async fn plan_only(&self, text: &str) -> anyhow::Result<Described> {
+        let mut statements = Statements::new(text).map_err(|e| e.into_anyhow())?;
+        let statement = statements.next_statement().context("no SQL statement found")?.map_err(|e| e.into_anyhow())?;
+        if statements.next_statement().is_some() {
+            anyhow::bail!("a prepared statement holds one SQL statement");
+        }
+        if let Some(request) = catalog_statement(&statement) {
+            let batch = super::catalog::answer(&request, &super::catalog::listing(&self.ctx).await)?;
+            return Ok(Described { params: Vec::new(), schema: Some(batch.schema()) });
+        }
+        let plan = self.ctx.state().statement_to_plan(statement).await.map_err(|e| suggest_table(e.into()))?;
+        crate::query::policy::check(&plan, self.policy)?;
+        let types = plan.get_parameter_types()?;
+        // $1..$n by number; a gap (only $2 used) is a parameter of any type.
+        let count = types.keys().filter_map(|k| k.strip_prefix('$')?.parse::<usize>().ok()).max().unwrap_or(0);
+        let params = (1..=count).map(|i| types.get(&format!("${i}")).cloned().flatten()).collect();
+        let schema = match &plan {
+            LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) => None,
+            LogicalPlan::Dml(_) | LogicalPlan::Copy(_) => None,
+            plan => Some(plan.schema().inner().clone()),
+        };
+        Ok(Described { params, schema })
     }
 }
 

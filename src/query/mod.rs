@@ -7,9 +7,11 @@
 pub mod catalog;
 pub mod dirs;
 pub mod engine;
+pub mod errors;
 pub mod files;
 pub mod hints;
 pub mod policy;
+pub mod report_fn;
 pub mod saved;
 pub mod services;
 pub mod stamp;

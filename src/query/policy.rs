@@ -52,6 +52,12 @@ impl Refusal {
     fn always(what: String) -> Self {
         Refusal { what, hint: "" }
     }
+
+    /// A refusal as the policy gives it, for front ends' tests.
+    #[cfg(test)]
+    pub(crate) fn example() -> Self {
+        Refusal::files("COPY ... TO writes files")
+    }
 }
 
 /// True for the tables sockql itself provides: the live tables, the
@@ -59,7 +65,8 @@ impl Refusal {
 /// them (a snapshot named `sockets` would silently shadow the kernel).
 pub fn is_builtin(name: &TableReference) -> bool {
     match name.schema() {
-        Some(super::catalog::HISTORY_SCHEMA) | Some("information_schema") => true,
+        // pg_catalog: what PostgreSQL clients list tables with (sockql serve --pg).
+        Some(super::catalog::HISTORY_SCHEMA) | Some("information_schema") | Some("pg_catalog") => true,
         None | Some("public") => crate::tables::TABLES.iter().any(|t| t.name.eq_ignore_ascii_case(name.table())),
         Some(_) => false,
     }

@@ -8,6 +8,7 @@
 //! on a two-core host.
 
 pub mod exposition;
+pub mod pg;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,7 +33,17 @@ pub struct ServeOptions {
     pub max_series: usize,
     pub source: SourceOptions,
     pub memory: Option<usize>,
+    /// The PostgreSQL endpoint, if asked for.
+    pub pg: Option<pg::PgOptions>,
+    /// Bounds of each client query (PostgreSQL endpoint).
+    pub client_limits: Limits,
 }
+
+/// A client query's memory when --memory-limit is not given: a server
+/// answers many clients, so none is unbounded.
+pub const CLIENT_MEMORY: usize = 256 << 20;
+/// A client query's time when --timeout is not given.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The metric queries, found once at start (a changed file is read again
 /// on restart, as Prometheus rules are).
@@ -134,9 +145,26 @@ async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
     })
 }
 
+/// Stops a spawned task when the server returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Serve until Ctrl-C.
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let queries = metric_queries()?;
+    // The PostgreSQL endpoint is checked and bound first: a refused option
+    // (TCP without a password, off loopback without TLS) stops the server
+    // before anything listens.
+    let pg_task = match &options.pg {
+        None => None,
+        Some(pg_options) => Some(pg::start(pg_options, options.source.clone(), options.client_limits).await?),
+    };
+    let _pg_task = pg_task.map(AbortOnDrop);
     let listener = tokio::net::TcpListener::bind(options.listen).await.with_context(|| format!("cannot listen on {}", options.listen))?;
     crate::stderrln!(
         "sockql serve: http://{}/metrics ({} metric queries: {})",

@@ -59,8 +59,8 @@ pub trait LiveSource: fmt::Debug + Send + Sync + 'static {
     fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition;
 }
 
-/// A [`LiveSource`] as a table DataFusion can query: a view, re-read from
-/// the kernel by every scan.
+/// A [`LiveSource`] as a table DataFusion can query, re-read from the
+/// kernel by every scan.
 #[derive(Debug)]
 pub struct LiveTable<S>(pub S);
 
@@ -70,8 +70,11 @@ impl<S: LiveSource> TableProvider for LiveTable<S> {
         schema_of(self.0.columns())
     }
 
+    /// A base table to clients (`\dt` in psql, Grafana's table list),
+    /// though every scan reads the kernel again, as PostgreSQL's
+    /// pg_stat_* do.
     fn table_type(&self) -> TableType {
-        TableType::View
+        TableType::Base
     }
 
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {

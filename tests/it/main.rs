@@ -16,6 +16,7 @@ mod owners;
 mod pcap;
 mod packet_reports;
 mod packets;
+mod pg;
 mod privilege;
 mod properties;
 mod pushdown;

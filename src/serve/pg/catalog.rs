@@ -1,0 +1,82 @@
+//! What PostgreSQL clients expect of the catalog besides the live tables:
+//! pg_catalog and its functions (datafusion-pg-catalog), and the server
+//! settings clients read (`SHOW name`, `current_setting('name')`, as
+//! Grafana's table list does).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, StringArray};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::cast::as_string_array;
+use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+
+use crate::query::engine::Engine;
+
+/// The value of a PostgreSQL setting as this server reports it; None for
+/// a name it does not know.
+pub fn setting(name: &str) -> Option<&'static str> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "server_version" => "16.6",
+        "server_version_num" => "160006",
+        "server_encoding" | "client_encoding" => "UTF8",
+        "standard_conforming_strings" | "integer_datetimes" => "on",
+        "transaction_isolation" | "default_transaction_isolation" => "read committed",
+        "transaction_read_only" | "default_transaction_read_only" => "on",
+        "search_path" => "public",
+        "datestyle" => "ISO, MDY",
+        "timezone" => "UTC",
+        "max_identifier_length" => "63",
+        "statement_timeout" | "lock_timeout" => "0",
+        _ => return None,
+    })
+}
+
+/// `current_setting(name)`: [`setting`], or an error naming the setting
+/// (as PostgreSQL's "unrecognized configuration parameter").
+fn current_setting(args: &[ColumnarValue]) -> datafusion::error::Result<ColumnarValue> {
+    let names = match &args[0] {
+        ColumnarValue::Array(a) => a.clone(),
+        ColumnarValue::Scalar(s) => s.to_array()?,
+    };
+    let names = datafusion::arrow::compute::cast(&names, &DataType::Utf8)?;
+    let names = as_string_array(&names)?;
+    let mut out = Vec::with_capacity(names.len());
+    for name in names.iter() {
+        match name {
+            None => out.push(None),
+            Some(n) => match setting(n) {
+                Some(v) => out.push(Some(v)),
+                None => return datafusion::common::plan_err!("unrecognized configuration parameter \"{n}\""),
+            },
+        }
+    }
+    let array: ArrayRef = Arc::new(StringArray::from(out));
+    Ok(match &args[0] {
+        ColumnarValue::Scalar(_) => ColumnarValue::Scalar(datafusion::scalar::ScalarValue::try_from_array(&array, 0)?),
+        ColumnarValue::Array(_) => ColumnarValue::Array(array),
+    })
+}
+
+/// Add pg_catalog and the settings functions to a client's session.
+pub fn setup(engine: &Engine) -> anyhow::Result<()> {
+    let ctx = engine.context();
+    datafusion_pg_catalog::setup_pg_catalog(ctx, "datafusion", datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider)
+        .map_err(|e| anyhow::anyhow!("cannot set up pg_catalog: {e}"))?;
+    ctx.register_udf(create_udf("current_setting", vec![DataType::Utf8], DataType::Utf8, Volatility::Stable, Arc::new(current_setting)));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_clients_read() {
+        assert_eq!(setting("search_path"), Some("public"));
+        assert_eq!(setting("TimeZone"), Some("UTC"));
+        assert_eq!(setting("no_such_thing"), None);
+        let v = current_setting(&[ColumnarValue::Scalar("search_path".into())]).unwrap();
+        assert!(matches!(v, ColumnarValue::Scalar(datafusion::scalar::ScalarValue::Utf8(Some(s))) if s == "public"));
+        assert!(current_setting(&[ColumnarValue::Scalar("bogus".into())]).is_err());
+    }
+}
