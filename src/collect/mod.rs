@@ -8,6 +8,7 @@ pub mod conntrack;
 pub mod counters;
 pub mod error;
 pub mod netlink;
+pub mod netlink_sockets;
 pub mod netns;
 pub mod nla;
 pub mod owners;

@@ -151,6 +151,18 @@ async fn send(tx: &Events, e: Event) -> anyhow::Result<()> {
     tx.send(e).await.map_err(|_| Abandoned.into())
 }
 
+/// The next batch of `stream`, or [`Abandoned`] as soon as the caller
+/// stops listening (timeout, Ctrl-C, a closed client). An aggregate sends
+/// nothing until it is done: waiting only on sends would let it run on,
+/// unheard, to the end. Dropping the stream stops DataFusion's tasks.
+async fn next_batch(stream: &mut datafusion::physical_plan::SendableRecordBatchStream, tx: &Events) -> anyhow::Result<Option<RecordBatch>> {
+    use futures::StreamExt;
+    tokio::select! {
+        next = stream.next() => Ok(next.transpose()?),
+        _ = tx.closed() => Err(Abandoned.into()),
+    }
+}
+
 fn exhausted_hint(e: anyhow::Error) -> anyhow::Error {
     let exhausted = e
         .chain()
@@ -187,11 +199,17 @@ impl Engine {
         &self.ctx
     }
 
+    /// Hold `reservation` as long as the session (rows kept in memory).
+    pub(crate) fn keep_reservation(&self, name: String, reservation: MemoryReservation) {
+        if let Ok(mut kept) = self.snapshots.lock() {
+            kept.insert(name, reservation);
+        }
+    }
+
     /// `CREATE TABLE name AS ...`: the rows are kept in memory, each batch
     /// reserved in the session's pool first, so --memory-limit bounds
     /// snapshots as it bounds sorts.
-    async fn create_snapshot(&self, cmd: CreateMemoryTable) -> anyhow::Result<()> {
-        use futures::StreamExt;
+    async fn create_snapshot(&self, cmd: CreateMemoryTable, tx: &Events) -> anyhow::Result<()> {
         let CreateMemoryTable { name, input, if_not_exists, or_replace, constraints, column_defaults, temporary } = cmd;
         if temporary {
             anyhow::bail!("temporary tables are not supported: every snapshot lasts the session");
@@ -208,8 +226,7 @@ impl Engine {
         let reservation = MemoryConsumer::new(format!("snapshot {name}")).register(&self.ctx.runtime_env().memory_pool);
         let mut stream = df.execute_stream().await?;
         let mut batches = Vec::new();
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
+        while let Some(batch) = next_batch(&mut stream, tx).await? {
             reservation.try_grow(batch.get_array_memory_size())?;
             batches.push(batch);
         }
@@ -226,7 +243,6 @@ impl Engine {
 
     /// Plan, check and run one statement, sending its result as it streams.
     async fn run_statement(&self, statement: Statement, params: &HashMap<String, ScalarValue>, tx: &Events) -> anyhow::Result<()> {
-        use futures::StreamExt;
         if let Some(request) = catalog_statement(&statement) {
             let batch = super::catalog::answer(&request, &super::catalog::listing(&self.ctx).await)?;
             send(tx, Event::Start(batch.schema())).await?;
@@ -245,7 +261,7 @@ impl Engine {
         };
         let df = match plan {
             LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(cmd)) => {
-                self.create_snapshot(cmd).await?;
+                self.create_snapshot(cmd, tx).await?;
                 return Ok(());
             }
             plan => self.ctx.execute_logical_plan(plan).await?,
@@ -256,8 +272,8 @@ impl Engine {
         let schema: SchemaRef = df.schema().inner().clone();
         let mut stream = df.execute_stream().await?;
         send(tx, Event::Start(schema)).await?;
-        while let Some(batch) = stream.next().await {
-            send(tx, Event::Batch(batch?)).await?;
+        while let Some(batch) = next_batch(&mut stream, tx).await? {
+            send(tx, Event::Batch(batch)).await?;
         }
         send(tx, Event::End).await
     }

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod errors;
 pub mod files;
 pub mod hints;
+pub mod pinned;
 pub mod policy;
 pub mod report_fn;
 pub mod saved;

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode};
 
-use crate::query::engine::{Engine, Limits, Policy, QueryRunner};
+use crate::query::engine::{Engine, Limits, Policy, QueryRunner, SqlSource};
 use crate::query::saved::{self, SavedQuery};
 use crate::tables::SourceOptions;
 use exposition::{write_families, Format};
@@ -42,6 +42,11 @@ pub struct ServeOptions {
 /// A client query's memory when --memory-limit is not given: a server
 /// answers many clients, so none is unbounded.
 pub const CLIENT_MEMORY: usize = 256 << 20;
+/// HTTP connections open at once (Prometheus keeps one per target).
+const HTTP_CONNECTIONS: usize = 64;
+/// Time a client has to send its request head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A client query's time when --timeout is not given.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -66,26 +71,46 @@ struct State {
     errors_total: std::sync::atomic::AtomicU64,
 }
 
-/// One scrape: each metric query in a session of its own, within the
-/// scrape timeout; a failed query is counted, logged and left out.
+/// One scrape, within the scrape timeout: one session for all metric
+/// queries, in which each live table they need is read once (see
+/// [`crate::query::pinned`]); a failed query is counted, logged and left
+/// out, the others still answer.
 async fn scrape(state: &State, format: Format) -> String {
     let _one = state.scraping.lock().await;
     let started = Instant::now();
-    let deadline = started + state.options.scrape_timeout;
+    let deadline = tokio::time::Instant::from_std(started + state.options.scrape_timeout);
     let mut out = String::new();
-    // The server's own families, one line per query each, written after
-    // the queries' families with their headers.
-    let (mut durations, mut up, mut dropped) = (String::new(), String::new(), String::new());
+    // The server's own families, one line per query (or table) each,
+    // written after the queries' families with their headers.
+    let (mut durations, mut up, mut dropped, mut rows) = (String::new(), String::new(), String::new(), String::new());
     use std::fmt::Write;
-    for q in &state.queries {
+    let timed_out = || anyhow::anyhow!("the scrape took longer than --scrape-timeout {}", humantime::format_duration(state.options.scrape_timeout));
+    let limits = Limits { memory: state.options.memory, timeout: Some(state.options.scrape_timeout) };
+    let session = Engine::with(&state.options.source, Policy::default(), limits);
+    let sources: Vec<anyhow::Result<SqlSource>> = state.queries.iter().map(|q| q.source(&[])).collect();
+    if let Ok(engine) = &session {
+        let wanted: Vec<SqlSource> = sources.iter().filter_map(|s| s.as_ref().ok().cloned()).collect();
+        match tokio::time::timeout_at(deadline, engine.pin_tables(&wanted)).await {
+            Ok(Ok(tables)) => {
+                for table in tables {
+                    match table {
+                        Ok(p) => {
+                            let _ = writeln!(rows, "sockql_table_rows{{table=\"{}\"}} {}", p.table, p.rows);
+                        }
+                        Err(e) => crate::stderrln!("sockql serve: {e:#}"),
+                    }
+                }
+            }
+            Ok(Err(e)) => crate::stderrln!("sockql serve: cannot read the tables once: {e:#}"),
+            Err(_) => crate::stderrln!("sockql serve: {}", timed_out()),
+        }
+    }
+    for (q, source) in state.queries.iter().zip(sources) {
         let Some(decl) = q.metric.as_ref() else { continue };
-        let left = deadline.saturating_duration_since(Instant::now());
-        let limits = Limits { memory: state.options.memory, timeout: Some(left.max(Duration::from_millis(1))) };
         let t0 = Instant::now();
         let result = async {
-            let engine = Engine::with(&state.options.source, Policy::default(), limits)?;
-            let source = q.source(&[])?;
-            let mut results = engine.run(&source).await?;
+            let engine = session.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+            let mut results = tokio::time::timeout_at(deadline, engine.run(&source?)).await.map_err(|_| timed_out())??;
             let last = results.pop().context("the query returned no result")?;
             let mut text = String::new();
             let written = write_families(decl, &last.schema, &last.batches, state.options.max_series, format, &mut text)?;
@@ -106,7 +131,7 @@ async fn scrape(state: &State, format: Format) -> String {
             }
             Err(e) => {
                 state.errors_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                crate::stderrln!("sockql serve: {}: {e:#}", q.name);
+                crate::stderrln!("sockql serve: {}: {}", q.name, crate::query::errors::error_line(&e));
                 (0, 0)
             }
         };
@@ -117,6 +142,7 @@ async fn scrape(state: &State, format: Format) -> String {
         ("sockql_query_duration_seconds", "Time each metric query of this scrape took", durations),
         ("sockql_query_up", "1 if the metric query answered in this scrape, 0 if it failed (see sockql's stderr)", up),
         ("sockql_series_dropped", "Series of the query left out past --max-series in this scrape", dropped),
+        ("sockql_table_rows", "Rows of each live table read in this scrape, once for all its metric queries", rows),
     ] {
         let _ = write!(out, "# HELP {family} {help}\n# TYPE {family} gauge\n{lines}");
     }
@@ -173,6 +199,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         queries.iter().map(|q| q.name.as_str()).collect::<Vec<_>>().join(", ")
     );
     let state = Arc::new(State { options, queries, scraping: tokio::sync::Mutex::new(()), errors_total: Default::default() });
+    let open = Arc::new(tokio::sync::Semaphore::new(HTTP_CONNECTIONS));
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async move {
@@ -181,13 +208,23 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
                     accepted = listener.accept() => accepted?,
                     _ = tokio::signal::ctrl_c() => return Ok(()),
                 };
+                // Past the cap a connection is closed at once: idle or slow
+                // clients cannot pile up file descriptors and memory.
+                let Ok(slot) = open.clone().try_acquire_owned() else { continue };
                 let state = state.clone();
                 // Queries are not Send (the engine's runner): connections
                 // are served on this thread, each its own task.
                 tokio::task::spawn_local(async move {
                     let io = hyper_util::rt::TokioIo::new(stream);
                     let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                    // A client that sends its request head slowly (or never)
+                    // is closed after HEADER_TIMEOUT.
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(HEADER_TIMEOUT)
+                        .serve_connection(io, service)
+                        .await;
+                    drop(slot);
                 });
             }
         })

@@ -12,6 +12,7 @@ pub mod filters;
 pub mod live;
 pub mod live_table;
 pub mod net_counters;
+pub mod netlink_sockets;
 pub mod netns;
 pub mod owner_fill;
 pub mod packets;
@@ -79,6 +80,10 @@ pub struct Entry {
 }
 
 /// Every table sockql serves, in the order `sockql tables` lists them.
+/// The tables that are event streams (read until a time or count, not a
+/// snapshot of state): a snapshot of them cannot be taken once and reused.
+pub const STREAMS: &[&str] = &[packets::capture::NAME, conntrack_events::NAME, process_events::NAME, socket_events::NAME];
+
 pub const TABLES: &[Entry] = &[
     Entry { name: sockets::NAME, about: sockets::ABOUT, defs: || sockets::Col::DEFS, make: |o| Arc::new(LiveTable(sockets::SocketsTable::new(o.clone()))) },
     Entry { name: processes::NAME, about: processes::ABOUT, defs: || processes::Col::DEFS, make: |_| Arc::new(LiveTable(processes::ProcessesTable)) },
@@ -92,6 +97,12 @@ pub const TABLES: &[Entry] = &[
         make: |o| Arc::new(LiveTable(conntrack_stats::ConntrackStatsTable::new(o.clone()))),
     },
     Entry { name: netns::NAME, about: netns::ABOUT, defs: || netns::Col::DEFS, make: |_| Arc::new(LiveTable(netns::NetnsTable)) },
+    Entry {
+        name: netlink_sockets::NAME,
+        about: netlink_sockets::ABOUT,
+        defs: || netlink_sockets::Col::DEFS,
+        make: |o| Arc::new(LiveTable(netlink_sockets::NetlinkSocketsTable::new(o.clone()))),
+    },
     Entry {
         name: net_counters::NAME,
         about: net_counters::ABOUT,
@@ -165,4 +176,23 @@ pub fn register_all(ctx: &SessionContext, options: &SourceOptions) -> Result<()>
     // capture_seconds(), for rates over a live capture.
     ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(packets::capture_seconds::CaptureSeconds::new(options)));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::live_table::LiveSource;
+
+    #[test]
+    fn streams_are_the_tables_whose_source_streams() {
+        let o = SourceOptions::default();
+        assert!(packets::capture::PacketsTable::new(o.clone()).is_stream());
+        assert!(conntrack_events::ConntrackEventsTable::new(o.clone()).is_stream());
+        assert!(process_events::ProcessEventsTable::new(o.clone()).is_stream());
+        assert!(socket_events::SocketEventsTable::new(o.clone()).is_stream());
+        assert!(!sockets::SocketsTable::new(o).is_stream());
+        for name in STREAMS {
+            assert!(TABLES.iter().any(|t| t.name == *name), "{name}");
+        }
+    }
 }

@@ -81,7 +81,9 @@ impl Netns {
             .into_iter()
             .map(|mut r| {
                 let obj = r.as_object_mut().unwrap_or_else(|| panic!("{name}: not a row"));
-                assert_eq!(obj.remove("netns").as_ref(), Some(&inode), "{name}: a row of another namespace");
+                // Metric reports carry it as text (a label).
+                let netns = obj.remove("netns");
+                assert!(netns == Some(inode.clone()) || netns == Some(serde_json::json!(inode.to_string())), "{name}: a row of another namespace: {netns:?}");
                 assert_eq!(obj.remove("netns_name").as_ref(), Some(&me), "{name}: a row of another namespace");
                 r
             })

@@ -36,14 +36,32 @@ impl Drop for Scratch {
 /// Start `sockql serve` in `ns` with `args`; returns it once its
 /// PostgreSQL line is on stderr (the rest of stderr is drained).
 fn serve(ns: &Netns, args: &[&str]) -> (Reaped, String) {
+    let (child, first, _) = serve_both(ns, args);
+    (child, first)
+}
+
+/// As [`serve`], also returning the port of /metrics.
+fn serve_both(ns: &Netns, args: &[&str]) -> (Reaped, String, u16) {
     let mut full = vec![bin(), "serve", "--listen", "127.0.0.1:0"];
     full.extend_from_slice(args);
     let mut child = spawn_in(ns, &full);
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let first = lines.next().and_then(|l| l.ok()).unwrap_or_default();
     assert!(first.contains("PostgreSQL on"), "serve {args:?} said: {first}");
+    let second = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+    let http: u16 = second.split("http://127.0.0.1:").nth(1).and_then(|r| r.split('/').next()).and_then(|p| p.parse().ok()).expect(&second);
     std::thread::spawn(move || for _ in lines {});
-    (child, first)
+    (child, first, http)
+}
+
+/// CPU seconds `pid` has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat (11 and 12 after the name).
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
 }
 
 /// psql with `args`, optionally as another user or in a namespace:
@@ -302,4 +320,65 @@ fn tcp_needs_a_password_and_off_loopback_tls() {
     assert_eq!(out.trim(), "t");
     let (_, err, ok) = psql(Some(&b), None, &ok_env, &[&format!("{remote} sslmode=disable"), "-c", "SELECT 1"]);
     assert!(!ok && err.contains("connect with TLS"), "plain text off loopback is refused: {err}");
+}
+
+#[test]
+fn a_slow_client_is_bounded_and_does_not_starve_scrapes() {
+    let ns = Netns::new("pgslow");
+    let scratch = Scratch::new("slow");
+    let dir = scratch.0.join("run");
+    let (server, _, http) = serve_both(
+        &ns,
+        &["--pg", dir.to_str().unwrap(), "--pg-port", "5441", "--pg-max-connections", "1", "--timeout", "4s", "--memory-limit", "8M"],
+    );
+    eventually(WAIT, || dir.join(".s.PGSQL.5441").exists().then_some(()));
+    let args = |sql: &str| -> Vec<String> {
+        let mut a = unix_args(&dir, 5441);
+        a.extend(["-v".into(), "VERBOSITY=verbose".into(), "-c".into(), sql.into()]);
+        a
+    };
+    // A query that would run for minutes holds the only connection.
+    let slow = args("SELECT count(*) FROM generate_series(1, 100000000000) t(x) WHERE x % 7 = 3");
+    let started = std::time::Instant::now();
+    let a = std::thread::spawn(move || {
+        let refs: Vec<&str> = slow.iter().map(String::as_str).collect();
+        let r = psql(None, None, &[], &refs);
+        (r, started.elapsed())
+    });
+    // Another client is told the server is full (so the first is connected).
+    let other = args("SELECT 1");
+    let refs: Vec<&str> = other.iter().map(String::as_str).collect();
+    let err = eventually(WAIT, || {
+        let (_, err, ok) = psql(None, None, &[], &refs);
+        (!ok && err.contains("too many connections")).then_some(err)
+    });
+    assert!(err.contains("--pg-max-connections"), "{err}");
+    // Scrapes are answered meanwhile, every metric query up.
+    let t0 = std::time::Instant::now();
+    let body = ns.enter(move || {
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect(("127.0.0.1", http)).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    });
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    assert!(body.lines().filter(|l| l.starts_with("sockql_query_up{")).all(|l| l.ends_with(" 1")), "{body}");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(4), "the scrape waited {:?}", t0.elapsed());
+    // --timeout ends the slow query, with PostgreSQL's query_canceled.
+    let ((_, err, ok), took) = a.join().unwrap();
+    assert!(!ok && err.contains("57014") && err.contains("timed out after 4s"), "{err}");
+    assert!(took < std::time::Duration::from_secs(15), "{took:?}");
+    // ...and the work stops: the server's CPU time stops growing.
+    eventually(std::time::Duration::from_secs(10), || {
+        let before = cpu_seconds(server.id());
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        (cpu_seconds(server.id()) - before < 0.1).then_some(())
+    });
+    // --memory-limit bounds what one query holds, with out_of_memory.
+    let big = args("SELECT length(string_agg(CAST(x AS VARCHAR), ',')) FROM generate_series(1, 4000000) t(x)");
+    let refs: Vec<&str> = big.iter().map(String::as_str).collect();
+    let (_, err, ok) = psql(None, None, &[], &refs);
+    assert!(!ok && err.contains("53200") && err.contains("--memory-limit"), "{err}");
 }

@@ -128,6 +128,48 @@ fn every_report_per_namespace_equals_the_report_inside_it() {
         let full = ns.run_saved_here("conntrack_full", &[]);
         let counted = ns.exec_ok("conntrack", &["-C"]).trim().parse::<i64>().unwrap();
         assert_eq!(full[0]["entries"], json!(counted), "{full:?}");
+        // The metric reports serve exports: conntrack's fill as conntrack -C
+        // counts it, its drops as conntrack -S sums them.
+        let fill = ns.run_saved_here("metric_conntrack", &[]);
+        assert_eq!(fill.len(), 1, "{fill:?}");
+        assert_eq!(fill[0]["entries"], json!(counted), "{fill:?}");
+        let max: i64 = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max").unwrap().trim().parse().unwrap();
+        assert_eq!(fill[0]["max"], json!(max), "{fill:?}");
+        let drops = ns.run_saved_here("metric_conntrack_drops", &[]);
+        let stat = ns.exec_ok("conntrack", &["-S"]);
+        let summed = |key: &str| -> i64 {
+            stat.split_whitespace().filter_map(|w| w.strip_prefix(&format!("{key}="))?.parse::<i64>().ok()).sum()
+        };
+        assert_eq!(
+            (drops[0]["drops"].clone(), drops[0]["early_drops"].clone(), drops[0]["insert_failed"].clone()),
+            (json!(summed("drop")), json!(summed("early_drop")), json!(summed("insert_failed"))),
+            "{stat}"
+        );
+        // Ephemeral ports per remote, as ss shows the sockets on ports of
+        // the namespace's range (every state but LISTEN).
+        let range = ns.exec_ok("cat", &["/proc/sys/net/ipv4/ip_local_port_range"]);
+        let (lo, hi): (u16, u16) = {
+            let mut w = range.split_whitespace().map(|x| x.parse().unwrap());
+            (w.next().unwrap(), w.next().unwrap())
+        };
+        let mut from_ss: std::collections::BTreeMap<String, i64> = Default::default();
+        for line in ns.exec_ok("ss", &["-Htan", "state", "all"]).lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port: u16 = f[3].rsplit(':').next().unwrap().parse().unwrap();
+            if f[0] != "LISTEN" && (lo..=hi).contains(&local_port) {
+                *from_ss.entry(f[4].to_string()).or_default() += 1;
+            }
+        }
+        let ports: std::collections::BTreeMap<String, i64> = ns
+            .run_saved_here("metric_ephemeral_ports", &[])
+            .iter()
+            .map(|r| {
+                assert_eq!(r["range_size"], json!(i64::from(hi - lo) + 1), "{r}");
+                (format!("{}:{}", r["remote_addr"].as_str().unwrap(), r["remote_port"].as_str().unwrap()), r["used"].as_i64().unwrap())
+            })
+            .collect();
+        assert_eq!(ports, from_ss);
+        assert_eq!(ports.get("127.0.0.1:8080"), Some(&(estab + close_wait)), "the clients of 8080: {ports:?}");
         let nat = ns.run_saved_here("nat_by_destination", &[]);
         assert_eq!(nat.len(), 1, "{nat:?}");
         let dnat: Vec<&Value> = tool.iter().filter(|r| r["orig_dport"] == json!(8081)).collect();

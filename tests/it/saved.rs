@@ -293,6 +293,14 @@ fn retransmits_when_the_peer_goes_silent() {
     assert!(r["timeouts"].as_u64().unwrap() >= 1, "{r}");
     assert!(r["unacked"].as_u64().unwrap() >= 1 && r["bytes_retrans"].as_u64().unwrap() >= 1000, "{r}");
     assert_eq!(r["pid"], my_pid());
+    // The metric serve exports: one retransmitting connection of this
+    // process, timing out now, with at least the segments counted above
+    // (read later, the count can only have grown).
+    let metric = a.run_saved_here("metric_retransmits", &[]);
+    let mine: Vec<&Value> = metric.iter().filter(|m| m["pid"] == json!(my_pid().to_string())).collect();
+    assert_eq!(mine.len(), 1, "{metric:?}");
+    assert_eq!((mine[0]["connections"].clone(), mine[0]["timing_out"].clone()), (json!(1), json!(1)), "{metric:?}");
+    assert!(mine[0]["segments"].as_u64().unwrap() >= r["total_retrans"].as_u64().unwrap(), "{metric:?} after {r}");
     drop((l, client));
 }
 

@@ -59,6 +59,13 @@ fn serve_exports_metric_reports_that_prometheus_scrapes() {
     let estab = format!("netns_name=\"{}\",protocol=\"tcp\",state=\"FIN-WAIT-2\"}} 3", ns.name);
     assert!(body.lines().any(|l| l.starts_with("sockql_sockets{") && l.ends_with(&estab)), "the closed clients: {body}");
     assert!(body.contains("sockql_query_up{query=\"metric_close_wait\"} 1"), "{body}");
+    // One reading of the sockets for every metric query of the scrape: the
+    // per-state counts add up to the rows read.
+    let value = |l: &str| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap();
+    let by_state: f64 = body.lines().filter(|l| l.starts_with("sockql_sockets{")).map(value).sum();
+    let read = body.lines().find(|l| l.starts_with("sockql_table_rows{table=\"sockets\"}")).map(value);
+    assert_eq!(Some(by_state), read, "{body}");
+    assert!(body.lines().all(|l| !l.starts_with("sockql_query_up{") || l.ends_with(" 1")), "every metric query answers: {body}");
     // The accept queue as ss -ltn shows it: Recv-Q queued, Send-Q the limit.
     let ss_listen = ns.exec_ok("ss", &["-Hltn", "sport", &format!(":{listen_port}")]);
     let fields: Vec<&str> = ss_listen.split_whitespace().collect();
@@ -74,6 +81,22 @@ fn serve_exports_metric_reports_that_prometheus_scrapes() {
     assert!(ok, "promtool: {said}");
     assert_eq!(get(&ns, port, "/healthz"), ("HTTP/1.1 200 OK".into(), "ok\n".into()));
     assert_eq!(get(&ns, port, "/nothing").0, "HTTP/1.1 404 Not Found");
+    // A client that never finishes its request head is closed after the
+    // server's 10 s, and scrapes go on meanwhile.
+    let slow = ns.enter(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s
+    });
+    let started = std::time::Instant::now();
+    assert_eq!(get(&ns, port, "/healthz").0, "HTTP/1.1 200 OK", "served while a slow client waits");
+    let waited = std::thread::spawn(move || {
+        let mut slow = slow;
+        let mut text = String::new();
+        let _ = slow.read_to_string(&mut text);
+        (text, started.elapsed())
+    });
 
     // A real Prometheus scraping it every second, asked over its own API.
     let dir = std::env::temp_dir().join(format!("sockql-prometheus-{}", std::process::id()));
@@ -106,6 +129,9 @@ fn serve_exports_metric_reports_that_prometheus_scrapes() {
     assert_eq!(value["metric"]["pid"], Value::from(pid.to_string()), "{value}");
     assert_eq!(value["metric"]["job"], Value::from("sockql"), "{value}");
     assert_eq!(value["value"][1], Value::from(ss_close_wait.to_string()), "{value}");
+    let (said, after) = waited.join().unwrap();
+    assert!(said.is_empty() || said.starts_with("HTTP/1.1 408"), "{said}");
+    assert!(after >= Duration::from_secs(9) && after < Duration::from_secs(25), "closed after {after:?}");
     drop((held, listener, waiting));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -135,4 +161,66 @@ impl OutputWith for std::process::Command {
         let out = child.wait_with_output().unwrap();
         (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
     }
+}
+
+/// A route listener that never reads, with the smallest receive buffer,
+/// in `ns`: its fd (held open by the caller) and its inode.
+fn deaf_route_listener(ns: &Netns) -> (std::os::fd::OwnedFd, u64) {
+    ns.enter(|| {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: plain socket calls on a descriptor this block owns.
+        unsafe {
+            let fd = libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE);
+            assert!(fd >= 0);
+            let owned = std::os::fd::OwnedFd::from_raw_fd(fd);
+            let size: libc::c_int = 1;
+            libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, (&size as *const libc::c_int).cast(), 4);
+            let mut addr: libc::sockaddr_nl = std::mem::zeroed();
+            addr.nl_family = libc::AF_NETLINK as u16;
+            addr.nl_groups = (libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_LINK) as u32;
+            let len = std::mem::size_of::<libc::sockaddr_nl>() as u32;
+            assert_eq!(libc::bind(owned.as_raw_fd(), (&addr as *const libc::sockaddr_nl).cast(), len), 0);
+            let mut st: libc::stat = std::mem::zeroed();
+            assert_eq!(libc::fstat(owned.as_raw_fd(), &mut st), 0);
+            (owned, st.st_ino)
+        }
+    })
+}
+
+#[test]
+fn lost_netlink_events_equal_proc_net_netlink() {
+    let ns = Netns::new("nldrops");
+    let (listener, inode) = deaf_route_listener(&ns);
+    // Sixty address events; the listener's buffer holds a few of them.
+    let batch: String = (1..=60).map(|i| format!("address add 10.77.0.{i}/32 dev lo\n")).collect();
+    let file = std::env::temp_dir().join(format!("sockql-nldrops-{}", std::process::id()));
+    std::fs::write(&file, batch).unwrap();
+    ns.exec_ok("ip", &["-batch", file.to_str().unwrap()]);
+    std::fs::remove_file(&file).unwrap();
+    // The kernel's own account, read inside the namespace.
+    let proc_drops: u64 = ns
+        .exec_ok("cat", &["/proc/net/netlink"])
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() >= 10 && f[9] == inode.to_string())
+        .map(|f| f[8].parse().unwrap())
+        .expect("our socket in /proc/net/netlink");
+    assert!(proc_drops > 0, "the deaf listener lost events");
+    let rows = ns.sockql(&format!("SELECT protocol, groups, drops FROM netlink_sockets WHERE inode = {inode}"));
+    assert_eq!(rows, vec![serde_json::json!({"protocol": "route", "groups": 0x11, "drops": proc_drops})]);
+    let metric = ns.run_saved_here("metric_netlink_drops", &[]);
+    assert_eq!(
+        metric,
+        vec![serde_json::json!({"protocol": "route", "inode": inode.to_string(), "pid": std::process::id().to_string(), "process": my_comm(), "lost": proc_drops})]
+    );
+    // As Prometheus sees it: a counter.
+    let mut server = spawn_in(&ns, &[bin(), "serve", "--listen", "127.0.0.1:0"]);
+    let mut line = String::new();
+    BufReader::new(server.stderr.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let port: u16 = line.split("http://127.0.0.1:").nth(1).and_then(|r| r.split('/').next()).and_then(|p| p.parse().ok()).expect(&line);
+    let (_, body) = get(&ns, port, "/metrics");
+    assert!(body.contains("# TYPE sockql_netlink_lost_events_total counter"), "{body}");
+    let sample = format!("inode=\"{inode}\",pid=\"{}\",process=\"{}\"}} {proc_drops}", std::process::id(), my_comm());
+    assert!(body.lines().any(|l| l.starts_with("sockql_netlink_lost_events_total{") && l.ends_with(&sample)), "{body}");
+    drop(listener);
 }
