@@ -394,6 +394,10 @@ pub enum Command {
         /// counted in sockql_series_dropped.
         #[arg(long, value_name = "N", default_value_t = 10_000)]
         max_series: usize,
+        /// Serve only these metric reports (comma-separated names);
+        /// default: every saved query with a `-- metric:` header.
+        #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+        metrics: Vec<String>,
         #[command(flatten)]
         pg: PgArgs,
     },

@@ -99,7 +99,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    if let Some(Command::Serve { listen, scrape_timeout, max_series, pg }) = &args.command {
+    if let Some(Command::Serve { listen, scrape_timeout, max_series, metrics, pg }) = &args.command {
         if args.allow_files {
             anyhow::bail!("refused: --allow-files is never on for what a server answers");
         }
@@ -119,6 +119,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             listen: *listen,
             scrape_timeout: *scrape_timeout,
             max_series: *max_series,
+            only: metrics.clone(),
             source,
             memory: args.memory_limit,
             pg,

@@ -31,6 +31,8 @@ pub struct ServeOptions {
     pub scrape_timeout: Duration,
     /// Series per family; past it the rest are dropped and counted.
     pub max_series: usize,
+    /// `--metrics`: serve only these metric reports (empty: all).
+    pub only: Vec<String>,
     pub source: SourceOptions,
     pub memory: Option<usize>,
     /// The PostgreSQL endpoint, if asked for.
@@ -52,13 +54,17 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The metric queries, found once at start (a changed file is read again
 /// on restart, as Prometheus rules are).
-fn metric_queries() -> anyhow::Result<Vec<SavedQuery>> {
+fn metric_queries(only: &[String]) -> anyhow::Result<Vec<SavedQuery>> {
     let mut out = Vec::new();
     for q in saved::all() {
         let q = q?;
-        if q.metric.is_some() {
+        if q.metric.is_some() && (only.is_empty() || only.contains(&q.name)) {
             out.push(q);
         }
+    }
+    if let Some(missing) = only.iter().find(|name| !out.iter().any(|q| &q.name == *name)) {
+        let known: Vec<String> = saved::all().into_iter().filter_map(|q| q.ok()).filter(|q| q.metric.is_some()).map(|q| q.name).collect();
+        anyhow::bail!("--metrics: no metric report named '{missing}'; they are: {}", known.join(", "));
     }
     Ok(out)
 }
@@ -171,6 +177,19 @@ async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
     })
 }
 
+/// An accepted connection; a failed accept (out of descriptors, say) is
+/// said once and retried after a pause, so the endpoint outlives it.
+pub(crate) async fn accepted<T>(result: std::io::Result<T>) -> Option<T> {
+    match result {
+        Ok(stream) => Some(stream),
+        Err(e) => {
+            crate::notice::warn_once("serve-accept", format!("sockql serve: accepting a connection failed ({e}); retrying"));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            None
+        }
+    }
+}
+
 /// Stops a spawned task when the server returns.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -182,7 +201,7 @@ impl Drop for AbortOnDrop {
 
 /// Serve until Ctrl-C.
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
-    let queries = metric_queries()?;
+    let queries = metric_queries(&options.only)?;
     // The PostgreSQL endpoint is checked and bound first: a refused option
     // (TCP without a password, off loopback without TLS) stops the server
     // before anything listens.
@@ -204,10 +223,11 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     local
         .run_until(async move {
             loop {
-                let (stream, _) = tokio::select! {
-                    accepted = listener.accept() => accepted?,
+                let stream = tokio::select! {
+                    result = listener.accept() => accepted(result.map(|(s, _)| s)).await,
                     _ = tokio::signal::ctrl_c() => return Ok(()),
                 };
+                let Some(stream) = stream else { continue };
                 // Past the cap a connection is closed at once: idle or slow
                 // clients cannot pile up file descriptors and memory.
                 let Ok(slot) = open.clone().try_acquire_owned() else { continue };

@@ -101,7 +101,7 @@ fn catalog_commands_list_typed_described_columns() {
     let names: Vec<String> = parse_ndjson(&out).iter().map(|r| r["table_name"].as_str().unwrap().to_string()).collect();
     assert_eq!(
         names,
-        ["sockets", "processes", "socket_owners", "sysctls", "conntrack", "conntrack_stats", "netns", "net_counters", "sockstat", "packets", "conntrack_events", "process_events", "socket_events", "unix_sockets"]
+        ["sockets", "processes", "socket_owners", "sysctls", "conntrack", "conntrack_stats", "netns", "netlink_sockets", "net_counters", "sockstat", "packets", "conntrack_events", "process_events", "socket_events", "unix_sockets"]
     );
     let (sql_tables, _, _) = run(&["--format", "ndjson", "SHOW TABLES"]);
     assert_eq!(sql_tables, out);
@@ -123,7 +123,7 @@ fn catalog_commands_list_typed_described_columns() {
     assert_eq!(parse_ndjson(&row), vec![json!({"t": "UInt16", "s": "Timestamp(ms, \"UTC\")"})]);
 
     let (_, err, ok) = run(&["schema", "nope"]);
-    assert!(!ok && err.contains("tables are: sockets, processes, socket_owners, sysctls, conntrack, conntrack_stats, netns, net_counters, sockstat, packets, conntrack_events, process_events, socket_events, unix_sockets"), "{err}");
+    assert!(!ok && err.contains("tables are: sockets, processes, socket_owners, sysctls, conntrack, conntrack_stats, netns, netlink_sockets, net_counters, sockstat, packets, conntrack_events, process_events, socket_events, unix_sockets"), "{err}");
 }
 
 #[test]

@@ -348,7 +348,8 @@ fn a_slow_client_is_bounded_and_does_not_starve_scrapes() {
     // Another client is told the server is full (so the first is connected).
     let other = args("SELECT 1");
     let refs: Vec<&str> = other.iter().map(String::as_str).collect();
-    let err = eventually(WAIT, || {
+    // (Generous: on a loaded CI machine the first client can take seconds.)
+    let err = eventually(std::time::Duration::from_secs(20), || {
         let (_, err, ok) = psql(None, None, &[], &refs);
         (!ok && err.contains("too many connections")).then_some(err)
     });
@@ -369,7 +370,7 @@ fn a_slow_client_is_bounded_and_does_not_starve_scrapes() {
     // --timeout ends the slow query, with PostgreSQL's query_canceled.
     let ((_, err, ok), took) = a.join().unwrap();
     assert!(!ok && err.contains("57014") && err.contains("timed out after 4s"), "{err}");
-    assert!(took < std::time::Duration::from_secs(15), "{took:?}");
+    assert!(took < std::time::Duration::from_secs(30), "{took:?}");
     // ...and the work stops: the server's CPU time stops growing.
     eventually(std::time::Duration::from_secs(10), || {
         let before = cpu_seconds(server.id());

@@ -146,17 +146,22 @@ fn every_report_per_namespace_equals_the_report_inside_it() {
             "{stat}"
         );
         // Ephemeral ports per remote, as ss shows the sockets on ports of
-        // the namespace's range (every state but LISTEN).
+        // the namespace's range (every state but LISTEN), leaving out
+        // those on a listening port (accepted, not connected).
         let range = ns.exec_ok("cat", &["/proc/sys/net/ipv4/ip_local_port_range"]);
         let (lo, hi): (u16, u16) = {
             let mut w = range.split_whitespace().map(|x| x.parse().unwrap());
             (w.next().unwrap(), w.next().unwrap())
         };
         let mut from_ss: std::collections::BTreeMap<String, i64> = Default::default();
-        for line in ns.exec_ok("ss", &["-Htan", "state", "all"]).lines() {
+        let all = ns.exec_ok("ss", &["-Htan", "state", "all"]);
+        let port_of = |addr: &str| -> u16 { addr.rsplit(':').next().unwrap().parse().unwrap() };
+        let listening: std::collections::BTreeSet<u16> =
+            all.lines().map(|l| l.split_whitespace().collect::<Vec<_>>()).filter(|f| f[0] == "LISTEN").map(|f| port_of(f[3])).collect();
+        for line in all.lines() {
             let f: Vec<&str> = line.split_whitespace().collect();
-            let local_port: u16 = f[3].rsplit(':').next().unwrap().parse().unwrap();
-            if f[0] != "LISTEN" && (lo..=hi).contains(&local_port) {
+            let local_port = port_of(f[3]);
+            if f[0] != "LISTEN" && (lo..=hi).contains(&local_port) && !listening.contains(&local_port) {
                 *from_ss.entry(f[4].to_string()).or_default() += 1;
             }
         }

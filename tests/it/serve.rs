@@ -213,8 +213,8 @@ fn lost_netlink_events_equal_proc_net_netlink() {
         metric,
         vec![serde_json::json!({"protocol": "route", "inode": inode.to_string(), "pid": std::process::id().to_string(), "process": my_comm(), "lost": proc_drops})]
     );
-    // As Prometheus sees it: a counter.
-    let mut server = spawn_in(&ns, &[bin(), "serve", "--listen", "127.0.0.1:0"]);
+    // As Prometheus sees it: a counter (served alone with --metrics).
+    let mut server = spawn_in(&ns, &[bin(), "serve", "--listen", "127.0.0.1:0", "--metrics", "metric_netlink_drops"]);
     let mut line = String::new();
     BufReader::new(server.stderr.as_mut().unwrap()).read_line(&mut line).unwrap();
     let port: u16 = line.split("http://127.0.0.1:").nth(1).and_then(|r| r.split('/').next()).and_then(|p| p.parse().ok()).expect(&line);
@@ -222,5 +222,7 @@ fn lost_netlink_events_equal_proc_net_netlink() {
     assert!(body.contains("# TYPE sockql_netlink_lost_events_total counter"), "{body}");
     let sample = format!("inode=\"{inode}\",pid=\"{}\",process=\"{}\"}} {proc_drops}", std::process::id(), my_comm());
     assert!(body.lines().any(|l| l.starts_with("sockql_netlink_lost_events_total{") && l.ends_with(&sample)), "{body}");
+    assert!(!body.contains("sockql_sockets") && body.contains("sockql_query_up{query=\"metric_netlink_drops\"} 1"), "{body}");
+    assert!(body.contains("sockql_table_rows{table=\"netlink_sockets\"}") && !body.contains("sockql_table_rows{table=\"sockets\"}"), "only what it needs is read: {body}");
     drop(listener);
 }

@@ -197,14 +197,18 @@ impl PgServer {
 
     /// A session for a new connection: the live tables, pg_catalog, the
     /// command line's policy (never --allow-files) and limits.
-    fn connection(&self, admission: Admission) -> anyhow::Result<Connection> {
-        let engine = Engine::with(&self.source, Policy::default(), self.limits)?;
-        catalog::setup(&engine)?;
-        Ok(Connection {
-            handler: Handler(Arc::new(Session::new(engine, self.shared.clone()))),
+    fn connection(&self, admission: Admission) -> Connection {
+        let (source, limits) = (self.source.clone(), self.limits);
+        let make = Box::new(move || {
+            let engine = Engine::with(&source, Policy::default(), limits)?;
+            catalog::setup(&engine)?;
+            Ok(engine)
+        });
+        Connection {
+            handler: Handler(Arc::new(Session::new(make, self.shared.clone()))),
             admission: Arc::new(admission),
             cancel: Arc::new(DefaultCancelHandler::new(self.connections.clone())),
-        })
+        }
     }
 
     fn trusted(&self) -> Admission {
@@ -220,9 +224,9 @@ impl PgServer {
     }
 
     /// Serve the unix socket until the task is dropped.
-    pub async fn serve_unix(self: Arc<Self>, listener: &tokio::net::UnixListener) -> anyhow::Result<()> {
+    pub async fn serve_unix(self: Arc<Self>, listener: &tokio::net::UnixListener) {
         loop {
-            let (stream, _) = listener.accept().await?;
+            let Some(stream) = super::accepted(listener.accept().await.map(|(s, _)| s)).await else { continue };
             let server = self.clone();
             tokio::spawn(async move {
                 let admission = match (&server.gate, server.slot()) {
@@ -235,16 +239,15 @@ impl PgServer {
                     (Gate::Password { .. }, _) => return,
                 };
                 let (admission, _slot) = admission;
-                let Ok(connection) = server.connection(admission) else { return };
-                let _ = pgwire::tokio::process_socket_unix(stream, connection).await;
+                let _ = pgwire::tokio::process_socket_unix(stream, server.connection(admission)).await;
             });
         }
     }
 
     /// Serve TCP until the task is dropped.
-    pub async fn serve_tcp(self: Arc<Self>, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+    pub async fn serve_tcp(self: Arc<Self>, listener: tokio::net::TcpListener) {
         loop {
-            let (stream, _) = listener.accept().await?;
+            let Some(stream) = super::accepted(listener.accept().await.map(|(s, _)| s)).await else { continue };
             let server = self.clone();
             tokio::spawn(async move {
                 let Gate::Password { source, tls, require_tls } = &server.gate else { return };
@@ -258,9 +261,8 @@ impl PgServer {
                         }
                     }
                 };
-                let Ok(connection) = server.connection(admission) else { return };
                 let acceptor = tls.as_ref().map(|(a, _)| a.clone());
-                let _ = pgwire::tokio::process_socket(stream, acceptor, connection).await;
+                let _ = pgwire::tokio::process_socket(stream, acceptor, server.connection(admission)).await;
             });
         }
     }
@@ -287,7 +289,7 @@ pub async fn start(options: &PgOptions, source: SourceOptions, limits: Limits) -
             );
             tokio::spawn(async move {
                 let socket_dir::BoundSocket { ref listener, .. } = bound;
-                let _ = server.serve_unix(listener).await;
+                server.serve_unix(listener).await;
                 drop(bound);
             })
         }
@@ -299,7 +301,7 @@ pub async fn start(options: &PgOptions, source: SourceOptions, limits: Limits) -
                 if options.tls_cert.is_some() { ", TLS" } else { "" }
             );
             tokio::spawn(async move {
-                let _ = server.serve_tcp(listener).await;
+                server.serve_tcp(listener).await;
             })
         }
     })

@@ -173,9 +173,14 @@ pub struct Shared {
     pub parser: Arc<PostgresCompatibilityParser>,
 }
 
-/// One client's session.
+/// How a session makes its engine.
+pub type MakeEngine = Box<dyn Fn() -> anyhow::Result<Engine> + Send + Sync>;
+
+/// One client's session. Its engine (the live tables, pg_catalog) is made
+/// at its first statement: a client that never authenticates costs none.
 pub struct Session {
-    engine: Engine,
+    engine: std::sync::OnceLock<Engine>,
+    make: MakeEngine,
     shared: Arc<Shared>,
 }
 
@@ -184,8 +189,16 @@ pub struct Session {
 pub struct Handler(pub Arc<Session>);
 
 impl Session {
-    pub fn new(engine: Engine, shared: Arc<Shared>) -> Self {
-        Session { engine, shared }
+    pub fn new(make: MakeEngine, shared: Arc<Shared>) -> Self {
+        Session { engine: std::sync::OnceLock::new(), make, shared }
+    }
+
+    fn engine(&self) -> PgWireResult<&Engine> {
+        if let Some(engine) = self.engine.get() {
+            return Ok(engine);
+        }
+        let made = (self.make)().map_err(pg_error)?;
+        Ok(self.engine.get_or_init(|| made))
     }
 
     /// The statements of a client's text, bounded and rewritten. Parsing
@@ -219,7 +232,7 @@ impl Session {
     /// Run one statement's text and answer with its rows as they come.
     async fn run(&self, source: SqlSource, tag: &'static str, format: &Format, options: Arc<FormatOptions>) -> PgWireResult<Response> {
         let permit = self.slot().await?;
-        let mut stream = self.engine.stream(&source).map_err(pg_error)?;
+        let mut stream = self.engine()?.stream(&source).map_err(pg_error)?;
         match stream.next().await.map_err(pg_error)? {
             None => Ok(Response::Execution(Tag::new(tag))),
             Some(Event::Start(schema)) if schema.fields().is_empty() => {
@@ -362,7 +375,7 @@ impl QueryParser for Session {
         if let Some(what) = statement.local {
             return Ok(Some(Prepared::Local(what)));
         }
-        let described = self.engine.describe(&SqlSource::inline(statement.sql.clone())).await.map_err(pg_error)?;
+        let described = self.engine()?.describe(&SqlSource::inline(statement.sql.clone())).await.map_err(pg_error)?;
         Ok(Some(Prepared::Query { sql: statement.sql, described, tag: statement.tag }))
     }
 
