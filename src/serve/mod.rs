@@ -219,6 +219,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     );
     let state = Arc::new(State { options, queries, scraping: tokio::sync::Mutex::new(()), errors_total: Default::default() });
     let open = Arc::new(tokio::sync::Semaphore::new(HTTP_CONNECTIONS));
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("cannot watch for SIGTERM")?;
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async move {
@@ -226,6 +227,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
                 let stream = tokio::select! {
                     result = listener.accept() => accepted(result.map(|(s, _)| s)).await,
                     _ = tokio::signal::ctrl_c() => return Ok(()),
+                    // systemd stops a service with SIGTERM: end as on Ctrl-C
+                    // (the PostgreSQL socket file is removed on the way out).
+                    _ = terminate.recv() => return Ok(()),
                 };
                 let Some(stream) = stream else { continue };
                 // Past the cap a connection is closed at once: idle or slow

@@ -243,7 +243,7 @@ fn pg_group_members_are_admitted_on_the_unix_socket() {
     let scratch = Scratch::new("group");
     let dir = scratch.0.join("run");
     // nobody's own group on Debian is nogroup.
-    let (_server, _) = serve(&ns, &["--pg", dir.to_str().unwrap(), "--pg-port", "5440", "--pg-group", "nogroup"]);
+    let (mut server, _) = serve(&ns, &["--pg", dir.to_str().unwrap(), "--pg-port", "5440", "--pg-group", "nogroup"]);
     eventually(WAIT, || dir.join(".s.PGSQL.5440").exists().then_some(()));
     let refs: Vec<String> = unix_args(&dir, 5440);
     let mut args: Vec<&str> = refs.iter().map(String::as_str).collect();
@@ -260,6 +260,11 @@ fn pg_group_members_are_admitted_on_the_unix_socket() {
     let (out, err, ok) = psql(None, Some(("nobody", "daemon")), &[], &args);
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "t");
+    // SIGTERM (systemd's stop) ends it as Ctrl-C does: the socket file goes.
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    assert!(server.wait().unwrap().success());
+    assert!(!dir.join(".s.PGSQL.5440").exists());
 }
 
 #[test]
