@@ -139,6 +139,16 @@ fn psql_and_psycopg_query_live_tables_and_reports_under_the_cli_policy() {
     cli_tables.sort();
     assert_eq!(names, cli_tables, "{listed:?}");
     assert!(listed.iter().all(|l| l.starts_with("public|") && l.contains("|table|")), "{listed:?}");
+    // Grafana's table list (its query builder), as Grafana sends it.
+    let grafana = "SELECT quote_ident(table_name) as \"table\" FROM information_schema.tables \
+        WHERE quote_ident(table_schema) NOT IN ('information_schema', 'pg_catalog', '_timescaledb_cache', '_timescaledb_catalog', \
+        '_timescaledb_internal', '_timescaledb_config', 'timescaledb_information', 'timescaledb_experimental') \
+        AND table_type = 'BASE TABLE' AND quote_ident(table_schema) IN (SELECT CASE WHEN trim(s[i]) = '\"$user\"' THEN user ELSE trim(s[i]) END \
+        FROM generate_series(array_lower(string_to_array(current_setting('search_path'),','),1), \
+        array_upper(string_to_array(current_setting('search_path'),','),1)) as i, string_to_array(current_setting('search_path'),',') s)";
+    let mut for_grafana = psql_rows(&dir, 5439, grafana);
+    for_grafana.sort();
+    assert_eq!(for_grafana, cli_tables);
 
     // A join: the established sockets on the port and their owner, as ss sees them.
     let joined = psql_rows(
@@ -401,4 +411,39 @@ fn a_slow_client_is_bounded_and_does_not_starve_scrapes() {
     let refs: Vec<&str> = big.iter().map(String::as_str).collect();
     let (_, err, ok) = psql(None, None, &[], &refs);
     assert!(!ok && err.contains("53200") && err.contains("--memory-limit"), "{err}");
+}
+
+#[test]
+fn pgjdbc_lists_tables_and_columns_as_dbeaver_does() {
+    let ns = Netns::new("pgjdbc");
+    let scratch = Scratch::new("jdbc");
+    let pw = scratch.0.join("password");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let probe = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/jdbc/Probe.java");
+    let o = Command::new("javac").args(["-d", scratch.0.to_str().unwrap(), probe]).output().unwrap();
+    assert!(o.status.success(), "javac: {}", String::from_utf8_lossy(&o.stderr));
+    let _held = ns.enter(|| TcpListener::bind("127.0.0.1:0").unwrap());
+    let (_server, _) = serve(&ns, &["--pg", "127.0.0.1:5439", "--pg-password-file", pw.to_str().unwrap()]);
+    let classpath = format!("/usr/share/java/postgresql.jar:{}", scratch.0.display());
+    let (out, err, ok) = eventually(WAIT, || {
+        let r = ns.exec("java", &["-cp", &classpath, "Probe", "jdbc:postgresql://127.0.0.1:5439/sockql", "s3cret"]);
+        (!r.1.contains("Connection refused")).then_some(r)
+    });
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("product PostgreSQL"), "{out}");
+    let mut tables: Vec<String> = lines.iter().filter_map(|l| l.strip_prefix("table ")).map(str::to_string).collect();
+    tables.sort();
+    let mut cli: Vec<String> = crate::common::query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
+        .iter()
+        .map(|r| r["table_name"].as_str().unwrap().to_string())
+        .collect();
+    cli.sort();
+    assert_eq!(tables, cli);
+    assert!(lines.contains(&"column local_addr text") && lines.contains(&"column local_port int4"), "{out}");
+    // The test's listener, serve's HTTP and PostgreSQL listeners: as ss counts them.
+    let listening = ns.exec_ok("ss", &["-Hltn"]).lines().count();
+    assert_eq!(listening, 3);
+    assert!(lines.contains(&format!("listen {listening}").as_str()), "{out}");
 }

@@ -10,7 +10,50 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::cast::as_string_array;
 use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
 
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::{Span, Token, TokenWithSpan, Tokenizer};
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+
 use crate::query::engine::Engine;
+
+/// Grafana's table list asks which schemas are on the search_path with a
+/// set-returning form DataFusion cannot plan. datafusion-pg-catalog
+/// replaces it with `''`, so Grafana's table list comes back empty.
+/// sockql's search_path is `public`: the subquery is `SELECT 'public'`.
+const GRAFANA_SEARCH_PATH: &str = r#"SELECT
+    CASE WHEN trim(s[i]) = '"$user"' THEN user ELSE trim(s[i]) END
+FROM
+    generate_series(
+        array_lower(string_to_array(current_setting('search_path'),','),1),
+        array_upper(string_to_array(current_setting('search_path'),','),1)
+    ) as i,
+    string_to_array(current_setting('search_path'),',') s"#;
+
+/// The tokens of `sql` that matter (no whitespace), or None.
+fn significant(sql: &str) -> Option<Vec<Token>> {
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    Some(tokens.into_iter().filter(|t| !matches!(t, Token::Whitespace(_))).collect())
+}
+
+/// The statements of `text` if it holds Grafana's search_path subquery,
+/// which is answered as `SELECT 'public'`; None for any other text.
+pub fn with_search_path(parser: &PostgresCompatibilityParser, text: &str) -> Option<Result<Vec<Statement>, ParserError>> {
+    let pattern = significant(GRAFANA_SEARCH_PATH)?;
+    let tokens = significant(text)?;
+    let at = tokens.windows(pattern.len()).position(|w| w == pattern.as_slice())?;
+    let mut out = tokens[..at].to_vec();
+    out.extend(significant("SELECT 'public'")?);
+    out.extend_from_slice(&tokens[at + pattern.len()..]);
+    let spanned = out.into_iter().map(|token| TokenWithSpan { token, span: Span::empty() }).collect();
+    Some(
+        Parser::new(&PostgreSqlDialect {})
+            .with_tokens_with_locations(spanned)
+            .parse_statements()
+            .map(|statements| statements.into_iter().map(|s| parser.rewrite(s)).collect()),
+    )
+}
 
 /// The value of a PostgreSQL setting as this server reports it; None for
 /// a name it does not know.
@@ -69,6 +112,18 @@ pub fn setup(engine: &Engine) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grafanas_search_path_is_public() {
+        let parser = PostgresCompatibilityParser::new();
+        let grafana = format!(
+            "SELECT quote_ident(table_name) AS \"table\" FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND quote_ident(table_schema) IN ({GRAFANA_SEARCH_PATH})"
+        );
+        let statements = with_search_path(&parser, &grafana).unwrap().unwrap();
+        let text = statements[0].to_string();
+        assert!(text.contains("IN (SELECT 'public')"), "{text}");
+        assert!(with_search_path(&parser, "SELECT 1").is_none());
+    }
 
     #[test]
     fn settings_clients_read() {

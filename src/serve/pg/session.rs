@@ -112,7 +112,8 @@ struct Parsed {
 /// DataFusion's own (SHOW TABLES, DESCRIBE, EXPLAIN ANALYZE, CREATE
 /// EXTERNAL TABLE), whose statements the engine's policy then judges.
 fn parse(parser: &PostgresCompatibilityParser, text: &str) -> anyhow::Result<Vec<Parsed>> {
-    match parser.parse(text) {
+    let parsed = super::catalog::with_search_path(parser, text).unwrap_or_else(|| parser.parse(text));
+    match parsed {
         Ok(statements) => Ok(statements
             .iter()
             .map(|st| Parsed { local: local(st), sql: st.to_string(), tag: tag_of(st) })
