@@ -186,6 +186,8 @@ fn psql_and_psycopg_query_live_tables_and_reports_under_the_cli_policy() {
         (format!("CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '{}'", target.display()), "refused: CREATE EXTERNAL TABLE"),
         ("SET datafusion.runtime.memory_limit = '100G'".to_string(), "refused: SET datafusion.runtime.memory_limit"),
         ("DROP TABLE sockets".to_string(), "built-in table"),
+        // Reading a capture file on the host is the operator's, not a client's.
+        ("SELECT count(*) FROM read_pcap('/etc/passwd')".to_string(), "refused: read_pcap reads files"),
     ] {
         let mut args = unix_args(&dir, 5439);
         args.extend(["-c".into(), sql.clone()]);

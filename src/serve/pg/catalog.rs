@@ -100,9 +100,29 @@ fn current_setting(args: &[ColumnarValue]) -> datafusion::error::Result<Columnar
     })
 }
 
-/// Add pg_catalog and the settings functions to a client's session.
+/// `read_pcap('FILE')` for a network client: refused. It reads a file the
+/// SQL names, which on the command line is the operator's own choice; a
+/// client of the server (a --pg-group member, a password holder) must not
+/// read files on this host as root, as `--allow-files` is never on here.
+#[derive(Debug)]
+struct NoFiles;
+
+impl datafusion::catalog::TableFunctionImpl for NoFiles {
+    fn call_with_args(
+        &self,
+        _args: datafusion::catalog::TableFunctionArgs,
+    ) -> datafusion::error::Result<Arc<dyn datafusion::catalog::TableProvider>> {
+        datafusion::common::plan_err!(
+            "refused: read_pcap reads files on the server's host, which PostgreSQL clients may not do (run it with sockql on the host)"
+        )
+    }
+}
+
+/// Add pg_catalog and the settings functions to a client's session, and
+/// take away what reads files.
 pub fn setup(engine: &Engine) -> anyhow::Result<()> {
     let ctx = engine.context();
+    ctx.register_udtf(crate::tables::packets::read_pcap::NAME, Arc::new(NoFiles));
     datafusion_pg_catalog::setup_pg_catalog(ctx, "datafusion", datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider)
         .map_err(|e| anyhow::anyhow!("cannot set up pg_catalog: {e}"))?;
     ctx.register_udf(create_udf("current_setting", vec![DataType::Utf8], DataType::Utf8, Volatility::Stable, Arc::new(current_setting)));

@@ -147,7 +147,7 @@ fn tag_of(statement: &Statement) -> &'static str {
 /// client (and its user) would act on.
 pub fn pg_error(e: anyhow::Error) -> PgWireError {
     let text = crate::query::errors::error_line(&e);
-    let code = if e.chain().any(|c| c.is::<Refusal>()) {
+    let code = if e.chain().any(|c| c.is::<Refusal>()) || text.starts_with("refused:") || text.contains(": refused:") {
         "42501" // insufficient_privilege: sockql is read-only
     } else if e.chain().any(|c| c.is::<StatementError>()) {
         "54000" // program_limit_exceeded: past the SQL bounds
