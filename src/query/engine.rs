@@ -241,17 +241,29 @@ impl Engine {
         Ok(())
     }
 
+    /// One statement made ready to run: a catalog statement answered from
+    /// the session, anything else planned and checked against the policy.
+    /// Running and describing both go through here, so what a client may
+    /// prepare is what it may run.
+    async fn checked(&self, statement: Statement) -> anyhow::Result<Checked> {
+        if let Some(request) = catalog_statement(&statement) {
+            return Ok(Checked::Answer(super::catalog::answer(&request, &super::catalog::listing(&self.ctx).await)?));
+        }
+        let plan = self.ctx.state().statement_to_plan(statement).await.map_err(|e| suggest_table(e.into()))?;
+        crate::query::policy::check(&plan, self.policy)?;
+        Ok(Checked::Plan(plan))
+    }
+
     /// Plan, check and run one statement, sending its result as it streams.
     async fn run_statement(&self, statement: Statement, params: &HashMap<String, ScalarValue>, tx: &Events) -> anyhow::Result<()> {
-        if let Some(request) = catalog_statement(&statement) {
-            let batch = super::catalog::answer(&request, &super::catalog::listing(&self.ctx).await)?;
-            send(tx, Event::Start(batch.schema())).await?;
-            send(tx, Event::Batch(batch)).await?;
-            return send(tx, Event::End).await;
-        }
-        let state = self.ctx.state();
-        let mut plan = state.statement_to_plan(statement).await.map_err(|e| suggest_table(e.into()))?;
-        crate::query::policy::check(&plan, self.policy)?;
+        let mut plan = match self.checked(statement).await? {
+            Checked::Answer(batch) => {
+                send(tx, Event::Start(batch.schema())).await?;
+                send(tx, Event::Batch(batch)).await?;
+                return send(tx, Event::End).await;
+            }
+            Checked::Plan(plan) => plan,
+        };
         if !params.is_empty() {
             plan = plan.with_param_values(params.clone())?;
         }
@@ -390,6 +402,19 @@ impl QueryStream {
     }
 }
 
+/// A statement ready to run (see `Engine::checked`).
+enum Checked {
+    /// A catalog statement (SHOW TABLES, DESCRIBE), answered already.
+    Answer(RecordBatch),
+    Plan(LogicalPlan),
+}
+
+/// Does running `plan` give rows? Not for catalog changes, settings,
+/// writes and COPY.
+pub fn has_rows(plan: &LogicalPlan) -> bool {
+    !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_))
+}
+
 /// What a statement takes and gives, known before it runs (a client's
 /// prepared statement asks for this).
 #[derive(Debug, Clone)]
@@ -430,21 +455,15 @@ impl Engine {
         if statements.next_statement().is_some() {
             anyhow::bail!("a prepared statement holds one SQL statement");
         }
-        if let Some(request) = catalog_statement(&statement) {
-            let batch = super::catalog::answer(&request, &super::catalog::listing(&self.ctx).await)?;
-            return Ok(Described { params: Vec::new(), schema: Some(batch.schema()) });
-        }
-        let plan = self.ctx.state().statement_to_plan(statement).await.map_err(|e| suggest_table(e.into()))?;
-        crate::query::policy::check(&plan, self.policy)?;
+        let plan = match self.checked(statement).await? {
+            Checked::Answer(batch) => return Ok(Described { params: Vec::new(), schema: Some(batch.schema()) }),
+            Checked::Plan(plan) => plan,
+        };
         let types = plan.get_parameter_types()?;
         // $1..$n by number; a gap (only $2 used) is a parameter of any type.
         let count = types.keys().filter_map(|k| k.strip_prefix('$')?.parse::<usize>().ok()).max().unwrap_or(0);
         let params = (1..=count).map(|i| types.get(&format!("${i}")).cloned().flatten()).collect();
-        let schema = match &plan {
-            LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) => None,
-            LogicalPlan::Dml(_) | LogicalPlan::Copy(_) => None,
-            plan => Some(plan.schema().inner().clone()),
-        };
+        let schema = has_rows(&plan).then(|| plan.schema().inner().clone());
         Ok(Described { params, schema })
     }
 }

@@ -16,7 +16,7 @@ use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{plan_datafusion_err, plan_err, Result, ScalarValue};
 use datafusion::datasource::ViewTable;
 use datafusion::execution::context::SessionState;
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, LogicalPlan};
 
 use super::policy::Policy;
 use super::saved;
@@ -97,8 +97,8 @@ impl TableFunctionImpl for ReportFunction {
         // not wait on I/O, so it completes on this thread.
         let plan = futures::executor::block_on(state.statement_to_plan(statement))?;
         super::policy::check(&plan, self.policy).map_err(|e| plan_datafusion_err!("report '{name}': {e}"))?;
-        use datafusion::logical_expr::LogicalPlan;
-        if matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_) | LogicalPlan::Statement(_) | LogicalPlan::DescribeTable(_)) {
+        // DESCRIBE gives rows, but no plan a view can run.
+        if !super::engine::has_rows(&plan) || matches!(plan, LogicalPlan::DescribeTable(_)) {
             return plan_err!("report '{name}' is not a query; run it with sockql run {name}");
         }
         let plan = plan.with_param_values(source.params)?;
