@@ -163,12 +163,13 @@ async fn next_batch(stream: &mut datafusion::physical_plan::SendableRecordBatchS
     }
 }
 
+/// Did `e` come from the memory pool refusing (--memory-limit)?
+pub fn memory_exhausted(e: &anyhow::Error) -> bool {
+    e.chain().filter_map(|c| c.downcast_ref::<DataFusionError>()).any(|d| matches!(d.find_root(), DataFusionError::ResourcesExhausted(_)))
+}
+
 fn exhausted_hint(e: anyhow::Error) -> anyhow::Error {
-    let exhausted = e
-        .chain()
-        .filter_map(|c| c.downcast_ref::<DataFusionError>())
-        .any(|d| matches!(d.find_root(), DataFusionError::ResourcesExhausted(_)));
-    if exhausted {
+    if memory_exhausted(&e) {
         e.context("the query needs more memory than --memory-limit allows")
     } else {
         e
@@ -366,8 +367,13 @@ async fn join<T: Send + 'static>(worker: std::thread::JoinHandle<anyhow::Result<
     }
 }
 
+/// A run stopped by --timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("query timed out after {} (--timeout)", humantime::format_duration(*.0))]
+pub struct TimedOut(pub std::time::Duration);
+
 fn timed_out(t: std::time::Duration) -> anyhow::Error {
-    anyhow::anyhow!("query timed out after {} (--timeout)", humantime::format_duration(t))
+    TimedOut(t).into()
 }
 
 /// The results of one run as they are computed, statement by statement.

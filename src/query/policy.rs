@@ -53,6 +53,12 @@ impl Refusal {
         Refusal { what, hint: "" }
     }
 
+    /// A refusal a front end makes itself (what it does not offer its
+    /// clients), said and classified as the policy's are.
+    pub fn by_front_end(what: impl Into<String>) -> Self {
+        Refusal::always(what.into())
+    }
+
     /// A refusal as the policy gives it, for front ends' tests.
     #[cfg(test)]
     pub(crate) fn example() -> Self {

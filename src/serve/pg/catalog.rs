@@ -112,9 +112,9 @@ impl datafusion::catalog::TableFunctionImpl for NoFiles {
         &self,
         _args: datafusion::catalog::TableFunctionArgs,
     ) -> datafusion::error::Result<Arc<dyn datafusion::catalog::TableProvider>> {
-        datafusion::common::plan_err!(
-            "refused: read_pcap reads files on the server's host, which PostgreSQL clients may not do (run it with sockql on the host)"
-        )
+        Err(datafusion::error::DataFusionError::External(Box::new(crate::query::policy::Refusal::by_front_end(
+            "read_pcap reads files on the server's host, which PostgreSQL clients may not do (run it with sockql on the host)",
+        ))))
     }
 }
 

@@ -33,7 +33,7 @@ use pgwire::messages::PgWireBackendMessage;
 use pgwire::types::format::FormatOptions;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::query::engine::{Described, Engine, Event, QueryStream, SqlSource};
+use crate::query::engine::{memory_exhausted, Described, Engine, Event, QueryStream, SqlSource, TimedOut};
 use crate::query::policy::Refusal;
 use crate::query::statements::{StatementError, Statements};
 
@@ -147,13 +147,13 @@ fn tag_of(statement: &Statement) -> &'static str {
 /// client (and its user) would act on.
 pub fn pg_error(e: anyhow::Error) -> PgWireError {
     let text = crate::query::errors::error_line(&e);
-    let code = if e.chain().any(|c| c.is::<Refusal>()) || text.starts_with("refused:") || text.contains(": refused:") {
+    let code = if e.chain().any(|c| c.is::<Refusal>()) {
         "42501" // insufficient_privilege: sockql is read-only
     } else if e.chain().any(|c| c.is::<StatementError>()) {
         "54000" // program_limit_exceeded: past the SQL bounds
-    } else if text.contains("(--timeout)") {
+    } else if e.chain().any(|c| c.is::<TimedOut>()) {
         "57014" // query_canceled
-    } else if text.contains("--memory-limit") {
+    } else if memory_exhausted(&e) {
         "53200" // out_of_memory
     } else if text.contains("not found") {
         "42P01" // undefined_table (or column)
@@ -474,7 +474,10 @@ mod tests {
         };
         let refused = anyhow::Error::new(Refusal::example());
         assert_eq!(code(pg_error(refused)), "42501");
-        assert_eq!(code(pg_error(anyhow::anyhow!("query timed out after 1s (--timeout)"))), "57014");
+        assert_eq!(code(pg_error(crate::query::engine::TimedOut(std::time::Duration::from_secs(1)).into())), "57014");
+        // A refusal inside DataFusion's planning, as a table function makes it.
+        let inside = datafusion::error::DataFusionError::External(Box::new(Refusal::by_front_end("no")));
+        assert_eq!(code(pg_error(anyhow::Error::new(inside).context("planning"))), "42501");
         assert_eq!(code(pg_error(anyhow::anyhow!("boom"))), "XX000");
     }
 }
