@@ -123,6 +123,16 @@ pub fn read_bounded(mut r: impl std::io::Read, what: &str) -> anyhow::Result<Str
 
 /// Read a SQL file under the rules of `kind` (see the module doc).
 pub fn read_sql_file(path: &Path, kind: Read) -> anyhow::Result<String> {
+    let text = read_text_file(path, kind, "query file")?;
+    if !starts_like_sql(&text) {
+        bail!("{}: not SQL (its first word is no SQL statement keyword)", path.display());
+    }
+    Ok(text)
+}
+
+/// Read a text file (a `noun`: "query file", "--pg-tls-cert file") under
+/// the rules of `kind`, within the bound of any text sockql reads.
+pub fn read_text_file(path: &Path, kind: Read, noun: &str) -> anyhow::Result<String> {
     let what = path.display().to_string();
     let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
     if kind == Read::Discovered {
@@ -134,8 +144,8 @@ pub fn read_sql_file(path: &Path, kind: Read) -> anyhow::Result<String> {
         .read(true)
         .custom_flags(flags)
         .open(path)
-        .with_context(|| format!("cannot read query file {what}"))?;
-    let meta = file.metadata().with_context(|| format!("cannot read query file {what}"))?;
+        .with_context(|| format!("cannot read {noun} {what}"))?;
+    let meta = file.metadata().with_context(|| format!("cannot read {noun} {what}"))?;
     let kind_ok = match kind {
         Read::Discovered => meta.is_file(),
         Read::Named => meta.is_file() || meta.file_type().is_fifo(),
@@ -154,13 +164,9 @@ pub fn read_sql_file(path: &Path, kind: Read) -> anyhow::Result<String> {
         unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&file), libc::F_SETFL, 0) };
     }
     if meta.len() > MAX_SQL_BYTES as u64 {
-        bail!("{what}: {} bytes is too large for a query file (at most {} KiB)", meta.len(), MAX_SQL_BYTES / 1024);
+        bail!("{what}: {} bytes is too large for a {noun} (at most {} KiB)", meta.len(), MAX_SQL_BYTES / 1024);
     }
-    let text = read_bounded(file, &what)?;
-    if !starts_like_sql(&text) {
-        bail!("{what}: not SQL (its first word is no SQL statement keyword)");
-    }
-    Ok(text)
+    read_bounded(file, &what)
 }
 
 #[cfg(test)]

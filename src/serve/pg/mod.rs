@@ -27,6 +27,7 @@ use pgwire::api::{ConnectionManager, PgWireServerHandlers};
 use tokio::sync::Semaphore;
 
 use crate::query::engine::{Engine, Limits, Policy};
+use crate::query::files;
 use crate::tables::SourceOptions;
 use auth::{Admission, PasswordSource, PeerRule, Trusted};
 use session::{Handler, Session, Shared};
@@ -104,34 +105,20 @@ impl PgWireServerHandlers for Connection {
     }
 }
 
-/// A PEM file the operator named: a regular file, read within the bound
-/// of any text sockql reads.
-fn read_pem(path: &std::path::Path, flag: &str) -> anyhow::Result<Vec<u8>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let what = format!("{flag} {}", path.display());
-    let file = std::fs::File::options()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
-        .open(path)
-        .with_context(|| format!("cannot open {what}"))?;
-    if !file.metadata()?.is_file() {
-        anyhow::bail!("{what} is not a regular file");
-    }
-    Ok(crate::query::files::read_bounded(file, &what)?.into_bytes())
-}
-
 fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<(tokio_rustls::TlsAcceptor, Vec<u8>)> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     use tokio_rustls::rustls;
-    let cert_pem = read_pem(cert, "--pg-tls-cert")?;
+    // PEM files the operator named, read as any named file is (a regular
+    // file or a pipe, within sockql's bound on text).
+    let cert_pem = files::read_text_file(cert, files::Read::Named, "--pg-tls-cert file")?.into_bytes();
     let certs = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!("--pg-tls-cert {}: {e}", cert.display()))?;
     if certs.is_empty() {
         anyhow::bail!("--pg-tls-cert {}: no certificate in it", cert.display());
     }
-    let key_pem = read_pem(key, "--pg-tls-key")?;
+    let key_pem = files::read_text_file(key, files::Read::Named, "--pg-tls-key file")?.into_bytes();
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| anyhow::anyhow!("--pg-tls-key {}: {e}", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
