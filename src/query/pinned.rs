@@ -8,8 +8,9 @@
 //! table any of them reads is then read once, with the union of those
 //! columns and the disjunction of those filters (a sysctl read for two
 //! queries reads their two names, not all of /proc/sys), and replaced in
-//! this session by the rows read. The queries are planned again against those rows when they
-//! run, so their filters apply as written. Event streams are left live.
+//! this session by the rows read. The queries are planned again against
+//! those rows when they run, so their filters apply as written. Event
+//! streams are left live.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -35,14 +36,20 @@ pub struct Pinned {
 }
 
 /// What the queries need of one live table.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Need {
     columns: BTreeSet<String>,
     /// Each scan's filters (those the table applies itself, such as a
     /// sysctl's name or a socket's state, which the kernel filters), as
     /// SQL; None once a scan reads the table unfiltered.
     filters: Option<Vec<String>>,
-    scans: usize,
+}
+
+impl Default for Need {
+    /// Before its first scan: no columns, no scan unfiltered yet.
+    fn default() -> Self {
+        Need { columns: BTreeSet::new(), filters: Some(Vec::new()) }
+    }
 }
 
 impl Need {
@@ -50,8 +57,9 @@ impl Need {
     fn sql(&self, table: &str) -> String {
         let list = self.columns.iter().map(|c| format!("\"{}\"", c.replace('"', "\"\""))).collect::<Vec<_>>().join(", ");
         match &self.filters {
-            Some(any) if !any.is_empty() => format!("SELECT {list} FROM \"{table}\" WHERE {}", any.iter().map(|f| format!("({f})")).collect::<Vec<_>>().join(" OR ")),
-            _ => format!("SELECT {list} FROM \"{table}\""),
+            // Every entry has had a scan, so a list is never empty.
+            Some(any) => format!("SELECT {list} FROM \"{table}\" WHERE {}", any.iter().map(|f| format!("({f})")).collect::<Vec<_>>().join(" OR ")),
+            None => format!("SELECT {list} FROM \"{table}\""),
         }
     }
 }
@@ -87,11 +95,8 @@ fn scanned(plan: &LogicalPlan, into: &mut BTreeMap<String, Need>) {
                     Some(indices) => need.columns.extend(indices.iter().map(|&i| schema.field(i).name().clone())),
                     None => need.columns.extend(schema.fields().iter().map(|f| f.name().clone())),
                 }
-                let first = need.scans == 0;
-                need.scans += 1;
-                need.filters = match (first, need.filters.take(), filter_sql(&scan.filters)) {
-                    (true, _, Some(f)) => Some(vec![f]),
-                    (false, Some(mut any), Some(f)) => {
+                need.filters = match (need.filters.take(), filter_sql(&scan.filters)) {
+                    (Some(mut any), Some(f)) => {
                         any.push(f);
                         Some(any)
                     }
