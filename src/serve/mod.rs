@@ -20,6 +20,7 @@ use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::query::engine::{Engine, Limits, Policy, QueryRunner, SqlSource};
+use crate::query::errors::error_line;
 use crate::query::saved::{self, SavedQuery};
 use crate::tables::SourceOptions;
 use exposition::{write_families, Format};
@@ -103,11 +104,11 @@ async fn scrape(state: &State, format: Format) -> String {
                         Ok(p) => {
                             let _ = writeln!(rows, "sockql_table_rows{{table=\"{}\"}} {}", p.table, p.rows);
                         }
-                        Err(e) => crate::stderrln!("sockql serve: {e:#}"),
+                        Err(e) => crate::stderrln!("sockql serve: {}", error_line(&e)),
                     }
                 }
             }
-            Ok(Err(e)) => crate::stderrln!("sockql serve: cannot read the tables once: {e:#}"),
+            Ok(Err(e)) => crate::stderrln!("sockql serve: cannot read the tables once: {}", error_line(&e)),
             Err(_) => crate::stderrln!("sockql serve: {}", timed_out()),
         }
     }
@@ -137,7 +138,7 @@ async fn scrape(state: &State, format: Format) -> String {
             }
             Err(e) => {
                 state.errors_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                crate::stderrln!("sockql serve: {}: {}", q.name, crate::query::errors::error_line(&e));
+                crate::stderrln!("sockql serve: {}: {}", q.name, error_line(&e));
                 (0, 0)
             }
         };
