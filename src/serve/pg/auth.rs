@@ -7,7 +7,7 @@
 //!   user name); off loopback, only over TLS (`--pg-tls-cert/-key`).
 
 use std::fmt::Debug;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -111,8 +111,6 @@ pub fn read_password_file(path: &Path) -> anyhow::Result<String> {
     Ok(password)
 }
 
-use std::os::unix::fs::OpenOptionsExt;
-
 /// The one password, salted once at start.
 #[derive(Debug)]
 pub struct PasswordSource {
@@ -121,20 +119,22 @@ pub struct PasswordSource {
 }
 
 impl PasswordSource {
-    pub fn new(password: &str) -> Self {
-        let salt: Vec<u8> = (0..16).map(|_| rand_byte()).collect();
+    pub fn new(password: &str) -> anyhow::Result<Self> {
+        let salt = random_salt()?.to_vec();
         let salted = gen_salted_password(password, &salt, SCRAM_ITERATIONS);
-        PasswordSource { salt, salted }
+        Ok(PasswordSource { salt, salted })
     }
 }
 
-/// A salt byte from the kernel's random pool.
-fn rand_byte() -> u8 {
-    let mut b = [0u8; 1];
-    // getrandom(2) on a 1-byte buffer does not fail once the pool is ready.
-    // SAFETY: the buffer is valid for one byte.
-    unsafe { libc::getrandom(b.as_mut_ptr().cast(), 1, 0) };
-    b[0]
+/// A salt from the kernel's random pool, in one getrandom(2) call.
+fn random_salt() -> anyhow::Result<[u8; 16]> {
+    let mut salt = [0u8; 16];
+    // SAFETY: the buffer is valid for its length.
+    let got = unsafe { libc::getrandom(salt.as_mut_ptr().cast(), salt.len(), 0) };
+    if got != salt.len() as isize {
+        anyhow::bail!("cannot get random bytes for the SCRAM salt: {}", std::io::Error::last_os_error());
+    }
+    Ok(salt)
 }
 
 #[async_trait]

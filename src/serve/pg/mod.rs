@@ -162,7 +162,7 @@ impl PgServer {
                     );
                 }
                 let password = auth::read_password_file(file)?;
-                Gate::Password { source: Arc::new(PasswordSource::new(&password)), tls, require_tls }
+                Gate::Password { source: Arc::new(PasswordSource::new(&password)?), tls, require_tls }
             }
         };
         let shared = Arc::new(Shared {
