@@ -435,6 +435,7 @@ pub fn names() -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn metric_headers_are_parsed_and_bad_ones_refused() {
@@ -450,8 +451,6 @@ mod tests {
             assert!(e.message.contains(want), "{header}: {}", e.message);
         }
     }
-
-    use super::*;
 
     const GOOD: &str = "-- name: port_owner\n-- description: who owns a port\n-- param: port 80\n-- param: state 'LISTEN'\nSELECT pid FROM sockets\nWHERE local_port = $port AND state = $state AND process <> '$notaparam' -- $nor_this\n";
 
