@@ -49,7 +49,7 @@ fn serve_both(ns: &Netns, args: &[&str]) -> (Reaped, String, u16) {
     let first = lines.next().and_then(|l| l.ok()).unwrap_or_default();
     assert!(first.contains("PostgreSQL on"), "serve {args:?} said: {first}");
     let second = lines.next().and_then(|l| l.ok()).unwrap_or_default();
-    let http: u16 = second.split("http://127.0.0.1:").nth(1).and_then(|r| r.split('/').next()).and_then(|p| p.parse().ok()).expect(&second);
+    let http = crate::serve::metrics_port(&second);
     std::thread::spawn(move || for _ in lines {});
     (child, first, http)
 }
@@ -387,15 +387,8 @@ fn a_slow_client_is_bounded_and_does_not_starve_scrapes() {
     assert!(err.contains("--pg-max-connections"), "{err}");
     // Scrapes are answered meanwhile, every metric query up.
     let t0 = std::time::Instant::now();
-    let body = ns.enter(move || {
-        use std::io::{Read, Write};
-        let mut s = TcpStream::connect(("127.0.0.1", http)).unwrap();
-        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        text
-    });
-    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    let (status, body) = crate::serve::get(&ns, http, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
     assert!(body.lines().filter(|l| l.starts_with("sockql_query_up{")).all(|l| l.ends_with(" 1")), "{body}");
     assert!(t0.elapsed() < std::time::Duration::from_secs(4), "the scrape waited {:?}", t0.elapsed());
     // --timeout ends the slow query, with PostgreSQL's query_canceled.

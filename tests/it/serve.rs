@@ -12,8 +12,24 @@ use crate::common::{bin, eventually, my_comm};
 use crate::events::spawn_in;
 use crate::netns::Netns;
 
+/// The /metrics port in serve's stderr line "sockql serve: http://127.0.0.1:PORT/metrics ...".
+pub fn metrics_port(line: &str) -> u16 {
+    line.split("http://127.0.0.1:").nth(1).and_then(|r| r.split('/').next()).and_then(|p| p.parse().ok()).expect(line)
+}
+
+/// `sockql serve --listen 127.0.0.1:0` in `ns` with `extra` arguments,
+/// and its /metrics port.
+fn start_serve(ns: &Netns, extra: &[&str]) -> (crate::events::Reaped, u16) {
+    let mut args = vec![bin(), "serve", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut server = spawn_in(ns, &args);
+    let mut line = String::new();
+    BufReader::new(server.stderr.as_mut().unwrap()).read_line(&mut line).unwrap();
+    (server, metrics_port(&line))
+}
+
 /// A GET from inside `ns`: status line and body.
-fn get(ns: &Netns, port: u16, path: &str) -> (String, String) {
+pub fn get(ns: &Netns, port: u16, path: &str) -> (String, String) {
     get_retrying(ns, port, path).unwrap_or_else(|| panic!("no answer to GET {path} on port {port}"))
 }
 
@@ -44,10 +60,7 @@ fn serve_exports_metric_reports_that_prometheus_scrapes() {
         let n = ns.exec_ok("ss", &["-Htan", "state", "close-wait"]).lines().count();
         (n == 3).then_some(n)
     });
-    let mut server = spawn_in(&ns, &[bin(), "serve", "--listen", "127.0.0.1:0"]);
-    let mut line = String::new();
-    BufReader::new(server.stderr.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let port: u16 = line.split("http://127.0.0.1:").nth(1).and_then(|r| r.split('/').next()).and_then(|p| p.parse().ok()).expect(&line);
+    let (_server, port) = start_serve(&ns, &[]);
 
     let (status, body) = get(&ns, port, "/metrics");
     assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
@@ -214,10 +227,7 @@ fn lost_netlink_events_equal_proc_net_netlink() {
         vec![serde_json::json!({"protocol": "route", "inode": inode.to_string(), "pid": std::process::id().to_string(), "process": my_comm(), "lost": proc_drops})]
     );
     // As Prometheus sees it: a counter (served alone with --metrics).
-    let mut server = spawn_in(&ns, &[bin(), "serve", "--listen", "127.0.0.1:0", "--metrics", "metric_netlink_drops"]);
-    let mut line = String::new();
-    BufReader::new(server.stderr.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let port: u16 = line.split("http://127.0.0.1:").nth(1).and_then(|r| r.split('/').next()).and_then(|p| p.parse().ok()).expect(&line);
+    let (_server, port) = start_serve(&ns, &["--metrics", "metric_netlink_drops"]);
     let (_, body) = get(&ns, port, "/metrics");
     assert!(body.contains("# TYPE sockql_netlink_lost_events_total counter"), "{body}");
     let sample = format!("inode=\"{inode}\",pid=\"{}\",process=\"{}\"}} {proc_drops}", std::process::id(), my_comm());
