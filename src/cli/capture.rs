@@ -69,6 +69,8 @@ pub async fn to_pcap(engine: &Engine, source: &SourceOptions, filter: Option<&st
         }
     }
     let plan = CapturePlan::new(&pushed, source);
+    // A filter that can never match is refused before the file exists.
+    plan.check().context("the capture filter")?;
     let conds = plan.conds.clone().unwrap_or_default();
     // A new file only, never through a link, readable by its group.
     let file = std::fs::File::options()

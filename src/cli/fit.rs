@@ -103,20 +103,42 @@ pub fn layout(natural: &[usize], names: &[usize], fit: Fit) -> Layout {
 }
 
 /// `s` cut to `width` display columns, ending in an ellipsis when cut.
+///
+/// Widths are those of whole strings, as the columns were measured: a
+/// string's width is not the sum of its characters' (an emoji with its
+/// presentation selector, U+2764 U+FE0F, is 2 wide though its characters
+/// are 1 and 0; a joined sequence is narrower than its parts). So the cut
+/// is the longest prefix whose own width leaves room for the ellipsis,
+/// never one measured character by character, which could come out wider
+/// than the column and misalign the table.
 pub fn cut(s: &str, width: usize) -> Cow<'_, str> {
     if s.width() <= width {
         return Cow::Borrowed(s);
     }
-    let mut out = String::new();
+    let room = width.saturating_sub(1);
+    // Candidates: the prefixes whose characters' widths add up to at most
+    // `room` (bounded by the column, whatever the cell's length).
+    let mut ends = Vec::new();
     let mut used = 0;
-    for ch in s.chars() {
-        let w = ch.width().unwrap_or(0);
-        if used + w + 1 > width {
+    for (i, ch) in s.char_indices() {
+        used += ch.width().unwrap_or(0);
+        if used > room {
             break;
         }
-        out.push(ch);
-        used += w;
+        ends.push(i + ch.len_utf8());
     }
+    // The longest of them that also fits by its own width (widths grow
+    // with the prefix; whatever the search settles on was checked).
+    let (mut lo, mut hi) = (0, ends.len());
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if s[..ends[mid - 1]].width() <= room {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    let mut out = String::from(if lo == 0 { "" } else { &s[..ends[lo - 1]] });
     out.push('…');
     Cow::Owned(out)
 }
@@ -172,5 +194,11 @@ mod tests {
         assert_eq!(cut("abcdefgh", 6), "abcde…");
         assert_eq!(cut("日本語テキスト", 6), "日本…");
         assert_eq!(cut("日本語テキスト", 6).width(), 5);
+        // Sequences wider than their characters: the cut still fits.
+        let hearts = "\u{2764}\u{fe0f}".repeat(20);
+        for w in 1..30 {
+            assert!(cut(&hearts, w).width() <= w, "{w}: {}", cut(&hearts, w));
+        }
+        assert_eq!(cut(&"\u{fffd}".repeat(10), 6), "\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}…");
     }
 }

@@ -4,6 +4,7 @@ pub mod args;
 pub mod capture;
 pub mod complete;
 pub mod fit;
+pub mod history_file;
 pub mod meta;
 pub mod output;
 pub mod repl;

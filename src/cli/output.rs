@@ -321,7 +321,7 @@ impl TableText {
             out.write_all(b"|")?;
             for (c, w) in cells.iter().zip(&widths) {
                 let c = fit::cut(c, *w);
-                write!(out, " {c}{} |", " ".repeat(w - c.width()))?;
+                write!(out, " {c}{} |", " ".repeat(w.saturating_sub(c.width())))?;
             }
             out.write_all(b"\n")
         };
@@ -348,7 +348,7 @@ impl TableText {
                     Some(w) => fit::cut(c, w),
                     None => c.as_str().into(),
                 };
-                writeln!(out, "{h}{} | {c}", " ".repeat(names - h.width()))?;
+                writeln!(out, "{h}{} | {c}", " ".repeat(names.saturating_sub(h.width())))?;
             }
         }
         self.end_part(out, last)

@@ -3,13 +3,12 @@
 //! run through a [`QueryRunner`], so this file holds no engine code.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use rustyline::error::ReadlineError;
-use rustyline::history::FileHistory;
+use rustyline::history::{FileHistory, History};
 use rustyline::{Config, Editor};
 
 use crate::query::catalog;
@@ -18,46 +17,10 @@ use crate::query::engine::{QueryRunner, SqlSource};
 use super::meta::{self, Meta};
 use super::output::{self, OutputOptions};
 use super::args::Expanded;
+use super::history_file::HistoryFile;
 use super::{error_line, fit, watch};
 use crate::query::saved::{self, file_source};
 use crate::tables::streams::end_running_streams;
-
-/// The shell's history file: $XDG_STATE_HOME/sockql/history, else
-/// ~/.local/state/sockql/history, of the user sockql runs as.
-///
-/// Under `sudo -E` or `su` without `-`, HOME still names the invoking
-/// user's home while sockql runs as root: root must not create files
-/// there, nor write through a link someone left in it. So the base
-/// directory is used only when it belongs to the user sockql runs as;
-/// otherwise that user's own home from the user database (NSS) is used.
-/// Below the base, a component that is a symlink or belongs to someone
-/// else means no history file at all (with one warning).
-pub fn history_path() -> Option<PathBuf> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let euid = nix::unistd::geteuid();
-    let base = crate::query::dirs::own_state_home()?;
-    let dir = base.join("sockql");
-    if let Err(e) = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir) {
-        crate::notice::warn_once("history", format!("no shell history: cannot create {}: {e}", dir.display()));
-        return None;
-    }
-    let file = dir.join("history");
-    for p in [&dir, &file] {
-        let Ok(meta) = std::fs::symlink_metadata(p) else { continue };
-        let bad = if meta.file_type().is_symlink() {
-            Some("is a symbolic link")
-        } else if meta.uid() != euid.as_raw() {
-            Some("belongs to another user")
-        } else {
-            None
-        };
-        if let Some(why) = bad {
-            crate::notice::warn_once("history", format!("no shell history: {} {why}", p.display()));
-            return None;
-        }
-    }
-    Some(file)
-}
 
 pub struct Repl<'a> {
     runner: &'a dyn QueryRunner,
@@ -91,10 +54,21 @@ impl<'a> Repl<'a> {
         let config = Config::builder().auto_add_history(false).max_history_size(10_000)?.build();
         let mut rl: Editor<SqlHelper, FileHistory> = Editor::with_config(config)?;
         rl.set_helper(Some(self.helper().await));
-        let history = history_path();
-        if let Some(h) = &history {
-            let _ = rl.load_history(h);
-        }
+        // $XDG_STATE_HOME/sockql/history, else ~/.local/state/sockql/history,
+        // of the user sockql runs as, never through anything another user
+        // could swap (history_file.rs); none, with one warning, otherwise.
+        let mut history = HistoryFile::locate().and_then(|h| match h.load() {
+            Ok(entries) => {
+                for e in &entries {
+                    let _ = rl.history_mut().add(e);
+                }
+                Some(h)
+            }
+            Err(e) => {
+                crate::notice::warn_once("history", format!("no shell history: {e}"));
+                None
+            }
+        });
         let _ = writeln!(std::io::stdout(), "sockql {}: SQL over this host's sockets. \\? for help, \\q to quit.", env!("CARGO_PKG_VERSION"));
         // A statement is gathered line by line until it is complete (ends
         // with ';'), under a continuation prompt: each line is edited on
@@ -133,10 +107,13 @@ impl<'a> Repl<'a> {
                         continue;
                     }
                     rl.add_history_entry(line.as_str())?;
+                    // Saved after every entry (a killed shell keeps its
+                    // history), its path judged again each time: a path
+                    // that has become unsafe ends the history.
                     if let Some(h) = &history {
-                        // Saved after every entry: a killed shell keeps its history.
-                        if let Err(e) = rl.save_history(h) {
-                            crate::notice::warn_once("history", format!("cannot save history to {}: {e}", h.display()));
+                        if let Err(e) = h.save(rl.history().iter()) {
+                            crate::notice::warn_once("history", format!("no shell history from now on: {}: {e}", h.path().display()));
+                            history = None;
                         }
                     }
                     match self.handle(&line).await {

@@ -2,8 +2,7 @@
 //! every front end: saved queries under the config home, the shell's
 //! history under the state home.
 
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// `$VAR` if set and not empty, else `$HOME/<under_home>`.
 fn xdg(var: &str, under_home: &str) -> Option<PathBuf> {
@@ -18,24 +17,19 @@ pub fn config_home() -> Option<PathBuf> {
     xdg("XDG_CONFIG_HOME", ".config")
 }
 
-/// The state home sockql may write to: $XDG_STATE_HOME, else
-/// ~/.local/state, but only when it (or, while it does not exist yet, the
-/// nearest directory above it) belongs to the user sockql runs as. Under
-/// `sudo -E` or `su` without `-`, HOME still names the invoking user's home
-/// while sockql runs as root: root must not create files there. Then the
-/// home of the user sockql runs as, from the user database (NSS), is used.
-pub fn own_state_home() -> Option<PathBuf> {
-    let euid = nix::unistd::geteuid();
-    let owned = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.uid() == euid.as_raw());
-    let trusted = |base: &PathBuf| {
-        let mut p = base.as_path();
-        while !p.exists() {
-            p = p.parent()?;
+/// Where the state home may be, best first: $XDG_STATE_HOME, else
+/// ~/.local/state; then the home of the user sockql runs as, from the
+/// user database (NSS). Under `sudo -E` or `su` without `-`, HOME still
+/// names the invoking user's home while sockql runs as root: whoever
+/// writes there must take the second, which `query::safe_dir` decides by
+/// judging every component of the first (the user's home is not root's).
+pub fn state_home_candidates() -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = xdg("XDG_STATE_HOME", ".local/state").into_iter().collect();
+    if let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::geteuid()) {
+        let own = user.dir.join(".local").join("state");
+        if !out.contains(&own) {
+            out.push(own);
         }
-        owned(p).then_some(())
-    };
-    match xdg("XDG_STATE_HOME", ".local/state").filter(|b| trusted(b).is_some()) {
-        Some(b) => Some(b),
-        None => Some(nix::unistd::User::from_uid(euid).ok().flatten()?.dir.join(".local").join("state")),
     }
+    out
 }

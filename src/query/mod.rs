@@ -13,6 +13,7 @@ pub mod hints;
 pub mod pinned;
 pub mod policy;
 pub mod report_fn;
+pub mod safe_dir;
 pub mod saved;
 pub mod services;
 pub mod stamp;

@@ -16,6 +16,7 @@ mod owners;
 mod pcap;
 mod packet_reports;
 mod packets;
+mod paths_attack;
 mod pg;
 mod privilege;
 mod properties;

@@ -21,7 +21,7 @@ use crate::collect::packets::flows::Flows;
 use crate::collect::packets::live::{snap_len, Captured, LiveCapture};
 use crate::tables::columns::{ColumnDef, RowBuilder};
 use crate::collect::packets::bpf::{compile, describe, Cond};
-use crate::tables::filters::{as_str, column_in_literals, is_int_range_filter, port_range};
+use crate::tables::filters::{as_str, column_in_literals, int_range, is_int_range_filter, port_range};
 use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
 use crate::tables::live_table::LiveSource;
 use crate::collect::netns::{self, Netns};
@@ -109,6 +109,40 @@ fn bpf_conds(filters: &[&Expr]) -> Option<Vec<Cond>> {
     Some(conds)
 }
 
+/// A filter no packet can ever meet, named as the operator would write
+/// it, with why: a protocol name the column never holds, an address that
+/// does not parse, a port outside 0..65535. Capturing for it would run
+/// the whole `--capture-for` for nothing (tcpdump refuses such filters).
+fn impossible(f: &Expr) -> Option<String> {
+    if let Some((column, v)) = column_in_literals(f) {
+        if let Some(text) = v.first().filter(|_| v.len() == 1).and_then(|v| as_str(v)) {
+            let shown = crate::notice::escape_controls(text);
+            match column {
+                "protocol" if protocol_number(text).is_none() => {
+                    return Some(format!("protocol = '{shown}': no such protocol (tcp, udp, icmp, icmpv6 or a number up to 255)"))
+                }
+                "src_addr" | "dst_addr" if text.parse::<std::net::IpAddr>().is_err() => {
+                    return Some(format!("{column} = '{shown}': not an IP address"))
+                }
+                _ => {}
+            }
+        }
+    }
+    for column in ["src_port", "dst_port"] {
+        let Some((lo, hi)) = int_range(&[f], column) else { continue };
+        if lo > hi.min(65535) || hi < lo.max(0) {
+            let cond = match (lo, hi) {
+                (lo, hi) if lo == hi => format!("{column} = {lo}"),
+                (lo, i64::MAX) => format!("{column} >= {lo}"),
+                (i64::MIN, hi) => format!("{column} <= {hi}"),
+                (lo, hi) => format!("{column} BETWEEN {lo} AND {hi}"),
+            };
+            return Some(format!("{cond}: ports are 0 to 65535"));
+        }
+    }
+    None
+}
+
 /// What a capture will do, decided from its filters: the same for the
 /// `packets` table and for `sockql capture --out`.
 #[derive(Debug, Clone)]
@@ -121,6 +155,8 @@ pub struct CapturePlan {
     pub duration: Option<std::time::Duration>,
     /// Keep whole packets (`--payload`), not only their headers.
     pub payload: bool,
+    /// A filter no packet can meet, named (see [`impossible`]).
+    impossible: Option<String>,
 }
 
 impl CapturePlan {
@@ -132,7 +168,33 @@ impl CapturePlan {
             conds: bpf_conds(&refs),
             duration: streams::bound(options),
             payload: options.payload,
+            impossible: refs.iter().find_map(|f| impossible(f)),
         }
+    }
+
+    /// Refuse, in one line naming it, a filter no packet can meet: one of
+    /// [`impossible`], or an interface that none of the target namespaces
+    /// has. `sockql capture --out` asks before it creates its file; a
+    /// capture asks before it starts.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if let Some(why) = &self.impossible {
+            anyhow::bail!("no packet can match {why}");
+        }
+        if let Some(name) = &self.interface {
+            let here = |ns: &Netns| netns::run_in(ns, || nix::net::if_::if_nametoindex(name.as_str()).is_ok()).unwrap_or(false);
+            if !self.targets.iter().any(here) {
+                anyhow::bail!("{}", self.no_such_interface(name));
+            }
+        }
+        Ok(())
+    }
+
+    fn no_such_interface(&self, name: &str) -> String {
+        format!(
+            "no packet can match interface = '{}': no such interface in {}",
+            crate::notice::escape_controls(name),
+            scope::describe(&self.targets)
+        )
     }
 
     /// True if the plan applies `filter` itself (interface and namespace
@@ -168,6 +230,9 @@ impl CapturePlan {
         between: impl FnMut() -> anyhow::Result<ControlFlow<()>>,
         mut on_packet: impl FnMut(&Netns, Option<&str>, &Captured<'_>) -> anyhow::Result<ControlFlow<()>>,
     ) -> anyhow::Result<u64> {
+        if let Some(why) = &self.impossible {
+            anyhow::bail!("no packet can match {why}");
+        }
         let Some(conds) = &self.conds else { return Ok(0) };
         let prog = if conds.is_empty() { Vec::new() } else { compile(conds) };
         // One capture socket per namespace, each opened inside it (a
@@ -187,6 +252,9 @@ impl CapturePlan {
         .map(|(ns, cap)| Target { ns, cap, names: HashMap::new() })
         .collect();
         if caps.is_empty() {
+            if let Some(name) = self.interface.as_deref().filter(|_| !self.targets.is_empty()) {
+                anyhow::bail!("{}", self.no_such_interface(name));
+            }
             return Ok(0);
         }
         streams::note_start(&format!("capturing on {}", crate::notice::escape_controls(&self.on())), self.duration);
