@@ -136,7 +136,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let engine = Engine::with(&source, policy, limits)?;
     if let Some(location) = &args.history {
         let store = crate::history::store::HistoryStore::open(location, false)?;
-        crate::history::register::register(engine.context(), store).await?;
+        crate::history::register::register(engine.context(), store, limits).await?;
     }
     // The catalog commands ask the session, so history tables count too.
     let listing = match &args.command {

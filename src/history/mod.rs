@@ -7,8 +7,12 @@
 
 pub mod events;
 pub mod layout;
+pub mod left_out;
 pub mod local;
+pub mod page_header;
 pub mod record;
 pub mod register;
-pub mod skip;
 pub mod store;
+pub mod vet;
+pub mod view;
+pub mod walk;

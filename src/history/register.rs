@@ -2,55 +2,151 @@
 //! `history.<table>`, a Parquet listing table partitioned by host and date,
 //! so filters on them skip whole directories.
 //!
-//! Every file's footer is read once here: a file that cannot be read, or
-//! whose columns conflict with the files before it (oldest first), is left
-//! out with one warning naming it, and the rest stay queryable.
+//! The tree is hostile input read as root (other hosts' files, a shared
+//! bucket): it is listed without following links ([`super::walk`]), every
+//! file is checked against the table's own columns and decoded once within
+//! `--memory-limit` ([`super::vet`]), and the whole registration runs under
+//! `--timeout`. A file that fails is left out with one warning naming it
+//! (past a few, one line counts the rest: [`super::left_out`]); queries
+//! then read only the files admitted, as they were checked
+//! ([`super::view`]).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::Schema;
-use datafusion::datasource::file_format::FileFormat;
-use futures::{StreamExt, TryStreamExt};
-use object_store::path::Path;
-use object_store::ObjectMeta;
-
-use datafusion::arrow::datatypes::DataType;
+use anyhow::Context;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+use datafusion::config::TableParquetOptions;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::execution::memory_pool::MemoryPool;
 use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+use object_store::{ObjectMeta, ObjectStore};
 
-use super::layout;
-use super::skip::SkipFiles;
+use super::left_out::LeftOut;
 use super::store::HistoryStore;
+use super::vet::{self, Budget, Why};
+use super::view::{Admitted, HistoryView};
+use super::{layout, walk};
+use crate::query::engine::Limits;
 
 pub use crate::query::catalog::HISTORY_SCHEMA as SCHEMA;
 
-/// Register `history.<table>` for each table recorded in `store`.
-pub async fn register(ctx: &SessionContext, store: HistoryStore) -> anyhow::Result<Vec<String>> {
+/// Register `history.<table>` for each table recorded in `store`, within
+/// `limits` (the session's memory pool is the one `--memory-limit` bounds).
+pub async fn register(ctx: &SessionContext, store: HistoryStore, limits: Limits) -> anyhow::Result<Vec<String>> {
+    let budget = Budget { memory: limits.memory };
+    match limits.timeout {
+        None => register_within(ctx, store, budget).await,
+        Some(t) => tokio::time::timeout(t, register_within(ctx, store, budget))
+            .await
+            .map_err(|_| anyhow::anyhow!("reading --history took longer than --timeout ({})", humantime::format_duration(t)))?,
+    }
+}
+
+/// The columns `record` writes for `table`, when sockql knows them: a
+/// built-in table's with the `ts` stamp, an event table's as they are
+/// (`record --events` writes the events' own `ts`), the sample log's.
+fn known_columns(table: &str) -> Option<Schema> {
+    if table == super::record::SAMPLES {
+        return Some(crate::query::stamp::stamped_schema(&super::record::samples_schema()).as_ref().clone());
+    }
+    let info = crate::tables::catalog().into_iter().find(|t| t.name == table)?;
+    if super::events::EVENT_TABLES.contains(&table) {
+        return Some(info.schema.as_ref().clone());
+    }
+    Some(crate::query::stamp::stamped_schema(&info.schema).as_ref().clone())
+}
+
+/// A file found, not yet checked.
+struct Found {
+    admitted: Admitted,
+    /// How warnings name it.
+    name: String,
+}
+
+async fn found(store: &HistoryStore, table: &str, left: &mut LeftOut) -> anyhow::Result<Vec<Found>> {
+    if let Some(root) = &store.root_dir {
+        let files = walk::files(root, &store.prefix, table, left);
+        return Ok(files.into_iter().map(|(meta, local)| Found { name: local.display(), admitted: Admitted { meta, local: Some(local) } }).collect());
+    }
+    // An object store has no links; the same layout is required.
+    let prefix = store.path(&[table]);
+    let mut metas: Vec<ObjectMeta> = store.store.list(Some(&prefix)).try_collect().await?;
+    metas.retain(|m| {
+        let rest: Vec<_> = m.location.prefix_match(&prefix).map(|p| p.collect()).unwrap_or_default();
+        rest.len() == 3
+            && rest[0].as_ref().starts_with("host=")
+            && rest[1].as_ref().starts_with("date=")
+            && rest[2].as_ref().ends_with(".parquet")
+    });
+    metas.sort_by(|a, b| a.location.cmp(&b.location));
+    let base = store.root_url.as_str().trim_end_matches('/').to_string();
+    Ok(metas.into_iter().map(|meta| Found { name: format!("{base}/{}", meta.location), admitted: Admitted { meta, local: None } }).collect())
+}
+
+/// Check one file completely against the table's columns.
+async fn check(view: &Arc<dyn ObjectStore>, file: &ObjectMeta, columns: &Schema, pool: &Arc<dyn MemoryPool>, budget: Budget) -> Result<(), Why> {
+    let footer = vet::footer(view, file, pool).await?;
+    vet::matches(&footer.schema, columns)?;
+    vet::body(view, file, &footer, pool, budget).await
+}
+
+async fn register_within(ctx: &SessionContext, store: HistoryStore, budget: Budget) -> anyhow::Result<Vec<String>> {
     let catalog = ctx.catalog("datafusion").ok_or_else(|| anyhow::anyhow!("no default catalog"))?;
     let schema = Arc::new(MemorySchemaProvider::new());
     catalog.register_schema(SCHEMA, schema.clone())?;
-    let tables = layout::tables(&store).await?;
+    let mut left = LeftOut::default();
+    let tables = match &store.root_dir {
+        Some(root) => walk::tables(root, &mut left),
+        None => layout::tables(&store).await?,
+    };
     if tables.is_empty() {
         crate::notice::note_once("history-empty", format!("no recorded tables in {}", store.display));
     }
-    let mut schemas = Vec::new();
-    let mut skip = HashSet::new();
+    let mut per_table = Vec::new();
     for table in &tables {
-        let (schema, bad) = table_schema(ctx, &store, table).await?;
-        skip.extend(bad);
-        schemas.push(schema);
+        per_table.push(found(&store, table, &mut left).await.with_context(|| format!("listing {} in {}", table, store.display))?);
     }
-    ctx.register_object_store(&store.root_url, Arc::new(SkipFiles::new(store.store.clone(), skip)));
-    for (table, file_schema) in tables.iter().zip(schemas) {
-        let Some(file_schema) = file_schema else { continue };
+    // Files are read for checking through the same view queries use.
+    let every = per_table.iter().flatten().map(|f| f.admitted.clone());
+    let view: Arc<dyn ObjectStore> = Arc::new(HistoryView::new(store.store.clone(), store.prefix.clone(), every));
+    let pool = ctx.runtime_env().memory_pool.clone();
+    let mut admitted = Vec::new();
+    let mut columns_of = Vec::new();
+    for (table, files) in tables.iter().zip(per_table) {
+        let columns = match known_columns(table) {
+            Some(c) => c,
+            None => match most_common_columns(&view, &files, &pool).await {
+                Some(c) => c,
+                None => {
+                    columns_of.push(None);
+                    continue;
+                }
+            },
+        };
+        let mut any = false;
+        for f in files {
+            match check(&view, &f.admitted.meta, &columns, &pool, budget).await {
+                Ok(()) => {
+                    admitted.push(f.admitted);
+                    any = true;
+                }
+                Err(why) => left.add(&f.name, &why),
+            }
+        }
+        columns_of.push(any.then_some(columns));
+    }
+    left.finish();
+    ctx.register_object_store(&store.root_url, Arc::new(HistoryView::new(store.store.clone(), store.prefix.clone(), admitted)));
+    for (table, columns) in tables.iter().zip(columns_of) {
+        let Some(columns) = columns else { continue };
         let url = ListingTableUrl::parse(store.table_url(table))?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        let options = ListingOptions::new(Arc::new(parquet_format()))
             .with_file_extension(".parquet")
             .with_table_partition_cols(vec![("host".into(), DataType::Utf8), ("date".into(), DataType::Utf8)]);
-        let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(Arc::new(file_schema));
+        let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(Arc::new(vet::table_schema(&columns)));
         schema.register_table(table.clone(), Arc::new(ListingTable::try_new(config)?))?;
     }
     // Recordings older than the sample log have none: an empty one, so
@@ -58,65 +154,40 @@ pub async fn register(ctx: &SessionContext, store: HistoryStore) -> anyhow::Resu
     if !schema.table_exist(super::record::SAMPLES) {
         let log = crate::query::stamp::stamped_schema(&super::record::samples_schema());
         let mut fields: Vec<_> = log.fields().iter().cloned().collect();
-        fields.push(Arc::new(datafusion::arrow::datatypes::Field::new("host", DataType::Utf8, true)));
-        fields.push(Arc::new(datafusion::arrow::datatypes::Field::new("date", DataType::Utf8, true)));
+        fields.push(Arc::new(Field::new("host", DataType::Utf8, true)));
+        fields.push(Arc::new(Field::new("date", DataType::Utf8, true)));
         let empty = datafusion::datasource::MemTable::try_new(Arc::new(Schema::new(fields)), vec![vec![]])?;
         schema.register_table(super::record::SAMPLES.to_string(), Arc::new(empty))?;
     }
     Ok(tables)
 }
 
-/// The schema of `table`'s files, merged oldest first, and the files left
-/// out (unreadable, or conflicting with that schema). `None` when no file
-/// is readable.
-async fn table_schema(ctx: &SessionContext, store: &HistoryStore, table: &str) -> anyhow::Result<(Option<Schema>, Vec<Path>)> {
-    let prefix = store.path(&[table]);
-    let mut files: Vec<ObjectMeta> = store.store.list(Some(&prefix)).try_collect().await?;
-    files.retain(|f| f.location.extension() == Some("parquet"));
-    files.sort_by(|a, b| a.location.cmp(&b.location));
-    let state = ctx.state();
-    let format = ParquetFormat::default();
-    let schemas: Vec<_> = futures::stream::iter(files.iter())
-        .map(|f| async {
-            footer_fits(&store.store, f).await?;
-            format.infer_schema(&state, &store.store, std::slice::from_ref(f)).await.map_err(|e| e.to_string())
-        })
-        .buffered(32)
-        .collect()
-        .await;
-    let (mut merged, mut bad): (Option<Schema>, Vec<Path>) = (None, Vec::new());
-    for (file, schema) in files.iter().zip(schemas) {
-        let next = schema.and_then(|s| match &merged {
-            None => Ok(s.as_ref().clone()),
-            Some(m) => Schema::try_merge([m.clone(), s.as_ref().clone()]).map_err(|e| format!("its columns conflict with earlier files: {e}")),
-        });
-        match next {
-            Ok(s) => merged = Some(s),
-            Err(why) => {
-                let first = why.lines().next().unwrap_or("").to_string();
-                crate::notice::warn_once(&format!("history-skip:{}", file.location), format!("history: leaving out /{}: {first}", file.location));
-                bad.push(file.location.clone());
-            }
-        }
-    }
-    Ok((merged, bad))
+/// Parquet as the history tables read it: no page index and no bloom
+/// filters (more structures whose sizes a file claims; a recorded sample
+/// is read whole anyway).
+fn parquet_format() -> ParquetFormat {
+    let mut options = TableParquetOptions::default();
+    options.global.enable_page_index = false;
+    options.global.bloom_filter_on_read = false;
+    ParquetFormat::default().with_options(options)
 }
 
-/// A Parquet file ends in a 4-byte metadata length and `PAR1`, and starts
-/// with `PAR1`. Checked before the parquet reader sees the file: it
-/// computes `file length - 8 - metadata length` unchecked, so a footer
-/// claiming more metadata than the file holds overflows (a panic in debug
-/// builds).
-async fn footer_fits(store: &Arc<dyn object_store::ObjectStore>, file: &ObjectMeta) -> Result<(), String> {
-    use object_store::ObjectStoreExt;
-    const MAGIC: &[u8] = b"PAR1";
-    if file.size < 12 {
-        return Err(format!("not a Parquet file ({} bytes)", file.size));
+/// For a table sockql does not define (a saved query's results): the
+/// columns most of its files have (ties: the first such file's, by path),
+/// never simply the first file's. `None` when no footer is readable.
+async fn most_common_columns(view: &Arc<dyn ObjectStore>, files: &[Found], pool: &Arc<dyn MemoryPool>) -> Option<Schema> {
+    // (as the table would read them, how many files, the first file's own)
+    let mut seen: Vec<(Schema, usize, Schema)> = Vec::new();
+    for f in files {
+        // A file whose footer fails here fails again when checked, and is
+        // named then.
+        let Ok(footer) = vet::footer(view, &f.admitted.meta, pool).await else { continue };
+        let columns = vet::table_schema(&footer.schema);
+        match seen.iter_mut().find(|(s, _, _)| *s == columns) {
+            Some((_, n, _)) => *n += 1,
+            None => seen.push((columns, 1, footer.schema)),
+        }
     }
-    let tail = store.get_range(&file.location, file.size - 8..file.size).await.map_err(|e| e.to_string())?;
-    let metadata_len = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as u64;
-    if &tail[4..8] != MAGIC || metadata_len + 12 > file.size {
-        return Err("not a Parquet file (its footer is corrupt)".to_string());
-    }
-    Ok(())
+    let best = seen.iter().map(|(_, n, _)| *n).max()?;
+    seen.into_iter().find(|(_, n, _)| *n == best).map(|(_, _, s)| s)
 }

@@ -23,6 +23,10 @@ pub struct HistoryStore {
     /// A local directory opened for writing: writes and retention go
     /// through it, never following links (see [`super::local`]).
     pub local: Option<super::local::LocalTree>,
+    /// A local history's directory (links below it resolved away, the
+    /// operator's own link to it followed once): `--history` lists and
+    /// opens files from here without following links ([`super::walk`]).
+    pub root_dir: Option<std::path::PathBuf>,
 }
 
 impl HistoryStore {
@@ -44,6 +48,7 @@ impl HistoryStore {
                 prefix: Path::from(prefix.trim_matches('/')),
                 display: location.to_string(),
                 local: None,
+                root_dir: None,
             });
         }
         if location.contains("://") {
@@ -61,6 +66,7 @@ impl HistoryStore {
             prefix: Path::from_filesystem_path(&abs)?,
             display: location.to_string(),
             local,
+            root_dir: Some(abs),
         })
     }
 

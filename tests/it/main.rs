@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod events;
 mod history;
+mod history_attack;
 mod impair;
 mod layers;
 mod conntrack;
