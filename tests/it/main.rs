@@ -19,6 +19,7 @@ mod packet_reports;
 mod packets;
 mod paths_attack;
 mod pg;
+mod pg_attack;
 mod privilege;
 mod properties;
 mod pushdown;

@@ -9,7 +9,8 @@
 use std::fmt::Debug;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -18,9 +19,12 @@ use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::auth::sasl::scram::{gen_salted_password, ScramAuth};
 use pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler};
-use pgwire::api::{ClientInfo, ConnectionManager};
+use pgwire::api::{ClientInfo, ConnectionManager, METADATA_USER};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::startup::PasswordMessageFamily;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+
+use super::admission::{Gate, SessionSlot, Waiting};
 
 /// The largest password file read (a password is a line).
 const MAX_PASSWORD_FILE: u64 = 4096;
@@ -155,18 +159,51 @@ impl NoopStartupHandler for Trusted {
     }
 }
 
+/// A connection's place: pre-auth until it logs in, then a session.
+pub struct Places {
+    gate: Arc<Gate>,
+    waiting: Mutex<Option<Waiting>>,
+    slot: Mutex<Option<SessionSlot>>,
+}
+
+impl Places {
+    pub fn new(gate: Arc<Gate>, waiting: Waiting) -> Self {
+        Places { gate, waiting: Mutex::new(Some(waiting)), slot: Mutex::new(None) }
+    }
+
+    /// Trade the pre-auth place for a session (once), or refuse the
+    /// login with PostgreSQL's too_many_connections.
+    fn session(&self) -> PgWireResult<()> {
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_some() {
+            return Ok(());
+        }
+        let waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let waiting = waiting.ok_or_else(|| fatal("53300", "too many connections are logging in".into()))?;
+        *slot = Some(self.gate.session(waiting).map_err(|why| fatal("53300", why))?);
+        Ok(())
+    }
+}
+
 /// How one connection is admitted.
 pub enum Admission {
-    /// Admitted by its peer credentials.
-    Peer(Trusted),
+    /// Admitted by its peer credentials (checked at accept).
+    Peer { trusted: Trusted, places: Places },
     /// Refused before startup: the client is told why.
     Refused(String),
-    /// SCRAM over TCP; `require_tls` off loopback.
-    Password { scram: SASLAuthStartupHandler<DefaultServerParameterProvider>, require_tls: bool },
+    /// SCRAM over TCP; `require_tls` off loopback. `started`: the first
+    /// password message (SASLInitialResponse) was taken.
+    Password { scram: SASLAuthStartupHandler<DefaultServerParameterProvider>, require_tls: bool, places: Places, started: AtomicBool },
 }
 
 impl Admission {
-    pub fn password(source: Arc<PasswordSource>, cert_pem: Option<&[u8]>, connections: Arc<ConnectionManager>, require_tls: bool) -> PgWireResult<Self> {
+    pub fn password(
+        source: Arc<PasswordSource>,
+        cert_pem: Option<&[u8]>,
+        connections: Arc<ConnectionManager>,
+        require_tls: bool,
+        places: Places,
+    ) -> PgWireResult<Self> {
         let mut scram = ScramAuth::new(source);
         scram.set_iterations(SCRAM_ITERATIONS);
         if let Some(pem) = cert_pem {
@@ -177,7 +214,7 @@ impl Admission {
         let handler = SASLAuthStartupHandler::new(Arc::new(DefaultServerParameterProvider::default()))
             .with_scram(scram)
             .with_connection_manager(connections);
-        Ok(Admission::Password { scram: handler, require_tls })
+        Ok(Admission::Password { scram: handler, require_tls, places, started: AtomicBool::new(false) })
     }
 }
 
@@ -194,18 +231,46 @@ impl StartupHandler for Admission {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         match self {
-            Admission::Peer(trusted) => trusted.on_startup(client, message).await,
+            Admission::Peer { trusted, places } => {
+                // The kernel vouched for the peer at accept: the startup
+                // packet logs it in, if there is a session for it.
+                if matches!(message, PgWireFrontendMessage::Startup(_)) {
+                    places.session()?;
+                }
+                trusted.on_startup(client, message).await
+            }
             // 28000: invalid_authorization_specification, as PostgreSQL's
             // own peer authentication failure.
             Admission::Refused(why) => Err(fatal("28000", why.clone())),
-            Admission::Password { scram, require_tls } => {
+            Admission::Password { scram, require_tls, places, started } => {
                 if *require_tls && !client.is_secure() {
                     return Err(fatal(
                         "28000",
                         "this endpoint is not on loopback: connect with TLS (sslmode=require)".to_string(),
                     ));
                 }
-                scram.on_startup(client, message).await
+                let mut first = false;
+                if let PgWireFrontendMessage::PasswordMessageFamily(PasswordMessageFamily::Raw(body)) = &message {
+                    if started.load(Ordering::Acquire) {
+                        // The proof: a session must be there for it.
+                        places.session()?;
+                    } else {
+                        // pgwire reads this one trusting its lengths.
+                        super::framing::check_sasl_initial(body).map_err(|f| fatal(f.code, f.message))?;
+                        first = true;
+                    }
+                }
+                // SCRAM's own user name is empty (psql) or "*" (pgjdbc):
+                // a failure names the one of the startup packet.
+                let user = client.metadata().get(METADATA_USER).cloned().unwrap_or_default();
+                let result = scram.on_startup(client, message).await;
+                if first && result.is_ok() {
+                    started.store(true, Ordering::Release);
+                }
+                result.map_err(|e| match e {
+                    PgWireError::InvalidPassword(_) => PgWireError::InvalidPassword(user),
+                    other => other,
+                })
             }
         }
     }

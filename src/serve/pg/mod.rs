@@ -11,8 +11,11 @@
 //! command line's policy and limits; `--pg-max-connections` and
 //! `--pg-max-queries` bound what clients together can hold.
 
+pub mod admission;
 pub mod auth;
 pub mod catalog;
+pub mod connection;
+pub mod framing;
 pub mod session;
 pub mod socket_dir;
 
@@ -23,13 +26,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use pgwire::api::cancel::DefaultCancelHandler;
-use pgwire::api::{ConnectionManager, PgWireServerHandlers};
+use pgwire::api::ConnectionManager;
+use pgwire::error::ErrorInfo;
+use pgwire::messages::PgWireBackendMessage;
 use tokio::sync::Semaphore;
 
 use crate::query::engine::{Engine, Limits, Policy};
 use crate::query::files;
 use crate::tables::SourceOptions;
-use auth::{Admission, PasswordSource, PeerRule, Trusted};
+use admission::{Gate, Peer, Waiting};
+use auth::{Admission, PasswordSource, PeerRule, Places, Trusted};
+use connection::Handlers;
 use session::{Handler, Session, Shared};
 
 /// Where the PostgreSQL endpoint listens.
@@ -67,42 +74,19 @@ pub struct PgOptions {
 }
 
 /// How connections are admitted, decided once at start.
-enum Gate {
+enum Rule {
     Peer(PeerRule),
     Password { source: Arc<PasswordSource>, tls: Option<(tokio_rustls::TlsAcceptor, Vec<u8>)>, require_tls: bool },
 }
 
 /// The server's PostgreSQL side, ready to accept.
 pub struct PgServer {
-    gate: Gate,
+    rule: Rule,
     shared: Arc<Shared>,
     source: SourceOptions,
     limits: Limits,
     connections: Arc<ConnectionManager>,
-    open: Arc<Semaphore>,
-    max_connections: usize,
-}
-
-/// A connection's handlers: its session and how it is admitted.
-struct Connection {
-    handler: Handler,
-    admission: Arc<Admission>,
-    cancel: Arc<DefaultCancelHandler>,
-}
-
-impl PgWireServerHandlers for Connection {
-    fn simple_query_handler(&self) -> Arc<impl pgwire::api::query::SimpleQueryHandler> {
-        Arc::new(self.handler.clone())
-    }
-    fn extended_query_handler(&self) -> Arc<impl pgwire::api::query::ExtendedQueryHandler> {
-        Arc::new(self.handler.clone())
-    }
-    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
-        self.admission.clone()
-    }
-    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
-        self.cancel.clone()
-    }
+    gate: Arc<Gate>,
 }
 
 fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<(tokio_rustls::TlsAcceptor, Vec<u8>)> {
@@ -140,12 +124,13 @@ impl PgServer {
             (None, None) => None,
             _ => anyhow::bail!("--pg-tls-cert and --pg-tls-key go together"),
         };
-        let gate = match &options.endpoint {
+        admission::descriptors(options.max_connections.max(1))?;
+        let rule = match &options.endpoint {
             Endpoint::Unix { .. } => {
                 if options.password_file.is_some() || tls.is_some() {
                     anyhow::bail!("the unix socket admits by peer credentials: --pg-password-file and TLS are for a TCP --pg");
                 }
-                Gate::Peer(PeerRule::new(options.group.as_deref())?)
+                Rule::Peer(PeerRule::new(options.group.as_deref())?)
             }
             Endpoint::Tcp(addr) => {
                 if options.group.is_some() {
@@ -162,7 +147,7 @@ impl PgServer {
                     );
                 }
                 let password = auth::read_password_file(file)?;
-                Gate::Password { source: Arc::new(PasswordSource::new(&password)?), tls, require_tls }
+                Rule::Password { source: Arc::new(PasswordSource::new(&password)?), tls, require_tls }
             }
         };
         let shared = Arc::new(Shared {
@@ -172,61 +157,68 @@ impl PgServer {
             parser: Arc::new(datafusion_pg_catalog::sql::PostgresCompatibilityParser::new()),
         });
         Ok(PgServer {
-            gate,
+            rule,
             shared,
             source,
             limits,
             connections: Arc::new(ConnectionManager::new()),
-            open: Arc::new(Semaphore::new(options.max_connections.max(1))),
-            max_connections: options.max_connections.max(1),
+            gate: Gate::new(options.max_connections),
         })
     }
 
     /// A session for a new connection: the live tables, pg_catalog, the
     /// command line's policy (never --allow-files) and limits.
-    fn connection(&self, admission: Admission) -> Connection {
+    fn handlers(&self, admission: Admission) -> Handlers {
         let (source, limits) = (self.source.clone(), self.limits);
         let make = Box::new(move || {
             let engine = Engine::with(&source, Policy::default(), limits)?;
             catalog::setup(&engine)?;
             Ok(engine)
         });
-        Connection {
-            handler: Handler(Arc::new(Session::new(make, self.shared.clone()))),
+        Handlers {
+            session: Arc::new(Handler(Arc::new(Session::new(make, self.shared.clone())))),
             admission: Arc::new(admission),
             cancel: Arc::new(DefaultCancelHandler::new(self.connections.clone())),
         }
     }
 
-    fn trusted(&self) -> Admission {
-        Admission::Peer(Trusted { connections: self.connections.clone() })
-    }
-
-    /// A connection slot, or the reason there is none.
-    fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, String> {
-        self.open
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| format!("too many connections: {} are open (--pg-max-connections)", self.max_connections))
+    /// Serve one accepted connection in a task of its own, which is
+    /// closed should the connection be evicted before it logs in.
+    fn spawn<F>(&self, waiting: Waiting, serve: impl FnOnce(Waiting) -> F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let ticket = waiting.ticket();
+        let task = tokio::spawn(serve(waiting));
+        self.gate.arm(ticket, task.abort_handle());
     }
 
     /// Serve the unix socket until the task is dropped.
     pub async fn serve_unix(self: Arc<Self>, listener: &tokio::net::UnixListener) {
+        let Rule::Peer(rule) = &self.rule else { return };
         loop {
             let Some(stream) = super::accepted(listener.accept().await.map(|(s, _)| s)).await else { continue };
+            // Who it is, at once: a peer that is not admitted is told why
+            // and closed before it holds anything.
+            let uid = match peer(&stream).map(|(uid, gid)| (uid, rule.admit(uid, gid))) {
+                Ok((uid, Ok(()))) => uid,
+                Ok((_, Err(why))) => {
+                    refuse(&stream, "28000", why);
+                    continue;
+                }
+                Err(e) => {
+                    refuse(&stream, "28000", format!("cannot read the peer's credentials: {e}"));
+                    continue;
+                }
+            };
+            let waiting = self.gate.enter(Peer::Uid(uid));
             let server = self.clone();
-            tokio::spawn(async move {
-                let admission = match (&server.gate, server.slot()) {
-                    (_, Err(why)) => (Admission::Refused(why), None),
-                    (Gate::Peer(rule), Ok(slot)) => match peer(&stream).map(|(uid, gid)| rule.admit(uid, gid)) {
-                        Ok(Ok(())) => (server.trusted(), Some(slot)),
-                        Ok(Err(why)) => (Admission::Refused(why), None),
-                        Err(e) => (Admission::Refused(format!("cannot read the peer's credentials: {e}")), None),
-                    },
-                    (Gate::Password { .. }, _) => return,
-                };
-                let (admission, _slot) = admission;
-                let _ = pgwire::tokio::process_socket_unix(stream, server.connection(admission)).await;
+            self.spawn(waiting, move |waiting| async move {
+                let deadline = connection::login_deadline();
+                let places = Places::new(server.gate.clone(), waiting);
+                let trusted = Trusted { connections: server.connections.clone() };
+                let handlers = server.handlers(Admission::Peer { trusted, places });
+                connection::run(connection::unix(stream), handlers, deadline).await;
             });
         }
     }
@@ -234,24 +226,32 @@ impl PgServer {
     /// Serve TCP until the task is dropped.
     pub async fn serve_tcp(self: Arc<Self>, listener: tokio::net::TcpListener) {
         loop {
-            let Some(stream) = super::accepted(listener.accept().await.map(|(s, _)| s)).await else { continue };
+            let Some((stream, addr)) = super::accepted(listener.accept().await).await else { continue };
+            let waiting = self.gate.enter(Peer::Addr(addr.ip()));
             let server = self.clone();
-            tokio::spawn(async move {
-                let Gate::Password { source, tls, require_tls } = &server.gate else { return };
-                let (admission, _slot) = match server.slot() {
-                    Err(why) => (Admission::Refused(why), None),
-                    Ok(slot) => {
-                        let pem = tls.as_ref().map(|(_, pem)| pem.as_slice());
-                        match Admission::password(source.clone(), pem, server.connections.clone(), *require_tls) {
-                            Ok(a) => (a, Some(slot)),
-                            Err(e) => (Admission::Refused(format!("cannot set up SCRAM: {e}")), None),
-                        }
-                    }
-                };
+            self.spawn(waiting, move |waiting| async move {
+                let Rule::Password { source, tls, require_tls } = &server.rule else { return };
+                let deadline = connection::login_deadline();
                 let acceptor = tls.as_ref().map(|(a, _)| a.clone());
-                let _ = pgwire::tokio::process_socket(stream, acceptor, server.connection(admission)).await;
+                let Ok(Some(socket)) = tokio::time::timeout_at(deadline, connection::tcp(stream, acceptor)).await else { return };
+                let pem = tls.as_ref().map(|(_, pem)| pem.as_slice());
+                let places = Places::new(server.gate.clone(), waiting);
+                let admission = match Admission::password(source.clone(), pem, server.connections.clone(), *require_tls, places) {
+                    Ok(a) => a,
+                    Err(e) => Admission::Refused(format!("cannot set up SCRAM: {e}")),
+                };
+                connection::run(socket, server.handlers(admission), deadline).await;
             });
         }
+    }
+}
+
+/// Tell a refused peer why, without waiting for it, and close.
+fn refuse(stream: &tokio::net::UnixStream, code: &str, why: String) {
+    let mut bytes = bytes::BytesMut::new();
+    let message = PgWireBackendMessage::ErrorResponse(ErrorInfo::new("FATAL".into(), code.into(), why).into());
+    if message.encode(&mut bytes).is_ok() {
+        let _ = stream.try_write(&bytes);
     }
 }
 
