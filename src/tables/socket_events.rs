@@ -92,6 +92,9 @@ struct Seen {
     opened_ms: Option<i64>,
     /// The last dump that found it alive.
     dump: u64,
+    /// Its inode then: 0 while no process holds it (a connection still
+    /// in its listener's accept queue), so a later dump asks again.
+    inode: u64,
 }
 
 /// The most sockets remembered per namespace: the live set of a busy host
@@ -120,7 +123,7 @@ impl Holders {
 
     /// Dump the TCP and UDP sockets of the calling thread's namespace:
     /// mark those known as still alive, add the new ones with their
-    /// holders, and forget those neither this dump nor the one before
+    /// holders (and name those that had none: accepted since), and forget those neither this dump nor the one before
     /// found (their events, if any, were read in between). `first` marks
     /// the dump made as listening began.
     fn learn(&mut self, first: bool) -> anyhow::Result<()> {
@@ -135,7 +138,12 @@ impl Holders {
                 let req = InetRequest { protocol, family, states, extensions: Extensions::default(), conds: Vec::new() };
                 diag.inet(&req, None, |m: &InetDiagMsg<'_>| {
                     match seen.get_mut(&m.cookie()) {
-                        Some(s) => s.dump = dump,
+                        Some(s) => {
+                            s.dump = dump;
+                            if s.inode == 0 && m.inode() != 0 {
+                                fresh.push((m.cookie(), m.inode() as u64));
+                            }
+                        }
                         None => fresh.push((m.cookie(), m.inode() as u64)),
                     }
                     Ok::<_, crate::collect::Error>(ControlFlow::Continue(()))
@@ -165,7 +173,9 @@ impl Holders {
         let opened_ms = (!first).then(|| streams::now_ns() / 1_000_000);
         for (cookie, inode) in fresh {
             let pid = holders.get(inode);
-            seen.insert(cookie, Seen { pid, process: pid.and_then(owners::comm), opened_ms, dump });
+            // A socket named late keeps the time it was first seen.
+            let opened_ms = seen.get(&cookie).map_or(opened_ms, |s| s.opened_ms);
+            seen.insert(cookie, Seen { pid, process: pid.and_then(owners::comm), opened_ms, dump, inode });
         }
         Ok(())
     }
