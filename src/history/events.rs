@@ -6,7 +6,9 @@
 //! per table, in the same layout as snapshots
 //! (DIR/<table>/host=<host>/date=<day>/<ts>.parquet), so `--history DIR`
 //! queries them as `history.socket_events` and so on. Rows keep their own
-//! `ts` (when the event came).
+//! `ts` (when the event came). What is held between writes is bounded:
+//! once a table has [`FLUSH_BYTES`] waiting, it is written at once rather
+//! than at the next `--every`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +22,10 @@ use super::layout;
 use super::store::HistoryStore;
 use crate::query::engine::{QueryRunner, ResultSink, SqlSource};
 
+/// Memory of rows a table may hold before they are written early: a
+/// long `--every` under a flood of events stays within it.
+pub const FLUSH_BYTES: usize = 32 << 20;
+
 /// The tables `--events` listens to.
 pub const EVENT_TABLES: [&str; 3] = ["socket_events", "conntrack_events", "process_events"];
 
@@ -28,10 +34,13 @@ pub const EVENT_TABLES: [&str; 3] = ["socket_events", "conntrack_events", "proce
 struct Heard {
     schema: Option<SchemaRef>,
     batches: Vec<RecordBatch>,
+    /// Their memory.
+    bytes: usize,
 }
 
-/// Hands a query's batches to the shared buffer.
-struct Into(Arc<Mutex<Heard>>);
+/// Hands a query's batches to the shared buffer, and asks for a write
+/// once it holds [`FLUSH_BYTES`].
+struct Into(Arc<Mutex<Heard>>, Arc<tokio::sync::Notify>);
 
 impl ResultSink for Into {
     fn start(&mut self, schema: SchemaRef) -> anyhow::Result<()> {
@@ -40,7 +49,12 @@ impl ResultSink for Into {
     }
     fn batch(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {
         if batch.num_rows() > 0 {
-            self.0.lock().map_err(|_| anyhow::anyhow!("event buffer poisoned"))?.batches.push(batch.clone());
+            let mut heard = self.0.lock().map_err(|_| anyhow::anyhow!("event buffer poisoned"))?;
+            heard.bytes += batch.get_array_memory_size();
+            heard.batches.push(batch.clone());
+            if heard.bytes >= FLUSH_BYTES {
+                self.1.notify_one();
+            }
         }
         Ok(())
     }
@@ -64,18 +78,28 @@ impl EventRecorder<'_> {
     /// writing every `every`; returns the rows written.
     pub async fn run(&self) -> anyhow::Result<u64> {
         let buffers: Vec<Arc<Mutex<Heard>>> = EVENT_TABLES.iter().map(|_| Arc::default()).collect();
-        let listening = futures::future::join_all(EVENT_TABLES.iter().zip(&buffers).map(|(table, buf)| async move {
-            let mut sink = Into(buf.clone());
-            self.runner.run_into(&SqlSource::inline(format!("SELECT * FROM {table}")), &mut sink).await
+        let full = Arc::new(tokio::sync::Notify::new());
+        let listening = futures::future::join_all(EVENT_TABLES.iter().zip(&buffers).map(|(table, buf)| {
+            let mut sink = Into(buf.clone(), full.clone());
+            async move {
+                self.runner.run_into(&SqlSource::inline(format!("SELECT * FROM {table}")), &mut sink).await
+            }
         }));
         tokio::pin!(listening);
         // The first Ctrl-C ends the listening, and what was heard is written.
         crate::tables::streams::end_on_ctrl_c();
         let mut written = 0u64;
+        let mut next = tokio::time::Instant::now() + self.every;
         let results = loop {
             tokio::select! {
                 r = &mut listening => break r,
-                _ = tokio::time::sleep(self.every) => written += self.flush(&buffers).await?,
+                _ = tokio::time::sleep_until(next) => {
+                    written += self.flush(&buffers).await?;
+                    next = tokio::time::Instant::now() + self.every;
+                }
+                // A table holds FLUSH_BYTES: write it now, and the others
+                // with it (the regular writes keep their times).
+                _ = full.notified() => written += self.flush(&buffers).await?,
             }
         };
         written += self.flush(&buffers).await?;
@@ -110,6 +134,7 @@ impl EventRecorder<'_> {
             let (schema, batches) = {
                 let mut heard = buf.lock().map_err(|_| anyhow::anyhow!("event buffer poisoned"))?;
                 let Some(schema) = heard.schema.clone() else { continue };
+                heard.bytes = 0;
                 (schema, std::mem::take(&mut heard.batches))
             };
             if batches.is_empty() {

@@ -49,6 +49,28 @@ impl ProcessEventsTable {
     }
 }
 
+/// The most names kept for exits: more processes than a host runs at
+/// once. The map holds live processes only (an exit takes its entry), but
+/// an exit the kernel's queue dropped would leave one behind for good.
+const MAX_NAMES: usize = 1 << 17;
+
+/// Keep `name` as `pid`'s for its exit. At the cap, first forget the
+/// pids that are gone (their exits were lost); if the live ones alone
+/// fill it, the new name is not kept (its exit reads /proc, or is null).
+fn remember(names: &mut HashMap<i32, String>, pid: i32, name: &str) {
+    if names.len() >= MAX_NAMES && !names.contains_key(&pid) {
+        names.retain(|pid, _| std::path::Path::new(&format!("/proc/{pid}")).exists());
+        if names.len() >= MAX_NAMES {
+            crate::notice::note_once(
+                "process-events-names-cap",
+                format!("more than {MAX_NAMES} processes alive: some exits name their process from /proc, or not at all"),
+            );
+            return;
+        }
+    }
+    names.insert(pid, name.to_string());
+}
+
 /// CLOCK_REALTIME minus CLOCK_MONOTONIC now, ns: what turns the kernel's
 /// monotonic stamps into wall-clock times.
 fn realtime_offset_ns() -> i64 {
@@ -109,7 +131,7 @@ impl LiveSource for ProcessEventsTable {
                         };
                         if let (Some(n), false) = (&name, event == "exit") {
                             if e.pid == e.tid {
-                                names.insert(e.pid, n.clone());
+                                remember(&mut names, e.pid, n);
                             }
                         }
                         r.str(Col::Event as usize, Some(event));

@@ -11,6 +11,13 @@
 //! dump's time: the socket was made since the dump before) and
 //! `duration_ms`. A socket made and destroyed between two dumps has them
 //! null, as has one whose holder had already closed it when a dump looked.
+//!
+//! What the dumps learned is kept only for sockets that are alive, so a
+//! stream that runs for days under heavy churn holds what the host holds,
+//! not what it has seen: an event takes its socket's entry out, and a
+//! socket two dumps in a row no longer found (its event lost, or one the
+//! kernel never sends) is forgotten. TIME-WAIT and request sockets are not
+//! learned at all: the kernel sends no destroy event for them.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
@@ -83,49 +90,102 @@ struct Seen {
     process: Option<String>,
     /// None when the first dump saw it (made at an unknown time before).
     opened_ms: Option<i64>,
+    /// The last dump that found it alive.
+    dump: u64,
+    /// Its inode then: 0 while no process holds it (a connection still
+    /// in its listener's accept queue), so a later dump asks again.
+    inode: u64,
+}
+
+/// The most sockets remembered per namespace: the live set of a busy host
+/// fits; beyond it new sockets' events have no pid (said once).
+const MAX_SEEN: usize = 1 << 20;
+
+/// The states whose sockets the kernel never announces destroying:
+/// TIME-WAIT (6) and request sockets (TCP_NEW_SYN_RECV, 12) are freed
+/// without a destroy event, so learning them would only fill `seen`.
+const NO_EVENT_STATES: u32 = 1 << 6 | 1 << 12;
+
+/// The live sockets of one namespace, as the dumps found them.
+#[derive(Default)]
+struct Holders {
+    seen: HashMap<u64, Seen>,
+    /// Dumps made so far.
+    dumps: u64,
+}
+
+impl Holders {
+    /// What the dumps knew of a socket the kernel just destroyed; its
+    /// entry goes with it (a cookie is never reused).
+    fn take(&mut self, cookie: u64) -> Option<Seen> {
+        self.seen.remove(&cookie)
+    }
+
+    /// Dump the TCP and UDP sockets of the calling thread's namespace:
+    /// mark those known as still alive, add the new ones with their
+    /// holders (and name those that had none: accepted since), and forget those neither this dump nor the one before
+    /// found (their events, if any, were read in between). `first` marks
+    /// the dump made as listening began.
+    fn learn(&mut self, first: bool) -> anyhow::Result<()> {
+        self.dumps += 1;
+        let dump = self.dumps;
+        let seen = &mut self.seen;
+        let mut fresh: Vec<(u64, u64)> = Vec::new();
+        let mut diag = SockDiag::open()?;
+        for protocol in [inet::IPPROTO_TCP, inet::IPPROTO_UDP] {
+            for family in [inet::AF_INET, inet::AF_INET6] {
+                let states = tcp_state::ALL_BITS & !NO_EVENT_STATES;
+                let req = InetRequest { protocol, family, states, extensions: Extensions::default(), conds: Vec::new() };
+                diag.inet(&req, None, |m: &InetDiagMsg<'_>| {
+                    match seen.get_mut(&m.cookie()) {
+                        Some(s) => {
+                            s.dump = dump;
+                            if s.inode == 0 && m.inode() != 0 {
+                                fresh.push((m.cookie(), m.inode() as u64));
+                            }
+                        }
+                        None => fresh.push((m.cookie(), m.inode() as u64)),
+                    }
+                    Ok::<_, crate::collect::Error>(ControlFlow::Continue(()))
+                })?;
+            }
+        }
+        seen.retain(|_, s| s.dump + 1 >= dump);
+        let room = MAX_SEEN.saturating_sub(seen.len());
+        if fresh.len() > room {
+            crate::notice::note_once(
+                "socket-events-seen-cap",
+                format!("more than {MAX_SEEN} sockets alive in a namespace: events of the sockets beyond have no pid or opened_at"),
+            );
+            fresh.truncate(room);
+        }
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let wanted: HashSet<u64> = fresh.iter().map(|&(_, inode)| inode).filter(|&i| i != 0).collect();
+        let (holders, denied) = owners::lowest_owners(&wanted);
+        if denied > 0 {
+            crate::notice::note_once(
+                "socket-events-owners-denied",
+                "not running as root: the open files of other users' processes cannot be read, so their sockets' events have no pid",
+            );
+        }
+        let opened_ms = (!first).then(|| streams::now_ns() / 1_000_000);
+        for (cookie, inode) in fresh {
+            let pid = holders.get(inode);
+            // A socket named late keeps the time it was first seen.
+            let opened_ms = seen.get(&cookie).map_or(opened_ms, |s| s.opened_ms);
+            seen.insert(cookie, Seen { pid, process: pid.and_then(owners::comm), opened_ms, dump, inode });
+        }
+        Ok(())
+    }
 }
 
 /// One namespace's listener and what its dumps saw.
 struct Target {
     ns: Netns,
     listener: DestroyListener,
-    seen: HashMap<u64, Seen>,
-}
-
-/// Dump the TCP and UDP sockets of the calling thread's namespace and
-/// add the cookies not seen before, with their holders; `first` marks the
-/// dump made as listening began.
-fn learn(seen: &mut HashMap<u64, Seen>, first: bool) -> anyhow::Result<()> {
-    let mut fresh: Vec<(u64, u64)> = Vec::new();
-    let mut diag = SockDiag::open()?;
-    for protocol in [inet::IPPROTO_TCP, inet::IPPROTO_UDP] {
-        for family in [inet::AF_INET, inet::AF_INET6] {
-            let req = InetRequest { protocol, family, states: tcp_state::ALL_BITS, extensions: Extensions::default(), conds: Vec::new() };
-            diag.inet(&req, None, |m: &InetDiagMsg<'_>| {
-                if !seen.contains_key(&m.cookie()) {
-                    fresh.push((m.cookie(), m.inode() as u64));
-                }
-                Ok::<_, crate::collect::Error>(ControlFlow::Continue(()))
-            })?;
-        }
-    }
-    if fresh.is_empty() {
-        return Ok(());
-    }
-    let wanted: HashSet<u64> = fresh.iter().map(|&(_, inode)| inode).filter(|&i| i != 0).collect();
-    let (holders, denied) = owners::lowest_owners(&wanted);
-    if denied > 0 {
-        crate::notice::note_once(
-            "socket-events-owners-denied",
-            "not running as root: the open files of other users' processes cannot be read, so their sockets' events have no pid",
-        );
-    }
-    let opened_ms = (!first).then(|| streams::now_ns() / 1_000_000);
-    for (cookie, inode) in fresh {
-        let pid = holders.get(inode);
-        seen.insert(cookie, Seen { pid, process: pid.and_then(owners::comm), opened_ms });
-    }
-    Ok(())
+    holders: Holders,
 }
 
 fn append(r: &mut RowBuilder, ns: &Netns, m: &InetDiagMsg<'_>, seen: Option<&Seen>, overruns: u64) {
@@ -184,14 +244,14 @@ impl LiveSource for SocketEventsTable {
             // an event, not lost.
             let caps: Vec<Target> = scope::open_in_each(&targets, |_| {
                 let listener = DestroyListener::open().map_err(|e| anyhow::Error::from(e).context("listening for socket destroy events (needs root: CAP_NET_ADMIN)"))?;
-                let mut seen = HashMap::new();
+                let mut holders = Holders::default();
                 if owners_wanted {
-                    learn(&mut seen, true)?;
+                    holders.learn(true)?;
                 }
-                Ok(Some((listener, seen)))
+                Ok(Some((listener, holders)))
             })?
             .into_iter()
-            .map(|(ns, (listener, seen))| Target { ns, listener, seen })
+            .map(|(ns, (listener, holders))| Target { ns, listener, holders })
             .collect();
             streams::note_start("listening", bound);
             let fds: Vec<_> = caps.iter().map(|t| t.listener.raw_fd()).collect();
@@ -205,11 +265,11 @@ impl LiveSource for SocketEventsTable {
                 |i| {
                     let mut out = out.borrow_mut();
                     let mut caps = caps.borrow_mut();
-                    let Target { ns, listener, seen } = &mut caps[i];
+                    let Target { ns, listener, holders } = &mut caps[i];
                     let overruns = listener.overruns();
                     let mut failed = None;
                     listener.read_waiting(|m| {
-                        append(&mut out.rows, ns, m, seen.get(&m.cookie()), overruns);
+                        append(&mut out.rows, ns, m, holders.take(m.cookie()).as_ref(), overruns);
                         out.end_row_in(&mut failed)
                     })?;
                     out.settle(failed)
@@ -219,8 +279,8 @@ impl LiveSource for SocketEventsTable {
                     out.tick()?;
                     if owners_wanted && Instant::now() >= next_dump {
                         for t in caps.borrow_mut().iter_mut() {
-                            let seen = &mut t.seen;
-                            netns::run_in(&t.ns, || learn(seen, false)).map_err(anyhow::Error::from)??;
+                            let holders = &mut t.holders;
+                            netns::run_in(&t.ns, || holders.learn(false)).map_err(anyhow::Error::from)??;
                         }
                         next_dump = Instant::now() + REDUMP;
                     }

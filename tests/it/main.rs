@@ -30,6 +30,7 @@ mod root_safe;
 mod saved;
 mod serve;
 mod sockets;
+mod stream_bounds;
 
 mod ss_parity;
 mod ux;

@@ -1,21 +1,23 @@
 //! Packets from capture files: pcap (either byte order, micro- or
 //! nanosecond timestamps) and pcapng (its interfaces' names, timestamp
 //! resolutions and direction flags), plain or gzip-compressed, read as a
-//! stream: memory stays one packet however large the file.
+//! stream: memory stays one packet however large the file, and a pipe is
+//! read so that the query can stop it ([`stoppable`](super::stoppable)).
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use pcap_file::pcap::PcapReader;
-use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
-use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
-use pcap_file::pcapng::{Block, PcapNgReader};
 
+use super::pcapng::PcapNgReader;
+use super::stoppable::Stoppable;
 use super::Direction;
 use crate::collect::Error;
 
-// Memory: pcap-file reads through one 8 MB buffer and refuses a block or
-// packet larger than that, so a hostile file cannot make it allocate more.
+// Memory: pcap-file reads pcap through one 8 MB buffer and refuses a
+// packet larger than that; pcapng is read by `pcapng`, within the same
+// bound and keeping a bounded number of interfaces, so a hostile file
+// cannot make either allocate more.
 
 /// One packet as the file holds it, before decoding.
 #[derive(Debug, Clone, Copy)]
@@ -34,24 +36,19 @@ pub struct RawPacket<'a> {
     pub data: &'a [u8],
 }
 
-/// A pcapng interface: what its packets need from its description block.
-struct Interface {
-    linktype: u32,
-    name: Option<String>,
-    /// Timestamp units per second.
-    units_per_sec: u64,
-}
+/// What the bytes are read from: the file, and whatever unwraps it.
+type Source<'a> = Box<dyn Read + Send + 'a>;
 
-enum Kind {
+enum Kind<'a> {
     /// The reader, the link type from the file header, and whether its
     /// timestamps count nanoseconds (else microseconds).
-    Pcap(PcapReader<Box<dyn Read + Send>>, u32, bool),
-    PcapNg(Box<PcapNgReader<Box<dyn Read + Send>>>, Vec<Interface>),
+    Pcap(PcapReader<Source<'a>>, u32, bool),
+    PcapNg(Box<PcapNgReader<Source<'a>>>),
 }
 
 /// An open capture file.
-pub struct CaptureFile {
-    kind: Kind,
+pub struct CaptureFile<'a> {
+    kind: Kind<'a>,
     name: String,
 }
 
@@ -68,11 +65,14 @@ fn peek<R: BufRead>(r: &mut R, n: usize) -> std::io::Result<Vec<u8>> {
     Ok(r.fill_buf()?.iter().take(n).copied().collect())
 }
 
-impl CaptureFile {
+impl<'a> CaptureFile<'a> {
     /// Open `path`, following the operator's path, but only a regular file
     /// or a pipe (not a device someone pointed it at). The format is told
-    /// by its first bytes: gzip is unwrapped first.
-    pub fn open(path: &Path) -> Result<Self, Error> {
+    /// by its first bytes: gzip is unwrapped first. Every read first asks
+    /// `stop()`, and a pipe is never waited on for longer than a tenth of
+    /// a second between asking: the query's end (--timeout, a LIMIT met)
+    /// ends the reading even while a writer holds the pipe open silent.
+    pub fn open(path: &Path, stop: &'a (dyn Fn() -> bool + Sync)) -> Result<Self, Error> {
         use std::os::unix::fs::OpenOptionsExt;
         let name = path.display().to_string();
         let file = std::fs::File::options()
@@ -85,23 +85,15 @@ impl CaptureFile {
         if !(kind.is_file() || kind.is_fifo()) {
             return Err(bad(&name, "not a regular file or pipe"));
         }
-        // O_NONBLOCK kept open() from waiting on a pipe nobody writes yet;
-        // reads should wait for the writer (--timeout bounds the query).
-        use std::os::fd::AsRawFd;
-        // SAFETY: F_GETFL/F_SETFL on a descriptor this function owns.
-        unsafe {
-            let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
-            if flags >= 0 {
-                libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
-            }
-        }
-        Self::from_reader(&name, Box::new(file))
+        // O_NONBLOCK kept open() from waiting on a pipe nobody writes yet,
+        // and stays: reads wait in poll(2), asking `stop` in between.
+        Self::from_reader(&name, Box::new(Stoppable::new(file, stop)))
     }
 
-    pub fn from_reader(name: &str, reader: Box<dyn Read + Send>) -> Result<Self, Error> {
+    pub fn from_reader(name: &str, reader: Source<'a>) -> Result<Self, Error> {
         let io = |e: std::io::Error| Error::Proc(name.into(), e);
         let mut r = BufReader::with_capacity(1 << 16, reader);
-        let mut reader: Box<dyn Read + Send> = if peek(&mut r, 2).map_err(io)? == GZIP_MAGIC {
+        let mut reader: Source<'a> = if peek(&mut r, 2).map_err(io)? == GZIP_MAGIC {
             Box::new(BufReader::with_capacity(1 << 16, flate2::read::MultiGzDecoder::new(r)))
         } else {
             Box::new(r)
@@ -119,12 +111,12 @@ impl CaptureFile {
             linktype = if magic[0] == 0xa1 { u32::from_be_bytes(lt) } else { u32::from_le_bytes(lt) } & 0x0fff_ffff;
         }
         // What was read to tell the format goes back in front.
-        let reader: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(head).chain(reader));
+        let reader: Source<'a> = Box::new(std::io::Cursor::new(head).chain(reader));
         let kind = if PCAP_MAGICS.contains(&magic) {
             let nanos = magic == [0xa1, 0xb2, 0x3c, 0x4d] || magic == [0x4d, 0x3c, 0xb2, 0xa1];
             Kind::Pcap(PcapReader::new(reader).map_err(|e| bad(name, e))?, linktype, nanos)
         } else if magic == PCAPNG_MAGIC {
-            Kind::PcapNg(Box::new(PcapNgReader::new(reader).map_err(|e| bad(name, e))?), Vec::new())
+            Kind::PcapNg(Box::new(PcapNgReader::new(reader, name)?))
         } else {
             return Err(bad(name, "not a pcap or pcapng file (nor gzip of one)"));
         };
@@ -153,74 +145,21 @@ impl CaptureFile {
                 };
                 Some(Ok(f(&raw)))
             }
-            Kind::PcapNg(r, interfaces) => loop {
-                let block = match r.next_block()? {
-                    Ok(b) => b,
-                    Err(e) => return Some(Err(bad(&self.name, e))),
+            Kind::PcapNg(r) => {
+                let p = match r.next_packet()? {
+                    Ok(p) => p,
+                    Err(e) => return Some(Err(e)),
                 };
-                match block {
-                    Block::SectionHeader(_) => interfaces.clear(),
-                    Block::InterfaceDescription(idb) => {
-                        let mut iface = Interface { linktype: idb.linktype.into(), name: None, units_per_sec: 1_000_000 };
-                        for o in &idb.options {
-                            match o {
-                                InterfaceDescriptionOption::IfName(n) => iface.name = Some(n.to_string()),
-                                // if_tsresol: 10^-n seconds, or 2^-n with the high bit.
-                                InterfaceDescriptionOption::IfTsResol(res) => {
-                                    let exp = (res & 0x7f) as u32;
-                                    iface.units_per_sec = if res & 0x80 != 0 { 1u64.checked_shl(exp).unwrap_or(0) } else { 10u64.checked_pow(exp).unwrap_or(0) };
-                                }
-                                _ => {}
-                            }
-                        }
-                        interfaces.push(iface);
-                    }
-                    Block::EnhancedPacket(epb) => {
-                        let Some(iface) = interfaces.get(epb.interface_id as usize) else {
-                            return Some(Err(bad(&self.name, format!("packet of interface {} that no block described", epb.interface_id))));
-                        };
-                        // pcap-file reads the raw count as nanoseconds;
-                        // the interface says what its unit really is.
-                        let units = epb.timestamp.as_nanos();
-                        let ts_ns = match iface.units_per_sec {
-                            0 => return Some(Err(bad(&self.name, "interface timestamp resolution out of range"))),
-                            u => (units * 1_000_000_000 / u as u128) as i64,
-                        };
-                        let direction = epb.options.iter().find_map(|o| match o {
-                            EnhancedPacketOption::Flags(flags) => match flags & 0b11 {
-                                1 => Some(Direction::In),
-                                2 => Some(Direction::Out),
-                                _ => None,
-                            },
-                            _ => None,
-                        });
-                        let raw = RawPacket {
-                            ts_ns,
-                            linktype: iface.linktype,
-                            interface: iface.name.as_deref(),
-                            direction,
-                            length: epb.original_len,
-                            data: &epb.data,
-                        };
-                        return Some(Ok(f(&raw)));
-                    }
-                    Block::SimplePacket(spb) => {
-                        let Some(iface) = interfaces.first() else {
-                            return Some(Err(bad(&self.name, "simple packet before any interface")));
-                        };
-                        let raw = RawPacket {
-                            ts_ns: 0,
-                            linktype: iface.linktype,
-                            interface: iface.name.as_deref(),
-                            direction: None,
-                            length: spb.original_len,
-                            data: &spb.data,
-                        };
-                        return Some(Ok(f(&raw)));
-                    }
-                    _ => {}
-                }
-            },
+                let raw = RawPacket {
+                    ts_ns: p.ts_ns,
+                    linktype: p.interface.linktype,
+                    interface: p.interface.name.as_deref(),
+                    direction: p.direction,
+                    length: p.original_len,
+                    data: p.data,
+                };
+                Some(Ok(f(&raw)))
+            }
         }
     }
 }

@@ -6,6 +6,8 @@ pub mod decode;
 pub mod file;
 pub mod flows;
 pub mod live;
+pub mod pcapng;
+pub mod stoppable;
 pub mod write;
 
 /// Which way a packet went, where the capture says.

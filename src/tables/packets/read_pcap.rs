@@ -56,7 +56,11 @@ impl LiveSource for PcapFile {
         super::note_payload_hidden(projection.as_deref(), payload);
         let label = format!("read_pcap: {}", crate::notice::escape_controls(&path.display().to_string()));
         LivePartition::projected(Col::DEFS, projection.clone().as_deref(), label, move |sink| {
-            let mut file = CaptureFile::open(&path)?;
+            // The file is read no longer than the query wants it (a pipe
+            // whose writer is silent included): --timeout and a LIMIT met
+            // above close the sink.
+            let stop = || sink.is_closed();
+            let mut file = CaptureFile::open(&path, &stop)?;
             let rows = RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS);
             let mut out = Emitter::new(rows, sink, limit);
             let mut flows = super::follows_flows(&out.rows).then(Flows::default);
