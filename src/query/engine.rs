@@ -193,6 +193,10 @@ impl Engine {
         let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
         register_all(&ctx, options)?;
         ctx.register_udtf("report", Arc::new(super::report_fn::ReportFunction { policy }));
+        // Scalar functions allocate outside the pool: hold their results
+        // to it (query/budget.rs says why this and not a process limit).
+        super::budget::budget_functions(&ctx);
+        super::budget::return_large_allocations();
         Ok(Engine { ctx, policy, limits, snapshots: Default::default() })
     }
 

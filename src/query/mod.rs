@@ -4,6 +4,8 @@
 //! saved queries (format, discovery, binding), and the catalog. It knows
 //! nothing of any front end.
 
+pub mod budget;
+pub mod budget_plan;
 pub mod catalog;
 pub mod dirs;
 pub mod engine;
@@ -17,4 +19,5 @@ pub mod safe_dir;
 pub mod saved;
 pub mod services;
 pub mod stamp;
+pub mod statement_size;
 pub mod statements;

@@ -10,8 +10,15 @@
 //! - [`MAX_IDENTIFIER_BYTES`] per identifier (matching a 300,000-character
 //!   unknown name against every column for a suggestion took a minute);
 //! - [`MAX_OPERATORS`] operators in one statement, the depth of the
-//!   longest possible expression chain (`a OR b OR ...`); parentheses nest
-//!   at most [`MAX_NESTING`] deep (sqlparser's recursion limit).
+//!   longest possible expression chain (`a OR b OR ...`), counted on the
+//!   tokens before parsing;
+//! - parentheses (and brackets) nest at most [`MAX_NESTING`] levels, each
+//!   level counted once on the tokens; sqlparser's own recursion limit
+//!   ([`PARSER_DEPTH`], which counts several steps a level) stays as the
+//!   backstop for nesting without parentheses (`NOT NOT ...`, `CASE`);
+//! - what planning a parsed statement may take (CTEs, subqueries, joins,
+//!   set operations, function calls, operators, expressions):
+//!   [`crate::query::statement_size`].
 
 use datafusion::error::DataFusionError;
 use datafusion::sql::parser::{DFParser, DFParserBuilder, Statement};
@@ -25,6 +32,11 @@ pub const MAX_SQL_BYTES: usize = 1 << 20;
 pub const MAX_IDENTIFIER_BYTES: usize = 255;
 pub const MAX_OPERATORS: usize = 10_000;
 pub const MAX_NESTING: usize = 50;
+/// sqlparser's recursion limit: it counts a parenthesis level several
+/// times (a subquery in parentheses costs about four), so this lets
+/// [`MAX_NESTING`] levels of any kind through and still stops unbounded
+/// recursion on the 64 MiB query stack.
+pub const PARSER_DEPTH: usize = 8 * MAX_NESTING;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatementError {
@@ -34,8 +46,12 @@ pub enum StatementError {
     IdentifierTooLong { len: usize, line: u64 },
     #[error("expression too deep: {count} operators in the statement at line {line} (at most {MAX_OPERATORS})")]
     TooDeep { count: usize, line: u64 },
-    #[error("expression too deep: it nests more than {MAX_NESTING} levels")]
-    TooNested,
+    #[error("expression too deep: it nests more than {MAX_NESTING} levels of parentheses (at line {line})")]
+    TooNested { line: u64 },
+    #[error("expression too deep: more than {PARSER_DEPTH} levels for the parser")]
+    TooDeepToParse,
+    #[error(transparent)]
+    TooLargeToPlan(#[from] crate::query::statement_size::TooLarge),
     #[error(transparent)]
     Parse(#[from] DataFusionError),
 }
@@ -73,14 +89,22 @@ fn is_operator(t: &Token) -> bool {
 
 /// Check the token stream against the bounds, statement by statement.
 fn check_tokens(tokens: &[TokenWithSpan]) -> Result<(), StatementError> {
-    let (mut operators, mut start_line) = (0usize, 1u64);
+    let (mut operators, mut start_line, mut depth) = (0usize, 1u64, 0usize);
     for t in tokens {
         match &t.token {
             Token::SemiColon => {
                 operators = 0;
+                depth = 0;
                 start_line = t.span.end.line;
                 continue;
             }
+            Token::LParen | Token::LBracket | Token::LBrace => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(StatementError::TooNested { line: t.span.start.line });
+                }
+            }
+            Token::RParen | Token::RBracket | Token::RBrace => depth = depth.saturating_sub(1),
             Token::Word(w) if w.value.len() > MAX_IDENTIFIER_BYTES => {
                 return Err(StatementError::IdentifierTooLong { len: w.value.len(), line: t.span.start.line });
             }
@@ -109,7 +133,7 @@ impl Statements<'_> {
             .tokenize_with_location()
             .map_err(|e| DataFusionError::SQL(Box::new(e.into()), None))?;
         check_tokens(&tokens)?;
-        let parser = DFParserBuilder::new(tokens).with_recursion_limit(MAX_NESTING).build()?;
+        let parser = DFParserBuilder::new(tokens).with_recursion_limit(PARSER_DEPTH).build()?;
         Ok(Statements { parser, expecting_delimiter: false })
     }
 
@@ -136,10 +160,19 @@ impl Statements<'_> {
             return Some(Err(e.into()));
         }
         self.expecting_delimiter = true;
-        Some(self.parser.parse_statement().map_err(|e| match e.find_root() {
-            DataFusionError::SQL(p, _) if matches!(p.as_ref(), ParserError::RecursionLimitExceeded) => StatementError::TooNested,
-            _ => e.into(),
-        }))
+        let line = next.span.start.line;
+        Some(
+            self.parser
+                .parse_statement()
+                .map_err(|e| match e.find_root() {
+                    DataFusionError::SQL(p, _) if matches!(p.as_ref(), ParserError::RecursionLimitExceeded) => StatementError::TooDeepToParse,
+                    _ => e.into(),
+                })
+                .and_then(|statement| {
+                    crate::query::statement_size::check(&statement, line.max(1))?;
+                    Ok(statement)
+                }),
+        )
     }
 }
 
@@ -179,6 +212,18 @@ mod tests {
         assert_eq!(all(&many), Ok(3));
         assert!(all(&"SELECT 1;".repeat(MAX_SQL_BYTES / 9 + 1)).unwrap_err().contains("too large"));
         let nested = format!("SELECT {}1{}", "(".repeat(200), ")".repeat(200));
-        assert_eq!(all(&nested).unwrap_err(), "expression too deep: it nests more than 50 levels");
+        assert_eq!(all(&nested).unwrap_err(), "expression too deep: it nests more than 50 levels of parentheses (at line 1)");
+        // Each level counts once, whatever it holds.
+        let parens = |n: usize| format!("SELECT {}1{}", "(".repeat(n), ")".repeat(n));
+        let subqueries = |n: usize| format!("SELECT * FROM {}sockets{}", "(SELECT * FROM ".repeat(n), ") t".repeat(n));
+        let calls = |n: usize| format!("SELECT {}1{}", "abs(".repeat(n), ")".repeat(n));
+        let scalar = |n: usize| format!("SELECT {}1{}", "(SELECT ".repeat(n), ")".repeat(n));
+        for make in [parens, subqueries, calls, scalar] {
+            assert_eq!(all(&make(MAX_NESTING - 1)), Ok(1), "{}", make(MAX_NESTING - 1));
+            assert_eq!(all(&make(MAX_NESTING)), Ok(1), "{}", make(MAX_NESTING));
+            assert!(all(&make(MAX_NESTING + 1)).unwrap_err().contains("more than 50 levels of parentheses"), "{}", make(MAX_NESTING + 1));
+        }
+        // Nesting without parentheses meets the parser's own limit.
+        assert_eq!(all(&format!("SELECT {}1", "NOT ".repeat(2 * PARSER_DEPTH))).unwrap_err(), format!("expression too deep: more than {PARSER_DEPTH} levels for the parser"));
     }
 }
