@@ -229,7 +229,7 @@ fn links_inside_the_history_are_never_followed() {
     std::fs::create_dir_all(&secret_date).unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o700)).unwrap();
     let secret_rows = h.rows_with_state(2, Arc::new(StringArray::from(vec!["SECRET-ROW", "SECRET-ROW"])));
-    write(&secret_date.join("s.parquet"), &[secret_rows.clone()], WriterProperties::builder().build());
+    write(&secret_date.join("s.parquet"), std::slice::from_ref(&secret_rows), WriterProperties::builder().build());
     let secret_file = secret.join("file.parquet");
     write(&secret_file, &[secret_rows], WriterProperties::builder().build());
 
