@@ -174,15 +174,15 @@ pub fn matches(file: &Schema, table: &Schema) -> Result<(), Why> {
         let mut same_name = file.fields().iter().filter(|f| f.name() == want.name());
         let Some(have) = same_name.next() else { continue };
         if same_name.next().is_some() {
-            return Err(format!("it has two columns named '{}'", want.name()));
+            return Err(format!("its columns conflict with the table's: two columns are named '{}'", want.name()));
         }
         if plain(have.data_type()) != plain(want.data_type()) {
-            return Err(format!("column '{}' is {}, the table's is {}", want.name(), have.data_type(), want.data_type()));
+            return Err(format!("its columns conflict with the table's: column '{}' is {}, the table's is {}", want.name(), have.data_type(), want.data_type()));
         }
         shared += 1;
     }
     if shared == 0 {
-        return Err("none of its columns is the table's".into());
+        return Err("its columns conflict with the table's: none of them is the table's".into());
     }
     Ok(())
 }
