@@ -85,7 +85,7 @@ impl History {
         let (mut fields, mut cols) = (Vec::new(), Vec::new());
         for (f, c) in schema.fields().iter().zip(batch.columns()) {
             if f.name() == "state" {
-                fields.push(Field::new("state", state.data_type().clone(), true));
+                fields.push(f.as_ref().clone().with_data_type(state.data_type().clone()));
                 cols.push(state.clone());
             } else {
                 fields.push(f.as_ref().clone());
