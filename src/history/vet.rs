@@ -132,8 +132,9 @@ fn plain(t: &DataType) -> DataType {
     }
 }
 
-/// The same columns, as the table reads them: nullable (an older file may
-/// lack a newer column) and strings as views (as DataFusion reads Parquet).
+/// The same columns, as the table reads them: strings as views (as
+/// DataFusion reads Parquet), nullability as the table defines it
+/// ([`matches`] admits only files that have every non-null column).
 pub fn table_schema(s: &Schema) -> Schema {
     Schema::new(
         s.fields()
@@ -144,7 +145,7 @@ pub fn table_schema(s: &Schema) -> Schema {
                     DataType::Binary | DataType::LargeBinary => DataType::BinaryView,
                     t => t.clone(),
                 };
-                Field::new(f.name(), t, true)
+                Field::new(f.name(), t, f.is_nullable())
             })
             .collect::<Vec<_>>(),
     )
@@ -166,23 +167,32 @@ fn as_views(s: &Schema) -> Schema {
 }
 
 /// Step 2: the file's columns against the table's. A column the table has
-/// must have its type; the file must have at least one of them (`ts`, in
-/// what `record` writes); columns the table lacks are not read.
+/// must have its type, and be present and non-null in the file where the
+/// table's is non-null (`ts`); a nullable one may be missing (an older
+/// recording); columns the table lacks are not read.
 pub fn matches(file: &Schema, table: &Schema) -> Result<(), Why> {
     let mut shared = 0;
     for want in table.fields() {
         let mut same_name = file.fields().iter().filter(|f| f.name() == want.name());
-        let Some(have) = same_name.next() else { continue };
+        let Some(have) = same_name.next() else {
+            if !want.is_nullable() {
+                return Err(format!("its columns conflict with the table's: it lacks column '{}'", want.name()));
+            }
+            continue;
+        };
         if same_name.next().is_some() {
-            return Err(format!("it has two columns named '{}'", want.name()));
+            return Err(format!("its columns conflict with the table's: two columns are named '{}'", want.name()));
         }
         if plain(have.data_type()) != plain(want.data_type()) {
-            return Err(format!("column '{}' is {}, the table's is {}", want.name(), have.data_type(), want.data_type()));
+            return Err(format!("its columns conflict with the table's: column '{}' is {}, the table's is {}", want.name(), have.data_type(), want.data_type()));
+        }
+        if have.is_nullable() && !want.is_nullable() {
+            return Err(format!("its columns conflict with the table's: column '{}' may be null, the table's may not", want.name()));
         }
         shared += 1;
     }
     if shared == 0 {
-        return Err("none of its columns is the table's".into());
+        return Err("its columns conflict with the table's: none of them is the table's".into());
     }
     Ok(())
 }

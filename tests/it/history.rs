@@ -185,13 +185,13 @@ fn a_killed_recorder_leaves_only_readable_files_and_retention_prunes() {
 }
 
 /// moto's S3 server on loopback, for the duration of a test.
-struct S3 {
+pub(crate) struct S3 {
     child: std::process::Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl S3 {
-    fn start() -> S3 {
+    pub(crate) fn start() -> S3 {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new("python3")
             .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
@@ -202,7 +202,7 @@ impl S3 {
         eventually(Duration::from_secs(30), || TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()));
         S3 { child, port }
     }
-    fn env(&self, cmd: &mut Command) {
+    pub(crate) fn env(&self, cmd: &mut Command) {
         cmd.env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", "us-east-1")

@@ -85,7 +85,7 @@ impl History {
         let (mut fields, mut cols) = (Vec::new(), Vec::new());
         for (f, c) in schema.fields().iter().zip(batch.columns()) {
             if f.name() == "state" {
-                fields.push(Field::new("state", state.data_type().clone(), true));
+                fields.push(f.as_ref().clone().with_data_type(state.data_type().clone()));
                 cols.push(state.clone());
             } else {
                 fields.push(f.as_ref().clone());
@@ -229,7 +229,7 @@ fn links_inside_the_history_are_never_followed() {
     std::fs::create_dir_all(&secret_date).unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o700)).unwrap();
     let secret_rows = h.rows_with_state(2, Arc::new(StringArray::from(vec!["SECRET-ROW", "SECRET-ROW"])));
-    write(&secret_date.join("s.parquet"), &[secret_rows.clone()], WriterProperties::builder().build());
+    write(&secret_date.join("s.parquet"), std::slice::from_ref(&secret_rows), WriterProperties::builder().build());
     let secret_file = secret.join("file.parquet");
     write(&secret_file, &[secret_rows], WriterProperties::builder().build());
 
@@ -260,13 +260,9 @@ fn links_inside_the_history_are_never_followed() {
     assert!(!m.err.contains("SECRET"), "{}", m.err);
 }
 
-/// A file with the right names but `state` as Int64 that sorts before the
-/// genuine ones (host=aaa), and a file whose `state` holds invalid UTF-8:
-/// both left out with one warning each, and every genuine row counted by
-/// queries that read `state`.
-#[test]
-fn files_with_wrong_types_or_invalid_utf8_are_left_out_alone() {
-    let h = genuine("types");
+/// Plant a file whose `state` is Int64 under host=aaa (sorting before the
+/// genuine host) and one whose `state` holds invalid UTF-8 under host=bbb.
+fn plant_wrong_and_bad(h: &History) -> (PathBuf, PathBuf) {
     let wrong = h.rows_with_state(1, Arc::new(Int64Array::from(vec![7])));
     let wrong_path = h.plant_dir("host=aaa").join("0.parquet");
     write(&wrong_path, &[wrong], WriterProperties::builder().build());
@@ -288,6 +284,17 @@ fn files_with_wrong_types_or_invalid_utf8_are_left_out_alone() {
     bytes[at[0] + 4] = 0xfe;
     std::fs::write(&bad_path, bytes).unwrap();
 
+    (wrong_path, bad_path)
+}
+
+/// A file with the right names but `state` as Int64 that sorts before the
+/// genuine ones (host=aaa), and a file whose `state` holds invalid UTF-8:
+/// both left out with one warning each, and every genuine row counted by
+/// queries that read `state`.
+#[test]
+fn files_with_wrong_types_or_invalid_utf8_are_left_out_alone() {
+    let h = genuine("types");
+    let (wrong_path, bad_path) = plant_wrong_and_bad(&h);
     let m = count_rows(&h, &[], "SELECT count(*) AS n, count(state) AS states, count(DISTINCT host) AS hosts FROM history.sockets");
     assert!(m.ok, "{}", m.err);
     let rows = parse_ndjson(&m.out);
@@ -319,4 +326,46 @@ fn many_bad_files_are_summarised() {
     assert_eq!(w.len(), 6, "{}", m.err);
     assert_eq!(w.iter().filter(|l| l.contains("leaving out") && l.contains("host=junk")).count(), 5, "{}", m.err);
     assert!(w[5].ends_with("history: … and 9995 more files left out"), "{}", w[5]);
+}
+
+/// The same checks on an S3 history (moto's server on loopback): the
+/// genuine samples, the wrong-typed file and the invalid UTF-8 file
+/// uploaded under the same layout; the bad two are left out by name.
+#[test]
+fn s3_history_gets_the_same_checks() {
+    let h = genuine("s3");
+    let (wrong_path, bad_path) = plant_wrong_and_bad(&h);
+    let s3 = crate::history::S3::start();
+    let bucket = format!("sockql-hatk-{}", std::process::id());
+    let script = format!(
+        "import os, boto3\n\
+         s3 = boto3.client('s3', endpoint_url='http://127.0.0.1:{port}', aws_access_key_id='testing', aws_secret_access_key='testing', region_name='us-east-1')\n\
+         s3.create_bucket(Bucket='{bucket}')\n\
+         root = '{root}'\n\
+         n = 0\n\
+         for d, _, files in os.walk(root):\n\
+         \x20   for f in files:\n\
+         \x20       p = os.path.join(d, f)\n\
+         \x20       s3.upload_file(p, '{bucket}', 'fleet/' + os.path.relpath(p, root))\n\
+         \x20       n += 1\n\
+         print(n)\n",
+        port = s3.port,
+        root = h.arg(),
+    );
+    let o = std::process::Command::new("python3").args(["-c", &script]).output().unwrap();
+    assert!(o.status.success(), "boto3: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "8", "3 sockets, 3 samples, 2 planted");
+    let url = format!("s3://{bucket}/fleet");
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(["--history", &url, "--memory-limit", "64M", "--timeout", "10s", "--format", "ndjson"])
+        .arg("SELECT count(*) AS n, count(state) AS states, count(DISTINCT host) AS hosts FROM history.sockets");
+    s3.env(&mut cmd);
+    let (out, err, ok) = output_of(cmd.output().unwrap());
+    assert!(ok, "{err}");
+    assert_eq!(parse_ndjson(&out), vec![serde_json::json!({"n": 3, "states": 3, "hosts": 1})], "{err}");
+    let w = warnings(&err);
+    assert_eq!(w.len(), 2, "{err}");
+    let key = |p: &Path| format!("{url}/{}", p.strip_prefix(&h.dir).unwrap().display());
+    assert!(w.iter().any(|l| l.contains(&key(&wrong_path)) && l.contains("column 'state' is Int64")), "{err}");
+    assert!(w.iter().any(|l| l.contains(&key(&bad_path)) && l.contains("cannot be decoded")), "{err}");
 }
