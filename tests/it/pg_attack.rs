@@ -842,7 +842,7 @@ fn pg_attack_protocol_fuzzer_finds_nothing() {
         cases += 1;
         unix.assert_sound(&format!("seed {seed}, case {cases}: {messages:?}"));
         tcp.assert_sound(&format!("seed {seed}, case {cases}: {messages:?}"));
-        if cases % 25 == 0 {
+        if cases.is_multiple_of(25) {
             // A fresh root session still answers.
             let mut fresh = logged_in(&unix);
             assert!(simple_select_1(&mut fresh), "seed {seed}, after case {cases}");

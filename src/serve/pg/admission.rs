@@ -57,7 +57,7 @@ impl std::fmt::Display for Peer {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct State {
     next_id: u64,
     /// Pre-auth connections per peer, oldest first, with the handle that
@@ -71,6 +71,7 @@ struct State {
 }
 
 /// The endpoint's places, shared by all its connections.
+#[derive(Debug)]
 pub struct Gate {
     max_sessions: usize,
     state: Mutex<State>,
@@ -84,6 +85,7 @@ pub struct Waiting {
 }
 
 /// A session's place; given back when dropped.
+#[derive(Debug)]
 pub struct SessionSlot {
     gate: Arc<Gate>,
     root: bool,

@@ -103,11 +103,12 @@ async fn farewell(socket: &mut Socket, code: &str, message: String) {
 /// What a message the codec could not give means for the client.
 async fn unreadable(socket: &mut Socket, e: PgWireError) {
     match &e {
-        PgWireError::IoError(io) => match fault_of(io) {
-            Some(fault) => farewell(socket, fault.code, fault.message.clone()).await,
-            // The connection itself failed (reset, closed): no one to tell.
-            None => {}
-        },
+        PgWireError::IoError(io) => {
+            // Else the connection itself failed (reset, closed): no one to tell.
+            if let Some(fault) = fault_of(io) {
+                farewell(socket, fault.code, fault.message.clone()).await;
+            }
+        }
         // pgwire's decoder refused it (an unsupported protocol version, say).
         other => farewell(socket, "08P01", other.to_string()).await,
     }
@@ -250,7 +251,7 @@ impl Book {
         if replaced.is_none() && map.len() >= max {
             return Err(limit_error(format!("too many {what}: at most {max} per connection (Close some first)")));
         }
-        if self.bytes - replaced.unwrap_or(0) + size > MAX_PREPARED_BYTES {
+        if self.bytes.saturating_sub(replaced.unwrap_or(0)) + size > MAX_PREPARED_BYTES {
             return Err(limit_error(format!(
                 "prepared statements and portals of this connection would hold more than {} MiB (Close some first)",
                 MAX_PREPARED_BYTES >> 20

@@ -10,6 +10,11 @@
 //! Each connection is a session of its own (`session.rs`) with the
 //! command line's policy and limits; `--pg-max-connections` and
 //! `--pg-max-queries` bound what clients together can hold.
+//!
+//! A connection is served by `connection.rs`: every message it sends is
+//! checked before pgwire decodes it (`framing.rs`), it must log in within
+//! 5 s, and until then it holds a pre-auth place rather than a session
+//! (`admission.rs`, which also keeps root's reserved sessions).
 
 pub mod admission;
 pub mod auth;
