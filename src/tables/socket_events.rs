@@ -151,6 +151,10 @@ impl Holders {
             }
         }
         seen.retain(|_, s| s.dump + 1 >= dump);
+        // After a burst, give back the room it took.
+        if seen.capacity() > 4 * seen.len().max(4096) {
+            seen.shrink_to(2 * seen.len());
+        }
         let room = MAX_SEEN.saturating_sub(seen.len());
         if fresh.len() > room {
             crate::notice::note_once(

@@ -66,6 +66,39 @@ fn churn(l: std::net::TcpListener, sample_after: usize, sample: impl Fn() -> u64
     (samples, l)
 }
 
+/// sockql run with `args` in `ns` (a new namespace: every TCP socket in it
+/// is the churn's) while ROUNDS x PER_ROUND connections come and go, ended
+/// by Ctrl-C once they are gone (`env` execs it: the pid is sockql's).
+/// Returns its VmRSS after round ROUNDS / 3
+/// and after the last (KiB), and its stdout.
+fn beside_churn(ns: &Netns, args: &[&str]) -> (u64, u64, String) {
+    let l = ns.enter(|| listener("127.0.0.1:0", 4096));
+    // One malloc arena: what is measured is what sockql holds, not how
+    // glibc spreads freed memory over the arenas of the threads a dump
+    // starts (which alone moved VmRSS by up to 6 MiB from run to run).
+    let mut child: Reaped = spawn_in(ns, &[&["env", "MALLOC_ARENA_MAX=1"], args].concat());
+    let pid = child.id();
+    eventually(WAIT, || destroy_listener_of(ns, pid).then_some(()));
+    let start = Instant::now();
+    let (samples, l) = ns.enter(move || churn(l, ROUNDS / 3, move || status_kib(pid, "VmRSS")));
+    eprintln!("{} sockets in {:?}; sockql VmRSS {samples:?} KiB", 2 * ROUNDS * PER_ROUND, start.elapsed());
+    // SAFETY: a signal to the child we spawned (ip netns exec became sockql).
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(child.wait().unwrap().success(), "{err}");
+    // The listener lives on until sockql is done: its own destroy is no
+    // part of the count.
+    drop(l);
+    (samples[0], samples[1], out)
+}
+
+/// The memory a stream may gain from a third of the churn to its end:
+/// what it held of 128,000 dead sockets came to more than 5 MiB.
+const GROWTH_KIB: u64 = 3 * 1024;
+
 /// (8) A `socket_events` listener under 96,000 connections (192,000
 /// sockets, each seen by a dump with its holder, then destroyed): its
 /// memory stays flat once the churn is under way, where it grew with every
@@ -75,38 +108,38 @@ fn churn(l: std::net::TcpListener, sample_after: usize, sample: impl Fn() -> u64
 fn socket_events_memory_stays_flat_under_churn() {
     require_root();
     let ns = Netns::new("sbE");
-    let l = ns.enter(|| listener("127.0.0.1:0", 4096));
-    // Every TCP socket of the namespace is the test's: its port is no
-    // filter, as a reset client's event has its ports zeroed (the kernel's
-    // tcp_disconnect); the listener lives on until sockql is done.
+    // No port filter: a reset client's event has its ports zeroed (the
+    // kernel's tcp_disconnect).
     let sql = "SELECT count(*) AS n, count(pid) AS named, max(overruns) AS lost FROM socket_events WHERE protocol = 'tcp'";
-    let mut events: Reaped = spawn_in(&ns, &[bin(), "--capture-for", "300s", "--format", "ndjson", sql]);
-    let pid = events.id();
-    eventually(WAIT, || destroy_listener_of(&ns, pid).then_some(()));
-    let start = Instant::now();
-    let (samples, l) = ns.enter(move || churn(l, ROUNDS / 3, move || status_kib(pid, "VmRSS")));
-    let churned = start.elapsed();
-    // SAFETY: a signal to the child we spawned (ip netns exec became sockql).
-    unsafe { libc::kill(pid as i32, libc::SIGINT) };
-    let mut out = String::new();
-    events.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    let mut err = String::new();
-    events.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    assert!(events.wait().unwrap().success(), "{err}");
-    drop(l);
+    let (early, late, out) = beside_churn(&ns, &[bin(), "--capture-for", "300s", "--format", "ndjson", sql]);
     let rows = parse_ndjson(&out);
     let made = (2 * ROUNDS * PER_ROUND) as u64;
-    eprintln!("socket_events under churn: {made} sockets in {churned:?}; VmRSS {samples:?} KiB; {}", rows[0]);
-    assert_eq!(rows[0]["lost"], 0, "no event lost: {err}");
-    assert_eq!(rows[0]["n"], made, "one event per socket made");
-    assert_eq!(rows[0]["named"], made, "every socket lived through a dump, so every event names its holder");
-    let (early, late) = (samples[0], samples[1]);
-    assert!(
-        late < early + 3 * 1024,
-        "VmRSS grew from {early} KiB (after round {}) to {late} KiB (after round {ROUNDS}): more than 3 MiB for {} more sockets seen",
-        ROUNDS / 3,
-        made / 3 * 2
-    );
+    assert_eq!(rows, vec![serde_json::json!({"n": made, "named": made, "lost": 0})], "one event per socket, each naming its holder");
+    assert!(late < early + GROWTH_KIB, "VmRSS grew from {early} KiB (after round {}) to {late} KiB (after round {ROUNDS})", ROUNDS / 3);
+}
+
+/// (8) `record --events` under the same churn: the recorder's memory stays
+/// flat too, and the history holds every socket's event, named.
+#[test]
+fn record_events_memory_stays_flat_under_churn() {
+    require_root();
+    let ns = Netns::new("sbR");
+    let dir = std::env::temp_dir().join(format!("sockql-stream-bounds-record-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (early, late, _) =
+        beside_churn(&ns, &[bin(), "record", "--out", dir.to_str().unwrap(), "--events", "--every", "1s", "--for", "300s"]);
+    let (out, err, ok) = run(&[
+        "--history",
+        dir.to_str().unwrap(),
+        "--format",
+        "ndjson",
+        "SELECT count(*) AS n, count(pid) AS named, max(overruns) AS lost FROM history.socket_events WHERE protocol = 'tcp'",
+    ]);
+    assert!(ok, "{err}");
+    let made = (2 * ROUNDS * PER_ROUND) as u64;
+    assert_eq!(parse_ndjson(&out), vec![serde_json::json!({"n": made, "named": made, "lost": 0})]);
+    assert!(late < early + GROWTH_KIB, "VmRSS grew from {early} KiB (after round {}) to {late} KiB (after round {ROUNDS})", ROUNDS / 3);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A little-endian pcapng block of `kind` around `body`.

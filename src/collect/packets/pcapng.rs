@@ -174,7 +174,7 @@ impl<R: Read> PcapNgReader<R> {
 
     /// A block's body length from its length field, checked.
     fn body_len(&self, len: u32) -> Result<u64, Error> {
-        if len % 4 != 0 || len < 12 {
+        if !len.is_multiple_of(4) || len < 12 {
             return Err(self.bad(format!("pcapng block length {len} is not a multiple of 4 of at least 12")));
         }
         Ok(len as u64 - 12)
@@ -466,8 +466,11 @@ mod tests {
         block(ENHANCED_PACKET, &body)
     }
 
-    /// Every packet as (interface name, ts, original length, data), or the error.
-    fn read(bytes: &[u8]) -> Result<Vec<(Option<String>, i64, u32, Vec<u8>)>, String> {
+    /// A packet as (interface name, ts, original length, data).
+    type Row = (Option<String>, i64, u32, Vec<u8>);
+
+    /// Every packet, or the error.
+    fn read(bytes: &[u8]) -> Result<Vec<Row>, String> {
         let mut r = PcapNgReader::new(bytes, "t").map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         while let Some(p) = r.next_packet() {
