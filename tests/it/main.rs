@@ -17,6 +17,7 @@ mod pcap;
 mod packet_reports;
 mod packets;
 mod pg;
+mod pg_types;
 mod privilege;
 mod properties;
 mod pushdown;

@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod encode;
 pub mod session;
 pub mod socket_dir;
 
@@ -226,7 +227,14 @@ impl PgServer {
                     (Gate::Password { .. }, _) => return,
                 };
                 let (admission, _slot) = admission;
-                let _ = pgwire::tokio::process_socket_unix(stream, server.connection(admission)).await;
+                let connection = server.connection(admission);
+                // The session closes the connection when its client cannot
+                // be told that its query timed out (see session.rs).
+                let session = connection.handler.0.clone();
+                tokio::select! {
+                    _ = pgwire::tokio::process_socket_unix(stream, connection) => {}
+                    () = session.hung_up() => {}
+                }
             });
         }
     }
@@ -249,7 +257,12 @@ impl PgServer {
                     }
                 };
                 let acceptor = tls.as_ref().map(|(a, _)| a.clone());
-                let _ = pgwire::tokio::process_socket(stream, acceptor, server.connection(admission)).await;
+                let connection = server.connection(admission);
+                let session = connection.handler.0.clone();
+                tokio::select! {
+                    _ = pgwire::tokio::process_socket(stream, acceptor, connection) => {}
+                    () = session.hung_up() => {}
+                }
             });
         }
     }
