@@ -644,6 +644,7 @@ fn pg_bounds_wide_decimals_are_sent_without_unbounded_memory() {
     // A debug build answers these in well under 300 MiB; the old encoder
     // passed the 8 GiB address-space cap and the server died.
     let peak = server.peak_mib();
+    println!("wide decimals: serve VmHWM {peak} MiB");
     assert!(peak < 300, "serve peaked at {peak} MiB");
 }
 
@@ -658,6 +659,7 @@ fn pg_bounds_every_statement_of_a_text_streams_within_the_timeout() {
     let started = Instant::now();
     let answer = raw.query(&format!("SELECT value, value + 1, '{pad}' FROM range(300000000); SELECT 1"));
     let took = started.elapsed();
+    let streamed = answer.rows;
     // Rows arrived as they were made, then the deadline ended the text.
     assert!(answer.rows > 10_000, "{answer:?}");
     assert_eq!(answer.errors, vec!["57014".to_string()], "{answer:?}");
@@ -668,6 +670,7 @@ fn pg_bounds_every_statement_of_a_text_streams_within_the_timeout() {
     assert_eq!((answer.rows, answer.errors.len()), (50_001, 0), "{answer:?}");
     raw.terminate();
     let peak = server.peak_mib();
+    println!("multi-statement text: serve VmHWM {peak} MiB, {streamed} rows streamed in {took:?}");
     assert!(peak < 400, "serve peaked at {peak} MiB");
 }
 
@@ -701,6 +704,7 @@ fn pg_bounds_a_client_that_stops_reading_gives_its_slot_back_at_the_timeout() {
     let answer = slow.answer();
     assert!(answer.errors == vec!["57014".to_string()] || !answer.ready, "{answer:?}");
     let peak = server.peak_mib();
+    println!("slow reader: {answer:?}; serve VmHWM {peak} MiB");
     assert!(peak < 300, "serve peaked at {peak} MiB");
 }
 
@@ -727,5 +731,6 @@ fn pg_bounds_closed_connections_leave_nothing_behind() {
         std::thread::sleep(Duration::from_millis(100));
         after_200 = server.rss_mib();
     }
+    println!("connections: VmRSS {after_10} MiB after 10, {after_200} MiB after 200");
     assert!(after_200 < after_10 + 30, "{after_10} MiB after 10 connections, {after_200} after 200");
 }
