@@ -20,6 +20,7 @@ mod packets;
 mod paths_attack;
 mod pg;
 mod pg_attack;
+mod pg_types;
 mod privilege;
 mod properties;
 mod pushdown;

@@ -20,6 +20,7 @@ pub mod admission;
 pub mod auth;
 pub mod catalog;
 pub mod connection;
+pub mod encode;
 pub mod framing;
 pub mod session;
 pub mod socket_dir;
@@ -223,7 +224,13 @@ impl PgServer {
                 let places = Places::new(server.gate.clone(), waiting);
                 let trusted = Trusted { connections: server.connections.clone() };
                 let handlers = server.handlers(Admission::Peer { trusted, places });
-                connection::run(connection::unix(stream), handlers, deadline).await;
+                // The session closes the connection when its client cannot
+                // be told that its query timed out (see session.rs).
+                let session = handlers.session.0.clone();
+                tokio::select! {
+                    () = connection::run(connection::unix(stream), handlers, deadline) => {}
+                    () = session.hung_up() => {}
+                }
             });
         }
     }
@@ -245,7 +252,12 @@ impl PgServer {
                     Ok(a) => a,
                     Err(e) => Admission::Refused(format!("cannot set up SCRAM: {e}")),
                 };
-                connection::run(socket, server.handlers(admission), deadline).await;
+                let handlers = server.handlers(admission);
+                let session = handlers.session.0.clone();
+                tokio::select! {
+                    () = connection::run(socket, handlers, deadline) => {}
+                    () = session.hung_up() => {}
+                }
             });
         }
     }

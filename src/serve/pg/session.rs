@@ -12,27 +12,30 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
+use arrow_pg::datatypes::into_pg_type;
 use async_trait::async_trait;
 use datafusion::common::ParamValues;
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{Set, Statement};
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
-use futures::{Sink, StreamExt};
+use futures::{Sink, SinkExt};
 use pgwire::api::portal::{Format, Portal};
-use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::query::{send_execution_response, send_query_response, ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::extendedquery::Execute;
+use pgwire::messages::response::ReadyForQuery;
+use pgwire::messages::simplequery::Query;
 use pgwire::messages::PgWireBackendMessage;
-use pgwire::types::format::FormatOptions;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+use super::encode;
 use crate::query::engine::{memory_exhausted, Described, Engine, Event, QueryStream, SqlSource, TimedOut};
 use crate::query::policy::Refusal;
 use crate::query::statements::{StatementError, Statements};
@@ -177,12 +180,25 @@ pub struct Shared {
 /// How a session makes its engine.
 pub type MakeEngine = Box<dyn Fn() -> anyhow::Result<Engine> + Send + Sync>;
 
+/// How long a query past its --timeout may take to tell its client so
+/// (57014) before the connection is closed instead: a client that does not
+/// read cannot hold the server past its deadline.
+const TELL_TIMEOUT_GRACE: Duration = Duration::from_secs(2);
+
 /// One client's session. Its engine (the live tables, pg_catalog) is made
 /// at its first statement: a client that never authenticates costs none.
 pub struct Session {
     engine: std::sync::OnceLock<Engine>,
     make: MakeEngine,
     shared: Arc<Shared>,
+    /// A query's deadline passed while its rows were being sent: wakes the
+    /// handler sending them (see [`Handler::within_deadline`]).
+    expired: Arc<Notify>,
+    /// The connection must close (its client could not even be told that
+    /// its query timed out); the connection's task waits on this.
+    hang_up: Notify,
+    /// The --timeout of this session's queries, for the error that says so.
+    timeout: Mutex<Option<Duration>>,
 }
 
 /// The handlers pgwire calls for one connection, all on its session.
@@ -191,7 +207,13 @@ pub struct Handler(pub Arc<Session>);
 
 impl Session {
     pub fn new(make: MakeEngine, shared: Arc<Shared>) -> Self {
-        Session { engine: std::sync::OnceLock::new(), make, shared }
+        Session { engine: std::sync::OnceLock::new(), make, shared, expired: Arc::new(Notify::new()), hang_up: Notify::new(), timeout: Mutex::new(None) }
+    }
+
+    /// Resolves when the connection must be closed: its task drops the
+    /// socket (and everything the session holds) then.
+    pub async fn hung_up(&self) {
+        self.hang_up.notified().await
     }
 
     fn engine(&self) -> PgWireResult<&Engine> {
@@ -231,18 +253,29 @@ impl Session {
     }
 
     /// Run one statement's text and answer with its rows as they come.
-    async fn run(&self, source: SqlSource, tag: &'static str, format: &Format, options: Arc<FormatOptions>) -> PgWireResult<Response> {
+    async fn run(&self, source: SqlSource, tag: &'static str, format: &Format) -> PgWireResult<Response> {
         let permit = self.slot().await?;
-        let mut stream = self.engine()?.stream(&source).map_err(pg_error)?;
-        match stream.next().await.map_err(pg_error)? {
+        let stream = self.engine()?.stream(&source).map_err(pg_error)?;
+        let deadline = stream.deadline();
+        let mut running = Running { stream: Some(stream), permit: Some(permit) };
+        match running.next().await.map_err(pg_error)? {
             None => Ok(Response::Execution(Tag::new(tag))),
             Some(Event::Start(schema)) if schema.fields().is_empty() => {
-                drain(&mut stream).await?;
+                while running.next().await.map_err(pg_error)?.is_some() {}
                 Ok(Response::Execution(Tag::new(tag)))
             }
             Some(Event::Start(schema)) => {
-                let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(options))?);
-                Ok(Response::Query(QueryResponse::new(fields.clone(), rows(stream, permit, fields))))
+                let fields = Arc::new(encode::fields(&schema, format)?);
+                let held: Held = Arc::new(Mutex::new(Some(running)));
+                let timeout = deadline.map(|(at, t)| {
+                    watch(Arc::downgrade(&held), at, self.expired.clone());
+                    t
+                });
+                if let Ok(mut t) = self.timeout.lock() {
+                    *t = timeout;
+                }
+                let state = RowsState { batch: None, held, fields: fields.clone(), expired: self.expired.clone(), timeout, done: false };
+                Ok(Response::Query(QueryResponse::new(fields, rows(state))))
             }
             Some(other) => Err(pg_error(anyhow::anyhow!("unexpected {other:?} before the statement's start"))),
         }
@@ -265,49 +298,206 @@ impl Session {
     }
 }
 
+impl Drop for Session {
+    /// pg_catalog holds the session's catalog list, which holds pg_catalog:
+    /// without breaking that cycle every connection's catalog stayed in
+    /// memory after it closed.
+    fn drop(&mut self) {
+        if let Some(engine) = self.engine.get() {
+            super::catalog::teardown(engine);
+        }
+    }
+}
+
 fn show_fields(name: &str) -> Vec<FieldInfo> {
     vec![FieldInfo::new(name.to_string(), None, None, Type::TEXT, FieldFormat::Text)]
 }
 
-/// Read a statement without rows to its end (and its error, if any).
-async fn drain(stream: &mut QueryStream) -> PgWireResult<()> {
-    while stream.next().await.map_err(pg_error)?.is_some() {}
-    Ok(())
+/// A query that is running: its results and its query slot. However it is
+/// dropped (its last row sent, its deadline, its client gone, its portal
+/// closed), the slot is given back only once the query thread has
+/// returned, so `--pg-max-queries` counts work that is really running.
+struct Running {
+    stream: Option<QueryStream>,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
-/// The rows of one statement, encoded batch by batch as the engine sends
-/// them; the query slot is held until the last row is sent.
-fn rows(
-    stream: QueryStream,
-    permit: OwnedSemaphorePermit,
+impl Running {
+    async fn next(&mut self) -> anyhow::Result<Option<Event>> {
+        match &mut self.stream {
+            Some(stream) => stream.next().await,
+            None => Ok(None),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let (Some(stream), permit) = (self.stream.take(), self.permit.take()) else { return };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                stream.stop().await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// A query's results, shared by its rows and its deadline's watchdog:
+/// whichever takes them first ends them.
+type Held = Arc<Mutex<Option<Running>>>;
+
+fn take(held: &Held) -> Option<Running> {
+    held.lock().ok().and_then(|mut h| h.take())
+}
+
+/// At `at`, end the query if its rows are still waiting to be sent (a
+/// client not reading, a portal left suspended), and wake the handler
+/// that may be stuck sending them.
+fn watch(held: std::sync::Weak<Mutex<Option<Running>>>, at: tokio::time::Instant, expired: Arc<Notify>) {
+    tokio::spawn(async move {
+        tokio::time::sleep_until(at).await;
+        let Some(held) = held.upgrade() else { return };
+        if let Some(running) = take(&held) {
+            drop(running);
+            expired.notify_waiters();
+        }
+    });
+}
+
+fn timed_out_error(timeout: Option<Duration>) -> ErrorInfo {
+    let text = match timeout {
+        Some(t) => TimedOut(t).to_string(),
+        None => "query timed out (--timeout)".into(),
+    };
+    ErrorInfo::new("ERROR".into(), "57014".into(), text)
+}
+
+/// Where a statement's rows are: the batch being encoded, and the query.
+struct RowsState {
+    batch: Option<encode::BatchRows>,
+    held: Held,
     fields: Arc<Vec<FieldInfo>>,
-) -> impl futures::Stream<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + 'static {
-    futures::stream::unfold(Some((stream, permit)), move |state| {
-        let fields = fields.clone();
-        async move {
-            let (mut stream, permit) = state?;
-            match stream.next().await {
+    expired: Arc<Notify>,
+    timeout: Option<Duration>,
+    done: bool,
+}
+
+/// The rows of one statement, encoded one at a time as the connection
+/// takes them (pgwire writes them with backpressure), so a statement holds
+/// one batch and one row's encoding at most.
+fn rows(state: RowsState) -> impl futures::Stream<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + 'static {
+    futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if st.done {
+                return None;
+            }
+            if let Some(batch) = &mut st.batch {
+                match batch.next_row() {
+                    Some(Ok(row)) => return Some((Ok(row), st)),
+                    Some(Err(e)) => {
+                        st.done = true;
+                        drop(take(&st.held));
+                        return Some((Err(e), st));
+                    }
+                    None => st.batch = None,
+                }
+            }
+            // The watchdog took the query: its time is up.
+            let Some(mut running) = take(&st.held) else {
+                st.done = true;
+                let error = timed_out_error(st.timeout);
+                return Some((Err(PgWireError::UserError(Box::new(error))), st));
+            };
+            match running.next().await {
                 Ok(Some(Event::Batch(batch))) => {
-                    let encoded: Vec<_> = encode_recordbatch(fields, batch).collect();
-                    Some((futures::stream::iter(encoded), Some((stream, permit))))
+                    match encode::BatchRows::new(batch, &st.fields) {
+                        Ok(rows) => st.batch = Some(rows),
+                        Err(e) => {
+                            st.done = true;
+                            return Some((Err(e), st));
+                        }
+                    }
+                    if let Ok(mut h) = st.held.lock() {
+                        *h = Some(running);
+                    }
                 }
-                Ok(Some(Event::End)) | Ok(None) => None,
+                Ok(Some(Event::End)) | Ok(None) => st.done = true,
                 Ok(Some(Event::Start(_))) => {
-                    Some((futures::stream::iter(vec![Err(pg_error(anyhow::anyhow!("a second result in one statement")))]), None))
+                    st.done = true;
+                    return Some((Err(pg_error(anyhow::anyhow!("a second result in one statement"))), st));
                 }
-                Err(e) => Some((futures::stream::iter(vec![Err(pg_error(e))]), None)),
+                Err(e) if e.is::<TimedOut>() => {
+                    // Past the deadline: the handler tells the client (or
+                    // closes the connection if it cannot) and drops these rows.
+                    drop(running);
+                    st.expired.notify_waiters();
+                    futures::future::pending::<()>().await;
+                }
+                Err(e) => {
+                    st.done = true;
+                    return Some((Err(pg_error(e)), st));
+                }
             }
         }
     })
-    .flatten()
 }
 
-fn format_options<C: ClientInfo>(client: &C) -> Arc<FormatOptions> {
-    Arc::new(FormatOptions::from_client_metadata(client.metadata()))
+impl Handler {
+    /// Run a handler's `work` (a query and the sending of its rows) until
+    /// it ends or its query's deadline passes. Then the client is told
+    /// (57014) if that can be sent within a short grace; if not, the
+    /// connection is closed. Either way the query has already stopped.
+    async fn within_deadline<C>(&self, client: &mut C, extended: bool, work: impl AsyncFnOnce(&mut C) -> PgWireResult<()>) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let expired = self.0.expired.clone();
+        // Registered now: a wake-up while `work` runs is not missed.
+        let notified = expired.notified();
+        tokio::pin!(notified);
+        let finished = tokio::select! {
+            biased;
+            result = work(client) => Some(result),
+            () = &mut notified => None,
+        };
+        if let Some(result) = finished {
+            return result;
+        }
+        let status = client.transaction_status();
+        let error = timed_out_error(self.0.timeout.lock().ok().and_then(|t| *t));
+        let told = tokio::time::timeout(TELL_TIMEOUT_GRACE, async {
+            client.feed(PgWireBackendMessage::ErrorResponse(error.into())).await.map_err(PgWireError::from)?;
+            if !extended {
+                client.feed(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(status))).await.map_err(PgWireError::from)?;
+            }
+            client.flush().await.map_err(PgWireError::from)
+        })
+        .await
+        .is_ok_and(|sent| sent.is_ok());
+        if told {
+            client.set_state(if extended { PgWireConnectionState::AwaitingSync } else { PgWireConnectionState::ReadyForQuery });
+            return Ok(());
+        }
+        self.0.hang_up.notify_one();
+        futures::future::pending().await
+    }
 }
 
 #[async_trait]
 impl SimpleQueryHandler for Handler {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.within_deadline(client, false, async |client: &mut C| self._on_query(client, query).await).await
+    }
+
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -320,40 +510,33 @@ impl SimpleQueryHandler for Handler {
         if statements.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
         }
-        let options = format_options(client);
-        let mut out = Vec::with_capacity(statements.len());
         let last = statements.len() - 1;
         for (i, statement) in statements.into_iter().enumerate() {
-            if let Some(what) = &statement.local {
-                out.push(session.answer_local(what)?);
-                continue;
-            }
-            let response = session.run(SqlSource::inline(statement.sql), statement.tag, &Format::UnifiedText, options.clone()).await;
+            let response = match &statement.local {
+                Some(what) => session.answer_local(what),
+                None => session.run(SqlSource::inline(statement.sql), statement.tag, &Format::UnifiedText).await,
+            };
             // A failed statement ends the text, as in PostgreSQL; earlier
-            // answers are still sent. Rows of all but the last statement are
-            // read now, so the next statement runs after them.
+            // answers are already sent.
+            let response = match response {
+                Err(PgWireError::UserError(info)) => return Ok(vec![Response::Error(info)]),
+                other => other?,
+            };
+            if i == last {
+                return Ok(vec![response]);
+            }
+            // Every statement but the last is sent here, its rows streamed
+            // to the client before the next statement runs: nothing is kept.
             match response {
-                Ok(Response::Query(q)) if i < last => out.push(Response::Query(materialize(q).await?)),
-                Ok(r) => out.push(r),
-                Err(PgWireError::UserError(info)) => {
-                    out.push(Response::Error(info));
-                    break;
+                Response::Query(rows) => send_query_response(client, rows, true).await?,
+                Response::Execution(tag) | Response::TransactionStart(tag) | Response::TransactionEnd(tag) => {
+                    send_execution_response(client, tag).await?
                 }
-                Err(e) => return Err(e),
+                other => return Ok(vec![other]),
             }
         }
-        Ok(out)
+        Ok(Vec::new())
     }
-}
-
-/// A response's rows read now (for all but the last statement of a text).
-async fn materialize(mut q: QueryResponse) -> PgWireResult<QueryResponse> {
-    let fields = q.row_schema();
-    let mut rows = Vec::new();
-    while let Some(row) = q.data_rows().next().await {
-        rows.push(row);
-    }
-    Ok(QueryResponse::new(fields, futures::stream::iter(rows)))
 }
 
 #[async_trait]
@@ -394,7 +577,7 @@ impl QueryParser for Session {
     fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
         match stmt {
             Prepared::Query { described: Described { schema: Some(schema), .. }, .. } if !schema.fields().is_empty() => {
-                arrow_schema_to_pg_fields(schema, format.unwrap_or(&Format::UnifiedText), None)
+                encode::fields(schema, format.unwrap_or(&Format::UnifiedText))
             }
             Prepared::Local(Local::Show(name, _)) => Ok(show_fields(name)),
             _ => Ok(Vec::new()),
@@ -422,7 +605,17 @@ impl ExtendedQueryHandler for Handler {
         self.0.clone()
     }
 
-    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.within_deadline(client, true, async |client: &mut C| self._on_execute(client, message).await).await
+    }
+
+    async fn do_query<C>(&self, _client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Prepared>,
@@ -434,7 +627,7 @@ impl ExtendedQueryHandler for Handler {
             Prepared::Local(what) => session.answer_local(what),
             Prepared::Query { sql, described, tag } => {
                 let source = SqlSource { text: sql.clone(), params: parameters(portal, described)?, ..Default::default() };
-                session.run(source, tag, &portal.result_column_format, format_options(client)).await
+                session.run(source, tag, &portal.result_column_format).await
             }
         }
     }
