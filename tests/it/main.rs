@@ -26,6 +26,7 @@ mod reports;
 mod root_safe;
 mod saved;
 mod serve;
+mod serve_attack;
 mod sockets;
 
 mod ss_parity;
