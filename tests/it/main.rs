@@ -27,6 +27,7 @@ mod root_safe;
 mod saved;
 mod serve;
 mod serve_attack;
+mod soak;
 mod sockets;
 
 mod ss_parity;
