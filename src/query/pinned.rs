@@ -95,6 +95,12 @@ fn scanned(plan: &LogicalPlan, into: &mut BTreeMap<String, Need>) {
                     Some(indices) => need.columns.extend(indices.iter().map(|&i| schema.field(i).name().clone())),
                     None => need.columns.extend(schema.fields().iter().map(|f| f.name().clone())),
                 }
+                // A filter the table applies itself need not be projected,
+                // but the query is planned again against the rows kept,
+                // where it applies as written: its columns are kept too.
+                for filter in &scan.filters {
+                    need.columns.extend(filter.column_refs().into_iter().map(|c| c.name.clone()));
+                }
                 need.filters = match (need.filters.take(), filter_sql(&scan.filters)) {
                     (Some(mut any), Some(f)) => {
                         any.push(f);
@@ -206,6 +212,18 @@ mod tests {
         for (q, want) in queries.iter().zip(&live) {
             assert_eq!(&first_value(&engine.run(q).await.unwrap()), want, "{}", q.text);
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_column_only_filtered_on_is_kept_for_the_query() {
+        let engine = Engine::new(&SourceOptions::default()).unwrap();
+        // The sockets table filters protocol and state in the kernel, so
+        // the scan does not project them.
+        let query = SqlSource::inline("SELECT count(*) AS n FROM sockets WHERE protocol = 'tcp' AND state = 'CLOSE-WAIT' AND pid = -1");
+        let pinned = engine.pin_tables(std::slice::from_ref(&query)).await.unwrap();
+        let p = pinned[0].as_ref().unwrap();
+        assert_eq!(p.table, "sockets");
+        assert_eq!(first_value(&engine.run(&query).await.unwrap()), "0");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use crate::query::saved::{MetricDecl, MetricKind};
 
 /// Which format a scraper asked for (its Accept header).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     Text,
     OpenMetrics,
@@ -106,58 +106,99 @@ pub struct Written {
     pub dropped: usize,
 }
 
-/// Write `decl`'s families from a query's result. One value column: the
-/// family is `decl.name`; several: `decl.name` + `_` + column, one family
-/// each. At most `max_series` series per family are written; the rest are
-/// counted in [`Written::dropped`].
-pub fn write_families(
-    decl: &MetricDecl,
-    schema: &datafusion::arrow::datatypes::Schema,
-    batches: &[RecordBatch],
+/// One family being written: its name, sample name and lines so far.
+struct Family {
+    column: usize,
+    head: String,
+    sample: String,
+    lines: String,
+    series: usize,
+}
+
+/// `decl`'s families, written batch by batch as a query's rows arrive:
+/// a scrape holds one batch and at most `max_series` lines per family,
+/// never the whole result. One value column: the family is `decl.name`;
+/// several: `decl.name` + `_` + column, one family each. Rows past the cap
+/// are only counted ([`Written::dropped`]), not formatted.
+pub struct Families {
+    labels: Vec<(usize, String)>,
+    families: Vec<Family>,
     max_series: usize,
-    format: Format,
-    out: &mut String,
-) -> anyhow::Result<Written> {
-    let labels: Vec<(usize, String)> =
-        schema.fields().iter().enumerate().filter(|(_, f)| is_label(f.data_type())).map(|(i, f)| (i, label_name(f.name()))).collect();
-    let values: Vec<(usize, &str)> =
-        schema.fields().iter().enumerate().filter(|(_, f)| is_value(f.data_type())).map(|(i, f)| (i, f.name().as_str())).collect();
-    if values.is_empty() {
-        anyhow::bail!("metric {}: the query has no numeric column to use as the value", decl.name);
+    dropped: usize,
+}
+
+impl Families {
+    pub fn new(decl: &MetricDecl, schema: &datafusion::arrow::datatypes::Schema, max_series: usize, format: Format) -> anyhow::Result<Self> {
+        let labels: Vec<(usize, String)> =
+            schema.fields().iter().enumerate().filter(|(_, f)| is_label(f.data_type())).map(|(i, f)| (i, label_name(f.name()))).collect();
+        let values: Vec<(usize, &str)> =
+            schema.fields().iter().enumerate().filter(|(_, f)| is_value(f.data_type())).map(|(i, f)| (i, f.name().as_str())).collect();
+        if values.is_empty() {
+            anyhow::bail!("metric {}: the query has no numeric column to use as the value", decl.name);
+        }
+        let families = values
+            .iter()
+            .map(|&(column, name)| {
+                let family = if values.len() == 1 { decl.name.clone() } else { format!("{}_{}", decl.name, label_name(name)) };
+                let (family, sample, type_name) = match decl.kind {
+                    MetricKind::Gauge => (family.clone(), family, "gauge"),
+                    MetricKind::Counter => {
+                        let (family, sample) = counter_names(&family, format);
+                        (family, sample, "counter")
+                    }
+                };
+                let head = format!("# HELP {family} {}\n# TYPE {family} {type_name}\n", escape_help(&decl.help));
+                Family { column, head, sample, lines: String::new(), series: 0 }
+            })
+            .collect();
+        Ok(Families { labels, families, max_series, dropped: 0 })
     }
-    let mut written = Written::default();
-    for &(col, column) in &values {
-        let family = if values.len() == 1 { decl.name.clone() } else { format!("{}_{}", decl.name, label_name(column)) };
-        let (family, sample, type_name) = match decl.kind {
-            MetricKind::Gauge => (family.clone(), family, "gauge"),
-            MetricKind::Counter => {
-                let (family, sample) = counter_names(&family, format);
-                (family, sample, "counter")
-            }
-        };
-        let _ = writeln!(out, "# HELP {family} {}", escape_help(&decl.help));
-        let _ = writeln!(out, "# TYPE {family} {type_name}");
-        let mut series = 0;
-        for batch in batches {
-            let value = datafusion::arrow::compute::cast(batch.column(col), &DataType::Float64)?;
+
+    /// Bytes of text held so far (what a scrape reserves for it).
+    pub fn held(&self) -> usize {
+        self.families.iter().map(|f| f.head.len() + f.lines.len()).sum()
+    }
+
+    /// Write the series of one batch, up to the cap of each family.
+    pub fn add(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {
+        let column = |i: usize| batch.columns().get(i).cloned().ok_or_else(|| anyhow::anyhow!("a batch without column {i}"));
+        // Label text is cast once per batch, and only while some family
+        // still takes series.
+        let mut label_text: Option<Vec<_>> = None;
+        for family in &mut self.families {
+            let value = datafusion::arrow::compute::cast(&column(family.column)?, &DataType::Float64)?;
             let value = value.as_primitive::<Float64Type>();
-            let label_text: Vec<_> = labels
-                .iter()
-                .map(|&(i, _)| datafusion::arrow::compute::cast(batch.column(i), &DataType::Utf8))
-                .collect::<Result<_, _>>()?;
+            let present = batch.num_rows() - value.null_count();
+            let room = self.max_series - family.series.min(self.max_series);
+            if room == 0 {
+                self.dropped += present;
+                continue;
+            }
+            let label_text = match &mut label_text {
+                Some(text) => &*text,
+                None => {
+                    let cast = self
+                        .labels
+                        .iter()
+                        .map(|&(i, _)| Ok(datafusion::arrow::compute::cast(&column(i)?, &DataType::Utf8)?))
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    &*label_text.insert(cast)
+                }
+            };
+            let out = &mut family.lines;
             for row in 0..batch.num_rows() {
                 if value.is_null(row) {
                     continue;
                 }
-                if series == max_series {
-                    written.dropped += 1;
+                if family.series == self.max_series {
+                    self.dropped += 1;
                     continue;
                 }
-                series += 1;
-                out.push_str(&sample);
-                if !labels.is_empty() {
+                family.series += 1;
+                out.push_str(&family.sample);
+                if !self.labels.is_empty() {
                     out.push('{');
-                    for (k, ((_, name), text)) in labels.iter().zip(&label_text).enumerate() {
+                    for (k, ((_, name), text)) in self.labels.iter().zip(label_text).enumerate() {
                         if k > 0 {
                             out.push(',');
                         }
@@ -176,9 +217,35 @@ pub fn write_families(
                 out.push('\n');
             }
         }
-        written.series += series;
+        Ok(())
     }
-    Ok(written)
+
+    /// The families' text, in column order, and what was written.
+    pub fn finish(self, out: &mut String) -> Written {
+        let mut written = Written { series: 0, dropped: self.dropped };
+        for family in self.families {
+            out.push_str(&family.head);
+            out.push_str(&family.lines);
+            written.series += family.series;
+        }
+        written
+    }
+}
+
+/// Write `decl`'s families from a query's whole result (see [`Families`]).
+pub fn write_families(
+    decl: &MetricDecl,
+    schema: &datafusion::arrow::datatypes::Schema,
+    batches: &[RecordBatch],
+    max_series: usize,
+    format: Format,
+    out: &mut String,
+) -> anyhow::Result<Written> {
+    let mut families = Families::new(decl, schema, max_series, format)?;
+    for batch in batches {
+        families.add(batch)?;
+    }
+    Ok(families.finish(out))
 }
 
 #[cfg(test)]

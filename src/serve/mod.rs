@@ -4,26 +4,39 @@
 //! writes the results as Prometheus metric families (`exposition.rs`);
 //! `GET /healthz` answers `ok`. A scrape is bounded by `--scrape-timeout`,
 //! and its own duration, errors and dropped series are metrics too.
-//! Scrapes run one at a time: a slow one cannot pile up others behind it
-//! on a two-core host.
+//! Scrapes run one at a time, and requests that arrive while one runs
+//! share it (`scrape.rs`): a slow one cannot pile up others behind it on
+//! a two-core host. Connections are served on one thread that never runs
+//! a query, so /healthz answers at once whatever scrapes do; what one
+//! client or local user can hold of them is capped (`connections.rs`).
 
+mod conn_io;
+mod connections;
 pub mod exposition;
+mod peer;
 pub mod pg;
+mod scrape;
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
+use futures::FutureExt;
 use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode};
 
-use crate::query::engine::{Engine, Limits, Policy, QueryRunner, SqlSource};
-use crate::query::errors::error_line;
+use crate::query::engine::Limits;
 use crate::query::saved::{self, SavedQuery};
 use crate::tables::SourceOptions;
-use exposition::{write_families, Format};
+use conn_io::ConnIo;
+use connections::{Admitted, Busy, Conn, Connections};
+use exposition::Format;
+use scrape::Scraper;
 
 /// What the server was asked to do.
 #[derive(Debug, Clone)]
@@ -45,10 +58,13 @@ pub struct ServeOptions {
 /// A client query's memory when --memory-limit is not given: a server
 /// answers many clients, so none is unbounded.
 pub const CLIENT_MEMORY: usize = 256 << 20;
-/// HTTP connections open at once (Prometheus keeps one per target).
-const HTTP_CONNECTIONS: usize = 64;
-/// Time a client has to send its request head.
+/// Time a client has to send its request head, once it has begun it.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Of a scrape's deadline, the part left for writing its response.
+const WRITE_MARGIN: Duration = Duration::from_millis(300);
+/// Time a connection may sit between requests (or before its first)
+/// without sending a byte: a keep-alive connection nobody uses is closed.
+const IDLE: Duration = Duration::from_secs(5);
 
 /// A client query's time when --timeout is not given.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -70,112 +86,105 @@ fn metric_queries(only: &[String]) -> anyhow::Result<Vec<SavedQuery>> {
     Ok(out)
 }
 
+/// What the connection thread keeps: the scrapes in flight, shared by
+/// every request of the same format that arrives while one runs.
 struct State {
-    options: ServeOptions,
-    queries: Vec<SavedQuery>,
-    /// One scrape at a time.
-    scraping: tokio::sync::Mutex<()>,
-    errors_total: std::sync::atomic::AtomicU64,
+    scraper: Arc<Scraper>,
+    in_flight: RefCell<HashMap<Format, InFlight>>,
 }
 
-/// One scrape, within the scrape timeout: one session for all metric
-/// queries, in which each live table they need is read once (see
-/// [`crate::query::pinned`]); a failed query is counted, logged and left
-/// out, the others still answer.
-async fn scrape(state: &State, format: Format) -> String {
-    let _one = state.scraping.lock().await;
-    let started = Instant::now();
-    let deadline = tokio::time::Instant::from_std(started + state.options.scrape_timeout);
-    let mut out = String::new();
-    // The server's own families, one line per query (or table) each,
-    // written after the queries' families with their headers.
-    let (mut durations, mut up, mut dropped, mut rows) = (String::new(), String::new(), String::new(), String::new());
-    use std::fmt::Write;
-    let timed_out = || anyhow::anyhow!("the scrape took longer than --scrape-timeout {}", humantime::format_duration(state.options.scrape_timeout));
-    let limits = Limits { memory: state.options.memory, timeout: Some(state.options.scrape_timeout) };
-    let session = Engine::with(&state.options.source, Policy::default(), limits);
-    let sources: Vec<anyhow::Result<SqlSource>> = state.queries.iter().map(|q| q.source(&[])).collect();
-    if let Ok(engine) = &session {
-        let wanted: Vec<SqlSource> = sources.iter().filter_map(|s| s.as_ref().ok().cloned()).collect();
-        match tokio::time::timeout_at(deadline, engine.pin_tables(&wanted)).await {
-            Ok(Ok(tables)) => {
-                for table in tables {
-                    match table {
-                        Ok(p) => {
-                            let _ = writeln!(rows, "sockql_table_rows{{table=\"{}\"}} {}", p.table, p.rows);
-                        }
-                        Err(e) => crate::stderrln!("sockql serve: {}", error_line(&e)),
+type InFlight = futures::future::Shared<futures::future::LocalBoxFuture<'static, Result<Bytes, String>>>;
+
+/// The exposition for a request that arrived with `deadline` ahead: the
+/// scrape in flight in this format if there is one, else a new one, run
+/// on a blocking thread (its CPU work never holds up this thread, where
+/// /healthz is answered). Scrapes queue for their turn with their
+/// deadline running, so a request never waits past its own.
+async fn metrics(state: &State, format: Format, deadline: tokio::time::Instant) -> Result<Bytes, String> {
+    let shared = {
+        let mut in_flight = state.in_flight.borrow_mut();
+        match in_flight.get(&format) {
+            Some(running) if running.peek().is_none() => running.clone(),
+            _ => {
+                let (scraper, handle) = (state.scraper.clone(), tokio::runtime::Handle::current());
+                // The queries stop a little before the request's deadline,
+                // so what finished in time is written by it.
+                let margin = (scraper.options.scrape_timeout / 10).min(WRITE_MARGIN);
+                let task = tokio::task::spawn_blocking(move || handle.block_on(scrape::scrape(&scraper, format, deadline - margin)));
+                let shared = async move {
+                    match task.await {
+                        Ok(result) => result.map(Bytes::from),
+                        Err(_) => Err("the scrape failed".to_string()),
                     }
                 }
+                .boxed_local()
+                .shared();
+                in_flight.insert(format, shared.clone());
+                shared
             }
-            Ok(Err(e)) => crate::stderrln!("sockql serve: cannot read the tables once: {}", error_line(&e)),
-            Err(_) => crate::stderrln!("sockql serve: {}", timed_out()),
         }
-    }
-    for (q, source) in state.queries.iter().zip(sources) {
-        let Some(decl) = q.metric.as_ref() else { continue };
-        let t0 = Instant::now();
-        let result = async {
-            let engine = session.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
-            let mut results = tokio::time::timeout_at(deadline, engine.run(&source?)).await.map_err(|_| timed_out())??;
-            let last = results.pop().context("the query returned no result")?;
-            let mut text = String::new();
-            let written = write_families(decl, &last.schema, &last.batches, state.options.max_series, format, &mut text)?;
-            anyhow::Ok((text, written))
-        }
-        .await;
-        let _ = writeln!(durations, "sockql_query_duration_seconds{{query=\"{}\"}} {}", q.name, t0.elapsed().as_secs_f64());
-        let (answered, left_out) = match result {
-            Ok((text, written)) => {
-                out.push_str(&text);
-                if written.dropped > 0 {
-                    crate::notice::warn_once(
-                        &format!("series-cap-{}", q.name),
-                        format!("metric {}: {} series past --max-series {} were left out", decl.name, written.dropped, state.options.max_series),
-                    );
-                }
-                (1, written.dropped)
-            }
-            Err(e) => {
-                state.errors_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                crate::stderrln!("sockql serve: {}: {}", q.name, error_line(&e));
-                (0, 0)
-            }
-        };
-        let _ = writeln!(up, "sockql_query_up{{query=\"{}\"}} {answered}", q.name);
-        let _ = writeln!(dropped, "sockql_series_dropped{{query=\"{}\"}} {left_out}", q.name);
-    }
-    for (family, help, lines) in [
-        ("sockql_query_duration_seconds", "Time each metric query of this scrape took", durations),
-        ("sockql_query_up", "1 if the metric query answered in this scrape, 0 if it failed (see sockql's stderr)", up),
-        ("sockql_series_dropped", "Series of the query left out past --max-series in this scrape", dropped),
-        ("sockql_table_rows", "Rows of each live table read in this scrape, once for all its metric queries", rows),
-    ] {
-        let _ = write!(out, "# HELP {family} {help}\n# TYPE {family} gauge\n{lines}");
-    }
-    let total = state.errors_total.load(std::sync::atomic::Ordering::Relaxed);
-    let (family, sample) = exposition::counter_names("sockql_scrape_errors", format);
-    let _ = writeln!(out, "# HELP {family} Metric queries that failed, since the server started\n# TYPE {family} counter\n{sample} {total}");
-    let _ = writeln!(out, "# HELP sockql_scrape_duration_seconds Time this scrape took\n# TYPE sockql_scrape_duration_seconds gauge\nsockql_scrape_duration_seconds {}", started.elapsed().as_secs_f64());
-    if format == Format::OpenMetrics {
-        out.push_str("# EOF\n");
-    }
-    out
+    };
+    let timeout = state.scraper.options.scrape_timeout;
+    tokio::time::timeout_at(deadline, shared)
+        .await
+        .unwrap_or_else(|_| Err(format!("the scrape took longer than --scrape-timeout {}", humantime::format_duration(timeout))))
 }
 
-async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    let reply = |status: StatusCode, ty: &str, body: String| {
-        Response::builder().status(status).header("content-type", ty).body(Full::new(Bytes::from(body))).expect("a valid response")
+async fn handle(state: Rc<State>, conn: Rc<Conn>, req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let _busy = Busy::new(&conn);
+    let arrived = tokio::time::Instant::now();
+    let reply = |status: StatusCode, ty: &str, body: Bytes| {
+        Response::builder().status(status).header("content-type", ty).body(Full::new(body)).unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
     };
+    // Any response is written within a bound; a scrape's within its own
+    // deadline, which started when the request arrived.
+    conn.write_deadline.set(Some(arrived + HEADER_TIMEOUT));
     Ok(match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => {
             let format = Format::from_accept(req.headers().get("accept").and_then(|v| v.to_str().ok()));
-            reply(StatusCode::OK, format.content_type(), scrape(&state, format).await)
+            let deadline = arrived + state.scraper.options.scrape_timeout;
+            conn.write_deadline.set(Some(deadline));
+            match metrics(&state, format, deadline).await {
+                Ok(body) => reply(StatusCode::OK, format.content_type(), body),
+                Err(why) => {
+                    crate::stderrln!("sockql serve: {why}");
+                    reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", Bytes::from(format!("{why}\n")))
+                }
+            }
         }
-        (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n".into()),
-        (&Method::GET, _) => reply(StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics or /healthz\n".into()),
-        _ => reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "only GET\n".into()),
+        (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
+        (&Method::GET, _) => reply(StatusCode::NOT_FOUND, "text/plain", Bytes::from_static(b"not found: try /metrics or /healthz\n")),
+        _ => reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", Bytes::from_static(b"only GET\n")),
     })
+}
+
+/// Serve one HTTP connection until it ends, is closed to make room, or
+/// sits idle between requests past [`IDLE`].
+async fn connection(state: Rc<State>, stream: tokio::net::TcpStream, admitted: Admitted) {
+    let conn = admitted.conn.clone();
+    let io = hyper_util::rt::TokioIo::new(ConnIo::new(stream, conn.clone()));
+    let for_service = conn.clone();
+    let service = hyper::service::service_fn(move |req| handle(state.clone(), for_service.clone(), req));
+    // A client that sends its request head slowly (or never finishes it)
+    // is closed after HEADER_TIMEOUT.
+    let http = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(io, service);
+    tokio::pin!(http);
+    loop {
+        let wake = conn.idle_since().unwrap_or_else(tokio::time::Instant::now) + IDLE;
+        tokio::select! {
+            _ = &mut http => break,
+            _ = conn.evicted.notified() => break,
+            _ = tokio::time::sleep_until(wake) => {
+                if conn.idle_since().is_some_and(|since| since.elapsed() >= IDLE) {
+                    break;
+                }
+            }
+        }
+    }
+    drop(admitted);
 }
 
 /// An accepted connection; a failed accept (out of descriptors, say) is
@@ -218,39 +227,29 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         queries.len(),
         queries.iter().map(|q| q.name.as_str()).collect::<Vec<_>>().join(", ")
     );
-    let state = Arc::new(State { options, queries, scraping: tokio::sync::Mutex::new(()), errors_total: Default::default() });
-    let open = Arc::new(tokio::sync::Semaphore::new(HTTP_CONNECTIONS));
+    let state = Rc::new(State { scraper: Arc::new(Scraper::new(options, queries)), in_flight: Default::default() });
+    let open = Rc::new(Connections::default());
+    let mut identify = peer::Identify::default();
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("cannot watch for SIGTERM")?;
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async move {
             loop {
-                let stream = tokio::select! {
-                    result = listener.accept() => accepted(result.map(|(s, _)| s)).await,
+                let accepted = tokio::select! {
+                    result = listener.accept() => accepted(result).await,
                     _ = tokio::signal::ctrl_c() => return Ok(()),
                     // systemd stops a service with SIGTERM: end as on Ctrl-C
                     // (the PostgreSQL socket file is removed on the way out).
                     _ = terminate.recv() => return Ok(()),
                 };
-                let Some(stream) = stream else { continue };
-                // Past the cap a connection is closed at once: idle or slow
-                // clients cannot pile up file descriptors and memory.
-                let Ok(slot) = open.clone().try_acquire_owned() else { continue };
-                let state = state.clone();
+                let Some((stream, from)) = accepted else { continue };
+                let Ok(to) = stream.local_addr() else { continue };
+                // Always admitted: at a cap another connection of the peer
+                // holding most is closed instead (see connections.rs).
+                let admitted = open.admit(identify.peer(to, from));
                 // Queries are not Send (the engine's runner): connections
                 // are served on this thread, each its own task.
-                tokio::task::spawn_local(async move {
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                    // A client that sends its request head slowly (or never)
-                    // is closed after HEADER_TIMEOUT.
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .timer(hyper_util::rt::TokioTimer::new())
-                        .header_read_timeout(HEADER_TIMEOUT)
-                        .serve_connection(io, service)
-                        .await;
-                    drop(slot);
-                });
+                tokio::task::spawn_local(connection(state.clone(), stream, admitted));
             }
         })
         .await

@@ -30,6 +30,8 @@ mod reports;
 mod root_safe;
 mod saved;
 mod serve;
+mod serve_attack;
+mod soak;
 mod sockets;
 mod stream_bounds;
 
