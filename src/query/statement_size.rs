@@ -150,3 +150,53 @@ fn visit(statement: &Statement, count: &mut Count) -> ControlFlow<(&'static str,
         Statement::CreateExternalTable(_) | Statement::Reset(_) => ControlFlow::Continue(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn first(sql: &str) -> Result<(), String> {
+        let mut s = crate::query::statements::Statements::new(sql).map_err(|e| e.to_string())?;
+        s.next_statement().ok_or("no statement")?.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// Each bound: a statement at it is accepted, one past it refused with
+    /// the bound in the message.
+    #[test]
+    fn each_bound_is_said() {
+        let cte = |n: usize| {
+            let mut s = "WITH t0 AS (SELECT 1 AS x)".to_string();
+            for i in 1..n {
+                s += &format!(", t{i} AS (SELECT * FROM t{})", i - 1);
+            }
+            s + &format!(" SELECT * FROM t{}", n - 1)
+        };
+        let union = |n: usize| (0..=n).map(|i| format!("SELECT {i}")).collect::<Vec<_>>().join(" UNION ALL ");
+        let joins = |n: usize| format!("SELECT 1 FROM sockets s0{}", (1..=n).map(|i| format!(" JOIN sockets s{i} ON true")).collect::<String>());
+        let comma = |n: usize| format!("SELECT 1 FROM sockets s0{}", (1..=n).map(|i| format!(", sockets s{i}")).collect::<String>());
+        let calls = |n: usize| format!("SELECT {}", vec!["abs(1)"; n].join(", "));
+        let subqueries = |n: usize| format!("SELECT {}", vec!["(SELECT 1)"; n].join(", "));
+        let items = |n: usize| format!("SELECT {}", vec!["1"; n].join(", "));
+        let cases: [(&dyn Fn(usize) -> String, usize, &str); 7] = [
+            (&cte, MAX_CTES, "CTEs"),
+            (&union, MAX_SET_OPERATIONS, "set operations"),
+            (&joins, MAX_JOINS, "joins"),
+            (&comma, MAX_JOINS, "joins"),
+            (&calls, MAX_FUNCTION_CALLS, "function calls"),
+            (&subqueries, MAX_SUBQUERIES, "subqueries"),
+            (&items, MAX_EXPRESSIONS, "expressions"),
+        ];
+        for (make, max, what) in cases {
+            assert_eq!(first(&make(max)), Ok(()), "{what} at {max}");
+            assert_eq!(first(&make(max + 1)), Err(format!("statement too large to plan: more than {max} {what} (at line 1)")));
+        }
+        // Under EXPLAIN and in a later statement (its own line).
+        assert!(first(&format!("EXPLAIN {}", cte(MAX_CTES + 1))).unwrap_err().contains("more than 100 CTEs"));
+        let mut s = crate::query::statements::Statements::new(&format!("SELECT 1;\n\n{}", union(MAX_SET_OPERATIONS + 1))).unwrap();
+        assert!(s.next_statement().unwrap().is_ok());
+        assert_eq!(
+            s.next_statement().unwrap().unwrap_err().to_string(),
+            "statement too large to plan: more than 100 set operations (at line 3)"
+        );
+    }
+}

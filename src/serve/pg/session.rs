@@ -232,8 +232,10 @@ impl Session {
 
     /// Run one statement's text and answer with its rows as they come.
     async fn run(&self, source: SqlSource, tag: &'static str, format: &Format, options: Arc<FormatOptions>) -> PgWireResult<Response> {
+        // The query thread owns the slot: it is free again only when the
+        // thread has finished, not when a timeout ends the wait.
         let permit = self.slot().await?;
-        let mut stream = self.engine()?.stream(&source).map_err(pg_error)?;
+        let mut stream = self.engine()?.stream_holding(&source, permit).map_err(pg_error)?;
         match stream.next().await.map_err(pg_error)? {
             None => Ok(Response::Execution(Tag::new(tag))),
             Some(Event::Start(schema)) if schema.fields().is_empty() => {
@@ -242,7 +244,7 @@ impl Session {
             }
             Some(Event::Start(schema)) => {
                 let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(options))?);
-                Ok(Response::Query(QueryResponse::new(fields.clone(), rows(stream, permit, fields))))
+                Ok(Response::Query(QueryResponse::new(fields.clone(), rows(stream, fields))))
             }
             Some(other) => Err(pg_error(anyhow::anyhow!("unexpected {other:?} before the statement's start"))),
         }
@@ -276,20 +278,19 @@ async fn drain(stream: &mut QueryStream) -> PgWireResult<()> {
 }
 
 /// The rows of one statement, encoded batch by batch as the engine sends
-/// them; the query slot is held until the last row is sent.
+/// them; the query thread holds the query slot until it has finished.
 fn rows(
     stream: QueryStream,
-    permit: OwnedSemaphorePermit,
     fields: Arc<Vec<FieldInfo>>,
 ) -> impl futures::Stream<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + 'static {
-    futures::stream::unfold(Some((stream, permit)), move |state| {
+    futures::stream::unfold(Some(stream), move |state| {
         let fields = fields.clone();
         async move {
-            let (mut stream, permit) = state?;
+            let mut stream = state?;
             match stream.next().await {
                 Ok(Some(Event::Batch(batch))) => {
                     let encoded: Vec<_> = encode_recordbatch(fields, batch).collect();
-                    Some((futures::stream::iter(encoded), Some((stream, permit))))
+                    Some((futures::stream::iter(encoded), Some(stream)))
                 }
                 Ok(Some(Event::End)) | Ok(None) => None,
                 Ok(Some(Event::Start(_))) => {
