@@ -563,6 +563,45 @@ fn statement_line(s: &Statement) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tables::SourceOptions;
+
+    /// A front end's slot given to the query thread is free again only
+    /// when that thread has finished, not when the stream is dropped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_query_thread_owns_the_slot() {
+        let engine = Engine::new(&SourceOptions::default()).unwrap();
+        let slots = Arc::new(tokio::sync::Semaphore::new(1));
+        // Planning this takes a few hundred milliseconds (the most
+        // operators statements.rs lets through), and cannot be interrupted.
+        let sql = format!("SELECT value{} FROM range(1)", " + value".repeat(crate::query::statement_size::MAX_PLANNED_OPERATORS));
+        let permit = slots.clone().acquire_owned().await.unwrap();
+        let stream = engine.stream_holding(&SqlSource::inline(sql), permit).unwrap();
+        drop(stream);
+        assert_eq!(slots.available_permits(), 0, "the slot was freed while the statement was still being planned");
+        let start = std::time::Instant::now();
+        while slots.available_permits() == 0 {
+            assert!(start.elapsed() < std::time::Duration::from_secs(10), "the query thread never gave the slot back");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// What `run` collects counts against --memory-limit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn collected_results_are_held_to_the_limit() {
+        let limits = Limits { memory: Some(8 << 20), timeout: None };
+        let engine = Engine::with(&SourceOptions::default(), Policy::default(), limits).unwrap();
+        // 2,000,000 rows of two 8-byte numbers: 32 MB kept, in batches of
+        // 128 KB that nothing else reserves.
+        let e = engine.run(&SqlSource::inline("SELECT value, value * 2 AS b FROM range(2000000)")).await.err().expect("collected past the limit");
+        assert!(memory_exhausted(&e), "{e:#}");
+        assert!(format!("{e:#}").contains("collected results"), "{e:#}");
+        // Within the limit it is kept, and given back when dropped.
+        let kept = engine.run(&SqlSource::inline("SELECT value FROM range(100000)")).await.unwrap();
+        assert_eq!(kept[0].batches.iter().map(|b| b.num_rows()).sum::<usize>(), 100_000);
+        assert!(engine.context().runtime_env().memory_pool.reserved() >= 800_000);
+        drop(kept);
+        assert_eq!(engine.context().runtime_env().memory_pool.reserved(), 0);
+    }
 
     #[test]
     fn finds_parser_error_lines() {

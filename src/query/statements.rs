@@ -211,13 +211,13 @@ mod tests {
         assert_eq!(all(&format!("SELECT 1{}", " + 1".repeat(planned))), Ok(1));
         assert_eq!(
             all(&format!("SELECT 1{}", " + 1".repeat(planned + 1))).unwrap_err(),
-            "statement too large to plan: more than 256 operators (at line 1)"
+            "statement too large to plan: more than 200 operators (at line 1)"
         );
         // The operator counts are per statement.
         let many = format!("SELECT 1{};", " + 1".repeat(planned)).repeat(3);
         assert_eq!(all(&many), Ok(3));
         let tokens = format!("SELECT 1{};", " + 1".repeat(MAX_OPERATORS / 2)).repeat(3);
-        assert!(all(&tokens).unwrap_err().contains("more than 256 operators"));
+        assert!(all(&tokens).unwrap_err().contains("more than 200 operators"));
         assert!(all(&"SELECT 1;".repeat(MAX_SQL_BYTES / 9 + 1)).unwrap_err().contains("too large"));
         let nested = format!("SELECT {}1{}", "(".repeat(200), ")".repeat(200));
         assert_eq!(all(&nested).unwrap_err(), "expression too deep: it nests more than 50 levels of parentheses (at line 1)");
@@ -232,6 +232,6 @@ mod tests {
             assert!(all(&make(MAX_NESTING + 1)).unwrap_err().contains("more than 50 levels of parentheses"), "{}", make(MAX_NESTING + 1));
         }
         // Nesting without parentheses parses and meets the planning bound.
-        assert!(all(&format!("SELECT {}1", "NOT ".repeat(5_000))).unwrap_err().contains("more than 256 operators"));
+        assert!(all(&format!("SELECT {}1", "NOT ".repeat(5_000))).unwrap_err().contains("more than 200 operators"));
     }
 }
