@@ -177,7 +177,8 @@ mod tests {
         let calls = |n: usize| format!("SELECT {}", vec!["abs(1)"; n].join(", "));
         let subqueries = |n: usize| format!("SELECT {}", vec!["(SELECT 1)"; n].join(", "));
         let items = |n: usize| format!("SELECT {}", vec!["1"; n].join(", "));
-        let cases: [(&dyn Fn(usize) -> String, usize, &str); 7] = [
+        type Make<'a> = &'a dyn Fn(usize) -> String;
+        let cases: [(Make, usize, &str); 7] = [
             (&cte, MAX_CTES, "CTEs"),
             (&union, MAX_SET_OPERATIONS, "set operations"),
             (&joins, MAX_JOINS, "joins"),
