@@ -225,3 +225,76 @@ fn memory_limit_must_be_a_real_bound() {
     let run = measure(&["--memory-limit", "512M", "--format", "csv", "SELECT 1 AS one"]);
     assert_eq!((run.code, run.out.as_str()), (Some(0), "one\n1\n"), "{}", run.err);
 }
+
+/// A server started by a test, killed and reaped when dropped.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The peak resident memory of a running process (VmHWM), in KiB.
+fn vm_hwm_kib(pid: u32) -> i64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Through the PostgreSQL endpoint (the server's default 256 MiB limit per
+/// query): the client gets out_of_memory and the server stays within the
+/// limit, and answers the next query. Before: 2.46 GB of peak RSS.
+#[test]
+fn a_pg_client_cannot_make_the_server_allocate_past_the_limit() {
+    use std::io::{BufRead, BufReader};
+    crate::common::require_root();
+    let dir = std::env::temp_dir().join(format!("sockql-budget-pg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let run_dir = dir.join("run");
+    let mut child = Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--pg", run_dir.to_str().unwrap(), "--pg-port", "5442"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    std::thread::spawn(move || for _ in lines {});
+    let server = Server(child);
+    crate::common::eventually(crate::common::WAIT, || run_dir.join(".s.PGSQL.5442").exists().then_some(()));
+    let psql = |sql: &str| {
+        let o = Command::new("psql")
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose", "-h", run_dir.to_str().unwrap(), "-p", "5442"])
+            .args(["-U", "root", "-d", "sockql", "-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned(), o.status.success())
+    };
+    let (out, err, ok) = psql("SELECT 1");
+    assert!(ok && out.trim() == "1", "{err}");
+    let base = vm_hwm_kib(server.0.id());
+    for sql in [
+        "SELECT length(repeat('x', 700000000))",
+        "SELECT length(rpad('x', 700000000, 'y'))",
+        "SELECT cardinality(array_repeat(1, 700000000))",
+        "SELECT max(length(repeat('x', 100000 + value % 2))) FROM range(1000000)",
+    ] {
+        let (out, err, ok) = psql(sql);
+        assert!(!ok && out.is_empty(), "{sql}: {out}");
+        assert!(err.contains("ERROR:  53200: the query needs more memory than --memory-limit allows: Resources exhausted:"), "{sql}: {err}");
+        let peak = vm_hwm_kib(server.0.id());
+        eprintln!("{sql}: server peak {} MiB (after SELECT 1: {} MiB)", peak / 1024, base / 1024);
+        assert!(peak < base + 2 * 256 * 1024, "{sql}: server peak {peak} KiB, base {base} KiB");
+    }
+    let (out, err, ok) = psql("SELECT length(repeat('x', 1000))");
+    assert!(ok && out.trim() == "1000", "{err}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
