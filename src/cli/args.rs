@@ -229,26 +229,35 @@ impl Args {
     }
 }
 
-/// 512M, 2G, 64k, or a number of bytes.
+/// 512M, 2G, 64k, or a number of bytes: at least one byte and at most the
+/// machine's physical memory. A larger value would not bound anything (and
+/// `99999999999999999999G` used to saturate to the largest number), so it
+/// is refused (exit 2) rather than taken.
 pub fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
     let (num, mult) = match t.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m: usize = match c.to_ascii_lowercase() {
+            let m: u64 = match c.to_ascii_lowercase() {
                 'k' => 1 << 10,
                 'm' => 1 << 20,
                 'g' => 1 << 30,
                 _ => return Err(format!("bad size '{s}': use a number with K, M or G")),
             };
-            (&t[..i], m)
+            (t.get(..i).unwrap_or(""), m)
         }
         _ => (t, 1),
     };
     let n: f64 = num.trim().parse().map_err(|_| format!("bad size '{s}': use a number with K, M or G"))?;
-    if !(n.is_finite() && n > 0.0) {
-        return Err(format!("bad size '{s}'"));
+    let bytes = n * mult as f64;
+    if !(bytes.is_finite() && bytes >= 1.0) {
+        return Err(format!("bad size '{s}': use a positive number of bytes with K, M or G"));
     }
-    Ok((n * mult as f64) as usize)
+    let physical = nix::sys::sysinfo::sysinfo().map(|i| i.ram_total()).map_err(|e| format!("cannot read the machine's memory size: {e}"))?;
+    // Compared as floats first: the value may be far beyond any integer.
+    if bytes > physical as f64 {
+        return Err(format!("bad size '{s}': more than this machine's {} MiB of physical memory", physical >> 20));
+    }
+    usize::try_from(bytes as u64).map_err(|_| format!("bad size '{s}': too large"))
 }
 
 /// The longest duration any argument takes: a year. Longer ones are

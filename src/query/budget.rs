@@ -231,9 +231,9 @@ struct PerRow(Vec<u128>);
 
 impl PerRow {
     fn at(&self, row: usize) -> u128 {
-        match self.0.len() {
-            1 => self.0[0],
-            _ => self.0.get(row).copied().unwrap_or(0),
+        match self.0.as_slice() {
+            [one] => *one,
+            all => all.get(row).copied().unwrap_or(0),
         }
     }
     fn max(&self) -> u128 {
@@ -294,7 +294,9 @@ fn elements(a: &ArrayRef) -> Result<(PerRow, ArrayRef)> {
         // Every leaf counted once, in the first row (a constant list is
         // the same in every row, so it counts in each).
         let mut per_row = vec![0; a.len().max(1)];
-        per_row[0] = leaves.len() as u128;
+        if let Some(first) = per_row.first_mut() {
+            *first = leaves.len() as u128;
+        }
         return Ok((PerRow(per_row), leaves));
     }
     Ok((top, leaves))
@@ -359,9 +361,9 @@ struct PerRowI(Vec<Option<i128>>);
 
 impl PerRowI {
     fn at(&self, row: usize) -> Option<i128> {
-        match self.0.len() {
-            1 => self.0[0],
-            _ => self.0.get(row).copied().flatten(),
+        match self.0.as_slice() {
+            [one] => *one,
+            all => all.get(row).copied().flatten(),
         }
     }
 }

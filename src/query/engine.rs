@@ -29,6 +29,9 @@ use crate::tables::{register_all, SourceOptions};
 pub struct StatementResult {
     pub schema: SchemaRef,
     pub batches: Vec<RecordBatch>,
+    /// The batches' memory, reserved in the session's pool (the results of
+    /// one run share it) for as long as any of them is kept.
+    _held: Option<Arc<MemoryReservation>>,
 }
 
 /// SQL to run, where it came from, and its parameter values.
@@ -58,18 +61,32 @@ pub trait ResultSink {
     fn end(&mut self) -> anyhow::Result<()>;
 }
 
-/// A sink that keeps everything (watch mode, tests).
+/// A sink that keeps everything (watch mode, a scrape's metric queries,
+/// the recorder's samples, tests). An engine's own `run` reserves what it
+/// keeps in the session's pool, so --memory-limit bounds collected results
+/// as it bounds sorts.
 #[derive(Default)]
 pub struct Collect {
     pub results: Vec<StatementResult>,
+    reservation: Option<Arc<MemoryReservation>>,
+}
+
+impl Collect {
+    /// A sink whose batches are reserved in `pool` first.
+    pub fn reserving(pool: &Arc<dyn datafusion::execution::memory_pool::MemoryPool>) -> Self {
+        Collect { results: Vec::new(), reservation: Some(Arc::new(MemoryConsumer::new("collected results").register(pool))) }
+    }
 }
 
 impl ResultSink for Collect {
     fn start(&mut self, schema: SchemaRef) -> anyhow::Result<()> {
-        self.results.push(StatementResult { schema, batches: Vec::new() });
+        self.results.push(StatementResult { schema, batches: Vec::new(), _held: self.reservation.clone() });
         Ok(())
     }
     fn batch(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {
+        if let Some(reservation) = &self.reservation {
+            reservation.try_grow(batch.get_array_memory_size())?;
+        }
         match self.results.last_mut() {
             Some(r) => r.batches.push(batch.clone()),
             None => anyhow::bail!("a batch arrived before its statement started"),
@@ -329,6 +346,14 @@ impl QueryRunner for Engine {
         super::catalog::listing(&self.ctx).await
     }
 
+    /// Run and keep every result, reserved in the session's pool while it
+    /// is kept: a collected result counts against --memory-limit.
+    async fn run(&self, sql: &SqlSource) -> anyhow::Result<Vec<StatementResult>> {
+        let mut all = Collect::reserving(&self.ctx.runtime_env().memory_pool);
+        self.run_into(sql, &mut all).await.map_err(exhausted_hint)?;
+        Ok(all.results)
+    }
+
     /// Parse, plan and run on a thread of its own with a large stack, and
     /// print here as results arrive (see [`Engine::stream`]).
     async fn run_into(&self, sql: &SqlSource, sink: &mut dyn ResultSink) -> anyhow::Result<()> {
@@ -458,10 +483,23 @@ impl Engine {
     /// Start running every statement of `sql` on the query thread; the
     /// stream delivers their results.
     pub fn stream(&self, sql: &SqlSource) -> anyhow::Result<QueryStream> {
+        self.stream_holding(sql, ())
+    }
+
+    /// [`Engine::stream`], with `guard` (a front end's query slot: a
+    /// semaphore permit) owned by the query thread and dropped only when
+    /// that thread has finished. A timeout or a dropped stream ends the
+    /// wait at once, but a statement still being planned goes on until its
+    /// plan is made; the slot stays taken until then, so a front end never
+    /// counts work that is still running as free.
+    pub fn stream_holding(&self, sql: &SqlSource, guard: impl Send + 'static) -> anyhow::Result<QueryStream> {
         let deadline = self.limits.timeout.map(|t| (tokio::time::Instant::now() + t, t));
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let (engine, source) = (self.clone(), sql.clone());
-        let worker = query_thread(move |handle| handle.block_on(engine.produce(&source, &tx)))?;
+        let worker = query_thread(move |handle| {
+            let _held = guard;
+            handle.block_on(engine.produce(&source, &tx))
+        })?;
         Ok(QueryStream { rx, worker: Some(worker), deadline })
     }
 
@@ -469,8 +507,17 @@ impl Engine {
     /// without running it: its parameters and the schema of its rows.
     /// Bounded by --timeout like a run.
     pub async fn describe(&self, sql: &SqlSource) -> anyhow::Result<Described> {
+        self.describe_holding(sql, ()).await
+    }
+
+    /// [`Engine::describe`], with `guard` held by the planning thread until
+    /// it has finished (see [`Engine::stream_holding`]).
+    pub async fn describe_holding(&self, sql: &SqlSource, guard: impl Send + 'static) -> anyhow::Result<Described> {
         let (engine, text) = (self.clone(), sql.text.clone());
-        let worker = query_thread(move |handle| handle.block_on(engine.plan_only(&text)))?;
+        let worker = query_thread(move |handle| {
+            let _held = guard;
+            handle.block_on(engine.plan_only(&text))
+        })?;
         match self.limits.timeout {
             None => join(worker).await,
             Some(t) => tokio::time::timeout(t, join(worker)).await.map_err(|_| timed_out(t))?,
@@ -534,6 +581,45 @@ fn statement_line(s: &Statement) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tables::SourceOptions;
+
+    /// A front end's slot given to the query thread is free again only
+    /// when that thread has finished, not when the stream is dropped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_query_thread_owns_the_slot() {
+        let engine = Engine::new(&SourceOptions::default()).unwrap();
+        let slots = Arc::new(tokio::sync::Semaphore::new(1));
+        // Planning this takes a few hundred milliseconds (the most
+        // operators statements.rs lets through), and cannot be interrupted.
+        let sql = format!("SELECT value{} FROM range(1)", " + value".repeat(crate::query::statement_size::MAX_PLANNED_OPERATORS));
+        let permit = slots.clone().acquire_owned().await.unwrap();
+        let stream = engine.stream_holding(&SqlSource::inline(sql), permit).unwrap();
+        drop(stream);
+        assert_eq!(slots.available_permits(), 0, "the slot was freed while the statement was still being planned");
+        let start = std::time::Instant::now();
+        while slots.available_permits() == 0 {
+            assert!(start.elapsed() < std::time::Duration::from_secs(10), "the query thread never gave the slot back");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// What `run` collects counts against --memory-limit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn collected_results_are_held_to_the_limit() {
+        let limits = Limits { memory: Some(8 << 20), timeout: None };
+        let engine = Engine::with(&SourceOptions::default(), Policy::default(), limits).unwrap();
+        // 2,000,000 rows of two 8-byte numbers: 32 MB kept, in batches of
+        // 128 KB that nothing else reserves.
+        let e = engine.run(&SqlSource::inline("SELECT value, value * 2 AS b FROM range(2000000)")).await.err().expect("collected past the limit");
+        assert!(memory_exhausted(&e), "{e:#}");
+        assert!(format!("{e:#}").contains("collected results"), "{e:#}");
+        // Within the limit it is kept, and given back when dropped.
+        let kept = engine.run(&SqlSource::inline("SELECT value FROM range(100000)")).await.unwrap();
+        assert_eq!(kept[0].batches.iter().map(|b| b.num_rows()).sum::<usize>(), 100_000);
+        assert!(engine.context().runtime_env().memory_pool.reserved() >= 800_000);
+        drop(kept);
+        assert_eq!(engine.context().runtime_env().memory_pool.reserved(), 0);
+    }
 
     #[test]
     fn finds_parser_error_lines() {

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use datafusion::scalar::ScalarValue;
 use thiserror::Error;
 
-mod builtin {
+pub(crate) mod builtin {
     include!(concat!(env!("OUT_DIR"), "/builtin_queries.rs"));
 }
 

@@ -206,10 +206,18 @@ mod tests {
         assert!(all(&long).unwrap_err().contains("identifier of 300000 bytes at line 1 is too long"));
         let chain = format!("SELECT 1{}", " + 1".repeat(MAX_OPERATORS + 1));
         assert!(all(&chain).unwrap_err().contains("expression too deep"));
-        assert_eq!(all(&format!("SELECT 1{}", " + 1".repeat(400))), Ok(1));
-        // The operator count is per statement.
-        let many = format!("SELECT 1{};", " + 1".repeat(MAX_OPERATORS / 2)).repeat(3);
+        // Below the tokens' bound, planning's own (statement_size) holds.
+        let planned = crate::query::statement_size::MAX_PLANNED_OPERATORS;
+        assert_eq!(all(&format!("SELECT 1{}", " + 1".repeat(planned))), Ok(1));
+        assert_eq!(
+            all(&format!("SELECT 1{}", " + 1".repeat(planned + 1))).unwrap_err(),
+            "statement too large to plan: more than 200 operators (at line 1)"
+        );
+        // The operator counts are per statement.
+        let many = format!("SELECT 1{};", " + 1".repeat(planned)).repeat(3);
         assert_eq!(all(&many), Ok(3));
+        let tokens = format!("SELECT 1{};", " + 1".repeat(MAX_OPERATORS / 2)).repeat(3);
+        assert!(all(&tokens).unwrap_err().contains("more than 200 operators"));
         assert!(all(&"SELECT 1;".repeat(MAX_SQL_BYTES / 9 + 1)).unwrap_err().contains("too large"));
         let nested = format!("SELECT {}1{}", "(".repeat(200), ")".repeat(200));
         assert_eq!(all(&nested).unwrap_err(), "expression too deep: it nests more than 50 levels of parentheses (at line 1)");
@@ -223,7 +231,7 @@ mod tests {
             assert_eq!(all(&make(MAX_NESTING)), Ok(1), "{}", make(MAX_NESTING));
             assert!(all(&make(MAX_NESTING + 1)).unwrap_err().contains("more than 50 levels of parentheses"), "{}", make(MAX_NESTING + 1));
         }
-        // Nesting without parentheses meets the parser's own limit.
-        assert_eq!(all(&format!("SELECT {}1", "NOT ".repeat(2 * PARSER_DEPTH))).unwrap_err(), format!("expression too deep: more than {PARSER_DEPTH} levels for the parser"));
+        // Nesting without parentheses parses and meets the planning bound.
+        assert!(all(&format!("SELECT {}1", "NOT ".repeat(5_000))).unwrap_err().contains("more than 200 operators"));
     }
 }

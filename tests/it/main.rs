@@ -3,6 +3,7 @@
 //! an isolated socket set they create network namespaces (root, as CI has).
 
 mod churn;
+mod budget;
 mod cli;
 mod common;
 mod events;

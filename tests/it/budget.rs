@@ -1,0 +1,300 @@
+//! The per-query budget: --memory-limit holds for values scalar functions
+//! make (not only for what DataFusion's operators reserve), planning is
+//! bounded before it starts, and --memory-limit itself is a real bound.
+//! Each test runs the real binary and measures the child's peak RSS with
+//! wait4 (ru_maxrss).
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::bin;
+
+/// One finished run of sockql: exit code, output, peak RSS and time.
+struct Run {
+    code: Option<i32>,
+    out: String,
+    err: String,
+    peak_kib: i64,
+    took: Duration,
+}
+
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which std cannot see
+fn measure(args: &[&str]) -> Run {
+    let start = Instant::now();
+    let mut child =
+        Command::new(bin()).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id() as i32;
+    let mut stderr = child.stderr.take().unwrap();
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        stderr.read_to_string(&mut s).unwrap();
+        s
+    });
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let mut status = 0;
+    // SAFETY: waits for our own child; rusage is plain data.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    Run { code, out, err: err.join().unwrap(), peak_kib: usage.ru_maxrss, took: start.elapsed() }
+}
+
+const LIMIT_MIB: i64 = 64;
+
+/// The ceiling a query under `--memory-limit 64M` must stay below: the
+/// binary's own peak for `SELECT 1` (its tables, DataFusion's session)
+/// plus twice the limit (what the pool may hold, and one value being
+/// refused while its inputs are still held).
+fn ceiling_kib() -> i64 {
+    let base = measure(&["--memory-limit", "64M", "--format", "csv", "SELECT 1"]);
+    assert_eq!(base.code, Some(0), "{}", base.err);
+    base.peak_kib + 2 * LIMIT_MIB * 1024
+}
+
+/// One memory error line, exit 1, nothing printed, under the ceiling.
+fn refused_within(sql: &str, ceiling: i64, function: &str) -> Run {
+    let run = measure(&["--memory-limit", "64M", "--timeout", "60s", "--format", "csv", sql]);
+    eprintln!("{sql:.90}: peak {} MiB in {:?}", run.peak_kib / 1024, run.took);
+    assert_eq!(run.code, Some(1), "{sql}: {}", run.err);
+    assert_eq!(run.err.lines().count(), 1, "{sql}: one line, got: {}", run.err);
+    let prefix = format!(
+        "sockql: error: the query needs more memory than --memory-limit allows: Resources exhausted: {function} would "
+    );
+    assert!(run.err.starts_with(&prefix), "{sql}: {}", run.err);
+    assert!(run.err.trim_end().ends_with("(an eighth of what is left of --memory-limit)"), "{}", run.err);
+    assert!(run.out.is_empty(), "{sql}: printed {}", run.out);
+    assert!(run.peak_kib < ceiling, "{sql}: peak {} KiB, ceiling {ceiling} KiB", run.peak_kib);
+    run
+}
+
+#[test]
+fn values_that_scalar_functions_make_are_held_to_the_memory_limit() {
+    let ceiling = ceiling_kib();
+    // Before: 700 MB for repeat, 5.9 GB for 1.5e9 bytes; each of these ran
+    // past the limit by gigabytes (or until --timeout).
+    let run = refused_within("SELECT length(repeat('x', 700000000))", ceiling, "repeat");
+    assert_eq!(
+        run.err,
+        "sockql: error: the query needs more memory than --memory-limit allows: Resources exhausted: repeat would make 700000000 bytes; one value may take 8388608 (an eighth of what is left of --memory-limit)\n"
+    );
+    refused_within("SELECT length(repeat('x', 1500000000))", ceiling, "repeat");
+    refused_within("SELECT length(lpad('x', 700000000))", ceiling, "lpad");
+    refused_within("SELECT length(rpad('x', 700000000, 'é'))", ceiling, "rpad");
+    refused_within("SELECT cardinality(array_repeat(1, 700000000))", ceiling, "array_repeat");
+    refused_within("SELECT cardinality(array_resize(make_array(1), 700000000, 7))", ceiling, "array_resize");
+    refused_within("SELECT cardinality(range(1000000000))", ceiling, "range");
+    refused_within("SELECT length(repeat(repeat('x', 100000), 100000))", ceiling, "repeat");
+    refused_within("SELECT length(replace(repeat('a', 10000), 'a', repeat('b', 10000)))", ceiling, "replace");
+    // Not constants: evaluated batch by batch, 8,192 rows of 100 KB each.
+    refused_within("SELECT max(length(repeat('x', 100000 + value % 2))) FROM range(1000000)", ceiling, "repeat");
+    refused_within("SELECT max(length(lpad('x', 100000 + value % 2))) FROM range(1000000)", ceiling, "lpad");
+    // The || operator and concat doubling a value from CTE to CTE: each
+    // step's result is measured, so the chain stops at the first step past
+    // the share (before: 640 MB in 5 s).
+    let doubling = |op: &str| {
+        let mut sql = "WITH t0 AS (SELECT repeat('x', 4000000 + value) s FROM range(1))".to_string();
+        for i in 1..=8 {
+            let step = if op == "||" { "s || s".to_string() } else { "concat(s, s)".to_string() };
+            sql += &format!(", t{i} AS (SELECT {step} s FROM t{})", i - 1);
+        }
+        sql + " SELECT length(s) FROM t8"
+    };
+    refused_within(&doubling("||"), ceiling, "||");
+    refused_within(&doubling("concat"), ceiling, "concat");
+}
+
+#[test]
+fn values_within_the_share_are_computed() {
+    let run = measure(&[
+        "--memory-limit",
+        "64M",
+        "--format",
+        "csv",
+        "SELECT length(repeat('x', 4000000)) AS a, length(lpad('x', 5, 'ab')) AS b, cardinality(array_repeat(7, 1000)) AS c, 'a' || 'b' AS d, ('x' || NULL) IS NULL AS e, length(repeat('ab', 3 + value)) AS f FROM range(2)",
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.err);
+    assert_eq!(run.out, "a,b,c,d,e,f\n4000000,5,1000,ab,true,6\n4000000,5,1000,ab,true,8\n");
+    // The operator keeps its column name when it is not aliased.
+    let run = measure(&["--format", "csv", "--memory-limit", "64M", "SELECT 'a' || 'b'"]);
+    assert_eq!(run.out, "\"Utf8(\"\"a\"\") || Utf8(\"\"b\"\")\"\nab\n", "{}", run.err);
+}
+
+/// A statement of `n` steps of `kind`, for the planning bounds.
+fn statement(kind: &str, n: usize) -> String {
+    match kind {
+        "cte" => {
+            let mut s = "WITH t0 AS (SELECT * FROM range(1))".to_string();
+            for i in 1..n {
+                s += &format!(", t{i} AS (SELECT * FROM t{})", i - 1);
+            }
+            s + &format!(" SELECT * FROM t{}", n - 1)
+        }
+        "plus" => format!("SELECT value{} FROM range(1)", " + value".repeat(n)),
+        "union" => (0..=n).map(|i| format!("SELECT {i} AS x")).collect::<Vec<_>>().join(" UNION ALL "),
+        "join" => format!(
+            "SELECT count(*) FROM range(1) a0{}",
+            (1..=n).map(|i| format!(" JOIN range(1) a{i} ON a{i}.value = a{}.value", i - 1)).collect::<String>()
+        ),
+        "call" => format!("SELECT {} FROM range(1)", (0..n).map(|i| format!("abs(value) AS c{i}")).collect::<Vec<_>>().join(", ")),
+        "subquery" => format!("SELECT {}", (0..n).map(|i| format!("(SELECT {i}) AS s{i}")).collect::<Vec<_>>().join(", ")),
+        "item" => format!("SELECT {}", (0..n).map(|i| format!("{i} AS c{i}")).collect::<Vec<_>>().join(", ")),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn planning_is_bounded_before_it_starts() {
+    // Before: 5 GB and still planning; 16.7 s for 4,000 `+`.
+    for (sql, message) in [
+        (statement("cte", 6_000), "sockql: error: statement too large to plan: more than 100 CTEs (at line 1)\n"),
+        (format!("SELECT 1{}", " + 1".repeat(4_000)), "sockql: error: statement too large to plan: more than 200 operators (at line 1)\n"),
+        (statement("union", 2_000), "sockql: error: statement too large to plan: more than 100 set operations (at line 1)\n"),
+        (statement("join", 200), "sockql: error: statement too large to plan: more than 32 joins (at line 1)\n"),
+        (statement("call", 3_000), "sockql: error: statement too large to plan: more than 400 function calls (at line 1)\n"),
+        (statement("subquery", 1_000), "sockql: error: statement too large to plan: more than 128 subqueries (at line 1)\n"),
+        (statement("item", 5_000), "sockql: error: statement too large to plan: more than 1000 expressions (at line 1)\n"),
+    ] {
+        // From a file: the CTE chain (190 KB) is longer than one argument
+        // may be.
+        let file = std::env::temp_dir().join(format!("sockql-budget-{}.sql", std::process::id()));
+        std::fs::write(&file, &sql).unwrap();
+        let run = measure(&["--memory-limit", "64M", "--format", "csv", "-f", file.to_str().unwrap()]);
+        std::fs::remove_file(&file).unwrap();
+        let message = message.trim_start_matches("sockql: error: ");
+        assert_eq!(run.code, Some(1), "{sql:.80}: {}", run.err);
+        assert_eq!(run.err.lines().count(), 1, "{}", run.err);
+        assert!(run.err.starts_with("sockql: error: ") && run.err.ends_with(message), "{sql:.80}: {}", run.err);
+        assert!(run.took < Duration::from_secs(2), "{sql:.80}: refused after {:?}", run.took);
+        assert!(run.peak_kib < 256 * 1024, "{sql:.80}: peak {} KiB", run.peak_kib);
+    }
+    // The largest statement of each kind that is accepted plans (EXPLAIN:
+    // planned, not run) in well under a second on a 2-core debug build.
+    for (kind, n) in [("cte", 100), ("plus", 200), ("union", 100), ("join", 32), ("call", 400), ("subquery", 128), ("item", 1_000)] {
+        let sql = statement(kind, n);
+        let run = measure(&["--memory-limit", "64M", "--format", "csv", &format!("EXPLAIN {sql}")]);
+        eprintln!("{kind} {n}: planned in {:?}, peak {} MiB", run.took, run.peak_kib / 1024);
+        assert_eq!(run.code, Some(0), "{kind} {n}: {}", run.err);
+        assert!(run.took < Duration::from_secs(1), "{kind} {n}: {:?}", run.took);
+    }
+}
+
+#[test]
+fn nesting_counts_each_level_once() {
+    let parens = |n: usize| format!("SELECT {}1{} AS x", "(".repeat(n), ")".repeat(n));
+    let subqueries = |n: usize| format!("SELECT * FROM {}sockets{} LIMIT 0", "(SELECT * FROM ".repeat(n), ") t".repeat(n));
+    for make in [parens, subqueries] {
+        for n in [49, 50] {
+            let run = measure(&["--format", "csv", &make(n)]);
+            assert_eq!(run.code, Some(0), "{n} levels: {}", run.err);
+        }
+        let run = measure(&["--format", "csv", &make(51)]);
+        assert_eq!(
+            (run.code, run.err.as_str()),
+            (Some(1), "sockql: error: expression too deep: it nests more than 50 levels of parentheses (at line 1)\n")
+        );
+    }
+}
+
+#[test]
+fn memory_limit_must_be_a_real_bound() {
+    let physical_mib = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        / 1024;
+    for (value, why) in [
+        ("99999999999999999999G", format!("more than this machine's {physical_mib} MiB of physical memory")),
+        ("1e300", format!("more than this machine's {physical_mib} MiB of physical memory")),
+        (&format!("{}M", physical_mib + 1024) as &str, format!("more than this machine's {physical_mib} MiB of physical memory")),
+        ("0.5", "use a positive number of bytes with K, M or G".to_string()),
+        ("-3M", "use a positive number of bytes with K, M or G".to_string()),
+    ]
+    .iter()
+    .map(|(v, w)| (v.to_string(), w.clone()))
+    .collect::<Vec<_>>()
+    {
+        let run = measure(&["--memory-limit", &value, "SELECT 1"]);
+        assert_eq!(run.code, Some(2), "{value}: {}", run.err);
+        assert!(run.err.contains(&format!("bad size '{value}': {why}")), "{value}: {}", run.err);
+        assert!(run.out.is_empty());
+    }
+    let run = measure(&["--memory-limit", "512M", "--format", "csv", "SELECT 1 AS one"]);
+    assert_eq!((run.code, run.out.as_str()), (Some(0), "one\n1\n"), "{}", run.err);
+}
+
+/// A server started by a test, killed and reaped when dropped.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The peak resident memory of a running process (VmHWM), in KiB.
+fn vm_hwm_kib(pid: u32) -> i64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Through the PostgreSQL endpoint (the server's default 256 MiB limit per
+/// query): the client gets out_of_memory and the server stays within the
+/// limit, and answers the next query. Before: 2.46 GB of peak RSS.
+#[test]
+fn a_pg_client_cannot_make_the_server_allocate_past_the_limit() {
+    use std::io::{BufRead, BufReader};
+    crate::common::require_root();
+    let dir = std::env::temp_dir().join(format!("sockql-budget-pg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let run_dir = dir.join("run");
+    let mut child = Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--pg", run_dir.to_str().unwrap(), "--pg-port", "5442"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    std::thread::spawn(move || for _ in lines {});
+    let server = Server(child);
+    crate::common::eventually(crate::common::WAIT, || run_dir.join(".s.PGSQL.5442").exists().then_some(()));
+    let psql = |sql: &str| {
+        let o = Command::new("psql")
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose", "-h", run_dir.to_str().unwrap(), "-p", "5442"])
+            .args(["-U", "root", "-d", "sockql", "-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned(), o.status.success())
+    };
+    let (out, err, ok) = psql("SELECT 1");
+    assert!(ok && out.trim() == "1", "{err}");
+    let base = vm_hwm_kib(server.0.id());
+    for sql in [
+        "SELECT length(repeat('x', 700000000))",
+        "SELECT length(rpad('x', 700000000, 'y'))",
+        "SELECT cardinality(array_repeat(1, 700000000))",
+        "SELECT max(length(repeat('x', 100000 + value % 2))) FROM range(1000000)",
+    ] {
+        let (out, err, ok) = psql(sql);
+        assert!(!ok && out.is_empty(), "{sql}: {out}");
+        assert!(err.contains("ERROR:  53200: the query needs more memory than --memory-limit allows: Resources exhausted:"), "{sql}: {err}");
+        let peak = vm_hwm_kib(server.0.id());
+        eprintln!("{sql}: server peak {} MiB (after SELECT 1: {} MiB)", peak / 1024, base / 1024);
+        assert!(peak < base + 2 * 256 * 1024, "{sql}: server peak {peak} KiB, base {base} KiB");
+    }
+    let (out, err, ok) = psql("SELECT length(repeat('x', 1000))");
+    assert!(ok && out.trim() == "1000", "{err}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
