@@ -91,16 +91,21 @@ pub fn field<'a>(row: &'a Value, name: &str) -> &'a Value {
 
 /// One finished command with its peak resident memory.
 pub struct Measured {
-    /// Peak resident set size in KiB (wait4's ru_maxrss).
+    /// Peak resident set size in KiB (the child's own VmHWM).
     pub peak_kib: i64,
     pub out: String,
     pub err: String,
     pub ok: bool,
 }
 
-/// Run a command to the end and measure its peak memory with wait4
-/// (`ip netns exec` execs its program, so the pid is the program's).
-#[allow(clippy::zombie_processes)] // reaped by wait4 below, which std cannot see
+/// Run a command to the end and measure its peak memory (`ip netns exec`
+/// execs its program, so the pid is the program's). Not wait4's ru_maxrss:
+/// std spawns with CLONE_VM, so a child's ru_maxrss starts at this test
+/// process's own high-water mark, which other tests running beside it
+/// raise. VmHWM belongs to the child's own memory after exec; it is read
+/// until the child exits (waitid with WNOWAIT: not reaped while read, so
+/// the pid cannot be reused under us).
+#[allow(clippy::zombie_processes)] // reaped by waitpid below, which std cannot see
 pub fn peak_rss(args: &[&str]) -> Measured {
     use std::io::Read;
     let mut child = Command::new(args[0])
@@ -111,20 +116,41 @@ pub fn peak_rss(args: &[&str]) -> Measured {
         .spawn()
         .unwrap();
     let pid = child.id() as i32;
-    // stderr on a thread so neither pipe can fill and stall the child.
+    // Both pipes on threads so neither can fill and stall the child.
     let mut stderr = child.stderr.take().unwrap();
     let err = std::thread::spawn(move || {
         let mut s = String::new();
         stderr.read_to_string(&mut s).unwrap();
         s
     });
-    let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).unwrap();
+        s
+    });
+    let status_file = format!("/proc/{pid}/status");
+    let mut peak_kib = 0i64;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status_file) {
+            if let Some(kib) = text.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok()) {
+                peak_kib = peak_kib.max(kib);
+            }
+        }
+        // SAFETY: waitid on our own child, WNOWAIT leaves it unreaped;
+        // siginfo is plain data.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+        // SAFETY: si_pid is set by waitid when a child has exited.
+        if r == 0 && unsafe { info.si_pid() } == pid {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let mut status = 0;
-    // SAFETY: waits for our own child; rusage is plain data.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
-    Measured { peak_kib: usage.ru_maxrss, out, err: err.join().unwrap(), ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 }
+    // SAFETY: reaps our own child, which has exited.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    Measured { peak_kib, out: out.join().unwrap(), err: err.join().unwrap(), ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 }
 }
 
 /// Assert that `f()` equals `expected`, re-reading for up to [`WAIT`] first.

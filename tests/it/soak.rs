@@ -223,6 +223,9 @@ fn start_serve(ns: &Netns, queries: &Queries, dir: &Path) -> (Child, u16, Arc<Mu
     let mut child = Command::new("ip")
         .args(["netns", "exec", &ns.name, bin(), "serve", "--listen", "127.0.0.1:0", "--metrics", "metric_soak,metric_close_wait"])
         .args(["--pg", dir.to_str().unwrap(), "--pg-port", "5439", "--pg-max-connections", &connections, "--pg-max-queries", &max_queries])
+        // The attackers are user nobody, admitted as members of nogroup:
+        // root's own probes must get through whatever they do.
+        .args(["--pg-group", "nogroup"])
         .args(["--memory-limit", &memory, "--timeout", "10s", "--scrape-timeout", "3s"])
         .env("XDG_CONFIG_HOME", &queries.0)
         .stdin(Stdio::null())
@@ -357,16 +360,16 @@ fn soak_serve_and_pg_under_every_attack_at_once() {
     psql_select_1(&dir).unwrap_or_else(|e| panic!("warm-up psql: {e}"));
     std::thread::sleep(Duration::from_secs(1));
     let idle_kib = status_kib(pid, "VmRSS");
-    let ceiling_kib = idle_kib + ((PG_MAX_QUERIES * MEMORY_LIMIT_MIB + PG_MAX_CONNECTIONS * PER_CONNECTION_MIB + MARGIN_MIB) << 10);
+    let ceiling_kib = idle_kib + (((PG_MAX_QUERIES + 1) * MEMORY_LIMIT_MIB + PG_MAX_CONNECTIONS * PER_CONNECTION_MIB + MARGIN_MIB) << 10);
 
     // Every attack at once.
     let secs = load.as_secs();
     let mut counts: Vec<(&str, Arc<AtomicUsize>)> = vec![
-        ("pg churn (3000 short connections, half logging in)", pg_attacker(&script, &socket, "churn", "3000", secs, false, &mut children)),
+        ("pg churn of user nobody (3000 short connections, half logging in)", pg_attacker(&script, &socket, "churn", "3000", secs, true, &mut children)),
         ("pg silent connections of user nobody (50 held)", pg_attacker(&script, &socket, "silent", "50", secs, true, &mut children)),
-        ("pg clients that stop reading a large result", pg_attacker(&script, &socket, "stall", "", secs, false, &mut children)),
-        ("pg big queries", pg_attacker(&script, &socket, "big", "", secs, false, &mut children)),
-        ("pg oversized messages", pg_attacker(&script, &socket, "oversize", "", secs, false, &mut children)),
+        ("pg clients of user nobody that stop reading a large result", pg_attacker(&script, &socket, "stall", "", secs, true, &mut children)),
+        ("pg big queries of user nobody", pg_attacker(&script, &socket, "big", "", secs, true, &mut children)),
+        ("pg oversized messages of user nobody", pg_attacker(&script, &socket, "oversize", "", secs, true, &mut children)),
     ];
     let (mut http, http_script) = http_attacker(&ns, port, 100, 20, 20, secs);
     counts.push(("http keep-alive/silent/slow connections of user nobody", watch_count(&mut http)));
@@ -451,7 +454,7 @@ fn soak_serve_and_pg_under_every_attack_at_once() {
     }
     if peak_kib > ceiling_kib {
         failed.push(format!(
-            "RSS peaked at {peak_kib} KiB, over the ceiling {ceiling_kib} KiB = idle {idle_kib} KiB + {PG_MAX_QUERIES} x {MEMORY_LIMIT_MIB} MiB + {PG_MAX_CONNECTIONS} x {PER_CONNECTION_MIB} MiB + {MARGIN_MIB} MiB"
+            "RSS peaked at {peak_kib} KiB, over the ceiling {ceiling_kib} KiB = idle {idle_kib} KiB + ({PG_MAX_QUERIES} + 1 kept for root) x {MEMORY_LIMIT_MIB} MiB + {PG_MAX_CONNECTIONS} x {PER_CONNECTION_MIB} MiB + {MARGIN_MIB} MiB"
         ));
     }
     if settled_kib > idle_kib + (SETTLED_MIB << 10) {

@@ -158,6 +158,7 @@ impl PgServer {
         };
         let shared = Arc::new(Shared {
             slots: Arc::new(Semaphore::new(options.max_queries.max(1))),
+            root_slot: Arc::new(Semaphore::new(1)),
             max_queries: options.max_queries.max(1),
             slot_wait: limits.timeout.unwrap_or(Duration::from_secs(30)),
             parser: Arc::new(datafusion_pg_catalog::sql::PostgresCompatibilityParser::new()),
@@ -174,7 +175,7 @@ impl PgServer {
 
     /// A session for a new connection: the live tables, pg_catalog, the
     /// command line's policy (never --allow-files) and limits.
-    fn handlers(&self, admission: Admission) -> Handlers {
+    fn handlers(&self, admission: Admission, root: bool) -> Handlers {
         let (source, limits) = (self.source.clone(), self.limits);
         let make = Box::new(move || {
             let engine = Engine::with(&source, Policy::default(), limits)?;
@@ -182,7 +183,7 @@ impl PgServer {
             Ok(engine)
         });
         Handlers {
-            session: Arc::new(Handler(Arc::new(Session::new(make, self.shared.clone())))),
+            session: Arc::new(Handler(Arc::new(Session::new(make, self.shared.clone(), root)))),
             admission: Arc::new(admission),
             cancel: Arc::new(DefaultCancelHandler::new(self.connections.clone())),
         }
@@ -223,7 +224,7 @@ impl PgServer {
                 let deadline = connection::login_deadline();
                 let places = Places::new(server.gate.clone(), waiting);
                 let trusted = Trusted { connections: server.connections.clone() };
-                let handlers = server.handlers(Admission::Peer { trusted, places });
+                let handlers = server.handlers(Admission::Peer { trusted, places }, uid == 0);
                 // The session closes the connection when its client cannot
                 // be told that its query timed out (see session.rs).
                 let session = handlers.session.0.clone();
@@ -252,7 +253,7 @@ impl PgServer {
                     Ok(a) => a,
                     Err(e) => Admission::Refused(format!("cannot set up SCRAM: {e}")),
                 };
-                let handlers = server.handlers(admission);
+                let handlers = server.handlers(admission, false);
                 let session = handlers.session.0.clone();
                 tokio::select! {
                     () = connection::run(socket, handlers, deadline) => {}

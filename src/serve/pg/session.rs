@@ -170,6 +170,10 @@ pub fn pg_error(e: anyhow::Error) -> PgWireError {
 pub struct Shared {
     /// Queries running at once, across clients (`--pg-max-queries`).
     pub slots: Arc<Semaphore>,
+    /// One more query kept for root on the unix socket: whatever other
+    /// users run (a client that stops reading holds its slot up to
+    /// `--timeout`), the operator's own psql is answered.
+    pub root_slot: Arc<Semaphore>,
     pub max_queries: usize,
     /// How long a query waits for a slot before it is refused.
     pub slot_wait: Duration,
@@ -191,6 +195,8 @@ pub struct Session {
     engine: std::sync::OnceLock<Engine>,
     make: MakeEngine,
     shared: Arc<Shared>,
+    /// Root on the unix socket: may take `Shared::root_slot`.
+    root: bool,
     /// A query's deadline passed while its rows were being sent: wakes the
     /// handler sending them (see [`Handler::within_deadline`]).
     expired: Arc<Notify>,
@@ -206,8 +212,9 @@ pub struct Session {
 pub struct Handler(pub Arc<Session>);
 
 impl Session {
-    pub fn new(make: MakeEngine, shared: Arc<Shared>) -> Self {
-        Session { engine: std::sync::OnceLock::new(), make, shared, expired: Arc::new(Notify::new()), hang_up: Notify::new(), timeout: Mutex::new(None) }
+    /// `root`: the peer is root on the unix socket (its reserved slot).
+    pub fn new(make: MakeEngine, shared: Arc<Shared>, root: bool) -> Self {
+        Session { engine: std::sync::OnceLock::new(), make, shared, root, expired: Arc::new(Notify::new()), hang_up: Notify::new(), timeout: Mutex::new(None) }
     }
 
     /// Resolves when the connection must be closed: its task drops the
@@ -240,9 +247,20 @@ impl Session {
         })
     }
 
-    /// A query slot, or a refusal once `slot_wait` has passed.
+    /// A query slot, or a refusal once `slot_wait` has passed. Root takes
+    /// whichever frees first of the shared slots and its own.
     async fn slot(&self) -> PgWireResult<OwnedSemaphorePermit> {
-        match tokio::time::timeout(self.shared.slot_wait, self.shared.slots.clone().acquire_owned()).await {
+        let shared = self.shared.slots.clone().acquire_owned();
+        let wait = async {
+            if !self.root {
+                return shared.await;
+            }
+            tokio::select! {
+                permit = shared => permit,
+                permit = self.shared.root_slot.clone().acquire_owned() => permit,
+            }
+        };
+        match tokio::time::timeout(self.shared.slot_wait, wait).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                 "ERROR".into(),
