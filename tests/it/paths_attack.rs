@@ -48,21 +48,6 @@ fn as_nobody_sh(script: &str) {
     assert!(o.status.success(), "as nobody: {script}: {}", String::from_utf8_lossy(&o.stderr));
 }
 
-/// Every path below `dir` (not following links), sorted.
-fn tree(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(d).unwrap().flatten() {
-            if std::fs::symlink_metadata(e.path()).unwrap().is_dir() {
-                stack.push(e.path());
-            }
-            out.push(e.path());
-        }
-    }
-    out.sort();
-    out
-}
 
 /// A root-owned file the attack aims at: (path, content, mode).
 fn victim(base: &Path) -> (PathBuf, &'static str, u32) {

@@ -6,32 +6,15 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::common::{bin, eventually, my_comm, WAIT};
+use crate::common::{Scratch, bin, eventually, my_comm, WAIT};
 use crate::events::{spawn_in, Reaped};
 use crate::netns::{link, Netns};
 
-/// A scratch directory of this test, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("sockql-pg-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Start `sockql serve` in `ns` with `args`; returns it once its
 /// PostgreSQL line is on stderr (the rest of stderr is drained).
@@ -119,7 +102,7 @@ fn psql_and_psycopg_query_live_tables_and_reports_under_the_cli_policy() {
     let port = listener.local_addr().unwrap().port();
     let mut client_ports: Vec<String> = clients.iter().map(|c| c.local_addr().unwrap().port().to_string()).collect();
     client_ports.sort();
-    let scratch = Scratch::new("unix");
+    let scratch = Scratch::new("pg-unix");
     // The socket directory does not exist yet: serve makes it.
     let dir = scratch.0.join("run");
     let (mut server, said) = serve(&ns, &["--pg", dir.to_str().unwrap(), "--pg-port", "5439"]);
@@ -252,7 +235,7 @@ print(json.dumps(out))
 #[test]
 fn pg_group_members_are_admitted_on_the_unix_socket() {
     let ns = Netns::new("pggroup");
-    let scratch = Scratch::new("group");
+    let scratch = Scratch::new("pg-group");
     let dir = scratch.0.join("run");
     // nobody's own group on Debian is nogroup.
     let (mut server, _) = serve(&ns, &["--pg", dir.to_str().unwrap(), "--pg-port", "5440", "--pg-group", "nogroup"]);
@@ -283,7 +266,7 @@ fn pg_group_members_are_admitted_on_the_unix_socket() {
 fn tcp_needs_a_password_and_off_loopback_tls() {
     let (a, b) = (Netns::new("pgtcp-a"), Netns::new("pgtcp-b"));
     link(&a, &b, 61);
-    let scratch = Scratch::new("tcp");
+    let scratch = Scratch::new("pg-tcp");
     let pw = scratch.0.join("password");
     std::fs::write(&pw, "correct horse\n").unwrap();
     let pw_arg = pw.to_str().unwrap();
@@ -342,7 +325,7 @@ fn tcp_needs_a_password_and_off_loopback_tls() {
 #[test]
 fn a_slow_client_is_bounded_and_does_not_starve_scrapes() {
     let ns = Netns::new("pgslow");
-    let scratch = Scratch::new("slow");
+    let scratch = Scratch::new("pg-slow");
     let dir = scratch.0.join("run");
     let (server, _, http) = serve_both(
         &ns,
@@ -411,7 +394,7 @@ fn a_slow_client_is_bounded_and_does_not_starve_scrapes() {
 #[test]
 fn pgjdbc_lists_tables_and_columns_as_dbeaver_does() {
     let ns = Netns::new("pgjdbc");
-    let scratch = Scratch::new("jdbc");
+    let scratch = Scratch::new("pg-jdbc");
     let pw = scratch.0.join("password");
     std::fs::write(&pw, "s3cret\n").unwrap();
     std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();

@@ -13,25 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{bin, eventually, output_of, WAIT};
+use crate::common::{Scratch, bin, eventually, output_of, WAIT};
 
-/// A scratch directory of this test, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("sockql-pgtypes-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// `sockql serve --pg DIR` (its own process, so /proc/PID is the server's),
 /// killed when dropped.
@@ -55,7 +38,7 @@ impl Drop for Server {
 const ADDRESS_SPACE_CAP: &str = "--as=8589934592";
 
 fn serve(tag: &str, port: u16, extra: &[&str]) -> Server {
-    let scratch = Scratch::new(tag);
+    let scratch = Scratch::new(&format!("pgtypes-{tag}"));
     let dir = scratch.0.join("run");
     let port_s = port.to_string();
     let mut args = vec![ADDRESS_SPACE_CAP, bin(), "serve", "--listen", "127.0.0.1:0", "--pg", dir.to_str().unwrap(), "--pg-port", &port_s];

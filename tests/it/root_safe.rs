@@ -233,7 +233,7 @@ fn host() -> String {
 
 /// Every file (not directory) below `dir`, links included, sorted.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = walk_all(dir).into_iter().filter(|p| !std::fs::symlink_metadata(p).unwrap().is_dir()).collect();
+    let mut out: Vec<PathBuf> = crate::common::tree(dir).into_iter().filter(|p| !std::fs::symlink_metadata(p).unwrap().is_dir()).collect();
     out.sort();
     out
 }
@@ -445,7 +445,7 @@ fn root_shell_history_stays_out_of_a_users_home() {
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root's file\n", "root wrote through the user's link");
     assert_eq!(std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777, 0o644, "root chmodded the link's target");
     assert_eq!(files_under(&home), before, "root created files in the user's home");
-    for e in walk_all(&home) {
+    for e in crate::common::tree(&home) {
         assert_eq!(std::fs::symlink_metadata(&e).unwrap().uid(), NOBODY, "{} belongs to root", e.display());
     }
     // Root's own state directory with a link in place of the file: no
@@ -467,20 +467,6 @@ fn root_shell_history_stays_out_of_a_users_home() {
     std::fs::remove_dir_all(base).unwrap();
 }
 
-/// Every entry below `dir`, never following a link.
-fn walk_all(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(d).unwrap().flatten() {
-            if std::fs::symlink_metadata(e.path()).unwrap().is_dir() {
-                stack.push(e.path());
-            }
-            out.push(e.path());
-        }
-    }
-    out
-}
 
 /// Item 8: deep expressions, absurd durations, huge results, long plans,
 /// long names, huge input: a clear error or a bounded answer, never a
