@@ -533,6 +533,51 @@ fn pg_attack_tcp_clients_that_never_log_in_hold_no_session() {
     let _ = std::fs::remove_file(&pw);
 }
 
+/// A local user's flood of TCP connections that never log in: every local
+/// user connects from 127.0.0.1, so when pre-auth places were kept per
+/// address, the flood evicted every other user's login in progress. Now a
+/// loopback peer is the uid owning its socket (sock_diag), and the flood
+/// evicts only its own user's connections: root's logins with the password
+/// all succeed while user nobody opens connections as fast as it can.
+#[test]
+fn pg_attack_a_users_tcp_flood_evicts_only_its_own_logins() {
+    require_root();
+    let scratch = std::env::temp_dir().join(format!("sockql-pgattack-flood-{}", std::process::id()));
+    let pw = password_file(&scratch);
+    let mut server = Server::start("pgflood", Some("127.0.0.1:0"), 6, &["--pg-password-file", pw.to_str().unwrap()], None);
+    // nobody: open connections in a loop, each sending half a startup
+    // packet, never finishing; bounded to 60 s and closed when killed.
+    let flood = format!(
+        "import socket,time\nend=time.time()+60\nheld=[]\nwhile time.time()<end:\n  try:\n    s=socket.create_connection(('127.0.0.1',{}))\n    s.send(b'\\x00\\x00\\x00\\x30')\n    held.append(s)\n  except OSError:\n    pass\n  held=held[-200:]\n",
+        server.port
+    );
+    let mut attacker = Command::new("ip")
+        .args(["netns", "exec", &server.ns.name, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", &flood])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The flood is under way once nobody holds more connections than the
+    // 8 pre-auth places a peer may have (the rest were evicted).
+    let filter = format!("sport = :{}", server.port);
+    crate::common::eventually(Duration::from_secs(10), || {
+        let o = Command::new("ip").args(["netns", "exec", &server.ns.name, "ss", "-Htn", "state", "established", &filter]).output().ok()?;
+        (String::from_utf8_lossy(&o.stdout).lines().count() > 8).then_some(())
+    });
+    assert!(attacker.try_wait().unwrap().is_none(), "the flood ended early");
+    for i in 0..5 {
+        let t0 = Instant::now();
+        let (out, err, ok) = server.tcp_psql("correct horse", "SELECT 1");
+        assert!(ok && out.trim() == "1", "login {i} during the flood failed after {:?}: {err}", t0.elapsed());
+        assert!(t0.elapsed() < ANSWER_WITHIN, "{:?}", t0.elapsed());
+    }
+    let _ = attacker.kill();
+    let _ = attacker.wait();
+    server.assert_sound("a user's TCP flood");
+    let _ = std::fs::remove_file(&pw);
+}
+
 #[test]
 fn pg_attack_root_gets_in_when_others_hold_every_session() {
     require_root();

@@ -238,9 +238,18 @@ impl PgServer {
 
     /// Serve TCP until the task is dropped.
     pub async fn serve_tcp(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        let mut identify = super::peer::Identify::default();
         loop {
             let Some((stream, addr)) = super::accepted(listener.accept().await).await else { continue };
-            let waiting = self.gate.enter(Peer::Addr(addr.ip()));
+            // Every local user connects from loopback: a connection of this
+            // host is keyed by the uid owning its socket (as /metrics does),
+            // so one user's flood of logins evicts only that user's own.
+            let who = match stream.local_addr().map(|local| identify.peer(local, addr)) {
+                Ok(super::peer::Peer::User(uid)) => Peer::Uid(uid),
+                Ok(super::peer::Peer::Address(ip)) => Peer::Addr(ip),
+                Err(_) => Peer::Addr(addr.ip()),
+            };
+            let waiting = self.gate.enter(who);
             let server = self.clone();
             self.spawn(waiting, move |waiting| async move {
                 let Rule::Password { source, tls, require_tls } = &server.rule else { return };
