@@ -577,7 +577,10 @@ impl QueryParser for Session {
         if let Some(what) = statement.local {
             return Ok(Some(Prepared::Local(what)));
         }
-        let described = self.engine()?.describe(&SqlSource::inline(statement.sql.clone())).await.map_err(pg_error)?;
+        // Planning a prepared statement is query work: it takes a query
+        // slot, held by the planning thread until it has finished.
+        let permit = self.slot().await?;
+        let described = self.engine()?.describe_holding(&SqlSource::inline(statement.sql.clone()), permit).await.map_err(pg_error)?;
         Ok(Some(Prepared::Query { sql: statement.sql, described, tag: statement.tag }))
     }
 
