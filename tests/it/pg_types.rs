@@ -717,3 +717,64 @@ fn pg_bounds_closed_connections_leave_nothing_behind() {
     println!("connections: VmRSS {after_10} MiB after 10, {after_200} MiB after 200");
     assert!(after_200 < after_10 + 30, "{after_10} MiB after 10 connections, {after_200} after 200");
 }
+
+/// Item 6 for users other than root (root has a query slot of its own):
+/// user nobody's client asks for a billion rows with a 4 KiB receive
+/// buffer and stops reading once the rows start, holding the only shared
+/// slot; nobody's next psql gets that slot when the deadline ends the
+/// stalled query, not 53300 and not never.
+#[test]
+fn pg_bounds_a_users_stalled_query_frees_the_shared_slot_at_the_timeout() {
+    let server = serve("slowuser", port_for(6), &["--timeout", "3s", "--pg-max-queries", "1", "--pg-group", "nogroup"]);
+    let stall = r#"
+import socket, struct, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(sys.argv[1])
+body = struct.pack('!i', 196608) + b'user\0nobody\0database\0sockql\0\0'
+s.sendall(struct.pack('!i', len(body) + 4) + body)
+def message():
+    head = b''
+    while len(head) < 5:
+        head += s.recv(5 - len(head))
+    kind, n = head[:1], struct.unpack('!i', head[1:])[0]
+    rest = b''
+    while len(rest) < n - 4:
+        rest += s.recv(n - 4 - len(rest))
+    return kind
+while message() != b'Z':
+    pass
+q = b"SELECT value, '" + b'y' * 100 + b"' FROM range(1000000000)\0"
+s.sendall(b'Q' + struct.pack('!i', len(q) + 4) + q)
+while message() != b'T':
+    pass
+print('started', flush=True)
+time.sleep(30)
+"#;
+    let mut staller = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", stall, server.socket().to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(staller.stdout.as_mut().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "started", "the stalling client never saw its rows start");
+    // The query is running and holds the only shared slot: nobody's psql
+    // waits for it and is answered once the 3 s deadline ends the stall.
+    let started = Instant::now();
+    let port = server.port.to_string();
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "psql", "-X", "-A", "-t", "-h", server.dir.to_str().unwrap(), "-p", &port])
+        .args(["-U", "nobody", "-d", "sockql", "-c", "SELECT 43"])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success() && out.trim() == "43", "nobody's psql while its own client stalls: {out} {err}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    let _ = staller.kill();
+    let _ = staller.wait();
+}
