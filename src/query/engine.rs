@@ -441,18 +441,6 @@ impl QueryStream {
     pub fn deadline(&self) -> Option<(tokio::time::Instant, std::time::Duration)> {
         self.deadline
     }
-
-    /// Stop the run and wait until its thread has returned, so whatever
-    /// the caller holds for it (a query slot) is released only once the
-    /// work has really stopped. A statement still planning finishes
-    /// planning first.
-    pub async fn stop(self) {
-        let QueryStream { rx, worker, .. } = self;
-        drop(rx);
-        if let Some(worker) = worker {
-            let _ = join(worker).await;
-        }
-    }
 }
 
 /// A statement ready to run (see `Engine::checked`).

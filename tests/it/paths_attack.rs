@@ -20,11 +20,7 @@ const NOBODY: u32 = 65534;
 
 /// A fresh directory owned by root, mode 0755, removed by the test.
 fn base_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sockql-pa-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
-    d
+    crate::root_safe::temp_dir(&format!("pa-{tag}"))
 }
 
 fn mkdir(p: &Path, mode: u32, uid: u32) {

@@ -15,7 +15,7 @@ use crate::common::*;
 const NOBODY: u32 = 65534;
 
 /// A fresh directory owned by root, mode 0755.
-fn temp_dir(tag: &str) -> PathBuf {
+pub fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("sockql-safe-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();

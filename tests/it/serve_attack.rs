@@ -68,19 +68,36 @@ impl Served {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        // Lines until the one naming /metrics' address (with --pg, the
+        // PostgreSQL line may come first), then the rest on a thread.
         let mut reader = BufReader::new(child.stderr.take().unwrap());
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut port = None;
         let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        let port = crate::serve::metrics_port(&line);
-        let stderr = std::sync::Arc::new(std::sync::Mutex::new(line));
+        while port.is_none() && reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+            if line.contains("http://127.0.0.1:") {
+                port = Some(crate::serve::metrics_port(&line));
+            }
+            stderr.lock().unwrap().push_str(&line);
+            line.clear();
+        }
         let keep = stderr.clone();
         std::thread::spawn(move || {
             let mut line = String::new();
             while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-                keep.lock().unwrap().push_str(&line);
+                let mut all = keep.lock().unwrap();
+                // The last 64 KiB is enough to say what went wrong (a soak
+                // runs for minutes).
+                if all.len() > 64 << 10 {
+                    let cut = all.len() - (32 << 10);
+                    let cut = (cut..all.len()).find(|&i| all.is_char_boundary(i)).unwrap_or(all.len());
+                    all.drain(..cut);
+                }
+                all.push_str(&line);
                 line.clear();
             }
         });
+        let port = port.unwrap_or_else(|| panic!("serve did not start: {}", stderr.lock().unwrap()));
         Served { child, port, stderr }
     }
 

@@ -17,16 +17,16 @@
 //! back near its idle size once the load ends. Every failure is collected
 //! and the test reports them all at the end, by kind.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{bin, have, require_root};
+use crate::common::{have, require_root};
 use crate::netns::Netns;
-use crate::serve_attack::{connect, get_on, http_attacker, metric, status_kib, watch_count, Queries};
+use crate::serve_attack::{connect, get_on, http_attacker, metric, status_kib, watch_count, Queries, Served};
 
 /// The bounds serve runs with here, and what the memory ceiling is made of.
 const MEMORY_LIMIT_MIB: u64 = 32;
@@ -217,50 +217,32 @@ fn pg_attacker(script: &Path, socket: &Path, mode: &str, arg: &str, seconds: u64
     count
 }
 
-/// serve with --pg in `ns`: the child, its /metrics port, its stderr.
-fn start_serve(ns: &Netns, queries: &Queries, dir: &Path) -> (Child, u16, Arc<Mutex<String>>) {
+/// serve with --pg in `ns`, with the bounds this soak states.
+fn start_serve(ns: &Netns, queries: &Queries, dir: &Path) -> Served {
     let (memory, connections, max_queries) = (format!("{MEMORY_LIMIT_MIB}M"), PG_MAX_CONNECTIONS.to_string(), PG_MAX_QUERIES.to_string());
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.name, bin(), "serve", "--listen", "127.0.0.1:0", "--metrics", "metric_soak,metric_close_wait"])
-        .args(["--pg", dir.to_str().unwrap(), "--pg-port", "5439", "--pg-max-connections", &connections, "--pg-max-queries", &max_queries])
+    let args = [
+        "--metrics",
+        "metric_soak,metric_close_wait",
+        "--pg",
+        dir.to_str().unwrap(),
+        "--pg-port",
+        "5439",
+        "--pg-max-connections",
+        &connections,
+        "--pg-max-queries",
+        &max_queries,
         // The attackers are user nobody, admitted as members of nogroup:
         // root's own probes must get through whatever they do.
-        .args(["--pg-group", "nogroup"])
-        .args(["--memory-limit", &memory, "--timeout", "10s", "--scrape-timeout", "3s"])
-        .env("XDG_CONFIG_HOME", &queries.0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut reader = BufReader::new(child.stderr.take().unwrap());
-    let said = Arc::new(Mutex::new(String::new()));
-    let mut port = None;
-    let mut line = String::new();
-    while port.is_none() && reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-        if line.contains("http://127.0.0.1:") {
-            port = Some(crate::serve::metrics_port(&line));
-        }
-        said.lock().unwrap().push_str(&line);
-        line.clear();
-    }
-    let keep = said.clone();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-            let mut all = keep.lock().unwrap();
-            // The last 64 KiB is enough to say what went wrong.
-            if all.len() > 64 << 10 {
-                let cut = all.len() - (32 << 10);
-                let cut = (cut..all.len()).find(|&i| all.is_char_boundary(i)).unwrap_or(all.len());
-                all.drain(..cut);
-            }
-            all.push_str(&line);
-            line.clear();
-        }
-    });
-    let port = port.unwrap_or_else(|| panic!("serve did not start: {}", said.lock().unwrap()));
-    (child, port, said)
+        "--pg-group",
+        "nogroup",
+        "--memory-limit",
+        &memory,
+        "--timeout",
+        "10s",
+        "--scrape-timeout",
+        "3s",
+    ];
+    Served::start(ns, queries, &args)
 }
 
 /// Root's psql `SELECT 1` on the unix socket: Ok(latency) or why not.
@@ -350,9 +332,9 @@ fn soak_serve_and_pg_under_every_attack_at_once() {
         std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
     }
-    let (server, port, said) = start_serve(&ns, &queries, &dir);
-    let mut children = Children(vec![server]);
-    let pid = children.0[0].id();
+    let mut served = start_serve(&ns, &queries, &dir);
+    let (port, pid) = (served.port, served.child.id());
+    let mut children = Children(Vec::new());
     crate::common::eventually(Duration::from_secs(10), || socket.exists().then_some(()));
 
     // Idle size: after one scrape and one query have warmed everything up.
@@ -415,10 +397,10 @@ fn soak_serve_and_pg_under_every_attack_at_once() {
     }
     stop.store(true, Ordering::SeqCst);
     let churned = churn.join().unwrap();
-    let alive_at_end = children.0.iter_mut().all(|c| c.try_wait().ok().flatten().is_none());
+    let alive_at_end = std::iter::once(&mut served.child).chain(children.0.iter_mut()).all(|c| c.try_wait().ok().flatten().is_none());
     let activity: Vec<String> = counts.iter().map(|(what, n)| format!("{what}: {}", n.load(Ordering::SeqCst))).collect();
     // The attackers end on their own; those that linger are killed.
-    for c in children.0.iter_mut().skip(1) {
+    for c in children.0.iter_mut() {
         let _ = c.kill();
         let _ = c.wait();
     }
@@ -437,7 +419,7 @@ fn soak_serve_and_pg_under_every_attack_at_once() {
     let peak_kib = (peak_rss.load(Ordering::SeqCst) as u64).max(hwm_kib);
     let after_psql = psql_select_1(&dir);
     let after_scrape = scrape(&ns, port);
-    let server_alive = children.0[0].try_wait().ok().flatten().is_none();
+    let server_alive = served.child.try_wait().ok().flatten().is_none();
     let _ = std::fs::remove_dir_all(&scratch);
 
     let psql_misses = psql_misses.lock().unwrap().clone();
@@ -470,7 +452,7 @@ fn soak_serve_and_pg_under_every_attack_at_once() {
         "soak of {total}s (load {secs}s): {asked} psql and {asked} scrape probes; idle {idle_kib} KiB, peak {peak_kib} KiB (ceiling {ceiling_kib}), after {settled_kib} KiB; http churn {churned}; attackers alive to the end: {alive_at_end}; {activity:#?}"
     );
     eprintln!("{summary}");
-    assert!(failed.is_empty(), "{summary}\nFAILED:\n{}\nserve said (last lines):\n{}", failed.join("\n"), tail(&said.lock().unwrap(), 40));
+    assert!(failed.is_empty(), "{summary}\nFAILED:\n{}\nserve said (last lines):\n{}", failed.join("\n"), tail(&served.said(), 40));
     // The attacks were real: each did its thing many times.
     for (what, n) in &counts {
         assert!(n.load(Ordering::SeqCst) > 3, "{what} hardly ran: {activity:#?}");

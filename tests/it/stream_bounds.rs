@@ -211,9 +211,8 @@ const FAT_INTERFACES: usize = 600;
 /// interfaces past 4,096 are skipped, counted in one note.
 #[test]
 fn read_pcap_keeps_interface_blocks_bounded() {
-    let dir = std::env::temp_dir().join(format!("sockql-stream-bounds-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = Scratch::new("stream-bounds");
+    let dir = &scratch.0;
     let file = dir.join("fat.pcapng.gz");
     let name = [b'e'; 60_000];
     let member = gzip(&fat_interface(&name));
@@ -264,7 +263,6 @@ fn read_pcap_keeps_interface_blocks_bounded() {
         err.contains("4 interface blocks beyond the first 4096 of a section were not kept, and the 1 packets of those interfaces skipped"),
         "{err}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// (9b) read_pcap of a FIFO whose writer holds it open and never writes:
@@ -272,9 +270,8 @@ fn read_pcap_keeps_interface_blocks_bounded() {
 /// writer is still open (it used to live until the writer closed).
 #[test]
 fn read_pcap_of_a_silent_pipe_ends_at_the_timeout() {
-    let dir = std::env::temp_dir().join(format!("sockql-silent-pipe-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = Scratch::new("silent-pipe");
+    let dir = &scratch.0;
     let fifo = dir.join("silent.pcap");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     // The writer: held open (O_RDWR does not wait for a reader), never written.
@@ -295,5 +292,4 @@ fn read_pcap_of_a_silent_pipe_ends_at_the_timeout() {
     assert_eq!(err.trim_end(), "sockql: error: query timed out after 2s (--timeout)");
     assert!(took < Duration::from_secs(3), "exited after {took:?}, the writer still open");
     drop(writer);
-    std::fs::remove_dir_all(&dir).unwrap();
 }

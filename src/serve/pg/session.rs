@@ -272,10 +272,12 @@ impl Session {
 
     /// Run one statement's text and answer with its rows as they come.
     async fn run(&self, source: SqlSource, tag: &'static str, format: &Format) -> PgWireResult<Response> {
+        // The query thread holds the slot until it returns: however its
+        // results are dropped (last row sent, deadline, client gone, portal
+        // closed), `--pg-max-queries` counts work that is really running.
         let permit = self.slot().await?;
-        let stream = self.engine()?.stream(&source).map_err(pg_error)?;
-        let deadline = stream.deadline();
-        let mut running = Running { stream: Some(stream), permit: Some(permit) };
+        let mut running = self.engine()?.stream_holding(&source, permit).map_err(pg_error)?;
+        let deadline = running.deadline();
         match running.next().await.map_err(pg_error)? {
             None => Ok(Response::Execution(Tag::new(tag))),
             Some(Event::Start(schema)) if schema.fields().is_empty() => {
@@ -331,48 +333,18 @@ fn show_fields(name: &str) -> Vec<FieldInfo> {
     vec![FieldInfo::new(name.to_string(), None, None, Type::TEXT, FieldFormat::Text)]
 }
 
-/// A query that is running: its results and its query slot. However it is
-/// dropped (its last row sent, its deadline, its client gone, its portal
-/// closed), the slot is given back only once the query thread has
-/// returned, so `--pg-max-queries` counts work that is really running.
-struct Running {
-    stream: Option<QueryStream>,
-    permit: Option<OwnedSemaphorePermit>,
-}
-
-impl Running {
-    async fn next(&mut self) -> anyhow::Result<Option<Event>> {
-        match &mut self.stream {
-            Some(stream) => stream.next().await,
-            None => Ok(None),
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let (Some(stream), permit) = (self.stream.take(), self.permit.take()) else { return };
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                stream.stop().await;
-                drop(permit);
-            });
-        }
-    }
-}
-
 /// A query's results, shared by its rows and its deadline's watchdog:
 /// whichever takes them first ends them.
-type Held = Arc<Mutex<Option<Running>>>;
+type Held = Arc<Mutex<Option<QueryStream>>>;
 
-fn take(held: &Held) -> Option<Running> {
+fn take(held: &Held) -> Option<QueryStream> {
     held.lock().ok().and_then(|mut h| h.take())
 }
 
 /// At `at`, end the query if its rows are still waiting to be sent (a
 /// client not reading, a portal left suspended), and wake the handler
 /// that may be stuck sending them.
-fn watch(held: std::sync::Weak<Mutex<Option<Running>>>, at: tokio::time::Instant, expired: Arc<Notify>) {
+fn watch(held: std::sync::Weak<Mutex<Option<QueryStream>>>, at: tokio::time::Instant, expired: Arc<Notify>) {
     tokio::spawn(async move {
         tokio::time::sleep_until(at).await;
         let Some(held) = held.upgrade() else { return };
