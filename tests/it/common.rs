@@ -7,8 +7,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The sockql binary under test: cargo's, unless `SOCKQL_TEST_BIN` names a
+/// copy (so that several checkouts sharing one target directory each test
+/// their own build, not whichever was linked last).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_sockql")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| std::env::var("SOCKQL_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_sockql").to_string()))
 }
 
 /// Run sockql with `args`; returns (stdout, stderr, success).
