@@ -54,13 +54,11 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 
 /// Wrap every scalar function registered in `ctx` so that its results are
-/// held to the session's memory pool (see the module comment). Without a
-/// finite pool (no --memory-limit) nothing is wrapped.
+/// held to the session's memory pool (see the module comment; without a
+/// finite pool, no --memory-limit, nothing is refused for its size) and
+/// its calls to the run's deadline (query/deadline.rs).
 pub fn budget_functions(ctx: &SessionContext) {
     let pool = ctx.runtime_env().memory_pool.clone();
-    if !matches!(pool.memory_limit(), MemoryLimit::Finite(_)) {
-        return;
-    }
     let state = ctx.state();
     let mut seen = std::collections::HashSet::new();
     let functions: Vec<Arc<ScalarUDF>> =
@@ -162,10 +160,13 @@ impl ScalarUDFImpl for Budgeted {
         self.inner.is_strict()
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        if allowed(self.pool.as_ref()).is_none() {
+            return super::deadline::invoke_within_deadline(&**self.inner, args);
+        }
         if let Some(bytes) = estimate(self.inner.name(), &args.args, args.number_rows)? {
             self.check("make", bytes)?;
         }
-        let out = self.inner.invoke_with_args(args)?;
+        let out = super::deadline::invoke_within_deadline(&**self.inner, args)?;
         let made = match &out {
             ColumnarValue::Array(a) => a.get_array_memory_size(),
             ColumnarValue::Scalar(s) => s.size(),
@@ -227,10 +228,10 @@ impl ScalarUDFImpl for Budgeted {
 }
 
 /// One argument, one number per row (a constant is the same in every row).
-struct PerRow(Vec<u128>);
+pub(crate) struct PerRow(pub(crate) Vec<u128>);
 
 impl PerRow {
-    fn at(&self, row: usize) -> u128 {
+    pub(crate) fn at(&self, row: usize) -> u128 {
         match self.0.as_slice() {
             [one] => *one,
             all => all.get(row).copied().unwrap_or(0),
@@ -238,6 +239,10 @@ impl PerRow {
     }
     fn max(&self) -> u128 {
         self.0.iter().copied().max().unwrap_or(0)
+    }
+    /// Rows it has numbers for (1 for a constant).
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
     }
 }
 
@@ -258,7 +263,7 @@ fn counts(a: &ArrayRef) -> Result<PerRow> {
 /// Bytes of each value: exact for strings and binary, the average of the
 /// a number's width, the average of the array's memory for anything else
 /// (at least 8).
-fn sizes(a: &ArrayRef) -> Result<PerRow> {
+pub(crate) fn sizes(a: &ArrayRef) -> Result<PerRow> {
     if matches!(
         a.data_type(),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Binary | DataType::LargeBinary | DataType::BinaryView

@@ -21,6 +21,7 @@ use datafusion::sql::parser::Statement;
 use datafusion::sql::sqlparser::ast::Spanned;
 
 use super::catalog::catalog_statement;
+use super::deadline::Deadline;
 pub use crate::query::policy::Policy;
 use crate::query::statements::Statements;
 use crate::tables::{register_all, SourceOptions};
@@ -231,7 +232,7 @@ impl Engine {
     /// `CREATE TABLE name AS ...`: the rows are kept in memory, each batch
     /// reserved in the session's pool first, so --memory-limit bounds
     /// snapshots as it bounds sorts.
-    async fn create_snapshot(&self, cmd: CreateMemoryTable, tx: &Events) -> anyhow::Result<()> {
+    async fn create_snapshot(&self, cmd: CreateMemoryTable, tx: &Events, deadline: &Deadline) -> anyhow::Result<()> {
         let CreateMemoryTable { name, input, if_not_exists, or_replace, constraints, column_defaults, temporary } = cmd;
         if temporary {
             anyhow::bail!("temporary tables are not supported: every snapshot lasts the session");
@@ -243,7 +244,7 @@ impl Engine {
             (false, false, true) => anyhow::bail!("table '{name}' already exists"),
             _ => {}
         }
-        let df = self.ctx.execute_logical_plan(Arc::unwrap_or_clone(input)).await?;
+        let df = self.execute(Arc::unwrap_or_clone(input), deadline).await?;
         let schema: SchemaRef = df.schema().inner().clone();
         let reservation = MemoryConsumer::new(format!("snapshot {name}")).register(&self.ctx.runtime_env().memory_pool);
         let mut stream = df.execute_stream().await?;
@@ -276,8 +277,29 @@ impl Engine {
         Ok(Checked::Plan(plan))
     }
 
+    /// `plan` ready to stream. A query gets a state of its own that carries
+    /// the run's deadline in its config, so every scalar function
+    /// DataFusion evaluates for it, while optimizing (constant folding) and
+    /// executing, on any thread, stops when the run must (query/deadline.rs).
+    /// Catalog changes and settings go to the session itself.
+    async fn execute(&self, plan: LogicalPlan, deadline: &Deadline) -> anyhow::Result<datafusion::dataframe::DataFrame> {
+        if matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_)) {
+            return Ok(self.ctx.execute_logical_plan(plan).await?);
+        }
+        let mut state = self.ctx.state();
+        state.config_mut().options_mut().extensions.insert(deadline.clone());
+        state.mark_start_execution();
+        Ok(datafusion::dataframe::DataFrame::new(state, plan))
+    }
+
     /// Plan, check and run one statement, sending its result as it streams.
-    async fn run_statement(&self, statement: Statement, params: &HashMap<String, ScalarValue>, tx: &Events) -> anyhow::Result<()> {
+    async fn run_statement(
+        &self,
+        statement: Statement,
+        params: &HashMap<String, ScalarValue>,
+        tx: &Events,
+        deadline: &Deadline,
+    ) -> anyhow::Result<()> {
         let mut plan = match self.checked(statement).await? {
             Checked::Answer(batch) => {
                 send(tx, Event::Start(batch.schema())).await?;
@@ -295,10 +317,10 @@ impl Engine {
         };
         let df = match plan {
             LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(cmd)) => {
-                self.create_snapshot(cmd, tx).await?;
+                self.create_snapshot(cmd, tx, deadline).await?;
                 return Ok(());
             }
-            plan => self.ctx.execute_logical_plan(plan).await?,
+            plan => self.execute(plan, deadline).await?,
         };
         if let (Some(name), Ok(mut snapshots)) = (dropped, self.snapshots.lock()) {
             snapshots.remove(&name);
@@ -314,7 +336,7 @@ impl Engine {
 
     /// Parse and run every statement of `sql` in order, one at a time;
     /// stops at the first failing statement. Runs on the query thread.
-    async fn produce(&self, sql: &SqlSource, tx: &Events) -> anyhow::Result<()> {
+    async fn produce(&self, sql: &SqlSource, tx: &Events, deadline: &Deadline) -> anyhow::Result<()> {
         let at = |line: Option<usize>, e: anyhow::Error| match (&sql.origin, line) {
             (Some(origin), Some(line)) => e.context(format!("{origin}:{line}")),
             (Some(origin), None) => e.context(origin.clone()),
@@ -330,7 +352,7 @@ impl Engine {
         while let Some(statement) = statements.next_statement() {
             let statement = statement.map_err(parse_error)?;
             let line = statement_line(&statement);
-            self.run_statement(statement, &sql.params, tx).await.map_err(|e| at(line, exhausted_hint(e)))?;
+            self.run_statement(statement, &sql.params, tx, deadline).await.map_err(|e| at(line, exhausted_hint(e)))?;
             ran += 1;
         }
         if ran == 0 {
@@ -416,6 +438,15 @@ pub struct QueryStream {
     rx: tokio::sync::mpsc::Receiver<Event>,
     worker: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
     deadline: Option<(tokio::time::Instant, std::time::Duration)>,
+    /// The run's own deadline, which its scalar functions check: stopped
+    /// when the stream is dropped, so work no one waits for ends.
+    stop: Deadline,
+}
+
+impl Drop for QueryStream {
+    fn drop(&mut self) {
+        self.stop.stop();
+    }
 }
 
 impl QueryStream {
@@ -429,9 +460,14 @@ impl QueryStream {
         if let Some(event) = received {
             return Ok(Some(event));
         }
-        // The channel closed: the thread has returned or is returning.
+        // The channel closed: the thread has returned or is returning. A
+        // function that stopped at the deadline says so in its error: it is
+        // the timeout, whatever statement or thread it came through.
         match self.worker.take() {
-            Some(worker) => join(worker).await.map(|()| None),
+            Some(worker) => join(worker).await.map(|()| None).map_err(|e| match self.deadline {
+                Some((_, t)) if e.chain().any(|c| c.is::<TimedOut>()) => timed_out(t),
+                _ => e,
+            }),
             None => Ok(None),
         }
     }
@@ -481,14 +517,15 @@ impl Engine {
     /// plan is made; the slot stays taken until then, so a front end never
     /// counts work that is still running as free.
     pub fn stream_holding(&self, sql: &SqlSource, guard: impl Send + 'static) -> anyhow::Result<QueryStream> {
-        let deadline = self.limits.timeout.map(|t| (tokio::time::Instant::now() + t, t));
+        let stop = Deadline::new(self.limits.timeout);
+        let deadline = stop.at().map(|(at, t)| (tokio::time::Instant::from_std(at), t));
         let (tx, rx) = tokio::sync::mpsc::channel(2);
-        let (engine, source) = (self.clone(), sql.clone());
+        let (engine, source, run) = (self.clone(), sql.clone(), stop.clone());
         let worker = query_thread(move |handle| {
             let _held = guard;
-            handle.block_on(engine.produce(&source, &tx))
+            handle.block_on(engine.produce(&source, &tx, &run))
         })?;
-        Ok(QueryStream { rx, worker: Some(worker), deadline })
+        Ok(QueryStream { rx, worker: Some(worker), deadline, stop })
     }
 
     /// Plan the single statement in `sql` and check it against the policy,

@@ -7,6 +7,7 @@
 pub mod budget;
 pub mod budget_plan;
 pub mod catalog;
+pub mod deadline;
 pub mod dirs;
 pub mod engine;
 pub mod errors;

@@ -298,3 +298,122 @@ fn a_pg_client_cannot_make_the_server_allocate_past_the_limit() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// --timeout holds for scalar functions that take long: levenshtein
+/// (quadratic per call) and ltrim with a large set of characters (each
+/// trimmed character looked up in the set) over many rows, each call
+/// within its bound. The run ends with the one timeout line within a
+/// chunk's time of the deadline. Before: both ran on past 12 s.
+#[test]
+fn cpu_heavy_functions_stop_at_the_timeout() {
+    for sql in [
+        "SELECT sum(levenshtein(repeat('a', 2000), repeat('b', 2000) || value)) FROM range(100000)",
+        "SELECT sum(length(ltrim(repeat('a', 2000) || value, repeat('b', 5000) || 'a'))) FROM range(100000)",
+    ] {
+        let mut child = Command::new("timeout")
+            .args(["30", bin(), "--timeout", "2s", "--format", "csv", sql])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        let status = child.wait().unwrap();
+        let took = start.elapsed();
+        eprintln!("{sql:.60}: {took:?}");
+        assert_eq!(status.code(), Some(1), "{sql}: {err}");
+        assert_eq!(err, "sockql: error: query timed out after 2s (--timeout)\n", "{sql}");
+        assert!(took < Duration::from_millis(3500), "{sql}: took {took:?} with --timeout 2s");
+    }
+}
+
+/// One call whose work alone is past its bound is refused before it
+/// starts, with one line naming the function and the bound (not the
+/// timeout, not hours of work): levenshtein of two 8 MB strings.
+#[test]
+fn one_call_past_its_work_bound_is_refused() {
+    let run = measure(&["--timeout", "20s", "--format", "csv", "SELECT levenshtein(repeat('a', 8000000), repeat('b', 8000000))"]);
+    assert_eq!(run.code, Some(1), "{}", run.err);
+    assert_eq!(
+        run.err,
+        "sockql: error: levenshtein would take 64000000000000 steps (bytes of the first string × bytes of the second); \
+         one call may take at most 10000000, to stay within --timeout\n"
+    );
+    assert!(run.out.is_empty(), "{}", run.out);
+    assert!(run.took < Duration::from_secs(10), "{:?}", run.took);
+    // Within the bound it is computed.
+    let run = measure(&["--timeout", "20s", "--format", "csv", "SELECT levenshtein(repeat('a', 3000), repeat('b', 2999)) AS d"]);
+    assert_eq!((run.code, run.out.as_str()), (Some(0), "d\n3000\n"), "{}", run.err);
+}
+
+/// CPU time (user + system) of a process so far, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command (which may hold spaces): state is the 3rd
+    // field, utime and stime the 14th and 15th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf reads a constant.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// Through `serve --pg`, with one shared query slot: user nobody's
+/// CPU-heavy query gets 57014 at --timeout, and then its work has stopped
+/// (the server's CPU time stops growing) and its slot is free (nobody's
+/// next query is answered). Before: the client was answered, but the
+/// query thread went on computing levenshtein for hours, holding a core
+/// and the only slot.
+#[test]
+fn a_pg_clients_cpu_heavy_query_stops_at_the_timeout() {
+    use std::io::{BufRead, BufReader};
+    crate::common::require_root();
+    let scratch = crate::common::Scratch::new("budget-cpu");
+    let run_dir = scratch.0.join("run");
+    let port = (20000 + (std::process::id() % 4000) * 10 + 7).to_string();
+    let mut child = Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--pg", run_dir.to_str().unwrap(), "--pg-port", &port])
+        .args(["--timeout", "2s", "--pg-max-queries", "1", "--pg-group", "nogroup"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    std::thread::spawn(move || for _ in lines {});
+    let server = Server(child);
+    let pid = server.0.id();
+    crate::common::eventually(crate::common::WAIT, || run_dir.join(format!(".s.PGSQL.{port}")).exists().then_some(()));
+    let psql_nobody = |sql: &str| {
+        let o = Command::new("timeout")
+            .args(["30", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+            .args(["psql", "-X", "-A", "-t", "-v", "VERBOSITY=verbose", "-h", run_dir.to_str().unwrap(), "-p", &port])
+            .args(["-U", "nobody", "-d", "sockql", "-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned(), o.status.success())
+    };
+    let start = Instant::now();
+    let (out, err, ok) = psql_nobody("SELECT sum(levenshtein(repeat('a', 2000), repeat('b', 2000) || value)) FROM range(100000)");
+    let answered = start.elapsed();
+    assert!(!ok && out.is_empty(), "{out} {err}");
+    assert!(err.contains("ERROR:  57014: query timed out after 2s (--timeout)"), "{err}");
+    assert!(answered < Duration::from_secs(5), "{answered:?}");
+    // Within about 2 s of the error, a second of the server's life costs
+    // (almost) no CPU: nothing of the query runs on.
+    let settled = crate::common::eventually(Duration::from_secs(3), || {
+        let before = cpu_seconds(pid);
+        std::thread::sleep(Duration::from_secs(1));
+        let used = cpu_seconds(pid) - before;
+        eprintln!("server CPU in one second: {used:.2} s");
+        (used < 0.2).then_some(used)
+    });
+    assert!(settled < 0.2);
+    // The only shared slot is free: nobody's next query is answered.
+    let (out, err, ok) = psql_nobody("SELECT 43");
+    assert!(ok && out.trim() == "43", "{out} {err}");
+    drop(server);
+}
