@@ -19,6 +19,7 @@ pub mod report_fn;
 pub mod safe_dir;
 pub mod saved;
 pub mod services;
+pub mod sqlstate;
 pub mod stamp;
 pub mod statement_size;
 pub mod statements;

@@ -19,7 +19,7 @@ use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::auth::sasl::scram::{gen_salted_password, ScramAuth};
 use pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler};
-use pgwire::api::{ClientInfo, ConnectionManager, METADATA_USER};
+use pgwire::api::{ClientInfo, PidSecretKeyGenerator, METADATA_USER};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::startup::PasswordMessageFamily;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
@@ -148,14 +148,15 @@ impl AuthSource for PasswordSource {
     }
 }
 
-/// Connections the kernel or the listener already vouched for.
+/// Connections the kernel or the listener already vouched for; `key`
+/// gives the connection its BackendKeyData (cancel.rs).
 pub struct Trusted {
-    pub connections: Arc<ConnectionManager>,
+    pub key: Arc<super::cancel::Key>,
 }
 
 impl NoopStartupHandler for Trusted {
-    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
-        Some(self.connections.clone())
+    fn pid_secret_key_generator(&self) -> &dyn PidSecretKeyGenerator {
+        self.key.as_ref()
     }
 }
 
@@ -200,7 +201,7 @@ impl Admission {
     pub fn password(
         source: Arc<PasswordSource>,
         cert_pem: Option<&[u8]>,
-        connections: Arc<ConnectionManager>,
+        key: Arc<super::cancel::Key>,
         require_tls: bool,
         places: Places,
     ) -> PgWireResult<Self> {
@@ -213,7 +214,7 @@ impl Admission {
         }
         let handler = SASLAuthStartupHandler::new(Arc::new(DefaultServerParameterProvider::default()))
             .with_scram(scram)
-            .with_connection_manager(connections);
+            .with_pid_secret_key_generator(key);
         Ok(Admission::Password { scram: handler, require_tls, places, started: AtomicBool::new(false) })
     }
 }

@@ -18,7 +18,6 @@ use bytes::BytesMut;
 use futures::{SinkExt, StreamExt};
 use pgwire::api::query::ExtendedQueryHandler;
 use pgwire::api::stmt::QueryParser;
-use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{ClientInfo, ClientPortalStore, DefaultClient, ErrorHandler, NoopHandler, PgWireConnectionState};
 use pgwire::error::{ErrorInfo, PgWireError};
@@ -118,7 +117,8 @@ async fn unreadable(socket: &mut Socket, e: PgWireError) {
 pub struct Handlers {
     pub session: Arc<Handler>,
     pub admission: Arc<Admission>,
-    pub cancel: Arc<DefaultCancelHandler>,
+    /// A CancelRequest arriving on this connection (cancel.rs).
+    pub cancel: Arc<super::cancel::Handler>,
 }
 
 /// Serve one connection to its end.

@@ -18,6 +18,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod cancel;
 pub mod catalog;
 pub mod connection;
 pub mod encode;
@@ -31,8 +32,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use pgwire::api::cancel::DefaultCancelHandler;
-use pgwire::api::ConnectionManager;
 use pgwire::error::ErrorInfo;
 use pgwire::messages::PgWireBackendMessage;
 use tokio::sync::Semaphore;
@@ -91,7 +90,8 @@ pub struct PgServer {
     shared: Arc<Shared>,
     source: SourceOptions,
     limits: Limits,
-    connections: Arc<ConnectionManager>,
+    /// Live connections' cancel keys.
+    cancels: Arc<cancel::Registry>,
     gate: Arc<Gate>,
 }
 
@@ -168,14 +168,14 @@ impl PgServer {
             shared,
             source,
             limits,
-            connections: Arc::new(ConnectionManager::new()),
+            cancels: Arc::new(cancel::Registry::default()),
             gate: Gate::new(options.max_connections),
         })
     }
 
     /// A session for a new connection: the live tables, pg_catalog, the
     /// command line's policy (never --allow-files) and limits.
-    fn handlers(&self, admission: Admission, root: bool) -> Handlers {
+    fn handlers(&self, admission: Admission, root: bool, key: &cancel::Key) -> Handlers {
         let (source, limits) = (self.source.clone(), self.limits);
         let make = Box::new(move || {
             let engine = Engine::with(&source, Policy::default(), limits)?;
@@ -183,9 +183,9 @@ impl PgServer {
             Ok(engine)
         });
         Handlers {
-            session: Arc::new(Handler(Arc::new(Session::new(make, self.shared.clone(), root)))),
+            session: Arc::new(Handler(Arc::new(Session::new(make, self.shared.clone(), root).with_cancel(key.target())))),
             admission: Arc::new(admission),
-            cancel: Arc::new(DefaultCancelHandler::new(self.connections.clone())),
+            cancel: Arc::new(cancel::Handler { registry: self.cancels.clone(), root }),
         }
     }
 
@@ -223,8 +223,9 @@ impl PgServer {
             self.spawn(waiting, move |waiting| async move {
                 let deadline = connection::login_deadline();
                 let places = Places::new(server.gate.clone(), waiting);
-                let trusted = Trusted { connections: server.connections.clone() };
-                let handlers = server.handlers(Admission::Peer { trusted, places }, uid == 0);
+                let key = server.cancels.key();
+                let trusted = Trusted { key: key.clone() };
+                let handlers = server.handlers(Admission::Peer { trusted, places }, uid == 0, &key);
                 // The session closes the connection when its client cannot
                 // be told that its query timed out (see session.rs).
                 let session = handlers.session.0.clone();
@@ -258,11 +259,12 @@ impl PgServer {
                 let Ok(Some(socket)) = tokio::time::timeout_at(deadline, connection::tcp(stream, acceptor)).await else { return };
                 let pem = tls.as_ref().map(|(_, pem)| pem.as_slice());
                 let places = Places::new(server.gate.clone(), waiting);
-                let admission = match Admission::password(source.clone(), pem, server.connections.clone(), *require_tls, places) {
+                let key = server.cancels.key();
+                let admission = match Admission::password(source.clone(), pem, key.clone(), *require_tls, places) {
                     Ok(a) => a,
                     Err(e) => Admission::Refused(format!("cannot set up SCRAM: {e}")),
                 };
-                let handlers = server.handlers(admission, false);
+                let handlers = server.handlers(admission, false, &key);
                 let session = handlers.session.0.clone();
                 tokio::select! {
                     () = connection::run(socket, handlers, deadline) => {}

@@ -36,8 +36,7 @@ use pgwire::messages::PgWireBackendMessage;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::encode;
-use crate::query::engine::{memory_exhausted, Described, Engine, Event, QueryStream, SqlSource, TimedOut};
-use crate::query::policy::Refusal;
+use crate::query::engine::{Described, Engine, Event, QueryStream, SqlSource, TimedOut};
 use crate::query::statements::{StatementError, Statements};
 
 /// PostgreSQL settings clients send that have no meaning here: accepted
@@ -147,22 +146,10 @@ fn tag_of(statement: &Statement) -> &'static str {
 }
 
 /// An engine error as the client sees it, with the SQLSTATE a PostgreSQL
-/// client (and its user) would act on.
+/// client (and its user) would act on (query/sqlstate.rs).
 pub fn pg_error(e: anyhow::Error) -> PgWireError {
     let text = crate::query::errors::error_line(&e);
-    let code = if e.chain().any(|c| c.is::<Refusal>()) {
-        "42501" // insufficient_privilege: sockql is read-only
-    } else if e.chain().any(|c| c.is::<StatementError>()) {
-        "54000" // program_limit_exceeded: past the SQL bounds
-    } else if e.chain().any(|c| c.is::<TimedOut>()) {
-        "57014" // query_canceled
-    } else if memory_exhausted(&e) {
-        "53200" // out_of_memory
-    } else if text.contains("not found") {
-        "42P01" // undefined_table (or column)
-    } else {
-        "XX000"
-    };
+    let code = crate::query::sqlstate::sqlstate(&e);
     PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), code.into(), text)))
 }
 
@@ -205,6 +192,8 @@ pub struct Session {
     hang_up: Notify,
     /// The --timeout of this session's queries, for the error that says so.
     timeout: Mutex<Option<Duration>>,
+    /// Woken by a CancelRequest naming this connection (cancel.rs).
+    cancel: Arc<super::cancel::Target>,
 }
 
 /// The handlers pgwire calls for one connection, all on its session.
@@ -214,7 +203,22 @@ pub struct Handler(pub Arc<Session>);
 impl Session {
     /// `root`: the peer is root on the unix socket (its reserved slot).
     pub fn new(make: MakeEngine, shared: Arc<Shared>, root: bool) -> Self {
-        Session { engine: std::sync::OnceLock::new(), make, shared, root, expired: Arc::new(Notify::new()), hang_up: Notify::new(), timeout: Mutex::new(None) }
+        Session {
+            engine: std::sync::OnceLock::new(),
+            make,
+            shared,
+            root,
+            expired: Arc::new(Notify::new()),
+            hang_up: Notify::new(),
+            timeout: Mutex::new(None),
+            cancel: Arc::default(),
+        }
+    }
+
+    /// The session's queries end when `target` is canceled.
+    pub fn with_cancel(mut self, target: Arc<super::cancel::Target>) -> Self {
+        self.cancel = target;
+        self
     }
 
     /// Resolves when the connection must be closed: its task drops the
@@ -435,9 +439,11 @@ fn rows(state: RowsState) -> impl futures::Stream<Item = PgWireResult<pgwire::me
 
 impl Handler {
     /// Run a handler's `work` (a query and the sending of its rows) until
-    /// it ends or its query's deadline passes. Then the client is told
-    /// (57014) if that can be sent within a short grace; if not, the
-    /// connection is closed. Either way the query has already stopped.
+    /// it ends, its query's deadline passes or a CancelRequest names this
+    /// connection. Then the client is told (57014) if that can be sent
+    /// within a short grace; if not, the connection is closed. Either way
+    /// the query has already stopped: `work`, dropped, drops its results,
+    /// and the query thread stops at its next step.
     async fn within_deadline<C>(&self, client: &mut C, extended: bool, work: impl AsyncFnOnce(&mut C) -> PgWireResult<()>) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -448,16 +454,15 @@ impl Handler {
         // Registered now: a wake-up while `work` runs is not missed.
         let notified = expired.notified();
         tokio::pin!(notified);
-        let finished = tokio::select! {
+        let canceled = self.0.cancel.canceled();
+        tokio::pin!(canceled);
+        let error = tokio::select! {
             biased;
-            result = work(client) => Some(result),
-            () = &mut notified => None,
+            result = work(client) => return result,
+            () = &mut notified => timed_out_error(self.0.timeout.lock().ok().and_then(|t| *t)),
+            () = &mut canceled => ErrorInfo::new("ERROR".into(), "57014".into(), "canceling statement due to user request".into()),
         };
-        if let Some(result) = finished {
-            return result;
-        }
         let status = client.transaction_status();
-        let error = timed_out_error(self.0.timeout.lock().ok().and_then(|t| *t));
         let told = tokio::time::timeout(TELL_TIMEOUT_GRACE, async {
             client.feed(PgWireBackendMessage::ErrorResponse(error.into())).await.map_err(PgWireError::from)?;
             if !extended {
@@ -629,6 +634,7 @@ impl ExtendedQueryHandler for Handler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::query::policy::Refusal;
 
     fn parse(sql: &str) -> Statement {
         PostgresCompatibilityParser::new().parse(sql).unwrap().remove(0)
