@@ -22,6 +22,7 @@ mod paths_attack;
 mod pg;
 mod pg_attack;
 mod pg_errors;
+mod pg_catalog;
 mod pg_types;
 mod privilege;
 mod properties;

@@ -126,6 +126,7 @@ pub fn setup(engine: &Engine) -> anyhow::Result<()> {
     datafusion_pg_catalog::setup_pg_catalog(ctx, "datafusion", datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider)
         .map_err(|e| anyhow::anyhow!("cannot set up pg_catalog: {e}"))?;
     ctx.register_udf(create_udf("current_setting", vec![DataType::Utf8], DataType::Utf8, Volatility::Stable, Arc::new(current_setting)));
+    super::catalog_types::install(ctx)?;
     Ok(())
 }
 
@@ -136,6 +137,7 @@ pub fn teardown(engine: &Engine) {
     if let Some(catalog) = engine.context().catalog("datafusion") {
         let _ = catalog.deregister_schema("pg_catalog", true);
     }
+    super::catalog_types::uninstall(engine.context());
 }
 
 #[cfg(test)]

@@ -190,8 +190,36 @@ pub fn fields(schema: &Schema, format: &Format) -> PgWireResult<Vec<FieldInfo>> 
         .fields()
         .iter()
         .enumerate()
-        .map(|(idx, f)| Ok(FieldInfo::new(f.name().clone(), None, None, Kind::of(f).pg_type(), format_of(format, idx, columns)?)))
+        .map(|(idx, f)| {
+            let (ty, typmod) = column_type(f);
+            let len = super::type_catalog::facts_of(&ty).map_or(-1, |facts| facts.len);
+            Ok(FieldInfo::new(f.name().clone(), None, None, ty, format_of(format, idx, columns)?)
+                .with_type_size(len)
+                .with_type_modifier(typmod))
+        })
         .collect()
+}
+
+/// The PostgreSQL type of a column and its type modifier (atttypmod):
+/// what RowDescription tells a client, and what information_schema,
+/// pg_attribute and format_type say of the same column.
+pub fn column_type(field: &Field) -> (Type, i32) {
+    (Kind::of(field).pg_type(), type_modifier(field.data_type()))
+}
+
+/// numeric(p,s) for decimals (and numeric(20,0), u64's 20 digits, for
+/// UInt64); of an array, its element's; -1 (none) for everything else.
+fn type_modifier(t: &DataType) -> i32 {
+    use super::type_catalog::numeric_typmod;
+    match t {
+        DataType::UInt64 => numeric_typmod(20, 0),
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) if *s >= 0 && i16::from(*s) <= i16::from(*p) => numeric_typmod(*p, *s),
+        DataType::Dictionary(_, values) => type_modifier(values),
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) if matches!(Kind::of_type(t), Kind::Array(_)) => {
+            type_modifier(f.data_type())
+        }
+        _ => -1,
+    }
 }
 
 /// The PostgreSQL type of an Arrow type (a prepared statement's parameters).

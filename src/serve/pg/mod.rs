@@ -20,11 +20,15 @@ pub mod admission;
 pub mod auth;
 pub mod cancel;
 pub mod catalog;
+pub mod catalog_types;
 pub mod connection;
 pub mod encode;
 pub mod framing;
+pub mod information_schema;
+pub mod pg_attribute;
 pub mod session;
 pub mod socket_dir;
+pub mod type_catalog;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

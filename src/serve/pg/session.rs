@@ -115,6 +115,7 @@ struct Parsed {
 /// EXTERNAL TABLE), whose statements the engine's policy then judges.
 fn parse(parser: &PostgresCompatibilityParser, text: &str) -> anyhow::Result<Vec<Parsed>> {
     let parsed = super::catalog::with_search_path(parser, text).unwrap_or_else(|| parser.parse(text));
+    let parsed = super::catalog_types::replaced(parser, text).unwrap_or(parsed).map(super::catalog_types::rewrite);
     match parsed {
         Ok(statements) => Ok(statements
             .iter()
