@@ -19,6 +19,7 @@
 pub mod admission;
 pub mod auth;
 pub mod catalog;
+pub mod column_names;
 pub mod connection;
 pub mod encode;
 pub mod framing;
