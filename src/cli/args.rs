@@ -183,12 +183,75 @@ const QUERY_OUTPUT: &[Flag] = &[
     ("follow", "follow", false),
 ];
 
-/// What a generator of files about sockql itself has no use for.
-const NOT_READING: &[Flag] = &[("watch", "watch", true), ("format", "format", true), ("history", "history", true), ("all_netns", "all-netns", false), ("no_netlink", "no-netlink", false)];
+/// What a generator of files about sockql itself has no use for: every
+/// global flag.
+const NOT_READING: &[Flag] = &[
+    ("params", "param", true),
+    ("watch", "watch", true),
+    ("allow_files", "allow-files", false),
+    ("memory_limit", "memory-limit", true),
+    ("timeout", "timeout", true),
+    ("history", "history", true),
+    ("format", "format", true),
+    ("no_header", "no-header", false),
+    ("escape", "escape", true),
+    ("wide", "wide", false),
+    ("expanded", "expanded", true),
+    ("no_netlink", "no-netlink", false),
+    ("capture_for", "capture-for", true),
+    ("follow", "follow", false),
+    ("payload", "payload", false),
+    ("all_netns", "all-netns", false),
+];
+
+/// What the server has no use for: it prints no rows (its clients choose
+/// their own output), binds no parameters of the command line, reads no
+/// history, follows no stream past a client's --timeout, and never lets
+/// a client's SQL write files. It does use --memory-limit, --timeout,
+/// --no-netlink, --all-netns, --capture-for and --payload.
+const NOT_SERVING: &[Flag] = &[
+    ("params", "param", true),
+    ("watch", "watch", true),
+    ("allow_files", "allow-files", false),
+    ("history", "history", true),
+    ("format", "format", true),
+    ("no_header", "no-header", false),
+    ("escape", "escape", true),
+    ("wide", "wide", false),
+    ("expanded", "expanded", true),
+    ("follow", "follow", false),
+];
+
+/// What listing tables and columns has no use for: no query runs.
+const NOT_LISTING: &[Flag] = &[
+    ("params", "param", true),
+    ("watch", "watch", true),
+    ("follow", "follow", false),
+    ("capture_for", "capture-for", true),
+    ("payload", "payload", false),
+];
 
 /// Global flags that do not apply to a subcommand, by subcommand: hidden
 /// from its --help, and refused when given (see [`Args::parse_checked`]).
-const NOT_FOR: &[(&str, &[Flag])] = &[("record", QUERY_OUTPUT), ("capture", QUERY_OUTPUT), ("completions", NOT_READING), ("man", NOT_READING)];
+const NOT_FOR: &[(&str, &[Flag])] = &[
+    ("record", QUERY_OUTPUT),
+    ("capture", QUERY_OUTPUT),
+    ("serve", NOT_SERVING),
+    ("tables", NOT_LISTING),
+    ("schema", NOT_LISTING),
+    ("completions", NOT_READING),
+    ("man", NOT_READING),
+];
+
+/// The short form of a global flag, kept on its hidden stand-in so that
+/// `-p` and `-x` are refused by name too.
+fn short_of(long: &str) -> Option<char> {
+    match long {
+        "param" => Some('p'),
+        "expanded" => Some('x'),
+        _ => None,
+    }
+}
 
 impl Args {
     /// The command line definition. A subcommand gets a hidden flag of its
@@ -202,7 +265,11 @@ impl Args {
             cmd = cmd.mut_subcommand(*sub, |mut c| {
                 for (id, long, takes_value) in *flags {
                     let action = if *takes_value { ArgAction::Set } else { ArgAction::SetTrue };
-                    c = c.arg(Arg::new(*id).long(*long).hide(true).action(action));
+                    let mut arg = Arg::new(*id).long(*long).hide(true).action(action);
+                    if let Some(short) = short_of(long) {
+                        arg = arg.short(short);
+                    }
+                    c = c.arg(arg);
                 }
                 c
             });
@@ -221,7 +288,9 @@ impl Args {
             for (id, long, _) in refused {
                 let given = |m: &clap::ArgMatches| m.value_source(id).is_some_and(|s| s == clap::parser::ValueSource::CommandLine);
                 if given(m) || given(&matches) {
-                    cmd.error(clap::error::ErrorKind::ArgumentConflict, format!("--{long} does not apply to {sub}")).exit();
+                    // One line, as sockql's other errors (exit 2: bad arguments).
+                    crate::stderrln!("sockql: error: --{long} does not apply to {sub}");
+                    std::process::exit(2);
                 }
             }
         }

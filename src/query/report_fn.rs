@@ -16,7 +16,7 @@ use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{plan_datafusion_err, plan_err, Result, ScalarValue};
 use datafusion::datasource::ViewTable;
 use datafusion::execution::context::SessionState;
-use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 
 use super::policy::Policy;
 use super::saved;
@@ -101,7 +101,30 @@ impl TableFunctionImpl for ReportFunction {
         if !super::engine::has_rows(&plan) || matches!(plan, LogicalPlan::DescribeTable(_)) {
             return plan_err!("report '{name}' is not a query; run it with sockql run {name}");
         }
-        let plan = plan.with_param_values(source.params)?;
+        let plan = keep_order(plan.with_param_values(source.params)?)?;
         Ok(Arc::new(ViewTable::new(plan, Some(source.text))))
+    }
+}
+
+/// The plan under a LIMIT without bounds, so that the report's ORDER BY
+/// stays: DataFusion's planner drops the sort of a relation in FROM
+/// unless a limit is above it (`enable_subquery_sort_elimination`), and
+/// `SELECT * FROM report('listeners')` then interleaved namespaces, unlike
+/// `sockql run listeners`. The optimizer takes the empty limit away
+/// afterwards (eliminate_limit); the sort stays.
+fn keep_order(plan: LogicalPlan) -> Result<LogicalPlan> {
+    if !sorted_on_top(&plan) {
+        return Ok(plan);
+    }
+    LogicalPlanBuilder::from(plan).limit(0, None)?.build()
+}
+
+/// The plan's rows come out of a sort (under projections only).
+fn sorted_on_top(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Sort(_) => true,
+        LogicalPlan::Projection(p) => sorted_on_top(&p.input),
+        LogicalPlan::SubqueryAlias(a) => sorted_on_top(&a.input),
+        _ => false,
     }
 }

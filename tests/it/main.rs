@@ -23,6 +23,7 @@ mod pg;
 mod pg_attack;
 mod pg_errors;
 mod pg_catalog;
+mod pg_clients;
 mod pg_types;
 mod privilege;
 mod properties;

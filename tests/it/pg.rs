@@ -18,7 +18,7 @@ use crate::netns::{link, Netns};
 
 /// Start `sockql serve` in `ns` with `args`; returns it once its
 /// PostgreSQL line is on stderr (the rest of stderr is drained).
-fn serve(ns: &Netns, args: &[&str]) -> (Reaped, String) {
+pub fn serve(ns: &Netns, args: &[&str]) -> (Reaped, String) {
     let (child, first, _) = serve_both(ns, args);
     (child, first)
 }

@@ -154,9 +154,30 @@ pub struct Trusted {
     pub key: Arc<super::cancel::Key>,
 }
 
+#[async_trait]
 impl NoopStartupHandler for Trusted {
     fn pid_secret_key_generator(&self) -> &dyn PidSecretKeyGenerator {
         self.key.as_ref()
+    }
+
+    /// pgwire's no-auth path sends its default parameters; these follow
+    /// them and replace them (a client keeps a parameter's last value),
+    /// so both paths report the same server_version, DateStyle, TimeZone.
+    async fn post_startup<C>(&self, client: &mut C, _message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        use futures::SinkExt;
+        use pgwire::api::auth::ServerParameterProvider;
+        let ours = super::catalog::server_parameters().server_parameters(client).unwrap_or_default();
+        for (name, value) in ours {
+            if matches!(name.as_str(), "server_version" | "DateStyle" | "TimeZone" | "default_transaction_read_only") {
+                client.feed(PgWireBackendMessage::ParameterStatus(pgwire::messages::startup::ParameterStatus::new(name, value))).await?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -212,7 +233,7 @@ impl Admission {
             // channel, so a man in the middle cannot relay it.
             scram.configure_certificate(pem)?;
         }
-        let handler = SASLAuthStartupHandler::new(Arc::new(DefaultServerParameterProvider::default()))
+        let handler = SASLAuthStartupHandler::new(Arc::new(super::catalog::server_parameters()))
             .with_scram(scram)
             .with_pid_secret_key_generator(key);
         Ok(Admission::Password { scram: handler, require_tls, places, started: AtomicBool::new(false) })

@@ -55,12 +55,68 @@ pub fn with_search_path(parser: &PostgresCompatibilityParser, text: &str) -> Opt
     )
 }
 
+/// The PostgreSQL release whose behaviour this server follows, as
+/// `server_version_num` and the start of `server_version` say it.
+const PG_VERSION: &str = "16.6";
+const PG_VERSION_NUM: &str = "160006";
+
+/// `server_version` (in the startup packet and `SHOW`): a PostgreSQL
+/// release first, then what really answers in parentheses, as Debian's
+/// PostgreSQL says "16.6 (Debian 16.6-1.pgdg120+1)". libpq (psql,
+/// psycopg, pgcli) reads the leading numbers; pgjdbc and node-postgres
+/// the same string.
+pub fn server_version() -> &'static str {
+    static V: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    V.get_or_init(|| format!("{PG_VERSION} (sockql {}, Apache DataFusion {})", env!("CARGO_PKG_VERSION"), datafusion::DATAFUSION_VERSION))
+}
+
+/// `version()` and `pg_catalog.version()`: PostgreSQL's form, which
+/// SQLAlchemy matches with `PostgreSQL (\d+)\.(\d+)` (DataFusion's own
+/// "Apache DataFusion 55.2.0, x86_64 on linux" made it refuse to connect).
+pub fn version_text() -> &'static str {
+    static V: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    V.get_or_init(|| {
+        format!(
+            "PostgreSQL {PG_VERSION} (sockql {}, Apache DataFusion {}) on {}-{}",
+            env!("CARGO_PKG_VERSION"),
+            datafusion::DATAFUSION_VERSION,
+            std::env::consts::ARCH,
+            std::env::consts::OS
+        )
+    })
+}
+
+/// The parameters sent at login (ParameterStatus): pgwire's, with this
+/// server's `server_version`.
+pub fn server_parameters() -> pgwire::api::auth::DefaultServerParameterProvider {
+    let mut p = pgwire::api::auth::DefaultServerParameterProvider::default();
+    p.server_version = server_version().to_string();
+    // As SHOW answers them (PostgreSQL's defaults; pgwire's differ).
+    p.date_style = "ISO, MDY".into();
+    p.time_zone = "UTC".into();
+    p.default_transaction_read_only = true;
+    p
+}
+
+/// The name `SHOW` answers under for the words a client wrote: SQL's
+/// spellings (`SHOW TIME ZONE`, `SHOW TRANSACTION ISOLATION LEVEL`, as
+/// SQLAlchemy sends) are PostgreSQL's settings of one word.
+pub fn show_name(words: &str) -> String {
+    let words = words.to_ascii_lowercase();
+    match words.as_str() {
+        "time zone" => "timezone".into(),
+        "transaction isolation level" => "transaction_isolation".into(),
+        "session authorization" => "session_authorization".into(),
+        _ => words,
+    }
+}
+
 /// The value of a PostgreSQL setting as this server reports it; None for
 /// a name it does not know.
 pub fn setting(name: &str) -> Option<&'static str> {
     Some(match name.to_ascii_lowercase().as_str() {
-        "server_version" => "16.6",
-        "server_version_num" => "160006",
+        "server_version" => server_version(),
+        "server_version_num" => PG_VERSION_NUM,
         "server_encoding" | "client_encoding" => "UTF8",
         "standard_conforming_strings" | "integer_datetimes" => "on",
         "transaction_isolation" | "default_transaction_isolation" => "read committed",
@@ -69,7 +125,19 @@ pub fn setting(name: &str) -> Option<&'static str> {
         "datestyle" => "ISO, MDY",
         "timezone" => "UTC",
         "max_identifier_length" => "63",
-        "statement_timeout" | "lock_timeout" => "0",
+        "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout" => "0",
+        // What drivers and shells read on connect (SQLAlchemy, pgcli,
+        // DBeaver): PostgreSQL's defaults, which is how sockql answers.
+        "intervalstyle" => "postgres",
+        "bytea_output" => "hex",
+        "extra_float_digits" => "1",
+        "client_min_messages" => "notice",
+        "in_hot_standby" => "off",
+        "transaction_deferrable" | "default_transaction_deferrable" => "off",
+        "lc_collate" | "lc_ctype" | "lc_messages" | "lc_monetary" | "lc_numeric" | "lc_time" => "C",
+        "max_index_keys" => "32",
+        "block_size" => "8192",
+        "jit" => "off",
         _ => return None,
     })
 }
@@ -94,6 +162,56 @@ fn current_setting(args: &[ColumnarValue]) -> datafusion::error::Result<Columnar
         }
     }
     let array: ArrayRef = Arc::new(StringArray::from(out));
+    Ok(match &args[0] {
+        ColumnarValue::Scalar(_) => ColumnarValue::Scalar(datafusion::scalar::ScalarValue::try_from_array(&array, 0)?),
+        ColumnarValue::Array(_) => ColumnarValue::Array(array),
+    })
+}
+
+/// The oid of a built-in type named as PostgreSQL's `to_regtype` takes
+/// it (`int4`, `integer`, `pg_catalog.text`, `int4[]`); None for any
+/// other name (an extension's type such as hstore: sockql has none).
+fn regtype_oid(name: &str) -> Option<i32> {
+    use std::collections::HashMap;
+    static BY_NAME: std::sync::OnceLock<HashMap<String, u32>> = std::sync::OnceLock::new();
+    // postgres-types knows every built-in type by oid (below 10000).
+    let by_name = BY_NAME.get_or_init(|| (0..10_000u32).filter_map(|oid| pgwire::api::Type::from_oid(oid).map(|t| (t.name().to_string(), oid))).collect());
+    let name = name.trim().to_ascii_lowercase();
+    let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+    let (base, array) = match name.strip_suffix("[]") {
+        Some(base) => (base.trim_end(), true),
+        None => (name, false),
+    };
+    let base = match base {
+        "integer" | "int" => "int4",
+        "bigint" => "int8",
+        "smallint" => "int2",
+        "real" => "float4",
+        "double precision" => "float8",
+        "boolean" => "bool",
+        "character varying" => "varchar",
+        "character" => "bpchar",
+        "decimal" => "numeric",
+        "timestamp without time zone" => "timestamp",
+        "timestamp with time zone" => "timestamptz",
+        "time without time zone" => "time",
+        "time with time zone" => "timetz",
+        other => other,
+    };
+    let key = if array { format!("_{base}") } else { base.to_string() };
+    by_name.get(key.as_str()).and_then(|&oid| i32::try_from(oid).ok())
+}
+
+/// `to_regtype(name)`: the type's oid, or NULL (psycopg's TypeInfo.fetch
+/// asks it on connect under SQLAlchemy, for hstore).
+fn to_regtype(args: &[ColumnarValue]) -> datafusion::error::Result<ColumnarValue> {
+    let names = match &args[0] {
+        ColumnarValue::Array(a) => a.clone(),
+        ColumnarValue::Scalar(s) => s.to_array()?,
+    };
+    let names = datafusion::arrow::compute::cast(&names, &DataType::Utf8)?;
+    let out: datafusion::arrow::array::Int32Array = as_string_array(&names)?.iter().map(|n| n.and_then(regtype_oid)).collect();
+    let array: ArrayRef = Arc::new(out);
     Ok(match &args[0] {
         ColumnarValue::Scalar(_) => ColumnarValue::Scalar(datafusion::scalar::ScalarValue::try_from_array(&array, 0)?),
         ColumnarValue::Array(_) => ColumnarValue::Array(array),
@@ -127,6 +245,15 @@ pub fn setup(engine: &Engine) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot set up pg_catalog: {e}"))?;
     ctx.register_udf(create_udf("current_setting", vec![DataType::Utf8], DataType::Utf8, Volatility::Stable, Arc::new(current_setting)));
     super::catalog_types::install(ctx)?;
+    ctx.register_udf(create_udf("to_regtype", vec![DataType::Utf8], DataType::Int32, Volatility::Stable, Arc::new(to_regtype)));
+    // In place of DataFusion's version(), whose text clients cannot parse.
+    ctx.register_udf(create_udf(
+        "version",
+        vec![],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|_: &[ColumnarValue]| Ok(ColumnarValue::Scalar(datafusion::scalar::ScalarValue::Utf8(Some(version_text().to_string()))))),
+    ));
     Ok(())
 }
 
@@ -154,6 +281,30 @@ mod tests {
         let text = statements[0].to_string();
         assert!(text.contains("IN (SELECT 'public')"), "{text}");
         assert!(with_search_path(&parser, "SELECT 1").is_none());
+    }
+
+    #[test]
+    fn versions_read_as_postgresql_16() {
+        // SQLAlchemy's pattern for version().
+        let v = version_text();
+        assert!(v.starts_with("PostgreSQL 16.6 (sockql "), "{v}");
+        assert!(v.contains(&format!("Apache DataFusion {}", datafusion::DATAFUSION_VERSION)), "{v}");
+        // libpq reads "%d.%d" from server_version.
+        assert!(server_version().starts_with("16.6 ("), "{}", server_version());
+        assert_eq!(setting("server_version"), Some(server_version()));
+        assert_eq!(show_name("TRANSACTION ISOLATION LEVEL"), "transaction_isolation");
+        assert_eq!(show_name("time zone"), "timezone");
+    }
+
+    #[test]
+    fn regtypes_are_built_in_types_only() {
+        assert_eq!(regtype_oid("int4"), Some(23));
+        assert_eq!(regtype_oid("integer"), Some(23));
+        assert_eq!(regtype_oid("pg_catalog.text"), Some(25));
+        assert_eq!(regtype_oid("int4[]"), Some(1007));
+        assert_eq!(regtype_oid("timestamp with time zone"), Some(1184));
+        assert_eq!(regtype_oid("hstore"), None);
+        assert_eq!(regtype_oid(""), None);
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod cancel;
 pub mod catalog;
 pub mod catalog_types;
+pub mod column_names;
 pub mod connection;
 pub mod encode;
 pub mod framing;

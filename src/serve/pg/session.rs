@@ -75,7 +75,7 @@ pub enum Local {
 /// A statement as prepared by a client (extended protocol).
 #[derive(Debug, Clone)]
 pub enum Prepared {
-    Query { sql: String, described: Described, tag: &'static str },
+    Query { sql: String, described: Described, tag: &'static str, names: Option<Vec<String>> },
     Local(Local),
 }
 
@@ -83,6 +83,11 @@ fn local(statement: &Statement) -> Option<Local> {
     Some(match statement {
         Statement::StartTransaction { .. } => Local::Begin,
         Statement::Commit { .. } => Local::Commit,
+        // Savepoints (psycopg's nested `conn.transaction()`, as SQLAlchemy
+        // uses on connect): nothing to keep, and the transaction goes on.
+        Statement::Savepoint { .. } => Local::Ignored("SAVEPOINT"),
+        Statement::ReleaseSavepoint { .. } => Local::Ignored("RELEASE"),
+        Statement::Rollback { savepoint: Some(_), .. } => Local::Ignored("ROLLBACK"),
         Statement::Rollback { .. } => Local::Rollback,
         Statement::Discard { .. } => Local::Ignored("DISCARD ALL"),
         Statement::Deallocate { .. } => Local::Ignored("DEALLOCATE"),
@@ -93,8 +98,7 @@ fn local(statement: &Statement) -> Option<Local> {
         }
         Statement::Set(Set::SetTimeZone { .. } | Set::SetNames { .. } | Set::SetTransaction { .. }) => Local::Ignored("SET"),
         Statement::ShowVariable { variable } => {
-            let name = variable.iter().map(|v| v.value.to_ascii_lowercase()).collect::<Vec<_>>().join(" ");
-            let name = if name == "time zone" { "timezone".to_string() } else { name };
+            let name = super::catalog::show_name(&variable.iter().map(|v| v.value.as_str()).collect::<Vec<_>>().join(" "));
             let value = super::catalog::setting(&name)?;
             Local::Show(name, value)
         }
@@ -108,6 +112,8 @@ struct Parsed {
     local: Option<Local>,
     sql: String,
     tag: &'static str,
+    /// Its columns' PostgreSQL names (`column_names`).
+    names: Option<Vec<String>>,
 }
 
 /// PostgreSQL's syntax first (rewritten for DataFusion); failing that,
@@ -119,14 +125,14 @@ fn parse(parser: &PostgresCompatibilityParser, text: &str) -> anyhow::Result<Vec
     match parsed {
         Ok(statements) => Ok(statements
             .iter()
-            .map(|st| Parsed { local: local(st), sql: st.to_string(), tag: tag_of(st) })
+            .map(|st| Parsed { local: local(st), sql: st.to_string(), tag: tag_of(st), names: super::column_names::of(st) })
             .collect()),
         Err(pg) => {
             let mut out = Vec::new();
             let mut statements = Statements::new(text).map_err(StatementError::into_anyhow)?;
             while let Some(st) = statements.next_statement() {
                 match st {
-                    Ok(st) => out.push(Parsed { local: None, sql: st.to_string(), tag: "OK" }),
+                    Ok(st) => out.push(Parsed { local: None, sql: st.to_string(), tag: "OK", names: None }),
                     Err(_) => anyhow::bail!("syntax error: {pg}"),
                 }
             }
@@ -276,7 +282,7 @@ impl Session {
     }
 
     /// Run one statement's text and answer with its rows as they come.
-    async fn run(&self, source: SqlSource, tag: &'static str, format: &Format) -> PgWireResult<Response> {
+    async fn run(&self, source: SqlSource, tag: &'static str, names: Option<&[String]>, format: &Format) -> PgWireResult<Response> {
         // The query thread holds the slot until it returns: however its
         // results are dropped (last row sent, deadline, client gone, portal
         // closed), `--pg-max-queries` counts work that is really running.
@@ -290,7 +296,7 @@ impl Session {
                 Ok(Response::Execution(Tag::new(tag)))
             }
             Some(Event::Start(schema)) => {
-                let fields = Arc::new(encode::fields(&schema, format)?);
+                let fields = Arc::new(encode::fields(&super::column_names::renamed(&schema, names), format)?);
                 let held: Held = Arc::new(Mutex::new(Some(running)));
                 let timeout = deadline.map(|(at, t)| {
                     watch(Arc::downgrade(&held), at, self.expired.clone());
@@ -510,7 +516,7 @@ impl SimpleQueryHandler for Handler {
         for (i, statement) in statements.into_iter().enumerate() {
             let response = match &statement.local {
                 Some(what) => session.answer_local(what),
-                None => session.run(SqlSource::inline(statement.sql), statement.tag, &Format::UnifiedText).await,
+                None => session.run(SqlSource::inline(statement.sql), statement.tag, statement.names.as_deref(), &Format::UnifiedText).await,
             };
             // A failed statement ends the text, as in PostgreSQL; earlier
             // answers are already sent.
@@ -559,7 +565,7 @@ impl QueryParser for Session {
         // slot, held by the planning thread until it has finished.
         let permit = self.slot().await?;
         let described = self.engine()?.describe_holding(&SqlSource::inline(statement.sql.clone()), permit).await.map_err(pg_error)?;
-        Ok(Some(Prepared::Query { sql: statement.sql, described, tag: statement.tag }))
+        Ok(Some(Prepared::Query { sql: statement.sql, described, tag: statement.tag, names: statement.names }))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -575,8 +581,8 @@ impl QueryParser for Session {
 
     fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
         match stmt {
-            Prepared::Query { described: Described { schema: Some(schema), .. }, .. } if !schema.fields().is_empty() => {
-                encode::fields(schema, format.unwrap_or(&Format::UnifiedText))
+            Prepared::Query { described: Described { schema: Some(schema), .. }, names, .. } if !schema.fields().is_empty() => {
+                encode::fields(&super::column_names::renamed(schema, names.as_deref()), format.unwrap_or(&Format::UnifiedText))
             }
             Prepared::Local(Local::Show(name, _)) => Ok(show_fields(name)),
             _ => Ok(Vec::new()),
@@ -624,9 +630,9 @@ impl ExtendedQueryHandler for Handler {
         let session = &self.0;
         match &portal.statement.statement {
             Prepared::Local(what) => session.answer_local(what),
-            Prepared::Query { sql, described, tag } => {
+            Prepared::Query { sql, described, tag, names } => {
                 let source = SqlSource { text: sql.clone(), params: parameters(portal, described)?, ..Default::default() };
-                session.run(source, tag, &portal.result_column_format).await
+                session.run(source, tag, names.as_deref(), &portal.result_column_format).await
             }
         }
     }
@@ -646,6 +652,10 @@ mod tests {
         assert!(matches!(local(&parse("BEGIN")), Some(Local::Begin)));
         assert!(matches!(local(&parse("COMMIT")), Some(Local::Commit)));
         assert!(matches!(local(&parse("ROLLBACK")), Some(Local::Rollback)));
+        assert!(matches!(local(&parse("SAVEPOINT \"_pg3_1\"")), Some(Local::Ignored("SAVEPOINT"))));
+        assert!(matches!(local(&parse("ROLLBACK TO SAVEPOINT \"_pg3_1\"")), Some(Local::Ignored("ROLLBACK"))));
+        assert!(matches!(local(&parse("RELEASE SAVEPOINT \"_pg3_1\"")), Some(Local::Ignored("RELEASE"))));
+        assert!(matches!(local(&parse("SHOW TRANSACTION ISOLATION LEVEL")), Some(Local::Show(n, "read committed")) if n == "transaction_isolation"));
         assert!(matches!(local(&parse("SET application_name = 'psql'")), Some(Local::Ignored("SET"))));
         assert!(matches!(local(&parse("SET DateStyle = 'ISO'")), Some(Local::Ignored("SET"))));
         assert!(matches!(local(&parse("SHOW transaction_isolation")), Some(Local::Show(_, "read committed"))));
