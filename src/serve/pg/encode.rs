@@ -27,6 +27,11 @@
 //! - Struct, Map, lists of lists or of structs, and anything PostgreSQL has
 //!   no shape for: json, the same JSON `sockql --format ndjson` prints.
 //! - Anything else: text, as Arrow displays it.
+//!
+//! RowDescription also carries each type's typlen and the column's
+//! atttypmod (numeric(p,s) of a decimal, numeric(20,0) of a UInt64): see
+//! [`column_type`], which information_schema.columns, pg_attribute and
+//! format_type describe columns from too (type_catalog.rs).
 
 use std::fmt::Write as _;
 
