@@ -21,3 +21,4 @@ pub mod services;
 pub mod stamp;
 pub mod statement_size;
 pub mod statements;
+pub mod time_zone;
