@@ -200,7 +200,8 @@ impl Engine {
     }
 
     pub fn with(options: &SourceOptions, policy: Policy, limits: Limits) -> anyhow::Result<Self> {
-        let config = SessionConfig::new().with_information_schema(true);
+        // Times carry their zone, UTC (query/time_zone.rs).
+        let config = super::time_zone::configure(SessionConfig::new().with_information_schema(true));
         // Never spill: during an incident sockql must not fill a disk with
         // temporary files (and SET cannot turn it back on: see policy).
         let mut runtime =
@@ -210,6 +211,7 @@ impl Engine {
         }
         let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
         register_all(&ctx, options)?;
+        super::time_zone::register(&ctx);
         ctx.register_udtf("report", Arc::new(super::report_fn::ReportFunction { policy }));
         // Scalar functions allocate outside the pool: hold their results
         // to it (query/budget.rs says why this and not a process limit).
@@ -274,7 +276,7 @@ impl Engine {
         }
         let plan = self.ctx.state().statement_to_plan(statement).await.map_err(|e| suggest_table(e.into()))?;
         crate::query::policy::check(&plan, self.policy)?;
-        Ok(Checked::Plan(plan))
+        Ok(Checked::Plan(super::time_zone::keep_zone(plan)))
     }
 
     /// `plan` ready to stream. A query gets a state of its own that carries

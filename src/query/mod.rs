@@ -23,3 +23,4 @@ pub mod sqlstate;
 pub mod stamp;
 pub mod statement_size;
 pub mod statements;
+pub mod time_zone;

@@ -38,6 +38,7 @@ mod serve_attack;
 mod soak;
 mod sockets;
 mod stream_bounds;
+mod time_types;
 
 mod ss_parity;
 mod ux;

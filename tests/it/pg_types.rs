@@ -18,10 +18,10 @@ use crate::common::{Scratch, bin, eventually, output_of, WAIT};
 
 /// `sockql serve --pg DIR` (its own process, so /proc/PID is the server's),
 /// killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    dir: PathBuf,
-    port: u16,
+    pub(crate) dir: PathBuf,
+    pub(crate) port: u16,
     _scratch: Scratch,
 }
 
@@ -37,7 +37,7 @@ impl Drop for Server {
 /// taking the machine's memory.
 const ADDRESS_SPACE_CAP: &str = "--as=8589934592";
 
-fn serve(tag: &str, port: u16, extra: &[&str]) -> Server {
+pub(crate) fn serve(tag: &str, port: u16, extra: &[&str]) -> Server {
     let scratch = Scratch::new(&format!("pgtypes-{tag}"));
     let dir = scratch.0.join("run");
     let port_s = port.to_string();
@@ -50,7 +50,7 @@ fn serve(tag: &str, port: u16, extra: &[&str]) -> Server {
 }
 
 /// A port number for the socket file's name, unique to this test process.
-fn port_for(offset: u16) -> u16 {
+pub(crate) fn port_for(offset: u16) -> u16 {
     20000 + (std::process::id() % 4000) as u16 * 10 + offset
 }
 
