@@ -206,7 +206,7 @@ fn pg_errors_each_kind_of_error_has_its_sqlstate_over_unix_and_tcp() {
 const CANCEL: &str = r#"
 import json, sys, threading, time, psycopg
 conn = psycopg.connect(sys.argv[1], autocommit=True)
-res = {"pid": conn.info.backend_pid}
+res = {"pid": conn.info.backend_pid, "protocol": conn.pgconn.full_protocol_version}
 def cancel():
     time.sleep(1.0)
     res["cancel_at"] = time.monotonic()
@@ -235,8 +235,11 @@ fn answered_within(server: &Server, sql: &str, limit: Duration) -> String {
     out.trim().to_string()
 }
 
-fn cancel_via_psycopg(server: &Server, dsn: &str) {
+/// `protocol`: the protocol version the connection uses (30000 for 3.0,
+/// with a 4-byte secret; 30002 for 3.2, with a 32-byte one).
+fn cancel_via_psycopg(server: &Server, dsn: &str, protocol: u64) {
     let res = python(PYCLIENTS, CANCEL, &[dsn, ENDLESS]);
+    assert_eq!(res["protocol"], protocol, "{res}");
     assert_eq!(res["error"], "57014", "{res}");
     assert!(res["message"].as_str().unwrap().contains("canceling statement due to user request"), "{res}");
     let after = res["after_cancel"].as_f64().unwrap();
@@ -255,11 +258,11 @@ fn cancel_via_psycopg(server: &Server, dsn: &str) {
 #[test]
 fn pg_errors_psycopg_cancel_ends_the_query_within_a_second_and_frees_its_slot() {
     let unix = Server::start("cancel", false, &["--pg-max-queries", "1", "--timeout", "60s"]);
-    cancel_via_psycopg(&unix, &unix.dsn);
+    cancel_via_psycopg(&unix, &unix.dsn, 30000);
     // Protocol 3.2 (libpq 18): a 32-byte secret.
-    cancel_via_psycopg(&unix, &format!("{} max_protocol_version=3.2", unix.dsn));
+    cancel_via_psycopg(&unix, &format!("{} max_protocol_version=3.2", unix.dsn), 30002);
     let tcp = Server::start("cancel-tcp", true, &["--pg-max-queries", "1", "--timeout", "60s"]);
-    cancel_via_psycopg(&tcp, &tcp.dsn);
+    cancel_via_psycopg(&tcp, &tcp.dsn, 30000);
 }
 
 /// psql sends a CancelRequest on SIGINT (Ctrl-C) and prints the error.
