@@ -99,6 +99,17 @@ impl Server {
         }
     }
 
+    /// The server's AF_PACKET sockets (a running capture holds one).
+    fn packet_sockets(&self) -> usize {
+        let table = std::fs::read_to_string("/proc/net/packet").unwrap();
+        let inodes: Vec<String> = table.lines().skip(1).filter_map(|l| l.split_whitespace().last().map(|i| format!("socket:[{i}]"))).collect();
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|target| inodes.iter().any(|i| target.to_str() == Some(i.as_str())))
+            .count()
+    }
+
     /// psql's arguments for this server.
     fn psql_args(&self) -> Vec<String> {
         match (&self.socket, self.tcp) {
@@ -195,7 +206,7 @@ fn pg_errors_each_kind_of_error_has_its_sqlstate_over_unix_and_tcp() {
 const CANCEL: &str = r#"
 import json, sys, threading, time, psycopg
 conn = psycopg.connect(sys.argv[1], autocommit=True)
-res = {"pid": conn.info.backend_pid}
+res = {"pid": conn.info.backend_pid, "protocol": conn.pgconn.full_protocol_version}
 def cancel():
     time.sleep(1.0)
     res["cancel_at"] = time.monotonic()
@@ -224,15 +235,21 @@ fn answered_within(server: &Server, sql: &str, limit: Duration) -> String {
     out.trim().to_string()
 }
 
-fn cancel_via_psycopg(server: &Server, dsn: &str) {
+/// `protocol`: the protocol version the connection uses (30000 for 3.0,
+/// with a 4-byte secret; 30002 for 3.2, with a 32-byte one).
+fn cancel_via_psycopg(server: &Server, dsn: &str, protocol: u64) {
     let res = python(PYCLIENTS, CANCEL, &[dsn, ENDLESS]);
+    assert_eq!(res["protocol"], protocol, "{res}");
     assert_eq!(res["error"], "57014", "{res}");
     assert!(res["message"].as_str().unwrap().contains("canceling statement due to user request"), "{res}");
     let after = res["after_cancel"].as_f64().unwrap();
+    println!("{dsn}: 57014 {after:.3}s after cancel_safe()");
     assert!(after < 1.0, "the error came {after:.2}s after the cancel: {res}");
     assert_eq!(res["next"], 42, "{res}");
     // The query's work has stopped, and its slot (the only one) is free.
+    let started = Instant::now();
     server.settles("after the cancel");
+    println!("CPU settled {:?} after the error", started.elapsed());
     assert_eq!(answered_within(server, "SELECT 7", Duration::from_secs(5)), "7");
 }
 
@@ -241,11 +258,11 @@ fn cancel_via_psycopg(server: &Server, dsn: &str) {
 #[test]
 fn pg_errors_psycopg_cancel_ends_the_query_within_a_second_and_frees_its_slot() {
     let unix = Server::start("cancel", false, &["--pg-max-queries", "1", "--timeout", "60s"]);
-    cancel_via_psycopg(&unix, &unix.dsn);
+    cancel_via_psycopg(&unix, &unix.dsn, 30000);
     // Protocol 3.2 (libpq 18): a 32-byte secret.
-    cancel_via_psycopg(&unix, &format!("{} max_protocol_version=3.2", unix.dsn));
+    cancel_via_psycopg(&unix, &format!("{} max_protocol_version=3.2", unix.dsn), 30002);
     let tcp = Server::start("cancel-tcp", true, &["--pg-max-queries", "1", "--timeout", "60s"]);
-    cancel_via_psycopg(&tcp, &tcp.dsn);
+    cancel_via_psycopg(&tcp, &tcp.dsn, 30000);
 }
 
 /// psql sends a CancelRequest on SIGINT (Ctrl-C) and prints the error.
@@ -264,6 +281,7 @@ fn pg_errors_psql_ctrl_c_cancels_the_query() {
         let (_, err, _) = output_of(psql.wait_with_output().unwrap());
         assert!(!status.success());
         assert!(err.contains("57014") && err.contains("canceling statement due to user request"), "{err}");
+        println!("tcp {tcp}: psql ended {took:?} after SIGINT");
         assert!(took < Duration::from_millis(1500), "psql ended {took:?} after SIGINT");
         server.settles("after psql's cancel");
     }
@@ -348,8 +366,12 @@ fn pg_errors_a_cancel_with_a_guessed_secret_ends_nothing() {
             assert_eq!(res["attack"], r#"{"sent": 300}"#, "the attack did not run: {res}");
             assert_eq!(res["rows"], true, "a guessed secret ended the query: {res}");
             let took = res["took"].as_f64().unwrap();
+            println!("tcp {tcp}, {who:?}: {res}");
             assert!((2.5..10.0).contains(&took), "the capture ran {took:.2}s, not its 3s: {res}");
             assert_eq!(res["control"], "57014", "the client's own cancel did not end the query: {res}");
+            // The canceled capture's socket is closed within a second, while
+            // its 3 s would still have had about 2 s to run.
+            eventually(Duration::from_secs(1), || (server.packet_sockets() == 0).then_some(()));
         }
     }
 }
