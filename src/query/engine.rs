@@ -532,13 +532,9 @@ impl Engine {
 
     /// Plan the single statement in `sql` and check it against the policy,
     /// without running it: its parameters and the schema of its rows.
-    /// Bounded by --timeout like a run.
-    pub async fn describe(&self, sql: &SqlSource) -> anyhow::Result<Described> {
-        self.describe_holding(sql, ()).await
-    }
-
-    /// [`Engine::describe`], with `guard` held by the planning thread until
-    /// it has finished (see [`Engine::stream_holding`]).
+    /// Bounded by --timeout like a run. `guard` (a front end's query slot)
+    /// is held by the planning thread until it has finished (see
+    /// [`Engine::stream_holding`]).
     pub async fn describe_holding(&self, sql: &SqlSource, guard: impl Send + 'static) -> anyhow::Result<Described> {
         let (engine, text) = (self.clone(), sql.text.clone());
         let worker = query_thread(move |handle| {
