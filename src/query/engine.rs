@@ -145,6 +145,8 @@ pub struct Engine {
     /// Memory each in-memory snapshot holds, reserved in the pool that
     /// --memory-limit bounds and released by DROP TABLE.
     snapshots: Arc<Mutex<HashMap<String, MemoryReservation>>>,
+    /// Each run on a tokio runtime of its own (see [`Engine::isolated`]).
+    isolated: bool,
 }
 
 /// What the query thread sends to the caller, which prints.
@@ -217,7 +219,20 @@ impl Engine {
         // to it (query/budget.rs says why this and not a process limit).
         super::budget::budget_functions(&ctx);
         super::budget::return_large_allocations();
-        Ok(Engine { ctx, policy, limits, snapshots: Default::default() })
+        Ok(Engine { ctx, policy, limits, snapshots: Default::default(), isolated: false })
+    }
+
+    /// Run every statement's work (DataFusion's partition tasks, the
+    /// tables' producers) on a runtime of the query thread's own instead
+    /// of the caller's. A server sets this: a query busy in a function
+    /// call holds a tokio worker until its next chunk, and on the shared
+    /// runtime two such calls hold every worker, so no other client, not
+    /// root's psql nor a scrape, would be answered until they end. On
+    /// runtimes of their own, queries are threads the kernel shares the
+    /// CPU between.
+    pub fn isolated(mut self) -> Self {
+        self.isolated = true;
+        self
     }
 
     pub fn context(&self) -> &SessionContext {
@@ -394,22 +409,48 @@ impl QueryRunner for Engine {
 }
 
 /// Run `work` on a thread of its own with the query stack, inside the
-/// caller's runtime.
+/// caller's runtime, or, `isolated`, inside a runtime of the thread's own
+/// that ends with it (see [`Engine::isolated`]).
 fn query_thread<T: Send + 'static>(
+    isolated: bool,
     work: impl FnOnce(&tokio::runtime::Handle) -> T + Send + 'static,
 ) -> anyhow::Result<std::thread::JoinHandle<T>> {
-    let handle = tokio::runtime::Handle::current();
+    let shared = tokio::runtime::Handle::current();
+    let own = if isolated { Some(own_runtime()?) } else { None };
     std::thread::Builder::new()
         .name("sockql-query".into())
         .stack_size(QUERY_STACK)
-        .spawn(move || work(&handle))
+        .spawn(move || match own {
+            Some(runtime) => {
+                let out = work(runtime.handle());
+                // Tasks still queued are dropped; a producer still in a
+                // blocking call gets a moment to see its sink closed.
+                runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+                out
+            }
+            None => work(&shared),
+        })
         .context("cannot start the query thread")
+}
+
+/// A query's own runtime: as many workers as the machine has cores (up
+/// to 4), so a run keeps DataFusion's parallelism; the stack the main
+/// runtime's workers have.
+fn own_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
+        .thread_name("sockql-query-worker")
+        .thread_stack_size(16 << 20)
+        .enable_all()
+        .build()
+        .context("cannot start the query's runtime")
 }
 
 /// Run `work` on a query thread (its large stack) and wait for it without
 /// blocking the runtime: for front ends' own parsing of client text.
 pub async fn on_query_stack<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
-    join(query_thread(move |_| work())?).await
+    join(query_thread(false, move |_| work())?).await
 }
 
 /// Wait for a query thread without blocking the runtime.
@@ -523,7 +564,7 @@ impl Engine {
         let deadline = stop.at().map(|(at, t)| (tokio::time::Instant::from_std(at), t));
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let (engine, source, run) = (self.clone(), sql.clone(), stop.clone());
-        let worker = query_thread(move |handle| {
+        let worker = query_thread(self.isolated, move |handle| {
             let _held = guard;
             handle.block_on(engine.produce(&source, &tx, &run))
         })?;
@@ -537,7 +578,7 @@ impl Engine {
     /// [`Engine::stream_holding`]).
     pub async fn describe_holding(&self, sql: &SqlSource, guard: impl Send + 'static) -> anyhow::Result<Described> {
         let (engine, text) = (self.clone(), sql.text.clone());
-        let worker = query_thread(move |handle| {
+        let worker = query_thread(self.isolated, move |handle| {
             let _held = guard;
             handle.block_on(engine.plan_only(&text))
         })?;

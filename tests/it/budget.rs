@@ -417,3 +417,86 @@ fn a_pg_clients_cpu_heavy_query_stops_at_the_timeout() {
     assert!(ok && out.trim() == "43", "{out} {err}");
     drop(server);
 }
+
+/// Two of user nobody's queries busy in function calls (one per core)
+/// while root asks: root's psql, /healthz and a Prometheus scrape are
+/// answered at once, not after nobody's queries end. Each server query
+/// runs on a runtime of its own (Engine::isolated); on the server's
+/// shared runtime the two calls held both of its workers, and every
+/// other client waited for their --timeout.
+#[test]
+fn cpu_heavy_queries_of_a_user_do_not_hold_up_roots_psql_or_a_scrape() {
+    use std::io::{BufRead, BufReader, Write};
+    crate::common::require_root();
+    let scratch = crate::common::Scratch::new("budget-cpu-iso");
+    let run_dir = scratch.0.join("run");
+    let port = (20000 + (std::process::id() % 4000) * 10 + 8).to_string();
+    let mut child = Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--pg", run_dir.to_str().unwrap(), "--pg-port", &port])
+        .args(["--timeout", "10s", "--pg-max-queries", "2", "--pg-group", "nogroup"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    std::thread::spawn(move || for _ in lines {});
+    // "sockql serve: http://127.0.0.1:PORT/metrics (...)"
+    let http: std::net::SocketAddr = first.split("http://").nth(1).and_then(|r| r.split('/').next()).unwrap().parse().unwrap();
+    let server = Server(child);
+    let pid = server.0.id();
+    crate::common::eventually(crate::common::WAIT, || run_dir.join(format!(".s.PGSQL.{port}")).exists().then_some(()));
+    let psql = |user: &str, sql: &str| {
+        let mut c = Command::new("timeout");
+        c.arg("30");
+        if user == "nobody" {
+            c.args(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]);
+        }
+        c.args(["psql", "-X", "-A", "-t", "-h", run_dir.to_str().unwrap(), "-p", &port, "-U", user, "-d", "sockql", "-c", sql]);
+        c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c
+    };
+    let heavy = "SELECT sum(levenshtein(repeat('a', 2000), repeat('b', 2000) || value)) FROM range(100000)";
+    let mut busy: Vec<std::process::Child> = (0..2).map(|_| psql("nobody", heavy).spawn().unwrap()).collect();
+    // Both are computing: the server burns more than a core's worth.
+    crate::common::eventually(Duration::from_secs(5), || {
+        let before = cpu_seconds(pid);
+        std::thread::sleep(Duration::from_millis(500));
+        (cpu_seconds(pid) - before > 0.7).then_some(())
+    });
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        body
+    };
+    let start = Instant::now();
+    let o = psql("root", "SELECT 42").output().unwrap();
+    let root_took = start.elapsed();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "42", "{}", String::from_utf8_lossy(&o.stderr));
+    let start = Instant::now();
+    let health = get("/healthz");
+    let health_took = start.elapsed();
+    let start = Instant::now();
+    let metrics = get("/metrics");
+    let metrics_took = start.elapsed();
+    eprintln!("root's psql {root_took:?}, /healthz {health_took:?}, /metrics {metrics_took:?}");
+    // nobody's queries were still running all along.
+    assert!(busy.iter_mut().all(|c| c.try_wait().unwrap().is_none()), "nobody's queries ended early");
+    assert!(root_took < Duration::from_secs(2), "root's psql took {root_took:?}");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health_took < Duration::from_secs(1), "/healthz took {health_took:?}");
+    assert!(metrics.starts_with("HTTP/1.1 200") && metrics.contains("sockql_query_up{"), "{metrics}");
+    let down: Vec<&str> = metrics.lines().filter(|l| l.starts_with("sockql_query_up{") && !l.ends_with(" 1")).collect();
+    assert!(down.is_empty(), "metric queries that did not answer: {down:?}");
+    assert!(metrics_took < Duration::from_secs(5), "/metrics took {metrics_took:?}");
+    for c in busy {
+        let o = c.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("57014") || err.contains("timed out"), "{err}");
+    }
+    drop(server);
+}

@@ -183,7 +183,7 @@ impl PgServer {
     fn handlers(&self, admission: Admission, root: bool, key: &cancel::Key) -> Handlers {
         let (source, limits) = (self.source.clone(), self.limits);
         let make = Box::new(move || {
-            let engine = Engine::with(&source, Policy::default(), limits)?;
+            let engine = Engine::with(&source, Policy::default(), limits)?.isolated();
             catalog::setup(&engine)?;
             Ok(engine)
         });
