@@ -145,8 +145,9 @@ pub struct Engine {
     /// Memory each in-memory snapshot holds, reserved in the pool that
     /// --memory-limit bounds and released by DROP TABLE.
     snapshots: Arc<Mutex<HashMap<String, MemoryReservation>>>,
-    /// Each run on a tokio runtime of its own (see [`Engine::isolated`]).
-    isolated: bool,
+    /// Each run on a tokio runtime of its own, at this nice value (see
+    /// [`Engine::isolated`]); None: on the caller's runtime.
+    isolated: Option<i32>,
 }
 
 /// What the query thread sends to the caller, which prints.
@@ -219,7 +220,7 @@ impl Engine {
         // to it (query/budget.rs says why this and not a process limit).
         super::budget::budget_functions(&ctx);
         super::budget::return_large_allocations();
-        Ok(Engine { ctx, policy, limits, snapshots: Default::default(), isolated: false })
+        Ok(Engine { ctx, policy, limits, snapshots: Default::default(), isolated: None })
     }
 
     /// Run every statement's work (DataFusion's partition tasks, the
@@ -229,9 +230,10 @@ impl Engine {
     /// runtime two such calls hold every worker, so no other client, not
     /// root's psql nor a scrape, would be answered until they end. On
     /// runtimes of their own, queries are threads the kernel shares the
-    /// CPU between.
-    pub fn isolated(mut self) -> Self {
-        self.isolated = true;
+    /// CPU between; `nice` (0 for root and scrapes, higher for other
+    /// users' sessions) tells the kernel whose threads go first.
+    pub fn isolated(mut self, nice: i32) -> Self {
+        self.isolated = Some(nice);
         self
     }
 
@@ -409,19 +411,20 @@ impl QueryRunner for Engine {
 }
 
 /// Run `work` on a thread of its own with the query stack, inside the
-/// caller's runtime, or, `isolated`, inside a runtime of the thread's own
-/// that ends with it (see [`Engine::isolated`]).
+/// caller's runtime, or, `isolated` (a nice value), inside a runtime of
+/// the thread's own that ends with it (see [`Engine::isolated`]).
 fn query_thread<T: Send + 'static>(
-    isolated: bool,
+    isolated: Option<i32>,
     work: impl FnOnce(&tokio::runtime::Handle) -> T + Send + 'static,
 ) -> anyhow::Result<std::thread::JoinHandle<T>> {
     let shared = tokio::runtime::Handle::current();
-    let own = if isolated { Some(own_runtime()?) } else { None };
+    let own = isolated.map(own_runtime).transpose()?;
     std::thread::Builder::new()
         .name("sockql-query".into())
         .stack_size(QUERY_STACK)
         .spawn(move || match own {
             Some(runtime) => {
+                super::priority::nice_this_thread(isolated.unwrap_or(0));
                 let out = work(runtime.handle());
                 // Tasks still queued are dropped; a producer still in a
                 // blocking call gets a moment to see its sink closed.
@@ -435,13 +438,14 @@ fn query_thread<T: Send + 'static>(
 
 /// A query's own runtime: as many workers as the machine has cores (up
 /// to 4), so a run keeps DataFusion's parallelism; the stack the main
-/// runtime's workers have.
-fn own_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+/// runtime's workers have; every thread of it at `nice`.
+fn own_runtime(nice: i32) -> anyhow::Result<tokio::runtime::Runtime> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores)
         .thread_name("sockql-query-worker")
         .thread_stack_size(16 << 20)
+        .on_thread_start(move || super::priority::nice_this_thread(nice))
         .enable_all()
         .build()
         .context("cannot start the query's runtime")
@@ -450,7 +454,7 @@ fn own_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Run `work` on a query thread (its large stack) and wait for it without
 /// blocking the runtime: for front ends' own parsing of client text.
 pub async fn on_query_stack<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
-    join(query_thread(false, move |_| work())?).await
+    join(query_thread(None, move |_| work())?).await
 }
 
 /// Wait for a query thread without blocking the runtime.

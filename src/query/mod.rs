@@ -15,6 +15,7 @@ pub mod files;
 pub mod hints;
 pub mod pinned;
 pub mod policy;
+pub mod priority;
 pub mod report_fn;
 pub mod safe_dir;
 pub mod saved;

@@ -183,7 +183,9 @@ impl PgServer {
     fn handlers(&self, admission: Admission, root: bool, key: &cancel::Key) -> Handlers {
         let (source, limits) = (self.source.clone(), self.limits);
         let make = Box::new(move || {
-            let engine = Engine::with(&source, Policy::default(), limits)?.isolated();
+            // Other users' queries yield the CPU to root's (query/priority.rs).
+            let nice = if root { 0 } else { crate::query::priority::OTHER_USERS };
+            let engine = Engine::with(&source, Policy::default(), limits)?.isolated(nice);
             catalog::setup(&engine)?;
             Ok(engine)
         });
