@@ -55,6 +55,17 @@ pub fn with_search_path(parser: &PostgresCompatibilityParser, text: &str) -> Opt
     )
 }
 
+/// A client's text as statements DataFusion plans: the compatibility
+/// parser's rewrites (with Grafana's search_path and pg_catalog's
+/// regclass names seen to first), then those psql's meta-commands need.
+pub fn parse_client_sql(parser: &PostgresCompatibilityParser, text: &str) -> Result<Vec<Statement>, ParserError> {
+    let parsed = match with_search_path(parser, text).or_else(|| super::psql_rewrite::with_catalog_regclass(parser, text)) {
+        Some(parsed) => parsed?,
+        None => parser.parse(text)?,
+    };
+    Ok(parsed.into_iter().map(super::psql_rewrite::rewrite).collect())
+}
+
 /// The value of a PostgreSQL setting as this server reports it; None for
 /// a name it does not know.
 pub fn setting(name: &str) -> Option<&'static str> {
@@ -123,9 +134,10 @@ impl datafusion::catalog::TableFunctionImpl for NoFiles {
 pub fn setup(engine: &Engine) -> anyhow::Result<()> {
     let ctx = engine.context();
     ctx.register_udtf(crate::tables::packets::read_pcap::NAME, Arc::new(NoFiles));
-    datafusion_pg_catalog::setup_pg_catalog(ctx, "datafusion", datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider)
+    datafusion_pg_catalog::setup_pg_catalog(ctx, "datafusion", super::pg_overlay::Roles)
         .map_err(|e| anyhow::anyhow!("cannot set up pg_catalog: {e}"))?;
     ctx.register_udf(create_udf("current_setting", vec![DataType::Utf8], DataType::Utf8, Volatility::Stable, Arc::new(current_setting)));
+    super::psql_fns::install(ctx)?;
     Ok(())
 }
 

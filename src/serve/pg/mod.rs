@@ -22,6 +22,9 @@ pub mod catalog;
 pub mod connection;
 pub mod encode;
 pub mod framing;
+pub mod pg_overlay;
+pub mod psql_fns;
+pub mod psql_rewrite;
 pub mod session;
 pub mod socket_dir;
 
