@@ -21,6 +21,7 @@ mod packets;
 mod paths_attack;
 mod pg;
 mod pg_attack;
+mod pg_psql;
 mod pg_types;
 mod privilege;
 mod properties;
