@@ -35,8 +35,14 @@ pub fn live() -> Vec<Listed> {
 /// from the context, so nothing registered is missing from SHOW TABLES,
 /// DESCRIBE, `\d` or completion.
 pub async fn listing(ctx: &SessionContext) -> Vec<Listed> {
+    listing_in(ctx.catalog("datafusion")).await
+}
+
+/// [`listing`] of a session's catalog, for what holds the catalog and not
+/// the context (pg_catalog's descriptions).
+pub async fn listing_in(catalog: Option<Arc<dyn datafusion::catalog::CatalogProvider>>) -> Vec<Listed> {
     let mut out = live();
-    let Some(catalog) = ctx.catalog("datafusion") else { return out };
+    let Some(catalog) = catalog else { return out };
     for schema_name in ["public", HISTORY_SCHEMA] {
         let Some(schema) = catalog.schema(schema_name) else { continue };
         let mut names = schema.table_names();
@@ -75,7 +81,7 @@ pub fn tables() -> RecordBatch {
 
 /// A column's description: its own (live tables declare one), else, for
 /// `history.T`, the live table T's, else what the recorder adds.
-fn column_doc(table: &str, field: &Field) -> String {
+pub fn column_doc(table: &str, field: &Field) -> String {
     if let Some(d) = field.metadata().get(DESCRIPTION) {
         return d.clone();
     }

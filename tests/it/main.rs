@@ -24,6 +24,7 @@ mod pg_attack;
 mod pg_errors;
 mod pg_catalog;
 mod pg_clients;
+mod pg_psql;
 mod pg_types;
 mod privilege;
 mod properties;

@@ -109,6 +109,15 @@ pub fn show_name(words: &str) -> String {
         "session authorization" => "session_authorization".into(),
         _ => words,
     }
+/// A client's text as statements DataFusion plans: the compatibility
+/// parser's rewrites (with Grafana's search_path and pg_catalog's
+/// regclass names seen to first), then those psql's meta-commands need.
+pub fn parse_client_sql(parser: &PostgresCompatibilityParser, text: &str) -> Result<Vec<Statement>, ParserError> {
+    let parsed = match with_search_path(parser, text).or_else(|| super::psql_rewrite::with_catalog_regclass(parser, text)) {
+        Some(parsed) => parsed?,
+        None => parser.parse(text)?,
+    };
+    Ok(parsed.into_iter().map(super::psql_rewrite::rewrite).collect())
 }
 
 /// The value of a PostgreSQL setting as this server reports it; None for
@@ -241,7 +250,7 @@ impl datafusion::catalog::TableFunctionImpl for NoFiles {
 pub fn setup(engine: &Engine) -> anyhow::Result<()> {
     let ctx = engine.context();
     ctx.register_udtf(crate::tables::packets::read_pcap::NAME, Arc::new(NoFiles));
-    datafusion_pg_catalog::setup_pg_catalog(ctx, "datafusion", datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider)
+    datafusion_pg_catalog::setup_pg_catalog(ctx, "datafusion", super::pg_overlay::Roles)
         .map_err(|e| anyhow::anyhow!("cannot set up pg_catalog: {e}"))?;
     ctx.register_udf(create_udf("current_setting", vec![DataType::Utf8], DataType::Utf8, Volatility::Stable, Arc::new(current_setting)));
     super::catalog_types::install(ctx)?;
@@ -254,6 +263,7 @@ pub fn setup(engine: &Engine) -> anyhow::Result<()> {
         Volatility::Immutable,
         Arc::new(|_: &[ColumnarValue]| Ok(ColumnarValue::Scalar(datafusion::scalar::ScalarValue::Utf8(Some(version_text().to_string()))))),
     ));
+    super::psql_fns::install(ctx)?;
     Ok(())
 }
 

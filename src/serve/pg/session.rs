@@ -120,8 +120,9 @@ struct Parsed {
 /// DataFusion's own (SHOW TABLES, DESCRIBE, EXPLAIN ANALYZE, CREATE
 /// EXTERNAL TABLE), whose statements the engine's policy then judges.
 fn parse(parser: &PostgresCompatibilityParser, text: &str) -> anyhow::Result<Vec<Parsed>> {
-    let parsed = super::catalog::with_search_path(parser, text).unwrap_or_else(|| parser.parse(text));
-    let parsed = super::catalog_types::replaced(parser, text).unwrap_or(parsed).map(super::catalog_types::rewrite);
+    let parsed = super::catalog_types::replaced(parser, text)
+        .unwrap_or_else(|| super::catalog::parse_client_sql(parser, text))
+        .map(super::catalog_types::rewrite);
     match parsed {
         Ok(statements) => Ok(statements
             .iter()
@@ -148,6 +149,7 @@ fn tag_of(statement: &Statement) -> &'static str {
         Statement::CreateView { .. } => "CREATE VIEW",
         Statement::Drop { .. } => "DROP",
         Statement::Set(_) => "SET",
+        Statement::Prepare { .. } => "PREPARE",
         _ => "OK",
     }
 }
