@@ -50,7 +50,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 /// psql with `args`, optionally as another user or in a namespace:
 /// (stdout, stderr, success).
 /// `as_user`: (user, group) to run as, with no supplementary groups.
-fn psql(ns: Option<&Netns>, as_user: Option<(&str, &str)>, env: &[(&str, &str)], args: &[&str]) -> (String, String, bool) {
+pub fn psql(ns: Option<&Netns>, as_user: Option<(&str, &str)>, env: &[(&str, &str)], args: &[&str]) -> (String, String, bool) {
     let mut cmd = match ns {
         Some(ns) => {
             let mut c = Command::new("ip");

@@ -22,6 +22,7 @@ pub mod catalog;
 pub mod connection;
 pub mod encode;
 pub mod framing;
+pub mod notices;
 pub mod session;
 pub mod socket_dir;
 
@@ -178,7 +179,8 @@ impl PgServer {
     fn handlers(&self, admission: Admission, root: bool) -> Handlers {
         let (source, limits) = (self.source.clone(), self.limits);
         let make = Box::new(move || {
-            let engine = Engine::with(&source, Policy::default(), limits)?;
+            // Its statements' warnings and notes go to this client only.
+            let engine = Engine::with(&source, Policy::default(), limits)?.with_notices(crate::notice::Mode::Keep(Default::default()));
             catalog::setup(&engine)?;
             Ok(engine)
         });
