@@ -250,3 +250,56 @@ impl Notices {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kept(f: impl FnOnce()) -> Vec<Notice> {
+        let heard = Heard::default();
+        let notices = Notices::new(Mode::Keep(heard.clone()));
+        {
+            let _in = notices.enter();
+            f();
+        }
+        heard.take()
+    }
+
+    #[test]
+    fn a_statement_says_each_thing_once_and_the_next_says_it_again() {
+        let say = || {
+            warn_once("k", "bad\nname");
+            warn_once("k", "bad\nname");
+            note_once("n", "a note");
+        };
+        let first = kept(say);
+        assert_eq!(first, [Notice { level: Level::Warning, text: "bad\\nname".into() }, Notice { level: Level::Note, text: "a note".into() }]);
+        assert_eq!(kept(say), first, "a new statement says it again");
+        assert_eq!(first[0].line(), "sockql: warning: bad\\nname");
+    }
+
+    #[test]
+    fn the_current_statement_is_per_thread_and_restored_after() {
+        let outer = Notices::new(Mode::Keep(Heard::default()));
+        let inner = Notices::new(Mode::Keep(Heard::default()));
+        let _o = outer.enter();
+        {
+            let _i = inner.enter();
+            assert!(Arc::ptr_eq(&Notices::current().unwrap().0, &inner.0));
+            // Another thread has none unless a scan hands them over.
+            assert!(std::thread::spawn(|| Notices::current().is_none()).join().unwrap());
+            let carried = Notices::current();
+            std::thread::spawn(move || Notices::within(carried.as_ref(), || warn_once("t", "from a reader"))).join().unwrap();
+        }
+        assert!(Arc::ptr_eq(&Notices::current().unwrap().0, &outer.0));
+        let Mode::Keep(heard) = &inner.0.mode else { unreachable!() };
+        assert_eq!(heard.take().len(), 1);
+    }
+
+    #[test]
+    fn a_statement_keeps_a_bounded_number() {
+        let all = kept(|| (0..1000).for_each(|i| warn_once(&i.to_string(), format!("w{i}"))));
+        assert_eq!(all.len(), MAX_PER_STATEMENT + 1);
+        assert!(all[MAX_PER_STATEMENT].text.contains("left out"), "{:?}", all.last());
+    }
+}
