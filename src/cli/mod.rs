@@ -151,6 +151,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(Command::Capture { out: target, filter }) = &args.command {
         return capture::to_pcap(&engine, &source, filter.as_deref(), target).await;
     }
+    // A recorder runs the same statements every interval: each warning
+    // is printed the first time only.
+    let engine = match &args.command {
+        Some(Command::Record { .. }) => engine.with_notices(crate::notice::Mode::PrintOnce),
+        _ => engine,
+    };
     if let Some(Command::Record { out: target, every, events: true, .. }) = &args.command {
         let store = crate::history::store::HistoryStore::open(target, true)?;
         let recorder = crate::history::events::EventRecorder {

@@ -45,10 +45,22 @@ pub async fn watch(runner: &dyn QueryRunner, sql: &SqlSource, every: Duration, o
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut tick = 0;
+    let mut said = std::collections::HashSet::new();
     loop {
         let next = tokio::time::Instant::now() + every;
         tokio::select! {
-            results = runner.run(sql) => print_tick(out, opts, sql, every, &results?, tick)?,
+            (results, notices) = runner.run_keeping_notices(sql) => {
+                let printed = results.and_then(|r| print_tick(out, opts, sql, every, &r, tick));
+                // The table format redraws the screen, which would wipe a
+                // warning printed once: it is printed under every redraw.
+                // The appending formats print each distinct one once.
+                for n in notices {
+                    if opts.format == Format::Table || said.insert(n.clone()) {
+                        n.print();
+                    }
+                }
+                printed?
+            }
             _ = &mut ctrl_c => return Ok(()),
         }
         tick += 1;

@@ -149,11 +149,13 @@ pub fn run_in<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> std::io::Res
         // The pid we knew it by has exited and its number was reused.
         return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "namespace is gone"));
     }
+    // What the reader says there belongs to the caller's statement.
+    let notices = crate::notice::Notices::current();
     std::thread::scope(|s| {
         s.spawn(move || {
             // On this short-lived thread only: the caller's threads never move.
             nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
-            Ok(f())
+            Ok(crate::notice::Notices::within(notices.as_ref(), f))
         })
         .join()
         .map_err(|_| std::io::Error::other("reader thread panicked"))?

@@ -22,6 +22,7 @@ use datafusion::sql::sqlparser::ast::Spanned;
 
 use super::catalog::catalog_statement;
 use super::deadline::Deadline;
+use crate::notice::{Heard, Mode, Notice, Notices};
 pub use crate::query::policy::Policy;
 use crate::query::statements::Statements;
 use crate::tables::{register_all, SourceOptions};
@@ -116,6 +117,13 @@ pub trait QueryRunner {
         self.run_into(sql, &mut all).await?;
         Ok(all.results)
     }
+
+    /// [`QueryRunner::run`], with the warnings and notes of its statements
+    /// kept for the caller instead of printed (watch prints them where its
+    /// redrawn screen does not hide them).
+    async fn run_keeping_notices(&self, sql: &SqlSource) -> (anyhow::Result<Vec<StatementResult>>, Vec<Notice>) {
+        (self.run(sql).await, Vec::new())
+    }
 }
 
 /// Resource bounds of a session.
@@ -148,6 +156,9 @@ pub struct Engine {
     /// Each run on a tokio runtime of its own, at this nice value (see
     /// [`Engine::isolated`]); None: on the caller's runtime.
     isolated: Option<i32>,
+    /// Where its statements' warnings and notes go (a `Keep` list is made
+    /// for each run: see [`QueryStream::take_notices`]).
+    notices: Mode,
 }
 
 /// What the query thread sends to the caller, which prints.
@@ -220,7 +231,13 @@ impl Engine {
         // to it (query/budget.rs says why this and not a process limit).
         super::budget::budget_functions(&ctx);
         super::budget::return_large_allocations();
-        Ok(Engine { ctx, policy, limits, snapshots: Default::default(), isolated: None })
+        Ok(Engine { ctx, policy, limits, snapshots: Default::default(), isolated: None, notices: Mode::default() })
+    }
+
+    /// This session, its statements' warnings and notes sent as `mode`
+    /// says (`Keep`: each run keeps its own, for [`QueryStream::take_notices`]).
+    pub fn with_notices(&self, mode: Mode) -> Engine {
+        Engine { notices: mode, ..self.clone() }
     }
 
     /// Run every statement's work (DataFusion's partition tasks, the
@@ -355,7 +372,7 @@ impl Engine {
 
     /// Parse and run every statement of `sql` in order, one at a time;
     /// stops at the first failing statement. Runs on the query thread.
-    async fn produce(&self, sql: &SqlSource, tx: &Events, deadline: &Deadline) -> anyhow::Result<()> {
+    async fn produce(&self, sql: &SqlSource, tx: &Events, deadline: &Deadline, notices: &Mode) -> anyhow::Result<()> {
         let at = |line: Option<usize>, e: anyhow::Error| match (&sql.origin, line) {
             (Some(origin), Some(line)) => e.context(format!("{origin}:{line}")),
             (Some(origin), None) => e.context(origin.clone()),
@@ -371,6 +388,9 @@ impl Engine {
         while let Some(statement) = statements.next_statement() {
             let statement = statement.map_err(parse_error)?;
             let line = statement_line(&statement);
+            // Each statement says its warnings again; planning reports on
+            // this thread, and each scan takes them to its reader.
+            let _said_here = Notices::new(notices.clone()).enter();
             self.run_statement(statement, &sql.params, tx, deadline).await.map_err(|e| at(line, exhausted_hint(e)))?;
             ran += 1;
         }
@@ -407,6 +427,27 @@ impl QueryRunner for Engine {
             }
         }
         Ok(())
+    }
+
+    async fn run_keeping_notices(&self, sql: &SqlSource) -> (anyhow::Result<Vec<StatementResult>>, Vec<Notice>) {
+        let mut all = Collect::reserving(&self.ctx.runtime_env().memory_pool);
+        let mut stream = match self.with_notices(Mode::Keep(Default::default())).stream(sql) {
+            Ok(s) => s,
+            Err(e) => return (Err(e), Vec::new()),
+        };
+        let result = async {
+            while let Some(event) = stream.next().await? {
+                match event {
+                    Event::Start(schema) => all.start(schema)?,
+                    Event::Batch(batch) => all.batch(&batch)?,
+                    Event::End => all.end()?,
+                }
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        let notices = stream.take_notices();
+        (result.map(|()| all.results).map_err(exhausted_hint), notices)
     }
 }
 
@@ -488,6 +529,8 @@ pub struct QueryStream {
     /// The run's own deadline, which its scalar functions check: stopped
     /// when the stream is dropped, so work no one waits for ends.
     stop: Deadline,
+    /// The run's warnings and notes, when its engine keeps them.
+    kept: Heard,
 }
 
 impl Drop for QueryStream {
@@ -523,6 +566,21 @@ impl QueryStream {
     /// --timeout): a front end that sends rows bounds its sending by it.
     pub fn deadline(&self) -> Option<(tokio::time::Instant, std::time::Duration)> {
         self.deadline
+    }
+
+    /// The warnings and notes its statements said since the last call, in
+    /// order (none unless the engine keeps them: [`Mode::Keep`]). Once
+    /// [`QueryStream::next`] has given a statement's `End` (or its error),
+    /// that statement's are all here.
+    pub fn take_notices(&self) -> Vec<Notice> {
+        self.kept.take()
+    }
+
+    /// Where [`QueryStream::take_notices`] takes them from, to take them
+    /// after the stream is gone (its statement failed, or its rows were
+    /// handed on).
+    pub fn heard(&self) -> Heard {
+        self.kept.clone()
     }
 }
 
@@ -568,11 +626,16 @@ impl Engine {
         let deadline = stop.at().map(|(at, t)| (tokio::time::Instant::from_std(at), t));
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let (engine, source, run) = (self.clone(), sql.clone(), stop.clone());
+        let kept = Heard::default();
+        let notices = match &self.notices {
+            Mode::Keep(_) => Mode::Keep(kept.clone()),
+            other => other.clone(),
+        };
         let worker = query_thread(self.isolated, move |handle| {
             let _held = guard;
-            handle.block_on(engine.produce(&source, &tx, &run))
+            handle.block_on(engine.produce(&source, &tx, &run, &notices))
         })?;
-        Ok(QueryStream { rx, worker: Some(worker), deadline, stop })
+        Ok(QueryStream { rx, worker: Some(worker), deadline, stop, kept })
     }
 
     /// Plan the single statement in `sql` and check it against the policy,
@@ -584,6 +647,9 @@ impl Engine {
         let (engine, text) = (self.clone(), sql.text.clone());
         let worker = query_thread(self.isolated, move |handle| {
             let _held = guard;
+            // What planning says is said again when the statement runs,
+            // and belongs to that run: here it is dropped.
+            let _unheard = Notices::new(Mode::Keep(Default::default())).enter();
             handle.block_on(engine.plan_only(&text))
         })?;
         match self.limits.timeout {

@@ -101,7 +101,10 @@ pub async fn scrape(s: &Scraper, format: Format, deadline: Deadline) -> Result<S
     let (mut durations, mut up, mut dropped, mut rows) = (String::new(), String::new(), String::new(), String::new());
     use std::fmt::Write;
     let limits = Limits { memory: s.options.memory, timeout: Some(s.options.scrape_timeout) };
-    let session = Engine::with(&s.options.source, Policy::default(), limits).map(|e| e.isolated(0));
+    // Every scrape runs the same queries: a warning is logged on stderr
+    // the first time this process sees it, not at every scrape.
+    let session = Engine::with(&s.options.source, Policy::default(), limits)
+        .map(|e| e.isolated(0).with_notices(crate::notice::Mode::PrintOnce));
     let sources: Vec<anyhow::Result<SqlSource>> = s.queries.iter().map(|q| q.source(&[])).collect();
     if let Ok(engine) = &session {
         let wanted: Vec<SqlSource> = sources.iter().filter_map(|s| s.as_ref().ok().cloned()).collect();

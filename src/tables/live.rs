@@ -86,6 +86,9 @@ pub struct LivePartition {
     schema: SchemaRef,
     label: String,
     producer: Arc<Producer>,
+    /// The statement that planned this scan: its reader's warnings and
+    /// notes go there, from whichever thread reads.
+    notices: Option<crate::notice::Notices>,
 }
 
 impl LivePartition {
@@ -95,7 +98,7 @@ impl LivePartition {
         label: String,
         producer: impl Fn(&BatchSink) -> anyhow::Result<()> + Send + Sync + 'static,
     ) -> Self {
-        LivePartition { schema, label, producer: Arc::new(producer) }
+        LivePartition { schema, label, producer: Arc::new(producer), notices: crate::notice::Notices::current() }
     }
 
     /// A partition whose rows have the `projection` of `defs`, as a
@@ -124,13 +127,15 @@ impl LivePartition {
         // after its build side is done. A report that joins a capture to
         // sockets so sees the sockets as they are when the capture ends
         // (connections opened during it included), not as they were before.
-        let (schema, producer) = (self.schema.clone(), self.producer.clone());
+        let (schema, producer, notices) = (self.schema.clone(), self.producer.clone(), self.notices.clone());
         let start = async move {
             // Two batches in flight: enough to overlap kernel reads with
             // query work, small enough that memory stays a couple of batches.
             let mut builder = RecordBatchReceiverStream::builder(schema, 2);
             let sink = BatchSink { tx: builder.tx(), metrics };
-            builder.spawn_blocking(move || producer(&sink).map_err(|e| DataFusionError::External(e.into())));
+            builder.spawn_blocking(move || {
+                crate::notice::Notices::within(notices.as_ref(), || producer(&sink)).map_err(|e| DataFusionError::External(e.into()))
+            });
             builder.build()
         };
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), futures::stream::once(start).flatten()))

@@ -14,6 +14,7 @@ mod layers;
 mod conntrack;
 mod namespaces;
 mod netns;
+mod notices;
 mod owners;
 mod pcap;
 mod packet_reports;

@@ -109,6 +109,8 @@ pub fn show_name(words: &str) -> String {
         "session authorization" => "session_authorization".into(),
         _ => words,
     }
+}
+
 /// A client's text as statements DataFusion plans: the compatibility
 /// parser's rewrites (with Grafana's search_path and pg_catalog's
 /// regclass names seen to first), then those psql's meta-commands need.

@@ -30,6 +30,7 @@ pub mod pg_attribute;
 pub mod pg_overlay;
 pub mod psql_fns;
 pub mod psql_rewrite;
+pub mod notices;
 pub mod session;
 pub mod socket_dir;
 pub mod type_catalog;
@@ -186,9 +187,12 @@ impl PgServer {
     fn handlers(&self, admission: Admission, root: bool, key: &cancel::Key) -> Handlers {
         let (source, limits) = (self.source.clone(), self.limits);
         let make = Box::new(move || {
-            // Other users' queries yield the CPU to root's (query/priority.rs).
+            // Other users' queries yield the CPU to root's (query/priority.rs);
+            // its statements' warnings and notes go to this client only.
             let nice = if root { 0 } else { crate::query::priority::OTHER_USERS };
-            let engine = Engine::with(&source, Policy::default(), limits)?.isolated(nice);
+            let engine = Engine::with(&source, Policy::default(), limits)?
+                .isolated(nice)
+                .with_notices(crate::notice::Mode::Keep(Default::default()));
             catalog::setup(&engine)?;
             Ok(engine)
         });

@@ -23,7 +23,7 @@ use datafusion::sql::sqlparser::ast::{Set, Statement};
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use futures::{Sink, SinkExt};
 use pgwire::api::portal::{Format, Portal};
-use pgwire::api::query::{send_execution_response, send_query_response, ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::query::{send_execution_response, ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
@@ -35,7 +35,7 @@ use pgwire::messages::simplequery::Query;
 use pgwire::messages::PgWireBackendMessage;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use super::encode;
+use super::{encode, notices};
 use crate::query::engine::{Described, Engine, Event, QueryStream, SqlSource, TimedOut};
 use crate::query::statements::{StatementError, Statements};
 
@@ -203,6 +203,8 @@ pub struct Session {
     timeout: Mutex<Option<Duration>>,
     /// Woken by a CancelRequest naming this connection (cancel.rs).
     cancel: Arc<super::cancel::Target>,
+    /// The warnings and notes of the statement running now (notices.rs).
+    heard: Mutex<crate::notice::Heard>,
 }
 
 /// The handlers pgwire calls for one connection, all on its session.
@@ -221,6 +223,7 @@ impl Session {
             hang_up: Notify::new(),
             timeout: Mutex::new(None),
             cancel: Arc::default(),
+            heard: Mutex::default(),
         }
     }
 
@@ -290,6 +293,9 @@ impl Session {
         // closed), `--pg-max-queries` counts work that is really running.
         let permit = self.slot().await?;
         let mut running = self.engine()?.stream_holding(&source, permit).map_err(pg_error)?;
+        if let Ok(mut heard) = self.heard.lock() {
+            *heard = running.heard();
+        }
         let deadline = running.deadline();
         match running.next().await.map_err(pg_error)? {
             None => Ok(Response::Execution(Tag::new(tag))),
@@ -312,6 +318,11 @@ impl Session {
             }
             Some(other) => Err(pg_error(anyhow::anyhow!("unexpected {other:?} before the statement's start"))),
         }
+    }
+
+    /// What the statement run last has said and not yet told.
+    fn heard(&self) -> crate::notice::Heard {
+        self.heard.lock().map(|h| h.clone()).unwrap_or_default()
     }
 
     fn answer_local(&self, what: &Local) -> PgWireResult<Response> {
@@ -520,22 +531,29 @@ impl SimpleQueryHandler for Handler {
                 Some(what) => session.answer_local(what),
                 None => session.run(SqlSource::inline(statement.sql), statement.tag, statement.names.as_deref(), &Format::UnifiedText).await,
             };
+            // What the statement said goes before its end (notices.rs).
+            let heard = session.heard();
             // A failed statement ends the text, as in PostgreSQL; earlier
             // answers are already sent.
             let response = match response {
-                Err(PgWireError::UserError(info)) => return Ok(vec![Response::Error(info)]),
+                Err(PgWireError::UserError(info)) => {
+                    notices::tell(client, &heard).await?;
+                    return Ok(vec![Response::Error(info)]);
+                }
                 other => other?,
             };
-            if i == last {
-                return Ok(vec![response]);
-            }
-            // Every statement but the last is sent here, its rows streamed
-            // to the client before the next statement runs: nothing is kept.
+            // Every statement is sent here, its rows streamed to the client
+            // before the next statement runs: nothing is kept. (pgwire
+            // answers the last one's transaction commands: they change the
+            // status it reports.)
             match response {
-                Response::Query(rows) => send_query_response(client, rows, true).await?,
-                Response::Execution(tag) | Response::TransactionStart(tag) | Response::TransactionEnd(tag) => {
+                Response::Query(rows) => notices::send_query_response(client, rows, true, &heard).await?,
+                Response::Execution(tag) => {
+                    notices::tell(client, &heard).await?;
                     send_execution_response(client, tag).await?
                 }
+                other if i == last => return Ok(vec![other]),
+                Response::TransactionStart(tag) | Response::TransactionEnd(tag) => send_execution_response(client, tag).await?,
                 other => return Ok(vec![other]),
             }
         }
@@ -622,7 +640,7 @@ impl ExtendedQueryHandler for Handler {
         self.within_deadline(client, true, async |client: &mut C| self._on_execute(client, message).await).await
     }
 
-    async fn do_query<C>(&self, _client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, max_rows: usize) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Prepared>,
@@ -634,7 +652,24 @@ impl ExtendedQueryHandler for Handler {
             Prepared::Local(what) => session.answer_local(what),
             Prepared::Query { sql, described, tag, names } => {
                 let source = SqlSource { text: sql.clone(), params: parameters(portal, described)?, ..Default::default() };
-                session.run(source, tag, names.as_deref(), &portal.result_column_format).await
+                let response = session.run(source, tag, names.as_deref(), &portal.result_column_format).await;
+                let heard = session.heard();
+                match response {
+                    // All rows asked for (every common driver): sent here,
+                    // then what the statement said, then pgwire's
+                    // CommandComplete.
+                    Ok(Response::Query(rows)) if max_rows == 0 => {
+                        let tag = Tag::new(&rows.command_tag.clone()).with_rows(notices::send_rows(client, rows, &heard).await?);
+                        notices::tell(client, &heard).await?;
+                        Ok(Response::Execution(tag))
+                    }
+                    // A portal read in parts is pgwire's to suspend: what
+                    // planning said goes before its rows.
+                    other => {
+                        notices::tell(client, &heard).await?;
+                        other
+                    }
+                }
             }
         }
     }

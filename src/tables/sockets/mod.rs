@@ -26,8 +26,6 @@ mod pushdown;
 mod read;
 mod rows;
 
-use std::collections::HashSet;
-use std::sync::Mutex;
 
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 
@@ -173,40 +171,36 @@ mod tests {
 #[derive(Debug)]
 pub struct SocketsTable {
     options: SourceOptions,
-    warned: Mutex<HashSet<String>>,
 }
 
 impl SocketsTable {
     pub fn new(options: SourceOptions) -> Self {
-        SocketsTable { options, warned: Mutex::default() }
+        SocketsTable { options }
     }
 
-    /// Warn (once per literal) about an address comparison that can never
-    /// match because the literal is written as ss prints endpoints.
+    /// Warn (once per literal, in the statement planning this) about an
+    /// address comparison that can never match because the literal is
+    /// written as ss prints endpoints.
     fn check_addresses(&self, column: &str, literals: &[&str]) {
         for lit in literals {
             let Some(hint) = address_hint(column, lit) else { continue };
-            if self.warned.lock().map(|mut w| w.insert(format!("{column}={lit}"))).unwrap_or(false) {
-                crate::stderrln!("sockql: warning: '{}' is not an address, so it matches no row; {hint}", crate::notice::escape_controls(lit));
-            }
+            crate::notice::warn_once(&format!("address:{column}={lit}"), format!("'{lit}' is not an address, so it matches no row; {hint}"));
         }
     }
 
-    /// Warn (once per name) about a state comparison that can never match.
+    /// Warn (once per name, in the statement planning this) about a state
+    /// comparison that can never match.
     fn check_state_names(&self, names: &[&str]) {
         for name in names.iter().filter(|n| tcp_state::bits(n).is_none()) {
-            let first = self.warned.lock().map(|mut w| w.insert(name.to_string())).unwrap_or(false);
-            if first {
-                let hint = match tcp_state::ss_spelling(name) {
-                    Some(s) if tcp_state::is_respelling(name, s) => format!(" (did you mean '{s}'?)"),
-                    Some(s) => format!(" (ss spells it {s})"),
-                    None => String::new(),
-                };
-                crate::stderrln!(
-                    "sockql: warning: '{name}' is not a socket state{hint}, so it matches no row; states are: {}",
-                    tcp_state::ALL.join(", ")
-                );
-            }
+            let hint = match tcp_state::ss_spelling(name) {
+                Some(s) if tcp_state::is_respelling(name, s) => format!(" (did you mean '{s}'?)"),
+                Some(s) => format!(" (ss spells it {s})"),
+                None => String::new(),
+            };
+            crate::notice::warn_once(
+                &format!("state:{name}"),
+                format!("'{name}' is not a socket state{hint}, so it matches no row; states are: {}", tcp_state::ALL.join(", ")),
+            );
         }
     }
 }
