@@ -545,6 +545,10 @@ impl QueryStream {
     pub async fn next(&mut self) -> anyhow::Result<Option<Event>> {
         let received = match self.deadline {
             None => self.rx.recv().await,
+            // Past the deadline, the run is over even if rows are waiting:
+            // timeout_at polls the receive first, so a run whose batches
+            // are always ready would never see its deadline pass.
+            Some((at, t)) if tokio::time::Instant::now() >= at => return Err(timed_out(t)),
             Some((at, t)) => tokio::time::timeout_at(at, self.rx.recv()).await.map_err(|_| timed_out(t))?,
         };
         if let Some(event) = received {
@@ -753,6 +757,27 @@ mod tests {
         assert!(engine.context().runtime_env().memory_pool.reserved() >= 800_000);
         drop(kept);
         assert_eq!(engine.context().runtime_env().memory_pool.reserved(), 0);
+    }
+
+    /// A reader slower than the query keeps batches always waiting: the
+    /// run still ends at its deadline (timeout_at alone polled the waiting
+    /// batch first, and never saw the deadline pass).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_whose_rows_are_always_ready_ends_at_its_deadline() {
+        let timeout = std::time::Duration::from_millis(500);
+        let limits = Limits { memory: None, timeout: Some(timeout) };
+        let engine = Engine::with(&SourceOptions::default(), Policy::default(), limits).unwrap();
+        let mut stream = engine.stream(&SqlSource::inline("SELECT value FROM range(1000000000)")).unwrap();
+        let start = std::time::Instant::now();
+        let ended = loop {
+            match stream.next().await {
+                Ok(Some(_)) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                other => break other,
+            }
+            assert!(start.elapsed() < timeout * 6, "still reading rows {:?} after a {timeout:?} timeout", start.elapsed());
+        };
+        let e = ended.err().expect("the run ended without its timeout");
+        assert!(e.is::<TimedOut>(), "{e:#}");
     }
 
     #[test]
