@@ -468,13 +468,8 @@ fn cpu_heavy_queries_of_a_user_do_not_hold_up_roots_psql_or_a_scrape() {
     };
     let heavy = "SELECT sum(levenshtein(repeat('a', 2000), repeat('b', 2000) || value)) FROM range(100000)";
     let mut busy: Vec<std::process::Child> = (0..2).map(|_| psql("nobody", heavy).spawn().unwrap()).collect();
-    // Both are running: two query threads, and the server is computing.
-    crate::common::eventually(Duration::from_secs(5), || (query_threads(pid) >= 2).then_some(()));
-    crate::common::eventually(Duration::from_secs(5), || {
-        let before = cpu_seconds(pid);
-        std::thread::sleep(Duration::from_millis(500));
-        (cpu_seconds(pid) - before > 0.3).then_some(())
-    });
+    // Both are running: two query threads.
+    crate::common::eventually(Duration::from_secs(8), || (query_threads(pid) >= 2).then_some(()));
     let get = |path: &str| {
         let mut s = std::net::TcpStream::connect(http).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
