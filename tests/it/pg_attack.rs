@@ -648,6 +648,76 @@ fn pg_attack_a_failed_scram_login_names_the_startup_user() {
 }
 
 // ---------------------------------------------------------------------
+// Planning a prepared statement (Parse) takes a query slot
+// ---------------------------------------------------------------------
+
+/// A statement within every statement-size bound whose planning takes
+/// seconds on a debug build: 32 joins (the bound) of `sockets`, every
+/// column of all 33 selected. Measured on this machine's debug build: one
+/// Parse of it plans in 3.1 s, two at once in 5.8 s each.
+fn slow_to_plan() -> String {
+    let joins: Vec<String> = (1..=32).map(|i| format!("JOIN sockets s{i} ON s{i}.inode = s0.inode")).collect();
+    format!("SELECT * FROM sockets s0 {}", joins.join(" "))
+}
+
+/// Query threads (planning or running) of the server now.
+fn query_threads(pid: u32) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks.flatten().filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "sockql-query")).count()
+}
+
+/// Parse (planning a prepared statement) is query work: with
+/// `--pg-max-queries 1` root has two slots (the shared one and its
+/// reserved one); two clients' Parse of a statement that takes seconds to
+/// plan hold both until their planning threads finish, even after
+/// --timeout (1 s) has answered them. A third client's query meanwhile
+/// waits its --timeout for a slot and is refused (53300), instead of
+/// running beside the planning; once planning ends the slots are free
+/// again. Before acd5f94 Parse took no slot: the third client's SELECT 1
+/// was answered at once while any number of plans ran.
+#[test]
+fn pg_attack_planning_a_prepared_statement_holds_a_query_slot() {
+    let mut server = Server::start("pgplanslot", None, 10, &["--pg-max-queries", "1", "--timeout", "1s"], None);
+    let sql = slow_to_plan();
+    let mut planners: Vec<Conn> = (0..2).map(|_| logged_in(&server)).collect();
+    let t0 = Instant::now();
+    for c in &mut planners {
+        let mut body = format!("slow\0{sql}\0").into_bytes();
+        body.extend_from_slice(&0u16.to_be_bytes());
+        c.write_all(&typed(b'P', &body)).unwrap();
+        c.write_all(&typed(b'S', b"")).unwrap();
+    }
+    // --timeout answers both Parses (the plans go on).
+    for c in &mut planners {
+        let got = c.until_ready();
+        let codes: Vec<String> = got.iter().filter(|m| m.0 == b'E').map(|m| sqlstate(&m.1)).collect();
+        assert_eq!(codes.len(), 1, "a Parse that plans for seconds ends at --timeout: {got:?}");
+    }
+    let answered = t0.elapsed();
+    let planning = query_threads(server.pid());
+    assert_eq!(planning, 2, "the two plans still run after --timeout answered them ({answered:?})");
+    // A third client's query finds no slot within its --timeout.
+    let mut third = logged_in(&server);
+    let asked = Instant::now();
+    third.write_all(&typed(b'Q', b"SELECT 1\0")).unwrap();
+    let got = third.until_ready();
+    let refused: Vec<(String, String)> = got.iter().filter(|m| m.0 == b'E').map(|m| (sqlstate(&m.1), error_text(&m.1))).collect();
+    assert!(!got.iter().any(|m| m.0 == b'D'), "a query ran beside two plans holding both of root's slots: {got:?}");
+    assert_eq!(refused.len(), 1, "{got:?}");
+    assert_eq!(refused[0].0, "53300", "{refused:?}");
+    assert!(asked.elapsed() >= Duration::from_millis(900), "refused after {:?}, before its --timeout", asked.elapsed());
+    // The planning threads were still running when it was refused.
+    assert!(query_threads(server.pid()) >= 1, "the plans ended before the refusal; the test proved nothing");
+    // The slots come back when planning ends: the same client's next
+    // SELECT 1 is answered, and no query thread is left.
+    let back = eventually(Duration::from_secs(60), || simple_select_1(&mut third).then_some(t0.elapsed()));
+    eventually(WAIT, || (query_threads(server.pid()) == 0).then_some(()));
+    eprintln!("Parses answered by --timeout after {answered:?}; the slots were free again after {back:?}");
+    server.assert_sound("planning holds a slot");
+    server.root_psql();
+}
+
+// ---------------------------------------------------------------------
 // The protocol fuzzer
 // ---------------------------------------------------------------------
 
