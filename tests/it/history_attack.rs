@@ -369,3 +369,81 @@ fn s3_history_gets_the_same_checks() {
     assert!(w.iter().any(|l| l.contains(&key(&wrong_path)) && l.contains("column 'state' is Int64")), "{err}");
     assert!(w.iter().any(|l| l.contains(&key(&bad_path)) && l.contains("cannot be decoded")), "{err}");
 }
+
+/// A host directory that its owner (user nobody, who owns `sockets/`)
+/// swaps for a link to a root-only directory and back, as fast as it
+/// can, while queries read the tree. Listing by path (read_dir after an
+/// lstat) followed the link whenever the swap fell between the two: the
+/// secret directory's file names were listed and named in warnings (its
+/// rows never, as files are opened by descriptor and their identity
+/// checked). Now each directory is opened from its parent's descriptor
+/// with O_NOFOLLOW and listed through its own: neither rows nor names of
+/// the secret directory appear, and the genuine rows all count.
+#[test]
+fn a_directory_swapped_for_a_link_mid_walk_is_never_listed() {
+    require_root();
+    let h = genuine("swap");
+    let date = h.date_dir.file_name().unwrap().to_owned();
+    let secret = std::env::temp_dir().join(format!("sockql-hatk-swapsecret-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&secret);
+    std::fs::create_dir_all(secret.join(&date)).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let secret_rows = h.rows_with_state(2, Arc::new(StringArray::from(vec!["SECRET-ROW", "SECRET-ROW"])));
+    for i in 0..4 {
+        write(&secret.join(&date).join(format!("SECRETNAME{i}.parquet")), std::slice::from_ref(&secret_rows), WriterProperties::builder().build());
+    }
+    // nobody owns the table directory and eight host directories in it.
+    let sockets = h.dir.join("sockets");
+    // `record` made the tree root's own (0700): nobody may reach it.
+    std::fs::set_permissions(&h.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hosts = 8;
+    for i in 0..hosts {
+        h.plant_dir(&format!("host=swap{i}"));
+    }
+    for entry in walkdir_of(&sockets) {
+        if entry != h.host_dir && !entry.starts_with(&h.host_dir) {
+            std::os::unix::fs::chown(&entry, Some(65534), Some(65534)).unwrap();
+        }
+    }
+    let swap = format!(
+        "import os,time\nend=time.time()+60\nwhile time.time()<end:\n  for i in range({hosts}):\n    real='{base}/host=swap'+str(i); hold='{base}/.hold'+str(i)\n    try:\n      os.rename(real,hold); os.symlink('{secret}',real); time.sleep(0.0003); os.unlink(real); os.rename(hold,real); time.sleep(0.0003)\n    except OSError:\n      pass\n",
+        base = sockets.display(),
+        secret = secret.display()
+    );
+    let mut swapper = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", &swap])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (mut links_seen, mut runs) = (0, 0);
+    let started = std::time::Instant::now();
+    while runs < 12 && started.elapsed() < std::time::Duration::from_secs(30) {
+        let m = count_rows(&h, &[], "SELECT state, count(*) AS n FROM history.sockets GROUP BY state");
+        runs += 1;
+        assert!(m.ok, "{}", m.err);
+        assert!(!m.out.contains("SECRET"), "a row of the root-only directory was read: {}", m.out);
+        assert!(!m.err.contains("SECRETNAME"), "the root-only directory was listed: {}", m.err);
+        assert_eq!(parse_ndjson(&m.out), vec![serde_json::json!({"state": "LISTEN", "n": 3})], "{}", m.err);
+        links_seen += warnings(&m.err).iter().filter(|l| l.contains("host=swap") && l.contains("symbolic link")).count();
+    }
+    let _ = swapper.kill();
+    let _ = swapper.wait();
+    let _ = std::fs::remove_dir_all(&secret);
+    eprintln!("{runs} queries; {links_seen} warnings named a host=swap link");
+    // The swap was live while the tree was read.
+    assert!(links_seen > 0, "no query saw a link: the attack did not run");
+}
+
+/// Every directory and file below `dir`, `dir` included (no link followed).
+fn walkdir_of(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        let d = out[i].clone();
+        i += 1;
+        if std::fs::symlink_metadata(&d).is_ok_and(|m| m.is_dir()) {
+            out.extend(std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    out
+}

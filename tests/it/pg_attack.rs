@@ -648,6 +648,76 @@ fn pg_attack_a_failed_scram_login_names_the_startup_user() {
 }
 
 // ---------------------------------------------------------------------
+// Planning a prepared statement (Parse) takes a query slot
+// ---------------------------------------------------------------------
+
+/// A statement within every statement-size bound whose planning takes
+/// seconds on a debug build: 32 joins (the bound) of `sockets`, every
+/// column of all 33 selected. Measured on this machine's debug build: one
+/// Parse of it plans in 3.1 s, two at once in 5.8 s each.
+fn slow_to_plan() -> String {
+    let joins: Vec<String> = (1..=32).map(|i| format!("JOIN sockets s{i} ON s{i}.inode = s0.inode")).collect();
+    format!("SELECT * FROM sockets s0 {}", joins.join(" "))
+}
+
+/// Query threads (planning or running) of the server now.
+fn query_threads(pid: u32) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks.flatten().filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "sockql-query")).count()
+}
+
+/// Parse (planning a prepared statement) is query work: with
+/// `--pg-max-queries 1` root has two slots (the shared one and its
+/// reserved one); two clients' Parse of a statement that takes seconds to
+/// plan hold both until their planning threads finish, even after
+/// --timeout (1 s) has answered them. A third client's query meanwhile
+/// waits its --timeout for a slot and is refused (53300), instead of
+/// running beside the planning; once planning ends the slots are free
+/// again. Before acd5f94 Parse took no slot: the third client's SELECT 1
+/// was answered at once while any number of plans ran.
+#[test]
+fn pg_attack_planning_a_prepared_statement_holds_a_query_slot() {
+    let mut server = Server::start("pgplanslot", None, 10, &["--pg-max-queries", "1", "--timeout", "1s"], None);
+    let sql = slow_to_plan();
+    let mut planners: Vec<Conn> = (0..2).map(|_| logged_in(&server)).collect();
+    let t0 = Instant::now();
+    for c in &mut planners {
+        let mut body = format!("slow\0{sql}\0").into_bytes();
+        body.extend_from_slice(&0u16.to_be_bytes());
+        c.write_all(&typed(b'P', &body)).unwrap();
+        c.write_all(&typed(b'S', b"")).unwrap();
+    }
+    // --timeout answers both Parses (the plans go on).
+    for c in &mut planners {
+        let got = c.until_ready();
+        let codes: Vec<String> = got.iter().filter(|m| m.0 == b'E').map(|m| sqlstate(&m.1)).collect();
+        assert_eq!(codes.len(), 1, "a Parse that plans for seconds ends at --timeout: {got:?}");
+    }
+    let answered = t0.elapsed();
+    let planning = query_threads(server.pid());
+    assert_eq!(planning, 2, "the two plans still run after --timeout answered them ({answered:?})");
+    // A third client's query finds no slot within its --timeout.
+    let mut third = logged_in(&server);
+    let asked = Instant::now();
+    third.write_all(&typed(b'Q', b"SELECT 1\0")).unwrap();
+    let got = third.until_ready();
+    let refused: Vec<(String, String)> = got.iter().filter(|m| m.0 == b'E').map(|m| (sqlstate(&m.1), error_text(&m.1))).collect();
+    assert!(!got.iter().any(|m| m.0 == b'D'), "a query ran beside two plans holding both of root's slots: {got:?}");
+    assert_eq!(refused.len(), 1, "{got:?}");
+    assert_eq!(refused[0].0, "53300", "{refused:?}");
+    assert!(asked.elapsed() >= Duration::from_millis(900), "refused after {:?}, before its --timeout", asked.elapsed());
+    // The planning threads were still running when it was refused.
+    assert!(query_threads(server.pid()) >= 1, "the plans ended before the refusal; the test proved nothing");
+    // The slots come back when planning ends: the same client's next
+    // SELECT 1 is answered, and no query thread is left.
+    let back = eventually(Duration::from_secs(60), || simple_select_1(&mut third).then_some(t0.elapsed()));
+    eventually(WAIT, || (query_threads(server.pid()) == 0).then_some(()));
+    eprintln!("Parses answered by --timeout after {answered:?}; the slots were free again after {back:?}");
+    server.assert_sound("planning holds a slot");
+    server.root_psql();
+}
+
+// ---------------------------------------------------------------------
 // The protocol fuzzer
 // ---------------------------------------------------------------------
 
@@ -832,18 +902,268 @@ fn exchange(c: &mut Conn, messages: &[Vec<u8>]) {
     let _ = c.closed_within(Duration::from_secs(5));
 }
 
+/// A certificate for 127.0.0.1 and its key, in `dir`: (cert, key).
+fn loopback_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let o = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        // An end-entity certificate (not a CA), as rustls requires of a peer.
+        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-keyout", key.to_str().unwrap(), "-out", cert.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "openssl: {}", String::from_utf8_lossy(&o.stderr));
+    (cert, key)
+}
+
+/// A TLS client (rustls, as the server uses) trusting only `cert`.
+fn tls_client(cert: &Path) -> Arc<tokio_rustls::rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().unwrap();
+    Arc::new(config.with_root_certificates(roots).with_no_client_auth())
+}
+
+fn tls_connection(config: &Arc<tokio_rustls::rustls::ClientConfig>) -> tokio_rustls::rustls::ClientConnection {
+    let name = rustls_pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+    tokio_rustls::rustls::ClientConnection::new(config.clone(), name).unwrap()
+}
+
+/// A real ClientHello (fresh random, key share), as TLS records.
+fn client_hello(config: &Arc<tokio_rustls::rustls::ClientConfig>) -> Vec<u8> {
+    let mut out = Vec::new();
+    tls_connection(config).write_tls(&mut out).unwrap();
+    out
+}
+
+/// What a hostile client sends once SSLRequest was answered 'S': garbage,
+/// records that lie about their length, a ClientHello cut short, damaged,
+/// followed by garbage or sent twice, alert and ChangeCipherSpec floods.
+fn tls_junk(rng: &mut Rng, hello: &[u8]) -> Vec<u8> {
+    let record = |kind: u8, len: u16, body: &[u8]| {
+        let mut r = vec![kind, 3, 3];
+        r.extend(len.to_be_bytes());
+        r.extend_from_slice(body);
+        r
+    };
+    match rng.below(9) {
+        0 => {
+            let n = 1 + rng.below(4096);
+            rng.bytes(n)
+        }
+        1 => {
+            // A record header claiming up to 64 KiB (TLS allows 16 KiB + 2,048).
+            let len = [0u16, 1, 0x4000, 0x4001, 0x4800, 0x4801, 0xffff][rng.below(7)];
+            let kind = [20u8, 21, 22, 23, 24, 0, 0xff][rng.below(7)];
+            let n = rng.below(512);
+            record(kind, len, &rng.bytes(n))
+        }
+        2 => hello[..rng.below(hello.len())].to_vec(),
+        3 => {
+            let n = rng.below(2048);
+            [hello.to_vec(), rng.bytes(n)].concat()
+        }
+        4 => {
+            let mut h = hello.to_vec();
+            for _ in 0..1 + rng.below(8) {
+                let i = rng.below(h.len());
+                h[i] = rng.next() as u8;
+            }
+            h
+        }
+        5 => [hello.to_vec(), hello.to_vec()].concat(),
+        6 => record(21, 2, &[2, 40]).repeat(1 + rng.below(2000)),
+        7 => record(20, 1, &[1]).repeat(1 + rng.below(2000)),
+        _ => {
+            // The ClientHello in one-byte handshake fragments, then silence.
+            let body = hello.get(5..).unwrap_or_default();
+            let keep = rng.below(body.len().max(1));
+            body[..keep].iter().flat_map(|b| record(22, 1, &[*b])).collect()
+        }
+    }
+}
+
+/// One TLS case over `conn` (already past SSLRequest and 'S'): a full
+/// handshake and then `after` (raw bytes on the socket when `raw`, else
+/// through TLS followed by close_notify); read until the server closes.
+fn tls_after_handshake(conn: TcpStream, config: &Arc<tokio_rustls::rustls::ClientConfig>, after: &[u8], raw: bool) -> Result<(), String> {
+    let mut tls = tokio_rustls::rustls::StreamOwned::new(tls_connection(config), conn);
+    tls.conn.complete_io(&mut tls.sock).map_err(|e| e.to_string())?;
+    if raw {
+        let _ = tls.sock.write_all(after);
+    } else {
+        let _ = tls.write_all(after);
+        tls.conn.send_close_notify();
+        let _ = tls.conn.complete_io(&mut tls.sock);
+    }
+    let _ = tls.sock.shutdown(std::net::Shutdown::Write);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        match tls.sock.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// A client that logs in over TCP with SCRAM (as ops, with the password;
+/// over TLS when asked), then sends one case's bytes and reads until the
+/// server closes. One Python process serves every case: "LEN [tls]\n" and
+/// the bytes in; "in" (logged in, sent) or "out REASON" back.
+const LOGGED_IN_CLIENT: &str = r#"
+import base64,hashlib,hmac,os,socket,ssl,struct,sys,time
+port,pw,cafile=int(sys.argv[1]),sys.argv[2].encode(),sys.argv[3]
+def recvn(s,n):
+    b=b''
+    while len(b)<n:
+        c=s.recv(n-len(b))
+        if not c: raise EOFError('closed')
+        b+=c
+    return b
+def msg(s):
+    h=recvn(s,5); return h[0:1],recvn(s,struct.unpack('>i',h[1:])[0]-4)
+def login(tls):
+    s=socket.create_connection(('127.0.0.1',port),timeout=10)
+    if tls:
+        s.sendall(struct.pack('>ii',8,80877103))
+        if recvn(s,1)!=b'S': raise Exception('no TLS')
+        s=ssl.create_default_context(cafile=cafile).wrap_socket(s,server_hostname='127.0.0.1')
+    body=struct.pack('>i',196608)+b'user\0ops\0database\0sockql\0\0'
+    s.sendall(struct.pack('>i',len(body)+4)+body)
+    k,b=msg(s)
+    if k!=b'R' or struct.unpack('>i',b[:4])[0]!=10: raise Exception('no SASL: %r'%b)
+    bare='n=,r='+base64.b64encode(os.urandom(18)).decode()
+    first=('n,,'+bare).encode()
+    p=b'SCRAM-SHA-256\0'+struct.pack('>i',len(first))+first
+    s.sendall(b'p'+struct.pack('>i',len(p)+4)+p)
+    k,b=msg(s)
+    sf=b[4:].decode(); a=dict(x.split('=',1) for x in sf.split(','))
+    salted=hashlib.pbkdf2_hmac('sha256',pw,base64.b64decode(a['s']),int(a['i']))
+    ck=hmac.new(salted,b'Client Key','sha256').digest()
+    wo='c=biws,r='+a['r']
+    sig=hmac.new(hashlib.sha256(ck).digest(),(bare+','+sf+','+wo).encode(),'sha256').digest()
+    fin=(wo+',p='+base64.b64encode(bytes(x^y for x,y in zip(ck,sig))).decode()).encode()
+    s.sendall(b'p'+struct.pack('>i',len(fin)+4)+fin)
+    while True:
+        k,b=msg(s)
+        if k==b'Z': return s
+        if k==b'E': raise Exception(b)
+inp=sys.stdin.buffer
+while True:
+    line=inp.readline().split()
+    if not line: break
+    data=inp.read(int(line[0]))
+    try: s=login(len(line)>1)
+    except Exception as e:
+        print('out',repr(e)[:300].replace('\n',' '),flush=True); continue
+    s.settimeout(5)
+    try:
+        s.sendall(data)
+        if isinstance(s,ssl.SSLSocket): s=s.unwrap()
+        s.shutdown(socket.SHUT_WR)
+        end=time.time()+5
+        while time.time()<end and s.recv(65536): pass
+    except (OSError,ValueError): pass
+    s.close()
+    print('in',flush=True)
+"#;
+
+/// The Python client above, running in the server's namespace.
+struct LoggedInClient {
+    child: std::process::Child,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl LoggedInClient {
+    fn start(server: &Server, cert: &Path) -> Self {
+        let port = server.port.to_string();
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &server.ns.name, "/usr/bin/python3", "-c", LOGGED_IN_CLIENT, &port, "correct horse", cert.to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        LoggedInClient { child, out }
+    }
+
+    /// Log in (over TLS if `tls`), send `bytes`; what the client said.
+    fn case(&mut self, bytes: &[u8], tls: bool) -> String {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{}{}", bytes.len(), if tls { " tls" } else { "" }).unwrap();
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        line.trim().to_string()
+    }
+}
+
+impl Drop for LoggedInClient {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// The fuzzer's modes; the time budget is shared among them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Startup, login and messages over the unix socket.
+    Unix,
+    /// Before login over TCP (startup, SCRAM).
+    TcpPrelogin,
+    /// SSLRequest answered 'S', then hostile TLS records.
+    TlsRecords,
+    /// A complete TLS handshake, then garbage records or protocol messages
+    /// through TLS.
+    TlsSession,
+    /// Logged in with the password over TCP (or TLS), then messages.
+    TcpLoggedIn,
+}
+
+const MODES: [Mode; 5] = [Mode::Unix, Mode::TcpPrelogin, Mode::TlsRecords, Mode::TlsSession, Mode::TcpLoggedIn];
+
+/// Messages after login: one to eight, some damaged.
+fn session_messages(rng: &mut Rng) -> Vec<Vec<u8>> {
+    (0..1 + rng.below(8))
+        .map(|_| {
+            let m = query_message(rng);
+            if rng.chance(30) {
+                mutate(rng, m)
+            } else {
+                m
+            }
+        })
+        .collect()
+}
+
 #[test]
 fn pg_attack_protocol_fuzzer_finds_nothing() {
     let seed = std::env::var("SOCKQL_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
     });
+    // The whole budget, shared by every mode (each case picks one).
     let budget = Duration::from_secs(std::env::var("SOCKQL_FUZZ_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(25));
     eprintln!("pg fuzzer seed {seed} (rerun with SOCKQL_FUZZ_SEED={seed})");
     let mut rng = Rng(seed);
-    let scratch = std::env::temp_dir().join(format!("sockql-pgattack-fuzz-{}", std::process::id()));
-    let pw = password_file(&scratch);
+    let scratch = crate::common::Scratch::new("pgattack-fuzz");
+    let pw = password_file(&scratch.0.join("pw"));
+    let (cert, key) = loopback_cert(&scratch.0);
     let mut unix = Server::start("pgfuzzu", None, 8, &[], None);
-    let mut tcp = Server::start("pgfuzzt", Some("127.0.0.1:0"), 9, &["--pg-password-file", pw.to_str().unwrap()], None);
+    let tcp_args = ["--pg-password-file", pw.to_str().unwrap(), "--pg-tls-cert", cert.to_str().unwrap(), "--pg-tls-key", key.to_str().unwrap()];
+    let mut tcp = Server::start("pgfuzzt", Some("127.0.0.1:0"), 9, &tcp_args, None);
+    let tls = tls_client(&cert);
+    let mut logged_in_client = LoggedInClient::start(&tcp, &cert);
+    tcp.scrape();
+    let (tcp_hwm, tcp_fds) = (tcp.vm_hwm(), tcp.open_fds());
 
     // Seeds: what broke or bloated the server before, then random cases.
     let seeds: Vec<Vec<Vec<u8>>> = vec![
@@ -864,41 +1184,97 @@ fn pg_attack_protocol_fuzzer_finds_nothing() {
     ];
     let started = Instant::now();
     let mut cases = 0usize;
+    let mut per_mode = [0usize; MODES.len()];
     let mut i = 0usize;
     while i < seeds.len() || started.elapsed() < budget {
-        let over_tcp = i >= seeds.len() && rng.chance(35);
-        let messages: Vec<Vec<u8>> = if i < seeds.len() {
-            seeds[i].clone()
-        } else if over_tcp {
-            prelogin(&mut rng, true).into_iter().map(|m| if rng.chance(25) { mutate(&mut rng, m) } else { m }).collect()
-        } else {
-            let mut ms = if rng.chance(85) { vec![startup("root")] } else { prelogin(&mut rng, false) };
-            for _ in 0..1 + rng.below(8) {
-                let m = query_message(&mut rng);
-                ms.push(if rng.chance(30) { mutate(&mut rng, m) } else { m });
+        // After the seeds, the modes in turn, so each gets its share.
+        let mode = if i < seeds.len() { Mode::Unix } else { MODES[(i - seeds.len()) % MODES.len()] };
+        let messages: Vec<Vec<u8>>;
+        match mode {
+            Mode::Unix => {
+                messages = if i < seeds.len() {
+                    seeds[i].clone()
+                } else {
+                    let mut ms = if rng.chance(85) { vec![startup("root")] } else { prelogin(&mut rng, false) };
+                    ms.extend(session_messages(&mut rng));
+                    ms
+                };
+                exchange(&mut unix.unix(), &messages);
             }
-            ms
-        };
-        let server = if over_tcp { &tcp } else { &unix };
-        let mut c = if over_tcp { server.tcp() } else { server.unix() };
-        exchange(&mut c, &messages);
-        drop(c);
+            Mode::TcpPrelogin => {
+                messages = prelogin(&mut rng, true).into_iter().map(|m| if rng.chance(25) { mutate(&mut rng, m) } else { m }).collect();
+                exchange(&mut tcp.tcp(), &messages);
+            }
+            Mode::TlsRecords => {
+                let mut c = tcp.tcp();
+                c.write_all(&untyped(80_877_103, b"")).unwrap();
+                let mut answer = [0u8; 1];
+                c.read_exact(&mut answer).unwrap();
+                assert_eq!(&answer, b"S", "SSLRequest is answered S");
+                messages = vec![tls_junk(&mut rng, &client_hello(&tls))];
+                exchange(&mut c, &messages);
+            }
+            Mode::TlsSession => {
+                let Conn::Tcp(mut c) = tcp.tcp() else { unreachable!() };
+                c.write_all(&untyped(80_877_103, b"")).unwrap();
+                let mut answer = [0u8; 1];
+                c.read_exact(&mut answer).unwrap();
+                assert_eq!(&answer, b"S", "SSLRequest is answered S");
+                let raw = rng.chance(40);
+                messages = if raw {
+                    vec![tls_junk(&mut rng, &client_hello(&tls))]
+                } else {
+                    let mut ms = prelogin(&mut rng, true).into_iter().map(|m| if rng.chance(25) { mutate(&mut rng, m) } else { m }).collect::<Vec<_>>();
+                    ms.extend(session_messages(&mut rng));
+                    ms
+                };
+                if let Err(e) = tls_after_handshake(c, &tls, &messages.concat(), raw) {
+                    panic!("seed {seed}, case {cases}: the TLS handshake failed: {e}");
+                }
+            }
+            Mode::TcpLoggedIn => {
+                messages = session_messages(&mut rng);
+                let over_tls = rng.chance(50);
+                let said = logged_in_client.case(&messages.concat(), over_tls);
+                assert_eq!(said, "in", "seed {seed}, case {cases}: a good login with the password (tls: {over_tls}) failed");
+            }
+        }
         i += 1;
         cases += 1;
-        unix.assert_sound(&format!("seed {seed}, case {cases}: {messages:?}"));
-        tcp.assert_sound(&format!("seed {seed}, case {cases}: {messages:?}"));
+        if let Some(n) = MODES.iter().position(|m| *m == mode) {
+            per_mode[n] += 1;
+        }
+        unix.assert_sound(&format!("seed {seed}, case {cases} ({mode:?}): {messages:?}"));
+        tcp.assert_sound(&format!("seed {seed}, case {cases} ({mode:?}): {messages:?}"));
         if cases.is_multiple_of(25) {
             // A fresh root session still answers.
             let mut fresh = logged_in(&unix);
             assert!(simple_select_1(&mut fresh), "seed {seed}, after case {cases}");
         }
     }
-    eprintln!("pg fuzzer: {cases} cases in {:?}", started.elapsed());
+    eprintln!("pg fuzzer: {cases} cases in {:?}, per mode {:?}", started.elapsed(), MODES.iter().zip(per_mode).collect::<Vec<_>>());
     assert!(cases > 50, "only {cases} cases ran");
+    assert!(per_mode.iter().all(|n| *n >= 5), "a mode ran fewer than 5 cases: {per_mode:?}");
     unix.root_psql();
     let (out, err, ok) = tcp.tcp_psql("correct horse", "SELECT 1");
     assert!(ok && out.trim() == "1", "{err}");
+    // And over TLS, verifying the certificate.
+    let verify = format!("host=127.0.0.1 port={} user=ops dbname=sockql sslmode=verify-full sslrootcert={}", tcp.port, cert.display());
+    let o = Command::new("ip")
+        .args(["netns", "exec", &tcp.ns.name, "psql", "-X", "-A", "-t", &verify, "-c", "SELECT 1"])
+        .env("PGPASSWORD", "correct horse")
+        .env("PGCONNECT_TIMEOUT", "8")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (out, err, ok) = crate::common::output_of(o);
+    assert!(ok && out.trim() == "1", "psql over TLS after fuzzing: {err}");
+    // Bounded: what the cases held is given back.
+    drop(logged_in_client);
+    let grew = tcp.vm_hwm().saturating_sub(tcp_hwm);
+    eprintln!("TCP/TLS server: VmHWM grew by {grew} KiB; {tcp_fds} descriptors before");
+    assert!(grew < 64 << 10, "the TCP/TLS server's peak memory grew by {grew} KiB");
+    eventually(Duration::from_secs(10), || (tcp.open_fds() <= tcp_fds + 2).then_some(()));
     unix.assert_sound("after fuzzing");
     tcp.assert_sound("after fuzzing");
-    let _ = std::fs::remove_file(&pw);
 }
