@@ -776,7 +776,7 @@ mod tests {
             }
             assert!(start.elapsed() < timeout * 6, "still reading rows {:?} after a {timeout:?} timeout", start.elapsed());
         };
-        let e = ended.err().expect("the run ended without its timeout");
+        let Err(e) = ended else { panic!("the run ended without its timeout") };
         assert!(e.is::<TimedOut>(), "{e:#}");
     }
 

@@ -288,7 +288,9 @@ fn sql_files(dir: &Path) -> Vec<PathBuf> {
         Ok(false) => return Vec::new(),
         Err(e) => {
             let key = format!("untrusted-dir:{}", dir.display());
-            crate::notice::warn_once(&key, format!("not searching {} for saved queries: {e:#}", dir.display()));
+            // The server's own configuration, with its paths: said on this
+            // process's stderr (the operator's), never to a client.
+            crate::notice::once(&key, "warning", format!("not searching {} for saved queries: {e:#}", dir.display()));
             return Vec::new();
         }
     }
@@ -317,8 +319,9 @@ pub fn load_file(path: &Path) -> anyhow::Result<SavedQuery> {
         anyhow::bail!("{}: a saved query's file name must be its name (letters, digits, '_' and '-')", path.display());
     }
     if q.name != stem {
-        crate::notice::warn_once(
+        crate::notice::once(
             &format!("name-header:{}", path.display()),
+            "warning",
             format!("{}: its '-- name: {}' header is ignored; a saved query is named by its file: {stem}", path.display(), q.name),
         );
         q.name = stem;
@@ -397,7 +400,7 @@ pub fn list_batch() -> datafusion::arrow::record_batch::RecordBatch {
                 );
                 origins.push(q.origin.clone());
             }
-            Err(e) => crate::notice::warn_once(&e.to_string(), format!("skipping a bad saved query: {e:#}")),
+            Err(e) => crate::notice::once(&e.to_string(), "warning", format!("skipping a bad saved query: {e:#}")),
         }
     }
     let schema = Schema::new(vec![
@@ -422,7 +425,7 @@ pub fn find(name: &str) -> anyhow::Result<SavedQuery> {
         match q {
             Ok(q) if q.name == name => return Ok(q),
             Ok(q) => names.push(q.name),
-            Err(e) => crate::notice::warn_once(&e.to_string(), format!("skipping a bad saved query: {e:#}")),
+            Err(e) => crate::notice::once(&e.to_string(), "warning", format!("skipping a bad saved query: {e:#}")),
         }
     }
     anyhow::bail!("no saved query named '{name}'; saved queries are: {}", names.join(", "))
