@@ -468,8 +468,10 @@ fn query_thread<T: Send + 'static>(
                 super::priority::nice_this_thread(isolated.unwrap_or(0));
                 let out = work(runtime.handle());
                 // Tasks still queued are dropped; a producer still in a
-                // blocking call gets a moment to see its sink closed.
-                runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+                // blocking call ends on its own when it sees its sink
+                // closed, as on the shared runtime. Not waited for: the
+                // run's answer must not wait on a reader's last syscall.
+                runtime.shutdown_background();
                 out
             }
             None => work(&shared),
