@@ -143,6 +143,7 @@ url, sql = sys.argv[1], sys.argv[2]
 engine = create_engine(url)
 with engine.connect() as c:
     df = pd.read_sql(text(sql), c)
+    times = pd.read_sql(text("SELECT to_timestamp(0) AS t0, now() AS n"), c)
     iso = c.get_isolation_level()
     schema = c.exec_driver_sql("select current_schema()").scalar()
     version = c.exec_driver_sql("select pg_catalog.version()").scalar()
@@ -152,6 +153,7 @@ rows = [[v.item() if hasattr(v, "item") else v for v in r] for r in df.itertuple
 print(json.dumps({
     "info": list(engine.dialect.server_version_info), "iso": iso, "schema": schema, "version": version,
     "columns": list(df.columns), "dtypes": [str(t) for t in df.dtypes], "rows": rows, "again": df.equals(again),
+    "time_dtypes": [str(t) for t in times.dtypes], "t0": times["t0"][0].isoformat(),
 }))
 "#;
 
@@ -190,6 +192,12 @@ fn sqlalchemy_and_pandas_read_the_rows_the_cli_prints() {
         assert!(same_rows(&rows, &want), "{url}: {rows:?}, want {want:?}");
         assert!(same_rows(&rows, &cli), "{url}: {rows:?}, the CLI {cli:?}");
         assert_eq!(got["again"], true, "{url}: pandas through the engine");
+        // Times arrive zoned (timestamptz): pandas makes them UTC-aware.
+        for dtype in got["time_dtypes"].as_array().unwrap() {
+            let dtype = dtype.as_str().unwrap();
+            assert!(dtype.starts_with("datetime64[") && dtype.ends_with(", UTC]"), "{url}: {dtype}");
+        }
+        assert_eq!(got["t0"], "1970-01-01T00:00:00+00:00", "{url}");
     }
 }
 
