@@ -226,6 +226,35 @@ res["next"] = conn.execute("SELECT 42").fetchone()[0]
 print(json.dumps(res))
 "#;
 
+/// CANCEL with psycopg2: `conn.cancel()` (libpq's PQcancel) from another
+/// thread a second into ENDLESS.
+const CANCEL2: &str = r#"
+import json, sys, threading, time, psycopg2
+conn = psycopg2.connect(sys.argv[1])
+conn.autocommit = True
+res = {"pid": conn.get_backend_pid(), "protocol": conn.protocol_version * 10000}
+def cancel():
+    time.sleep(1.0)
+    res["cancel_at"] = time.monotonic()
+    conn.cancel()
+start = time.monotonic()
+t = threading.Thread(target=cancel)
+t.start()
+cur = conn.cursor()
+try:
+    cur.execute(sys.argv[2])
+    cur.fetchall()
+    res["error"] = "none"
+except psycopg2.Error as e:
+    res["error"] = e.pgcode
+    res["message"] = str(e)
+res["after_cancel"] = time.monotonic() - res.get("cancel_at", start)
+t.join()
+cur.execute("SELECT 42")
+res["next"] = cur.fetchone()[0]
+print(json.dumps(res))
+"#;
+
 /// A query, run on a new connection within `limit`: its answer.
 fn answered_within(server: &Server, sql: &str, limit: Duration) -> String {
     let started = Instant::now();
@@ -238,7 +267,11 @@ fn answered_within(server: &Server, sql: &str, limit: Duration) -> String {
 /// `protocol`: the protocol version the connection uses (30000 for 3.0,
 /// with a 4-byte secret; 30002 for 3.2, with a 32-byte one).
 fn cancel_via_psycopg(server: &Server, dsn: &str, protocol: u64) {
-    let res = python(PYCLIENTS, CANCEL, &[dsn, ENDLESS]);
+    cancel_via(server, CANCEL, dsn, protocol)
+}
+
+fn cancel_via(server: &Server, script: &str, dsn: &str, protocol: u64) {
+    let res = python(PYCLIENTS, script, &[dsn, ENDLESS]);
     assert_eq!(res["protocol"], protocol, "{res}");
     assert_eq!(res["error"], "57014", "{res}");
     assert!(res["message"].as_str().unwrap().contains("canceling statement due to user request"), "{res}");
@@ -263,6 +296,9 @@ fn pg_errors_psycopg_cancel_ends_the_query_within_a_second_and_frees_its_slot() 
     cancel_via_psycopg(&unix, &format!("{} max_protocol_version=3.2", unix.dsn), 30002);
     let tcp = Server::start("cancel-tcp", true, &["--pg-max-queries", "1", "--timeout", "60s"]);
     cancel_via_psycopg(&tcp, &tcp.dsn, 30000);
+    // psycopg2's conn.cancel(), the same CancelRequest through libpq.
+    cancel_via(&unix, CANCEL2, &unix.dsn, 30000);
+    cancel_via(&tcp, CANCEL2, &tcp.dsn, 30000);
 }
 
 /// psql sends a CancelRequest on SIGINT (Ctrl-C) and prints the error.
