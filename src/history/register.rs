@@ -94,6 +94,10 @@ async fn check(view: &Arc<dyn ObjectStore>, file: &ObjectMeta, columns: &Schema,
 }
 
 async fn register_within(ctx: &SessionContext, store: HistoryStore, budget: Budget) -> anyhow::Result<Vec<String>> {
+    // DataFusion keeps decoded Parquet footers in a cache (50 MiB by
+    // default) outside the memory pool: with none kept, every footer a
+    // query decodes is its own, and freed with it.
+    ctx.runtime_env().cache_manager.get_file_metadata_cache().update_cache_limit(0);
     let catalog = ctx.catalog("datafusion").ok_or_else(|| anyhow::anyhow!("no default catalog"))?;
     let schema = Arc::new(MemorySchemaProvider::new());
     catalog.register_schema(SCHEMA, schema.clone())?;
@@ -190,4 +194,42 @@ async fn most_common_columns(view: &Arc<dyn ObjectStore>, files: &[Found], pool:
     }
     let best = seen.iter().map(|(_, n, _)| *n).max()?;
     seen.into_iter().find(|(_, n, _)| *n == best).map(|(_, _, s)| s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
+    use datafusion::parquet::arrow::ArrowWriter;
+
+    /// Footers a query decodes are not kept past it: after two queries
+    /// over two files the file-metadata cache holds nothing (DataFusion's
+    /// default keeps both, outside --memory-limit).
+    #[tokio::test]
+    async fn no_parquet_footer_outlives_a_query() {
+        let dir = std::env::temp_dir().join(format!("sockql-reg-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        for (i, date) in ["date=2026-01-01", "date=2026-01-02"].iter().enumerate() {
+            let d = dir.join("saved").join("host=h").join(date);
+            std::fs::create_dir_all(&d).unwrap();
+            let col: ArrayRef = Arc::new(Int64Array::from(vec![i as i64; 3]));
+            let batch = RecordBatch::try_new(schema.clone(), vec![col]).unwrap();
+            let mut w = ArrowWriter::try_new(std::fs::File::create(d.join("1.parquet")).unwrap(), schema.clone(), None).unwrap();
+            w.write(&batch).unwrap();
+            w.close().unwrap();
+        }
+        let ctx = SessionContext::new();
+        let store = HistoryStore::open(dir.to_str().unwrap(), false).unwrap();
+        register(&ctx, store, Limits { memory: None, timeout: None }).await.unwrap();
+        for _ in 0..2 {
+            let rows = ctx.sql("SELECT count(*) AS c, sum(n) AS s FROM history.saved").await.unwrap().collect().await.unwrap();
+            let c = rows[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
+            assert_eq!(c, 6);
+        }
+        let cache = ctx.runtime_env().cache_manager.get_file_metadata_cache();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(cache.len(), 0, "{:?}", cache.list_entries().keys().collect::<Vec<_>>());
+        assert_eq!(cache.cache_limit(), 0);
+    }
 }

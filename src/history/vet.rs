@@ -15,7 +15,9 @@
 //!    more than [`Budget::row_group_max`] compressed.
 //! 4. Values: the file is decoded once, batch by batch, with the memory
 //!    that takes reserved in the pool, so a file that cannot be decoded or
-//!    holds invalid UTF-8 is found here, not by every later query.
+//!    holds invalid UTF-8 is found here, not by every later query; and no
+//!    batch may hold more string bytes, each row counted whole, than
+//!    [`Budget::batch_strings_max`] (a dictionary bomb).
 //!
 //! Decoding at registration costs one read of the history when it is
 //! opened; it is what lets a bad file cost one warning instead of the
@@ -65,6 +67,37 @@ impl Budget {
     pub fn row_group_max(&self) -> u64 {
         self.memory.map_or(256 * MIB, |m| (m as u64 / 2).min(256 * MIB))
     }
+}
+
+/// Rows per batch when checking values: DataFusion's default batch size,
+/// so a check of one batch bounds a batch of every later scan.
+pub const BATCH_ROWS: usize = 8192;
+
+impl Budget {
+    /// The most string bytes one batch of [`BATCH_ROWS`] rows may hold,
+    /// each row's value counted whole: 64 MiB, and a quarter of the
+    /// limit. A small dictionary page can give many rows one huge value,
+    /// and whatever copies or scans them (a cast, `length`, output) pays
+    /// for every row.
+    pub fn batch_strings_max(&self) -> u64 {
+        self.memory.map_or(64 * MIB, |m| (m as u64 / 4).min(64 * MIB))
+    }
+}
+
+/// The bytes a batch's string and binary columns hold, each row counted
+/// (views: from their lengths, without touching the values).
+fn string_bytes(batch: &datafusion::arrow::array::RecordBatch) -> u64 {
+    use datafusion::arrow::array::AsArray;
+    let lengths = |views: &[u128]| views.iter().map(|v| u64::from(*v as u32)).sum::<u64>();
+    batch
+        .columns()
+        .iter()
+        .map(|c| match c.data_type() {
+            DataType::Utf8View => lengths(c.as_string_view().views()),
+            DataType::BinaryView => lengths(c.as_binary_view().views()),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Why a file is left out, as said in its warning.
@@ -157,9 +190,11 @@ fn as_views(s: &Schema) -> Schema {
     let fields: Vec<Field> = s
         .fields()
         .iter()
-        .map(|f| match f.data_type() {
-            DataType::Utf8 | DataType::LargeUtf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
-            DataType::Binary | DataType::LargeBinary => f.as_ref().clone().with_data_type(DataType::BinaryView),
+        .map(|f| match plain(f.data_type()) {
+            // A dictionary too: decoded as views, each row's length is what
+            // the scan's cast to the table's type may expand it to.
+            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
+            DataType::Binary => f.as_ref().clone().with_data_type(DataType::BinaryView),
             _ => f.as_ref().clone(),
         })
         .collect();
@@ -221,13 +256,22 @@ pub async fn body(store: &Arc<dyn ObjectStore>, file: &ObjectMeta, footer: &Foot
     let reader_meta = ArrowReaderMetadata::try_new(footer.metadata.clone(), options).map_err(|e| format!("cannot read its columns: {e}"))?;
     let reader = ViewReader { store: store.clone(), file: file.clone() };
     let mut batches = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, reader_meta)
-        .with_batch_size(1024)
+        .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(|e| format!("cannot be decoded: {e}"))?;
     while let Some(batch) = batches.next().await {
         let batch = batch.map_err(|e| format!("cannot be decoded: {e}"))?;
         let size = batch.get_array_memory_size();
         held.try_grow(size).map_err(|_| format!("a batch of it needs {} and --memory-limit leaves less", mib(size as u64)))?;
+        let strings = string_bytes(&batch);
+        if strings > budget.batch_strings_max() {
+            held.shrink(size);
+            return Err(format!(
+                "{BATCH_ROWS} of its rows hold {} of strings (at most {} under --memory-limit; a dictionary repeats one value per row)",
+                mib(strings),
+                mib(budget.batch_strings_max())
+            ));
+        }
         drop(batch);
         held.shrink(size);
     }

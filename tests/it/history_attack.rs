@@ -447,3 +447,44 @@ fn walkdir_of(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A dictionary-expansion bomb: one 4 MiB string in the dictionary of
+/// `state`, referenced by 250,000 rows (a file of ~300 KB that decodes to
+/// ~1 TB, written with pyarrow). Each page and the dictionary page are
+/// small, so only the rows' values betray it: the query scanned the 1 TB
+/// until --timeout. Now the check counts each row's value length while it
+/// decodes (as views, at no cost), refuses the file with one warning, and
+/// the genuine rows answer at once, within the memory ceiling.
+#[test]
+fn a_dictionary_repeating_one_huge_value_is_left_out() {
+    let h = genuine("dict");
+    let path = h.plant_dir("host=evil").join("1.parquet");
+    let script = "import sys, pyarrow as pa, pyarrow.parquet as pq\n\
+         src, dst, rows = sys.argv[1], sys.argv[2], 250000\n\
+         t = pq.read_table(src)\n\
+         zeros = pa.array([0] * rows, type=pa.int32())\n\
+         cols = [pa.DictionaryArray.from_arrays(zeros, pa.array(['x' * (4 << 20)])) if n == 'state' else t.column(n).combine_chunks().take(zeros) for n in t.column_names]\n\
+         fields = [pa.field(f.name, c.type, f.nullable) for f, c in zip(t.schema, cols)]\n\
+         out = pa.Table.from_arrays(cols, schema=pa.schema(fields))\n\
+         pq.write_table(out, dst, use_dictionary=['state'], dictionary_pagesize_limit=8 << 20, compression='zstd', write_statistics=False, row_group_size=rows)\n";
+    let o = std::process::Command::new("python3").args(["-c", script, h.sample.to_str().unwrap(), path.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "pyarrow: {}", String::from_utf8_lossy(&o.stderr));
+    let on_disk = std::fs::metadata(&path).unwrap().len();
+    assert!(on_disk < 1 << 20, "the bomb is {on_disk} bytes on disk");
+
+    let started = std::time::Instant::now();
+    let m = count_rows(&h, &[], "SELECT host, count(*) AS n, max(length(state)) AS longest FROM history.sockets GROUP BY host");
+    eprintln!("query: peak RSS {} KiB in {:?}", m.peak_kib, started.elapsed());
+    assert!(m.ok, "{}", m.err);
+    assert!(m.peak_kib < CEILING_KIB, "peak RSS {} KiB (ceiling {CEILING_KIB})\n{}", m.peak_kib, m.err);
+    assert_eq!(parse_ndjson(&m.out), vec![serde_json::json!({"host": h.host_dir.file_name().unwrap().to_str().unwrap().trim_start_matches("host="), "n": 3, "longest": "LISTEN".len()})], "{}", m.err);
+    let w = warnings(&m.err);
+    assert_eq!(w.len(), 1, "{}", m.err);
+    assert!(w[0].contains(path.to_str().unwrap()) && w[0].contains("of strings"), "{}", m.err);
+
+    let m = peak_hwm(&[bin(), "--history", h.arg(), "--memory-limit", "64M", "--timeout", "10s", "--format", "ndjson", "run", "state_trend"]);
+    eprintln!("state_trend: peak RSS {} KiB", m.peak_kib);
+    assert!(m.ok, "{}", m.err);
+    assert!(m.peak_kib < CEILING_KIB, "peak RSS {} KiB\n{}", m.peak_kib, m.err);
+    assert!(!m.out.contains("xxxx") && m.out.contains("LISTEN"), "{}", m.out);
+}
