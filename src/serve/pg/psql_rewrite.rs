@@ -78,7 +78,8 @@ fn plain_args(f: &Function) -> Option<Vec<Expr>> {
         .collect()
 }
 
-fn call(name: &str, args: Vec<Expr>, clauses: Vec<FunctionArgumentClause>) -> Expr {
+/// `name(args clauses)`, as the parser would have made it.
+pub(super) fn call(name: &str, args: Vec<Expr>, clauses: Vec<FunctionArgumentClause>) -> Expr {
     Expr::Function(Function {
         name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))]),
         uses_odbc_syntax: false,
