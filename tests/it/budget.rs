@@ -380,38 +380,69 @@ fn cpu_seconds(pid: u32) -> f64 {
 /// next query is answered). Before: the client was answered, but the
 /// query thread went on computing levenshtein for hours, holding a core
 /// and the only slot.
+/// `serve --pg` admitting user nobody (`--pg-group nogroup`) with `flags`,
+/// its stderr drained, ready for clients.
+struct NobodyServe {
+    server: Server,
+    run_dir: std::path::PathBuf,
+    port: String,
+    /// Where /metrics listens.
+    http: u16,
+    _scratch: crate::common::Scratch,
+}
+
+impl NobodyServe {
+    fn start(name: &str, port_offset: u32, flags: &[&str]) -> Self {
+        use std::io::{BufRead, BufReader};
+        crate::common::require_root();
+        let scratch = crate::common::Scratch::new(name);
+        let run_dir = scratch.0.join("run");
+        let port = (20000 + (std::process::id() % 4000) * 10 + port_offset).to_string();
+        let mut child = Command::new(bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--pg", run_dir.to_str().unwrap(), "--pg-port", &port, "--pg-group", "nogroup"])
+            .args(flags)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let first = lines.by_ref().map_while(Result::ok).find(|l| l.contains("http://")).unwrap();
+        std::thread::spawn(move || for _ in lines {});
+        let http = crate::serve::metrics_port(&first);
+        let server = Server(child);
+        crate::common::eventually(crate::common::WAIT, || run_dir.join(format!(".s.PGSQL.{port}")).exists().then_some(()));
+        NobodyServe { server, run_dir, port, http, _scratch: scratch }
+    }
+
+    fn pid(&self) -> u32 {
+        self.server.0.id()
+    }
+
+    /// psql as `user` (nobody through setpriv) running `sql`, error codes shown.
+    fn psql(&self, user: &str, sql: &str) -> Command {
+        let mut c = Command::new("timeout");
+        c.arg("30");
+        if user == "nobody" {
+            c.args(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]);
+        }
+        c.args(["psql", "-X", "-A", "-t", "-v", "VERBOSITY=verbose", "-h", self.run_dir.to_str().unwrap(), "-p", &self.port]);
+        c.args(["-U", user, "-d", "sockql", "-c", sql]);
+        c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c
+    }
+}
+
+/// A query that computes for minutes: levenshtein over 100,000 rows.
+const CPU_HEAVY: &str = "SELECT sum(levenshtein(repeat('a', 2000), repeat('b', 2000) || value)) FROM range(100000)";
+
 #[test]
 fn a_pg_clients_cpu_heavy_query_stops_at_the_timeout() {
-    use std::io::{BufRead, BufReader};
-    crate::common::require_root();
-    let scratch = crate::common::Scratch::new("budget-cpu");
-    let run_dir = scratch.0.join("run");
-    let port = (20000 + (std::process::id() % 4000) * 10 + 7).to_string();
-    let mut child = Command::new(bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--pg", run_dir.to_str().unwrap(), "--pg-port", &port])
-        .args(["--timeout", "2s", "--pg-max-queries", "1", "--pg-group", "nogroup"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    std::thread::spawn(move || for _ in lines {});
-    let server = Server(child);
-    let pid = server.0.id();
-    crate::common::eventually(crate::common::WAIT, || run_dir.join(format!(".s.PGSQL.{port}")).exists().then_some(()));
-    let psql_nobody = |sql: &str| {
-        let o = Command::new("timeout")
-            .args(["30", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
-            .args(["psql", "-X", "-A", "-t", "-v", "VERBOSITY=verbose", "-h", run_dir.to_str().unwrap(), "-p", &port])
-            .args(["-U", "nobody", "-d", "sockql", "-c", sql])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned(), o.status.success())
-    };
+    let serve = NobodyServe::start("budget-cpu", 7, &["--timeout", "2s", "--pg-max-queries", "1"]);
+    let pid = serve.pid();
+    let psql_nobody = |sql: &str| crate::common::output_of(serve.psql("nobody", sql).output().unwrap());
     let start = Instant::now();
-    let (out, err, ok) = psql_nobody("SELECT sum(levenshtein(repeat('a', 2000), repeat('b', 2000) || value)) FROM range(100000)");
+    let (out, err, ok) = psql_nobody(CPU_HEAVY);
     let answered = start.elapsed();
     assert!(!ok && out.is_empty(), "{out} {err}");
     assert!(err.contains("ERROR:  57014: query timed out after 2s (--timeout)"), "{err}");
@@ -429,7 +460,6 @@ fn a_pg_clients_cpu_heavy_query_stops_at_the_timeout() {
     // The only shared slot is free: nobody's next query is answered.
     let (out, err, ok) = psql_nobody("SELECT 43");
     assert!(ok && out.trim() == "43", "{out} {err}");
-    drop(server);
 }
 
 /// Two of user nobody's queries busy in function calls (one per core)
@@ -440,43 +470,15 @@ fn a_pg_clients_cpu_heavy_query_stops_at_the_timeout() {
 /// other client waited for their --timeout.
 #[test]
 fn cpu_heavy_queries_of_a_user_do_not_hold_up_roots_psql_or_a_scrape() {
-    use std::io::{BufRead, BufReader, Write};
-    crate::common::require_root();
-    let scratch = crate::common::Scratch::new("budget-cpu-iso");
-    let run_dir = scratch.0.join("run");
-    let port = (20000 + (std::process::id() % 4000) * 10 + 8).to_string();
-    let mut child = Command::new(bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--pg", run_dir.to_str().unwrap(), "--pg-port", &port])
-        .args(["--timeout", "10s", "--pg-max-queries", "2", "--pg-group", "nogroup"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    // "sockql serve: http://127.0.0.1:PORT/metrics (...)"
-    let first = lines.by_ref().map_while(Result::ok).find(|l| l.contains("http://")).unwrap();
-    std::thread::spawn(move || for _ in lines {});
-    let http: std::net::SocketAddr = first.split("http://").nth(1).and_then(|r| r.split('/').next()).unwrap().parse().unwrap();
-    let server = Server(child);
-    let pid = server.0.id();
-    crate::common::eventually(crate::common::WAIT, || run_dir.join(format!(".s.PGSQL.{port}")).exists().then_some(()));
-    let psql = |user: &str, sql: &str| {
-        let mut c = Command::new("timeout");
-        c.arg("30");
-        if user == "nobody" {
-            c.args(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]);
-        }
-        c.args(["psql", "-X", "-A", "-t", "-h", run_dir.to_str().unwrap(), "-p", &port, "-U", user, "-d", "sockql", "-c", sql]);
-        c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        c
-    };
-    let heavy = "SELECT sum(levenshtein(repeat('a', 2000), repeat('b', 2000) || value)) FROM range(100000)";
-    let mut busy: Vec<std::process::Child> = (0..2).map(|_| psql("nobody", heavy).spawn().unwrap()).collect();
+    use std::io::Write;
+    let serve = NobodyServe::start("budget-cpu-iso", 8, &["--timeout", "10s", "--pg-max-queries", "2"]);
+    let (pid, http) = (serve.pid(), serve.http);
+    let psql = |user: &str, sql: &str| serve.psql(user, sql);
+    let mut busy: Vec<std::process::Child> = (0..2).map(|_| psql("nobody", CPU_HEAVY).spawn().unwrap()).collect();
     // Both are running: two query threads.
     crate::common::eventually(Duration::from_secs(8), || (query_threads(pid) >= 2).then_some(()));
     let get = |path: &str| {
-        let mut s = std::net::TcpStream::connect(http).unwrap();
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
         write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
         let mut body = String::new();
@@ -508,5 +510,4 @@ fn cpu_heavy_queries_of_a_user_do_not_hold_up_roots_psql_or_a_scrape() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains("57014") || err.contains("timed out"), "{err}");
     }
-    drop(server);
 }
