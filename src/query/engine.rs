@@ -459,13 +459,13 @@ fn query_thread<T: Send + 'static>(
     work: impl FnOnce(&tokio::runtime::Handle) -> T + Send + 'static,
 ) -> anyhow::Result<std::thread::JoinHandle<T>> {
     let shared = tokio::runtime::Handle::current();
-    let own = isolated.map(own_runtime).transpose()?;
+    let own = isolated.map(|nice| own_runtime(nice).map(|runtime| (runtime, nice))).transpose()?;
     std::thread::Builder::new()
         .name("sockql-query".into())
         .stack_size(QUERY_STACK)
         .spawn(move || match own {
-            Some(runtime) => {
-                super::priority::nice_this_thread(isolated.unwrap_or(0));
+            Some((runtime, nice)) => {
+                super::priority::nice_this_thread(nice);
                 let out = work(runtime.handle());
                 // Tasks still queued are dropped; a producer still in a
                 // blocking call ends on its own when it sees its sink
