@@ -4,6 +4,11 @@
 #
 #   BIN=/path/to/release/sockql bash bench/packets.sh >> BENCHMARKS.md
 #   FILE_MB=256 RUNS=3 bash bench/packets.sh   # a quicker run
+#   BASE=/path/to/older/sockql bash bench/packets.sh   # before/after
+#
+# With BASE, an older sockql binary is measured beside BIN in the same
+# run (files and live), so a change is judged against the binary before
+# it on the same machine and the same capture.
 #
 # 1. Files: a capture of about FILE_MB megabytes (headers, snap length
 #    128, as an operator keeps for analysis) made from a real iperf3 stream
@@ -95,6 +100,12 @@ log "$size_mb MB, $packets packets"
 
 SQL="SELECT src_addr, flags, count(*) AS n FROM read_pcap('$FILE') GROUP BY src_addr, flags"
 sockql_cmd="$BIN --format csv --no-header \"$SQL\""
+base=()
+if [ -n "${BASE:-}" ]; then
+    base_cmd="$BASE --format csv --no-header \"$SQL\""
+    eval "$base_cmd" | awk -F, '$2 != "" {print $1, $2, $3}' | sort >"$WORK/base"
+    base=(-n "sockql (base)" "$base_cmd")
+fi
 # tcpdump prints src.port as its third field and [flags] as its seventh.
 tcpdump_cmd="tcpdump -nn -r $FILE 2>/dev/null | awk '\$2 == \"IP\" { sub(/\\.[0-9]+\$/, \"\", \$3); print \$3, \$7 }' | sort | uniq -c"
 tshark_cmd="tshark -r $FILE -T fields -e ip.src -e tcp.flags.str 2>/dev/null | sort | uniq -c"
@@ -103,12 +114,13 @@ tshark_cmd="tshark -r $FILE -T fields -e ip.src -e tcp.flags.str 2>/dev/null | s
 eval "$sockql_cmd" | awk -F, '$2 != "" {print $1, $2, $3}' | sort >"$WORK/ours"
 eval "$tcpdump_cmd" | awk '{f=$3; gsub(/[\[\],]/, "", f); print $2, f, $1}' | sort >"$WORK/tcpdump"
 diff "$WORK/ours" "$WORK/tcpdump" >&2 || { log "sockql and tcpdump disagree"; exit 1; }
+[ -z "${BASE:-}" ] || diff "$WORK/ours" "$WORK/base" >&2 || { log "sockql and its base disagree"; exit 1; }
 tshark_flags=$(eval "$tshark_cmd" | awk '{n+=$1} END {print n}')
 [ "$tshark_flags" = "$packets" ] || { log "tshark read $tshark_flags packets, sockql $packets"; exit 1; }
 
 log "timing the file queries ($RUNS runs each)"
 hyperfine --style none --runs "$RUNS" --export-json "$WORK/files.json" \
-    -n sockql "$sockql_cmd" \
+    -n sockql "$sockql_cmd" "${base[@]}" \
     -n "tcpdump | awk | sort | uniq -c" "$tcpdump_cmd" \
     -n "tshark | sort | uniq -c" "$tshark_cmd" >/dev/null
 rss_kb=$(/usr/bin/time -f %M "$BIN" --format csv --no-header "$SQL" 2>&1 >/dev/null | tail -1)
@@ -123,7 +135,9 @@ live_run() { # tool: prints "gbps packets drops cpu_seconds"
         ip netns exec "$B" /usr/bin/time -f "cpu %U %S" timeout -s INT $((LIVE_SECONDS + 2)) \
             tcpdump -i sqbB -w /dev/null "$FILTER_TCPDUMP" 2>"$out" &
     else
-        ip netns exec "$B" /usr/bin/time -f "cpu %U %S" "$BIN" --capture-for "$((LIVE_SECONDS + 2))s" --format csv --no-header \
+        local bin=$BIN
+        [ "$1" = base ] && bin=$BASE
+        ip netns exec "$B" /usr/bin/time -f "cpu %U %S" "$bin" --capture-for "$((LIVE_SECONDS + 2))s" --format csv --no-header \
             "SELECT count(*) FROM packets WHERE interface = 'sqbB' AND $FILTER_SQL" >"$out.rows" 2>"$out" &
     fi
     local pid=$!
@@ -146,6 +160,7 @@ if [[ $PARTS == *live* ]]; then
     for _ in $(seq "$RUNS"); do
         echo "tcpdump $(live_run tcpdump)" >>"$WORK/live"
         echo "sockql $(live_run sockql)" >>"$WORK/live"
+        [ -z "${BASE:-}" ] || echo "base $(live_run base)" >>"$WORK/live"
     done
 fi
 
@@ -160,13 +175,15 @@ if os.path.exists(f"{work}/files.json"):
   res = json.load(open(f"{work}/files.json"))["results"]
   med = {r["command"]: statistics.median(r["times"]) for r in res}
   ours = med["sockql"]
-  fastest = min(v for k, v in med.items() if k != "sockql")
+  fastest = min(v for k, v in med.items() if not k.startswith("sockql"))
   print(f"### `GROUP BY src_addr, flags` over a {size_mb} MB pcap of {int(packets):,} packets (snap length 128)\n")
   print("| command | median wall time | vs sockql |")
   print("|---|---:|---:|")
   for k, v in med.items():
       name = k.replace("|", "\\|")
       print(f"| `{name}` | {v:.2f} s | {v / ours:.1f}x |")
+  if "sockql (base)" in med:
+      print(f"\nAgainst the base binary: **{ours / med['sockql (base)']:.2f}x** its time.")
   print(f"\nsockql takes **{ours / fastest:.2f}x** the time of the faster reference tool (target: at most 0.2x); "
         f"its peak memory was {int(rss_kb) / 1024:.0f} MB for the {size_mb} MB file (the file is streamed, "
         "a batch of 8192 packets at a time). The three answers were compared line by line before timing.\n")
@@ -176,12 +193,18 @@ if os.path.getsize(f"{work}/live") > 0:
   print("| capturer | iperf3 Gbit/s | packets seen | kernel drops | CPU seconds |")
   print("|---|---:|---:|---:|---:|")
   summary = {}
-  for tool in ("tcpdump", "sockql"):
+  labels = {"tcpdump": "`tcpdump -w /dev/null`", "sockql": "`sockql ... FROM packets WHERE ...`",
+            "base": "the same, base binary"}
+  for tool in ("tcpdump", "sockql", "base"):
       mine = [r[1:] for r in rows if r[0] == tool]
+      if not mine:
+          continue
       cols = [statistics.median(float(r[i]) for r in mine) for i in range(4)]
       summary[tool] = cols
-      label = "`tcpdump -w /dev/null`" if tool == "tcpdump" else "`sockql ... FROM packets WHERE ...`"
-      print(f"| {label} | {cols[0]:.2f} | {cols[1]:,.0f} | {cols[2]:.0f} | {cols[3]:.2f} |")
+      print(f"| {labels[tool]} | {cols[0]:.2f} | {cols[1]:,.0f} | {cols[2]:.0f} | {cols[3]:.2f} |")
   t, s = summary["tcpdump"], summary["sockql"]
   print(f"\nsockql used **{s[3] / t[3]:.2f}x** tcpdump's CPU and dropped {s[2]:.0f} packets against tcpdump's {t[2]:.0f} (medians).\n")
+  if "base" in summary:
+      b = summary["base"]
+      print(f"Against the base binary: **{s[3] / b[3]:.2f}x** its CPU seconds ({s[3]:.2f} against {b[3]:.2f}).\n")
 PY
