@@ -190,3 +190,22 @@ impl EventRecorder<'_> {
         Ok(rows)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A zero-row file only for a table proven to listen: to its end, or
+    /// over a whole interval; never for one whose listening failed, and
+    /// once.
+    #[test]
+    fn quiet_is_proven_before_it_is_written() {
+        let heard = |flushes_listening, failed, ended, written| Heard { flushes_listening, failed, ended, written, ..Default::default() };
+        assert!(!heard(0, false, false, false).quiet_proven(), "just started");
+        assert!(!heard(1, false, false, false).quiet_proven(), "started within the last interval");
+        assert!(heard(2, false, false, false).quiet_proven(), "listened over a whole interval");
+        assert!(heard(0, false, true, false).quiet_proven(), "ended without error");
+        assert!(!heard(5, true, false, false).quiet_proven(), "its listening failed");
+        assert!(!heard(5, false, true, true).quiet_proven(), "a file is already written");
+    }
+}
