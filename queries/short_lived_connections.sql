@@ -1,5 +1,6 @@
 -- name: short_lived_connections
 -- description: TCP connections that closed during a recording of events (sockql record --events; needs --history DIR), per host, namespace, remote and process: how many ends closed, how many a second over the recording, lifetime where known (opened after recording began) and bytes each way as the median (exact) and 90th percentile (approx_percentile_cont, a t-digest estimate) — who opens connections by the thousand (tcplife's question). Over loopback both ends count.
+-- empty: no TCP connection closed while the recording listened
 -- param: limit 20
 WITH span AS (
     -- The recording's length per host, at least a second.

@@ -9,6 +9,16 @@
 //! `ts` (when the event came). What is held between writes is bounded:
 //! once a table has [`FLUSH_BYTES`] waiting, it is written at once rather
 //! than at the next `--every`.
+//!
+//! Quiet is not unrecorded: a table that was listened to and heard nothing
+//! still gets one zero-row file (its columns, no rows), so
+//! `history.conntrack_events` exists and reports over it answer "none",
+//! while a table that was never listened to (or whose listening failed, as
+//! `process_events` outside the host's network namespace) has no file and
+//! `history.<table>` says it was not recorded. The zero-row file is written
+//! once the table has listened over a whole `--every` (a stream that fails
+//! does so as it opens, long before) or when its listening ended without
+//! error, whichever comes first.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,6 +46,22 @@ struct Heard {
     batches: Vec<RecordBatch>,
     /// Their memory.
     bytes: usize,
+    /// A file of this table was written in this recording.
+    written: bool,
+    /// Flushes that found the table listening and not failed.
+    flushes_listening: u32,
+    /// The table's listening ended with an error: it was not recorded.
+    failed: bool,
+    /// The table's listening ended without error.
+    ended: bool,
+}
+
+impl Heard {
+    /// A zero-row file says "listened, heard nothing": only for a table
+    /// proven to listen (over a whole interval, or to its end).
+    fn quiet_proven(&self) -> bool {
+        !self.written && !self.failed && (self.ended || self.flushes_listening >= 2)
+    }
 }
 
 /// Hands a query's batches to the shared buffer, and asks for a write
@@ -82,7 +108,12 @@ impl EventRecorder<'_> {
         let listening = futures::future::join_all(EVENT_TABLES.iter().zip(&buffers).map(|(table, buf)| {
             let mut sink = Into(buf.clone(), full.clone());
             async move {
-                self.runner.run_into(&SqlSource::inline(format!("SELECT * FROM {table}")), &mut sink).await
+                let r = self.runner.run_into(&SqlSource::inline(format!("SELECT * FROM {table}")), &mut sink).await;
+                if let Ok(mut heard) = buf.lock() {
+                    heard.failed = r.is_err();
+                    heard.ended = r.is_ok();
+                }
+                r
             }
         }));
         tokio::pin!(listening);
@@ -94,15 +125,15 @@ impl EventRecorder<'_> {
             tokio::select! {
                 r = &mut listening => break r,
                 _ = tokio::time::sleep_until(next) => {
-                    written += self.flush(&buffers).await?;
+                    written += self.flush(&buffers, true).await?;
                     next = tokio::time::Instant::now() + self.every;
                 }
                 // A table holds FLUSH_BYTES: write it now, and the others
                 // with it (the regular writes keep their times).
-                _ = full.notified() => written += self.flush(&buffers).await?,
+                _ = full.notified() => written += self.flush(&buffers, false).await?,
             }
         };
-        written += self.flush(&buffers).await?;
+        written += self.flush(&buffers, false).await?;
         for (table, r) in EVENT_TABLES.iter().zip(results) {
             match r {
                 // The proc connector exists in the host's network namespace
@@ -119,8 +150,10 @@ impl EventRecorder<'_> {
         Ok(written)
     }
 
-    /// Write what each table heard since the last flush.
-    async fn flush(&self, buffers: &[Arc<Mutex<Heard>>]) -> anyhow::Result<u64> {
+    /// Write what each table heard since the last flush (a table proven
+    /// quiet: one zero-row file, see the module's note).
+    /// `interval`: this is the regular write at the end of an `--every`.
+    async fn flush(&self, buffers: &[Arc<Mutex<Heard>>], interval: bool) -> anyhow::Result<u64> {
         let mut ts = Utc::now();
         {
             let mut last = self.last_ms.lock().map_err(|_| anyhow::anyhow!("event buffer poisoned"))?;
@@ -134,12 +167,16 @@ impl EventRecorder<'_> {
             let (schema, batches) = {
                 let mut heard = buf.lock().map_err(|_| anyhow::anyhow!("event buffer poisoned"))?;
                 let Some(schema) = heard.schema.clone() else { continue };
+                if interval && !heard.failed {
+                    heard.flushes_listening = heard.flushes_listening.saturating_add(1);
+                }
+                if heard.batches.is_empty() && !heard.quiet_proven() {
+                    continue;
+                }
                 heard.bytes = 0;
+                heard.written = true;
                 (schema, std::mem::take(&mut heard.batches))
             };
-            if batches.is_empty() {
-                continue;
-            }
             let mut w = ArrowWriter::try_new(Vec::new(), schema, None)?;
             for b in &batches {
                 w.write(b)?;
@@ -151,5 +188,24 @@ impl EventRecorder<'_> {
             crate::stderrln!("sockql record: {rows} events written to {}", self.store.display);
         }
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A zero-row file only for a table proven to listen: to its end, or
+    /// over a whole interval; never for one whose listening failed, and
+    /// once.
+    #[test]
+    fn quiet_is_proven_before_it_is_written() {
+        let heard = |flushes_listening, failed, ended, written| Heard { flushes_listening, failed, ended, written, ..Default::default() };
+        assert!(!heard(0, false, false, false).quiet_proven(), "just started");
+        assert!(!heard(1, false, false, false).quiet_proven(), "started within the last interval");
+        assert!(heard(2, false, false, false).quiet_proven(), "listened over a whole interval");
+        assert!(heard(0, false, true, false).quiet_proven(), "ended without error");
+        assert!(!heard(5, true, false, false).quiet_proven(), "its listening failed");
+        assert!(!heard(5, false, true, true).quiet_proven(), "a file is already written");
     }
 }

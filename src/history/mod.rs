@@ -12,6 +12,7 @@ pub mod local;
 pub mod page_header;
 pub mod record;
 pub mod register;
+pub mod schema;
 pub mod store;
 pub mod vet;
 pub mod view;

@@ -25,6 +25,7 @@ use futures::TryStreamExt;
 use object_store::{ObjectMeta, ObjectStore};
 
 use super::left_out::LeftOut;
+use super::schema::HistorySchema;
 use super::store::HistoryStore;
 use super::vet::{self, Budget, Why};
 use super::view::{Admitted, HistoryView};
@@ -100,7 +101,6 @@ async fn register_within(ctx: &SessionContext, store: HistoryStore, budget: Budg
     ctx.runtime_env().cache_manager.get_file_metadata_cache().update_cache_limit(0);
     let catalog = ctx.catalog("datafusion").ok_or_else(|| anyhow::anyhow!("no default catalog"))?;
     let schema = Arc::new(MemorySchemaProvider::new());
-    catalog.register_schema(SCHEMA, schema.clone())?;
     let mut left = LeftOut::default();
     let tables = match &store.root_dir {
         Some(root) => walk::tables(root, &mut left),
@@ -119,18 +119,23 @@ async fn register_within(ctx: &SessionContext, store: HistoryStore, budget: Budg
     let pool = ctx.runtime_env().memory_pool.clone();
     let mut admitted = Vec::new();
     let mut columns_of = Vec::new();
+    // Tables with files of which none was admitted: their error says so.
+    let mut unreadable = Vec::new();
     for (table, files) in tables.iter().zip(per_table) {
         let columns = match known_columns(table) {
             Some(c) => c,
             None => match most_common_columns(&view, &files, &pool).await {
                 Some(c) => c,
                 None => {
+                    if !files.is_empty() {
+                        unreadable.push(table.clone());
+                    }
                     columns_of.push(None);
                     continue;
                 }
             },
         };
-        let mut any = false;
+        let (mut any, had_files) = (false, !files.is_empty());
         for f in files {
             match check(&view, &f.admitted.meta, &columns, &pool, budget).await {
                 Ok(()) => {
@@ -139,6 +144,9 @@ async fn register_within(ctx: &SessionContext, store: HistoryStore, budget: Budg
                 }
                 Err(why) => left.add(&f.name, &why),
             }
+        }
+        if had_files && !any {
+            unreadable.push(table.clone());
         }
         columns_of.push(any.then_some(columns));
     }
@@ -163,6 +171,7 @@ async fn register_within(ctx: &SessionContext, store: HistoryStore, budget: Budg
         let empty = datafusion::datasource::MemTable::try_new(Arc::new(Schema::new(fields)), vec![vec![]])?;
         schema.register_table(super::record::SAMPLES.to_string(), Arc::new(empty))?;
     }
+    catalog.register_schema(SCHEMA, Arc::new(HistorySchema::new(schema, store.display.clone(), unreadable)))?;
     Ok(tables)
 }
 

@@ -20,7 +20,7 @@ const PER_THREAD: usize = 100;
 /// netfilter) that joined multicast groups, in /proc/net/netlink's `text`;
 /// only those of netlink port `port` when given (a process's first socket
 /// has its pid as port).
-fn subscribed(text: &str, protocol: &str, port: Option<u32>) -> usize {
+pub(crate) fn subscribed(text: &str, protocol: &str, port: Option<u32>) -> usize {
     text.lines()
         .skip(1)
         .filter(|l| {

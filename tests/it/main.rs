@@ -9,6 +9,7 @@ mod common;
 mod events;
 mod history;
 mod history_attack;
+mod history_edges;
 mod impair;
 mod layers;
 mod conntrack;

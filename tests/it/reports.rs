@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 use crate::conntrack::{conntrack_tool, NftExt};
-use crate::netns::Netns;
+use crate::netns::{link, Netns};
 use crate::events::EVENT_HISTORY_REPORTS;
 use crate::packet_reports::PACKET_REPORTS;
 
@@ -227,4 +227,81 @@ fn every_report_per_namespace_equals_the_report_inside_it() {
         assert!(reports.iter().any(|r| r == name), "{name} is no longer a report");
     }
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Per half-open connection in `ns` as `ss -o` shows it: peer port →
+/// (Recv-Q, Send-Q, timer name, SYN-ACKs retransmitted), from
+/// `timer:(on,1.2sec,N)`.
+fn ss_syn_recv(ns: &Netns) -> std::collections::BTreeMap<u64, (u64, u64, String, u64)> {
+    ns.exec_ok("ss", &["-Htan", "-o", "state", "syn-recv"])
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let timer = f.iter().find_map(|w| w.strip_prefix("timer:(")?.strip_suffix(')')).unwrap_or_else(|| panic!("no timer: {l}"));
+            let t: Vec<&str> = timer.split(',').collect();
+            let port = f[3].rsplit(':').next().unwrap().parse().unwrap();
+            (port, (f[0].parse().unwrap(), f[1].parse().unwrap(), t[0].to_string(), t[2].parse().unwrap()))
+        })
+        .collect()
+}
+
+/// Half-open connections whose SYN-ACKs go unanswered retransmit them:
+/// `retransmits` lists each with the count ss -o shows
+/// (`timer:(on,…,N)`), though the kernel keeps no tcp_info for them, and
+/// the sockets table's columns for them equal ss.
+#[test]
+fn retransmits_include_syn_ack_retransmissions_of_half_open_connections() {
+    use std::net::Ipv4Addr;
+    let a = Netns::new("rtxS");
+    let b = Netns::new("rtxC");
+    let (va, _) = link(&a, &b, 7);
+    // SYN-ACKs to 10.231.7.99 go to a MAC nobody has: no ACK ever comes,
+    // and the server's request sockets retransmit their SYN-ACKs.
+    a.exec_ok("ip", &["neigh", "add", "10.231.7.99", "lladdr", "02:00:00:00:00:63", "dev", &va, "nud", "permanent"]);
+    let l = a.enter(|| listener("10.231.7.1:0", 64));
+    let port = port_of(&l);
+    let sports = 43000..43003u16;
+    b.enter(move || crate::packets::send_syns(Ipv4Addr::new(10, 231, 7, 99), sports, Ipv4Addr::new(10, 231, 7, 1), port));
+    let expected_ports: Vec<u64> = (43000..43003).collect();
+    eventually(std::time::Duration::from_secs(10), || {
+        let ss = ss_syn_recv(&a);
+        (ss.keys().cloned().collect::<Vec<u64>>() == expected_ports && ss.values().all(|v| v.3 >= 1)).then_some(())
+    });
+    // Counts move every few seconds (1 s, 3 s, 7 s...): compare a report
+    // read between two equal readings of ss.
+    let (report, table, ss) = eventually(std::time::Duration::from_secs(15), || {
+        let before = ss_syn_recv(&a);
+        let report = a.run_saved_here("retransmits", &[]);
+        let table = a.sockql(
+            "SELECT remote_port, recv_q, send_q, timer, retransmits, timer_text, total_retrans, rtt_ms, inode, pid FROM sockets WHERE state = 'SYN-RECV' ORDER BY remote_port",
+        );
+        (ss_syn_recv(&a) == before).then_some((report, table, before))
+    });
+    assert_eq!(report.len(), 3, "{report:?}");
+    for r in &report {
+        let sport = r["remote_port"].as_u64().unwrap();
+        let n = ss[&sport].3;
+        assert!(n >= 1);
+        assert_eq!(
+            r,
+            &json!({"state": "SYN-RECV", "local_addr": "10.231.7.1", "local_port": port, "remote_addr": "10.231.7.99", "remote_port": sport,
+                    "total_retrans": n, "timeouts": n, "lost": null, "unacked": null, "bytes_retrans": null,
+                    "rto_ms": null, "rtt_ms": null, "pid": null, "process": null}),
+            "ss: {ss:?}"
+        );
+    }
+    // The sockets table's row of each request socket equals ss: queues,
+    // the timer's name and count; no tcp_info (ss -i prints none for
+    // them), no inode, no process.
+    assert_eq!(table.len(), 3, "{table:?}");
+    for t in &table {
+        let (recv_q, send_q, name, n) = ss[&t["remote_port"].as_u64().unwrap()].clone();
+        assert_eq!((t["recv_q"].clone(), t["send_q"].clone(), t["timer"].clone(), t["retransmits"].clone()), (json!(recv_q), json!(send_q), json!(name), json!(n)), "{t}");
+        let text = t["timer_text"].as_str().unwrap();
+        assert!(text.starts_with("(on,") && text.ends_with(&format!(",{n})")), "{t}");
+        assert_eq!((t["total_retrans"].clone(), t["rtt_ms"].clone(), t["inode"].clone(), t["pid"].clone()), (json!(null), json!(null), json!(0), json!(null)), "{t}");
+    }
+    let info = a.exec_ok("ss", &["-Htani", "state", "syn-recv"]);
+    assert!(!info.contains("rtt:") && !info.contains("retrans:"), "ss -i shows tcp_info for a request socket: {info}");
+    drop(l);
 }
