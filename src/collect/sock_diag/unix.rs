@@ -155,7 +155,7 @@ mod tests {
         assert_eq!(listener.path.as_deref(), path.to_str());
         let pa = found.iter().find(|s| s.inode == ai).unwrap();
         assert_eq!((pa.state, pa.peer_inode), (1, Some(bi)));
-        assert_eq!(pa.uid, Some(unsafe { libc::getuid() }));
+        assert_eq!(pa.uid, Some(nix::unistd::getuid().as_raw()));
         std::fs::remove_dir_all(dir).unwrap();
         // Malformed input is an error, not a panic.
         assert!(parse(&[1, 1, 1]).is_err());
