@@ -178,6 +178,7 @@ impl LiveCapture {
             .collect();
         let mut msgs: Vec<libc::mmsghdr> = (0..batch)
             .map(|i| {
+                // SAFETY: a zeroed mmsghdr is a valid value (null pointers, zero lengths).
                 let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
                 m.msg_hdr.msg_name = &mut addrs[i] as *mut libc::sockaddr_ll as *mut libc::c_void;
                 m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
@@ -189,7 +190,8 @@ impl LiveCapture {
             })
             .collect();
         // MSG_TRUNC: each length is the packet's whole length even when
-        // only the snap length was copied.
+        // only the snap length was copied. By hand, not nix's recvmmsg:
+        // this is the capture's hot path, reusing its buffers every batch.
         // SAFETY: recvmmsg(2) writes at most `batch` messages within the
         // buffers msgs points to.
         let n = unsafe {
@@ -239,9 +241,11 @@ impl LiveCapture {
     /// (packets the kernel passed to the socket, packets it dropped for
     /// want of buffer) since the last call: PACKET_STATISTICS.
     pub fn statistics(&self) -> Option<(u32, u32)> {
-        // SAFETY: getsockopt fills a tpacket_stats we own.
+        // PACKET_STATISTICS by hand: nix has no option for it.
+        // SAFETY: a zeroed tpacket_stats (two integers) is a valid value.
         let mut st: libc::tpacket_stats = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `st`, which we own.
         let r = unsafe {
             libc::getsockopt(self.fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_STATISTICS, &mut st as *mut libc::tpacket_stats as *mut libc::c_void, &mut len)
         };
