@@ -86,11 +86,11 @@ pub fn parse(payload: &[u8]) -> Result<UnixSocket, NetlinkError> {
 /// `Num RefCount Protocol Flags Type St Inode Path`. The text has no peer,
 /// queues or uid; the state comes from `St` (socket state) and the
 /// __SO_ACCEPTCON flag (listening), in the numbering UNIX_DIAG uses.
-pub fn parse_proc(text: &str) -> Result<Vec<UnixSocket>, String> {
+pub fn parse_proc(text: &str) -> Result<Vec<UnixSocket>, crate::collect::Error> {
     const ACCEPTCON: u32 = 1 << 16;
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate().skip(1) {
-        let bad = || format!("line {}: unexpected format", n + 1);
+        let bad = || crate::collect::Error::ProcFormat(format!("line {}: unexpected format", n + 1));
         // Seven fields, then the path: the rest of the line (spaces kept).
         let mut rest = line.trim_start();
         let mut f = Vec::with_capacity(7);
