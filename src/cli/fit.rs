@@ -146,15 +146,13 @@ pub fn cut(s: &str, width: usize) -> Cow<'_, str> {
 /// The width tables on standard output fit: the terminal's, or 80 when
 /// it does not say.
 pub fn stdout_width() -> usize {
-    terminal_width(libc::STDOUT_FILENO).unwrap_or(80)
+    terminal_width(std::io::stdout()).unwrap_or(80)
 }
 
-/// The terminal's width in columns, if `fd` is one.
-pub fn terminal_width(fd: i32) -> Option<usize> {
-    // SAFETY: TIOCGWINSZ writes one winsize into the struct we own.
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    let ok = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0;
-    (ok && ws.ws_col > 0).then_some(ws.ws_col as usize)
+/// The terminal's width in columns, if `fd` is one (TIOCGWINSZ).
+pub fn terminal_width(fd: impl std::os::fd::AsFd) -> Option<usize> {
+    let cols = rustix::termios::tcgetwinsize(fd).ok()?.ws_col;
+    (cols > 0).then_some(cols as usize)
 }
 
 #[cfg(test)]

@@ -217,7 +217,7 @@ impl<'a> Repl<'a> {
         let mut opts = self.opts;
         // The window may have been resized since the last statement.
         if opts.fit.width.is_some() {
-            opts.fit.width = fit::terminal_width(libc::STDOUT_FILENO).or(opts.fit.width);
+            opts.fit.width = fit::terminal_width(std::io::stdout()).or(opts.fit.width);
         }
         let mut sink = output::PrintSink::new(opts, std::io::stdout).with_empty_note(src.empty_note.clone());
         let run = self.runner.run_into(src, &mut sink);

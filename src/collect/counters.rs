@@ -3,6 +3,13 @@
 //! summary of /proc/net/sockstat(6), read through /proc/thread-self/net so
 //! a reader thread that entered another namespace sees that namespace's.
 
+use super::Error;
+
+/// What is wrong with a file's text, named in `msg` (`FILE: ...`).
+fn bad(msg: String) -> Error {
+    Error::ProcFormat(msg)
+}
+
 /// One counter: MIB group (Tcp, TcpExt, Ip6, ...), name, value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counter {
@@ -13,25 +20,25 @@ pub struct Counter {
 
 /// /proc/net/snmp and /proc/net/netstat: pairs of lines, a header line of
 /// names and a line of values, both prefixed by `Group:`.
-pub fn parse_paired(file: &str, text: &str) -> Result<Vec<Counter>, String> {
+pub fn parse_paired(file: &str, text: &str) -> Result<Vec<Counter>, Error> {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     if !lines.len().is_multiple_of(2) {
-        return Err(format!("{file}: odd number of lines"));
+        return Err(bad(format!("{file}: odd number of lines")));
     }
     let mut out = Vec::new();
     for pair in lines.chunks(2) {
-        let (hg, names) = pair[0].split_once(':').ok_or_else(|| format!("{file}: no group in {:?}", pair[0]))?;
-        let (vg, values) = pair[1].split_once(':').ok_or_else(|| format!("{file}: no group in {:?}", pair[1]))?;
+        let (hg, names) = pair[0].split_once(':').ok_or_else(|| bad(format!("{file}: no group in {:?}", pair[0])))?;
+        let (vg, values) = pair[1].split_once(':').ok_or_else(|| bad(format!("{file}: no group in {:?}", pair[1])))?;
         if hg != vg {
-            return Err(format!("{file}: header {hg} followed by values of {vg}"));
+            return Err(bad(format!("{file}: header {hg} followed by values of {vg}")));
         }
         let names: Vec<&str> = names.split_whitespace().collect();
         let values: Vec<&str> = values.split_whitespace().collect();
         if names.len() != values.len() {
-            return Err(format!("{file}: {hg} has {} names and {} values", names.len(), values.len()));
+            return Err(bad(format!("{file}: {hg} has {} names and {} values", names.len(), values.len())));
         }
         for (n, v) in names.iter().zip(values) {
-            let value = v.parse::<i64>().map_err(|_| format!("{file}: {hg} {n} = {v:?} is not a number"))?;
+            let value = v.parse::<i64>().map_err(|_| bad(format!("{file}: {hg} {n} = {v:?} is not a number")))?;
             out.push(Counter { mib: hg.to_string(), name: n.to_string(), value });
         }
     }
@@ -40,35 +47,35 @@ pub fn parse_paired(file: &str, text: &str) -> Result<Vec<Counter>, String> {
 
 /// /proc/net/snmp6: `Ip6InReceives 123` lines; the group is the name's
 /// prefix (Ip6, Icmp6, Udp6, UdpLite6).
-pub fn parse_snmp6(text: &str) -> Result<Vec<Counter>, String> {
+pub fn parse_snmp6(text: &str) -> Result<Vec<Counter>, Error> {
     let mut out = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let mut f = line.split_whitespace();
         let (Some(full), Some(v), None) = (f.next(), f.next(), f.next()) else {
-            return Err(format!("/proc/net/snmp6: bad line {line:?}"));
+            return Err(bad(format!("/proc/net/snmp6: bad line {line:?}")));
         };
         let split = ["UdpLite6", "Icmp6", "Udp6", "Ip6"].iter().find(|p| full.starts_with(*p));
         let (mib, name) = match split {
             Some(p) => (p.to_string(), full[p.len()..].to_string()),
             None => ("Ip6".to_string(), full.to_string()),
         };
-        let value = v.parse::<i64>().map_err(|_| format!("/proc/net/snmp6: {full} = {v:?} is not a number"))?;
+        let value = v.parse::<i64>().map_err(|_| bad(format!("/proc/net/snmp6: {full} = {v:?} is not a number")))?;
         out.push(Counter { mib, name, value });
     }
     Ok(out)
 }
 
 /// /proc/net/sockstat(6): `TCP: inuse 5 orphan 0 tw 2 alloc 7 mem 1`.
-pub fn parse_sockstat(file: &str, text: &str) -> Result<Vec<Counter>, String> {
+pub fn parse_sockstat(file: &str, text: &str) -> Result<Vec<Counter>, Error> {
     let mut out = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let (proto, rest) = line.split_once(':').ok_or_else(|| format!("{file}: bad line {line:?}"))?;
+        let (proto, rest) = line.split_once(':').ok_or_else(|| bad(format!("{file}: bad line {line:?}")))?;
         let f: Vec<&str> = rest.split_whitespace().collect();
         if !f.len().is_multiple_of(2) {
-            return Err(format!("{file}: odd fields in {line:?}"));
+            return Err(bad(format!("{file}: odd fields in {line:?}")));
         }
         for kv in f.chunks(2) {
-            let value = kv[1].parse::<i64>().map_err(|_| format!("{file}: {proto} {} = {:?}", kv[0], kv[1]))?;
+            let value = kv[1].parse::<i64>().map_err(|_| bad(format!("{file}: {proto} {} = {:?}", kv[0], kv[1])))?;
             out.push(Counter { mib: proto.to_string(), name: kv[0].to_string(), value });
         }
     }
@@ -80,7 +87,7 @@ fn read(name: &str) -> Option<String> {
 }
 
 /// Every SNMP/netstat counter of the calling thread's namespace.
-pub fn read_counters() -> Result<Vec<Counter>, String> {
+pub fn read_counters() -> Result<Vec<Counter>, Error> {
     let mut out = Vec::new();
     for file in ["snmp", "netstat"] {
         if let Some(t) = read(file) {
@@ -94,7 +101,7 @@ pub fn read_counters() -> Result<Vec<Counter>, String> {
 }
 
 /// The sockstat summary of the calling thread's namespace.
-pub fn read_sockstat() -> Result<Vec<Counter>, String> {
+pub fn read_sockstat() -> Result<Vec<Counter>, Error> {
     let mut out = Vec::new();
     for file in ["sockstat", "sockstat6"] {
         if let Some(t) = read(file) {

@@ -31,6 +31,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// The same error with the file actually read (`/proc/thread-self/...`)
+    /// in front of a text error's message, which names the file as users
+    /// know it (`/proc/net/tcp line 3: ...`).
+    pub fn in_file(self, path: &str) -> Error {
+        match self {
+            Error::ProcFormat(m) => Error::ProcFormat(format!("{path}: {m}")),
+            other => other,
+        }
+    }
+
     /// The errno behind the error, if the kernel or a system call gave one.
     pub fn errno(&self) -> Option<i32> {
         match self {
@@ -83,5 +93,19 @@ pub(crate) enum CallerOr<E> {
 impl<E> From<Error> for CallerOr<E> {
     fn from(e: Error) -> Self {
         CallerOr::Reader(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn in_file_prefixes_text_errors_only() {
+        let e = crate::collect::proc_net::parse("/proc/net/tcp", "header\n   0: 0100007F:1F90 00000000:0000 0A\n").unwrap_err();
+        let e = e.in_file("/proc/thread-self/net/tcp").to_string();
+        assert!(e.starts_with("/proc/thread-self/net/tcp: /proc/net/tcp line 2: "), "{e}");
+        let io = Error::Proc("/proc/x".into(), std::io::Error::from_raw_os_error(libc::ENOENT)).in_file("/y");
+        assert_eq!((io.to_string().starts_with("cannot read /proc/x: "), io.errno()), (true, Some(libc::ENOENT)));
     }
 }

@@ -23,21 +23,6 @@ pub mod users;
 
 pub use error::{Error, Used};
 
-/// Set an integer socket option at SOL_SOCKET (a receive queue's size,
-/// kernel timestamps): what the capture and the event listeners each ask
-/// of their sockets.
-pub fn set_socket_int(fd: std::os::fd::RawFd, option: libc::c_int, value: libc::c_int) -> std::io::Result<()> {
-    // SAFETY: setsockopt reads one c_int we own, for the call only.
-    let r = unsafe {
-        libc::setsockopt(fd, libc::SOL_SOCKET, option, &value as *const libc::c_int as *const libc::c_void, std::mem::size_of::<libc::c_int>() as libc::socklen_t)
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 /// How readers choose their source, from the command line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReadOptions {

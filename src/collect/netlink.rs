@@ -350,7 +350,6 @@ impl MulticastListener {
     /// Subscribe to `groups` of netlink `protocol` in the calling thread's
     /// network namespace.
     pub fn open(protocol: isize, groups: &[u32]) -> Result<Self, NetlinkError> {
-        use std::os::fd::AsRawFd;
         let mut socket = Socket::new(protocol).map_err(NetlinkError::Open)?;
         socket.bind(&SocketAddr::new(0, 0)).map_err(NetlinkError::Open)?;
         for &g in groups {
@@ -359,9 +358,14 @@ impl MulticastListener {
         let _ = socket.set_rx_buf_sz(MULTICAST_QUEUE);
         // As root, past net.core.rmem_max (refused otherwise: the size
         // set just above stays).
-        let _ = super::set_socket_int(socket.as_raw_fd(), libc::SO_RCVBUFFORCE, MULTICAST_QUEUE as libc::c_int);
+        let _ = nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBufForce, &MULTICAST_QUEUE);
         socket.set_non_blocking(true).map_err(NetlinkError::Open)?;
         Ok(MulticastListener { socket, buf: Vec::with_capacity(RECV_BUFFER), overruns: 0 })
+    }
+
+    /// The descriptor, to poll one listener.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.socket)
     }
 
     /// The descriptor, to poll several listeners at once.

@@ -4,6 +4,8 @@
 //! messages the kernel could not queue to a listener whose receive buffer
 //! was full (what the listener sees as ENOBUFS) — events it lost.
 
+use super::Error;
+
 /// One line of /proc/net/netlink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetlinkSocket {
@@ -53,11 +55,11 @@ pub fn protocol_name(protocol: u32) -> String {
 
 /// Parse the text of /proc/net/netlink: a header line, then
 /// `sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode` per socket.
-pub fn parse(text: &str) -> Result<Vec<NetlinkSocket>, String> {
+pub fn parse(text: &str) -> Result<Vec<NetlinkSocket>, Error> {
     let mut lines = text.lines();
     match lines.next() {
         Some(h) if h.split_whitespace().nth(1) == Some("Eth") => {}
-        other => return Err(format!("/proc/net/netlink: unexpected header {other:?}")),
+        other => return Err(Error::ProcFormat(format!("/proc/net/netlink: unexpected header {other:?}"))),
     }
     let mut out = Vec::new();
     for (n, line) in lines.enumerate() {
@@ -66,9 +68,9 @@ pub fn parse(text: &str) -> Result<Vec<NetlinkSocket>, String> {
             continue;
         }
         if f.len() < 10 {
-            return Err(format!("/proc/net/netlink line {}: {} fields, expected 10", n + 2, f.len()));
+            return Err(Error::ProcFormat(format!("/proc/net/netlink line {}: {} fields, expected 10", n + 2, f.len())));
         }
-        let bad = |what: &str| format!("/proc/net/netlink line {}: bad {what}", n + 2);
+        let bad = |what: &str| Error::ProcFormat(format!("/proc/net/netlink line {}: bad {what}", n + 2));
         out.push(NetlinkSocket {
             protocol: f[1].parse().map_err(|_| bad("Eth"))?,
             portid: f[2].parse().map_err(|_| bad("Pid"))?,
@@ -84,8 +86,9 @@ pub fn parse(text: &str) -> Result<Vec<NetlinkSocket>, String> {
 }
 
 /// The netlink sockets of the calling thread's network namespace.
-pub fn read() -> Result<Vec<NetlinkSocket>, String> {
-    let text = std::fs::read_to_string("/proc/thread-self/net/netlink").map_err(|e| format!("/proc/net/netlink: {e}"))?;
+pub fn read() -> Result<Vec<NetlinkSocket>, Error> {
+    // The words users have always seen (not Error::Proc's "cannot read").
+    let text = std::fs::read_to_string("/proc/thread-self/net/netlink").map_err(|e| Error::ProcFormat(format!("/proc/net/netlink: {e}")))?;
     parse(&text)
 }
 

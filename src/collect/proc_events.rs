@@ -124,9 +124,8 @@ impl ProcListener {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         let mut answer = None;
         while answer.is_none() && std::time::Instant::now() < deadline {
-            let mut fd = libc::pollfd { fd: listener.raw_fd(), events: libc::POLLIN, revents: 0 };
-            // SAFETY: poll(2) on the socket we hold, for at most 100 ms.
-            unsafe { libc::poll(&mut fd, 1, 100) };
+            // At most 100 ms; what it says is read below either way.
+            let _ = nix::poll::poll(&mut [nix::poll::PollFd::new(listener.fd(), nix::poll::PollFlags::POLLIN)], 100u16);
             listener.read_waiting(|frame| {
                 answer = answer.or(ack_errno(frame.payload));
                 Ok(if answer.is_some() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })

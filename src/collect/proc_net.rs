@@ -5,15 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use thiserror::Error;
-
-#[derive(Debug, Error, PartialEq)]
-#[error("{file} line {line}: {what}")]
-pub struct ProcNetError {
-    pub file: String,
-    pub line: usize,
-    pub what: String,
-}
+use super::Error;
 
 /// One row of /proc/net/{tcp,udp}[6].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,19 +81,19 @@ fn parse_line(line: &str) -> Result<ProcNetSocket, String> {
 }
 
 /// Parse the whole text of one /proc/net table (header line first).
-pub fn parse(file: &str, text: &str) -> Result<Vec<ProcNetSocket>, ProcNetError> {
+pub fn parse(file: &str, text: &str) -> Result<Vec<ProcNetSocket>, Error> {
     text.lines()
         .enumerate()
         .skip(1)
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            parse_line(l).map_err(|what| ProcNetError { file: file.to_string(), line: i + 1, what })
+            parse_line(l).map_err(|what| Error::ProcFormat(format!("{file} line {}: {what}", i + 1)))
         })
         .collect()
 }
 
 /// Read one table; a missing file (IPv6 disabled) is an empty table.
-pub fn read(file: &str) -> Result<Vec<ProcNetSocket>, ProcNetError> {
+pub fn read(file: &str) -> Result<Vec<ProcNetSocket>, Error> {
     match std::fs::read_to_string(file) {
         Ok(text) => parse(file, &text),
         Err(_) => Ok(Vec::new()),
@@ -159,7 +151,6 @@ mod tests {
     fn malformed_lines_name_file_and_line() {
         let text = "header\n   0: 0100007F:1F90 00000000:0000 0A\n";
         let err = parse("/proc/net/tcp", text).unwrap_err();
-        assert_eq!(err.line, 2);
         assert!(err.to_string().starts_with("/proc/net/tcp line 2:"), "{err}");
         let bad_addr = TCP.replace("0100007F:1F90 00000000", "01007F:1F90 00000000");
         assert!(parse("/proc/net/tcp", &bad_addr).is_err());

@@ -177,7 +177,7 @@ mod tests {
         let r = ProcessReader::new().read(me).expect("own process readable");
         assert_eq!(r.pid, me);
         assert_eq!(r.ppid, std::os::unix::process::parent_id() as i32);
-        assert_eq!(r.uid, Some(unsafe { libc::getuid() }));
+        assert_eq!(r.uid, Some(nix::unistd::getuid().as_raw()));
         assert!(r.threads >= 1);
         assert!(r.rss_bytes > 0);
         assert!(r.fd_count.unwrap() >= 3);

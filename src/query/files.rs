@@ -160,8 +160,7 @@ pub fn read_text_file(path: &Path, kind: Read, noun: &str) -> anyhow::Result<Str
     }
     if !meta.is_file() {
         // A pipe the operator named (-f <(...)): wait for its writer.
-        // SAFETY: fcntl on a descriptor this function owns.
-        unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&file), libc::F_SETFL, 0) };
+        let _ = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()));
     }
     if meta.len() > MAX_SQL_BYTES as u64 {
         bail!("{what}: {} bytes is too large for a {noun} (at most {} KiB)", meta.len(), MAX_SQL_BYTES / 1024);

@@ -15,12 +15,10 @@ pub fn nice_this_thread(nice: i32) {
     if nice == 0 {
         return;
     }
-    let tid = nix::unistd::gettid().as_raw();
-    // SAFETY: setpriority reads its three integer arguments only; for
-    // PRIO_PROCESS, `who` names a thread (Linux's per-thread nice).
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice);
-    }
+    // For PRIO_PROCESS, Linux takes `who` as a thread id (its per-thread
+    // nice); the calling thread's id is always a valid pid.
+    let tid = rustix::process::Pid::from_raw(nix::unistd::gettid().as_raw());
+    let _ = rustix::process::setpriority_process(tid, nice);
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use crate::tables::{scope, SourceOptions};
 pub struct CounterTable {
     pub name: &'static str,
     pub defs: &'static [ColumnDef],
-    pub read: fn() -> std::result::Result<Vec<Counter>, String>,
+    pub read: fn() -> std::result::Result<Vec<Counter>, crate::collect::Error>,
     pub options: SourceOptions,
 }
 
@@ -31,7 +31,7 @@ impl LiveSource for CounterTable {
         LivePartition::projected(defs, projection.map(Vec::as_slice), label, move |sink| {
             let mut out = Emitter::new(RowBuilder::new(defs, cols.as_deref(), BATCH_ROWS), sink, limit);
             scope::each(&targets, |ns| {
-                for c in read().map_err(anyhow::Error::msg)? {
+                for c in read()? {
                     out.rows.str(0, Some(&c.mib));
                     out.rows.str(1, Some(&c.name));
                     out.rows.i64(2, Some(c.value));

@@ -51,7 +51,7 @@ impl LiveSource for NetlinkSocketsTable {
         LivePartition::projected(Col::DEFS, projection.map(Vec::as_slice), label, move |sink| {
             let mut out = Emitter::new(RowBuilder::new(Col::DEFS, cols.as_deref(), BATCH_ROWS), sink, limit);
             scope::each(&targets, |ns| {
-                for s in read().map_err(anyhow::Error::msg)? {
+                for s in read()? {
                     let r = &mut out.rows;
                     r.str(Col::Protocol as usize, Some(&protocol_name(s.protocol)));
                     r.u32(Col::Portid as usize, Some(s.portid));

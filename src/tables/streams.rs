@@ -77,16 +77,22 @@ pub fn poll_for(
 ) -> anyhow::Result<()> {
     let _running = Running::start();
     let deadline = deadline(bound);
-    let mut polled: Vec<libc::pollfd> = fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    use nix::poll::{poll, PollFd, PollFlags};
+    // SAFETY: the caller holds every descriptor open for the whole call
+    // (each belongs to a listener that outlives it; the numbers are only
+    // passed here because `ready` borrows those listeners mutably).
+    let borrowed: Vec<_> = fds.iter().map(|&fd| unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }).collect();
+    let mut polled: Vec<PollFd> = borrowed.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
     while deadline.is_none_or(|d| std::time::Instant::now() < d) && !end_requested() {
-        // SAFETY: poll(2) on descriptors the caller holds open, for at most 100 ms.
-        let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, 100) };
+        // At most 100 ms, so an end asked for is seen; EINTR counts as a
+        // wake with nothing ready, as before.
+        let n = poll(&mut polled, 100u16).unwrap_or(0);
         if n > 0 {
             if !gather.is_zero() {
                 std::thread::sleep(gather);
             }
             for (i, p) in polled.iter().enumerate() {
-                if p.revents != 0 && ready(i)?.is_break() {
+                if p.any().unwrap_or(true) && ready(i)?.is_break() {
                     return Ok(());
                 }
             }

@@ -57,6 +57,16 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
 
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// Wait until the wall clock reads a later millisecond than when called.
+/// History samples and their file names are stamped to the millisecond, so
+/// a recorder started after this returns cannot share a stamp with one
+/// that ended before it was called.
+pub fn next_millisecond() {
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let start = now();
+    eventually(Duration::from_secs(1), || (now() > start).then_some(()));
+}
+
 /// This test process's command name, as the process column shows it.
 pub fn my_comm() -> String {
     std::fs::read_to_string("/proc/self/comm").unwrap().trim_end().to_string()

@@ -54,7 +54,7 @@ fn genuine(tag: &str) -> History {
     for _ in 0..3 {
         let (_, err, ok) = ns.exec(bin(), &["record", "--samples", "1", "--out", &out, "--tables", "sockets"]);
         assert!(ok, "{err}");
-        std::thread::sleep(std::time::Duration::from_millis(5)); // distinct millisecond file names
+        next_millisecond(); // distinct millisecond file names
     }
     let host_dir = std::fs::read_dir(dir.join("sockets")).unwrap().next().unwrap().unwrap().path();
     let date_dir = std::fs::read_dir(&host_dir).unwrap().next().unwrap().unwrap().path();

@@ -103,6 +103,14 @@ struct Raw {
     s: UnixStream,
 }
 
+/// Bytes the kernel holds for `s` that nobody has read yet (FIONREAD).
+fn unread_bytes(s: &UnixStream) -> i32 {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, to a local.
+    assert_eq!(unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(s), libc::FIONREAD, &mut n) }, 0);
+    n
+}
+
 /// What one simple Query got back.
 #[derive(Debug, Default)]
 struct Answer {
@@ -670,9 +678,10 @@ fn pg_bounds_a_client_that_stops_reading_gives_its_slot_back_at_the_timeout() {
     let mut slow = Raw::over(socket.into());
     let pad = "y".repeat(100);
     slow.send_query(&format!("SELECT value, '{pad}' FROM range(1000000000)"));
-    // It holds the only query slot and reads nothing. Root's psql is
-    // answered: it waits for the slot, which the deadline frees.
-    std::thread::sleep(Duration::from_millis(300));
+    // It holds the only query slot once its answer starts arriving, and
+    // reads nothing. Root's psql is answered: it waits for the slot, which
+    // the deadline frees.
+    eventually(WAIT, || (unread_bytes(&slow.s) > 0).then_some(()));
     let started = Instant::now();
     let (out, err, ok) = server.psql("SELECT 42");
     assert!(ok, "root's psql was refused while a client stopped reading: {err}");

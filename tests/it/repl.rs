@@ -69,6 +69,27 @@ impl Shell {
     }
 }
 
+/// The pid of the shell started with `state_dir` as its XDG_STATE_HOME
+/// (a directory named after this test and process, so only that shell).
+fn shell_pid(state_dir: &std::path::Path) -> i32 {
+    let want = format!("XDG_STATE_HOME={}", state_dir.display());
+    let mut found = std::fs::read_dir("/proc").unwrap().flatten().filter_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        env.split(|&b| b == 0).any(|v| v == want.as_bytes()).then_some(pid)
+    });
+    let pid = found.next().unwrap_or_else(|| panic!("no process with {want}"));
+    assert!(found.next().is_none(), "two processes with {want}");
+    pid
+}
+
+/// User plus system CPU time of `pid`, in clock ticks (/proc/PID/stat).
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
 fn temp_dir(tag: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("sockql-repl-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -111,8 +132,13 @@ fn multi_line_statements_meta_commands_and_ctrl_c() {
     let before = sh.expect("answer\r\n42\r\n");
     assert!(!before.contains("error"), "the dropped statement must not run: {before}");
     // Ctrl-C during a long query cancels the query and keeps the shell.
+    let pid = shell_pid(&dir);
+    let cpu_before = cpu_ticks(pid);
     sh.line("SELECT count(*) FROM generate_series(1, 100000000000);");
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Ctrl-C once the query runs: the shell has spent 0.2 s of CPU (at the
+    // usual 100 ticks a second) since Enter, which the line editor waiting
+    // for a key never does. A Ctrl-C still in the editor would only drop a line.
+    eventually(WAIT, || (cpu_ticks(pid) >= cpu_before + 20).then_some(()));
     sh.p.send_control('c').unwrap();
     sh.expect("query cancelled");
     sh.line_echoed("SELECT 7 AS seven;");

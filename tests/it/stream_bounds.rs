@@ -29,6 +29,20 @@ fn destroy_listener_of(ns: &Netns, pid: u32) -> bool {
     })
 }
 
+/// Whether sockql (`pid`) has taken every destroy event of the churn from
+/// the kernel: no TCP socket is left in its namespace but the listener,
+/// and its subscribed sock_diag socket's receive queue (Rmem, in its own
+/// namespace's /proc/net/netlink) is empty.
+fn events_taken(pid: u32) -> bool {
+    let read = |file: &str| std::fs::read_to_string(format!("/proc/{pid}/net/{file}")).unwrap_or_default();
+    let tcp_left = read("tcp").lines().skip(1).count() + read("tcp6").lines().skip(1).count();
+    let queued = read("netlink").lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() > 4 && f[1] == "4" && f[2] == pid.to_string() && f[3] != "00000000" && f[4] != "0"
+    });
+    tcp_left == 1 && !queued
+}
+
 const ROUNDS: usize = 12;
 const PER_ROUND: usize = 4000;
 /// How long each round's connections live: past the next of the dumps
@@ -58,8 +72,7 @@ fn churn(l: std::net::TcpListener, sample_after: usize, sample: impl Fn() -> u64
             drop(s);
         }
         if round == sample_after || round == ROUNDS {
-            // Memory once this round's destroy events are read.
-            std::thread::sleep(Duration::from_millis(300));
+            // Memory once this round's destroy events are read (`sample` waits for that).
             samples.push(sample());
         }
     }
@@ -80,7 +93,17 @@ fn beside_churn(ns: &Netns, args: &[&str]) -> (u64, u64, String) {
     let pid = child.id();
     eventually(WAIT, || destroy_listener_of(ns, pid).then_some(()));
     let start = Instant::now();
-    let (samples, l) = ns.enter(move || churn(l, ROUNDS / 3, move || status_kib(pid, "VmRSS")));
+    // The kernel sends destroy events from a work queue: an empty queue
+    // twice in a row (20 ms apart) is taken as all of them read.
+    let sample = move || {
+        let mut seen_empty = 0;
+        eventually(WAIT, || {
+            seen_empty = if events_taken(pid) { seen_empty + 1 } else { 0 };
+            (seen_empty >= 2).then_some(())
+        });
+        status_kib(pid, "VmRSS")
+    };
+    let (samples, l) = ns.enter(move || churn(l, ROUNDS / 3, sample));
     eprintln!("{} sockets in {:?}; sockql VmRSS {samples:?} KiB", 2 * ROUNDS * PER_ROUND, start.elapsed());
     // SAFETY: a signal to the child we spawned (ip netns exec became sockql).
     unsafe { libc::kill(pid as i32, libc::SIGINT) };

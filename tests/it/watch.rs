@@ -49,10 +49,27 @@ fn ndjson_watch_appends_timestamped_rows_until_ctrl_c() {
 #[test]
 fn table_watch_redraws_with_a_header_and_saved_queries_watch_too() {
     let mut child = Command::new(bin()).args(["run", "states", "--watch", "0.2"]).stdout(Stdio::piped()).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(900));
+    // Read on a thread while this one waits for three whole tables (a
+    // tick prints its table in one go, and Ctrl-C ends watch between ticks).
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn({
+        let seen = seen.clone();
+        move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = stdout.read(&mut chunk) {
+                seen.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        }
+    });
+    let tables = || String::from_utf8_lossy(&seen.lock().unwrap()).matches("| protocol | state").count();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tables() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     interrupt(&child);
-    let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    reader.join().unwrap();
+    let out = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
     assert!(child.wait().unwrap().success());
     let redraws = out.matches("\x1b[H\x1b[2J").count();
     let headers = out.matches("Every 200ms: SELECT netns, netns_name, protocol, state, count(*) AS sockets,").count();

@@ -191,7 +191,7 @@ pub fn read<E: From<Error>>(
         }
     };
     let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let entries = proc::parse(&text, now_s).map_err(|m| Error::ProcFormat(format!("{PROC_CONNTRACK}: {m}")))?;
+    let entries = proc::parse(&text, now_s).map_err(|e| e.in_file(PROC_CONNTRACK))?;
     for ct in entries {
         if family != 0 && ct.family != family {
             continue;
@@ -217,7 +217,7 @@ pub fn read_stats(options: ReadOptions) -> Result<Vec<CpuStats>, Error> {
         }
     }
     match std::fs::read_to_string(PROC_CONNTRACK_STATS) {
-        Ok(text) => proc::parse_stats(&text).map_err(|m| Error::ProcFormat(format!("{PROC_CONNTRACK_STATS}: {m}"))),
+        Ok(text) => proc::parse_stats(&text).map_err(|e| e.in_file(PROC_CONNTRACK_STATS)),
         Err(e) => {
             notice::note_once("conntrack-unavailable", format!("cannot read conntrack statistics ({e}); conntrack_stats is empty"));
             Ok(Vec::new())

@@ -3,6 +3,7 @@
 //! lacks the entry id and most status bits; those are null or inferred
 //! (NAT from the tuples, as the kernel sets it).
 
+use crate::collect::Error;
 use super::{Conntrack, Counters, CpuStats, Tuple, IPS_ASSURED, IPS_DST_NAT, IPS_SEEN_REPLY, IPS_SRC_NAT, STATS, TCP_STATES};
 
 fn set_tuple(t: &mut Tuple, c: &mut Counters, key: &str, v: &str) -> Option<()> {
@@ -21,8 +22,9 @@ fn set_tuple(t: &mut Tuple, c: &mut Counters, key: &str, v: &str) -> Option<()> 
     Some(())
 }
 
-/// Parse one line; `now_s` turns `delta-time` into a start time.
-pub fn parse_line(line: &str, now_s: u64) -> Result<Conntrack, String> {
+/// Parse one line; `now_s` turns `delta-time` into a start time. The
+/// error says what is wrong; [`parse`] says where.
+fn parse_line(line: &str, now_s: u64) -> Result<Conntrack, String> {
     let f: Vec<&str> = line.split_whitespace().collect();
     if f.len() < 6 {
         return Err(format!("expected at least 6 fields, found {}", f.len()));
@@ -84,24 +86,25 @@ pub fn parse_line(line: &str, now_s: u64) -> Result<Conntrack, String> {
     Ok(ct)
 }
 
-pub fn parse(text: &str, now_s: u64) -> Result<Vec<Conntrack>, String> {
+pub fn parse(text: &str, now_s: u64) -> Result<Vec<Conntrack>, Error> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| parse_line(l, now_s).map_err(|e| format!("/proc/net/nf_conntrack line {}: {e}", i + 1)))
+        .map(|(i, l)| parse_line(l, now_s).map_err(|e| Error::ProcFormat(format!("/proc/net/nf_conntrack line {}: {e}", i + 1))))
         .collect()
 }
 
 /// /proc/net/stat/nf_conntrack: a header of counter names, then one line
 /// of hex values per CPU.
-pub fn parse_stats(text: &str) -> Result<Vec<CpuStats>, String> {
+pub fn parse_stats(text: &str) -> Result<Vec<CpuStats>, Error> {
+    let bad = Error::ProcFormat;
     let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().ok_or("empty statistics file")?.split_whitespace().collect();
+    let header: Vec<&str> = lines.next().ok_or_else(|| bad("empty statistics file".into()))?.split_whitespace().collect();
     let mut out = Vec::new();
     for (cpu, line) in lines.enumerate() {
         let values: Vec<&str> = line.split_whitespace().collect();
         if values.len() != header.len() {
-            return Err(format!("statistics line {} has {} values for {} names", cpu + 2, values.len(), header.len()));
+            return Err(bad(format!("statistics line {} has {} values for {} names", cpu + 2, values.len(), header.len())));
         }
         let mut s = CpuStats { cpu: cpu as u16, ..Default::default() };
         for (name, v) in header.iter().zip(&values) {
@@ -112,7 +115,7 @@ pub fn parse_stats(text: &str) -> Result<Vec<CpuStats>, String> {
                 n => n,
             };
             if let Some((attr, _)) = STATS.iter().find(|(_, n)| *n == name) {
-                s.counters[*attr] = Some(u32::from_str_radix(v, 16).map_err(|_| format!("bad hex value {v}"))?);
+                s.counters[*attr] = Some(u32::from_str_radix(v, 16).map_err(|_| bad(format!("bad hex value {v}")))?);
             }
         }
         out.push(s);
@@ -153,7 +156,7 @@ ipv4     2 tcp      6 117 SYN_SENT src=10.231.3.1 dst=10.231.3.2 sport=40000 dpo
     fn malformed_lines_are_errors() {
         assert!(parse("ipv4 2 tcp 6\n", 0).is_err());
         assert!(parse("ipx 2 tcp 6 1 x=1 y=2\n", 0).is_err());
-        assert!(parse("ipv4 2 tcp 6 1 src=nothere\n", 0).unwrap_err().contains("line 1"));
+        assert!(parse("ipv4 2 tcp 6 1 src=nothere\n", 0).unwrap_err().to_string().contains("line 1"));
         for cut in 0..TEXT.len() {
             let _ = parse(&TEXT[..cut], 0);
         }

@@ -5,7 +5,7 @@
 //! in short waits so the caller can end it on time, on a row limit, or
 //! when the query is dropped.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use super::Direction;
@@ -52,7 +52,7 @@ pub const SNAP_LEN: usize = 256;
 pub const SNAP_LEN_PAYLOAD: usize = 262_144;
 
 /// The capture socket's receive queue, bytes of packet buffers.
-const RECV_BUFFER: libc::c_int = 32 << 20;
+const RECV_BUFFER: usize = 32 << 20;
 
 /// The snap length for a capture that keeps payloads or not.
 pub fn snap_len(payload: bool) -> usize {
@@ -91,7 +91,10 @@ pub struct LiveCapture {
 }
 
 fn last_os_error(what: &str) -> Error {
-    let e = std::io::Error::last_os_error();
+    os_error(what, std::io::Error::last_os_error())
+}
+
+fn os_error(what: &str, e: std::io::Error) -> Error {
     if e.raw_os_error() == Some(libc::EPERM) {
         return Error::Capture(format!("{what}: capturing needs CAP_NET_RAW (run as root)").into(), e);
     }
@@ -104,25 +107,23 @@ impl LiveCapture {
     /// attached before the socket is bound so no unfiltered packet queues,
     /// keeping at most `snap_len` bytes of each packet.
     pub fn open(ifindex: u32, prog: &[(u16, u8, u8, u32)], snap_len: usize) -> Result<Self, Error> {
+        use nix::sys::socket::{setsockopt, socket, sockopt, AddressFamily, SockFlag, SockProtocol, SockType};
         let proto = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: socket(2) with constant arguments; the fd is owned below.
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, proto as i32) };
-        if fd < 0 {
-            return Err(last_os_error("AF_PACKET socket"));
-        }
-        // SAFETY: fd is a new descriptor nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = socket(AddressFamily::Packet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, SockProtocol::EthAll)
+            .map_err(|e| os_error("AF_PACKET socket", e.into()))?;
         let batch = if snap_len > SNAP_LEN { BATCH_PAYLOAD } else { BATCH };
         let cap = LiveCapture { fd, snap_len, batch, bufs: vec![0; batch * snap_len], slots: Vec::with_capacity(batch) };
         if !prog.is_empty() {
             cap.attach(prog)?;
         }
         let fd = &cap.fd;
-        // SAFETY: a zeroed sockaddr_ll is valid; bind(2) reads it.
+        // bind(2) by hand: nix's LinkAddr has no safe constructor.
+        // SAFETY: a zeroed sockaddr_ll is a valid value.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_protocol = proto;
         sll.sll_ifindex = ifindex as i32;
+        // SAFETY: bind(2) reads the sockaddr_ll we own, for its size, during the call.
         let r = unsafe {
             libc::bind(fd.as_raw_fd(), &sll as *const libc::sockaddr_ll as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_ll>() as u32)
         };
@@ -135,16 +136,14 @@ impl LiveCapture {
         // packets only use memory while a burst lasts. SO_RCVBUFFORCE
         // passes net.core.rmem_max as root; without CAP_NET_ADMIN the
         // default stays.
-        let _ = crate::collect::set_socket_int(fd.as_raw_fd(), libc::SO_RCVBUFFORCE, RECV_BUFFER);
+        let _ = setsockopt(fd, sockopt::RcvBufForce, &RECV_BUFFER);
         // The kernel's time of each packet, not the time it was read.
-        if crate::collect::set_socket_int(fd.as_raw_fd(), libc::SO_TIMESTAMPNS, 1).is_err() {
-            return Err(last_os_error("SO_TIMESTAMPNS"));
-        }
+        setsockopt(fd, sockopt::ReceiveTimestampns, &true).map_err(|e| os_error("SO_TIMESTAMPNS", e.into()))?;
         Ok(cap)
     }
 
-    /// Let the kernel drop what `prog` rejects (SO_ATTACH_FILTER): see
-    /// [`super::bpf`].
+    /// Let the kernel drop what `prog` rejects (SO_ATTACH_FILTER, which
+    /// nix has no option for): see [`super::bpf`].
     fn attach(&self, prog: &[(u16, u8, u8, u32)]) -> Result<(), Error> {
         let mut ins: Vec<libc::sock_filter> = prog.iter().map(|&(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k }).collect();
         let fprog = libc::sock_fprog { len: ins.len() as u16, filter: ins.as_mut_ptr() };
@@ -179,6 +178,7 @@ impl LiveCapture {
             .collect();
         let mut msgs: Vec<libc::mmsghdr> = (0..batch)
             .map(|i| {
+                // SAFETY: a zeroed mmsghdr is a valid value (null pointers, zero lengths).
                 let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
                 m.msg_hdr.msg_name = &mut addrs[i] as *mut libc::sockaddr_ll as *mut libc::c_void;
                 m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
@@ -190,7 +190,8 @@ impl LiveCapture {
             })
             .collect();
         // MSG_TRUNC: each length is the packet's whole length even when
-        // only the snap length was copied.
+        // only the snap length was copied. By hand, not nix's recvmmsg:
+        // this is the capture's hot path, reusing its buffers every batch.
         // SAFETY: recvmmsg(2) writes at most `batch` messages within the
         // buffers msgs points to.
         let n = unsafe {
@@ -240,9 +241,11 @@ impl LiveCapture {
     /// (packets the kernel passed to the socket, packets it dropped for
     /// want of buffer) since the last call: PACKET_STATISTICS.
     pub fn statistics(&self) -> Option<(u32, u32)> {
-        // SAFETY: getsockopt fills a tpacket_stats we own.
+        // PACKET_STATISTICS by hand: nix has no option for it.
+        // SAFETY: a zeroed tpacket_stats (two integers) is a valid value.
         let mut st: libc::tpacket_stats = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `st`, which we own.
         let r = unsafe {
             libc::getsockopt(self.fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_STATISTICS, &mut st as *mut libc::tpacket_stats as *mut libc::c_void, &mut len)
         };

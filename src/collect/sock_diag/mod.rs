@@ -206,7 +206,7 @@ pub fn read_inet<E: From<Error>>(
         for &family in families_of(family) {
             let path = proc_file(protocol, family);
             used.proc += 1;
-            let sockets = proc_net::read(&path).map_err(|e| Error::ProcFormat(format!("{path}: {e}")))?;
+            let sockets = proc_net::read(&path).map_err(|e| e.in_file(&path))?;
             for s in sockets {
                 if states & (1 << s.state) == 0 {
                     continue;
@@ -246,7 +246,7 @@ pub fn read_unix<E: From<Error>>(
         }
     }
     let text = std::fs::read_to_string(PROC_UNIX).map_err(|e| Error::Proc(PROC_UNIX.into(), e))?;
-    for s in unix::parse_proc(&text).map_err(|m| Error::ProcFormat(format!("{PROC_UNIX}: {m}")))? {
+    for s in unix::parse_proc(&text).map_err(|e| e.in_file(PROC_UNIX))? {
         if on_socket(&s)?.is_break() {
             break;
         }

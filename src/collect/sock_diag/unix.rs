@@ -86,11 +86,11 @@ pub fn parse(payload: &[u8]) -> Result<UnixSocket, NetlinkError> {
 /// `Num RefCount Protocol Flags Type St Inode Path`. The text has no peer,
 /// queues or uid; the state comes from `St` (socket state) and the
 /// __SO_ACCEPTCON flag (listening), in the numbering UNIX_DIAG uses.
-pub fn parse_proc(text: &str) -> Result<Vec<UnixSocket>, String> {
+pub fn parse_proc(text: &str) -> Result<Vec<UnixSocket>, crate::collect::Error> {
     const ACCEPTCON: u32 = 1 << 16;
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate().skip(1) {
-        let bad = || format!("line {}: unexpected format", n + 1);
+        let bad = || crate::collect::Error::ProcFormat(format!("line {}: unexpected format", n + 1));
         // Seven fields, then the path: the rest of the line (spaces kept).
         let mut rest = line.trim_start();
         let mut f = Vec::with_capacity(7);
@@ -155,7 +155,7 @@ mod tests {
         assert_eq!(listener.path.as_deref(), path.to_str());
         let pa = found.iter().find(|s| s.inode == ai).unwrap();
         assert_eq!((pa.state, pa.peer_inode), (1, Some(bi)));
-        assert_eq!(pa.uid, Some(unsafe { libc::getuid() }));
+        assert_eq!(pa.uid, Some(nix::unistd::getuid().as_raw()));
         std::fs::remove_dir_all(dir).unwrap();
         // Malformed input is an error, not a panic.
         assert!(parse(&[1, 1, 1]).is_err());

@@ -130,14 +130,12 @@ impl PasswordSource {
     }
 }
 
-/// A salt from the kernel's random pool, in one getrandom(2) call.
+/// A salt from the kernel's random pool (ring's `SystemRandom`:
+/// getrandom(2)), as the connections' cancel keys are made.
 fn random_salt() -> anyhow::Result<[u8; 16]> {
+    use ring::rand::{SecureRandom, SystemRandom};
     let mut salt = [0u8; 16];
-    // SAFETY: the buffer is valid for its length.
-    let got = unsafe { libc::getrandom(salt.as_mut_ptr().cast(), salt.len(), 0) };
-    if got != salt.len() as isize {
-        anyhow::bail!("cannot get random bytes for the SCRAM salt: {}", std::io::Error::last_os_error());
-    }
+    SystemRandom::new().fill(&mut salt).map_err(|_| anyhow::anyhow!("cannot get random bytes for the SCRAM salt"))?;
     Ok(salt)
 }
 
