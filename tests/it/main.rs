@@ -18,6 +18,7 @@ mod netns;
 mod notices;
 mod owners;
 mod pcap;
+mod pcap_decode;
 mod packet_reports;
 mod packets;
 mod paths_attack;

@@ -138,7 +138,7 @@ const ANALYSIS_FLAGS: [(&str, &str); 10] = [
 /// Every analysis flag, frame for frame, equal to tshark's on `file`, and
 /// ack_rtt_ms equal to tshark's tcp.analysis.ack_rtt on every frame.
 /// Returns how many frames each column flags.
-fn analysis_equals_tshark(file: &str) -> std::collections::BTreeMap<&'static str, usize> {
+pub fn analysis_equals_tshark(file: &str) -> std::collections::BTreeMap<&'static str, usize> {
     let mut counts = std::collections::BTreeMap::new();
     for (theirs, ours) in ANALYSIS_FLAGS {
         let t = tshark_flagged(file, theirs);

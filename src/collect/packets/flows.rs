@@ -77,6 +77,10 @@ pub struct Analysis {
     pub rel_seq: u32,
     /// None without ACK.
     pub rel_ack: Option<u32>,
+    /// What relative numbers in the peer's sequence space count from (the
+    /// base of rel_ack and of relative SACK blocks): 0 while that space is
+    /// unknown, as tshark's rev->base_seq.
+    pub peer_base: u32,
     /// The window in bytes: scaled when both SYNs were seen (a SYN's own
     /// window is never scaled), else as sent.
     pub window: u32,
@@ -164,6 +168,7 @@ impl Flows {
         let mut a = Analysis {
             rel_seq: t.seq.wrapping_sub(flow.sides[me].base.unwrap_or(t.seq)),
             rel_ack: ack.then(|| t.ack_seq.wrapping_sub(flow.sides[1 - me].base.unwrap_or(t.ack_seq))),
+            peer_base: flow.sides[1 - me].base.unwrap_or(0),
             window,
             handshake_rtt_ms: flow.handshake_rtt_ns.map(|n| n as f64 / 1e6),
             zero_window: t.window == 0 && t.flags & (SYN | FIN | RST) == 0,

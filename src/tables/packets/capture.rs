@@ -350,7 +350,7 @@ impl LiveSource for PacketsTable {
                     return Ok(ControlFlow::Break(()));
                 }
                 frame += 1;
-                let d = decode::decode_network(p.ether_type, p.data);
+                let d = decode::decode_network(p.ether_type, p.data).on_wire(p.data.len(), p.length);
                 let meta = Meta {
                     ts_ns: p.ts_ns,
                     interface: name,

@@ -24,13 +24,13 @@ table_columns!(Col {
     SrcAddr: "src_addr", Utf8, true, "Source IP address";
     DstAddr: "dst_addr", Utf8, true, "Destination IP address";
     Protocol: "protocol", Utf8, true, "Transport protocol: tcp, udp, icmp, icmpv6, or the IP protocol number";
-    SrcPort: "src_port", U16, true, "Source port (TCP, UDP)";
-    DstPort: "dst_port", U16, true, "Destination port (TCP, UDP)";
+    SrcPort: "src_port", U16, true, "Source port (TCP, UDP); of a fragmented datagram, on its first fragment only (nothing is reassembled: as tshark -o ip.defragment:FALSE and tcpdump)";
+    DstPort: "dst_port", U16, true, "Destination port (TCP, UDP); on a first fragment only, like src_port";
     Ttl: "ttl", U8, true, "IPv4 TTL or IPv6 hop limit";
     IpId: "ip_id", U16, true, "IPv4 identification";
     Dscp: "dscp", U8, true, "Differentiated services code point";
     Ecn: "ecn", U8, true, "ECN bits of the IP header (0 not ECT, 1 ECT(1), 2 ECT(0), 3 CE)";
-    Flags: "flags", Utf8, true, "TCP flags as tcpdump prints them: S, S., P., F., R., . (ack only)";
+    Flags: "flags", Utf8, true, "TCP flags as tcpdump 4.99 prints them: F S R P, '.' for ACK, then U E W (S, S., P., F., R., ., P.E, S.W); none without any";
     Syn: "syn", Bool, true, "TCP SYN";
     Ack: "ack", Bool, true, "TCP ACK";
     Fin: "fin", Bool, true, "TCP FIN";
@@ -56,15 +56,16 @@ table_columns!(Col {
     WindowUpdate: "window_update", Bool, true, "No data, same ACK, a new window (tshark tcp.analysis.window_update)";
     WindowFull: "window_full", Bool, true, "Data reaching the right edge of the window the peer advertised: the sender is held back by the receiver (tshark tcp.analysis.window_full)";
     AckRttMs: "ack_rtt_ms", F64, true, "On an ACK that ends exactly where a peer's segment ended: ms since that segment was seen (tshark tcp.analysis.ack_rtt)";
-    PayloadLength: "payload_length", U32, true, "Transport payload bytes, as the headers declare them (tcpdump length)";
+    PayloadLength: "payload_length", U32, true, "Transport payload bytes as the headers declare them (tshark tcp.len, tcpdump length): UDP's from its length field (on a first fragment, the whole datagram's), TCP's from the IP length. An IPv4 total length of 0 (GSO/TSO over 64 KB, BIG TCP) counts the frame's length on the wire, as tshark does (tcpdump 4.99 prints bad-len 0); an IPv6 jumbogram, its jumbo payload option; IPv6 payload length 0 without that option, null (no transport header read, as tshark and tcpdump)";
     Payload: "payload", Binary, true, "The captured payload bytes, only with --payload (they may carry secrets); null otherwise";
     Mss: "mss", U16, true, "TCP MSS option";
     Wscale: "wscale", U8, true, "TCP window scale option";
     SackPermitted: "sack_permitted", Bool, true, "TCP SACK-permitted option";
     TsVal: "ts_val", U32, true, "TCP timestamp option: the sender's value";
     TsEcr: "ts_ecr", U32, true, "TCP timestamp option: the echoed value";
-    SackBlocks: "sack_blocks", Utf8, true, "TCP SACK blocks, 'left-right' pairs separated by spaces";
-    IcmpType: "icmp_type", U8, true, "ICMP or ICMPv6 type";
+    SackBlocks: "sack_blocks", Utf8, true, "TCP SACK blocks, 'left-right' pairs separated by spaces, relative to the peer's SYN like rel_ack (tshark tcp.options.sack_le, tcp.options.sack_re)";
+    SackBlocksRaw: "sack_blocks_raw", Utf8, true, "TCP SACK blocks as sent (absolute sequence numbers, like ack_seq)";
+    IcmpType: "icmp_type", U8, true, "ICMP or ICMPv6 type; on a first fragment only, like src_port";
     IcmpCode: "icmp_code", U8, true, "ICMP or ICMPv6 code";
     Netns: "netns", U64, true, "Network namespace the packet was captured in (packets; null for a file)";
     NetnsName: "netns_name", Utf8, true, "Name of that namespace under /run/netns, null if unnamed";
@@ -77,6 +78,22 @@ pub fn note_payload_hidden(projection: Option<&[usize]>, payload: bool) {
         if !payload && p.len() < Col::DEFS.len() && p.contains(&(Col::Payload as usize)) {
             crate::notice::note_once("payload-hidden", "payload is null: pass --payload to keep payload bytes (they may carry secrets)");
         }
+    }
+}
+
+/// SACK blocks as "left-right" pairs separated by spaces, less `base`.
+struct SackText<'a> {
+    blocks: &'a [(u32, u32)],
+    base: u32,
+}
+
+impl std::fmt::Display for SackText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (l, r)) in self.blocks.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            write!(f, "{sep}{}-{}", l.wrapping_sub(self.base), r.wrapping_sub(self.base))?;
+        }
+        Ok(())
     }
 }
 
@@ -110,6 +127,7 @@ const FLOW_COLUMNS: &[Col] = &[
     Col::WindowUpdate,
     Col::WindowFull,
     Col::AckRttMs,
+    Col::SackBlocks,
 ];
 
 /// True if the query asked for a column that needs connections followed:
@@ -191,7 +209,21 @@ pub fn append(r: &mut RowBuilder, flows: Option<&mut Flows>, frame: u64, m: &Met
     r.bool(SackPermitted as usize, t.map(|t| t.sack_permitted));
     r.u32(TsVal as usize, t.and_then(|t| t.ts_val));
     r.u32(TsEcr as usize, t.and_then(|t| t.ts_ecr));
-    r.str(SackBlocks as usize, t.and_then(|t| t.sack_blocks.as_deref()));
+    match t.map(|t| t.sack_blocks()).filter(|b| !b.is_empty()) {
+        Some(blocks) => {
+            // Relative to what rel_ack counts from, as tshark shows them.
+            if let Some(a) = a {
+                r.display(SackBlocks as usize, &SackText { blocks, base: a.peer_base });
+            } else {
+                r.str(SackBlocks as usize, None);
+            }
+            r.display(SackBlocksRaw as usize, &SackText { blocks, base: 0 });
+        }
+        None => {
+            r.str(SackBlocks as usize, None);
+            r.str(SackBlocksRaw as usize, None);
+        }
+    }
     r.u8(IcmpType as usize, d.icmp_type);
     r.u8(IcmpCode as usize, d.icmp_code);
     r.u64(Col::Netns as usize, m.netns.map(|n| n.0));

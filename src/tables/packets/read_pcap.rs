@@ -68,7 +68,7 @@ impl LiveSource for PcapFile {
             while !out.done() {
                 frame += 1;
                 let row = file.next(|raw| {
-                    let d = decode::decode(raw.linktype, raw.data);
+                    let d = decode::decode(raw.linktype, raw.data).on_wire(raw.data.len(), raw.length);
                     let meta = Meta {
                         ts_ns: raw.ts_ns,
                         interface: raw.interface,
