@@ -1,22 +1,18 @@
-//! One captured packet's headers as typed fields: the link layers capture
-//! files hold on Linux (Ethernet, Linux cooked v1 and v2, raw IP, BSD
-//! loopback), IPv4 and IPv6, TCP with its options, UDP, ICMP. Header
-//! parsing is etherparse's, in its lax mode: a packet cut short by the snap
-//! length still gives every header it holds.
+//! One captured packet's headers as typed fields: the link layers and
+//! encapsulations [`link`](super::link) peels (Ethernet with VLAN tags,
+//! MPLS, PPPoE, Linux cooked v1 and v2, NFLOG, raw IP, BSD loopback), then
+//! IPv4 and IPv6, TCP with its options, UDP, ICMP. Header parsing past the
+//! link layer is etherparse's, in its lax mode: a packet cut short by the
+//! snap length still gives every header it holds.
 
 use std::net::IpAddr;
 
-use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TcpOptionElement, TransportSlice};
+use etherparse::{LaxNetSlice, LaxSlicedPacket, TcpOptionElement, TransportSlice};
 
+use super::link;
 use super::Direction;
 
-pub const LINKTYPE_NULL: u32 = 0;
-pub const LINKTYPE_ETHERNET: u32 = 1;
-pub const LINKTYPE_RAW: u32 = 101;
-pub const LINKTYPE_LINUX_SLL: u32 = 113;
-pub const LINKTYPE_IPV4: u32 = 228;
-pub const LINKTYPE_IPV6: u32 = 229;
-pub const LINKTYPE_LINUX_SLL2: u32 = 276;
+pub use super::link::{LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_NULL, LINKTYPE_RAW};
 
 /// TCP's fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,6 +84,14 @@ pub struct Decoded {
     /// after its 8-byte header) lies in the bytes decoded: link padding
     /// excluded, cut where the capture was.
     pub payload: Option<std::ops::Range<usize>>,
+    /// The link layer's tags (see [`link`]): the innermost VLAN ID, the
+    /// outermost when there are two or more, the top MPLS label.
+    pub vlan_id: Option<u16>,
+    pub outer_vlan_id: Option<u16>,
+    pub mpls_label: Option<u32>,
+    /// What stopped decoding before an IP header, when sockql does not
+    /// decode it (another link type, EtherType, PPP protocol, ...).
+    pub undecoded: Option<link::Undecoded>,
 }
 
 impl Decoded {
@@ -103,53 +107,34 @@ impl Decoded {
     }
 }
 
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-/// Linux cooked packet types: 4 is "sent by us", the rest arrived.
-fn sll_direction(pkttype: u16) -> Direction {
-    if pkttype == 4 {
-        Direction::Out
-    } else {
-        Direction::In
-    }
-}
-
 /// Decode `data` captured with link type `linktype`.
 pub fn decode(linktype: u32, data: &[u8]) -> Decoded {
     let mut d = Decoded::default();
-    let sliced = match linktype {
-        LINKTYPE_ETHERNET => LaxSlicedPacket::from_ethernet(data).ok(),
-        LINKTYPE_LINUX_SLL => {
-            let (Some(pkttype), Some(proto)) = (be16(data, 0), be16(data, 14)) else { return d };
-            d.direction = Some(sll_direction(pkttype));
-            d.ether_type = Some(proto);
-            data.get(16..).map(|rest| LaxSlicedPacket::from_ether_type(EtherType(proto), rest))
-        }
-        LINKTYPE_LINUX_SLL2 => {
-            let (Some(proto), Some(idx), Some(&pkttype)) = (be16(data, 0), data.get(4..8), data.get(10)) else { return d };
-            d.direction = Some(sll_direction(pkttype as u16));
-            d.ifindex = Some(u32::from_be_bytes(idx.try_into().expect("4 bytes")));
-            d.ether_type = Some(proto);
-            data.get(20..).map(|rest| LaxSlicedPacket::from_ether_type(EtherType(proto), rest))
-        }
-        LINKTYPE_RAW | LINKTYPE_IPV4 | LINKTYPE_IPV6 | 12 | 14 => LaxSlicedPacket::from_ip(data).ok(),
-        // BSD loopback: a 4-byte address family in the writer's byte order.
-        LINKTYPE_NULL => data.get(4..).and_then(|rest| LaxSlicedPacket::from_ip(rest).ok()),
-        _ => None,
-    };
-    match sliced {
-        Some(p) => fill(d, &p, data),
-        None => d,
-    }
+    let peeled = link::peel(linktype, data, &mut d);
+    network(d, peeled, data)
 }
 
-/// Decode what a cooked capture hands over: the network header on, with
-/// its EtherType beside it.
+/// Decode what a cooked capture hands over: the header its EtherType
+/// announces on.
 pub fn decode_network(ether_type: u16, data: &[u8]) -> Decoded {
-    let d = Decoded { ether_type: Some(ether_type), ..Decoded::default() };
-    fill(d, &LaxSlicedPacket::from_ether_type(EtherType(ether_type), data), data)
+    let mut d = Decoded::default();
+    let peeled = link::ether(ether_type, data, 0, &mut d);
+    network(d, peeled, data)
+}
+
+/// The IP header on, where the link layers put it.
+fn network(mut d: Decoded, peeled: link::Peeled, data: &[u8]) -> Decoded {
+    match peeled {
+        Ok(Some(ip)) => match data.get(ip).map(LaxSlicedPacket::from_ip) {
+            Some(Ok(p)) => fill(d, &p, data),
+            _ => d,
+        },
+        Ok(None) => d,
+        Err(what) => {
+            d.undecoded = Some(what);
+            d
+        }
+    }
 }
 
 /// Where `part`, a slice of `whole`, lies in it.
@@ -161,9 +146,6 @@ fn range_in(whole: &[u8], part: &[u8]) -> Option<std::ops::Range<usize>> {
 
 /// The network and transport fields of a sliced packet; `data` is what was sliced.
 fn fill(mut d: Decoded, p: &LaxSlicedPacket<'_>, data: &[u8]) -> Decoded {
-    if let Some(etherparse::LinkSlice::Ethernet2(e)) = &p.link {
-        d.ether_type = Some(e.ether_type().0);
-    }
     let mut ip_payload_len: Option<usize> = None;
     match &p.net {
         Some(LaxNetSlice::Ipv4(v4)) => {
