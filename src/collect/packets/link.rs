@@ -334,8 +334,9 @@ fn loopback(data: &[u8]) -> Peeled {
     let le = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
     let family = if le & 0xffff_0000 != 0 { le.swap_bytes() } else { le };
     match family {
-        // AF_INET; AF_INET6 on Linux, the BSDs, FreeBSD, Darwin.
-        2 | 10 | 24 | 28 | 30 => raw_ip(data, 4),
+        // AF_INET; AF_INET6 on NetBSD/OpenBSD, FreeBSD, Darwin (tshark's
+        // list: Linux's 10 is not among them).
+        2 | 24 | 28 | 30 => raw_ip(data, 4),
         other => Err(Undecoded::LoopbackFamily(other)),
     }
 }
