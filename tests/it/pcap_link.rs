@@ -96,10 +96,13 @@ fn rows(file: &Path) -> Vec<Value> {
     parse_ndjson(&out)
 }
 
+/// One frame as tcpdump prints it: VLAN IDs, MPLS labels, (source, destination).
+type TcpdumpFrame = (Vec<u64>, Vec<u64>, Option<(String, String)>);
+
 /// tcpdump's reading of every frame: with -e the VLAN IDs in order
 /// (outer first) and the MPLS labels; without, the addresses (with ports)
 /// it prints after "IP" or "IP6".
-fn tcpdump_frames(file: &Path) -> Vec<(Vec<u64>, Vec<u64>, Option<(String, String)>)> {
+fn tcpdump_frames(file: &Path) -> Vec<TcpdumpFrame> {
     let lines = |e: bool| -> Vec<String> {
         let mut args = vec!["-nn", "-r", file.to_str().unwrap()];
         if e {
