@@ -118,7 +118,7 @@ pub fn decode(linktype: u32, data: &[u8]) -> Decoded {
 /// announces on.
 pub fn decode_network(ether_type: u16, data: &[u8]) -> Decoded {
     let mut d = Decoded::default();
-    let peeled = link::ether(ether_type, data, 0, &mut d);
+    let peeled = link::cooked(ether_type, data, 0, &mut d);
     network(d, peeled, data)
 }
 

@@ -222,9 +222,10 @@ pub fn peel(linktype: u32, data: &[u8], d: &mut Decoded) -> Peeled {
     }
 }
 
-/// A cooked capture's protocol field: an EtherType from 0x0600 on; below,
+/// A cooked capture's protocol field (a file's, or what a live AF_PACKET
+/// socket hands over at `at` 0): an EtherType from 0x0600 on; below,
 /// Linux's own numbers for what has none (802.2 LLC, CAN, ...).
-fn cooked(proto: u16, data: &[u8], at: usize, d: &mut Decoded) -> Peeled {
+pub fn cooked(proto: u16, data: &[u8], at: usize, d: &mut Decoded) -> Peeled {
     if proto < 0x0600 {
         return Err(Undecoded::CookedProtocol(proto));
     }
