@@ -100,10 +100,30 @@ pub fn column_doc(table: &str, field: &Field) -> String {
     String::new()
 }
 
-/// The columns of `table` (case-insensitive; `history.T` too) in `list`.
+/// What `read_pcap('FILE')` is, for the README and `sockql schema`.
+const READ_PCAP_ABOUT: &str = "A capture file (pcap or pcapng, from tcpdump -w, tshark, dumpcap; gzip welcome) \
+     as packets, one row each, read as a stream. Payload bytes are read into rows only with --payload";
+
+/// The table functions whose columns do not depend on their arguments,
+/// as the catalog describes them: `sockql schema read_pcap` (or
+/// `read_pcap('x.pcap')`) answers with their columns.
+pub fn table_functions() -> Vec<Listed> {
+    vec![Listed {
+        name: crate::tables::packets::read_pcap::NAME.to_string(),
+        about: READ_PCAP_ABOUT.to_string(),
+        schema: crate::tables::columns::schema_of(crate::tables::packets::Col::DEFS),
+    }]
+}
+
+/// The columns of `table` (case-insensitive; `history.T` too) in `list`,
+/// else of the table function so named (its arguments, if written, left
+/// aside).
 pub fn describe_batch(list: &[Listed], table: &str) -> anyhow::Result<RecordBatch> {
-    let Some(info) = list.iter().find(|t| t.name.eq_ignore_ascii_case(table)) else {
-        let names: Vec<&str> = list.iter().map(|t| t.name.as_str()).collect();
+    let function = table.split('(').next().unwrap_or(table).trim();
+    let functions = table_functions();
+    let found = list.iter().find(|t| t.name.eq_ignore_ascii_case(table));
+    let Some(info) = found.or_else(|| functions.iter().find(|t| t.name.eq_ignore_ascii_case(function))) else {
+        let names: Vec<&str> = list.iter().chain(&functions).map(|t| t.name.as_str()).collect();
         bail!("no table named '{table}'; tables are: {}", names.join(", "));
     };
     let fields = info.schema.fields();
@@ -172,11 +192,10 @@ pub fn markdown_reference() -> String {
         columns_md(&mut md, &t.schema);
     }
     // Table functions: their columns, from the same declarations.
-    md.push_str(
-        "### `read_pcap('FILE')`\n\nA capture file (pcap or pcapng, from tcpdump -w, tshark, dumpcap; gzip welcome) \
-         as packets, one row each, read as a stream. Payload bytes are read into rows only with --payload.\n\n",
-    );
-    columns_md(&mut md, &crate::tables::columns::schema_of(crate::tables::packets::Col::DEFS));
+    for f in table_functions() {
+        md.push_str(&format!("### `{}('FILE')`\n\n{}.\n\n", f.name, f.about));
+        columns_md(&mut md, &f.schema);
+    }
     md
 }
 
@@ -231,5 +250,18 @@ mod tests {
         let req = catalog_statement(&parsed("describe nope")).unwrap();
         assert!(answer(&req, &live()).unwrap_err().to_string().contains("tables are: sockets"));
         assert!(catalog_statement(&parsed("SELECT 1")).is_none());
+    }
+
+    #[test]
+    fn read_pcap_is_described_with_the_packet_columns() {
+        let columns = |t: &str| {
+            let b = describe(t).unwrap();
+            (0..b.num_rows()).map(|i| (b.column(0).as_string::<i32>().value(i).to_string(), b.column(3).as_string::<i32>().value(i).to_string())).collect::<Vec<_>>()
+        };
+        let pcap = columns("read_pcap");
+        assert_eq!(pcap, columns("packets"));
+        assert_eq!(columns("READ_PCAP('x.pcap')"), pcap);
+        assert!(pcap.iter().any(|(c, d)| c == "vlan_id" && d.contains("vlan.id")));
+        assert!(describe("read_pcapx").is_err());
     }
 }

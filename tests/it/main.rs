@@ -19,6 +19,7 @@ mod notices;
 mod owners;
 mod pcap;
 mod pcap_decode;
+mod pcap_link;
 mod packet_reports;
 mod packets;
 mod paths_attack;

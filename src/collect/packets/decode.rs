@@ -1,25 +1,21 @@
-//! One captured packet's headers as typed fields: the link layers capture
-//! files hold on Linux (Ethernet, Linux cooked v1 and v2, raw IP, BSD
-//! loopback), IPv4 and IPv6, TCP with its options, UDP, ICMP. Header
-//! parsing is etherparse's, in its lax mode: a packet cut short by the snap
-//! length still gives every header it holds. What etherparse leaves out is
-//! read here as tshark 4.0 reads it: TCP options after a kind it does not
-//! know, the length of BIG TCP packets (IPv4 total length 0, IPv6 jumbo
-//! payload option), and the transport header of a first fragment.
+//! One captured packet's headers as typed fields: the link layers and
+//! encapsulations [`link`](super::link) peels (Ethernet with VLAN tags,
+//! MPLS, PPPoE, Linux cooked v1 and v2, NFLOG, raw IP, BSD loopback), then
+//! IPv4 and IPv6, TCP with its options, UDP, ICMP. Header parsing past the
+//! link layer is etherparse's, in its lax mode: a packet cut short by the
+//! snap length still gives every header it holds. What etherparse leaves
+//! out is read here as tshark 4.0 reads it: TCP options after a kind it
+//! does not know, the length of BIG TCP packets (IPv4 total length 0, IPv6
+//! jumbo payload option), and the transport header of a first fragment.
 
 use std::net::IpAddr;
 
-use etherparse::{EtherType, Icmpv4Slice, Icmpv6Slice, IpNumber, Ipv6ExtensionSlice, Ipv6ExtensionsSlice, LaxNetSlice, LaxSlicedPacket, TcpSlice, TransportSlice, UdpSlice};
+use etherparse::{Icmpv4Slice, Icmpv6Slice, IpNumber, Ipv6ExtensionSlice, Ipv6ExtensionsSlice, LaxNetSlice, LaxSlicedPacket, TcpSlice, TransportSlice, UdpSlice};
 
+use super::link::{self, be16, be32};
 use super::Direction;
 
-pub const LINKTYPE_NULL: u32 = 0;
-pub const LINKTYPE_ETHERNET: u32 = 1;
-pub const LINKTYPE_RAW: u32 = 101;
-pub const LINKTYPE_LINUX_SLL: u32 = 113;
-pub const LINKTYPE_IPV4: u32 = 228;
-pub const LINKTYPE_IPV6: u32 = 229;
-pub const LINKTYPE_LINUX_SLL2: u32 = 276;
+pub use super::link::{LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_NULL, LINKTYPE_RAW};
 
 /// TCP's fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -106,6 +102,14 @@ pub struct Decoded {
     /// the bytes decoded until [`Decoded::on_wire`] extends it to the
     /// frame's length on the wire, as tshark does.
     pub sized_by_frame: bool,
+    /// The link layer's tags (see [`link`]): the innermost VLAN ID, the
+    /// outermost when there are two or more, the top MPLS label.
+    pub vlan_id: Option<u16>,
+    pub outer_vlan_id: Option<u16>,
+    pub mpls_label: Option<u32>,
+    /// What stopped decoding before an IP header, when sockql does not
+    /// decode it (another link type, EtherType, PPP protocol, ...).
+    pub undecoded: Option<link::Undecoded>,
 }
 
 impl Decoded {
@@ -131,53 +135,34 @@ impl Decoded {
     }
 }
 
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-/// Linux cooked packet types: 4 is "sent by us", the rest arrived.
-fn sll_direction(pkttype: u16) -> Direction {
-    if pkttype == 4 {
-        Direction::Out
-    } else {
-        Direction::In
-    }
-}
-
 /// Decode `data` captured with link type `linktype`.
 pub fn decode(linktype: u32, data: &[u8]) -> Decoded {
     let mut d = Decoded::default();
-    let sliced = match linktype {
-        LINKTYPE_ETHERNET => LaxSlicedPacket::from_ethernet(data).ok(),
-        LINKTYPE_LINUX_SLL => {
-            let (Some(pkttype), Some(proto)) = (be16(data, 0), be16(data, 14)) else { return d };
-            d.direction = Some(sll_direction(pkttype));
-            d.ether_type = Some(proto);
-            data.get(16..).map(|rest| LaxSlicedPacket::from_ether_type(EtherType(proto), rest))
-        }
-        LINKTYPE_LINUX_SLL2 => {
-            let (Some(proto), Some(idx), Some(&pkttype)) = (be16(data, 0), data.get(4..8), data.get(10)) else { return d };
-            d.direction = Some(sll_direction(pkttype as u16));
-            d.ifindex = Some(u32::from_be_bytes(idx.try_into().expect("4 bytes")));
-            d.ether_type = Some(proto);
-            data.get(20..).map(|rest| LaxSlicedPacket::from_ether_type(EtherType(proto), rest))
-        }
-        LINKTYPE_RAW | LINKTYPE_IPV4 | LINKTYPE_IPV6 | 12 | 14 => LaxSlicedPacket::from_ip(data).ok(),
-        // BSD loopback: a 4-byte address family in the writer's byte order.
-        LINKTYPE_NULL => data.get(4..).and_then(|rest| LaxSlicedPacket::from_ip(rest).ok()),
-        _ => None,
-    };
-    match sliced {
-        Some(p) => fill(d, &p, data),
-        None => d,
-    }
+    let peeled = link::peel(linktype, data, &mut d);
+    network(d, peeled, data)
 }
 
-/// Decode what a cooked capture hands over: the network header on, with
-/// its EtherType beside it.
+/// Decode what a cooked capture hands over: the header its EtherType
+/// announces on.
 pub fn decode_network(ether_type: u16, data: &[u8]) -> Decoded {
-    let d = Decoded { ether_type: Some(ether_type), ..Decoded::default() };
-    fill(d, &LaxSlicedPacket::from_ether_type(EtherType(ether_type), data), data)
+    let mut d = Decoded::default();
+    let peeled = link::cooked(ether_type, data, 0, &mut d);
+    network(d, peeled, data)
+}
+
+/// The IP header on, where the link layers put it.
+fn network(mut d: Decoded, peeled: link::Peeled, data: &[u8]) -> Decoded {
+    match peeled {
+        Ok(Some(ip)) => match data.get(ip).map(LaxSlicedPacket::from_ip) {
+            Some(Ok(p)) => fill(d, &p, data),
+            _ => d,
+        },
+        Ok(None) => d,
+        Err(what) => {
+            d.undecoded = Some(what);
+            d
+        }
+    }
 }
 
 /// Where `part`, a slice of `whole`, lies in it.
@@ -238,10 +223,6 @@ fn read_options(opts: &[u8], tcp: &mut Tcp) {
     }
 }
 
-fn be32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
 /// The Jumbo Payload option (RFC 2675, type 0xC2) of a hop-by-hop header
 /// that comes first: the length of everything after the IPv6 header.
 fn jumbo_length(exts: &Ipv6ExtensionsSlice<'_>) -> Option<u32> {
@@ -278,9 +259,6 @@ fn first_fragment_transport<'a>(proto: IpNumber, payload: &'a [u8]) -> Option<Tr
 
 /// The network and transport fields of a sliced packet; `data` is what was sliced.
 fn fill(mut d: Decoded, p: &LaxSlicedPacket<'_>, data: &[u8]) -> Decoded {
-    if let Some(etherparse::LinkSlice::Ethernet2(e)) = &p.link {
-        d.ether_type = Some(e.ether_type().0);
-    }
     let mut ip_payload_len: Option<usize> = None;
     // The IP payload when it is a first fragment (offset 0, more to come).
     let mut first_fragment = None;

@@ -1,10 +1,11 @@
 //! Packets: capture files read as a stream ([`file`]) and each packet's
-//! headers decoded ([`decode`]). Nothing here knows about SQL.
+//! headers decoded ([`link`] layers, then [`decode`]). Nothing here knows about SQL.
 
 pub mod bpf;
 pub mod decode;
 pub mod file;
 pub mod flows;
+pub mod link;
 pub mod live;
 pub mod pcapng;
 pub mod stoppable;

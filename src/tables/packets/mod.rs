@@ -20,7 +20,10 @@ table_columns!(Col {
     Direction: "direction", Utf8, true, "in or out, where the capture says (pcapng flags, Linux cooked packet type)";
     Length: "length", U32, false, "Length on the wire, bytes";
     CapturedLength: "captured_length", U32, false, "Bytes captured (at most the snap length)";
-    EtherType: "ether_type", U16, true, "EtherType of the network header (2048 IPv4, 34525 IPv6, 2054 ARP)";
+    EtherType: "ether_type", U16, true, "EtherType of the network header (2048 IPv4, 34525 IPv6, 2054 ARP): after VLAN tags the inner one (tshark vlan.etype), in MPLS, PPPoE, NFLOG and raw IP that of the IP version carried";
+    VlanId: "vlan_id", U16, true, "VLAN ID of the innermost 802.1Q/802.1ad tag (tshark vlan.id; ieee8021ad.id when that is the only tag)";
+    OuterVlanId: "outer_vlan_id", U16, true, "VLAN ID of the outermost tag when a frame has two or more (QinQ: tshark ieee8021ad.id)";
+    MplsLabel: "mpls_label", U32, true, "Top MPLS label of the stack (tshark's first mpls.label)";
     SrcAddr: "src_addr", Utf8, true, "Source IP address";
     DstAddr: "dst_addr", Utf8, true, "Destination IP address";
     Protocol: "protocol", Utf8, true, "Transport protocol: tcp, udp, icmp, icmpv6, or the IP protocol number";
@@ -155,6 +158,9 @@ pub fn append(r: &mut RowBuilder, flows: Option<&mut Flows>, frame: u64, m: &Met
     r.u32(Length as usize, Some(m.length));
     r.u32(CapturedLength as usize, Some(m.captured_length));
     r.u16(EtherType as usize, d.ether_type);
+    r.u16(VlanId as usize, d.vlan_id);
+    r.u16(OuterVlanId as usize, d.outer_vlan_id);
+    r.u32(MplsLabel as usize, d.mpls_label);
     match d.src_addr {
         Some(a) => r.display(SrcAddr as usize, &a),
         None => r.str(SrcAddr as usize, None),

@@ -15,6 +15,8 @@ use super::{append, Col, Meta};
 use crate::collect::packets::decode;
 use crate::collect::packets::file::CaptureFile;
 use crate::collect::packets::flows::Flows;
+use crate::collect::packets::link::Tally;
+use crate::notice::Level;
 use crate::tables::columns::{ColumnDef, RowBuilder};
 use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
 use crate::tables::live_table::{LiveSource, LiveTable};
@@ -64,32 +66,58 @@ impl LiveSource for PcapFile {
             let rows = RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS);
             let mut out = Emitter::new(rows, sink, limit);
             let mut flows = super::follows_flows(&out.rows).then(Flows::default);
+            // What was not decoded, said once at the end (a LIMIT or an
+            // error ends the reading: what was read so far).
+            let mut undecoded = Tally::default();
             let mut frame = 0u64;
-            while !out.done() {
-                frame += 1;
-                let row = file.next(|raw| {
-                    let d = decode::decode(raw.linktype, raw.data).on_wire(raw.data.len(), raw.length);
-                    let meta = Meta {
-                        ts_ns: raw.ts_ns,
-                        interface: raw.interface,
-                        ifindex: d.ifindex,
-                        direction: raw.direction.or(d.direction),
-                        length: raw.length,
-                        captured_length: raw.data.len() as u32,
-                        netns: None,
-                        payload: payload.then(|| d.payload.clone().and_then(|r| raw.data.get(r))).flatten(),
-                    };
-                    append(&mut out.rows, flows.as_mut(), frame, &meta, &d)
-                });
-                match row {
-                    None => break,
-                    Some(r) => r?,
+            let read = (|| {
+                while !out.done() {
+                    frame += 1;
+                    let row = file.next(|raw| {
+                        let d = decode::decode(raw.linktype, raw.data).on_wire(raw.data.len(), raw.length);
+                        if let Some(what) = d.undecoded {
+                            undecoded.add(what);
+                        }
+                        let meta = Meta {
+                            ts_ns: raw.ts_ns,
+                            interface: raw.interface,
+                            ifindex: d.ifindex,
+                            direction: raw.direction.or(d.direction),
+                            length: raw.length,
+                            captured_length: raw.data.len() as u32,
+                            netns: None,
+                            payload: payload.then(|| d.payload.clone().and_then(|r| raw.data.get(r))).flatten(),
+                        };
+                        append(&mut out.rows, flows.as_mut(), frame, &meta, &d)
+                    });
+                    match row {
+                        None => break,
+                        Some(r) => r?,
+                    }
+                    if out.end_row()?.is_break() {
+                        break;
+                    }
                 }
-                if out.end_row()?.is_break() {
-                    break;
-                }
+                anyhow::Ok(())
+            })();
+            if let Some(what) = undecoded.describe() {
+                note_file(Level::Note, &path, "undecoded", what);
             }
+            read?;
             out.finish()
         })
+    }
+}
+
+/// Say `message` about the capture file `path` once in the statement (one
+/// key per file and `what`), prefixed with the file's name: for what a
+/// file holds as a whole, said once rather than per packet.
+pub fn note_file(level: Level, path: &std::path::Path, what: &str, message: impl std::fmt::Display) {
+    let name = path.display();
+    let key = format!("read_pcap:{what}:{name}");
+    let message = format!("{name}: {message}");
+    match level {
+        Level::Warning => crate::notice::warn_once(&key, message),
+        Level::Note => crate::notice::note_once(&key, message),
     }
 }
