@@ -2,10 +2,12 @@
 //! headers decoded ([`decode`]). Nothing here knows about SQL.
 
 pub mod bpf;
+pub mod bytes;
 pub mod decode;
 pub mod file;
 pub mod flows;
 pub mod live;
+pub mod pcap;
 pub mod pcapng;
 pub mod stoppable;
 pub mod write;
