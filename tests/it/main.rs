@@ -17,6 +17,7 @@ mod netns;
 mod notices;
 mod owners;
 mod pcap;
+mod pcap_files;
 mod packet_reports;
 mod packets;
 mod paths_attack;

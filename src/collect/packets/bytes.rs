@@ -16,7 +16,8 @@ pub enum Fault {
     /// The file ends at byte `at`, inside `what`, which began at byte
     /// `started` (a packet cut short: tcpdump killed while writing, a
     /// truncated download, a cut gzip stream).
-    Cut { at: u64, started: u64, what: &'static str },
+    /// `header`: the cut is in the file's header (refused, as tshark does).
+    Cut { at: u64, started: u64, what: &'static str, header: bool },
     /// Anything else: a refusal (its text names the offset) or a read error.
     Failed(Error),
 }
@@ -37,16 +38,24 @@ pub struct Bytes<R> {
     /// The file offset of `buf[0]`.
     base: u64,
     eof: bool,
+    /// The source said it was cut short (a gzip stream without its end):
+    /// even a file that ends between two packets was cut.
+    cut: bool,
 }
 
 impl<R: Read> Bytes<R> {
     pub fn new(r: R) -> Self {
-        Bytes { r, buf: Vec::new(), start: 0, end: 0, base: 0, eof: false }
+        Bytes { r, buf: Vec::new(), start: 0, end: 0, base: 0, eof: false, cut: false }
     }
 
     /// Offset in the file of the next unread byte.
     pub fn offset(&self) -> u64 {
         self.base + self.start as u64
+    }
+
+    /// Whether the source ended cut short (see [`Bytes::want`]).
+    pub fn source_cut(&self) -> bool {
+        self.cut
     }
 
     /// The bytes read but not consumed.
@@ -98,6 +107,7 @@ impl<R: Read> Bytes<R> {
                 // A gzip stream cut short ends so: the file is cut there.
                 Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
                     self.eof = true;
+                    self.cut = true;
                     return Ok(false);
                 }
                 Err(e) => return Err(e),
@@ -153,7 +163,9 @@ mod tests {
         let mut x = [0u8; 4];
         b.read_exact(&mut x).unwrap();
         assert_eq!((x, b.offset()), ([5, 6, 7, 8], 9));
+        assert!(!b.source_cut());
         assert!(!b.want(100).unwrap());
+        assert!(b.source_cut());
         assert_eq!(b.available().len(), 11);
         b.consume(1000);
         assert_eq!(b.offset(), 20);

@@ -117,7 +117,6 @@ impl<'a> CaptureFile<'a> {
     /// cut after which nothing more can be read (warned about once).
     pub fn next<T>(&mut self, f: impl FnOnce(&RawPacket<'_>) -> T) -> Option<Result<T, Error>> {
         let mut odd = Odd::No;
-        let mut opening = false;
         let got = match &mut self.kind {
             Kind::Pcap(r) => {
                 let (nanos, linktype) = (r.header.nanos, r.header.linktype);
@@ -138,7 +137,6 @@ impl<'a> CaptureFile<'a> {
                 })
             }
             Kind::PcapNg(r) => {
-                opening = r.opening();
                 r.next_packet()?.map(|p| {
                     if p.ts_ns.is_none() {
                         odd = Odd::Unheld;
@@ -160,7 +158,7 @@ impl<'a> CaptureFile<'a> {
                 self.warn_time(odd);
                 Some(Ok(t))
             }
-            Err(Fault::Cut { at, started, what }) if !opening => {
+            Err(Fault::Cut { at, started, what, header: false }) => {
                 let name = crate::notice::escape_controls(&self.name);
                 crate::notice::warn_once(
                     &format!("pcap-cut:{name}"),
@@ -224,7 +222,7 @@ fn at_byte(gzip: bool, offset: u64) -> String {
 fn refusal(name: &str, gzip: bool, f: Fault) -> Error {
     match f {
         Fault::Failed(e) => e,
-        Fault::Cut { at, started, what } => {
+        Fault::Cut { at, started, what, .. } => {
             bad(name, format!("{}: cut short inside {what} that starts at byte {started}, before any packet", at_byte(gzip, at)))
         }
     }

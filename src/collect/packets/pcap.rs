@@ -80,7 +80,7 @@ impl<R: Read> PcapReader<R> {
     pub fn new(mut b: Bytes<R>, name: &str) -> Result<Self, Fault> {
         let io = |e| Fault::Failed(Error::Proc(name.into(), e));
         if !b.want(FILE_HEADER).map_err(io)? {
-            return Err(Fault::Cut { at: b.offset() + b.available().len() as u64, started: 0, what: "the pcap file header" });
+            return Err(Fault::Cut { at: b.offset() + b.available().len() as u64, started: 0, what: "the pcap file header", header: true });
         }
         let h = b.available();
         let field = |at: usize| -> [u8; 4] { [h[at], h[at + 1], h[at + 2], h[at + 3]] };
@@ -123,7 +123,7 @@ impl<R: Read> PcapReader<R> {
         let io = |e| Fault::Failed(Error::Proc(self.name.as_str().into(), e));
         match self.b.want(RECORD_HEADER) {
             Ok(true) => {}
-            Ok(false) if self.b.available().is_empty() => return None,
+            Ok(false) if self.b.available().is_empty() && !self.b.source_cut() => return None,
             Ok(false) => return Some(Err(self.cut(offset))),
             Err(e) => return Some(Err(io(e))),
         }
@@ -146,6 +146,6 @@ impl<R: Read> PcapReader<R> {
     }
 
     fn cut(&self, started: u64) -> Fault {
-        Fault::Cut { at: self.b.offset() + self.b.available().len() as u64, started, what: "a packet" }
+        Fault::Cut { at: self.b.offset() + self.b.available().len() as u64, started, what: "a packet", header: false }
     }
 }

@@ -52,8 +52,9 @@ pub struct Interface {
     pub linktype: u32,
     /// 0: no limit.
     pub snaplen: u32,
-    /// Timestamp units per second.
-    pub units_per_sec: u64,
+    /// Timestamp units per second: 10^n or 2^n (n < 128), None for a
+    /// unit finer than 10^-38 s, in which any 64-bit count is under 1 ns.
+    pub units_per_sec: Option<u128>,
     /// if_tsoffset: seconds added to every timestamp.
     pub offset_secs: i64,
     /// At most [`MAX_NAME`] bytes, cut at the first NUL; the description
@@ -130,12 +131,8 @@ impl<R: Read> PcapNgReader<R> {
 
     /// The file ends inside the block being read.
     fn cut_short(&self) -> Fault {
-        Fault::Cut { at: self.r.offset(), started: self.block_at, what: if self.opening { "the pcapng file header" } else { "a block" } }
-    }
-
-    /// Whether the reader is still in the blocks that open the file.
-    pub fn opening(&self) -> bool {
-        self.opening
+        let header = self.opening;
+        Fault::Cut { at: self.r.offset(), started: self.block_at, what: if header { "the pcapng file header" } else { "a block" }, header }
     }
 
     fn u32_of(&self, b: [u8; 4]) -> u32 {
@@ -185,7 +182,8 @@ impl<R: Read> PcapNgReader<R> {
         let mut got = 0;
         while got < head.len() {
             match self.r.read(&mut head[got..]) {
-                Ok(0) if got == 0 => return Ok(None),
+                // The end, unless a gzip stream was cut there.
+                Ok(0) if got == 0 && !self.r.source_cut() => return Ok(None),
                 Ok(0) => return Err(self.cut_short()),
                 Ok(n) => got += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -262,7 +260,7 @@ impl<R: Read> PcapNgReader<R> {
         let fixed = self.read_array::<8>()?;
         let linktype = self.u16_of([fixed[0], fixed[1]]) as u32;
         let snaplen = self.u32_of([fixed[4], fixed[5], fixed[6], fixed[7]]);
-        let mut iface = Interface { linktype, snaplen, units_per_sec: 1_000_000, offset_secs: 0, name: None };
+        let mut iface = Interface { linktype, snaplen, units_per_sec: Some(1_000_000), offset_secs: 0, name: None };
         let mut description = None;
         let mut left = body - 8;
         while left >= 4 {
@@ -280,16 +278,14 @@ impl<R: Read> PcapNgReader<R> {
             match code {
                 IF_NAME => iface.name = Some(self.text(olen, padded)?),
                 IF_DESCRIPTION => description = Some(self.text(olen, padded)?),
-                // 10^-n seconds, or 2^-n with the high bit; a unit finer
-                // than a 64-bit count can say is refused (as tshark does).
+                // 10^-n seconds, or 2^-n with the high bit. tshark reads
+                // every n (tcpdump refuses units finer than 64 bits count);
+                // here every n gives the exact time.
                 IF_TSRESOL if olen >= 1 => {
                     let res = self.read_array::<1>()?[0];
                     self.skip(padded - 1)?;
                     let exp = (res & 0x7f) as u32;
-                    let units = if res & 0x80 != 0 { 1u64.checked_shl(exp) } else { 10u64.checked_pow(exp) };
-                    iface.units_per_sec = units
-                        .filter(|&u| exp < 64 && u > 0)
-                        .ok_or_else(|| self.bad(format!("interface timestamp resolution {res:#04x} is out of range")))?;
+                    iface.units_per_sec = if res & 0x80 != 0 { 1u128.checked_shl(exp) } else { 10u128.checked_pow(exp) };
                 }
                 IF_TSOFFSET if olen == 8 => {
                     let b = self.read_array::<8>()?;
@@ -409,8 +405,8 @@ impl<R: Read> PcapNgReader<R> {
         // The raw count is in the interface's units, from its offset.
         let units = ((hi as u64) << 32) | lo as u64;
         let ts_ns = self.interfaces.get(iface).and_then(|i| {
-            let ns = units as i128 * 1_000_000_000 / i.units_per_sec.max(1) as i128 + i.offset_secs as i128 * 1_000_000_000;
-            i64::try_from(ns).ok()
+            let count = i.units_per_sec.map_or(0, |per| (units as u128 * 1_000_000_000 / per.max(1)) as i128);
+            i64::try_from(count + i.offset_secs as i128 * 1_000_000_000).ok()
         });
         Ok(Some(Found { iface, ts_ns, flags, original_len: orig, data: 20..20 + cap }))
     }
@@ -525,7 +521,7 @@ mod tests {
     fn text(f: Fault) -> String {
         match f {
             Fault::Failed(e) => e.to_string(),
-            Fault::Cut { at, started, what } => format!("cut at {at} inside {what} from {started}"),
+            Fault::Cut { at, started, what, .. } => format!("cut at {at} inside {what} from {started}"),
         }
     }
 
