@@ -461,7 +461,7 @@ fn pcapng_names_and_times_as_tshark_shows_them() {
     // Times past the year 2262: an all-ones count of nanoseconds (tshark:
     // 18446744073.709551615, the year 2554), and an if_tsoffset of 2^62 s.
     let over = dir.0.join("overflow.pcapng");
-    std::fs::write(&over, file(interface(&[ns.clone()]), vec![packet(u64::MAX, &d, &[]), packet(1000, &d, &[]), packet(u64::MAX - 1, &d, &[])]))
+    std::fs::write(&over, file(interface(std::slice::from_ref(&ns)), vec![packet(u64::MAX, &d, &[]), packet(1000, &d, &[]), packet(u64::MAX - 1, &d, &[])]))
         .unwrap();
     let (got, err) = ours(&over);
     let got = got.unwrap();

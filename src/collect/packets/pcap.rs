@@ -149,3 +149,94 @@ impl<R: Read> PcapReader<R> {
         Fault::Cut { at: self.b.offset() + self.b.available().len() as u64, started, what: "a packet", header: false }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(magic: [u8; 4], big: bool, version: (u16, u16)) -> Vec<u8> {
+        let mut h = magic.to_vec();
+        let (maj, min) = if big { (version.0.to_be_bytes(), version.1.to_be_bytes()) } else { (version.0.to_le_bytes(), version.1.to_le_bytes()) };
+        h.extend(maj);
+        h.extend(min);
+        h.extend([0u8; 8]);
+        let tail: [u32; 2] = [262_144, 0x1000_0001]; // snap length; Ethernet with FCS bits set
+        for v in tail {
+            h.extend(if big { v.to_be_bytes() } else { v.to_le_bytes() });
+        }
+        h
+    }
+
+    fn record(big: bool, fields: [u32; 4], data: &[u8]) -> Vec<u8> {
+        let mut r = Vec::new();
+        for v in fields {
+            r.extend(if big { v.to_be_bytes() } else { v.to_le_bytes() });
+        }
+        r.extend(data);
+        r
+    }
+
+    fn fault(f: Fault) -> String {
+        match f {
+            Fault::Failed(e) => e.to_string(),
+            Fault::Cut { at, started, what, header } => format!("cut at {at} in {what} from {started} (header {header})"),
+        }
+    }
+
+    #[test]
+    fn both_byte_orders_and_units_with_the_link_type_masked() {
+        for (magic, big, nanos) in [
+            ([0xa1, 0xb2, 0xc3, 0xd4], true, false),
+            ([0xd4, 0xc3, 0xb2, 0xa1], false, false),
+            ([0xa1, 0xb2, 0x3c, 0x4d], true, true),
+            ([0x4d, 0x3c, 0xb2, 0xa1], false, true),
+        ] {
+            let mut f = header(magic, big, (2, 4));
+            // Captured 3 of 60 bytes (a snap length), then an empty packet.
+            f.extend(record(big, [7, 250, 3, 60], b"abc"));
+            f.extend(record(big, [8, 0, 0, 0], b""));
+            let mut r = PcapReader::new(Bytes::new(&f[..]), "t").map_err(fault).unwrap();
+            assert_eq!((r.header.big_endian, r.header.nanos, r.header.linktype), (big, nanos, 1));
+            let p = r.next_packet().unwrap().unwrap();
+            assert_eq!((p.ts_sec, p.ts_frac, p.original_len, p.data, p.offset), (7, 250, 60, &b"abc"[..], 24));
+            assert_eq!(p.ts_ns(nanos), 7_000_000_000 + if nanos { 250 } else { 250_000 });
+            let p = r.next_packet().unwrap().unwrap();
+            assert_eq!((p.data.len(), p.offset), (0, 43));
+            assert!(r.next_packet().is_none());
+        }
+    }
+
+    #[test]
+    fn versions_below_2_are_refused_and_cuts_say_where() {
+        let magic = [0xd4, 0xc3, 0xb2, 0xa1];
+        let err = PcapReader::new(Bytes::new(&header(magic, false, (1, 0))[..]), "t").map(|_| ()).map_err(fault).unwrap_err();
+        assert_eq!(err, "t: at byte 4: pcap version 1.0 is not supported (2.x is)");
+        for v in [(2, 0), (2, 3), (2, 5), (3, 0)] {
+            assert!(PcapReader::new(Bytes::new(&header(magic, false, v)[..]), "t").is_ok(), "{v:?}");
+        }
+        let f = header(magic, false, (2, 4));
+        let err = PcapReader::new(Bytes::new(&f[..10]), "t").map(|_| ()).map_err(fault).unwrap_err();
+        assert_eq!(err, "cut at 10 in the pcap file header from 0 (header true)");
+        // Cut inside a record header, inside its data: the offset of the
+        // file's end and of the record.
+        let mut f = header(magic, false, (2, 4));
+        f.extend(record(false, [1, 0, 4, 4], b"wxyz"));
+        f.extend(record(false, [2, 0, 4, 4], b"wxyz"));
+        for (cut, want) in [(24 + 20 + 5, "cut at 49 in a packet from 44 (header false)"), (24 + 20 + 18, "cut at 62 in a packet from 44 (header false)")] {
+            let mut r = PcapReader::new(Bytes::new(&f[..cut]), "t").map_err(fault).unwrap();
+            assert!(r.next_packet().unwrap().is_ok());
+            assert_eq!(fault(r.next_packet().unwrap().unwrap_err()), want);
+        }
+    }
+
+    #[test]
+    fn a_packet_larger_than_the_bound_is_refused_before_it_is_read() {
+        let mut f = header([0xd4, 0xc3, 0xb2, 0xa1], false, (2, 4));
+        f.extend(record(false, [1, 0, u32::MAX, u32::MAX], b""));
+        let mut r = PcapReader::new(Bytes::new(&f[..]), "t").map_err(fault).unwrap();
+        assert_eq!(
+            fault(r.next_packet().unwrap().unwrap_err()),
+            format!("t: at byte 24: a packet of 4294967295 captured bytes is larger than the {MAX_PACKET} bytes sockql reads")
+        );
+    }
+}

@@ -62,6 +62,16 @@ pub struct Interface {
     pub name: Option<String>,
 }
 
+impl Interface {
+    /// A packet's time from its count of this interface's units: None
+    /// past what an i64 of nanoseconds holds.
+    pub fn time_ns(&self, units: u64) -> Option<i64> {
+        let count = self.units_per_sec.map_or(0, |per| units as u128 * 1_000_000_000 / per.max(1));
+        // Under 2^64 * 10^9: fits an i128.
+        i64::try_from(count as i128 + self.offset_secs as i128 * 1_000_000_000).ok()
+    }
+}
+
 /// One packet, borrowed from the reader's buffer.
 #[derive(Debug)]
 pub struct Packet<'a> {
@@ -404,10 +414,7 @@ impl<R: Read> PcapNgReader<R> {
         };
         // The raw count is in the interface's units, from its offset.
         let units = ((hi as u64) << 32) | lo as u64;
-        let ts_ns = self.interfaces.get(iface).and_then(|i| {
-            let count = i.units_per_sec.map_or(0, |per| (units as u128 * 1_000_000_000 / per.max(1)) as i128);
-            i64::try_from(count + i.offset_secs as i128 * 1_000_000_000).ok()
-        });
+        let ts_ns = self.interfaces.get(iface).and_then(|i| i.time_ns(units));
         Ok(Some(Found { iface, ts_ns, flags, original_len: orig, data: 20..20 + cap }))
     }
 
@@ -548,6 +555,49 @@ mod tests {
         f.extend(packet(0, b"abc"));
         let got = read(&f).unwrap();
         assert_eq!(got, vec![(Some("x".repeat(MAX_NAME)), 1_000_000_000, 13, b"abc".to_vec())]);
+    }
+
+    #[test]
+    fn names_stop_at_nul_descriptions_stand_in_and_times_take_resolution_and_offset() {
+        let mut f = section();
+        f.extend(interface(&[option(IF_NAME, b"en0\0\0"), option(IF_DESCRIPTION, b"wired\0x")]));
+        f.extend(interface(&[option(IF_DESCRIPTION, b"wired\0x"), option(IF_TSRESOL, &[9]), option(IF_TSOFFSET, &(-2i64).to_le_bytes())]));
+        // No end-of-options marker anywhere, and a comment that is not UTF-8.
+        f.extend(interface(&[option(IF_TSRESOL, &[0x80 | 100]), option(1, b"\xff\xfe")]));
+        let mut r = PcapNgReader::new(Bytes::new(&f[..]), "t").unwrap();
+        assert!(r.next_packet().is_none());
+        let got: Vec<_> = r.interfaces.iter().map(|i| (i.name.clone(), i.units_per_sec, i.offset_secs)).collect();
+        let resol = 1u128 << 100;
+        assert_eq!(
+            got,
+            vec![(Some("en0".into()), Some(1_000_000), 0), (Some("wired".into()), Some(1_000_000_000), -2), (None, Some(resol), 0)]
+        );
+        // A count of 2^-100 s units is under a nanosecond; 10^-40 s units
+        // are beyond u128 and count nothing; an all-ones count of ns is past
+        // 2262: None.
+        let mut f = section();
+        f.extend(interface(&[option(IF_TSRESOL, &[0x80 | 100])]));
+        f.extend(interface(&[option(IF_TSRESOL, &[40]), option(IF_TSOFFSET, &5i64.to_le_bytes())]));
+        f.extend(interface(&[option(IF_TSRESOL, &[9])]));
+        let mut r = PcapNgReader::new(Bytes::new(&f[..]), "t").unwrap();
+        assert!(r.next_packet().is_none());
+        let ts = |r: &PcapNgReader<&[u8]>, i: usize, units: u64| r.interfaces[i].time_ns(units);
+        assert_eq!(ts(&r, 0, u64::MAX), Some(0));
+        assert_eq!(ts(&r, 1, u64::MAX), Some(5_000_000_000));
+        assert_eq!(ts(&r, 2, u64::MAX), None);
+    }
+
+    #[test]
+    fn section_versions_other_than_1_0_and_1_2_are_refused() {
+        for (minor_major, ok) in [([1u8, 0, 0, 0], true), ([1, 0, 2, 0], true), ([0, 0, 1, 0], false), ([1, 0, 1, 0], false), ([2, 0, 0, 0], false)] {
+            let mut f = section();
+            f[12..16].copy_from_slice(&minor_major);
+            let got = PcapNgReader::new(Bytes::new(&f[..]), "t").map(|_| ()).map_err(text);
+            assert_eq!(got.is_ok(), ok, "{minor_major:?}: {got:?}");
+            if !ok {
+                assert!(got.unwrap_err().starts_with("t: at byte 12: section header version "));
+            }
+        }
     }
 
     #[test]
