@@ -20,6 +20,7 @@ mod owners;
 mod pcap;
 mod pcap_decode;
 mod pcap_link;
+mod pcap_files;
 mod packet_reports;
 mod packets;
 mod paths_attack;

@@ -7,23 +7,24 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use pcap_file::pcap::PcapReader;
-
+use super::bytes::{Bytes, Fault};
+use super::pcap::PcapReader;
 use super::pcapng::PcapNgReader;
 use super::stoppable::Stoppable;
 use super::Direction;
 use crate::collect::Error;
 
-// Memory: pcap-file reads pcap through one 8 MB buffer and refuses a
-// packet larger than that; pcapng is read by `pcapng`, within the same
-// bound and keeping a bounded number of interfaces, so a hostile file
-// cannot make either allocate more.
+// Memory: pcap is parsed in place in one buffer of 1 MB, grown only for a
+// packet larger than that and never past 8 MB (a larger one is refused);
+// pcapng is read by `pcapng`, within the same bound and keeping a bounded
+// number of interfaces, so a hostile file cannot make either allocate more.
 
 /// One packet as the file holds it, before decoding.
 #[derive(Debug, Clone, Copy)]
 pub struct RawPacket<'a> {
-    /// Nanoseconds since the epoch, UTC.
-    pub ts_ns: i64,
+    /// Nanoseconds since the epoch, UTC; None for a time past what 64 bits
+    /// of nanoseconds hold (1677 to 2262), which the file can say.
+    pub ts_ns: Option<i64>,
     /// The link type (LINKTYPE_*) its bytes start with.
     pub linktype: u32,
     /// pcapng's interface name, when the file names it.
@@ -40,9 +41,7 @@ pub struct RawPacket<'a> {
 type Source<'a> = Box<dyn Read + Send + 'a>;
 
 enum Kind<'a> {
-    /// The reader, the link type from the file header, and whether its
-    /// timestamps count nanoseconds (else microseconds).
-    Pcap(PcapReader<Source<'a>>, u32, bool),
+    Pcap(PcapReader<Source<'a>>),
     PcapNg(Box<PcapNgReader<Source<'a>>>),
 }
 
@@ -50,9 +49,12 @@ enum Kind<'a> {
 pub struct CaptureFile<'a> {
     kind: Kind<'a>,
     name: String,
+    /// Packets handed out so far.
+    packets: u64,
+    /// Whether the file is gzip (offsets count its decompressed bytes).
+    gzip: bool,
 }
 
-const PCAP_MAGICS: [[u8; 4]; 4] = [[0xa1, 0xb2, 0xc3, 0xd4], [0xd4, 0xc3, 0xb2, 0xa1], [0xa1, 0xb2, 0x3c, 0x4d], [0x4d, 0x3c, 0xb2, 0xa1]];
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
@@ -90,76 +92,138 @@ impl<'a> CaptureFile<'a> {
         Self::from_reader(&name, Box::new(Stoppable::new(file, stop)))
     }
 
+    /// Read a capture from `reader`. A file cut inside its header (pcap's
+    /// 24 bytes; pcapng's first section header and the interface blocks
+    /// right after it) is refused, as tshark refuses it.
     pub fn from_reader(name: &str, reader: Source<'a>) -> Result<Self, Error> {
         let io = |e: std::io::Error| Error::Proc(name.into(), e);
         let mut r = BufReader::with_capacity(1 << 16, reader);
-        let mut reader: Source<'a> = if peek(&mut r, 2).map_err(io)? == GZIP_MAGIC {
-            Box::new(BufReader::with_capacity(1 << 16, flate2::read::MultiGzDecoder::new(r)))
-        } else {
-            Box::new(r)
+        let gzip = peek(&mut r, 2).map_err(io)? == GZIP_MAGIC;
+        let reader: Source<'a> = if gzip { Box::new(flate2::read::MultiGzDecoder::new(r)) } else { Box::new(r) };
+        let mut b = Bytes::new(reader);
+        b.want(4).map_err(io)?;
+        let magic = b.available().get(..4).and_then(|m| <[u8; 4]>::try_from(m).ok());
+        let opened = match magic {
+            Some(m) if super::pcap::magic(m).is_some() => PcapReader::new(b, name).map(Kind::Pcap),
+            Some(PCAPNG_MAGIC) => PcapNgReader::new(b, name).map(|r| Kind::PcapNg(Box::new(r))),
+            _ if b.available().is_empty() && !gzip => return Err(bad(name, "an empty file, not a pcap or pcapng file")),
+            _ => return Err(bad(name, "not a pcap or pcapng file (nor gzip of one)")),
         };
-        let mut head = vec![0u8; 4];
-        reader.read_exact(&mut head).map_err(|_| bad(name, "too short to be a pcap or pcapng file"))?;
-        let magic: [u8; 4] = head[..4].try_into().expect("4 bytes");
-        let mut linktype = 0;
-        if PCAP_MAGICS.contains(&magic) {
-            // The 24-byte file header ends with the link type, in the byte
-            // order the magic shows (pcap-file 2 does not hand it out).
-            head.resize(24, 0);
-            reader.read_exact(&mut head[4..]).map_err(|_| bad(name, "pcap file header cut short"))?;
-            let lt: [u8; 4] = head[20..24].try_into().expect("4 bytes");
-            linktype = if magic[0] == 0xa1 { u32::from_be_bytes(lt) } else { u32::from_le_bytes(lt) } & 0x0fff_ffff;
-        }
-        // What was read to tell the format goes back in front.
-        let reader: Source<'a> = Box::new(std::io::Cursor::new(head).chain(reader));
-        let kind = if PCAP_MAGICS.contains(&magic) {
-            let nanos = magic == [0xa1, 0xb2, 0x3c, 0x4d] || magic == [0x4d, 0x3c, 0xb2, 0xa1];
-            Kind::Pcap(PcapReader::new(reader).map_err(|e| bad(name, e))?, linktype, nanos)
-        } else if magic == PCAPNG_MAGIC {
-            Kind::PcapNg(Box::new(PcapNgReader::new(reader, name)?))
-        } else {
-            return Err(bad(name, "not a pcap or pcapng file (nor gzip of one)"));
-        };
-        Ok(CaptureFile { kind, name: name.to_string() })
+        let file = |kind| CaptureFile { kind, name: name.to_string(), packets: 0, gzip };
+        opened.map(file).map_err(|f| refusal(name, gzip, f))
     }
 
-    /// Hand the next packet to `f`; `None` at the end of the file.
+    /// Hand the next packet to `f`; `None` at the end of the file, or at a
+    /// cut after which nothing more can be read (warned about once).
     pub fn next<T>(&mut self, f: impl FnOnce(&RawPacket<'_>) -> T) -> Option<Result<T, Error>> {
-        match &mut self.kind {
-            Kind::Pcap(r, linktype, nanos) => {
-                // Raw records: pcap-file's checked ones refuse a packet
-                // longer than the snap length, which is what a snap length
-                // is for (tcpdump -s 96 of full-size packets).
-                let p = match r.next_raw_packet()? {
-                    Ok(p) => p,
-                    Err(e) => return Some(Err(bad(&self.name, e))),
-                };
-                let frac_ns = if *nanos { p.ts_frac as i64 } else { p.ts_frac as i64 * 1000 };
-                let raw = RawPacket {
-                    ts_ns: (p.ts_sec as i64) * 1_000_000_000 + frac_ns,
-                    linktype: *linktype,
-                    interface: None,
-                    direction: None,
-                    length: p.orig_len.max(p.data.len() as u32),
-                    data: &p.data,
-                };
-                Some(Ok(f(&raw)))
+        let mut odd = Odd::No;
+        let got = match &mut self.kind {
+            Kind::Pcap(r) => {
+                let (nanos, linktype) = (r.header.nanos, r.header.linktype);
+                r.next_packet()?.map(|p| {
+                    if !p.fraction_in_range(nanos) {
+                        odd = Odd::Fraction { frac: p.ts_frac, nanos, offset: p.offset };
+                    }
+                    f(&RawPacket {
+                        ts_ns: Some(p.ts_ns(nanos)),
+                        linktype,
+                        interface: None,
+                        direction: None,
+                        // A record claiming less than it holds is taken
+                        // at what it holds.
+                        length: p.original_len.max(p.data.len() as u32),
+                        data: p.data,
+                    })
+                })
             }
             Kind::PcapNg(r) => {
-                let p = match r.next_packet()? {
-                    Ok(p) => p,
-                    Err(e) => return Some(Err(e)),
-                };
-                let raw = RawPacket {
-                    ts_ns: p.ts_ns,
-                    linktype: p.interface.linktype,
-                    interface: p.interface.name.as_deref(),
-                    direction: p.direction,
-                    length: p.original_len,
-                    data: p.data,
-                };
-                Some(Ok(f(&raw)))
+                r.next_packet()?.map(|p| {
+                    if p.ts_ns.is_none() {
+                        odd = Odd::Unheld;
+                    }
+                    f(&RawPacket {
+                        ts_ns: p.ts_ns,
+                        linktype: p.interface.linktype,
+                        interface: p.interface.name.as_deref(),
+                        direction: p.direction,
+                        length: p.original_len,
+                        data: p.data,
+                    })
+                })
             }
+        };
+        match got {
+            Ok(t) => {
+                self.packets += 1;
+                self.warn_time(odd);
+                Some(Ok(t))
+            }
+            Err(Fault::Cut { at, started, what, header: false }) => {
+                let name = crate::notice::escape_controls(&self.name);
+                crate::notice::warn_once(
+                    &format!("pcap-cut:{name}"),
+                    format!(
+                        "{name}: the file appears to have been cut short {}, inside {what} that starts at byte {started}: the {} complete packets before it were read",
+                        at_byte(self.gzip, at),
+                        self.packets
+                    ),
+                );
+                None
+            }
+            Err(f) => Some(Err(refusal(&self.name, self.gzip, f))),
+        }
+    }
+
+    /// Say once per file that a packet's time was odd (see [`Odd`]).
+    fn warn_time(&self, odd: Odd) {
+        let name = crate::notice::escape_controls(&self.name);
+        let n = self.packets;
+        let (key, what) = match odd {
+            Odd::No => return,
+            Odd::Unheld => (
+                "pcap-time-range",
+                format!("packet {n} has a time outside what a timestamp holds (the years 1677 to 2262): its ts is NULL, as is that of any other such packet"),
+            ),
+            Odd::Fraction { frac, nanos, offset } => (
+                "pcap-fraction",
+                format!(
+                    "packet {n} ({}) has a fraction of a second of {frac} {}, not under one second: its ts carries the excess into the seconds, as for any other such packet (tshark prints the fraction as it is)",
+                    at_byte(self.gzip, offset),
+                    if nanos { "nanoseconds" } else { "microseconds" },
+                ),
+            ),
+        };
+        crate::notice::warn_once(&format!("{key}:{name}"), format!("{name}: {what}; said once per file"));
+    }
+}
+
+/// A packet whose time the `ts` column cannot show as the file says it.
+#[derive(Debug, Clone, Copy)]
+enum Odd {
+    No,
+    /// Outside what an i64 of nanoseconds holds (pcapng: a 64-bit count in
+    /// fine units, or a large if_tsoffset): NULL.
+    Unheld,
+    /// A pcap fraction of a second of one second or more: carried.
+    Fraction { frac: u32, nanos: bool, offset: u64 },
+}
+
+/// `at byte N`, of the decompressed data for a gzip file.
+fn at_byte(gzip: bool, offset: u64) -> String {
+    if gzip {
+        format!("at byte {offset} of the decompressed data")
+    } else {
+        format!("at byte {offset}")
+    }
+}
+
+/// A fault that ends the file with an error: a refusal, or a file cut in
+/// its header (tshark refuses those too).
+fn refusal(name: &str, gzip: bool, f: Fault) -> Error {
+    match f {
+        Fault::Failed(e) => e,
+        Fault::Cut { at, started, what, .. } => {
+            bad(name, format!("{}: cut short inside {what} that starts at byte {started}, before any packet", at_byte(gzip, at)))
         }
     }
 }
@@ -176,7 +240,7 @@ mod tests {
     fn all(bytes: &'static [u8]) -> Vec<(i64, u32, u32, usize, Option<String>)> {
         let mut f = CaptureFile::from_reader("fixture", Box::new(bytes)).unwrap();
         let mut out = Vec::new();
-        while let Some(r) = f.next(|p| (p.ts_ns, p.linktype, p.length, p.data.len(), p.interface.map(str::to_string))) {
+        while let Some(r) = f.next(|p| (p.ts_ns.unwrap(), p.linktype, p.length, p.data.len(), p.interface.map(str::to_string))) {
             out.push(r.unwrap());
         }
         out
@@ -203,8 +267,8 @@ mod tests {
         assert_eq!(all(gz), all(PCAP));
         let err = CaptureFile::from_reader("x", Box::new(&b"hello, not a capture"[..])).err().unwrap().to_string();
         assert_eq!(err, "x: not a pcap or pcapng file (nor gzip of one)");
-        // A capture cut in the middle of a packet ends with an error, after
-        // the whole packets before it.
+        // A capture cut in the middle of a packet ends after the whole
+        // packets before it (and a warning).
         let mut f = CaptureFile::from_reader("cut", Box::new(&PCAP[..PCAP.len() - 10])).unwrap();
         let mut n = 0;
         let last = loop {
@@ -214,6 +278,6 @@ mod tests {
             }
         };
         assert_eq!(n, 7);
-        assert!(matches!(last, Some(Err(_))), "{last:?}");
+        assert!(last.is_none(), "{last:?}");
     }
 }

@@ -2,11 +2,13 @@
 //! headers decoded ([`link`] layers, then [`decode`]). Nothing here knows about SQL.
 
 pub mod bpf;
+pub mod bytes;
 pub mod decode;
 pub mod file;
 pub mod flows;
 pub mod link;
 pub mod live;
+pub mod pcap;
 pub mod pcapng;
 pub mod stoppable;
 pub mod write;

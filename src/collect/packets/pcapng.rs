@@ -19,6 +19,7 @@
 
 use std::io::Read;
 
+use super::bytes::{Bytes, Fault};
 use super::Direction;
 use crate::collect::Error;
 
@@ -38,7 +39,10 @@ const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
 /// Interface block options sockql reads.
 const OPT_END: u16 = 0;
 const IF_NAME: u16 = 2;
+const IF_DESCRIPTION: u16 = 3;
 const IF_TSRESOL: u16 = 9;
+/// Seconds added to every timestamp of the interface (signed).
+const IF_TSOFFSET: u16 = 14;
 /// epb_flags: the packet's direction in its low two bits.
 const EPB_FLAGS: u16 = 2;
 
@@ -48,10 +52,24 @@ pub struct Interface {
     pub linktype: u32,
     /// 0: no limit.
     pub snaplen: u32,
-    /// Timestamp units per second (0: a resolution out of range).
-    pub units_per_sec: u64,
-    /// At most [`MAX_NAME`] bytes.
+    /// Timestamp units per second: 10^n or 2^n (n < 128), None for a
+    /// unit finer than 10^-38 s, in which any 64-bit count is under 1 ns.
+    pub units_per_sec: Option<u128>,
+    /// if_tsoffset: seconds added to every timestamp.
+    pub offset_secs: i64,
+    /// At most [`MAX_NAME`] bytes, cut at the first NUL; the description
+    /// where the block has no name (tshark's frame.interface_name).
     pub name: Option<String>,
+}
+
+impl Interface {
+    /// A packet's time from its count of this interface's units: None
+    /// past what an i64 of nanoseconds holds.
+    pub fn time_ns(&self, units: u64) -> Option<i64> {
+        let count = self.units_per_sec.map_or(0, |per| units as u128 * 1_000_000_000 / per.max(1));
+        // Under 2^64 * 10^9: fits an i128.
+        i64::try_from(count as i128 + self.offset_secs as i128 * 1_000_000_000).ok()
+    }
 }
 
 /// One packet, borrowed from the reader's buffer.
@@ -59,8 +77,10 @@ pub struct Interface {
 pub struct Packet<'a> {
     pub interface: &'a Interface,
     /// Nanoseconds since the epoch (0 for a simple packet block, which
-    /// has no timestamp).
-    pub ts_ns: i64,
+    /// has no timestamp); None for a time a 64-bit count of nanoseconds
+    /// cannot hold (past the year 2262: tshark shows it, e.g. the year
+    /// 2554 of an all-ones count of nanoseconds).
+    pub ts_ns: Option<i64>,
     pub direction: Option<Direction>,
     pub original_len: u32,
     pub data: &'a [u8],
@@ -68,8 +88,14 @@ pub struct Packet<'a> {
 
 /// A pcapng file read as a stream.
 pub struct PcapNgReader<R> {
-    r: R,
+    r: Bytes<R>,
     name: String,
+    /// Where the block being read starts.
+    block_at: u64,
+    /// Still in the blocks that open the file (its first section header
+    /// and the interface blocks right after it): a file cut there is
+    /// refused, as tshark refuses it.
+    opening: bool,
     big_endian: bool,
     interfaces: Vec<Interface>,
     /// Interface blocks of this section beyond [`MAX_INTERFACES`].
@@ -87,10 +113,12 @@ fn round4(n: usize) -> usize {
 
 impl<R: Read> PcapNgReader<R> {
     /// Start reading `r`, whose first block must be a section header.
-    pub fn new(r: R, name: &str) -> Result<Self, Error> {
+    pub fn new(r: Bytes<R>, name: &str) -> Result<Self, Fault> {
         let mut reader = PcapNgReader {
             r,
             name: name.to_string(),
+            block_at: 0,
+            opening: true,
             big_endian: false,
             interfaces: Vec::new(),
             interfaces_dropped: 0,
@@ -106,12 +134,15 @@ impl<R: Read> PcapNgReader<R> {
         Ok(reader)
     }
 
-    fn bad(&self, what: impl std::fmt::Display) -> Error {
-        Error::ProcFormat(format!("{}: {what}", self.name))
+    /// A refusal, at the block being read.
+    fn bad(&self, what: impl std::fmt::Display) -> Fault {
+        Fault::Failed(Error::ProcFormat(format!("{}: at byte {}: {what}", self.name, self.block_at)))
     }
 
-    fn cut_short(&self) -> Error {
-        self.bad("pcapng block cut short")
+    /// The file ends inside the block being read.
+    fn cut_short(&self) -> Fault {
+        let header = self.opening;
+        Fault::Cut { at: self.r.offset(), started: self.block_at, what: if header { "the pcapng file header" } else { "a block" }, header }
     }
 
     fn u32_of(&self, b: [u8; 4]) -> u32 {
@@ -130,22 +161,22 @@ impl<R: Read> PcapNgReader<R> {
         }
     }
 
-    fn io(&self, e: std::io::Error) -> Error {
+    fn io(&self, e: std::io::Error) -> Fault {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
             self.cut_short()
         } else {
-            Error::Proc(self.name.as_str().into(), e)
+            Fault::Failed(Error::Proc(self.name.as_str().into(), e))
         }
     }
 
-    fn read_array<const N: usize>(&mut self) -> Result<[u8; N], Error> {
+    fn read_array<const N: usize>(&mut self) -> Result<[u8; N], Fault> {
         let mut b = [0u8; N];
         self.r.read_exact(&mut b).map_err(|e| self.io(e))?;
         Ok(b)
     }
 
     /// Read past `n` bytes without keeping them.
-    fn skip(&mut self, n: u64) -> Result<(), Error> {
+    fn skip(&mut self, n: u64) -> Result<(), Fault> {
         let copied = std::io::copy(&mut (&mut self.r).take(n), &mut std::io::sink()).map_err(|e| self.io(e))?;
         if copied < n {
             return Err(self.cut_short());
@@ -155,12 +186,14 @@ impl<R: Read> PcapNgReader<R> {
 
     /// The next block's type and raw length field; None at the end of the
     /// file (between blocks).
-    fn header(&mut self) -> Result<Option<(u32, [u8; 4])>, Error> {
+    fn header(&mut self) -> Result<Option<(u32, [u8; 4])>, Fault> {
+        self.block_at = self.r.offset();
         let mut head = [0u8; 8];
         let mut got = 0;
         while got < head.len() {
             match self.r.read(&mut head[got..]) {
-                Ok(0) if got == 0 => return Ok(None),
+                // The end, unless a gzip stream was cut there.
+                Ok(0) if got == 0 && !self.r.source_cut() => return Ok(None),
                 Ok(0) => return Err(self.cut_short()),
                 Ok(n) => got += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -173,7 +206,7 @@ impl<R: Read> PcapNgReader<R> {
     }
 
     /// A block's body length from its length field, checked.
-    fn body_len(&self, len: u32) -> Result<u64, Error> {
+    fn body_len(&self, len: u32) -> Result<u64, Fault> {
         if !len.is_multiple_of(4) || len < 12 {
             return Err(self.bad(format!("pcapng block length {len} is not a multiple of 4 of at least 12")));
         }
@@ -181,7 +214,7 @@ impl<R: Read> PcapNgReader<R> {
     }
 
     /// The trailing length field must repeat the leading one.
-    fn trailer(&mut self, len: u32) -> Result<(), Error> {
+    fn trailer(&mut self, len: u32) -> Result<(), Fault> {
         let t = self.read_array::<4>()?;
         if self.u32_of(t) != len {
             return Err(self.bad("pcapng block lengths differ (a corrupt or cut file)"));
@@ -190,8 +223,10 @@ impl<R: Read> PcapNgReader<R> {
     }
 
     /// A section header (its type already read): the byte order of the
-    /// section; its options are read past. The section's interfaces end.
-    fn section(&mut self, raw_len: [u8; 4]) -> Result<(), Error> {
+    /// section, and its version, which must be 1.0 (or 1.2, which tshark
+    /// and tcpdump read too); its options are read past. The section's
+    /// interfaces end.
+    fn section(&mut self, raw_len: [u8; 4]) -> Result<(), Fault> {
         let magic = self.read_array::<4>()?;
         self.big_endian = match u32::from_be_bytes(magic) {
             BYTE_ORDER_MAGIC => true,
@@ -203,7 +238,16 @@ impl<R: Read> PcapNgReader<R> {
         if body < 16 {
             return Err(self.bad("pcapng section header too short"));
         }
-        self.skip(body - 4)?;
+        let version = self.read_array::<4>()?;
+        let (major, minor) = (self.u16_of([version[0], version[1]]), self.u16_of([version[2], version[3]]));
+        if !(major == 1 && (minor == 0 || minor == 2)) {
+            return Err(Fault::Failed(Error::ProcFormat(format!(
+                "{}: at byte {}: section header version {major}.{minor} is not supported (1.0 is)",
+                self.name,
+                self.block_at + 12
+            ))));
+        }
+        self.skip(body - 8)?;
         self.trailer(len)?;
         self.interfaces.clear();
         self.interfaces_dropped = 0;
@@ -212,7 +256,7 @@ impl<R: Read> PcapNgReader<R> {
 
     /// An interface description block, read as a stream: only what rows
     /// need is kept, however many options it carries.
-    fn interface(&mut self, len: u32) -> Result<(), Error> {
+    fn interface(&mut self, len: u32) -> Result<(), Fault> {
         let body = self.body_len(len)?;
         if body < 8 {
             return Err(self.bad("pcapng interface block too short"));
@@ -226,7 +270,8 @@ impl<R: Read> PcapNgReader<R> {
         let fixed = self.read_array::<8>()?;
         let linktype = self.u16_of([fixed[0], fixed[1]]) as u32;
         let snaplen = self.u32_of([fixed[4], fixed[5], fixed[6], fixed[7]]);
-        let mut iface = Interface { linktype, snaplen, units_per_sec: 1_000_000, name: None };
+        let mut iface = Interface { linktype, snaplen, units_per_sec: Some(1_000_000), offset_secs: 0, name: None };
+        let mut description = None;
         let mut left = body - 8;
         while left >= 4 {
             let h = self.read_array::<4>()?;
@@ -241,33 +286,44 @@ impl<R: Read> PcapNgReader<R> {
             }
             left -= padded;
             match code {
-                IF_NAME => {
-                    let keep = olen.min(MAX_NAME);
-                    let mut name = vec![0u8; keep];
-                    self.r.read_exact(&mut name).map_err(|e| self.io(e))?;
-                    self.skip(padded - keep as u64)?;
-                    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
-                    iface.name = Some(String::from_utf8_lossy(&name[..end]).into_owned());
-                }
-                // 10^-n seconds, or 2^-n with the high bit.
+                IF_NAME => iface.name = Some(self.text(olen, padded)?),
+                IF_DESCRIPTION => description = Some(self.text(olen, padded)?),
+                // 10^-n seconds, or 2^-n with the high bit. tshark reads
+                // every n (tcpdump refuses units finer than 64 bits count);
+                // here every n gives the exact time.
                 IF_TSRESOL if olen >= 1 => {
                     let res = self.read_array::<1>()?[0];
                     self.skip(padded - 1)?;
                     let exp = (res & 0x7f) as u32;
-                    iface.units_per_sec =
-                        if res & 0x80 != 0 { 1u64.checked_shl(exp).unwrap_or(0) } else { 10u64.checked_pow(exp).unwrap_or(0) };
+                    iface.units_per_sec = if res & 0x80 != 0 { 1u128.checked_shl(exp) } else { 10u128.checked_pow(exp) };
+                }
+                IF_TSOFFSET if olen == 8 => {
+                    let b = self.read_array::<8>()?;
+                    iface.offset_secs = if self.big_endian { i64::from_be_bytes(b) } else { i64::from_le_bytes(b) };
                 }
                 _ => self.skip(padded)?,
             }
         }
         self.skip(left)?;
         self.trailer(len)?;
+        iface.name = iface.name.or(description);
         self.interfaces.push(iface);
         Ok(())
     }
 
+    /// A text option's value: at most [`MAX_NAME`] bytes, cut at the first
+    /// NUL (a writer's padding or C string end: tshark stops there too).
+    fn text(&mut self, olen: usize, padded: u64) -> Result<String, Fault> {
+        let keep = olen.min(MAX_NAME);
+        let mut text = vec![0u8; keep];
+        self.r.read_exact(&mut text).map_err(|e| self.io(e))?;
+        self.skip(padded - keep as u64)?;
+        let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
+        Ok(String::from_utf8_lossy(&text[..end]).into_owned())
+    }
+
     /// Read a packet block's body and trailer into the buffer.
-    fn fill(&mut self, len: u32) -> Result<usize, Error> {
+    fn fill(&mut self, len: u32) -> Result<usize, Fault> {
         let body = self.body_len(len)?;
         if len as usize > MAX_BLOCK {
             return Err(self.bad(format!("a pcapng block of {len} bytes is larger than the {MAX_BLOCK} bytes sockql reads")));
@@ -287,7 +343,7 @@ impl<R: Read> PcapNgReader<R> {
 
     /// The interface a packet names: Ok(None) for one beyond the kept
     /// ones (the packet is skipped), an error for one never described.
-    fn interface_of(&mut self, id: u32) -> Result<Option<usize>, Error> {
+    fn interface_of(&mut self, id: u32) -> Result<Option<usize>, Fault> {
         let id = id as usize;
         if id < self.interfaces.len() {
             return Ok(Some(id));
@@ -300,7 +356,7 @@ impl<R: Read> PcapNgReader<R> {
     }
 
     /// The next packet; None at the end of the file.
-    pub fn next_packet(&mut self) -> Option<Result<Packet<'_>, Error>> {
+    pub fn next_packet(&mut self) -> Option<Result<Packet<'_>, Fault>> {
         loop {
             let (kind, raw_len) = match self.header() {
                 Ok(Some(h)) => h,
@@ -311,6 +367,8 @@ impl<R: Read> PcapNgReader<R> {
                 Err(e) => return Some(Err(e)),
             };
             let len = self.u32_of(raw_len);
+            // The file's opening blocks end at its first other block.
+            self.opening &= kind == INTERFACE_DESCRIPTION || (kind == SECTION_HEADER && self.block_at == 0);
             let step = match kind {
                 SECTION_HEADER => self.section(raw_len).map(|()| None),
                 INTERFACE_DESCRIPTION => self.interface(len).map(|()| None),
@@ -327,7 +385,7 @@ impl<R: Read> PcapNgReader<R> {
     }
 
     /// An enhanced packet block: where its packet lies in the buffer.
-    fn enhanced(&mut self, len: u32) -> Result<Option<Found>, Error> {
+    fn enhanced(&mut self, len: u32) -> Result<Option<Found>, Fault> {
         let body = self.fill(len)?;
         let field = |b: &[u8], at: usize| b.get(at..at + 4).and_then(|v| <[u8; 4]>::try_from(v).ok());
         let b = &self.buf[..body];
@@ -354,18 +412,15 @@ impl<R: Read> PcapNgReader<R> {
         let Some(iface) = self.interface_of(id)? else {
             return Ok(None);
         };
-        // The raw count is in the interface's units.
+        // The raw count is in the interface's units, from its offset.
         let units = ((hi as u64) << 32) | lo as u64;
-        let ts_ns = match self.interfaces.get(iface).map(|i| i.units_per_sec) {
-            Some(0) | None => return Err(self.bad("interface timestamp resolution out of range")),
-            Some(per) => i64::try_from(units as u128 * 1_000_000_000 / per as u128).unwrap_or(i64::MAX),
-        };
+        let ts_ns = self.interfaces.get(iface).and_then(|i| i.time_ns(units));
         Ok(Some(Found { iface, ts_ns, flags, original_len: orig, data: 20..20 + cap }))
     }
 
     /// A simple packet block: the first interface's, without a timestamp;
     /// it holds min(original length, snap length) bytes.
-    fn simple(&mut self, len: u32) -> Result<Option<Found>, Error> {
+    fn simple(&mut self, len: u32) -> Result<Option<Found>, Fault> {
         let body = self.fill(len)?;
         let orig =
             self.buf.get(0..4).and_then(|v| <[u8; 4]>::try_from(v).ok()).ok_or_else(|| self.bad("pcapng simple packet block too short"))?;
@@ -378,10 +433,10 @@ impl<R: Read> PcapNgReader<R> {
             Some(s) => s,
         };
         let cap = (orig.min(snap) as usize).min(body - 4);
-        Ok(Some(Found { iface, ts_ns: 0, flags: None, original_len: orig, data: 4..4 + cap }))
+        Ok(Some(Found { iface, ts_ns: Some(0), flags: None, original_len: orig, data: 4..4 + cap }))
     }
 
-    fn packet(&self, f: Found) -> Result<Packet<'_>, Error> {
+    fn packet(&self, f: Found) -> Result<Packet<'_>, Fault> {
         let (Some(interface), Some(data)) = (self.interfaces.get(f.iface), self.buf.get(f.data)) else {
             return Err(self.bad("pcapng packet outside its block"));
         };
@@ -412,7 +467,7 @@ impl<R: Read> PcapNgReader<R> {
 /// Where a packet block's packet is, before it is borrowed.
 struct Found {
     iface: usize,
-    ts_ns: i64,
+    ts_ns: Option<i64>,
     flags: Option<u32>,
     original_len: u32,
     data: std::ops::Range<usize>,
@@ -469,14 +524,22 @@ mod tests {
     /// A packet as (interface name, ts, original length, data).
     type Row = (Option<String>, i64, u32, Vec<u8>);
 
+    /// A fault as text: a refusal's message, or where a cut was.
+    fn text(f: Fault) -> String {
+        match f {
+            Fault::Failed(e) => e.to_string(),
+            Fault::Cut { at, started, what, .. } => format!("cut at {at} inside {what} from {started}"),
+        }
+    }
+
     /// Every packet, or the error.
     fn read(bytes: &[u8]) -> Result<Vec<Row>, String> {
-        let mut r = PcapNgReader::new(bytes, "t").map_err(|e| e.to_string())?;
+        let mut r = PcapNgReader::new(Bytes::new(bytes), "t").map_err(text)?;
         let mut out = Vec::new();
         while let Some(p) = r.next_packet() {
-            let p = p.map_err(|e| e.to_string())?;
+            let p = p.map_err(text)?;
             assert_eq!(p.direction, Some(Direction::Out));
-            out.push((p.interface.name.clone(), p.ts_ns, p.original_len, p.data.to_vec()));
+            out.push((p.interface.name.clone(), p.ts_ns.unwrap_or(i64::MIN), p.original_len, p.data.to_vec()));
         }
         Ok(out)
     }
@@ -495,6 +558,49 @@ mod tests {
     }
 
     #[test]
+    fn names_stop_at_nul_descriptions_stand_in_and_times_take_resolution_and_offset() {
+        let mut f = section();
+        f.extend(interface(&[option(IF_NAME, b"en0\0\0"), option(IF_DESCRIPTION, b"wired\0x")]));
+        f.extend(interface(&[option(IF_DESCRIPTION, b"wired\0x"), option(IF_TSRESOL, &[9]), option(IF_TSOFFSET, &(-2i64).to_le_bytes())]));
+        // No end-of-options marker anywhere, and a comment that is not UTF-8.
+        f.extend(interface(&[option(IF_TSRESOL, &[0x80 | 100]), option(1, b"\xff\xfe")]));
+        let mut r = PcapNgReader::new(Bytes::new(&f[..]), "t").unwrap();
+        assert!(r.next_packet().is_none());
+        let got: Vec<_> = r.interfaces.iter().map(|i| (i.name.clone(), i.units_per_sec, i.offset_secs)).collect();
+        let resol = 1u128 << 100;
+        assert_eq!(
+            got,
+            vec![(Some("en0".into()), Some(1_000_000), 0), (Some("wired".into()), Some(1_000_000_000), -2), (None, Some(resol), 0)]
+        );
+        // A count of 2^-100 s units is under a nanosecond; 10^-40 s units
+        // are beyond u128 and count nothing; an all-ones count of ns is past
+        // 2262: None.
+        let mut f = section();
+        f.extend(interface(&[option(IF_TSRESOL, &[0x80 | 100])]));
+        f.extend(interface(&[option(IF_TSRESOL, &[40]), option(IF_TSOFFSET, &5i64.to_le_bytes())]));
+        f.extend(interface(&[option(IF_TSRESOL, &[9])]));
+        let mut r = PcapNgReader::new(Bytes::new(&f[..]), "t").unwrap();
+        assert!(r.next_packet().is_none());
+        let ts = |r: &PcapNgReader<&[u8]>, i: usize, units: u64| r.interfaces[i].time_ns(units);
+        assert_eq!(ts(&r, 0, u64::MAX), Some(0));
+        assert_eq!(ts(&r, 1, u64::MAX), Some(5_000_000_000));
+        assert_eq!(ts(&r, 2, u64::MAX), None);
+    }
+
+    #[test]
+    fn section_versions_other_than_1_0_and_1_2_are_refused() {
+        for (minor_major, ok) in [([1u8, 0, 0, 0], true), ([1, 0, 2, 0], true), ([0, 0, 1, 0], false), ([1, 0, 1, 0], false), ([2, 0, 0, 0], false)] {
+            let mut f = section();
+            f[12..16].copy_from_slice(&minor_major);
+            let got = PcapNgReader::new(Bytes::new(&f[..]), "t").map(|_| ()).map_err(text);
+            assert_eq!(got.is_ok(), ok, "{minor_major:?}: {got:?}");
+            if !ok {
+                assert!(got.unwrap_err().starts_with("t: at byte 12: section header version "));
+            }
+        }
+    }
+
+    #[test]
     fn interfaces_beyond_the_cap_are_counted_and_their_packets_skipped() {
         let mut f = section();
         for i in 0..MAX_INTERFACES + 3 {
@@ -502,7 +608,7 @@ mod tests {
         }
         f.extend(packet(MAX_INTERFACES as u32 + 1, b"gone"));
         f.extend(packet(7, b"kept"));
-        let mut r = PcapNgReader::new(&f[..], "t").unwrap();
+        let mut r = PcapNgReader::new(Bytes::new(&f[..]), "t").unwrap();
         let p = r.next_packet().unwrap().unwrap();
         assert_eq!((p.interface.name.as_deref(), p.data), (Some("if7"), &b"kept"[..]));
         assert!(r.next_packet().is_none());
@@ -511,7 +617,7 @@ mod tests {
         let mut f = section();
         f.extend(interface(&[]));
         f.extend(packet(5, b"x"));
-        assert_eq!(read(&f).unwrap_err(), "t: packet of interface 5 that no block described");
+        assert_eq!(read(&f).unwrap_err(), "t: at byte 48: packet of interface 5 that no block described");
         // A new section forgets the interfaces of the last.
         let mut f = section();
         f.extend(interface(&[]));
@@ -528,20 +634,20 @@ mod tests {
         f.extend(ENHANCED_PACKET.to_le_bytes());
         f.extend(0xFFFF_FFFCu32.to_le_bytes());
         f.extend([0u8; 64]);
-        assert_eq!(read(&f).unwrap_err(), format!("t: a pcapng block of 4294967292 bytes is larger than the {MAX_BLOCK} bytes sockql reads"));
+        assert_eq!(read(&f).unwrap_err(), format!("t: at byte 48: a pcapng block of 4294967292 bytes is larger than the {MAX_BLOCK} bytes sockql reads"));
         // An unknown block claiming 4 GB is read past, and the file ends inside it.
         let mut f = section();
         f.extend(0x0000_0BADu32.to_le_bytes());
         f.extend(0xFFFF_FFFCu32.to_le_bytes());
         f.extend([0u8; 64]);
-        assert_eq!(read(&f).unwrap_err(), "t: pcapng block cut short");
+        assert_eq!(read(&f).unwrap_err(), format!("cut at {} inside a block from 28", f.len()));
         // An option that runs past its block, lengths that do not match,
         // lengths that are no multiple of 4.
         let mut f = section();
         let mut idb = interface(&[option(IF_NAME, b"eth0")]);
         idb[8 + 8 + 2] = 200;
         f.extend(idb);
-        assert_eq!(read(&f).unwrap_err(), "t: pcapng option runs past its block");
+        assert_eq!(read(&f).unwrap_err(), "t: at byte 28: pcapng option runs past its block");
         let mut f = section();
         let mut idb = interface(&[]);
         let n = idb.len();
@@ -558,6 +664,6 @@ mod tests {
         f.extend(interface(&[]));
         f.extend(packet(0, b"abcdef"));
         assert_eq!(read(&f).unwrap().len(), 1);
-        assert_eq!(read(&f[..f.len() - 3]).unwrap_err(), "t: pcapng block cut short");
+        assert_eq!(read(&f[..f.len() - 3]).unwrap_err(), format!("cut at {} inside a block from 48", f.len() - 3));
     }
 }

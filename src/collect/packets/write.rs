@@ -84,7 +84,7 @@ mod tests {
         let bytes: &'static [u8] = Box::leak(out.into_inner().into_boxed_slice());
         let mut f = CaptureFile::from_reader("written", Box::new(bytes)).unwrap();
         let (ts, linktype, len, d) = f.next(|r| (r.ts_ns, r.linktype, r.length, decode::decode(r.linktype, r.data))).unwrap().unwrap();
-        assert_eq!((ts, linktype, len), (p.ts_ns, decode::LINKTYPE_LINUX_SLL2, 80));
+        assert_eq!((ts, linktype, len), (Some(p.ts_ns), decode::LINKTYPE_LINUX_SLL2, 80));
         assert_eq!((d.direction, d.ifindex, d.dst_port), (Some(Direction::Out), Some(3), Some(8080)));
         assert!(f.next(|_| ()).is_none());
     }

@@ -352,7 +352,7 @@ impl LiveSource for PacketsTable {
                 frame += 1;
                 let d = decode::decode_network(p.ether_type, p.data).on_wire(p.data.len(), p.length);
                 let meta = Meta {
-                    ts_ns: p.ts_ns,
+                    ts_ns: Some(p.ts_ns),
                     interface: name,
                     ifindex: Some(p.ifindex),
                     direction: Some(p.direction),

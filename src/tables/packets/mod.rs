@@ -14,7 +14,7 @@ use crate::tables::columns::RowBuilder;
 
 table_columns!(Col {
     Frame: "frame", U64, false, "Packet number in the capture, from 1 (tshark frame.number)";
-    Ts: "ts", TimestampNs, false, "When the packet was captured, UTC, to the nanosecond the file holds";
+    Ts: "ts", TimestampNs, true, "When the packet was captured, UTC, to the nanosecond the file holds (NULL for a file's time outside the years 1677 to 2262)";
     Interface: "interface", Utf8, true, "Interface the packet was captured on, where the file names it (pcapng)";
     Ifindex: "ifindex", U32, true, "Interface index on the capturing host (Linux cooked v2 captures, tcpdump -i any)";
     Direction: "direction", Utf8, true, "in or out, where the capture says (pcapng flags, Linux cooked packet type)";
@@ -102,7 +102,8 @@ impl std::fmt::Display for SackText<'_> {
 
 /// What the source knows of a packet besides its bytes.
 pub struct Meta<'a> {
-    pub ts_ns: i64,
+    /// None: a file's time outside what a timestamp holds.
+    pub ts_ns: Option<i64>,
     pub interface: Option<&'a str>,
     pub ifindex: Option<u32>,
     pub direction: Option<Direction>,
@@ -145,13 +146,13 @@ pub fn append(r: &mut RowBuilder, flows: Option<&mut Flows>, frame: u64, m: &Met
     use Col::*;
     let analysis = match (flows, &d.tcp, d.src_addr, d.dst_addr, d.src_port, d.dst_port) {
         (Some(flows), Some(t), Some(sa), Some(da), Some(sp), Some(dp)) => {
-            Some(flows.track(m.ts_ns, (sa, sp), (da, dp), t, d.payload_length.unwrap_or(0)))
+            Some(flows.track(m.ts_ns.unwrap_or(0), (sa, sp), (da, dp), t, d.payload_length.unwrap_or(0)))
         }
         _ => None,
     };
     let a = analysis.as_ref();
     r.u64(Frame as usize, Some(frame));
-    r.timestamp_ns(Ts as usize, Some(m.ts_ns));
+    r.timestamp_ns(Ts as usize, m.ts_ns);
     r.str(Interface as usize, m.interface);
     r.u32(Ifindex as usize, m.ifindex);
     r.str(Col::Direction as usize, m.direction.map(|d| d.name()));
