@@ -260,6 +260,8 @@ fn first_fragment_transport<'a>(proto: IpNumber, payload: &'a [u8]) -> Option<Tr
 /// The network and transport fields of a sliced packet; `data` is what was sliced.
 fn fill(mut d: Decoded, p: &LaxSlicedPacket<'_>, data: &[u8]) -> Decoded {
     let mut ip_payload_len: Option<usize> = None;
+    // The IP length came from the frame (IPv4 total length 0).
+    let mut frame_sized = false;
     // The IP payload when it is a first fragment (offset 0, more to come).
     let mut first_fragment = None;
     // False where the IP header says there is no payload to read.
@@ -280,7 +282,7 @@ fn fill(mut d: Decoded, p: &LaxSlicedPacket<'_>, data: &[u8]) -> Decoded {
                 // GSO/TSO: the frame's length is the packet's (tshark's
                 // ip.tso_support, on by default; tcpdump 4.99 prints "bad-len 0").
                 ip_payload_len = range_in(data, payload.payload).map(|r| data.len() - r.start);
-                d.sized_by_frame = true;
+                frame_sized = true;
             } else {
                 ip_payload_len = (h.total_len() as usize).checked_sub(h.ihl() as usize * 4);
             }
@@ -336,6 +338,8 @@ fn fill(mut d: Decoded, p: &LaxSlicedPacket<'_>, data: &[u8]) -> Decoded {
             d.dst_port = Some(t.destination_port());
             let header_length = t.data_offset() * 4;
             d.payload_length = ip_payload_len.and_then(|l| l.checked_sub(header_length as usize)).map(|l| u32::try_from(l).unwrap_or(u32::MAX));
+            // Only TCP's length comes from the IP header; UDP has its own.
+            d.sized_by_frame = frame_sized && d.payload_length.is_some();
             let mut tcp = Tcp {
                 flags: t.header_slice().get(13).copied().unwrap_or(0),
                 seq: t.sequence_number(),
@@ -365,9 +369,6 @@ fn fill(mut d: Decoded, p: &LaxSlicedPacket<'_>, data: &[u8]) -> Decoded {
             d.payload = range_in(data, i.payload());
         }
         _ => {}
-    }
-    if d.payload_length.is_none() {
-        d.sized_by_frame = false;
     }
     d
 }
@@ -482,6 +483,14 @@ mod tests {
         assert!(d.sized_by_frame);
         assert_eq!(d.payload_length, Some(0));
         assert_eq!(d.on_wire(v4.len(), v4.len() as u32 + 80_000).payload_length, Some(80_000));
+        // UDP has a length of its own: the frame's does not replace it.
+        let mut udp = v4.clone();
+        udp[23] = 17;
+        udp.truncate(34);
+        udp.extend([0x9c, 0x40, 0x13, 0x89, 0, 20, 0, 0]);
+        udp.extend([0u8; 12]);
+        let d = decode(LINKTYPE_ETHERNET, &udp);
+        assert_eq!((d.sized_by_frame, d.on_wire(udp.len(), 90_000).payload_length), (false, Some(12)));
         // A jumbogram: a hop-by-hop header with padding and the jumbo option.
         let mut hbh = vec![6, 0, 0, 0, 0xC2, 4];
         hbh.extend((8 + 20 + 131_072u32).to_be_bytes());
