@@ -90,10 +90,6 @@ pub struct CaptureOwners {
     sought: HashSet<EndKey>,
     names: HashMap<i32, Option<Arc<str>>>,
     next_pass: Instant,
-    /// Passes made and the time they took, for EXPLAIN ANALYZE-style
-    /// accounting in tests and the report's notes.
-    pub passes: u64,
-    pub pass_time: Duration,
 }
 
 impl Default for CaptureOwners {
@@ -103,8 +99,6 @@ impl Default for CaptureOwners {
             sought: HashSet::new(),
             names: HashMap::new(),
             next_pass: Instant::now(),
-            passes: 0,
-            pass_time: Duration::ZERO,
         }
     }
 }
@@ -154,11 +148,10 @@ impl CaptureOwners {
             if here.is_empty() {
                 continue;
             }
-            match netns::run_in(ns, || inodes_of(&here)) {
-                Ok(Ok(found)) => inode_of.extend(found),
-                // A namespace gone, or sock_diag refused: its ends stay
-                // unknown (and are asked again).
-                Ok(Err(_)) | Err(_) => {}
+            // A namespace gone, or sock_diag refused: its ends stay
+            // unknown (and are asked again).
+            if let Ok(Ok(found)) = netns::run_in(ns, || inodes_of(&here)) {
+                inode_of.extend(found);
             }
         }
         let wanted: HashSet<u64> = inode_of.values().copied().collect();
@@ -186,8 +179,6 @@ impl CaptureOwners {
             }
         }
         let took = start.elapsed();
-        self.passes += 1;
-        self.pass_time += took;
         self.next_pass = Instant::now() + MIN_GAP.max(took * GAP_FACTOR);
     }
 }
