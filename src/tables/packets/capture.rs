@@ -78,10 +78,11 @@ fn append_owners(r: &mut RowBuilder, owners: &mut CaptureOwners, netns: u64, loc
         _ => None,
     };
     let now = std::time::Instant::now();
+    let closing = d.tcp.as_ref().is_some_and(|t| t.flags & (decode::FIN | decode::RST) != 0);
     let mut fill = |pid: OwnerCol, process: OwnerCol, key: Option<EndKey>| {
-        let held = key.and_then(|k| owners.holder(k, now));
-        r.i32(owner_col(pid), held.map(|h| h.0));
-        r.str(owner_col(process), held.and_then(|h| h.1));
+        let held = key.and_then(|k| owners.holder(k, closing, now));
+        r.i32(owner_col(pid), held.as_ref().map(|h| h.0));
+        r.str(owner_col(process), held.as_ref().and_then(|h| h.1.as_deref()));
     };
     fill(OwnerCol::SrcPid, OwnerCol::SrcProcess, ends.filter(|_| local_out).map(|(protocol, s, d)| EndKey { netns, protocol, local: s, remote: d }));
     fill(OwnerCol::DstPid, OwnerCol::DstProcess, ends.filter(|_| local_in).map(|(protocol, s, d)| EndKey { netns, protocol, local: d, remote: s }));

@@ -16,8 +16,8 @@
 //! What this costs and what bounds it:
 //! - per packet, only when a query asks for these columns: a hash lookup
 //!   per local end (one, two over loopback);
-//! - per new end: an entry of about 100 bytes, at most [`MAX_ENDS`] (past
-//!   it new ends are not sought, said once);
+//! - per new end: an entry of under 200 bytes, at most [`MAX_ENDS`], 12 MB
+//!   in all (past it new ends are not sought, said once);
 //! - per lookup pass: the dumps and the walk. A pass starts at most every
 //!   [`MIN_GAP`], and never sooner than [`GAP_FACTOR`] times its own last
 //!   length after it ended, so lookups take at most about a tenth of the
@@ -29,6 +29,7 @@
 //! connection opened and closed between two passes is never seen alive:
 //! its packets have no holder, and the reports say they guess.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::ops::ControlFlow;
@@ -41,11 +42,13 @@ use crate::collect::sock_diag::inet::{self, Extensions, InetDiagMsg};
 use crate::collect::sock_diag::{InetRequest, SockDiag};
 use crate::collect::tcp_state;
 
-/// The most local ends remembered by one capture (about 100 bytes each).
-pub const MAX_ENDS: usize = 1 << 16;
+/// The most local ends remembered by one capture: 7/8 of 65,536, the
+/// most hash tables of 65,536 slots hold, so they never grow past that
+/// (at most 12 MB, in the test below).
+pub const MAX_ENDS: usize = 57_344;
 
 /// The shortest time between two lookup passes.
-pub const MIN_GAP: Duration = Duration::from_millis(5);
+pub const MIN_GAP: Duration = Duration::from_millis(10);
 
 /// A pass waits at least this many times its predecessor's length.
 pub const GAP_FACTOR: u32 = 9;
@@ -81,6 +84,9 @@ struct End {
     tries: u8,
     /// When the next lookup is due.
     due: Instant,
+    /// A FIN or RST of it was seen: once its socket is not found, it is
+    /// gone, and not asked for again.
+    closing: bool,
 }
 
 /// The ends one capture has seen, and their holders once known.
@@ -90,6 +96,13 @@ pub struct CaptureOwners {
     sought: HashSet<EndKey>,
     names: HashMap<i32, Option<Arc<str>>>,
     next_pass: Instant,
+    /// The earliest time a sought end is due (None: none sought), so the
+    /// check between reads costs nothing however many are sought.
+    next_due: Option<Instant>,
+    /// A sock_diag socket per namespace, opened in it once: a netlink
+    /// socket answers for the namespace it was made in, so a pass needs
+    /// no thread to enter it.
+    diags: HashMap<u64, SockDiag>,
 }
 
 impl Default for CaptureOwners {
@@ -99,6 +112,8 @@ impl Default for CaptureOwners {
             sought: HashSet::new(),
             names: HashMap::new(),
             next_pass: Instant::now(),
+            next_due: None,
+            diags: HashMap::new(),
         }
     }
 }
@@ -110,27 +125,32 @@ fn canonical(a: IpAddr) -> IpAddr {
 }
 
 impl CaptureOwners {
-    /// The holder of `key`, if known; a new end becomes sought.
-    pub fn holder(&mut self, key: EndKey, now: Instant) -> Option<(i32, Option<&str>)> {
+    /// The holder of `key`, if known; a new end becomes sought. `closing`:
+    /// the packet is a FIN or RST.
+    pub fn holder(&mut self, key: EndKey, closing: bool, now: Instant) -> Option<Holder> {
         let key = EndKey { local: (canonical(key.local.0), key.local.1), remote: (canonical(key.remote.0), key.remote.1), ..key };
-        if !self.ends.contains_key(&key) {
-            if self.ends.len() >= MAX_ENDS {
-                crate::notice::note_once(
-                    "packets-owners-cap",
-                    format!("more than {MAX_ENDS} connections in this capture: src_pid and dst_pid of the later ones are not looked up"),
-                );
-                return None;
-            }
-            self.ends.insert(key, End { holder: None, tries: 0, due: now });
-            self.sought.insert(key);
+        // One lookup per packet of a known end.
+        if let Some(end) = self.ends.get_mut(&key) {
+            end.closing |= closing;
+            return end.holder.clone();
         }
-        self.ends.get(&key)?.holder.as_ref().map(|(pid, name)| (*pid, name.as_deref()))
+        if self.ends.len() >= MAX_ENDS {
+            crate::notice::note_once(
+                "packets-owners-cap",
+                format!("more than {MAX_ENDS} connections in this capture: src_pid and dst_pid of the later ones are not looked up"),
+            );
+            return None;
+        }
+        self.ends.insert(key, End { holder: None, tries: 0, due: now, closing });
+        self.sought.insert(key);
+        self.next_due = Some(self.next_due.map_or(now, |d| d.min(now)));
+        None
     }
 
     /// True when a lookup pass would run now: an end is due and the last
     /// pass is far enough behind.
     fn pass_due(&self, now: Instant) -> bool {
-        now >= self.next_pass && self.sought.iter().any(|k| self.ends.get(k).is_some_and(|e| e.due <= now))
+        now >= self.next_pass && self.next_due.is_some_and(|d| d <= now)
     }
 
     /// Look up the ends that are due, in the namespaces of `targets`
@@ -143,18 +163,35 @@ impl CaptureOwners {
         let due: Vec<EndKey> = self.sought.iter().filter(|k| self.ends.get(k).is_some_and(|e| e.due <= start)).copied().collect();
         // Each namespace's due ends: their inodes, from its own sockets.
         let mut inode_of: HashMap<EndKey, u64> = HashMap::new();
+        // Namespaces whose sockets were read: an end not found there is
+        // not (or no longer) a socket.
+        let mut read: HashSet<u64> = HashSet::new();
         for ns in targets {
             let here: HashSet<EndKey> = due.iter().filter(|k| k.netns == ns.inode).copied().collect();
             if here.is_empty() {
                 continue;
             }
-            // A namespace gone, or sock_diag refused: its ends stay
-            // unknown (and are asked again).
-            if let Ok(Ok(found)) = netns::run_in(ns, || inodes_of(&here)) {
-                inode_of.extend(found);
+            let diag = match self.diags.entry(ns.inode) {
+                Entry::Occupied(d) => d.into_mut(),
+                Entry::Vacant(room) => match netns::run_in(ns, SockDiag::open) {
+                    Ok(Ok(diag)) => room.insert(diag),
+                    // A namespace gone, or sock_diag refused: its ends stay
+                    // unknown (and are asked again).
+                    _ => continue,
+                },
+            };
+            match inodes_of(diag, &here) {
+                Ok(found) => {
+                    inode_of.extend(found);
+                    read.insert(ns.inode);
+                }
+                // Opened afresh next pass.
+                Err(_) => {
+                    self.diags.remove(&ns.inode);
+                }
             }
         }
-        let wanted: HashSet<u64> = inode_of.values().copied().collect();
+        let wanted: HashSet<u64> = inode_of.values().copied().filter(|&i| i != 0).collect();
         let (holders, denied) = if wanted.is_empty() { (Default::default(), 0) } else { owners::lowest_owners(&wanted) };
         if denied > 0 {
             crate::notice::note_once(
@@ -163,38 +200,43 @@ impl CaptureOwners {
             );
         }
         for key in due {
-            let pid = inode_of.get(&key).and_then(|&inode| holders.get(inode));
+            let inode = inode_of.get(&key).copied();
+            let pid = inode.and_then(|inode| holders.get(inode));
             let Some(end) = self.ends.get_mut(&key) else { continue };
             end.tries = end.tries.saturating_add(1);
+            // Closed and gone: no socket will ever answer for it (a TCP
+            // connection opened and closed between two passes).
+            let gone = end.closing && inode.is_none() && read.contains(&key.netns);
             match pid {
                 Some(pid) => {
                     let name = self.names.entry(pid).or_insert_with(|| owners::comm(pid).map(Arc::from)).clone();
                     end.holder = Some((pid, name));
                     self.sought.remove(&key);
                 }
-                None if end.tries >= MAX_TRIES => {
+                None if gone || end.tries >= MAX_TRIES => {
                     self.sought.remove(&key);
                 }
                 None => end.due = start + FIRST_RETRY * (1u32 << (end.tries - 1).min(16)),
             }
         }
+        self.next_due = self.sought.iter().filter_map(|k| self.ends.get(k).map(|e| e.due)).min();
         let took = start.elapsed();
         self.next_pass = Instant::now() + MIN_GAP.max(took * GAP_FACTOR);
     }
 }
 
-/// The inodes of the sockets of the calling thread's namespace that are
-/// the ends `wanted` (0, no holder yet, left out). A UDP end with no
+/// The inodes of the sockets `diag`'s namespace has that are the ends
+/// `wanted` (0: a connection no process holds yet, still in its
+/// listener's queue). A UDP end with no
 /// connected socket is the unconnected socket bound to its local port (on
 /// its address, else on the wildcard), which is the one that sends and
 /// receives its datagrams.
-fn inodes_of(wanted: &HashSet<EndKey>) -> Result<HashMap<EndKey, u64>, crate::collect::Error> {
+fn inodes_of(diag: &mut SockDiag, wanted: &HashSet<EndKey>) -> Result<HashMap<EndKey, u64>, crate::collect::Error> {
     let mut found: HashMap<EndKey, u64> = HashMap::new();
     // UDP sockets bound but not connected: (local address, port) -> inode.
     let mut bound: HashMap<(IpAddr, u16), u64> = HashMap::new();
     let udp_ports: HashSet<u16> = wanted.iter().filter(|k| k.protocol == inet::IPPROTO_UDP).map(|k| k.local.1).collect();
     let netns = wanted.iter().next().map_or(0, |k| k.netns);
-    let mut diag = SockDiag::open()?;
     for protocol in [inet::IPPROTO_TCP, inet::IPPROTO_UDP] {
         if !wanted.iter().any(|k| k.protocol == protocol) {
             continue;
@@ -203,14 +245,12 @@ fn inodes_of(wanted: &HashSet<EndKey>) -> Result<HashMap<EndKey, u64>, crate::co
             let req = InetRequest { protocol, family, states: HELD_STATES, extensions: Extensions::default(), conds: Vec::new() };
             diag.inet(&req, None, |m: &InetDiagMsg<'_>| {
                 let inode = u64::from(m.inode());
-                if inode != 0 {
-                    let local = (canonical(m.local_addr()), m.local_port());
-                    let key = EndKey { netns, protocol, local, remote: (canonical(m.remote_addr()), m.remote_port()) };
-                    if wanted.contains(&key) {
-                        found.insert(key, inode);
-                    } else if protocol == inet::IPPROTO_UDP && m.remote_port() == 0 && udp_ports.contains(&local.1) {
-                        bound.insert(local, inode);
-                    }
+                let local = (canonical(m.local_addr()), m.local_port());
+                let key = EndKey { netns, protocol, local, remote: (canonical(m.remote_addr()), m.remote_port()) };
+                if wanted.contains(&key) {
+                    found.insert(key, inode);
+                } else if protocol == inet::IPPROTO_UDP && inode != 0 && m.remote_port() == 0 && udp_ports.contains(&local.1) {
+                    bound.insert(local, inode);
                 }
                 Ok::<_, crate::collect::Error>(ControlFlow::Continue(()))
             })?;
@@ -240,10 +280,21 @@ mod tests {
     fn a_new_end_is_sought_once_and_mapped_addresses_are_ipv4() {
         let mut o = CaptureOwners::default();
         let now = Instant::now();
-        assert_eq!(o.holder(key(1), now), None);
-        assert_eq!(o.holder(key(1), now), None);
+        assert_eq!(o.holder(key(1), false, now), None);
+        assert_eq!(o.holder(key(1), false, now), None);
         assert_eq!(o.sought.len(), 1);
         assert!(o.sought.iter().all(|k| k.remote.0 == "127.0.0.1".parse::<IpAddr>().unwrap()));
+    }
+
+    #[test]
+    fn an_end_takes_the_room_the_docs_say() {
+        // An entry of `ends` and one of `sought`, before the hash tables'
+        // own slack (at most an eighth empty, and a control byte each).
+        // MAX_ENDS fills a table of 65,536 slots to its 7/8 load, so
+        // neither table grows past that.
+        const { assert!(MAX_ENDS <= (1 << 16) / 8 * 7) };
+        let slot = std::mem::size_of::<(EndKey, End)>() + 1 + std::mem::size_of::<EndKey>() + 1;
+        assert!(slot * (1 << 16) <= 12 << 20, "{slot} bytes a slot");
     }
 
     #[test]
@@ -252,7 +303,7 @@ mod tests {
         let now = Instant::now();
         for i in 0..MAX_ENDS + 10 {
             let k = EndKey { netns: i as u64, ..key(1) };
-            o.holder(k, now);
+            o.holder(k, false, now);
         }
         assert_eq!(o.ends.len(), MAX_ENDS);
     }
@@ -263,14 +314,16 @@ mod tests {
         // A namespace this process is not in: run_in finds no such file,
         // so nothing is found and every pass counts a try.
         let ns = Netns { inode: 1, name: None, pid: None, processes: 0, container_id: None, runtime: None, path: "/nonexistent".into() };
-        o.holder(key(1), Instant::now());
+        o.holder(key(1), false, Instant::now());
         for _ in 0..MAX_TRIES {
             o.next_pass = Instant::now();
             for e in o.ends.values_mut() {
                 e.due = Instant::now();
             }
+            o.next_due = Some(Instant::now());
             o.pass(&[&ns]);
         }
+        assert_eq!(o.next_due, None, "nothing left to look up");
         assert!(o.sought.is_empty());
         assert_eq!(o.ends.get(&EndKey { remote: ("127.0.0.1".parse().unwrap(), 80), ..key(1) }).map(|e| e.tries), Some(MAX_TRIES));
     }
