@@ -23,6 +23,10 @@
 //!   length after it ended, so lookups take at most about a tenth of the
 //!   capture thread's time however busy the host.
 //!
+//! Passes run between reads of packets: after each burst, and every
+//! 100 ms when none come (`streams::poll_for`), so a connection that lives
+//! less than that with no packet in between may never be seen accepted.
+//!
 //! An end not found yet (a connection still in its listener's accept
 //! queue has no holder, a forwarded packet has no local socket) is asked
 //! again after 10 ms, 20 ms, 40 ms, ... up to [`MAX_TRIES`] times. A
