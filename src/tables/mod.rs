@@ -132,7 +132,7 @@ pub const TABLES: &[Entry] = &[
     Entry {
         name: packets::capture::NAME,
         about: packets::capture::ABOUT,
-        defs: || packets::Col::DEFS,
+        defs: || packets::capture::COLUMNS,
         make: |o| Arc::new(LiveTable(packets::capture::PacketsTable::new(o.clone()))),
     },
     Entry {

@@ -4,6 +4,7 @@
 
 mod churn;
 mod budget;
+mod capture_owners;
 mod cli;
 mod common;
 mod events;

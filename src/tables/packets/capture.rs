@@ -9,16 +9,25 @@
 //! `src_addr`/`dst_addr` equalities become a kernel socket filter (see
 //! `collect::packets::bpf`; Inexact: DataFusion checks every row again).
 //! Everything else is filtered after capture.
+//!
+//! Beyond the columns every packet source shares, a live capture says who
+//! held each end on this host: `src_pid`/`src_process` (the socket that
+//! sent the packet) and `dst_pid`/`dst_process` (the one that received
+//! it), learned while the connection is open (see [`super::capture_owners`]),
+//! so a report can name the worker that served a connection closed before
+//! the capture ended.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use datafusion::logical_expr::Expr;
 
+use super::capture_owners::{CaptureOwners, EndKey};
 use super::{append, Col, Meta};
 use crate::collect::packets::{decode, Direction};
 use crate::collect::packets::flows::Flows;
 use crate::collect::packets::live::{snap_len, Captured, LiveCapture};
+use crate::table_columns;
 use crate::tables::columns::{ColumnDef, RowBuilder};
 use crate::collect::packets::bpf::{compile, describe, Cond};
 use crate::tables::filters::{as_str, column_in_literals, int_range, is_int_range_filter, port_range};
@@ -29,6 +38,60 @@ use crate::tables::{scope, streams, SourceOptions};
 
 pub const NAME: &str = "packets";
 pub const ABOUT: &str = "Packets captured live while the query runs (tcpdump), headers only unless --payload, bounded by --capture-for (default 10 s) or LIMIT";
+
+table_columns!(OwnerCol {
+    SrcPid: "src_pid", I32, true, "Live capture: lowest pid holding the socket on this host that sent the packet, learned while the connection was open (sock_diag and /proc soon after its first packet); null before that, for a packet from elsewhere, a socket no process held (not accepted yet, or closed) or one opened and closed between two lookups";
+    SrcProcess: "src_process", Utf8, true, "Live capture: command name of src_pid";
+    DstPid: "dst_pid", I32, true, "Live capture: lowest pid holding the socket on this host that received the packet, learned as src_pid is; null as it is";
+    DstProcess: "dst_process", Utf8, true, "Live capture: command name of dst_pid";
+});
+
+/// The live `packets` table's columns: those of every packet source, then
+/// the holders a live capture learns ([`OwnerCol`]).
+pub const COLUMNS: &[ColumnDef] = &joined::<{ Col::DEFS.len() + OwnerCol::DEFS.len() }>(Col::DEFS, OwnerCol::DEFS);
+
+const fn joined<const N: usize>(a: &[ColumnDef], b: &[ColumnDef]) -> [ColumnDef; N] {
+    let mut out = [a[0]; N];
+    let mut i = 0;
+    while i < a.len() {
+        out[i] = a[i];
+        i += 1;
+    }
+    while i < N {
+        out[i] = b[i - a.len()];
+        i += 1;
+    }
+    out
+}
+
+/// A holder column's index among [`COLUMNS`].
+fn owner_col(c: OwnerCol) -> usize {
+    Col::DEFS.len() + c as usize
+}
+
+/// Fill the holder columns of the row being built: the sending end when
+/// it is on this host (the packet went out, or over loopback), the
+/// receiving end when it is (it came in).
+fn append_owners(r: &mut RowBuilder, owners: &mut CaptureOwners, netns: u64, local_out: bool, local_in: bool, d: &decode::Decoded) {
+    let ends = match (d.ip_protocol, d.src_addr, d.src_port, d.dst_addr, d.dst_port) {
+        (Some(protocol @ (6 | 17)), Some(sa), Some(sp), Some(da), Some(dp)) => Some((protocol, (sa, sp), (da, dp))),
+        _ => None,
+    };
+    let now = std::time::Instant::now();
+    let closing = d.tcp.as_ref().is_some_and(|t| t.flags & (decode::FIN | decode::RST) != 0);
+    let mut fill = |pid: OwnerCol, process: OwnerCol, key: Option<EndKey>| {
+        let held = key.and_then(|k| owners.holder(k, closing, now));
+        r.i32(owner_col(pid), held.as_ref().map(|h| h.0));
+        r.str(owner_col(process), held.as_ref().and_then(|h| h.1.as_deref()));
+    };
+    fill(OwnerCol::SrcPid, OwnerCol::SrcProcess, ends.filter(|_| local_out).map(|(protocol, s, d)| EndKey { netns, protocol, local: s, remote: d }));
+    fill(OwnerCol::DstPid, OwnerCol::DstProcess, ends.filter(|_| local_in).map(|(protocol, s, d)| EndKey { netns, protocol, local: d, remote: s }));
+}
+
+/// True if the query asked for a holder column.
+fn wants_owners(r: &RowBuilder) -> bool {
+    OwnerCol::ALL.iter().any(|&c| r.wants(owner_col(c)))
+}
 
 /// How long a capture lets packets gather after a wake before reading.
 const COALESCE: std::time::Duration = std::time::Duration::from_millis(2);
@@ -314,7 +377,7 @@ impl CapturePlan {
 
 impl LiveSource for PacketsTable {
     fn columns(&self) -> &'static [ColumnDef] {
-        Col::DEFS
+        COLUMNS
     }
 
     fn is_stream(&self) -> bool {
@@ -327,8 +390,8 @@ impl LiveSource for PacketsTable {
         let label = format!("packets: {} (limit {limit:?})", plan.describe());
         let payload = plan.payload;
         super::note_payload_hidden(projection.as_deref(), payload);
-        LivePartition::projected(Col::DEFS, projection.clone().as_deref(), label, move |sink| {
-            let rows = RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS);
+        LivePartition::projected(COLUMNS, projection.clone().as_deref(), label, move |sink| {
+            let rows = RowBuilder::new(COLUMNS, projection.as_deref(), BATCH_ROWS);
             // Shared by the idle check and the packet handler, which run
             // one after the other.
             let out = std::cell::RefCell::new(Emitter::new(rows, sink, limit));
@@ -336,10 +399,17 @@ impl LiveSource for PacketsTable {
             // and ports in two namespaces are two connections.
             let mut flows: HashMap<u64, Flows> = HashMap::new();
             let track = super::follows_flows(&out.borrow().rows);
+            // Who holds each end, looked up between reads: only when asked.
+            let owners = wants_owners(&out.borrow().rows).then(|| std::cell::RefCell::new(CaptureOwners::default()));
+            let targets: Vec<&crate::collect::netns::Netns> = plan.targets.iter().collect();
             let mut frame = 0u64;
-            // Between waits: rows built so far go out, and a consumer that
-            // went away (a LIMIT met above a filter) ends the capture.
+            // Between waits: the ends first seen are looked up, rows built
+            // so far go out, and a consumer that went away (a LIMIT met
+            // above a filter) ends the capture.
             let between = || {
+                if let Some(owners) = &owners {
+                    owners.borrow_mut().pass(&targets);
+                }
                 let mut o = out.borrow_mut();
                 o.tick()?;
                 Ok(o.flow())
@@ -362,6 +432,12 @@ impl LiveSource for PacketsTable {
                     payload: payload.then(|| d.payload.clone().and_then(|r| p.data.get(r))).flatten(),
                 };
                 append(&mut out.rows, track.then(|| flows.entry(ns.inode).or_default()), frame, &meta, &d);
+                if let Some(owners) = &owners {
+                    // Over loopback both ends are on this host.
+                    let lo = name == Some("lo");
+                    let (local_out, local_in) = (lo || p.direction == Direction::Out, lo || p.direction == Direction::In);
+                    append_owners(&mut out.rows, &mut owners.borrow_mut(), ns.inode, local_out, local_in, &d);
+                }
                 out.end_row()
             })?;
             // EXPLAIN ANALYZE's kernel_messages.

@@ -3,6 +3,7 @@
 //! [`read_pcap`] (capture files).
 
 pub mod capture;
+pub mod capture_owners;
 pub mod capture_seconds;
 pub mod read_pcap;
 
