@@ -1,5 +1,5 @@
 -- name: retransmits
--- description: TCP connections that retransmitted, worst first: packet loss, congestion, or a peer that stopped answering (timeouts > 0 now). Half-open connections (SYN-RECV) whose SYN-ACK goes unanswered are included: the kernel keeps them as request sockets without tcp_info, so their total_retrans and timeouts are both the SYN-ACKs sent again (sock_diag's idiag_retrans, the N of ss -o timer:(on,…,N)), their other tcp_info columns are null, and no process holds them yet (pid null; the syn_recv report names their listener)
+-- description: TCP connections that retransmitted, worst first: packet loss, congestion, or a peer that stopped answering (timeouts > 0 now). Half-open connections (SYN-RECV) whose SYN-ACK goes unanswered are included: the kernel keeps them as request sockets without tcp_info, so their total_retrans and timeouts are both the SYN-ACKs sent again (sock_diag's idiag_retrans, the N of ss -o timer:(on,...,N)), their other tcp_info columns are null, and no process holds them yet (pid null; the syn_recv report names their listener)
 -- empty: no TCP connection has retransmitted
 WITH tcp AS (
     SELECT netns, netns_name, state, local_addr, local_port, remote_addr, remote_port,

@@ -52,7 +52,7 @@ table_columns!(Col {
     Cookie: "cookie", U64, true, "Kernel socket cookie, unique while the socket lives";
     Timer: "timer", Utf8, true, "Pending timer as ss -o names it: on (retransmit), keepalive, timewait, persist (zero-window probe); null if none";
     TimerExpiresMs: "timer_expires_ms", U32, true, "Milliseconds until the pending timer fires";
-    Retransmits: "retransmits", U32, true, "Unrecovered retransmission timeouts of the pending timer; for a SYN-RECV request socket, the SYN-ACKs resent (ss -o timer:(on,…,N))";
+    Retransmits: "retransmits", U32, true, "Unrecovered retransmission timeouts of the pending timer; for a SYN-RECV request socket, the SYN-ACKs resent (ss -o timer:(on,...,N))";
     TimerText: "timer_text", Utf8, true, "The pending timer as ss -o prints it: (name,time left,retransmits), e.g. (keepalive,4min47sec,0); null if none";
     Pid: "pid", I32, true, "Lowest pid holding the socket, one of those ss -p lists (it lists every holder, in its own order; socket_owners has them all); null if no process holds it or it is not visible to us";
     Process: "process", Utf8, true, "Command name (comm) of pid";
