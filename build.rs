@@ -26,7 +26,8 @@ fn main() {
         .filter(|p| p.extension().is_some_and(|x| x == "sql"))
         .collect();
     files.sort();
-    let mut code = String::from("/// (file name, text) of each built-in saved query.\npub const BUILTIN: &[(&str, &str)] = &[\n");
+    let mut code =
+        String::from("/// (file name, text) of each built-in saved query.\npub const BUILTIN: &[(&str, &str)] = &[\n");
     for f in files {
         println!("cargo:rerun-if-changed={}", f.display());
         let name = f.file_name().unwrap().to_string_lossy().into_owned();

@@ -237,7 +237,10 @@ impl Notices {
                 if *left_out > 1 {
                     return;
                 }
-                Notice { level: Level::Warning, text: format!("more than {MAX_PER_STATEMENT} notices in one statement; the rest are left out") }
+                Notice {
+                    level: Level::Warning,
+                    text: format!("more than {MAX_PER_STATEMENT} notices in one statement; the rest are left out"),
+                }
             } else {
                 keys.insert(key.to_string());
                 Notice { level, text: escape_controls(message).into_owned() }
@@ -273,7 +276,13 @@ mod tests {
             note_once("n", "a note");
         };
         let first = kept(say);
-        assert_eq!(first, [Notice { level: Level::Warning, text: "bad\\nname".into() }, Notice { level: Level::Note, text: "a note".into() }]);
+        assert_eq!(
+            first,
+            [
+                Notice { level: Level::Warning, text: "bad\\nname".into() },
+                Notice { level: Level::Note, text: "a note".into() }
+            ]
+        );
         assert_eq!(kept(say), first, "a new statement says it again");
         assert_eq!(first[0].line(), "sockql: warning: bad\\nname");
     }
@@ -289,7 +298,9 @@ mod tests {
             // Another thread has none unless a scan hands them over.
             assert!(std::thread::spawn(|| Notices::current().is_none()).join().unwrap());
             let carried = Notices::current();
-            std::thread::spawn(move || Notices::within(carried.as_ref(), || warn_once("t", "from a reader"))).join().unwrap();
+            std::thread::spawn(move || Notices::within(carried.as_ref(), || warn_once("t", "from a reader")))
+                .join()
+                .unwrap();
         }
         assert!(Arc::ptr_eq(&Notices::current().unwrap().0, &outer.0));
         let Mode::Keep(heard) = &inner.0.mode else { unreachable!() };

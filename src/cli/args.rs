@@ -286,7 +286,9 @@ impl Args {
         if let Some((sub, m)) = matches.subcommand() {
             let refused = NOT_FOR.iter().filter(|(s, _)| *s == sub).flat_map(|(_, ids)| ids.iter());
             for (id, long, _) in refused {
-                let given = |m: &clap::ArgMatches| m.value_source(id).is_some_and(|s| s == clap::parser::ValueSource::CommandLine);
+                let given = |m: &clap::ArgMatches| {
+                    m.value_source(id).is_some_and(|s| s == clap::parser::ValueSource::CommandLine)
+                };
                 if given(m) || given(&matches) {
                     // One line, as sockql's other errors (exit 2: bad arguments).
                     crate::stderrln!("sockql: error: --{long} does not apply to {sub}");
@@ -321,7 +323,9 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     if !(bytes.is_finite() && bytes >= 1.0) {
         return Err(format!("bad size '{s}': use a positive number of bytes with K, M or G"));
     }
-    let physical = nix::sys::sysinfo::sysinfo().map(|i| i.ram_total()).map_err(|e| format!("cannot read the machine's memory size: {e}"))?;
+    let physical = nix::sys::sysinfo::sysinfo()
+        .map(|i| i.ram_total())
+        .map_err(|e| format!("cannot read the machine's memory size: {e}"))?;
     // Compared as floats first: the value may be far beyond any integer.
     if bytes > physical as f64 {
         return Err(format!("bad size '{s}': more than this machine's {} MiB of physical memory", physical >> 20));
@@ -337,7 +341,9 @@ pub const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
 /// positive and at most [`MAX_DURATION`].
 fn parse_duration(what: &str, s: &str) -> Result<Duration, String> {
     let d = match s.trim().parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= MAX_DURATION.as_secs_f64() => Duration::from_secs_f64(secs),
+        Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= MAX_DURATION.as_secs_f64() => {
+            Duration::from_secs_f64(secs)
+        }
         Ok(_) => return Err(format!("bad {what} '{s}': use a positive duration of at most a year (30s, 2m, 1h)")),
         Err(_) => humantime::parse_duration(s).map_err(|e| format!("bad {what} '{s}': {e}"))?,
     };
@@ -409,7 +415,8 @@ fn parse_retention(s: &str) -> Result<i64, String> {
     const MAX_DAYS: i64 = 100 * 366;
     let days = match s.parse::<i64>() {
         Ok(days) => days,
-        Err(_) => (humantime::parse_duration(s).map_err(|e| format!("bad retention '{s}': {e}"))?.as_secs() / 86_400).min(i64::MAX as u64) as i64,
+        Err(_) => (humantime::parse_duration(s).map_err(|e| format!("bad retention '{s}': {e}"))?.as_secs() / 86_400)
+            .min(i64::MAX as u64) as i64,
     };
     if !(0..=MAX_DAYS).contains(&days) {
         return Err(format!("bad retention '{s}': use 0 to {MAX_DAYS} days"));

@@ -85,17 +85,23 @@ pub async fn to_pcap(engine: &Engine, source: &SourceOptions, filter: Option<&st
     // completed.
     crate::tables::streams::end_on_ctrl_c();
     let written = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-        plan.run(|| Ok(std::ops::ControlFlow::Continue(())), |_, _, p| {
-            if passes(&conds, &decode::decode_network(p.ether_type, p.data)) {
-                pcap.write(p)?;
-            }
-            Ok(std::ops::ControlFlow::Continue(()))
-        })?;
+        plan.run(
+            || Ok(std::ops::ControlFlow::Continue(())),
+            |_, _, p| {
+                if passes(&conds, &decode::decode_network(p.ether_type, p.data)) {
+                    pcap.write(p)?;
+                }
+                Ok(std::ops::ControlFlow::Continue(()))
+            },
+        )?;
         let written = pcap.packets();
         pcap.into_inner().flush()?;
         Ok(written)
     })
     .await??;
-    crate::stderrln!("sockql capture: {written} packets written to {}", crate::notice::escape_controls(&out.display().to_string()));
+    crate::stderrln!(
+        "sockql capture: {written} packets written to {}",
+        crate::notice::escape_controls(&out.display().to_string())
+    );
     Ok(())
 }

@@ -12,10 +12,51 @@ use rustyline::{Context, Helper, Hinter};
 use super::meta;
 
 const KEYWORDS: &[&str] = &[
-    "SELECT", "FROM", "WHERE", "GROUP BY", "ORDER BY", "HAVING", "LIMIT", "JOIN", "LEFT JOIN", "ON", "USING",
-    "AS", "AND", "OR", "NOT", "IN", "IS NULL", "IS NOT NULL", "LIKE", "BETWEEN", "DISTINCT", "COUNT", "SUM",
-    "AVG", "MIN", "MAX", "CASE", "WHEN", "THEN", "ELSE", "END", "DESC", "ASC", "WITH", "UNION ALL", "EXPLAIN",
-    "DESCRIBE", "SHOW TABLES", "CAST", "round", "now()", "split_part", "regexp_like", "array_agg", "string_agg",
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "GROUP BY",
+    "ORDER BY",
+    "HAVING",
+    "LIMIT",
+    "JOIN",
+    "LEFT JOIN",
+    "ON",
+    "USING",
+    "AS",
+    "AND",
+    "OR",
+    "NOT",
+    "IN",
+    "IS NULL",
+    "IS NOT NULL",
+    "LIKE",
+    "BETWEEN",
+    "DISTINCT",
+    "COUNT",
+    "SUM",
+    "AVG",
+    "MIN",
+    "MAX",
+    "CASE",
+    "WHEN",
+    "THEN",
+    "ELSE",
+    "END",
+    "DESC",
+    "ASC",
+    "WITH",
+    "UNION ALL",
+    "EXPLAIN",
+    "DESCRIBE",
+    "SHOW TABLES",
+    "CAST",
+    "round",
+    "now()",
+    "split_part",
+    "regexp_like",
+    "array_agg",
+    "string_agg",
 ];
 
 #[derive(Helper, Hinter)]
@@ -60,9 +101,8 @@ impl Completer for SqlHelper {
     type Candidate = Pair;
 
     fn complete(&self, line: &str, pos: usize, _ctx: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
-        let start = line[..pos]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '\\'))
-            .map_or(0, |i| i + 1);
+        let start =
+            line[..pos].rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '\\')).map_or(0, |i| i + 1);
         let word = &line[start..pos];
         let pairs = self
             .candidates(&line[..start], word)
@@ -84,7 +124,8 @@ pub fn highlight_sql(line: &str) -> String {
     if line.trim_start().starts_with('\\') {
         return format!("{CYAN}{line}{RESET}");
     }
-    let words: Vec<&str> = KEYWORDS.iter().flat_map(|k| k.split(' ')).filter(|w| w.chars().all(|c| c.is_ascii_alphabetic())).collect();
+    let words: Vec<&str> =
+        KEYWORDS.iter().flat_map(|k| k.split(' ')).filter(|w| w.chars().all(|c| c.is_ascii_alphabetic())).collect();
     let mut out = String::with_capacity(line.len() + 16);
     let mut chars = line.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
@@ -164,7 +205,13 @@ pub struct LongLineSplitter {
 }
 
 impl rustyline::ConditionalEventHandler for LongLineSplitter {
-    fn handle(&self, evt: &rustyline::Event, _: rustyline::RepeatCount, _: bool, ctx: &rustyline::EventContext) -> Option<rustyline::Cmd> {
+    fn handle(
+        &self,
+        evt: &rustyline::Event,
+        _: rustyline::RepeatCount,
+        _: bool,
+        ctx: &rustyline::EventContext,
+    ) -> Option<rustyline::Cmd> {
         use rustyline::{KeyCode, KeyEvent, Modifiers};
         if ctx.line().len() < SPLIT_AT || ctx.pos() != ctx.line().len() {
             return None;

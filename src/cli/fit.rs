@@ -49,7 +49,10 @@ pub fn line_width(w: &[usize]) -> usize {
 /// `natural` wide and whose names are `names` wide.
 pub fn layout(natural: &[usize], names: &[usize], fit: Fit) -> Layout {
     let widest_name = names.iter().copied().max().unwrap_or(0);
-    let records = Layout::Records { names: widest_name, values: fit.width.map(|w| w.saturating_sub(widest_name + 3).max(MIN_CELL)) };
+    let records = Layout::Records {
+        names: widest_name,
+        values: fit.width.map(|w| w.saturating_sub(widest_name + 3).max(MIN_CELL)),
+    };
     if fit.expanded == Expanded::On {
         return records;
     }
@@ -183,7 +186,10 @@ mod tests {
         assert_eq!(layout(&natural, &[9; 40], fit(120)), Layout::Records { names: 9, values: Some(108) });
         let off = layout(&natural, &[9; 40], Fit { width: Some(120), expanded: Expanded::Off });
         assert_eq!(off, Layout::Table(vec![MIN_CELL; 40]));
-        assert_eq!(layout(&[1], &[1], Fit { width: None, expanded: Expanded::On }), Layout::Records { names: 1, values: None });
+        assert_eq!(
+            layout(&[1], &[1], Fit { width: None, expanded: Expanded::On }),
+            Layout::Records { names: 1, values: None }
+        );
     }
 
     #[test]

@@ -95,7 +95,10 @@ impl HistoryFile {
             bail!("{} has other hard links", self.path().display());
         }
         let mut bytes = Vec::new();
-        File::from(fd).take(LOAD_BYTES).read_to_end(&mut bytes).with_context(|| format!("cannot read {}", self.path().display()))?;
+        File::from(fd)
+            .take(LOAD_BYTES)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read {}", self.path().display()))?;
         Ok(parse(&String::from_utf8_lossy(&bytes)))
     }
 
@@ -105,7 +108,8 @@ impl HistoryFile {
         let tmp = format!(".{NAME}.{}", std::process::id());
         // A temporary file left by a killed shell of the same pid.
         let _ = unlinkat(&dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
-        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
         let fd = openat(&dir, tmp.as_str(), flags, Mode::from_bits_truncate(0o600))
             .with_context(|| format!("cannot write {}", self.dir.join(&tmp).display()))?;
         fchmod(&fd, Mode::from_bits_truncate(0o600))?;

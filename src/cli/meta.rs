@@ -81,12 +81,17 @@ pub fn parse(line: &str) -> anyhow::Result<Meta> {
         "\\timing" => Meta::Timing,
         "\\format" => {
             let f = one("a format")?;
-            Meta::Format(Format::from_str(f, true).map_err(|_| anyhow::anyhow!("unknown format '{f}': use table, csv, json or ndjson"))?)
+            Meta::Format(
+                Format::from_str(f, true)
+                    .map_err(|_| anyhow::anyhow!("unknown format '{f}': use table, csv, json or ndjson"))?,
+            )
         }
         "\\x" if args.is_empty() => Meta::Expanded(None),
         "\\x" => {
             let w = one("on, off or auto")?;
-            Meta::Expanded(Some(Expanded::from_str(w, true).map_err(|_| anyhow::anyhow!("\\x takes on, off or auto, not {w}"))?))
+            Meta::Expanded(Some(
+                Expanded::from_str(w, true).map_err(|_| anyhow::anyhow!("\\x takes on, off or auto, not {w}"))?,
+            ))
         }
         "\\wide" => Meta::Wide,
         "\\watch" => Meta::Watch(parse_interval(one("an interval")?).map_err(anyhow::Error::msg)?),
@@ -118,7 +123,10 @@ mod tests {
         assert_eq!(parse("\\format csv").unwrap(), Meta::Format(Format::Csv));
         assert_eq!(parse("\\watch 2").unwrap(), Meta::Watch(Duration::from_secs(2)));
         assert_eq!(parse("\\watch 500ms").unwrap(), Meta::Watch(Duration::from_millis(500)));
-        assert_eq!(parse("\\run port_owner port=80").unwrap(), Meta::Run(Some(("port_owner".into(), vec![("port".into(), "80".into())]))));
+        assert_eq!(
+            parse("\\run port_owner port=80").unwrap(),
+            Meta::Run(Some(("port_owner".into(), vec![("port".into(), "80".into())])))
+        );
         assert_eq!(parse("\\run").unwrap(), Meta::Run(None));
         assert_eq!(parse("\\i x.sql").unwrap(), Meta::Include("x.sql".into()));
         assert_eq!(parse("\\netns all").unwrap(), Meta::Netns(true));

@@ -14,9 +14,9 @@ use std::io::{IsTerminal, Write};
 
 use anyhow::Context;
 
-use args::{Args, Command};
 use crate::query::engine::{self, Engine, QueryRunner, SqlSource};
 use crate::query::{catalog, saved};
+use args::{Args, Command};
 use output::OutputOptions;
 
 use crate::tables::SourceOptions;
@@ -57,8 +57,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         width: if terminal && !args.output.wide { Some(fit::stdout_width()) } else { None },
         expanded: args.output.expanded,
     };
-    let opts = OutputOptions { header: !args.output.no_header, escape, fit, terminal, ..OutputOptions::new(args.output.format) }
-        .with_memory_limit(args.memory_limit);
+    let opts = OutputOptions {
+        header: !args.output.no_header,
+        escape,
+        fit,
+        terminal,
+        ..OutputOptions::new(args.output.format)
+    }
+    .with_memory_limit(args.memory_limit);
     // `record --events` listens for the whole recording: its streams are
     // bounded by record's own --for, or run until Ctrl-C.
     let recording_events = match &args.command {
@@ -170,7 +176,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         crate::stderrln!("sockql record: {rows} events in all (done)");
         return Ok(());
     }
-    if let Some(Command::Record { out: target, every, duration, samples, tables, query, retention, .. }) = &args.command {
+    if let Some(Command::Record { out: target, every, duration, samples, tables, query, retention, .. }) = &args.command
+    {
         let store = crate::history::store::HistoryStore::open(target, true)?;
         let sources = crate::history::record::sources(tables, query.as_deref(), &args.params)?;
         let recorder = crate::history::record::Recorder {
@@ -204,7 +211,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             Box::new(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()))
         }
     })
-        .with_empty_note(sql.empty_note.clone());
+    .with_empty_note(sql.empty_note.clone());
     engine.run_into(&sql, &mut sink).await
 }
 
@@ -218,20 +225,25 @@ fn capture(source: args::CaptureSource, file: &std::path::Path) -> anyhow::Resul
     use std::ops::ControlFlow::Continue;
     // A new file only: never truncate or follow a link to an existing one.
     let created = std::fs::File::options().write(true).create_new(true).open(file);
-    let mut w = std::io::BufWriter::new(created.with_context(|| format!("cannot create {} (it must not exist yet)", file.display()))?);
+    let mut w = std::io::BufWriter::new(
+        created.with_context(|| format!("cannot create {} (it must not exist yet)", file.display()))?,
+    );
     match source {
         args::CaptureSource::SockDiag => {
             let mut nl = SockDiag::open()?;
             let extensions = Extensions { tcp_info: true, congestion: true, meminfo: true, tos: true, ca_info: true };
             // TCP and UDP: the fixtures' protocols (raw_diag is missing
             // from many kernels, this one's included).
-            for (protocol, family) in ALL_DUMPS.into_iter().filter(|(p, _)| *p != crate::collect::sock_diag::inet::IPPROTO_RAW) {
+            for (protocol, family) in
+                ALL_DUMPS.into_iter().filter(|(p, _)| *p != crate::collect::sock_diag::inet::IPPROTO_RAW)
+            {
                 let req = InetRequest { protocol, family, states: ALL_BITS, extensions, conds: Vec::new() };
                 nl.inet(&req, Some(&mut w), |_| Ok::<_, Error>(Continue(())))?;
             }
         }
         args::CaptureSource::Ctnetlink => {
-            crate::collect::conntrack::Ctnetlink::open()?.dump(0, &Default::default(), Some(&mut w), |_| Ok::<_, Error>(Continue(())))?;
+            crate::collect::conntrack::Ctnetlink::open()?
+                .dump(0, &Default::default(), Some(&mut w), |_| Ok::<_, Error>(Continue(())))?;
         }
     }
     w.flush()?;

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::csv::{Writer as CsvWriter, WriterBuilder as CsvWriterBuilder};
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::json::writer::{JsonArray, LineDelimited, Writer as JsonWriter, WriterBuilder as JsonWriterBuilder};
+use datafusion::arrow::json::writer::{
+    JsonArray, LineDelimited, Writer as JsonWriter, WriterBuilder as JsonWriterBuilder,
+};
 use datafusion::arrow::record_batch::RecordBatch;
 
 use super::args::Format;
@@ -35,7 +37,14 @@ pub const DEFAULT_TABLE_BUDGET: usize = 16 << 20;
 
 impl OutputOptions {
     pub fn new(format: Format) -> Self {
-        OutputOptions { format, header: true, escape: false, table_budget: DEFAULT_TABLE_BUDGET, fit: Fit::default(), terminal: false }
+        OutputOptions {
+            format,
+            header: true,
+            escape: false,
+            table_budget: DEFAULT_TABLE_BUDGET,
+            fit: Fit::default(),
+            terminal: false,
+        }
     }
 
     /// The table budget under a memory limit: a quarter of it, so printing
@@ -112,7 +121,9 @@ impl<W: Write> Printer<W> {
             match opts.format {
                 Format::Table => Sink::Table(out, TableText::new(&schema, &opts)),
                 Format::Csv => Sink::Csv(Box::new(
-                    CsvWriterBuilder::new().with_header(opts.header).build(PipeWatch { inner: out, closed: pipe_closed.clone() }),
+                    CsvWriterBuilder::new()
+                        .with_header(opts.header)
+                        .build(PipeWatch { inner: out, closed: pipe_closed.clone() }),
                 )),
                 Format::Json => Sink::Json(JsonWriterBuilder::new().with_explicit_nulls(true).build(out)),
                 Format::Ndjson => Sink::Ndjson(JsonWriterBuilder::new().with_explicit_nulls(true).build(out)),
@@ -220,7 +231,8 @@ pub fn escape_strings(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
             continue;
         }
         let utf8 = datafusion::arrow::compute::cast(c, &DataType::Utf8)?;
-        let escaped: StringArray = utf8.as_string::<i32>().iter().map(|v| v.map(|s| escape_control_text(s).into_owned())).collect();
+        let escaped: StringArray =
+            utf8.as_string::<i32>().iter().map(|v| v.map(|s| escape_control_text(s).into_owned())).collect();
         fields.push(Field::new(name, DataType::Utf8, f.is_nullable() || escaped.null_count() > 0));
         columns.push(std::sync::Arc::new(escaped) as ArrayRef);
     }
@@ -269,10 +281,14 @@ impl TableText {
     fn push(&mut self, batch: &RecordBatch, out: &mut dyn Write) -> anyhow::Result<()> {
         use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
         let options = FormatOptions::default().with_display_error(true);
-        let formatters =
-            batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options)).collect::<Result<Vec<_>, _>>()?;
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()?;
         for row in 0..batch.num_rows() {
-            let cells: Vec<String> = formatters.iter().map(|f| escape_control_text(&f.value(row).to_string()).into_owned()).collect();
+            let cells: Vec<String> =
+                formatters.iter().map(|f| escape_control_text(&f.value(row).to_string()).into_owned()).collect();
             self.bytes += cells.iter().map(|c| c.len() + CELL_OVERHEAD).sum::<usize>();
             self.rows.push(cells);
             if self.bytes > self.budget {
@@ -337,7 +353,13 @@ impl TableText {
 
     /// The held rows as records, psql's expanded display: a header line
     /// per row, then one "name | value" line per column.
-    fn flush_records(&mut self, out: &mut dyn Write, names: usize, values: Option<usize>, last: bool) -> anyhow::Result<()> {
+    fn flush_records(
+        &mut self,
+        out: &mut dyn Write,
+        names: usize,
+        values: Option<usize>,
+        last: bool,
+    ) -> anyhow::Result<()> {
         use unicode_width::UnicodeWidthStr;
         for (i, row) in self.rows.iter().enumerate() {
             let title = format!("-[ RECORD {} ]", self.printed_rows + i + 1);
@@ -404,7 +426,12 @@ impl<W: Write, F: FnMut() -> W> ResultSink for PrintSink<W, F> {
 }
 
 /// Print a whole result at once.
-pub fn print(out: &mut dyn Write, opts: OutputOptions, schema: &SchemaRef, batches: &[RecordBatch]) -> anyhow::Result<()> {
+pub fn print(
+    out: &mut dyn Write,
+    opts: OutputOptions,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> anyhow::Result<()> {
     let mut p = Printer::new(out, opts, schema.clone());
     for b in batches {
         p.batch(b)?;
@@ -443,8 +470,14 @@ mod tests {
         let b = [batch()];
         assert_eq!(render(Format::Csv, true, &b), "state,n\nESTAB,3\nLISTEN,\n");
         assert_eq!(render(Format::Csv, false, &b), "ESTAB,3\nLISTEN,\n");
-        assert_eq!(render(Format::Json, true, &b), "[{\"state\":\"ESTAB\",\"n\":3},{\"state\":\"LISTEN\",\"n\":null}]\n");
-        assert_eq!(render(Format::Ndjson, true, &b), "{\"state\":\"ESTAB\",\"n\":3}\n{\"state\":\"LISTEN\",\"n\":null}\n");
+        assert_eq!(
+            render(Format::Json, true, &b),
+            "[{\"state\":\"ESTAB\",\"n\":3},{\"state\":\"LISTEN\",\"n\":null}]\n"
+        );
+        assert_eq!(
+            render(Format::Ndjson, true, &b),
+            "{\"state\":\"ESTAB\",\"n\":3}\n{\"state\":\"LISTEN\",\"n\":null}\n"
+        );
         let t = render(Format::Table, true, &b);
         assert!(t.contains("| state  | n |") && t.contains("| LISTEN |   |"), "{t}");
     }
@@ -452,7 +485,11 @@ mod tests {
     #[test]
     fn table_output_escapes_control_characters() {
         let schema = Arc::new(Schema::new(vec![Field::new("process", DataType::Utf8, true)]));
-        let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![Some("evil\x1b[2J\nname\t"), None]))]).unwrap();
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(vec![Some("evil\x1b[2J\nname\t"), None]))],
+        )
+        .unwrap();
         let mut buf = Vec::new();
         print(&mut buf, OutputOptions::new(Format::Table), &schema, std::slice::from_ref(&b)).unwrap();
         let t = String::from_utf8(buf).unwrap();
@@ -480,9 +517,16 @@ mod tests {
         let view: ArrayRef = Arc::new(StringViewArray::from(vec![evil]));
         let large: ArrayRef = Arc::new(LargeStringArray::from(vec![evil]));
         let dict: ArrayRef = Arc::new(vec![evil].into_iter().collect::<DictionaryArray<Int32Type>>());
-        let nested: ArrayRef = Arc::new(StructArray::from(vec![(Arc::new(Field::new("s", DataType::Utf8, false)), Arc::new(StringArray::from(vec![evil])) as ArrayRef)]));
+        let nested: ArrayRef = Arc::new(StructArray::from(vec![(
+            Arc::new(Field::new("s", DataType::Utf8, false)),
+            Arc::new(StringArray::from(vec![evil])) as ArrayRef,
+        )]));
         let columns = vec![view, large, dict, nested];
-        let fields: Vec<Field> = columns.iter().enumerate().map(|(i, c)| Field::new(format!("h{i}\x07"), c.data_type().clone(), false)).collect();
+        let fields: Vec<Field> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Field::new(format!("h{i}\x07"), c.data_type().clone(), false))
+            .collect();
         let b = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
         let mut buf = Vec::new();
         print(&mut buf, OutputOptions::new(Format::Table), &b.schema(), std::slice::from_ref(&b)).unwrap();

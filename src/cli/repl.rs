@@ -11,14 +11,14 @@ use rustyline::error::ReadlineError;
 use rustyline::history::{FileHistory, History};
 use rustyline::{Config, Editor};
 
-use crate::query::catalog;
+use super::args::Expanded;
 use super::complete::SqlHelper;
-use crate::query::engine::{QueryRunner, SqlSource};
+use super::history_file::HistoryFile;
 use super::meta::{self, Meta};
 use super::output::{self, OutputOptions};
-use super::args::Expanded;
-use super::history_file::HistoryFile;
 use super::{error_line, fit, watch};
+use crate::query::catalog;
+use crate::query::engine::{QueryRunner, SqlSource};
 use crate::query::saved::{self, file_source};
 use crate::tables::streams::end_running_streams;
 
@@ -46,7 +46,8 @@ impl<'a> Repl<'a> {
     async fn helper(&self) -> SqlHelper {
         let cat = self.runner.listing().await;
         let names = cat.iter().map(|t| t.name.clone()).collect();
-        let columns = cat.iter().flat_map(|t| t.schema.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>()).collect();
+        let columns =
+            cat.iter().flat_map(|t| t.schema.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>()).collect();
         SqlHelper::new(names, columns, saved::names())
     }
 
@@ -69,7 +70,11 @@ impl<'a> Repl<'a> {
                 None
             }
         });
-        let _ = writeln!(std::io::stdout(), "sockql {}: SQL over this host's sockets. \\? for help, \\q to quit.", env!("CARGO_PKG_VERSION"));
+        let _ = writeln!(
+            std::io::stdout(),
+            "sockql {}: SQL over this host's sockets. \\? for help, \\q to quit.",
+            env!("CARGO_PKG_VERSION")
+        );
         // A statement is gathered line by line until it is complete (ends
         // with ';'), under a continuation prompt: each line is edited on
         // its own, so a paste costs time linear in its lines.
@@ -79,7 +84,8 @@ impl<'a> Repl<'a> {
         let (mut pending, mut glue, mut initial) = (String::new(), "", String::new());
         loop {
             let prompt = if pending.is_empty() { "sockql> " } else { "    ..> " };
-            let read = if initial.is_empty() { rl.readline(prompt) } else { rl.readline_with_initial(prompt, (&initial, "")) };
+            let read =
+                if initial.is_empty() { rl.readline(prompt) } else { rl.readline_with_initial(prompt, (&initial, "")) };
             initial.clear();
             match read {
                 Ok(text) => {
@@ -96,7 +102,10 @@ impl<'a> Repl<'a> {
                     glue = "\n";
                     if pending.len() > crate::query::statements::MAX_SQL_BYTES {
                         pending.clear();
-                        crate::stderrln!("sockql: error: statement too large (at most {} KiB); dropped", crate::query::statements::MAX_SQL_BYTES / 1024);
+                        crate::stderrln!(
+                            "sockql: error: statement too large (at most {} KiB); dropped",
+                            crate::query::statements::MAX_SQL_BYTES / 1024
+                        );
                         continue;
                     }
                     if !super::complete::is_complete(&pending) {
@@ -112,7 +121,10 @@ impl<'a> Repl<'a> {
                     // that has become unsafe ends the history.
                     if let Some(h) = &history {
                         if let Err(e) = h.save(rl.history().iter()) {
-                            crate::notice::warn_once("history", format!("no shell history from now on: {}: {e}", h.path().display()));
+                            crate::notice::warn_once(
+                                "history",
+                                format!("no shell history from now on: {}: {e}", h.path().display()),
+                            );
                             history = None;
                         }
                     }
@@ -166,7 +178,11 @@ impl<'a> Repl<'a> {
             }
             Meta::Netns(all) => {
                 self.all_netns.store(all, Ordering::Relaxed);
-                writeln!(out, "Tables cover {}.", if all { "every network namespace" } else { "the current network namespace" })?;
+                writeln!(
+                    out,
+                    "Tables cover {}.",
+                    if all { "every network namespace" } else { "the current network namespace" }
+                )?;
             }
             Meta::Format(f) => {
                 self.opts.format = f;
@@ -182,7 +198,11 @@ impl<'a> Repl<'a> {
                     Some(_) => None,
                     None => Some(fit::stdout_width()),
                 };
-                writeln!(out, "Long cells are {}.", if self.opts.fit.width.is_some() { "cut to the terminal's width" } else { "shown whole" })?;
+                writeln!(
+                    out,
+                    "Long cells are {}.",
+                    if self.opts.fit.width.is_some() { "cut to the terminal's width" } else { "shown whole" }
+                )?;
             }
             Meta::Watch(every) => {
                 let Some(last) = self.last.clone() else { anyhow::bail!("no query to watch yet: run one first") };

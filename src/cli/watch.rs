@@ -5,20 +5,32 @@
 use std::io::Write;
 use std::time::Duration;
 
-
 use super::args::Format;
+use super::output::{self, OutputOptions};
 use crate::query::engine::{QueryRunner, SqlSource, StatementResult};
 use crate::query::stamp::{stamp, stamped_schema};
-use super::output::{self, OutputOptions};
 
-fn print_tick(out: &mut dyn Write, opts: OutputOptions, sql: &SqlSource, every: Duration, results: &[StatementResult], tick: usize) -> anyhow::Result<()> {
+fn print_tick(
+    out: &mut dyn Write,
+    opts: OutputOptions,
+    sql: &SqlSource,
+    every: Duration,
+    results: &[StatementResult],
+    tick: usize,
+) -> anyhow::Result<()> {
     let now = chrono::Utc::now();
     if opts.format == Format::Table {
         // Clear the screen and home the cursor, then a header like watch's.
         write!(out, "\x1b[H\x1b[2J")?;
         let first = sql.text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("--")).unwrap_or("");
         let first = output::escape_control_text(first);
-        writeln!(out, "Every {}: {}    {}", humantime::format_duration(every), first, now.format("%Y-%m-%d %H:%M:%S UTC"))?;
+        writeln!(
+            out,
+            "Every {}: {}    {}",
+            humantime::format_duration(every),
+            first,
+            now.format("%Y-%m-%d %H:%M:%S UTC")
+        )?;
         writeln!(out)?;
         for r in results {
             output::print(out, opts, &r.schema, &r.batches)?;
@@ -41,7 +53,13 @@ fn print_tick(out: &mut dyn Write, opts: OutputOptions, sql: &SqlSource, every: 
 }
 
 /// Run `sql` every `every` until Ctrl-C; Ctrl-C is a normal end.
-pub async fn watch(runner: &dyn QueryRunner, sql: &SqlSource, every: Duration, opts: OutputOptions, out: &mut dyn Write) -> anyhow::Result<()> {
+pub async fn watch(
+    runner: &dyn QueryRunner,
+    sql: &SqlSource,
+    every: Duration,
+    opts: OutputOptions,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut tick = 0;

@@ -127,7 +127,8 @@ mod tests {
         let s6 = parse_snmp6("Ip6InReceives 10\nIcmp6InMsgs 2\nUdpLite6InErrors 0\n").unwrap();
         assert_eq!((s6[1].mib.as_str(), s6[1].name.as_str(), s6[1].value), ("Icmp6", "InMsgs", 2));
         assert_eq!(s6[2].mib, "UdpLite6");
-        let ss = parse_sockstat("/proc/net/sockstat", "sockets: used 12\nTCP: inuse 5 orphan 0 tw 2 alloc 7 mem 1\n").unwrap();
+        let ss = parse_sockstat("/proc/net/sockstat", "sockets: used 12\nTCP: inuse 5 orphan 0 tw 2 alloc 7 mem 1\n")
+            .unwrap();
         assert_eq!(ss.len(), 6);
         assert_eq!((ss[3].mib.as_str(), ss[3].name.as_str(), ss[3].value), ("TCP", "tw", 2));
         assert!(parse_sockstat("x", "TCP: inuse\n").is_err());

@@ -102,7 +102,8 @@ mod tests {
 
     #[test]
     fn in_file_prefixes_text_errors_only() {
-        let e = crate::collect::proc_net::parse("/proc/net/tcp", "header\n   0: 0100007F:1F90 00000000:0000 0A\n").unwrap_err();
+        let e = crate::collect::proc_net::parse("/proc/net/tcp", "header\n   0: 0100007F:1F90 00000000:0000 0A\n")
+            .unwrap_err();
         let e = e.in_file("/proc/thread-self/net/tcp").to_string();
         assert!(e.starts_with("/proc/thread-self/net/tcp: /proc/net/tcp line 2: "), "{e}");
         let io = Error::Proc("/proc/x".into(), std::io::Error::from_raw_os_error(libc::ENOENT)).in_file("/y");

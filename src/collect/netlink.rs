@@ -7,9 +7,9 @@
 
 use std::ops::ControlFlow;
 
+pub use super::Error as NetlinkError;
 use netlink_packet_core::NetlinkBuffer;
 use netlink_sys::{Socket, SocketAddr};
-pub use super::Error as NetlinkError;
 
 pub const NLMSG_NOOP: u16 = 1;
 pub const NLMSG_ERROR: u16 = 2;
@@ -48,9 +48,7 @@ pub fn frames(datagram: &[u8]) -> impl Iterator<Item = Result<Frame<'_>, Netlink
             Ok(b) => b,
             Err(e) => {
                 failed = true;
-                return Some(Err(NetlinkError::Malformed(format!(
-                    "at byte {offset}: {e}"
-                ))));
+                return Some(Err(NetlinkError::Malformed(format!("at byte {offset}: {e}"))));
             }
         };
         let len = buf.length() as usize;
@@ -116,15 +114,20 @@ pub struct DumpSocket {
 
 impl DumpSocket {
     pub fn open(protocol: isize) -> Result<Self, NetlinkError> {
-        Ok(DumpSocket { protocol, socket: Self::connect(protocol)?, buf: Vec::new(), sequence: 0, abandoned: false, received: Received::default() })
+        Ok(DumpSocket {
+            protocol,
+            socket: Self::connect(protocol)?,
+            buf: Vec::new(),
+            sequence: 0,
+            abandoned: false,
+            received: Received::default(),
+        })
     }
 
     fn connect(protocol: isize) -> Result<Socket, NetlinkError> {
         let mut socket = Socket::new(protocol).map_err(NetlinkError::Open)?;
         socket.bind_auto().map_err(NetlinkError::Open)?;
-        socket
-            .connect(&SocketAddr::new(0, 0))
-            .map_err(NetlinkError::Open)?;
+        socket.connect(&SocketAddr::new(0, 0)).map_err(NetlinkError::Open)?;
         // A bigger kernel-side queue lets a busy host's dump keep up.
         let _ = socket.set_rx_buf_sz(4 << 20);
         Ok(socket)
@@ -253,7 +256,11 @@ fn receive(
 ) {
     let mut next = Some(first);
     loop {
-        let mut buf = next.take().or_else(|| free.try_recv().ok()).filter(|b| b.len() == RECV_BUFFER).unwrap_or_else(receive_buffer);
+        let mut buf = next
+            .take()
+            .or_else(|| free.try_recv().ok())
+            .filter(|b| b.len() == RECV_BUFFER)
+            .unwrap_or_else(receive_buffer);
         let got = match nix::sys::socket::recv(fd, &mut buf, nix::sys::socket::MsgFlags::MSG_TRUNC) {
             Err(nix::errno::Errno::EINTR) => {
                 next = Some(buf);
@@ -382,7 +389,10 @@ impl MulticastListener {
 
     /// Hand every message waiting to `on_msg`, without waiting for more;
     /// stops early when it breaks.
-    pub fn read_waiting(&mut self, mut on_msg: impl FnMut(Frame<'_>) -> Result<ControlFlow<()>, NetlinkError>) -> Result<(), NetlinkError> {
+    pub fn read_waiting(
+        &mut self,
+        mut on_msg: impl FnMut(Frame<'_>) -> Result<ControlFlow<()>, NetlinkError>,
+    ) -> Result<(), NetlinkError> {
         loop {
             self.buf.clear();
             match self.socket.recv(&mut self.buf, 0) {

@@ -68,7 +68,11 @@ pub fn parse(text: &str) -> Result<Vec<NetlinkSocket>, Error> {
             continue;
         }
         if f.len() < 10 {
-            return Err(Error::ProcFormat(format!("/proc/net/netlink line {}: {} fields, expected 10", n + 2, f.len())));
+            return Err(Error::ProcFormat(format!(
+                "/proc/net/netlink line {}: {} fields, expected 10",
+                n + 2,
+                f.len()
+            )));
         }
         let bad = |what: &str| Error::ProcFormat(format!("/proc/net/netlink line {}: bad {what}", n + 2));
         out.push(NetlinkSocket {
@@ -88,7 +92,8 @@ pub fn parse(text: &str) -> Result<Vec<NetlinkSocket>, Error> {
 /// The netlink sockets of the calling thread's network namespace.
 pub fn read() -> Result<Vec<NetlinkSocket>, Error> {
     // The words users have always seen (not Error::Proc's "cannot read").
-    let text = std::fs::read_to_string("/proc/thread-self/net/netlink").map_err(|e| Error::ProcFormat(format!("/proc/net/netlink: {e}")))?;
+    let text = std::fs::read_to_string("/proc/thread-self/net/netlink")
+        .map_err(|e| Error::ProcFormat(format!("/proc/net/netlink: {e}")))?;
     parse(&text)
 }
 
@@ -97,7 +102,8 @@ mod tests {
     use super::*;
 
     /// Captured from a host, with one listener that lost 1234 messages.
-    const CAPTURED: &str = "sk               Eth Pid        Groups   Rmem     Wmem     Dump  Locks    Drops    Inode   \n\
+    const CAPTURED: &str =
+        "sk               Eth Pid        Groups   Rmem     Wmem     Dump  Locks    Drops    Inode   \n\
 000000001a261e67 0   0          00000000 0        0        0     2        0        4       \n\
 ffff8a0c4a1b2000 12  3735       0000000e 212992   0        0     2        1234     48812   \n\
 ffff8a0c4a1b3000 4   4294960123 00000000 0        0        1     2        0        48815   \n";
@@ -108,7 +114,16 @@ ffff8a0c4a1b3000 4   4294960123 00000000 0        0        1     2        0     
         assert_eq!(s.len(), 3);
         assert_eq!(
             s[1],
-            NetlinkSocket { protocol: 12, portid: 3735, groups: 0xe, rmem: 212992, wmem: 0, dumping: false, drops: 1234, inode: 48812 }
+            NetlinkSocket {
+                protocol: 12,
+                portid: 3735,
+                groups: 0xe,
+                rmem: 212992,
+                wmem: 0,
+                dumping: false,
+                drops: 1234,
+                inode: 48812
+            }
         );
         assert!(s[2].dumping && s[2].portid == 4294960123);
         assert_eq!(protocol_name(12), "netfilter");

@@ -92,7 +92,10 @@ pub fn list() -> Vec<Netns> {
     let mut by_inode: BTreeMap<u64, Netns> = BTreeMap::new();
     for (inode, name) in names() {
         let path = Path::new(NAMED_DIR).join(&name);
-        by_inode.insert(inode, Netns { inode, name: Some(name), pid: None, processes: 0, container_id: None, runtime: None, path });
+        by_inode.insert(
+            inode,
+            Netns { inode, name: Some(name), pid: None, processes: 0, container_id: None, runtime: None, path },
+        );
     }
     for pid in super::owners::pids() {
         let Some(inode) = of_pid(pid) else { continue };
@@ -171,9 +174,17 @@ mod tests {
         let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         assert_eq!(container_of(&format!("/system.slice/docker-{id}.scope")), Some((id.into(), "docker")));
         assert_eq!(container_of(&format!("/docker/{id}")), Some((id.into(), "docker")));
-        assert_eq!(container_of(&format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1234.slice/cri-containerd-{id}.scope")), Some((id.into(), "kubernetes")));
+        assert_eq!(
+            container_of(&format!(
+                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1234.slice/cri-containerd-{id}.scope"
+            )),
+            Some((id.into(), "kubernetes"))
+        );
         assert_eq!(container_of(&format!("/machine.slice/libpod-{id}.scope/container")), Some((id.into(), "podman")));
-        assert_eq!(container_of(&format!("/system.slice/containerd.service/default/{id}")), Some((id.into(), "containerd")));
+        assert_eq!(
+            container_of(&format!("/system.slice/containerd.service/default/{id}")),
+            Some((id.into(), "containerd"))
+        );
         assert_eq!(container_of("/user.slice/user-1000.slice/session-2.scope"), None);
     }
 

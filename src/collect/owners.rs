@@ -35,9 +35,7 @@ pub fn socket_inode(link: &[u8]) -> Option<u64> {
 /// Numeric entries of /proc: the pids alive now.
 pub fn pids() -> Vec<i32> {
     let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
-    let mut pids: Vec<i32> = dir
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
+    let mut pids: Vec<i32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
     pids.sort_unstable();
     pids
 }
@@ -81,7 +79,11 @@ fn socket_fds(pid: i32, mut each: impl FnMut(u64, i32)) -> Result<(), Unread> {
 /// next pid as it finishes one (a few processes may hold most sockets).
 /// `visit(pid, state)` reads one process into its thread's `state`; the
 /// states come back with how many processes were denied.
-fn walk_parallel<S: Send + Default>(pids: &[i32], threads: usize, visit: impl Fn(i32, &mut S) -> Result<(), Unread> + Sync) -> (Vec<S>, usize) {
+fn walk_parallel<S: Send + Default>(
+    pids: &[i32],
+    threads: usize,
+    visit: impl Fn(i32, &mut S) -> Result<(), Unread> + Sync,
+) -> (Vec<S>, usize) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let next = AtomicUsize::new(0);
     let denied = AtomicUsize::new(0);
@@ -250,7 +252,8 @@ mod tests {
 
     #[test]
     fn the_owner_map_keeps_the_lowest_pid_of_each_inode() {
-        let map = OwnerMap::from_pairs(vec![(7, 300), (5, 20), (7, 12), (9, 1), (7, 40)], vec![(1 << 40, 8), (1 << 40, 3)]);
+        let map =
+            OwnerMap::from_pairs(vec![(7, 300), (5, 20), (7, 12), (9, 1), (7, 40)], vec![(1 << 40, 8), (1 << 40, 3)]);
         assert_eq!(map.get(7), Some(12));
         assert_eq!(map.get(5), Some(20));
         assert_eq!(map.get(9), Some(1));
@@ -266,7 +269,11 @@ mod tests {
         for threads in [1, 2, 4] {
             let (states, denied) = walk_parallel(&pids, threads, |pid, seen: &mut Vec<i32>| {
                 seen.push(pid);
-                if pid % 100 == 0 { Err(Unread::Denied) } else { Ok(()) }
+                if pid % 100 == 0 {
+                    Err(Unread::Denied)
+                } else {
+                    Ok(())
+                }
             });
             let mut all = states.concat();
             all.sort_unstable();

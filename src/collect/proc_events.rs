@@ -31,11 +31,18 @@ const EVENT_HEADER: usize = 16;
 pub enum Kind {
     /// A new task: `pid`/`tid` are the child's, `parent_pid` the parent's
     /// process. A new thread (pid == its process's) reads as a fork too.
-    Fork { parent_pid: i32 },
+    Fork {
+        parent_pid: i32,
+    },
     Exec,
     /// The task's name changed (prctl PR_SET_NAME, or exec).
-    Comm { name: String },
-    Exit { code: i32, signal: i32 },
+    Comm {
+        name: String,
+    },
+    Exit {
+        code: i32,
+        signal: i32,
+    },
 }
 
 /// One event.
@@ -61,7 +68,10 @@ fn i32_at(b: &[u8], at: usize) -> Option<i32> {
 /// listen acknowledgement).
 pub fn parse(payload: &[u8]) -> Result<Option<Event>, NetlinkError> {
     let bad = |what: &str| NetlinkError::Malformed(format!("proc connector: {what} ({} bytes)", payload.len()));
-    let (idx, val) = (u32_at(payload, 0).ok_or_else(|| bad("short cn_msg"))?, u32_at(payload, 4).ok_or_else(|| bad("short cn_msg"))?);
+    let (idx, val) = (
+        u32_at(payload, 0).ok_or_else(|| bad("short cn_msg"))?,
+        u32_at(payload, 4).ok_or_else(|| bad("short cn_msg"))?,
+    );
     if (idx, val) != (CN_IDX_PROC, CN_VAL_PROC) {
         return Ok(None);
     }
@@ -181,7 +191,10 @@ mod tests {
     #[test]
     fn parses_fork_exec_comm_and_exit() {
         let fork = parse(&message(1, &[100, 100, 200, 200], &[])).unwrap().unwrap();
-        assert_eq!((fork.pid, fork.tid, fork.kind, fork.monotonic_ns), (200, 200, Kind::Fork { parent_pid: 100 }, 123_456_789));
+        assert_eq!(
+            (fork.pid, fork.tid, fork.kind, fork.monotonic_ns),
+            (200, 200, Kind::Fork { parent_pid: 100 }, 123_456_789)
+        );
         let exec = parse(&message(2, &[201, 200], &[])).unwrap().unwrap();
         assert_eq!((exec.pid, exec.tid, exec.kind), (200, 201, Kind::Exec));
         let mut name = *b"curl\0\0\0\0\0\0\0\0\0\0\0\0";

@@ -86,9 +86,7 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<ProcNetSocket>, Error> {
         .enumerate()
         .skip(1)
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            parse_line(l).map_err(|what| Error::ProcFormat(format!("{file} line {}: {what}", i + 1)))
-        })
+        .map(|(i, l)| parse_line(l).map_err(|what| Error::ProcFormat(format!("{file} line {}: {what}", i + 1))))
         .collect()
 }
 

@@ -2,7 +2,6 @@
 //! may be unreadable (the process exited mid-read, or belongs to another
 //! user): such fields are `None`, never an error.
 
-
 use procfs::process::Process;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -161,7 +160,11 @@ mod tests {
         use std::os::unix::ffi::OsStrExt;
         use std::os::unix::process::CommandExt;
         // sleep under an argv[0] that is not UTF-8.
-        let mut child = std::process::Command::new("sleep").arg0(std::ffi::OsStr::from_bytes(b"caf\xe9")).arg("30").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg0(std::ffi::OsStr::from_bytes(b"caf\xe9"))
+            .arg("30")
+            .spawn()
+            .unwrap();
         // spawn() returns once exec has closed the CLOEXEC pipe, a moment
         // before the kernel sets up the new argument area.
         let line = poll(|| cmdline(child.id() as i32));
@@ -181,10 +184,7 @@ mod tests {
         assert!(r.threads >= 1);
         assert!(r.rss_bytes > 0);
         assert!(r.fd_count.unwrap() >= 3);
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
         let started = r.start_time_ms.unwrap();
         assert!(started <= now_ms + 1000 && started > now_ms - 3_600_000, "{started} vs {now_ms}");
         assert_eq!(r.exe.as_deref(), std::env::current_exe().ok().as_deref().and_then(|p| p.to_str()));

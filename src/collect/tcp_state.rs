@@ -28,8 +28,17 @@ pub const LISTEN: u8 = 10;
 
 /// Every name a `state` column can hold, in kernel order, without repeats.
 pub const ALL: [&str; 11] = [
-    "ESTAB", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT", "UNCONN",
-    "CLOSE-WAIT", "LAST-ACK", "LISTEN", "CLOSING",
+    "ESTAB",
+    "SYN-SENT",
+    "SYN-RECV",
+    "FIN-WAIT-1",
+    "FIN-WAIT-2",
+    "TIME-WAIT",
+    "UNCONN",
+    "CLOSE-WAIT",
+    "LAST-ACK",
+    "LISTEN",
+    "CLOSING",
 ];
 
 pub fn name(state: u8) -> &'static str {

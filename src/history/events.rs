@@ -200,7 +200,13 @@ mod tests {
     /// once.
     #[test]
     fn quiet_is_proven_before_it_is_written() {
-        let heard = |flushes_listening, failed, ended, written| Heard { flushes_listening, failed, ended, written, ..Default::default() };
+        let heard = |flushes_listening, failed, ended, written| Heard {
+            flushes_listening,
+            failed,
+            ended,
+            written,
+            ..Default::default()
+        };
         assert!(!heard(0, false, false, false).quiet_proven(), "just started");
         assert!(!heard(1, false, false, false).quiet_proven(), "started within the last interval");
         assert!(heard(2, false, false, false).quiet_proven(), "listened over a whole interval");

@@ -9,7 +9,13 @@ use super::store::HistoryStore;
 /// Write one sample as `<table>/host=<host>/date=<YYYY-MM-DD>/<ts-ms>.parquet`:
 /// through the link-refusing local tree, or as one atomic put to an
 /// object store.
-pub async fn write_sample(store: &HistoryStore, table: &str, host: &str, ts: DateTime<Utc>, data: Vec<u8>) -> anyhow::Result<()> {
+pub async fn write_sample(
+    store: &HistoryStore,
+    table: &str,
+    host: &str,
+    ts: DateTime<Utc>,
+    data: Vec<u8>,
+) -> anyhow::Result<()> {
     let (host, date) = (format!("host={host}"), format!("date={}", ts.format("%Y-%m-%d")));
     let file = format!("{}.parquet", ts.timestamp_millis());
     let dirs = [table, host.as_str(), date.as_str()];
@@ -33,14 +39,21 @@ pub fn partition_date(segment: &str) -> Option<NaiveDate> {
 /// The table directories under the store's prefix.
 pub async fn tables(store: &HistoryStore) -> anyhow::Result<Vec<String>> {
     let listing = store.store.list_with_delimiter(Some(&store.prefix)).await?;
-    let mut names: Vec<String> = listing.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_string)).collect();
+    let mut names: Vec<String> =
+        listing.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_string)).collect();
     names.sort();
     Ok(names)
 }
 
 /// Delete this host's partitions of `table` older than `keep_days` days
 /// before `today`. Returns the number of files deleted.
-pub async fn prune(store: &HistoryStore, table: &str, host: &str, today: NaiveDate, keep_days: i64) -> anyhow::Result<usize> {
+pub async fn prune(
+    store: &HistoryStore,
+    table: &str,
+    host: &str,
+    today: NaiveDate,
+    keep_days: i64,
+) -> anyhow::Result<usize> {
     if let Some(tree) = &store.local {
         return tree.prune(table, host, today, keep_days);
     }

@@ -38,10 +38,18 @@ fn euid() -> u32 {
 /// Why an existing entry below the root may not be used, if it may not.
 fn refuse(path: &Path, meta: &fs::Metadata) -> Option<String> {
     if meta.file_type().is_symlink() {
-        return Some(format!("{} is a symbolic link; sockql does not follow links inside its output tree", path.display()));
+        return Some(format!(
+            "{} is a symbolic link; sockql does not follow links inside its output tree",
+            path.display()
+        ));
     }
     if meta.uid() != euid() {
-        return Some(format!("{} belongs to uid {}, not to the user sockql runs as ({})", path.display(), meta.uid(), euid()));
+        return Some(format!(
+            "{} belongs to uid {}, not to the user sockql runs as ({})",
+            path.display(),
+            meta.uid(),
+            euid()
+        ));
     }
     if meta.permissions().mode() & 0o022 != 0 {
         return Some(format!("{} is writable by group or others", path.display()));
@@ -53,7 +61,11 @@ impl LocalTree {
     /// Open (creating when missing) the output directory `dir`.
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
         if fs::symlink_metadata(dir).is_err() {
-            fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(DIR_MODE)
+                .create(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
         }
         // The operator named this path: a link to it is followed once, here.
         let root = dir.canonicalize().with_context(|| format!("cannot open {}", dir.display()))?;
@@ -62,12 +74,21 @@ impl LocalTree {
             bail!("{} is not a directory", dir.display());
         }
         if meta.uid() != euid() {
-            bail!("refusing --out {}: it belongs to uid {}, not to the user sockql runs as ({})", dir.display(), meta.uid(), euid());
+            bail!(
+                "refusing --out {}: it belongs to uid {}, not to the user sockql runs as ({})",
+                dir.display(),
+                meta.uid(),
+                euid()
+            );
         }
         let mode = meta.permissions().mode();
         let sticky = mode & 0o1000 != 0;
         if mode & 0o022 != 0 && !sticky {
-            bail!("refusing --out {}: it is writable by group or others (mode {:o}) without the sticky bit", dir.display(), mode & 0o7777);
+            bail!(
+                "refusing --out {}: it is writable by group or others (mode {:o}) without the sticky bit",
+                dir.display(),
+                mode & 0o7777
+            );
         }
         Ok(LocalTree { root })
     }
@@ -128,7 +149,8 @@ impl LocalTree {
         }
         // rename replaces a link at the target itself; it never writes
         // through one.
-        fs::rename(&tmp, &target).with_context(|| format!("cannot rename {} to {}", tmp.display(), target.display()))?;
+        fs::rename(&tmp, &target)
+            .with_context(|| format!("cannot rename {} to {}", tmp.display(), target.display()))?;
         Ok(target)
     }
 
@@ -157,7 +179,9 @@ impl LocalTree {
             }
             let dir = entry.path();
             let meta = fs::symlink_metadata(&dir)?;
-            if let Some(why) = refuse(&dir, &meta).or_else(|| (!meta.is_dir()).then(|| format!("{} is not a directory", dir.display()))) {
+            if let Some(why) = refuse(&dir, &meta)
+                .or_else(|| (!meta.is_dir()).then(|| format!("{} is not a directory", dir.display())))
+            {
                 crate::notice::warn_once(&format!("prune:{}", dir.display()), format!("retention skips it: {why}"));
                 continue;
             }
@@ -172,7 +196,10 @@ impl LocalTree {
                     deleted += 1;
                 } else {
                     left = true;
-                    crate::notice::warn_once(&format!("prune:{}", path.display()), format!("retention leaves {}: not a recorded file", path.display()));
+                    crate::notice::warn_once(
+                        &format!("prune:{}", path.display()),
+                        format!("retention leaves {}: not a recorded file", path.display()),
+                    );
                 }
             }
             if !left {

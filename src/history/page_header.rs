@@ -34,7 +34,8 @@ impl Reader<'_> {
 
     fn skip(&mut self, n: u64) -> R<()> {
         let n = usize::try_from(n).map_err(|_| "page header field too long")?;
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or("page header runs past the bytes read")?;
+        let end =
+            self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or("page header runs past the bytes read")?;
         self.pos = end;
         Ok(())
     }
@@ -63,10 +64,10 @@ impl Reader<'_> {
             return Err("page header nested too deep".into());
         }
         match ty {
-            1 | 2 => Ok(()),             // bool in a field header
-            3 => self.skip(1),           // byte
+            1 | 2 => Ok(()),                  // bool in a field header
+            3 => self.skip(1),                // byte
             4..=6 => self.varint().map(drop), // i16, i32, i64
-            7 => self.skip(8),           // double
+            7 => self.skip(8),                // double
             8 => {
                 let n = self.varint()?;
                 self.skip(n)
@@ -202,8 +203,11 @@ mod tests {
         assert!(read(&[0x15]).is_err());
         assert!(read(&[0x00]).is_err()); // no sizes
         assert!(read(&[0x1c; 64]).is_err()); // structs nested without end
-        // type=0, uncompressed=-1, compressed=4: a negative size.
+                                             // type=0, uncompressed=-1, compressed=4: a negative size.
         assert!(read(&[0x15, 0x00, 0x15, 0x01, 0x15, 0x08, 0x00]).is_err());
-        assert_eq!(read(&[0x15, 0x00, 0x15, 0x10, 0x15, 0x08, 0x00]), Ok(PageSizes { header_len: 7, uncompressed: 8, compressed: 4 }));
+        assert_eq!(
+            read(&[0x15, 0x00, 0x15, 0x10, 0x15, 0x08, 0x00]),
+            Ok(PageSizes { header_len: 7, uncompressed: 8, compressed: 4 })
+        );
     }
 }

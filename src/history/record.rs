@@ -73,12 +73,19 @@ pub const SAMPLES: &str = "samples";
 
 /// The schema of [`SAMPLES`] (before its `ts` stamp).
 pub fn samples_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![Field::new("source", DataType::Utf8, false), Field::new("rows", DataType::UInt64, false)]))
+    Arc::new(Schema::new(vec![
+        Field::new("source", DataType::Utf8, false),
+        Field::new("rows", DataType::UInt64, false),
+    ]))
 }
 
 /// One table's sample as Parquet bytes, with its row count. A sample with
 /// no rows is a valid zero-row file: the table exists with its columns.
-pub fn parquet_bytes(schema: &SchemaRef, batches: &[RecordBatch], ts: DateTime<Utc>) -> anyhow::Result<(Vec<u8>, usize)> {
+pub fn parquet_bytes(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    ts: DateTime<Utc>,
+) -> anyhow::Result<(Vec<u8>, usize)> {
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let out_schema = stamped_schema(schema);
     let mut w = ArrowWriter::try_new(Vec::new(), out_schema.clone(), None)?;
@@ -155,7 +162,9 @@ impl Recorder<'_> {
             }
             samples += 1;
             self.progress(samples, rows, bytes, false);
-            if self.samples.is_some_and(|n| samples >= n) || self.duration.is_some_and(|d| start.elapsed() + self.every > d) {
+            if self.samples.is_some_and(|n| samples >= n)
+                || self.duration.is_some_and(|d| start.elapsed() + self.every > d)
+            {
                 return self.done(samples, rows, bytes);
             }
             tokio::select! {

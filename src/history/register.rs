@@ -40,9 +40,9 @@ pub async fn register(ctx: &SessionContext, store: HistoryStore, limits: Limits)
     let budget = Budget { memory: limits.memory };
     match limits.timeout {
         None => register_within(ctx, store, budget).await,
-        Some(t) => tokio::time::timeout(t, register_within(ctx, store, budget))
-            .await
-            .map_err(|_| anyhow::anyhow!("reading --history took longer than --timeout ({})", humantime::format_duration(t)))?,
+        Some(t) => tokio::time::timeout(t, register_within(ctx, store, budget)).await.map_err(|_| {
+            anyhow::anyhow!("reading --history took longer than --timeout ({})", humantime::format_duration(t))
+        })?,
     }
 }
 
@@ -70,7 +70,10 @@ struct Found {
 async fn found(store: &HistoryStore, table: &str, left: &mut LeftOut) -> anyhow::Result<Vec<Found>> {
     if let Some(root) = &store.root_dir {
         let files = walk::files(root, &store.prefix, table, left);
-        return Ok(files.into_iter().map(|(meta, local)| Found { name: local.display(), admitted: Admitted { meta, local: Some(local) } }).collect());
+        return Ok(files
+            .into_iter()
+            .map(|(meta, local)| Found { name: local.display(), admitted: Admitted { meta, local: Some(local) } })
+            .collect());
     }
     // An object store has no links; the same layout is required.
     let prefix = store.path(&[table]);
@@ -84,11 +87,20 @@ async fn found(store: &HistoryStore, table: &str, left: &mut LeftOut) -> anyhow:
     });
     metas.sort_by(|a, b| a.location.cmp(&b.location));
     let base = store.root_url.as_str().trim_end_matches('/').to_string();
-    Ok(metas.into_iter().map(|meta| Found { name: format!("{base}/{}", meta.location), admitted: Admitted { meta, local: None } }).collect())
+    Ok(metas
+        .into_iter()
+        .map(|meta| Found { name: format!("{base}/{}", meta.location), admitted: Admitted { meta, local: None } })
+        .collect())
 }
 
 /// Check one file completely against the table's columns.
-async fn check(view: &Arc<dyn ObjectStore>, file: &ObjectMeta, columns: &Schema, pool: &Arc<dyn MemoryPool>, budget: Budget) -> Result<(), Why> {
+async fn check(
+    view: &Arc<dyn ObjectStore>,
+    file: &ObjectMeta,
+    columns: &Schema,
+    pool: &Arc<dyn MemoryPool>,
+    budget: Budget,
+) -> Result<(), Why> {
     let footer = vet::footer(view, file, pool).await?;
     vet::matches(&footer.schema, columns)?;
     vet::body(view, file, &footer, pool, budget).await
@@ -111,7 +123,9 @@ async fn register_within(ctx: &SessionContext, store: HistoryStore, budget: Budg
     }
     let mut per_table = Vec::new();
     for table in &tables {
-        per_table.push(found(&store, table, &mut left).await.with_context(|| format!("listing {} in {}", table, store.display))?);
+        per_table.push(
+            found(&store, table, &mut left).await.with_context(|| format!("listing {} in {}", table, store.display))?,
+        );
     }
     // Files are read for checking through the same view queries use.
     let every = per_table.iter().flatten().map(|f| f.admitted.clone());
@@ -151,14 +165,19 @@ async fn register_within(ctx: &SessionContext, store: HistoryStore, budget: Budg
         columns_of.push(any.then_some(columns));
     }
     left.finish();
-    ctx.register_object_store(&store.root_url, Arc::new(HistoryView::new(store.store.clone(), store.prefix.clone(), admitted)));
+    ctx.register_object_store(
+        &store.root_url,
+        Arc::new(HistoryView::new(store.store.clone(), store.prefix.clone(), admitted)),
+    );
     for (table, columns) in tables.iter().zip(columns_of) {
         let Some(columns) = columns else { continue };
         let url = ListingTableUrl::parse(store.table_url(table))?;
         let options = ListingOptions::new(Arc::new(parquet_format()))
             .with_file_extension(".parquet")
             .with_table_partition_cols(vec![("host".into(), DataType::Utf8), ("date".into(), DataType::Utf8)]);
-        let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(Arc::new(vet::table_schema(&columns)));
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .with_schema(Arc::new(vet::table_schema(&columns)));
         schema.register_table(table.clone(), Arc::new(ListingTable::try_new(config)?))?;
     }
     // Recordings older than the sample log have none: an empty one, so
@@ -188,7 +207,11 @@ fn parquet_format() -> ParquetFormat {
 /// For a table sockql does not define (a saved query's results): the
 /// columns most of its files have (ties: the first such file's, by path),
 /// never simply the first file's. `None` when no footer is readable.
-async fn most_common_columns(view: &Arc<dyn ObjectStore>, files: &[Found], pool: &Arc<dyn MemoryPool>) -> Option<Schema> {
+async fn most_common_columns(
+    view: &Arc<dyn ObjectStore>,
+    files: &[Found],
+    pool: &Arc<dyn MemoryPool>,
+) -> Option<Schema> {
     // (as the table would read them, how many files, the first file's own)
     let mut seen: Vec<(Schema, usize, Schema)> = Vec::new();
     for f in files {
@@ -224,7 +247,8 @@ mod tests {
             std::fs::create_dir_all(&d).unwrap();
             let col: ArrayRef = Arc::new(Int64Array::from(vec![i as i64; 3]));
             let batch = RecordBatch::try_new(schema.clone(), vec![col]).unwrap();
-            let mut w = ArrowWriter::try_new(std::fs::File::create(d.join("1.parquet")).unwrap(), schema.clone(), None).unwrap();
+            let mut w = ArrowWriter::try_new(std::fs::File::create(d.join("1.parquet")).unwrap(), schema.clone(), None)
+                .unwrap();
             w.write(&batch).unwrap();
             w.close().unwrap();
         }
@@ -232,7 +256,8 @@ mod tests {
         let store = HistoryStore::open(dir.to_str().unwrap(), false).unwrap();
         register(&ctx, store, Limits { memory: None, timeout: None }).await.unwrap();
         for _ in 0..2 {
-            let rows = ctx.sql("SELECT count(*) AS c, sum(n) AS s FROM history.saved").await.unwrap().collect().await.unwrap();
+            let rows =
+                ctx.sql("SELECT count(*) AS c, sum(n) AS s FROM history.saved").await.unwrap().collect().await.unwrap();
             let c = rows[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
             assert_eq!(c, 6);
         }

@@ -30,8 +30,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, MemoryReservation};
 use datafusion::parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use datafusion::parquet::arrow::async_reader::AsyncFileReader;
-use datafusion::parquet::errors::ParquetError;
 use datafusion::parquet::arrow::{parquet_to_arrow_schema, ParquetRecordBatchStreamBuilder};
+use datafusion::parquet::errors::ParquetError;
 use datafusion::parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
@@ -123,7 +123,11 @@ pub struct Footer {
 }
 
 /// Step 1: read and decode the footer.
-pub async fn footer(store: &Arc<dyn ObjectStore>, file: &ObjectMeta, pool: &Arc<dyn MemoryPool>) -> Result<Footer, Why> {
+pub async fn footer(
+    store: &Arc<dyn ObjectStore>,
+    file: &ObjectMeta,
+    pool: &Arc<dyn MemoryPool>,
+) -> Result<Footer, Why> {
     const MAGIC: &[u8] = b"PAR1";
     if file.size < 12 {
         return Err(format!("not a Parquet file ({} bytes)", file.size));
@@ -141,12 +145,14 @@ pub async fn footer(store: &Arc<dyn ObjectStore>, file: &ObjectMeta, pool: &Arc<
     let _held = reserve(pool, "decoding its footer", len * FOOTER_COST)?;
     let data_end = file.size - 8 - len;
     let bytes = store.get_range(&file.location, data_end..file.size - 8).await.map_err(|e| e.to_string())?;
-    let metadata = ParquetMetaDataReader::decode_metadata(&bytes).map_err(|e| format!("cannot decode its footer: {e}"))?;
+    let metadata =
+        ParquetMetaDataReader::decode_metadata(&bytes).map_err(|e| format!("cannot decode its footer: {e}"))?;
     if metadata.num_row_groups() > ROW_GROUPS_MAX {
         return Err(format!("{} row groups (at most {ROW_GROUPS_MAX})", metadata.num_row_groups()));
     }
     let meta = metadata.file_metadata();
-    let schema = parquet_to_arrow_schema(meta.schema_descr(), meta.key_value_metadata()).map_err(|e| format!("cannot read its columns: {e}"))?;
+    let schema = parquet_to_arrow_schema(meta.schema_descr(), meta.key_value_metadata())
+        .map_err(|e| format!("cannot read its columns: {e}"))?;
     Ok(Footer { metadata: Arc::new(metadata), schema, data_end })
 }
 
@@ -219,10 +225,18 @@ pub fn matches(file: &Schema, table: &Schema) -> Result<(), Why> {
             return Err(format!("its columns conflict with the table's: two columns are named '{}'", want.name()));
         }
         if plain(have.data_type()) != plain(want.data_type()) {
-            return Err(format!("its columns conflict with the table's: column '{}' is {}, the table's is {}", want.name(), have.data_type(), want.data_type()));
+            return Err(format!(
+                "its columns conflict with the table's: column '{}' is {}, the table's is {}",
+                want.name(),
+                have.data_type(),
+                want.data_type()
+            ));
         }
         if have.is_nullable() && !want.is_nullable() {
-            return Err(format!("its columns conflict with the table's: column '{}' may be null, the table's may not", want.name()));
+            return Err(format!(
+                "its columns conflict with the table's: column '{}' may be null, the table's may not",
+                want.name()
+            ));
         }
         shared += 1;
     }
@@ -233,16 +247,28 @@ pub fn matches(file: &Schema, table: &Schema) -> Result<(), Why> {
 }
 
 /// Steps 3 and 4: the pages' sizes, then every value decoded.
-pub async fn body(store: &Arc<dyn ObjectStore>, file: &ObjectMeta, footer: &Footer, pool: &Arc<dyn MemoryPool>, budget: Budget) -> Result<(), Why> {
+pub async fn body(
+    store: &Arc<dyn ObjectStore>,
+    file: &ObjectMeta,
+    footer: &Footer,
+    pool: &Arc<dyn MemoryPool>,
+    budget: Budget,
+) -> Result<(), Why> {
     let mut decode_need = 0u64;
     for rg in footer.metadata.row_groups() {
         let (mut compressed, mut pages) = (0u64, 0u64);
         for col in rg.columns() {
             let (start, len) = col.byte_range();
-            let end = start.checked_add(len).filter(|&e| start >= 4 && e <= footer.data_end).ok_or("a column chunk lies outside the file")?;
+            let end = start
+                .checked_add(len)
+                .filter(|&e| start >= 4 && e <= footer.data_end)
+                .ok_or("a column chunk lies outside the file")?;
             compressed += len;
             if compressed > budget.row_group_max() {
-                return Err(format!("a row group holds more than {} (the most --memory-limit allows)", mib(budget.row_group_max())));
+                return Err(format!(
+                    "a row group holds more than {} (the most --memory-limit allows)",
+                    mib(budget.row_group_max())
+                ));
             }
             let largest = largest_page(store, file, start, end, col.column_path().string(), budget).await?;
             pages += largest;
@@ -253,7 +279,8 @@ pub async fn body(store: &Arc<dyn ObjectStore>, file: &ObjectMeta, footer: &Foot
     // Strings as views: a dictionary value is referenced by each row, not
     // copied into it.
     let options = ArrowReaderOptions::new().with_schema(Arc::new(as_views(&footer.schema)));
-    let reader_meta = ArrowReaderMetadata::try_new(footer.metadata.clone(), options).map_err(|e| format!("cannot read its columns: {e}"))?;
+    let reader_meta = ArrowReaderMetadata::try_new(footer.metadata.clone(), options)
+        .map_err(|e| format!("cannot read its columns: {e}"))?;
     let reader = ViewReader { store: store.clone(), file: file.clone() };
     let mut batches = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, reader_meta)
         .with_batch_size(BATCH_ROWS)
@@ -262,7 +289,8 @@ pub async fn body(store: &Arc<dyn ObjectStore>, file: &ObjectMeta, footer: &Foot
     while let Some(batch) = batches.next().await {
         let batch = batch.map_err(|e| format!("cannot be decoded: {e}"))?;
         let size = batch.get_array_memory_size();
-        held.try_grow(size).map_err(|_| format!("a batch of it needs {} and --memory-limit leaves less", mib(size as u64)))?;
+        held.try_grow(size)
+            .map_err(|_| format!("a batch of it needs {} and --memory-limit leaves less", mib(size as u64)))?;
         let strings = string_bytes(&batch);
         if strings > budget.batch_strings_max() {
             held.shrink(size);
@@ -286,8 +314,14 @@ struct ViewReader {
 }
 
 impl AsyncFileReader for ViewReader {
-    fn get_bytes(&mut self, range: std::ops::Range<u64>) -> BoxFuture<'_, datafusion::parquet::errors::Result<bytes::Bytes>> {
-        async move { self.store.get_range(&self.file.location, range).await.map_err(|e| ParquetError::External(Box::new(e))) }.boxed()
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'_, datafusion::parquet::errors::Result<bytes::Bytes>> {
+        async move {
+            self.store.get_range(&self.file.location, range).await.map_err(|e| ParquetError::External(Box::new(e)))
+        }
+        .boxed()
     }
 
     fn get_metadata<'a>(
@@ -300,10 +334,21 @@ impl AsyncFileReader for ViewReader {
 
 /// Walk the page headers of the column chunk `start..end`; the largest
 /// page's decompressed size.
-async fn largest_page(store: &Arc<dyn ObjectStore>, file: &ObjectMeta, start: u64, end: u64, column: String, budget: Budget) -> Result<u64, Why> {
+async fn largest_page(
+    store: &Arc<dyn ObjectStore>,
+    file: &ObjectMeta,
+    start: u64,
+    end: u64,
+    column: String,
+    budget: Budget,
+) -> Result<u64, Why> {
     // A small chunk (every recorded one) is read at once, a large one a
     // header at a time.
-    let whole = if end - start <= MIB { Some(store.get_range(&file.location, start..end).await.map_err(|e| e.to_string())?) } else { None };
+    let whole = if end - start <= MIB {
+        Some(store.get_range(&file.location, start..end).await.map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
     let (mut pos, mut largest) = (start, 0u64);
     while pos < end {
         let header = match &whole {
@@ -313,7 +358,11 @@ async fn largest_page(store: &Arc<dyn ObjectStore>, file: &ObjectMeta, start: u6
         let page = page_header::read(&header).map_err(|e| format!("column '{column}': {e}"))?;
         let (unc, comp) = (page.uncompressed as u64, page.compressed as u64);
         if unc > budget.page_max() {
-            return Err(format!("a page of column '{column}' decompresses to {} (at most {} under --memory-limit)", mib(unc), mib(budget.page_max())));
+            return Err(format!(
+                "a page of column '{column}' decompresses to {} (at most {} under --memory-limit)",
+                mib(unc),
+                mib(budget.page_max())
+            ));
         }
         largest = largest.max(unc);
         pos += page.header_len as u64 + comp;

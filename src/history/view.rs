@@ -86,7 +86,10 @@ impl ObjectStore for HistoryView {
             return self.inner.get_opts(location, options).await;
         }
         let Some(admitted) = self.files.get(location) else {
-            return Err(object_store::Error::NotFound { path: location.to_string(), source: "not a file --history admitted".into() });
+            return Err(object_store::Error::NotFound {
+                path: location.to_string(),
+                source: "not a file --history admitted".into(),
+            });
         };
         let Some(local) = &admitted.local else {
             let got = self.inner.get_opts(location, options).await?;

@@ -45,7 +45,13 @@ pub struct Stamp {
 
 impl Stamp {
     pub fn of(m: &fs::Metadata) -> Self {
-        Stamp { dev: m.dev(), ino: m.ino(), size: m.size(), ctime: (m.ctime(), m.ctime_nsec()), mtime: (m.mtime(), m.mtime_nsec()) }
+        Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            ctime: (m.ctime(), m.ctime_nsec()),
+            mtime: (m.mtime(), m.mtime_nsec()),
+        }
     }
 }
 
@@ -81,7 +87,10 @@ impl LocalFile {
         let file: fs::File = openat(&dir, name.as_os_str(), nofollow | OFlag::O_NONBLOCK, Mode::empty())?.into();
         let meta = file.metadata()?;
         if !meta.is_file() || Stamp::of(&meta) != self.stamp {
-            return Err(std::io::Error::other(format!("{} changed after --history was read; not read", self.display())));
+            return Err(std::io::Error::other(format!(
+                "{} changed after --history was read; not read",
+                self.display()
+            )));
         }
         Ok(file)
     }
@@ -109,7 +118,8 @@ fn kind_of(st: &FileStat) -> Kind {
             ctime: (st.st_ctime, st.st_ctime_nsec),
             mtime: (st.st_mtime, st.st_mtime_nsec),
         };
-        let modified = chrono::DateTime::from_timestamp(st.st_mtime, u32::try_from(st.st_mtime_nsec).unwrap_or(0)).unwrap_or_default();
+        let modified = chrono::DateTime::from_timestamp(st.st_mtime, u32::try_from(st.st_mtime_nsec).unwrap_or(0))
+            .unwrap_or_default();
         Kind::File(stamp, modified)
     } else {
         Kind::Other
@@ -154,7 +164,9 @@ impl DirFd {
     /// The entries of this directory (not `.` or `..`) with names passing
     /// `keep`, each as `fstatat` without following links finds it, sorted.
     fn entries(&self, keep: impl Fn(&OsStr) -> bool, left: &mut LeftOut) -> Vec<(OsString, Kind)> {
-        let Ok(mut dir) = Dir::openat(&self.fd, ".", OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_RDONLY, Mode::empty()) else {
+        let Ok(mut dir) =
+            Dir::openat(&self.fd, ".", OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_RDONLY, Mode::empty())
+        else {
             return Vec::new();
         };
         let mut names: Vec<OsString> = dir
@@ -176,7 +188,12 @@ impl DirFd {
 
     /// The subdirectories with names passing `keep`, opened in turn by
     /// `visit` (a link among them is warned about and skipped).
-    fn each_subdir(&self, keep: impl Fn(&OsStr) -> bool, left: &mut LeftOut, mut visit: impl FnMut(OsString, DirFd, &mut LeftOut)) {
+    fn each_subdir(
+        &self,
+        keep: impl Fn(&OsStr) -> bool,
+        left: &mut LeftOut,
+        mut visit: impl FnMut(OsString, DirFd, &mut LeftOut),
+    ) {
         for (name, kind) in self.entries(keep, left) {
             match kind {
                 Kind::Dir => {
@@ -184,7 +201,10 @@ impl DirFd {
                         visit(name, dir, left);
                     }
                 }
-                Kind::Link => left.add(&self.path.join(&name).display().to_string(), "a symbolic link; links inside --history are not followed"),
+                Kind::Link => left.add(
+                    &self.path.join(&name).display().to_string(),
+                    "a symbolic link; links inside --history are not followed",
+                ),
                 _ => {}
             }
         }
@@ -220,7 +240,10 @@ pub fn files(root: &FsPath, prefix: &Path, table: &str, left: &mut LeftOut) -> V
                 let (stamp, modified) = match kind {
                     Kind::File(stamp, modified) => (stamp, modified),
                     Kind::Link => {
-                        left.add(&path.display().to_string(), "a symbolic link; links inside --history are not followed");
+                        left.add(
+                            &path.display().to_string(),
+                            "a symbolic link; links inside --history are not followed",
+                        );
                         continue;
                     }
                     Kind::Dir | Kind::Other => {
@@ -229,11 +252,13 @@ pub fn files(root: &FsPath, prefix: &Path, table: &str, left: &mut LeftOut) -> V
                     }
                 };
                 let parts = [OsString::from(table), host.clone(), date.clone(), name];
-                let Some(location) = parts.iter().try_fold(prefix.clone(), |p, part| part.to_str().map(|s| p.join(s))) else {
+                let Some(location) = parts.iter().try_fold(prefix.clone(), |p, part| part.to_str().map(|s| p.join(s)))
+                else {
                     left.add(&path.display().to_string(), "its path is not UTF-8");
                     continue;
                 };
-                let object = ObjectMeta { location, last_modified: modified, size: stamp.size, e_tag: None, version: None };
+                let object =
+                    ObjectMeta { location, last_modified: modified, size: stamp.size, e_tag: None, version: None };
                 out.push((object, LocalFile { root: root.to_path_buf(), parts: parts.to_vec(), stamp }));
             }
         });

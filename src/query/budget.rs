@@ -38,8 +38,8 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
-use datafusion::arrow::compute::kernels::length::length;
 use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::kernels::length::length;
 use datafusion::arrow::datatypes::{DataType, Int64Type, IntervalMonthDayNanoType, TimeUnit};
 use datafusion::common::config::ConfigOptions;
 use datafusion::error::{DataFusionError, Result};
@@ -48,8 +48,8 @@ use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::sort_properties::{ExprProperties, SortProperties};
 use datafusion::logical_expr::udf_eq::UdfEq;
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, Expr, ExpressionPlacement, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
-    Signature,
+    ColumnarValue, Documentation, Expr, ExpressionPlacement, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature,
 };
 use datafusion::prelude::SessionContext;
 
@@ -191,7 +191,10 @@ impl ScalarUDFImpl for Budgeted {
     fn conditional_arguments<'a>(&self, args: &'a [Expr]) -> Option<(Vec<&'a Expr>, Vec<&'a Expr>)> {
         self.inner.conditional_arguments(args)
     }
-    fn evaluate_bounds(&self, input: &[&datafusion::logical_expr::interval_arithmetic::Interval]) -> Result<datafusion::logical_expr::interval_arithmetic::Interval> {
+    fn evaluate_bounds(
+        &self,
+        input: &[&datafusion::logical_expr::interval_arithmetic::Interval],
+    ) -> Result<datafusion::logical_expr::interval_arithmetic::Interval> {
         self.inner.evaluate_bounds(input)
     }
     fn propagate_constraints(
@@ -266,7 +269,12 @@ fn counts(a: &ArrayRef) -> Result<PerRow> {
 pub(crate) fn sizes(a: &ArrayRef) -> Result<PerRow> {
     if matches!(
         a.data_type(),
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+        DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+            | DataType::Binary
+            | DataType::LargeBinary
+            | DataType::BinaryView
     ) {
         return counts(&length(a)?);
     }
@@ -340,7 +348,9 @@ fn series(args: &[ArrayRef]) -> Result<Option<PerRow>> {
                             let v = iv.value(i);
                             // The shortest a month or day can be (28 days,
                             // 23 hours), so the count is an upper bound.
-                            v.months as i128 * 28 * 86_400_000_000_000 + v.days as i128 * 82_800_000_000_000 + v.nanoseconds as i128
+                            v.months as i128 * 28 * 86_400_000_000_000
+                                + v.days as i128 * 82_800_000_000_000
+                                + v.nanoseconds as i128
                         })
                     })
                     .collect(),
@@ -416,7 +426,9 @@ fn estimate(name: &str, args: &[ColumnarValue], number_rows: usize) -> Result<Op
     // Constant arguments give a constant (one value) or one value a row.
     let rows = if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) { 1 } else { number_rows.max(1) };
     let arrays = args.iter().map(array).collect::<Result<Vec<_>>>()?;
-    let arg = |i: usize| arrays.get(i).ok_or_else(|| DataFusionError::Execution(format!("{name}: missing argument {}", i + 1)));
+    let arg = |i: usize| {
+        arrays.get(i).ok_or_else(|| DataFusionError::Execution(format!("{name}: missing argument {}", i + 1)))
+    };
     let bytes = match name {
         "repeat" => {
             let (s, n) = (sizes(arg(0)?)?, counts(arg(1)?)?);
@@ -435,7 +447,8 @@ fn estimate(name: &str, args: &[ColumnarValue], number_rows: usize) -> Result<Op
         "array_resize" => {
             let n = counts(arg(1)?)?;
             let (_, leaves) = elements(arg(0)?)?;
-            let each = sizes(&leaves)?.max().max(arrays.get(2).map(sizes).transpose()?.map_or(0, |f| f.max())).max(8) + 8;
+            let each =
+                sizes(&leaves)?.max().max(arrays.get(2).map(sizes).transpose()?.map_or(0, |f| f.max())).max(8) + 8;
             sum(rows, |r| n.at(r).saturating_mul(each))
         }
         "range" | "generate_series" => match series(&arrays)? {

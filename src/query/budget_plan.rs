@@ -18,7 +18,8 @@ use datafusion::execution::memory_pool::MemoryPool;
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::type_coercion::binary::BinaryTypeCoercer;
 use datafusion::logical_expr::{
-    BinaryExpr, ColumnarValue, Expr, LogicalPlan, Operator, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+    BinaryExpr, ColumnarValue, Expr, LogicalPlan, Operator, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl,
+    Signature, Volatility,
 };
 use datafusion::optimizer::AnalyzerRule;
 
@@ -32,7 +33,8 @@ pub struct BudgetRule {
 
 impl AnalyzerRule for BudgetRule {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        let rewritten = plan.transform_up_with_subqueries(|node| node.map_expressions(|e| e.transform_up(|e| self.rewrite(e))))?;
+        let rewritten =
+            plan.transform_up_with_subqueries(|node| node.map_expressions(|e| e.transform_up(|e| self.rewrite(e))))?;
         Ok(rewritten.data)
     }
 
@@ -87,7 +89,10 @@ impl ScalarUDFImpl for ConcatOperator {
         }
     }
 
-    fn return_type(&self, arg_types: &[datafusion::arrow::datatypes::DataType]) -> Result<datafusion::arrow::datatypes::DataType> {
+    fn return_type(
+        &self,
+        arg_types: &[datafusion::arrow::datatypes::DataType],
+    ) -> Result<datafusion::arrow::datatypes::DataType> {
         match arg_types {
             [l, r] => BinaryTypeCoercer::new(l, &Operator::StringConcat, r).get_result_type(),
             _ => datafusion::common::plan_err!("|| takes two operands"),
@@ -105,7 +110,8 @@ impl ScalarUDFImpl for ConcatOperator {
         use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
         use datafusion::physical_expr::expressions::{BinaryExpr as Physical, Column, Literal};
         use datafusion::physical_expr::PhysicalExpr;
-        let (mut fields, mut columns, mut operands): (Vec<Field>, Vec<_>, Vec<Arc<dyn PhysicalExpr>>) = (vec![], vec![], vec![]);
+        let (mut fields, mut columns, mut operands): (Vec<Field>, Vec<_>, Vec<Arc<dyn PhysicalExpr>>) =
+            (vec![], vec![], vec![]);
         for (i, (value, field)) in args.args.into_iter().zip(args.arg_fields.iter()).enumerate() {
             match value {
                 ColumnarValue::Scalar(s) => operands.push(Arc::new(Literal::new(s))),
@@ -117,8 +123,9 @@ impl ScalarUDFImpl for ConcatOperator {
                 }
             }
         }
-        let [l, r]: [Arc<dyn PhysicalExpr>; 2] =
-            operands.try_into().map_err(|_| datafusion::error::DataFusionError::Plan("|| takes two operands".into()))?;
+        let [l, r]: [Arc<dyn PhysicalExpr>; 2] = operands
+            .try_into()
+            .map_err(|_| datafusion::error::DataFusionError::Plan("|| takes two operands".into()))?;
         let batch = RecordBatch::try_new_with_options(
             Arc::new(Schema::new(fields)),
             columns,

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use anyhow::bail;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::prelude::SessionContext;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::prelude::SessionContext;
 
 use crate::tables::{catalog, columns::DESCRIPTION};
 
@@ -27,7 +27,10 @@ pub struct Listed {
 
 /// The live tables, without a session (help, README, completion).
 pub fn live() -> Vec<Listed> {
-    catalog().into_iter().map(|t| Listed { name: t.name.to_string(), about: t.about.to_string(), schema: t.schema }).collect()
+    catalog()
+        .into_iter()
+        .map(|t| Listed { name: t.name.to_string(), about: t.about.to_string(), schema: t.schema })
+        .collect()
 }
 
 /// Every table `ctx` can query, live tables first, then the session's own
@@ -166,8 +169,15 @@ pub fn catalog_statement(statement: &datafusion::sql::parser::Statement) -> Opti
     let datafusion::sql::parser::Statement::Statement(inner) = statement else { return None };
     match inner.as_ref() {
         // Only the plain form; SHOW TABLES FROM/LIKE goes to DataFusion.
-        s @ Sql::ShowTables { .. } if s.to_string().eq_ignore_ascii_case("SHOW TABLES") => Some(CatalogRequest::ShowTables),
-        Sql::ExplainTable { describe_alias: DescribeAlias::Describe | DescribeAlias::Desc, hive_format: None, table_name, .. } => {
+        s @ Sql::ShowTables { .. } if s.to_string().eq_ignore_ascii_case("SHOW TABLES") => {
+            Some(CatalogRequest::ShowTables)
+        }
+        Sql::ExplainTable {
+            describe_alias: DescribeAlias::Describe | DescribeAlias::Desc,
+            hive_format: None,
+            table_name,
+            ..
+        } => {
             let name: Vec<String> = table_name.0.iter().map(|p| p.to_string().trim_matches('"').to_string()).collect();
             Some(CatalogRequest::Describe(name.join(".")))
         }
@@ -221,7 +231,12 @@ mod tests {
             let b = describe(t.name).unwrap();
             let docs = b.column(3).as_string::<i32>();
             for i in 0..b.num_rows() {
-                assert!(docs.value(i).len() > 5, "{}.{} lacks a description", t.name, b.column(0).as_string::<i32>().value(i));
+                assert!(
+                    docs.value(i).len() > 5,
+                    "{}.{} lacks a description",
+                    t.name,
+                    b.column(0).as_string::<i32>().value(i)
+                );
             }
         }
     }
@@ -244,7 +259,10 @@ mod tests {
     #[test]
     fn recognises_catalog_statements() {
         assert_eq!(catalog_statement(&parsed("show tables;")), Some(CatalogRequest::ShowTables));
-        assert_eq!(catalog_statement(&parsed("DESCRIBE history.sockets")), Some(CatalogRequest::Describe("history.sockets".into())));
+        assert_eq!(
+            catalog_statement(&parsed("DESCRIBE history.sockets")),
+            Some(CatalogRequest::Describe("history.sockets".into()))
+        );
         let req = catalog_statement(&parsed("DESCRIBE sockets")).unwrap();
         assert_eq!(answer(&req, &live()).unwrap().column(0).as_string::<i32>().value(0), "protocol");
         let req = catalog_statement(&parsed("describe nope")).unwrap();
@@ -256,7 +274,14 @@ mod tests {
     fn read_pcap_is_described_with_the_packet_columns() {
         let columns = |t: &str| {
             let b = describe(t).unwrap();
-            (0..b.num_rows()).map(|i| (b.column(0).as_string::<i32>().value(i).to_string(), b.column(3).as_string::<i32>().value(i).to_string())).collect::<Vec<_>>()
+            (0..b.num_rows())
+                .map(|i| {
+                    (
+                        b.column(0).as_string::<i32>().value(i).to_string(),
+                        b.column(3).as_string::<i32>().value(i).to_string(),
+                    )
+                })
+                .collect::<Vec<_>>()
         };
         let pcap = columns("read_pcap");
         // packets' columns but the live capture's holders (src_pid, ...).

@@ -151,9 +151,13 @@ fn work_bound(name: &str, args: &[ColumnarValue]) -> Result<Option<(PerRow, u128
         "levenshtein" => (product(0, 1)?, 10_000_000, "bytes of the first string × bytes of the second"),
         // A naive search: the needle compared at every place its first
         // byte occurs (memcmp, 0.1 ns a byte).
-        "strpos" | "instr" | "position" => (product(0, 1)?, 2_000_000_000, "bytes of the string × bytes of the substring"),
+        "strpos" | "instr" | "position" => {
+            (product(0, 1)?, 2_000_000_000, "bytes of the string × bytes of the substring")
+        }
         // Each trimmed character looked up in the set (7 ns in debug).
-        "ltrim" | "rtrim" | "btrim" | "trim" => (product(0, 1)?, 50_000_000, "bytes of the string × bytes of the characters to trim"),
+        "ltrim" | "rtrim" | "btrim" | "trim" => {
+            (product(0, 1)?, 50_000_000, "bytes of the string × bytes of the characters to trim")
+        }
         // The regex engines guarantee time linear in text × pattern
         // (0.7 ns a step in debug for a large pattern).
         "regexp_like" | "regexp_count" | "regexp_match" | "regexp_replace" | "regexp_instr" | "regexp_substr" => {
@@ -174,8 +178,12 @@ fn bytes(v: &ColumnarValue) -> Result<PerRow> {
 
 fn scalar_bytes(s: &ScalarValue) -> u128 {
     match s {
-        ScalarValue::Utf8(v) | ScalarValue::LargeUtf8(v) | ScalarValue::Utf8View(v) => v.as_ref().map_or(0, |s| s.len() as u128),
-        ScalarValue::Binary(v) | ScalarValue::LargeBinary(v) | ScalarValue::BinaryView(v) => v.as_ref().map_or(0, |s| s.len() as u128),
+        ScalarValue::Utf8(v) | ScalarValue::LargeUtf8(v) | ScalarValue::Utf8View(v) => {
+            v.as_ref().map_or(0, |s| s.len() as u128)
+        }
+        ScalarValue::Binary(v) | ScalarValue::LargeBinary(v) | ScalarValue::BinaryView(v) => {
+            v.as_ref().map_or(0, |s| s.len() as u128)
+        }
         other => other.size() as u128,
     }
 }

@@ -76,7 +76,10 @@ pub struct Collect {
 impl Collect {
     /// A sink whose batches are reserved in `pool` first.
     pub fn reserving(pool: &Arc<dyn datafusion::execution::memory_pool::MemoryPool>) -> Self {
-        Collect { results: Vec::new(), reservation: Some(Arc::new(MemoryConsumer::new("collected results").register(pool))) }
+        Collect {
+            results: Vec::new(),
+            reservation: Some(Arc::new(MemoryConsumer::new("collected results").register(pool))),
+        }
     }
 }
 
@@ -187,7 +190,10 @@ async fn send(tx: &Events, e: Event) -> anyhow::Result<()> {
 /// stops listening (timeout, Ctrl-C, a closed client). An aggregate sends
 /// nothing until it is done: waiting only on sends would let it run on,
 /// unheard, to the end. Dropping the stream stops DataFusion's tasks.
-async fn next_batch(stream: &mut datafusion::physical_plan::SendableRecordBatchStream, tx: &Events) -> anyhow::Result<Option<RecordBatch>> {
+async fn next_batch(
+    stream: &mut datafusion::physical_plan::SendableRecordBatchStream,
+    tx: &Events,
+) -> anyhow::Result<Option<RecordBatch>> {
     use futures::StreamExt;
     tokio::select! {
         next = stream.next() => Ok(next.transpose()?),
@@ -197,7 +203,9 @@ async fn next_batch(stream: &mut datafusion::physical_plan::SendableRecordBatchS
 
 /// Did `e` come from the memory pool refusing (--memory-limit)?
 pub fn memory_exhausted(e: &anyhow::Error) -> bool {
-    e.chain().filter_map(|c| c.downcast_ref::<DataFusionError>()).any(|d| matches!(d.find_root(), DataFusionError::ResourcesExhausted(_)))
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<DataFusionError>())
+        .any(|d| matches!(d.find_root(), DataFusionError::ResourcesExhausted(_)))
 }
 
 fn exhausted_hint(e: anyhow::Error) -> anyhow::Error {
@@ -218,8 +226,8 @@ impl Engine {
         let config = super::time_zone::configure(SessionConfig::new().with_information_schema(true));
         // Never spill: during an incident sockql must not fill a disk with
         // temporary files (and SET cannot turn it back on: see policy).
-        let mut runtime =
-            RuntimeEnvBuilder::new().with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled));
+        let mut runtime = RuntimeEnvBuilder::new()
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled));
         if let Some(bytes) = limits.memory {
             runtime = runtime.with_memory_limit(bytes, 1.0);
         }
@@ -296,7 +304,10 @@ impl Engine {
             self.ctx.deregister_table(name.clone())?;
         }
         self.ctx.register_table(name.clone(), Arc::new(table))?;
-        self.snapshots.lock().map_err(|_| anyhow::anyhow!("snapshot registry poisoned"))?.insert(name.to_string(), reservation);
+        self.snapshots
+            .lock()
+            .map_err(|_| anyhow::anyhow!("snapshot registry poisoned"))?
+            .insert(name.to_string(), reservation);
         Ok(())
     }
 
@@ -318,7 +329,11 @@ impl Engine {
     /// DataFusion evaluates for it, while optimizing (constant folding) and
     /// executing, on any thread, stops when the run must (query/deadline.rs).
     /// Catalog changes and settings go to the session itself.
-    async fn execute(&self, plan: LogicalPlan, deadline: &Deadline) -> anyhow::Result<datafusion::dataframe::DataFrame> {
+    async fn execute(
+        &self,
+        plan: LogicalPlan,
+        deadline: &Deadline,
+    ) -> anyhow::Result<datafusion::dataframe::DataFrame> {
         if matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_)) {
             return Ok(self.ctx.execute_logical_plan(plan).await?);
         }
@@ -496,7 +511,9 @@ fn own_runtime(nice: i32) -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Run `work` on a query thread (its large stack) and wait for it without
 /// blocking the runtime: for front ends' own parsing of client text.
-pub async fn on_query_stack<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
+pub async fn on_query_stack<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
     join(query_thread(None, move |_| work())?).await
 }
 
@@ -689,7 +706,8 @@ fn suggest_table(e: anyhow::Error) -> anyhow::Error {
     let Some(rest) = text.split("table '").nth(1) else { return e };
     let Some(name) = rest.split('\'').next().filter(|_| text.contains("not found")) else { return e };
     if name.contains("history.") {
-        return e.context(format!("no table named '{name}': history tables come from --history DIR (see sockql record)"));
+        return e
+            .context(format!("no table named '{name}': history tables come from --history DIR (see sockql record)"));
     }
     let wanted = name.rsplit('.').next().unwrap_or(name);
     let best = crate::tables::catalog()
@@ -697,7 +715,9 @@ fn suggest_table(e: anyhow::Error) -> anyhow::Error {
         .map(|t| (datafusion::common::utils::datafusion_strsim::normalized_levenshtein(wanted, t.name), t.name))
         .max_by(|a, b| a.0.total_cmp(&b.0));
     match best {
-        Some((score, table)) if score >= 0.5 => e.context(format!("no table named '{wanted}'; did you mean '{table}'?")),
+        Some((score, table)) if score >= 0.5 => {
+            e.context(format!("no table named '{wanted}'; did you mean '{table}'?"))
+        }
         _ => {
             let names: Vec<&str> = crate::tables::catalog().iter().map(|t| t.name).collect();
             e.context(format!("no table named '{wanted}'; tables are: {}", names.join(", ")))
@@ -731,7 +751,10 @@ mod tests {
         let slots = Arc::new(tokio::sync::Semaphore::new(1));
         // Planning this takes a few hundred milliseconds (the most
         // operators statements.rs lets through), and cannot be interrupted.
-        let sql = format!("SELECT value{} FROM range(1)", " + value".repeat(crate::query::statement_size::MAX_PLANNED_OPERATORS));
+        let sql = format!(
+            "SELECT value{} FROM range(1)",
+            " + value".repeat(crate::query::statement_size::MAX_PLANNED_OPERATORS)
+        );
         let permit = slots.clone().acquire_owned().await.unwrap();
         let stream = engine.stream_holding(&SqlSource::inline(sql), permit).unwrap();
         drop(stream);
@@ -750,7 +773,11 @@ mod tests {
         let engine = Engine::with(&SourceOptions::default(), Policy::default(), limits).unwrap();
         // 2,000,000 rows of two 8-byte numbers: 32 MB kept, in batches of
         // 128 KB that nothing else reserves.
-        let e = engine.run(&SqlSource::inline("SELECT value, value * 2 AS b FROM range(2000000)")).await.err().expect("collected past the limit");
+        let e = engine
+            .run(&SqlSource::inline("SELECT value, value * 2 AS b FROM range(2000000)"))
+            .await
+            .err()
+            .expect("collected past the limit");
         assert!(memory_exhausted(&e), "{e:#}");
         assert!(format!("{e:#}").contains("collected results"), "{e:#}");
         // Within the limit it is kept, and given back when dropped.
@@ -776,7 +803,11 @@ mod tests {
                 Ok(Some(_)) => std::thread::sleep(std::time::Duration::from_millis(20)),
                 other => break other,
             }
-            assert!(start.elapsed() < timeout * 6, "still reading rows {:?} after a {timeout:?} timeout", start.elapsed());
+            assert!(
+                start.elapsed() < timeout * 6,
+                "still reading rows {:?} after a {timeout:?} timeout",
+                start.elapsed()
+            );
         };
         let Err(e) = ended else { panic!("the run ended without its timeout") };
         assert!(e.is::<TimedOut>(), "{e:#}");

@@ -48,7 +48,12 @@ pub fn error_line(e: &anyhow::Error) -> String {
             // A memory refusal lists every reservation: the first line and
             // sockql's own context say what to do.
             if !matches!(df.find_root(), DataFusionError::ResourcesExhausted(_)) {
-                more.extend(text.lines().skip(1).filter(|l| !l.trim().is_empty() && !l.contains("Valid fields are")).map(str::to_string));
+                more.extend(
+                    text.lines()
+                        .skip(1)
+                        .filter(|l| !l.trim().is_empty() && !l.contains("Valid fields are"))
+                        .map(str::to_string),
+                );
             }
             more.extend(crate::query::hints::for_error(df).map(|h| format!("hint: {h}")));
             break;
@@ -56,5 +61,9 @@ pub fn error_line(e: &anyhow::Error) -> String {
     }
     // Errors quote names and values from the kernel and from files: the
     // terminal gets their control characters as escapes, line by line.
-    std::iter::once(line).chain(more).map(|l| crate::notice::escape_controls(&l).into_owned()).collect::<Vec<_>>().join("\n")
+    std::iter::once(line)
+        .chain(more)
+        .map(|l| crate::notice::escape_controls(&l).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -22,7 +22,9 @@ fn looks_like_a_value(name: &str) -> Option<String> {
         None => {}
     }
     match name.to_ascii_lowercase().as_str() {
-        v @ ("tcp" | "udp" | "raw" | "icmp" | "inet" | "inet6") => Some(format!("'{v}' is a value, not a column: quote it, as in protocol = '{v}'")),
+        v @ ("tcp" | "udp" | "raw" | "icmp" | "inet" | "inet6") => {
+            Some(format!("'{v}' is a value, not a column: quote it, as in protocol = '{v}'"))
+        }
         _ => None,
     }
 }
@@ -77,9 +79,15 @@ mod tests {
 
     #[test]
     fn unquoted_states_and_values_say_to_quote() {
-        assert_eq!(for_error(&not_found("estab", &["state"])).unwrap(), "'ESTAB' is a state, not a column: quote it, as in state = 'ESTAB'");
+        assert_eq!(
+            for_error(&not_found("estab", &["state"])).unwrap(),
+            "'ESTAB' is a state, not a column: quote it, as in state = 'ESTAB'"
+        );
         assert!(for_error(&not_found("time_wait", &["state"])).unwrap().contains("'TIME-WAIT'"));
         assert!(for_error(&not_found("tcp", &["protocol"])).unwrap().contains("protocol = 'tcp'"));
-        assert_eq!(for_error(&not_found("established", &["state"])).unwrap(), "states are spelled as ss prints them and quoted: state = 'ESTAB'");
+        assert_eq!(
+            for_error(&not_found("established", &["state"])).unwrap(),
+            "states are spelled as ss prints them and quoted: state = 'ESTAB'"
+        );
     }
 }

@@ -18,10 +18,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::Column;
-use datafusion::logical_expr::utils::conjunction;
-use datafusion::logical_expr::Expr;
 use datafusion::datasource::MemTable;
 use datafusion::execution::memory_pool::MemoryConsumer;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::LogicalPlan;
 
 use super::engine::{Engine, Event, SqlSource};
@@ -55,10 +55,14 @@ impl Default for Need {
 impl Need {
     /// The SQL that reads what every scan needs, once.
     fn sql(&self, table: &str) -> String {
-        let list = self.columns.iter().map(|c| format!("\"{}\"", c.replace('"', "\"\""))).collect::<Vec<_>>().join(", ");
+        let list =
+            self.columns.iter().map(|c| format!("\"{}\"", c.replace('"', "\"\""))).collect::<Vec<_>>().join(", ");
         match &self.filters {
             // Every entry has had a scan, so a list is never empty.
-            Some(any) => format!("SELECT {list} FROM \"{table}\" WHERE {}", any.iter().map(|f| format!("({f})")).collect::<Vec<_>>().join(" OR ")),
+            Some(any) => format!(
+                "SELECT {list} FROM \"{table}\" WHERE {}",
+                any.iter().map(|f| format!("({f})")).collect::<Vec<_>>().join(" OR ")
+            ),
             None => format!("SELECT {list} FROM \"{table}\""),
         }
     }
@@ -156,7 +160,8 @@ impl Engine {
 
     async fn pin(&self, table: String, need: Need) -> anyhow::Result<Pinned> {
         let mut stream = self.stream(&SqlSource::inline(need.sql(&table)))?;
-        let reservation = MemoryConsumer::new(format!("pinned {table}")).register(&self.context().runtime_env().memory_pool);
+        let reservation =
+            MemoryConsumer::new(format!("pinned {table}")).register(&self.context().runtime_env().memory_pool);
         let (mut schema, mut batches) = (None, Vec::new());
         while let Some(event) = stream.next().await.with_context(|| format!("reading {table}"))? {
             match event {
@@ -219,7 +224,9 @@ mod tests {
         let engine = Engine::new(&SourceOptions::default()).unwrap();
         // The sockets table filters protocol and state in the kernel, so
         // the scan does not project them.
-        let query = SqlSource::inline("SELECT count(*) AS n FROM sockets WHERE protocol = 'tcp' AND state = 'CLOSE-WAIT' AND pid = -1");
+        let query = SqlSource::inline(
+            "SELECT count(*) AS n FROM sockets WHERE protocol = 'tcp' AND state = 'CLOSE-WAIT' AND pid = -1",
+        );
         let pinned = engine.pin_tables(std::slice::from_ref(&query)).await.unwrap();
         let p = pinned[0].as_ref().unwrap();
         assert_eq!(p.table, "sockets");

@@ -55,7 +55,10 @@ pub struct ReportFunction {
 
 fn text_arg(e: &Expr) -> Result<String> {
     match e {
-        Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)), _) => Ok(s.clone()),
+        Expr::Literal(
+            ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)),
+            _,
+        ) => Ok(s.clone()),
         other => plan_err!("report() takes text literals: report('name', 'param=value', ...), not {other}"),
     }
 }
@@ -74,13 +77,12 @@ impl TableFunctionImpl for ReportFunction {
             .iter()
             .map(|e| saved::parse_assignment(&text_arg(e)?).map_err(|e| plan_datafusion_err!("{e:#}")))
             .collect::<Result<Vec<_>>>()?;
-        let report = saved::all()
-            .into_iter()
-            .filter_map(|q| q.ok())
-            .find(|q| q.name == name)
-            .ok_or_else(|| plan_datafusion_err!("no saved report named '{name}' (SELECT * FROM report() lists them)"))?;
+        let report = saved::all().into_iter().filter_map(|q| q.ok()).find(|q| q.name == name).ok_or_else(|| {
+            plan_datafusion_err!("no saved report named '{name}' (SELECT * FROM report() lists them)")
+        })?;
         let source = report.source(&given).map_err(|e| plan_datafusion_err!("{e:#}"))?;
-        let mut statements = Statements::new(&source.text).map_err(|e| plan_datafusion_err!("{}: {e}", report.origin))?;
+        let mut statements =
+            Statements::new(&source.text).map_err(|e| plan_datafusion_err!("{}: {e}", report.origin))?;
         let statement = statements
             .next_statement()
             .ok_or_else(|| plan_datafusion_err!("{}: no SQL statement", report.origin))?

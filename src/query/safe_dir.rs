@@ -162,7 +162,12 @@ pub fn open_dir(path: &Path, create: Create) -> anyhow::Result<OwnedFd> {
         if let Some(mode) = made.filter(|_| st.st_uid == nix::unistd::geteuid().as_raw()) {
             // The mode asked for, whatever the umask took away; set on a
             // descriptor of the directory just made, never by path.
-            let rw = openat(dir, name.as_os_str(), OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())?;
+            let rw = openat(
+                dir,
+                name.as_os_str(),
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )?;
             if fstat(&rw).is_ok_and(|s| (s.st_dev, s.st_ino) == (st.st_dev, st.st_ino)) {
                 fchmod(&rw, Mode::from_bits_truncate(mode))?;
             }

@@ -83,12 +83,15 @@ pub enum MetricKind {
 impl MetricDecl {
     fn parse(v: &str) -> Result<Self, String> {
         let mut parts = v.splitn(3, char::is_whitespace);
-        let (name, kind, help) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or("").trim());
+        let (name, kind, help) =
+            (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or("").trim());
         let valid = !name.is_empty()
             && !name.starts_with(|c: char| c.is_ascii_digit())
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
         if !valid {
-            return Err(format!("bad metric name '{name}': use letters, digits, '_' and ':', not starting with a digit"));
+            return Err(format!(
+                "bad metric name '{name}': use letters, digits, '_' and ':', not starting with a digit"
+            ));
         }
         let kind = match kind {
             "gauge" => MetricKind::Gauge,
@@ -149,7 +152,8 @@ impl SavedQuery {
     /// Parse a query file. `origin` names it in errors.
     pub fn parse(origin: &str, text: &str) -> Result<Self, QueryFileError> {
         let err = |line: usize, message: String| QueryFileError { file: origin.to_string(), line, message };
-        let (mut name, mut description, mut params, mut empty, mut metric) = (None, None, Vec::<ParamDecl>::new(), None, None);
+        let (mut name, mut description, mut params, mut empty, mut metric) =
+            (None, None, Vec::<ParamDecl>::new(), None, None);
         for (i, line) in header_lines(text).enumerate() {
             let t = line.trim();
             if let Some(v) = header(t, "name") {
@@ -200,7 +204,11 @@ impl SavedQuery {
         let name = &decl.name;
         let is_port = name == "port" || name.ends_with("_port");
         let refuse = |want: &str| {
-            anyhow::anyhow!("--param {name}={given}: {} of saved query {} takes {want} (default {default})", name, self.name)
+            anyhow::anyhow!(
+                "--param {name}={given}: {} of saved query {} takes {want} (default {default})",
+                name,
+                self.name
+            )
         };
         match (param_value(default), &value) {
             (ScalarValue::Int64(_), ScalarValue::Int64(Some(n))) if is_port && !(0..=65535).contains(n) => {
@@ -240,7 +248,9 @@ impl SavedQuery {
             }
             match &p.default {
                 Some(d) => values.insert(p.name.clone(), param_value(d)),
-                None => anyhow::bail!("saved query {} needs a value for '{}': --param {}=VALUE", self.name, p.name, p.name),
+                None => {
+                    anyhow::bail!("saved query {} needs a value for '{}': --param {}=VALUE", self.name, p.name, p.name)
+                }
             };
         }
         Ok(values)
@@ -322,7 +332,11 @@ pub fn load_file(path: &Path) -> anyhow::Result<SavedQuery> {
         crate::notice::once(
             &format!("name-header:{}", path.display()),
             "warning",
-            format!("{}: its '-- name: {}' header is ignored; a saved query is named by its file: {stem}", path.display(), q.name),
+            format!(
+                "{}: its '-- name: {}' header is ignored; a saved query is named by its file: {stem}",
+                path.display(),
+                q.name
+            ),
         );
         q.name = stem;
     }
@@ -442,14 +456,21 @@ mod tests {
 
     #[test]
     fn metric_headers_are_parsed_and_bad_ones_refused() {
-        let q = SavedQuery::parse("m.sql", "-- name: m\n-- description: d\n-- metric: sockql_m gauge Some help\nSELECT 1").unwrap();
-        assert_eq!(q.metric, Some(MetricDecl { name: "sockql_m".into(), kind: MetricKind::Gauge, help: "Some help".into() }));
+        let q =
+            SavedQuery::parse("m.sql", "-- name: m\n-- description: d\n-- metric: sockql_m gauge Some help\nSELECT 1")
+                .unwrap();
+        assert_eq!(
+            q.metric,
+            Some(MetricDecl { name: "sockql_m".into(), kind: MetricKind::Gauge, help: "Some help".into() })
+        );
         for (header, want) in [
             ("9bad gauge h", "bad metric name"),
             ("sockql_m histogram h", "bad metric type"),
             ("sockql_m counter", "needs help text"),
         ] {
-            let e = SavedQuery::parse("m.sql", &format!("-- name: m\n-- description: d\n-- metric: {header}\nSELECT 1")).unwrap_err();
+            let e =
+                SavedQuery::parse("m.sql", &format!("-- name: m\n-- description: d\n-- metric: {header}\nSELECT 1"))
+                    .unwrap_err();
             assert_eq!(e.line, 3);
             assert!(e.message.contains(want), "{header}: {}", e.message);
         }
@@ -465,14 +486,19 @@ mod tests {
         let v = q.bind(&[("port".into(), "8080".into())]).unwrap();
         assert_eq!(v["port"], ScalarValue::Int64(Some(8080)));
         assert_eq!(v["state"], ScalarValue::Utf8(Some("LISTEN".into())));
-        assert!(q.bind(&[("nope".into(), "1".into())]).unwrap_err().to_string().contains("its parameters are: port, state"));
+        assert!(q
+            .bind(&[("nope".into(), "1".into())])
+            .unwrap_err()
+            .to_string()
+            .contains("its parameters are: port, state"));
     }
 
     #[test]
     fn errors_name_file_and_line() {
         let e = SavedQuery::parse("x.sql", "SELECT 1").unwrap_err();
         assert_eq!((e.line, e.message.as_str()), (1, "missing '-- name: NAME' header"));
-        let e = SavedQuery::parse("x.sql", "-- name: a\n-- description: d\nSELECT 1\nFROM t WHERE a = $missing\n").unwrap_err();
+        let e = SavedQuery::parse("x.sql", "-- name: a\n-- description: d\nSELECT 1\nFROM t WHERE a = $missing\n")
+            .unwrap_err();
         assert_eq!(e.to_string(), "x.sql:4: unknown parameter $missing: declare it with '-- param: missing DEFAULT'");
         let e = SavedQuery::parse("x.sql", "-- name: a b\n").unwrap_err();
         assert_eq!(e.line, 1);

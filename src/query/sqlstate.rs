@@ -105,7 +105,9 @@ fn of_datafusion(e: &DataFusionError) -> Option<&'static str> {
         DataFusionError::SchemaError(schema, _) => match schema.as_ref() {
             SchemaError::FieldNotFound { .. } => code::UNDEFINED_COLUMN,
             SchemaError::AmbiguousReference { .. } => code::AMBIGUOUS_COLUMN,
-            SchemaError::DuplicateQualifiedField { .. } | SchemaError::DuplicateUnqualifiedField { .. } => code::DUPLICATE_COLUMN,
+            SchemaError::DuplicateQualifiedField { .. } | SchemaError::DuplicateUnqualifiedField { .. } => {
+                code::DUPLICATE_COLUMN
+            }
         },
         DataFusionError::ArrowError(arrow, _) => return of_arrow(arrow),
         DataFusionError::ResourcesExhausted(_) => code::OUT_OF_MEMORY,
@@ -115,7 +117,9 @@ fn of_datafusion(e: &DataFusionError) -> Option<&'static str> {
         // crate's error has no type sockql can name (not a dependency of
         // its own): its fixed first words.
         DataFusionError::External(inner) => {
-            return of_cause(inner.as_ref()).or_else(|| inner.to_string().starts_with("regex parse error").then_some(code::INVALID_REGULAR_EXPRESSION))
+            return of_cause(inner.as_ref()).or_else(|| {
+                inner.to_string().starts_with("regex parse error").then_some(code::INVALID_REGULAR_EXPRESSION)
+            })
         }
         _ => return None,
     })
@@ -151,7 +155,8 @@ fn of_cast(text: &str) -> &'static str {
         return code::NUMERIC_VALUE_OUT_OF_RANGE;
     }
     // A string that is a number the type cannot hold.
-    let quoted = text.strip_prefix("Cannot cast string '").and_then(|rest| rest.rsplit_once("' to value of ")).map(|(v, _)| v);
+    let quoted =
+        text.strip_prefix("Cannot cast string '").and_then(|rest| rest.rsplit_once("' to value of ")).map(|(v, _)| v);
     let numeric = |v: &str| {
         let v = v.trim().trim_start_matches(['-', '+']);
         !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.')
@@ -170,7 +175,11 @@ fn of_text(text: &str) -> Option<&'static str> {
         code::UNDEFINED_TABLE
     } else if has("already exists") {
         code::DUPLICATE_TABLE
-    } else if has("Invalid function") || has("No function matches") || has("Cannot coerce arithmetic expression") || has("is not supported for types") || has("There isn't a common type")
+    } else if has("Invalid function")
+        || has("No function matches")
+        || has("Cannot coerce arithmetic expression")
+        || has("is not supported for types")
+        || has("There isn't a common type")
     {
         code::UNDEFINED_FUNCTION
     } else if has("Divide by zero") || has("Division by zero") {
@@ -237,16 +246,26 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn limits_get_their_codes() {
-        let memory = Engine::with(&SourceOptions::default(), Policy::default(), Limits { memory: Some(8 << 20), timeout: None }).unwrap();
-        assert_eq!(code_of(&memory, "SELECT value, value * 2 AS b FROM range(2000000) ORDER BY b DESC").await, code::OUT_OF_MEMORY);
+        let memory =
+            Engine::with(&SourceOptions::default(), Policy::default(), Limits { memory: Some(8 << 20), timeout: None })
+                .unwrap();
+        assert_eq!(
+            code_of(&memory, "SELECT value, value * 2 AS b FROM range(2000000) ORDER BY b DESC").await,
+            code::OUT_OF_MEMORY
+        );
         let timeout = Duration::from_millis(100);
-        let slow = Engine::with(&SourceOptions::default(), Policy::default(), Limits { memory: None, timeout: Some(timeout) }).unwrap();
+        let slow =
+            Engine::with(&SourceOptions::default(), Policy::default(), Limits { memory: None, timeout: Some(timeout) })
+                .unwrap();
         assert_eq!(code_of(&slow, "SELECT count(*) FROM range(100000000000)").await, code::QUERY_CANCELED);
     }
 
     #[test]
     fn casts_are_told_apart_by_target_type_not_value() {
-        assert_eq!(of_cast("Cannot cast string 'up to date' to value of Int64 type"), code::INVALID_TEXT_REPRESENTATION);
+        assert_eq!(
+            of_cast("Cannot cast string 'up to date' to value of Int64 type"),
+            code::INVALID_TEXT_REPRESENTATION
+        );
         assert_eq!(of_cast("Cannot cast string '12' to value of Date32 type"), code::INVALID_DATETIME_FORMAT);
         assert_eq!(of_cast("Cannot cast string '-1e5x' to value of Int8 type"), code::INVALID_TEXT_REPRESENTATION);
         assert_eq!(of_cast("Cannot cast string '-129' to value of Int8 type"), code::NUMERIC_VALUE_OUT_OF_RANGE);

@@ -10,7 +10,8 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 /// `schema` with `ts` first (a result's own `ts` column gives way).
 pub fn stamped_schema(schema: &SchemaRef) -> SchemaRef {
-    let mut fields = vec![Arc::new(Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false))];
+    let mut fields =
+        vec![Arc::new(Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false))];
     fields.extend(schema.fields().iter().filter(|f| f.name() != "ts").cloned());
     Arc::new(Schema::new(fields))
 }
@@ -34,8 +35,15 @@ mod tests {
 
     #[test]
     fn stamps_every_row_and_replaces_an_own_ts() {
-        let schema = Arc::new(Schema::new(vec![Field::new("ts", DataType::Int32, false), Field::new("n", DataType::Int32, false)]));
-        let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int32Array::from(vec![1, 2])), Arc::new(Int32Array::from(vec![3, 4]))]).unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("ts", DataType::Int32, false),
+            Field::new("n", DataType::Int32, false),
+        ]));
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int32Array::from(vec![1, 2])), Arc::new(Int32Array::from(vec![3, 4]))],
+        )
+        .unwrap();
         let stamped = stamped_schema(&schema);
         let out = stamp(&b, &stamped, 1_700_000_000_000).unwrap();
         assert_eq!(out.schema().fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>(), ["ts", "n"]);

@@ -172,8 +172,15 @@ mod tests {
             s + &format!(" SELECT * FROM t{}", n - 1)
         };
         let union = |n: usize| (0..=n).map(|i| format!("SELECT {i}")).collect::<Vec<_>>().join(" UNION ALL ");
-        let joins = |n: usize| format!("SELECT 1 FROM sockets s0{}", (1..=n).map(|i| format!(" JOIN sockets s{i} ON true")).collect::<String>());
-        let comma = |n: usize| format!("SELECT 1 FROM sockets s0{}", (1..=n).map(|i| format!(", sockets s{i}")).collect::<String>());
+        let joins = |n: usize| {
+            format!(
+                "SELECT 1 FROM sockets s0{}",
+                (1..=n).map(|i| format!(" JOIN sockets s{i} ON true")).collect::<String>()
+            )
+        };
+        let comma = |n: usize| {
+            format!("SELECT 1 FROM sockets s0{}", (1..=n).map(|i| format!(", sockets s{i}")).collect::<String>())
+        };
         let calls = |n: usize| format!("SELECT {}", vec!["abs(1)"; n].join(", "));
         let subqueries = |n: usize| format!("SELECT {}", vec!["(SELECT 1)"; n].join(", "));
         let items = |n: usize| format!("SELECT {}", vec!["1"; n].join(", "));
@@ -189,11 +196,16 @@ mod tests {
         ];
         for (make, max, what) in cases {
             assert_eq!(first(&make(max)), Ok(()), "{what} at {max}");
-            assert_eq!(first(&make(max + 1)), Err(format!("statement too large to plan: more than {max} {what} (at line 1)")));
+            assert_eq!(
+                first(&make(max + 1)),
+                Err(format!("statement too large to plan: more than {max} {what} (at line 1)"))
+            );
         }
         // Under EXPLAIN and in a later statement (its own line).
         assert!(first(&format!("EXPLAIN {}", cte(MAX_CTES + 1))).unwrap_err().contains("more than 100 CTEs"));
-        let mut s = crate::query::statements::Statements::new(&format!("SELECT 1;\n\n{}", union(MAX_SET_OPERATIONS + 1))).unwrap();
+        let mut s =
+            crate::query::statements::Statements::new(&format!("SELECT 1;\n\n{}", union(MAX_SET_OPERATIONS + 1)))
+                .unwrap();
         assert!(s.next_statement().unwrap().is_ok());
         assert_eq!(
             s.next_statement().unwrap().unwrap_err().to_string(),

@@ -165,7 +165,9 @@ impl Statements<'_> {
             self.parser
                 .parse_statement()
                 .map_err(|e| match e.find_root() {
-                    DataFusionError::SQL(p, _) if matches!(p.as_ref(), ParserError::RecursionLimitExceeded) => StatementError::TooDeepToParse,
+                    DataFusionError::SQL(p, _) if matches!(p.as_ref(), ParserError::RecursionLimitExceeded) => {
+                        StatementError::TooDeepToParse
+                    }
                     _ => e.into(),
                 })
                 .and_then(|statement| {
@@ -220,7 +222,10 @@ mod tests {
         assert!(all(&tokens).unwrap_err().contains("more than 200 operators"));
         assert!(all(&"SELECT 1;".repeat(MAX_SQL_BYTES / 9 + 1)).unwrap_err().contains("too large"));
         let nested = format!("SELECT {}1{}", "(".repeat(200), ")".repeat(200));
-        assert_eq!(all(&nested).unwrap_err(), "expression too deep: it nests more than 50 levels of parentheses (at line 1)");
+        assert_eq!(
+            all(&nested).unwrap_err(),
+            "expression too deep: it nests more than 50 levels of parentheses (at line 1)"
+        );
         // Each level counts once, whatever it holds.
         let parens = |n: usize| format!("SELECT {}1{}", "(".repeat(n), ")".repeat(n));
         let subqueries = |n: usize| format!("SELECT * FROM {}sockets{}", "(SELECT * FROM ".repeat(n), ") t".repeat(n));
@@ -229,7 +234,11 @@ mod tests {
         for make in [parens, subqueries, calls, scalar] {
             assert_eq!(all(&make(MAX_NESTING - 1)), Ok(1), "{}", make(MAX_NESTING - 1));
             assert_eq!(all(&make(MAX_NESTING)), Ok(1), "{}", make(MAX_NESTING));
-            assert!(all(&make(MAX_NESTING + 1)).unwrap_err().contains("more than 50 levels of parentheses"), "{}", make(MAX_NESTING + 1));
+            assert!(
+                all(&make(MAX_NESTING + 1)).unwrap_err().contains("more than 50 levels of parentheses"),
+                "{}",
+                make(MAX_NESTING + 1)
+            );
         }
         // Nesting without parentheses parses and meets the planning bound.
         assert!(all(&format!("SELECT {}1", "NOT ".repeat(5_000))).unwrap_err().contains("more than 200 operators"));

@@ -22,7 +22,8 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::functions::datetime::from_unixtime::FromUnixtimeFunc;
 use datafusion::logical_expr::sort_properties::{ExprProperties, SortProperties};
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, LogicalPlan, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Statement,
+    ColumnarValue, Documentation, LogicalPlan, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, Statement,
 };
 use datafusion::logical_expr::{ResetVariable, SetVariable};
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -49,10 +50,16 @@ pub fn register(ctx: &SessionContext) {
 /// `RESET datafusion.execution.time_zone` (DataFusion's default is no zone)
 /// and `SET` to '' become `SET ... = 'UTC'`: a session never loses its zone.
 pub fn keep_zone(plan: LogicalPlan) -> LogicalPlan {
-    let utc = |variable: String| LogicalPlan::Statement(Statement::SetVariable(SetVariable { variable, value: ZONE.to_string() }));
+    let utc = |variable: String| {
+        LogicalPlan::Statement(Statement::SetVariable(SetVariable { variable, value: ZONE.to_string() }))
+    };
     match plan {
-        LogicalPlan::Statement(Statement::ResetVariable(ResetVariable { variable })) if is_zone(&variable) => utc(variable),
-        LogicalPlan::Statement(Statement::SetVariable(SetVariable { variable, value })) if is_zone(&variable) && value.trim().is_empty() => {
+        LogicalPlan::Statement(Statement::ResetVariable(ResetVariable { variable })) if is_zone(&variable) => {
+            utc(variable)
+        }
+        LogicalPlan::Statement(Statement::SetVariable(SetVariable { variable, value }))
+            if is_zone(&variable) && value.trim().is_empty() =>
+        {
             utc(variable)
         }
         plan => plan,
@@ -103,7 +110,10 @@ impl ScalarUDFImpl for FromUnixtime {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         match args.args.as_slice() {
             [seconds] if seconds.data_type() == DataType::Int64 => seconds.cast_to(&self.zoned(), None),
-            [seconds] => Err(DataFusionError::Execution(format!("Unsupported data type {} for function from_unixtime", seconds.data_type()))),
+            [seconds] => Err(DataFusionError::Execution(format!(
+                "Unsupported data type {} for function from_unixtime",
+                seconds.data_type()
+            ))),
             _ => self.inner.invoke_with_args(args),
         }
     }
@@ -131,14 +141,17 @@ mod tests {
     #[test]
     fn reset_and_empty_set_keep_utc() {
         let reset = LogicalPlan::Statement(Statement::ResetVariable(ResetVariable { variable: OPTION.to_uppercase() }));
-        let empty = LogicalPlan::Statement(Statement::SetVariable(SetVariable { variable: OPTION.into(), value: " ".into() }));
+        let empty =
+            LogicalPlan::Statement(Statement::SetVariable(SetVariable { variable: OPTION.into(), value: " ".into() }));
         for plan in [reset, empty] {
             match keep_zone(plan) {
                 LogicalPlan::Statement(Statement::SetVariable(s)) => assert_eq!(s.value, ZONE),
                 other => panic!("{other:?}"),
             }
         }
-        let other = LogicalPlan::Statement(Statement::ResetVariable(ResetVariable { variable: "datafusion.format.null".into() }));
+        let other = LogicalPlan::Statement(Statement::ResetVariable(ResetVariable {
+            variable: "datafusion.format.null".into(),
+        }));
         assert!(matches!(keep_zone(other), LogicalPlan::Statement(Statement::ResetVariable(_))));
     }
 }

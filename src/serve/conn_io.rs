@@ -35,7 +35,10 @@ impl ConnIo {
             sleep.as_mut().reset(at);
         }
         match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client did not read the response in time")),
+            Poll::Ready(()) => Poll::Ready(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client did not read the response in time",
+            )),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -60,7 +63,11 @@ impl AsyncWrite for ConnIo {
         }
     }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
         match Pin::new(&mut self.stream).poll_write_vectored(cx, bufs) {
             Poll::Pending => self.past_deadline(cx).map(Err),
             done => done,

@@ -128,18 +128,34 @@ pub struct Families {
 }
 
 impl Families {
-    pub fn new(decl: &MetricDecl, schema: &datafusion::arrow::datatypes::Schema, max_series: usize, format: Format) -> anyhow::Result<Self> {
-        let labels: Vec<(usize, String)> =
-            schema.fields().iter().enumerate().filter(|(_, f)| is_label(f.data_type())).map(|(i, f)| (i, label_name(f.name()))).collect();
-        let values: Vec<(usize, &str)> =
-            schema.fields().iter().enumerate().filter(|(_, f)| is_value(f.data_type())).map(|(i, f)| (i, f.name().as_str())).collect();
+    pub fn new(
+        decl: &MetricDecl,
+        schema: &datafusion::arrow::datatypes::Schema,
+        max_series: usize,
+        format: Format,
+    ) -> anyhow::Result<Self> {
+        let labels: Vec<(usize, String)> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| is_label(f.data_type()))
+            .map(|(i, f)| (i, label_name(f.name())))
+            .collect();
+        let values: Vec<(usize, &str)> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| is_value(f.data_type()))
+            .map(|(i, f)| (i, f.name().as_str()))
+            .collect();
         if values.is_empty() {
             anyhow::bail!("metric {}: the query has no numeric column to use as the value", decl.name);
         }
         let families = values
             .iter()
             .map(|&(column, name)| {
-                let family = if values.len() == 1 { decl.name.clone() } else { format!("{}_{}", decl.name, label_name(name)) };
+                let family =
+                    if values.len() == 1 { decl.name.clone() } else { format!("{}_{}", decl.name, label_name(name)) };
                 let (family, sample, type_name) = match decl.kind {
                     MetricKind::Gauge => (family.clone(), family, "gauge"),
                     MetricKind::Counter => {
@@ -161,7 +177,8 @@ impl Families {
 
     /// Write the series of one batch, up to the cap of each family.
     pub fn add(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {
-        let column = |i: usize| batch.columns().get(i).cloned().ok_or_else(|| anyhow::anyhow!("a batch without column {i}"));
+        let column =
+            |i: usize| batch.columns().get(i).cloned().ok_or_else(|| anyhow::anyhow!("a batch without column {i}"));
         // Label text is cast once per batch, and only while some family
         // still takes series.
         let mut label_text: Option<Vec<_>> = None;
@@ -262,15 +279,27 @@ mod tests {
     }
 
     fn batch(names: Vec<Option<&str>>, values: Vec<Option<u64>>) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![Field::new("process", DataType::Utf8, true), Field::new("sockets", DataType::UInt64, true)]));
-        RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(names)), Arc::new(UInt64Array::from(values))]).unwrap()
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("process", DataType::Utf8, true),
+            Field::new("sockets", DataType::UInt64, true),
+        ]));
+        RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(names)), Arc::new(UInt64Array::from(values))])
+            .unwrap()
     }
 
     #[test]
     fn hostile_process_names_are_escaped_and_nulls_handled() {
         let b = batch(vec![Some("a\"b\\c\nd"), None, Some("gone")], vec![Some(3), Some(1), None]);
         let mut out = String::new();
-        let w = write_families(&decl(MetricKind::Gauge), &b.schema(), std::slice::from_ref(&b), 100, Format::Text, &mut out).unwrap();
+        let w = write_families(
+            &decl(MetricKind::Gauge),
+            &b.schema(),
+            std::slice::from_ref(&b),
+            100,
+            Format::Text,
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(
             out,
             "# HELP sockql_x Help with a \\\\ and\\na newline\n# TYPE sockql_x gauge\n\
@@ -283,7 +312,9 @@ mod tests {
     fn series_past_the_cap_are_counted_not_written() {
         let b = batch(vec![Some("a"), Some("b"), Some("c")], vec![Some(1), Some(2), Some(3)]);
         let mut out = String::new();
-        let w = write_families(&decl(MetricKind::Gauge), &b.schema(), std::slice::from_ref(&b), 2, Format::Text, &mut out).unwrap();
+        let w =
+            write_families(&decl(MetricKind::Gauge), &b.schema(), std::slice::from_ref(&b), 2, Format::Text, &mut out)
+                .unwrap();
         assert_eq!(w, Written { series: 2, dropped: 1 });
         assert!(!out.contains("\"c\""), "{out}");
     }
@@ -292,7 +323,8 @@ mod tests {
     fn counters_are_named_as_each_format_wants() {
         let b = batch(vec![Some("a")], vec![Some(7)]);
         let mut text = String::new();
-        write_families(&decl(MetricKind::Counter), &b.schema(), std::slice::from_ref(&b), 10, Format::Text, &mut text).unwrap();
+        write_families(&decl(MetricKind::Counter), &b.schema(), std::slice::from_ref(&b), 10, Format::Text, &mut text)
+            .unwrap();
         assert!(text.contains("# TYPE sockql_x_total counter\nsockql_x_total{process=\"a\"} 7\n"), "{text}");
         let mut om = String::new();
         write_families(&decl(MetricKind::Counter), &b.schema(), &[b], 10, Format::OpenMetrics, &mut om).unwrap();

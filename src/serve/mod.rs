@@ -80,7 +80,8 @@ fn metric_queries(only: &[String]) -> anyhow::Result<Vec<SavedQuery>> {
         }
     }
     if let Some(missing) = only.iter().find(|name| !out.iter().any(|q| &q.name == *name)) {
-        let known: Vec<String> = saved::all().into_iter().filter_map(|q| q.ok()).filter(|q| q.metric.is_some()).map(|q| q.name).collect();
+        let known: Vec<String> =
+            saved::all().into_iter().filter_map(|q| q.ok()).filter(|q| q.metric.is_some()).map(|q| q.name).collect();
         anyhow::bail!("--metrics: no metric report named '{missing}'; they are: {}", known.join(", "));
     }
     Ok(out)
@@ -110,7 +111,9 @@ async fn metrics(state: &State, format: Format, deadline: tokio::time::Instant) 
                 // The queries stop a little before the request's deadline,
                 // so what finished in time is written by it.
                 let margin = (scraper.options.scrape_timeout / 10).min(WRITE_MARGIN);
-                let task = tokio::task::spawn_blocking(move || handle.block_on(scrape::scrape(&scraper, format, deadline - margin)));
+                let task = tokio::task::spawn_blocking(move || {
+                    handle.block_on(scrape::scrape(&scraper, format, deadline - margin))
+                });
                 let shared = async move {
                     match task.await {
                         Ok(result) => result.map(Bytes::from),
@@ -125,16 +128,24 @@ async fn metrics(state: &State, format: Format, deadline: tokio::time::Instant) 
         }
     };
     let timeout = state.scraper.options.scrape_timeout;
-    tokio::time::timeout_at(deadline, shared)
-        .await
-        .unwrap_or_else(|_| Err(format!("the scrape took longer than --scrape-timeout {}", humantime::format_duration(timeout))))
+    tokio::time::timeout_at(deadline, shared).await.unwrap_or_else(|_| {
+        Err(format!("the scrape took longer than --scrape-timeout {}", humantime::format_duration(timeout)))
+    })
 }
 
-async fn handle(state: Rc<State>, conn: Rc<Conn>, req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+async fn handle(
+    state: Rc<State>,
+    conn: Rc<Conn>,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let _busy = Busy::new(&conn);
     let arrived = tokio::time::Instant::now();
     let reply = |status: StatusCode, ty: &str, body: Bytes| {
-        Response::builder().status(status).header("content-type", ty).body(Full::new(body)).unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+        Response::builder()
+            .status(status)
+            .header("content-type", ty)
+            .body(Full::new(body))
+            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
     };
     // Any response is written within a bound; a scrape's within its own
     // deadline, which started when the request arrived.
@@ -153,7 +164,9 @@ async fn handle(state: Rc<State>, conn: Rc<Conn>, req: Request<hyper::body::Inco
             }
         }
         (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
-        (&Method::GET, _) => reply(StatusCode::NOT_FOUND, "text/plain", Bytes::from_static(b"not found: try /metrics or /healthz\n")),
+        (&Method::GET, _) => {
+            reply(StatusCode::NOT_FOUND, "text/plain", Bytes::from_static(b"not found: try /metrics or /healthz\n"))
+        }
         _ => reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", Bytes::from_static(b"only GET\n")),
     })
 }
@@ -193,7 +206,10 @@ pub(crate) async fn accepted<T>(result: std::io::Result<T>) -> Option<T> {
     match result {
         Ok(stream) => Some(stream),
         Err(e) => {
-            crate::notice::warn_once("serve-accept", format!("sockql serve: accepting a connection failed ({e}); retrying"));
+            crate::notice::warn_once(
+                "serve-accept",
+                format!("sockql serve: accepting a connection failed ({e}); retrying"),
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
             None
         }
@@ -220,7 +236,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         Some(pg_options) => Some(pg::start(pg_options, options.source.clone(), options.client_limits).await?),
     };
     let _pg_task = pg_task.map(AbortOnDrop);
-    let listener = tokio::net::TcpListener::bind(options.listen).await.with_context(|| format!("cannot listen on {}", options.listen))?;
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", options.listen))?;
     crate::stderrln!(
         "sockql serve: http://{}/metrics ({} metric queries: {})",
         listener.local_addr()?,
@@ -230,7 +248,8 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let state = Rc::new(State { scraper: Arc::new(Scraper::new(options, queries)), in_flight: Default::default() });
     let open = Rc::new(Connections::default());
     let mut identify = peer::Identify::default();
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("cannot watch for SIGTERM")?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot watch for SIGTERM")?;
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async move {

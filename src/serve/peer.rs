@@ -10,7 +10,9 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::collect::netlink::{frames, request, NLMSG_ERROR, NLM_F_REQUEST};
-use crate::collect::sock_diag::inet::{request_body, Extensions, InetDiagMsg, AF_INET, AF_INET6, IPPROTO_TCP, SOCK_DIAG_BY_FAMILY};
+use crate::collect::sock_diag::inet::{
+    request_body, Extensions, InetDiagMsg, AF_INET, AF_INET6, IPPROTO_TCP, SOCK_DIAG_BY_FAMILY,
+};
 
 /// The key connections are capped and evicted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

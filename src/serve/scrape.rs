@@ -35,13 +35,24 @@ impl Scraper {
     }
 
     fn timed_out(&self) -> anyhow::Error {
-        anyhow::anyhow!("the scrape took longer than --scrape-timeout {}", humantime::format_duration(self.options.scrape_timeout))
+        anyhow::anyhow!(
+            "the scrape took longer than --scrape-timeout {}",
+            humantime::format_duration(self.options.scrape_timeout)
+        )
     }
 
     /// Run one metric query, streaming its last statement's rows into its
     /// families; the text is added to `text`, the scrape's reservation in
     /// `engine`'s pool, as it grows (and given back if the query fails).
-    async fn one(&self, engine: &Engine, q: &SavedQuery, source: anyhow::Result<SqlSource>, format: Format, deadline: Deadline, text: &MemoryReservation) -> anyhow::Result<(String, Written)> {
+    async fn one(
+        &self,
+        engine: &Engine,
+        q: &SavedQuery,
+        source: anyhow::Result<SqlSource>,
+        format: Format,
+        deadline: Deadline,
+        text: &MemoryReservation,
+    ) -> anyhow::Result<(String, Written)> {
         let base = text.size();
         let result = self.families(engine, q, source, format, deadline, text, base).await;
         if result.is_err() {
@@ -66,7 +77,9 @@ impl Scraper {
         // Each statement with rows starts its own families; the last one's
         // are the query's (earlier statements set things up).
         let mut families: Option<anyhow::Result<Families>> = None;
-        while let Some(event) = tokio::time::timeout_at(deadline, stream.next()).await.map_err(|_| self.timed_out())?? {
+        while let Some(event) =
+            tokio::time::timeout_at(deadline, stream.next()).await.map_err(|_| self.timed_out())??
+        {
             match event {
                 Event::Start(schema) => {
                     text.try_resize(base)?;
@@ -75,7 +88,8 @@ impl Scraper {
                 Event::Batch(batch) => {
                     if let Some(Ok(f)) = &mut families {
                         f.add(&batch)?;
-                        text.try_resize(base + f.held()).context("the metric text needs more memory than --memory-limit allows")?;
+                        text.try_resize(base + f.held())
+                            .context("the metric text needs more memory than --memory-limit allows")?;
                     }
                 }
                 Event::End => {}
@@ -124,7 +138,10 @@ pub async fn scrape(s: &Scraper, format: Format, deadline: Deadline) -> Result<S
         }
     }
     // The exposition text, reserved in the scrape's pool as it grows.
-    let text = session.as_ref().ok().map(|e| MemoryConsumer::new("scrape text").register(&e.context().runtime_env().memory_pool));
+    let text = session
+        .as_ref()
+        .ok()
+        .map(|e| MemoryConsumer::new("scrape text").register(&e.context().runtime_env().memory_pool));
     for (q, source) in s.queries.iter().zip(sources) {
         let Some(decl) = q.metric.as_ref() else { continue };
         let t0 = Instant::now();
@@ -133,14 +150,18 @@ pub async fn scrape(s: &Scraper, format: Format, deadline: Deadline) -> Result<S
             (Err(e), _) => Err(anyhow::anyhow!("{e:#}")),
             _ => Err(anyhow::anyhow!("no memory pool for the scrape")),
         };
-        let _ = writeln!(durations, "sockql_query_duration_seconds{{query=\"{}\"}} {}", q.name, t0.elapsed().as_secs_f64());
+        let _ =
+            writeln!(durations, "sockql_query_duration_seconds{{query=\"{}\"}} {}", q.name, t0.elapsed().as_secs_f64());
         let (answered, left_out) = match result {
             Ok((text, written)) => {
                 out.push_str(&text);
                 if written.dropped > 0 {
                     crate::notice::warn_once(
                         &format!("series-cap-{}", q.name),
-                        format!("metric {}: {} series past --max-series {} were left out", decl.name, written.dropped, s.options.max_series),
+                        format!(
+                            "metric {}: {} series past --max-series {} were left out",
+                            decl.name, written.dropped, s.options.max_series
+                        ),
                     );
                 }
                 (1, written.dropped)

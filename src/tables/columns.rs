@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{
     ArrayRef, ArrowPrimitiveType, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
-    PrimitiveBuilder, StringBuilder, TimestampMillisecondBuilder, TimestampNanosecondBuilder, UInt16Builder, UInt32Builder,
-    UInt64Builder, UInt8Builder,
+    PrimitiveBuilder, StringBuilder, TimestampMillisecondBuilder, TimestampNanosecondBuilder, UInt16Builder,
+    UInt32Builder, UInt64Builder, UInt8Builder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::error::ArrowError;
@@ -74,9 +74,8 @@ pub fn schema_of(columns: &[ColumnDef]) -> SchemaRef {
     let fields: Vec<Field> = columns
         .iter()
         .map(|c| {
-            Field::new(c.name, c.ty.data_type(), c.nullable).with_metadata(
-                [(DESCRIPTION.to_string(), c.doc.to_string())].into_iter().collect(),
-            )
+            Field::new(c.name, c.ty.data_type(), c.nullable)
+                .with_metadata([(DESCRIPTION.to_string(), c.doc.to_string())].into_iter().collect())
         })
         .collect();
     Arc::new(Schema::new(fields))

@@ -21,8 +21,8 @@ use crate::collect::ReadOptions;
 use crate::table_columns;
 use crate::tables::columns::{ColumnDef, RowBuilder};
 use crate::tables::filters::{as_i64, as_str, column_in_literals};
-use crate::tables::live_table::LiveSource;
 use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
+use crate::tables::live_table::LiveSource;
 use crate::tables::scope;
 use crate::tables::SourceOptions;
 
@@ -214,4 +214,3 @@ pub fn append(r: &mut RowBuilder, ct: &Conntrack, ns: &crate::collect::netns::Ne
     }
     r.str(base + Secctx as usize, ct.secctx.as_deref());
 }
-

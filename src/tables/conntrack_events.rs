@@ -61,7 +61,9 @@ impl ConntrackEventsTable {
 /// Say once per namespace which of the entry's fields its sysctls leave
 /// out, as conntrack -E users learn the hard way.
 fn note_sysctls(ns: &Netns) {
-    let off = |name: &str| std::fs::read_to_string(format!("/proc/sys/net/netfilter/{name}")).map(|v| v.trim() == "0").unwrap_or(true);
+    let off = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/netfilter/{name}")).map(|v| v.trim() == "0").unwrap_or(true)
+    };
     let mut missing = Vec::new();
     if off("nf_conntrack_acct") {
         missing.push("counters (net.netfilter.nf_conntrack_acct=0)");
@@ -72,7 +74,11 @@ fn note_sysctls(ns: &Netns) {
     if !missing.is_empty() {
         crate::notice::note_once(
             &format!("conntrack-events-sysctls-{}", ns.inode),
-            format!("conntrack_events in {}: no {}", ns.name.clone().unwrap_or_else(|| ns.inode.to_string()), missing.join(" and no ")),
+            format!(
+                "conntrack_events in {}: no {}",
+                ns.name.clone().unwrap_or_else(|| ns.inode.to_string()),
+                missing.join(" and no ")
+            ),
         );
     }
 }
@@ -90,12 +96,15 @@ impl LiveSource for ConntrackEventsTable {
         let targets = scope::targets(filters, self.options.all_netns());
         let bound = streams::bound(&self.options);
         let projection = projection.cloned();
-        let label = format!("conntrack_events: ctnetlink groups {} {}", scope::describe(&targets), streams::describe(bound));
+        let label =
+            format!("conntrack_events: ctnetlink groups {} {}", scope::describe(&targets), streams::describe(bound));
         LivePartition::projected(&COLUMNS, projection.clone().as_deref(), label, move |sink| {
             let rows = RowBuilder::new(&COLUMNS, projection.as_deref(), BATCH_ROWS);
             let out = std::cell::RefCell::new(Emitter::new(rows, sink, limit));
             let listeners = scope::open_in_each(&targets, |ns| {
-                let l = ConntrackListener::open().map_err(|e| anyhow::Error::from(e).context("listening for conntrack events (needs root: CAP_NET_ADMIN)"))?;
+                let l = ConntrackListener::open().map_err(|e| {
+                    anyhow::Error::from(e).context("listening for conntrack events (needs root: CAP_NET_ADMIN)")
+                })?;
                 note_sysctls(ns);
                 Ok(Some(l))
             })?;

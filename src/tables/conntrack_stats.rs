@@ -28,7 +28,8 @@ table_columns!(Col {
 });
 
 pub const NAME: &str = "conntrack_stats";
-pub const ABOUT: &str = "Per-CPU connection-tracking counters (conntrack -S); count and max are sysctls nf_conntrack_count/_max";
+pub const ABOUT: &str =
+    "Per-CPU connection-tracking counters (conntrack -S); count and max are sysctls nf_conntrack_count/_max";
 
 #[derive(Debug)]
 pub struct ConntrackStatsTable {

@@ -6,8 +6,8 @@ use datafusion::logical_expr::Expr;
 
 use crate::collect::counters::Counter;
 use crate::tables::columns::{ColumnDef, RowBuilder};
-use crate::tables::live_table::LiveSource;
 use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
+use crate::tables::live_table::LiveSource;
 use crate::tables::{scope, SourceOptions};
 
 #[derive(Debug)]

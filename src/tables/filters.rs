@@ -2,8 +2,8 @@
 //! its readers: `column = literal`, `literal = column` and
 //! `column IN (literal, ...)`. Anything else stays with DataFusion.
 
-use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
 use datafusion::logical_expr::expr::InList;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
 use datafusion::scalar::ScalarValue;
 
 /// `(column, values)` if `expr` says the column equals one of the values.
@@ -20,14 +20,12 @@ pub fn column_in_literals(expr: &Expr) -> Option<(&str, Vec<&ScalarValue>)> {
             lv.extend(rv);
             Some((lc, lv))
         }
-        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) => {
-            match (strip_cast(left), strip_cast(right)) {
-                (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) => {
-                    Some((c.name.as_str(), vec![v]))
-                }
-                _ => None,
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) => match (strip_cast(left), strip_cast(right)) {
+            (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) => {
+                Some((c.name.as_str(), vec![v]))
             }
-        }
+            _ => None,
+        },
         Expr::InList(InList { expr, list, negated: false }) => {
             let Expr::Column(c) = strip_cast(expr) else { return None };
             let values = list
@@ -172,8 +170,7 @@ pub fn pids_in(filters: &[Expr], column: &str) -> Option<Vec<i32>> {
         if c != column {
             continue;
         }
-        let pids: Option<Vec<i32>> =
-            values.iter().map(|v| as_i64(v).and_then(|p| i32::try_from(p).ok())).collect();
+        let pids: Option<Vec<i32>> = values.iter().map(|v| as_i64(v).and_then(|p| i32::try_from(p).ok())).collect();
         if let Some(mut pids) = pids {
             pids.sort_unstable();
             pids.dedup();

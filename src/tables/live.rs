@@ -8,19 +8,19 @@
 use std::fmt;
 use std::sync::Arc;
 
+use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::cast::as_boolean_array;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_plan::stream::{RecordBatchReceiverStream, RecordBatchStreamAdapter};
-use datafusion::arrow::compute::filter_record_batch;
-use datafusion::common::cast::as_boolean_array;
-use futures::StreamExt;
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
 use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
+use datafusion::physical_plan::stream::{RecordBatchReceiverStream, RecordBatchStreamAdapter};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
+use futures::StreamExt;
 use tokio::sync::mpsc::Sender;
 
 use crate::collect::netlink::Received;
@@ -134,7 +134,8 @@ impl LivePartition {
             let mut builder = RecordBatchReceiverStream::builder(schema, 2);
             let sink = BatchSink { tx: builder.tx(), metrics };
             builder.spawn_blocking(move || {
-                crate::notice::Notices::within(notices.as_ref(), || producer(&sink)).map_err(|e| DataFusionError::External(e.into()))
+                crate::notice::Notices::within(notices.as_ref(), || producer(&sink))
+                    .map_err(|e| DataFusionError::External(e.into()))
             });
             builder.build()
         };
@@ -175,7 +176,10 @@ struct Filtered {
 impl futures::Stream for Filtered {
     type Item = Result<RecordBatch>;
 
-    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
         use std::task::Poll;
         loop {
             if self.left == Some(0) {
@@ -246,7 +250,12 @@ impl LiveScanExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         );
-        Arc::new(LiveScanExec { partition, post, properties: Arc::new(properties), metrics: ExecutionPlanMetricsSet::new() })
+        Arc::new(LiveScanExec {
+            partition,
+            post,
+            properties: Arc::new(properties),
+            metrics: ExecutionPlanMetricsSet::new(),
+        })
     }
 }
 
@@ -288,7 +297,12 @@ impl ExecutionPlan for LiveScanExec {
         let stream = self.partition.execute(ScanMetrics::new(&self.metrics));
         Ok(match &self.post {
             None => stream,
-            Some(post) => Box::pin(Filtered { inner: Some(stream), filter: post.clone(), left: post.limit, schema: self.properties.eq_properties.schema().clone() }),
+            Some(post) => Box::pin(Filtered {
+                inner: Some(stream),
+                filter: post.clone(),
+                left: post.limit,
+                schema: self.properties.eq_properties.schema().clone(),
+            }),
         })
     }
 
@@ -320,14 +334,30 @@ const STREAM_FLUSH: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl<'a> Emitter<'a> {
     pub fn new(rows: crate::tables::columns::RowBuilder, sink: &'a BatchSink, limit: Option<usize>) -> Self {
-        Emitter { rows, sink: Some(sink), held: Vec::new(), limit, total: 0, closed: false, last_flush: std::time::Instant::now() }
+        Emitter {
+            rows,
+            sink: Some(sink),
+            held: Vec::new(),
+            limit,
+            total: 0,
+            closed: false,
+            last_flush: std::time::Instant::now(),
+        }
     }
 
     /// An emitter that keeps its batches, for a producer that must finish
     /// reading before it can complete the rows (take them with
     /// [`Emitter::into_held`]).
     pub fn holding(rows: crate::tables::columns::RowBuilder, limit: Option<usize>) -> Self {
-        Emitter { rows, sink: None, held: Vec::new(), limit, total: 0, closed: false, last_flush: std::time::Instant::now() }
+        Emitter {
+            rows,
+            sink: None,
+            held: Vec::new(),
+            limit,
+            total: 0,
+            closed: false,
+            last_flush: std::time::Instant::now(),
+        }
     }
 
     /// The full batches a holding emitter kept so far (not the one being

@@ -82,21 +82,52 @@ pub struct Entry {
 /// Every table sockql serves, in the order `sockql tables` lists them.
 /// The tables that are event streams (read until a time or count, not a
 /// snapshot of state): a snapshot of them cannot be taken once and reused.
-pub const STREAMS: &[&str] = &[packets::capture::NAME, conntrack_events::NAME, process_events::NAME, socket_events::NAME];
+pub const STREAMS: &[&str] =
+    &[packets::capture::NAME, conntrack_events::NAME, process_events::NAME, socket_events::NAME];
 
 pub const TABLES: &[Entry] = &[
-    Entry { name: sockets::NAME, about: sockets::ABOUT, defs: || sockets::Col::DEFS, make: |o| Arc::new(LiveTable(sockets::SocketsTable::new(o.clone()))) },
-    Entry { name: processes::NAME, about: processes::ABOUT, defs: || processes::Col::DEFS, make: |_| Arc::new(LiveTable(processes::ProcessesTable)) },
-    Entry { name: socket_owners::NAME, about: socket_owners::ABOUT, defs: || socket_owners::Col::DEFS, make: |_| Arc::new(LiveTable(socket_owners::SocketOwnersTable)) },
-    Entry { name: sysctls::NAME, about: sysctls::ABOUT, defs: || sysctls::Col::DEFS, make: |o| Arc::new(LiveTable(sysctls::SysctlsTable::new(o.clone()))) },
-    Entry { name: conntrack::NAME, about: conntrack::ABOUT, defs: || conntrack::Col::DEFS, make: |o| Arc::new(LiveTable(conntrack::ConntrackTable::new(o.clone()))) },
+    Entry {
+        name: sockets::NAME,
+        about: sockets::ABOUT,
+        defs: || sockets::Col::DEFS,
+        make: |o| Arc::new(LiveTable(sockets::SocketsTable::new(o.clone()))),
+    },
+    Entry {
+        name: processes::NAME,
+        about: processes::ABOUT,
+        defs: || processes::Col::DEFS,
+        make: |_| Arc::new(LiveTable(processes::ProcessesTable)),
+    },
+    Entry {
+        name: socket_owners::NAME,
+        about: socket_owners::ABOUT,
+        defs: || socket_owners::Col::DEFS,
+        make: |_| Arc::new(LiveTable(socket_owners::SocketOwnersTable)),
+    },
+    Entry {
+        name: sysctls::NAME,
+        about: sysctls::ABOUT,
+        defs: || sysctls::Col::DEFS,
+        make: |o| Arc::new(LiveTable(sysctls::SysctlsTable::new(o.clone()))),
+    },
+    Entry {
+        name: conntrack::NAME,
+        about: conntrack::ABOUT,
+        defs: || conntrack::Col::DEFS,
+        make: |o| Arc::new(LiveTable(conntrack::ConntrackTable::new(o.clone()))),
+    },
     Entry {
         name: conntrack_stats::NAME,
         about: conntrack_stats::ABOUT,
         defs: || conntrack_stats::Col::DEFS,
         make: |o| Arc::new(LiveTable(conntrack_stats::ConntrackStatsTable::new(o.clone()))),
     },
-    Entry { name: netns::NAME, about: netns::ABOUT, defs: || netns::Col::DEFS, make: |_| Arc::new(LiveTable(netns::NetnsTable)) },
+    Entry {
+        name: netns::NAME,
+        about: netns::ABOUT,
+        defs: || netns::Col::DEFS,
+        make: |_| Arc::new(LiveTable(netns::NetnsTable)),
+    },
     Entry {
         name: netlink_sockets::NAME,
         about: netlink_sockets::ABOUT,
@@ -174,7 +205,9 @@ pub fn register_all(ctx: &SessionContext, options: &SourceOptions) -> Result<()>
     // Table functions: read_pcap('FILE').
     ctx.register_udtf(packets::read_pcap::NAME, Arc::new(packets::read_pcap::ReadPcap { payload: options.payload }));
     // capture_seconds(), for rates over a live capture.
-    ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(packets::capture_seconds::CaptureSeconds::new(options)));
+    ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+        packets::capture_seconds::CaptureSeconds::new(options),
+    ));
     Ok(())
 }
 

@@ -26,7 +26,8 @@ table_columns!(Col {
 });
 
 pub const NAME: &str = "netlink_sockets";
-pub const ABOUT: &str = "Netlink sockets per namespace (ss -f netlink, /proc/net/netlink), with the events each listener lost (drops)";
+pub const ABOUT: &str =
+    "Netlink sockets per namespace (ss -f netlink, /proc/net/netlink), with the events each listener lost (drops)";
 
 #[derive(Debug)]
 pub struct NetlinkSocketsTable {

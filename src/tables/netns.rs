@@ -7,8 +7,8 @@ use datafusion::logical_expr::Expr;
 use crate::collect::netns;
 use crate::table_columns;
 use crate::tables::columns::{ColumnDef, RowBuilder};
-use crate::tables::live_table::LiveSource;
 use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
+use crate::tables::live_table::LiveSource;
 
 table_columns!(Col {
     Netns: "netns", U64, false, "Namespace inode: the key other tables' netns columns refer to";
@@ -38,23 +38,28 @@ impl LiveSource for NetnsTable {
 
     fn partition(&self, projection: Option<&Vec<usize>>, _filters: &[Expr], limit: Option<usize>) -> LivePartition {
         let cols = projection.cloned();
-        LivePartition::projected(Col::DEFS, projection.map(Vec::as_slice), "netns: /run/netns + /proc/*/ns/net".into(), move |sink| {
-            let current = netns::current();
-            let mut out = Emitter::new(RowBuilder::new(Col::DEFS, cols.as_deref(), BATCH_ROWS), sink, limit);
-            for n in netns::list() {
-                let r = &mut out.rows;
-                r.u64(Col::Netns as usize, Some(n.inode));
-                r.str(Col::Name as usize, n.name.as_deref());
-                r.bool(Col::Current as usize, Some(n.inode == current));
-                r.i32(Col::Pid as usize, n.pid);
-                r.u32(Col::Processes as usize, Some(n.processes as u32));
-                r.str(Col::ContainerId as usize, n.container_id.as_deref());
-                r.str(Col::Runtime as usize, n.runtime);
-                if out.end_row()?.is_break() {
-                    break;
+        LivePartition::projected(
+            Col::DEFS,
+            projection.map(Vec::as_slice),
+            "netns: /run/netns + /proc/*/ns/net".into(),
+            move |sink| {
+                let current = netns::current();
+                let mut out = Emitter::new(RowBuilder::new(Col::DEFS, cols.as_deref(), BATCH_ROWS), sink, limit);
+                for n in netns::list() {
+                    let r = &mut out.rows;
+                    r.u64(Col::Netns as usize, Some(n.inode));
+                    r.str(Col::Name as usize, n.name.as_deref());
+                    r.bool(Col::Current as usize, Some(n.inode == current));
+                    r.i32(Col::Pid as usize, n.pid);
+                    r.u32(Col::Processes as usize, Some(n.processes as u32));
+                    r.str(Col::ContainerId as usize, n.container_id.as_deref());
+                    r.str(Col::Runtime as usize, n.runtime);
+                    if out.end_row()?.is_break() {
+                        break;
+                    }
                 }
-            }
-            out.finish()
-        })
+                out.finish()
+            },
+        )
     }
 }

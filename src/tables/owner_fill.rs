@@ -86,7 +86,11 @@ impl Owners {
                     _ => inner.next().cloned().ok_or_else(|| anyhow::anyhow!("owner batch lost a column"))?,
                 });
             }
-            let batch = RecordBatch::try_new_with_options(schema.clone(), columns, &RecordBatchOptions::new().with_row_count(Some(n)))?;
+            let batch = RecordBatch::try_new_with_options(
+                schema.clone(),
+                columns,
+                &RecordBatchOptions::new().with_row_count(Some(n)),
+            )?;
             if !sink.send(batch) {
                 return Ok(false);
             }
@@ -121,7 +125,12 @@ impl<'a> OwnerStream<'a> {
 
     /// After each row (its socket's `inode`): send what is ready once
     /// streaming. Break when the consumer is gone.
-    pub fn row(&mut self, inode: u64, out: &mut crate::tables::live::Emitter<'_>, sink: &BatchSink) -> anyhow::Result<std::ops::ControlFlow<()>> {
+    pub fn row(
+        &mut self,
+        inode: u64,
+        out: &mut crate::tables::live::Emitter<'_>,
+        sink: &BatchSink,
+    ) -> anyhow::Result<std::ops::ControlFlow<()>> {
         self.inodes.push(inode);
         if self.streaming.is_none() && self.inodes.len() > HOLD_ROWS {
             self.streaming = Some((Owners::all(), 0));
@@ -143,14 +152,20 @@ impl<'a> OwnerStream<'a> {
     pub fn finish(self, out: crate::tables::live::Emitter<'_>, sink: &BatchSink) -> anyhow::Result<()> {
         let held = out.into_held()?;
         match self.streaming {
-            Some((mut owners, sent)) => owners.send(held, &self.inodes[sent..], self.defs, self.full, self.cols, sink).map(drop),
+            Some((mut owners, sent)) => {
+                owners.send(held, &self.inodes[sent..], self.defs, self.full, self.cols, sink).map(drop)
+            }
             None => Owners::of(&self.inodes).send(held, &self.inodes, self.defs, self.full, self.cols, sink).map(drop),
         }
     }
 }
 
 /// The table columns without pid/process, and whether either is wanted.
-pub fn split(defs: &[ColumnDef], projection: Option<&[usize]>, (pid_col, process_col): (usize, usize)) -> (Vec<usize>, Vec<usize>, bool) {
+pub fn split(
+    defs: &[ColumnDef],
+    projection: Option<&[usize]>,
+    (pid_col, process_col): (usize, usize),
+) -> (Vec<usize>, Vec<usize>, bool) {
     let full: Vec<usize> = projection.map(<[usize]>::to_vec).unwrap_or_else(|| (0..defs.len()).collect());
     let inner: Vec<usize> = full.iter().copied().filter(|&c| c != pid_col && c != process_col).collect();
     let owners = inner.len() != full.len();

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 
 use datafusion::logical_expr::Expr;
 
-use crate::collect::{netns, owners, processes};
 use crate::collect::proc_events::{Event, Kind, ProcListener};
+use crate::collect::{netns, owners, processes};
 use crate::table_columns;
 use crate::tables::columns::{ColumnDef, RowBuilder};
 use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
@@ -63,7 +63,9 @@ fn remember(names: &mut HashMap<i32, String>, pid: i32, name: &str) {
         if names.len() >= MAX_NAMES {
             crate::notice::note_once(
                 "process-events-names-cap",
-                format!("more than {MAX_NAMES} processes alive: some exits name their process from /proc, or not at all"),
+                format!(
+                    "more than {MAX_NAMES} processes alive: some exits name their process from /proc, or not at all"
+                ),
             );
             return;
         }
@@ -96,10 +98,15 @@ impl LiveSource for ProcessEventsTable {
         LivePartition::projected(Col::DEFS, projection.clone().as_deref(), label, move |sink| {
             let rows = RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS);
             let out = std::cell::RefCell::new(Emitter::new(rows, sink, limit));
-            let mut listener = ProcListener::open().map_err(|e| anyhow::Error::from(e).context("listening for process events (needs root: CAP_NET_ADMIN, in the host's network namespace)"))?;
+            let mut listener = ProcListener::open().map_err(|e| {
+                anyhow::Error::from(e).context(
+                    "listening for process events (needs root: CAP_NET_ADMIN, in the host's network namespace)",
+                )
+            })?;
             streams::note_start("listening", bound);
             let offset = realtime_offset_ns();
-            let wants_details = [Col::Name, Col::Cmdline, Col::Netns].iter().any(|c| out.borrow().rows.wants(*c as usize));
+            let wants_details =
+                [Col::Name, Col::Cmdline, Col::Netns].iter().any(|c| out.borrow().rows.wants(*c as usize));
             // The last name each pid had, for its exit.
             let mut names: HashMap<i32, String> = HashMap::new();
             let fd = listener.raw_fd();
@@ -117,12 +124,27 @@ impl LiveSource for ProcessEventsTable {
                         r.i32(Col::Pid as usize, Some(e.pid));
                         r.i32(Col::Tid as usize, Some(e.tid));
                         let (event, parent, name, cmdline, code, signal) = match &e.kind {
-                            Kind::Fork { parent_pid } => ("fork", Some(*parent_pid), wants_details.then(|| owners::comm(e.pid)).flatten(), None, None, None),
-                            Kind::Exec => ("exec", None, wants_details.then(|| owners::comm(e.pid)).flatten(), wants_details.then(|| processes::cmdline(e.pid)).flatten(), None, None),
+                            Kind::Fork { parent_pid } => (
+                                "fork",
+                                Some(*parent_pid),
+                                wants_details.then(|| owners::comm(e.pid)).flatten(),
+                                None,
+                                None,
+                                None,
+                            ),
+                            Kind::Exec => (
+                                "exec",
+                                None,
+                                wants_details.then(|| owners::comm(e.pid)).flatten(),
+                                wants_details.then(|| processes::cmdline(e.pid)).flatten(),
+                                None,
+                                None,
+                            ),
                             Kind::Comm { name } => ("comm", None, Some(name.clone()), None, None, None),
                             // A thread's exit leaves its process's name for the process's own.
                             Kind::Exit { code, signal } => {
-                                let known = if e.pid == e.tid { names.remove(&e.pid) } else { names.get(&e.pid).cloned() };
+                                let known =
+                                    if e.pid == e.tid { names.remove(&e.pid) } else { names.get(&e.pid).cloned() };
                                 ("exit", None, known.or_else(|| owners::comm(e.pid)), None, Some(*code), Some(*signal))
                             }
                         };
@@ -137,7 +159,10 @@ impl LiveSource for ProcessEventsTable {
                         r.str(Col::Cmdline as usize, cmdline.as_deref());
                         r.i32(Col::ExitCode as usize, code.filter(|_| signal == Some(0)));
                         r.i32(Col::ExitSignal as usize, signal);
-                        r.u64(Col::Netns as usize, if wants_details && event != "exit" { netns::of_pid(e.pid) } else { None });
+                        r.u64(
+                            Col::Netns as usize,
+                            if wants_details && event != "exit" { netns::of_pid(e.pid) } else { None },
+                        );
                         r.u64(Col::Overruns as usize, Some(overruns));
                         out.end_row_in(&mut failed)
                     })?;

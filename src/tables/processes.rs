@@ -10,8 +10,8 @@ use crate::collect::processes::{ProcessReader, ProcessRecord};
 use crate::table_columns;
 use crate::tables::columns::{ColumnDef, RowBuilder};
 use crate::tables::filters::{pid_pushdown, pids_in};
-use crate::tables::live_table::LiveSource;
 use crate::tables::live::{BatchSink, Emitter, LivePartition, BATCH_ROWS};
+use crate::tables::live_table::LiveSource;
 
 table_columns!(Col {
     Pid: "pid", I32, false, "Process id";
@@ -77,7 +77,12 @@ fn append(r: &mut RowBuilder, p: &ProcessRecord) {
     r.u64(Netns as usize, p.netns);
 }
 
-fn produce(projection: Option<&[usize]>, pids: Option<&[i32]>, limit: Option<usize>, sink: &BatchSink) -> anyhow::Result<()> {
+fn produce(
+    projection: Option<&[usize]>,
+    pids: Option<&[i32]>,
+    limit: Option<usize>,
+    sink: &BatchSink,
+) -> anyhow::Result<()> {
     let reader = ProcessReader::new();
     let mut out = Emitter::new(RowBuilder::new(Col::DEFS, projection, BATCH_ROWS), sink, limit);
     let all;
@@ -98,4 +103,3 @@ fn produce(projection: Option<&[usize]>, pids: Option<&[i32]>, limit: Option<usi
     }
     out.finish()
 }
-

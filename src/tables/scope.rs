@@ -77,7 +77,10 @@ pub fn describe(targets: &[Netns]) -> String {
 /// stays in that namespace) and keep what it returned, with the namespace;
 /// `None` leaves a namespace out. Unreachable namespaces are skipped as
 /// [`each`] skips them.
-pub fn open_in_each<T: Send>(targets: &[Netns], mut open: impl FnMut(&Netns) -> anyhow::Result<Option<T>> + Send) -> anyhow::Result<Vec<(Netns, T)>> {
+pub fn open_in_each<T: Send>(
+    targets: &[Netns],
+    mut open: impl FnMut(&Netns) -> anyhow::Result<Option<T>> + Send,
+) -> anyhow::Result<Vec<(Netns, T)>> {
     let mut opened = Vec::new();
     each(targets, |ns| {
         if let Some(t) = open(ns)? {
@@ -91,7 +94,10 @@ pub fn open_in_each<T: Send>(targets: &[Netns], mut open: impl FnMut(&Netns) -> 
 /// Run `read` inside each target namespace in turn until it breaks. A
 /// namespace that cannot be entered (it vanished, or no CAP_SYS_ADMIN) is
 /// skipped with a note, never an error.
-pub fn each(targets: &[Netns], mut read: impl FnMut(&Netns) -> anyhow::Result<ControlFlow<()>> + Send) -> anyhow::Result<()> {
+pub fn each(
+    targets: &[Netns],
+    mut read: impl FnMut(&Netns) -> anyhow::Result<ControlFlow<()>> + Send,
+) -> anyhow::Result<()> {
     for ns in targets {
         match netns::run_in(ns, || read(ns)) {
             Ok(Ok(ControlFlow::Break(()))) => break,
@@ -99,7 +105,10 @@ pub fn each(targets: &[Netns], mut read: impl FnMut(&Netns) -> anyhow::Result<Co
             Ok(Err(e)) => return Err(e),
             Err(e) => notice::note_once(
                 &format!("netns-enter-{}", ns.inode),
-                format!("cannot enter network namespace {} ({e}); its rows are missing", ns.name.clone().unwrap_or_else(|| ns.inode.to_string())),
+                format!(
+                    "cannot enter network namespace {} ({e}); its rows are missing",
+                    ns.name.clone().unwrap_or_else(|| ns.inode.to_string())
+                ),
             ),
         }
     }

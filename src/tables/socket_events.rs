@@ -135,7 +135,8 @@ impl Holders {
         for protocol in [inet::IPPROTO_TCP, inet::IPPROTO_UDP] {
             for family in [inet::AF_INET, inet::AF_INET6] {
                 let states = tcp_state::ALL_BITS & !NO_EVENT_STATES;
-                let req = InetRequest { protocol, family, states, extensions: Extensions::default(), conds: Vec::new() };
+                let req =
+                    InetRequest { protocol, family, states, extensions: Extensions::default(), conds: Vec::new() };
                 diag.inet(&req, None, |m: &InetDiagMsg<'_>| {
                     match seen.get_mut(&m.cookie()) {
                         Some(s) => {
@@ -239,15 +240,23 @@ impl LiveSource for SocketEventsTable {
         let targets = scope::targets(filters, self.options.all_netns());
         let bound = streams::bound(&self.options);
         let projection = projection.cloned();
-        let label = format!("socket_events: sock_diag destroy groups {} {}", scope::describe(&targets), streams::describe(bound));
-        let owners_wanted = projection.as_ref().is_none_or(|p| p.iter().any(|&c| [Col::Pid, Col::Process, Col::OpenedAt, Col::DurationMs].iter().any(|w| *w as usize == c)));
+        let label = format!(
+            "socket_events: sock_diag destroy groups {} {}",
+            scope::describe(&targets),
+            streams::describe(bound)
+        );
+        let owners_wanted = projection.as_ref().is_none_or(|p| {
+            p.iter().any(|&c| [Col::Pid, Col::Process, Col::OpenedAt, Col::DurationMs].iter().any(|w| *w as usize == c))
+        });
         LivePartition::projected(Col::DEFS, projection.clone().as_deref(), label, move |sink| {
             let rows = RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS);
             let out = Emitter::new(rows, sink, limit);
             // Listen first, then dump: a socket destroyed in between is
             // an event, not lost.
             let caps: Vec<Target> = scope::open_in_each(&targets, |_| {
-                let listener = DestroyListener::open().map_err(|e| anyhow::Error::from(e).context("listening for socket destroy events (needs root: CAP_NET_ADMIN)"))?;
+                let listener = DestroyListener::open().map_err(|e| {
+                    anyhow::Error::from(e).context("listening for socket destroy events (needs root: CAP_NET_ADMIN)")
+                })?;
                 let mut holders = Holders::default();
                 if owners_wanted {
                     holders.learn(true)?;

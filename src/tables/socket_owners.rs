@@ -17,8 +17,8 @@ use crate::notice;
 use crate::table_columns;
 use crate::tables::columns::{ColumnDef, RowBuilder};
 use crate::tables::filters::{pid_pushdown, pids_in};
-use crate::tables::live_table::LiveSource;
 use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
+use crate::tables::live_table::LiveSource;
 
 table_columns!(Col {
     Inode: "inode", U64, false, "Socket inode (join with sockets.inode)";
@@ -46,7 +46,8 @@ impl LiveSource for SocketOwnersTable {
     fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
         let pids = pids_in(filters, "pid");
         let cols = projection.cloned();
-        let label = format!("socket_owners: /proc/*/fd pids={}", pids.as_ref().map_or("all".into(), |p| format!("{p:?}")));
+        let label =
+            format!("socket_owners: /proc/*/fd pids={}", pids.as_ref().map_or("all".into(), |p| format!("{p:?}")));
         LivePartition::projected(Col::DEFS, projection.map(Vec::as_slice), label, move |sink| {
             let scan = match &pids {
                 Some(p) => owners::scan_pids(p),

@@ -11,10 +11,10 @@ use crate::collect::sysctl;
 use crate::table_columns;
 use crate::tables::columns::{ColumnDef, RowBuilder};
 use crate::tables::filters::{as_str, column_in_literals};
+use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
+use crate::tables::live_table::LiveSource;
 use crate::tables::scope;
 use crate::tables::SourceOptions;
-use crate::tables::live_table::LiveSource;
-use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
 
 table_columns!(Col {
     Name: "name", Utf8, false, "Parameter name as sysctl prints it, e.g. net.ipv4.ip_local_port_range";

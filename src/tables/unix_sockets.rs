@@ -12,8 +12,8 @@ use crate::collect::sock_diag::{self, unix};
 use crate::collect::{tcp_state, ReadOptions};
 use crate::table_columns;
 use crate::tables::columns::{ColumnDef, RowBuilder};
-use crate::tables::live_table::LiveSource;
 use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
+use crate::tables::live_table::LiveSource;
 use crate::tables::{owner_fill, scope, SourceOptions};
 
 table_columns!(Col {

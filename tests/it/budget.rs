@@ -25,7 +25,11 @@ struct Run {
 /// test's own RSS at the spawn, which under the whole suite passed 280 MB.)
 fn measure(args: &[&str]) -> Run {
     let start = Instant::now();
-    let report = std::env::temp_dir().join(format!("sockql-budget-peak-{}-{:?}", std::process::id(), std::thread::current().id()));
+    let report = std::env::temp_dir().join(format!(
+        "sockql-budget-peak-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     let o = Command::new("/usr/bin/time")
         .args(["-f", "%M", "-o", report.to_str().unwrap(), bin()])
         .args(args)
@@ -36,7 +40,8 @@ fn measure(args: &[&str]) -> Run {
     std::fs::remove_file(&report).unwrap();
     // time's report ends with the peak in KiB (a line before it says how
     // the command ended, when it did not exit 0).
-    let peak_kib = peak.lines().last().and_then(|l| l.trim().parse().ok()).unwrap_or_else(|| panic!("GNU time said {peak:?}"));
+    let peak_kib =
+        peak.lines().last().and_then(|l| l.trim().parse().ok()).unwrap_or_else(|| panic!("GNU time said {peak:?}"));
     Run {
         code: o.status.code(),
         out: String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -142,8 +147,13 @@ fn statement(kind: &str, n: usize) -> String {
             "SELECT count(*) FROM range(1) a0{}",
             (1..=n).map(|i| format!(" JOIN range(1) a{i} ON a{i}.value = a{}.value", i - 1)).collect::<String>()
         ),
-        "call" => format!("SELECT {} FROM range(1)", (0..n).map(|i| format!("abs(value) AS c{i}")).collect::<Vec<_>>().join(", ")),
-        "subquery" => format!("SELECT {}", (0..n).map(|i| format!("(SELECT {i}) AS s{i}")).collect::<Vec<_>>().join(", ")),
+        "call" => format!(
+            "SELECT {} FROM range(1)",
+            (0..n).map(|i| format!("abs(value) AS c{i}")).collect::<Vec<_>>().join(", ")
+        ),
+        "subquery" => {
+            format!("SELECT {}", (0..n).map(|i| format!("(SELECT {i}) AS s{i}")).collect::<Vec<_>>().join(", "))
+        }
         "item" => format!("SELECT {}", (0..n).map(|i| format!("{i} AS c{i}")).collect::<Vec<_>>().join(", ")),
         _ => unreachable!(),
     }
@@ -154,12 +164,27 @@ fn planning_is_bounded_before_it_starts() {
     // Before: 5 GB and still planning; 16.7 s for 4,000 `+`.
     for (sql, message) in [
         (statement("cte", 6_000), "sockql: error: statement too large to plan: more than 100 CTEs (at line 1)\n"),
-        (format!("SELECT 1{}", " + 1".repeat(4_000)), "sockql: error: statement too large to plan: more than 200 operators (at line 1)\n"),
-        (statement("union", 2_000), "sockql: error: statement too large to plan: more than 100 set operations (at line 1)\n"),
+        (
+            format!("SELECT 1{}", " + 1".repeat(4_000)),
+            "sockql: error: statement too large to plan: more than 200 operators (at line 1)\n",
+        ),
+        (
+            statement("union", 2_000),
+            "sockql: error: statement too large to plan: more than 100 set operations (at line 1)\n",
+        ),
         (statement("join", 200), "sockql: error: statement too large to plan: more than 32 joins (at line 1)\n"),
-        (statement("call", 3_000), "sockql: error: statement too large to plan: more than 400 function calls (at line 1)\n"),
-        (statement("subquery", 1_000), "sockql: error: statement too large to plan: more than 128 subqueries (at line 1)\n"),
-        (statement("item", 5_000), "sockql: error: statement too large to plan: more than 1000 expressions (at line 1)\n"),
+        (
+            statement("call", 3_000),
+            "sockql: error: statement too large to plan: more than 400 function calls (at line 1)\n",
+        ),
+        (
+            statement("subquery", 1_000),
+            "sockql: error: statement too large to plan: more than 128 subqueries (at line 1)\n",
+        ),
+        (
+            statement("item", 5_000),
+            "sockql: error: statement too large to plan: more than 1000 expressions (at line 1)\n",
+        ),
     ] {
         // From a file: the CTE chain (190 KB) is longer than one argument
         // may be.
@@ -176,7 +201,9 @@ fn planning_is_bounded_before_it_starts() {
     }
     // The largest statement of each kind that is accepted plans (EXPLAIN:
     // planned, not run) in well under a second on a 2-core debug build.
-    for (kind, n) in [("cte", 100), ("plus", 200), ("union", 100), ("join", 32), ("call", 400), ("subquery", 128), ("item", 1_000)] {
+    for (kind, n) in
+        [("cte", 100), ("plus", 200), ("union", 100), ("join", 32), ("call", 400), ("subquery", 128), ("item", 1_000)]
+    {
         let sql = statement(kind, n);
         let run = measure(&["--memory-limit", "64M", "--format", "csv", &format!("EXPLAIN {sql}")]);
         eprintln!("{kind} {n}: planned in {:?}, peak {} MiB", run.took, run.peak_kib / 1024);
@@ -188,7 +215,8 @@ fn planning_is_bounded_before_it_starts() {
 #[test]
 fn nesting_counts_each_level_once() {
     let parens = |n: usize| format!("SELECT {}1{} AS x", "(".repeat(n), ")".repeat(n));
-    let subqueries = |n: usize| format!("SELECT * FROM {}sockets{} LIMIT 0", "(SELECT * FROM ".repeat(n), ") t".repeat(n));
+    let subqueries =
+        |n: usize| format!("SELECT * FROM {}sockets{} LIMIT 0", "(SELECT * FROM ".repeat(n), ") t".repeat(n));
     for make in [parens, subqueries] {
         for n in [49, 50] {
             let run = measure(&["--format", "csv", &make(n)]);
@@ -214,7 +242,10 @@ fn memory_limit_must_be_a_real_bound() {
     for (value, why) in [
         ("99999999999999999999G", format!("more than this machine's {physical_mib} MiB of physical memory")),
         ("1e300", format!("more than this machine's {physical_mib} MiB of physical memory")),
-        (&format!("{}M", physical_mib + 1024) as &str, format!("more than this machine's {physical_mib} MiB of physical memory")),
+        (
+            &format!("{}M", physical_mib + 1024) as &str,
+            format!("more than this machine's {physical_mib} MiB of physical memory"),
+        ),
         ("0.5", "use a positive number of bytes with K, M or G".to_string()),
         ("-3M", "use a positive number of bytes with K, M or G".to_string()),
     ]
@@ -275,12 +306,28 @@ fn a_pg_client_cannot_make_the_server_allocate_past_the_limit() {
     crate::common::eventually(crate::common::WAIT, || run_dir.join(".s.PGSQL.5442").exists().then_some(()));
     let psql = |sql: &str| {
         let o = Command::new("psql")
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose", "-h", run_dir.to_str().unwrap(), "-p", "5442"])
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-v",
+                "VERBOSITY=verbose",
+                "-h",
+                run_dir.to_str().unwrap(),
+                "-p",
+                "5442",
+            ])
             .args(["-U", "root", "-d", "sockql", "-c", sql])
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned(), o.status.success())
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+            o.status.success(),
+        )
     };
     let (out, err, ok) = psql("SELECT 1");
     assert!(ok && out.trim() == "1", "{err}");
@@ -293,7 +340,10 @@ fn a_pg_client_cannot_make_the_server_allocate_past_the_limit() {
     ] {
         let (out, err, ok) = psql(sql);
         assert!(!ok && out.is_empty(), "{sql}: {out}");
-        assert!(err.contains("ERROR:  53200: the query needs more memory than --memory-limit allows: Resources exhausted:"), "{sql}: {err}");
+        assert!(
+            err.contains("ERROR:  53200: the query needs more memory than --memory-limit allows: Resources exhausted:"),
+            "{sql}: {err}"
+        );
         let peak = vm_hwm_kib(server.0.id());
         eprintln!("{sql}: server peak {} MiB (after SELECT 1: {} MiB)", peak / 1024, base / 1024);
         assert!(peak < base + 2 * 256 * 1024, "{sql}: server peak {peak} KiB, base {base} KiB");
@@ -339,7 +389,13 @@ fn cpu_heavy_functions_stop_at_the_timeout() {
 /// timeout, not hours of work): levenshtein of two 8 MB strings.
 #[test]
 fn one_call_past_its_work_bound_is_refused() {
-    let run = measure(&["--timeout", "20s", "--format", "csv", "SELECT levenshtein(repeat('a', 8000000), repeat('b', 8000000))"]);
+    let run = measure(&[
+        "--timeout",
+        "20s",
+        "--format",
+        "csv",
+        "SELECT levenshtein(repeat('a', 8000000), repeat('b', 8000000))",
+    ]);
     assert_eq!(run.code, Some(1), "{}", run.err);
     assert_eq!(
         run.err,
@@ -349,7 +405,13 @@ fn one_call_past_its_work_bound_is_refused() {
     assert!(run.out.is_empty(), "{}", run.out);
     assert!(run.took < Duration::from_secs(10), "{:?}", run.took);
     // Within the bound it is computed.
-    let run = measure(&["--timeout", "20s", "--format", "csv", "SELECT levenshtein(repeat('a', 3000), repeat('b', 2999)) AS d"]);
+    let run = measure(&[
+        "--timeout",
+        "20s",
+        "--format",
+        "csv",
+        "SELECT levenshtein(repeat('a', 3000), repeat('b', 2999)) AS d",
+    ]);
     assert_eq!((run.code, run.out.as_str()), (Some(0), "d\n3000\n"), "{}", run.err);
 }
 
@@ -399,7 +461,17 @@ impl NobodyServe {
         let run_dir = scratch.0.join("run");
         let port = (20000 + (std::process::id() % 4000) * 10 + port_offset).to_string();
         let mut child = Command::new(bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--pg", run_dir.to_str().unwrap(), "--pg-port", &port, "--pg-group", "nogroup"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--pg",
+                run_dir.to_str().unwrap(),
+                "--pg-port",
+                &port,
+                "--pg-group",
+                "nogroup",
+            ])
             .args(flags)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -411,7 +483,9 @@ impl NobodyServe {
         std::thread::spawn(move || for _ in lines {});
         let http = crate::serve::metrics_port(&first);
         let server = Server(child);
-        crate::common::eventually(crate::common::WAIT, || run_dir.join(format!(".s.PGSQL.{port}")).exists().then_some(()));
+        crate::common::eventually(crate::common::WAIT, || {
+            run_dir.join(format!(".s.PGSQL.{port}")).exists().then_some(())
+        });
         NobodyServe { server, run_dir, port, http, _scratch: scratch }
     }
 
@@ -426,7 +500,18 @@ impl NobodyServe {
         if user == "nobody" {
             c.args(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]);
         }
-        c.args(["psql", "-X", "-A", "-t", "-v", "VERBOSITY=verbose", "-h", self.run_dir.to_str().unwrap(), "-p", &self.port]);
+        c.args([
+            "psql",
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "VERBOSITY=verbose",
+            "-h",
+            self.run_dir.to_str().unwrap(),
+            "-p",
+            &self.port,
+        ]);
         c.args(["-U", user, "-d", "sockql", "-c", sql]);
         c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         c

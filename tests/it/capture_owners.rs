@@ -124,7 +124,10 @@ fn serve_one(port: u16, lines: usize, abort: bool) -> Served {
 
 /// Packets and IP bytes of `file` that tshark's display filter keeps.
 fn tshark_sum(file: &Path, filter: &str) -> (i64, i64) {
-    let o = Command::new("tshark").args(["-r", file.to_str().unwrap(), "-Y", filter, "-T", "fields", "-e", "ip.len"]).output().unwrap();
+    let o = Command::new("tshark")
+        .args(["-r", file.to_str().unwrap(), "-Y", filter, "-T", "fields", "-e", "ip.len"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let lens: Vec<i64> = String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().parse().unwrap()).collect();
     (lens.len() as i64, lens.iter().sum())
@@ -132,7 +135,8 @@ fn tshark_sum(file: &Path, filter: &str) -> (i64, i64) {
 
 fn start_report(ns: &Netns, report: &str) -> Child {
     let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &ns.name, bin(), "--capture-for", "5s", "--format", "ndjson", "run", report]).stdout(Stdio::piped());
+    cmd.args(["netns", "exec", &ns.name, bin(), "--capture-for", "5s", "--format", "ndjson", "run", report])
+        .stdout(Stdio::piped());
     let (child, err) = spawn_until(&mut cmd, "capturing on");
     drain(err);
     child
@@ -140,7 +144,10 @@ fn start_report(ns: &Netns, report: &str) -> Child {
 
 #[test]
 fn capture_reports_credit_the_worker_that_served_a_connection_closed_during_the_capture() {
-    assert!(have("tcpdump") && have("tshark") && have("python3"), "tcpdump, tshark and python3 are needed for this test");
+    assert!(
+        have("tcpdump") && have("tshark") && have("python3"),
+        "tcpdump, tshark and python3 are needed for this test"
+    );
     let ns = Netns::new("capown");
     let dir = std::env::temp_dir().join(format!("sockql-capture-owners-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -148,7 +155,11 @@ fn capture_reports_credit_the_worker_that_served_a_connection_closed_during_the_
     let pcap = dir.join("lo.pcap");
     let server = Server::start(&ns);
     let (port, idle, master) = (server.port, server.idle, server.master());
-    assert!(server.workers.iter().all(|&w| w > master), "workers are forked after the master: {:?} > {master}", server.workers);
+    assert!(
+        server.workers.iter().all(|&w| w > master),
+        "workers are forked after the master: {:?} > {master}",
+        server.workers
+    );
 
     let dump = Capture::start(&ns, &pcap);
     let talkers = start_report(&ns, "top_talkers");
@@ -192,7 +203,11 @@ fn capture_reports_credit_the_worker_that_served_a_connection_closed_during_the_
         let mine = pid_rows(*worker);
         assert_eq!(mine.len(), 1, "one row for worker {worker}: {talkers:?}");
         let row = mine[0];
-        assert_eq!((&row["owner"], &row["process"], &row["remote_addr"]), (&json!("capture"), &json!("python3"), &json!("127.0.0.1")), "{row}");
+        assert_eq!(
+            (&row["owner"], &row["process"], &row["remote_addr"]),
+            (&json!("capture"), &json!("python3"), &json!("127.0.0.1")),
+            "{row}"
+        );
         let ports = ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",");
         let (pin, bin_) = tshark_sum(&pcap, &format!("tcp.dstport == {port} && tcp.srcport in {{{ports}}}"));
         let (pout, bout) = tshark_sum(&pcap, &format!("tcp.srcport == {port} && tcp.dstport in {{{ports}}}"));
@@ -223,11 +238,17 @@ fn capture_reports_credit_the_worker_that_served_a_connection_closed_during_the_
     assert_eq!(workers_in, all_in);
 
     // The worker that aborted a connection sent its reset, as tshark saw.
-    let (rst, _) = tshark_sum(&pcap, &format!("tcp.flags.reset == 1 && tcp.srcport == {port} && tcp.dstport == {}", aborted.0));
+    let (rst, _) =
+        tshark_sum(&pcap, &format!("tcp.flags.reset == 1 && tcp.srcport == {port} && tcp.dstport == {}", aborted.0));
     assert_eq!(rst, 1);
-    let sent: Vec<&Value> = resets.iter().filter(|r| r["role"] == json!("sent") && r["local_port"] == json!(port)).collect();
+    let sent: Vec<&Value> =
+        resets.iter().filter(|r| r["role"] == json!("sent") && r["local_port"] == json!(port)).collect();
     assert_eq!(sent.len(), 1, "{resets:?}");
-    assert_eq!((&sent[0]["pid"], &sent[0]["owner"], &sent[0]["resets"]), (&json!(aborted.1), &json!("capture"), &json!(1)), "{resets:?}");
+    assert_eq!(
+        (&sent[0]["pid"], &sent[0]["owner"], &sent[0]["resets"]),
+        (&json!(aborted.1), &json!("capture"), &json!(1)),
+        "{resets:?}"
+    );
     drop(server);
     std::fs::remove_dir_all(&dir).unwrap();
 }

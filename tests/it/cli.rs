@@ -33,8 +33,12 @@ fn formats_are_typed() {
     settled(format!("state,local_port,send_q,pid\nLISTEN,{p},11,{pid}\n"), || out("csv", true));
     settled(format!("LISTEN,{p},11,{pid}\n"), || out("csv", false));
     // Numbers are JSON numbers, not strings.
-    settled(json!([{"state": "LISTEN", "local_port": p, "send_q": 11, "pid": pid}]), || serde_json::from_str::<Value>(&out("json", true)).unwrap());
-    settled(vec![json!({"state": "LISTEN", "local_port": p, "send_q": 11, "pid": pid})], || parse_ndjson(&out("ndjson", true)));
+    settled(json!([{"state": "LISTEN", "local_port": p, "send_q": 11, "pid": pid}]), || {
+        serde_json::from_str::<Value>(&out("json", true)).unwrap()
+    });
+    settled(vec![json!({"state": "LISTEN", "local_port": p, "send_q": 11, "pid": pid})], || {
+        parse_ndjson(&out("ndjson", true))
+    });
     let table_row = || {
         let out = out("table", true);
         assert!(out.starts_with("+---"), "{out}");
@@ -53,11 +57,14 @@ fn sql_from_file_and_stdin() {
     let file = dir.join("report.sql");
     std::fs::write(&file, format!("-- a report\n{};\nSELECT 2 AS two;\n", listener_query(p))).unwrap();
     // Both statements run, in order.
-    settled(vec![json!({"state": "LISTEN", "local_port": p, "send_q": 12, "pid": my_pid()}), json!({"two": 2})], || {
-        let (out, err, ok) = run(&["--format", "ndjson", "-f", file.to_str().unwrap()]);
-        assert!(ok, "{err}");
-        parse_ndjson(&out)
-    });
+    settled(
+        vec![json!({"state": "LISTEN", "local_port": p, "send_q": 12, "pid": my_pid()}), json!({"two": 2})],
+        || {
+            let (out, err, ok) = run(&["--format", "ndjson", "-f", file.to_str().unwrap()]);
+            assert!(ok, "{err}");
+            parse_ndjson(&out)
+        },
+    );
 
     let mut child = Command::new(bin())
         .args(["--format", "csv", "--no-header"])
@@ -65,7 +72,12 @@ fn sql_from_file_and_stdin() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(format!("SELECT local_port FROM sockets WHERE local_port = {p}").as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("SELECT local_port FROM sockets WHERE local_port = {p}").as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{p}\n"));
@@ -101,7 +113,23 @@ fn catalog_commands_list_typed_described_columns() {
     let names: Vec<String> = parse_ndjson(&out).iter().map(|r| r["table_name"].as_str().unwrap().to_string()).collect();
     assert_eq!(
         names,
-        ["sockets", "processes", "socket_owners", "sysctls", "conntrack", "conntrack_stats", "netns", "netlink_sockets", "net_counters", "sockstat", "packets", "conntrack_events", "process_events", "socket_events", "unix_sockets"]
+        [
+            "sockets",
+            "processes",
+            "socket_owners",
+            "sysctls",
+            "conntrack",
+            "conntrack_stats",
+            "netns",
+            "netlink_sockets",
+            "net_counters",
+            "sockstat",
+            "packets",
+            "conntrack_events",
+            "process_events",
+            "socket_events",
+            "unix_sockets"
+        ]
     );
     let (sql_tables, _, _) = run(&["--format", "ndjson", "SHOW TABLES"]);
     assert_eq!(sql_tables, out);
@@ -119,7 +147,11 @@ fn catalog_commands_list_typed_described_columns() {
     assert_eq!(described, out);
 
     // The described types are the types queries really produce.
-    let (row, _, _) = run(&["--format", "ndjson", "SELECT arrow_typeof(local_port) AS t, arrow_typeof(start_time) AS s FROM sockets, processes LIMIT 1"]);
+    let (row, _, _) = run(&[
+        "--format",
+        "ndjson",
+        "SELECT arrow_typeof(local_port) AS t, arrow_typeof(start_time) AS s FROM sockets, processes LIMIT 1",
+    ]);
     assert_eq!(parse_ndjson(&row), vec![json!({"t": "UInt16", "s": "Timestamp(ms, \"UTC\")"})]);
 
     let (_, err, ok) = run(&["schema", "nope"]);

@@ -21,7 +21,11 @@ pub fn run(args: &[&str]) -> (String, String, bool) {
 }
 
 pub fn output_of(o: Output) -> (String, String, bool) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned(), o.status.success())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        o.status.success(),
+    )
 }
 
 /// Rows of a query, as JSON objects (sockql's typed ndjson output).
@@ -92,7 +96,11 @@ pub fn port_of(l: &std::net::TcpListener) -> u16 {
 
 /// The tests that create namespaces or switch users need root, as CI has.
 pub fn require_root() {
-    assert_eq!(unsafe { libc::geteuid() }, 0, "this test needs root (CI runs as root): it creates network namespaces or drops privileges");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test needs root (CI runs as root): it creates network namespaces or drops privileges"
+    );
 }
 
 pub fn have(tool: &str) -> bool {
@@ -147,14 +155,20 @@ pub fn peak_rss(args: &[&str]) -> Measured {
     let mut peak_kib = 0i64;
     loop {
         if let Ok(text) = std::fs::read_to_string(&status_file) {
-            if let Some(kib) = text.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok()) {
+            if let Some(kib) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+            {
                 peak_kib = peak_kib.max(kib);
             }
         }
         // SAFETY: waitid on our own child, WNOWAIT leaves it unreaped;
         // siginfo is plain data.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+        let r = unsafe {
+            libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT)
+        };
         // SAFETY: si_pid is set by waitid when a child has exited.
         if r == 0 && unsafe { info.si_pid() } == pid {
             break;
@@ -164,7 +178,12 @@ pub fn peak_rss(args: &[&str]) -> Measured {
     let mut status = 0;
     // SAFETY: reaps our own child, which has exited.
     assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    Measured { peak_kib, out: out.join().unwrap(), err: err.join().unwrap(), ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 }
+    Measured {
+        peak_kib,
+        out: out.join().unwrap(),
+        err: err.join().unwrap(),
+        ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+    }
 }
 
 /// Assert that `f()` equals `expected`, re-reading for up to [`WAIT`] first.

@@ -49,7 +49,9 @@ pub fn conntrack_tool(ns: &Netns) -> Vec<Value> {
                         row[format!("{dir}_src")] = json!(v);
                     }
                     Some(("dst", v)) => row[format!("{dir}_dst")] = json!(v),
-                    Some((k @ ("sport" | "dport" | "packets" | "bytes"), v)) => row[format!("{dir}_{k}")] = json!(v.parse::<u64>().unwrap()),
+                    Some((k @ ("sport" | "dport" | "packets" | "bytes"), v)) => {
+                        row[format!("{dir}_{k}")] = json!(v.parse::<u64>().unwrap())
+                    }
                     Some((k @ ("mark" | "id"), v)) => row[k] = json!(v.parse::<u64>().unwrap()),
                     Some(_) => {}
                 }
@@ -93,10 +95,16 @@ fn tracked_flows_match_conntrack_tool() {
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!(rows, tool);
     let tcp = rows.iter().find(|r| r["protocol"] == "tcp").unwrap();
-    assert_eq!((tcp["state"].clone(), tcp["orig_dport"].clone(), tcp["assured"].clone()), (json!("ESTABLISHED"), json!(8080), json!(true)));
+    assert_eq!(
+        (tcp["state"].clone(), tcp["orig_dport"].clone(), tcp["assured"].clone()),
+        (json!("ESTABLISHED"), json!(8080), json!(true))
+    );
     assert!(tcp["orig_bytes"].as_u64().unwrap() > 100, "accounting is on: {tcp}");
     let udp = rows.iter().find(|r| r["protocol"] == "udp").unwrap();
-    assert_eq!((udp["orig_dport"].clone(), udp["seen_reply"].clone(), udp["state"].clone()), (json!(5353), json!(true), Value::Null));
+    assert_eq!(
+        (udp["orig_dport"].clone(), udp["seen_reply"].clone(), udp["state"].clone()),
+        (json!(5353), json!(true), Value::Null)
+    );
 
     // Timestamps, and the count and limit a "table full" check needs.
     let extra = ns.sockql(
@@ -151,8 +159,10 @@ fn snat_and_dnat_translations_and_the_join_to_sockets() {
     let rows_b = b.sockql(&format!("SELECT {cols} FROM conntrack WHERE orig_dport = 9000"));
     assert_eq!(
         rows_b,
-        vec![json!({"protocol": "tcp", "state": "ESTABLISHED", "orig_src": "10.231.3.11", "orig_dst": "10.231.3.2", "orig_sport": snat_port, "orig_dport": 9000,
-                    "reply_src": "10.231.3.2", "reply_dst": "10.231.3.11", "reply_sport": 8080, "reply_dport": snat_port, "snat": false, "dnat": true})]
+        vec![
+            json!({"protocol": "tcp", "state": "ESTABLISHED", "orig_src": "10.231.3.11", "orig_dst": "10.231.3.2", "orig_sport": snat_port, "orig_dport": 9000,
+                    "reply_src": "10.231.3.2", "reply_dst": "10.231.3.11", "reply_sport": 8080, "reply_dport": snat_port, "snat": false, "dnat": true})
+        ]
     );
     // Both sides agree with conntrack(8).
     for ns in [&a, &b] {
@@ -164,25 +174,38 @@ fn snat_and_dnat_translations_and_the_join_to_sockets() {
         &["--all-netns"],
         &format!("SELECT netns_name, snat, dnat FROM conntrack WHERE orig_dport = 9000 AND netns_name IN ('{}', '{}') ORDER BY snat", a.name, b.name),
     );
-    assert_eq!(both, vec![json!({"netns_name": b.name, "snat": false, "dnat": true}), json!({"netns_name": a.name, "snat": true, "dnat": false})]);
+    assert_eq!(
+        both,
+        vec![
+            json!({"netns_name": b.name, "snat": false, "dnat": true}),
+            json!({"netns_name": a.name, "snat": true, "dnat": false})
+        ]
+    );
     // Which local socket serves each forwarded connection: conntrack JOIN sockets.
-    settled(vec![json!({"public_port": 9000, "local_port": 8080, "remote_addr": "10.231.3.11", "pid": my_pid()})], || {
-        b.sockql(
+    settled(
+        vec![json!({"public_port": 9000, "local_port": 8080, "remote_addr": "10.231.3.11", "pid": my_pid()})],
+        || {
+            b.sockql(
             "SELECT c.orig_dport AS public_port, s.local_port, s.remote_addr, s.pid FROM conntrack c \
              JOIN sockets s ON s.local_port = c.reply_sport AND s.remote_addr = c.reply_dst AND s.remote_port = c.reply_dport \
              WHERE c.dnat AND s.state = 'ESTAB'",
         )
-    });
+        },
+    );
     // The saved report of translations, from each side.
     assert_eq!(
         b.run_saved_here("nat_by_destination", &[]),
-        vec![json!({"protocol": "tcp", "orig_dst": "10.231.3.2", "orig_dport": 9000, "dnat_to": "10.231.3.2", "dnat_to_port": 8080,
-                    "snat_to": null, "flows": 1, "sources": 1})]
+        vec![
+            json!({"protocol": "tcp", "orig_dst": "10.231.3.2", "orig_dport": 9000, "dnat_to": "10.231.3.2", "dnat_to_port": 8080,
+                    "snat_to": null, "flows": 1, "sources": 1})
+        ]
     );
     assert_eq!(
         a.run_saved_here("nat_by_destination", &[]),
-        vec![json!({"protocol": "tcp", "orig_dst": "10.231.3.2", "orig_dport": 9000, "dnat_to": null, "dnat_to_port": null,
-                    "snat_to": "10.231.3.11", "flows": 1, "sources": 1})]
+        vec![
+            json!({"protocol": "tcp", "orig_dst": "10.231.3.2", "orig_dport": 9000, "dnat_to": null, "dnat_to_port": null,
+                    "snat_to": "10.231.3.11", "flows": 1, "sources": 1})
+        ]
     );
     drop((l, client, server));
 }
@@ -224,10 +247,13 @@ fn insert_udp_entries_with(ns: &Netns, n: u32, mark_zone: fn(u32) -> (Option<u32
         }
         let nested = |kind: u16, parts: &[Vec<u8>]| nla(kind | 0x8000, &parts.concat());
         let tuple = |kind: u16, src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16| {
-            nested(kind, &[
-                nested(1, &[nla(1, &src), nla(2, &dst)]),
-                nested(2, &[nla(1, &[17]), nla(2, &sport.to_be_bytes()), nla(3, &dport.to_be_bytes())]),
-            ])
+            nested(
+                kind,
+                &[
+                    nested(1, &[nla(1, &src), nla(2, &dst)]),
+                    nested(2, &[nla(1, &[17]), nla(2, &sport.to_be_bytes()), nla(3, &dport.to_be_bytes())]),
+                ],
+            )
         };
         let mut sock = netlink_sys::Socket::new(netlink_sys::constants::NETLINK_NETFILTER).unwrap();
         sock.bind_auto().unwrap();
@@ -241,8 +267,8 @@ fn insert_udp_entries_with(ns: &Netns, n: u32, mark_zone: fn(u32) -> (Option<u32
                 vec![libc::AF_INET as u8, 0, 0, 0],
                 tuple(1, src, dst, sport, 53),
                 tuple(2, dst, src, 53, sport),
-                nla(7, &600u32.to_be_bytes()), // CTA_TIMEOUT
-                mark_zone(i).0.map_or(vec![], |m| nla(8, &m.to_be_bytes())), // CTA_MARK
+                nla(7, &600u32.to_be_bytes()),                                // CTA_TIMEOUT
+                mark_zone(i).0.map_or(vec![], |m| nla(8, &m.to_be_bytes())),  // CTA_MARK
                 mark_zone(i).1.map_or(vec![], |z| nla(18, &z.to_be_bytes())), // CTA_ZONE
             ]
             .concat();
@@ -301,7 +327,11 @@ fn a_hundred_thousand_entries_stream_in_bounded_memory() {
     assert_eq!((full[0]["entries"].clone(), full[0]["max_entries"].clone()), (json!(n), json!(max)));
     let pct = full[0]["pct_full"].as_f64().unwrap();
     assert!((pct - (100.0 * n as f64 / max as f64)).abs() < 0.01, "{pct}");
-    assert!(grown < (out.len() / 1024) as i64, "growth ({grown} KiB) below the text printed ({} KiB)", out.len() / 1024);
+    assert!(
+        grown < (out.len() / 1024) as i64,
+        "growth ({grown} KiB) below the text printed ({} KiB)",
+        out.len() / 1024
+    );
 }
 
 #[test]
@@ -312,13 +342,21 @@ fn mark_and_zone_filters_run_in_the_kernel() {
     for f in ["mark = 7", "zone = 3", "mark = 7 AND zone = 3", "mark = 8", "zone = 0"] {
         let hidden = f.replace("mark", "(mark + 0)").replace("zone", "(zone + 0)");
         let pushed = ns.sockql(&format!("SELECT orig_src, orig_sport, mark, zone FROM conntrack WHERE {f} ORDER BY 2"));
-        let plain = ns.sockql(&format!("SELECT orig_src, orig_sport, mark, zone FROM conntrack WHERE {hidden} ORDER BY 2"));
+        let plain =
+            ns.sockql(&format!("SELECT orig_src, orig_sport, mark, zone FROM conntrack WHERE {hidden} ORDER BY 2"));
         assert_eq!(pushed, plain, "{f}");
     }
     let n = |f: &str| ns.sockql(&format!("SELECT count(*) AS n FROM conntrack WHERE {f}"))[0]["n"].clone();
-    assert_eq!((n("mark = 7"), n("zone = 3"), n("mark = 7 AND zone = 3"), n("zone = 0")), (json!(10), json!(4), json!(2), json!(16)));
-    let explain = ns.exec_ok(bin(), &["--format", "csv", "EXPLAIN SELECT * FROM conntrack WHERE mark = 7 AND zone = 3"]);
-    assert!(explain.contains("LiveScanExec: conntrack: ctnetlink netns=[current] family=all mark=Some(7) zone=Some(3)"), "{explain}");
+    assert_eq!(
+        (n("mark = 7"), n("zone = 3"), n("mark = 7 AND zone = 3"), n("zone = 0")),
+        (json!(10), json!(4), json!(2), json!(16))
+    );
+    let explain =
+        ns.exec_ok(bin(), &["--format", "csv", "EXPLAIN SELECT * FROM conntrack WHERE mark = 7 AND zone = 3"]);
+    assert!(
+        explain.contains("LiveScanExec: conntrack: ctnetlink netns=[current] family=all mark=Some(7) zone=Some(3)"),
+        "{explain}"
+    );
     // The kernel sends only matching entries.
     let counts = ns.enter(|| {
         let mut nl = Ctnetlink::open().unwrap();

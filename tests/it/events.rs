@@ -39,11 +39,18 @@ fn listener_count(ns: &Netns) -> usize {
 /// once it has subscribed; its output as it comes.
 fn process_listener(sql: &str) -> (Reaped, std::thread::JoinHandle<String>) {
     let mut events = Reaped(
-        Command::new(bin()).args(["--capture-for", "60s", "--format", "ndjson", sql]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap(),
+        Command::new(bin())
+            .args(["--capture-for", "60s", "--format", "ndjson", sql])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
     );
     let out = collect(&mut events);
     let id = events.id();
-    eventually(WAIT, || (subscribed(&std::fs::read_to_string("/proc/net/netlink").ok()?, "11", Some(id)) > 0).then_some(()));
+    eventually(WAIT, || {
+        (subscribed(&std::fs::read_to_string("/proc/net/netlink").ok()?, "11", Some(id)) > 0).then_some(())
+    });
     (events, out)
 }
 
@@ -72,7 +79,15 @@ impl Drop for Reaped {
 }
 
 pub fn spawn_in(ns: &Netns, args: &[&str]) -> Reaped {
-    Reaped(Command::new("ip").args(["netns", "exec", &ns.name]).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
+    Reaped(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.name])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// Read a child's output as it comes (a full pipe would stall the child,
@@ -153,7 +168,14 @@ fn socket_events_see_every_short_connection() {
     eventually(WAIT, || (listener_count(&ns) >= 2).then_some(()));
     let mut watch = spawn_in(
         &ns,
-        &[bin(), "--watch", "1s", "--format", "ndjson", &format!("SELECT remote_port FROM sockets WHERE local_port = {PORT} AND state = 'ESTAB'")],
+        &[
+            bin(),
+            "--watch",
+            "1s",
+            "--format",
+            "ndjson",
+            &format!("SELECT remote_port FROM sockets WHERE local_port = {PORT} AND state = 'ESTAB'"),
+        ],
     );
     let watch_out = collect(&mut watch);
     let sent = ns.enter(short_connections);
@@ -195,7 +217,10 @@ fn socket_events_see_every_short_connection() {
     let text = ss_out.join().unwrap();
     let port = format!(":{PORT}");
     // The listener, closed at the end, has no peer (`*`): not a connection.
-    let by_ss = text.lines().filter(|l| l.split_whitespace().any(|f| f.ends_with(&port)) && !l.trim_end().ends_with(":*")).count();
+    let by_ss = text
+        .lines()
+        .filter(|l| l.split_whitespace().any(|f| f.ends_with(&port)) && !l.trim_end().ends_with(":*"))
+        .count();
     assert_eq!(by_ss, rows.len(), "ss -E lines for port {PORT}");
 
     // The poll every second saw almost none of them.
@@ -203,7 +228,11 @@ fn socket_events_see_every_short_connection() {
     unsafe { libc::kill(watch.id() as i32, libc::SIGINT) };
     let _ = watch.wait();
     let rest = watch_out.join().unwrap();
-    let polled: HashSet<u64> = rest.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter_map(|r| r["remote_port"].as_u64()).collect();
+    let polled: HashSet<u64> = rest
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|r| r["remote_port"].as_u64())
+        .collect();
     assert!(polled.len() * 10 < sent.len(), "--watch 1s saw {} of {} connections", polled.len(), sent.len());
 }
 
@@ -216,7 +245,9 @@ fn conntrack_events_follow_a_flow_as_conntrack_e_does() {
     use crate::conntrack::NftExt;
     assert!(have("conntrack"), "conntrack (conntrack-tools) is needed for this cross-check");
     let ns = Netns::new("evC");
-    ns.nft("table ip track {\n chain out { type filter hook output priority 0; ct state new,established accept; }\n}\n");
+    ns.nft(
+        "table ip track {\n chain out { type filter hook output priority 0; ct state new,established accept; }\n}\n",
+    );
     ns.sysctl("net.netfilter.nf_conntrack_acct", "1");
     ns.sysctl("net.netfilter.nf_conntrack_timestamp", "1");
     let mut events = spawn_in(
@@ -259,7 +290,8 @@ fn conntrack_events_follow_a_flow_as_conntrack_e_does() {
     assert!(events.wait().unwrap().success());
     let rows = parse_ndjson(&events_out.join().unwrap());
     let kinds: Vec<&str> = rows.iter().map(|r| r["event"].as_str().unwrap()).collect();
-    let tool_kinds: Vec<&str> = theirs.lines().filter_map(|l| l.trim().strip_prefix('[').and_then(|r| r.split(']').next())).collect();
+    let tool_kinds: Vec<&str> =
+        theirs.lines().filter_map(|l| l.trim().strip_prefix('[').and_then(|r| r.split(']').next())).collect();
     assert_eq!(kinds, tool_kinds, "{theirs}");
     assert_eq!((kinds.first(), kinds.last()), (Some(&"NEW"), Some(&"DESTROY")));
     assert!(rows.iter().all(|r| r["orig_sport"] == sport as u64 && r["overruns"] == 0), "{rows:?}");
@@ -267,7 +299,14 @@ fn conntrack_events_follow_a_flow_as_conntrack_e_does() {
     // Three datagrams of 100 bytes (128 with headers) one way, one of 2
     // (30) back, as conntrack -E's DESTROY line counts them.
     assert_eq!(
-        (&destroy["orig_packets"], &destroy["orig_bytes"], &destroy["reply_packets"], &destroy["reply_bytes"], &destroy["stopped"], &destroy["started"]),
+        (
+            &destroy["orig_packets"],
+            &destroy["orig_bytes"],
+            &destroy["reply_packets"],
+            &destroy["reply_bytes"],
+            &destroy["stopped"],
+            &destroy["started"]
+        ),
         (&Value::from(3), &Value::from(384), &Value::from(1), &Value::from(30), &Value::from(true), &Value::from(true))
     );
     let line = theirs.lines().find(|l| l.contains("[DESTROY]")).unwrap();
@@ -278,7 +317,9 @@ fn conntrack_events_follow_a_flow_as_conntrack_e_does() {
 /// named although it lives a fraction of a second.
 #[test]
 fn process_events_name_a_short_lived_child() {
-    let (mut events, events_out) = process_listener("SELECT event, pid, tid, parent_pid, name, cmdline, exit_code, exit_signal FROM process_events WHERE pid = tid");
+    let (mut events, events_out) = process_listener(
+        "SELECT event, pid, tid, parent_pid, name, cmdline, exit_code, exit_signal FROM process_events WHERE pid = tid",
+    );
     let mut child = Command::new("sh").args(["-c", "sleep 0.3; exit 7"]).spawn().unwrap();
     let pid = child.id() as i64;
     assert_eq!(child.wait().unwrap().code(), Some(7));
@@ -291,7 +332,10 @@ fn process_events_name_a_short_lived_child() {
     assert_eq!(kinds, ["fork", "exec", "exit"], "{rows:?}");
     assert_eq!(rows[0]["parent_pid"], my_pid());
     assert_eq!((&rows[1]["name"], &rows[1]["cmdline"]), (&Value::from("sh"), &Value::from("sh -c sleep 0.3; exit 7")));
-    assert_eq!((&rows[2]["name"], &rows[2]["exit_code"], &rows[2]["exit_signal"]), (&Value::from("sh"), &Value::from(7), &Value::from(0)));
+    assert_eq!(
+        (&rows[2]["name"], &rows[2]["exit_code"], &rows[2]["exit_signal"]),
+        (&Value::from("sh"), &Value::from(7), &Value::from(0))
+    );
 }
 
 /// --follow: no time bound, each row written as it comes (a reader gets
@@ -300,11 +344,22 @@ fn process_events_name_a_short_lived_child() {
 fn follow_writes_each_event_as_it_comes() {
     use std::io::BufRead;
     let ns = Netns::new("evF");
-    let mut events = spawn_in(&ns, &[bin(), "--follow", "--format", "ndjson", "SELECT local_port, remote_port, state FROM socket_events WHERE remote_port = 9"]);
+    let mut events = spawn_in(
+        &ns,
+        &[
+            bin(),
+            "--follow",
+            "--format",
+            "ndjson",
+            "SELECT local_port, remote_port, state FROM socket_events WHERE remote_port = 9",
+        ],
+    );
     // Lines as they come, to wait on with a timeout.
     let (tx, lines) = std::sync::mpsc::channel();
     let out = events.stdout.take().unwrap();
-    std::thread::spawn(move || std::io::BufReader::new(out).lines().map_while(Result::ok).for_each(|l| drop(tx.send(l))));
+    std::thread::spawn(move || {
+        std::io::BufReader::new(out).lines().map_while(Result::ok).for_each(|l| drop(tx.send(l)))
+    });
     eventually(WAIT, || (listener_count(&ns) >= 1).then_some(()));
     let listener = ns.enter(|| TcpListener::bind("127.0.0.1:9").unwrap());
     for expected in 1..=2 {
@@ -318,7 +373,11 @@ fn follow_writes_each_event_as_it_comes() {
         // The row arrives while sockql still listens.
         let line = lines.recv_timeout(WAIT).expect("the event's row while sockql listens");
         let row: Value = serde_json::from_str(&line).unwrap();
-        assert_eq!((&row["local_port"], &row["remote_port"]), (&Value::from(port), &Value::from(9)), "event {expected}");
+        assert_eq!(
+            (&row["local_port"], &row["remote_port"]),
+            (&Value::from(port), &Value::from(9)),
+            "event {expected}"
+        );
         assert!(events.try_wait().unwrap().is_none());
     }
     // SAFETY: a signal to the child we spawned.
@@ -339,10 +398,13 @@ pub const EVENT_HISTORY_REPORTS: &[&str] = &["resets_by_remote", "short_lived_co
 fn record_events_keeps_every_connection_for_history() {
     use crate::conntrack::NftExt;
     let ns = Netns::new("evR");
-    ns.nft("table ip track {\n chain out { type filter hook output priority 0; ct state new,established accept; }\n}\n");
+    ns.nft(
+        "table ip track {\n chain out { type filter hook output priority 0; ct state new,established accept; }\n}\n",
+    );
     let dir = std::env::temp_dir().join(format!("sockql-record-events-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut rec = spawn_in(&ns, &[bin(), "record", "--out", dir.to_str().unwrap(), "--events", "--every", "1s", "--for", "60s"]);
+    let mut rec =
+        spawn_in(&ns, &[bin(), "record", "--out", dir.to_str().unwrap(), "--events", "--every", "1s", "--for", "60s"]);
     // Both listeners subscribed (sock_diag destroys, ctnetlink events)
     // before any connection is made: the resets are conntrack events.
     eventually(WAIT, || {
@@ -377,7 +439,8 @@ fn record_events_keeps_every_connection_for_history() {
         ok.then(|| parse_ndjson(&out))
     };
     eventually(WAIT, || {
-        let n = history("SELECT count(*) AS n FROM history.socket_events WHERE remote_port = 7272")?.first()?["n"].as_u64()?;
+        let n = history("SELECT count(*) AS n FROM history.socket_events WHERE remote_port = 7272")?.first()?["n"]
+            .as_u64()?;
         (n == sent.len() as u64).then_some(())
     });
     // SAFETY: a signal to the child we spawned.
@@ -386,10 +449,14 @@ fn record_events_keeps_every_connection_for_history() {
     let mut err = String::new();
     rec.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     assert!(err.contains("process_events not recorded"), "{err}");
-    let rows = history("SELECT local_port, bytes_acked FROM history.socket_events WHERE remote_port = 7272 ORDER BY local_port").unwrap();
+    let rows = history(
+        "SELECT local_port, bytes_acked FROM history.socket_events WHERE remote_port = 7272 ORDER BY local_port",
+    )
+    .unwrap();
     let mut expected: Vec<(u64, u64)> = sent.iter().map(|&(p, n)| (p as u64, n as u64 + 2)).collect();
     expected.sort();
-    let got: Vec<(u64, u64)> = rows.iter().map(|r| (r["local_port"].as_u64().unwrap(), r["bytes_acked"].as_u64().unwrap())).collect();
+    let got: Vec<(u64, u64)> =
+        rows.iter().map(|r| (r["local_port"].as_u64().unwrap(), r["bytes_acked"].as_u64().unwrap())).collect();
     assert_eq!(got, expected);
     // The history reports over what was recorded.
     let report = |name: &str| {
@@ -400,7 +467,11 @@ fn record_events_keeps_every_connection_for_history() {
     let short = report("short_lived_connections");
     assert_eq!(short.len(), 1, "{short:?}");
     // Both ends of each of the 20 (the refused ones lost their remote port).
-    assert_eq!((&short[0]["remote_addr"], &short[0]["connections"]), (&Value::from("127.0.0.1"), &Value::from(40)), "{short:?}");
+    assert_eq!(
+        (&short[0]["remote_addr"], &short[0]["connections"]),
+        (&Value::from("127.0.0.1"), &Value::from(40)),
+        "{short:?}"
+    );
     assert!(short[0]["per_sec"].as_f64().unwrap() > 0.0);
     let resets = report("resets_by_remote");
     assert_eq!(resets.len(), 1, "{resets:?}");
@@ -424,6 +495,9 @@ fn events_join_live_tables() {
     assert!(events.wait().unwrap().success());
     let rows: Vec<Value> = parse_ndjson(&out.join().unwrap()).into_iter().filter(|r| r["pid"] == pid).collect();
     assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!((&rows[0]["event_name"], &rows[0]["process_name"], &rows[0]["ppid"]), (&Value::from("sleep"), &Value::from("sleep"), &Value::from(my_pid())));
+    assert_eq!(
+        (&rows[0]["event_name"], &rows[0]["process_name"], &rows[0]["ppid"]),
+        (&Value::from("sleep"), &Value::from("sleep"), &Value::from(my_pid()))
+    );
     let _ = child.kill();
 }

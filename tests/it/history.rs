@@ -64,7 +64,8 @@ fn recorded_samples_answer_growth_questions() {
     let out = dir.to_str().unwrap().to_string();
     let l = ns.enter(|| listener("127.0.0.1:7600", 64));
     let record = |ns: &Netns| {
-        let (_, err, ok) = ns.exec(bin(), &["record", "--samples", "1", "--out", &out, "--tables", "sockets,conntrack,net_counters"]);
+        let (_, err, ok) =
+            ns.exec(bin(), &["record", "--samples", "1", "--out", &out, "--tables", "sockets,conntrack,net_counters"]);
         assert!(ok && err.contains("1 samples"), "{err}");
         next_millisecond(); // distinct millisecond timestamps
     };
@@ -127,8 +128,15 @@ fn recorded_samples_answer_growth_questions() {
         .map(|r| (r["sockets"].as_i64().unwrap(), r["change"].clone()))
         .collect();
     assert_eq!(trend, vec![(6, Value::Null), (12, json!(6)), (16, json!(4))]);
-    let ct: Vec<(i64, Value)> = run_saved("conntrack_growth", &[]).into_iter().map(|r| (r["entries"].as_i64().unwrap(), r["change"].clone())).collect();
-    assert_eq!(ct.iter().map(|c| c.0).collect::<Vec<_>>(), vec![3, 6, 9], "one entry per connection ever made; closed ones linger");
+    let ct: Vec<(i64, Value)> = run_saved("conntrack_growth", &[])
+        .into_iter()
+        .map(|r| (r["entries"].as_i64().unwrap(), r["change"].clone()))
+        .collect();
+    assert_eq!(
+        ct.iter().map(|c| c.0).collect::<Vec<_>>(),
+        vec![3, 6, 9],
+        "one entry per connection ever made; closed ones linger"
+    );
     // The layout: hive partitions, one file per table per sample (and one
     // line per sample in the recorder's log, samples/), readable by pyarrow too.
     let files = parquet_files(&dir);
@@ -140,9 +148,19 @@ fn recorded_samples_answer_growth_questions() {
     let ours = run(&["--history", &out, "--format", "csv", "--no-header", "SELECT count(*) FROM history.sockets"]).0;
     assert_eq!(py["rows"].as_i64().unwrap().to_string(), ours.trim());
     assert_eq!(py["hosts"], json!([h]));
-    assert!(py["columns"].as_array().unwrap().contains(&json!("ts")) && py["columns"].as_array().unwrap().contains(&json!("date")));
+    assert!(
+        py["columns"].as_array().unwrap().contains(&json!("ts"))
+            && py["columns"].as_array().unwrap().contains(&json!("date"))
+    );
     // Partition pruning: a filter on date and host skips directories.
-    let explain = run(&["--history", &out, "--format", "csv", &format!("EXPLAIN SELECT count(*) FROM history.sockets WHERE date = '{today}' AND host = '{h}'")]).0;
+    let explain = run(&[
+        "--history",
+        &out,
+        "--format",
+        "csv",
+        &format!("EXPLAIN SELECT count(*) FROM history.sockets WHERE date = '{today}' AND host = '{h}'"),
+    ])
+    .0;
     assert!(explain.contains("date") && explain.contains("host"), "{explain}");
     drop((l, held));
     std::fs::remove_dir_all(dir).unwrap();
@@ -157,7 +175,17 @@ fn a_killed_recorder_leaves_only_readable_files_and_retention_prunes() {
     std::fs::create_dir_all(&old).unwrap();
     std::fs::write(old.join("1.parquet"), b"").unwrap();
     let mut child = Command::new(bin())
-        .args(["record", "--every", "100ms", "--out", &out, "--tables", "processes,sockets,sysctls", "--retention", "7d"])
+        .args([
+            "record",
+            "--every",
+            "100ms",
+            "--out",
+            &out,
+            "--tables",
+            "processes,sockets,sysctls",
+            "--retention",
+            "7d",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -184,7 +212,14 @@ fn a_killed_recorder_leaves_only_readable_files_and_retention_prunes() {
         let py = python_reads(&dir, t);
         assert!(py["rows"].as_i64().unwrap() > 0);
     }
-    let (o, e, ok) = run(&["--history", &out, "--format", "csv", "--no-header", "SELECT count(DISTINCT ts) >= 5 FROM history.processes"]);
+    let (o, e, ok) = run(&[
+        "--history",
+        &out,
+        "--format",
+        "csv",
+        "--no-header",
+        "SELECT count(DISTINCT ts) >= 5 FROM history.processes",
+    ]);
     assert!(ok, "{e}");
     assert_eq!(o, "true\n");
     std::fs::remove_dir_all(dir).unwrap();
@@ -229,7 +264,11 @@ fn records_to_s3_and_reads_back() {
     let s3 = S3::start();
     // Create the bucket (S3 CreateBucket is a PUT on the bucket).
     let mut sock = TcpStream::connect(("127.0.0.1", s3.port)).unwrap();
-    std::io::Write::write_all(&mut sock, b"PUT /sockql-test HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    std::io::Write::write_all(
+        &mut sock,
+        b"PUT /sockql-test HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
     let mut reply = String::new();
     std::io::Read::read_to_string(&mut sock, &mut reply).unwrap();
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
@@ -260,7 +299,14 @@ fn records_a_saved_query_and_refuses_unknown_tables() {
     let out = dir.to_str().unwrap().to_string();
     let (_, err, ok) = run(&["record", "--samples", "1", "--query", "states", "--out", &out]);
     assert!(ok, "{err}");
-    let (o, e, ok) = run(&["--history", &out, "--format", "csv", "--no-header", "SELECT sum(sockets) > 0, min(pct) >= 0 FROM history.states"]);
+    let (o, e, ok) = run(&[
+        "--history",
+        &out,
+        "--format",
+        "csv",
+        "--no-header",
+        "SELECT sum(sockets) > 0, min(pct) >= 0 FROM history.states",
+    ]);
     assert!(ok, "{e}");
     assert_eq!(o, "true,true\n");
     let (_, err, ok) = run(&["record", "--samples", "1", "--tables", "sockets,nope", "--out", &out]);
@@ -279,7 +325,8 @@ fn empty_samples_and_cleared_states_read_as_zero() {
     let dir = temp_dir("zero");
     let out = dir.to_str().unwrap().to_string();
     let record = |ns: &Netns| {
-        let (_, err, ok) = ns.exec(bin(), &["record", "--samples", "1", "--out", &out, "--tables", "sockets,conntrack"]);
+        let (_, err, ok) =
+            ns.exec(bin(), &["record", "--samples", "1", "--out", &out, "--tables", "sockets,conntrack"]);
         assert!(ok && err.contains("1 samples"), "{err}");
         next_millisecond(); // distinct millisecond timestamps
     };
@@ -292,7 +339,8 @@ fn empty_samples_and_cleared_states_read_as_zero() {
         drop(c);
         leaked.push(s);
     }
-    let close_wait = |ns: &Netns| ns.sockql("SELECT count(*) AS n FROM sockets WHERE state = 'CLOSE-WAIT'")[0]["n"].clone();
+    let close_wait =
+        |ns: &Netns| ns.sockql("SELECT count(*) AS n FROM sockets WHERE state = 'CLOSE-WAIT'")[0]["n"].clone();
     eventually(WAIT, || (close_wait(&ns) == json!(2)).then_some(()));
     record(&ns);
     // The leak is fixed: the application closes its ends.
@@ -315,7 +363,8 @@ fn empty_samples_and_cleared_states_read_as_zero() {
     assert_eq!(trend, vec![(2, Value::Null), (0, json!(-2))], "the cleared leak reads 0");
     // No conntrack entries in this namespace (no ruleset): recorded empty.
     assert_eq!(ns.sockql("SELECT count(*) AS n FROM conntrack"), vec![json!({"n": 0})]);
-    let ct: Vec<(i64, Value)> = saved("conntrack_growth").into_iter().map(|r| (r["entries"].as_i64().unwrap(), r["change"].clone())).collect();
+    let ct: Vec<(i64, Value)> =
+        saved("conntrack_growth").into_iter().map(|r| (r["entries"].as_i64().unwrap(), r["change"].clone())).collect();
     assert_eq!(ct, vec![(0, Value::Null), (0, json!(0))]);
     let q = |sql: &str| {
         let mut args: Vec<&str> = hist.to_vec();
@@ -327,12 +376,19 @@ fn empty_samples_and_cleared_states_read_as_zero() {
     assert_eq!(q("SELECT count(*) AS n FROM history.conntrack"), vec![json!({"n": 0})]);
     assert_eq!(
         q("SELECT source, count(*) AS samples, sum(rows) AS rows FROM history.samples GROUP BY 1 ORDER BY 1"),
-        vec![json!({"source": "conntrack", "samples": 2, "rows": 0}), json!({"source": "sockets", "samples": 2, "rows": q("SELECT count(*) AS n FROM history.sockets")[0]["n"].clone()})]
+        vec![
+            json!({"source": "conntrack", "samples": 2, "rows": 0}),
+            json!({"source": "sockets", "samples": 2, "rows": q("SELECT count(*) AS n FROM history.sockets")[0]["n"].clone()})
+        ]
     );
     // A recording made before the log existed still answers (an empty
     // log): its samples are the ones with rows, here both (the listener).
     std::fs::remove_dir_all(dir.join("samples")).unwrap();
-    let trend: Vec<i64> = saved("state_trend").into_iter().filter(|r| r["state"] == "CLOSE-WAIT").map(|r| r["sockets"].as_i64().unwrap()).collect();
+    let trend: Vec<i64> = saved("state_trend")
+        .into_iter()
+        .filter(|r| r["state"] == "CLOSE-WAIT")
+        .map(|r| r["sockets"].as_i64().unwrap())
+        .collect();
     assert_eq!(trend, vec![2, 0]);
     assert_eq!(q("SELECT count(*) AS n FROM history.samples"), vec![json!({"n": 0})]);
     drop(l);

@@ -120,7 +120,13 @@ fn count_rows(h: &History, extra: &[&str], sql: &str) -> Measured {
 fn peak_hwm(args: &[&str]) -> Measured {
     use std::io::Read;
     use std::process::{Command, Stdio};
-    let mut child = Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let (mut so, mut se) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
     let out = std::thread::spawn(move || {
         let mut s = String::new();
@@ -184,7 +190,10 @@ fn decompression_bombs_and_huge_footers_stay_within_the_memory_limit() {
             RecordBatch::try_new(schema.clone(), vec![col.clone(), col.clone(), col]).unwrap()
         })
         .collect();
-    let props = WriterProperties::builder().set_max_row_group_row_count(Some(1)).set_statistics_enabled(EnabledStatistics::None).build();
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(1))
+        .set_statistics_enabled(EnabledStatistics::None)
+        .build();
     let groups_path = h.plant_dir("host=evil2").join("1.parquet");
     write(&groups_path, &rows, props);
     let footer_len = {
@@ -195,7 +204,11 @@ fn decompression_bombs_and_huge_footers_stay_within_the_memory_limit() {
     assert!(footer_len > 2 << 20, "the footer is {footer_len} bytes");
 
     drop(rows);
-    let m = count_rows(&h, &[], "SELECT host, count(*) AS n, sum(length(state)) AS chars FROM history.sockets GROUP BY host");
+    let m = count_rows(
+        &h,
+        &[],
+        "SELECT host, count(*) AS n, sum(length(state)) AS chars FROM history.sockets GROUP BY host",
+    );
     eprintln!("query: peak RSS {} KiB", m.peak_kib);
     assert!(m.ok, "{}", m.err);
     assert!(m.peak_kib < CEILING_KIB, "peak RSS {} KiB (ceiling {CEILING_KIB})\n{}", m.peak_kib, m.err);
@@ -205,11 +218,27 @@ fn decompression_bombs_and_huge_footers_stay_within_the_memory_limit() {
     assert_eq!(field(&rows[0], "chars").as_u64(), Some(3 * "LISTEN".len() as u64));
     let w = warnings(&m.err);
     assert_eq!(w.len(), 2, "{}", m.err);
-    assert!(w.iter().any(|l| l.contains(bomb_path.to_str().unwrap()) && l.contains("decompresses to 128.0 MiB")), "{}", m.err);
+    assert!(
+        w.iter().any(|l| l.contains(bomb_path.to_str().unwrap()) && l.contains("decompresses to 128.0 MiB")),
+        "{}",
+        m.err
+    );
     assert!(w.iter().any(|l| l.contains(groups_path.to_str().unwrap()) && l.contains("footer claims")), "{}", m.err);
 
     // The saved report of the brief, too.
-    let m = peak_hwm(&[bin(), "--history", h.arg(), "--memory-limit", "64M", "--timeout", "10s", "--format", "ndjson", "run", "state_trend"]);
+    let m = peak_hwm(&[
+        bin(),
+        "--history",
+        h.arg(),
+        "--memory-limit",
+        "64M",
+        "--timeout",
+        "10s",
+        "--format",
+        "ndjson",
+        "run",
+        "state_trend",
+    ]);
     eprintln!("state_trend: peak RSS {} KiB", m.peak_kib);
     assert!(m.ok, "{}", m.err);
     assert!(m.peak_kib < CEILING_KIB, "peak RSS {} KiB\n{}", m.peak_kib, m.err);
@@ -295,7 +324,11 @@ fn plant_wrong_and_bad(h: &History) -> (PathBuf, PathBuf) {
 fn files_with_wrong_types_or_invalid_utf8_are_left_out_alone() {
     let h = genuine("types");
     let (wrong_path, bad_path) = plant_wrong_and_bad(&h);
-    let m = count_rows(&h, &[], "SELECT count(*) AS n, count(state) AS states, count(DISTINCT host) AS hosts FROM history.sockets");
+    let m = count_rows(
+        &h,
+        &[],
+        "SELECT count(*) AS n, count(state) AS states, count(DISTINCT host) AS hosts FROM history.sockets",
+    );
     assert!(m.ok, "{}", m.err);
     let rows = parse_ndjson(&m.out);
     assert_eq!(field(&rows[0], "n"), 3, "{}", m.err);
@@ -303,7 +336,11 @@ fn files_with_wrong_types_or_invalid_utf8_are_left_out_alone() {
     assert_eq!(field(&rows[0], "hosts"), 1);
     let w = warnings(&m.err);
     assert_eq!(w.len(), 2, "{}", m.err);
-    assert!(w.iter().any(|l| l.contains(wrong_path.to_str().unwrap()) && l.contains("column 'state' is Int64")), "{}", m.err);
+    assert!(
+        w.iter().any(|l| l.contains(wrong_path.to_str().unwrap()) && l.contains("column 'state' is Int64")),
+        "{}",
+        m.err
+    );
     assert!(w.iter().any(|l| l.contains(bad_path.to_str().unwrap()) && l.contains("cannot be decoded")), "{}", m.err);
     let m = count_rows(&h, &[], "SELECT state, count(*) AS n FROM history.sockets GROUP BY state");
     assert!(m.ok, "{}", m.err);
@@ -390,7 +427,11 @@ fn a_directory_swapped_for_a_link_mid_walk_is_never_listed() {
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o700)).unwrap();
     let secret_rows = h.rows_with_state(2, Arc::new(StringArray::from(vec!["SECRET-ROW", "SECRET-ROW"])));
     for i in 0..4 {
-        write(&secret.join(&date).join(format!("SECRETNAME{i}.parquet")), std::slice::from_ref(&secret_rows), WriterProperties::builder().build());
+        write(
+            &secret.join(&date).join(format!("SECRETNAME{i}.parquet")),
+            std::slice::from_ref(&secret_rows),
+            WriterProperties::builder().build(),
+        );
     }
     // nobody owns the table directory and eight host directories in it.
     let sockets = h.dir.join("sockets");
@@ -424,7 +465,8 @@ fn a_directory_swapped_for_a_link_mid_walk_is_never_listed() {
         assert!(!m.out.contains("SECRET"), "a row of the root-only directory was read: {}", m.out);
         assert!(!m.err.contains("SECRETNAME"), "the root-only directory was listed: {}", m.err);
         assert_eq!(parse_ndjson(&m.out), vec![serde_json::json!({"state": "LISTEN", "n": 3})], "{}", m.err);
-        links_seen += warnings(&m.err).iter().filter(|l| l.contains("host=swap") && l.contains("symbolic link")).count();
+        links_seen +=
+            warnings(&m.err).iter().filter(|l| l.contains("host=swap") && l.contains("symbolic link")).count();
     }
     let _ = swapper.kill();
     let _ = swapper.wait();
@@ -467,22 +509,48 @@ fn a_dictionary_repeating_one_huge_value_is_left_out() {
          fields = [pa.field(f.name, c.type, f.nullable) for f, c in zip(t.schema, cols)]\n\
          out = pa.Table.from_arrays(cols, schema=pa.schema(fields))\n\
          pq.write_table(out, dst, use_dictionary=['state'], dictionary_pagesize_limit=8 << 20, compression='zstd', write_statistics=False, row_group_size=rows)\n";
-    let o = std::process::Command::new("python3").args(["-c", script, h.sample.to_str().unwrap(), path.to_str().unwrap()]).output().unwrap();
+    let o = std::process::Command::new("python3")
+        .args(["-c", script, h.sample.to_str().unwrap(), path.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "pyarrow: {}", String::from_utf8_lossy(&o.stderr));
     let on_disk = std::fs::metadata(&path).unwrap().len();
     assert!(on_disk < 1 << 20, "the bomb is {on_disk} bytes on disk");
 
     let started = std::time::Instant::now();
-    let m = count_rows(&h, &[], "SELECT host, count(*) AS n, max(length(state)) AS longest FROM history.sockets GROUP BY host");
+    let m = count_rows(
+        &h,
+        &[],
+        "SELECT host, count(*) AS n, max(length(state)) AS longest FROM history.sockets GROUP BY host",
+    );
     eprintln!("query: peak RSS {} KiB in {:?}", m.peak_kib, started.elapsed());
     assert!(m.ok, "{}", m.err);
     assert!(m.peak_kib < CEILING_KIB, "peak RSS {} KiB (ceiling {CEILING_KIB})\n{}", m.peak_kib, m.err);
-    assert_eq!(parse_ndjson(&m.out), vec![serde_json::json!({"host": h.host_dir.file_name().unwrap().to_str().unwrap().trim_start_matches("host="), "n": 3, "longest": "LISTEN".len()})], "{}", m.err);
+    assert_eq!(
+        parse_ndjson(&m.out),
+        vec![
+            serde_json::json!({"host": h.host_dir.file_name().unwrap().to_str().unwrap().trim_start_matches("host="), "n": 3, "longest": "LISTEN".len()})
+        ],
+        "{}",
+        m.err
+    );
     let w = warnings(&m.err);
     assert_eq!(w.len(), 1, "{}", m.err);
     assert!(w[0].contains(path.to_str().unwrap()) && w[0].contains("of strings"), "{}", m.err);
 
-    let m = peak_hwm(&[bin(), "--history", h.arg(), "--memory-limit", "64M", "--timeout", "10s", "--format", "ndjson", "run", "state_trend"]);
+    let m = peak_hwm(&[
+        bin(),
+        "--history",
+        h.arg(),
+        "--memory-limit",
+        "64M",
+        "--timeout",
+        "10s",
+        "--format",
+        "ndjson",
+        "run",
+        "state_trend",
+    ]);
     eprintln!("state_trend: peak RSS {} KiB", m.peak_kib);
     assert!(m.ok, "{}", m.err);
     assert!(m.peak_kib < CEILING_KIB, "peak RSS {} KiB\n{}", m.peak_kib, m.err);

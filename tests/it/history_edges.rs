@@ -104,7 +104,10 @@ fn quiet_event_tables_are_recorded_with_zero_rows() {
     // The report over the quiet table answers: none, in its own words.
     let (o, e, ok) = hist(&["run", "resets_by_remote"]);
     assert!(ok, "{e}");
-    assert_eq!(o.trim(), "no reset heard: conntrack announced no tracked TCP connection ending in a RST while the recording listened");
+    assert_eq!(
+        o.trim(),
+        "no reset heard: conntrack announced no tracked TCP connection ending in a RST while the recording listened"
+    );
     let (o, e, ok) = hist(&["run", "resets_by_remote", "--format", "ndjson"]);
     assert!(ok && o.is_empty(), "{o}{e}");
     // The one that was not recorded says so, by name.
@@ -145,7 +148,10 @@ fn unrecorded_history_tables_are_named_with_how_to_record_them() {
     let e = hist(&["SELECT * FROM history.conntrack"]);
     assert!(e.contains(&format!("history.conntrack: {out} has no recording of conntrack; record it with `sockql record --tables conntrack --out {out}`")), "{e}");
     let e = hist(&["SELECT * FROM history.nosuch"]);
-    assert!(e.contains(&format!("history.nosuch: {out} has no recording named nosuch (recorded there: samples, sockets)")), "{e}");
+    assert!(
+        e.contains(&format!("history.nosuch: {out} has no recording named nosuch (recorded there: samples, sockets)")),
+        "{e}"
+    );
     // A table whose only file is not Parquet: there, but unreadable.
     let day = dir.0.join("net_counters/host=h/date=2026-01-01");
     std::fs::create_dir_all(&day).unwrap();

@@ -50,5 +50,11 @@ pub fn impair(ns: &Netns, dev: &str, dport: u16, how: &Impairment) {
     ));
     ns.exec_ok("tc", &["qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "10", "r2q", "100000"]);
     ns.exec_ok("tc", &["class", "add", "dev", dev, "parent", "1:", "classid", "1:10", "htb", "rate", "10gbit"]);
-    ns.exec_ok("tc", &["class", "add", "dev", dev, "parent", "1:", "classid", "1:20", "htb", "rate", "2mbit", "burst", "1600", "cburst", "1600"]);
+    ns.exec_ok(
+        "tc",
+        &[
+            "class", "add", "dev", dev, "parent", "1:", "classid", "1:20", "htb", "rate", "2mbit", "burst", "1600",
+            "cburst", "1600",
+        ],
+    );
 }

@@ -42,7 +42,8 @@ fn no_module_imports_from_a_layer_above_it() {
         let text = std::fs::read_to_string(file).unwrap();
         for (n, line) in text.lines().enumerate() {
             for (i, _) in line.match_indices("crate::") {
-                let name: String = line[i + 7..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                let name: String =
+                    line[i + 7..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
                 if !allowed.contains(&name.as_str()) {
                     violations.push(format!("src/{}:{}: {top} imports crate::{name}", rel.display(), n + 1));
                 }

@@ -2,34 +2,34 @@
 //! is linked once. They open real sockets on loopback, and where they need
 //! an isolated socket set they create network namespaces (root, as CI has).
 
-mod churn;
 mod budget;
 mod capture_owners;
+mod churn;
 mod cli;
 mod common;
+mod conntrack;
 mod events;
 mod history;
 mod history_attack;
 mod history_edges;
 mod impair;
 mod layers;
-mod conntrack;
 mod namespaces;
 mod netns;
 mod notices;
 mod owners;
-mod pcap;
-mod pcap_decode;
-mod pcap_link;
-mod pcap_files;
 mod packet_reports;
 mod packets;
 mod paths_attack;
+mod pcap;
+mod pcap_decode;
+mod pcap_files;
+mod pcap_link;
 mod pg;
 mod pg_attack;
-mod pg_errors;
 mod pg_catalog;
 mod pg_clients;
+mod pg_errors;
 mod pg_psql;
 mod pg_types;
 mod privilege;

@@ -81,7 +81,9 @@ fn all_netns_finds_every_namespace_and_filters_enter_only_one() {
     let by_inode = query(&format!("SELECT local_port FROM sockets WHERE netns = {ic} AND state = 'LISTEN'"));
     assert_eq!(by_inode, vec![json!({"local_port": 7103})]);
     // The netns table knows all three; the unnamed one by its process.
-    let ns_rows = query(&format!("SELECT netns, name, pid, processes FROM netns WHERE netns IN ({ia}, {ib}, {ic}) ORDER BY name NULLS LAST"));
+    let ns_rows = query(&format!(
+        "SELECT netns, name, pid, processes FROM netns WHERE netns IN ({ia}, {ib}, {ic}) ORDER BY name NULLS LAST"
+    ));
     let mut expected = vec![
         json!({"netns": ia, "name": a.name, "pid": null, "processes": 0}),
         json!({"netns": ib, "name": b.name, "pid": null, "processes": 0}),
@@ -99,7 +101,9 @@ fn counters_sysctls_and_unix_sockets_per_namespace() {
     let ns = Netns::new("ctr");
     ns.sysctl("net.ipv4.ip_local_port_range", "41000 41999");
     let counter = |name: &str| -> i64 {
-        ns.sockql(&format!("SELECT value FROM net_counters WHERE mib = 'TcpExt' AND name = '{name}'"))[0]["value"].as_i64().unwrap()
+        ns.sockql(&format!("SELECT value FROM net_counters WHERE mib = 'TcpExt' AND name = '{name}'"))[0]["value"]
+            .as_i64()
+            .unwrap()
     };
     let before = counter("ListenOverflows");
     // A listener with backlog 1 that never accepts: connections overflow it.
@@ -118,7 +122,10 @@ fn counters_sysctls_and_unix_sockets_per_namespace() {
     let after = eventually(WAIT, || Some(counter("ListenOverflows")).filter(|&v| v > before));
     assert!(after > before, "ListenOverflows {before} -> {after}");
     // The same counter, seen from outside through --all-netns.
-    let outside = query_with(&["--all-netns"], &format!("SELECT value FROM net_counters WHERE netns_name = '{}' AND name = 'ListenOverflows'", ns.name));
+    let outside = query_with(
+        &["--all-netns"],
+        &format!("SELECT value FROM net_counters WHERE netns_name = '{}' AND name = 'ListenOverflows'", ns.name),
+    );
     assert!(outside[0]["value"].as_i64().unwrap() >= after);
     // sysctls are per namespace.
     let ranges = query_with(&["--all-netns"], &format!(
@@ -128,8 +135,14 @@ fn counters_sysctls_and_unix_sockets_per_namespace() {
     assert!(ranges.contains(&json!({"netns_name": ns.name, "value": "41000 41999"})), "{ranges:?}");
     assert!(ranges.iter().any(|r| r["netns_name"].is_null() && r["value"] != "41000 41999"), "{ranges:?}");
     // sockstat counts the namespace's TCP sockets (ss -s).
-    let inuse = ns.sockql("SELECT value FROM sockstat WHERE protocol = 'TCP' AND name = 'inuse'")[0]["value"].as_i64().unwrap();
-    let ss = ns.exec_ok("ss", &["-tan"]).lines().skip(1).filter(|l| !l.starts_with("TIME-WAIT") && !l.starts_with("SYN-RECV")).count() as i64;
+    let inuse =
+        ns.sockql("SELECT value FROM sockstat WHERE protocol = 'TCP' AND name = 'inuse'")[0]["value"].as_i64().unwrap();
+    let ss = ns
+        .exec_ok("ss", &["-tan"])
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with("TIME-WAIT") && !l.starts_with("SYN-RECV"))
+        .count() as i64;
     assert_eq!(inuse, ss, "sockstat TCP inuse vs ss");
     // unix sockets of the namespace, with owners.
     let dir = std::env::temp_dir().join(format!("sockql-unix-it-{}", std::process::id()));
@@ -138,9 +151,10 @@ fn counters_sysctls_and_unix_sockets_per_namespace() {
     let p2 = path.clone();
     let ul = ns.enter(move || std::os::unix::net::UnixListener::bind(&p2).unwrap());
     // (sockql's own runtime holds a unix socket pair there too: it runs inside.)
-    settled(vec![json!({"type": "stream", "state": "LISTEN", "path": path.to_str().unwrap(), "pid": my_pid()})], || {
-        ns.sockql("SELECT type, state, path, pid FROM unix_sockets WHERE state = 'LISTEN'")
-    });
+    settled(
+        vec![json!({"type": "stream", "state": "LISTEN", "path": path.to_str().unwrap(), "pid": my_pid()})],
+        || ns.sockql("SELECT type, state, path, pid FROM unix_sockets WHERE state = 'LISTEN'"),
+    );
     let ssx = ns.exec_ok("ss", &["-xl"]);
     assert_eq!(ssx.lines().skip(1).count(), 1, "{ssx}");
     std::fs::remove_dir_all(dir).unwrap();
@@ -155,7 +169,11 @@ fn retransmits_move_the_counters() {
     let l = a.enter(|| listener("10.231.4.1:8080", 4));
     let client = b.enter(|| TcpStream::connect("10.231.4.1:8080").unwrap());
     let (mut server, _) = l.accept().unwrap();
-    let retrans = || a.sockql("SELECT value FROM net_counters WHERE mib = 'Tcp' AND name = 'RetransSegs'")[0]["value"].as_i64().unwrap();
+    let retrans = || {
+        a.sockql("SELECT value FROM net_counters WHERE mib = 'Tcp' AND name = 'RetransSegs'")[0]["value"]
+            .as_i64()
+            .unwrap()
+    };
     let before = retrans();
     b.exec_ok("ip", &["link", "set", &vb, "down"]);
     server.write_all(&[0u8; 500]).unwrap();
@@ -195,7 +213,10 @@ fn health_reports_each_rule_with_evidence() {
         // namespace's ephemeral range so the port rule does not count them.
         let full = listener("127.0.0.1:9200", 2);
         let near = listener("127.0.0.1:9201", 4);
-        for (i, dst) in ["127.0.0.1:9200", "127.0.0.1:9200", "127.0.0.1:9201", "127.0.0.1:9201", "127.0.0.1:9201"].iter().enumerate() {
+        for (i, dst) in ["127.0.0.1:9200", "127.0.0.1:9200", "127.0.0.1:9201", "127.0.0.1:9201", "127.0.0.1:9201"]
+            .iter()
+            .enumerate()
+        {
             keep.push(bind_connect(&format!("127.0.0.1:{}", 50001 + i), dst));
         }
         (syn_l, l, keep, full, near)
@@ -207,23 +228,36 @@ fn health_reports_each_rule_with_evidence() {
         let r = a.run_saved("health", &["syn_recv_min=4", "close_wait_min=3", "ports_pct_min=50", "idle_seconds=3600"]);
         (r.len() == 4 && r.iter().any(|f| f["subject"] == cw_subject)).then_some(r)
     });
-    let by_rule = |rule: &str| rows.iter().find(|r| r["rule"] == rule).unwrap_or_else(|| panic!("no {rule} in {rows:?}")).clone();
+    let by_rule =
+        |rule: &str| rows.iter().find(|r| r["rule"] == rule).unwrap_or_else(|| panic!("no {rule} in {rows:?}")).clone();
     let syn = by_rule("syn-flood-or-slow-accept");
     assert_eq!((syn["subject"].clone(), syn["value"].clone()), (json!("port 8080"), json!(4)));
     assert!(syn["evidence"].as_str().unwrap().starts_with("4 SYN-RECV from 1 sources; ListenOverflows="), "{syn}");
     let cw = by_rule("close-wait-leak");
-    assert_eq!((cw["subject"].clone(), cw["value"].clone()), (json!(format!("pid {} ({})", my_pid(), my_comm())), json!(3)));
+    assert_eq!(
+        (cw["subject"].clone(), cw["value"].clone()),
+        (json!(format!("pid {} ({})", my_pid(), my_comm())), json!(3))
+    );
     let ports = by_rule("ephemeral-port-exhaustion");
     // 5 TIME-WAIT plus the 3 orphaned FIN-WAIT-2 client ends of the CLOSE-WAIT pairs.
     assert_eq!((ports["subject"].clone(), ports["value"].clone()), (json!("127.0.0.1:9000"), json!(8)));
-    assert!(ports["evidence"].as_str().unwrap().starts_with("8 of 10 local ports in use towards it (5 in TIME-WAIT)"), "{ports}");
+    assert!(
+        ports["evidence"].as_str().unwrap().starts_with("8 of 10 local ports in use towards it (5 in TIME-WAIT)"),
+        "{ports}"
+    );
     let queue = by_rule("accept-queue-full");
     assert_eq!((queue["subject"].clone(), queue["value"].clone()), (json!("port 9200"), json!(2)), "not 9201 (3 of 4)");
     assert!(queue["evidence"].as_str().unwrap().starts_with("accept queue 2/2 ("), "{queue}");
     assert!(rows.iter().all(|r| r["netns_name"] == a.name));
     // ss agrees on both queues: Recv-Q waiting, Send-Q the backlog.
     let ss = a.exec_ok("ss", &["-Htln", "sport", "ge", ":9200", "and", "sport", "le", ":9201"]);
-    let mut queues: Vec<(String, String)> = ss.lines().map(|l| { let f: Vec<&str> = l.split_whitespace().collect(); (f[1].to_string(), f[2].to_string()) }).collect();
+    let mut queues: Vec<(String, String)> = ss
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[1].to_string(), f[2].to_string())
+        })
+        .collect();
     queues.sort();
     assert_eq!(queues, vec![("2".into(), "2".into()), ("3".into(), "4".into())], "{ss}");
     // Near misses, one below each threshold: 4 SYN-RECV under a minimum
@@ -262,9 +296,14 @@ fn health_idle_rule_spares_connections_with_keepalive() {
         (pair(false), pair(true))
     });
     // Both pairs go quiet for over a second; the kept pair's timer is keepalive.
-    let timers = |ns: &Netns| ns.sockql("SELECT timer, count(*) AS n FROM sockets WHERE state = 'ESTAB' AND least(last_recv_ms, last_send_ms) > 1000 GROUP BY 1 ORDER BY 1");
-    eventually(std::time::Duration::from_secs(10), || (timers(&ns) == vec![json!({"timer": "keepalive", "n": 2}), json!({"timer": null, "n": 2})]).then_some(()));
-    let idle: Vec<Value> = ns.run_saved("health", &["idle_seconds=1"]).into_iter().filter(|r| r["rule"] == "idle-established").collect();
+    let timers = |ns: &Netns| {
+        ns.sockql("SELECT timer, count(*) AS n FROM sockets WHERE state = 'ESTAB' AND least(last_recv_ms, last_send_ms) > 1000 GROUP BY 1 ORDER BY 1")
+    };
+    eventually(std::time::Duration::from_secs(10), || {
+        (timers(&ns) == vec![json!({"timer": "keepalive", "n": 2}), json!({"timer": null, "n": 2})]).then_some(())
+    });
+    let idle: Vec<Value> =
+        ns.run_saved("health", &["idle_seconds=1"]).into_iter().filter(|r| r["rule"] == "idle-established").collect();
     assert_eq!(idle.len(), 1, "{idle:?}");
     assert_eq!(idle[0]["value"], json!(2), "only the pair without keepalive: {idle:?}");
     assert!(idle[0]["evidence"].as_str().unwrap().contains("none with keepalive"), "{idle:?}");

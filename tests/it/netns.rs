@@ -83,7 +83,10 @@ impl Netns {
                 let obj = r.as_object_mut().unwrap_or_else(|| panic!("{name}: not a row"));
                 // Metric reports carry it as text (a label).
                 let netns = obj.remove("netns");
-                assert!(netns == Some(inode.clone()) || netns == Some(serde_json::json!(inode.to_string())), "{name}: a row of another namespace: {netns:?}");
+                assert!(
+                    netns == Some(inode.clone()) || netns == Some(serde_json::json!(inode.to_string())),
+                    "{name}: a row of another namespace: {netns:?}"
+                );
                 assert_eq!(obj.remove("netns_name").as_ref(), Some(&me), "{name}: a row of another namespace");
                 r
             })
@@ -162,14 +165,23 @@ fn reports_exactly_the_sockets_of_a_namespace() {
         },
     );
     let rows = b.sockql("SELECT state, local_addr, local_port, remote_addr, remote_port, interface FROM sockets");
-    assert_eq!(rows, vec![json!({"state": "ESTAB", "local_addr": "10.231.0.2", "local_port": cport, "remote_addr": "10.231.0.1", "remote_port": 8080, "interface": null})]);
+    assert_eq!(
+        rows,
+        vec![
+            json!({"state": "ESTAB", "local_addr": "10.231.0.2", "local_port": cport, "remote_addr": "10.231.0.1", "remote_port": 8080, "interface": null})
+        ]
+    );
 
     // ss in the same namespace sees the same state distribution.
     let ss = a.exec_ok("ss", &["-tuna"]);
-    let mut from_ss: Vec<(String, String)> = ss.lines().skip(1).map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f[0].to_string(), f[1].to_string())
-    }).collect();
+    let mut from_ss: Vec<(String, String)> = ss
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].to_string(), f[1].to_string())
+        })
+        .collect();
     from_ss.sort();
     let ours: Vec<(String, String)> = a
         .sockql("SELECT protocol, state FROM sockets ORDER BY 1, 2")

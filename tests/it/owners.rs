@@ -15,7 +15,8 @@ fn a_shared_listener_has_one_owner_row_per_process() {
     let fd = l.as_raw_fd();
     let mut child = spawn_sharing(fd);
     let cpid = child.id() as i64;
-    let mut expected = vec![json!({"pid": my_pid(), "fd": fd, "name": my_comm()}), json!({"pid": cpid, "fd": fd, "name": "sleep"})];
+    let mut expected =
+        vec![json!({"pid": my_pid(), "fd": fd, "name": my_comm()}), json!({"pid": cpid, "fd": fd, "name": "sleep"})];
     expected.sort_by_key(|r| r["pid"].as_i64());
     settled(expected, || {
         query(&format!(
@@ -24,7 +25,9 @@ fn a_shared_listener_has_one_owner_row_per_process() {
         ))
     });
     // sockets.pid is the lowest owner, as ss -p lists first.
-    settled(vec![json!({"pid": my_pid().min(cpid)})], || query(&format!("SELECT pid FROM sockets WHERE local_port = {p} AND state = 'LISTEN'")));
+    settled(vec![json!({"pid": my_pid().min(cpid)})], || {
+        query(&format!("SELECT pid FROM sockets WHERE local_port = {p} AND state = 'LISTEN'"))
+    });
     // A pid filter is pushed into the fd walk and still exact.
     let only_child = query(&format!("SELECT pid, fd FROM socket_owners WHERE pid = {cpid}"));
     assert!(only_child.contains(&json!({"pid": cpid, "fd": fd})), "{only_child:?}");
@@ -51,13 +54,19 @@ fn processes_row_of_this_test() {
         assert_eq!(r["user"], "root");
     }
     assert!(["running", "sleeping"].contains(&r["state"].as_str().unwrap()));
-    assert_eq!((r["has_threads"].clone(), r["has_rss"].clone(), r["has_fds"].clone(), r["started"].clone()), (json!(true), json!(true), json!(true), json!(true)));
+    assert_eq!(
+        (r["has_threads"].clone(), r["has_rss"].clone(), r["has_fds"].clone(), r["started"].clone()),
+        (json!(true), json!(true), json!(true), json!(true))
+    );
     assert_eq!(r["exe"], std::env::current_exe().unwrap().to_str().unwrap());
     let arg0 = std::env::args().next().unwrap();
     assert!(r["cmdline"].as_str().unwrap().starts_with(&arg0));
     // Every process in /proc, no more, no less, at least for the ones that live through both reads.
     let n = query("SELECT count(*) AS n FROM processes")[0]["n"].as_i64().unwrap();
-    let in_proc = std::fs::read_dir("/proc").unwrap().filter(|e| e.as_ref().unwrap().file_name().to_str().unwrap().parse::<u32>().is_ok()).count() as i64;
+    let in_proc = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_str().unwrap().parse::<u32>().is_ok())
+        .count() as i64;
     assert!((n - in_proc).abs() < 20, "{n} processes vs {in_proc} in /proc");
 }
 
@@ -69,12 +78,16 @@ fn rss_and_cmdline_match_ps() {
     let mut child = std::process::Command::new("sh").args(["-c", "sleep 30", "arg0", "", ""]).spawn().unwrap();
     let pid = child.id();
     let ps = |field: &str| -> String {
-        let o = std::process::Command::new("ps").args(["-o", &format!("{field}="), "-p", &pid.to_string()]).output().unwrap();
+        let o = std::process::Command::new("ps")
+            .args(["-o", &format!("{field}="), "-p", &pid.to_string()])
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&o.stdout).trim_end_matches('\n').trim_start().to_string()
     };
     let sql = format!("SELECT cmdline, rss_bytes FROM processes WHERE pid = {pid}");
     // The shell has started once its argv is in place and ps sees it.
-    let row = eventually(WAIT, || query(&sql).into_iter().next().filter(|r| r["cmdline"] == serde_json::json!(ps("args"))));
+    let row =
+        eventually(WAIT, || query(&sql).into_iter().next().filter(|r| r["cmdline"] == serde_json::json!(ps("args"))));
     assert_eq!(row["cmdline"], serde_json::json!("sh -c sleep 30 arg0"));
     let rss_kib: u64 = ps("rss").trim().parse().unwrap();
     assert_eq!(row["rss_bytes"].as_u64().unwrap(), rss_kib * 1024, "rss_bytes is VmRSS, as ps shows it");
@@ -117,10 +130,12 @@ fn owners_of_a_large_table_stream_and_stay_exact() {
     let rows = |sql: &str| -> Vec<(i64, i64)> {
         let (out, err, ok) = ns.exec(bin(), &["--format", "csv", "--no-header", sql]);
         assert!(ok, "{err}");
-        out.lines().map(|l| {
-            let (a, b) = l.split_once(',').unwrap();
-            (a.parse().unwrap_or(-1), b.parse().unwrap())
-        }).collect()
+        out.lines()
+            .map(|l| {
+                let (a, b) = l.split_once(',').unwrap();
+                (a.parse().unwrap_or(-1), b.parse().unwrap())
+            })
+            .collect()
     };
     let mut expected: Vec<(i64, i64)> = holders.iter().map(|h| (h.0.id() as i64, PER as i64)).collect();
     expected.sort();

@@ -26,7 +26,8 @@ use crate::pcap::{drain, spawn_until, Capture};
 
 /// Reports that read the live `packets` table: checked here, not by the
 /// snapshot harness in reports.rs.
-pub const PACKET_REPORTS: &[&str] = &["handshake_failures", "retransmission_rate", "rst_by_process", "top_talkers", "zero_window"];
+pub const PACKET_REPORTS: &[&str] =
+    &["handshake_failures", "retransmission_rate", "rst_by_process", "top_talkers", "zero_window"];
 
 /// How long each of a round's captures runs: the traffic (about a second)
 /// must fit inside all three.
@@ -110,7 +111,8 @@ fn raw_syn(src: Ipv4Addr, sport: u16, dport: u16) {
     p[t + 14..t + 16].copy_from_slice(&64240u16.to_be_bytes());
     // The TCP checksum over the pseudo-header and the header.
     let mut sum: u32 = 0;
-    let mut add = |b: &[u8]| b.chunks(2).for_each(|c| sum += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32);
+    let mut add =
+        |b: &[u8]| b.chunks(2).for_each(|c| sum += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32);
     add(&src.octets());
     add(&dst.octets());
     add(&[0, 6, 0, 20]);
@@ -120,7 +122,12 @@ fn raw_syn(src: Ipv4Addr, sport: u16, dport: u16) {
     }
     p[t + 16..t + 18].copy_from_slice(&(!(sum as u16)).to_be_bytes());
     // IPPROTO_RAW: the header above is sent as written.
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::RAW, Some(socket2::Protocol::from(libc::IPPROTO_RAW))).unwrap();
+    let s = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::from(libc::IPPROTO_RAW)),
+    )
+    .unwrap();
     s.send_to(&p, &SocketAddr::from((dst, 0)).into()).unwrap();
 }
 
@@ -206,7 +213,11 @@ fn traffic(k: usize, l: Arc<Listeners>, pcap: PathBuf) -> Vec<Box<dyn Any + Send
         }
     }
     eventually(WAIT, || {
-        let o = Command::new("tcpdump").args(["-nn", "-r", pcap.to_str().unwrap(), "src", "port", &STALLED.to_string()]).stderr(Stdio::null()).output().unwrap();
+        let o = Command::new("tcpdump")
+            .args(["-nn", "-r", pcap.to_str().unwrap(), "src", "port", &STALLED.to_string()])
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&o.stdout).contains(", win 0,").then_some(())
     });
     let mut got = vec![0u8; written];
@@ -273,13 +284,19 @@ fn round(report: &str, sides: &[Side], dir: &Path) -> Vec<(Vec<Value>, PathBuf, 
     let ss: Vec<String> = sides.iter().map(|s| s.ns.exec_ok("ss", &["-Htin"])).collect();
     drop(held);
     for (s, rows) in sides.iter().zip(&inside) {
-        assert!(rows.iter().all(|r| r["netns_name"] == json!(s.ns.name)), "{report}: every row carries its namespace: {rows:?}");
+        assert!(
+            rows.iter().all(|r| r["netns_name"] == json!(s.ns.name)),
+            "{report}: every row carries its namespace: {rows:?}"
+        );
         let theirs: Vec<&Value> = across.iter().filter(|r| r["netns_name"] == json!(s.ns.name)).collect();
         assert_eq!(theirs, rows.iter().collect::<Vec<_>>(), "{report}: {} with --all-netns vs inside it", s.ns.name);
         // The connections this round closed have finished closing before
         // the next round's captures start.
         eventually(WAIT, || {
-            let out = s.ns.exec_ok("ss", &["-Htan", "state", "fin-wait-1", "state", "last-ack", "state", "closing", "state", "close-wait"]);
+            let out = s.ns.exec_ok(
+                "ss",
+                &["-Htan", "state", "fin-wait-1", "state", "last-ack", "state", "closing", "state", "close-wait"],
+            );
             out.trim().is_empty().then_some(())
         });
     }
@@ -288,7 +305,10 @@ fn round(report: &str, sides: &[Side], dir: &Path) -> Vec<(Vec<Value>, PathBuf, 
 
 /// How many packets of `file` tshark's display filter `filter` keeps.
 fn tshark_count(file: &Path, filter: &str) -> i64 {
-    let o = Command::new("tshark").args(["-r", file.to_str().unwrap(), "-Y", filter, "-T", "fields", "-e", "frame.number"]).output().unwrap();
+    let o = Command::new("tshark")
+        .args(["-r", file.to_str().unwrap(), "-Y", filter, "-T", "fields", "-e", "frame.number"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).lines().count() as i64
 }
@@ -327,7 +347,10 @@ fn packet_reports_match_their_traffic_in_every_namespace() {
         let k = json!(side.k);
         let key = |port: u16, remote: &str| [("listener_port", json!(port)), ("remote_addr", json!(remote))];
         let refused = row(&rows, &key(CLOSED, "127.0.0.1"));
-        assert_eq!((&refused["attempts"], &refused["refused"], &refused["no_synack"], &refused["no_final_ack"]), (&k, &k, &json!(0), &json!(0)));
+        assert_eq!(
+            (&refused["attempts"], &refused["refused"], &refused["no_synack"], &refused["no_final_ack"]),
+            (&k, &k, &json!(0), &json!(0))
+        );
         assert!(refused["pid"].is_null(), "nothing listens on {CLOSED}");
         let dropped = row(&rows, &key(BLACKHOLE, "127.0.0.1"));
         assert_eq!((&dropped["attempts"], &dropped["no_synack"], &dropped["refused"]), (&k, &k, &json!(0)));
@@ -335,8 +358,12 @@ fn packet_reports_match_their_traffic_in_every_namespace() {
         assert_eq!((&spoofed["attempts"], &spoofed["no_final_ack"], &spoofed["pid"]), (&k, &k, &me));
         // The near miss: handshakes to the same listener that completed.
         assert_eq!(rows.len(), 3, "only the failures: {rows:?}");
-        let syn_acks_to_spoofed = tshark_count(&pcap, &format!("tcp.flags.syn == 1 && tcp.flags.ack == 1 && ip.dst == {SPOOFED}"));
-        let acks_from_spoofed = tshark_count(&pcap, &format!("tcp.flags.ack == 1 && tcp.flags.syn == 0 && tcp.flags.reset == 0 && ip.src == {SPOOFED}"));
+        let syn_acks_to_spoofed =
+            tshark_count(&pcap, &format!("tcp.flags.syn == 1 && tcp.flags.ack == 1 && ip.dst == {SPOOFED}"));
+        let acks_from_spoofed = tshark_count(
+            &pcap,
+            &format!("tcp.flags.ack == 1 && tcp.flags.syn == 0 && tcp.flags.reset == 0 && ip.src == {SPOOFED}"),
+        );
         assert_eq!((syn_acks_to_spoofed, acks_from_spoofed), (side.k as i64, 0));
         assert_eq!(tshark_count(&pcap, &format!("tcp.flags.reset == 1 && tcp.srcport == {CLOSED}")), side.k as i64);
         assert_eq!(tshark_count(&pcap, &format!("tcp.flags.syn == 1 && tcp.dstport == {BLACKHOLE}")), side.k as i64);
@@ -352,9 +379,13 @@ fn packet_reports_match_their_traffic_in_every_namespace() {
             let n: i64 = rows.iter().filter(|r| r["role"] == json!(role)).map(|r| r["resets"].as_i64().unwrap()).sum();
             assert_eq!(n, resets, "{role}: {rows:?}");
         }
-        let aborted = row(&rows, &[("role", json!("sent")), ("local_port", json!(WEB)), ("remote_addr", json!("127.0.0.1"))]);
+        let aborted =
+            row(&rows, &[("role", json!("sent")), ("local_port", json!(WEB)), ("remote_addr", json!("127.0.0.1"))]);
         assert_eq!((&aborted["pid"], &aborted["resets"]), (&me, &k));
-        let reset = row(&rows, &[("role", json!("received")), ("local_port", json!(WEB)), ("remote_addr", json!(SPOOFED.to_string()))]);
+        let reset = row(
+            &rows,
+            &[("role", json!("received")), ("local_port", json!(WEB)), ("remote_addr", json!(SPOOFED.to_string()))],
+        );
         assert_eq!((&reset["pid"], &reset["resets"]), (&me, &k));
         let kernel = row(&rows, &[("role", json!("sent")), ("local_port", json!(CLOSED))]);
         assert_eq!((&kernel["pid"], &kernel["resets"]), (&Value::Null, &k));
@@ -367,7 +398,13 @@ fn packet_reports_match_their_traffic_in_every_namespace() {
         // tshark's.
         let flows: Vec<&Value> = rows.iter().filter(|r| r["scope"] == json!("flow")).collect();
         for f in &flows {
-            let seen = tshark_count(&pcap, &format!("tcp.analysis.retransmission && tcp.srcport == {} && tcp.dstport == {}", f["src_port"], f["dst_port"]));
+            let seen = tshark_count(
+                &pcap,
+                &format!(
+                    "tcp.analysis.retransmission && tcp.srcport == {} && tcp.dstport == {}",
+                    f["src_port"], f["dst_port"]
+                ),
+            );
             assert_eq!(f["retransmissions"].as_i64(), Some(seen), "{f}");
         }
         let lossy: Vec<&Value> = flows.iter().copied().filter(|r| r["dst_port"] == json!(LOSSY)).collect();
@@ -375,7 +412,10 @@ fn packet_reports_match_their_traffic_in_every_namespace() {
         let flow = lossy[0];
         assert_eq!(&flow["pid"], &me);
         let resent = tshark_count(&pcap, &format!("tcp.analysis.retransmission && tcp.dstport == {LOSSY}"));
-        let sent = tshark_count(&pcap, &format!("tcp.dstport == {LOSSY} && (tcp.len > 0 || tcp.flags.syn == 1 || tcp.flags.fin == 1)"));
+        let sent = tshark_count(
+            &pcap,
+            &format!("tcp.dstport == {LOSSY} && (tcp.len > 0 || tcp.flags.syn == 1 || tcp.flags.fin == 1)"),
+        );
         assert_eq!((flow["retransmissions"].as_i64().unwrap(), flow["segments"].as_i64().unwrap()), (resent, sent));
         assert!(resent >= 4, "every fifth of 20 requests was dropped: {resent}");
         let pct = (100.0 * resent as f64 / sent as f64 * 100.0).round() / 100.0;
@@ -390,12 +430,21 @@ fn packet_reports_match_their_traffic_in_every_namespace() {
             }
         }
         let info = info.unwrap_or_else(|| panic!("{client} in {ss}"));
-        let total: i64 = info.split_whitespace().find_map(|w| w.strip_prefix("retrans:")).and_then(|r| r.split('/').nth(1)).unwrap().parse().unwrap();
+        let total: i64 = info
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("retrans:"))
+            .and_then(|r| r.split('/').nth(1))
+            .unwrap()
+            .parse()
+            .unwrap();
         assert_eq!(total, resent, "{info}");
         let process = row(&rows, &[("scope", json!("process")), ("pid", me.clone())]);
         let all: i64 = flows.iter().filter(|f| f["pid"] == me).map(|f| f["retransmissions"].as_i64().unwrap()).sum();
         assert_eq!(process["retransmissions"].as_i64(), Some(all), "{rows:?}");
-        assert!(process["segments"].as_i64() > flow["segments"].as_i64(), "the clean exchange counts for its process: {process}");
+        assert!(
+            process["segments"].as_i64() > flow["segments"].as_i64(),
+            "the clean exchange counts for its process: {process}"
+        );
     }
 
     for (_, (rows, pcap, _)) in sides.iter().zip(round("zero_window", &sides, &dir)) {
@@ -403,7 +452,10 @@ fn packet_reports_match_their_traffic_in_every_namespace() {
         // buffer, is not one.
         assert_eq!(rows.len(), 1, "{rows:?}");
         let stalled = &rows[0];
-        assert_eq!((&stalled["pid"], &stalled["local_port"], &stalled["remote_addr"], &stalled["connections"]), (&me, &json!(STALLED), &json!("127.0.0.1"), &json!(1)));
+        assert_eq!(
+            (&stalled["pid"], &stalled["local_port"], &stalled["remote_addr"], &stalled["connections"]),
+            (&me, &json!(STALLED), &json!("127.0.0.1"), &json!(1))
+        );
         let zero = tshark_count(&pcap, &format!("tcp.analysis.zero_window && tcp.srcport == {STALLED}"));
         assert!(zero >= 1);
         assert_eq!(stalled["zero_windows"], json!(zero));
@@ -411,7 +463,10 @@ fn packet_reports_match_their_traffic_in_every_namespace() {
 
     for (side, (rows, pcap, _)) in sides.iter().zip(round("top_talkers", &sides, &dir)) {
         let talker = row(&rows, &[("remote_addr", json!(TALKER.to_string()))]);
-        let o = Command::new("tshark").args(["-r", pcap.to_str().unwrap(), "-Y", &format!("ip.src == {TALKER}"), "-T", "fields", "-e", "ip.len"]).output().unwrap();
+        let o = Command::new("tshark")
+            .args(["-r", pcap.to_str().unwrap(), "-Y", &format!("ip.src == {TALKER}"), "-T", "fields", "-e", "ip.len"])
+            .output()
+            .unwrap();
         let lens: Vec<i64> = String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().parse().unwrap()).collect();
         assert_eq!(lens.len(), 10 * side.k);
         let bytes: i64 = lens.iter().sum();
@@ -421,7 +476,8 @@ fn packet_reports_match_their_traffic_in_every_namespace() {
         );
         assert_eq!(talker["bytes_per_sec"].as_f64().unwrap(), (bytes as f64 / 6.0 * 10.0).round() / 10.0);
         // Biggest first.
-        let order: Vec<i64> = rows.iter().map(|r| r["bytes_in"].as_i64().unwrap() + r["bytes_out"].as_i64().unwrap()).collect();
+        let order: Vec<i64> =
+            rows.iter().map(|r| r["bytes_in"].as_i64().unwrap() + r["bytes_out"].as_i64().unwrap()).collect();
         assert!(order.windows(2).all(|w| w[0] >= w[1]), "{order:?}");
     }
     std::fs::remove_dir_all(&dir).unwrap();

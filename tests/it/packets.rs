@@ -6,7 +6,8 @@ use std::net::Ipv4Addr;
 fn checksum(data: &[u8], initial: u32) -> u16 {
     let mut sum = initial;
     for chunk in data.chunks(2) {
-        let word = if chunk.len() == 2 { u16::from_be_bytes([chunk[0], chunk[1]]) } else { u16::from_be_bytes([chunk[0], 0]) };
+        let word =
+            if chunk.len() == 2 { u16::from_be_bytes([chunk[0], chunk[1]]) } else { u16::from_be_bytes([chunk[0], 0]) };
         sum += word as u32;
     }
     while sum >> 16 != 0 {

@@ -44,7 +44,6 @@ fn as_nobody_sh(script: &str) {
     assert!(o.status.success(), "as nobody: {script}: {}", String::from_utf8_lossy(&o.stderr));
 }
 
-
 /// A root-owned file the attack aims at: (path, content, mode).
 fn victim(base: &Path) -> (PathBuf, &'static str, u32) {
     let v = base.join("victim");
@@ -54,7 +53,12 @@ fn victim(base: &Path) -> (PathBuf, &'static str, u32) {
 }
 
 fn assert_untouched(v: &(PathBuf, &str, u32)) {
-    assert_eq!(std::fs::read_to_string(&v.0).unwrap(), v.1, "root wrote through the user's link into {}", v.0.display());
+    assert_eq!(
+        std::fs::read_to_string(&v.0).unwrap(),
+        v.1,
+        "root wrote through the user's link into {}",
+        v.0.display()
+    );
     let meta = std::fs::metadata(&v.0).unwrap();
     assert_eq!(meta.permissions().mode() & 0o7777, v.2, "root chmodded {}", v.0.display());
     assert_eq!(meta.uid(), 0);
@@ -130,7 +134,12 @@ fn shell_history_is_never_written_through_a_swapped_directory() {
     assert_eq!(tree(&rootstate), Vec::<PathBuf>::new(), "root's history went through the user's link");
     assert_eq!(tree(&evil), evil_before);
     for p in tree(&home) {
-        assert_eq!(std::fs::symlink_metadata(&p).unwrap().uid(), NOBODY, "root made {} in the user's home", p.display());
+        assert_eq!(
+            std::fs::symlink_metadata(&p).unwrap().uid(),
+            NOBODY,
+            "root made {} in the user's home",
+            p.display()
+        );
     }
 
     // A root-owned state directory, judged safe at start; then its parent
@@ -240,7 +249,21 @@ fn pg_socket_directory_is_judged_from_the_root_down() {
     let (mut child, code, said) = serve_pg(&made);
     assert_eq!(code, None, "serve refused a root-owned path: {said}");
     let o = Command::new("psql")
-        .args(["-X", "-A", "-t", "-h", made.to_str().unwrap(), "-p", "5439", "-U", "root", "-d", "sockql", "-c", "SELECT 40 + 2"])
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-h",
+            made.to_str().unwrap(),
+            "-p",
+            "5439",
+            "-U",
+            "root",
+            "-d",
+            "sockql",
+            "-c",
+            "SELECT 40 + 2",
+        ])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -295,12 +318,22 @@ fn capture_refuses_filters_no_packet_can_meet() {
     }
     // tcpdump agrees about the unknown interface.
     if have("tcpdump") {
-        let o = Command::new("tcpdump").args(["-i", "nosuch0", "-c", "1", "-w", base.join("td.pcap").to_str().unwrap()]).output().unwrap();
+        let o = Command::new("tcpdump")
+            .args(["-i", "nosuch0", "-c", "1", "-w", base.join("td.pcap").to_str().unwrap()])
+            .output()
+            .unwrap();
         assert!(!o.status.success(), "tcpdump accepted an unknown interface");
     }
     // The same interface in the namespace that has it: a capture, a file.
     let o = Command::new(bin())
-        .args(["capture", "--capture-for", "1s", "--out", out.to_str().unwrap(), &format!("netns_name = '{}' AND {only_there}", ns.name)])
+        .args([
+            "capture",
+            "--capture-for",
+            "1s",
+            "--out",
+            out.to_str().unwrap(),
+            &format!("netns_name = '{}' AND {only_there}", ns.name),
+        ])
         .stdin(Stdio::null())
         .output()
         .unwrap();

@@ -44,7 +44,17 @@ impl Capture {
     pub fn start_on(ns: &Netns, dev: &str, file: &std::path::Path) -> Capture {
         assert!(have("tcpdump"), "tcpdump is needed for this test");
         let (child, err) = spawn_until(
-            Command::new("ip").args(["netns", "exec", &ns.name, "tcpdump", "-i", dev, "-U", "-w", file.to_str().unwrap()]),
+            Command::new("ip").args([
+                "netns",
+                "exec",
+                &ns.name,
+                "tcpdump",
+                "-i",
+                dev,
+                "-U",
+                "-w",
+                file.to_str().unwrap(),
+            ]),
             "listening on",
         );
         drain(err);
@@ -54,7 +64,11 @@ impl Capture {
     /// Stop once tcpdump -r shows `last` in `file`: the traffic's last packet.
     pub fn stop_after(self, file: &std::path::Path, last: &str) {
         eventually(WAIT, || {
-            let o = Command::new("tcpdump").args(["-nn", "-r", file.to_str().unwrap()]).stderr(Stdio::null()).output().unwrap();
+            let o = Command::new("tcpdump")
+                .args(["-nn", "-r", file.to_str().unwrap()])
+                .stderr(Stdio::null())
+                .output()
+                .unwrap();
             String::from_utf8_lossy(&o.stdout).contains(last).then_some(())
         });
         self.stop();
@@ -72,11 +86,38 @@ impl Capture {
 fn tshark_rows(file: &str) -> Vec<Value> {
     assert!(have("tshark"), "tshark is needed for this test");
     let fields = [
-        "frame.number", "frame.len", "frame.cap_len", "ip.src", "ipv6.src", "ip.dst", "ipv6.dst", "ip.ttl", "ipv6.hlim",
-        "tcp.srcport", "udp.srcport", "tcp.dstport", "udp.dstport", "tcp.flags", "tcp.seq_raw", "tcp.ack_raw",
-        "tcp.window_size_value", "tcp.len", "udp.length", "tcp.options.mss_val", "tcp.options.wscale.shift",
-        "tcp.options.timestamp.tsval", "tcp.options.timestamp.tsecr", "icmp.type", "icmpv6.type", "frame.time_epoch",
-        "tcp.seq", "tcp.ack", "tcp.window_size", "tcp.analysis.initial_rtt", "tcp.payload", "udp.payload",
+        "frame.number",
+        "frame.len",
+        "frame.cap_len",
+        "ip.src",
+        "ipv6.src",
+        "ip.dst",
+        "ipv6.dst",
+        "ip.ttl",
+        "ipv6.hlim",
+        "tcp.srcport",
+        "udp.srcport",
+        "tcp.dstport",
+        "udp.dstport",
+        "tcp.flags",
+        "tcp.seq_raw",
+        "tcp.ack_raw",
+        "tcp.window_size_value",
+        "tcp.len",
+        "udp.length",
+        "tcp.options.mss_val",
+        "tcp.options.wscale.shift",
+        "tcp.options.timestamp.tsval",
+        "tcp.options.timestamp.tsecr",
+        "icmp.type",
+        "icmpv6.type",
+        "frame.time_epoch",
+        "tcp.seq",
+        "tcp.ack",
+        "tcp.window_size",
+        "tcp.analysis.initial_rtt",
+        "tcp.payload",
+        "udp.payload",
     ];
     let mut args = vec!["-r", file, "-T", "fields", "-E", "separator=|", "-E", "occurrence=f"];
     for f in &fields {
@@ -84,7 +125,13 @@ fn tshark_rows(file: &str) -> Vec<Value> {
     }
     let o = Command::new("tshark").args(&args).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let num = |s: &str| if s.is_empty() { Value::Null } else { json!(s.parse::<u64>().unwrap_or_else(|_| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap())) };
+    let num = |s: &str| {
+        if s.is_empty() {
+            Value::Null
+        } else {
+            json!(s.parse::<u64>().unwrap_or_else(|_| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap()))
+        }
+    };
     String::from_utf8_lossy(&o.stdout)
         .lines()
         .map(|l| {
@@ -117,7 +164,10 @@ fn tshark_rows(file: &str) -> Vec<Value> {
 
 /// The frames tshark's analysis flags with tcp.analysis.`flag`.
 pub fn tshark_flagged(file: &str, flag: &str) -> Vec<u64> {
-    let o = Command::new("tshark").args(["-r", file, "-Y", &format!("tcp.analysis.{flag}"), "-T", "fields", "-e", "frame.number"]).output().unwrap();
+    let o = Command::new("tshark")
+        .args(["-r", file, "-Y", &format!("tcp.analysis.{flag}"), "-T", "fields", "-e", "frame.number"])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().parse().unwrap()).collect()
 }
 
@@ -143,16 +193,30 @@ pub fn analysis_equals_tshark(file: &str) -> std::collections::BTreeMap<&'static
     for (theirs, ours) in ANALYSIS_FLAGS {
         let t = tshark_flagged(file, theirs);
         let cond = if ours == "ack_rtt_ms" { "ack_rtt_ms IS NOT NULL".to_string() } else { ours.to_string() };
-        let (out, err, ok) = run(&["--format", "csv", "--no-header", &format!("SELECT frame FROM read_pcap('{file}') WHERE {cond} ORDER BY frame")]);
+        let (out, err, ok) = run(&[
+            "--format",
+            "csv",
+            "--no-header",
+            &format!("SELECT frame FROM read_pcap('{file}') WHERE {cond} ORDER BY frame"),
+        ]);
         assert!(ok, "{err}");
         let s: Vec<u64> = out.lines().map(|l| l.parse().unwrap()).collect();
         assert_eq!(s, t, "{file}: {ours}");
         counts.insert(ours, s.len());
     }
     // The round trips themselves: tshark's seconds (ns digits) as ms.
-    let o = Command::new("tshark").args(["-r", file, "-Y", "tcp.analysis.ack_rtt", "-T", "fields", "-e", "tcp.analysis.ack_rtt"]).output().unwrap();
-    let theirs: Vec<f64> = String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().parse::<f64>().unwrap() * 1000.0).collect();
-    let (out, err, ok) = run(&["--format", "csv", "--no-header", &format!("SELECT ack_rtt_ms FROM read_pcap('{file}') WHERE ack_rtt_ms IS NOT NULL ORDER BY frame")]);
+    let o = Command::new("tshark")
+        .args(["-r", file, "-Y", "tcp.analysis.ack_rtt", "-T", "fields", "-e", "tcp.analysis.ack_rtt"])
+        .output()
+        .unwrap();
+    let theirs: Vec<f64> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().parse::<f64>().unwrap() * 1000.0).collect();
+    let (out, err, ok) = run(&[
+        "--format",
+        "csv",
+        "--no-header",
+        &format!("SELECT ack_rtt_ms FROM read_pcap('{file}') WHERE ack_rtt_ms IS NOT NULL ORDER BY frame"),
+    ]);
     assert!(ok, "{err}");
     let ours: Vec<f64> = out.lines().map(|l| l.parse().unwrap()).collect();
     assert_eq!(ours.len(), theirs.len());
@@ -168,7 +232,8 @@ const COLUMNS: &str = "frame, length, captured_length, src_addr, dst_addr, ttl, 
     CAST(ts AS BIGINT) AS ts_ns";
 
 fn ours(file: &str) -> Vec<Value> {
-    let (out, err, ok) = run(&["--format", "ndjson", &format!("SELECT {COLUMNS} FROM read_pcap('{file}') ORDER BY frame")]);
+    let (out, err, ok) =
+        run(&["--format", "ndjson", &format!("SELECT {COLUMNS} FROM read_pcap('{file}') ORDER BY frame")]);
     assert!(ok, "{err}");
     parse_ndjson(&out)
 }
@@ -217,7 +282,11 @@ fn traffic(ns: &Netns, pcap: &std::path::Path) {
             // The zero window goes out with the receiver's (delayed) ACK:
             // hold both ends until the capture shows it.
             eventually(WAIT, || {
-                let o = Command::new("tcpdump").args(["-nn", "-r", pcap.to_str().unwrap(), "port", "8082"]).stderr(Stdio::null()).output().unwrap();
+                let o = Command::new("tcpdump")
+                    .args(["-nn", "-r", pcap.to_str().unwrap(), "port", "8082"])
+                    .stderr(Stdio::null())
+                    .output()
+                    .unwrap();
                 String::from_utf8_lossy(&o.stdout).contains(", win 0,").then_some(())
             });
         }
@@ -248,7 +317,28 @@ fn read_pcap_equals_tshark_and_tcpdump_packet_by_packet() {
     assert_eq!(rows.len(), tshark.len());
     assert!(rows.len() >= 20, "{rows:?}");
     for (o, t) in rows.iter().zip(&tshark) {
-        for c in ["frame", "length", "captured_length", "src_addr", "dst_addr", "ttl", "src_port", "dst_port", "seq", "ack_seq", "rel_seq", "rel_ack", "window", "window_raw", "payload_length", "mss", "wscale", "ts_val", "ts_ecr", "icmp_type"] {
+        for c in [
+            "frame",
+            "length",
+            "captured_length",
+            "src_addr",
+            "dst_addr",
+            "ttl",
+            "src_port",
+            "dst_port",
+            "seq",
+            "ack_seq",
+            "rel_seq",
+            "rel_ack",
+            "window",
+            "window_raw",
+            "payload_length",
+            "mss",
+            "wscale",
+            "ts_val",
+            "ts_ecr",
+            "icmp_type",
+        ] {
             assert_eq!(o[c], t[c], "frame {} column {c}: ours {o}\ntshark {t}", o["frame"]);
         }
         // The handshake's round trip: where tshark shows it, the same; ours
@@ -262,7 +352,9 @@ fn read_pcap_equals_tshark_and_tcpdump_packet_by_packet() {
         }
         // The flag booleans are the bits tshark shows.
         if let Some(bits) = t["tcp_flags"].as_u64() {
-            for (c, bit) in [("fin", 1), ("syn", 2), ("rst", 4), ("psh", 8), ("ack", 16), ("urg", 32), ("ece", 64), ("cwr", 128)] {
+            for (c, bit) in
+                [("fin", 1), ("syn", 2), ("rst", 4), ("psh", 8), ("ack", 16), ("urg", 32), ("ece", 64), ("cwr", 128)]
+            {
                 assert_eq!(o[c], json!(bits & bit != 0), "frame {} {c}", o["frame"]);
             }
         } else {
@@ -275,7 +367,8 @@ fn read_pcap_equals_tshark_and_tcpdump_packet_by_packet() {
     }
     // Zero-window advertisements: the frames tshark's analysis marks.
     let tshark_zero = tshark_flagged(file, "zero_window");
-    let our_zero: Vec<u64> = rows.iter().filter(|r| r["zero_window"] == json!(true)).map(|r| r["frame"].as_u64().unwrap()).collect();
+    let our_zero: Vec<u64> =
+        rows.iter().filter(|r| r["zero_window"] == json!(true)).map(|r| r["frame"].as_u64().unwrap()).collect();
     assert_eq!(our_zero, tshark_zero);
     assert!(!our_zero.is_empty(), "the stalled reader advertised a zero window");
     // The rest of the analysis on real traffic: window updates as the
@@ -290,22 +383,38 @@ fn read_pcap_equals_tshark_and_tcpdump_packet_by_packet() {
         .collect();
     let from_us: Vec<String> = rows.iter().filter_map(|r| r["flags"].as_str().map(str::to_string)).collect();
     assert_eq!(from_us, from_tcpdump);
-    assert!(from_us.iter().filter(|f| *f == "S").count() == 3 && from_us.contains(&"S.".to_string()) && from_us.contains(&"P.".to_string()), "{from_us:?}");
+    assert!(
+        from_us.iter().filter(|f| *f == "S").count() == 3
+            && from_us.contains(&"S.".to_string())
+            && from_us.contains(&"P.".to_string()),
+        "{from_us:?}"
+    );
     // Payload bytes only when asked for, then as tshark shows them.
     let hidden = query(&format!("SELECT count(*) AS n FROM read_pcap('{file}') WHERE payload IS NOT NULL"));
     assert_eq!(hidden[0]["n"], json!(0));
-    let (out, err, ok) = run(&["--payload", "--format", "ndjson", &format!("SELECT frame, protocol, payload FROM read_pcap('{file}') ORDER BY frame")]);
+    let (out, err, ok) = run(&[
+        "--payload",
+        "--format",
+        "ndjson",
+        &format!("SELECT frame, protocol, payload FROM read_pcap('{file}') ORDER BY frame"),
+    ]);
     assert!(ok, "{err}");
     let shown = parse_ndjson(&out);
     for (o, t) in shown.iter().zip(&tshark) {
         if o["protocol"] == json!("tcp") || o["protocol"] == json!("udp") {
-            assert_eq!(o["payload"], if t["payload"].is_null() { json!("") } else { t["payload"].clone() }, "frame {}", o["frame"]);
+            assert_eq!(
+                o["payload"],
+                if t["payload"].is_null() { json!("") } else { t["payload"].clone() },
+                "frame {}",
+                o["frame"]
+            );
         }
     }
     assert!(shown.iter().any(|r| r["payload"] == json!(hex(b"datagram"))), "the datagram's bytes");
     // What the test made is there: both handshakes, the datagram, the ping.
     let count = |sql: &str| -> i64 {
-        let (out, err, ok) = run(&["--format", "csv", "--no-header", &format!("SELECT count(*) FROM read_pcap('{file}') WHERE {sql}")]);
+        let (out, err, ok) =
+            run(&["--format", "csv", "--no-header", &format!("SELECT count(*) FROM read_pcap('{file}') WHERE {sql}")]);
         assert!(ok, "{err}");
         out.trim().parse().unwrap()
     };
@@ -350,7 +459,11 @@ fn read_pcap_refuses_what_is_not_a_capture() {
     std::fs::create_dir_all(&dir).unwrap();
     let secret = dir.join("secret.txt");
     std::fs::write(&secret, "root-password-here\n").unwrap();
-    for (path, want) in [(secret.to_str().unwrap(), "not a pcap or pcapng file"), (dir.to_str().unwrap(), "not a regular file or pipe"), ("/dev/zero", "not a regular file or pipe")] {
+    for (path, want) in [
+        (secret.to_str().unwrap(), "not a pcap or pcapng file"),
+        (dir.to_str().unwrap(), "not a regular file or pipe"),
+        ("/dev/zero", "not a regular file or pipe"),
+    ] {
         let (out, err, ok) = run(&[&format!("SELECT count(*) FROM read_pcap('{path}')")]);
         assert!(!ok && out.is_empty(), "{path}: {out}");
         assert!(err.contains(want) && !err.contains("root-password"), "{path}: {err}");
@@ -407,7 +520,20 @@ fn live_packets_equal_tcpdump() {
     let theirs = tshark_rows(file);
     // tshark leaves an empty payload out; sockql's is empty bytes.
     let payload = |r: &Value| if r["payload"] == json!("") { Value::Null } else { r["payload"].clone() };
-    let key = |r: &Value| (r["src_addr"].clone(), r["dst_addr"].clone(), r["src_port"].clone(), r["dst_port"].clone(), r["seq"].clone(), r["ack_seq"].clone(), r["window_raw"].clone(), r["payload_length"].clone(), r["icmp_type"].clone(), payload(r));
+    let key = |r: &Value| {
+        (
+            r["src_addr"].clone(),
+            r["dst_addr"].clone(),
+            r["src_port"].clone(),
+            r["dst_port"].clone(),
+            r["seq"].clone(),
+            r["ack_seq"].clone(),
+            r["window_raw"].clone(),
+            r["payload_length"].clone(),
+            r["icmp_type"].clone(),
+            payload(r),
+        )
+    };
     let a: Vec<_> = ours.iter().map(key).collect();
     let b: Vec<_> = theirs.iter().map(key).collect();
     assert_eq!(a, b, "sockql live vs tcpdump on lo");
@@ -517,7 +643,9 @@ fn live_packets_across_namespaces() {
         a.name, b.name
     );
     let (child, err) = spawn_until(
-        Command::new(bin()).args(["--all-netns", "--capture-for", "4s", "--format", "ndjson", &sql]).stdout(Stdio::piped()),
+        Command::new(bin())
+            .args(["--all-netns", "--capture-for", "4s", "--format", "ndjson", &sql])
+            .stdout(Stdio::piped()),
         "capturing on",
     );
     drain(err);
@@ -537,7 +665,17 @@ fn live_packets_across_namespaces() {
     ca.stop_after(&pa, "Flags [F.]");
     cb.stop_after(&pb, "ICMP echo reply");
     let rows = parse_ndjson(&String::from_utf8_lossy(&out.stdout));
-    let key = |r: &Value| (r["src_addr"].clone(), r["dst_addr"].clone(), r["src_port"].clone(), r["dst_port"].clone(), r["seq"].clone(), r["ack_seq"].clone(), r["icmp_type"].clone());
+    let key = |r: &Value| {
+        (
+            r["src_addr"].clone(),
+            r["dst_addr"].clone(),
+            r["src_port"].clone(),
+            r["dst_port"].clone(),
+            r["seq"].clone(),
+            r["ack_seq"].clone(),
+            r["icmp_type"].clone(),
+        )
+    };
     for (ns, file) in [(&a, &pa), (&b, &pb)] {
         let ours: Vec<_> = rows.iter().filter(|r| r["netns_name"] == json!(ns.name)).map(key).collect();
         let theirs: Vec<_> = tshark_rows(file.to_str().unwrap()).iter().map(key).collect();
@@ -560,7 +698,18 @@ fn capture_writes_a_pcap_tcpdump_reads() {
     let (theirs, ours) = (dir.join("tcpdump.pcap"), dir.join("sockql.pcap"));
     let cap = Capture::start(&ns, &theirs);
     let (mut child, mut err) = spawn_until(
-        Command::new("ip").args(["netns", "exec", &ns.name, bin(), "--capture-for", "4s", "capture", "--out", ours.to_str().unwrap(), "protocol = 'tcp' AND dst_port = 8080"]),
+        Command::new("ip").args([
+            "netns",
+            "exec",
+            &ns.name,
+            bin(),
+            "--capture-for",
+            "4s",
+            "capture",
+            "--out",
+            ours.to_str().unwrap(),
+            "protocol = 'tcp' AND dst_port = 8080",
+        ]),
         "capturing on",
     );
     traffic(&ns, &theirs);
@@ -571,21 +720,46 @@ fn capture_writes_a_pcap_tcpdump_reads() {
     cap.stop_after(&theirs, "ICMP echo reply");
     // tcpdump's own filter over its own capture: the packets ours must hold.
     let expected = dir.join("expected.pcap");
-    let st = Command::new("tcpdump").args(["-r", theirs.to_str().unwrap(), "-w", expected.to_str().unwrap(), "tcp and dst port 8080"]).stderr(Stdio::null()).status().unwrap();
+    let st = Command::new("tcpdump")
+        .args(["-r", theirs.to_str().unwrap(), "-w", expected.to_str().unwrap(), "tcp and dst port 8080"])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
     assert!(st.success());
-    let key = |r: &Value| (r["src_addr"].clone(), r["dst_addr"].clone(), r["src_port"].clone(), r["dst_port"].clone(), r["seq"].clone(), r["ack_seq"].clone(), r["length"].clone());
+    let key = |r: &Value| {
+        (
+            r["src_addr"].clone(),
+            r["dst_addr"].clone(),
+            r["src_port"].clone(),
+            r["dst_port"].clone(),
+            r["seq"].clone(),
+            r["ack_seq"].clone(),
+            r["length"].clone(),
+        )
+    };
     let a: Vec<_> = tshark_rows(ours.to_str().unwrap()).iter().map(key).collect();
-    let b: Vec<_> = tshark_rows(expected.to_str().unwrap()).iter().map(|r| {
-        // Ours carries a 20-byte cooked header where tcpdump's lo capture
-        // has a 14-byte Ethernet one.
-        let mut r = r.clone();
-        r["length"] = json!(r["length"].as_u64().unwrap() + 6);
-        key(&r)
-    }).collect();
+    let b: Vec<_> = tshark_rows(expected.to_str().unwrap())
+        .iter()
+        .map(|r| {
+            // Ours carries a 20-byte cooked header where tcpdump's lo capture
+            // has a 14-byte Ethernet one.
+            let mut r = r.clone();
+            r["length"] = json!(r["length"].as_u64().unwrap() + 6);
+            key(&r)
+        })
+        .collect();
     assert!(a.len() >= 5, "{a:?}");
     assert_eq!(a, b);
     // And sockql reads it back.
-    let (n, e, ok) = run(&["--format", "csv", "--no-header", &format!("SELECT count(*) FROM read_pcap('{}') WHERE dst_port = 8080 AND direction = 'in' AND interface IS NULL", ours.display())]);
+    let (n, e, ok) = run(&[
+        "--format",
+        "csv",
+        "--no-header",
+        &format!(
+            "SELECT count(*) FROM read_pcap('{}') WHERE dst_port = 8080 AND direction = 'in' AND interface IS NULL",
+            ours.display()
+        ),
+    ]);
     assert!(ok, "{e}");
     assert_eq!(n.trim(), a.len().to_string());
     // Refusals leave no file behind.
@@ -611,7 +785,9 @@ fn analysis_flags_equal_tshark() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
-    let tool = |prog: &str, args: &[&str]| assert!(Command::new(prog).args(args).status().unwrap().success(), "{prog} {args:?}");
+    let tool = |prog: &str, args: &[&str]| {
+        assert!(Command::new(prog).args(args).status().unwrap().success(), "{prog} {args:?}")
+    };
     // Pieces: frames by number, shifted in time.
     let piece = |frames: &str, shift: &str, name: &str| {
         tool("editcap", &["-r", fixture, &p(&format!("{name}.raw")), frames]);
@@ -620,9 +796,22 @@ fn analysis_flags_equal_tshark() {
     };
     let scenarios = [
         // copies right behind the originals
-        vec![piece("1-4", "0", "a"), piece("4", "0.000001", "d"), piece("5", "0.000002", "k1"), piece("5", "0.000003", "k2"), piece("5", "0.000004", "k3"), piece("5-8", "0", "b")],
+        vec![
+            piece("1-4", "0", "a"),
+            piece("4", "0.000001", "d"),
+            piece("5", "0.000002", "k1"),
+            piece("5", "0.000003", "k2"),
+            piece("5", "0.000004", "k3"),
+            piece("5-8", "0", "b"),
+        ],
         // the same copies, late
-        vec![piece("1-7", "0", "c"), piece("5", "0.4", "l1"), piece("5", "0.41", "l2"), piece("5", "0.42", "l3"), piece("4", "0.5", "e")],
+        vec![
+            piece("1-7", "0", "c"),
+            piece("5", "0.4", "l1"),
+            piece("5", "0.41", "l2"),
+            piece("5", "0.42", "l3"),
+            piece("4", "0.5", "e"),
+        ],
     ];
     let mut seen = std::collections::BTreeSet::new();
     for (i, parts) in scenarios.iter().enumerate() {
@@ -690,7 +879,9 @@ fn loss_and_reordering_equal_tshark() {
         assert!(counts[flag] > 0, "the impaired link showed no {flag}: {counts:?}");
     }
     // The handshake took the resent SYN/ACK's second, as tshark says.
-    let rtt = query(&format!("SELECT DISTINCT handshake_rtt_ms AS r FROM read_pcap('{file}') WHERE handshake_rtt_ms IS NOT NULL"));
+    let rtt = query(&format!(
+        "SELECT DISTINCT handshake_rtt_ms AS r FROM read_pcap('{file}') WHERE handshake_rtt_ms IS NOT NULL"
+    ));
     assert_eq!(rtt.len(), 1, "{rtt:?}");
     let r = rtt[0]["r"].as_f64().unwrap();
     let t = tshark_rows(file).iter().find_map(|t| t["handshake_rtt_ms"].as_f64()).unwrap();
@@ -709,7 +900,11 @@ fn hex(bytes: &[u8]) -> String {
 #[test]
 fn ctrl_c_ends_the_capture_and_the_query_answers() {
     let ns = Netns::new("pcapC");
-    let query = live_capture(&ns, 120, "SELECT icmp_type, count(*) AS n FROM packets WHERE protocol = 'icmp' GROUP BY icmp_type ORDER BY icmp_type");
+    let query = live_capture(
+        &ns,
+        120,
+        "SELECT icmp_type, count(*) AS n FROM packets WHERE protocol = 'icmp' GROUP BY icmp_type ORDER BY icmp_type",
+    );
     let start = std::time::Instant::now();
     ns.exec_ok("ping", &["-c", "3", "-i", "0.2", "127.0.0.1"]);
     // SAFETY: a signal to the child we spawned.
@@ -729,10 +924,19 @@ fn ctrl_c_ends_the_capture_and_the_query_answers() {
     // A writer that never writes, so the reader waits (O_RDWR: opening
     // a FIFO so does not wait for a reader).
     let _writer = std::fs::File::options().read(true).write(true).open(&fifo).unwrap();
-    let mut waiting = Command::new(bin()).arg(format!("SELECT count(*) FROM read_pcap('{}')", fifo.display())).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut waiting = Command::new(bin())
+        .arg(format!("SELECT count(*) FROM read_pcap('{}')", fifo.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     // The query is waiting once it has the pipe open.
     eventually(WAIT, || {
-        std::fs::read_dir(format!("/proc/{}/fd", waiting.id())).ok()?.flatten().any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == fifo)).then_some(())
+        std::fs::read_dir(format!("/proc/{}/fd", waiting.id()))
+            .ok()?
+            .flatten()
+            .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == fifo))
+            .then_some(())
     });
     unsafe { libc::kill(waiting.id() as i32, libc::SIGINT) };
     assert_eq!(waiting.wait().unwrap().code(), Some(130));

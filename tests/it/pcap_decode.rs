@@ -19,7 +19,14 @@ use crate::pcap::{analysis_equals_tshark, Capture};
 /// A pcap file (Ethernet) of `frames`: the bytes kept and the length on the wire.
 fn write_pcap(path: &std::path::Path, frames: &[(Vec<u8>, u32)]) {
     let mut f = Vec::new();
-    for v in [0xa1b2_c3d4u32.to_le_bytes().as_slice(), &2u16.to_le_bytes(), &4u16.to_le_bytes(), &[0; 8], &262_144u32.to_le_bytes(), &1u32.to_le_bytes()] {
+    for v in [
+        0xa1b2_c3d4u32.to_le_bytes().as_slice(),
+        &2u16.to_le_bytes(),
+        &4u16.to_le_bytes(),
+        &[0; 8],
+        &262_144u32.to_le_bytes(),
+        &1u32.to_le_bytes(),
+    ] {
         f.extend_from_slice(v);
     }
     for (i, (data, wire)) in frames.iter().enumerate() {
@@ -106,7 +113,8 @@ fn tcpdump(file: &str) -> Vec<String> {
 
 /// sockql's rows of `file`, `cols` of every frame in order.
 fn ours(file: &str, cols: &str) -> Vec<Value> {
-    let (out, err, ok) = run(&["--format", "ndjson", &format!("SELECT {cols} FROM read_pcap('{file}') ORDER BY frame")]);
+    let (out, err, ok) =
+        run(&["--format", "ndjson", &format!("SELECT {cols} FROM read_pcap('{file}') ORDER BY frame")]);
     assert!(ok, "{err}");
     parse_ndjson(&out)
 }
@@ -198,7 +206,11 @@ fn tcp_lengths_equal_tshark(file: &str) -> u64 {
         assert_eq!(text(&o["rel_seq"]), t[2], "frame {frame}: rel_seq vs tcp.seq");
         let len = o["payload_length"].as_u64().unwrap();
         let synfin = (o["syn"] == json!(true) || o["fin"] == json!(true)) as u64;
-        assert_eq!((o["rel_seq"].as_u64().unwrap() + len + synfin).to_string(), t[3], "frame {frame}: next seq vs tcp.nxtseq");
+        assert_eq!(
+            (o["rel_seq"].as_u64().unwrap() + len + synfin).to_string(),
+            t[3],
+            "frame {frame}: next seq vs tcp.nxtseq"
+        );
         if o["ack"] == json!(true) {
             assert_eq!(text(&o["rel_ack"]), t[4], "frame {frame}: rel_ack");
         }
@@ -244,8 +256,14 @@ fn big_tcp_real_capture_lengths_and_analysis_equal_tshark() {
         if family == "v6" {
             // The kernel inserts the jumbo option, and tcpdump reads it.
             let jumbo = tshark(f, &[], &["ipv6.opt.jumbo"]);
-            assert!(jumbo.iter().any(|j| j[0].parse::<u64>().is_ok_and(|l| l > 65535)), "no jumbogram in the v6 capture");
-            assert!(lines.iter().any(|l| l.contains(": HBH ") && tcpdump_length(l).is_some_and(|l| l > 65535)), "no jumbogram in tcpdump's lines");
+            assert!(
+                jumbo.iter().any(|j| j[0].parse::<u64>().is_ok_and(|l| l > 65535)),
+                "no jumbogram in the v6 capture"
+            );
+            assert!(
+                lines.iter().any(|l| l.contains(": HBH ") && tcpdump_length(l).is_some_and(|l| l > 65535)),
+                "no jumbogram in tcpdump's lines"
+            );
         } else {
             assert!(bad_len > 0, "no IPv4 packet with total length 0");
         }
@@ -287,7 +305,12 @@ fn big_tcp_crafted_jumbogram_and_tso_lengths_equal_tshark() {
     let rows = ours(f, "payload_length, src_port, seq, protocol");
     assert_eq!(rows.len(), 5);
     for (i, (o, t)) in rows.iter().zip(&theirs).enumerate() {
-        assert_eq!([text(&o["payload_length"]), text(&o["src_port"]), text(&o["seq"])], [t[0].clone(), t[1].clone(), t[2].clone()], "frame {}", i + 1);
+        assert_eq!(
+            [text(&o["payload_length"]), text(&o["src_port"]), text(&o["seq"])],
+            [t[0].clone(), t[1].clone(), t[2].clone()],
+            "frame {}",
+            i + 1
+        );
         assert_eq!(o["protocol"], json!("tcp"));
     }
     let lengths: Vec<Value> = rows.iter().map(|r| r["payload_length"].clone()).collect();
@@ -344,9 +367,26 @@ fn tcp_options_after_an_unknown_kind_read_as_tshark() {
         p[29] = 9 + frames.len() as u8;
         frames.push(p);
     }
-    write_pcap(&file, &frames.into_iter().map(|p| { let l = p.len() as u32; (p, l) }).collect::<Vec<_>>());
+    write_pcap(
+        &file,
+        &frames
+            .into_iter()
+            .map(|p| {
+                let l = p.len() as u32;
+                (p, l)
+            })
+            .collect::<Vec<_>>(),
+    );
     let f = file.to_str().unwrap();
-    let fields = ["tcp.options.wscale.shift", "tcp.options.mss_val", "tcp.options.sack_perm", "tcp.options.timestamp.tsval", "tcp.options.sack_le", "tcp.options.sack_re", "tcp.window_size"];
+    let fields = [
+        "tcp.options.wscale.shift",
+        "tcp.options.mss_val",
+        "tcp.options.sack_perm",
+        "tcp.options.timestamp.tsval",
+        "tcp.options.sack_le",
+        "tcp.options.sack_re",
+        "tcp.window_size",
+    ];
     let theirs = tshark(f, &[], &fields);
     let rows = ours(f, "frame, wscale, mss, sack_permitted, ts_val, sack_blocks, window");
     assert_eq!(rows.len(), theirs.len());
@@ -356,7 +396,12 @@ fn tcp_options_after_an_unknown_kind_read_as_tshark() {
         assert_eq!(text(&o["mss"]), t[1], "frame {frame} mss");
         assert_eq!(o["sack_permitted"] == json!(true), !t[2].is_empty(), "frame {frame} sack_permitted");
         assert_eq!(text(&o["ts_val"]), t[3], "frame {frame} ts_val");
-        let sack: Vec<String> = t[4].split(' ').zip(t[5].split(' ')).filter(|(l, _)| !l.is_empty()).map(|(l, r)| format!("{l}-{r}")).collect();
+        let sack: Vec<String> = t[4]
+            .split(' ')
+            .zip(t[5].split(' '))
+            .filter(|(l, _)| !l.is_empty())
+            .map(|(l, r)| format!("{l}-{r}"))
+            .collect();
         assert_eq!(text(&o["sack_blocks"]), sack.join(" "), "frame {frame} sack_blocks");
         assert_eq!(text(&o["window"]), t[6], "frame {frame} window");
     }
@@ -372,10 +417,17 @@ fn tcp_options_after_an_unknown_kind_read_as_tshark() {
 fn flags_of_all_256_flag_bytes_equal_tcpdump() {
     let dir = Scratch::new("tcpflags");
     let file = dir.0.join("flags.pcap");
-    let frames: Vec<(Vec<u8>, u32)> = (0..=255u8).map(|fl| ip4(40, &tcp(fl, 1, 1, 100, &[]))).map(|p| { let l = p.len() as u32; (p, l) }).collect();
+    let frames: Vec<(Vec<u8>, u32)> = (0..=255u8)
+        .map(|fl| ip4(40, &tcp(fl, 1, 1, 100, &[])))
+        .map(|p| {
+            let l = p.len() as u32;
+            (p, l)
+        })
+        .collect();
     write_pcap(&file, &frames);
     let f = file.to_str().unwrap();
-    let from_tcpdump: Vec<String> = tcpdump(f).iter().map(|l| l.split("Flags [").nth(1).unwrap().split(']').next().unwrap().to_string()).collect();
+    let from_tcpdump: Vec<String> =
+        tcpdump(f).iter().map(|l| l.split("Flags [").nth(1).unwrap().split(']').next().unwrap().to_string()).collect();
     let rows = ours(f, "flags");
     let from_us: Vec<String> = rows.iter().map(|r| text(&r["flags"])).collect();
     assert_eq!(from_us, from_tcpdump);
@@ -426,7 +478,17 @@ fn first_fragments_keep_their_transport_header_as_tshark_and_tcpdump() {
     let theirs = tshark(
         f,
         &["ip.defragment:FALSE", "ipv6.defragment:FALSE"],
-        &["frame.number", "ip.frag_offset", "ipv6.fraghdr.offset", "udp.srcport", "udp.dstport", "udp.length", "icmp.type", "icmpv6.type", "ip.flags.mf"],
+        &[
+            "frame.number",
+            "ip.frag_offset",
+            "ipv6.fraghdr.offset",
+            "udp.srcport",
+            "udp.dstport",
+            "udp.length",
+            "icmp.type",
+            "icmpv6.type",
+            "ip.flags.mf",
+        ],
     );
     let rows = ours(f, "frame, src_port, dst_port, payload_length, icmp_type, protocol");
     assert_eq!(rows.len(), theirs.len());
@@ -452,14 +514,21 @@ fn first_fragments_keep_their_transport_header_as_tshark_and_tcpdump() {
             "0" => first += 1,
             _ => {
                 later += 1;
-                assert!(o["src_port"].is_null() && o["icmp_type"].is_null(), "frame {frame}: a later fragment has no transport header");
+                assert!(
+                    o["src_port"].is_null() && o["icmp_type"].is_null(),
+                    "frame {frame}: a later fragment has no transport header"
+                );
             }
         }
     }
     // Two UDP datagrams and two echo requests and two replies, 3 fragments each.
     assert_eq!((first, later), (6, 12), "{theirs:?}");
     // The first fragments carry what the test sent.
-    let udp: Vec<Value> = rows.iter().filter(|r| r["protocol"] == json!("udp") && !r["src_port"].is_null()).map(|r| json!([r["dst_port"], r["payload_length"]])).collect();
+    let udp: Vec<Value> = rows
+        .iter()
+        .filter(|r| r["protocol"] == json!("udp") && !r["src_port"].is_null())
+        .map(|r| json!([r["dst_port"], r["payload_length"]]))
+        .collect();
     assert_eq!(udp, vec![json!([to4.port(), 4000]), json!([to6.port(), 4000])]);
     // tcpdump prints the ports and ICMP types of the first fragments, and
     // no transport header for the rest.
@@ -506,7 +575,14 @@ fn sack_blocks_relative_as_tshark_on_a_lossy_transfer() {
     let abs = tshark(f, &["tcp.relative_sequence_numbers:FALSE"], &["tcp.options.sack_le", "tcp.options.sack_re"]);
     let rows = ours(f, "frame, sack_blocks, sack_blocks_raw, rel_ack, ack_seq");
     assert_eq!(rows.len(), rel.len());
-    let pairs = |t: &Vec<String>| t[0].split(' ').zip(t[1].split(' ')).filter(|(l, _)| !l.is_empty()).map(|(l, r)| format!("{l}-{r}")).collect::<Vec<_>>().join(" ");
+    let pairs = |t: &Vec<String>| {
+        t[0].split(' ')
+            .zip(t[1].split(' '))
+            .filter(|(l, _)| !l.is_empty())
+            .map(|(l, r)| format!("{l}-{r}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     let (mut sacks, mut multi) = (0, 0);
     for ((o, r), a) in rows.iter().zip(&rel).zip(&abs) {
         assert_eq!(text(&o["sack_blocks"]), pairs(r), "frame {}", o["frame"]);

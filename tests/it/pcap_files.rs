@@ -160,7 +160,20 @@ fn epoch_ns(s: &str) -> i64 {
 fn tshark(file: &std::path::Path) -> (Vec<Frame>, String) {
     assert!(have("tshark"), "tshark is needed for this test");
     let o = Command::new("tshark")
-        .args(["-r", file.to_str().unwrap(), "-T", "fields", "-e", "frame.number", "-e", "frame.time_epoch", "-e", "frame.interface_name", "-e", "udp.srcport"])
+        .args([
+            "-r",
+            file.to_str().unwrap(),
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+            "-e",
+            "frame.time_epoch",
+            "-e",
+            "frame.interface_name",
+            "-e",
+            "udp.srcport",
+        ])
         .output()
         .unwrap();
     let rows = String::from_utf8_lossy(&o.stdout)
@@ -301,7 +314,9 @@ fn a_cut_file_yields_every_complete_packet_and_one_warning() {
         assert!(err.contains("of the decompressed data"), "{err}");
     }
     // A cut inside the header is refused by tshark too, and by tcpdump.
-    for (name, bytes) in [("file-header.pcap", &pcap[..20]), ("section.pcapng", &ng[..20]), ("first-interface.pcapng", &ng[..34])] {
+    for (name, bytes) in
+        [("file-header.pcap", &pcap[..20]), ("section.pcapng", &ng[..20]), ("first-interface.pcapng", &ng[..34])]
+    {
         let path = dir.0.join(name);
         std::fs::write(&path, bytes).unwrap();
         let (got, _) = ours(&path);
@@ -328,13 +343,19 @@ fn every_cut(dir: &Scratch, kind: &str, bytes: &[u8], ends: &[usize], opened: us
     let whole_block = kind == "pcapng" && is_block_end(bytes, cut);
     if (cut < opened && !whole_block) || (kind == "pcapng" && cut > opened && cut < opened + 8) {
         let e = got.expect_err(&format!("{kind} cut at {cut} in its header"));
-        assert!(e.contains(&format!("at byte {cut}: cut short inside")) && e.contains("before any packet"), "{kind} {cut}: {e}");
+        assert!(
+            e.contains(&format!("at byte {cut}: cut short inside")) && e.contains("before any packet"),
+            "{kind} {cut}: {e}"
+        );
         return;
     }
     let got = got.unwrap_or_else(|e| panic!("{kind} cut at {cut}: {e}"));
     let complete = ends.iter().filter(|&&e| e <= cut).count();
     assert_eq!(got.len(), complete, "{kind} cut at {cut}");
-    assert_eq!(got.iter().map(|r| r.3.unwrap()).collect::<Vec<_>>(), (5000..5000 + complete as u64).collect::<Vec<_>>());
+    assert_eq!(
+        got.iter().map(|r| r.3.unwrap()).collect::<Vec<_>>(),
+        (5000..5000 + complete as u64).collect::<Vec<_>>()
+    );
     let boundary = cut == opened || ends.contains(&cut) || whole_block;
     assert_eq!(warnings(&err, "cut short"), usize::from(!boundary), "{kind} cut at {cut}: {err}");
     if !boundary {
@@ -383,14 +404,30 @@ fn read_pcap_refuses_exactly_what_tshark_refuses() {
         ("v2.5.pcap", pcap((2, 5), 65535), None),
         ("v3.0.pcap", pcap((3, 0), 65535), None),
         ("snap0.pcap", pcap((2, 4), 0), None),
-        ("v0.1.pcapng", ng((0, 1), plain(), packet(1_000_000, &d, &[])), Some("at byte 12: section header version 0.1 is not supported (1.0 is)")),
-        ("v1.1.pcapng", ng((1, 1), plain(), packet(1_000_000, &d, &[])), Some("at byte 12: section header version 1.1 is not supported (1.0 is)")),
-        ("v2.0.pcapng", ng((2, 0), plain(), packet(1_000_000, &d, &[])), Some("at byte 12: section header version 2.0 is not supported (1.0 is)")),
+        (
+            "v0.1.pcapng",
+            ng((0, 1), plain(), packet(1_000_000, &d, &[])),
+            Some("at byte 12: section header version 0.1 is not supported (1.0 is)"),
+        ),
+        (
+            "v1.1.pcapng",
+            ng((1, 1), plain(), packet(1_000_000, &d, &[])),
+            Some("at byte 12: section header version 1.1 is not supported (1.0 is)"),
+        ),
+        (
+            "v2.0.pcapng",
+            ng((2, 0), plain(), packet(1_000_000, &d, &[])),
+            Some("at byte 12: section header version 2.0 is not supported (1.0 is)"),
+        ),
         ("v1.2.pcapng", ng((1, 2), plain(), packet(1_000_000, &d, &[])), None),
         ("comment.pcapng", ng((1, 0), plain(), packet(1_000_000, &d, &[comment.clone(), end_of_options()])), None),
         (
             "no-end-of-options.pcapng",
-            ng((1, 0), interface(&[option(2, b"en0"), comment.clone()]), packet(1_000_000, &d, &[comment.clone(), option(2, &1u32.to_le_bytes())])),
+            ng(
+                (1, 0),
+                interface(&[option(2, b"en0"), comment.clone()]),
+                packet(1_000_000, &d, &[comment.clone(), option(2, &1u32.to_le_bytes())]),
+            ),
             None,
         ),
         // 10^-20 s (tcpdump refuses it: "too high").
@@ -434,13 +471,25 @@ fn pcapng_names_and_times_as_tshark_shows_them() {
     };
     let ns = option(9, &[9]);
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("padded.pcapng", file(interface(&[option(2, b"en0\0"), option(3, b"desc\0junk"), end_of_options()]), vec![packet(5_000_000, &d, &[])])),
+        (
+            "padded.pcapng",
+            file(
+                interface(&[option(2, b"en0\0"), option(3, b"desc\0junk"), end_of_options()]),
+                vec![packet(5_000_000, &d, &[])],
+            ),
+        ),
         ("described.pcapng", file(interface(&[option(3, b"uplink")]), vec![packet(5_000_000, &d, &[])])),
         (
             "offset.pcapng",
-            file(interface(&[ns.clone(), option(14, &100i64.to_le_bytes())]), vec![packet(1_500_000_000, &d, &[]), packet(7, &d, &[])]),
+            file(
+                interface(&[ns.clone(), option(14, &100i64.to_le_bytes())]),
+                vec![packet(1_500_000_000, &d, &[]), packet(7, &d, &[])],
+            ),
         ),
-        ("negative-offset.pcapng", file(interface(&[option(14, &(-5000i64).to_le_bytes())]), vec![packet(1_000_000, &d, &[])])),
+        (
+            "negative-offset.pcapng",
+            file(interface(&[option(14, &(-5000i64).to_le_bytes())]), vec![packet(1_000_000, &d, &[])]),
+        ),
     ];
     for (name, bytes) in cases {
         let path = dir.0.join(name);
@@ -461,17 +510,27 @@ fn pcapng_names_and_times_as_tshark_shows_them() {
     // Times past the year 2262: an all-ones count of nanoseconds (tshark:
     // 18446744073.709551615, the year 2554), and an if_tsoffset of 2^62 s.
     let over = dir.0.join("overflow.pcapng");
-    std::fs::write(&over, file(interface(std::slice::from_ref(&ns)), vec![packet(u64::MAX, &d, &[]), packet(1000, &d, &[]), packet(u64::MAX - 1, &d, &[])]))
-        .unwrap();
+    std::fs::write(
+        &over,
+        file(
+            interface(std::slice::from_ref(&ns)),
+            vec![packet(u64::MAX, &d, &[]), packet(1000, &d, &[]), packet(u64::MAX - 1, &d, &[])],
+        ),
+    )
+    .unwrap();
     let (got, err) = ours(&over);
     let got = got.unwrap();
     assert_eq!(got.iter().map(|r| r.1).collect::<Vec<_>>(), vec![None, Some(1000), None]);
     assert_eq!(warnings(&err, "outside what a timestamp holds"), 1, "{err}");
     assert!(err.contains("overflow.pcapng: packet 1 has a time outside"), "{err}");
-    let o = Command::new("tshark").args(["-r", over.to_str().unwrap(), "-T", "fields", "-e", "frame.time_epoch"]).output().unwrap();
+    let o = Command::new("tshark")
+        .args(["-r", over.to_str().unwrap(), "-T", "fields", "-e", "frame.time_epoch"])
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().next(), Some("18446744073.709551615"));
     let far = dir.0.join("far.pcapng");
-    std::fs::write(&far, file(interface(&[option(14, &(1i64 << 62).to_le_bytes())]), vec![packet(1_000_000, &d, &[])])).unwrap();
+    std::fs::write(&far, file(interface(&[option(14, &(1i64 << 62).to_le_bytes())]), vec![packet(1_000_000, &d, &[])]))
+        .unwrap();
     let (got, err) = ours(&far);
     assert_eq!(got.unwrap()[0].1, None);
     assert_eq!(warnings(&err, "outside what a timestamp holds"), 1, "{err}");
@@ -501,7 +560,10 @@ fn pcap_fractions_of_a_second_or_more_are_carried_with_one_warning() {
         assert_eq!(warnings(&err, "not under one second"), 1, "{err}");
         assert!(err.contains(&format!("packet 1 (at byte 24) has a fraction of a second of {big} {unit}")), "{err}");
         // tshark shows the digits as they are; the same instant once carried.
-        let o = Command::new("tshark").args(["-r", path.to_str().unwrap(), "-T", "fields", "-e", "frame.time_epoch"]).output().unwrap();
+        let o = Command::new("tshark")
+            .args(["-r", path.to_str().unwrap(), "-T", "fields", "-e", "frame.time_epoch"])
+            .output()
+            .unwrap();
         let shown = String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect::<Vec<_>>();
         assert_eq!(shown[0], "1000.1500000000");
         assert_eq!(epoch_ns(&shown[0]), got[0].1.unwrap());

@@ -19,7 +19,16 @@ use crate::pcap::{drain, spawn_until};
 /// with all its occurrences (the outer header's first).
 fn tshark_fields(file: &Path, fields: &[&str]) -> Vec<Vec<Vec<String>>> {
     assert!(have("tshark"), "tshark is needed for this test");
-    let mut args = vec!["-r".to_string(), file.display().to_string(), "-T".into(), "fields".into(), "-E".into(), "separator=|".into(), "-E".into(), "occurrence=a".into()];
+    let mut args = vec![
+        "-r".to_string(),
+        file.display().to_string(),
+        "-T".into(),
+        "fields".into(),
+        "-E".into(),
+        "separator=|".into(),
+        "-E".into(),
+        "occurrence=a".into(),
+    ];
     for f in fields {
         args.extend(["-e".to_string(), f.to_string()]);
     }
@@ -27,7 +36,11 @@ fn tshark_fields(file: &Path, fields: &[&str]) -> Vec<Vec<Vec<String>>> {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout)
         .lines()
-        .map(|l| l.split('|').map(|f| if f.is_empty() { vec![] } else { f.split(',').map(str::to_string).collect() }).collect())
+        .map(|l| {
+            l.split('|')
+                .map(|f| if f.is_empty() { vec![] } else { f.split(',').map(str::to_string).collect() })
+                .collect()
+        })
         .collect()
 }
 
@@ -37,8 +50,25 @@ fn num(s: &str) -> u64 {
 }
 
 const TSHARK: &[&str] = &[
-    "frame.number", "frame.len", "ip.src", "ipv6.src", "ip.dst", "ipv6.dst", "tcp.srcport", "udp.srcport", "tcp.dstport", "udp.dstport",
-    "icmp.type", "icmpv6.type", "vlan.id", "ieee8021ad.id", "vlan.etype", "mpls.label", "arp.opcode", "ip.proto", "ipv6.nxt",
+    "frame.number",
+    "frame.len",
+    "ip.src",
+    "ipv6.src",
+    "ip.dst",
+    "ipv6.dst",
+    "tcp.srcport",
+    "udp.srcport",
+    "tcp.dstport",
+    "udp.dstport",
+    "icmp.type",
+    "icmpv6.type",
+    "vlan.id",
+    "ieee8021ad.id",
+    "vlan.etype",
+    "mpls.label",
+    "arp.opcode",
+    "ip.proto",
+    "ipv6.nxt",
 ];
 
 /// Every frame of `file` as sockql reads it equals tshark's reading:
@@ -118,7 +148,12 @@ fn tcpdump_frames(file: &Path) -> Vec<TcpdumpFrame> {
         .iter()
         .zip(&plain)
         .map(|(le, l)| {
-            let after = |key: &str| -> Vec<u64> { le.split(key).skip(1).filter_map(|r| r.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()).collect() };
+            let after = |key: &str| -> Vec<u64> {
+                le.split(key)
+                    .skip(1)
+                    .filter_map(|r| r.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+                    .collect()
+            };
             // "IP 10.0.0.1.1234 > 10.0.0.2.53:" or "IP6 fd00::1.4321 > fd00::2.80:"
             let addrs = l.split(" IP6 ").nth(1).or_else(|| l.split(" IP ").nth(1)).and_then(|r| {
                 let mut w = r.split_whitespace();
@@ -153,7 +188,13 @@ fn equals_tcpdump(file: &Path, ours: &[Value], skip: &dyn Fn(&Value) -> bool) {
             assert_eq!(o["mpls_label"], json!(top), "frame {}", o["frame"]);
         }
         if let Some((src, dst)) = addrs {
-            assert_eq!((&endpoint(o, "src_addr", "src_port"), &endpoint(o, "dst_addr", "dst_port")), (src, dst), "{} frame {}", file.display(), o["frame"]);
+            assert_eq!(
+                (&endpoint(o, "src_addr", "src_port"), &endpoint(o, "dst_addr", "dst_port")),
+                (src, dst),
+                "{} frame {}",
+                file.display(),
+                o["frame"]
+            );
         }
     }
 }
@@ -289,7 +330,14 @@ fn send_frames(ns: &Netns, dev: &str, frames: Vec<Vec<u8>>) {
             to.sll_ifindex = libc::if_nametoindex(dev.as_ptr()) as i32;
             to.sll_halen = 6;
             for f in &frames {
-                let sent = libc::sendto(fd, f.as_ptr().cast(), f.len(), 0, (&to as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as u32);
+                let sent = libc::sendto(
+                    fd,
+                    f.as_ptr().cast(),
+                    f.len(),
+                    0,
+                    (&to as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                );
                 assert_eq!(sent, f.len() as isize, "{}", std::io::Error::last_os_error());
             }
             libc::close(fd);
@@ -353,12 +401,22 @@ fn tagged_and_encapsulated_frames_captured_on_a_veth_read_as_tshark_and_tcpdump_
         let err = stderr_of(file);
         let notes: Vec<&str> = err.lines().filter(|l| l.contains("not decoded")).collect();
         assert_eq!(notes.len(), 1, "{f}: {err}");
-        assert!(notes[0].contains("6 packets not decoded") && notes[0].contains("EtherType 0x8863 (PPPoE discovery): 1") && notes[0].contains("pseudowires): 1"), "{f}: {err}");
+        assert!(
+            notes[0].contains("6 packets not decoded")
+                && notes[0].contains("EtherType 0x8863 (PPPoE discovery): 1")
+                && notes[0].contains("pseudowires): 1"),
+            "{f}: {err}"
+        );
     }
 }
 
 fn rows_where(file: &Path, cond: &str) -> i64 {
-    let (out, err, ok) = run(&["--format", "csv", "--no-header", &format!("SELECT count(*) FROM read_pcap('{}') WHERE {cond}", file.display())]);
+    let (out, err, ok) = run(&[
+        "--format",
+        "csv",
+        "--no-header",
+        &format!("SELECT count(*) FROM read_pcap('{}') WHERE {cond}", file.display()),
+    ]);
     assert!(ok, "{err}");
     out.trim().parse().unwrap()
 }
@@ -389,7 +447,10 @@ fn nflog_captured_from_an_nftables_rule_reads_as_tshark_reads_it() {
     cap.stop_at(&file, 4);
     let ours = equals_tshark(&file, &|_| false);
     equals_tcpdump(&file, &ours, &|_| false);
-    let o = Command::new("tshark").args(["-r", file.to_str().unwrap(), "-T", "fields", "-e", "frame.protocols"]).output().unwrap();
+    let o = Command::new("tshark")
+        .args(["-r", file.to_str().unwrap(), "-T", "fields", "-e", "frame.protocols"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).lines().all(|l| l.starts_with("nflog:")), "an NFLOG capture");
     assert_eq!(rows_where(&file, "src_addr = '127.0.0.1' AND dst_port = 9999 AND ether_type = 2048"), 1);
     assert_eq!(rows_where(&file, "src_addr = '::1' AND dst_port = 9999 AND ether_type = 34525"), 1);
@@ -493,18 +554,34 @@ fn mpls_pppoe_and_raw_links_read_as_tshark_and_undecoded_ones_are_noted_once_per
     assert!(notes.contains(&expected.as_str()), "{err}");
     assert!(notes.contains(&format!("sockql: note: {}: 2 packets not decoded past the link layer (their rows have frame, time and lengths only): link type IEEE802_11 (105): 2", other.display()).as_str()), "{err}");
     let wifi = rows(&other);
-    assert_eq!(wifi.iter().map(|r| (r["frame"].clone(), r["length"].clone(), r["src_addr"].clone())).collect::<Vec<_>>(), [(json!(1), json!(4), Value::Null), (json!(2), json!(5), Value::Null)]);
+    assert_eq!(
+        wifi.iter().map(|r| (r["frame"].clone(), r["length"].clone(), r["src_addr"].clone())).collect::<Vec<_>>(),
+        [(json!(1), json!(4), Value::Null), (json!(2), json!(5), Value::Null)]
+    );
 
     // IP with no link header, or BSD loopback's: as tshark reads them.
     let v4 = ipv4_udp([192, 0, 2, 1], [192, 0, 2, 2], 40000, 7);
     let v6 = ipv6_tcp_syn(5555, 443);
     let raw = [(101, vec![v4.clone(), v6.clone()]), (228, vec![v4.clone()]), (229, vec![v6.clone()])];
-    let null = [(0, vec![cat(&[&2u32.to_le_bytes(), &v4]), cat(&[&28u32.to_le_bytes(), &v6]), cat(&[&30u32.to_le_bytes(), &v6])]), (108, vec![cat(&[&2u32.to_be_bytes(), &v4]), cat(&[&24u32.to_be_bytes(), &v6])])];
+    let null = [
+        (
+            0,
+            vec![
+                cat(&[&2u32.to_le_bytes(), &v4]),
+                cat(&[&28u32.to_le_bytes(), &v6]),
+                cat(&[&30u32.to_le_bytes(), &v6]),
+            ],
+        ),
+        (108, vec![cat(&[&2u32.to_be_bytes(), &v4]), cat(&[&24u32.to_be_bytes(), &v6])]),
+    ];
     for (linktype, frames) in raw.iter().chain(&null) {
         let f = dir.0.join(format!("lt{linktype}.pcap"));
         write_pcap(&f, *linktype, frames);
         let ours = equals_tshark(&f, &|_| false);
-        assert!(ours.iter().all(|r| r["src_addr"].is_string() && r["src_port"].is_u64()), "link type {linktype}: {ours:?}");
+        assert!(
+            ours.iter().all(|r| r["src_addr"].is_string() && r["src_port"].is_u64()),
+            "link type {linktype}: {ours:?}"
+        );
         assert!(!stderr_of(&f).contains("not decoded"));
     }
 }
@@ -519,7 +596,11 @@ fn schema_read_pcap_lists_its_columns() {
     let pcap = columns("read_pcap");
     // packets' columns but the live capture's holders, which a file has none of.
     let live_only = ["src_pid,", "src_process,", "dst_pid,", "dst_process,"];
-    let packets: String = columns("packets").lines().filter(|l| !live_only.iter().any(|c| l.starts_with(c))).map(|l| format!("{l}\n")).collect();
+    let packets: String = columns("packets")
+        .lines()
+        .filter(|l| !live_only.iter().any(|c| l.starts_with(c)))
+        .map(|l| format!("{l}\n"))
+        .collect();
     assert_eq!(columns("packets").lines().count(), packets.lines().count() + live_only.len());
     assert_eq!(pcap, packets);
     assert!(pcap.lines().any(|l| l.starts_with("vlan_id,UInt16,true,")), "{pcap}");

@@ -11,10 +11,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::common::{Scratch, bin, eventually, my_comm, WAIT};
+use crate::common::{bin, eventually, my_comm, Scratch, WAIT};
 use crate::events::{spawn_in, Reaped};
 use crate::netns::{link, Netns};
-
 
 /// Start `sockql serve` in `ns` with `args`; returns it once its
 /// PostgreSQL line is on stderr (the rest of stderr is drained).
@@ -50,7 +49,12 @@ fn cpu_seconds(pid: u32) -> f64 {
 /// psql with `args`, optionally as another user or in a namespace:
 /// (stdout, stderr, success).
 /// `as_user`: (user, group) to run as, with no supplementary groups.
-pub fn psql(ns: Option<&Netns>, as_user: Option<(&str, &str)>, env: &[(&str, &str)], args: &[&str]) -> (String, String, bool) {
+pub fn psql(
+    ns: Option<&Netns>,
+    as_user: Option<(&str, &str)>,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (String, String, bool) {
     let mut cmd = match ns {
         Some(ns) => {
             let mut c = Command::new("ip");
@@ -68,7 +72,16 @@ pub fn psql(ns: Option<&Netns>, as_user: Option<(&str, &str)>, env: &[(&str, &st
 }
 
 fn unix_args(dir: &Path, port: u16) -> Vec<String> {
-    vec!["-h".into(), dir.display().to_string(), "-p".into(), port.to_string(), "-U".into(), "root".into(), "-d".into(), "sockql".into()]
+    vec![
+        "-h".into(),
+        dir.display().to_string(),
+        "-p".into(),
+        port.to_string(),
+        "-U".into(),
+        "root".into(),
+        "-d".into(),
+        "sockql".into(),
+    ]
 }
 
 /// psql over the unix socket as root: the rows, or a panic with psql's error.
@@ -150,7 +163,8 @@ fn psql_and_psycopg_query_live_tables_and_reports_under_the_cli_policy() {
     assert!(ss.lines().all(|l| l.contains(&format!("pid={pid},"))), "{ss}");
 
     // A saved report equals the same report run by the command line here.
-    let report = psql_rows(&dir, 5439, "SELECT state, sockets FROM report('states') WHERE protocol = 'tcp' ORDER BY state");
+    let report =
+        psql_rows(&dir, 5439, "SELECT state, sockets FROM report('states') WHERE protocol = 'tcp' ORDER BY state");
     let cli: Vec<String> = ns
         .run_saved("states", &[])
         .iter()
@@ -166,7 +180,10 @@ fn psql_and_psycopg_query_live_tables_and_reports_under_the_cli_policy() {
     let target = scratch.0.join("written.csv");
     for (sql, said) in [
         (format!("COPY (SELECT 1) TO '{}'", target.display()), "refused: COPY"),
-        (format!("CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '{}'", target.display()), "refused: CREATE EXTERNAL TABLE"),
+        (
+            format!("CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '{}'", target.display()),
+            "refused: CREATE EXTERNAL TABLE",
+        ),
         ("SET datafusion.runtime.memory_limit = '100G'".to_string(), "refused: SET datafusion.runtime.memory_limit"),
         ("DROP TABLE sockets".to_string(), "built-in table"),
         // Reading a capture file on the host is the operator's, not a client's.
@@ -211,7 +228,8 @@ print(json.dumps(out))
     assert_eq!(out["estab"], 2, "{out}");
     assert_eq!(out["owner"], serde_json::json!([[pid, my_comm()]]), "{out}");
     assert_eq!(out["columns"], serde_json::json!(["pid", "name"]), "{out}");
-    let states: Vec<String> = out["states"].as_array().unwrap().iter().map(|r| format!("{}|{}", r[0].as_str().unwrap(), r[1])).collect();
+    let states: Vec<String> =
+        out["states"].as_array().unwrap().iter().map(|r| format!("{}|{}", r[0].as_str().unwrap(), r[1])).collect();
     assert_eq!(states, report, "psycopg and psql see the same report");
     assert_eq!(out["insert"][0], "42501", "{out}");
     assert!(out["insert"][1].as_str().unwrap().contains("refused"), "{out}");
@@ -289,7 +307,12 @@ fn tcp_needs_a_password_and_off_loopback_tls() {
     let conn = "host=127.0.0.1 port=5439 user=ops dbname=sockql";
     let ok_env = [("PGPASSWORD", "correct horse")];
     let (out, err, ok) = eventually(WAIT, || {
-        let r = psql(Some(&a), None, &ok_env, &[conn, "-c", "SELECT count(*) FROM sockets WHERE state = 'LISTEN' AND local_port = 5439"]);
+        let r = psql(
+            Some(&a),
+            None,
+            &ok_env,
+            &[conn, "-c", "SELECT count(*) FROM sockets WHERE state = 'LISTEN' AND local_port = 5439"],
+        );
         (!r.1.contains("Connection refused")).then_some(r)
     });
     assert!(ok, "{err}");
@@ -307,8 +330,19 @@ fn tcp_needs_a_password_and_off_loopback_tls() {
         .output()
         .unwrap();
     assert!(o.status.success(), "openssl: {}", String::from_utf8_lossy(&o.stderr));
-    let (_tls, said) =
-        serve(&a, &["--pg", "10.231.61.1:5439", "--pg-password-file", pw_arg, "--pg-tls-cert", cert.to_str().unwrap(), "--pg-tls-key", key.to_str().unwrap()]);
+    let (_tls, said) = serve(
+        &a,
+        &[
+            "--pg",
+            "10.231.61.1:5439",
+            "--pg-password-file",
+            pw_arg,
+            "--pg-tls-cert",
+            cert.to_str().unwrap(),
+            "--pg-tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
     assert!(said.contains("TLS"), "{said}");
     let remote = "host=10.231.61.1 port=5439 user=ops dbname=sockql";
     let verify = format!("{remote} sslmode=verify-full sslrootcert={}", cert.display());
@@ -329,7 +363,18 @@ fn a_slow_client_is_bounded_and_does_not_starve_scrapes() {
     let dir = scratch.0.join("run");
     let (server, _, http) = serve_both(
         &ns,
-        &["--pg", dir.to_str().unwrap(), "--pg-port", "5441", "--pg-max-connections", "1", "--timeout", "4s", "--memory-limit", "8M"],
+        &[
+            "--pg",
+            dir.to_str().unwrap(),
+            "--pg-port",
+            "5441",
+            "--pg-max-connections",
+            "1",
+            "--timeout",
+            "4s",
+            "--memory-limit",
+            "8M",
+        ],
     );
     eventually(WAIT, || dir.join(".s.PGSQL.5441").exists().then_some(()));
     let args = |sql: &str| -> Vec<String> {
@@ -340,7 +385,8 @@ fn a_slow_client_is_bounded_and_does_not_starve_scrapes() {
     // A client that holds the only connection: connected (it answered),
     // then a query that would run for minutes.
     let mut a = Command::new("stdbuf");
-    a.args(["-oL", "psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose"]).args(unix_args(&dir, 5441));
+    a.args(["-oL", "psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose"])
+        .args(unix_args(&dir, 5441));
     let mut a = a.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut a_in = a.stdin.take().unwrap();
     let mut a_out = BufReader::new(a.stdout.take().unwrap());
@@ -413,10 +459,11 @@ fn pgjdbc_lists_tables_and_columns_as_dbeaver_does() {
     assert!(lines[0].starts_with("product PostgreSQL"), "{out}");
     let mut tables: Vec<String> = lines.iter().filter_map(|l| l.strip_prefix("table ")).map(str::to_string).collect();
     tables.sort();
-    let mut cli: Vec<String> = crate::common::query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
-        .iter()
-        .map(|r| r["table_name"].as_str().unwrap().to_string())
-        .collect();
+    let mut cli: Vec<String> =
+        crate::common::query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
+            .iter()
+            .map(|r| r["table_name"].as_str().unwrap().to_string())
+            .collect();
     cli.sort();
     assert_eq!(tables, cli);
     assert!(lines.contains(&"column local_addr text") && lines.contains(&"column local_port int4"), "{out}");

@@ -77,7 +77,12 @@ impl Server {
         let http = crate::serve::metrics_port(&second);
         let port = match pg {
             None => unix_port(port_offset),
-            Some(_) => first.split("PostgreSQL on 127.0.0.1:").nth(1).and_then(|r| r.split(' ').next()).and_then(|p| p.parse().ok()).expect(&first),
+            Some(_) => first
+                .split("PostgreSQL on 127.0.0.1:")
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .and_then(|p| p.parse().ok())
+                .expect(&first),
         };
         let server = Server { ns, child, stderr, dir, port, http };
         if pg.is_none() {
@@ -129,7 +134,20 @@ impl Server {
     fn root_psql(&self) {
         let t0 = Instant::now();
         let o = Command::new("psql")
-            .args(["-X", "-A", "-t", "-h", self.run_dir().to_str().unwrap(), "-p", &self.port.to_string(), "-U", "root", "sockql", "-c", "SELECT 1"])
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-h",
+                self.run_dir().to_str().unwrap(),
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "root",
+                "sockql",
+                "-c",
+                "SELECT 1",
+            ])
             .env("PGCONNECT_TIMEOUT", "8")
             .stdin(Stdio::null())
             .output()
@@ -289,11 +307,17 @@ fn startup(user: &str) -> Vec<u8> {
 
 /// The SQLSTATE of an ErrorResponse body.
 fn sqlstate(body: &[u8]) -> String {
-    body.split(|b| *b == 0).find_map(|f| f.strip_prefix(b"C")).map(|c| String::from_utf8_lossy(c).into_owned()).unwrap_or_default()
+    body.split(|b| *b == 0)
+        .find_map(|f| f.strip_prefix(b"C"))
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .unwrap_or_default()
 }
 
 fn error_text(body: &[u8]) -> String {
-    body.split(|b| *b == 0).find_map(|f| f.strip_prefix(b"M")).map(|c| String::from_utf8_lossy(c).into_owned()).unwrap_or_default()
+    body.split(|b| *b == 0)
+        .find_map(|f| f.strip_prefix(b"M"))
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .unwrap_or_default()
 }
 
 /// A root session on the unix socket, logged in.
@@ -506,7 +530,13 @@ fn password_file(server_dir: &Path) -> PathBuf {
 fn pg_attack_tcp_clients_that_never_log_in_hold_no_session() {
     let scratch = std::env::temp_dir().join(format!("sockql-pgattack-silent-{}", std::process::id()));
     let pw = password_file(&scratch);
-    let mut server = Server::start("pgsilent", Some("127.0.0.1:0"), 4, &["--pg-password-file", pw.to_str().unwrap(), "--pg-max-connections", "2"], None);
+    let mut server = Server::start(
+        "pgsilent",
+        Some("127.0.0.1:0"),
+        4,
+        &["--pg-password-file", pw.to_str().unwrap(), "--pg-max-connections", "2"],
+        None,
+    );
     // 16 connections that never send a byte, and 16 that stop halfway
     // through their startup packet.
     let mut silent: Vec<Conn> = (0..16).map(|_| server.tcp()).collect();
@@ -544,7 +574,8 @@ fn pg_attack_a_users_tcp_flood_evicts_only_its_own_logins() {
     require_root();
     let scratch = std::env::temp_dir().join(format!("sockql-pgattack-flood-{}", std::process::id()));
     let pw = password_file(&scratch);
-    let mut server = Server::start("pgflood", Some("127.0.0.1:0"), 6, &["--pg-password-file", pw.to_str().unwrap()], None);
+    let mut server =
+        Server::start("pgflood", Some("127.0.0.1:0"), 6, &["--pg-password-file", pw.to_str().unwrap()], None);
     // nobody: open connections in a loop, each sending half a startup
     // packet, never finishing; bounded to 60 s and closed when killed.
     let flood = format!(
@@ -552,7 +583,18 @@ fn pg_attack_a_users_tcp_flood_evicts_only_its_own_logins() {
         server.port
     );
     let mut attacker = Command::new("ip")
-        .args(["netns", "exec", &server.ns.name, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", &flood])
+        .args([
+            "netns",
+            "exec",
+            &server.ns.name,
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            &flood,
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -562,7 +604,10 @@ fn pg_attack_a_users_tcp_flood_evicts_only_its_own_logins() {
     // 8 pre-auth places a peer may have (the rest were evicted).
     let filter = format!("sport = :{}", server.port);
     crate::common::eventually(Duration::from_secs(10), || {
-        let o = Command::new("ip").args(["netns", "exec", &server.ns.name, "ss", "-Htn", "state", "established", &filter]).output().ok()?;
+        let o = Command::new("ip")
+            .args(["netns", "exec", &server.ns.name, "ss", "-Htn", "state", "established", &filter])
+            .output()
+            .ok()?;
         (String::from_utf8_lossy(&o.stdout).lines().count() > 8).then_some(())
     });
     assert!(attacker.try_wait().unwrap().is_none(), "the flood ended early");
@@ -601,7 +646,20 @@ fn pg_attack_root_gets_in_when_others_hold_every_session() {
     }
     // A third is told the server is full; root still gets in.
     let o = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "psql", "-X", "-h", server.run_dir().to_str().unwrap(), "-p", &server.port.to_string(), "sockql", "-c", "SELECT 1"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "psql",
+            "-X",
+            "-h",
+            server.run_dir().to_str().unwrap(),
+            "-p",
+            &server.port.to_string(),
+            "sockql",
+            "-c",
+            "SELECT 1",
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
@@ -638,7 +696,8 @@ fn pg_attack_a_malformed_parse_is_a_protocol_violation_not_a_panic() {
 fn pg_attack_a_failed_scram_login_names_the_startup_user() {
     let scratch = std::env::temp_dir().join(format!("sockql-pgattack-scram-{}", std::process::id()));
     let pw = password_file(&scratch);
-    let mut server = Server::start("pgscram", Some("127.0.0.1:0"), 7, &["--pg-password-file", pw.to_str().unwrap()], None);
+    let mut server =
+        Server::start("pgscram", Some("127.0.0.1:0"), 7, &["--pg-password-file", pw.to_str().unwrap()], None);
     let (_, err, ok) = server.tcp_psql("wrong", "SELECT 1");
     assert!(!ok && err.to_lowercase().contains("password authentication failed for user \"ops\""), "{err}");
     let (out, err, ok) = server.tcp_psql("correct horse", "SELECT 1");
@@ -663,7 +722,10 @@ fn slow_to_plan() -> String {
 /// Query threads (planning or running) of the server now.
 fn query_threads(pid: u32) -> usize {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
-    tasks.flatten().filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "sockql-query")).count()
+    tasks
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "sockql-query"))
+        .count()
 }
 
 /// Parse (planning a prepared statement) is query work: with
@@ -701,7 +763,8 @@ fn pg_attack_planning_a_prepared_statement_holds_a_query_slot() {
     let asked = Instant::now();
     third.write_all(&typed(b'Q', b"SELECT 1\0")).unwrap();
     let got = third.until_ready();
-    let refused: Vec<(String, String)> = got.iter().filter(|m| m.0 == b'E').map(|m| (sqlstate(&m.1), error_text(&m.1))).collect();
+    let refused: Vec<(String, String)> =
+        got.iter().filter(|m| m.0 == b'E').map(|m| (sqlstate(&m.1), error_text(&m.1))).collect();
     assert!(!got.iter().any(|m| m.0 == b'D'), "a query ran beside two plans holding both of root's slots: {got:?}");
     assert_eq!(refused.len(), 1, "{got:?}");
     assert_eq!(refused[0].0, "53300", "{refused:?}");
@@ -761,8 +824,17 @@ fn lying(kind: u8, declared: i32, body: &[u8]) -> Vec<u8> {
 /// A plausible frontend message after login.
 fn query_message(rng: &mut Rng) -> Vec<u8> {
     let name = ["", "s", "p1", "x\u{e9}"][rng.below(4)];
-    let sql = ["SELECT 1", "SELECT $1", "SELECT $1, $2", "BEGIN", "SHOW timezone", "SELECT count(*) FROM sockets", "", "SELEC", "SELECT 1; SELECT 2"]
-        [rng.below(9)];
+    let sql = [
+        "SELECT 1",
+        "SELECT $1",
+        "SELECT $1, $2",
+        "BEGIN",
+        "SHOW timezone",
+        "SELECT count(*) FROM sockets",
+        "",
+        "SELEC",
+        "SELECT 1; SELECT 2",
+    ][rng.below(9)];
     let cstr = |s: &str| {
         let mut v = s.as_bytes().to_vec();
         v.push(0);
@@ -845,7 +917,8 @@ fn mutate(rng: &mut Rng, mut m: Vec<u8>) -> Vec<u8> {
             }
         }
         2 if m.len() >= 5 => {
-            let len = [0i32, -1, 3, 4, i32::MIN, i32::MAX, 0x3fff_fffe, (m.len() as i32) + rng.below(8) as i32 - 4][rng.below(8)];
+            let len = [0i32, -1, 3, 4, i32::MIN, i32::MAX, 0x3fff_fffe, (m.len() as i32) + rng.below(8) as i32 - 4]
+                [rng.below(8)];
             m[1..5].copy_from_slice(&len.to_be_bytes());
         }
         3 => {
@@ -869,7 +942,7 @@ fn prelogin(rng: &mut Rng, scram: bool) -> Vec<Vec<u8>> {
             out.push(untyped(80_877_102, &rng.bytes(n)));
         }
         3 => out.push(untyped(196_608 + rng.below(4) as i32, b"user\0root\0")), // no terminator
-        4 => out.push(untyped(0x0004_0000, b"user\0root\0\0")), // protocol 4.0
+        4 => out.push(untyped(0x0004_0000, b"user\0root\0\0")),                 // protocol 4.0
         5 => out.push(lying(0, [0, -1, 7, 10_001, i32::MAX][rng.below(5)], &rng.bytes(8))[1..].to_vec()),
         6 => out.push(typed(b'Q', b"SELECT 1\0")), // a query before startup
         _ => out.push(startup(["root", "ops", "", "x\u{1}"][rng.below(4)])),
@@ -879,10 +952,12 @@ fn prelogin(rng: &mut Rng, scram: bool) -> Vec<Vec<u8>> {
     }
     if scram && rng.chance(70) {
         let mech = ["SCRAM-SHA-256", "SCRAM-SHA-256-PLUS", "OAUTHBEARER", "", "PLAIN"][rng.below(5)];
-        let data = ["n,,n=,r=abcdef", "y,,n=*,r=", "p=tls-server-end-point,,n=,r=x", "", "n,,", "\u{0}\u{0}"][rng.below(6)];
+        let data =
+            ["n,,n=,r=abcdef", "y,,n=*,r=", "p=tls-server-end-point,,n=,r=x", "", "n,,", "\u{0}\u{0}"][rng.below(6)];
         let mut b = mech.as_bytes().to_vec();
         b.push(0);
-        let len = if rng.chance(20) { [-2i32, 1 << 20, data.len() as i32 + 3][rng.below(3)] } else { data.len() as i32 };
+        let len =
+            if rng.chance(20) { [-2i32, 1 << 20, data.len() as i32 + 3][rng.below(3)] } else { data.len() as i32 };
         b.extend(len.to_be_bytes());
         b.extend(data.as_bytes());
         out.push(typed(b'p', &b));
@@ -908,7 +983,14 @@ fn loopback_cert(dir: &Path) -> (PathBuf, PathBuf) {
     let o = Command::new("openssl")
         .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
         // An end-entity certificate (not a CA), as rustls requires of a peer.
-        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE"])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
         .args(["-keyout", key.to_str().unwrap(), "-out", cert.to_str().unwrap()])
         .output()
         .unwrap();
@@ -991,7 +1073,12 @@ fn tls_junk(rng: &mut Rng, hello: &[u8]) -> Vec<u8> {
 /// One TLS case over `conn` (already past SSLRequest and 'S'): a full
 /// handshake and then `after` (raw bytes on the socket when `raw`, else
 /// through TLS followed by close_notify); read until the server closes.
-fn tls_after_handshake(conn: TcpStream, config: &Arc<tokio_rustls::rustls::ClientConfig>, after: &[u8], raw: bool) -> Result<(), String> {
+fn tls_after_handshake(
+    conn: TcpStream,
+    config: &Arc<tokio_rustls::rustls::ClientConfig>,
+    after: &[u8],
+    raw: bool,
+) -> Result<(), String> {
     let mut tls = tokio_rustls::rustls::StreamOwned::new(tls_connection(config), conn);
     tls.conn.complete_io(&mut tls.sock).map_err(|e| e.to_string())?;
     if raw {
@@ -1085,7 +1172,17 @@ impl LoggedInClient {
     fn start(server: &Server, cert: &Path) -> Self {
         let port = server.port.to_string();
         let mut child = Command::new("ip")
-            .args(["netns", "exec", &server.ns.name, "/usr/bin/python3", "-c", LOGGED_IN_CLIENT, &port, "correct horse", cert.to_str().unwrap()])
+            .args([
+                "netns",
+                "exec",
+                &server.ns.name,
+                "/usr/bin/python3",
+                "-c",
+                LOGGED_IN_CLIENT,
+                &port,
+                "correct horse",
+                cert.to_str().unwrap(),
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -1158,7 +1255,14 @@ fn pg_attack_protocol_fuzzer_finds_nothing() {
     let pw = password_file(&scratch.0.join("pw"));
     let (cert, key) = loopback_cert(&scratch.0);
     let mut unix = Server::start("pgfuzzu", None, 8, &[], None);
-    let tcp_args = ["--pg-password-file", pw.to_str().unwrap(), "--pg-tls-cert", cert.to_str().unwrap(), "--pg-tls-key", key.to_str().unwrap()];
+    let tcp_args = [
+        "--pg-password-file",
+        pw.to_str().unwrap(),
+        "--pg-tls-cert",
+        cert.to_str().unwrap(),
+        "--pg-tls-key",
+        key.to_str().unwrap(),
+    ];
     let mut tcp = Server::start("pgfuzzt", Some("127.0.0.1:0"), 9, &tcp_args, None);
     let tls = tls_client(&cert);
     let mut logged_in_client = LoggedInClient::start(&tcp, &cert);
@@ -1179,8 +1283,20 @@ fn pg_attack_protocol_fuzzer_finds_nothing() {
         vec![startup("root"), startup("root")],
         vec![typed(b'Q', b"SELECT 1\0")],
         vec![untyped(80_877_103, b""), untyped(80_877_103, b"")],
-        vec![startup("root"), typed(b'P', b"s\0SELECT 1, 2\0\0\0"), typed(b'B', b"\0s\0\0\0\0\0\0\x03\0\0\0\0\0\0"), typed(b'E', b"\0\0\0\0\0"), typed(b'S', b"")],
-        vec![startup("root"), typed(b'P', b"s\0SELECT $1\0\0\0"), typed(b'B', b"\0s\0\0\x02\0\x01\0\x01\0\x01\0\0\0\x01\x01\0\0"), typed(b'E', b"\0\0\0\0\0"), typed(b'S', b"")],
+        vec![
+            startup("root"),
+            typed(b'P', b"s\0SELECT 1, 2\0\0\0"),
+            typed(b'B', b"\0s\0\0\0\0\0\0\x03\0\0\0\0\0\0"),
+            typed(b'E', b"\0\0\0\0\0"),
+            typed(b'S', b""),
+        ],
+        vec![
+            startup("root"),
+            typed(b'P', b"s\0SELECT $1\0\0\0"),
+            typed(b'B', b"\0s\0\0\x02\0\x01\0\x01\0\x01\0\0\0\x01\x01\0\0"),
+            typed(b'E', b"\0\0\0\0\0"),
+            typed(b'S', b""),
+        ],
     ];
     let started = Instant::now();
     let mut cases = 0usize;
@@ -1202,7 +1318,10 @@ fn pg_attack_protocol_fuzzer_finds_nothing() {
                 exchange(&mut unix.unix(), &messages);
             }
             Mode::TcpPrelogin => {
-                messages = prelogin(&mut rng, true).into_iter().map(|m| if rng.chance(25) { mutate(&mut rng, m) } else { m }).collect();
+                messages = prelogin(&mut rng, true)
+                    .into_iter()
+                    .map(|m| if rng.chance(25) { mutate(&mut rng, m) } else { m })
+                    .collect();
                 exchange(&mut tcp.tcp(), &messages);
             }
             Mode::TlsRecords => {
@@ -1224,7 +1343,10 @@ fn pg_attack_protocol_fuzzer_finds_nothing() {
                 messages = if raw {
                     vec![tls_junk(&mut rng, &client_hello(&tls))]
                 } else {
-                    let mut ms = prelogin(&mut rng, true).into_iter().map(|m| if rng.chance(25) { mutate(&mut rng, m) } else { m }).collect::<Vec<_>>();
+                    let mut ms = prelogin(&mut rng, true)
+                        .into_iter()
+                        .map(|m| if rng.chance(25) { mutate(&mut rng, m) } else { m })
+                        .collect::<Vec<_>>();
                     ms.extend(session_messages(&mut rng));
                     ms
                 };
@@ -1236,7 +1358,10 @@ fn pg_attack_protocol_fuzzer_finds_nothing() {
                 messages = session_messages(&mut rng);
                 let over_tls = rng.chance(50);
                 let said = logged_in_client.case(&messages.concat(), over_tls);
-                assert_eq!(said, "in", "seed {seed}, case {cases}: a good login with the password (tls: {over_tls}) failed");
+                assert_eq!(
+                    said, "in",
+                    "seed {seed}, case {cases}: a good login with the password (tls: {over_tls}) failed"
+                );
             }
         }
         i += 1;
@@ -1252,14 +1377,22 @@ fn pg_attack_protocol_fuzzer_finds_nothing() {
             assert!(simple_select_1(&mut fresh), "seed {seed}, after case {cases}");
         }
     }
-    eprintln!("pg fuzzer: {cases} cases in {:?}, per mode {:?}", started.elapsed(), MODES.iter().zip(per_mode).collect::<Vec<_>>());
+    eprintln!(
+        "pg fuzzer: {cases} cases in {:?}, per mode {:?}",
+        started.elapsed(),
+        MODES.iter().zip(per_mode).collect::<Vec<_>>()
+    );
     assert!(cases > 50, "only {cases} cases ran");
     assert!(per_mode.iter().all(|n| *n >= 5), "a mode ran fewer than 5 cases: {per_mode:?}");
     unix.root_psql();
     let (out, err, ok) = tcp.tcp_psql("correct horse", "SELECT 1");
     assert!(ok && out.trim() == "1", "{err}");
     // And over TLS, verifying the certificate.
-    let verify = format!("host=127.0.0.1 port={} user=ops dbname=sockql sslmode=verify-full sslrootcert={}", tcp.port, cert.display());
+    let verify = format!(
+        "host=127.0.0.1 port={} user=ops dbname=sockql sslmode=verify-full sslrootcert={}",
+        tcp.port,
+        cert.display()
+    );
     let o = Command::new("ip")
         .args(["netns", "exec", &tcp.ns.name, "psql", "-X", "-A", "-t", &verify, "-c", "SELECT 1"])
         .env("PGPASSWORD", "correct horse")

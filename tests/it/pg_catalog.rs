@@ -52,7 +52,13 @@ fn formatted(arrow: &str) -> String {
 fn cli_columns(table: &str) -> Vec<(String, String, bool)> {
     query(&format!("DESCRIBE {table}"))
         .iter()
-        .map(|r| (r["column_name"].as_str().unwrap().to_string(), r["data_type"].as_str().unwrap().to_string(), r["nullable"].as_bool().unwrap()))
+        .map(|r| {
+            (
+                r["column_name"].as_str().unwrap().to_string(),
+                r["data_type"].as_str().unwrap().to_string(),
+                r["nullable"].as_bool().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -81,7 +87,10 @@ fn start(tag: &str) -> Server {
     let ns = Netns::new(tag);
     let scratch = Scratch::new(tag);
     let dir = scratch.0.join("run");
-    let queries = Queries::new(&format!("{tag}-q"), &[("metric_one", &metric("metric_one", "sockql_test_one", "SELECT 'x' AS k, 1 AS v"))]);
+    let queries = Queries::new(
+        &format!("{tag}-q"),
+        &[("metric_one", &metric("metric_one", "sockql_test_one", "SELECT 'x' AS k, 1 AS v"))],
+    );
     let served = Served::start(&ns, &queries, &["--pg", dir.to_str().unwrap(), "--pg-port", PORT]);
     let socket = dir.join(format!(".s.PGSQL.{PORT}"));
     eventually(WAIT, || socket.exists().then_some(()));
@@ -91,7 +100,23 @@ fn start(tag: &str) -> Server {
 /// psql's unaligned rows for `sql`, or a panic with its error.
 fn psql(dir: &Path, sql: &str) -> Vec<String> {
     let o = Command::new("psql")
-        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", dir.to_str().unwrap(), "-p", PORT, "-U", "root", "-d", "sockql", "-c", sql])
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            dir.to_str().unwrap(),
+            "-p",
+            PORT,
+            "-U",
+            "root",
+            "-d",
+            "sockql",
+            "-c",
+            sql,
+        ])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -103,7 +128,8 @@ fn psql(dir: &Path, sql: &str) -> Vec<String> {
 /// Run `script` with `python` and the socket directory and port as
 /// argv[1..]; its stdout is one JSON value.
 fn python(python: &str, script: &str, dir: &Path) -> Value {
-    let o = Command::new(python).args(["-c", script, dir.to_str().unwrap(), PORT]).stdin(Stdio::null()).output().unwrap();
+    let o =
+        Command::new(python).args(["-c", script, dir.to_str().unwrap(), PORT]).stdin(Stdio::null()).output().unwrap();
     let (out, err, ok) = crate::common::output_of(o);
     assert!(ok, "{python} script failed: {err}\n{script}");
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"))
@@ -133,11 +159,17 @@ fn information_schema_and_pg_attribute_name_the_types_clients_receive() {
 
     // psycopg: every column of every public table, against the CLI's own
     // information_schema (Arrow types) through the same table.
-    let cli: BTreeMap<(String, String), String> =
-        query("SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 'public'")
-            .iter()
-            .map(|r| ((r["table_name"].as_str().unwrap().into(), r["column_name"].as_str().unwrap().into()), r["data_type"].as_str().unwrap().into()))
-            .collect();
+    let cli: BTreeMap<(String, String), String> = query(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 'public'",
+    )
+    .iter()
+    .map(|r| {
+        (
+            (r["table_name"].as_str().unwrap().into(), r["column_name"].as_str().unwrap().into()),
+            r["data_type"].as_str().unwrap().into(),
+        )
+    })
+    .collect();
     let script = r#"
 import sys, json, psycopg
 conn = psycopg.connect(host=sys.argv[1], port=sys.argv[2], user="root", dbname="sockql", autocommit=True)
@@ -160,7 +192,12 @@ print(json.dumps({"every": every, "attrs": attrs, "described": described}))
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| ((r[0].as_str().unwrap().into(), r[1].as_str().unwrap().into()), (r[2].as_str().unwrap().into(), r[3].as_str().unwrap().into())))
+        .map(|r| {
+            (
+                (r[0].as_str().unwrap().into(), r[1].as_str().unwrap().into()),
+                (r[2].as_str().unwrap().into(), r[3].as_str().unwrap().into()),
+            )
+        })
         .collect();
     let derived: BTreeMap<(String, String), (String, String)> =
         cli.iter().map(|(k, arrow)| (k.clone(), (pg_of(arrow).0.to_string(), pg_of(arrow).1.to_string()))).collect();
@@ -236,8 +273,13 @@ print(json.dumps({
 
     let offered = |key: &str, kind: &str| -> Vec<String> {
         // pgcli quotes a name that is a keyword ("family").
-        let mut v: Vec<String> =
-            got[key].as_array().unwrap().iter().filter(|c| c[1] == kind).map(|c| c[0].as_str().unwrap().trim_matches('"').to_string()).collect();
+        let mut v: Vec<String> = got[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c[1] == kind)
+            .map(|c| c[0].as_str().unwrap().trim_matches('"').to_string())
+            .collect();
         v.sort();
         v
     };
@@ -273,7 +315,8 @@ conn.close()
 print(json.dumps(out))
 "#;
     let got = python(PYCLIENTS, script, &server.dir);
-    let mut relations: Vec<String> = got["relations"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let mut relations: Vec<String> =
+        got["relations"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
     relations.sort();
     assert_eq!(relations, cli_tables());
     let expected: Vec<Value> = cli_columns("sockets")

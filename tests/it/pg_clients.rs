@@ -61,7 +61,10 @@ impl Fixture {
         let dir = scratch.0.join("run");
         let port = PG_PORT.to_string();
         let (unix, _) = crate::pg::serve(&ns, &["--pg", dir.to_str().unwrap(), "--pg-port", &port]);
-        let (tcp, _) = crate::pg::serve(&ns, &["--pg", &format!("127.0.0.1:{PG_PORT}"), "--pg-password-file", pw.to_str().unwrap()]);
+        let (tcp, _) = crate::pg::serve(
+            &ns,
+            &["--pg", &format!("127.0.0.1:{PG_PORT}"), "--pg-password-file", pw.to_str().unwrap()],
+        );
         let socket = dir.join(format!(".s.PGSQL.{PG_PORT}"));
         eventually(WAIT, || socket.exists().then_some(()));
         eventually(WAIT, || ns.enter(|| TcpStream::connect(("127.0.0.1", PG_PORT)).is_ok()).then_some(()));
@@ -74,7 +77,11 @@ impl Fixture {
 
     /// The CLI's rows for `sql` in the namespace, as arrays in `columns`' order.
     fn cli(&self, sql: &str, columns: &[&str]) -> Vec<Vec<Value>> {
-        self.ns.sockql(sql).iter().map(|row| columns.iter().map(|c| crate::common::field(row, c).clone()).collect()).collect()
+        self.ns
+            .sockql(sql)
+            .iter()
+            .map(|row| columns.iter().map(|c| crate::common::field(row, c).clone()).collect())
+            .collect()
     }
 
     /// The rows every client reads: protocol, local_port, count, a sum, a
@@ -255,9 +262,17 @@ fn psycopg_binds_on_the_server_reads_binary_and_reuses_a_prepared_statement() {
     assert_eq!(by_state_cli, vec![vec![json!(a), json!(2), json!("ESTAB")]]);
     let by_port_cli: Vec<Vec<Vec<Value>>> = [a, b, c]
         .iter()
-        .map(|p| f.cli(&format!("SELECT local_port, count(*) AS n FROM sockets WHERE local_port = {p} GROUP BY local_port"), &["local_port", "n"]))
+        .map(|p| {
+            f.cli(
+                &format!("SELECT local_port, count(*) AS n FROM sockets WHERE local_port = {p} GROUP BY local_port"),
+                &["local_port", "n"],
+            )
+        })
         .collect();
-    assert_eq!(by_port_cli, vec![vec![vec![json!(a), json!(3)]], vec![vec![json!(b), json!(1)]], vec![vec![json!(c), json!(1)]]]);
+    assert_eq!(
+        by_port_cli,
+        vec![vec![vec![json!(a), json!(3)]], vec![vec![json!(b), json!(1)]], vec![vec![json!(c), json!(1)]]]
+    );
     let unix = format!("host={} port={PG_PORT} user=root dbname=sockql", f.dir().display());
     let tcp = format!("host=127.0.0.1 port={PG_PORT} user=ops password={PASSWORD} dbname=sockql");
     for (ns, dsn) in [(None, unix), (Some(&f.ns), tcp)] {
@@ -274,7 +289,10 @@ fn psycopg_binds_on_the_server_reads_binary_and_reuses_a_prepared_statement() {
         // $2; the prepared statement was parsed once and bound three times.
         let sent = std::fs::read_to_string(&trace).unwrap();
         let frontend: Vec<&str> = sent.lines().filter(|l| l.starts_with("F\t")).collect();
-        assert!(frontend.iter().any(|l| l.contains("\tParse\t") && l.contains("local_port = $1 AND state = $2")), "{sent}");
+        assert!(
+            frontend.iter().any(|l| l.contains("\tParse\t") && l.contains("local_port = $1 AND state = $2")),
+            "{sent}"
+        );
         let named_parses = frontend.iter().filter(|l| l.contains("\tParse\t") && l.contains("\"_pg3_")).count();
         let named_binds = frontend.iter().filter(|l| l.contains("\tBind\t") && l.contains("\"_pg3_")).count();
         assert_eq!((named_parses, named_binds), (1, 3), "{sent}");
@@ -306,13 +324,18 @@ fn node_postgres_runs_a_parameterised_query_over_unix_and_scram() {
     let [a, _, _] = f.ports;
     let script = f.scratch.0.join("client.js");
     std::fs::write(&script, NODE).unwrap();
-    let sql = "SELECT protocol, local_port, count(*) AS n, CAST(local_port AS double) / 2 AS half, local_port = $1 AS first \
+    let sql =
+        "SELECT protocol, local_port, count(*) AS n, CAST(local_port AS double) / 2 AS half, local_port = $1 AS first \
                FROM sockets WHERE local_port IN ($1, $2, $3) GROUP BY protocol, local_port ORDER BY local_port";
     let [lo, mid, hi] = f.ports;
     let cli_sql = sql.replace("$1", &lo.to_string()).replace("$2", &mid.to_string()).replace("$3", &hi.to_string());
     let columns = ["protocol", "local_port", "n", "half", "first"];
     let cli = f.cli(&cli_sql, &columns);
-    let want: Vec<Vec<Value>> = f.typed_expected().into_iter().map(|r| vec![r[0].clone(), r[1].clone(), r[2].clone(), r[4].clone(), r[5].clone()]).collect();
+    let want: Vec<Vec<Value>> = f
+        .typed_expected()
+        .into_iter()
+        .map(|r| vec![r[0].clone(), r[1].clone(), r[2].clone(), r[4].clone(), r[5].clone()])
+        .collect();
     assert!(same_rows(&cli, &want), "the CLI: {cli:?}");
     assert_eq!(lo, a);
     let unix = json!({"host": f.dir(), "port": PG_PORT, "user": "root", "database": "sockql"});
@@ -358,7 +381,10 @@ fn result_columns_carry_postgresqls_names_for_clients() {
     );
     let dsn = format!("host={} port={PG_PORT} user=root dbname=sockql", f.dir().display());
     let got = python(None, NAMES, &[&dsn, &sql]);
-    assert_eq!(got["names"], json!(["count", "?column?", "sum", "max", "?column?", "local_port", "recv_q", "lower", "State", "s"]));
+    assert_eq!(
+        got["names"],
+        json!(["count", "?column?", "sum", "max", "?column?", "local_port", "recv_q", "lower", "State", "s"])
+    );
     let a1 = (a + 1).to_string();
     let a = a.to_string();
     let want = json!([["1", "1", a, "0", a1, a, "0", "listen", "LISTEN", "LISTEN"]]);
@@ -375,7 +401,11 @@ fn result_columns_carry_postgresqls_names_for_clients() {
     // UNION and a scalar subquery: named by the first branch, the subquery's column.
     let got = python(None, NAMES, &[&dsn, "SELECT local_port AS p FROM sockets WHERE false UNION ALL SELECT 2"]);
     assert_eq!(got["names"], json!(["p"]));
-    let got = python(None, NAMES, &[&dsn, "SELECT (SELECT max(local_port) FROM sockets), true, DATE '2024-01-02', version()"]);
+    let got = python(
+        None,
+        NAMES,
+        &[&dsn, "SELECT (SELECT max(local_port) FROM sockets), true, DATE '2024-01-02', version()"],
+    );
     assert_eq!(got["names"], json!(["max", "bool", "date", "version"]));
 }
 
@@ -383,7 +413,25 @@ fn result_columns_carry_postgresqls_names_for_clients() {
 fn psql(dir: &Path, sql: &str) -> Vec<String> {
     let port = PG_PORT.to_string();
     let o = Command::new("psql")
-        .args(["-X", "-A", "-t", "-F", ",", "-v", "ON_ERROR_STOP=1", "-h", dir.to_str().unwrap(), "-p", &port, "-U", "root", "-d", "sockql", "-c", sql])
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-F",
+            ",",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            dir.to_str().unwrap(),
+            "-p",
+            &port,
+            "-U",
+            "root",
+            "-d",
+            "sockql",
+            "-c",
+            sql,
+        ])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -421,14 +469,20 @@ fn report_rows_keep_the_reports_order_on_the_cli_and_through_psql() {
     let inode = |ns: &Netns| ns.inode();
     let mut made: Vec<(u64, String, String, u16)> = Vec::new();
     for (ns, tcp, udp) in [(&one, &tcp1, &udp1), (&two, &tcp2, &udp2)] {
-        made.extend(tcp.iter().map(|l| (inode(ns), ns.name.clone(), "tcp".to_string(), l.local_addr().unwrap().port())));
-        made.extend(udp.iter().map(|s| (inode(ns), ns.name.clone(), "udp".to_string(), s.local_addr().unwrap().port())));
+        made.extend(
+            tcp.iter().map(|l| (inode(ns), ns.name.clone(), "tcp".to_string(), l.local_addr().unwrap().port())),
+        );
+        made.extend(
+            udp.iter().map(|s| (inode(ns), ns.name.clone(), "udp".to_string(), s.local_addr().unwrap().port())),
+        );
     }
     made.sort();
     let ours = |netns_name: &str| netns_name == one.name || netns_name == two.name;
     // The rows of our namespaces, in the order given: netns,netns_name,protocol,local_addr,local_port.
     let key = |fields: &[&str]| -> Option<(u64, String, String, u16)> {
-        ours(fields[1]).then(|| (fields[0].parse().unwrap(), fields[1].to_string(), fields[2].to_string(), fields[4].parse().unwrap()))
+        ours(fields[1]).then(|| {
+            (fields[0].parse().unwrap(), fields[1].to_string(), fields[2].to_string(), fields[4].parse().unwrap())
+        })
     };
     let csv_rows = |args: &[&str]| -> Vec<(u64, String, String, u16)> {
         let o = Command::new(bin()).args(args).stdin(Stdio::null()).output().unwrap();
@@ -438,17 +492,22 @@ fn report_rows_keep_the_reports_order_on_the_cli_and_through_psql() {
     };
     let run = csv_rows(&["--all-netns", "--format", "csv", "run", "listeners"]);
     // The test's own (the server's listeners are in `one` too: left out).
-    let only_made = |rows: Vec<(u64, String, String, u16)>| -> Vec<(u64, String, String, u16)> { rows.into_iter().filter(|r| made.contains(r)).collect() };
+    let only_made = |rows: Vec<(u64, String, String, u16)>| -> Vec<(u64, String, String, u16)> {
+        rows.into_iter().filter(|r| made.contains(r)).collect()
+    };
     assert_eq!(only_made(run.clone()), made, "sockql run listeners");
     let mut sorted = run.clone();
     sorted.sort();
     assert_eq!(run, sorted, "sockql run listeners is in its ORDER BY");
     let select = csv_rows(&["--all-netns", "--format", "csv", "SELECT * FROM report('listeners')"]);
     assert_eq!(select, run, "SELECT * FROM report('listeners') on the command line");
-    let filtered = csv_rows(&["--all-netns", "--format", "csv", "SELECT * FROM report('listeners') WHERE local_port > 0"]);
+    let filtered =
+        csv_rows(&["--all-netns", "--format", "csv", "SELECT * FROM report('listeners') WHERE local_port > 0"]);
     assert_eq!(filtered, run, "with a WHERE on top");
-    let through_psql: Vec<(u64, String, String, u16)> =
-        psql(&dir, "SELECT * FROM report('listeners')").iter().filter_map(|l| key(&l.split(',').collect::<Vec<_>>())).collect();
+    let through_psql: Vec<(u64, String, String, u16)> = psql(&dir, "SELECT * FROM report('listeners')")
+        .iter()
+        .filter_map(|l| key(&l.split(',').collect::<Vec<_>>()))
+        .collect();
     assert_eq!(through_psql, run, "through psql");
 }
 
@@ -488,7 +547,18 @@ fn serve_and_other_subcommands_refuse_flags_that_do_not_apply() {
     }
     // What does apply to serve is taken: it starts.
     let o = Command::new("timeout")
-        .args(["2", bin(), "--all-netns", "--timeout", "5s", "--memory-limit", "64M", "serve", "--listen", "127.0.0.1:0"])
+        .args([
+            "2",
+            bin(),
+            "--all-netns",
+            "--timeout",
+            "5s",
+            "--memory-limit",
+            "64M",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .stdin(Stdio::null())
         .output()
         .unwrap();

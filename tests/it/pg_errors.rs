@@ -55,10 +55,22 @@ impl Server {
         if tcp {
             args.extend(["127.0.0.1:0".into(), "--pg-password-file".into(), pw.display().to_string()]);
         } else {
-            args.extend([dir.display().to_string(), "--pg-port".into(), port.clone(), "--pg-group".into(), "nogroup".into()]);
+            args.extend([
+                dir.display().to_string(),
+                "--pg-port".into(),
+                port.clone(),
+                "--pg-group".into(),
+                "nogroup".into(),
+            ]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut child = Command::new(bin()).args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = Command::new(bin())
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let first = lines.next().and_then(|l| l.ok()).unwrap_or_default();
         assert!(first.contains("PostgreSQL on"), "serve said: {first}");
@@ -66,7 +78,8 @@ impl Server {
         if tcp {
             let addr = first.split("PostgreSQL on ").nth(1).unwrap().split_whitespace().next().unwrap();
             let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
-            let dsn = format!("host=127.0.0.1 port={port} user=app password='{PASSWORD}' dbname=sockql sslmode=disable");
+            let dsn =
+                format!("host=127.0.0.1 port={port} user=app password='{PASSWORD}' dbname=sockql sslmode=disable");
             Server { child, dsn, socket: None, tcp: Some(port), _scratch: scratch }
         } else {
             let socket = dir.join(format!(".s.PGSQL.{port}"));
@@ -102,7 +115,11 @@ impl Server {
     /// The server's AF_PACKET sockets (a running capture holds one).
     fn packet_sockets(&self) -> usize {
         let table = std::fs::read_to_string("/proc/net/packet").unwrap();
-        let inodes: Vec<String> = table.lines().skip(1).filter_map(|l| l.split_whitespace().last().map(|i| format!("socket:[{i}]"))).collect();
+        let inodes: Vec<String> = table
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().last().map(|i| format!("socket:[{i}]")))
+            .collect();
         std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
             .unwrap()
             .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
@@ -118,14 +135,27 @@ impl Server {
                 let port = socket.file_name().unwrap().to_str().unwrap().rsplit('.').next().unwrap().to_string();
                 vec!["-h".into(), dir, "-p".into(), port, "-U".into(), "root".into(), "-d".into(), "sockql".into()]
             }
-            (None, Some(port)) => vec!["-h".into(), "127.0.0.1".into(), "-p".into(), port.to_string(), "-U".into(), "app".into(), "-d".into(), "sockql".into()],
+            (None, Some(port)) => vec![
+                "-h".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                port.to_string(),
+                "-U".into(),
+                "app".into(),
+                "-d".into(),
+                "sockql".into(),
+            ],
             _ => unreachable!(),
         }
     }
 
     fn psql(&self, extra: &[&str]) -> Command {
         let mut cmd = Command::new("psql");
-        cmd.args(["-X", "-A", "-t"]).args(self.psql_args()).args(extra).env("PGPASSWORD", PASSWORD).env("PGSSLMODE", "disable");
+        cmd.args(["-X", "-A", "-t"])
+            .args(self.psql_args())
+            .args(extra)
+            .env("PGPASSWORD", PASSWORD)
+            .env("PGSSLMODE", "disable");
         cmd
     }
 }
@@ -191,10 +221,13 @@ fn sqlstates_via_psycopg(server: &Server) {
 #[test]
 fn pg_errors_each_kind_of_error_has_its_sqlstate_over_unix_and_tcp() {
     for tcp in [false, true] {
-        let server = Server::start(if tcp { "codes-tcp" } else { "codes" }, tcp, &["--memory-limit", "64M", "--timeout", "2s"]);
+        let server =
+            Server::start(if tcp { "codes-tcp" } else { "codes" }, tcp, &["--memory-limit", "64M", "--timeout", "2s"]);
         sqlstates_via_psycopg(&server);
         // psql shows the code with VERBOSITY verbose.
-        let (_, err, ok) = output_of(server.psql(&["-v", "VERBOSITY=verbose", "-c", "SELECT nosuchcolumn FROM sockets"]).output().unwrap());
+        let (_, err, ok) = output_of(
+            server.psql(&["-v", "VERBOSITY=verbose", "-c", "SELECT nosuchcolumn FROM sockets"]).output().unwrap(),
+        );
         assert!(!ok);
         assert!(err.contains("ERROR:  42703:") && err.contains("nosuchcolumn"), "{err}");
     }
@@ -307,7 +340,13 @@ fn pg_errors_psql_ctrl_c_cancels_the_query() {
     for tcp in [false, true] {
         let server = Server::start(if tcp { "ctrlc-tcp" } else { "ctrlc" }, tcp, &["--timeout", "60s"]);
         let cpu0 = server.cpu();
-        let mut psql = server.psql(&["-v", "VERBOSITY=verbose", "-c", ENDLESS]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut psql = server
+            .psql(&["-v", "VERBOSITY=verbose", "-c", ENDLESS])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         // Running: the server spends CPU on it.
         eventually(Duration::from_secs(10), || (server.cpu() - cpu0 > 0.5).then_some(()));
         let sent = Instant::now();
@@ -389,7 +428,8 @@ print(json.dumps(res))
 #[test]
 fn pg_errors_a_cancel_with_a_guessed_secret_ends_nothing() {
     for tcp in [false, true] {
-        let server = Server::start(if tcp { "guess-tcp" } else { "guess" }, tcp, &["--capture-for", "3s", "--timeout", "60s"]);
+        let server =
+            Server::start(if tcp { "guess-tcp" } else { "guess" }, tcp, &["--capture-for", "3s", "--timeout", "60s"]);
         let target = match (&server.socket, server.tcp) {
             (Some(s), _) => s.display().to_string(),
             (None, Some(p)) => p.to_string(),

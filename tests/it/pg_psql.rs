@@ -28,7 +28,16 @@ fn rows(target: &Target, commands: &[&str]) -> Vec<Vec<String>> {
     let mut args: Vec<String> = vec!["-F".into(), "\t".into()];
     let (ns, env): (Option<&Netns>, Vec<(&str, &str)>) = match target {
         Target::Unix(dir) => {
-            args.extend(["-h".into(), dir.display().to_string(), "-p".into(), "5439".into(), "-U".into(), "root".into(), "-d".into(), "sockql".into()]);
+            args.extend([
+                "-h".into(),
+                dir.display().to_string(),
+                "-p".into(),
+                "5439".into(),
+                "-U".into(),
+                "root".into(),
+                "-d".into(),
+                "sockql".into(),
+            ]);
             (None, vec![])
         }
         Target::Tcp(ns) => {
@@ -59,7 +68,8 @@ fn text(v: &Value) -> String {
 
 /// The command line's table list and each table's description.
 fn cli_tables() -> Vec<(String, String)> {
-    let mut t: Vec<(String, String)> = crate::common::query("SHOW TABLES").iter().map(|r| (text(&r["table_name"]), text(&r["description"]))).collect();
+    let mut t: Vec<(String, String)> =
+        crate::common::query("SHOW TABLES").iter().map(|r| (text(&r["table_name"]), text(&r["description"]))).collect();
     t.sort();
     t
 }
@@ -83,7 +93,11 @@ fn check_meta_commands(target: &Target, ns: &Netns, port: u16, scratch: &Scratch
         let mut got: Vec<String> = rows(target, &[list])
             .into_iter()
             .map(|r| {
-                assert_eq!((r[0].as_str(), r[2].as_str(), r[3].as_str()), ("public", "table", "postgres"), "{list}: {r:?}");
+                assert_eq!(
+                    (r[0].as_str(), r[2].as_str(), r[3].as_str()),
+                    ("public", "table", "postgres"),
+                    "{list}: {r:?}"
+                );
                 r[1].clone()
             })
             .collect();
@@ -96,7 +110,11 @@ fn check_meta_commands(target: &Target, ns: &Netns, port: u16, scratch: &Scratch
         .into_iter()
         .map(|r| {
             assert_eq!(r.len(), 8, "{r:?}");
-            assert_eq!((r[0].as_str(), r[4].as_str(), r[5].as_str(), r[6].as_str()), ("public", "permanent", "", "0 bytes"), "{r:?}");
+            assert_eq!(
+                (r[0].as_str(), r[4].as_str(), r[5].as_str(), r[6].as_str()),
+                ("public", "permanent", "", "0 bytes"),
+                "{r:?}"
+            );
             (r[1].clone(), r[7].clone())
         })
         .collect();
@@ -111,7 +129,8 @@ fn check_meta_commands(target: &Target, ns: &Netns, port: u16, scratch: &Scratch
     assert_eq!(got, columns.iter().map(|(n, null, _)| (n.clone(), *null)).collect::<Vec<_>>());
     // \d+ sockets: and each column's description.
     let d_plus = rows(target, &["\\d+ sockets"]);
-    let got: Vec<(String, String)> = d_plus.iter().map(|r| (r[0].clone(), r.last().cloned().unwrap_or_default())).collect();
+    let got: Vec<(String, String)> =
+        d_plus.iter().map(|r| (r[0].clone(), r.last().cloned().unwrap_or_default())).collect();
     assert_eq!(got, columns.iter().map(|(n, _, doc)| (n.clone(), doc.clone())).collect::<Vec<_>>());
     assert!(columns.iter().all(|(_, _, doc)| doc.len() > 5), "every column is described");
 
@@ -138,7 +157,10 @@ fn check_meta_commands(target: &Target, ns: &Netns, port: u16, scratch: &Scratch
     // \l: the database clients are in (current_database()) among them.
     let current = rows(target, &["SELECT current_database()"]);
     let databases = rows(target, &["\\l"]);
-    assert!(databases.iter().any(|r| Some(&r[0]) == current.first().and_then(|c| c.first())), "{databases:?} {current:?}");
+    assert!(
+        databases.iter().any(|r| Some(&r[0]) == current.first().and_then(|c| c.first())),
+        "{databases:?} {current:?}"
+    );
     assert!(databases.iter().all(|r| r[1] == "postgres" && r[2] == "UTF-8"), "{databases:?}");
 
     // \x: a query's rows as records, equal to the command line's rows for
@@ -147,8 +169,10 @@ fn check_meta_commands(target: &Target, ns: &Netns, port: u16, scratch: &Scratch
     let cli = ns.sockql(&sql);
     assert_eq!(cli.len(), 2, "the listener and its one accepted connection: {cli:?}");
     let records: Vec<Vec<String>> = rows(target, &["\\x on", &sql]).into_iter().filter(|r| r.len() == 2).collect();
-    let want: Vec<Vec<String>> =
-        cli.iter().flat_map(|r| ["protocol", "state", "local_port", "remote_port"].map(|c| vec![c.to_string(), text(&r[c])])).collect();
+    let want: Vec<Vec<String>> = cli
+        .iter()
+        .flat_map(|r| ["protocol", "state", "local_port", "remote_port"].map(|c| vec![c.to_string(), text(&r[c])]))
+        .collect();
     assert_eq!(records, want);
 
     // \gdesc: the query's column names, with the types PostgreSQL names
@@ -162,10 +186,14 @@ fn check_meta_commands(target: &Target, ns: &Netns, port: u16, scratch: &Scratch
         "Int32" | "UInt16" => "integer",
         other => panic!("no PostgreSQL name for {other} here"),
     };
-    let types: std::collections::HashMap<String, String> =
-        crate::common::query("DESCRIBE sockets").iter().map(|r| (text(&r["column_name"]), text(&r["data_type"]))).collect();
-    let want: Vec<Vec<String>> =
-        ["protocol", "state", "local_port", "remote_port"].iter().map(|c| vec![c.to_string(), pg_name(&types[*c]).to_string()]).collect();
+    let types: std::collections::HashMap<String, String> = crate::common::query("DESCRIBE sockets")
+        .iter()
+        .map(|r| (text(&r["column_name"]), text(&r["data_type"])))
+        .collect();
+    let want: Vec<Vec<String>> = ["protocol", "state", "local_port", "remote_port"]
+        .iter()
+        .map(|c| vec![c.to_string(), pg_name(&types[*c]).to_string()])
+        .collect();
     assert_eq!(gdesc, want);
 
     // PREPARE and EXECUTE: the command line's rows for the same SQL.
@@ -228,7 +256,10 @@ fn pgjdbc_metadata_has_sockqls_tables_columns_and_remarks() {
     let _server = Served::start(&ns, &queries, &["--pg", "127.0.0.1:5439", "--pg-password-file", &pw]);
     let classpath = format!("/usr/share/java/postgresql.jar:{}", scratch.0.display());
     let port_arg = port.to_string();
-    let out = ns.exec_ok("java", &["-cp", &classpath, "Metadata", "jdbc:postgresql://127.0.0.1:5439/sockql", PASSWORD, "sockets", &port_arg]);
+    let out = ns.exec_ok(
+        "java",
+        &["-cp", &classpath, "Metadata", "jdbc:postgresql://127.0.0.1:5439/sockql", PASSWORD, "sockets", &port_arg],
+    );
     let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split('\t').collect()).collect();
 
     // getTables: the command line's tables, each with its description.
@@ -243,14 +274,19 @@ fn pgjdbc_metadata_has_sockqls_tables_columns_and_remarks() {
     tables.sort();
     assert_eq!(tables, cli_tables());
     // getColumns: sockets' columns in order, REMARKS their descriptions.
-    let columns: Vec<(String, String, String)> = lines.iter().filter(|l| l[0] == "column").map(|l| (l[1].to_string(), l[2].to_string(), l[3].to_string())).collect();
+    let columns: Vec<(String, String, String)> = lines
+        .iter()
+        .filter(|l| l[0] == "column")
+        .map(|l| (l[1].to_string(), l[2].to_string(), l[3].to_string()))
+        .collect();
     let want: Vec<(String, String, String)> =
         cli_columns("sockets").into_iter().enumerate().map(|(i, (n, _, doc))| ((i + 1).to_string(), n, doc)).collect();
     assert_eq!(columns, want);
     // A PreparedStatement with parameters: the command line's rows.
     let prepared: Vec<Vec<&str>> = lines.iter().filter(|l| l[0] == "prepared").map(|l| l[1..].to_vec()).collect();
     let cli = ns.sockql(&format!("SELECT protocol, state, local_port FROM sockets WHERE local_port = {port} AND state = 'LISTEN' ORDER BY protocol"));
-    let want: Vec<Vec<String>> = cli.iter().map(|r| vec![text(&r["protocol"]), text(&r["state"]), text(&r["local_port"])]).collect();
+    let want: Vec<Vec<String>> =
+        cli.iter().map(|r| vec![text(&r["protocol"]), text(&r["state"]), text(&r["local_port"])]).collect();
     assert_eq!(prepared, want);
     assert_eq!(prepared, vec![vec!["tcp", "LISTEN", port_arg.as_str()]]);
 }

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{Scratch, bin, eventually, output_of, WAIT};
-
+use crate::common::{bin, eventually, output_of, Scratch, WAIT};
 
 /// `sockql serve --pg DIR` (its own process, so /proc/PID is the server's),
 /// killed when dropped.
@@ -41,9 +40,25 @@ pub(crate) fn serve(tag: &str, port: u16, extra: &[&str]) -> Server {
     let scratch = Scratch::new(&format!("pgtypes-{tag}"));
     let dir = scratch.0.join("run");
     let port_s = port.to_string();
-    let mut args = vec![ADDRESS_SPACE_CAP, bin(), "serve", "--listen", "127.0.0.1:0", "--pg", dir.to_str().unwrap(), "--pg-port", &port_s];
+    let mut args = vec![
+        ADDRESS_SPACE_CAP,
+        bin(),
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--pg",
+        dir.to_str().unwrap(),
+        "--pg-port",
+        &port_s,
+    ];
     args.extend_from_slice(extra);
-    let child = Command::new("prlimit").args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let child = Command::new("prlimit")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let socket = dir.join(format!(".s.PGSQL.{port}"));
     eventually(WAIT, || socket.exists().then_some(()));
     Server { child, dir, port, _scratch: scratch }
@@ -79,7 +94,21 @@ impl Server {
     fn psql(&self, sql: &str) -> (String, String, bool) {
         let port = self.port.to_string();
         let o = Command::new("psql")
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose", "-F", "\u{1f}", "-R", "\u{1e}", "-P", "null=\u{1}NULL"])
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-v",
+                "VERBOSITY=verbose",
+                "-F",
+                "\u{1f}",
+                "-R",
+                "\u{1e}",
+                "-P",
+                "null=\u{1}NULL",
+            ])
             .args(["-h", self.dir.to_str().unwrap(), "-p", &port, "-U", "root", "-d", "sockql", "-c", sql])
             .stdin(Stdio::null())
             .output()
@@ -196,7 +225,10 @@ impl Raw {
 
 /// The `C` field of an ErrorResponse.
 fn sqlstate(body: &[u8]) -> String {
-    body.split(|b| *b == 0).find_map(|f| f.strip_prefix(b"C")).map(|c| String::from_utf8_lossy(c).into_owned()).unwrap_or_default()
+    body.split(|b| *b == 0)
+        .find_map(|f| f.strip_prefix(b"C"))
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------
@@ -499,9 +531,14 @@ fn every_arrow_type_reaches_psql_and_psycopg_as_the_cli_prints_it() {
     // ndjson for the rest.
     let ndjson = cli("ndjson", &select);
     let json: serde_json::Map<String, Value> = serde_json::from_str(ndjson.trim()).unwrap();
-    let numeric: Vec<(usize, &str)> =
-        CASES.iter().enumerate().filter(|(_, (_, f))| matches!(f, Exact | Float8 | Float4)).map(|(i, (sql, _))| (i, *sql)).collect();
-    let csv_sql = format!("SELECT {}", numeric.iter().map(|(i, sql)| format!("{sql} AS c{i}")).collect::<Vec<_>>().join(", "));
+    let numeric: Vec<(usize, &str)> = CASES
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, f))| matches!(f, Exact | Float8 | Float4))
+        .map(|(i, (sql, _))| (i, *sql))
+        .collect();
+    let csv_sql =
+        format!("SELECT {}", numeric.iter().map(|(i, sql)| format!("{sql} AS c{i}")).collect::<Vec<_>>().join(", "));
     let csv = cli("csv", &csv_sql);
     let mut csv_lines = csv.lines();
     let header: Vec<&str> = csv_lines.next().unwrap().split(',').collect();
@@ -534,7 +571,11 @@ fn every_arrow_type_reaches_psql_and_psycopg_as_the_cli_prints_it() {
                 let pg: f64 = t.parse().unwrap();
                 let py: f64 = as_text(b).parse().unwrap();
                 if *family == Float4 {
-                    assert!(same_float(pg as f32 as f64, cli as f32 as f64) && same_float(py as f32 as f64, cli as f32 as f64), "{context}");
+                    assert!(
+                        same_float(pg as f32 as f64, cli as f32 as f64)
+                            && same_float(py as f32 as f64, cli as f32 as f64),
+                        "{context}"
+                    );
                 } else {
                     assert!(same_float(pg, cli) && same_float(py, cli), "{context}");
                 }
@@ -624,7 +665,11 @@ fn every_arrow_type_reaches_psql_and_psycopg_as_the_cli_prints_it() {
 #[test]
 fn pg_bounds_wide_decimals_are_sent_without_unbounded_memory() {
     let server = serve("decimal", port_for(2), &[]);
-    for sql in ["SELECT 18446744073709551615::numeric", "SELECT CAST(9223372036854775807 AS numeric)", "SELECT CAST(1e30 AS decimal(38,0))"] {
+    for sql in [
+        "SELECT 18446744073709551615::numeric",
+        "SELECT CAST(9223372036854775807 AS numeric)",
+        "SELECT CAST(1e30 AS decimal(38,0))",
+    ] {
         let cli = cli("csv", sql);
         let cli = cli.lines().nth(1).unwrap();
         let (out, err, ok) = server.psql(sql);
@@ -761,7 +806,15 @@ print('started', flush=True)
 time.sleep(30)
 "#;
     let mut staller = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", stall, server.socket().to_str().unwrap()])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            stall,
+            server.socket().to_str().unwrap(),
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -775,7 +828,19 @@ time.sleep(30)
     let started = Instant::now();
     let port = server.port.to_string();
     let o = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "psql", "-X", "-A", "-t", "-h", server.dir.to_str().unwrap(), "-p", &port])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "psql",
+            "-X",
+            "-A",
+            "-t",
+            "-h",
+            server.dir.to_str().unwrap(),
+            "-p",
+            &port,
+        ])
         .args(["-U", "nobody", "-d", "sockql", "-c", "SELECT 43"])
         .env("PGCONNECT_TIMEOUT", "10")
         .stdin(Stdio::null())

@@ -16,15 +16,25 @@ fn unprivileged_user_sees_sockets_but_not_root_owners() {
     let o = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(bin())
-        .args(["--format", "ndjson", &format!("SELECT state, uid, send_q, pid, process FROM sockets WHERE local_port = {p}")])
+        .args([
+            "--format",
+            "ndjson",
+            &format!("SELECT state, uid, send_q, pid, process FROM sockets WHERE local_port = {p}"),
+        ])
         .output()
         .unwrap();
     let (out, err, ok) = output_of(o);
     assert!(ok, "{err}");
-    assert_eq!(parse_ndjson(&out), vec![json!({"state": "LISTEN", "uid": 0, "send_q": 6, "pid": null, "process": null})]);
+    assert_eq!(
+        parse_ndjson(&out),
+        vec![json!({"state": "LISTEN", "uid": 0, "send_q": 6, "pid": null, "process": null})]
+    );
     let notes: Vec<&str> = err.lines().collect();
     assert_eq!(notes.len(), 1, "{err}");
-    assert!(notes[0].starts_with("sockql: note: not running as root:") && notes[0].contains("pid and process are null"), "{err}");
+    assert!(
+        notes[0].starts_with("sockql: note: not running as root:") && notes[0].contains("pid and process are null"),
+        "{err}"
+    );
     drop(l);
 }
 
@@ -76,7 +86,10 @@ fn event_tables_without_privilege_say_so_in_one_line() {
         assert!(!ok && out.is_empty(), "{table}: {out}");
         let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("sockql: error: ")).collect();
         assert_eq!(errors.len(), 1, "{table}: {err}");
-        assert!(errors[0].contains("needs root: CAP_NET_ADMIN") && errors[0].contains("Operation not permitted"), "{table}: {err}");
+        assert!(
+            errors[0].contains("needs root: CAP_NET_ADMIN") && errors[0].contains("Operation not permitted"),
+            "{table}: {err}"
+        );
         assert_eq!(err.lines().count(), 1, "{table}: {err}");
     }
 }

@@ -4,8 +4,8 @@
 
 use proptest::prelude::*;
 use sockql::collect::conntrack::{netlink as ctnetlink, proc as proc_conntrack};
-use sockql::collect::sock_diag::{inet as inet_diag, unix as unix_diag};
 use sockql::collect::packets::{decode, file::CaptureFile};
+use sockql::collect::sock_diag::{inet as inet_diag, unix as unix_diag};
 use sockql::collect::{counters, netlink, proc_net};
 
 fn config() -> ProptestConfig {
@@ -16,7 +16,10 @@ fn config() -> ProptestConfig {
 fn netlinkish() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..300),
-        proptest::collection::vec(prop_oneof![Just(0u8), Just(4u8), Just(8u8), Just(1u8), Just(2u8), any::<u8>()], 0..300),
+        proptest::collection::vec(
+            prop_oneof![Just(0u8), Just(4u8), Just(8u8), Just(1u8), Just(2u8), any::<u8>()],
+            0..300
+        ),
     ]
 }
 

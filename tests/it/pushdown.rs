@@ -6,8 +6,8 @@ use std::ops::ControlFlow;
 
 use sockql::collect::sock_diag::inet::{Cond, Extensions, AF_INET, AF_INET6, AF_UNSPEC, IPPROTO_TCP};
 use sockql::collect::sock_diag::{InetRequest, SockDiag};
-use sockql::collect::Error;
 use sockql::collect::tcp_state::ALL_BITS;
+use sockql::collect::Error;
 
 use crate::common::*;
 use crate::netns::Netns;
@@ -60,8 +60,19 @@ fn pushed_port_and_address_filters_match_unpushed_ones() {
     let n = |f: &str| ns.sockql(&format!("SELECT count(*) AS n FROM sockets WHERE {f}"))[0]["n"].clone();
     assert_eq!(n("local_port = 7001"), 4, "listener + 3 accepted");
     assert_eq!(n("remote_addr = '127.0.0.3'"), 4, "the accepted side of 127.0.0.3's connections");
-    let explain = ns.exec_ok(bin(), &["--format", "csv", "EXPLAIN SELECT * FROM sockets WHERE local_port BETWEEN 7000 AND 7100 AND remote_addr = '127.0.0.3'"]);
-    assert!(explain.contains("dumps=[tcp/inet,udp/inet,raw/inet]") && explain.contains("bytecode=[LocalPortGe(7000) AND LocalPortLe(7100) AND RemoteAddr(127.0.0.3)]"), "{explain}");
+    let explain = ns.exec_ok(
+        bin(),
+        &[
+            "--format",
+            "csv",
+            "EXPLAIN SELECT * FROM sockets WHERE local_port BETWEEN 7000 AND 7100 AND remote_addr = '127.0.0.3'",
+        ],
+    );
+    assert!(
+        explain.contains("dumps=[tcp/inet,udp/inet,raw/inet]")
+            && explain.contains("bytecode=[LocalPortGe(7000) AND LocalPortLe(7100) AND RemoteAddr(127.0.0.3)]"),
+        "{explain}"
+    );
     drop(held);
 }
 
@@ -75,7 +86,13 @@ fn the_kernel_applies_the_filter_program() {
         let mut nl = SockDiag::open().unwrap();
         let mut count = |conds: &[Cond]| {
             let mut n = 0;
-            let req = InetRequest { protocol: IPPROTO_TCP, family: AF_INET, states: ALL_BITS, extensions: Extensions::default(), conds: conds.to_vec() };
+            let req = InetRequest {
+                protocol: IPPROTO_TCP,
+                family: AF_INET,
+                states: ALL_BITS,
+                extensions: Extensions::default(),
+                conds: conds.to_vec(),
+            };
             nl.inet(&req, None, |_| {
                 n += 1;
                 Ok::<_, Error>(ControlFlow::Continue(()))
@@ -112,7 +129,13 @@ fn one_tcp_dump_covers_both_families() {
         let mut nl = SockDiag::open().unwrap();
         let mut rows = |family: u8, states: u32, conds: &[Cond]| {
             let mut out = Vec::new();
-            let req = InetRequest { protocol: IPPROTO_TCP, family, states, extensions: Extensions::default(), conds: conds.to_vec() };
+            let req = InetRequest {
+                protocol: IPPROTO_TCP,
+                family,
+                states,
+                extensions: Extensions::default(),
+                conds: conds.to_vec(),
+            };
             nl.inet(&req, None, |m| {
                 out.push((m.family(), m.state(), m.local_port(), m.remote_port(), m.inode()));
                 Ok::<_, Error>(ControlFlow::Continue(()))
@@ -122,7 +145,9 @@ fn one_tcp_dump_covers_both_families() {
             out
         };
         let mut sets = Vec::new();
-        for (states, conds) in [(ALL_BITS, vec![]), (1 << 10, vec![]), (ALL_BITS, vec![Cond::LocalPortGe(7300), Cond::LocalPortLe(7301)])] {
+        for (states, conds) in
+            [(ALL_BITS, vec![]), (1 << 10, vec![]), (ALL_BITS, vec![Cond::LocalPortGe(7300), Cond::LocalPortLe(7301)])]
+        {
             let one = rows(AF_UNSPEC, states, &conds);
             let mut two = rows(AF_INET, states, &conds);
             two.extend(rows(AF_INET6, states, &conds));
@@ -140,10 +165,14 @@ fn one_tcp_dump_covers_both_families() {
     let explain = ns.exec_ok(bin(), &["--format", "csv", "EXPLAIN SELECT count(*) FROM sockets"]);
     assert!(explain.contains("dumps=[tcp/inet+inet6,udp/inet,udp/inet6,raw/inet,raw/inet6]"), "{explain}");
     // UDP and raw sockets are never LISTEN: a listener scan skips their dumps.
-    let explain = ns.exec_ok(bin(), &["--format", "csv", "EXPLAIN SELECT count(*) FROM sockets WHERE state = 'LISTEN'"]);
+    let explain =
+        ns.exec_ok(bin(), &["--format", "csv", "EXPLAIN SELECT count(*) FROM sockets WHERE state = 'LISTEN'"]);
     assert!(explain.contains("dumps=[tcp/inet+inet6] "), "{explain}");
     let by_family = ns.sockql("SELECT family, count(*) AS n FROM sockets GROUP BY family ORDER BY family");
-    assert_eq!(by_family, vec![serde_json::json!({"family": "inet", "n": 6}), serde_json::json!({"family": "inet6", "n": 6})]);
+    assert_eq!(
+        by_family,
+        vec![serde_json::json!({"family": "inet", "n": 6}), serde_json::json!({"family": "inet6", "n": 6})]
+    );
     assert_eq!(ns.exec_ok("ss", &["-Htan"]).lines().count(), 12);
     drop(held);
 }
@@ -174,8 +203,15 @@ fn exact_filters_leave_no_recheck_and_scans_report_what_they_read() {
     // scan behind an expression gives the same rows.
     let l = listener("127.0.0.1:0", 3);
     let p = port_of(&l);
-    let rows = |w: &str| query(&format!("SELECT protocol, family, state, local_port FROM sockets WHERE local_port = {p} AND {w} ORDER BY 1, 2, 3"));
-    assert_eq!(rows("state = 'LISTEN' AND protocol = 'tcp' AND family = 'inet'"), rows("state || '' = 'LISTEN' AND protocol || '' = 'tcp' AND family || '' = 'inet'"));
+    let rows = |w: &str| {
+        query(&format!(
+            "SELECT protocol, family, state, local_port FROM sockets WHERE local_port = {p} AND {w} ORDER BY 1, 2, 3"
+        ))
+    };
+    assert_eq!(
+        rows("state = 'LISTEN' AND protocol = 'tcp' AND family = 'inet'"),
+        rows("state || '' = 'LISTEN' AND protocol || '' = 'tcp' AND family || '' = 'inet'")
+    );
     assert_eq!(rows("state = 'LISTEN'").len(), 1);
     assert_eq!(rows("state = 'listen'"), rows("state || '' = 'listen'"), "exact matching is case-sensitive, as SQL is");
     // EXPLAIN ANALYZE: messages, bytes and dumps read, rows produced.
@@ -185,9 +221,17 @@ fn exact_filters_leave_no_recheck_and_scans_report_what_they_read() {
     for metric in ["output_rows=1", "kernel_messages=1", "netlink_dumps=1", "proc_reads=0", "kernel_bytes="] {
         assert!(line.contains(metric), "{metric} not in {line}");
     }
-    let (out, err, ok) = run(&["--no-netlink", "--format", "csv", &format!("EXPLAIN ANALYZE SELECT count(*) FROM sockets WHERE local_port = {p} AND protocol = 'tcp'")]);
+    let (out, err, ok) = run(&[
+        "--no-netlink",
+        "--format",
+        "csv",
+        &format!("EXPLAIN ANALYZE SELECT count(*) FROM sockets WHERE local_port = {p} AND protocol = 'tcp'"),
+    ]);
     assert!(ok, "{err}");
     let line = out.lines().find(|l| l.contains("LiveScanExec")).unwrap_or_else(|| panic!("{out}"));
-    assert!(line.contains("netlink_dumps=0") && line.contains("proc_reads=2") && line.contains("kernel_messages=0"), "{line}");
+    assert!(
+        line.contains("netlink_dumps=0") && line.contains("proc_reads=2") && line.contains("kernel_messages=0"),
+        "{line}"
+    );
     drop(l);
 }

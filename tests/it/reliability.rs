@@ -16,7 +16,11 @@ fn fails(args: &[&str], code: i32, needles: &[&str]) -> String {
     assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
     assert!(o.stdout.is_empty(), "{args:?} printed: {}", String::from_utf8_lossy(&o.stdout));
     if code == 1 {
-        assert_eq!(err.lines().filter(|l| !l.starts_with("hint: ")).count(), 1, "{args:?}: one line and a hint, got: {err}");
+        assert_eq!(
+            err.lines().filter(|l| !l.starts_with("hint: ")).count(),
+            1,
+            "{args:?}: one line and a hint, got: {err}"
+        );
         assert!(err.starts_with("sockql: error: "), "{err}");
     }
     for n in needles {
@@ -65,8 +69,16 @@ fn sql_is_read_only_unless_allow_files() {
     let copy = format!("COPY (SELECT 1 AS one) TO '{}' STORED AS CSV", out.display());
     fails(&[&copy], 1, &["refused: COPY ... TO writes files", "--allow-files"]);
     assert!(!out.exists());
-    fails(&[&format!("CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '{}'", dir.display())], 1, &["refused: CREATE EXTERNAL TABLE reads arbitrary files"]);
-    fails(&["CREATE TABLE t AS SELECT 1 AS x; INSERT INTO t VALUES (2)"], 1, &["refused: INSERT/UPDATE/DELETE change tables"]);
+    fails(
+        &[&format!("CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '{}'", dir.display())],
+        1,
+        &["refused: CREATE EXTERNAL TABLE reads arbitrary files"],
+    );
+    fails(
+        &["CREATE TABLE t AS SELECT 1 AS x; INSERT INTO t VALUES (2)"],
+        1,
+        &["refused: INSERT/UPDATE/DELETE change tables"],
+    );
     // A snapshot in memory is fine without it.
     let (o, e, ok) = run(&["--format", "csv", "--no-header", "CREATE TABLE snap AS SELECT 1 AS x; SELECT x FROM snap"]);
     assert!(ok, "{e}");
@@ -104,10 +116,13 @@ fn memory_limit_and_timeout_stop_runaway_queries() {
     let start = Instant::now();
     ns.enter(|| time_wait_sockets(N));
     let made = start.elapsed();
-    let count = |sql: &str| -> usize { ns.exec_ok(bin(), &["--format", "csv", "--no-header", sql]).trim().parse().unwrap() };
+    let count =
+        |sql: &str| -> usize { ns.exec_ok(bin(), &["--format", "csv", "--no-header", sql]).trim().parse().unwrap() };
     // Under load the server ends may still be in LAST-ACK; wait until only
     // TIME-WAIT is left, so the set is still while sockql and ss count it.
-    eventually(Duration::from_secs(30), || (count("SELECT count(*) FROM sockets WHERE state <> 'TIME-WAIT'") == 0).then_some(()));
+    eventually(Duration::from_secs(30), || {
+        (count("SELECT count(*) FROM sockets WHERE state <> 'TIME-WAIT'") == 0).then_some(())
+    });
     let rows = count("SELECT count(*) FROM sockets");
     // Every one counted, as ss counts them. Under a loaded test run a few
     // connections end without TIME-WAIT (ss agrees: a forked child of a
@@ -132,7 +147,11 @@ fn memory_limit_and_timeout_stop_runaway_queries() {
     assert!(run.peak_kib < base + 2 * 64 * 1024, "peak {} KiB with a 64 MiB limit", run.peak_kib);
     assert!(took < Duration::from_secs(60), "{took:?}");
     let start = Instant::now();
-    fails(&["--timeout", "500ms", "SELECT count(*) FROM generate_series(1, 100000000000)"], 1, &["query timed out after 500ms (--timeout)"]);
+    fails(
+        &["--timeout", "500ms", "SELECT count(*) FROM generate_series(1, 100000000000)"],
+        1,
+        &["query timed out after 500ms (--timeout)"],
+    );
     assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
 }
 
@@ -170,7 +189,13 @@ fn a_closed_pipe_ends_quietly_in_every_format() {
         vec!["--format", "ndjson", sql],
         vec!["--format", "csv", "--watch", "0.2", sql],
     ] {
-        let mut child = Command::new(bin()).args(&args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = Command::new(bin())
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let mut first = String::new();
         std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
         assert!(!first.is_empty(), "{args:?}");

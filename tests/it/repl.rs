@@ -223,8 +223,13 @@ fn snapshots_and_history_are_in_the_catalog_and_completion() {
     let (_, err, ok) = run(&["record", "--out", hist.to_str().unwrap(), "--tables", "sockstat", "--samples", "1"]);
     assert!(ok, "{err}");
     let mut cmd = Command::new(bin());
-    cmd.args(["--history", hist.to_str().unwrap()]).env("XDG_STATE_HOME", &dir).env("TERM", "xterm").env("COLUMNS", "200");
-    let mut sh = Shell { p: spawn_with_options(cmd, Options::new().timeout_ms(Some(15_000)).strip_ansi_escape_codes(true)).unwrap() };
+    cmd.args(["--history", hist.to_str().unwrap()])
+        .env("XDG_STATE_HOME", &dir)
+        .env("TERM", "xterm")
+        .env("COLUMNS", "200");
+    let mut sh = Shell {
+        p: spawn_with_options(cmd, Options::new().timeout_ms(Some(15_000)).strip_ansi_escape_codes(true)).unwrap(),
+    };
     sh.line("\\format csv");
     sh.expect("Output format is Csv.");
     sh.line("CREATE TABLE mysnap AS SELECT 1 AS uniquecolumnxyz;");

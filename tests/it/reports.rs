@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 use crate::conntrack::{conntrack_tool, NftExt};
-use crate::netns::{link, Netns};
 use crate::events::EVENT_HISTORY_REPORTS;
+use crate::netns::{link, Netns};
 use crate::packet_reports::PACKET_REPORTS;
 
 /// Reports over recorded history (`--history`): checked below over one
@@ -45,7 +45,9 @@ fn socket_set(ns: &Netns, backlog: i32, estab: usize, close_wait: usize) -> Vec<
             drop(c);
         }
         held.push(Box::new(std::net::UdpSocket::bind("127.0.0.1:5353").unwrap()));
-        held.push(Box::new(socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::RAW, Some(socket2::Protocol::ICMPV4)).unwrap()));
+        held.push(Box::new(
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::RAW, Some(socket2::Protocol::ICMPV4)).unwrap(),
+        ));
         held.push(Box::new(l));
         held
     })
@@ -70,7 +72,10 @@ fn every_report_per_namespace_equals_the_report_inside_it() {
     };
     let mut covered = 0;
     for name in &reports {
-        if HISTORY_REPORTS.contains(&name.as_str()) || PACKET_REPORTS.contains(&name.as_str()) || EVENT_HISTORY_REPORTS.contains(&name.as_str()) {
+        if HISTORY_REPORTS.contains(&name.as_str())
+            || PACKET_REPORTS.contains(&name.as_str())
+            || EVENT_HISTORY_REPORTS.contains(&name.as_str())
+        {
             continue;
         }
         let extra = params(name);
@@ -88,10 +93,15 @@ fn every_report_per_namespace_equals_the_report_inside_it() {
         };
         for ns in [&a, &b] {
             let alone = inside(ns);
-            assert!(alone.iter().all(|r| r["netns_name"] == json!(ns.name)), "{name}: every row carries its namespace: {alone:?}");
+            assert!(
+                alone.iter().all(|r| r["netns_name"] == json!(ns.name)),
+                "{name}: every row carries its namespace: {alone:?}"
+            );
             // Owner columns can move for a moment while a parallel test's
             // child holds our sockets (see settled()); compare when still.
-            settled(inside(ns), || across().into_iter().filter(|r| r["netns_name"] == json!(ns.name)).collect::<Vec<Value>>());
+            settled(inside(ns), || {
+                across().into_iter().filter(|r| r["netns_name"] == json!(ns.name)).collect::<Vec<Value>>()
+            });
         }
         covered += 1;
     }
@@ -104,11 +114,23 @@ fn every_report_per_namespace_equals_the_report_inside_it() {
     for (ns, estab, close_wait) in [(&a, 2, 1), (&b, 1, 2)] {
         let states = ns.run_saved_here("states", &[]);
         let count = |proto: &str, state: &str| {
-            states.iter().find(|r| r["protocol"] == proto && r["state"] == state).map_or(0, |r| r["sockets"].as_i64().unwrap())
+            states
+                .iter()
+                .find(|r| r["protocol"] == proto && r["state"] == state)
+                .map_or(0, |r| r["sockets"].as_i64().unwrap())
         };
         let ss = ns.exec_ok("ss", &["-Htuwan"]);
-        let ss_count = |proto: &str, state: &str| ss.lines().filter(|l| l.starts_with(proto) && l.split_whitespace().nth(1) == Some(state)).count() as i64;
-        for (proto, state) in [("tcp", "ESTAB"), ("tcp", "LISTEN"), ("tcp", "CLOSE-WAIT"), ("tcp", "FIN-WAIT-2"), ("udp", "UNCONN"), ("raw", "UNCONN")] {
+        let ss_count = |proto: &str, state: &str| {
+            ss.lines().filter(|l| l.starts_with(proto) && l.split_whitespace().nth(1) == Some(state)).count() as i64
+        };
+        for (proto, state) in [
+            ("tcp", "ESTAB"),
+            ("tcp", "LISTEN"),
+            ("tcp", "CLOSE-WAIT"),
+            ("tcp", "FIN-WAIT-2"),
+            ("udp", "UNCONN"),
+            ("raw", "UNCONN"),
+        ] {
             assert_eq!(count(proto, state), ss_count(proto, state), "{}: {proto} {state}: {ss}", ns.name);
         }
         assert_eq!(count("tcp", "ESTAB"), 2 * (estab + 1), "estab pairs and the forwarded one");
@@ -120,7 +142,8 @@ fn every_report_per_namespace_equals_the_report_inside_it() {
         // the table's fill, and the one DNAT.
         let tool = conntrack_tool(ns);
         let sources = ns.run_saved_here("top_conntrack_sources", &[]);
-        let by_src: Vec<(Value, i64)> = sources.iter().map(|r| (r["orig_src"].clone(), r["entries"].as_i64().unwrap())).collect();
+        let by_src: Vec<(Value, i64)> =
+            sources.iter().map(|r| (r["orig_src"].clone(), r["entries"].as_i64().unwrap())).collect();
         assert_eq!(by_src, vec![(json!("127.0.0.1"), tool.len() as i64)], "{tool:?}");
         // estab + 1 + close_wait connections, each tracked once (TIME-WAIT
         // and FIN-WAIT ends stay tracked as long as the sockets are held).
@@ -133,7 +156,8 @@ fn every_report_per_namespace_equals_the_report_inside_it() {
         let fill = ns.run_saved_here("metric_conntrack", &[]);
         assert_eq!(fill.len(), 1, "{fill:?}");
         assert_eq!(fill[0]["entries"], json!(counted), "{fill:?}");
-        let max: i64 = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max").unwrap().trim().parse().unwrap();
+        let max: i64 =
+            std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max").unwrap().trim().parse().unwrap();
         assert_eq!(fill[0]["max"], json!(max), "{fill:?}");
         let drops = ns.run_saved_here("metric_conntrack_drops", &[]);
         let stat = ns.exec_ok("conntrack", &["-S"]);
@@ -156,8 +180,12 @@ fn every_report_per_namespace_equals_the_report_inside_it() {
         let mut from_ss: std::collections::BTreeMap<String, i64> = Default::default();
         let all = ns.exec_ok("ss", &["-Htan", "state", "all"]);
         let port_of = |addr: &str| -> u16 { addr.rsplit(':').next().unwrap().parse().unwrap() };
-        let listening: std::collections::BTreeSet<u16> =
-            all.lines().map(|l| l.split_whitespace().collect::<Vec<_>>()).filter(|f| f[0] == "LISTEN").map(|f| port_of(f[3])).collect();
+        let listening: std::collections::BTreeSet<u16> = all
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .filter(|f| f[0] == "LISTEN")
+            .map(|f| port_of(f[3]))
+            .collect();
         for line in all.lines() {
             let f: Vec<&str> = line.split_whitespace().collect();
             let local_port = port_of(f[3]);
@@ -170,7 +198,10 @@ fn every_report_per_namespace_equals_the_report_inside_it() {
             .iter()
             .map(|r| {
                 assert_eq!(r["range_size"], json!(i64::from(hi - lo) + 1), "{r}");
-                (format!("{}:{}", r["remote_addr"].as_str().unwrap(), r["remote_port"].as_str().unwrap()), r["used"].as_i64().unwrap())
+                (
+                    format!("{}:{}", r["remote_addr"].as_str().unwrap(), r["remote_port"].as_str().unwrap()),
+                    r["used"].as_i64().unwrap(),
+                )
             })
             .collect();
         assert_eq!(ports, from_ss);
@@ -180,7 +211,12 @@ fn every_report_per_namespace_equals_the_report_inside_it() {
         let dnat: Vec<&Value> = tool.iter().filter(|r| r["orig_dport"] == json!(8081)).collect();
         assert_eq!(dnat.len(), 1, "{tool:?}");
         assert_eq!(
-            (nat[0]["orig_dport"].clone(), nat[0]["dnat_to"].clone(), nat[0]["dnat_to_port"].clone(), nat[0]["flows"].clone()),
+            (
+                nat[0]["orig_dport"].clone(),
+                nat[0]["dnat_to"].clone(),
+                nat[0]["dnat_to_port"].clone(),
+                nat[0]["flows"].clone()
+            ),
             (json!(8081), dnat[0]["reply_src"].clone(), dnat[0]["reply_sport"].clone(), json!(1)),
             "{nat:?}"
         );
@@ -192,7 +228,8 @@ fn every_report_per_namespace_equals_the_report_inside_it() {
             .map(|r| r["fd"].as_i64().unwrap())
             .collect();
         let lsof = ns.exec("lsof", &["-nP", "-a", "-p", &my_pid().to_string(), "-i", "TCP:8080", "-F", "f"]).0;
-        let from_lsof: std::collections::BTreeSet<i64> = lsof.lines().filter_map(|l| l.strip_prefix('f')?.parse().ok()).collect();
+        let from_lsof: std::collections::BTreeSet<i64> =
+            lsof.lines().filter_map(|l| l.strip_prefix('f')?.parse().ok()).collect();
         assert_eq!(owners, from_lsof, "lsof: {lsof}");
         assert_eq!(owners.len() as i64, 1 + 2 * estab + 1 + close_wait, "listener, both ends of each pair, the accepted end of the forwarded one (its client went to 8081), the CLOSE-WAIT ends");
         let listeners = ns.run_saved_here("listeners", &[]);
@@ -205,7 +242,16 @@ fn every_report_per_namespace_equals_the_report_inside_it() {
     // namespace's figures are its own.
     let dir = std::env::temp_dir().join(format!("sockql-reports-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let (_, err, ok) = run(&["--all-netns", "record", "--out", dir.to_str().unwrap(), "--tables", "sockets,conntrack", "--samples", "1"]);
+    let (_, err, ok) = run(&[
+        "--all-netns",
+        "record",
+        "--out",
+        dir.to_str().unwrap(),
+        "--tables",
+        "sockets,conntrack",
+        "--samples",
+        "1",
+    ]);
     assert!(ok, "{err}");
     let history = |name: &str| {
         let (out, err, ok) = run(&["--history", dir.to_str().unwrap(), "run", name, "--format", "ndjson"]);
@@ -216,12 +262,21 @@ fn every_report_per_namespace_equals_the_report_inside_it() {
     let growth = history("fastest_growing_remotes");
     assert!(!history("conntrack_growth").is_empty());
     for (ns, estab, close_wait) in [(&a, 2, 1), (&b, 1, 2)] {
-        let mine = |rows: &[Value]| rows.iter().filter(|r| r["netns_name"] == json!(ns.name)).cloned().collect::<Vec<Value>>();
-        let cw: Vec<i64> = mine(&trend).iter().filter(|r| r["state"] == "CLOSE-WAIT").map(|r| r["sockets"].as_i64().unwrap()).collect();
+        let mine =
+            |rows: &[Value]| rows.iter().filter(|r| r["netns_name"] == json!(ns.name)).cloned().collect::<Vec<Value>>();
+        let cw: Vec<i64> = mine(&trend)
+            .iter()
+            .filter(|r| r["state"] == "CLOSE-WAIT")
+            .map(|r| r["sockets"].as_i64().unwrap())
+            .collect();
         assert_eq!(cw, vec![close_wait as i64], "{}: {trend:?}", ns.name);
         let remotes = mine(&growth);
         assert_eq!(remotes.len(), 1, "{remotes:?}");
-        assert_eq!((remotes[0]["remote_addr"].clone(), remotes[0]["last"].clone()), (json!("127.0.0.1"), json!(2 * (estab + 1))), "{remotes:?}");
+        assert_eq!(
+            (remotes[0]["remote_addr"].clone(), remotes[0]["last"].clone()),
+            (json!("127.0.0.1"), json!(2 * (estab + 1))),
+            "{remotes:?}"
+        );
     }
     for name in HISTORY_REPORTS {
         assert!(reports.iter().any(|r| r == name), "{name} is no longer a report");
@@ -237,7 +292,10 @@ fn ss_syn_recv(ns: &Netns) -> std::collections::BTreeMap<u64, (u64, u64, String,
         .lines()
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            let timer = f.iter().find_map(|w| w.strip_prefix("timer:(")?.strip_suffix(')')).unwrap_or_else(|| panic!("no timer: {l}"));
+            let timer = f
+                .iter()
+                .find_map(|w| w.strip_prefix("timer:(")?.strip_suffix(')'))
+                .unwrap_or_else(|| panic!("no timer: {l}"));
             let t: Vec<&str> = timer.split(',').collect();
             let port = f[3].rsplit(':').next().unwrap().parse().unwrap();
             (port, (f[0].parse().unwrap(), f[1].parse().unwrap(), t[0].to_string(), t[2].parse().unwrap()))
@@ -261,7 +319,9 @@ fn retransmits_include_syn_ack_retransmissions_of_half_open_connections() {
     let l = a.enter(|| listener("10.231.7.1:0", 64));
     let port = port_of(&l);
     let sports = 43000..43003u16;
-    b.enter(move || crate::packets::send_syns(Ipv4Addr::new(10, 231, 7, 99), sports, Ipv4Addr::new(10, 231, 7, 1), port));
+    b.enter(move || {
+        crate::packets::send_syns(Ipv4Addr::new(10, 231, 7, 99), sports, Ipv4Addr::new(10, 231, 7, 1), port)
+    });
     let expected_ports: Vec<u64> = (43000..43003).collect();
     eventually(std::time::Duration::from_secs(10), || {
         let ss = ss_syn_recv(&a);
@@ -296,10 +356,18 @@ fn retransmits_include_syn_ack_retransmissions_of_half_open_connections() {
     assert_eq!(table.len(), 3, "{table:?}");
     for t in &table {
         let (recv_q, send_q, name, n) = ss[&t["remote_port"].as_u64().unwrap()].clone();
-        assert_eq!((t["recv_q"].clone(), t["send_q"].clone(), t["timer"].clone(), t["retransmits"].clone()), (json!(recv_q), json!(send_q), json!(name), json!(n)), "{t}");
+        assert_eq!(
+            (t["recv_q"].clone(), t["send_q"].clone(), t["timer"].clone(), t["retransmits"].clone()),
+            (json!(recv_q), json!(send_q), json!(name), json!(n)),
+            "{t}"
+        );
         let text = t["timer_text"].as_str().unwrap();
         assert!(text.starts_with("(on,") && text.ends_with(&format!(",{n})")), "{t}");
-        assert_eq!((t["total_retrans"].clone(), t["rtt_ms"].clone(), t["inode"].clone(), t["pid"].clone()), (json!(null), json!(null), json!(0), json!(null)), "{t}");
+        assert_eq!(
+            (t["total_retrans"].clone(), t["rtt_ms"].clone(), t["inode"].clone(), t["pid"].clone()),
+            (json!(null), json!(null), json!(0), json!(null)),
+            "{t}"
+        );
     }
     let info = a.exec_ok("ss", &["-Htani", "state", "syn-recv"]);
     assert!(!info.contains("rtt:") && !info.contains("retrans:"), "ss -i shows tcp_info for a request socket: {info}");

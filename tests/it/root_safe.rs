@@ -62,7 +62,13 @@ fn as_nobody(args: &[&str]) -> (String, String, Option<i32>) {
 }
 
 fn with_stdin(args: &[&str], input: &[u8]) -> (String, String, Option<i32>) {
-    let mut c = Command::new(bin()).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut c = Command::new(bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut stdin = c.stdin.take().unwrap();
     let input = input.to_vec();
     // A writer thread: sockql may stop reading early, which breaks the pipe.
@@ -104,16 +110,33 @@ fn policy_refuses_writes_wrapped_in_any_plan_node() {
     assert!(e.contains("refused: COPY"), "{e}");
     let config = dir.join("config");
     std::fs::create_dir_all(config.join("sockql/queries")).unwrap();
-    std::fs::write(config.join("sockql/queries/exfil.sql"), format!("-- name: exfil\n-- description: d\n{copy};\n")).unwrap();
+    std::fs::write(config.join("sockql/queries/exfil.sql"), format!("-- name: exfil\n-- description: d\n{copy};\n"))
+        .unwrap();
     refused(run_at(d, &[("XDG_CONFIG_HOME", config.to_str().unwrap())], &["run", "exfil"]), "refused: COPY");
     assert!(!target.exists());
     // INSERT wrapped in EXPLAIN ANALYZE or a prepared statement.
-    refused(run_at(d, &[], &["CREATE TABLE t AS SELECT 1 AS x; EXPLAIN ANALYZE INSERT INTO t VALUES (2)"]), "refused: INSERT");
-    refused(run_at(d, &[], &["CREATE TABLE t AS SELECT 1 AS x; PREPARE p(BIGINT) AS INSERT INTO t VALUES ($1); EXECUTE p(3)"]), "refused: INSERT");
+    refused(
+        run_at(d, &[], &["CREATE TABLE t AS SELECT 1 AS x; EXPLAIN ANALYZE INSERT INTO t VALUES (2)"]),
+        "refused: INSERT",
+    );
+    refused(
+        run_at(
+            d,
+            &[],
+            &["CREATE TABLE t AS SELECT 1 AS x; PREPARE p(BIGINT) AS INSERT INTO t VALUES ($1); EXECUTE p(3)"],
+        ),
+        "refused: INSERT",
+    );
     // A subquery cannot hide what the top node does not show.
-    refused(run_at(d, &[], &[&format!("CREATE EXTERNAL TABLE e STORED AS CSV LOCATION '{}'", dir.display())]), "refused: CREATE EXTERNAL TABLE");
+    refused(
+        run_at(d, &[], &[&format!("CREATE EXTERNAL TABLE e STORED AS CSV LOCATION '{}'", dir.display())]),
+        "refused: CREATE EXTERNAL TABLE",
+    );
     // Built-in tables cannot be replaced or dropped, even with --allow-files.
-    refused(run_at(d, &[], &["--allow-files", "CREATE OR REPLACE TABLE sockets AS SELECT 1 AS fake"]), "'sockets' is a built-in table");
+    refused(
+        run_at(d, &[], &["--allow-files", "CREATE OR REPLACE TABLE sockets AS SELECT 1 AS fake"]),
+        "'sockets' is a built-in table",
+    );
     refused(run_at(d, &[], &["CREATE VIEW processes AS SELECT 1 AS fake"]), "'processes' is a built-in table");
     refused(run_at(d, &[], &["DROP TABLE sockets"]), "cannot be dropped");
     refused(run_at(d, &[], &["CREATE SCHEMA x"]), "changes the catalog");
@@ -124,18 +147,34 @@ fn policy_refuses_writes_wrapped_in_any_plan_node() {
     let spill = dir.join("spill");
     for (sql, needle) in [
         ("SET datafusion.runtime.memory_limit = '4G'", "SET datafusion.runtime.memory_limit is not allowed"),
-        (&*format!("SET datafusion.runtime.temp_directory = '{}'", spill.display()), "SET datafusion.runtime.temp_directory is not allowed"),
-        ("SET datafusion.execution.target_partitions = 100000", "SET datafusion.execution.target_partitions is not allowed"),
+        (
+            &*format!("SET datafusion.runtime.temp_directory = '{}'", spill.display()),
+            "SET datafusion.runtime.temp_directory is not allowed",
+        ),
+        (
+            "SET datafusion.execution.target_partitions = 100000",
+            "SET datafusion.execution.target_partitions is not allowed",
+        ),
         ("RESET datafusion.runtime.memory_limit", "RESET datafusion.runtime.memory_limit is not allowed"),
     ] {
         refused(run_at(d, &[], &["--memory-limit", "64M", "--allow-files", sql]), needle);
     }
     assert!(!spill.exists(), "SET created {}", spill.display());
     // What only changes how results look may be set.
-    let (o, e, code) = run_at(d, &[], &["--format", "csv", "--no-header", "SET datafusion.execution.time_zone = '+01:00'; SELECT 'ok'"]);
+    let (o, e, code) = run_at(
+        d,
+        &[],
+        &["--format", "csv", "--no-header", "SET datafusion.execution.time_zone = '+01:00'; SELECT 'ok'"],
+    );
     assert_eq!((o.as_str(), code), ("ok\n", Some(0)), "{e}");
     // And the same refusal for an unprivileged user.
-    refused(as_nobody(&[&format!("EXPLAIN ANALYZE COPY (SELECT 1 AS l) TO '/tmp/sockql-nobody-{}.csv' STORED AS CSV", std::process::id())]), "refused: COPY");
+    refused(
+        as_nobody(&[&format!(
+            "EXPLAIN ANALYZE COPY (SELECT 1 AS l) TO '/tmp/sockql-nobody-{}.csv' STORED AS CSV",
+            std::process::id()
+        )]),
+        "refused: COPY",
+    );
     assert!(!Path::new(&format!("/tmp/sockql-nobody-{}.csv", std::process::id())).exists());
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -169,7 +208,8 @@ fn saved_queries_cannot_be_hijacked() {
     // A directory an unprivileged user owns, with their queries/.
     let q = w.join("queries");
     std::fs::create_dir(&q).unwrap();
-    std::fs::write(q.join("zz.sql"), "-- name: listeners\n-- description: evil\nSELECT 'hijacked' AS protocol\n").unwrap();
+    std::fs::write(q.join("zz.sql"), "-- name: listeners\n-- description: evil\nSELECT 'hijacked' AS protocol\n")
+        .unwrap();
     chown(&q, NOBODY);
     chown(&q.join("zz.sql"), NOBODY);
     let (o, e, code) = run_at(&w, &[("XDG_CONFIG_HOME", "/nonexistent")], &["--format", "csv", "run", "listeners"]);
@@ -198,13 +238,17 @@ fn saved_queries_cannot_be_hijacked() {
     let (o, e, code) = run_at(&w, &[("XDG_CONFIG_HOME", "/nonexistent")], &["--format", "csv", "run", "listeners"]);
     assert_eq!(code, Some(0), "{e}");
     assert!(!o.contains("hijacked"), "a name header replaced a built-in report: {o}");
-    let (o, e, code) = run_at(&w, &[("XDG_CONFIG_HOME", "/nonexistent")], &["--format", "csv", "--no-header", "run", "zz"]);
+    let (o, e, code) =
+        run_at(&w, &[("XDG_CONFIG_HOME", "/nonexistent")], &["--format", "csv", "--no-header", "run", "zz"]);
     assert_eq!((o.as_str(), code), ("hijacked\n", Some(0)), "{e}");
     assert!(e.contains("its '-- name: listeners' header is ignored; a saved query is named by its file: zz"), "{e}");
     // A root-owned file in a directory others can write is not read.
     std::fs::set_permissions(&q, std::fs::Permissions::from_mode(0o777)).unwrap();
     let (o, e, _) = run_at(&w, &[("XDG_CONFIG_HOME", "/nonexistent")], &["run", "zz"]);
-    assert!(o.is_empty() && e.contains("writable by group or others") && e.contains("no saved query named 'zz'"), "{e}");
+    assert!(
+        o.is_empty() && e.contains("writable by group or others") && e.contains("no saved query named 'zz'"),
+        "{e}"
+    );
     std::fs::set_permissions(&q, std::fs::Permissions::from_mode(0o755)).unwrap();
     // A file another user owns in root's directory is not read either.
     chown(&q.join("zz.sql"), NOBODY);
@@ -233,7 +277,8 @@ fn host() -> String {
 
 /// Every file (not directory) below `dir`, links included, sorted.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = crate::common::tree(dir).into_iter().filter(|p| !std::fs::symlink_metadata(p).unwrap().is_dir()).collect();
+    let mut out: Vec<PathBuf> =
+        crate::common::tree(dir).into_iter().filter(|p| !std::fs::symlink_metadata(p).unwrap().is_dir()).collect();
     out.sort();
     out
 }
@@ -251,15 +296,39 @@ fn record_never_follows_links_or_uses_anothers_directory() {
     std::fs::create_dir_all(&host_dir).unwrap();
     std::os::unix::fs::symlink(&victim, host_dir.join("date=2000-01-01")).unwrap();
     let record = |out: &Path| {
-        run_at(&base, &[], &["record", "--out", out.to_str().unwrap(), "--tables", "sockets", "--samples", "1", "--every", "100ms", "--retention", "7d"])
+        run_at(
+            &base,
+            &[],
+            &[
+                "record",
+                "--out",
+                out.to_str().unwrap(),
+                "--tables",
+                "sockets",
+                "--samples",
+                "1",
+                "--every",
+                "100ms",
+                "--retention",
+                "7d",
+            ],
+        )
     };
     let (_, e, code) = record(&out);
     assert_eq!(code, Some(0), "{e}");
     assert!(e.contains("retention skips it") && e.contains("is a symbolic link"), "{e}");
-    assert_eq!(std::fs::read_to_string(victim.join("precious")).unwrap(), "keep me", "retention deleted through a link");
+    assert_eq!(
+        std::fs::read_to_string(victim.join("precious")).unwrap(),
+        "keep me",
+        "retention deleted through a link"
+    );
     // What it wrote: 0750 directories, 0640 files, no temporary left.
-    let written: Vec<PathBuf> = files_under(&out).into_iter().filter(|p| !p.starts_with(host_dir.join("date=2000-01-01"))).collect();
-    let parquet: Vec<&PathBuf> = written.iter().filter(|p| p.extension().is_some_and(|x| x == "parquet") && p.starts_with(out.join("sockets"))).collect();
+    let written: Vec<PathBuf> =
+        files_under(&out).into_iter().filter(|p| !p.starts_with(host_dir.join("date=2000-01-01"))).collect();
+    let parquet: Vec<&PathBuf> = written
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet") && p.starts_with(out.join("sockets")))
+        .collect();
     assert_eq!(parquet.len(), 1, "{written:?}");
     assert_eq!(std::fs::metadata(parquet[0]).unwrap().permissions().mode() & 0o777, 0o640);
     assert_eq!(std::fs::metadata(parquet[0].parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o750);
@@ -277,7 +346,13 @@ fn record_never_follows_links_or_uses_anothers_directory() {
     // used, with what is below it checked.
     let (_, e, code) = as_nobody(&["record", "--out", out.to_str().unwrap(), "--tables", "sockets", "--samples", "1"]);
     assert_eq!(code, Some(1), "{e}");
-    assert!(e.contains(&format!("refusing --out {}: it belongs to uid 0, not to the user sockql runs as (65534)", out.display())), "{e}");
+    assert!(
+        e.contains(&format!(
+            "refusing --out {}: it belongs to uid 0, not to the user sockql runs as (65534)",
+            out.display()
+        )),
+        "{e}"
+    );
     let theirs = base.join("theirs");
     std::fs::create_dir(&theirs).unwrap();
     chown(&theirs, NOBODY);
@@ -434,7 +509,11 @@ fn root_shell_history_stays_out_of_a_users_home() {
     let before = files_under(&home);
     let mut cmd = Command::new(bin());
     cmd.env("HOME", &home).env_remove("XDG_STATE_HOME").env("TERM", "xterm");
-    let mut sh = rexpect::session::spawn_with_options(cmd, rexpect::reader::Options::new().timeout_ms(Some(15_000)).strip_ansi_escape_codes(true)).unwrap();
+    let mut sh = rexpect::session::spawn_with_options(
+        cmd,
+        rexpect::reader::Options::new().timeout_ms(Some(15_000)).strip_ansi_escape_codes(true),
+    )
+    .unwrap();
     sh.exp_string("\\? for help").unwrap();
     sh.exp_regex(r"(^|\n)\r*sockql> ").unwrap();
     sh.send_line("SELECT 424242 AS marker;").unwrap();
@@ -443,7 +522,11 @@ fn root_shell_history_stays_out_of_a_users_home() {
     sh.send_line("\\q").unwrap();
     sh.exp_eof().unwrap();
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root's file\n", "root wrote through the user's link");
-    assert_eq!(std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777, 0o644, "root chmodded the link's target");
+    assert_eq!(
+        std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777,
+        0o644,
+        "root chmodded the link's target"
+    );
     assert_eq!(files_under(&home), before, "root created files in the user's home");
     for e in crate::common::tree(&home) {
         assert_eq!(std::fs::symlink_metadata(&e).unwrap().uid(), NOBODY, "{} belongs to root", e.display());
@@ -455,7 +538,11 @@ fn root_shell_history_stays_out_of_a_users_home() {
     std::os::unix::fs::symlink(&victim, own.join("sockql/history")).unwrap();
     let mut cmd = Command::new(bin());
     cmd.env("XDG_STATE_HOME", &own).env("TERM", "xterm");
-    let mut sh = rexpect::session::spawn_with_options(cmd, rexpect::reader::Options::new().timeout_ms(Some(15_000)).strip_ansi_escape_codes(true)).unwrap();
+    let mut sh = rexpect::session::spawn_with_options(
+        cmd,
+        rexpect::reader::Options::new().timeout_ms(Some(15_000)).strip_ansi_escape_codes(true),
+    )
+    .unwrap();
     sh.exp_string("is a symbolic link").unwrap();
     sh.exp_regex(r"(^|\n)\r*sockql> ").unwrap();
     sh.send_line("SELECT 1 AS one;").unwrap();
@@ -467,7 +554,6 @@ fn root_shell_history_stays_out_of_a_users_home() {
     std::fs::remove_dir_all(base).unwrap();
 }
 
-
 /// Item 8: deep expressions, absurd durations, huge results, long plans,
 /// long names, huge input: a clear error or a bounded answer, never a
 /// crash.
@@ -477,10 +563,19 @@ fn no_input_crashes_or_runs_unbounded() {
     // documented bounds, a clear error.
     let sum = format!("SELECT 1{} AS n", " + 1".repeat(200));
     assert_eq!(query(&sum), vec![serde_json::json!({"n": 201})]);
-    let ors = format!("SELECT count(*) AS n FROM sockets WHERE {}", (1..=100).map(|p| format!("local_port = {p}")).collect::<Vec<_>>().join(" OR "));
+    let ors = format!(
+        "SELECT count(*) AS n FROM sockets WHERE {}",
+        (1..=100).map(|p| format!("local_port = {p}")).collect::<Vec<_>>().join(" OR ")
+    );
     assert_eq!(query(&ors).len(), 1);
-    refused(run_at(Path::new("/"), &[], &[&format!("SELECT 1{}", " + 1".repeat(20_000))]), "expression too deep: 10001 operators");
-    refused(run_at(Path::new("/"), &[], &[&format!("SELECT {}1{}", "(".repeat(300), ")".repeat(300))]), "expression too deep: it nests more than 50 levels");
+    refused(
+        run_at(Path::new("/"), &[], &[&format!("SELECT 1{}", " + 1".repeat(20_000))]),
+        "expression too deep: 10001 operators",
+    );
+    refused(
+        run_at(Path::new("/"), &[], &[&format!("SELECT {}1{}", "(".repeat(300), ")".repeat(300))]),
+        "expression too deep: it nests more than 50 levels",
+    );
     // Durations: refused with exit 2, no panic.
     for args in [
         &["--timeout", "1e30", "SELECT 1"][..],
@@ -511,7 +606,8 @@ fn no_input_crashes_or_runs_unbounded() {
     let took = start.elapsed();
     assert_eq!(code, Some(1), "{e}");
     assert!(
-        e.contains("statement too large to plan: more than 1000 expressions") || e.contains("query timed out after 1s (--timeout)"),
+        e.contains("statement too large to plan: more than 1000 expressions")
+            || e.contains("query timed out after 1s (--timeout)"),
         "{e}"
     );
     assert!(took < Duration::from_secs(5), "refused after {took:?}");
@@ -548,7 +644,12 @@ fn shell_pastes_in_linear_time() {
     // Typed as a terminal without bracketed paste delivers it: one long
     // line, and a statement of many lines.
     let one_line = |n: usize| (format!("SELECT length('{}') AS n;\n", "y".repeat(n)), format!("| {n} |"));
-    let many_lines = |n: usize| (format!("SELECT {n} AS lines\n{};\n", "-- a pasted comment line, forty-odd bytes\n".repeat(n)), format!("| {n} "));
+    let many_lines = |n: usize| {
+        (
+            format!("SELECT {n} AS lines\n{};\n", "-- a pasted comment line, forty-odd bytes\n".repeat(n)),
+            format!("| {n} "),
+        )
+    };
     let mut paste = |(text, expect): (String, String)| -> usize {
         let start = Instant::now();
         for chunk in text.as_bytes().chunks(4096) {
@@ -578,7 +679,11 @@ fn shell_pastes_in_linear_time() {
 fn bad_files_fail_alone_and_quietly() {
     let dir = temp_dir("files");
     let out = dir.join("hist");
-    let (_, e, code) = run_at(&dir, &[], &["record", "--out", out.to_str().unwrap(), "--tables", "sockstat", "--samples", "2", "--every", "100ms"]);
+    let (_, e, code) = run_at(
+        &dir,
+        &[],
+        &["record", "--out", out.to_str().unwrap(), "--tables", "sockstat", "--samples", "2", "--every", "100ms"],
+    );
     assert_eq!(code, Some(0), "{e}");
     let good = files_under(&out.join("sockstat"));
     assert_eq!(good.len(), 2, "{good:?}");
@@ -587,13 +692,29 @@ fn bad_files_fail_alone_and_quietly() {
     std::fs::write(&corrupt, b"PAR1 this is not parquet PAR1").unwrap();
     // A file whose columns conflict: `protocol` as a number.
     let conflict = part.join("2.parquet");
-    let (_, e, code) = run_at(&dir, &[], &["--allow-files", &format!("COPY (SELECT 5 AS protocol) TO '{}' STORED AS PARQUET", conflict.display())]);
+    let (_, e, code) = run_at(
+        &dir,
+        &[],
+        &["--allow-files", &format!("COPY (SELECT 5 AS protocol) TO '{}' STORED AS PARQUET", conflict.display())],
+    );
     assert_eq!(code, Some(0), "{e}");
-    let (o, e, code) = run_at(&dir, &[], &["--history", out.to_str().unwrap(), "--format", "csv", "--no-header", "SELECT 1"]);
+    let (o, e, code) =
+        run_at(&dir, &[], &["--history", out.to_str().unwrap(), "--format", "csv", "--no-header", "SELECT 1"]);
     assert_eq!((o.as_str(), code), ("1\n", Some(0)), "{e}");
     assert!(e.contains(&format!("history: leaving out {}", corrupt.display())), "{e}");
     assert!(e.contains(&format!("history: leaving out {}: its columns conflict", conflict.display())), "{e}");
-    let (o, e, code) = run_at(&dir, &[], &["--history", out.to_str().unwrap(), "--format", "csv", "--no-header", "SELECT count(DISTINCT ts) FROM history.sockstat"]);
+    let (o, e, code) = run_at(
+        &dir,
+        &[],
+        &[
+            "--history",
+            out.to_str().unwrap(),
+            "--format",
+            "csv",
+            "--no-header",
+            "SELECT count(DISTINCT ts) FROM history.sockstat",
+        ],
+    );
     assert_eq!((o.as_str(), code), ("2\n", Some(0)), "{e}");
     // -f of a secret file: refused without quoting it.
     let secret = dir.join("shadow");
@@ -603,10 +724,16 @@ fn bad_files_fail_alone_and_quietly() {
     assert!(!e.contains("rootsecret") && !e.contains("j9T"), "{e}");
     // capture: refused without --allow-files, and never over a file.
     let cap = dir.join("cap.bin");
-    refused(run_at(&dir, &[], &["netlink-capture", "sock-diag", cap.to_str().unwrap()]), "refused: capture writes a file");
+    refused(
+        run_at(&dir, &[], &["netlink-capture", "sock-diag", cap.to_str().unwrap()]),
+        "refused: capture writes a file",
+    );
     assert!(!cap.exists());
     std::fs::write(&cap, "keep").unwrap();
-    refused(run_at(&dir, &[], &["--allow-files", "netlink-capture", "sock-diag", cap.to_str().unwrap()]), "it must not exist yet");
+    refused(
+        run_at(&dir, &[], &["--allow-files", "netlink-capture", "sock-diag", cap.to_str().unwrap()]),
+        "it must not exist yet",
+    );
     assert_eq!(std::fs::read_to_string(&cap).unwrap(), "keep");
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -56,7 +56,8 @@ fn estab_by_remote_matches_the_awk_pipeline() {
         ]
     );
     // The pipeline from the article, in the same namespace.
-    let awk = ns.exec_ok("sh", &["-c", "ss -tna | grep ESTAB | awk '{print $5}' | cut -d: -f1 | sort | uniq -c | sort -nr"]);
+    let awk =
+        ns.exec_ok("sh", &["-c", "ss -tna | grep ESTAB | awk '{print $5}' | cut -d: -f1 | sort | uniq -c | sort -nr"]);
     let from_awk: Vec<Value> = awk
         .lines()
         .map(|l| {
@@ -77,11 +78,23 @@ fn port_owner_and_process_sockets_list_holders_like_lsof() {
     let cport = c.local_addr().unwrap().port();
     let (s, _) = l.accept().unwrap();
     let port_owner = || {
-        let rows = Command::new(bin()).args(["run", "port_owner", "--param", &format!("port={p}"), "--format", "ndjson"]).output().unwrap();
+        let rows = Command::new(bin())
+            .args(["run", "port_owner", "--param", &format!("port={p}"), "--format", "ndjson"])
+            .output()
+            .unwrap();
         parse_ndjson(&String::from_utf8(rows.stdout).unwrap())
     };
     let me = my_pid();
-    let cols = |r: &Value| (r["state"].clone(), r["local_port"].clone(), r["remote_port"].clone(), r["pid"].clone(), r["process"].clone(), r["fd"].clone());
+    let cols = |r: &Value| {
+        (
+            r["state"].clone(),
+            r["local_port"].clone(),
+            r["remote_port"].clone(),
+            r["pid"].clone(),
+            r["process"].clone(),
+            r["fd"].clone(),
+        )
+    };
     let mut listen_owners = vec![(me, my_comm()), (child.id() as i64, "sleep".to_string())];
     listen_owners.sort();
     let mut estab = vec![
@@ -104,8 +117,10 @@ fn port_owner_and_process_sockets_list_holders_like_lsof() {
     assert!(ok, "{err}");
     assert_eq!(
         parse_ndjson(&out),
-        vec![json!({"netns": own_netns, "netns_name": null, "fd": l.as_raw_fd(), "protocol": "tcp", "family": "inet", "state": "LISTEN",
-                    "local_addr": "127.0.0.1", "local_port": p, "remote_addr": "0.0.0.0", "remote_port": 0, "recv_q": 0, "send_q": 16})]
+        vec![
+            json!({"netns": own_netns, "netns_name": null, "fd": l.as_raw_fd(), "protocol": "tcp", "family": "inet", "state": "LISTEN",
+                    "local_addr": "127.0.0.1", "local_port": p, "remote_addr": "0.0.0.0", "remote_port": 0, "recv_q": 0, "send_q": 16})
+        ]
     );
     child.kill().unwrap();
     child.wait().unwrap();
@@ -157,8 +172,10 @@ fn syn_recv_pressure_from_half_open_connections() {
     });
     assert_eq!(
         rows,
-        vec![json!({"netns": a.inode(), "netns_name": a.name, "local_addr": "10.231.1.1", "local_port": 8080, "syn_recv": 5, "sources": 1, "accept_queue": 2,
-                    "backlog": 64, "accept_queue_pct": 3.1, "pid": my_pid(), "process": my_comm()})]
+        vec![
+            json!({"netns": a.inode(), "netns_name": a.name, "local_addr": "10.231.1.1", "local_port": 8080, "syn_recv": 5, "sources": 1, "accept_queue": 2,
+                    "backlog": 64, "accept_queue_pct": 3.1, "pid": my_pid(), "process": my_comm()})
+        ]
     );
     // Cross-check the half-open count with ss.
     let ss = a.exec_ok("ss", &["-tn", "state", "syn-recv"]);
@@ -188,7 +205,10 @@ fn close_wait_per_process() {
         let r = ns.run_saved_here("close_wait", &[]);
         (r.len() == 1 && r[0]["close_wait"] == 3 && owned_by_me(&r)).then_some(r)
     });
-    assert_eq!(rows, vec![json!({"pid": my_pid(), "process": my_comm(), "close_wait": 3, "peers": 1, "unread_bytes": 30})]);
+    assert_eq!(
+        rows,
+        vec![json!({"pid": my_pid(), "process": my_comm(), "close_wait": 3, "peers": 1, "unread_bytes": 30})]
+    );
     drop(held);
 }
 
@@ -216,7 +236,9 @@ fn time_wait_against_a_small_ephemeral_range() {
     });
     assert_eq!(
         rows,
-        vec![json!({"netns": ns.inode(), "netns_name": ns.name, "remote_addr": "127.0.0.1", "remote_port": 8080, "time_wait": 3, "ports_in_use": 4, "ephemeral_ports": 10, "pct_used": 40.0})]
+        vec![
+            json!({"netns": ns.inode(), "netns_name": ns.name, "remote_addr": "127.0.0.1", "remote_port": 8080, "time_wait": 3, "ports_in_use": 4, "ephemeral_ports": 10, "pct_used": 40.0})
+        ]
     );
     // A second namespace with its own range and TIME-WAIT to the same
     // endpoint: with --all-netns each namespace's row is its own (the port
@@ -236,7 +258,8 @@ fn time_wait_against_a_small_ephemeral_range() {
         }
         l
     });
-    let alone = eventually(WAIT, || Some(other.run_saved("time_wait", &[])).filter(|r| r.len() == 1 && r[0]["time_wait"] == 2));
+    let alone =
+        eventually(WAIT, || Some(other.run_saved("time_wait", &[])).filter(|r| r.len() == 1 && r[0]["time_wait"] == 2));
     assert_eq!(alone[0]["ephemeral_ports"], json!(20));
     assert_eq!(other.exec_ok("ss", &["-Htn", "state", "time-wait"]).lines().count(), 2);
     assert_eq!(ns.rows_of_all_netns("time_wait"), rows);
@@ -288,7 +311,10 @@ fn retransmits_when_the_peer_goes_silent() {
         (r.len() == 1 && r[0]["total_retrans"].as_u64() >= Some(2) && owned_by_me(&r)).then_some(r)
     });
     let r = &rows[0];
-    assert_eq!((r["state"].clone(), r["local_port"].clone(), r["remote_addr"].clone()), (json!("ESTAB"), json!(8080), json!("10.231.2.2")));
+    assert_eq!(
+        (r["state"].clone(), r["local_port"].clone(), r["remote_addr"].clone()),
+        (json!("ESTAB"), json!(8080), json!("10.231.2.2"))
+    );
     assert_eq!(r["remote_port"], client.local_addr().unwrap().port());
     assert!(r["timeouts"].as_u64().unwrap() >= 1, "{r}");
     assert!(r["unacked"].as_u64().unwrap() >= 1 && r["bytes_retrans"].as_u64().unwrap() >= 1000, "{r}");
@@ -309,7 +335,11 @@ fn built_in_set_works_without_a_queries_directory() {
     let dir = std::env::temp_dir().join(format!("sockql-builtin-{}", std::process::id()));
     let config = dir.join("config");
     std::fs::create_dir_all(config.join("sockql/queries")).unwrap();
-    std::fs::write(config.join("sockql/queries/mine.sql"), "-- name: mine\n-- description: my own\n-- param: n 2\nSELECT $n + 1 AS three;\n").unwrap();
+    std::fs::write(
+        config.join("sockql/queries/mine.sql"),
+        "-- name: mine\n-- description: my own\n-- param: n 2\nSELECT $n + 1 AS three;\n",
+    )
+    .unwrap();
     let out = Command::new(bin())
         .current_dir(&dir)
         .env("XDG_CONFIG_HOME", &config)
@@ -318,14 +348,35 @@ fn built_in_set_works_without_a_queries_directory() {
         .unwrap();
     let list = parse_ndjson(&String::from_utf8(out.stdout).unwrap());
     let names: Vec<&str> = list.iter().map(|r| r["name"].as_str().unwrap()).collect();
-    for n in ["states", "estab_by_remote", "port_owner", "listeners", "syn_recv", "close_wait", "time_wait", "idle_estab", "retransmits", "mine"] {
+    for n in [
+        "states",
+        "estab_by_remote",
+        "port_owner",
+        "listeners",
+        "syn_recv",
+        "close_wait",
+        "time_wait",
+        "idle_estab",
+        "retransmits",
+        "mine",
+    ] {
         assert!(names.contains(&n), "{n} missing from {names:?}");
     }
     let states = list.iter().find(|r| r["name"] == "states").unwrap();
     assert_eq!(states["origin"], "built-in:states.sql");
     let mine = list.iter().find(|r| r["name"] == "mine").unwrap();
     assert_eq!((mine["params"].clone(), mine["description"].clone()), (json!("n=2"), json!("my own")));
-    let run = |args: &[&str]| output_of(Command::new(bin()).current_dir(&dir).env("XDG_CONFIG_HOME", &config).args(args).stdin(Stdio::null()).output().unwrap());
+    let run = |args: &[&str]| {
+        output_of(
+            Command::new(bin())
+                .current_dir(&dir)
+                .env("XDG_CONFIG_HOME", &config)
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap(),
+        )
+    };
     assert_eq!(run(&["run", "mine", "--format", "csv", "--no-header"]).0, "3\n");
     // Parameters are values, never SQL text.
     let (_, err, ok) = run(&["run", "mine", "--param", "n=1; DROP TABLE x"]);
@@ -334,11 +385,16 @@ fn built_in_set_works_without_a_queries_directory() {
     assert!(ok);
     assert_eq!(out, "41\n");
     // A broken file names itself and the line.
-    std::fs::write(config.join("sockql/queries/bad.sql"), "-- name: bad\n-- description: broken\nSELECT 1\nFROM sockets WHERE;\n").unwrap();
+    std::fs::write(
+        config.join("sockql/queries/bad.sql"),
+        "-- name: bad\n-- description: broken\nSELECT 1\nFROM sockets WHERE;\n",
+    )
+    .unwrap();
     let (_, err, ok) = run(&["run", "bad"]);
     assert!(!ok);
     assert!(err.contains("sockql/queries/bad.sql:4: SQL syntax error"), "{err}");
-    std::fs::write(config.join("sockql/queries/bad.sql"), "-- name: bad\n-- description: broken\nSELECT $nope;\n").unwrap();
+    std::fs::write(config.join("sockql/queries/bad.sql"), "-- name: bad\n-- description: broken\nSELECT $nope;\n")
+        .unwrap();
     let (_, err, _) = run(&["run", "--list"]);
     assert!(err.contains("bad.sql:3: unknown parameter $nope"), "{err}");
     let (_, err, ok) = run(&["run", "nope"]);

@@ -67,10 +67,16 @@ fn serve_exports_metric_reports_that_prometheus_scrapes() {
     let close_wait: Vec<&str> = body.lines().filter(|l| l.starts_with("sockql_close_wait_sockets{")).collect();
     let pid = std::process::id();
     assert_eq!(close_wait.len(), 1, "{body}");
-    assert!(close_wait[0].contains(&format!("netns_name=\"{}\",pid=\"{pid}\",process=\"{}\"", ns.name, my_comm())), "{body}");
+    assert!(
+        close_wait[0].contains(&format!("netns_name=\"{}\",pid=\"{pid}\",process=\"{}\"", ns.name, my_comm())),
+        "{body}"
+    );
     assert!(close_wait[0].ends_with(&format!("}} {ss_close_wait}")), "ss counts {ss_close_wait}: {body}");
     let estab = format!("netns_name=\"{}\",protocol=\"tcp\",state=\"FIN-WAIT-2\"}} 3", ns.name);
-    assert!(body.lines().any(|l| l.starts_with("sockql_sockets{") && l.ends_with(&estab)), "the closed clients: {body}");
+    assert!(
+        body.lines().any(|l| l.starts_with("sockql_sockets{") && l.ends_with(&estab)),
+        "the closed clients: {body}"
+    );
     assert!(body.contains("sockql_query_up{query=\"metric_close_wait\"} 1"), "{body}");
     // One reading of the sockets for every metric query of the scrape: the
     // per-state counts add up to the rows read.
@@ -78,19 +84,29 @@ fn serve_exports_metric_reports_that_prometheus_scrapes() {
     let by_state: f64 = body.lines().filter(|l| l.starts_with("sockql_sockets{")).map(value).sum();
     let read = body.lines().find(|l| l.starts_with("sockql_table_rows{table=\"sockets\"}")).map(value);
     assert_eq!(Some(by_state), read, "{body}");
-    assert!(body.lines().all(|l| !l.starts_with("sockql_query_up{") || l.ends_with(" 1")), "every metric query answers: {body}");
+    assert!(
+        body.lines().all(|l| !l.starts_with("sockql_query_up{") || l.ends_with(" 1")),
+        "every metric query answers: {body}"
+    );
     // The accept queue as ss -ltn shows it: Recv-Q queued, Send-Q the limit.
     let ss_listen = ns.exec_ok("ss", &["-Hltn", "sport", &format!(":{listen_port}")]);
     let fields: Vec<&str> = ss_listen.split_whitespace().collect();
     let (ss_queued, ss_max) = (fields[1], fields[2]);
     assert_eq!(ss_queued, "2", "{ss_listen}");
-    let listener_labels = format!("local_addr=\"127.0.0.1\",local_port=\"{listen_port}\",pid=\"{pid}\",process=\"{}\"}}", my_comm());
+    let listener_labels =
+        format!("local_addr=\"127.0.0.1\",local_port=\"{listen_port}\",pid=\"{pid}\",process=\"{}\"}}", my_comm());
     for (family, want) in [("sockql_accept_queue_queued", ss_queued), ("sockql_accept_queue_max", ss_max)] {
-        let line = body.lines().find(|l| l.starts_with(family) && l.contains(&listener_labels)).unwrap_or_else(|| panic!("{family}: {body}"));
+        let line = body
+            .lines()
+            .find(|l| l.starts_with(family) && l.contains(&listener_labels))
+            .unwrap_or_else(|| panic!("{family}: {body}"));
         assert!(line.ends_with(&format!(" {want}")), "{line} against ss {ss_listen}");
     }
     // promtool accepts the exposition.
-    let (ok, said) = std::process::Command::new("promtool").args(["check", "metrics"]).stdin(std::process::Stdio::piped()).output_with(&body);
+    let (ok, said) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .output_with(&body);
     assert!(ok, "promtool: {said}");
     assert_eq!(get(&ns, port, "/healthz"), ("HTTP/1.1 200 OK".into(), "ok\n".into()));
     assert_eq!(get(&ns, port, "/nothing").0, "HTTP/1.1 404 Not Found");
@@ -134,7 +150,8 @@ fn serve_exports_metric_reports_that_prometheus_scrapes() {
     let value = eventually(Duration::from_secs(60), || {
         // This process's series: the namespace may hold other CLOSE-WAIT
         // sockets for a moment (scrape connections being closed).
-        let (status, body) = get_retrying(&ns, web, &format!("/api/v1/query?query=sockql_close_wait_sockets%7Bpid%3D%22{pid}%22%7D"))?;
+        let (status, body) =
+            get_retrying(&ns, web, &format!("/api/v1/query?query=sockql_close_wait_sockets%7Bpid%3D%22{pid}%22%7D"))?;
         let v: Value = serde_json::from_str(&body).ok()?;
         let result = v["data"]["result"].as_array()?.first()?.clone();
         (status.contains("200")).then_some(result)
@@ -172,7 +189,10 @@ impl OutputWith for std::process::Command {
         let mut child = self.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
         child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
         let out = child.wait_with_output().unwrap();
-        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
     }
 }
 
@@ -224,7 +244,9 @@ fn lost_netlink_events_equal_proc_net_netlink() {
     let metric = ns.run_saved_here("metric_netlink_drops", &[]);
     assert_eq!(
         metric,
-        vec![serde_json::json!({"protocol": "route", "inode": inode.to_string(), "pid": std::process::id().to_string(), "process": my_comm(), "lost": proc_drops})]
+        vec![
+            serde_json::json!({"protocol": "route", "inode": inode.to_string(), "pid": std::process::id().to_string(), "process": my_comm(), "lost": proc_drops})
+        ]
     );
     // As Prometheus sees it: a counter (served alone with --metrics).
     let (_server, port) = start_serve(&ns, &["--metrics", "metric_netlink_drops"]);
@@ -232,7 +254,14 @@ fn lost_netlink_events_equal_proc_net_netlink() {
     assert!(body.contains("# TYPE sockql_netlink_lost_events_total counter"), "{body}");
     let sample = format!("inode=\"{inode}\",pid=\"{}\",process=\"{}\"}} {proc_drops}", std::process::id(), my_comm());
     assert!(body.lines().any(|l| l.starts_with("sockql_netlink_lost_events_total{") && l.ends_with(&sample)), "{body}");
-    assert!(!body.contains("sockql_sockets") && body.contains("sockql_query_up{query=\"metric_netlink_drops\"} 1"), "{body}");
-    assert!(body.contains("sockql_table_rows{table=\"netlink_sockets\"}") && !body.contains("sockql_table_rows{table=\"sockets\"}"), "only what it needs is read: {body}");
+    assert!(
+        !body.contains("sockql_sockets") && body.contains("sockql_query_up{query=\"metric_netlink_drops\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("sockql_table_rows{table=\"netlink_sockets\"}")
+            && !body.contains("sockql_table_rows{table=\"sockets\"}"),
+        "only what it needs is read: {body}"
+    );
     drop(listener);
 }

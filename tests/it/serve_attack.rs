@@ -217,13 +217,30 @@ while time.time() < end:
 "#;
 
 /// Run [`HTTP_ATTACKER`] in `ns` as user nobody.
-pub fn http_attacker(ns: &Netns, port: u16, keep: usize, silent: usize, trickle: usize, seconds: u64) -> (Child, PathBuf) {
+pub fn http_attacker(
+    ns: &Netns,
+    port: u16,
+    keep: usize,
+    silent: usize,
+    trickle: usize,
+    seconds: u64,
+) -> (Child, PathBuf) {
     assert!(have("setpriv") && have("python3"), "setpriv and python3 are needed");
     let script = std::env::temp_dir().join(format!("sockql-http-attacker-{}-{port}.py", std::process::id()));
     std::fs::write(&script, HTTP_ATTACKER).unwrap();
     let args = [port.to_string(), keep.to_string(), silent.to_string(), trickle.to_string(), seconds.to_string()];
     let child = Command::new("ip")
-        .args(["netns", "exec", &ns.name, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", script.to_str().unwrap()])
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/usr/bin/python3",
+            script.to_str().unwrap(),
+        ])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -279,7 +296,10 @@ fn a_local_users_keep_alive_silent_and_slow_connections_never_lock_out_a_scrape(
         let (fresh_result, fresh_took) = timed_get(&ns, port, "/metrics", Duration::from_secs(3));
         for (what, result, took) in [("kept", kept_result, kept_took), ("fresh", fresh_result, fresh_took)] {
             match result {
-                Ok((status, body)) if status == "HTTP/1.1 200 OK" && body.contains("sockql_test_one{k=\"x\"} 1") && took <= Duration::from_secs(2) => {}
+                Ok((status, body))
+                    if status == "HTTP/1.1 200 OK"
+                        && body.contains("sockql_test_one{k=\"x\"} 1")
+                        && took <= Duration::from_secs(2) => {}
                 other => late.push(format!("round {round} {what}: {other:?} after {took:?}")),
             }
         }
@@ -298,7 +318,10 @@ fn a_local_users_keep_alive_silent_and_slow_connections_never_lock_out_a_scrape(
     assert!(late.is_empty(), "scrapes refused or late during the flood: {late:#?}\nserver said: {}", served.said());
     assert!(churned > 100, "the attacker's connections were closed and reopened ({churned})");
     // /healthz still answers for the attacker's user and anyone else.
-    assert_eq!(timed_get(&ns, port, "/healthz", Duration::from_secs(2)).0, Ok(("HTTP/1.1 200 OK".into(), "ok\n".into())));
+    assert_eq!(
+        timed_get(&ns, port, "/healthz", Duration::from_secs(2)).0,
+        Ok(("HTTP/1.1 200 OK".into(), "ok\n".into()))
+    );
 }
 
 /// Peak memory of serve scraping a report of 5 million rows under
@@ -314,7 +337,8 @@ fn a_metric_report_of_millions_of_rows_is_read_within_the_memory_limit() {
     let ns = Netns::new("httprows");
     let sql = "SELECT 'row' || CAST(value AS VARCHAR) AS label, value AS v FROM range(5000000)";
     let queries = Queries::new("httprows", &[("metric_many", &metric("metric_many", "sockql_test_many", sql))]);
-    let served = Served::start(&ns, &queries, &["--memory-limit", "32M", "--scrape-timeout", "60s", "--max-series", "1000"]);
+    let served =
+        Served::start(&ns, &queries, &["--memory-limit", "32M", "--scrape-timeout", "60s", "--max-series", "1000"]);
     let idle = served.status_kib("VmRSS");
     let (result, took) = timed_get(&ns, served.port, "/metrics", Duration::from_secs(60));
     let (status, body) = result.unwrap_or_else(|e| panic!("{e} after {took:?}: {}", served.said()));
@@ -329,7 +353,10 @@ fn a_metric_report_of_millions_of_rows_is_read_within_the_memory_limit() {
     assert!(body.contains("sockql_series_dropped{query=\"metric_many\"} 4999000\n"), "{body}");
     assert!(body.contains("sockql_query_up{query=\"metric_many\"} 1\n"), "{body}");
     let peak = served.status_kib("VmHWM");
-    assert!(peak < MANY_ROWS_CEILING_KIB, "serve peaked at {peak} KiB (idle {idle} KiB), over {MANY_ROWS_CEILING_KIB} KiB");
+    assert!(
+        peak < MANY_ROWS_CEILING_KIB,
+        "serve peaked at {peak} KiB (idle {idle} KiB), over {MANY_ROWS_CEILING_KIB} KiB"
+    );
 }
 
 #[test]
@@ -337,7 +364,11 @@ fn concurrent_scrapes_share_one_deadline_and_healthz_never_waits() {
     let ns = Netns::new("httpdeadline");
     // A report of two million rows (work formatting them) and one that
     // never finishes within the deadline.
-    let rows = metric("metric_a_rows", "sockql_test_rows", "SELECT 'row' || CAST(value AS VARCHAR) AS label, value AS v FROM range(2000000)");
+    let rows = metric(
+        "metric_a_rows",
+        "sockql_test_rows",
+        "SELECT 'row' || CAST(value AS VARCHAR) AS label, value AS v FROM range(2000000)",
+    );
     let slow = metric("metric_b_slow", "sockql_test_slow", "SELECT count(*) AS n FROM range(100000000000)");
     let queries = Queries::new("httpdeadline", &[("metric_a_rows", &rows), ("metric_b_slow", &slow)]);
     let timeout = Duration::from_secs(3);

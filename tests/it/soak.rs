@@ -199,7 +199,15 @@ impl Drop for Children {
 
 /// Run the PostgreSQL attacker in `mode`, as root or (with `nobody`) as
 /// user nobody; its running count.
-fn pg_attacker(script: &Path, socket: &Path, mode: &str, arg: &str, seconds: u64, nobody: bool, children: &mut Children) -> Arc<AtomicUsize> {
+fn pg_attacker(
+    script: &Path,
+    socket: &Path,
+    mode: &str,
+    arg: &str,
+    seconds: u64,
+    nobody: bool,
+    children: &mut Children,
+) -> Arc<AtomicUsize> {
     let mut cmd = Command::new(if nobody { "setpriv" } else { "/usr/bin/python3" });
     if nobody {
         cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3"]);
@@ -219,7 +227,8 @@ fn pg_attacker(script: &Path, socket: &Path, mode: &str, arg: &str, seconds: u64
 
 /// serve with --pg in `ns`, with the bounds this soak states.
 fn start_serve(ns: &Netns, queries: &Queries, dir: &Path) -> Served {
-    let (memory, connections, max_queries) = (format!("{MEMORY_LIMIT_MIB}M"), PG_MAX_CONNECTIONS.to_string(), PG_MAX_QUERIES.to_string());
+    let (memory, connections, max_queries) =
+        (format!("{MEMORY_LIMIT_MIB}M"), PG_MAX_CONNECTIONS.to_string(), PG_MAX_QUERIES.to_string());
     let args = [
         "--metrics",
         "metric_soak,metric_close_wait",
@@ -249,7 +258,21 @@ fn start_serve(ns: &Netns, queries: &Queries, dir: &Path) -> Served {
 fn psql_select_1(dir: &Path) -> Result<Duration, String> {
     let t0 = Instant::now();
     let mut child = Command::new("psql")
-        .args(["-X", "-A", "-t", "-h", dir.to_str().unwrap(), "-p", "5439", "-U", "root", "-d", "sockql", "-c", "SELECT 1"])
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-h",
+            dir.to_str().unwrap(),
+            "-p",
+            "5439",
+            "-U",
+            "root",
+            "-d",
+            "sockql",
+            "-c",
+            "SELECT 1",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -263,7 +286,9 @@ fn psql_select_1(dir: &Path) -> Result<Duration, String> {
             let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
             return match (status.success(), stdout.as_str(), took <= PSQL_DEADLINE) {
                 (true, "1", true) => Ok(took),
-                _ => Err(format!("after {took:?}: {status} {stdout:?} {}", String::from_utf8_lossy(&out.stderr).trim())),
+                _ => {
+                    Err(format!("after {took:?}: {status} {stdout:?} {}", String::from_utf8_lossy(&out.stderr).trim()))
+                }
             };
         }
         if t0.elapsed() > PSQL_DEADLINE + Duration::from_secs(5) {
@@ -315,11 +340,15 @@ fn http_churn(ns: &Netns, port: u16, count: usize, stop: Arc<AtomicBool>) -> std
 #[test]
 fn soak_serve_and_pg_under_every_attack_at_once() {
     require_root();
-    assert!(have("psql") && have("setpriv") && Path::new("/usr/bin/python3").exists(), "psql, setpriv and python3 are needed");
+    assert!(
+        have("psql") && have("setpriv") && Path::new("/usr/bin/python3").exists(),
+        "psql, setpriv and python3 are needed"
+    );
     let total = soak_seconds();
     let load = Duration::from_secs(total - 30);
     let ns = Arc::new(Netns::new("soak"));
-    let queries = Queries::new("soak", &[("metric_soak", &metric("metric_soak", "sockql_test_soak", "SELECT 'x' AS k, 1 AS v"))]);
+    let queries =
+        Queries::new("soak", &[("metric_soak", &metric("metric_soak", "sockql_test_soak", "SELECT 'x' AS k, 1 AS v"))]);
     let scratch: PathBuf = std::env::temp_dir().join(format!("sockql-soakrun-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch).unwrap();
@@ -342,16 +371,29 @@ fn soak_serve_and_pg_under_every_attack_at_once() {
     psql_select_1(&dir).unwrap_or_else(|e| panic!("warm-up psql: {e}"));
     std::thread::sleep(Duration::from_secs(1));
     let idle_kib = status_kib(pid, "VmRSS");
-    let ceiling_kib = idle_kib + (((PG_MAX_QUERIES + 1) * MEMORY_LIMIT_MIB + PG_MAX_CONNECTIONS * PER_CONNECTION_MIB + MARGIN_MIB) << 10);
+    let ceiling_kib = idle_kib
+        + (((PG_MAX_QUERIES + 1) * MEMORY_LIMIT_MIB + PG_MAX_CONNECTIONS * PER_CONNECTION_MIB + MARGIN_MIB) << 10);
 
     // Every attack at once.
     let secs = load.as_secs();
     let mut counts: Vec<(&str, Arc<AtomicUsize>)> = vec![
-        ("pg churn of user nobody (3000 short connections, half logging in)", pg_attacker(&script, &socket, "churn", "3000", secs, true, &mut children)),
-        ("pg silent connections of user nobody (50 held)", pg_attacker(&script, &socket, "silent", "50", secs, true, &mut children)),
-        ("pg clients of user nobody that stop reading a large result", pg_attacker(&script, &socket, "stall", "", secs, true, &mut children)),
+        (
+            "pg churn of user nobody (3000 short connections, half logging in)",
+            pg_attacker(&script, &socket, "churn", "3000", secs, true, &mut children),
+        ),
+        (
+            "pg silent connections of user nobody (50 held)",
+            pg_attacker(&script, &socket, "silent", "50", secs, true, &mut children),
+        ),
+        (
+            "pg clients of user nobody that stop reading a large result",
+            pg_attacker(&script, &socket, "stall", "", secs, true, &mut children),
+        ),
         ("pg big queries of user nobody", pg_attacker(&script, &socket, "big", "", secs, true, &mut children)),
-        ("pg oversized messages of user nobody", pg_attacker(&script, &socket, "oversize", "", secs, true, &mut children)),
+        (
+            "pg oversized messages of user nobody",
+            pg_attacker(&script, &socket, "oversize", "", secs, true, &mut children),
+        ),
     ];
     let (mut http, http_script) = http_attacker(&ns, port, 100, 20, 20, secs);
     counts.push(("http keep-alive/silent/slow connections of user nobody", watch_count(&mut http)));
@@ -397,8 +439,10 @@ fn soak_serve_and_pg_under_every_attack_at_once() {
     }
     stop.store(true, Ordering::SeqCst);
     let churned = churn.join().unwrap();
-    let alive_at_end = std::iter::once(&mut served.child).chain(children.0.iter_mut()).all(|c| c.try_wait().ok().flatten().is_none());
-    let activity: Vec<String> = counts.iter().map(|(what, n)| format!("{what}: {}", n.load(Ordering::SeqCst))).collect();
+    let alive_at_end =
+        std::iter::once(&mut served.child).chain(children.0.iter_mut()).all(|c| c.try_wait().ok().flatten().is_none());
+    let activity: Vec<String> =
+        counts.iter().map(|(what, n)| format!("{what}: {}", n.load(Ordering::SeqCst))).collect();
     // The attackers end on their own; those that linger are killed.
     for c in children.0.iter_mut() {
         let _ = c.kill();
@@ -429,10 +473,16 @@ fn soak_serve_and_pg_under_every_attack_at_once() {
         failed.push("serve died during the soak".to_string());
     }
     if !psql_misses.is_empty() {
-        failed.push(format!("root's psql SELECT 1 missed its {PSQL_DEADLINE:?} deadline {} of {asked} times: {psql_misses:#?}", psql_misses.len()));
+        failed.push(format!(
+            "root's psql SELECT 1 missed its {PSQL_DEADLINE:?} deadline {} of {asked} times: {psql_misses:#?}",
+            psql_misses.len()
+        ));
     }
     if !scrape_misses.is_empty() {
-        failed.push(format!("GET /metrics missed --scrape-timeout 3s (+1s) {} of {asked} times: {scrape_misses:#?}", scrape_misses.len()));
+        failed.push(format!(
+            "GET /metrics missed --scrape-timeout 3s (+1s) {} of {asked} times: {scrape_misses:#?}",
+            scrape_misses.len()
+        ));
     }
     if peak_kib > ceiling_kib {
         failed.push(format!(
@@ -440,7 +490,9 @@ fn soak_serve_and_pg_under_every_attack_at_once() {
         ));
     }
     if settled_kib > idle_kib + (SETTLED_MIB << 10) {
-        failed.push(format!("RSS stayed at {settled_kib} KiB after the load, more than {SETTLED_MIB} MiB over idle {idle_kib} KiB"));
+        failed.push(format!(
+            "RSS stayed at {settled_kib} KiB after the load, more than {SETTLED_MIB} MiB over idle {idle_kib} KiB"
+        ));
     }
     if let Err(e) = &after_psql {
         failed.push(format!("psql after the load: {e}"));
@@ -452,7 +504,12 @@ fn soak_serve_and_pg_under_every_attack_at_once() {
         "soak of {total}s (load {secs}s): {asked} psql and {asked} scrape probes; idle {idle_kib} KiB, peak {peak_kib} KiB (ceiling {ceiling_kib}), after {settled_kib} KiB; http churn {churned}; attackers alive to the end: {alive_at_end}; {activity:#?}"
     );
     eprintln!("{summary}");
-    assert!(failed.is_empty(), "{summary}\nFAILED:\n{}\nserve said (last lines):\n{}", failed.join("\n"), tail(&served.said(), 40));
+    assert!(
+        failed.is_empty(),
+        "{summary}\nFAILED:\n{}\nserve said (last lines):\n{}",
+        failed.join("\n"),
+        tail(&served.said(), 40)
+    );
     // The attacks were real: each did its thing many times.
     for (what, n) in &counts {
         assert!(n.load(Ordering::SeqCst) > 3, "{what} hardly ran: {activity:#?}");

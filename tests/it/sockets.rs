@@ -58,7 +58,8 @@ fn listener_accept_queue_and_established_pair() {
     c.write_all(&[7u8; 100]).unwrap();
     let rows = eventually(WAIT, || {
         let r = tcp_rows_on(p, &[]);
-        (r.iter().any(|x| x["local_port"] == p && x["state"] == "ESTAB" && x["recv_q"] == 100) && owned_by_me(&r)).then_some(r)
+        (r.iter().any(|x| x["local_port"] == p && x["state"] == "ESTAB" && x["recv_q"] == 100) && owned_by_me(&r))
+            .then_some(r)
     });
     let mut expected = vec![
         vec![json!("ESTAB"), json!(cport), json!(p), json!(0), json!(0), json!(inode_of(&c)), json!(my_pid())],
@@ -120,7 +121,8 @@ fn close_wait_fin_wait_and_time_wait() {
     ];
     expected.sort_by_key(|r| r[0].to_string());
     assert_eq!(got, expected);
-    let tw = query(&format!("SELECT timer_expires_ms FROM sockets WHERE state = 'TIME-WAIT' AND local_port = {b_port}"));
+    let tw =
+        query(&format!("SELECT timer_expires_ms FROM sockets WHERE state = 'TIME-WAIT' AND local_port = {b_port}"));
     let ms = tw[0]["timer_expires_ms"].as_u64().unwrap();
     assert!(ms > 0 && ms <= 60_000, "TIME-WAIT lasts at most 60 s, got {ms}");
 }
@@ -156,8 +158,12 @@ fn udp_unconnected_and_connected() {
 fn ipv6_listener() {
     let l = listener("[::1]:0", 3);
     let p = port_of(&l);
-    let rows = query(&format!("SELECT family, local_addr, remote_addr, state, send_q FROM sockets WHERE local_port = {p}"));
-    assert_eq!(rows, vec![json!({"family": "inet6", "local_addr": "::1", "remote_addr": "::", "state": "LISTEN", "send_q": 3})]);
+    let rows =
+        query(&format!("SELECT family, local_addr, remote_addr, state, send_q FROM sockets WHERE local_port = {p}"));
+    assert_eq!(
+        rows,
+        vec![json!({"family": "inet6", "local_addr": "::1", "remote_addr": "::", "state": "LISTEN", "send_q": 3})]
+    );
 }
 
 #[test]
@@ -171,8 +177,12 @@ fn pushed_down_state_filters_match_unpushed_ones() {
     for states in ["'LISTEN'", "'CLOSE-WAIT'", "'FIN-WAIT-2', 'LISTEN'", "'ESTAB'"] {
         // `state IN (...)` is pushed into the kernel's state mask; `state || ''`
         // hides the column from the pushdown, so DataFusion filters instead.
-        let pushed = query(&format!("SELECT state, local_port FROM sockets WHERE state IN ({states}) AND {ports} ORDER BY 1, 2"));
-        let plain = query(&format!("SELECT state, local_port FROM sockets WHERE state || '' IN ({states}) AND {ports} ORDER BY 1, 2"));
+        let pushed = query(&format!(
+            "SELECT state, local_port FROM sockets WHERE state IN ({states}) AND {ports} ORDER BY 1, 2"
+        ));
+        let plain = query(&format!(
+            "SELECT state, local_port FROM sockets WHERE state || '' IN ({states}) AND {ports} ORDER BY 1, 2"
+        ));
         assert_eq!(pushed, plain, "states {states}");
     }
     let lp = query(&format!("SELECT count(*) AS n FROM sockets WHERE state = 'LISTEN' AND local_port = {p}"));
@@ -227,7 +237,10 @@ fn proc_net_fallback_reads_the_same_sockets() {
     // What /proc/net/tcp cannot tell: a listener's backlog, tcp_info.
     let listen = proc_net.iter().find(|r| r["state"] == "LISTEN").unwrap();
     assert_eq!(listen["send_q"], Value::Null);
-    let extra = query_with(&["--no-netlink"], &format!("SELECT rtt_ms, cookie FROM sockets WHERE local_port = {}", c.local_addr().unwrap().port()));
+    let extra = query_with(
+        &["--no-netlink"],
+        &format!("SELECT rtt_ms, cookie FROM sockets WHERE local_port = {}", c.local_addr().unwrap().port()),
+    );
     assert_eq!(extra, vec![json!({"rtt_ms": null, "cookie": null})]);
 }
 
@@ -272,18 +285,26 @@ fn a_kernel_refusing_netlink_falls_back_to_proc_net_and_says_so_once_per_stateme
         "SELECT state, local_port, recv_q, inode, pid FROM sockets WHERE local_port = {p}; \
          SELECT count(*) AS n FROM sockets WHERE local_port = {p}"
     );
-    let (out, err, ok) = eventually(WAIT, || Some(without_netlink(&["--format", "ndjson", &sql])).filter(|r| owned_by_me(&parse_ndjson(&r.0))));
+    let (out, err, ok) = eventually(WAIT, || {
+        Some(without_netlink(&["--format", "ndjson", &sql])).filter(|r| owned_by_me(&parse_ndjson(&r.0)))
+    });
     assert!(ok, "{err}");
     assert_eq!(
         parse_ndjson(&out),
-        vec![json!({"state": "LISTEN", "local_port": p, "recv_q": 0, "inode": inode_of(&l), "pid": my_pid()}), json!({"n": 1})]
+        vec![
+            json!({"state": "LISTEN", "local_port": p, "recv_q": 0, "inode": inode_of(&l), "pid": my_pid()}),
+            json!({"n": 1})
+        ]
     );
     // Warnings belong to the statement that met them (a client of serve
     // gets its own): each of the two statements says it once.
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 2, "one notice for each statement: {err}");
     assert_eq!(lines[0], lines[1], "{err}");
-    assert!(lines[0].starts_with("sockql: warning: netlink sock_diag unavailable") && lines[0].contains("/proc/net"), "{err}");
+    assert!(
+        lines[0].starts_with("sockql: warning: netlink sock_diag unavailable") && lines[0].contains("/proc/net"),
+        "{err}"
+    );
     assert!(lines[0].contains("Operation not permitted"), "{err}");
 }
 
@@ -315,12 +336,18 @@ fn unix_sockets_fall_back_to_proc_net_unix() {
     assert_eq!(parse_ndjson(&out), expected);
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "{err}");
-    assert!(lines[0].starts_with("sockql: warning: netlink sock_diag unavailable") && lines[0].contains("/proc/net/unix"), "{err}");
+    assert!(
+        lines[0].starts_with("sockql: warning: netlink sock_diag unavailable") && lines[0].contains("/proc/net/unix"),
+        "{err}"
+    );
     let (out, err, ok) = run(&["--no-netlink", "--format", "ndjson", &sql]);
     assert!(ok && err.is_empty(), "{err}");
     assert_eq!(parse_ndjson(&out), expected);
     let explain = query_with(&["--no-netlink"], &format!("EXPLAIN {sql}"));
-    assert!(explain.iter().any(|r| r["plan"].as_str().unwrap_or("").contains("unix_sockets: /proc/net/unix")), "{explain:?}");
+    assert!(
+        explain.iter().any(|r| r["plan"].as_str().unwrap_or("").contains("unix_sockets: /proc/net/unix")),
+        "{explain:?}"
+    );
     drop((l, a, b));
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -336,7 +363,10 @@ fn tcp_info_columns_are_null_where_ss_prints_nothing() {
     let _c = TcpStream::connect(("127.0.0.1", p)).unwrap();
     let (_s, _) = l.accept().unwrap();
     let ss_fields = |state: &str| -> std::collections::HashMap<String, String> {
-        let o = std::process::Command::new("ss").args(["-Htnie", "state", state, "sport", "=", &format!(":{p}")]).output().unwrap();
+        let o = std::process::Command::new("ss")
+            .args(["-Htnie", "state", state, "sport", "=", &format!(":{p}")])
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&o.stdout).into_owned();
         text.split_whitespace().filter_map(|w| w.split_once(':').map(|(k, v)| (k.to_string(), v.to_string()))).collect()
     };
@@ -346,7 +376,19 @@ fn tcp_info_columns_are_null_where_ss_prints_nothing() {
     assert_eq!(listen.len(), 1);
     let row = &listen[0];
     assert_eq!(row["cwnd"].to_string(), ss["cwnd"], "{ss:?}");
-    for c in ["rtt_ms", "rttvar_ms", "rto_ms", "mss", "ssthresh", "min_rtt_ms", "bytes_acked", "segs_in", "last_send_ms", "delivery_rate_bps", "busy_ms"] {
+    for c in [
+        "rtt_ms",
+        "rttvar_ms",
+        "rto_ms",
+        "mss",
+        "ssthresh",
+        "min_rtt_ms",
+        "bytes_acked",
+        "segs_in",
+        "last_send_ms",
+        "delivery_rate_bps",
+        "busy_ms",
+    ] {
         assert!(row[c].is_null(), "LISTEN {c} = {} where ss prints nothing ({ss:?})", row[c]);
         assert!(!ss.contains_key(c.trim_end_matches("_ms")), "ss printed {c} for a listener: {ss:?}");
     }
@@ -383,17 +425,34 @@ fn more_tcp_info_columns_equal_ss() {
     // The connection is quiet now: ss and sockql see the same numbers.
     let (row, ss) = eventually(WAIT, || {
         let row = query(&sql).pop()?;
-        let o = std::process::Command::new("ss").args(["-Htnie", "state", "established", "sport", "=", &format!(":{p}")]).output().unwrap();
+        let o = std::process::Command::new("ss")
+            .args(["-Htnie", "state", "established", "sport", "=", &format!(":{p}")])
+            .output()
+            .unwrap();
         let ss = String::from_utf8_lossy(&o.stdout).into_owned();
         (query(&sql).pop()? == row).then_some((row, ss))
     });
     let words: Vec<&str> = ss.split_whitespace().collect();
     let field = |k: &str| words.iter().find_map(|w| w.strip_prefix(&format!("{k}:"))).map(str::to_string);
     assert_eq!(field("wscale"), Some(format!("{},{}", row["snd_wscale"], row["rcv_wscale"])), "{ss}");
-    for (col, key) in [("pmtu", "pmtu"), ("rcv_mss", "rcvmss"), ("adv_mss", "advmss"), ("rcv_space", "rcv_space"), ("rcv_ssthresh", "rcv_ssthresh"), ("snd_wnd", "snd_wnd"), ("delivered", "delivered")] {
+    for (col, key) in [
+        ("pmtu", "pmtu"),
+        ("rcv_mss", "rcvmss"),
+        ("adv_mss", "advmss"),
+        ("rcv_space", "rcv_space"),
+        ("rcv_ssthresh", "rcv_ssthresh"),
+        ("snd_wnd", "snd_wnd"),
+        ("delivered", "delivered"),
+    ] {
         assert_eq!(Some(row[col].to_string()), field(key), "{col} vs ss {key}: {ss}");
     }
-    for (col, word) in [("opt_ts", "ts"), ("opt_sack", "sack"), ("opt_ecn", "ecn"), ("opt_ecnseen", "ecnseen"), ("app_limited", "app_limited")] {
+    for (col, word) in [
+        ("opt_ts", "ts"),
+        ("opt_sack", "sack"),
+        ("opt_ecn", "ecn"),
+        ("opt_ecnseen", "ecnseen"),
+        ("app_limited", "app_limited"),
+    ] {
         assert_eq!(row[col] == json!(true), words.contains(&word), "{col} vs ss '{word}': {ss}");
     }
     // Printed by ss only when they differ from the default or from 0.
@@ -402,7 +461,12 @@ fn more_tcp_info_columns_equal_ss() {
     assert_eq!(field("notsent").unwrap_or_else(|| "0".into()), row["notsent_bytes"].to_string(), "{ss}");
     // A listener has none of them.
     let listen = query(&format!("SELECT snd_wscale, opt_ts, pmtu, snd_wnd, delivered, app_limited FROM sockets WHERE state = 'LISTEN' AND local_port = {p}"));
-    assert_eq!(listen, vec![json!({"snd_wscale": null, "opt_ts": null, "pmtu": null, "snd_wnd": null, "delivered": null, "app_limited": null})]);
+    assert_eq!(
+        listen,
+        vec![
+            json!({"snd_wscale": null, "opt_ts": null, "pmtu": null, "snd_wnd": null, "delivered": null, "app_limited": null})
+        ]
+    );
 }
 
 /// What ss -e, -m and --tos print beyond tcp_info: the firewall mark, the
@@ -418,10 +482,15 @@ fn mark_tos_cgroup_and_skmem_equal_ss() {
     c.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], p)).into()).unwrap();
     let _s = l.accept().unwrap();
     let local = c.local_addr().unwrap().as_socket().unwrap().port();
-    let rows = query(&format!("SELECT fwmark, tos, tclass, cgroup_id, opt_mem, backlog FROM sockets WHERE local_port = {local}"));
+    let rows = query(&format!(
+        "SELECT fwmark, tos, tclass, cgroup_id, opt_mem, backlog FROM sockets WHERE local_port = {local}"
+    ));
     assert_eq!(rows.len(), 1);
     let row = &rows[0];
-    let o = std::process::Command::new("ss").args(["-Htniem", "--tos", "state", "established", "sport", "=", &format!(":{local}")]).output().unwrap();
+    let o = std::process::Command::new("ss")
+        .args(["-Htniem", "--tos", "state", "established", "sport", "=", &format!(":{local}")])
+        .output()
+        .unwrap();
     let ss = String::from_utf8_lossy(&o.stdout).into_owned();
     let words: Vec<&str> = ss.split(|ch: char| ch.is_whitespace() || ch == '(' || ch == ')' || ch == ',').collect();
     let field = |k: &str| words.iter().find_map(|w| w.strip_prefix(k)).map(str::to_string);
@@ -451,13 +520,17 @@ fn timer_text_equals_ss() {
     let _s = l.accept().unwrap();
     let local = c.local_addr().unwrap().as_socket().unwrap().port();
     let rows = query(&format!("SELECT timer, timer_text FROM sockets WHERE local_port = {local}"));
-    let o = std::process::Command::new("ss").args(["-Htno", "state", "established", "sport", "=", &format!(":{local}")]).output().unwrap();
+    let o = std::process::Command::new("ss")
+        .args(["-Htno", "state", "established", "sport", "=", &format!(":{local}")])
+        .output()
+        .unwrap();
     let ss = String::from_utf8_lossy(&o.stdout).into_owned();
     let ss_timer = ss.split_whitespace().find_map(|w| w.strip_prefix("timer:")).unwrap_or_else(|| panic!("{ss}"));
     assert_eq!(rows, vec![json!({"timer": "keepalive", "timer_text": ss_timer})], "{ss}");
     assert_eq!(ss_timer, "(keepalive,11min,0)");
     // --no-netlink reads the same timer from /proc/net/tcp.
-    let from_proc = query_with(&["--no-netlink"], &format!("SELECT timer, timer_text FROM sockets WHERE local_port = {local}"));
+    let from_proc =
+        query_with(&["--no-netlink"], &format!("SELECT timer, timer_text FROM sockets WHERE local_port = {local}"));
     assert_eq!(from_proc, rows);
     // No pending timer, no text.
     let listen = query(&format!("SELECT timer, timer_text FROM sockets WHERE state = 'LISTEN' AND local_port = {p}"));

@@ -115,7 +115,8 @@ fn expected(column: &str, ss: &SsLine, row: &Value) -> Option<String> {
     let sk = |k: &str| skmem.as_ref().and_then(|m| m.get(k).cloned());
     let bbr = f("bbr").map(|v| parenthesized(&v));
     let bb = |k: &str| bbr.as_ref().and_then(|m| m.get(k).cloned());
-    let timer = f("timer").map(|v| v.trim_start_matches('(').trim_end_matches(')').split(',').map(str::to_string).collect::<Vec<_>>());
+    let timer = f("timer")
+        .map(|v| v.trim_start_matches('(').trim_end_matches(')').split(',').map(str::to_string).collect::<Vec<_>>());
     let users = f("users").unwrap_or_default();
     let local = split_endpoint(&f("local").unwrap());
     let peer = split_endpoint(&f("peer").unwrap());
@@ -125,7 +126,13 @@ fn expected(column: &str, ss: &SsLine, row: &Value) -> Option<String> {
         "state" => f("state")?,
         "local_addr" => local.0,
         "local_port" => local.1,
-        "remote_addr" => if peer.0 == "*" { if local.0.contains(':') { "::" } else { "0.0.0.0" }.into() } else { peer.0 },
+        "remote_addr" => {
+            if peer.0 == "*" {
+                if local.0.contains(':') { "::" } else { "0.0.0.0" }.into()
+            } else {
+                peer.0
+            }
+        }
         "remote_port" => peer.1,
         "interface" => return None, // none bound: ss would print addr%ifname
         "recv_q" => f("recv_q")?,
@@ -138,7 +145,9 @@ fn expected(column: &str, ss: &SsLine, row: &Value) -> Option<String> {
         "timer" => timer?[0].clone(),
         "timer_text" => f("timer")?,
         "timer_expires_ms" => timer.map(|_| row["timer_expires_ms"].to_string())?, // checked through timer_text
-        "retransmits" => timer.map(|t| t[2].clone()).or_else(|| (!row["retransmits"].is_null()).then(|| row["retransmits"].to_string()))?,
+        "retransmits" => timer
+            .map(|t| t[2].clone())
+            .or_else(|| (!row["retransmits"].is_null()).then(|| row["retransmits"].to_string()))?,
         "pid" => {
             let pid = row["pid"].to_string();
             assert!(users.contains(&format!("pid={pid},")), "pid {pid} is not among ss's holders {users}");
@@ -151,10 +160,28 @@ fn expected(column: &str, ss: &SsLine, row: &Value) -> Option<String> {
         "mss" => f("mss")?,
         "cwnd" => f("cwnd")?,
         "ssthresh" => f("ssthresh")?,
-        "total_retrans" => if conn { pair("retrans", 1).unwrap_or_else(|| "0".into()) } else { return None },
-        "retrans" => if conn { pair("retrans", 0).unwrap_or_else(|| "0".into()) } else { return None },
+        "total_retrans" => {
+            if conn {
+                pair("retrans", 1).unwrap_or_else(|| "0".into())
+            } else {
+                return None;
+            }
+        }
+        "retrans" => {
+            if conn {
+                pair("retrans", 0).unwrap_or_else(|| "0".into())
+            } else {
+                return None;
+            }
+        }
         "lost" => or0("lost")?,
-        "unacked" => if tcp { f("unacked").unwrap_or_else(|| "0".into()) } else { return None },
+        "unacked" => {
+            if tcp {
+                f("unacked").unwrap_or_else(|| "0".into())
+            } else {
+                return None;
+            }
+        }
         "bytes_sent" => or0("bytes_sent")?,
         "bytes_acked" => or0("bytes_acked")?,
         "bytes_received" => or0("bytes_received")?,
@@ -171,9 +198,27 @@ fn expected(column: &str, ss: &SsLine, row: &Value) -> Option<String> {
         "max_pacing_rate_bps" => f("pacing_rate")?.split('/').nth(1)?.to_string(),
         "send_bps" => f("send")?,
         "min_rtt_ms" => f("minrtt")?,
-        "busy_ms" => if conn { ms("busy").unwrap_or_else(|| "0".into()) } else { return None },
-        "rwnd_limited_ms" => if conn { ms("rwnd_limited").map(|v| v.split('m').next().unwrap().to_string()).unwrap_or_else(|| "0".into()) } else { return None },
-        "sndbuf_limited_ms" => if conn { ms("sndbuf_limited").map(|v| v.split('m').next().unwrap().to_string()).unwrap_or_else(|| "0".into()) } else { return None },
+        "busy_ms" => {
+            if conn {
+                ms("busy").unwrap_or_else(|| "0".into())
+            } else {
+                return None;
+            }
+        }
+        "rwnd_limited_ms" => {
+            if conn {
+                ms("rwnd_limited").map(|v| v.split('m').next().unwrap().to_string()).unwrap_or_else(|| "0".into())
+            } else {
+                return None;
+            }
+        }
+        "sndbuf_limited_ms" => {
+            if conn {
+                ms("sndbuf_limited").map(|v| v.split('m').next().unwrap().to_string()).unwrap_or_else(|| "0".into())
+            } else {
+                return None;
+            }
+        }
         "snd_wscale" => pair("wscale", 0)?,
         "rcv_wscale" => pair("wscale", 1)?,
         "opt_ts" if conn => flag("ts")?,
@@ -193,7 +238,13 @@ fn expected(column: &str, ss: &SsLine, row: &Value) -> Option<String> {
         "notsent_bytes" => or0("notsent")?,
         "delivered" => or0("delivered")?,
         "delivered_ce" => or0("delivered_ce")?,
-        "reordering" => if conn { f("reordering").unwrap_or_else(|| "3".into()) } else { return None },
+        "reordering" => {
+            if conn {
+                f("reordering").unwrap_or_else(|| "3".into())
+            } else {
+                return None;
+            }
+        }
         "reord_seen" => or0("reord_seen")?,
         "rcv_ooopack" => or0("rcv_ooopack")?,
         "dsack_dups" => or0("dsack_dups")?,
@@ -215,10 +266,14 @@ fn expected(column: &str, ss: &SsLine, row: &Value) -> Option<String> {
         "backlog" => sk("bl")?,
         "drops" => sk("d")?,
         // Printed as hex when set; sent (as 0) to a reader with CAP_NET_ADMIN.
-        "fwmark" => f("fwmark").map(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap().to_string()).or_else(|| f("ino").map(|_| "0".into()))?,
+        "fwmark" => f("fwmark")
+            .map(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap().to_string())
+            .or_else(|| f("ino").map(|_| "0".into()))?,
         "tos" => f("tos").map(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap().to_string())?,
         "tclass" => f("tclass").map(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap().to_string())?,
-        "class_id" => f("class_id").map(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap().to_string())?,
+        "class_id" => {
+            f("class_id").map(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap().to_string())?
+        }
         "cgroup_path" => f("cgroup")?,
         "cgroup_id" => {
             let path = f("cgroup")?;
@@ -293,21 +348,25 @@ fn every_column_equals_ss() {
     r6.bind(&"[::1]:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
 
     let inode = |fd: i32| std::fs::metadata(format!("/proc/self/fd/{fd}")).unwrap().ino();
-    let inodes: Vec<u64> = [l.as_raw_fd(), c.as_raw_fd(), s.as_raw_fd(), u.as_raw_fd(), uc.as_raw_fd(), r4.as_raw_fd(), r6.as_raw_fd()]
-        .into_iter()
-        .map(inode)
-        .collect();
-    let ports: Vec<u16> = [p, c.local_addr().unwrap().port(), u.local_addr().unwrap().port(), uc.local_addr().unwrap().port()].to_vec();
+    let inodes: Vec<u64> =
+        [l.as_raw_fd(), c.as_raw_fd(), s.as_raw_fd(), u.as_raw_fd(), uc.as_raw_fd(), r4.as_raw_fd(), r6.as_raw_fd()]
+            .into_iter()
+            .map(inode)
+            .collect();
+    let ports: Vec<u16> =
+        [p, c.local_addr().unwrap().port(), u.local_addr().unwrap().port(), uc.local_addr().unwrap().port()].to_vec();
     let mut filter: Vec<String> = vec!["(".into()];
     for port in &ports {
         filter.extend(["sport".into(), "=".into(), format!(":{port}"), "or".into()]);
     }
     filter.extend(["sport".into(), "=".into(), format!(":{RAW_PROTO}"), ")".into()]);
 
-    let columns: Vec<String> = query("SELECT column_name FROM information_schema.columns WHERE table_name = 'sockets' ORDER BY ordinal_position")
-        .iter()
-        .map(|r| r["column_name"].as_str().unwrap().to_string())
-        .collect();
+    let columns: Vec<String> = query(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'sockets' ORDER BY ordinal_position",
+    )
+    .iter()
+    .map(|r| r["column_name"].as_str().unwrap().to_string())
+    .collect();
     assert!(columns.len() > 90, "{columns:?}");
     let list = inodes.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
     let sql = format!("SELECT * FROM sockets WHERE inode IN ({list}) ORDER BY protocol, local_port, local_addr");
@@ -341,7 +400,10 @@ fn every_column_equals_ss() {
                 let (lo, hi, v) = (n(&want1), n(&want2), n(&ours));
                 assert!(lo <= v && v <= hi, "{proto} {local} {col}: ours {ours:?}, ss {want1:?} then {want2:?}");
             } else if col == "timer_text" {
-                assert!(ours == want1 || ours == want2, "{proto} {local} {col}: ours {ours:?}, ss {want1:?} then {want2:?}");
+                assert!(
+                    ours == want1 || ours == want2,
+                    "{proto} {local} {col}: ours {ours:?}, ss {want1:?} then {want2:?}"
+                );
             } else {
                 assert_eq!(ours, want1, "{proto} {local} {col}: ss line {ss1:?}\nour row {row}");
             }
@@ -350,7 +412,11 @@ fn every_column_equals_ss() {
     }
     assert_eq!(compared, 7 * columns.len());
     // What the test made shows up as made.
-    let states: Vec<(String, String)> = rows.iter().map(|r| (r["protocol"].as_str().unwrap().into(), r["state"].as_str().unwrap().into())).collect();
+    let states: Vec<(String, String)> =
+        rows.iter().map(|r| (r["protocol"].as_str().unwrap().into(), r["state"].as_str().unwrap().into())).collect();
     assert_eq!(states.iter().filter(|s| s.0 == "raw" && s.1 == "UNCONN").count(), 2, "{states:?}");
-    assert!(states.contains(&("udp".into(), "ESTAB".into())) && states.contains(&("tcp".into(), "LISTEN".into())), "{states:?}");
+    assert!(
+        states.contains(&("udp".into(), "ESTAB".into())) && states.contains(&("tcp".into(), "LISTEN".into())),
+        "{states:?}"
+    );
 }

@@ -16,7 +16,8 @@ use crate::netns::Netns;
 /// A status field of process `pid` (VmRSS, VmHWM), KiB.
 fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    let line =
+        status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
@@ -133,12 +134,21 @@ fn socket_events_memory_stays_flat_under_churn() {
     let ns = Netns::new("sbE");
     // No port filter: a reset client's event has its ports zeroed (the
     // kernel's tcp_disconnect).
-    let sql = "SELECT count(*) AS n, count(pid) AS named, max(overruns) AS lost FROM socket_events WHERE protocol = 'tcp'";
+    let sql =
+        "SELECT count(*) AS n, count(pid) AS named, max(overruns) AS lost FROM socket_events WHERE protocol = 'tcp'";
     let (early, late, out) = beside_churn(&ns, &[bin(), "--capture-for", "300s", "--format", "ndjson", sql]);
     let rows = parse_ndjson(&out);
     let made = (2 * ROUNDS * PER_ROUND) as u64;
-    assert_eq!(rows, vec![serde_json::json!({"n": made, "named": made, "lost": 0})], "one event per socket, each naming its holder");
-    assert!(late < early + GROWTH_KIB, "VmRSS grew from {early} KiB (after round {}) to {late} KiB (after round {ROUNDS})", ROUNDS / 3);
+    assert_eq!(
+        rows,
+        vec![serde_json::json!({"n": made, "named": made, "lost": 0})],
+        "one event per socket, each naming its holder"
+    );
+    assert!(
+        late < early + GROWTH_KIB,
+        "VmRSS grew from {early} KiB (after round {}) to {late} KiB (after round {ROUNDS})",
+        ROUNDS / 3
+    );
 }
 
 /// (8) `record --events` under the same churn: the recorder's memory stays
@@ -149,8 +159,10 @@ fn record_events_memory_stays_flat_under_churn() {
     let ns = Netns::new("sbR");
     let dir = std::env::temp_dir().join(format!("sockql-stream-bounds-record-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let (early, late, _) =
-        beside_churn(&ns, &[bin(), "record", "--out", dir.to_str().unwrap(), "--events", "--every", "1s", "--for", "300s"]);
+    let (early, late, _) = beside_churn(
+        &ns,
+        &[bin(), "record", "--out", dir.to_str().unwrap(), "--events", "--every", "1s", "--for", "300s"],
+    );
     let (out, err, ok) = run(&[
         "--history",
         dir.to_str().unwrap(),
@@ -161,7 +173,11 @@ fn record_events_memory_stays_flat_under_churn() {
     assert!(ok, "{err}");
     let made = (2 * ROUNDS * PER_ROUND) as u64;
     assert_eq!(parse_ndjson(&out), vec![serde_json::json!({"n": made, "named": made, "lost": 0})]);
-    assert!(late < early + GROWTH_KIB, "VmRSS grew from {early} KiB (after round {}) to {late} KiB (after round {ROUNDS})", ROUNDS / 3);
+    assert!(
+        late < early + GROWTH_KIB,
+        "VmRSS grew from {early} KiB (after round {}) to {late} KiB (after round {ROUNDS})",
+        ROUNDS / 3
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -279,7 +295,11 @@ fn read_pcap_keeps_interface_blocks_bounded() {
     bytes.extend(packet(4099, 5, &[3; 40]));
     bytes.extend(packet(4095, 6, &[4; 40]));
     std::fs::write(&many, &bytes).unwrap();
-    let (out, err, ok) = run(&["--format", "ndjson", &format!("SELECT interface, captured_length FROM read_pcap('{}')", many.display())]);
+    let (out, err, ok) = run(&[
+        "--format",
+        "ndjson",
+        &format!("SELECT interface, captured_length FROM read_pcap('{}')", many.display()),
+    ]);
     assert!(ok, "{err}");
     assert_eq!(parse_ndjson(&out), vec![serde_json::json!({"interface": "if4095", "captured_length": 40})]);
     assert!(

@@ -30,7 +30,12 @@ struct Holder {
 impl Holder {
     fn spawn() -> Holder {
         let script = "import socket,sys\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen()\nprint(s.getsockname()[1],flush=True)\nsys.stdin.read()";
-        let mut child = Command::new("/usr/bin/python3").args(["-c", script]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        let mut child = Command::new("/usr/bin/python3")
+            .args(["-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
         let stdin = child.stdin.take().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
@@ -51,7 +56,9 @@ impl Drop for Holder {
 }
 
 fn parse(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text).unwrap_or_else(|e| panic!("{text:?} is not RFC 3339 with a zone: {e}")).with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{text:?} is not RFC 3339 with a zone: {e}"))
+        .with_timezone(&Utc)
 }
 
 /// A time the command line printed: it must end in `Z`.
@@ -118,7 +125,10 @@ fn cli_prints_every_time_with_its_zone() {
     };
     assert_eq!(window(">", before - TimeDelta::seconds(60)), 1);
     assert_eq!(window("<", before - TimeDelta::seconds(60)), 0);
-    let q = format!("SELECT count(*) AS n FROM processes WHERE pid = {} AND start_time > now() - interval '5 minutes'", holder.pid());
+    let q = format!(
+        "SELECT count(*) AS n FROM processes WHERE pid = {} AND start_time > now() - interval '5 minutes'",
+        holder.pid()
+    );
     assert_eq!(field(&query(&q)[0], "n"), 1);
 
     // RESET (DataFusion's default is no zone) and SET to '' keep UTC.
@@ -173,7 +183,10 @@ struct Got {
 /// Each query's answer, text and binary (asserted to agree on types).
 fn psycopg(server: &Server, queries: &[String]) -> Vec<[Got; 2]> {
     let dsn = format!("host={} port={} user=root dbname=sockql", server.dir.display(), server.port);
-    let o = Command::new("/usr/bin/python3").args(["-c", PSYCOPG, &dsn, &serde_json::to_string(queries).unwrap()]).output().unwrap();
+    let o = Command::new("/usr/bin/python3")
+        .args(["-c", PSYCOPG, &dsn, &serde_json::to_string(queries).unwrap()])
+        .output()
+        .unwrap();
     let (out, err, ok) = output_of(o);
     assert!(ok, "psycopg: {err}");
     let all: Vec<Vec<Value>> = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
@@ -246,12 +259,13 @@ fn rfc3339_nano(t: DateTime<Utc>) -> String {
 fn interval_seconds(arg: &str) -> u64 {
     let arg = arg.trim_matches('\'');
     let (n, unit) = arg.split_at(arg.len() - 1);
-    n.parse::<u64>().unwrap() * match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        other => panic!("interval unit {other}"),
-    }
+    n.parse::<u64>().unwrap()
+        * match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            other => panic!("interval unit {other}"),
+        }
 }
 
 /// One macro as Grafana's PostgreSQL data source expands it
@@ -302,7 +316,9 @@ fn grafana_time_series_queries_get_utc_times_and_numeric_values() {
     let ports = format!("{}, {}", holders[0].port, holders[1].port);
     let mut expected_ports: Vec<i64> = holders.iter().map(|h| h.port as i64).collect();
     expected_ports.sort();
-    let owned = format!("FROM sockets s JOIN processes p ON s.pid = p.pid WHERE s.local_port IN ({ports}) AND s.state = 'LISTEN'");
+    let owned = format!(
+        "FROM sockets s JOIN processes p ON s.pid = p.pid WHERE s.local_port IN ({ports}) AND s.state = 'LISTEN'"
+    );
     // Both sockets listed with their owners (the /proc walk) before asking.
     eventually(WAIT, || {
         let n = query(&format!("SELECT count(*) AS n {owned}"));
@@ -366,7 +382,10 @@ fn grafana_time_series_queries_get_utc_times_and_numeric_values() {
                     }
                     Minutes => {
                         assert_eq!(total, if hit { 2 } else { 0 }, "{context}");
-                        assert!(rows.iter().all(|r| r[0].as_f64().is_some_and(|t| t % 60.0 == 0.0 && epoch_in(t, 60.0))), "{context}");
+                        assert!(
+                            rows.iter().all(|r| r[0].as_f64().is_some_and(|t| t % 60.0 == 0.0 && epoch_in(t, 60.0))),
+                            "{context}"
+                        );
                     }
                     EpochPorts => {
                         assert_eq!(ports, mine, "{context}");

@@ -67,7 +67,10 @@ fn empty_answers_say_so_on_a_terminal_only() {
     let ns = Netns::new("uxH");
     let table = ns.exec_ok(bin(), &["run", "health"]);
     assert!(table.starts_with("no findings"), "{table}");
-    assert_eq!(ns.exec_ok(bin(), &["run", "health", "--format", "csv"]), "netns,netns_name,rule,subject,value,evidence\n");
+    assert_eq!(
+        ns.exec_ok(bin(), &["run", "health", "--format", "csv"]),
+        "netns,netns_name,rule,subject,value,evidence\n"
+    );
     assert_eq!(ns.exec_ok(bin(), &["run", "health", "--format", "json"]), "[]\n");
 }
 
@@ -90,7 +93,10 @@ fn errors_carry_the_hint() {
     // ss-style endpoints match nothing, and say why.
     let (out, e, ok) = run(&["--format", "csv", "SELECT count(*) AS n FROM sockets WHERE remote_addr = '10.0.0.2:80'"]);
     assert!(ok && out == "n\n0\n", "{out}");
-    assert!(e.contains("'10.0.0.2:80' is not an address") && e.contains("remote_addr = '10.0.0.2' AND remote_port = 80"), "{e}");
+    assert!(
+        e.contains("'10.0.0.2:80' is not an address") && e.contains("remote_addr = '10.0.0.2' AND remote_port = 80"),
+        "{e}"
+    );
     let (_, e, _) = run(&["SELECT count(*) FROM sockets WHERE local_addr = '[::]'"]);
     assert!(e.contains("addresses are written without brackets: local_addr = '::'"), "{e}");
     // Parameters are typed by their defaults.
@@ -101,7 +107,10 @@ fn errors_carry_the_hint() {
     let e = err(&["run", "port_owner", "--param", "port=no-such-service"]);
     assert!(e.contains("a port number or a service name from /etc/services"), "{e}");
     // A flag that does not apply to record is refused, before or after it.
-    for args in [&["record", "--out", "/nonexistent", "--format", "csv"][..], &["--watch", "2s", "record", "--out", "/nonexistent"]] {
+    for args in [
+        &["record", "--out", "/nonexistent", "--format", "csv"][..],
+        &["--watch", "2s", "record", "--out", "/nonexistent"],
+    ] {
         let (_, e, ok) = run(args);
         assert!(!ok && e.contains("does not apply to record"), "{args:?}: {e}");
     }
@@ -111,7 +120,10 @@ fn errors_carry_the_hint() {
 #[test]
 fn port_parameters_take_service_names() {
     let services = std::fs::read_to_string("/etc/services").unwrap_or_default();
-    assert!(services.lines().any(|l| l.starts_with("https") && l.contains("443/tcp")), "this test needs /etc/services (netbase)");
+    assert!(
+        services.lines().any(|l| l.starts_with("https") && l.contains("443/tcp")),
+        "this test needs /etc/services (netbase)"
+    );
     let ns = Netns::new("uxP");
     let _l = ns.enter(|| listener("127.0.0.1:443", 4));
     let by_name = ns.exec_ok(bin(), &["run", "port_owner", "--param", "port=https", "--format", "ndjson"]);
@@ -138,12 +150,16 @@ fn sql_may_start_with_a_comment_and_run_alone_lists() {
 fn record_logs_one_plain_line_per_sample_when_not_a_terminal() {
     let dir = std::env::temp_dir().join(format!("sockql-ux-rec-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let (_, err, ok) = run(&["record", "--out", dir.to_str().unwrap(), "--tables", "sockstat", "--samples", "2", "--every", "100ms"]);
+    let (_, err, ok) =
+        run(&["record", "--out", dir.to_str().unwrap(), "--tables", "sockstat", "--samples", "2", "--every", "100ms"]);
     assert!(ok, "{err}");
     assert!(!err.contains('\r'), "{err:?}");
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 3, "{err}");
-    assert!(lines[0].starts_with("sockql record: 1 samples,") && lines[1].starts_with("sockql record: 2 samples,"), "{err}");
+    assert!(
+        lines[0].starts_with("sockql record: 1 samples,") && lines[1].starts_with("sockql record: 2 samples,"),
+        "{err}"
+    );
     assert!(lines[2].ends_with("(done)"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

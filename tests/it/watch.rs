@@ -16,7 +16,13 @@ fn ndjson_watch_appends_timestamped_rows_until_ctrl_c() {
     let l = listener("127.0.0.1:0", 3);
     let p = port_of(&l);
     let mut child = Command::new(bin())
-        .args(["--watch", "200ms", "--format", "ndjson", &format!("SELECT local_port, send_q FROM sockets WHERE local_port = {p}")])
+        .args([
+            "--watch",
+            "200ms",
+            "--format",
+            "ndjson",
+            &format!("SELECT local_port, send_q FROM sockets WHERE local_port = {p}"),
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -37,7 +43,8 @@ fn ndjson_watch_appends_timestamped_rows_until_ctrl_c() {
     }
     // Compared as instants: RFC 3339 text drops a zero fraction
     // ("…:45Z" after "…:44.796Z"), so the strings do not sort.
-    let instants: Vec<_> = ts.iter().map(|t| chrono::DateTime::parse_from_rfc3339(t).unwrap_or_else(|e| panic!("{t}: {e}"))).collect();
+    let instants: Vec<_> =
+        ts.iter().map(|t| chrono::DateTime::parse_from_rfc3339(t).unwrap_or_else(|e| panic!("{t}: {e}"))).collect();
     for w in instants.windows(2) {
         assert!(w[0] < w[1], "timestamps increase: {ts:?}");
     }
@@ -48,7 +55,8 @@ fn ndjson_watch_appends_timestamped_rows_until_ctrl_c() {
 
 #[test]
 fn table_watch_redraws_with_a_header_and_saved_queries_watch_too() {
-    let mut child = Command::new(bin()).args(["run", "states", "--watch", "0.2"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        Command::new(bin()).args(["run", "states", "--watch", "0.2"]).stdout(Stdio::piped()).spawn().unwrap();
     // Read on a thread while this one waits for three whole tables (a
     // tick prints its table in one go, and Ctrl-C ends watch between ticks).
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

@@ -20,8 +20,22 @@ pub use netlink::{Ctnetlink, DumpFilter};
 /// `status` bits (enum ip_conntrack_status), named as conntrack(8) and the
 /// kernel headers name them.
 pub const STATUS_NAMES: [&str; 16] = [
-    "EXPECTED", "SEEN_REPLY", "ASSURED", "CONFIRMED", "SRC_NAT", "DST_NAT", "SEQ_ADJUST", "SRC_NAT_DONE",
-    "DST_NAT_DONE", "DYING", "FIXED_TIMEOUT", "TEMPLATE", "NAT_CLASH", "HELPER", "OFFLOAD", "HW_OFFLOAD",
+    "EXPECTED",
+    "SEEN_REPLY",
+    "ASSURED",
+    "CONFIRMED",
+    "SRC_NAT",
+    "DST_NAT",
+    "SEQ_ADJUST",
+    "SRC_NAT_DONE",
+    "DST_NAT_DONE",
+    "DYING",
+    "FIXED_TIMEOUT",
+    "TEMPLATE",
+    "NAT_CLASH",
+    "HELPER",
+    "OFFLOAD",
+    "HW_OFFLOAD",
 ];
 pub const IPS_SEEN_REPLY: u32 = 1 << 1;
 pub const IPS_ASSURED: u32 = 1 << 2;
@@ -30,7 +44,16 @@ pub const IPS_DST_NAT: u32 = 1 << 5;
 
 /// TCP conntrack states (enum tcp_conntrack), as conntrack -L prints them.
 pub const TCP_STATES: [&str; 10] = [
-    "NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2",
+    "NONE",
+    "SYN_SENT",
+    "SYN_RECV",
+    "ESTABLISHED",
+    "FIN_WAIT",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "TIME_WAIT",
+    "CLOSE",
+    "SYN_SENT2",
 ];
 
 pub fn tcp_state_name(s: u8) -> &'static str {
@@ -127,7 +150,6 @@ pub const STATS: [(usize, &str); 10] = [
     (15, "chaintoolong"),
 ];
 
-
 /// Through thread-self: a reader thread in another namespace reads its own.
 const PROC_CONNTRACK: &str = "/proc/thread-self/net/nf_conntrack";
 const PROC_CONNTRACK_STATS: &str = "/proc/thread-self/net/stat/nf_conntrack";
@@ -135,7 +157,8 @@ const PROC_CONNTRACK_STATS: &str = "/proc/thread-self/net/stat/nf_conntrack";
 fn refusal_note(e: &Error) {
     let msg = match e.errno() {
         Some(libc::EPERM) | Some(libc::EACCES) => {
-            "reading the connection-tracking table needs CAP_NET_ADMIN (run sockql as root); conntrack is empty".to_string()
+            "reading the connection-tracking table needs CAP_NET_ADMIN (run sockql as root); conntrack is empty"
+                .to_string()
         }
         _ => format!(
             "connection tracking is not available here ({e}): the nf_conntrack module is not loaded or \
@@ -144,7 +167,6 @@ fn refusal_note(e: &Error) {
     };
     notice::note_once("conntrack-unavailable", msg);
 }
-
 
 /// Read the table of `family` (0: both) in the calling thread's namespace
 /// from ctnetlink, else /proc/net/nf_conntrack, else nothing (with a
@@ -163,7 +185,9 @@ pub fn read<E: From<Error>>(
                 // A kernel without dump filters (zone filtering came late)
                 // refuses the request before sending anything: ask again
                 // unfiltered and let the caller filter.
-                Err(CallerOr::Reader(Error::Kernel { errno })) if errno == libc::EINVAL && *filter != DumpFilter::default() => {
+                Err(CallerOr::Reader(Error::Kernel { errno }))
+                    if errno == libc::EINVAL && *filter != DumpFilter::default() =>
+                {
                     nl.dump(family, &DumpFilter::default(), None, &mut each_ct)
                 }
                 other => other,
@@ -173,12 +197,17 @@ pub fn read<E: From<Error>>(
         match res {
             Ok(()) => return Ok(Used { netlink: 1, proc: 0 }),
             Err(CallerOr::Caller(e)) => return Err(e),
-            Err(CallerOr::Reader(e)) if e.is_refusal() || matches!(e.errno(), Some(libc::EOPNOTSUPP) | Some(libc::ENOENT)) => {
+            Err(CallerOr::Reader(e))
+                if e.is_refusal() || matches!(e.errno(), Some(libc::EOPNOTSUPP) | Some(libc::ENOENT)) =>
+            {
                 if std::fs::metadata(PROC_CONNTRACK).is_err() || e.errno() == Some(libc::EPERM) {
                     refusal_note(&e);
                     return Ok(Used::default());
                 }
-                notice::warn_once("ctnetlink-refused", format!("ctnetlink refused ({e}); reading /proc/net/nf_conntrack instead (no ids)"));
+                notice::warn_once(
+                    "ctnetlink-refused",
+                    format!("ctnetlink refused ({e}); reading /proc/net/nf_conntrack instead (no ids)"),
+                );
             }
             Err(CallerOr::Reader(e)) => return Err(e.into()),
         }
@@ -186,7 +215,10 @@ pub fn read<E: From<Error>>(
     let text = match std::fs::read_to_string(PROC_CONNTRACK) {
         Ok(t) => t,
         Err(e) => {
-            notice::note_once("conntrack-unavailable", format!("cannot read /proc/net/nf_conntrack ({e}); conntrack is empty"));
+            notice::note_once(
+                "conntrack-unavailable",
+                format!("cannot read /proc/net/nf_conntrack ({e}); conntrack is empty"),
+            );
             return Ok(Used::default());
         }
     };
@@ -219,7 +251,10 @@ pub fn read_stats(options: ReadOptions) -> Result<Vec<CpuStats>, Error> {
     match std::fs::read_to_string(PROC_CONNTRACK_STATS) {
         Ok(text) => proc::parse_stats(&text).map_err(|e| e.in_file(PROC_CONNTRACK_STATS)),
         Err(e) => {
-            notice::note_once("conntrack-unavailable", format!("cannot read conntrack statistics ({e}); conntrack_stats is empty"));
+            notice::note_once(
+                "conntrack-unavailable",
+                format!("cannot read conntrack statistics ({e}); conntrack_stats is empty"),
+            );
             Ok(Vec::new())
         }
     }

@@ -148,7 +148,9 @@ pub fn parse_entry(payload: &[u8]) -> Result<Conntrack, NetlinkError> {
                 let bits = v
                     .iter()
                     .enumerate()
-                    .flat_map(|(byte, b)| (0..8).filter(move |bit| b & (1 << bit) != 0).map(move |bit| (byte * 8 + bit) as u16))
+                    .flat_map(|(byte, b)| {
+                        (0..8).filter(move |bit| b & (1 << bit) != 0).map(move |bit| (byte * 8 + bit) as u16)
+                    })
                     .collect();
                 ct.labels = Some(bits);
             }

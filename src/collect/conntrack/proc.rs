@@ -3,8 +3,10 @@
 //! lacks the entry id and most status bits; those are null or inferred
 //! (NAT from the tuples, as the kernel sets it).
 
+use super::{
+    Conntrack, Counters, CpuStats, Tuple, IPS_ASSURED, IPS_DST_NAT, IPS_SEEN_REPLY, IPS_SRC_NAT, STATS, TCP_STATES,
+};
 use crate::collect::Error;
-use super::{Conntrack, Counters, CpuStats, Tuple, IPS_ASSURED, IPS_DST_NAT, IPS_SEEN_REPLY, IPS_SRC_NAT, STATS, TCP_STATES};
 
 fn set_tuple(t: &mut Tuple, c: &mut Counters, key: &str, v: &str) -> Option<()> {
     match key {
@@ -90,7 +92,9 @@ pub fn parse(text: &str, now_s: u64) -> Result<Vec<Conntrack>, Error> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| parse_line(l, now_s).map_err(|e| Error::ProcFormat(format!("/proc/net/nf_conntrack line {}: {e}", i + 1))))
+        .map(|(i, l)| {
+            parse_line(l, now_s).map_err(|e| Error::ProcFormat(format!("/proc/net/nf_conntrack line {}: {e}", i + 1)))
+        })
         .collect()
 }
 
@@ -99,12 +103,18 @@ pub fn parse(text: &str, now_s: u64) -> Result<Vec<Conntrack>, Error> {
 pub fn parse_stats(text: &str) -> Result<Vec<CpuStats>, Error> {
     let bad = Error::ProcFormat;
     let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().ok_or_else(|| bad("empty statistics file".into()))?.split_whitespace().collect();
+    let header: Vec<&str> =
+        lines.next().ok_or_else(|| bad("empty statistics file".into()))?.split_whitespace().collect();
     let mut out = Vec::new();
     for (cpu, line) in lines.enumerate() {
         let values: Vec<&str> = line.split_whitespace().collect();
         if values.len() != header.len() {
-            return Err(bad(format!("statistics line {} has {} values for {} names", cpu + 2, values.len(), header.len())));
+            return Err(bad(format!(
+                "statistics line {} has {} values for {} names",
+                cpu + 2,
+                values.len(),
+                header.len()
+            )));
         }
         let mut s = CpuStats { cpu: cpu as u16, ..Default::default() };
         for (name, v) in header.iter().zip(&values) {

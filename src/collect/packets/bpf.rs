@@ -257,11 +257,26 @@ mod tests {
             pc += 1;
             match code {
                 c if c == LD | H | ABS && k == AD_PROTOCOL => acc = ether_type as u32,
-                c if c == LD | W | ABS => match load(k as usize, 4) { Some(v) => acc = v, None => return 0 },
-                c if c == LD | H | ABS => match load(k as usize, 2) { Some(v) => acc = v, None => return 0 },
-                c if c == LD | B | ABS => match load(k as usize, 1) { Some(v) => acc = v, None => return 0 },
-                c if c == LD | H | IND => match load(x as usize + k as usize, 2) { Some(v) => acc = v, None => return 0 },
-                c if c == LDX | B | MSH => match load(k as usize, 1) { Some(v) => x = (v & 0xf) * 4, None => return 0 },
+                c if c == LD | W | ABS => match load(k as usize, 4) {
+                    Some(v) => acc = v,
+                    None => return 0,
+                },
+                c if c == LD | H | ABS => match load(k as usize, 2) {
+                    Some(v) => acc = v,
+                    None => return 0,
+                },
+                c if c == LD | B | ABS => match load(k as usize, 1) {
+                    Some(v) => acc = v,
+                    None => return 0,
+                },
+                c if c == LD | H | IND => match load(x as usize + k as usize, 2) {
+                    Some(v) => acc = v,
+                    None => return 0,
+                },
+                c if c == LDX | B | MSH => match load(k as usize, 1) {
+                    Some(v) => x = (v & 0xf) * 4,
+                    None => return 0,
+                },
                 c if c == RET | K => return k,
                 c => {
                     let hit = match c & 0xf0 {
@@ -303,7 +318,10 @@ mod tests {
         let mut frag = syn(80);
         frag[6..8].copy_from_slice(&0x0010u16.to_be_bytes());
         assert_eq!(run(&tcp80, 0x0800, &frag), 0);
-        assert_eq!(describe(&[Cond::Protocol(6), Cond::DstPort(80, 80), Cond::SrcPort(1, 1023)]), "tcp and dst port 80 and src portrange 1-1023");
+        assert_eq!(
+            describe(&[Cond::Protocol(6), Cond::DstPort(80, 80), Cond::SrcPort(1, 1023)]),
+            "tcp and dst port 80 and src portrange 1-1023"
+        );
     }
 
     #[test]

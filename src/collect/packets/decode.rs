@@ -10,12 +10,18 @@
 
 use std::net::IpAddr;
 
-use etherparse::{Icmpv4Slice, Icmpv6Slice, IpNumber, Ipv6ExtensionSlice, Ipv6ExtensionsSlice, LaxNetSlice, LaxSlicedPacket, TcpSlice, TransportSlice, UdpSlice};
+use etherparse::{
+    Icmpv4Slice, Icmpv6Slice, IpNumber, Ipv6ExtensionSlice, Ipv6ExtensionsSlice, LaxNetSlice, LaxSlicedPacket,
+    TcpSlice, TransportSlice, UdpSlice,
+};
 
 use super::link::{self, be16, be32};
 use super::Direction;
 
-pub use super::link::{LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_NULL, LINKTYPE_RAW};
+pub use super::link::{
+    LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_NULL,
+    LINKTYPE_RAW,
+};
 
 /// TCP's fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -337,7 +343,9 @@ fn fill(mut d: Decoded, p: &LaxSlicedPacket<'_>, data: &[u8]) -> Decoded {
             d.src_port = Some(t.source_port());
             d.dst_port = Some(t.destination_port());
             let header_length = t.data_offset() * 4;
-            d.payload_length = ip_payload_len.and_then(|l| l.checked_sub(header_length as usize)).map(|l| u32::try_from(l).unwrap_or(u32::MAX));
+            d.payload_length = ip_payload_len
+                .and_then(|l| l.checked_sub(header_length as usize))
+                .map(|l| u32::try_from(l).unwrap_or(u32::MAX));
             // Only TCP's length comes from the IP header; UDP has its own.
             d.sized_by_frame = frame_sized && d.payload_length.is_some();
             let mut tcp = Tcp {

@@ -106,7 +106,9 @@ impl<'a> CaptureFile<'a> {
         let opened = match magic {
             Some(m) if super::pcap::magic(m).is_some() => PcapReader::new(b, name).map(Kind::Pcap),
             Some(PCAPNG_MAGIC) => PcapNgReader::new(b, name).map(|r| Kind::PcapNg(Box::new(r))),
-            _ if b.available().is_empty() && !gzip => return Err(bad(name, "an empty file, not a pcap or pcapng file")),
+            _ if b.available().is_empty() && !gzip => {
+                return Err(bad(name, "an empty file, not a pcap or pcapng file"))
+            }
             _ => return Err(bad(name, "not a pcap or pcapng file (nor gzip of one)")),
         };
         let file = |kind| CaptureFile { kind, name: name.to_string(), packets: 0, gzip };
@@ -136,21 +138,19 @@ impl<'a> CaptureFile<'a> {
                     })
                 })
             }
-            Kind::PcapNg(r) => {
-                r.next_packet()?.map(|p| {
-                    if p.ts_ns.is_none() {
-                        odd = Odd::Unheld;
-                    }
-                    f(&RawPacket {
-                        ts_ns: p.ts_ns,
-                        linktype: p.interface.linktype,
-                        interface: p.interface.name.as_deref(),
-                        direction: p.direction,
-                        length: p.original_len,
-                        data: p.data,
-                    })
+            Kind::PcapNg(r) => r.next_packet()?.map(|p| {
+                if p.ts_ns.is_none() {
+                    odd = Odd::Unheld;
+                }
+                f(&RawPacket {
+                    ts_ns: p.ts_ns,
+                    linktype: p.interface.linktype,
+                    interface: p.interface.name.as_deref(),
+                    direction: p.direction,
+                    length: p.original_len,
+                    data: p.data,
                 })
-            }
+            }),
         };
         match got {
             Ok(t) => {
@@ -205,7 +205,11 @@ enum Odd {
     /// fine units, or a large if_tsoffset): NULL.
     Unheld,
     /// A pcap fraction of a second of one second or more: carried.
-    Fraction { frac: u32, nanos: bool, offset: u64 },
+    Fraction {
+        frac: u32,
+        nanos: bool,
+        offset: u64,
+    },
 }
 
 /// `at byte N`, of the decompressed data for a gzip file.
@@ -222,9 +226,10 @@ fn at_byte(gzip: bool, offset: u64) -> String {
 fn refusal(name: &str, gzip: bool, f: Fault) -> Error {
     match f {
         Fault::Failed(e) => e,
-        Fault::Cut { at, started, what, .. } => {
-            bad(name, format!("{}: cut short inside {what} that starts at byte {started}, before any packet", at_byte(gzip, at)))
-        }
+        Fault::Cut { at, started, what, .. } => bad(
+            name,
+            format!("{}: cut short inside {what} that starts at byte {started}, before any packet", at_byte(gzip, at)),
+        ),
     }
 }
 
@@ -240,7 +245,9 @@ mod tests {
     fn all(bytes: &'static [u8]) -> Vec<(i64, u32, u32, usize, Option<String>)> {
         let mut f = CaptureFile::from_reader("fixture", Box::new(bytes)).unwrap();
         let mut out = Vec::new();
-        while let Some(r) = f.next(|p| (p.ts_ns.unwrap(), p.linktype, p.length, p.data.len(), p.interface.map(str::to_string))) {
+        while let Some(r) =
+            f.next(|p| (p.ts_ns.unwrap(), p.linktype, p.length, p.data.len(), p.interface.map(str::to_string)))
+        {
             out.push(r.unwrap());
         }
         out
@@ -254,7 +261,9 @@ mod tests {
         assert!(pcap.windows(2).all(|w| w[0].0 <= w[1].0), "times in order");
         assert_eq!(pcap[0].0 % 1000, 0, "microsecond file: whole microseconds");
         let ng = all(PCAPNG);
-        let strip = |v: Vec<(i64, u32, u32, usize, Option<String>)>| v.into_iter().map(|p| (p.0, p.1, p.2, p.3)).collect::<Vec<_>>();
+        let strip = |v: Vec<(i64, u32, u32, usize, Option<String>)>| {
+            v.into_iter().map(|p| (p.0, p.1, p.2, p.3)).collect::<Vec<_>>()
+        };
         assert_eq!(strip(ng), strip(pcap));
     }
 

@@ -176,7 +176,10 @@ impl Flows {
         };
         sequence_analysis(flow, me, ts_ns, t, seglen, window, &mut a);
         self.unacked -= ack_rtt(flow, me, ts_ns, t.ack_seq, &mut a);
-        if (seglen > 0 || t.flags & (SYN | FIN) != 0) && flow.unacked[me].len() < MAX_UNACKED_PER_SIDE && self.unacked < MAX_UNACKED_TOTAL {
+        if (seglen > 0 || t.flags & (SYN | FIN) != 0)
+            && flow.unacked[me].len() < MAX_UNACKED_PER_SIDE
+            && self.unacked < MAX_UNACKED_TOTAL
+        {
             let end = t.seq.wrapping_add(seglen).wrapping_add((t.flags & (SYN | FIN) != 0) as u32);
             flow.unacked[me].push_back((end, ts_ns));
             self.unacked += 1;
@@ -234,7 +237,11 @@ fn sequence_analysis(flow: &mut Flow, me: usize, ts_ns: i64, t: &Tcp, seglen: u3
         }
         // The peer's window is kept scaled, so its right edge is its last
         // ACK plus that window.
-        if seglen > 0 && flow.sides[1 - me].wscale.is_some() && !sfr && seq.wrapping_add(seglen) == rev.lastack.wrapping_add(rev.window) {
+        if seglen > 0
+            && flow.sides[1 - me].wscale.is_some()
+            && !sfr
+            && seq.wrapping_add(seglen) == rev.lastack.wrapping_add(rev.window)
+        {
             a.window_full = true;
         }
         // An ACK answering a keep-alive or a zero-window probe repeats the

@@ -75,7 +75,11 @@ impl std::fmt::Display for Undecoded {
                 None => write!(f, "EtherType 0x{t:04x}"),
             },
             Undecoded::Llc => write!(f, "IEEE 802.3 frames with LLC (STP, CDP, ...)"),
-            Undecoded::PppProtocol(p) => write!(f, "PPP protocol 0x{p:04x}{} in PPPoE sessions", ppp_name(p).map(|n| format!(" ({n})")).unwrap_or_default()),
+            Undecoded::PppProtocol(p) => write!(
+                f,
+                "PPP protocol 0x{p:04x}{} in PPPoE sessions",
+                ppp_name(p).map(|n| format!(" ({n})")).unwrap_or_default()
+            ),
             Undecoded::MplsPayload => write!(f, "MPLS payloads that are not IP (pseudowires)"),
             Undecoded::NflogFamily(af) => write!(f, "NFLOG records of address family {af}"),
             Undecoded::LoopbackFamily(af) => write!(f, "BSD loopback address family {af}"),
@@ -209,7 +213,9 @@ pub fn peel(linktype: u32, data: &[u8], d: &mut Decoded) -> Peeled {
             cooked(proto, data, 16, d)
         }
         LINKTYPE_LINUX_SLL2 => {
-            let (Some(proto), Some(idx), Some(&pkttype)) = (be16(data, 0), be32(data, 4), data.get(10)) else { return Ok(None) };
+            let (Some(proto), Some(idx), Some(&pkttype)) = (be16(data, 0), be32(data, 4), data.get(10)) else {
+                return Ok(None);
+            };
             d.direction = Some(sll_direction(pkttype as u16));
             d.ifindex = Some(idx);
             cooked(proto, data, 20, d)
@@ -444,7 +450,10 @@ impl Tally {
             kinds.push(format!("others: {}", self.others));
         }
         let s = if total == 1 { "" } else { "s" };
-        Some(format!("{total} packet{s} not decoded past the link layer (their rows have frame, time and lengths only): {}", kinds.join("; ")))
+        Some(format!(
+            "{total} packet{s} not decoded past the link layer (their rows have frame, time and lengths only): {}",
+            kinds.join("; ")
+        ))
     }
 }
 

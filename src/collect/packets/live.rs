@@ -112,7 +112,8 @@ impl LiveCapture {
         let fd = socket(AddressFamily::Packet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, SockProtocol::EthAll)
             .map_err(|e| os_error("AF_PACKET socket", e.into()))?;
         let batch = if snap_len > SNAP_LEN { BATCH_PAYLOAD } else { BATCH };
-        let cap = LiveCapture { fd, snap_len, batch, bufs: vec![0; batch * snap_len], slots: Vec::with_capacity(batch) };
+        let cap =
+            LiveCapture { fd, snap_len, batch, bufs: vec![0; batch * snap_len], slots: Vec::with_capacity(batch) };
         if !prog.is_empty() {
             cap.attach(prog)?;
         }
@@ -125,7 +126,11 @@ impl LiveCapture {
         sll.sll_ifindex = ifindex as i32;
         // SAFETY: bind(2) reads the sockaddr_ll we own, for its size, during the call.
         let r = unsafe {
-            libc::bind(fd.as_raw_fd(), &sll as *const libc::sockaddr_ll as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_ll>() as u32)
+            libc::bind(
+                fd.as_raw_fd(),
+                &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
         };
         if r != 0 {
             return Err(last_os_error("bind AF_PACKET socket"));
@@ -145,11 +150,18 @@ impl LiveCapture {
     /// Let the kernel drop what `prog` rejects (SO_ATTACH_FILTER, which
     /// nix has no option for): see [`super::bpf`].
     fn attach(&self, prog: &[(u16, u8, u8, u32)]) -> Result<(), Error> {
-        let mut ins: Vec<libc::sock_filter> = prog.iter().map(|&(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k }).collect();
+        let mut ins: Vec<libc::sock_filter> =
+            prog.iter().map(|&(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k }).collect();
         let fprog = libc::sock_fprog { len: ins.len() as u16, filter: ins.as_mut_ptr() };
         // SAFETY: the kernel copies the program during the call; `ins` outlives it.
         let r = unsafe {
-            libc::setsockopt(self.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog as *const libc::sock_fprog as *const libc::c_void, std::mem::size_of::<libc::sock_fprog>() as u32)
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                &fprog as *const libc::sock_fprog as *const libc::c_void,
+                std::mem::size_of::<libc::sock_fprog>() as u32,
+            )
         };
         if r != 0 {
             return Err(last_os_error("SO_ATTACH_FILTER"));
@@ -195,7 +207,13 @@ impl LiveCapture {
         // SAFETY: recvmmsg(2) writes at most `batch` messages within the
         // buffers msgs points to.
         let n = unsafe {
-            libc::recvmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), batch as libc::c_uint, libc::MSG_TRUNC | libc::MSG_DONTWAIT, std::ptr::null_mut())
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                batch as libc::c_uint,
+                libc::MSG_TRUNC | libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
         };
         self.slots.clear();
         if n < 0 {
@@ -205,7 +223,8 @@ impl LiveCapture {
                 _ => Err(Error::Capture("AF_PACKET recvmmsg".into(), e)),
             };
         }
-        let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+        let now =
+            || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
         for (m, sll) in msgs.iter().zip(&addrs).take(n as usize) {
             self.slots.push(Slot {
                 ts_ns: kernel_timestamp(&m.msg_hdr).unwrap_or_else(now),
@@ -247,7 +266,13 @@ impl LiveCapture {
         let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
         // SAFETY: getsockopt writes at most `len` bytes into `st`, which we own.
         let r = unsafe {
-            libc::getsockopt(self.fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_STATISTICS, &mut st as *mut libc::tpacket_stats as *mut libc::c_void, &mut len)
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                &mut st as *mut libc::tpacket_stats as *mut libc::c_void,
+                &mut len,
+            )
         };
         (r == 0).then_some((st.tp_packets, st.tp_drops))
     }

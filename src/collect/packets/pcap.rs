@@ -80,7 +80,12 @@ impl<R: Read> PcapReader<R> {
     pub fn new(mut b: Bytes<R>, name: &str) -> Result<Self, Fault> {
         let io = |e| Fault::Failed(Error::Proc(name.into(), e));
         if !b.want(FILE_HEADER).map_err(io)? {
-            return Err(Fault::Cut { at: b.offset() + b.available().len() as u64, started: 0, what: "the pcap file header", header: true });
+            return Err(Fault::Cut {
+                at: b.offset() + b.available().len() as u64,
+                started: 0,
+                what: "the pcap file header",
+                header: true,
+            });
         }
         let h = b.available();
         let field = |at: usize| -> [u8; 4] { [h[at], h[at + 1], h[at + 2], h[at + 3]] };
@@ -128,7 +133,8 @@ impl<R: Read> PcapReader<R> {
             Err(e) => return Some(Err(io(e))),
         }
         let h = self.b.available();
-        let (ts_sec, ts_frac, caplen, original_len) = (self.u32_at(h, 0), self.u32_at(h, 4), self.u32_at(h, 8), self.u32_at(h, 12));
+        let (ts_sec, ts_frac, caplen, original_len) =
+            (self.u32_at(h, 0), self.u32_at(h, 4), self.u32_at(h, 8), self.u32_at(h, 12));
         let caplen = caplen as usize;
         if caplen > MAX_PACKET {
             return Some(Err(Fault::Failed(Error::ProcFormat(format!(
@@ -156,7 +162,11 @@ mod tests {
 
     fn header(magic: [u8; 4], big: bool, version: (u16, u16)) -> Vec<u8> {
         let mut h = magic.to_vec();
-        let (maj, min) = if big { (version.0.to_be_bytes(), version.1.to_be_bytes()) } else { (version.0.to_le_bytes(), version.1.to_le_bytes()) };
+        let (maj, min) = if big {
+            (version.0.to_be_bytes(), version.1.to_be_bytes())
+        } else {
+            (version.0.to_le_bytes(), version.1.to_le_bytes())
+        };
         h.extend(maj);
         h.extend(min);
         h.extend([0u8; 8]);
@@ -179,7 +189,9 @@ mod tests {
     fn fault(f: Fault) -> String {
         match f {
             Fault::Failed(e) => e.to_string(),
-            Fault::Cut { at, started, what, header } => format!("cut at {at} in {what} from {started} (header {header})"),
+            Fault::Cut { at, started, what, header } => {
+                format!("cut at {at} in {what} from {started} (header {header})")
+            }
         }
     }
 
@@ -209,7 +221,8 @@ mod tests {
     #[test]
     fn versions_below_2_are_refused_and_cuts_say_where() {
         let magic = [0xd4, 0xc3, 0xb2, 0xa1];
-        let err = PcapReader::new(Bytes::new(&header(magic, false, (1, 0))[..]), "t").map(|_| ()).map_err(fault).unwrap_err();
+        let err =
+            PcapReader::new(Bytes::new(&header(magic, false, (1, 0))[..]), "t").map(|_| ()).map_err(fault).unwrap_err();
         assert_eq!(err, "t: at byte 4: pcap version 1.0 is not supported (2.x is)");
         for v in [(2, 0), (2, 3), (2, 5), (3, 0)] {
             assert!(PcapReader::new(Bytes::new(&header(magic, false, v)[..]), "t").is_ok(), "{v:?}");
@@ -222,7 +235,10 @@ mod tests {
         let mut f = header(magic, false, (2, 4));
         f.extend(record(false, [1, 0, 4, 4], b"wxyz"));
         f.extend(record(false, [2, 0, 4, 4], b"wxyz"));
-        for (cut, want) in [(24 + 20 + 5, "cut at 49 in a packet from 44 (header false)"), (24 + 20 + 18, "cut at 62 in a packet from 44 (header false)")] {
+        for (cut, want) in [
+            (24 + 20 + 5, "cut at 49 in a packet from 44 (header false)"),
+            (24 + 20 + 18, "cut at 62 in a packet from 44 (header false)"),
+        ] {
             let mut r = PcapReader::new(Bytes::new(&f[..cut]), "t").map_err(fault).unwrap();
             assert!(r.next_packet().unwrap().is_ok());
             assert_eq!(fault(r.next_packet().unwrap().unwrap_err()), want);

@@ -142,7 +142,12 @@ impl<R: Read> PcapNgReader<R> {
     /// The file ends inside the block being read.
     fn cut_short(&self) -> Fault {
         let header = self.opening;
-        Fault::Cut { at: self.r.offset(), started: self.block_at, what: if header { "the pcapng file header" } else { "a block" }, header }
+        Fault::Cut {
+            at: self.r.offset(),
+            started: self.block_at,
+            what: if header { "the pcapng file header" } else { "a block" },
+            header,
+        }
     }
 
     fn u32_of(&self, b: [u8; 4]) -> u32 {
@@ -295,7 +300,8 @@ impl<R: Read> PcapNgReader<R> {
                     let res = self.read_array::<1>()?[0];
                     self.skip(padded - 1)?;
                     let exp = (res & 0x7f) as u32;
-                    iface.units_per_sec = if res & 0x80 != 0 { 1u128.checked_shl(exp) } else { 10u128.checked_pow(exp) };
+                    iface.units_per_sec =
+                        if res & 0x80 != 0 { 1u128.checked_shl(exp) } else { 10u128.checked_pow(exp) };
                 }
                 IF_TSOFFSET if olen == 8 => {
                     let b = self.read_array::<8>()?;
@@ -326,7 +332,9 @@ impl<R: Read> PcapNgReader<R> {
     fn fill(&mut self, len: u32) -> Result<usize, Fault> {
         let body = self.body_len(len)?;
         if len as usize > MAX_BLOCK {
-            return Err(self.bad(format!("a pcapng block of {len} bytes is larger than the {MAX_BLOCK} bytes sockql reads")));
+            return Err(
+                self.bad(format!("a pcapng block of {len} bytes is larger than the {MAX_BLOCK} bytes sockql reads"))
+            );
         }
         let body = body as usize;
         self.buf.resize(body + 4, 0);
@@ -334,7 +342,8 @@ impl<R: Read> PcapNgReader<R> {
         let read = self.r.read_exact(&mut buf);
         self.buf = buf;
         read.map_err(|e| self.io(e))?;
-        let t = self.buf.get(body..body + 4).and_then(|t| <[u8; 4]>::try_from(t).ok()).ok_or_else(|| self.cut_short())?;
+        let t =
+            self.buf.get(body..body + 4).and_then(|t| <[u8; 4]>::try_from(t).ok()).ok_or_else(|| self.cut_short())?;
         if self.u32_of(t) != len {
             return Err(self.bad("pcapng block lengths differ (a corrupt or cut file)"));
         }
@@ -389,11 +398,13 @@ impl<R: Read> PcapNgReader<R> {
         let body = self.fill(len)?;
         let field = |b: &[u8], at: usize| b.get(at..at + 4).and_then(|v| <[u8; 4]>::try_from(v).ok());
         let b = &self.buf[..body];
-        let (Some(id), Some(hi), Some(lo), Some(cap), Some(orig)) = (field(b, 0), field(b, 4), field(b, 8), field(b, 12), field(b, 16))
+        let (Some(id), Some(hi), Some(lo), Some(cap), Some(orig)) =
+            (field(b, 0), field(b, 4), field(b, 8), field(b, 12), field(b, 16))
         else {
             return Err(self.bad("pcapng packet block too short"));
         };
-        let (id, hi, lo, cap, orig) = (self.u32_of(id), self.u32_of(hi), self.u32_of(lo), self.u32_of(cap) as usize, self.u32_of(orig));
+        let (id, hi, lo, cap, orig) =
+            (self.u32_of(id), self.u32_of(hi), self.u32_of(lo), self.u32_of(cap) as usize, self.u32_of(orig));
         if 20 + round4(cap) > body {
             return Err(self.bad("pcapng packet longer than its block"));
         }
@@ -422,8 +433,11 @@ impl<R: Read> PcapNgReader<R> {
     /// it holds min(original length, snap length) bytes.
     fn simple(&mut self, len: u32) -> Result<Option<Found>, Fault> {
         let body = self.fill(len)?;
-        let orig =
-            self.buf.get(0..4).and_then(|v| <[u8; 4]>::try_from(v).ok()).ok_or_else(|| self.bad("pcapng simple packet block too short"))?;
+        let orig = self
+            .buf
+            .get(0..4)
+            .and_then(|v| <[u8; 4]>::try_from(v).ok())
+            .ok_or_else(|| self.bad("pcapng simple packet block too short"))?;
         let orig = self.u32_of(orig);
         let Some(iface) = self.interface_of(0).map_err(|_| self.bad("simple packet before any interface"))? else {
             return Ok(None);
@@ -561,7 +575,11 @@ mod tests {
     fn names_stop_at_nul_descriptions_stand_in_and_times_take_resolution_and_offset() {
         let mut f = section();
         f.extend(interface(&[option(IF_NAME, b"en0\0\0"), option(IF_DESCRIPTION, b"wired\0x")]));
-        f.extend(interface(&[option(IF_DESCRIPTION, b"wired\0x"), option(IF_TSRESOL, &[9]), option(IF_TSOFFSET, &(-2i64).to_le_bytes())]));
+        f.extend(interface(&[
+            option(IF_DESCRIPTION, b"wired\0x"),
+            option(IF_TSRESOL, &[9]),
+            option(IF_TSOFFSET, &(-2i64).to_le_bytes()),
+        ]));
         // No end-of-options marker anywhere, and a comment that is not UTF-8.
         f.extend(interface(&[option(IF_TSRESOL, &[0x80 | 100]), option(1, b"\xff\xfe")]));
         let mut r = PcapNgReader::new(Bytes::new(&f[..]), "t").unwrap();
@@ -570,7 +588,11 @@ mod tests {
         let resol = 1u128 << 100;
         assert_eq!(
             got,
-            vec![(Some("en0".into()), Some(1_000_000), 0), (Some("wired".into()), Some(1_000_000_000), -2), (None, Some(resol), 0)]
+            vec![
+                (Some("en0".into()), Some(1_000_000), 0),
+                (Some("wired".into()), Some(1_000_000_000), -2),
+                (None, Some(resol), 0)
+            ]
         );
         // A count of 2^-100 s units is under a nanosecond; 10^-40 s units
         // are beyond u128 and count nothing; an all-ones count of ns is past
@@ -589,7 +611,13 @@ mod tests {
 
     #[test]
     fn section_versions_other_than_1_0_and_1_2_are_refused() {
-        for (minor_major, ok) in [([1u8, 0, 0, 0], true), ([1, 0, 2, 0], true), ([0, 0, 1, 0], false), ([1, 0, 1, 0], false), ([2, 0, 0, 0], false)] {
+        for (minor_major, ok) in [
+            ([1u8, 0, 0, 0], true),
+            ([1, 0, 2, 0], true),
+            ([0, 0, 1, 0], false),
+            ([1, 0, 1, 0], false),
+            ([2, 0, 0, 0], false),
+        ] {
             let mut f = section();
             f[12..16].copy_from_slice(&minor_major);
             let got = PcapNgReader::new(Bytes::new(&f[..]), "t").map(|_| ()).map_err(text);
@@ -634,7 +662,12 @@ mod tests {
         f.extend(ENHANCED_PACKET.to_le_bytes());
         f.extend(0xFFFF_FFFCu32.to_le_bytes());
         f.extend([0u8; 64]);
-        assert_eq!(read(&f).unwrap_err(), format!("t: at byte 48: a pcapng block of 4294967292 bytes is larger than the {MAX_BLOCK} bytes sockql reads"));
+        assert_eq!(
+            read(&f).unwrap_err(),
+            format!(
+                "t: at byte 48: a pcapng block of 4294967292 bytes is larger than the {MAX_BLOCK} bytes sockql reads"
+            )
+        );
         // An unknown block claiming 4 GB is read past, and the file ends inside it.
         let mut f = section();
         f.extend(0x0000_0BADu32.to_le_bytes());

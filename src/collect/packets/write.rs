@@ -77,13 +77,21 @@ mod tests {
     #[test]
     fn what_is_written_reads_back_the_same() {
         let ip = crate::collect::packets::tests::SYN_IPV4;
-        let p = Captured { ts_ns: 1_795_752_740_770_322_123, ether_type: 0x0800, direction: Direction::Out, ifindex: 3, length: 60, data: ip };
+        let p = Captured {
+            ts_ns: 1_795_752_740_770_322_123,
+            ether_type: 0x0800,
+            direction: Direction::Out,
+            ifindex: 3,
+            length: 60,
+            data: ip,
+        };
         let mut out = PcapOut::new(Vec::new(), super::super::live::SNAP_LEN).unwrap();
         out.write(&p).unwrap();
         assert_eq!(out.packets(), 1);
         let bytes: &'static [u8] = Box::leak(out.into_inner().into_boxed_slice());
         let mut f = CaptureFile::from_reader("written", Box::new(bytes)).unwrap();
-        let (ts, linktype, len, d) = f.next(|r| (r.ts_ns, r.linktype, r.length, decode::decode(r.linktype, r.data))).unwrap().unwrap();
+        let (ts, linktype, len, d) =
+            f.next(|r| (r.ts_ns, r.linktype, r.length, decode::decode(r.linktype, r.data))).unwrap().unwrap();
         assert_eq!((ts, linktype, len), (Some(p.ts_ns), decode::LINKTYPE_LINUX_SLL2, 80));
         assert_eq!((d.direction, d.ifindex, d.dst_port), (Some(Direction::Out), Some(3), Some(8080)));
         assert!(f.next(|_| ()).is_none());

@@ -74,7 +74,6 @@ pub fn bytecode(conds: &[Cond]) -> Vec<u8> {
     out
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,10 +78,18 @@ impl Extensions {
 /// The netlink message type and body of a dump of `protocol` sockets of
 /// `family`. `AF_UNSPEC` with TCP asks for both families in one legacy
 /// TCPDIAG_GETSOCK request; anything else is a SOCK_DIAG_BY_FAMILY request.
-pub fn dump_request(protocol: u8, family: u8, states: u32, ext: Extensions, conds: &[Cond]) -> Result<(u16, Vec<u8>), NetlinkError> {
+pub fn dump_request(
+    protocol: u8,
+    family: u8,
+    states: u32,
+    ext: Extensions,
+    conds: &[Cond],
+) -> Result<(u16, Vec<u8>), NetlinkError> {
     match (protocol, family) {
         (IPPROTO_TCP, AF_UNSPEC) => Ok((TCPDIAG_GETSOCK, with_bytecode(compat_request_body(states, ext), conds))),
-        (_, AF_UNSPEC) => Err(NetlinkError::Malformed(format!("no single dump covers both families of protocol {protocol}"))),
+        (_, AF_UNSPEC) => {
+            Err(NetlinkError::Malformed(format!("no single dump covers both families of protocol {protocol}")))
+        }
         _ => Ok((SOCK_DIAG_BY_FAMILY, request_body_filtered(family, protocol, states, ext, conds))),
     }
 }
@@ -301,70 +309,166 @@ impl TcpInfo<'_> {
         self.0.get(at).copied()
     }
     /// tcpi_options: TCPI_OPT_TIMESTAMPS 1, SACK 2, WSCALE 4, ECN 8, ECN_SEEN 16, SYN_DATA 32.
-    pub fn options(&self) -> Option<u8> { self.u8_at(5) }
+    pub fn options(&self) -> Option<u8> {
+        self.u8_at(5)
+    }
     /// (send, receive) window scale, valid when options() has WSCALE.
-    pub fn wscale(&self) -> Option<(u8, u8)> { self.u8_at(6).map(|b| (b & 0x0f, b >> 4)) }
+    pub fn wscale(&self) -> Option<(u8, u8)> {
+        self.u8_at(6).map(|b| (b & 0x0f, b >> 4))
+    }
     /// tcpi_delivery_rate_app_limited: the last delivery rate sample was limited by the application.
-    pub fn app_limited(&self) -> Option<bool> { self.u8_at(7).map(|b| b & 1 != 0) }
+    pub fn app_limited(&self) -> Option<bool> {
+        self.u8_at(7).map(|b| b & 1 != 0)
+    }
     /// tcpi_backoff: exponential backoff count of the retransmit timer.
-    pub fn backoff(&self) -> Option<u8> { self.u8_at(4) }
+    pub fn backoff(&self) -> Option<u8> {
+        self.u8_at(4)
+    }
     /// Retransmission timeout, microseconds.
-    pub fn rto_us(&self) -> Option<u32> { self.u32_at(8) }
+    pub fn rto_us(&self) -> Option<u32> {
+        self.u32_at(8)
+    }
     /// Delayed-ACK timeout, microseconds.
-    pub fn ato_us(&self) -> Option<u32> { self.u32_at(12) }
-    pub fn sacked(&self) -> Option<u32> { self.u32_at(28) }
+    pub fn ato_us(&self) -> Option<u32> {
+        self.u32_at(12)
+    }
+    pub fn sacked(&self) -> Option<u32> {
+        self.u32_at(28)
+    }
     /// tcpi_retrans: retransmitted segments not yet acknowledged.
-    pub fn retrans(&self) -> Option<u32> { self.u32_at(36) }
-    pub fn data_segs_in(&self) -> Option<u32> { self.u32_at(152) }
-    pub fn data_segs_out(&self) -> Option<u32> { self.u32_at(156) }
+    pub fn retrans(&self) -> Option<u32> {
+        self.u32_at(36)
+    }
+    pub fn data_segs_in(&self) -> Option<u32> {
+        self.u32_at(152)
+    }
+    pub fn data_segs_out(&self) -> Option<u32> {
+        self.u32_at(156)
+    }
     /// Bytes per second; all ones when unlimited.
-    pub fn max_pacing_rate(&self) -> Option<u64> { self.u64_at(112) }
+    pub fn max_pacing_rate(&self) -> Option<u64> {
+        self.u64_at(112)
+    }
     /// Microseconds limited by the receive window.
-    pub fn rwnd_limited_us(&self) -> Option<u64> { self.u64_at(176) }
+    pub fn rwnd_limited_us(&self) -> Option<u64> {
+        self.u64_at(176)
+    }
     /// Microseconds limited by the send buffer.
-    pub fn sndbuf_limited_us(&self) -> Option<u64> { self.u64_at(184) }
-    pub fn reord_seen(&self) -> Option<u32> { self.u32_at(220) }
-    pub fn rcv_ooopack(&self) -> Option<u32> { self.u32_at(224) }
+    pub fn sndbuf_limited_us(&self) -> Option<u64> {
+        self.u64_at(184)
+    }
+    pub fn reord_seen(&self) -> Option<u32> {
+        self.u32_at(220)
+    }
+    pub fn rcv_ooopack(&self) -> Option<u32> {
+        self.u32_at(224)
+    }
 
-    pub fn rcv_mss(&self) -> Option<u32> { self.u32_at(20) }
-    pub fn pmtu(&self) -> Option<u32> { self.u32_at(60) }
-    pub fn rcv_ssthresh(&self) -> Option<u32> { self.u32_at(64) }
-    pub fn advmss(&self) -> Option<u32> { self.u32_at(84) }
-    pub fn reordering(&self) -> Option<u32> { self.u32_at(88) }
+    pub fn rcv_mss(&self) -> Option<u32> {
+        self.u32_at(20)
+    }
+    pub fn pmtu(&self) -> Option<u32> {
+        self.u32_at(60)
+    }
+    pub fn rcv_ssthresh(&self) -> Option<u32> {
+        self.u32_at(64)
+    }
+    pub fn advmss(&self) -> Option<u32> {
+        self.u32_at(84)
+    }
+    pub fn reordering(&self) -> Option<u32> {
+        self.u32_at(88)
+    }
     /// Receiver-side RTT estimate, microseconds.
-    pub fn rcv_rtt_us(&self) -> Option<u32> { self.u32_at(92) }
-    pub fn rcv_space(&self) -> Option<u32> { self.u32_at(96) }
-    pub fn notsent_bytes(&self) -> Option<u32> { self.u32_at(144) }
-    pub fn delivered(&self) -> Option<u32> { self.u32_at(192) }
-    pub fn delivered_ce(&self) -> Option<u32> { self.u32_at(196) }
-    pub fn dsack_dups(&self) -> Option<u32> { self.u32_at(216) }
-    pub fn snd_wnd(&self) -> Option<u32> { self.u32_at(228) }
-    pub fn snd_mss(&self) -> Option<u32> { self.u32_at(16) }
-    pub fn unacked(&self) -> Option<u32> { self.u32_at(24) }
-    pub fn lost(&self) -> Option<u32> { self.u32_at(32) }
+    pub fn rcv_rtt_us(&self) -> Option<u32> {
+        self.u32_at(92)
+    }
+    pub fn rcv_space(&self) -> Option<u32> {
+        self.u32_at(96)
+    }
+    pub fn notsent_bytes(&self) -> Option<u32> {
+        self.u32_at(144)
+    }
+    pub fn delivered(&self) -> Option<u32> {
+        self.u32_at(192)
+    }
+    pub fn delivered_ce(&self) -> Option<u32> {
+        self.u32_at(196)
+    }
+    pub fn dsack_dups(&self) -> Option<u32> {
+        self.u32_at(216)
+    }
+    pub fn snd_wnd(&self) -> Option<u32> {
+        self.u32_at(228)
+    }
+    pub fn snd_mss(&self) -> Option<u32> {
+        self.u32_at(16)
+    }
+    pub fn unacked(&self) -> Option<u32> {
+        self.u32_at(24)
+    }
+    pub fn lost(&self) -> Option<u32> {
+        self.u32_at(32)
+    }
     /// Milliseconds since the last data was sent.
-    pub fn last_data_sent_ms(&self) -> Option<u32> { self.u32_at(44) }
-    pub fn last_data_recv_ms(&self) -> Option<u32> { self.u32_at(52) }
-    pub fn last_ack_recv_ms(&self) -> Option<u32> { self.u32_at(56) }
+    pub fn last_data_sent_ms(&self) -> Option<u32> {
+        self.u32_at(44)
+    }
+    pub fn last_data_recv_ms(&self) -> Option<u32> {
+        self.u32_at(52)
+    }
+    pub fn last_ack_recv_ms(&self) -> Option<u32> {
+        self.u32_at(56)
+    }
     /// Smoothed round-trip time, microseconds.
-    pub fn rtt_us(&self) -> Option<u32> { self.u32_at(68) }
-    pub fn rttvar_us(&self) -> Option<u32> { self.u32_at(72) }
-    pub fn snd_ssthresh(&self) -> Option<u32> { self.u32_at(76) }
-    pub fn snd_cwnd(&self) -> Option<u32> { self.u32_at(80) }
-    pub fn total_retrans(&self) -> Option<u32> { self.u32_at(100) }
+    pub fn rtt_us(&self) -> Option<u32> {
+        self.u32_at(68)
+    }
+    pub fn rttvar_us(&self) -> Option<u32> {
+        self.u32_at(72)
+    }
+    pub fn snd_ssthresh(&self) -> Option<u32> {
+        self.u32_at(76)
+    }
+    pub fn snd_cwnd(&self) -> Option<u32> {
+        self.u32_at(80)
+    }
+    pub fn total_retrans(&self) -> Option<u32> {
+        self.u32_at(100)
+    }
     /// Bytes per second.
-    pub fn pacing_rate(&self) -> Option<u64> { self.u64_at(104) }
-    pub fn bytes_acked(&self) -> Option<u64> { self.u64_at(120) }
-    pub fn bytes_received(&self) -> Option<u64> { self.u64_at(128) }
-    pub fn segs_out(&self) -> Option<u32> { self.u32_at(136) }
-    pub fn segs_in(&self) -> Option<u32> { self.u32_at(140) }
-    pub fn min_rtt_us(&self) -> Option<u32> { self.u32_at(148) }
+    pub fn pacing_rate(&self) -> Option<u64> {
+        self.u64_at(104)
+    }
+    pub fn bytes_acked(&self) -> Option<u64> {
+        self.u64_at(120)
+    }
+    pub fn bytes_received(&self) -> Option<u64> {
+        self.u64_at(128)
+    }
+    pub fn segs_out(&self) -> Option<u32> {
+        self.u32_at(136)
+    }
+    pub fn segs_in(&self) -> Option<u32> {
+        self.u32_at(140)
+    }
+    pub fn min_rtt_us(&self) -> Option<u32> {
+        self.u32_at(148)
+    }
     /// Bytes per second.
-    pub fn delivery_rate(&self) -> Option<u64> { self.u64_at(160) }
+    pub fn delivery_rate(&self) -> Option<u64> {
+        self.u64_at(160)
+    }
     /// Microseconds spent busy sending.
-    pub fn busy_time_us(&self) -> Option<u64> { self.u64_at(168) }
-    pub fn bytes_sent(&self) -> Option<u64> { self.u64_at(200) }
-    pub fn bytes_retrans(&self) -> Option<u64> { self.u64_at(208) }
+    pub fn busy_time_us(&self) -> Option<u64> {
+        self.u64_at(168)
+    }
+    pub fn bytes_sent(&self) -> Option<u64> {
+        self.u64_at(200)
+    }
+    pub fn bytes_retrans(&self) -> Option<u64> {
+        self.u64_at(208)
+    }
 }
 
 /// `SK_MEMINFO_*` counters (linux/sock_diag.h), in bytes except drops.
@@ -376,15 +480,33 @@ impl MemInfo<'_> {
         let at = index * 4;
         self.0.get(at..at + 4).map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes")))
     }
-    pub fn rmem_alloc(&self) -> Option<u32> { self.at(0) }
-    pub fn rcv_buf(&self) -> Option<u32> { self.at(1) }
-    pub fn wmem_alloc(&self) -> Option<u32> { self.at(2) }
-    pub fn snd_buf(&self) -> Option<u32> { self.at(3) }
-    pub fn fwd_alloc(&self) -> Option<u32> { self.at(4) }
-    pub fn wmem_queued(&self) -> Option<u32> { self.at(5) }
-    pub fn drops(&self) -> Option<u32> { self.at(8) }
-    pub fn opt_mem(&self) -> Option<u32> { self.at(6) }
-    pub fn backlog(&self) -> Option<u32> { self.at(7) }
+    pub fn rmem_alloc(&self) -> Option<u32> {
+        self.at(0)
+    }
+    pub fn rcv_buf(&self) -> Option<u32> {
+        self.at(1)
+    }
+    pub fn wmem_alloc(&self) -> Option<u32> {
+        self.at(2)
+    }
+    pub fn snd_buf(&self) -> Option<u32> {
+        self.at(3)
+    }
+    pub fn fwd_alloc(&self) -> Option<u32> {
+        self.at(4)
+    }
+    pub fn wmem_queued(&self) -> Option<u32> {
+        self.at(5)
+    }
+    pub fn drops(&self) -> Option<u32> {
+        self.at(8)
+    }
+    pub fn opt_mem(&self) -> Option<u32> {
+        self.at(6)
+    }
+    pub fn backlog(&self) -> Option<u32> {
+        self.at(7)
+    }
 }
 
 #[cfg(test)]
@@ -424,9 +546,7 @@ mod tests {
     #[test]
     fn parses_the_captured_socket_set() {
         let msgs = messages();
-        let find = |state: u8, port: u16| {
-            msgs.iter().find(|m| m.state() == state && m.local_port() == port).copied()
-        };
+        let find = |state: u8, port: u16| msgs.iter().find(|m| m.state() == state && m.local_port() == port).copied();
         let listen = find(10, 8080).expect("LISTEN 127.0.0.1:8080");
         assert_eq!(listen.local_addr().to_string(), "127.0.0.1");
         assert_eq!(listen.send_q(), 5, "backlog");
@@ -483,7 +603,6 @@ mod tests {
         assert_eq!(old.bytes_sent(), None);
     }
 
-
     #[test]
     fn both_families_of_tcp_is_one_legacy_request() {
         let ext = Extensions { tcp_info: true, ..Default::default() };
@@ -502,7 +621,12 @@ mod tests {
 
     #[test]
     fn request_asks_for_the_wanted_extensions() {
-        let body = request_body(AF_INET6, IPPROTO_TCP, 1 << 10, Extensions { tcp_info: true, meminfo: true, ..Default::default() });
+        let body = request_body(
+            AF_INET6,
+            IPPROTO_TCP,
+            1 << 10,
+            Extensions { tcp_info: true, meminfo: true, ..Default::default() },
+        );
         assert_eq!(body.len(), 56);
         assert_eq!((body[0], body[1]), (AF_INET6, IPPROTO_TCP));
         assert_eq!(body[2], 1 << 1 | 1 << 6);

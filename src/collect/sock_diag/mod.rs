@@ -20,8 +20,8 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::ops::ControlFlow;
 
-use super::netlink::{DumpSocket, Received};
 use super::error::CallerOr;
+use super::netlink::{DumpSocket, Received};
 use super::{proc_net, Error, ReadOptions, Used};
 use crate::notice;
 use inet::{Cond, Extensions, InetDiagMsg};
@@ -83,7 +83,9 @@ impl SockDiag {
         &mut self,
         mut on_socket: impl FnMut(&unix::UnixSocket) -> Result<ControlFlow<()>, E>,
     ) -> Result<(), E> {
-        self.socket.dump(inet::SOCK_DIAG_BY_FAMILY, &unix::request_body(), None, |frame| on_socket(&unix::parse(frame.payload)?))
+        self.socket.dump(inet::SOCK_DIAG_BY_FAMILY, &unix::request_body(), None, |frame| {
+            on_socket(&unix::parse(frame.payload)?)
+        })
     }
 }
 
@@ -190,7 +192,8 @@ pub fn read_inet<E: From<Error>>(
                 // A kernel without raw_diag (CONFIG_INET_RAW_DIAG): ss reads
                 // /proc/net/raw then without a word, and so do we; the raw
                 // columns /proc lacks are the ones raw sockets lack anyway.
-                Err(CallerOr::Reader(e)) if protocol == inet::IPPROTO_RAW && rows == 0 && e.errno() == Some(libc::ENOENT) => {}
+                Err(CallerOr::Reader(e))
+                    if protocol == inet::IPPROTO_RAW && rows == 0 && e.errno() == Some(libc::ENOENT) => {}
                 Err(CallerOr::Reader(e)) if e.is_refusal() => notice::warn_once(
                     &format!("sock-diag-{protocol}-{family}"),
                     format!(

@@ -69,13 +69,28 @@ pub fn parse(payload: &[u8]) -> Result<UnixSocket, NetlinkError> {
                 };
                 s.path = Some(text);
             }
-            UNIX_DIAG_PEER => s.peer_inode = Some(u32::from_ne_bytes(v.get(..4).and_then(|b| b.try_into().ok()).ok_or_else(|| NetlinkError::Malformed("short UNIX_DIAG_PEER".into()))?)),
+            UNIX_DIAG_PEER => {
+                s.peer_inode = Some(u32::from_ne_bytes(
+                    v.get(..4)
+                        .and_then(|b| b.try_into().ok())
+                        .ok_or_else(|| NetlinkError::Malformed("short UNIX_DIAG_PEER".into()))?,
+                ))
+            }
             UNIX_DIAG_RQLEN => {
-                let b: [u8; 8] = v.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| NetlinkError::Malformed("short UNIX_DIAG_RQLEN".into()))?;
+                let b: [u8; 8] = v
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| NetlinkError::Malformed("short UNIX_DIAG_RQLEN".into()))?;
                 s.recv_q = Some(u32::from_ne_bytes(b[..4].try_into().expect("4")));
                 s.send_q = Some(u32::from_ne_bytes(b[4..].try_into().expect("4")));
             }
-            UNIX_DIAG_UID => s.uid = Some(u32::from_ne_bytes(v.get(..4).and_then(|b| b.try_into().ok()).ok_or_else(|| NetlinkError::Malformed("short UNIX_DIAG_UID".into()))?)),
+            UNIX_DIAG_UID => {
+                s.uid = Some(u32::from_ne_bytes(
+                    v.get(..4)
+                        .and_then(|b| b.try_into().ok())
+                        .ok_or_else(|| NetlinkError::Malformed("short UNIX_DIAG_UID".into()))?,
+                ))
+            }
             _ => {}
         }
     }
@@ -143,7 +158,8 @@ mod tests {
             .unwrap();
         // /proc/net/unix agrees on kind, state, inode and path.
         let text = std::fs::read_to_string("/proc/thread-self/net/unix").unwrap();
-        let from_proc: Vec<UnixSocket> = parse_proc(&text).unwrap().into_iter().filter(|s| [li, ai, bi].contains(&s.inode)).collect();
+        let from_proc: Vec<UnixSocket> =
+            parse_proc(&text).unwrap().into_iter().filter(|s| [li, ai, bi].contains(&s.inode)).collect();
         assert_eq!(from_proc.len(), 3, "{from_proc:?}");
         for p in &from_proc {
             let n = found.iter().find(|s| s.inode == p.inode).unwrap();

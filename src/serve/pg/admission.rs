@@ -117,7 +117,12 @@ impl Gate {
             st.waiting_total -= freed;
             if st.waiting_total >= PREAUTH_TOTAL {
                 // The oldest of all (ids grow with time), root's excepted.
-                let oldest = st.waiting.iter().filter(|(p, q)| !p.is_root() && !q.is_empty()).min_by_key(|(_, q)| q[0].0).map(|(p, _)| *p);
+                let oldest = st
+                    .waiting
+                    .iter()
+                    .filter(|(p, q)| !p.is_root() && !q.is_empty())
+                    .min_by_key(|(_, q)| q[0].0)
+                    .map(|(p, _)| *p);
                 if let Some(p) = oldest {
                     if let Some(entry) = st.waiting.get_mut(&p).and_then(|q| q.pop_front()) {
                         evicted.push(entry);
@@ -252,7 +257,9 @@ mod tests {
     fn all_places_taken_evicts_the_oldest_of_all_but_root() {
         let gate = Gate::new(4);
         let root = gate.enter(Peer::Uid(0));
-        let many: Vec<Waiting> = (0..PREAUTH_TOTAL as u32 + 10).map(|i| gate.enter(Peer::Addr(IpAddr::from([127, 0, (i >> 8) as u8, i as u8])))).collect();
+        let many: Vec<Waiting> = (0..PREAUTH_TOTAL as u32 + 10)
+            .map(|i| gate.enter(Peer::Addr(IpAddr::from([127, 0, (i >> 8) as u8, i as u8]))))
+            .collect();
         assert_eq!(gate.lock().waiting_total, PREAUTH_TOTAL);
         assert!(gate.lock().waiting.contains_key(&Peer::Uid(0)), "root's own is kept");
         drop(many);

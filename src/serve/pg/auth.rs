@@ -76,10 +76,14 @@ impl PeerRule {
                 }
             }
             let who = user.map_or_else(|| format!("uid {uid}"), |u| format!("user {} (uid {uid})", u.name));
-            return Err(format!("peer authentication failed: {who} is not root and not in group {group_name} (--pg-group)"));
+            return Err(format!(
+                "peer authentication failed: {who} is not root and not in group {group_name} (--pg-group)"
+            ));
         }
         let who = user.map_or_else(|| format!("uid {uid}"), |u| format!("user {} (uid {uid})", u.name));
-        Err(format!("peer authentication failed: {who} is not root (start sockql serve with --pg-group to admit a group)"))
+        Err(format!(
+            "peer authentication failed: {who} is not root (start sockql serve with --pg-group to admit a group)"
+        ))
     }
 }
 
@@ -104,7 +108,9 @@ pub fn read_password_file(path: &Path) -> anyhow::Result<String> {
         );
     }
     let mut text = String::new();
-    file.take(MAX_PASSWORD_FILE + 1).read_to_string(&mut text).with_context(|| format!("cannot read {}", path.display()))?;
+    file.take(MAX_PASSWORD_FILE + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     if text.len() as u64 > MAX_PASSWORD_FILE {
         anyhow::bail!("--pg-password-file {} is larger than {MAX_PASSWORD_FILE} bytes", path.display());
     }
@@ -172,7 +178,11 @@ impl NoopStartupHandler for Trusted {
         let ours = super::catalog::server_parameters().server_parameters(client).unwrap_or_default();
         for (name, value) in ours {
             if matches!(name.as_str(), "server_version" | "DateStyle" | "TimeZone" | "default_transaction_read_only") {
-                client.feed(PgWireBackendMessage::ParameterStatus(pgwire::messages::startup::ParameterStatus::new(name, value))).await?;
+                client
+                    .feed(PgWireBackendMessage::ParameterStatus(pgwire::messages::startup::ParameterStatus::new(
+                        name, value,
+                    )))
+                    .await?;
             }
         }
         Ok(())
@@ -213,7 +223,12 @@ pub enum Admission {
     Refused(String),
     /// SCRAM over TCP; `require_tls` off loopback. `started`: the first
     /// password message (SASLInitialResponse) was taken.
-    Password { scram: SASLAuthStartupHandler<DefaultServerParameterProvider>, require_tls: bool, places: Places, started: AtomicBool },
+    Password {
+        scram: SASLAuthStartupHandler<DefaultServerParameterProvider>,
+        require_tls: bool,
+        places: Places,
+        started: AtomicBool,
+    },
 }
 
 impl Admission {

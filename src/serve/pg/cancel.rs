@@ -84,7 +84,11 @@ pub struct Registry {
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry { live: Mutex::new((HashMap::new(), FIRST_PID)), random: SystemRandom::new(), checked: Mutex::new((Instant::now(), 0)) }
+        Registry {
+            live: Mutex::new((HashMap::new(), FIRST_PID)),
+            random: SystemRandom::new(),
+            checked: Mutex::new((Instant::now(), 0)),
+        }
     }
 }
 
@@ -205,7 +209,11 @@ impl PidSecretKeyGenerator for Key {
         match self.registry.register(self.target.clone(), if long { LONG_SECRET } else { 4 }) {
             Some((id, secret)) => {
                 *pid = Some(id);
-                let key = if long { SecretKey::Bytes(secret) } else { SecretKey::I32(i32::from_be_bytes([secret[0], secret[1], secret[2], secret[3]])) };
+                let key = if long {
+                    SecretKey::Bytes(secret)
+                } else {
+                    SecretKey::I32(i32::from_be_bytes([secret[0], secret[1], secret[2], secret[3]]))
+                };
                 (id, key)
             }
             // No random bytes: the connection works but cannot be

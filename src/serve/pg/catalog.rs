@@ -39,7 +39,10 @@ fn significant(sql: &str) -> Option<Vec<Token>> {
 
 /// The statements of `text` if it holds Grafana's search_path subquery,
 /// which is answered as `SELECT 'public'`; None for any other text.
-pub fn with_search_path(parser: &PostgresCompatibilityParser, text: &str) -> Option<Result<Vec<Statement>, ParserError>> {
+pub fn with_search_path(
+    parser: &PostgresCompatibilityParser,
+    text: &str,
+) -> Option<Result<Vec<Statement>, ParserError>> {
     let pattern = significant(GRAFANA_SEARCH_PATH)?;
     let tokens = significant(text)?;
     let at = tokens.windows(pattern.len()).position(|w| w == pattern.as_slice())?;
@@ -67,7 +70,13 @@ const PG_VERSION_NUM: &str = "160006";
 /// the same string.
 pub fn server_version() -> &'static str {
     static V: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    V.get_or_init(|| format!("{PG_VERSION} (sockql {}, Apache DataFusion {})", env!("CARGO_PKG_VERSION"), datafusion::DATAFUSION_VERSION))
+    V.get_or_init(|| {
+        format!(
+            "{PG_VERSION} (sockql {}, Apache DataFusion {})",
+            env!("CARGO_PKG_VERSION"),
+            datafusion::DATAFUSION_VERSION
+        )
+    })
 }
 
 /// `version()` and `pg_catalog.version()`: PostgreSQL's form, which
@@ -115,10 +124,11 @@ pub fn show_name(words: &str) -> String {
 /// parser's rewrites (with Grafana's search_path and pg_catalog's
 /// regclass names seen to first), then those psql's meta-commands need.
 pub fn parse_client_sql(parser: &PostgresCompatibilityParser, text: &str) -> Result<Vec<Statement>, ParserError> {
-    let parsed = match with_search_path(parser, text).or_else(|| super::psql_rewrite::with_catalog_regclass(parser, text)) {
-        Some(parsed) => parsed?,
-        None => parser.parse(text)?,
-    };
+    let parsed =
+        match with_search_path(parser, text).or_else(|| super::psql_rewrite::with_catalog_regclass(parser, text)) {
+            Some(parsed) => parsed?,
+            None => parser.parse(text)?,
+        };
     Ok(parsed.into_iter().map(super::psql_rewrite::rewrite).collect())
 }
 
@@ -186,7 +196,9 @@ fn regtype_oid(name: &str) -> Option<i32> {
     use std::collections::HashMap;
     static BY_NAME: std::sync::OnceLock<HashMap<String, u32>> = std::sync::OnceLock::new();
     // postgres-types knows every built-in type by oid (below 10000).
-    let by_name = BY_NAME.get_or_init(|| (0..10_000u32).filter_map(|oid| pgwire::api::Type::from_oid(oid).map(|t| (t.name().to_string(), oid))).collect());
+    let by_name = BY_NAME.get_or_init(|| {
+        (0..10_000u32).filter_map(|oid| pgwire::api::Type::from_oid(oid).map(|t| (t.name().to_string(), oid))).collect()
+    });
     let name = name.trim().to_ascii_lowercase();
     let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
     let (base, array) = match name.strip_suffix("[]") {
@@ -221,7 +233,8 @@ fn to_regtype(args: &[ColumnarValue]) -> datafusion::error::Result<ColumnarValue
         ColumnarValue::Scalar(s) => s.to_array()?,
     };
     let names = datafusion::arrow::compute::cast(&names, &DataType::Utf8)?;
-    let out: datafusion::arrow::array::Int32Array = as_string_array(&names)?.iter().map(|n| n.and_then(regtype_oid)).collect();
+    let out: datafusion::arrow::array::Int32Array =
+        as_string_array(&names)?.iter().map(|n| n.and_then(regtype_oid)).collect();
     let array: ArrayRef = Arc::new(out);
     Ok(match &args[0] {
         ColumnarValue::Scalar(_) => ColumnarValue::Scalar(datafusion::scalar::ScalarValue::try_from_array(&array, 0)?),
@@ -254,16 +267,30 @@ pub fn setup(engine: &Engine) -> anyhow::Result<()> {
     ctx.register_udtf(crate::tables::packets::read_pcap::NAME, Arc::new(NoFiles));
     datafusion_pg_catalog::setup_pg_catalog(ctx, "datafusion", super::pg_overlay::Roles)
         .map_err(|e| anyhow::anyhow!("cannot set up pg_catalog: {e}"))?;
-    ctx.register_udf(create_udf("current_setting", vec![DataType::Utf8], DataType::Utf8, Volatility::Stable, Arc::new(current_setting)));
+    ctx.register_udf(create_udf(
+        "current_setting",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(current_setting),
+    ));
     super::catalog_types::install(ctx)?;
-    ctx.register_udf(create_udf("to_regtype", vec![DataType::Utf8], DataType::Int32, Volatility::Stable, Arc::new(to_regtype)));
+    ctx.register_udf(create_udf(
+        "to_regtype",
+        vec![DataType::Utf8],
+        DataType::Int32,
+        Volatility::Stable,
+        Arc::new(to_regtype),
+    ));
     // In place of DataFusion's version(), whose text clients cannot parse.
     ctx.register_udf(create_udf(
         "version",
         vec![],
         DataType::Utf8,
         Volatility::Immutable,
-        Arc::new(|_: &[ColumnarValue]| Ok(ColumnarValue::Scalar(datafusion::scalar::ScalarValue::Utf8(Some(version_text().to_string()))))),
+        Arc::new(|_: &[ColumnarValue]| {
+            Ok(ColumnarValue::Scalar(datafusion::scalar::ScalarValue::Utf8(Some(version_text().to_string()))))
+        }),
     ));
     super::psql_fns::install(ctx)?;
     Ok(())

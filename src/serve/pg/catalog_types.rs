@@ -31,7 +31,9 @@ pub fn install(ctx: &SessionContext) -> anyhow::Result<()> {
     if let Some(catalog) = ctx.catalog("datafusion") {
         if let Some(inner) = catalog.schema("pg_catalog") {
             let overlay = super::pg_attribute::PgCatalog { inner, catalogs };
-            catalog.register_schema("pg_catalog", Arc::new(overlay)).map_err(|e| anyhow::anyhow!("cannot set up pg_attribute: {e}"))?;
+            catalog
+                .register_schema("pg_catalog", Arc::new(overlay))
+                .map_err(|e| anyhow::anyhow!("cannot set up pg_attribute: {e}"))?;
         }
     }
     super::information_schema::install(ctx).map_err(|e| anyhow::anyhow!("cannot set up information_schema: {e}"))?;
@@ -99,10 +101,17 @@ fn oid_lists(array: &ArrayRef) -> datafusion::error::Result<Vec<Option<Vec<Optio
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
             let text = datafusion::arrow::compute::cast(array, &DataType::Utf8)?;
             let text = text.as_string::<i32>();
-            Ok((0..n).map(|i| text.is_valid(i).then(|| oids_in(text.value(i)).into_iter().map(|o| o.map(i64::from)).collect())).collect())
+            Ok((0..n)
+                .map(|i| {
+                    text.is_valid(i).then(|| oids_in(text.value(i)).into_iter().map(|o| o.map(i64::from)).collect())
+                })
+                .collect())
         }
         DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => {
-            let list = datafusion::arrow::compute::cast(array, &DataType::List(Arc::new(Field::new_list_field(DataType::Int64, true))))?;
+            let list = datafusion::arrow::compute::cast(
+                array,
+                &DataType::List(Arc::new(Field::new_list_field(DataType::Int64, true))),
+            )?;
             let list = list.as_list::<i32>();
             Ok((0..n)
                 .map(|i| {
@@ -141,8 +150,11 @@ impl ScalarUDFImpl for Oids {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
         let rows = args.number_rows;
-        let arrays: Vec<ArrayRef> = args.args.iter().map(|a| a.to_array(rows)).collect::<datafusion::error::Result<_>>()?;
-        let Some(first) = arrays.first() else { return datafusion::common::exec_err!("{} needs an argument", self.name) };
+        let arrays: Vec<ArrayRef> =
+            args.args.iter().map(|a| a.to_array(rows)).collect::<datafusion::error::Result<_>>()?;
+        let Some(first) = arrays.first() else {
+            return datafusion::common::exec_err!("{} needs an argument", self.name);
+        };
         let out: ArrayRef = match self.name {
             Self::FORMAT_TYPE | Self::REGTYPE_NAME => {
                 let oids = as_int64(first)?;
@@ -287,9 +299,11 @@ fn custom_name(t: &SqlType) -> Option<String> {
 /// The element type of an array SQL type.
 fn array_element(t: &SqlType) -> Option<&SqlType> {
     match t {
-        SqlType::Array(ArrayElemTypeDef::SquareBracket(e, _) | ArrayElemTypeDef::AngleBracket(e) | ArrayElemTypeDef::Parenthesis(e)) => {
-            Some(e)
-        }
+        SqlType::Array(
+            ArrayElemTypeDef::SquareBracket(e, _)
+            | ArrayElemTypeDef::AngleBracket(e)
+            | ArrayElemTypeDef::Parenthesis(e),
+        ) => Some(e),
         _ => None,
     }
 }
@@ -299,8 +313,20 @@ fn is_text(t: &SqlType) -> bool {
         || custom_name(t).is_some_and(|n| matches!(n.as_str(), "text" | "varchar" | "name"))
 }
 
-const OID_ALIASES: &[&str] =
-    &["oid", "regclass", "regproc", "regprocedure", "regoper", "regoperator", "regtype", "regnamespace", "regrole", "regconfig", "regdictionary", "regcollation"];
+const OID_ALIASES: &[&str] = &[
+    "oid",
+    "regclass",
+    "regproc",
+    "regprocedure",
+    "regoper",
+    "regoperator",
+    "regtype",
+    "regnamespace",
+    "regrole",
+    "regconfig",
+    "regdictionary",
+    "regcollation",
+];
 
 /// `name(args)` (psql_rewrite.rs builds calls for psql's rewrites too).
 fn call(name: &str, args: Vec<Expr>) -> Expr {
@@ -367,7 +393,9 @@ impl VisitorMut for RegtypeCasts {
                     let name = if alias == "regtype" { Oids::REGTYPE_ARRAY } else { Oids::OID_ARRAY };
                     Some(call(name, vec![(**inner).clone()]))
                 }
-                _ if is_text(element) && is_regtype_array(inner) => Some(call(Oids::REGTYPE_NAMES, vec![(**inner).clone()])),
+                _ if is_text(element) && is_regtype_array(inner) => {
+                    Some(call(Oids::REGTYPE_NAMES, vec![(**inner).clone()]))
+                }
                 _ => None,
             }
         } else if is_text(data_type) && is_regtype(inner) {
@@ -394,7 +422,12 @@ mod tests {
     #[test]
     fn regtype_casts_print_names() {
         let sql = rewritten("SELECT COALESCE(proallargtypes::regtype[], proargtypes::regtype[])::text[], prorettype::regtype::text AS r FROM pg_proc");
-        assert!(sql.contains("_pg_regtype_names(COALESCE(_pg_regtype_array(proallargtypes), _pg_regtype_array(proargtypes)))"), "{sql}");
+        assert!(
+            sql.contains(
+                "_pg_regtype_names(COALESCE(_pg_regtype_array(proallargtypes), _pg_regtype_array(proargtypes)))"
+            ),
+            "{sql}"
+        );
         assert!(sql.to_ascii_lowercase().contains("_pg_regtype_name(prorettype::regtype) as r"), "{sql}");
         let plain = rewritten("SELECT x::int4::text, y::oid[] FROM t");
         assert!(plain.contains("_pg_oid_array(y)") && !plain.contains("_pg_regtype"), "{plain}");

@@ -75,7 +75,8 @@ fn figure(expr: &Expr) -> Option<String> {
         Expr::Nested(inner) | Expr::Collate { expr: inner, .. } => return figure(inner),
         // A cast is named by what it casts, else by its type.
         Expr::Cast { expr: inner, data_type, kind, .. } => {
-            return figure(inner).or_else(|| (!matches!(kind, CastKind::TryCast | CastKind::SafeCast)).then(|| type_name(data_type)))
+            return figure(inner)
+                .or_else(|| (!matches!(kind, CastKind::TryCast | CastKind::SafeCast)).then(|| type_name(data_type)))
         }
         Expr::TypedString(typed) => type_name(&typed.data_type),
         Expr::Value(v) if matches!(v.value, Value::Boolean(_)) => "bool".into(),
@@ -84,7 +85,9 @@ fn figure(expr: &Expr) -> Option<String> {
         Expr::Exists { .. } => "exists".into(),
         Expr::Array(_) => "array".into(),
         Expr::Tuple(_) => "row".into(),
-        Expr::Subquery(query) => return of_query(query).and_then(|names| names.into_iter().next()).filter(|n| n != UNNAMED),
+        Expr::Subquery(query) => {
+            return of_query(query).and_then(|names| names.into_iter().next()).filter(|n| n != UNNAMED)
+        }
         Expr::Extract { .. } => "extract".into(),
         Expr::Substring { .. } => "substring".into(),
         Expr::Position { .. } => "position".into(),
@@ -127,7 +130,8 @@ fn type_name(t: &DataType) -> String {
 pub fn renamed(schema: &SchemaRef, names: Option<&[String]>) -> SchemaRef {
     match names {
         Some(names) if names.len() == schema.fields().len() => {
-            let fields: Vec<Field> = schema.fields().iter().zip(names).map(|(f, n)| f.as_ref().clone().with_name(n.clone())).collect();
+            let fields: Vec<Field> =
+                schema.fields().iter().zip(names).map(|(f, n)| f.as_ref().clone().with_name(n.clone())).collect();
             Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
         }
         _ => schema.clone(),
@@ -154,8 +158,14 @@ mod tests {
         assert_eq!(names("SELECT 1"), v(&["?column?"]));
         assert_eq!(names("SELECT sum(x), MAX(x), x + 1 FROM t"), v(&["sum", "max", "?column?"]));
         assert_eq!(names("SELECT CAST(x AS int), x::int, 1::int, t.y FROM t"), v(&["x", "x", "int4", "y"]));
-        assert_eq!(names("SELECT pg_catalog.version(), lower(p) AS \"Name\", state AS S FROM t"), v(&["version", "Name", "s"]));
-        assert_eq!(names("SELECT CASE WHEN a THEN 1 END, (x), true, 'a', NULL FROM t"), v(&["case", "x", "bool", "?column?", "?column?"]));
+        assert_eq!(
+            names("SELECT pg_catalog.version(), lower(p) AS \"Name\", state AS S FROM t"),
+            v(&["version", "Name", "s"])
+        );
+        assert_eq!(
+            names("SELECT CASE WHEN a THEN 1 END, (x), true, 'a', NULL FROM t"),
+            v(&["case", "x", "bool", "?column?", "?column?"])
+        );
         assert_eq!(names("SELECT a FROM t UNION ALL SELECT b FROM u"), v(&["a"]));
         assert_eq!(names("WITH c AS (SELECT 1 AS n) SELECT n, (SELECT max(n) FROM c) FROM c"), v(&["n", "max"]));
         assert_eq!(names("SELECT * FROM t"), None);

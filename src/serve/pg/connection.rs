@@ -28,8 +28,8 @@ use tokio::time::Instant;
 use tokio_util::codec::{Framed, FramedParts};
 
 use super::admission::LOGIN_DEADLINE;
-use super::framing::{fault_of, Guarded};
 use super::auth::Admission;
+use super::framing::{fault_of, Guarded};
 use super::session::{Handler, Prepared, Session};
 
 /// Prepared statements one connection may hold.
@@ -52,7 +52,10 @@ pub type Socket = Framed<Guarded<MaybeTls>, PgWireMessageServerCodec<Prepared>>;
 pub fn unix(stream: tokio::net::UnixStream) -> Socket {
     // pgwire names a unix peer by this address, as PostgreSQL does.
     let addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    let mut socket = Framed::new(Guarded::new(MaybeTls::Unix(stream), BytesMut::new()), PgWireMessageServerCodec::new(DefaultClient::new(addr, false)));
+    let mut socket = Framed::new(
+        Guarded::new(MaybeTls::Unix(stream), BytesMut::new()),
+        PgWireMessageServerCodec::new(DefaultClient::new(addr, false)),
+    );
     socket.set_state(PgWireConnectionState::AwaitingStartup);
     socket
 }
@@ -78,7 +81,12 @@ pub fn login_deadline() -> Instant {
 }
 
 fn logged_in(state: PgWireConnectionState) -> bool {
-    !matches!(state, PgWireConnectionState::AwaitingSslRequest | PgWireConnectionState::AwaitingStartup | PgWireConnectionState::AuthenticationInProgress)
+    !matches!(
+        state,
+        PgWireConnectionState::AwaitingSslRequest
+            | PgWireConnectionState::AwaitingStartup
+            | PgWireConnectionState::AuthenticationInProgress
+    )
 }
 
 /// `f` within `deadline`, if there is one; `None` past it.
@@ -135,7 +143,12 @@ pub async fn run(mut socket: Socket, handlers: Handlers, deadline: Instant) {
         // Until login, everything (reading, answering) is within the deadline.
         let limit = (!ready).then_some(deadline);
         let Some(next) = within(limit, socket.next()).await else {
-            return farewell(&mut socket, "08P01", format!("not logged in within {}s: closed", LOGIN_DEADLINE.as_secs())).await;
+            return farewell(
+                &mut socket,
+                "08P01",
+                format!("not logged in within {}s: closed", LOGIN_DEADLINE.as_secs()),
+            )
+            .await;
         };
         let message = match next {
             None => return,
@@ -162,7 +175,19 @@ pub async fn run(mut socket: Socket, handlers: Handlers, deadline: Instant) {
                 }
             }
         }
-        let done = within(limit, process_message(message, &mut socket, admission.clone(), session.clone(), session.clone(), copy.clone(), cancel.clone())).await;
+        let done = within(
+            limit,
+            process_message(
+                message,
+                &mut socket,
+                admission.clone(),
+                session.clone(),
+                session.clone(),
+                copy.clone(),
+                cancel.clone(),
+            ),
+        )
+        .await;
         let Some(result) = done else { return };
         match result {
             Ok(()) => {
@@ -174,7 +199,9 @@ pub async fn run(mut socket: Socket, handlers: Handlers, deadline: Instant) {
                 errors.on_error(&socket, &mut e);
                 let info = ErrorInfo::from(e);
                 let fatal = info.is_fatal();
-                let sent = within(limit, process_error(&mut socket, PgWireError::UserError(Box::new(info)), is_extended)).await;
+                let sent =
+                    within(limit, process_error(&mut socket, PgWireError::UserError(Box::new(info)), is_extended))
+                        .await;
                 if fatal || !matches!(sent, Some(Ok(()))) {
                     return;
                 }
@@ -208,7 +235,12 @@ struct Book {
 
 impl Book {
     /// Refuse what would pass a bound; else what to record if it succeeds.
-    fn check(&self, message: &PgWireFrontendMessage, socket: &Socket, parser: &Session) -> Result<Option<Track>, PgWireError> {
+    fn check(
+        &self,
+        message: &PgWireFrontendMessage,
+        socket: &Socket,
+        parser: &Session,
+    ) -> Result<Option<Track>, PgWireError> {
         Ok(Some(match message {
             PgWireFrontendMessage::Parse(parse) => {
                 let name = parse.name.clone().unwrap_or_default();
@@ -240,13 +272,22 @@ impl Book {
             PgWireFrontendMessage::Close(close) if close.target_type == TARGET_TYPE_BYTE_STATEMENT => {
                 Track::CloseStatement(close.name.clone().unwrap_or_default())
             }
-            PgWireFrontendMessage::Close(close) if close.target_type == TARGET_TYPE_BYTE_PORTAL => Track::ClosePortal(close.name.clone().unwrap_or_default()),
+            PgWireFrontendMessage::Close(close) if close.target_type == TARGET_TYPE_BYTE_PORTAL => {
+                Track::ClosePortal(close.name.clone().unwrap_or_default())
+            }
             PgWireFrontendMessage::Sync(_) => Track::Sync,
             _ => return Ok(None),
         }))
     }
 
-    fn fits(&self, map: &HashMap<String, usize>, name: &str, size: usize, max: usize, what: &str) -> Result<(), PgWireError> {
+    fn fits(
+        &self,
+        map: &HashMap<String, usize>,
+        name: &str,
+        size: usize,
+        max: usize,
+        what: &str,
+    ) -> Result<(), PgWireError> {
         let replaced = map.get(name).copied();
         if replaced.is_none() && map.len() >= max {
             return Err(limit_error(format!("too many {what}: at most {max} per connection (Close some first)")));
@@ -296,6 +337,8 @@ mod tests {
         let full: HashMap<String, usize> = (0..MAX_STATEMENTS).map(|i| (i.to_string(), 1)).collect();
         assert!(book.fits(&full, "new", 1, MAX_STATEMENTS, "prepared statements").is_err());
         assert!(book.fits(&full, "7", 1, MAX_STATEMENTS, "prepared statements").is_ok(), "replacing one");
-        assert!(book.fits(&HashMap::new(), "x", MAX_PREPARED_BYTES + 1, MAX_STATEMENTS, "prepared statements").is_err());
+        assert!(book
+            .fits(&HashMap::new(), "x", MAX_PREPARED_BYTES + 1, MAX_STATEMENTS, "prepared statements")
+            .is_err());
     }
 }

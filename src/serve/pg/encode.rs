@@ -39,10 +39,11 @@ use bytes::{BufMut, BytesMut};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::datatypes::{
     DataType, Date32Type, Date64Type, Decimal128Type, Decimal256Type, DurationMicrosecondType, DurationMillisecondType,
-    DurationNanosecondType, DurationSecondType, Field, FieldRef, Float16Type, Float32Type, Float64Type, Int16Type, Int32Type,
-    Int64Type, Int8Type, IntervalDayTimeType, IntervalMonthDayNanoType, IntervalUnit, IntervalYearMonthType, Schema,
-    Time32MillisecondType, Time32SecondType, Time64MicrosecondType, Time64NanosecondType, TimeUnit, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+    DurationNanosecondType, DurationSecondType, Field, FieldRef, Float16Type, Float32Type, Float64Type, Int16Type,
+    Int32Type, Int64Type, Int8Type, IntervalDayTimeType, IntervalMonthDayNanoType, IntervalUnit, IntervalYearMonthType,
+    Schema, Time32MillisecondType, Time32SecondType, Time64MicrosecondType, Time64NanosecondType, TimeUnit,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt16Type,
+    UInt32Type, UInt64Type, UInt8Type,
 };
 use datafusion::arrow::json::writer::{make_encoder, EncoderOptions};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -75,7 +76,9 @@ enum Kind {
     Bytea,
     Date,
     Time,
-    Timestamp { zoned: bool },
+    Timestamp {
+        zoned: bool,
+    },
     Interval,
     /// A one-dimensional array of the element kind (a scalar kind).
     Array(Box<Kind>),
@@ -90,10 +93,14 @@ enum Kind {
 
 impl Kind {
     fn of(field: &Field) -> Kind {
-        if field.metadata().contains_key(arrow_pg::datatypes::PG_CHAR_KEY) && matches!(field.data_type(), DataType::Utf8) {
+        if field.metadata().contains_key(arrow_pg::datatypes::PG_CHAR_KEY)
+            && matches!(field.data_type(), DataType::Utf8)
+        {
             return Kind::Char;
         }
-        if let (Some(alias), DataType::Int32) = (field.metadata().get(arrow_pg::datatypes::PG_OID_ALIAS_KEY), field.data_type()) {
+        if let (Some(alias), DataType::Int32) =
+            (field.metadata().get(arrow_pg::datatypes::PG_OID_ALIAS_KEY), field.data_type())
+        {
             if let Some(t) = arrow_pg::datatypes::pg_type_for_alias_kind(alias) {
                 return Kind::Oid(t);
             }
@@ -111,16 +118,20 @@ impl Kind {
             DataType::Float16 | DataType::Float32 => Kind::Float4,
             DataType::Float64 => Kind::Float8,
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => Kind::Text,
-            DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => Kind::Bytea,
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => {
+                Kind::Bytea
+            }
             DataType::Date32 | DataType::Date64 => Kind::Date,
             DataType::Time32(_) | DataType::Time64(_) => Kind::Time,
             DataType::Timestamp(_, zone) => Kind::Timestamp { zoned: zone.is_some() },
             DataType::Interval(_) | DataType::Duration(_) => Kind::Interval,
             DataType::Dictionary(_, values) => Kind::of_type(values),
-            DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => match Kind::of_type(f.data_type()) {
-                Kind::Array(_) | Kind::Json | Kind::Display => Kind::Json,
-                element => Kind::Array(Box::new(element)),
-            },
+            DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+                match Kind::of_type(f.data_type()) {
+                    Kind::Array(_) | Kind::Json | Kind::Display => Kind::Json,
+                    element => Kind::Array(Box::new(element)),
+                }
+            }
             DataType::Struct(_) | DataType::Map(..) | DataType::ListView(_) | DataType::LargeListView(_) => Kind::Json,
             _ => Kind::Display,
         }
@@ -182,7 +193,10 @@ fn format_of(format: &Format, idx: usize, columns: usize) -> PgWireResult<FieldF
             (1, Some(code)) => FieldFormat::from(*code),
             (n, _) if n == columns => codes.get(idx).map_or(FieldFormat::Text, |c| FieldFormat::from(*c)),
             (n, _) => {
-                return Err(value_error("08P01", format!("bind message has {n} result formats but query has {columns} columns")));
+                return Err(value_error(
+                    "08P01",
+                    format!("bind message has {n} result formats but query has {columns} columns"),
+                ));
             }
         },
     })
@@ -218,9 +232,13 @@ fn type_modifier(t: &DataType) -> i32 {
     use super::type_catalog::numeric_typmod;
     match t {
         DataType::UInt64 => numeric_typmod(20, 0),
-        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) if *s >= 0 && i16::from(*s) <= i16::from(*p) => numeric_typmod(*p, *s),
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) if *s >= 0 && i16::from(*s) <= i16::from(*p) => {
+            numeric_typmod(*p, *s)
+        }
         DataType::Dictionary(_, values) => type_modifier(values),
-        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) if matches!(Kind::of_type(t), Kind::Array(_)) => {
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _)
+            if matches!(Kind::of_type(t), Kind::Array(_)) =>
+        {
             type_modifier(f.data_type())
         }
         _ => -1,
@@ -264,7 +282,12 @@ impl BatchRows {
                         .map_err(|e| value_error("XX000", format!("cannot unpack a dictionary column: {e}")))?,
                     _ => array.clone(),
                 };
-                Ok(Column { array, field: field.clone(), kind: Kind::of(field), binary: info.format() == FieldFormat::Binary })
+                Ok(Column {
+                    array,
+                    field: field.clone(),
+                    kind: Kind::of(field),
+                    binary: info.format() == FieldFormat::Binary,
+                })
             })
             .collect::<PgWireResult<Vec<_>>>()?;
         Ok(BatchRows { columns, rows: batch.num_rows(), next: 0 })
@@ -290,7 +313,10 @@ impl BatchRows {
             }
             let len = buf.len() - at - 4;
             let Ok(len) = i32::try_from(len) else {
-                return Some(Err(value_error("54000", format!("a value of {len} bytes is larger than PostgreSQL can send"))));
+                return Some(Err(value_error(
+                    "54000",
+                    format!("a value of {len} bytes is larger than PostgreSQL can send"),
+                )));
             };
             buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
         }
@@ -330,7 +356,8 @@ impl std::fmt::Write for Writer<'_> {
 /// The same JSON as `sockql --format ndjson` prints for the value.
 fn write_json(field: &FieldRef, array: &ArrayRef, row: usize, out: &mut BytesMut) -> PgWireResult<()> {
     let options = EncoderOptions::default().with_explicit_nulls(true);
-    let mut encoder = make_encoder(field, array.as_ref(), &options).map_err(|e| value_error("XX000", format!("cannot encode {}: {e}", field.name())))?;
+    let mut encoder = make_encoder(field, array.as_ref(), &options)
+        .map_err(|e| value_error("XX000", format!("cannot encode {}: {e}", field.name())))?;
     let mut json = Vec::new();
     encoder.encode(row, &mut json);
     out.put_slice(&json);
@@ -372,7 +399,9 @@ fn write_scalar(kind: &Kind, array: &dyn Array, row: usize, binary: bool, out: &
             let out_of_range = || value_error("22003", format!("{v} is out of range for {kind:?}"));
             match (kind, binary) {
                 (Kind::Oid(_), true) => out.put_u32(i32::try_from(v).map_err(|_| out_of_range())? as u32),
-                (Kind::Oid(_), false) => write!(Writer(out), "{}", i32::try_from(v).map_err(|_| out_of_range())? as u32).unwrap_or(()),
+                (Kind::Oid(_), false) => {
+                    write!(Writer(out), "{}", i32::try_from(v).map_err(|_| out_of_range())? as u32).unwrap_or(())
+                }
                 (_, false) => write!(Writer(out), "{v}").unwrap_or(()),
                 (Kind::Int2, true) => out.put_i16(i16::try_from(v).map_err(|_| out_of_range())?),
                 (Kind::Int4, true) => out.put_i32(i32::try_from(v).map_err(|_| out_of_range())?),
@@ -474,7 +503,8 @@ fn write_scalar(kind: &Kind, array: &dyn Array, row: usize, binary: bool, out: &
                 let days = micros.div_euclid(MICROS_PER_DAY);
                 let (date, bc) = date_text(days)?;
                 let clock = clock_text(micros.rem_euclid(MICROS_PER_DAY).unsigned_abs());
-                write!(Writer(out), "{date} {clock}{}{}", if *zoned { "+00" } else { "" }, if bc { " BC" } else { "" }).unwrap_or(());
+                write!(Writer(out), "{date} {clock}{}{}", if *zoned { "+00" } else { "" }, if bc { " BC" } else { "" })
+                    .unwrap_or(());
             }
         }
         Kind::Interval => {
@@ -616,10 +646,16 @@ fn clock_text(micros: u64) -> String {
 
 fn time_micros(array: &dyn Array, row: usize) -> Option<i64> {
     Some(match array.data_type() {
-        DataType::Time32(TimeUnit::Second) => i64::from(array.as_primitive::<Time32SecondType>().value(row)) * 1_000_000,
-        DataType::Time32(TimeUnit::Millisecond) => i64::from(array.as_primitive::<Time32MillisecondType>().value(row)) * 1_000,
+        DataType::Time32(TimeUnit::Second) => {
+            i64::from(array.as_primitive::<Time32SecondType>().value(row)) * 1_000_000
+        }
+        DataType::Time32(TimeUnit::Millisecond) => {
+            i64::from(array.as_primitive::<Time32MillisecondType>().value(row)) * 1_000
+        }
         DataType::Time64(TimeUnit::Microsecond) => array.as_primitive::<Time64MicrosecondType>().value(row),
-        DataType::Time64(TimeUnit::Nanosecond) => array.as_primitive::<Time64NanosecondType>().value(row).div_euclid(1_000),
+        DataType::Time64(TimeUnit::Nanosecond) => {
+            array.as_primitive::<Time64NanosecondType>().value(row).div_euclid(1_000)
+        }
         _ => return None,
     })
 }
@@ -628,10 +664,18 @@ fn time_micros(array: &dyn Array, row: usize) -> Option<i64> {
 fn timestamp_micros(array: &dyn Array, row: usize) -> PgWireResult<i64> {
     let scaled = |v: i64, by: i64| v.checked_mul(by).ok_or_else(|| overflow("timestamp"));
     match array.data_type() {
-        DataType::Timestamp(TimeUnit::Second, _) => scaled(array.as_primitive::<TimestampSecondType>().value(row), 1_000_000),
-        DataType::Timestamp(TimeUnit::Millisecond, _) => scaled(array.as_primitive::<TimestampMillisecondType>().value(row), 1_000),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => Ok(array.as_primitive::<TimestampMicrosecondType>().value(row)),
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => Ok(array.as_primitive::<TimestampNanosecondType>().value(row).div_euclid(1_000)),
+        DataType::Timestamp(TimeUnit::Second, _) => {
+            scaled(array.as_primitive::<TimestampSecondType>().value(row), 1_000_000)
+        }
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            scaled(array.as_primitive::<TimestampMillisecondType>().value(row), 1_000)
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            Ok(array.as_primitive::<TimestampMicrosecondType>().value(row))
+        }
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            Ok(array.as_primitive::<TimestampNanosecondType>().value(row).div_euclid(1_000))
+        }
         other => Err(value_error("XX000", format!("cannot send {other} as a timestamp"))),
     }
 }
@@ -649,10 +693,16 @@ fn interval_parts(array: &dyn Array, row: usize) -> PgWireResult<(i32, i32, i64)
             let v = array.as_primitive::<IntervalMonthDayNanoType>().value(row);
             (v.months, v.days, v.nanoseconds.div_euclid(1_000))
         }
-        DataType::Duration(TimeUnit::Second) => (0, 0, scaled(array.as_primitive::<DurationSecondType>().value(row), 1_000_000)?),
-        DataType::Duration(TimeUnit::Millisecond) => (0, 0, scaled(array.as_primitive::<DurationMillisecondType>().value(row), 1_000)?),
+        DataType::Duration(TimeUnit::Second) => {
+            (0, 0, scaled(array.as_primitive::<DurationSecondType>().value(row), 1_000_000)?)
+        }
+        DataType::Duration(TimeUnit::Millisecond) => {
+            (0, 0, scaled(array.as_primitive::<DurationMillisecondType>().value(row), 1_000)?)
+        }
         DataType::Duration(TimeUnit::Microsecond) => (0, 0, array.as_primitive::<DurationMicrosecondType>().value(row)),
-        DataType::Duration(TimeUnit::Nanosecond) => (0, 0, array.as_primitive::<DurationNanosecondType>().value(row).div_euclid(1_000)),
+        DataType::Duration(TimeUnit::Nanosecond) => {
+            (0, 0, array.as_primitive::<DurationNanosecondType>().value(row).div_euclid(1_000))
+        }
         other => return Err(value_error("XX000", format!("cannot send {other} as an interval"))),
     })
 }
@@ -693,7 +743,9 @@ fn interval_text(months: i32, days: i32, micros: i64) -> String {
 fn quote_element(text: &[u8], out: &mut BytesMut) {
     let needs = text.is_empty()
         || text.eq_ignore_ascii_case(b"NULL")
-        || text.iter().any(|b| matches!(b, b'"' | b'\\' | b'{' | b'}' | b',' | b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c));
+        || text
+            .iter()
+            .any(|b| matches!(b, b'"' | b'\\' | b'{' | b'}' | b',' | b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c));
     if !needs {
         out.put_slice(text);
         return;
@@ -717,9 +769,8 @@ fn write_array(element: &Kind, array: &ArrayRef, row: usize, binary: bool, out: 
         other => return Err(value_error("XX000", format!("cannot send {other} as an array"))),
     };
     let values = match values.data_type() {
-        DataType::Dictionary(_, v) => {
-            datafusion::arrow::compute::cast(&values, v).map_err(|e| value_error("XX000", format!("cannot unpack a dictionary: {e}")))?
-        }
+        DataType::Dictionary(_, v) => datafusion::arrow::compute::cast(&values, v)
+            .map_err(|e| value_error("XX000", format!("cannot unpack a dictionary: {e}")))?,
         _ => values,
     };
     let mut item = BytesMut::new();

@@ -89,7 +89,15 @@ pub struct Guarded<S> {
 impl<S> Guarded<S> {
     /// `read` is what was read from the socket before (TLS negotiation).
     pub fn new(inner: S, read: BytesMut) -> Self {
-        Guarded { inner, phase: Phase::Startup, input: read, released: 0, fault: None, eof: false, scratch: Box::new([0; CHUNK]) }
+        Guarded {
+            inner,
+            phase: Phase::Startup,
+            input: read,
+            released: 0,
+            fault: None,
+            eof: false,
+            scratch: Box::new([0; CHUNK]),
+        }
     }
 
     /// The client has logged in: query messages from now on.
@@ -116,7 +124,10 @@ impl<S> Guarded<S> {
         let kind = if typed { header[0] } else { 0 };
         let declared = i32::from_be_bytes([header[offset], header[offset + 1], header[offset + 2], header[offset + 3]]);
         let max = if typed { max_length(self.phase, kind)? } else { MAX_SMALL_MESSAGE };
-        let len = usize::try_from(declared).ok().filter(|l| *l >= 4).ok_or_else(|| malformed(format!("invalid message length {declared}")))?;
+        let len = usize::try_from(declared)
+            .ok()
+            .filter(|l| *l >= 4)
+            .ok_or_else(|| malformed(format!("invalid message length {declared}")))?;
         if len > max {
             return Err(too_large(kind, len, max));
         }
@@ -144,7 +155,9 @@ fn max_length(phase: Phase, kind: u8) -> Result<usize, Fault> {
     match (phase, kind) {
         // Password, SASLInitialResponse, SASLResponse; Terminate.
         (_, b'p' | b'X') => Ok(MAX_SMALL_MESSAGE),
-        (Phase::Auth, other) => Err(malformed(format!("expected a password message, got message type {}", printable(other)))),
+        (Phase::Auth, other) => {
+            Err(malformed(format!("expected a password message, got message type {}", printable(other))))
+        }
         (_, b'Q' | b'P' | b'B') => Ok(MAX_QUERY_MESSAGE),
         (_, b'd') => Ok(MAX_COPY_DATA),
         (_, b'C' | b'D' | b'E' | b'H' | b'S' | b'c' | b'f') => Ok(MAX_SMALL_MESSAGE),
@@ -172,7 +185,11 @@ impl<'a> Body<'a> {
     }
 
     fn cstring(&mut self) -> Result<&'a [u8], Fault> {
-        let end = self.rest.iter().position(|b| *b == 0).ok_or_else(|| malformed(format!("unterminated string in message type {}", printable(self.kind))))?;
+        let end = self
+            .rest
+            .iter()
+            .position(|b| *b == 0)
+            .ok_or_else(|| malformed(format!("unterminated string in message type {}", printable(self.kind))))?;
         let (s, rest) = self.rest.split_at(end);
         self.rest = rest.get(1..).unwrap_or_default();
         Ok(s)
@@ -255,7 +272,11 @@ pub fn check_typed(kind: u8, body: &[u8]) -> Result<(), Fault> {
         b'C' | b'D' => {
             let target = b.u8()?;
             if target != b'S' && target != b'P' {
-                return Err(malformed(format!("invalid target {} in message type {}", printable(target), printable(kind))));
+                return Err(malformed(format!(
+                    "invalid target {} in message type {}",
+                    printable(target),
+                    printable(kind)
+                )));
             }
             b.cstring()?;
         }
@@ -306,7 +327,9 @@ pub fn check_startup(packet: &[u8]) -> Result<Phase, Fault> {
         code if code >> 16 == 3 => {
             // Name and value pairs, ended by an empty name as the last byte.
             loop {
-                let name = b.cstring().map_err(|_| malformed("invalid startup packet layout: expected terminator as last byte"))?;
+                let name = b
+                    .cstring()
+                    .map_err(|_| malformed("invalid startup packet layout: expected terminator as last byte"))?;
                 if name.is_empty() {
                     break;
                 }
@@ -317,7 +340,11 @@ pub fn check_startup(packet: &[u8]) -> Result<Phase, Fault> {
         }
         code => Err(Fault {
             code: "0A000",
-            message: format!("unsupported frontend protocol {}.{}: the server supports 3.0 to 3.2", code >> 16, code & 0xffff),
+            message: format!(
+                "unsupported frontend protocol {}.{}: the server supports 3.0 to 3.2",
+                code >> 16,
+                code & 0xffff
+            ),
         }),
     }
 }
@@ -422,7 +449,10 @@ mod tests {
         assert!(check_typed(b'B', ok).is_ok());
         assert!(check_typed(b'B', b"\0\0\0\0\0\x01\x7f\xff\xff\xff\0\0").is_err(), "a value longer than the message");
         assert!(check_typed(b'B', b"\0\0\0\0\0\x01\xff\xff\xff\xfe\0\0").is_err(), "length -2");
-        assert!(check_typed(b'B', b"\0\0\0\x02\0\0\0\0\0\x01\xff\xff\xff\xff\0\0").is_err(), "two formats for one value");
+        assert!(
+            check_typed(b'B', b"\0\0\0\x02\0\0\0\0\0\x01\xff\xff\xff\xff\0\0").is_err(),
+            "two formats for one value"
+        );
     }
 
     #[test]

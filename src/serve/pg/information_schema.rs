@@ -37,7 +37,8 @@ pub struct PgInformationSchema {
 pub fn install(ctx: &SessionContext) -> Result<()> {
     let state = ctx.state();
     let catalogs = state.catalog_list().clone();
-    let datafusion = InformationSchemaProvider::new(catalogs.clone()).with_table_functions(state.table_functions().clone());
+    let datafusion =
+        InformationSchemaProvider::new(catalogs.clone()).with_table_functions(state.table_functions().clone());
     let Some(catalog) = ctx.catalog(&state.config_options().catalog.default_catalog) else {
         return datafusion::common::plan_err!("no default catalog");
     };
@@ -137,7 +138,10 @@ impl PartitionStream for Columns {
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let (schema, catalogs) = (self.schema.clone(), self.catalogs.clone());
-        Box::pin(RecordBatchStreamAdapter::new(schema.clone(), futures::stream::once(async move { columns(schema, catalogs).await })))
+        Box::pin(RecordBatchStreamAdapter::new(
+            schema.clone(),
+            futures::stream::once(async move { columns(schema, catalogs).await }),
+        ))
     }
 }
 
@@ -166,7 +170,9 @@ fn measures(oid: u32, typmod: i32) -> Measures {
             None => Measures { radix: Some(10), ..none },
         },
         1082 => Measures { datetime_precision: Some(0), ..none },
-        1083 | 1114 | 1184 | 1186 | 1266 => Measures { datetime_precision: Some(if typmod >= 0 { typmod } else { 6 }), ..none },
+        1083 | 1114 | 1184 | 1186 | 1266 => {
+            Measures { datetime_precision: Some(if typmod >= 0 { typmod } else { 6 }), ..none }
+        }
         _ => none,
     }
 }
@@ -189,7 +195,8 @@ async fn columns(schema: SchemaRef, catalogs: Arc<dyn CatalogProviderList>) -> R
                 let Some(table) = tables.table(&table_name).await? else { continue };
                 for (idx, field) in table.schema().fields().iter().enumerate() {
                     let (ty, typmod) = super::encode::column_type(field);
-                    let udt = type_catalog::facts_of(&ty).map_or_else(|| ty.name().to_string(), |f| f.typname.to_string());
+                    let udt =
+                        type_catalog::facts_of(&ty).map_or_else(|| ty.name().to_string(), |f| f.typname.to_string());
                     let m = measures(ty.oid(), typmod);
                     let position = i32::try_from(idx + 1).unwrap_or(i32::MAX);
                     let row: Vec<Value> = vec![

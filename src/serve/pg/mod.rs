@@ -26,11 +26,11 @@ pub mod connection;
 pub mod encode;
 pub mod framing;
 pub mod information_schema;
+pub mod notices;
 pub mod pg_attribute;
 pub mod pg_overlay;
 pub mod psql_fns;
 pub mod psql_rewrite;
-pub mod notices;
 pub mod session;
 pub mod socket_dir;
 pub mod type_catalog;
@@ -57,7 +57,10 @@ use session::{Handler, Session, Shared};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     /// A directory for the `.s.PGSQL.PORT` socket.
-    Unix { dir: PathBuf, port: u16 },
+    Unix {
+        dir: PathBuf,
+        port: u16,
+    },
     Tcp(SocketAddr),
 }
 
@@ -68,10 +71,9 @@ impl Endpoint {
         if value.starts_with('/') {
             return Ok(Endpoint::Unix { dir: PathBuf::from(value), port });
         }
-        value
-            .parse::<SocketAddr>()
-            .map(Endpoint::Tcp)
-            .map_err(|_| anyhow::anyhow!("--pg {value:?}: give a socket directory (/run/sockql) or ADDR:PORT (127.0.0.1:5439)"))
+        value.parse::<SocketAddr>().map(Endpoint::Tcp).map_err(|_| {
+            anyhow::anyhow!("--pg {value:?}: give a socket directory (/run/sockql) or ADDR:PORT (127.0.0.1:5439)")
+        })
     }
 }
 
@@ -118,7 +120,8 @@ fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result
         anyhow::bail!("--pg-tls-cert {}: no certificate in it", cert.display());
     }
     let key_pem = files::read_text_file(key, files::Read::Named, "--pg-tls-key file")?.into_bytes();
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| anyhow::anyhow!("--pg-tls-key {}: {e}", key.display()))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| anyhow::anyhow!("--pg-tls-key {}: {e}", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -143,7 +146,9 @@ impl PgServer {
         let rule = match &options.endpoint {
             Endpoint::Unix { .. } => {
                 if options.password_file.is_some() || tls.is_some() {
-                    anyhow::bail!("the unix socket admits by peer credentials: --pg-password-file and TLS are for a TCP --pg");
+                    anyhow::bail!(
+                        "the unix socket admits by peer credentials: --pg-password-file and TLS are for a TCP --pg"
+                    );
                 }
                 Rule::Peer(PeerRule::new(options.group.as_deref())?)
             }
@@ -151,10 +156,9 @@ impl PgServer {
                 if options.group.is_some() {
                     anyhow::bail!("--pg-group admits by peer credentials, which only a unix socket --pg has");
                 }
-                let file = options
-                    .password_file
-                    .as_ref()
-                    .with_context(|| format!("refused: --pg {addr} is a TCP endpoint and needs --pg-password-file (SCRAM)"))?;
+                let file = options.password_file.as_ref().with_context(|| {
+                    format!("refused: --pg {addr} is a TCP endpoint and needs --pg-password-file (SCRAM)")
+                })?;
                 let require_tls = !addr.ip().is_loopback();
                 if require_tls && tls.is_none() {
                     anyhow::bail!(
@@ -197,7 +201,9 @@ impl PgServer {
             Ok(engine)
         });
         Handlers {
-            session: Arc::new(Handler(Arc::new(Session::new(make, self.shared.clone(), root).with_cancel(key.target())))),
+            session: Arc::new(Handler(Arc::new(
+                Session::new(make, self.shared.clone(), root).with_cancel(key.target()),
+            ))),
             admission: Arc::new(admission),
             cancel: Arc::new(cancel::Handler { registry: self.cancels.clone(), root }),
         }
@@ -270,7 +276,10 @@ impl PgServer {
                 let Rule::Password { source, tls, require_tls } = &server.rule else { return };
                 let deadline = connection::login_deadline();
                 let acceptor = tls.as_ref().map(|(a, _)| a.clone());
-                let Ok(Some(socket)) = tokio::time::timeout_at(deadline, connection::tcp(stream, acceptor)).await else { return };
+                let Ok(Some(socket)) = tokio::time::timeout_at(deadline, connection::tcp(stream, acceptor)).await
+                else {
+                    return;
+                };
                 let pem = tls.as_ref().map(|(_, pem)| pem.as_slice());
                 let places = Places::new(server.gate.clone(), waiting);
                 let key = server.cancels.key();
@@ -306,7 +315,11 @@ fn peer(stream: &tokio::net::UnixStream) -> std::io::Result<(u32, u32)> {
 
 /// Check the options, bind, and serve in a task of its own; says where on
 /// stderr. The unix socket's file is removed when the task ends.
-pub async fn start(options: &PgOptions, source: SourceOptions, limits: Limits) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+pub async fn start(
+    options: &PgOptions,
+    source: SourceOptions,
+    limits: Limits,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let server = Arc::new(PgServer::new(options, source, limits)?);
     Ok(match &options.endpoint {
         Endpoint::Unix { dir, port } => {
@@ -324,7 +337,8 @@ pub async fn start(options: &PgOptions, source: SourceOptions, limits: Limits) -
             })
         }
         Endpoint::Tcp(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+            let listener =
+                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
             crate::stderrln!(
                 "sockql serve: PostgreSQL on {} (SCRAM{})",
                 listener.local_addr()?,

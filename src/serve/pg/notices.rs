@@ -43,7 +43,12 @@ where
 /// then its notices, then CommandComplete: pgwire's `send_query_response`
 /// with the notices where PostgreSQL puts them. A failing row still tells
 /// the notices, before the error the caller sends.
-pub async fn send_query_response<C>(client: &mut C, results: QueryResponse, describe: bool, heard: &Heard) -> PgWireResult<()>
+pub async fn send_query_response<C>(
+    client: &mut C,
+    results: QueryResponse,
+    describe: bool,
+    heard: &Heard,
+) -> PgWireResult<()>
 where
     C: Sink<PgWireBackendMessage> + Unpin,
     C::Error: Debug,

@@ -91,13 +91,23 @@ impl TableProvider for PgAttribute {
         self.inner.table_type()
     }
 
-    async fn scan(&self, state: &dyn Session, projection: Option<&Vec<usize>>, _filters: &[Expr], _limit: Option<usize>) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         // pg_attribute first: it settles the table OIDs pg_class then reads.
         let attributes = rows(self.inner.as_ref(), state).await?;
         // oid -> (relname, namespace oid), namespace oid -> nspname.
         let mut relations: HashMap<i32, (String, i32)> = HashMap::new();
         for b in rows_of(self.pg_catalog.as_ref(), "pg_class", state).await? {
-            let (oid, name, ns) = (column::<Int32Array>(&b, "oid")?, column::<StringArray>(&b, "relname")?, column::<Int32Array>(&b, "relnamespace")?);
+            let (oid, name, ns) = (
+                column::<Int32Array>(&b, "oid")?,
+                column::<StringArray>(&b, "relname")?,
+                column::<Int32Array>(&b, "relnamespace")?,
+            );
             for i in 0..b.num_rows() {
                 relations.insert(oid.value(i), (name.value(i).to_string(), ns.value(i)));
             }
@@ -167,7 +177,9 @@ fn retype(batch: &RecordBatch, schemas: &HashMap<i32, Option<SchemaRef>>) -> Res
         let field = schemas
             .get(&relids.value(i))
             .and_then(|s| s.as_ref())
-            .and_then(|s| usize::try_from(nums.value(i)).ok().and_then(|n| n.checked_sub(1)).and_then(|n| s.fields().get(n)))
+            .and_then(|s| {
+                usize::try_from(nums.value(i)).ok().and_then(|n| n.checked_sub(1)).and_then(|n| s.fields().get(n))
+            })
             .filter(|f| f.name() == names.value(i));
         let described = field.and_then(|f| {
             let (ty, m) = super::encode::column_type(f);
@@ -204,7 +216,11 @@ fn retype(batch: &RecordBatch, schemas: &HashMap<i32, Option<SchemaRef>>) -> Res
         ("attstorage", Arc::new(StringArray::from(t_storage))),
     ]);
     let schema = batch.schema();
-    let columns: Vec<ArrayRef> =
-        schema.fields().iter().zip(batch.columns()).map(|(f, c)| replaced.get(f.name().as_str()).cloned().unwrap_or_else(|| c.clone())).collect();
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(f, c)| replaced.get(f.name().as_str()).cloned().unwrap_or_else(|| c.clone()))
+        .collect();
     Ok(RecordBatch::try_new(schema, columns)?)
 }

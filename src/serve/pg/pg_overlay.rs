@@ -62,7 +62,9 @@ pub fn install(ctx: &SessionContext, functions: Vec<(i32, &'static OwnFunction)>
     // Weak: the catalog list holds this schema.
     let catalogs = Arc::downgrade(ctx.state().catalog_list());
     let overlay = Overlay { inner, catalogs, functions: Arc::new(functions) };
-    catalog.register_schema("pg_catalog", Arc::new(overlay)).map_err(|e| anyhow::anyhow!("cannot set up pg_catalog: {e}"))?;
+    catalog
+        .register_schema("pg_catalog", Arc::new(overlay))
+        .map_err(|e| anyhow::anyhow!("cannot set up pg_catalog: {e}"))?;
     Ok(())
 }
 
@@ -98,7 +100,13 @@ impl SchemaProvider for Overlay {
             _ => return self.inner.table(name).await,
         };
         let Some(base) = self.inner.table(name).await? else { return Ok(None) };
-        Ok(Some(Arc::new(Added { kind, base, inner: self.inner.clone(), catalogs: self.catalogs.clone(), functions: self.functions.clone() })))
+        Ok(Some(Arc::new(Added {
+            kind,
+            base,
+            inner: self.inner.clone(),
+            catalogs: self.catalogs.clone(),
+            functions: self.functions.clone(),
+        })))
     }
 }
 
@@ -122,7 +130,13 @@ impl TableProvider for Added {
         self.base.table_type()
     }
 
-    async fn scan(&self, state: &dyn Session, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         let mut batches = rows_of(self.base.as_ref(), state).await?;
         let oids = Oids::read(self.inner.as_ref(), state, matches!(self.kind, Kind::Descriptions)).await?;
         let rows = match self.kind {
@@ -225,12 +239,21 @@ fn text(s: &str) -> ScalarValue {
 /// pg_description rows: the description of each table of this session
 /// (objsubid 0) and of each of its columns (objsubid = attnum, from 1),
 /// and of sockql's functions.
-async fn descriptions(oids: &Oids, catalogs: Option<Arc<dyn CatalogProviderList>>, functions: &[(i32, &'static OwnFunction)]) -> Vec<Row> {
+async fn descriptions(
+    oids: &Oids,
+    catalogs: Option<Arc<dyn CatalogProviderList>>,
+    functions: &[(i32, &'static OwnFunction)],
+) -> Vec<Row> {
     let listed = listing_in(catalogs.and_then(|c| c.catalog("datafusion"))).await;
     let pg_class = oids.catalog_table("pg_class", 1259);
     let pg_proc = oids.catalog_table("pg_proc", 1255);
     let row = |objoid: i32, classoid: i32, subid: i32, about: &str| -> Row {
-        vec![("objoid", ScalarValue::Int32(Some(objoid))), ("classoid", ScalarValue::Int32(Some(classoid))), ("objsubid", ScalarValue::Int32(Some(subid))), ("description", text(about))]
+        vec![
+            ("objoid", ScalarValue::Int32(Some(objoid))),
+            ("classoid", ScalarValue::Int32(Some(classoid))),
+            ("objsubid", ScalarValue::Int32(Some(subid))),
+            ("description", text(about)),
+        ]
     };
     let mut out = Vec::new();
     for Listed { name, about, schema } in &listed {

@@ -14,7 +14,9 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::cast::{as_int32_array, as_int64_array};
 use datafusion::error::Result;
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
+};
 use datafusion::prelude::SessionContext;
 
 /// A function of sockql's own, as pg_proc lists it (psql's `\df`).
@@ -83,7 +85,13 @@ pub fn registered(ctx: &SessionContext) -> Vec<(i32, &'static OwnFunction)> {
     let state = ctx.state();
     (FUNCTION_OID_BASE..)
         .zip(OWN_FUNCTIONS)
-        .filter(|(_, f)| if f.table { state.table_functions().contains_key(f.name) } else { state.scalar_functions().contains_key(f.name) })
+        .filter(|(_, f)| {
+            if f.table {
+                state.table_functions().contains_key(f.name)
+            } else {
+                state.scalar_functions().contains_key(f.name)
+            }
+        })
         .collect()
 }
 
@@ -92,8 +100,14 @@ pub fn registered(ctx: &SessionContext) -> Vec<(i32, &'static OwnFunction)> {
 /// after rounding half away from zero.
 pub fn size_pretty(bytes: i64) -> String {
     // (name, limit, rounds, bits of the unit)
-    const UNITS: [(&str, i64, bool, u32); 6] =
-        [("bytes", 10 * 1024, false, 0), ("kB", 20 * 1024 - 1, true, 10), ("MB", 20 * 1024 - 1, true, 20), ("GB", 20 * 1024 - 1, true, 30), ("TB", 20 * 1024 - 1, true, 40), ("PB", 20 * 1024 - 1, true, 50)];
+    const UNITS: [(&str, i64, bool, u32); 6] = [
+        ("bytes", 10 * 1024, false, 0),
+        ("kB", 20 * 1024 - 1, true, 10),
+        ("MB", 20 * 1024 - 1, true, 20),
+        ("GB", 20 * 1024 - 1, true, 30),
+        ("TB", 20 * 1024 - 1, true, 40),
+        ("PB", 20 * 1024 - 1, true, 50),
+    ];
     let half_rounded = |x: i64| (x + if x < 0 { -1 } else { 1 }) / 2;
     let mut size = bytes;
     for (i, (name, limit, rounds, bits)) in UNITS.iter().enumerate() {
@@ -188,7 +202,17 @@ fn visible(args: &[ArrayRef]) -> Result<ArrayRef> {
 fn no_storage(args: &[ArrayRef]) -> Result<ArrayRef> {
     let rows = args.first().map_or(1, |a| a.len());
     let nulls = args.first().map(|a| a.logical_nulls());
-    Ok(Arc::new((0..rows).map(|i| if nulls.as_ref().is_some_and(|n| n.as_ref().is_some_and(|n| n.is_null(i))) { None } else { Some(0i64) }).collect::<Int64Array>()))
+    Ok(Arc::new(
+        (0..rows)
+            .map(|i| {
+                if nulls.as_ref().is_some_and(|n| n.as_ref().is_some_and(|n| n.is_null(i))) {
+                    None
+                } else {
+                    Some(0i64)
+                }
+            })
+            .collect::<Int64Array>(),
+    ))
 }
 
 fn pretty(args: &[ArrayRef]) -> Result<ArrayRef> {
@@ -272,7 +296,8 @@ mod tests {
         assert!(own_function(FUNCTION_OID_BASE + 2).is_none());
         assert!(own_function(2288).is_none());
         assert!(own_function(i32::MIN).is_none());
-        let oids: ArrayRef = Arc::new(datafusion::arrow::array::Int32Array::from(vec![Some(FUNCTION_OID_BASE + 1), None, Some(7)]));
+        let oids: ArrayRef =
+            Arc::new(datafusion::arrow::array::Int32Array::from(vec![Some(FUNCTION_OID_BASE + 1), None, Some(7)]));
         let results = function_result(&[oids]).unwrap();
         let results = results.as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!(results.iter().collect::<Vec<_>>(), vec![Some("SETOF record"), None, None]);

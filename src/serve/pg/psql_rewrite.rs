@@ -21,8 +21,9 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentClause, FunctionArgumentList, FunctionArguments, GroupByExpr, Ident,
-    ObjectName, ObjectNamePart, OrderByKind, Query, SelectItem, SetExpr, Statement, TableFactor, Value, Visit, VisitMut, Visitor, VisitorMut,
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentClause, FunctionArgumentList, FunctionArguments,
+    GroupByExpr, Ident, ObjectName, ObjectNamePart, OrderByKind, Query, SelectItem, SetExpr, Statement, TableFactor,
+    Value, Visit, VisitMut, Visitor, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
@@ -104,17 +105,23 @@ fn function(f: &Function) -> Option<Expr> {
     }
     let args = plain_args(f)?;
     match (name.as_str(), args.as_slice()) {
-        ("col_description", [rel, column]) => {
-            Some(lookup("SELECT max(description) FROM pg_catalog.pg_description WHERE objoid = $1 AND objsubid = $2", &[rel, column]))
-        }
+        ("col_description", [rel, column]) => Some(lookup(
+            "SELECT max(description) FROM pg_catalog.pg_description WHERE objoid = $1 AND objsubid = $2",
+            &[rel, column],
+        )),
         // Objects' OIDs do not repeat across catalogs here (sockql's own
         // are given by pg_class and pg_proc apart from PostgreSQL's), so
         // the catalog need not be compared.
-        ("obj_description", [oid] | [oid, _]) => {
-            Some(lookup("SELECT max(description) FROM pg_catalog.pg_description WHERE objoid = $1 AND objsubid = 0", &[oid]))
+        ("obj_description", [oid] | [oid, _]) => Some(lookup(
+            "SELECT max(description) FROM pg_catalog.pg_description WHERE objoid = $1 AND objsubid = 0",
+            &[oid],
+        )),
+        ("shobj_description", [oid, _]) => {
+            Some(lookup("SELECT max(description) FROM pg_catalog.pg_shdescription WHERE objoid = $1", &[oid]))
         }
-        ("shobj_description", [oid, _]) => Some(lookup("SELECT max(description) FROM pg_catalog.pg_shdescription WHERE objoid = $1", &[oid])),
-        ("array_to_string", [options, ..]) if names_reloptions(options) => Some(Expr::Value(Value::SingleQuotedString(String::new()).with_empty_span())),
+        ("array_to_string", [options, ..]) if names_reloptions(options) => {
+            Some(Expr::Value(Value::SingleQuotedString(String::new()).with_empty_span()))
+        }
         _ => None,
     }
 }
@@ -201,7 +208,20 @@ fn names_reloptions(e: &Expr) -> bool {
     find.0
 }
 
-const AGGREGATES: &[&str] = &["count", "max", "min", "sum", "avg", "array_agg", "string_agg", "bool_and", "bool_or", "every", "first_value", "last_value"];
+const AGGREGATES: &[&str] = &[
+    "count",
+    "max",
+    "min",
+    "sum",
+    "avg",
+    "array_agg",
+    "string_agg",
+    "bool_and",
+    "bool_or",
+    "every",
+    "first_value",
+    "last_value",
+];
 
 /// Make a correlated scalar subquery of one value without an aggregate
 /// say it is one row: its value becomes max(value). True if changed.
@@ -210,7 +230,10 @@ fn one_row(query: &mut Query) -> bool {
         return false;
     }
     let SetExpr::Select(select) = query.body.as_mut() else { return false };
-    if !matches!(&select.group_by, GroupByExpr::Expressions(g, _) if g.is_empty()) || select.having.is_some() || select.distinct.is_some() {
+    if !matches!(&select.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
+        || select.having.is_some()
+        || select.distinct.is_some()
+    {
         return false;
     }
     // Only over the catalog, where psql's queries know one row matches: a
@@ -305,12 +328,21 @@ impl Visitor for Outer<'_> {
 
 /// The statements of `text` if it casts a pg_catalog table's bare name to
 /// regclass, with the name qualified; None for any other text.
-pub fn with_catalog_regclass(parser: &PostgresCompatibilityParser, text: &str) -> Option<Result<Vec<Statement>, ParserError>> {
-    let mut tokens: Vec<Token> = Tokenizer::new(&PostgreSqlDialect {}, text).tokenize().ok()?.into_iter().filter(|t| !matches!(t, Token::Whitespace(_))).collect();
+pub fn with_catalog_regclass(
+    parser: &PostgresCompatibilityParser,
+    text: &str,
+) -> Option<Result<Vec<Statement>, ParserError>> {
+    let mut tokens: Vec<Token> = Tokenizer::new(&PostgreSqlDialect {}, text)
+        .tokenize()
+        .ok()?
+        .into_iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
     let mut changed = false;
     for i in 0..tokens.len() {
         let Some(Token::SingleQuotedString(name)) = tokens.get(i) else { continue };
-        let is_regclass = |t: Option<&Token>| matches!(t, Some(Token::Word(w)) if w.value.eq_ignore_ascii_case("regclass"));
+        let is_regclass =
+            |t: Option<&Token>| matches!(t, Some(Token::Word(w)) if w.value.eq_ignore_ascii_case("regclass"));
         let cast = matches!(tokens.get(i + 1), Some(Token::DoubleColon))
             && (is_regclass(tokens.get(i + 2))
                 || (matches!(tokens.get(i + 2), Some(Token::Word(w)) if w.value.eq_ignore_ascii_case("pg_catalog"))
@@ -358,7 +390,9 @@ mod tests {
     fn descriptions_are_looked_up_in_pg_description() {
         let out = rewritten("SELECT pg_catalog.col_description(a.attrelid, a.attnum) FROM pg_catalog.pg_attribute a");
         assert!(out.contains("(SELECT max(description) FROM pg_catalog.pg_description WHERE objoid = a.attrelid AND objsubid = a.attnum)"), "{out}");
-        let out = rewritten("SELECT pg_catalog.obj_description(c.oid, 'pg_class') as \"Description\" FROM pg_catalog.pg_class c");
+        let out = rewritten(
+            "SELECT pg_catalog.obj_description(c.oid, 'pg_class') as \"Description\" FROM pg_catalog.pg_class c",
+        );
         assert!(out.contains("(SELECT max(description) FROM pg_catalog.pg_description WHERE objoid = c.oid AND objsubid = 0) AS \"Description\""), "{out}");
         let out = rewritten("SELECT shobj_description(d.oid, 'pg_database') FROM pg_catalog.pg_database d");
         assert!(out.contains("FROM pg_catalog.pg_shdescription WHERE objoid = d.oid)"), "{out}");
@@ -367,7 +401,10 @@ mod tests {
     #[test]
     fn a_correlated_scalar_subquery_is_one_row() {
         let out = rewritten("SELECT t.typname FROM pg_catalog.pg_type t WHERE (t.typrelid = 0 OR (SELECT c.relkind = 'c' FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid))");
-        assert!(out.contains("(SELECT max(c.relkind = 'c') FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid)"), "{out}");
+        assert!(
+            out.contains("(SELECT max(c.relkind = 'c') FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid)"),
+            "{out}"
+        );
         // Not correlated, or already one row: left alone.
         for sql in [
             "SELECT x FROM t WHERE y = (SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relname = 'x')",

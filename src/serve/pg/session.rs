@@ -96,9 +96,12 @@ fn local(statement: &Statement) -> Option<Local> {
         {
             Local::Ignored("SET")
         }
-        Statement::Set(Set::SetTimeZone { .. } | Set::SetNames { .. } | Set::SetTransaction { .. }) => Local::Ignored("SET"),
+        Statement::Set(Set::SetTimeZone { .. } | Set::SetNames { .. } | Set::SetTransaction { .. }) => {
+            Local::Ignored("SET")
+        }
         Statement::ShowVariable { variable } => {
-            let name = super::catalog::show_name(&variable.iter().map(|v| v.value.as_str()).collect::<Vec<_>>().join(" "));
+            let name =
+                super::catalog::show_name(&variable.iter().map(|v| v.value.as_str()).collect::<Vec<_>>().join(" "));
             let value = super::catalog::setting(&name)?;
             Local::Show(name, value)
         }
@@ -126,7 +129,12 @@ fn parse(parser: &PostgresCompatibilityParser, text: &str) -> anyhow::Result<Vec
     match parsed {
         Ok(statements) => Ok(statements
             .iter()
-            .map(|st| Parsed { local: local(st), sql: st.to_string(), tag: tag_of(st), names: super::column_names::of(st) })
+            .map(|st| Parsed {
+                local: local(st),
+                sql: st.to_string(),
+                tag: tag_of(st),
+                names: super::column_names::of(st),
+            })
             .collect()),
         Err(pg) => {
             let mut out = Vec::new();
@@ -287,7 +295,13 @@ impl Session {
     }
 
     /// Run one statement's text and answer with its rows as they come.
-    async fn run(&self, source: SqlSource, tag: &'static str, names: Option<&[String]>, format: &Format) -> PgWireResult<Response> {
+    async fn run(
+        &self,
+        source: SqlSource,
+        tag: &'static str,
+        names: Option<&[String]>,
+        format: &Format,
+    ) -> PgWireResult<Response> {
         // The query thread holds the slot until it returns: however its
         // results are dropped (last row sent, deadline, client gone, portal
         // closed), `--pg-max-queries` counts work that is really running.
@@ -313,7 +327,14 @@ impl Session {
                 if let Ok(mut t) = self.timeout.lock() {
                     *t = timeout;
                 }
-                let state = RowsState { batch: None, held, fields: fields.clone(), expired: self.expired.clone(), timeout, done: false };
+                let state = RowsState {
+                    batch: None,
+                    held,
+                    fields: fields.clone(),
+                    expired: self.expired.clone(),
+                    timeout,
+                    done: false,
+                };
                 Ok(Response::Query(QueryResponse::new(fields, rows(state))))
             }
             Some(other) => Err(pg_error(anyhow::anyhow!("unexpected {other:?} before the statement's start"))),
@@ -400,7 +421,9 @@ struct RowsState {
 /// The rows of one statement, encoded one at a time as the connection
 /// takes them (pgwire writes them with backpressure), so a statement holds
 /// one batch and one row's encoding at most.
-fn rows(state: RowsState) -> impl futures::Stream<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + 'static {
+fn rows(
+    state: RowsState,
+) -> impl futures::Stream<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + 'static {
     futures::stream::unfold(state, |mut st| async move {
         loop {
             if st.done {
@@ -464,7 +487,12 @@ impl Handler {
     /// within a short grace; if not, the connection is closed. Either way
     /// the query has already stopped: `work`, dropped, drops its results,
     /// and the query thread stops at its next step.
-    async fn within_deadline<C>(&self, client: &mut C, extended: bool, work: impl AsyncFnOnce(&mut C) -> PgWireResult<()>) -> PgWireResult<()>
+    async fn within_deadline<C>(
+        &self,
+        client: &mut C,
+        extended: bool,
+        work: impl AsyncFnOnce(&mut C) -> PgWireResult<()>,
+    ) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
@@ -486,14 +514,21 @@ impl Handler {
         let told = tokio::time::timeout(TELL_TIMEOUT_GRACE, async {
             client.feed(PgWireBackendMessage::ErrorResponse(error.into())).await.map_err(PgWireError::from)?;
             if !extended {
-                client.feed(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(status))).await.map_err(PgWireError::from)?;
+                client
+                    .feed(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(status)))
+                    .await
+                    .map_err(PgWireError::from)?;
             }
             client.flush().await.map_err(PgWireError::from)
         })
         .await
         .is_ok_and(|sent| sent.is_ok());
         if told {
-            client.set_state(if extended { PgWireConnectionState::AwaitingSync } else { PgWireConnectionState::ReadyForQuery });
+            client.set_state(if extended {
+                PgWireConnectionState::AwaitingSync
+            } else {
+                PgWireConnectionState::ReadyForQuery
+            });
             return Ok(());
         }
         self.0.hang_up.notify_one();
@@ -529,7 +564,16 @@ impl SimpleQueryHandler for Handler {
         for (i, statement) in statements.into_iter().enumerate() {
             let response = match &statement.local {
                 Some(what) => session.answer_local(what),
-                None => session.run(SqlSource::inline(statement.sql), statement.tag, statement.names.as_deref(), &Format::UnifiedText).await,
+                None => {
+                    session
+                        .run(
+                            SqlSource::inline(statement.sql),
+                            statement.tag,
+                            statement.names.as_deref(),
+                            &Format::UnifiedText,
+                        )
+                        .await
+                }
             };
             // What the statement said goes before its end (notices.rs).
             let heard = session.heard();
@@ -553,7 +597,9 @@ impl SimpleQueryHandler for Handler {
                     send_execution_response(client, tag).await?
                 }
                 other if i == last => return Ok(vec![other]),
-                Response::TransactionStart(tag) | Response::TransactionEnd(tag) => send_execution_response(client, tag).await?,
+                Response::TransactionStart(tag) | Response::TransactionEnd(tag) => {
+                    send_execution_response(client, tag).await?
+                }
                 other => return Ok(vec![other]),
             }
         }
@@ -584,25 +630,32 @@ impl QueryParser for Session {
         // Planning a prepared statement is query work: it takes a query
         // slot, held by the planning thread until it has finished.
         let permit = self.slot().await?;
-        let described = self.engine()?.describe_holding(&SqlSource::inline(statement.sql.clone()), permit).await.map_err(pg_error)?;
+        let described = self
+            .engine()?
+            .describe_holding(&SqlSource::inline(statement.sql.clone()), permit)
+            .await
+            .map_err(pg_error)?;
         Ok(Some(Prepared::Query { sql: statement.sql, described, tag: statement.tag, names: statement.names }))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
         match stmt {
-            Prepared::Query { described, .. } => described
-                .params
-                .iter()
-                .map(|t| t.as_ref().map_or(Ok(Type::UNKNOWN), into_pg_type))
-                .collect(),
+            Prepared::Query { described, .. } => {
+                described.params.iter().map(|t| t.as_ref().map_or(Ok(Type::UNKNOWN), into_pg_type)).collect()
+            }
             Prepared::Local(_) => Ok(Vec::new()),
         }
     }
 
     fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
         match stmt {
-            Prepared::Query { described: Described { schema: Some(schema), .. }, names, .. } if !schema.fields().is_empty() => {
-                encode::fields(&super::column_names::renamed(schema, names.as_deref()), format.unwrap_or(&Format::UnifiedText))
+            Prepared::Query { described: Described { schema: Some(schema), .. }, names, .. }
+                if !schema.fields().is_empty() =>
+            {
+                encode::fields(
+                    &super::column_names::renamed(schema, names.as_deref()),
+                    format.unwrap_or(&Format::UnifiedText),
+                )
             }
             Prepared::Local(Local::Show(name, _)) => Ok(show_fields(name)),
             _ => Ok(Vec::new()),
@@ -613,7 +666,8 @@ impl QueryParser for Session {
 /// The client's parameter values, decoded by the types the plan infers
 /// (or the client names), as `$1`, `$2`, ... bindings.
 fn parameters(portal: &Portal<Prepared>, described: &Described) -> PgWireResult<HashMap<String, ScalarValue>> {
-    let inferred: Vec<Option<&datafusion::arrow::datatypes::DataType>> = described.params.iter().map(|t| t.as_ref()).collect();
+    let inferred: Vec<Option<&datafusion::arrow::datatypes::DataType>> =
+        described.params.iter().map(|t| t.as_ref()).collect();
     let values = arrow_pg::datatypes::df::deserialize_parameters(portal, &inferred)?;
     Ok(match values {
         ParamValues::List(list) => list.into_iter().enumerate().map(|(i, v)| ((i + 1).to_string(), v.value)).collect(),
@@ -651,7 +705,8 @@ impl ExtendedQueryHandler for Handler {
         match &portal.statement.statement {
             Prepared::Local(what) => session.answer_local(what),
             Prepared::Query { sql, described, tag, names } => {
-                let source = SqlSource { text: sql.clone(), params: parameters(portal, described)?, ..Default::default() };
+                let source =
+                    SqlSource { text: sql.clone(), params: parameters(portal, described)?, ..Default::default() };
                 let response = session.run(source, tag, names.as_deref(), &portal.result_column_format).await;
                 let heard = session.heard();
                 match response {
@@ -659,7 +714,8 @@ impl ExtendedQueryHandler for Handler {
                     // then what the statement said, then pgwire's
                     // CommandComplete.
                     Ok(Response::Query(rows)) if max_rows == 0 => {
-                        let tag = Tag::new(&rows.command_tag.clone()).with_rows(notices::send_rows(client, rows, &heard).await?);
+                        let tag = Tag::new(&rows.command_tag.clone())
+                            .with_rows(notices::send_rows(client, rows, &heard).await?);
                         notices::tell(client, &heard).await?;
                         Ok(Response::Execution(tag))
                     }
@@ -692,7 +748,9 @@ mod tests {
         assert!(matches!(local(&parse("SAVEPOINT \"_pg3_1\"")), Some(Local::Ignored("SAVEPOINT"))));
         assert!(matches!(local(&parse("ROLLBACK TO SAVEPOINT \"_pg3_1\"")), Some(Local::Ignored("ROLLBACK"))));
         assert!(matches!(local(&parse("RELEASE SAVEPOINT \"_pg3_1\"")), Some(Local::Ignored("RELEASE"))));
-        assert!(matches!(local(&parse("SHOW TRANSACTION ISOLATION LEVEL")), Some(Local::Show(n, "read committed")) if n == "transaction_isolation"));
+        assert!(
+            matches!(local(&parse("SHOW TRANSACTION ISOLATION LEVEL")), Some(Local::Show(n, "read committed")) if n == "transaction_isolation")
+        );
         assert!(matches!(local(&parse("SET application_name = 'psql'")), Some(Local::Ignored("SET"))));
         assert!(matches!(local(&parse("SET DateStyle = 'ISO'")), Some(Local::Ignored("SET"))));
         assert!(matches!(local(&parse("SHOW transaction_isolation")), Some(Local::Show(_, "read committed"))));

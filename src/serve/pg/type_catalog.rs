@@ -24,7 +24,14 @@ pub struct Facts {
     pub storage: char,
 }
 
-const fn facts(sql_name: &'static str, typname: &'static str, len: i16, byval: bool, align: char, storage: char) -> Facts {
+const fn facts(
+    sql_name: &'static str,
+    typname: &'static str,
+    len: i16,
+    byval: bool,
+    align: char,
+    storage: char,
+) -> Facts {
     Facts { sql_name, typname, len, byval, align, storage }
 }
 
@@ -74,7 +81,14 @@ fn scalar(oid: u32) -> Option<Facts> {
 pub fn facts_of(ty: &Type) -> Option<Facts> {
     if let Some((element, typname)) = array_of(ty.oid()) {
         let e = scalar(element)?;
-        return Some(Facts { sql_name: e.sql_name, typname, len: -1, byval: false, align: if e.align == 'd' { 'd' } else { 'i' }, storage: 'x' });
+        return Some(Facts {
+            sql_name: e.sql_name,
+            typname,
+            len: -1,
+            byval: false,
+            align: if e.align == 'd' { 'd' } else { 'i' },
+            storage: 'x',
+        });
     }
     scalar(ty.oid())
 }

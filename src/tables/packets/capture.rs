@@ -24,16 +24,16 @@ use datafusion::logical_expr::Expr;
 
 use super::capture_owners::{CaptureOwners, EndKey};
 use super::{append, Col, Meta};
-use crate::collect::packets::{decode, Direction};
+use crate::collect::netns::{self, Netns};
+use crate::collect::packets::bpf::{compile, describe, Cond};
 use crate::collect::packets::flows::Flows;
 use crate::collect::packets::live::{snap_len, Captured, LiveCapture};
+use crate::collect::packets::{decode, Direction};
 use crate::table_columns;
 use crate::tables::columns::{ColumnDef, RowBuilder};
-use crate::collect::packets::bpf::{compile, describe, Cond};
 use crate::tables::filters::{as_str, column_in_literals, int_range, is_int_range_filter, port_range};
 use crate::tables::live::{Emitter, LivePartition, BATCH_ROWS};
 use crate::tables::live_table::LiveSource;
-use crate::collect::netns::{self, Netns};
 use crate::tables::{scope, streams, SourceOptions};
 
 pub const NAME: &str = "packets";
@@ -72,7 +72,14 @@ fn owner_col(c: OwnerCol) -> usize {
 /// Fill the holder columns of the row being built: the sending end when
 /// it is on this host (the packet went out, or over loopback), the
 /// receiving end when it is (it came in).
-fn append_owners(r: &mut RowBuilder, owners: &mut CaptureOwners, netns: u64, local_out: bool, local_in: bool, d: &decode::Decoded) {
+fn append_owners(
+    r: &mut RowBuilder,
+    owners: &mut CaptureOwners,
+    netns: u64,
+    local_out: bool,
+    local_in: bool,
+    d: &decode::Decoded,
+) {
     let ends = match (d.ip_protocol, d.src_addr, d.src_port, d.dst_addr, d.dst_port) {
         (Some(protocol @ (6 | 17)), Some(sa), Some(sp), Some(da), Some(dp)) => Some((protocol, (sa, sp), (da, dp))),
         _ => None,
@@ -84,8 +91,16 @@ fn append_owners(r: &mut RowBuilder, owners: &mut CaptureOwners, netns: u64, loc
         r.i32(owner_col(pid), held.as_ref().map(|h| h.0));
         r.str(owner_col(process), held.as_ref().and_then(|h| h.1.as_deref()));
     };
-    fill(OwnerCol::SrcPid, OwnerCol::SrcProcess, ends.filter(|_| local_out).map(|(protocol, s, d)| EndKey { netns, protocol, local: s, remote: d }));
-    fill(OwnerCol::DstPid, OwnerCol::DstProcess, ends.filter(|_| local_in).map(|(protocol, s, d)| EndKey { netns, protocol, local: d, remote: s }));
+    fill(
+        OwnerCol::SrcPid,
+        OwnerCol::SrcProcess,
+        ends.filter(|_| local_out).map(|(protocol, s, d)| EndKey { netns, protocol, local: s, remote: d }),
+    );
+    fill(
+        OwnerCol::DstPid,
+        OwnerCol::DstProcess,
+        ends.filter(|_| local_in).map(|(protocol, s, d)| EndKey { netns, protocol, local: d, remote: s }),
+    );
 }
 
 /// True if the query asked for a holder column.
@@ -182,7 +197,9 @@ fn impossible(f: &Expr) -> Option<String> {
             let shown = crate::notice::escape_controls(text);
             match column {
                 "protocol" if protocol_number(text).is_none() => {
-                    return Some(format!("protocol = '{shown}': no such protocol (tcp, udp, icmp, icmpv6 or a number up to 255)"))
+                    return Some(format!(
+                        "protocol = '{shown}': no such protocol (tcp, udp, icmp, icmpv6 or a number up to 255)"
+                    ))
                 }
                 "src_addr" | "dst_addr" if text.parse::<std::net::IpAddr>().is_err() => {
                     return Some(format!("{column} = '{shown}': not an IP address"))
@@ -244,7 +261,9 @@ impl CapturePlan {
             anyhow::bail!("no packet can match {why}");
         }
         if let Some(name) = &self.interface {
-            let here = |ns: &Netns| netns::run_in(ns, || nix::net::if_::if_nametoindex(name.as_str()).is_ok()).unwrap_or(false);
+            let here = |ns: &Netns| {
+                netns::run_in(ns, || nix::net::if_::if_nametoindex(name.as_str()).is_ok()).unwrap_or(false)
+            };
             if !self.targets.iter().any(here) {
                 anyhow::bail!("{}", self.no_such_interface(name));
             }
@@ -341,7 +360,11 @@ impl CapturePlan {
                         let ns = &t.ns;
                         let name = t.names.entry(p.ifindex).or_insert_with(|| {
                             let idx = p.ifindex;
-                            netns::run_in(ns, move || nix::net::if_::if_indextoname(idx).ok().map(|n| n.to_string_lossy().into_owned())).ok().flatten()
+                            netns::run_in(ns, move || {
+                                nix::net::if_::if_indextoname(idx).ok().map(|n| n.to_string_lossy().into_owned())
+                            })
+                            .ok()
+                            .flatten()
                         });
                         // On loopback the kernel hands every packet over
                         // twice, as sent and as received; libpcap (so
@@ -367,7 +390,10 @@ impl CapturePlan {
             if let Some((n, dropped)) = t.cap.statistics() {
                 passed += n as u64;
                 if dropped > 0 {
-                    crate::notice::warn_once("packets-drops", format!("the kernel dropped {dropped} packets this capture could not keep up with"));
+                    crate::notice::warn_once(
+                        "packets-drops",
+                        format!("the kernel dropped {dropped} packets this capture could not keep up with"),
+                    );
                 }
             }
         }
@@ -435,7 +461,8 @@ impl LiveSource for PacketsTable {
                 if let Some(owners) = &owners {
                     // Over loopback both ends are on this host.
                     let lo = name == Some("lo");
-                    let (local_out, local_in) = (lo || p.direction == Direction::Out, lo || p.direction == Direction::In);
+                    let (local_out, local_in) =
+                        (lo || p.direction == Direction::Out, lo || p.direction == Direction::In);
                     append_owners(&mut out.rows, &mut owners.borrow_mut(), ns.inode, local_out, local_in, &d);
                 }
                 out.end_row()

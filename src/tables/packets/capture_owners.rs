@@ -132,7 +132,11 @@ impl CaptureOwners {
     /// The holder of `key`, if known; a new end becomes sought. `closing`:
     /// the packet is a FIN or RST.
     pub fn holder(&mut self, key: EndKey, closing: bool, now: Instant) -> Option<Holder> {
-        let key = EndKey { local: (canonical(key.local.0), key.local.1), remote: (canonical(key.remote.0), key.remote.1), ..key };
+        let key = EndKey {
+            local: (canonical(key.local.0), key.local.1),
+            remote: (canonical(key.remote.0), key.remote.1),
+            ..key
+        };
         // One lookup per packet of a known end.
         if let Some(end) = self.ends.get_mut(&key) {
             end.closing |= closing;
@@ -164,7 +168,8 @@ impl CaptureOwners {
         if !self.pass_due(start) {
             return;
         }
-        let due: Vec<EndKey> = self.sought.iter().filter(|k| self.ends.get(k).is_some_and(|e| e.due <= start)).copied().collect();
+        let due: Vec<EndKey> =
+            self.sought.iter().filter(|k| self.ends.get(k).is_some_and(|e| e.due <= start)).copied().collect();
         // Each namespace's due ends: their inodes, from its own sockets.
         let mut inode_of: HashMap<EndKey, u64> = HashMap::new();
         // Namespaces whose sockets were read: an end not found there is
@@ -196,7 +201,8 @@ impl CaptureOwners {
             }
         }
         let wanted: HashSet<u64> = inode_of.values().copied().filter(|&i| i != 0).collect();
-        let (holders, denied) = if wanted.is_empty() { (Default::default(), 0) } else { owners::lowest_owners(&wanted) };
+        let (holders, denied) =
+            if wanted.is_empty() { (Default::default(), 0) } else { owners::lowest_owners(&wanted) };
         if denied > 0 {
             crate::notice::note_once(
                 "packets-owners-denied",
@@ -239,33 +245,49 @@ fn inodes_of(diag: &mut SockDiag, wanted: &HashSet<EndKey>) -> Result<HashMap<En
     let mut found: HashMap<EndKey, u64> = HashMap::new();
     // UDP sockets bound but not connected: (local address, port) -> inode.
     let mut bound: HashMap<(IpAddr, u16), u64> = HashMap::new();
-    let udp_ports: HashSet<u16> = wanted.iter().filter(|k| k.protocol == inet::IPPROTO_UDP).map(|k| k.local.1).collect();
+    let udp_ports: HashSet<u16> =
+        wanted.iter().filter(|k| k.protocol == inet::IPPROTO_UDP).map(|k| k.local.1).collect();
     let netns = wanted.iter().next().map_or(0, |k| k.netns);
     for protocol in [inet::IPPROTO_TCP, inet::IPPROTO_UDP] {
         if !wanted.iter().any(|k| k.protocol == protocol) {
             continue;
         }
         for family in [inet::AF_INET, inet::AF_INET6] {
-            let req = InetRequest { protocol, family, states: HELD_STATES, extensions: Extensions::default(), conds: Vec::new() };
+            let req = InetRequest {
+                protocol,
+                family,
+                states: HELD_STATES,
+                extensions: Extensions::default(),
+                conds: Vec::new(),
+            };
             diag.inet(&req, None, |m: &InetDiagMsg<'_>| {
                 let inode = u64::from(m.inode());
                 let local = (canonical(m.local_addr()), m.local_port());
                 let key = EndKey { netns, protocol, local, remote: (canonical(m.remote_addr()), m.remote_port()) };
                 if wanted.contains(&key) {
                     found.insert(key, inode);
-                } else if protocol == inet::IPPROTO_UDP && inode != 0 && m.remote_port() == 0 && udp_ports.contains(&local.1) {
+                } else if protocol == inet::IPPROTO_UDP
+                    && inode != 0
+                    && m.remote_port() == 0
+                    && udp_ports.contains(&local.1)
+                {
                     bound.insert(local, inode);
                 }
                 Ok::<_, crate::collect::Error>(ControlFlow::Continue(()))
             })?;
         }
     }
-    let unconnected: Vec<EndKey> = wanted.iter().filter(|k| k.protocol == inet::IPPROTO_UDP && !found.contains_key(k)).copied().collect();
+    let unconnected: Vec<EndKey> =
+        wanted.iter().filter(|k| k.protocol == inet::IPPROTO_UDP && !found.contains_key(k)).copied().collect();
     for key in unconnected {
         let port = key.local.1;
         let wildcard = if key.local.0.is_ipv4() { IpAddr::from([0u8; 4]) } else { IpAddr::from([0u8; 16]) };
         let any6 = IpAddr::from([0u8; 16]);
-        if let Some(&inode) = bound.get(&(key.local.0, port)).or_else(|| bound.get(&(wildcard, port))).or_else(|| bound.get(&(any6, port))) {
+        if let Some(&inode) = bound
+            .get(&(key.local.0, port))
+            .or_else(|| bound.get(&(wildcard, port)))
+            .or_else(|| bound.get(&(any6, port)))
+        {
             found.insert(key, inode);
         }
     }
@@ -277,7 +299,12 @@ mod tests {
     use super::*;
 
     fn key(port: u16) -> EndKey {
-        EndKey { netns: 1, protocol: 6, local: ("127.0.0.1".parse().unwrap(), port), remote: ("::ffff:127.0.0.1".parse().unwrap(), 80) }
+        EndKey {
+            netns: 1,
+            protocol: 6,
+            local: ("127.0.0.1".parse().unwrap(), port),
+            remote: ("::ffff:127.0.0.1".parse().unwrap(), 80),
+        }
     }
 
     #[test]
@@ -317,7 +344,15 @@ mod tests {
         let mut o = CaptureOwners::default();
         // A namespace this process is not in: run_in finds no such file,
         // so nothing is found and every pass counts a try.
-        let ns = Netns { inode: 1, name: None, pid: None, processes: 0, container_id: None, runtime: None, path: "/nonexistent".into() };
+        let ns = Netns {
+            inode: 1,
+            name: None,
+            pid: None,
+            processes: 0,
+            container_id: None,
+            runtime: None,
+            path: "/nonexistent".into(),
+        };
         o.holder(key(1), false, Instant::now());
         for _ in 0..MAX_TRIES {
             o.next_pass = Instant::now();
@@ -329,6 +364,9 @@ mod tests {
         }
         assert_eq!(o.next_due, None, "nothing left to look up");
         assert!(o.sought.is_empty());
-        assert_eq!(o.ends.get(&EndKey { remote: ("127.0.0.1".parse().unwrap(), 80), ..key(1) }).map(|e| e.tries), Some(MAX_TRIES));
+        assert_eq!(
+            o.ends.get(&EndKey { remote: ("127.0.0.1".parse().unwrap(), 80), ..key(1) }).map(|e| e.tries),
+            Some(MAX_TRIES)
+        );
     }
 }

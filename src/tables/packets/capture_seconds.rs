@@ -21,7 +21,10 @@ pub struct CaptureSeconds {
 impl CaptureSeconds {
     pub fn new(options: &SourceOptions) -> Self {
         let bound = crate::tables::streams::bound(options);
-        CaptureSeconds { seconds_ms: bound.map(|d| d.as_millis() as u64), signature: Signature::exact(vec![], Volatility::Immutable) }
+        CaptureSeconds {
+            seconds_ms: bound.map(|d| d.as_millis() as u64),
+            signature: Signature::exact(vec![], Volatility::Immutable),
+        }
     }
 }
 

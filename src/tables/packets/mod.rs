@@ -80,7 +80,10 @@ table_columns!(Col {
 pub fn note_payload_hidden(projection: Option<&[usize]>, payload: bool) {
     if let Some(p) = projection {
         if !payload && p.len() < Col::DEFS.len() && p.contains(&(Col::Payload as usize)) {
-            crate::notice::note_once("payload-hidden", "payload is null: pass --payload to keep payload bytes (they may carry secrets)");
+            crate::notice::note_once(
+                "payload-hidden",
+                "payload is null: pass --payload to keep payload bytes (they may carry secrets)",
+            );
         }
     }
 }

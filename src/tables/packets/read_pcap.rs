@@ -33,7 +33,10 @@ pub struct ReadPcap {
 impl TableFunctionImpl for ReadPcap {
     fn call(&self, args: &[Expr]) -> Result<Arc<dyn TableProvider>> {
         let path = match args {
-            [Expr::Literal(ScalarValue::Utf8(Some(p)) | ScalarValue::LargeUtf8(Some(p)) | ScalarValue::Utf8View(Some(p)), _)] => p.clone(),
+            [Expr::Literal(
+                ScalarValue::Utf8(Some(p)) | ScalarValue::LargeUtf8(Some(p)) | ScalarValue::Utf8View(Some(p)),
+                _,
+            )] => p.clone(),
             _ => return plan_err!("read_pcap takes one file name as a string: read_pcap('capture.pcap')"),
         };
         Ok(Arc::new(LiveTable(PcapFile { path: PathBuf::from(path), payload: self.payload })))
@@ -51,7 +54,12 @@ impl LiveSource for PcapFile {
         Col::DEFS
     }
 
-    fn partition(&self, projection: Option<&Vec<usize>>, _filters: &[datafusion::prelude::Expr], limit: Option<usize>) -> LivePartition {
+    fn partition(
+        &self,
+        projection: Option<&Vec<usize>>,
+        _filters: &[datafusion::prelude::Expr],
+        limit: Option<usize>,
+    ) -> LivePartition {
         let path = self.path.clone();
         let projection = projection.cloned();
         let payload = self.payload;

@@ -26,7 +26,6 @@ mod pushdown;
 mod read;
 mod rows;
 
-
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 
 use crate::collect::tcp_state;
@@ -135,24 +134,77 @@ table_columns!(Col {
 });
 
 pub const NAME: &str = "sockets";
-pub const ABOUT: &str = "Every TCP, UDP and raw socket (ss -tuwna, netstat, lsof -i), with tcp_info, memory and owning process";
+pub const ABOUT: &str =
+    "Every TCP, UDP and raw socket (ss -tuwna, netstat, lsof -i), with tcp_info, memory and owning process";
 
 pub(crate) const TCP_INFO_COLS: &[Col] = &[
-    Col::RttMs, Col::RttvarMs, Col::RtoMs, Col::Mss, Col::Cwnd, Col::Ssthresh, Col::TotalRetrans,
-    Col::Lost, Col::Unacked, Col::BytesSent, Col::BytesAcked, Col::BytesReceived, Col::BytesRetrans,
-    Col::SegsIn, Col::SegsOut, Col::LastSendMs, Col::LastRecvMs, Col::LastAckMs,
-    Col::DeliveryRateBps, Col::PacingRateBps, Col::MinRttMs, Col::BusyMs,
-    Col::SndWscale, Col::RcvWscale, Col::OptTs, Col::OptSack, Col::OptEcn, Col::OptEcnSeen, Col::Pmtu, Col::RcvMss,
-    Col::AdvMss, Col::RcvSpace, Col::RcvSsthresh, Col::SndWnd, Col::RcvRttMs, Col::NotsentBytes, Col::Delivered,
-    Col::DeliveredCe, Col::AppLimited, Col::Reordering, Col::DsackDups, Col::Backoff, Col::AtoMs, Col::Sacked,
-    Col::Retrans, Col::DataSegsIn, Col::DataSegsOut, Col::SendBps, Col::MaxPacingRateBps, Col::RwndLimitedMs,
-    Col::SndbufLimitedMs, Col::ReordSeen, Col::RcvOoopack, Col::OptFastopen,
+    Col::RttMs,
+    Col::RttvarMs,
+    Col::RtoMs,
+    Col::Mss,
+    Col::Cwnd,
+    Col::Ssthresh,
+    Col::TotalRetrans,
+    Col::Lost,
+    Col::Unacked,
+    Col::BytesSent,
+    Col::BytesAcked,
+    Col::BytesReceived,
+    Col::BytesRetrans,
+    Col::SegsIn,
+    Col::SegsOut,
+    Col::LastSendMs,
+    Col::LastRecvMs,
+    Col::LastAckMs,
+    Col::DeliveryRateBps,
+    Col::PacingRateBps,
+    Col::MinRttMs,
+    Col::BusyMs,
+    Col::SndWscale,
+    Col::RcvWscale,
+    Col::OptTs,
+    Col::OptSack,
+    Col::OptEcn,
+    Col::OptEcnSeen,
+    Col::Pmtu,
+    Col::RcvMss,
+    Col::AdvMss,
+    Col::RcvSpace,
+    Col::RcvSsthresh,
+    Col::SndWnd,
+    Col::RcvRttMs,
+    Col::NotsentBytes,
+    Col::Delivered,
+    Col::DeliveredCe,
+    Col::AppLimited,
+    Col::Reordering,
+    Col::DsackDups,
+    Col::Backoff,
+    Col::AtoMs,
+    Col::Sacked,
+    Col::Retrans,
+    Col::DataSegsIn,
+    Col::DataSegsOut,
+    Col::SendBps,
+    Col::MaxPacingRateBps,
+    Col::RwndLimitedMs,
+    Col::SndbufLimitedMs,
+    Col::ReordSeen,
+    Col::RcvOoopack,
+    Col::OptFastopen,
 ];
 /// The congestion module's own attribute (BBR).
 pub(crate) const BBR_COLS: &[Col] = &[Col::BbrBwBps, Col::BbrMinRttMs, Col::BbrPacingGain, Col::BbrCwndGain];
 pub(crate) const MEM_COLS: &[Col] = &[
-    Col::RmemAlloc, Col::RcvBuf, Col::WmemAlloc, Col::SndBuf, Col::FwdAlloc, Col::WmemQueued, Col::Drops,
-    Col::OptMem, Col::Backlog,
+    Col::RmemAlloc,
+    Col::RcvBuf,
+    Col::WmemAlloc,
+    Col::SndBuf,
+    Col::FwdAlloc,
+    Col::WmemQueued,
+    Col::Drops,
+    Col::OptMem,
+    Col::Backlog,
 ];
 
 #[cfg(test)]
@@ -161,8 +213,14 @@ mod tests {
     fn ss_style_endpoints_get_a_hint() {
         let h = |c, l| super::address_hint(c, l);
         assert_eq!(h("remote_addr", "10.0.0.2"), None);
-        assert_eq!(h("remote_addr", "10.0.0.2:80").unwrap(), "remote_addr holds the address alone: write remote_addr = '10.0.0.2' AND remote_port = 80");
-        assert_eq!(h("local_addr", "[::1]:443").unwrap(), "local_addr holds the address alone: write local_addr = '::1' AND local_port = 443");
+        assert_eq!(
+            h("remote_addr", "10.0.0.2:80").unwrap(),
+            "remote_addr holds the address alone: write remote_addr = '10.0.0.2' AND remote_port = 80"
+        );
+        assert_eq!(
+            h("local_addr", "[::1]:443").unwrap(),
+            "local_addr holds the address alone: write local_addr = '::1' AND local_port = 443"
+        );
         assert_eq!(h("local_addr", "[::]").unwrap(), "addresses are written without brackets: local_addr = '::'");
         assert!(h("local_addr", "*").unwrap().contains("0.0.0.0"));
     }
@@ -184,7 +242,10 @@ impl SocketsTable {
     fn check_addresses(&self, column: &str, literals: &[&str]) {
         for lit in literals {
             let Some(hint) = address_hint(column, lit) else { continue };
-            crate::notice::warn_once(&format!("address:{column}={lit}"), format!("'{lit}' is not an address, so it matches no row; {hint}"));
+            crate::notice::warn_once(
+                &format!("address:{column}={lit}"),
+                format!("'{lit}' is not an address, so it matches no row; {hint}"),
+            );
         }
     }
 
@@ -199,7 +260,10 @@ impl SocketsTable {
             };
             crate::notice::warn_once(
                 &format!("state:{name}"),
-                format!("'{name}' is not a socket state{hint}, so it matches no row; states are: {}", tcp_state::ALL.join(", ")),
+                format!(
+                    "'{name}' is not a socket state{hint}, so it matches no row; states are: {}",
+                    tcp_state::ALL.join(", ")
+                ),
             );
         }
     }
@@ -214,9 +278,15 @@ fn address_hint(column: &str, literal: &str) -> Option<String> {
     }
     let port_column = column.replace("_addr", "_port");
     if let Ok(sa) = literal.parse::<SocketAddr>() {
-        return Some(format!("{column} holds the address alone: write {column} = '{}' AND {port_column} = {}", sa.ip(), sa.port()));
+        return Some(format!(
+            "{column} holds the address alone: write {column} = '{}' AND {port_column} = {}",
+            sa.ip(),
+            sa.port()
+        ));
     }
-    if let Some(ip) = literal.strip_prefix('[').and_then(|l| l.strip_suffix(']')).filter(|l| l.parse::<IpAddr>().is_ok()) {
+    if let Some(ip) =
+        literal.strip_prefix('[').and_then(|l| l.strip_suffix(']')).filter(|l| l.parse::<IpAddr>().is_ok())
+    {
         return Some(format!("addresses are written without brackets: {column} = '{ip}'"));
     }
     if literal == "*" || literal.starts_with("*:") {
@@ -243,7 +313,8 @@ impl LiveSource for SocketsTable {
 
     fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
         let plan = self.plan(projection, filters, limit);
-        LivePartition::projected(Col::DEFS, plan.projection.clone().as_deref(), plan.to_string(), move |sink| read::produce(&plan, sink))
+        LivePartition::projected(Col::DEFS, plan.projection.clone().as_deref(), plan.to_string(), move |sink| {
+            read::produce(&plan, sink)
+        })
     }
 }
-

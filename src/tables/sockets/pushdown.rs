@@ -36,11 +36,8 @@ pub(super) struct ScanPlan {
 
 impl fmt::Display for ScanPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let dumps: Vec<String> = self
-            .dumps
-            .iter()
-            .map(|&(p, fam)| format!("{}/{}", protocol_name(p), family_name(fam)))
-            .collect();
+        let dumps: Vec<String> =
+            self.dumps.iter().map(|&(p, fam)| format!("{}/{}", protocol_name(p), family_name(fam))).collect();
         write!(
             f,
             "sockets: {} {} dumps=[{}] states={:#x} bytecode=[{}] tcp_info={} congestion={} meminfo={} owners={}",
@@ -57,16 +54,15 @@ impl fmt::Display for ScanPlan {
     }
 }
 
-
-
-
 /// Fold the two per-family TCP dumps into one (TCP, AF_UNSPEC) dump: the
 /// kernel walks its TCP hash tables once per request, whatever the family,
 /// so this halves the kernel's work for a TCP scan (BENCHMARKS.md). UDP has
 /// no such request.
 fn merge_tcp_families(dumps: &mut Vec<(u8, u8)>) {
     let tcp = |f: u8| (inet::IPPROTO_TCP, f);
-    if let (Some(v4), true) = (dumps.iter().position(|&d| d == tcp(inet::AF_INET)), dumps.contains(&tcp(inet::AF_INET6))) {
+    if let (Some(v4), true) =
+        (dumps.iter().position(|&d| d == tcp(inet::AF_INET)), dumps.contains(&tcp(inet::AF_INET6)))
+    {
         dumps[v4] = tcp(inet::AF_UNSPEC);
         dumps.retain(|&d| d != tcp(inet::AF_INET6));
     }
@@ -127,7 +123,12 @@ fn pinned_addr(filters: &[&Expr], column: &str) -> Option<Result<IpAddr, ()>> {
 }
 
 /// Port conditions for a column's range within 0..=65535.
-fn port_conds(range: Option<Option<(u16, u16)>>, ge: fn(u16) -> Cond, le: fn(u16) -> Cond, out: &mut Vec<Cond>) -> bool {
+fn port_conds(
+    range: Option<Option<(u16, u16)>>,
+    ge: fn(u16) -> Cond,
+    le: fn(u16) -> Cond,
+    out: &mut Vec<Cond>,
+) -> bool {
     let Some(range) = range else { return true };
     let Some((lo, hi)) = range else { return false };
     if lo > 0 {
@@ -141,21 +142,30 @@ fn port_conds(range: Option<Option<(u16, u16)>>, ge: fn(u16) -> Cond, le: fn(u16
 
 /// Filters the kernel can apply (DataFusion still re-checks them).
 pub(super) fn is_pushable(f: &Expr) -> bool {
-    scope::is_netns_filter(f) || matches!(column_in_literals(f), Some(("state" | "protocol" | "family", _)))
+    scope::is_netns_filter(f)
+        || matches!(column_in_literals(f), Some(("state" | "protocol" | "family", _)))
         || matches!(column_in_literals(f), Some(("local_addr" | "remote_addr", v)) if v.len() == 1)
         || is_int_range_filter(f, "local_port")
         || is_int_range_filter(f, "remote_port")
 }
 
-
 impl SocketsTable {
     /// Fold every filter the kernel can apply into one description.
     pub(super) fn pushed(&self, filters: &[&Expr]) -> Pushed {
-        let mut p = Pushed { states: tcp_state::ALL_BITS, protocols: None, families: None, conds: Vec::new(), impossible: false };
-        let ok_local = port_conds(port_range(filters, "local_port"), Cond::LocalPortGe, Cond::LocalPortLe, &mut p.conds);
-        let ok_remote = port_conds(port_range(filters, "remote_port"), Cond::RemotePortGe, Cond::RemotePortLe, &mut p.conds);
+        let mut p = Pushed {
+            states: tcp_state::ALL_BITS,
+            protocols: None,
+            families: None,
+            conds: Vec::new(),
+            impossible: false,
+        };
+        let ok_local =
+            port_conds(port_range(filters, "local_port"), Cond::LocalPortGe, Cond::LocalPortLe, &mut p.conds);
+        let ok_remote =
+            port_conds(port_range(filters, "remote_port"), Cond::RemotePortGe, Cond::RemotePortLe, &mut p.conds);
         p.impossible = !ok_local || !ok_remote;
-        for (column, cond) in [("local_addr", Cond::LocalAddr as fn(IpAddr) -> Cond), ("remote_addr", Cond::RemoteAddr)] {
+        for (column, cond) in [("local_addr", Cond::LocalAddr as fn(IpAddr) -> Cond), ("remote_addr", Cond::RemoteAddr)]
+        {
             match pinned_addr(filters, column) {
                 None => {}
                 Some(Err(())) => p.impossible = true,

@@ -25,7 +25,10 @@ impl Interfaces {
             .entry(index)
             .or_insert_with(|| {
                 // An index with no interface (it went away) shows as the number.
-                Some(nix::net::if_::if_indextoname(index).map_or_else(|_| index.to_string(), |n| n.to_string_lossy().into_owned()))
+                Some(
+                    nix::net::if_::if_indextoname(index)
+                        .map_or_else(|_| index.to_string(), |n| n.to_string_lossy().into_owned()),
+                )
             })
             .as_deref()
     }
@@ -257,7 +260,10 @@ fn append_tcp_info(r: &mut RowBuilder, m: &InetDiagMsg<'_>) {
     r.u32(LastRecvMs as usize, c(t(&|i| i.last_data_recv_ms())));
     r.u32(LastAckMs as usize, c(t(&|i| i.last_ack_recv_ms())));
     r.u64(DeliveryRateBps as usize, c64(t64(&|i| i.delivery_rate())).map(|v| v.saturating_mul(8)));
-    r.u64(PacingRateBps as usize, c64(t64(&|i| i.pacing_rate())).filter(|&v| v != u64::MAX).map(|v| v.saturating_mul(8)));
+    r.u64(
+        PacingRateBps as usize,
+        c64(t64(&|i| i.pacing_rate())).filter(|&v| v != u64::MAX).map(|v| v.saturating_mul(8)),
+    );
     r.f64(MinRttMs as usize, us_to_ms(made(t(&|i| i.min_rtt_us()))).filter(|&v| v < 4_294_967.0));
     r.u64(BusyMs as usize, c64(t64(&|i| i.busy_time_us())).map(|v| v / 1000));
     let options = ti.as_ref().and_then(|i| i.options()).filter(|_| conn);
@@ -290,7 +296,10 @@ fn append_tcp_info(r: &mut RowBuilder, m: &InetDiagMsg<'_>) {
     r.u32(DataSegsIn as usize, c(t(&|i| i.data_segs_in())));
     r.u32(DataSegsOut as usize, c(t(&|i| i.data_segs_out())));
     r.u64(SendBps as usize, send_bps(t(&|i| i.snd_cwnd()), t(&|i| i.snd_mss()), rtt).filter(|_| conn));
-    r.u64(MaxPacingRateBps as usize, c64(t64(&|i| i.max_pacing_rate())).filter(|&v| v != u64::MAX).map(|v| v.saturating_mul(8)));
+    r.u64(
+        MaxPacingRateBps as usize,
+        c64(t64(&|i| i.max_pacing_rate())).filter(|&v| v != u64::MAX).map(|v| v.saturating_mul(8)),
+    );
     r.u64(RwndLimitedMs as usize, c64(t64(&|i| i.rwnd_limited_us())).map(|v| v / 1000));
     r.u64(SndbufLimitedMs as usize, c64(t64(&|i| i.sndbuf_limited_us())).map(|v| v / 1000));
     r.u32(ReordSeen as usize, c(t(&|i| i.reord_seen())));
@@ -299,7 +308,14 @@ fn append_tcp_info(r: &mut RowBuilder, m: &InetDiagMsg<'_>) {
 }
 
 /// Fill every column the /proc/net row does not carry with null.
-pub(super) fn append_proc(r: &mut RowBuilder, protocol: u8, family: u8, s: &proc_net::ProcNetSocket, hz: u64, ns: &Netns) {
+pub(super) fn append_proc(
+    r: &mut RowBuilder,
+    protocol: u8,
+    family: u8,
+    s: &proc_net::ProcNetSocket,
+    hz: u64,
+    ns: &Netns,
+) {
     let common = CommonRow {
         protocol,
         family,
@@ -317,7 +333,15 @@ pub(super) fn append_proc(r: &mut RowBuilder, protocol: u8, family: u8, s: &proc
     };
     append_common(r, &common, ns);
     for c in TCP_INFO_COLS.iter().chain(MEM_COLS).chain(BBR_COLS).chain(&[
-        Col::Congestion, Col::Interface, Col::Cookie, Col::Fwmark, Col::Tos, Col::Tclass, Col::ClassId, Col::CgroupId, Col::CgroupPath,
+        Col::Congestion,
+        Col::Interface,
+        Col::Cookie,
+        Col::Fwmark,
+        Col::Tos,
+        Col::Tclass,
+        Col::ClassId,
+        Col::CgroupId,
+        Col::CgroupPath,
     ]) {
         match c.def_ty() {
             crate::tables::columns::Ty::F64 => r.f64(*c as usize, None),
