@@ -13,6 +13,7 @@ use super::pcapng::PcapNgReader;
 use super::stoppable::Stoppable;
 use super::Direction;
 use crate::collect::Error;
+use crate::notice::Level;
 
 // Memory: pcap is parsed in place in one buffer of 1 MB, grown only for a
 // packet larger than that and never past 8 MB (a larger one is refused);
@@ -159,11 +160,12 @@ impl<'a> CaptureFile<'a> {
                 Some(Ok(t))
             }
             Err(Fault::Cut { at, started, what, header: false }) => {
-                let name = crate::notice::escape_controls(&self.name);
-                crate::notice::warn_once(
-                    &format!("pcap-cut:{name}"),
-                    format!(
-                        "{name}: the file appears to have been cut short {}, inside {what} that starts at byte {started}: the {} complete packets before it were read",
+                say_once(
+                    Level::Warning,
+                    &self.name,
+                    "cut",
+                    format_args!(
+                        "the file appears to have been cut short {}, inside {what} that starts at byte {started}: the {} complete packets before it were read",
                         at_byte(self.gzip, at),
                         self.packets
                     ),
@@ -176,7 +178,6 @@ impl<'a> CaptureFile<'a> {
 
     /// Say once per file that a packet's time was odd (see [`Odd`]).
     fn warn_time(&self, odd: Odd) {
-        let name = crate::notice::escape_controls(&self.name);
         let n = self.packets;
         let (key, what) = match odd {
             Odd::No => return,
@@ -193,7 +194,20 @@ impl<'a> CaptureFile<'a> {
                 ),
             ),
         };
-        crate::notice::warn_once(&format!("{key}:{name}"), format!("{name}: {what}; said once per file"));
+        say_once(Level::Warning, &self.name, key, format_args!("{what}; said once per file"));
+    }
+}
+
+/// Say `message` about the capture file `name` once in the statement (one
+/// key per file and `what`), prefixed with the file's name: for what a
+/// file holds as a whole, said once rather than per packet. (The notice
+/// escapes control characters, the file's name's included.)
+pub fn say_once(level: Level, name: &str, what: &str, message: impl std::fmt::Display) {
+    let key = format!("read_pcap:{what}:{name}");
+    let message = format!("{name}: {message}");
+    match level {
+        Level::Warning => crate::notice::warn_once(&key, message),
+        Level::Note => crate::notice::note_once(&key, message),
     }
 }
 

@@ -13,7 +13,7 @@ use datafusion::logical_expr::Expr;
 
 use super::{append, Col, Meta};
 use crate::collect::packets::decode;
-use crate::collect::packets::file::CaptureFile;
+use crate::collect::packets::file::{say_once, CaptureFile};
 use crate::collect::packets::flows::Flows;
 use crate::collect::packets::link::Tally;
 use crate::notice::Level;
@@ -109,23 +109,10 @@ impl LiveSource for PcapFile {
                 anyhow::Ok(())
             })();
             if let Some(what) = undecoded.describe() {
-                note_file(Level::Note, &path, "undecoded", what);
+                say_once(Level::Note, &path.display().to_string(), "undecoded", what);
             }
             read?;
             out.finish()
         })
-    }
-}
-
-/// Say `message` about the capture file `path` once in the statement (one
-/// key per file and `what`), prefixed with the file's name: for what a
-/// file holds as a whole, said once rather than per packet.
-pub fn note_file(level: Level, path: &std::path::Path, what: &str, message: impl std::fmt::Display) {
-    let name = path.display();
-    let key = format!("read_pcap:{what}:{name}");
-    let message = format!("{name}: {message}");
-    match level {
-        Level::Warning => crate::notice::warn_once(&key, message),
-        Level::Note => crate::notice::note_once(&key, message),
     }
 }
