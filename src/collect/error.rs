@@ -28,6 +28,9 @@ pub enum Error {
     /// A live capture's socket call failed.
     #[error("packet capture: {0}: {1}")]
     Capture(Box<str>, #[source] std::io::Error),
+    /// A kernel tracepoint (tracefs, its format, the perf event).
+    #[error(transparent)]
+    Trace(Box<crate::collect::trace::TraceError>),
 }
 
 impl Error {
@@ -46,6 +49,7 @@ impl Error {
         match self {
             Error::Open(e) | Error::Io(e) | Error::Proc(_, e) | Error::Capture(_, e) => e.raw_os_error(),
             Error::Kernel { errno } => Some(*errno),
+            Error::Trace(e) => e.errno(),
             _ => None,
         }
     }

@@ -19,6 +19,7 @@ pub mod processes;
 pub mod sock_diag;
 pub mod sysctl;
 pub mod tcp_state;
+pub mod trace;
 pub mod users;
 
 pub use error::{Error, Used};
