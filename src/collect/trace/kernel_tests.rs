@@ -467,3 +467,66 @@ fn nothing_remains_after_sigkill() {
         !matches!(t.reached, super::tracefs::Reached::Mounted(_))
     );
 }
+
+/// A ring too small for a burst: what the kernel could not write comes
+/// back as PERF_RECORD_LOST and is counted, so samples read plus samples
+/// lost is every drop the sender caused.
+#[test]
+fn a_full_ring_counts_what_it_lost() {
+    if !root() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tracefs = Tracefs::open().unwrap();
+    let format = tracefs.format("skb", "kfree_skb").unwrap();
+    let ns = Netns::new("lost");
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<u64>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let ns = &ns;
+        s.spawn(move || {
+            ns.run(move || {
+                tid_tx.send(nix::unistd::gettid().as_raw()).unwrap();
+                let closed = UdpSocket::bind("127.0.0.1:0").unwrap();
+                let port = closed.local_addr().unwrap().port();
+                drop(closed);
+                let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+                while let Ok(n) = go_rx.recv() {
+                    for _ in 0..n {
+                        udp.send_to(b"x", ("127.0.0.1", port)).unwrap();
+                    }
+                    done_tx.send(()).unwrap();
+                }
+            })
+        });
+        let tid = tid_rx.recv().unwrap();
+        let filter = format!("common_pid == {tid}");
+        // One data page: about fifty samples.
+        let mut reader = TraceReader::open(
+            &[Request { group: "skb", format: &format, filter: Some(&filter) }],
+            Options { pages: 1, wakeup_bytes: 0 },
+        )
+        .unwrap();
+        let mut read = 0u64;
+        let mut count = |r: &mut TraceReader| {
+            r.read_waiting(|_| {
+                read += 1;
+                ControlFlow::Continue(())
+            })
+            .unwrap()
+        };
+        go_tx.send(500).unwrap();
+        done_rx.recv().unwrap();
+        count(&mut reader);
+        // The kernel writes its LOST record once there is room again,
+        // before the next sample.
+        go_tx.send(1).unwrap();
+        done_rx.recv().unwrap();
+        count(&mut reader);
+        drop(go_tx);
+        let lost = reader.lost();
+        assert!(lost > 0 && read < 200, "read {read}, lost {lost}");
+        assert_eq!(read + lost, 501, "read {read}, lost {lost}");
+    });
+}
