@@ -87,6 +87,11 @@ fn inet_sock_set_state_follows_a_loopback_connection() {
     let mut reader =
         TraceReader::open(&[Request { group: "sock", format: &format, filter: Some(&filter) }], Options::default())
             .unwrap();
+    let monotonic = || {
+        let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+        t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+    };
+    let start = monotonic();
     socket.listen(8).unwrap();
     let listener: TcpListener = socket.into();
     let _near_miss = TcpStream::connect(other.local_addr().unwrap()).unwrap();
@@ -100,7 +105,9 @@ fn inet_sock_set_state_follows_a_loopback_connection() {
     type Sockets = HashMap<u64, ((u16, u16), Vec<(String, String)>)>;
     let seen: std::cell::RefCell<Sockets> = Default::default();
     let name = |v: i64| states.name(v).unwrap_or("?").to_string();
+    let times = std::cell::RefCell::new(Vec::new());
     let mut on = |s: &super::Sample<'_>| {
+        times.borrow_mut().push(s.time_ns);
         let ports = (s.u64(&sport_f).unwrap() as u16, s.u64(&dport_f).unwrap() as u16);
         let change = (name(s.i64(&old_f).unwrap()), name(s.i64(&new_f).unwrap()));
         let mut seen = seen.borrow_mut();
@@ -133,6 +140,9 @@ fn inet_sock_set_state_follows_a_loopback_connection() {
     read_until(&mut reader, &mut on, || last((port, cport)) == "TCP_CLOSE" && last((cport, port)) == "TCP_CLOSE");
     drop(listener);
     read_until(&mut reader, &mut on, || last((port, 0)) == "TCP_CLOSE");
+    // Stamped on CLOCK_MONOTONIC, in order on each CPU, within the test.
+    let end = monotonic();
+    assert!(times.borrow().iter().all(|&t| (start..=end).contains(&t)), "{start} {:?} {end}", times.borrow());
     // The client's socket is closed; what ss shows is the TIME-WAIT
     // socket that took its place, which has no state change of its own.
     assert_eq!(ss_state(cport, port), "TIME-WAIT");
