@@ -71,12 +71,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Some(Command::Record { events: true, duration, .. }) => Some(*duration),
         _ => None,
     };
+    // How long a stream runs: --capture-for, else until Ctrl-C when
+    // following, else the default.
+    let stream_for = match (args.source.capture_for, args.source.follow) {
+        (Some(d), _) => Some(d),
+        (None, true) => None,
+        (None, false) => Some(crate::tables::streams::DEFAULT_STREAM_FOR),
+    };
     let source = SourceOptions {
         no_netlink: args.source.no_netlink,
         all_netns: std::sync::Arc::new(args.source.all_netns.into()),
-        capture_for: recording_events.unwrap_or(args.source.capture_for),
+        stream_for: recording_events.unwrap_or(stream_for),
         payload: args.source.payload,
-        follow: args.source.follow || recording_events.is_some(),
+        streams: Default::default(),
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -155,7 +162,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         return Ok(out.flush()?);
     }
     if let Some(Command::Capture { out: target, filter }) = &args.command {
-        return capture::to_pcap(&engine, &source, filter.as_deref(), target).await;
+        return capture::to_pcap(&engine, filter.as_deref(), target).await;
     }
     // A recorder runs the same statements every interval: each warning
     // is printed the first time only.
@@ -167,6 +174,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let store = crate::history::store::HistoryStore::open(target, true)?;
         let recorder = crate::history::events::EventRecorder {
             runner: &engine,
+            streams: engine.streams().clone(),
             store,
             host: crate::history::record::hostname(),
             every: *every,
@@ -194,13 +202,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let Some(sql) = sql_source(&args)? else {
         drop(out);
-        return repl::Repl::new(&engine, opts, source.all_netns.clone()).run().await;
+        return repl::Repl::new(&engine, opts, source.all_netns.clone(), engine.streams().clone()).run().await;
     };
     if let Some(every) = args.watch {
         return watch::watch(&engine, &sql, every, opts, &mut out).await;
     }
     drop(out);
-    crate::tables::streams::end_on_ctrl_c();
+    crate::tables::streams::end_on_ctrl_c(engine.streams().clone());
     // Following, each row goes out as it comes (a line at a time for jq
     // or a log shipper); else in large writes.
     let follow = args.source.follow;
