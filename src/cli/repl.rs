@@ -39,7 +39,12 @@ enum Flow {
 }
 
 impl<'a> Repl<'a> {
-    pub fn new(runner: &'a dyn QueryRunner, opts: OutputOptions, all_netns: Arc<AtomicBool>, streams: Arc<Streams>) -> Self {
+    pub fn new(
+        runner: &'a dyn QueryRunner,
+        opts: OutputOptions,
+        all_netns: Arc<AtomicBool>,
+        streams: Arc<Streams>,
+    ) -> Self {
         Repl { runner, opts, timing: false, last: None, all_netns, streams }
     }
 

@@ -172,9 +172,14 @@ mod tests {
         std::thread::spawn(move || {
             let (quiet, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
             let start = Instant::now();
-            poll_for(&session, &[quiet.as_raw_fd()], Some(bound), Duration::ZERO, |_| Ok(Continue(())), || {
-                Ok(Continue(()))
-            })
+            poll_for(
+                &session,
+                &[quiet.as_raw_fd()],
+                Some(bound),
+                Duration::ZERO,
+                |_| Ok(Continue(())),
+                || Ok(Continue(())),
+            )
             .unwrap();
             start.elapsed()
         })

@@ -506,7 +506,7 @@ print(json.dumps(res))
 #[test]
 fn pg_errors_cancel_of_one_clients_stream_leaves_anothers_running() {
     let server = Server::start("streams", false, &["--pg-max-queries", "2", "--capture-for", "4s"]);
-    let res = python("/usr/bin/python3", TWO_STREAMS, &[&server.dsn, &server.child.id().to_string()]);
+    let res = python(PYCLIENTS, TWO_STREAMS, &[&server.dsn, &server.child.id().to_string()]);
     println!("{res}");
     let listening = res["listening_after"].as_f64().unwrap();
     assert!(listening < 3.0, "both streams should listen well before their bound: {res}");
