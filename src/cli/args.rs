@@ -31,10 +31,10 @@ FIN-WAIT-1, FIN-WAIT-2, TIME-WAIT, CLOSE-WAIT, LAST-ACK, CLOSING, UNCONN.";
 
 /// SQL over the live state of this host's network stack: sockets, their
 /// processes, and TCP internals, read from the kernel at each query.
-///
-/// Each flag is defined on the commands it applies to (the query form and
-/// `run` take them all); a flag written before a subcommand's name is that
-/// subcommand's ([`Args::parse_checked`]).
+//
+// (Not help text:) each flag is defined on the commands it applies to (the
+// query form and `run` take them all); a flag written before a
+// subcommand's name is that subcommand's ([`Args::parse_checked`]).
 #[derive(Debug, Parser)]
 #[command(name = "sockql", version, after_help = EXAMPLES)]
 pub struct Args {
