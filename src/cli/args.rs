@@ -31,6 +31,10 @@ FIN-WAIT-1, FIN-WAIT-2, TIME-WAIT, CLOSE-WAIT, LAST-ACK, CLOSING, UNCONN.";
 
 /// SQL over the live state of this host's network stack: sockets, their
 /// processes, and TCP internals, read from the kernel at each query.
+//
+// (Not help text:) each flag is defined on the commands it applies to (the
+// query form and `run` take them all); a flag written before a
+// subcommand's name is that subcommand's ([`Args::parse_checked`]).
 #[derive(Debug, Parser)]
 #[command(name = "sockql", version, after_help = EXAMPLES)]
 pub struct Args {
@@ -44,114 +48,160 @@ pub struct Args {
     #[arg(short, long, value_name = "FILE", conflicts_with = "query")]
     pub file: Option<PathBuf>,
 
-    /// Bind $NAME in the SQL to VALUE (repeatable). Numbers bind as
-    /// numbers; 'quoted' or other text as text.
-    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE", global = true, value_parser = parse_param)]
-    pub params: Vec<(String, String)>,
-
-    /// Re-run the query every INTERVAL (2s, 500ms, 1m; a bare number is
-    /// seconds) until Ctrl-C, like watch -n. The table format redraws the
-    /// screen; csv, json and ndjson append each run's rows with a `ts`
-    /// column (RFC 3339, UTC) instead.
-    #[arg(long, value_name = "INTERVAL", global = true, value_parser = parse_interval)]
-    pub watch: Option<Duration>,
-
-    /// Let statements write and read files: COPY ... TO, CREATE EXTERNAL
-    /// TABLE, INSERT. Without it sockql is read-only.
-    #[arg(long, global = true)]
-    pub allow_files: bool,
-
-    /// Memory DataFusion may use for sorts, joins and aggregates (512M,
-    /// 2G, or bytes); a query needing more fails with a clear error.
-    #[arg(long, value_name = "SIZE", global = true, value_parser = parse_size)]
-    pub memory_limit: Option<usize>,
-
-    /// Stop a statement that runs longer than this (30s, 2m).
-    #[arg(long, value_name = "DURATION", global = true, value_parser = parse_timeout)]
-    pub timeout: Option<Duration>,
-
-    /// Register the samples recorded under DIR (or s3://bucket/prefix) as
-    /// history.<table>, next to the live tables.
-    #[arg(long, value_name = "DIR|URL", global = true)]
-    pub history: Option<String>,
-
     #[command(flatten)]
-    pub output: OutputArgs,
-
-    #[command(flatten)]
-    pub source: SourceArgs,
+    pub flags: QueryArgs,
 
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
-#[derive(Debug, clap::Args)]
+/// The flags of a query (the query form and `run`): every group.
+#[derive(Debug, Default, clap::Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub params: ParamArgs,
+
+    /// Re-run the query every INTERVAL (2s, 500ms, 1m; a bare number is
+    /// seconds) until Ctrl-C, like watch -n. The table format redraws the
+    /// screen; csv, json and ndjson append each run's rows with a `ts`
+    /// column (RFC 3339, UTC) instead.
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_interval)]
+    pub watch: Option<Duration>,
+
+    #[command(flatten)]
+    pub files: FileArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub history: HistoryArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub read: ReadArgs,
+
+    #[command(flatten)]
+    pub streams: StreamArgs,
+
+    /// Follow the streams (packets, socket_events, conntrack_events,
+    /// process_events) until Ctrl-C unless --capture-for bounds them, and
+    /// write each row as it comes: with --format ndjson or csv, a line at a
+    /// time for jq or a log shipper.
+    #[arg(long)]
+    pub follow: bool,
+}
+
+/// Parameters of the SQL (query, run, record, capture).
+#[derive(Debug, Default, clap::Args)]
+pub struct ParamArgs {
+    /// Bind $NAME in the SQL to VALUE (repeatable). Numbers bind as
+    /// numbers; 'quoted' or other text as text.
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+}
+
+/// Whether statements may touch files (not for serve, whose clients'
+/// SQL never may).
+#[derive(Debug, Default, clap::Args)]
+pub struct FileArgs {
+    /// Let statements write and read files: COPY ... TO, CREATE EXTERNAL
+    /// TABLE, INSERT. Without it sockql is read-only.
+    #[arg(long)]
+    pub allow_files: bool,
+}
+
+/// The bounds of a statement (every command that runs SQL).
+#[derive(Debug, Default, clap::Args)]
+pub struct LimitArgs {
+    /// Memory DataFusion may use for sorts, joins and aggregates (512M,
+    /// 2G, or bytes); a query needing more fails with a clear error.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory_limit: Option<usize>,
+
+    /// Stop a statement that runs longer than this (30s, 2m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub timeout: Option<Duration>,
+}
+
+/// Recorded history beside the live tables (queries and the catalog).
+#[derive(Debug, Default, clap::Args)]
+pub struct HistoryArgs {
+    /// Register the samples recorded under DIR (or s3://bucket/prefix) as
+    /// history.<table>, next to the live tables.
+    #[arg(long, value_name = "DIR|URL")]
+    pub history: Option<String>,
+}
+
+/// How rows are printed (queries and the catalog).
+#[derive(Debug, Default, clap::Args)]
 pub struct OutputArgs {
     /// Output format: json is one array of typed objects, ndjson one
     /// object per line.
-    #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
+    #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 
     /// Leave out the header line (csv).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub no_header: bool,
 
     /// Show control characters in csv values as escapes (\x1b, \n), so
     /// a process name cannot drive the terminal. auto: when standard
     /// output is a terminal. The table format always escapes; JSON
     /// escapes by its own rules.
-    #[arg(long, value_enum, value_name = "WHEN", default_value_t = Escape::Auto, global = true)]
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = Escape::Auto)]
     pub escape: Escape,
 
     /// Table format on a terminal: do not cut long cells to fit its width.
     /// (Output that is not a terminal is never cut.)
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub wide: bool,
 
     /// Table format: print each row as a record, one column per line
     /// (psql's \x). auto: when the table cannot fit the terminal even
     /// with its long cells cut.
-    #[arg(short = 'x', long, value_enum, value_name = "WHEN", default_value_t = Expanded::Auto, global = true)]
+    #[arg(short = 'x', long, value_enum, value_name = "WHEN", default_value_t = Expanded::Auto)]
     pub expanded: Expanded,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum Escape {
+    #[default]
     Auto,
     Always,
     Never,
 }
 
-#[derive(Debug, clap::Args)]
-pub struct SourceArgs {
+/// How tables read the kernel (every command that reads it).
+#[derive(Debug, Default, clap::Args)]
+pub struct ReadArgs {
     /// Read sockets from /proc/net/{tcp,tcp6,udp,udp6,raw,raw6} instead of netlink
     /// sock_diag (fewer columns: no tcp_info, memory, cookie, interface).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub no_netlink: bool,
 
+    /// Cover every network namespace on the host (containers, ip netns),
+    /// not only the current one; rows carry netns and netns_name.
+    #[arg(long)]
+    pub all_netns: bool,
+}
+
+/// How streams read (every command that may run one).
+#[derive(Debug, Default, clap::Args)]
+pub struct StreamArgs {
     /// How long a query of a live stream runs: the `packets` capture and
     /// the event tables (`socket_events`); 10s if not given. A LIMIT or
     /// Ctrl-C ends it sooner (and the query answers from what it saw).
-    #[arg(long, value_name = "DURATION", global = true, value_parser = parse_for)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_for)]
     pub capture_for: Option<Duration>,
-
-    /// Follow the streams (packets, socket_events, conntrack_events,
-    /// process_events) until Ctrl-C unless --capture-for bounds them, and
-    /// write each row as it comes: with --format ndjson or csv, a line at a
-    /// time for jq or a log shipper.
-    #[arg(long, global = true)]
-    pub follow: bool,
 
     /// Keep packet payloads: the packets table, read_pcap and capture --out
     /// then hold whole packets and fill the payload column. Without it
     /// only headers are captured, since payloads may carry secrets.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub payload: bool,
-
-    /// Cover every network namespace on the host (containers, ip netns),
-    /// not only the current one; rows carry netns and netns_name.
-    #[arg(long, global = true)]
-    pub all_netns: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -160,144 +210,137 @@ pub enum CaptureSource {
     Ctnetlink,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    #[default]
     Table,
     Csv,
     Json,
     Ndjson,
 }
 
-/// (arg id, long flag, takes a value)
-type Flag = (&'static str, &'static str, bool);
+impl Args {
+    /// The command line definition (completions and the man page are
+    /// generated from it).
+    pub fn command_tree() -> clap::Command {
+        use clap::CommandFactory;
+        Args::command()
+    }
 
-/// The output flags of queries: nothing to print for record and capture.
-const QUERY_OUTPUT: &[Flag] = &[
-    ("watch", "watch", true),
-    ("format", "format", true),
-    ("no_header", "no-header", false),
-    ("history", "history", true),
-    ("escape", "escape", true),
-    ("wide", "wide", false),
-    ("expanded", "expanded", true),
-    ("follow", "follow", false),
-];
+    /// Parse the process's arguments: a flag written before a
+    /// subcommand's name is taken as the subcommand's, and a flag given to
+    /// a subcommand it does not apply to is an error (exit 2), not
+    /// silently ignored.
+    pub fn parse_checked() -> Self {
+        Self::try_parse_checked(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
 
-/// What a generator of files about sockql itself has no use for: every
-/// global flag.
-const NOT_READING: &[Flag] = &[
-    ("params", "param", true),
-    ("watch", "watch", true),
-    ("allow_files", "allow-files", false),
-    ("memory_limit", "memory-limit", true),
-    ("timeout", "timeout", true),
-    ("history", "history", true),
-    ("format", "format", true),
-    ("no_header", "no-header", false),
-    ("escape", "escape", true),
-    ("wide", "wide", false),
-    ("expanded", "expanded", true),
-    ("no_netlink", "no-netlink", false),
-    ("capture_for", "capture-for", true),
-    ("follow", "follow", false),
-    ("payload", "payload", false),
-    ("all_netns", "all-netns", false),
-];
-
-/// What the server has no use for: it prints no rows (its clients choose
-/// their own output), binds no parameters of the command line, reads no
-/// history, follows no stream past a client's --timeout, and never lets
-/// a client's SQL write files. It does use --memory-limit, --timeout,
-/// --no-netlink, --all-netns, --capture-for and --payload.
-const NOT_SERVING: &[Flag] = &[
-    ("params", "param", true),
-    ("watch", "watch", true),
-    ("allow_files", "allow-files", false),
-    ("history", "history", true),
-    ("format", "format", true),
-    ("no_header", "no-header", false),
-    ("escape", "escape", true),
-    ("wide", "wide", false),
-    ("expanded", "expanded", true),
-    ("follow", "follow", false),
-];
-
-/// What listing tables and columns has no use for: no query runs.
-const NOT_LISTING: &[Flag] = &[
-    ("params", "param", true),
-    ("watch", "watch", true),
-    ("follow", "follow", false),
-    ("capture_for", "capture-for", true),
-    ("payload", "payload", false),
-];
-
-/// Global flags that do not apply to a subcommand, by subcommand: hidden
-/// from its --help, and refused when given (see [`Args::parse_checked`]).
-const NOT_FOR: &[(&str, &[Flag])] = &[
-    ("record", QUERY_OUTPUT),
-    ("capture", QUERY_OUTPUT),
-    ("serve", NOT_SERVING),
-    ("tables", NOT_LISTING),
-    ("schema", NOT_LISTING),
-    ("completions", NOT_READING),
-    ("man", NOT_READING),
-];
-
-/// The short form of a global flag, kept on its hidden stand-in so that
-/// `-p` and `-x` are refused by name too.
-fn short_of(long: &str) -> Option<char> {
-    match long {
-        "param" => Some('p'),
-        "expanded" => Some('x'),
-        _ => None,
+    /// [`Args::parse_checked`] of `argv`, its error not yet printed.
+    pub fn try_parse_checked(argv: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Self, ArgsError> {
+        use clap::FromArgMatches;
+        let mut cmd = Self::command_tree();
+        cmd.build();
+        let (argv, sub) = hoist(&cmd, argv.into_iter().collect());
+        let parsed = cmd.try_get_matches_from_mut(argv).and_then(|m| Self::from_arg_matches(&m));
+        parsed.map_err(|e| match sub.as_deref().and_then(|sub| not_for(&cmd, &e, sub)) {
+            Some(line) => ArgsError::NotFor(line),
+            None => ArgsError::Clap(e),
+        })
     }
 }
 
-impl Args {
-    /// The command line definition. A subcommand gets a hidden flag of its
-    /// own in place of each global flag that does not apply to it (clap
-    /// propagates a global flag only where no flag of that id exists), so
-    /// its --help leaves them out and parsing can refuse them.
-    pub fn command_tree() -> clap::Command {
-        use clap::{Arg, ArgAction, CommandFactory};
-        let mut cmd = Args::command();
-        for (sub, flags) in NOT_FOR {
-            cmd = cmd.mut_subcommand(*sub, |mut c| {
-                for (id, long, takes_value) in *flags {
-                    let action = if *takes_value { ArgAction::Set } else { ArgAction::SetTrue };
-                    let mut arg = Arg::new(*id).long(*long).hide(true).action(action);
-                    if let Some(short) = short_of(long) {
-                        arg = arg.short(short);
-                    }
-                    c = c.arg(arg);
-                }
-                c
-            });
-        }
-        cmd
-    }
+/// Why the arguments were refused.
+#[derive(Debug)]
+pub enum ArgsError {
+    /// A flag sockql has, given to a subcommand it does not apply to: one
+    /// line, as sockql's other errors.
+    NotFor(String),
+    Clap(clap::Error),
+}
 
-    /// Parse the process's arguments; a global flag given to a subcommand
-    /// it does not apply to is an error (exit 2), not silently ignored.
-    pub fn parse_checked() -> Self {
-        use clap::FromArgMatches;
-        let mut cmd = Self::command_tree();
-        let matches = cmd.get_matches_mut();
-        if let Some((sub, m)) = matches.subcommand() {
-            let refused = NOT_FOR.iter().filter(|(s, _)| *s == sub).flat_map(|(_, ids)| ids.iter());
-            for (id, long, _) in refused {
-                let given = |m: &clap::ArgMatches| {
-                    m.value_source(id).is_some_and(|s| s == clap::parser::ValueSource::CommandLine)
-                };
-                if given(m) || given(&matches) {
-                    // One line, as sockql's other errors (exit 2: bad arguments).
-                    crate::stderrln!("sockql: error: --{long} does not apply to {sub}");
-                    std::process::exit(2);
-                }
+impl ArgsError {
+    /// Print it and exit 2 (bad arguments), or 0 for --help and --version.
+    pub fn exit(self) -> ! {
+        match self {
+            ArgsError::NotFor(line) => {
+                crate::stderrln!("sockql: error: {line}");
+                std::process::exit(2);
             }
+            ArgsError::Clap(e) => e.exit(),
         }
-        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
     }
+}
+
+impl std::fmt::Display for ArgsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ArgsError::NotFor(line) => f.write_str(line),
+            ArgsError::Clap(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Move the flags written before a subcommand's name after it, so that
+/// `sockql --format csv tables` is `sockql tables --format csv` (and
+/// `sockql --watch 2s serve` is refused as `sockql serve --watch 2s` is).
+/// Returns the arguments and the subcommand's name, if one is given.
+/// `cmd` is built (its --help and --version are known).
+fn hoist(cmd: &clap::Command, argv: Vec<std::ffi::OsString>) -> (Vec<std::ffi::OsString>, Option<String>) {
+    let mut i = 1;
+    while let Some(token) = argv.get(i) {
+        // Not text, a lone `--`, or `-`: SQL or a file name, no subcommand.
+        let Some(t) = token.to_str().filter(|t| t.starts_with('-') && *t != "-" && *t != "--") else {
+            break;
+        };
+        let (arg, inline) = match t.strip_prefix("--") {
+            Some(long) => {
+                let (name, value) = long.split_once('=').map_or((long, None), |(n, v)| (n, Some(v)));
+                (cmd.get_arguments().find(|a| a.get_long() == Some(name)), value.is_some())
+            }
+            None => {
+                let short = t.chars().nth(1);
+                (cmd.get_arguments().find(|a| a.get_short() == short), t.len() > 2)
+            }
+        };
+        // An unknown flag (or SQL starting with `--`): clap decides. Help
+        // and version are answered where they are written.
+        let Some(arg) =
+            arg.filter(|a| a.get_action().takes_values() || matches!(a.get_action(), clap::ArgAction::SetTrue))
+        else {
+            return (argv, None);
+        };
+        i += if arg.get_action().takes_values() && !inline { 2 } else { 1 };
+    }
+    let Some(sub) = argv.get(i).and_then(|t| t.to_str()).and_then(|t| cmd.find_subcommand(t)) else {
+        return (argv, None);
+    };
+    let name = sub.get_name().to_string();
+    let mut moved = Vec::with_capacity(argv.len());
+    moved.extend(argv.first().cloned());
+    moved.extend(argv.get(i).cloned());
+    moved.extend(argv.get(1..i).unwrap_or_default().iter().cloned());
+    moved.extend(argv.get(i + 1..).unwrap_or_default().iter().cloned());
+    (moved, Some(name))
+}
+
+/// The one line for clap's "unexpected argument" when the argument is a
+/// flag sockql has, only not on subcommand `sub`: "--format does not apply
+/// to serve".
+fn not_for(cmd: &clap::Command, e: &clap::Error, sub: &str) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(given)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let flag = given.split(['=', ' ']).next().unwrap_or(given);
+    let known = |a: &&clap::Arg| match flag.strip_prefix("--") {
+        Some(long) => a.get_long() == Some(long),
+        None => flag.strip_prefix('-').and_then(|s| s.chars().next()).is_some_and(|c| a.get_short() == Some(c)),
+    };
+    let long = cmd.get_arguments().find(known)?.get_long()?;
+    Some(format!("--{long} does not apply to {sub}"))
 }
 
 /// 512M, 2G, 64k, or a number of bytes: at least one byte and at most the
@@ -351,6 +394,21 @@ fn parse_duration(what: &str, s: &str) -> Result<Duration, String> {
         return Err(format!("bad {what} '{s}': use a positive duration of at most a year (30s, 2m, 1h)"));
     }
     Ok(d)
+}
+
+/// The flags of `tables` and `schema`: the session's catalog, printed.
+#[derive(Debug, Default, clap::Args)]
+pub struct CatalogArgs {
+    #[command(flatten)]
+    pub files: FileArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
+    pub history: HistoryArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 /// `sockql serve`'s PostgreSQL endpoint.
@@ -455,6 +513,16 @@ pub enum Command {
         /// Delete this host's partitions older than this (7d, 2w, or days).
         #[arg(long, value_name = "DAYS", value_parser = parse_retention)]
         retention: Option<i64>,
+        #[command(flatten)]
+        params: ParamArgs,
+        #[command(flatten)]
+        files: FileArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
+        #[command(flatten)]
+        read: ReadArgs,
+        #[command(flatten)]
+        streams: StreamArgs,
     },
     /// Run a saved query (see `sockql run --list`), with --param NAME=VALUE.
     Run {
@@ -463,6 +531,8 @@ pub enum Command {
         /// List the saved queries with their descriptions.
         #[arg(long)]
         list: bool,
+        #[command(flatten)]
+        flags: QueryArgs,
     },
     /// Serve the saved queries that carry a `-- metric:` header as
     /// Prometheus metrics: GET /metrics (text format, or OpenMetrics when
@@ -484,14 +554,25 @@ pub enum Command {
         #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
         metrics: Vec<String>,
         #[command(flatten)]
+        limits: LimitArgs,
+        #[command(flatten)]
+        read: ReadArgs,
+        #[command(flatten)]
+        streams: StreamArgs,
+        #[command(flatten)]
         pg: PgArgs,
     },
     /// List the tables.
-    Tables,
+    Tables {
+        #[command(flatten)]
+        flags: CatalogArgs,
+    },
     /// Show the columns of TABLE: name, type, nullability, description.
     Schema {
         /// Table name.
         table: String,
+        #[command(flatten)]
+        flags: CatalogArgs,
     },
     /// Print a shell completion script: sockql completions bash >
     /// /etc/bash_completion.d/sockql (zsh: a _sockql file on $fpath; fish:
@@ -518,6 +599,16 @@ pub enum Command {
         out: PathBuf,
         /// Which packets (a SQL condition, as after WHERE).
         filter: Option<String>,
+        #[command(flatten)]
+        params: ParamArgs,
+        #[command(flatten)]
+        files: FileArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
+        #[command(flatten)]
+        read: ReadArgs,
+        #[command(flatten)]
+        streams: StreamArgs,
     },
     /// Write the raw netlink answer datagrams of SOURCE to FILE (for bug
     /// reports and parser test fixtures). Needs --allow-files; FILE must
@@ -527,5 +618,73 @@ pub enum Command {
         #[arg(value_enum)]
         source: CaptureSource,
         file: PathBuf,
+        #[command(flatten)]
+        files: FileArgs,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(argv: &[&str]) -> Result<Args, ArgsError> {
+        Args::try_parse_checked(std::iter::once("sockql").chain(argv.iter().copied()).map(Into::into))
+    }
+
+    fn refused(argv: &[&str]) -> String {
+        match parse(argv) {
+            Err(ArgsError::NotFor(line)) => line,
+            Err(ArgsError::Clap(e)) => panic!("{argv:?}: clap's error, not ours: {e}"),
+            Ok(a) => panic!("{argv:?} taken: {a:?}"),
+        }
+    }
+
+    #[test]
+    fn a_flag_before_a_subcommand_is_the_subcommands() {
+        for argv in [&["--format", "csv", "tables"][..], &["tables", "--format", "csv"], &["--format=csv", "tables"]] {
+            let Some(Command::Tables { flags }) = parse(argv).unwrap().command else { panic!("{argv:?}") };
+            assert_eq!(flags.output.format, Format::Csv, "{argv:?}");
+        }
+        let a = parse(&["--all-netns", "-p", "port=443", "--format", "csv", "run", "port_owner", "--wide"]).unwrap();
+        let Some(Command::Run { name, flags, .. }) = a.command else { panic!() };
+        assert_eq!(name.as_deref(), Some("port_owner"));
+        assert!(flags.read.all_netns && flags.output.wide && flags.output.format == Format::Csv);
+        assert_eq!(flags.params.params, [("port".to_string(), "443".to_string())]);
+        let a = parse(&["--capture-for", "1s", "capture", "--out", "/x", "protocol = 'tcp'"]).unwrap();
+        let Some(Command::Capture { streams, filter, .. }) = a.command else { panic!() };
+        assert_eq!((streams.capture_for, filter.as_deref()), (Some(Duration::from_secs(1)), Some("protocol = 'tcp'")));
+    }
+
+    #[test]
+    fn the_query_form_keeps_its_flags_and_sql() {
+        let a = parse(&["--format", "json", "-x", "on", "SELECT 1"]).unwrap();
+        assert!(a.command.is_none());
+        assert_eq!(a.query.as_deref(), Some("SELECT 1"));
+        assert_eq!((a.flags.output.format, a.flags.output.expanded), (Format::Json, Expanded::On));
+        // SQL that starts with a comment is SQL, never a flag or a subcommand.
+        let a = parse(&["--", "-- tables\nSELECT 1"]).unwrap();
+        assert_eq!(a.query.as_deref(), Some("-- tables\nSELECT 1"));
+    }
+
+    #[test]
+    fn a_flag_of_another_command_is_refused_in_one_line() {
+        assert_eq!(refused(&["--watch", "2s", "serve"]), "--watch does not apply to serve");
+        assert_eq!(refused(&["serve", "--format", "csv"]), "--format does not apply to serve");
+        assert_eq!(refused(&["serve", "-p", "x=1"]), "--param does not apply to serve");
+        assert_eq!(refused(&["-x", "on", "serve"]), "--expanded does not apply to serve");
+        assert_eq!(refused(&["serve", "--allow-files"]), "--allow-files does not apply to serve");
+        assert_eq!(refused(&["record", "--out", "d", "--follow"]), "--follow does not apply to record");
+        assert_eq!(refused(&["tables", "--capture-for", "1s"]), "--capture-for does not apply to tables");
+        assert_eq!(refused(&["man", "--all-netns"]), "--all-netns does not apply to man");
+        // A flag sockql does not have at all is clap's to explain.
+        assert!(matches!(parse(&["serve", "--no-such-flag"]), Err(ArgsError::Clap(_))));
+    }
+
+    #[test]
+    fn help_and_version_are_answered_where_written() {
+        for argv in [&["--help", "tables"][..], &["--version"], &["tables", "--help"]] {
+            let Err(ArgsError::Clap(e)) = parse(argv) else { panic!("{argv:?}") };
+            assert!(!e.use_stderr(), "{argv:?}: {e}");
+        }
+    }
 }

@@ -22,7 +22,6 @@ use crate::collect::packets::live::snap_len;
 use crate::collect::packets::write::PcapOut;
 use crate::query::engine::Engine;
 use crate::tables::packets::capture::CapturePlan;
-use crate::tables::SourceOptions;
 
 /// The filters the planner handed to the `packets` scan, and whatever it
 /// left above it.
@@ -52,7 +51,7 @@ fn passes(conds: &[Cond], d: &decode::Decoded) -> bool {
     })
 }
 
-pub async fn to_pcap(engine: &Engine, source: &SourceOptions, filter: Option<&str>, out: &Path) -> anyhow::Result<()> {
+pub async fn to_pcap(engine: &Engine, filter: Option<&str>, out: &Path) -> anyhow::Result<()> {
     let sql = format!("SELECT frame FROM packets{}", filter.map(|f| format!(" WHERE {f}")).unwrap_or_default());
     let state = engine.context().state();
     let plan = state.create_logical_plan(&sql).await.context("the capture filter")?;
@@ -68,7 +67,7 @@ pub async fn to_pcap(engine: &Engine, source: &SourceOptions, filter: Option<&st
             );
         }
     }
-    let plan = CapturePlan::new(&pushed, source);
+    let plan = CapturePlan::new(&pushed, engine.source());
     // A filter that can never match is refused before the file exists.
     plan.check().context("the capture filter")?;
     let conds = plan.conds.clone().unwrap_or_default();
@@ -83,7 +82,7 @@ pub async fn to_pcap(engine: &Engine, source: &SourceOptions, filter: Option<&st
     let mut pcap = PcapOut::new(std::io::BufWriter::new(file), snap_len(plan.payload))?;
     // The first Ctrl-C ends the capture like a query's, and the file is
     // completed.
-    crate::tables::streams::end_on_ctrl_c();
+    crate::tables::streams::end_on_ctrl_c(engine.streams().clone());
     let written = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
         plan.run(
             || Ok(std::ops::ControlFlow::Continue(())),

@@ -20,7 +20,7 @@ use super::{error_line, fit, watch};
 use crate::query::catalog;
 use crate::query::engine::{QueryRunner, SqlSource};
 use crate::query::saved::{self, file_source};
-use crate::tables::streams::end_running_streams;
+use crate::tables::streams::Streams;
 
 pub struct Repl<'a> {
     runner: &'a dyn QueryRunner,
@@ -29,6 +29,8 @@ pub struct Repl<'a> {
     last: Option<SqlSource>,
     /// Shared with the tables: `\netns` changes what they read.
     all_netns: Arc<AtomicBool>,
+    /// The session's streams, which Ctrl-C ends.
+    streams: Arc<Streams>,
 }
 
 enum Flow {
@@ -37,8 +39,13 @@ enum Flow {
 }
 
 impl<'a> Repl<'a> {
-    pub fn new(runner: &'a dyn QueryRunner, opts: OutputOptions, all_netns: Arc<AtomicBool>) -> Self {
-        Repl { runner, opts, timing: false, last: None, all_netns }
+    pub fn new(
+        runner: &'a dyn QueryRunner,
+        opts: OutputOptions,
+        all_netns: Arc<AtomicBool>,
+        streams: Arc<Streams>,
+    ) -> Self {
+        Repl { runner, opts, timing: false, last: None, all_netns, streams }
     }
 
     /// Completion over every table the session has now: live ones,
@@ -246,7 +253,7 @@ impl<'a> Repl<'a> {
             tokio::select! {
                 r = &mut run => break r?,
                 _ = tokio::signal::ctrl_c() => {
-                    if end_running_streams() {
+                    if self.streams.end_running() {
                         crate::stderrln!("capture ended (Ctrl-C again cancels the query)");
                         continue;
                     }

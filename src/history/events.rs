@@ -91,6 +91,8 @@ impl ResultSink for Into {
 
 pub struct EventRecorder<'a> {
     pub runner: &'a dyn QueryRunner,
+    /// The runner's session's streams, which the first Ctrl-C ends.
+    pub streams: std::sync::Arc<crate::tables::streams::Streams>,
     pub store: HistoryStore,
     pub host: String,
     /// How often what was heard is written.
@@ -118,7 +120,7 @@ impl EventRecorder<'_> {
         }));
         tokio::pin!(listening);
         // The first Ctrl-C ends the listening, and what was heard is written.
-        crate::tables::streams::end_on_ctrl_c();
+        crate::tables::streams::end_on_ctrl_c(self.streams.clone());
         let mut written = 0u64;
         let mut next = tokio::time::Instant::now() + self.every;
         let results = loop {

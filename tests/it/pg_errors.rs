@@ -451,3 +451,73 @@ fn pg_errors_a_cancel_with_a_guessed_secret_ends_nothing() {
         }
     }
 }
+
+/// Two clients stream `process_events` at once; once both listen (two
+/// proc connector sockets in the server), A cancels, then a process runs
+/// and exits. Prints what each saw.
+const TWO_STREAMS: &str = r#"
+import json, os, subprocess, sys, threading, time, psycopg
+dsn, server = sys.argv[1], sys.argv[2]
+a = psycopg.connect(dsn, autocommit=True)
+b = psycopg.connect(dsn, autocommit=True)
+res = {}
+def run(name, conn, sql):
+    t0 = time.monotonic()
+    try:
+        res[name + "_rows"] = [r[0] for r in conn.execute(sql).fetchall()]
+        res[name + "_error"] = "none"
+    except psycopg.Error as e:
+        res[name + "_error"] = e.sqlstate
+    res[name + "_took"] = time.monotonic() - t0
+def connectors():
+    # The server's NETLINK_CONNECTOR (11) sockets: one per listening stream.
+    mine = set()
+    for fd in os.listdir(f"/proc/{server}/fd"):
+        try:
+            link = os.readlink(f"/proc/{server}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            mine.add(link[8:-1])
+    with open("/proc/net/netlink") as f:
+        rows = [l.split() for l in f.readlines()[1:]]
+    return sum(1 for r in rows if r[1] == "11" and r[-1] in mine)
+ta = threading.Thread(target=run, args=("a", a, "SELECT count(*) FROM process_events"))
+tb = threading.Thread(target=run, args=("b", b, "SELECT pid FROM process_events WHERE event = 'exit'"))
+start = time.monotonic()
+ta.start(); tb.start()
+while connectors() < 2 and time.monotonic() - start < 10:
+    time.sleep(0.02)
+res["listening_after"] = time.monotonic() - start
+a.cancel_safe()
+ta.join()
+res["a_ended_after"] = time.monotonic() - start
+child = subprocess.Popen(["/bin/true"])
+child.wait()
+res["child"] = child.pid
+tb.join()
+print(json.dumps(res))
+"#;
+
+/// Stream state is the session's: one client's cancel ends its own stream
+/// (57014) while another client's stream keeps listening (it hears a
+/// process that exits after the cancel) and ends at its own bound
+/// (--capture-for 4s), answering in full.
+#[test]
+fn pg_errors_cancel_of_one_clients_stream_leaves_anothers_running() {
+    let server = Server::start("streams", false, &["--pg-max-queries", "2", "--capture-for", "4s"]);
+    let res = python(PYCLIENTS, TWO_STREAMS, &[&server.dsn, &server.child.id().to_string()]);
+    println!("{res}");
+    let listening = res["listening_after"].as_f64().unwrap();
+    assert!(listening < 3.0, "both streams should listen well before their bound: {res}");
+    assert_eq!(res["a_error"], "57014", "{res}");
+    assert!(res["a_ended_after"].as_f64().unwrap() < 3.5, "A's cancel took too long: {res}");
+    assert_eq!(res["b_error"], "none", "{res}");
+    let took = res["b_took"].as_f64().unwrap();
+    assert!((3.9..8.0).contains(&took), "B should end at its own 4s bound, took {took:.2}s: {res}");
+    let child = &res["child"];
+    assert!(
+        res["b_rows"].as_array().unwrap().contains(child),
+        "B stopped listening when A was canceled: it missed pid {child}'s exit: {res}"
+    );
+}

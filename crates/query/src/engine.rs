@@ -162,6 +162,9 @@ pub struct Engine {
     /// Where its statements' warnings and notes go (a `Keep` list is made
     /// for each run: see [`QueryStream::take_notices`]).
     notices: Mode,
+    /// What its tables were made with, streams included (its own: ending
+    /// them ends no other session's).
+    source: SourceOptions,
 }
 
 /// What the query thread sends to the caller, which prints.
@@ -232,14 +235,36 @@ impl Engine {
             runtime = runtime.with_memory_limit(bytes, 1.0);
         }
         let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
-        register_all(&ctx, options)?;
+        // Streams belong to the session: a Ctrl-C (or a client's end) asks
+        // this session's streams to end, never another's.
+        let options = SourceOptions { streams: Arc::default(), ..options.clone() };
+        register_all(&ctx, &options)?;
         super::time_zone::register(&ctx);
         ctx.register_udtf("report", Arc::new(super::report_fn::ReportFunction { policy }));
         // Scalar functions allocate outside the pool: hold their results
         // to it (query/budget.rs says why this and not a process limit).
         super::budget::budget_functions(&ctx);
         super::budget::return_large_allocations();
-        Ok(Engine { ctx, policy, limits, snapshots: Default::default(), isolated: None, notices: Mode::default() })
+        Ok(Engine {
+            ctx,
+            policy,
+            limits,
+            snapshots: Default::default(),
+            isolated: None,
+            notices: Mode::default(),
+            source: options,
+        })
+    }
+
+    /// This session's streams: [`Streams::end_running`](sockql_tables::streams::Streams::end_running)
+    /// ends the ones running now (the first Ctrl-C).
+    pub fn streams(&self) -> &Arc<sockql_tables::streams::Streams> {
+        &self.source.streams
+    }
+
+    /// What this session's tables read with (its own streams included).
+    pub fn source(&self) -> &SourceOptions {
+        &self.source
     }
 
     /// This session, its statements' warnings and notes sent as `mode`

@@ -95,6 +95,7 @@ impl LiveSource for ConntrackEventsTable {
     fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
         let targets = scope::targets(filters, self.options.all_netns());
         let bound = streams::bound(&self.options);
+        let session = self.options.streams.clone();
         let projection = projection.cloned();
         let label =
             format!("conntrack_events: ctnetlink groups {} {}", scope::describe(&targets), streams::describe(bound));
@@ -112,6 +113,7 @@ impl LiveSource for ConntrackEventsTable {
             let fds: Vec<_> = listeners.iter().map(|(_, l)| l.raw_fd()).collect();
             let listeners = std::cell::RefCell::new(listeners);
             streams::poll_for(
+                &session,
                 &fds,
                 bound,
                 std::time::Duration::ZERO,

@@ -37,22 +37,37 @@ use datafusion::prelude::SessionContext;
 
 use live_table::LiveTable;
 
-/// How tables read the kernel, from the command line.
-#[derive(Debug, Clone, Default)]
+/// How tables read the kernel, as the front end decided from its flags,
+/// and the session the tables are made for.
+#[derive(Debug, Clone)]
 pub struct SourceOptions {
     /// Read sockets from /proc/net even where netlink works.
     pub no_netlink: bool,
     /// Cover every network namespace, not just our own. Shared, so the
     /// shell's `\netns all` changes what already registered tables read.
     pub all_netns: Arc<AtomicBool>,
-    /// How long a live packet capture runs (`--capture-for`).
-    pub capture_for: Option<std::time::Duration>,
+    /// How long a stream (a live capture, an event table) runs: None
+    /// until its session's front end ends it (`--follow`), else
+    /// `--capture-for` or [`streams::DEFAULT_STREAM_FOR`].
+    pub stream_for: Option<std::time::Duration>,
     /// Keep and show packet payloads (`--payload`); without it captures
     /// keep headers only and the `payload` column is null.
     pub payload: bool,
-    /// Streams run until Ctrl-C unless `--capture-for` bounds them
-    /// (`--follow`).
-    pub follow: bool,
+    /// The session's streams, which its front end ends (Ctrl-C). The
+    /// engine gives each session its own (`Engine::with`).
+    pub streams: Arc<streams::Streams>,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        SourceOptions {
+            no_netlink: false,
+            all_netns: Arc::default(),
+            stream_for: Some(streams::DEFAULT_STREAM_FOR),
+            payload: false,
+            streams: Arc::default(),
+        }
+    }
 }
 
 impl SourceOptions {

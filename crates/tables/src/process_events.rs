@@ -93,6 +93,7 @@ impl LiveSource for ProcessEventsTable {
 
     fn partition(&self, projection: Option<&Vec<usize>>, _filters: &[Expr], limit: Option<usize>) -> LivePartition {
         let bound = streams::bound(&self.options);
+        let session = self.options.streams.clone();
         let projection = projection.cloned();
         let label = format!("process_events: proc connector {}", streams::describe(bound));
         LivePartition::projected(Col::DEFS, projection.clone().as_deref(), label, move |sink| {
@@ -111,6 +112,7 @@ impl LiveSource for ProcessEventsTable {
             let mut names: HashMap<i32, String> = HashMap::new();
             let fd = listener.raw_fd();
             streams::poll_for(
+                &session,
                 &[fd],
                 bound,
                 std::time::Duration::ZERO,

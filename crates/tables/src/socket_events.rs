@@ -239,6 +239,7 @@ impl LiveSource for SocketEventsTable {
     fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
         let targets = scope::targets(filters, self.options.all_netns());
         let bound = streams::bound(&self.options);
+        let session = self.options.streams.clone();
         let projection = projection.cloned();
         let label = format!(
             "socket_events: sock_diag destroy groups {} {}",
@@ -272,6 +273,7 @@ impl LiveSource for SocketEventsTable {
             let caps = std::cell::RefCell::new(caps);
             let mut next_dump = Instant::now() + REDUMP;
             streams::poll_for(
+                &session,
                 &fds,
                 bound,
                 std::time::Duration::ZERO,

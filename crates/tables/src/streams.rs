@@ -1,36 +1,60 @@
 //! Tables that stream for a while: live packet captures and event
 //! listeners run until their time is up (`--capture-for`), a LIMIT is met, or the
-//! operator asks them to end. The first Ctrl-C asks: every running stream
-//! ends as if its time were up, and the query answers from what it saw,
-//! as tcpdump prints what it has (the front ends call
-//! [`end_running_streams`]).
+//! operator asks them to end. The first Ctrl-C asks: every stream running
+//! in that session ends as if its time were up, and the query answers from
+//! what it saw, as tcpdump prints what it has (the front ends call
+//! [`Streams::end_running`]). What a stream's end asks is held per session
+//! ([`Streams`], made by the engine and carried to the scans in
+//! `SourceOptions`), so one `serve --pg` client's end never ends another's.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Streams running in this process, and whether the operator asked them
-/// to end.
-static RUNNING: AtomicUsize = AtomicUsize::new(0);
-static END_REQUESTED: AtomicBool = AtomicBool::new(false);
+/// How long a stream runs when the operator gives no bound: the front
+/// end puts it in `SourceOptions::stream_for` unless told otherwise.
+pub const DEFAULT_STREAM_FOR: Duration = Duration::from_secs(10);
 
-/// End every running stream now. False when none runs (the caller then
-/// aborts the query instead).
-pub fn end_running_streams() -> bool {
-    if RUNNING.load(Ordering::SeqCst) == 0 {
-        return false;
-    }
-    END_REQUESTED.store(true, Ordering::SeqCst);
-    true
+/// One session's streams: how many run, and whether its front end asked
+/// them to end.
+#[derive(Debug, Default)]
+pub struct Streams {
+    running: AtomicUsize,
+    end_requested: AtomicBool,
 }
 
-/// Handle Ctrl-C for a command that runs streams: the first one while
-/// streams run ends them (the query, or the recording, then finishes with
-/// what was seen); another one, or one with no stream running, exits as
-/// SIGINT would (130).
-pub fn end_on_ctrl_c() {
-    tokio::spawn(async {
+impl Streams {
+    /// End every stream running in this session now. False when none runs
+    /// (the caller then aborts the query instead).
+    pub fn end_running(&self) -> bool {
+        if self.running.load(Ordering::SeqCst) == 0 {
+            return false;
+        }
+        self.end_requested.store(true, Ordering::SeqCst);
+        true
+    }
+
+    /// True once this session's front end asked its running streams to end.
+    pub fn end_requested(&self) -> bool {
+        self.end_requested.load(Ordering::SeqCst)
+    }
+
+    /// Count one running stream while the guard lives.
+    pub fn start(&self) -> Running<'_> {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        Running(self)
+    }
+}
+
+/// Handle Ctrl-C for a command that runs streams in the session `streams`:
+/// the first one while streams run ends them (the query, or the recording,
+/// then finishes with what was seen); another one, or one with no stream
+/// running, exits as SIGINT would (130).
+pub fn end_on_ctrl_c(streams: Arc<Streams>) {
+    tokio::spawn(async move {
         let mut ended = false;
         while tokio::signal::ctrl_c().await.is_ok() {
-            if ended || !end_running_streams() {
+            if ended || !streams.end_running() {
                 std::process::exit(130);
             }
             ended = true;
@@ -39,43 +63,32 @@ pub fn end_on_ctrl_c() {
     });
 }
 
-/// True once the operator asked the running streams to end.
-pub fn end_requested() -> bool {
-    END_REQUESTED.load(Ordering::SeqCst)
-}
+/// Counts one running stream of a session while it lives; the session's
+/// last to end clears a request to end, so its next query streams in full.
+pub struct Running<'a>(&'a Streams);
 
-/// Counts one running stream while it lives; the last to end clears a
-/// request to end, so the next query streams in full.
-pub struct Running;
-
-impl Running {
-    pub fn start() -> Running {
-        RUNNING.fetch_add(1, Ordering::SeqCst);
-        Running
-    }
-}
-
-impl Drop for Running {
+impl Drop for Running<'_> {
     fn drop(&mut self) {
-        if RUNNING.fetch_sub(1, Ordering::SeqCst) == 1 {
-            END_REQUESTED.store(false, Ordering::SeqCst);
+        if self.0.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.end_requested.store(false, Ordering::SeqCst);
         }
     }
 }
 
 /// Wait on `fds` (one per namespace listened in) for `bound`, or until
-/// the operator asks streams to end: after a wake, let what arrives
+/// the session's front end asks its streams to end (`streams`): after a wake, let what arrives
 /// `gather` (zero: none) so one read takes a burst, then `ready(i)` reads
 /// what waits on `fds[i]`; `between()` runs after every wait (at least
 /// every 100 ms). Either ends the stream by breaking.
 pub fn poll_for(
+    streams: &Streams,
     fds: &[std::os::fd::RawFd],
     bound: Option<std::time::Duration>,
     gather: std::time::Duration,
     mut ready: impl FnMut(usize) -> anyhow::Result<std::ops::ControlFlow<()>>,
     mut between: impl FnMut() -> anyhow::Result<std::ops::ControlFlow<()>>,
 ) -> anyhow::Result<()> {
-    let _running = Running::start();
+    let _running = streams.start();
     let deadline = deadline(bound);
     use nix::poll::{poll, PollFd, PollFlags};
     // SAFETY: the caller holds every descriptor open for the whole call
@@ -83,7 +96,7 @@ pub fn poll_for(
     // passed here because `ready` borrows those listeners mutably).
     let borrowed: Vec<_> = fds.iter().map(|&fd| unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }).collect();
     let mut polled: Vec<PollFd> = borrowed.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
-    while deadline.is_none_or(|d| std::time::Instant::now() < d) && !end_requested() {
+    while deadline.is_none_or(|d| std::time::Instant::now() < d) && !streams.end_requested() {
         // At most 100 ms, so an end asked for is seen; EINTR counts as a
         // wake with nothing ready, as before.
         let n = poll(&mut polled, 100u16).unwrap_or(0);
@@ -120,14 +133,11 @@ pub fn now_ns() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
 
-/// How long a stream runs: `--capture-for`, else with `--follow` until
-/// Ctrl-C (None), else [`DEFAULT_DURATION`](sockql_collect::packets::live::DEFAULT_DURATION).
-pub fn bound(options: &crate::SourceOptions) -> Option<std::time::Duration> {
-    match (options.capture_for, options.follow) {
-        (Some(d), _) => Some(d),
-        (None, true) => None,
-        (None, false) => Some(sockql_collect::packets::live::DEFAULT_DURATION),
-    }
+/// How long a stream of this session runs: what its front end decided
+/// (`--capture-for`, else with `--follow` until Ctrl-C: None, else
+/// [`DEFAULT_STREAM_FOR`]).
+pub fn bound(options: &crate::SourceOptions) -> Option<Duration> {
+    options.stream_for
 }
 
 /// A bound as EXPLAIN and the notes say it: "for 10s", "until Ctrl-C".
@@ -147,4 +157,56 @@ pub fn note_start(what: &str, bound: Option<std::time::Duration>) {
 /// When a stream that starts now must end, if ever.
 pub fn deadline(bound: Option<std::time::Duration>) -> Option<std::time::Instant> {
     bound.and_then(|d| std::time::Instant::now().checked_add(d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ops::ControlFlow::Continue;
+    use std::os::fd::AsRawFd;
+    use std::time::Instant;
+
+    /// Listen in `session` for `bound` on a socket nothing writes to;
+    /// returns how long it listened.
+    fn listen(session: Arc<Streams>, bound: Duration) -> std::thread::JoinHandle<Duration> {
+        std::thread::spawn(move || {
+            let (quiet, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+            let start = Instant::now();
+            poll_for(
+                &session,
+                &[quiet.as_raw_fd()],
+                Some(bound),
+                Duration::ZERO,
+                |_| Ok(Continue(())),
+                || Ok(Continue(())),
+            )
+            .unwrap();
+            start.elapsed()
+        })
+    }
+
+    /// Before: the running count and the request to end were statics, so
+    /// a Ctrl-C in one session (or one `serve` client's end) ended every
+    /// stream in the process.
+    #[test]
+    fn ending_one_sessions_streams_leaves_anothers_running() {
+        let (a, b) = (Arc::new(Streams::default()), Arc::new(Streams::default()));
+        let ta = listen(a.clone(), Duration::from_secs(30));
+        let tb = listen(b.clone(), Duration::from_millis(1500));
+        let start = Instant::now();
+        while a.running.load(Ordering::SeqCst) == 0 || b.running.load(Ordering::SeqCst) == 0 {
+            assert!(start.elapsed() < Duration::from_secs(10), "the streams did not start");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(a.end_running());
+        let a_took = ta.join().unwrap();
+        assert!(a_took < Duration::from_secs(5), "A ran {a_took:?} after its end was asked");
+        assert!(!b.end_requested());
+        let b_took = tb.join().unwrap();
+        assert!(b_took >= Duration::from_millis(1500), "B ended at {b_took:?}, before its bound");
+        // A's request ended with its last stream: its next stream runs in
+        // full, and with nothing running there is nothing to end.
+        assert!(!a.end_requested());
+        assert!(!a.end_running());
+    }
 }

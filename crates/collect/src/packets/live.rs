@@ -6,7 +6,6 @@
 //! when the query is dropped.
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::time::Duration;
 
 use super::Direction;
 use crate::Error;
@@ -277,6 +276,3 @@ impl LiveCapture {
         (r == 0).then_some((st.tp_packets, st.tp_drops))
     }
 }
-
-/// The default bound of a live capture when the operator gives none.
-pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);

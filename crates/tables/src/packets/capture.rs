@@ -237,6 +237,8 @@ pub struct CapturePlan {
     pub payload: bool,
     /// A filter no packet can meet, named (see [`impossible`]).
     impossible: Option<String>,
+    /// The session's streams: its front end's Ctrl-C ends this capture.
+    streams: std::sync::Arc<streams::Streams>,
 }
 
 impl CapturePlan {
@@ -249,6 +251,7 @@ impl CapturePlan {
             duration: streams::bound(options),
             payload: options.payload,
             impossible: refs.iter().find_map(|f| impossible(f)),
+            streams: options.streams.clone(),
         }
     }
 
@@ -349,6 +352,7 @@ impl CapturePlan {
         // wake and one read then take a batch, instead of a wake and reads
         // per packet. Rows are at most COALESCE late.
         streams::poll_for(
+            &self.streams,
             &fds,
             self.duration,
             COALESCE,
