@@ -7,6 +7,7 @@ pub mod fit;
 pub mod history_file;
 pub mod meta;
 pub mod output;
+pub mod reference;
 pub mod repl;
 pub mod watch;
 
@@ -91,11 +92,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             return Ok(out.flush()?);
         }
         Some(Command::Man) => {
-            clap_mangen::Man::new(Args::command_tree()).render(&mut out)?;
+            reference::man_page(&mut out)?;
             return Ok(out.flush()?);
         }
         Some(Command::Reference) => {
-            write!(out, "{}", catalog::markdown_reference())?;
+            write!(out, "{}", reference::markdown())?;
             return Ok(out.flush()?);
         }
         Some(Command::NetlinkCapture { source, file }) => {

@@ -193,33 +193,6 @@ pub fn answer(request: &CatalogRequest, list: &[Listed]) -> anyhow::Result<Recor
     }
 }
 
-/// The table reference in Markdown, as README.md carries it between the
-/// `<!-- tables -->` markers (a test keeps the two equal).
-pub fn markdown_reference() -> String {
-    let mut md = String::new();
-    for t in catalog() {
-        md.push_str(&format!("### `{}`\n\n{}.\n\n", t.name, t.about));
-        columns_md(&mut md, &t.schema);
-    }
-    // Table functions: their columns, from the same declarations.
-    for f in table_functions() {
-        md.push_str(&format!("### `{}('FILE')`\n\n{}.\n\n", f.name, f.about));
-        columns_md(&mut md, &f.schema);
-    }
-    md
-}
-
-/// A schema's columns as a Markdown table.
-fn columns_md(md: &mut String, schema: &datafusion::arrow::datatypes::Schema) {
-    md.push_str("| column | type | description |\n|---|---|---|\n");
-    for f in schema.fields() {
-        let null = if f.is_nullable() { "" } else { " not null" };
-        let doc = f.metadata().get(DESCRIPTION).map_or("", |s| s.as_str());
-        md.push_str(&format!("| `{}` | {}{} | {} |\n", f.name(), f.data_type(), null, doc.replace('|', "\\|")));
-    }
-    md.push('\n');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,17 +212,6 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn readme_table_reference_is_current() {
-        let readme = include_str!("../../README.md");
-        let start = readme.find("<!-- tables -->").expect("start marker") + "<!-- tables -->\n".len();
-        let end = readme.find("<!-- /tables -->").expect("end marker");
-        assert!(
-            readme[start..end] == markdown_reference(),
-            "README.md table reference is stale: regenerate it with scripts/update-readme-tables"
-        );
     }
 
     fn parsed(sql: &str) -> datafusion::sql::parser::Statement {
