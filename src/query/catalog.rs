@@ -25,7 +25,7 @@ pub struct Listed {
     pub schema: SchemaRef,
 }
 
-/// The live tables, without a session (help, README, completion).
+/// The live tables, without a session (help, the reference, completion).
 pub fn live() -> Vec<Listed> {
     catalog()
         .into_iter()
@@ -103,7 +103,7 @@ pub fn column_doc(table: &str, field: &Field) -> String {
     String::new()
 }
 
-/// What `read_pcap('FILE')` is, for the README and `sockql schema`.
+/// What `read_pcap('FILE')` is, for the reference and `sockql schema`.
 const READ_PCAP_ABOUT: &str = "A capture file (pcap or pcapng, from tcpdump -w, tshark, dumpcap; gzip welcome) \
      as packets, one row each, read as a stream. Payload bytes are read into rows only with --payload";
 
