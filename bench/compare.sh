@@ -13,14 +13,15 @@
 #
 # BASE is the older binary, BIN the newer (as bench/packets.sh names them;
 # BEFORE and AFTER are accepted too). Without BIN, a release build of this
-# checkout is made (cargo build --release, about 18 minutes on 2 cores).
+# checkout is made (cargo build --release; how long: BENCHMARKS.md, Figures).
 #
 # The queries are bench/run.sh's standard set (floor, states, remotes,
 # CLOSE-WAIT, owners, all columns, conntrack, start-up) plus two saved
 # reports. Per query: both medians (ms), the median of the per-round
-# ratios after/before and their quartiles, a verdict (below), both
-# answers' row counts (they must agree) and both binaries' peak memory. Prints a markdown section on stdout; progress on
-# stderr. Exits 1 if any answer differs.
+# ratios after/before and their quartiles, a verdict (see time_pair), both
+# answers' row counts (they must agree) and both binaries' peak memory.
+# Prints a markdown section on stdout; progress on stderr. Exits 1 if any
+# answer differs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE=${BASE:-${BEFORE:-}}
