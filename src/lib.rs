@@ -1,27 +1,28 @@
 //! sockql: SQL over the live state of a Linux host's network stack.
 //!
-//! The modules are layers; each imports only from those below it
-//! (`tests/it/layers.rs` checks it). ARCHITECTURE.md describes each and
-//! where new code goes; this list is the map, bottom up:
+//! This package is the binary and its front ends; the layers below are
+//! their own packages, so the compiler keeps imports one way
+//! (ARCHITECTURE.md):
 //!
-//! - [`notice`]: warnings and notes, kept per statement for the front end
-//!   that shows them.
-//! - [`collect`]: readers of kernel state (netlink sock_diag, ctnetlink,
-//!   procfs, /proc/net, packet capture and files) into typed records; no
-//!   SQL, no Arrow.
-//! - [`tables`]: those readers as DataFusion tables with typed, described
-//!   columns and kernel-side filter pushdown.
-//! - [`query`]: what every front end uses: the engine, the read-only
-//!   policy, saved queries, the catalog, errors.
-//! - Front ends: [`cli`] (arguments, the shell, output formats, the
-//!   generated reference and man page), [`history`] (recording to Parquet
-//!   and reading it back) and [`serve`] (Prometheus metrics and the
-//!   PostgreSQL wire protocol).
+//! - [`collect`] (`sockql-collect`) reads kernel state into typed records
+//!   and keeps notices; it knows nothing of SQL or Arrow.
+//! - [`tables`] (`sockql-tables`) turns those readers into DataFusion
+//!   tables with described columns and kernel-side filter pushdown.
+//! - [`query`] (`sockql-query`): the engine, policy, limits, saved queries
+//!   and the catalog, used by every front end.
+//! - Front ends: [`cli`] (the command line and shell), [`history`]
+//!   (recording to Parquet and reading it back) and [`serve`] (Prometheus
+//!   and PostgreSQL clients).
+//!
+//! The lower layers are re-exported under their layer names, so front-end
+//! code and the integration tests say `crate::query::Engine`.
+
+pub use sockql_collect as collect;
+pub use sockql_collect::notice;
+pub use sockql_collect::{stderr, stderrln};
+pub use sockql_query as query;
+pub use sockql_tables as tables;
 
 pub mod cli;
-pub mod collect;
 pub mod history;
-pub mod notice;
-pub mod query;
 pub mod serve;
-pub mod tables;
