@@ -1,43 +1,137 @@
 #!/usr/bin/env bash
 # Two sockql binaries side by side on the same load (bench/run.sh's, at one
-# size), for before/after comparisons of a change: hyperfine runs the two
-# commands of each query alternately in one run, so machine noise hits
-# both alike. Needs root; loopback only, in a namespace it creates.
+# size), for before/after comparisons of a change: each query runs on both
+# binaries in alternating rounds, so machine noise hits both alike. Needs
+# root; loopback only, in a namespace it creates.
 #
-#   BEFORE=/tmp/sockql-before AFTER=target/release/sockql bash bench/compare.sh
-#   N=10000 RUNS=20 ... bash bench/compare.sh
+#   BASE=/tmp/sockql-before BIN=target/release/sockql bash bench/compare.sh
+#   N=10000 RUNS=20 BASE=... BIN=... bash bench/compare.sh >> BENCHMARKS.md
+#
+# Run it while nothing else builds: on a busy machine two runs of one
+# binary differ by tens of percent. BASE=BIN=the same binary shows the
+# noise floor of the machine at that moment.
+#
+# BASE is the older binary, BIN the newer (as bench/packets.sh names them;
+# BEFORE and AFTER are accepted too). Without BIN, a release build of this
+# checkout is made (cargo build --release; how long: BENCHMARKS.md, Figures).
+#
+# The queries are bench/run.sh's standard set (floor, states, remotes,
+# CLOSE-WAIT, owners, all columns, conntrack, start-up) plus two saved
+# reports. Per query: both medians (ms), the median of the per-round
+# ratios after/before and their quartiles, a verdict (see time_pair), both
+# answers' row counts (they must agree) and both binaries' peak memory.
+# Prints a markdown section on stdout; progress on stderr. Exits 1 if any
+# answer differs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${BEFORE:?set BEFORE to the old binary}" "${AFTER:?set AFTER to the new binary}"
+BASE=${BASE:-${BEFORE:-}}
+BIN=${BIN:-${AFTER:-}}
+: "${BASE:?set BASE to the older binary (BIN to the newer; default: a release build of this checkout)}"
+if [ -z "$BIN" ]; then
+    cargo build --release -q
+    BIN=$(pwd)/target/release/sockql
+fi
+BASE=$(realpath "$BASE")
+BIN=$(realpath "$BIN")
 N=${N:-100000}
 RUNS=${RUNS:-20}
 NS=sockql-cmp-$$
 WORK=$(mktemp -d)
-command -v hyperfine >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine >/dev/null; }
 . bench/load.sh
 cleanup() {
     stop_load
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+
+# Peak resident memory (KiB) of one command, run in the namespace.
+peak_kib() {
+    $X python3 -c 'import resource,subprocess,sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$@"
+}
+
 start_load "$N"
-echo "load ready: $($X ss -Htuan | wc -l) sockets; $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
+echo "bench/compare: load ready" >&2
+echo "## Before and after: $N sockets, $(date -u +%Y-%m-%d)"
+echo
+echo "\`bench/compare.sh\` (N=$N, RUNS=$RUNS; $(nproc) cores,$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)); $($X ss -Htuan | wc -l) sockets in the namespace."
+echo "before: \`$BASE\` ($(stat -c %s "$BASE") bytes); after: \`$BIN\` ($(stat -c %s "$BIN") bytes)."
+echo
+echo "| query | before ms | after ms | after/before | quartiles | verdict | rows before/after | peak MiB before/after |"
+echo "|---|---|---|---|---|---|---|---|"
+differ=0
+# One query, both binaries, in RUNS rounds after two warm-up rounds; each
+# round runs before and after back to back (in alternating order), so a
+# burst of machine noise hits both. Reported: both medians, the median of
+# the per-round ratios after/before and its interquartile range. The
+# verdict is "slower" only when three rounds in four were slower by more
+# than 5% (the ratios' first quartile above 1.05), "faster" likewise.
+time_pair() {
+    python3 - "$RUNS" "$@" <<'PY'
+import subprocess, sys, time
+runs, argv = int(sys.argv[1]), sys.argv[2:]
+cut = argv.index("--")
+before, after = argv[:cut], argv[cut + 1:]
+def once(cmd):
+    t = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - t
+tb, ta = [], []
+for i in range(runs + 2):
+    if i % 2:
+        a, b = once(after), once(before)
+    else:
+        b, a = once(before), once(after)
+    if i >= 2:
+        tb.append(b)
+        ta.append(a)
+def q(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p * (len(xs) - 1) + 0.5))]
+ratios = [a / b for a, b in zip(ta, tb)]
+print(q(tb, 0.5) * 1000, q(ta, 0.5) * 1000, q(ratios, 0.5), q(ratios, 0.25), q(ratios, 0.75))
+PY
+}
+run_one() {
+    local label=$1
+    shift
+    local args=("$@")
+    local times rows_b rows_a mem_b mem_a
+    times=$(time_pair $X "$BASE" --format csv "${args[@]}" -- $X "$BIN" --format csv "${args[@]}")
+    rows_b=$($X "$BASE" --format csv --no-header "${args[@]}" 2>/dev/null | wc -l)
+    rows_a=$($X "$BIN" --format csv --no-header "${args[@]}" 2>/dev/null | wc -l)
+    mem_b=$(peak_kib "$BASE" --format csv "${args[@]}")
+    mem_a=$(peak_kib "$BIN" --format csv "${args[@]}")
+    # The load does not change while the script runs (the binaries run in
+    # its namespace, which nothing else uses), so the answers' sizes agree.
+    [ "$rows_b" = "$rows_a" ] || differ=1
+    python3 - "$label" "$rows_b" "$rows_a" "$mem_b" "$mem_a" $times <<'PY'
+import sys
+label, rb, ra, mb, ma = sys.argv[1:6]
+b, a, ratio, q1, q3 = map(float, sys.argv[6:11])
+verdict = "slower" if q1 > 1.05 else "faster" if q3 < 0.95 else "same"
+rows = rb if rb == ra else f"**{rb} / {ra}**"
+print(f"| `{label}` | {b:.1f} | {a:.1f} | {ratio:.2f} | {q1:.2f}–{q3:.2f} | {verdict} | {rows} | {int(mb) / 1024:.0f} / {int(ma) / 1024:.0f} |")
+PY
+}
 for sql in "SELECT count(*) FROM sockets" \
            "SELECT state, count(*) FROM sockets GROUP BY state" \
            "SELECT remote_addr, count(*) FROM sockets WHERE state = 'ESTAB' GROUP BY 1 ORDER BY 2 DESC" \
            "SELECT * FROM sockets WHERE state = 'CLOSE-WAIT'" \
-           "SELECT state, local_port, pid, process FROM sockets" \
+           "SELECT state, local_addr, local_port, remote_addr, remote_port, pid, process FROM sockets" \
            "SELECT pid, count(*) FROM sockets GROUP BY 1" \
+           "SELECT pid, count(*) FROM socket_owners GROUP BY 1" \
            "SELECT * FROM sockets" \
            "SELECT orig_src, count(*) FROM conntrack GROUP BY 1" \
            "SELECT 1"; do
-    hyperfine --warmup 2 --runs "$RUNS" --style none --export-json "$WORK/r.json" \
-        -n before "$X $BEFORE --format csv \"$sql\" > /dev/null" \
-        -n after "$X $AFTER --format csv \"$sql\" > /dev/null" >/dev/null
-    python3 - "$WORK/r.json" "$sql" <<'PY'
-import json, sys
-r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
-b, a = r["before"]["median"] * 1000, r["after"]["median"] * 1000
-print(f"| `{sys.argv[2]}` | {b:.1f} | {a:.1f} | {a / b:.2f} |")
-PY
+    echo "bench/compare: $sql" >&2
+    run_one "$sql" "$sql"
 done
+for report in states close_wait; do
+    echo "bench/compare: run $report" >&2
+    run_one "run $report" run "$report"
+done
+if [ "$differ" = 1 ]; then
+    echo
+    echo "**The two binaries gave different row counts (in bold above).**"
+    exit 1
+fi

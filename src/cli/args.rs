@@ -583,7 +583,7 @@ pub enum Command {
     },
     /// Print the man page (roff): sockql man > /usr/local/share/man/man1/sockql.1
     Man,
-    /// Print the table reference in Markdown (README.md carries it).
+    /// Print the reference (tables, reports, flags) in Markdown: doc/reference.md.
     #[command(hide = true)]
     Reference,
     /// Capture packets into a pcap file, as tcpdump -w does (Linux cooked

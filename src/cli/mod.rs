@@ -11,6 +11,7 @@ pub mod hi_args;
 pub mod history_file;
 pub mod meta;
 pub mod output;
+pub mod reference;
 pub mod repl;
 pub mod watch;
 
@@ -210,13 +211,13 @@ fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
 
 fn man() -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    clap_mangen::Man::new(Args::command_tree()).render(&mut out)?;
+    reference::man_page(&mut out)?;
     Ok(out.flush()?)
 }
 
 fn reference() -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    write!(out, "{}", catalog::markdown_reference())?;
+    write!(out, "{}", reference::markdown())?;
     Ok(out.flush()?)
 }
 

@@ -25,7 +25,7 @@ pub struct Listed {
     pub schema: SchemaRef,
 }
 
-/// The live tables, without a session (help, README, completion).
+/// The live tables, without a session (help, the reference, completion).
 pub fn live() -> Vec<Listed> {
     catalog()
         .into_iter()
@@ -103,7 +103,7 @@ pub fn column_doc(table: &str, field: &Field) -> String {
     String::new()
 }
 
-/// What `read_pcap('FILE')` is, for the README and `sockql schema`.
+/// What `read_pcap('FILE')` is, for the reference and `sockql schema`.
 const READ_PCAP_ABOUT: &str = "A capture file (pcap or pcapng, from tcpdump -w, tshark, dumpcap; gzip welcome) \
      as packets, one row each, read as a stream. Payload bytes are read into rows only with --payload";
 
@@ -193,33 +193,6 @@ pub fn answer(request: &CatalogRequest, list: &[Listed]) -> anyhow::Result<Recor
     }
 }
 
-/// The table reference in Markdown, as README.md carries it between the
-/// `<!-- tables -->` markers (a test keeps the two equal).
-pub fn markdown_reference() -> String {
-    let mut md = String::new();
-    for t in catalog() {
-        md.push_str(&format!("### `{}`\n\n{}.\n\n", t.name, t.about));
-        columns_md(&mut md, &t.schema);
-    }
-    // Table functions: their columns, from the same declarations.
-    for f in table_functions() {
-        md.push_str(&format!("### `{}('FILE')`\n\n{}.\n\n", f.name, f.about));
-        columns_md(&mut md, &f.schema);
-    }
-    md
-}
-
-/// A schema's columns as a Markdown table.
-fn columns_md(md: &mut String, schema: &datafusion::arrow::datatypes::Schema) {
-    md.push_str("| column | type | description |\n|---|---|---|\n");
-    for f in schema.fields() {
-        let null = if f.is_nullable() { "" } else { " not null" };
-        let doc = f.metadata().get(DESCRIPTION).map_or("", |s| s.as_str());
-        md.push_str(&format!("| `{}` | {}{} | {} |\n", f.name(), f.data_type(), null, doc.replace('|', "\\|")));
-    }
-    md.push('\n');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,17 +212,6 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn readme_table_reference_is_current() {
-        let readme = include_str!("../../../README.md");
-        let start = readme.find("<!-- tables -->").expect("start marker") + "<!-- tables -->\n".len();
-        let end = readme.find("<!-- /tables -->").expect("end marker");
-        assert!(
-            readme[start..end] == markdown_reference(),
-            "README.md table reference is stale: regenerate it with scripts/update-readme-tables"
-        );
     }
 
     fn parsed(sql: &str) -> datafusion::sql::parser::Statement {

@@ -383,6 +383,15 @@ pub fn all() -> Vec<Result<SavedQuery, anyhow::Error>> {
     out
 }
 
+/// The saved queries compiled into the binary, in file order: what every
+/// host has, whatever its directories hold (the generated reference).
+pub fn builtins() -> Vec<SavedQuery> {
+    builtin::BUILTIN
+        .iter()
+        .filter_map(|(file, text)| SavedQuery::parse(&format!("built-in:{file}"), text).ok())
+        .collect()
+}
+
 impl SavedQuery {
     /// This query ready to run, with `given` parameters over the defaults.
     pub fn source(&self, given: &[(String, String)]) -> anyhow::Result<super::engine::SqlSource> {
