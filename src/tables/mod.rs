@@ -27,6 +27,7 @@ pub mod sockstat;
 pub mod streams;
 pub mod sysctls;
 pub mod table;
+pub mod tcp_metrics;
 pub mod unix_sockets;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,6 +89,7 @@ pub const TABLES: &[&dyn AnyTable] = &[
     &process_events::ProcessEventsTable,
     &socket_events::SocketEventsTable,
     &unix_sockets::UnixSocketsTable,
+    &tcp_metrics::TcpMetricsTable,
 ];
 
 /// Every table sockql serves, with its schema, in [`TABLES`] order.
