@@ -79,7 +79,7 @@ table_columns!(Col {
 /// comes with `SELECT *`) without `--payload`.
 pub fn note_payload_hidden(projection: Option<&[usize]>, payload: bool) {
     if let Some(p) = projection {
-        if !payload && p.len() < Col::DEFS.len() && p.contains(&(Col::Payload as usize)) {
+        if !payload && p.len() < Col::DEFS.len() && p.contains(&crate::columns::Column::index(Col::Payload)) {
             sockql_collect::notice::note_once(
                 "payload-hidden",
                 "payload is null: pass --payload to keep payload bytes (they may carry secrets)",
@@ -141,7 +141,7 @@ const FLOW_COLUMNS: &[Col] = &[
 /// True if the query asked for a column that needs connections followed:
 /// otherwise a scan keeps no per-connection state at all.
 pub fn follows_flows(r: &RowBuilder) -> bool {
-    FLOW_COLUMNS.iter().any(|&c| r.wants(c as usize))
+    FLOW_COLUMNS.iter().any(|&c| r.wants(c))
 }
 
 /// One packet's row; `flows`, when the query needs it (see
