@@ -128,7 +128,8 @@ fn catalog_commands_list_typed_described_columns() {
             "conntrack_events",
             "process_events",
             "socket_events",
-            "unix_sockets"
+            "unix_sockets",
+            "tcp_metrics"
         ]
     );
     let (sql_tables, _, _) = run(&["--format", "ndjson", "SHOW TABLES"]);
@@ -155,7 +156,7 @@ fn catalog_commands_list_typed_described_columns() {
     assert_eq!(parse_ndjson(&row), vec![json!({"t": "UInt16", "s": "Timestamp(ms, \"UTC\")"})]);
 
     let (_, err, ok) = run(&["schema", "nope"]);
-    assert!(!ok && err.contains("tables are: sockets, processes, socket_owners, sysctls, conntrack, conntrack_stats, netns, netlink_sockets, net_counters, sockstat, packets, conntrack_events, process_events, socket_events, unix_sockets"), "{err}");
+    assert!(!ok && err.contains("tables are: sockets, processes, socket_owners, sysctls, conntrack, conntrack_stats, netns, netlink_sockets, net_counters, sockstat, packets, conntrack_events, process_events, socket_events, unix_sockets, tcp_metrics"), "{err}");
 }
 
 #[test]

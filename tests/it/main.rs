@@ -45,6 +45,7 @@ mod serve_attack;
 mod soak;
 mod sockets;
 mod stream_bounds;
+mod tcp_metrics;
 mod time_types;
 
 mod ss_parity;

@@ -4,7 +4,7 @@
 //! (its own PGExecute, CompletionRefresher and PGCompleter) and
 //! harlequin's catalog (harlequin-postgres' adapter). The columns come from
 //! the command line's Arrow schema; the PostgreSQL names are derived from
-//! it through the table below, which is the mapping README documents.
+//! it through the table below, which is the mapping GUIDE.md documents.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -22,6 +22,7 @@ pub mod proc_net;
 pub mod processes;
 pub mod sock_diag;
 pub mod sysctl;
+pub mod tcp_metrics;
 pub mod tcp_state;
 pub mod trace;
 pub mod users;

@@ -95,8 +95,8 @@ pub fn column_doc(table: &str, field: &Field) -> String {
             "date" => return "Day of the sample, YYYY-MM-DD (partition)".into(),
             _ => {}
         }
-        let live = sockql_tables::TABLES.iter().find(|t| t.name == live_name);
-        if let Some(def) = live.and_then(|t| (t.defs)().iter().find(|d| d.name == field.name())) {
+        let live = sockql_tables::TABLES.iter().find(|t| t.name() == live_name);
+        if let Some(def) = live.and_then(|t| t.columns().iter().find(|d| d.name == field.name())) {
             return def.doc.to_string();
         }
     }

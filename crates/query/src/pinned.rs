@@ -90,8 +90,7 @@ fn scanned(plan: &LogicalPlan, into: &mut BTreeMap<String, Need>) {
         if let LogicalPlan::TableScan(scan) = node {
             let name = scan.table_name.table().to_ascii_lowercase();
             let live = matches!(scan.table_name.schema(), None | Some("public"))
-                && sockql_tables::TABLES.iter().any(|t| t.name == name)
-                && !sockql_tables::STREAMS.contains(&name.as_str());
+                && sockql_tables::TABLES.iter().any(|t| t.name() == name && t.kind() == sockql_tables::Kind::Live);
             if live {
                 let schema = scan.source.schema();
                 let need = into.entry(name).or_default();

@@ -67,7 +67,7 @@ pub fn is_builtin(name: &TableReference) -> bool {
     match name.schema() {
         // pg_catalog: what PostgreSQL clients list tables with (sockql serve --pg).
         Some(super::catalog::HISTORY_SCHEMA) | Some("information_schema") | Some("pg_catalog") => true,
-        None | Some("public") => sockql_tables::TABLES.iter().any(|t| t.name.eq_ignore_ascii_case(name.table())),
+        None | Some("public") => sockql_tables::TABLES.iter().any(|t| t.name().eq_ignore_ascii_case(name.table())),
         Some(_) => false,
     }
 }

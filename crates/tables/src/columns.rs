@@ -81,8 +81,38 @@ pub fn schema_of(columns: &[ColumnDef]) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// The columns of `a` then those of `b`, as a constant (`N` is the sum of
+/// their lengths): a table made of another's columns and its own.
+pub const fn joined<const N: usize>(a: &[ColumnDef], b: &[ColumnDef]) -> [ColumnDef; N] {
+    assert!(a.len() + b.len() == N && N > 0);
+    let mut out = [if a.is_empty() { b[0] } else { a[0] }; N];
+    let mut i = 0;
+    while i < a.len() {
+        out[i] = a[i];
+        i += 1;
+    }
+    while i < N {
+        out[i] = b[i - a.len()];
+        i += 1;
+    }
+    out
+}
+
+/// A column a row's value goes to: a table's `Col` (see [`table_columns!`]),
+/// or, for code shared by tables with one layout, its index.
+pub trait Column: Copy {
+    fn index(self) -> usize;
+}
+
+impl Column for usize {
+    #[inline]
+    fn index(self) -> usize {
+        self
+    }
+}
+
 /// Declare a table's columns: an enum `$Col` naming each column (so row
-/// code says `Col::LocalPort`, not an index) and `$Col::DEFS`.
+/// code says `r.u16(Col::LocalPort, ..)`, not an index) and `$Col::DEFS`.
 #[macro_export]
 macro_rules! table_columns {
     ($Col:ident { $($variant:ident: $name:literal, $ty:ident, $nullable:literal, $doc:literal;)* }) => {
@@ -102,6 +132,12 @@ macro_rules! table_columns {
             pub const ALL: &'static [$Col] = &[$($Col::$variant),*];
             #[allow(dead_code)]
             pub fn name(self) -> &'static str { Self::DEFS[self as usize].name }
+            #[allow(dead_code)]
+            pub fn def(self) -> &'static $crate::columns::ColumnDef { &Self::DEFS[self as usize] }
+        }
+        impl $crate::columns::Column for $Col {
+            #[inline]
+            fn index(self) -> usize { self as usize }
         }
     };
 }
@@ -166,6 +202,8 @@ pub struct RowBuilder {
     builders: Vec<Builder>,
     rows: usize,
     capacity: usize,
+    /// Added to every column index: see [`RowBuilder::at`].
+    base: usize,
 }
 
 fn mismatch(column: usize) -> ! {
@@ -184,33 +222,53 @@ impl RowBuilder {
             slots[col] = Some(slot);
         }
         let builders = projection.iter().map(|&c| Builder::new(defs[c].ty, capacity)).collect();
-        RowBuilder { schema: projected, slots, builders, rows: 0, capacity }
+        RowBuilder { schema: projected, slots, builders, rows: 0, capacity, base: 0 }
     }
 
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
 
-    /// True if `column` is projected: use it to skip costly work.
-    pub fn wants(&self, column: usize) -> bool {
-        self.slots[column].is_some()
+    /// The table columns built, in output order.
+    pub fn projection(&self) -> Vec<usize> {
+        let mut cols: Vec<(usize, usize)> =
+            self.slots.iter().enumerate().filter_map(|(col, slot)| slot.map(|s| (s, col))).collect();
+        cols.sort_unstable();
+        cols.into_iter().map(|(_, col)| col).collect()
     }
 
-    fn builder(&mut self, column: usize) -> Option<&mut Builder> {
-        let slot = self.slots[column]?;
+    /// True if `column` is projected: use it to skip costly work.
+    pub fn wants(&self, column: impl Column) -> bool {
+        self.slots[self.base + column.index()].is_some()
+    }
+
+    /// Fill columns declared by another table's `Col` that this table
+    /// holds from column `base` on (`conntrack_events` holds `conntrack`'s
+    /// after its own): within `fill`, that `Col` names them.
+    pub fn at<R>(&mut self, base: usize, fill: impl FnOnce(&mut Self) -> R) -> R {
+        let before = self.base;
+        self.base += base;
+        let out = fill(self);
+        self.base = before;
+        out
+    }
+
+    #[inline]
+    fn builder(&mut self, column: impl Column) -> Option<&mut Builder> {
+        let slot = self.slots[self.base + column.index()]?;
         Some(&mut self.builders[slot])
     }
 
-    pub fn str(&mut self, column: usize, v: Option<&str>) {
+    pub fn str(&mut self, column: impl Column, v: Option<&str>) {
         match self.builder(column) {
             None => {}
             Some(Builder::Utf8(b)) => b.append_option(v),
-            Some(_) => mismatch(column),
+            Some(_) => mismatch(column.index()),
         }
     }
 
     /// Append a value through its `Display`, without an intermediate String.
-    pub fn display(&mut self, column: usize, v: &dyn Display) {
+    pub fn display(&mut self, column: impl Column, v: &dyn Display) {
         use std::fmt::Write;
         match self.builder(column) {
             None => {}
@@ -218,79 +276,98 @@ impl RowBuilder {
                 let _ = write!(b, "{v}");
                 b.append_value("");
             }
-            Some(_) => mismatch(column),
+            Some(_) => mismatch(column.index()),
         }
     }
 
-    pub fn bool(&mut self, column: usize, v: Option<bool>) {
+    pub fn bool(&mut self, column: impl Column, v: Option<bool>) {
         match self.builder(column) {
             None => {}
             Some(Builder::Bool(b)) => b.append_option(v),
-            Some(_) => mismatch(column),
+            Some(_) => mismatch(column.index()),
         }
     }
 
-    pub fn u8(&mut self, column: usize, v: Option<u8>) {
-        prim(self.builder(column), column, v, |b| match b {
+    pub fn u8(&mut self, column: impl Column, v: Option<u8>) {
+        prim(self.builder(column), column.index(), v, |b| match b {
             Builder::U8(b) => Some(b),
             _ => None,
         })
     }
-    pub fn u16(&mut self, column: usize, v: Option<u16>) {
-        prim(self.builder(column), column, v, |b| match b {
+    pub fn u16(&mut self, column: impl Column, v: Option<u16>) {
+        prim(self.builder(column), column.index(), v, |b| match b {
             Builder::U16(b) => Some(b),
             _ => None,
         })
     }
-    pub fn u32(&mut self, column: usize, v: Option<u32>) {
-        prim(self.builder(column), column, v, |b| match b {
+    pub fn u32(&mut self, column: impl Column, v: Option<u32>) {
+        prim(self.builder(column), column.index(), v, |b| match b {
             Builder::U32(b) => Some(b),
             _ => None,
         })
     }
-    pub fn u64(&mut self, column: usize, v: Option<u64>) {
-        prim(self.builder(column), column, v, |b| match b {
+    pub fn u64(&mut self, column: impl Column, v: Option<u64>) {
+        prim(self.builder(column), column.index(), v, |b| match b {
             Builder::U64(b) => Some(b),
             _ => None,
         })
     }
-    pub fn i32(&mut self, column: usize, v: Option<i32>) {
-        prim(self.builder(column), column, v, |b| match b {
+    pub fn i32(&mut self, column: impl Column, v: Option<i32>) {
+        prim(self.builder(column), column.index(), v, |b| match b {
             Builder::I32(b) => Some(b),
             _ => None,
         })
     }
-    pub fn i64(&mut self, column: usize, v: Option<i64>) {
-        prim(self.builder(column), column, v, |b| match b {
+    pub fn i64(&mut self, column: impl Column, v: Option<i64>) {
+        prim(self.builder(column), column.index(), v, |b| match b {
             Builder::I64(b) => Some(b),
             _ => None,
         })
     }
-    pub fn f64(&mut self, column: usize, v: Option<f64>) {
-        prim(self.builder(column), column, v, |b| match b {
+    pub fn f64(&mut self, column: impl Column, v: Option<f64>) {
+        prim(self.builder(column), column.index(), v, |b| match b {
             Builder::F64(b) => Some(b),
             _ => None,
         })
     }
-    pub fn timestamp_ms(&mut self, column: usize, v: Option<i64>) {
-        prim(self.builder(column), column, v, |b| match b {
+    pub fn timestamp_ms(&mut self, column: impl Column, v: Option<i64>) {
+        prim(self.builder(column), column.index(), v, |b| match b {
             Builder::Ts(b) => Some(b),
             _ => None,
         })
     }
 
-    pub fn timestamp_ns(&mut self, column: usize, v: Option<i64>) {
-        prim(self.builder(column), column, v, |b| match b {
+    pub fn timestamp_ns(&mut self, column: impl Column, v: Option<i64>) {
+        prim(self.builder(column), column.index(), v, |b| match b {
             Builder::TsNs(b) => Some(b),
             _ => None,
         })
     }
 
-    pub fn binary(&mut self, column: usize, v: Option<&[u8]>) {
+    pub fn binary(&mut self, column: impl Column, v: Option<&[u8]>) {
         match self.builder(column) {
             None => {}
             Some(Builder::Binary(b)) => b.append_option(v),
-            Some(_) => mismatch(column),
+            Some(_) => mismatch(column.index()),
+        }
+    }
+
+    /// Append a null, whatever the column's type.
+    pub fn null(&mut self, column: impl Column) {
+        match self.builder(column) {
+            None => {}
+            Some(Builder::Utf8(b)) => b.append_null(),
+            Some(Builder::Bool(b)) => b.append_null(),
+            Some(Builder::U8(b)) => b.append_null(),
+            Some(Builder::U16(b)) => b.append_null(),
+            Some(Builder::U32(b)) => b.append_null(),
+            Some(Builder::U64(b)) => b.append_null(),
+            Some(Builder::I32(b)) => b.append_null(),
+            Some(Builder::I64(b)) => b.append_null(),
+            Some(Builder::F64(b)) => b.append_null(),
+            Some(Builder::Ts(b)) => b.append_null(),
+            Some(Builder::TsNs(b)) => b.append_null(),
+            Some(Builder::Binary(b)) => b.append_null(),
         }
     }
 
@@ -342,12 +419,12 @@ mod tests {
     #[test]
     fn builds_only_projected_columns_in_projection_order() {
         let mut b = RowBuilder::new(TestCol::DEFS, Some(&[1, 0]), 2);
-        assert!(b.wants(TestCol::Port as usize));
-        b.str(TestCol::Name as usize, Some("a"));
-        b.u16(TestCol::Port as usize, Some(80));
+        assert!(b.wants(TestCol::Port));
+        b.str(TestCol::Name, Some("a"));
+        b.u16(TestCol::Port, Some(80));
         assert!(!b.end_row());
-        b.display(TestCol::Name as usize, &"b");
-        b.u16(TestCol::Port as usize, None);
+        b.display(TestCol::Name, &"b");
+        b.u16(TestCol::Port, None);
         assert!(b.end_row());
         let batch = b.finish().unwrap();
         assert_eq!(batch.schema().field(0).name(), "port");
@@ -361,7 +438,7 @@ mod tests {
     #[test]
     fn empty_projection_counts_rows() {
         let mut b = RowBuilder::new(TestCol::DEFS, Some(&[]), 8);
-        b.str(TestCol::Name as usize, Some("skipped"));
+        b.str(TestCol::Name, Some("skipped"));
         b.end_row();
         b.end_row();
         assert_eq!(b.finish().unwrap().num_rows(), 2);

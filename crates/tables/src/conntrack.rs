@@ -18,11 +18,9 @@ use datafusion::logical_expr::Expr;
 
 use crate::columns::{ColumnDef, RowBuilder};
 use crate::filters::{as_i64, as_str, column_in_literals};
-use crate::live::{Emitter, LivePartition, BATCH_ROWS};
-use crate::live_table::LiveSource;
-use crate::scope;
+use crate::live::Emitter;
 use crate::table_columns;
-use crate::SourceOptions;
+use crate::{scope, Pushdown, Scan, Table};
 use sockql_collect::conntrack::{self, Conntrack, DumpFilter, Tuple};
 use sockql_collect::ReadOptions;
 
@@ -63,18 +61,15 @@ table_columns!(Col {
     NetnsName: "netns_name", Utf8, true, "Name of the network namespace under /run/netns (ip netns), null if unnamed";
 });
 
-pub const NAME: &str = "conntrack";
-pub const ABOUT: &str = "The connection-tracking / NAT table (conntrack -L), needs CAP_NET_ADMIN";
+#[derive(Debug, Clone, Copy)]
+pub struct ConntrackTable;
 
-#[derive(Debug)]
-pub struct ConntrackTable {
-    options: SourceOptions,
-}
-
-impl ConntrackTable {
-    pub fn new(options: SourceOptions) -> Self {
-        ConntrackTable { options }
-    }
+/// One scan: its namespaces, source, family and the kernel's dump filter.
+pub struct Plan {
+    targets: Vec<sockql_collect::netns::Netns>,
+    no_netlink: bool,
+    family: u8,
+    filter: DumpFilter,
 }
 
 /// The mark and zone a filter set pins, for the kernel's dump filter.
@@ -109,108 +104,112 @@ fn wanted_family(filters: &[Expr]) -> u8 {
     0
 }
 
-impl LiveSource for ConntrackTable {
-    fn columns(&self) -> &'static [ColumnDef] {
-        Col::DEFS
+impl Table for ConntrackTable {
+    const NAME: &'static str = "conntrack";
+    const ABOUT: &'static str = "The connection-tracking / NAT table (conntrack -L), needs CAP_NET_ADMIN";
+    const COLUMNS: &'static [ColumnDef] = Col::DEFS;
+    type Plan = Plan;
+
+    fn pushdown(&self, f: &Expr) -> Pushdown {
+        match column_in_literals(f) {
+            Some(("family", _)) => Pushdown::Inexact,
+            Some(("mark" | "zone", v)) if v.len() == 1 && as_i64(v[0]).is_some() => Pushdown::Inexact,
+            Some(("mark" | "zone", _)) => Pushdown::Unsupported,
+            _ if scope::is_netns_filter(f) => Pushdown::Exact,
+            _ => Pushdown::Unsupported,
+        }
     }
 
-    fn pushdown(&self, filters: &[&Expr]) -> Vec<bool> {
-        filters
-            .iter()
-            .map(|f| match column_in_literals(f) {
-                Some(("family", _)) => true,
-                Some(("mark" | "zone", v)) => v.len() == 1 && as_i64(v[0]).is_some(),
-                _ => scope::is_netns_filter(f),
-            })
-            .collect()
+    fn plan(&self, scan: &Scan<'_>) -> Plan {
+        Plan {
+            targets: scan.targets(),
+            no_netlink: scan.options.no_netlink,
+            family: wanted_family(scan.filters),
+            filter: wanted_filter(scan.filters),
+        }
     }
 
-    fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
-        let family = wanted_family(filters);
-        let filter = wanted_filter(filters);
-        let targets = scope::targets(filters, self.options.all_netns());
-        let cols = projection.cloned();
-        let no_netlink = self.options.no_netlink;
-        let label = format!(
+    fn label(&self, plan: &Plan) -> String {
+        format!(
             "conntrack: {} {} family={} mark={:?} zone={:?}",
-            if no_netlink { "/proc/net/nf_conntrack" } else { "ctnetlink" },
-            scope::describe(&targets),
-            match family {
+            if plan.no_netlink { "/proc/net/nf_conntrack" } else { "ctnetlink" },
+            scope::describe(&plan.targets),
+            match plan.family {
                 0 => "all",
                 2 => "inet",
                 _ => "inet6",
             },
-            filter.mark,
-            filter.zone,
-        );
-        LivePartition::projected(Col::DEFS, projection.map(Vec::as_slice), label, move |sink| {
-            let mut out = Emitter::new(RowBuilder::new(Col::DEFS, cols.as_deref(), BATCH_ROWS), sink, limit);
-            scope::each(&targets, |ns| {
-                let used = conntrack::read(ReadOptions { no_netlink }, family, &filter, |ct: Conntrack| {
-                    append(&mut out.rows, &ct, ns, 0);
-                    out.end_row()
-                })?;
-                sink.metrics.read(used, Default::default());
-                Ok(if out.done() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+            plan.filter.mark,
+            plan.filter.zone,
+        )
+    }
+
+    fn read(&self, plan: &Plan, out: &mut Emitter<'_>) -> anyhow::Result<()> {
+        let options = ReadOptions { no_netlink: plan.no_netlink };
+        scope::each(&plan.targets, |ns| {
+            let used = conntrack::read(options, plan.family, &plan.filter, |ct: Conntrack| {
+                append(&mut out.rows, &ct, ns);
+                out.end_row()
             })?;
-            out.finish()
+            out.count(used, Default::default());
+            Ok(if out.done() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
         })
     }
 }
 
-fn tuple(r: &mut RowBuilder, base: usize, t: &Tuple, src: Col, dst: Col, sport: Col, dport: Col) {
+fn tuple(r: &mut RowBuilder, t: &Tuple, src: Col, dst: Col, sport: Col, dport: Col) {
     match t.src {
-        Some(a) => r.display(base + src as usize, &a),
-        None => r.str(base + src as usize, None),
+        Some(a) => r.display(src, &a),
+        None => r.str(src, None),
     }
     match t.dst {
-        Some(a) => r.display(base + dst as usize, &a),
-        None => r.str(base + dst as usize, None),
+        Some(a) => r.display(dst, &a),
+        None => r.str(dst, None),
     }
-    r.u16(base + sport as usize, t.sport);
-    r.u16(base + dport as usize, t.dport);
+    r.u16(sport, t.sport);
+    r.u16(dport, t.dport);
 }
 
-/// One entry's columns, from column `base` of the row on (0 in
-/// `conntrack`; after the event's own columns in `conntrack_events`).
-pub fn append(r: &mut RowBuilder, ct: &Conntrack, ns: &sockql_collect::netns::Netns, base: usize) {
+/// One entry's columns (`conntrack_events` fills them after its own,
+/// through [`RowBuilder::at`]).
+pub fn append(r: &mut RowBuilder, ct: &Conntrack, ns: &sockql_collect::netns::Netns) {
     use Col::*;
-    r.u64(base + Col::Netns as usize, Some(ns.inode));
-    r.str(base + NetnsName as usize, ns.name.as_deref());
+    r.u64(Col::Netns, Some(ns.inode));
+    r.str(NetnsName, ns.name.as_deref());
     let proto = ct.orig.protocol.unwrap_or(0);
-    r.u32(base + Id as usize, ct.id);
-    r.str(base + Family as usize, Some(if ct.family == libc::AF_INET6 as u8 { "inet6" } else { "inet" }));
+    r.u32(Id, ct.id);
+    r.str(Family, Some(if ct.family == libc::AF_INET6 as u8 { "inet6" } else { "inet" }));
     match conntrack::protocol_name(proto) {
-        Some(n) => r.str(base + Protocol as usize, Some(n)),
-        None => r.display(base + Protocol as usize, &proto),
+        Some(n) => r.str(Protocol, Some(n)),
+        None => r.display(Protocol, &proto),
     }
-    r.u8(base + ProtocolNum as usize, Some(proto));
-    r.str(base + State as usize, ct.tcp_state.filter(|_| proto == 6).map(conntrack::tcp_state_name));
-    r.u32(base + TimeoutS as usize, ct.timeout_s);
-    tuple(r, base, &ct.orig, OrigSrc, OrigDst, OrigSport, OrigDport);
-    tuple(r, base, &ct.reply, ReplySrc, ReplyDst, ReplySport, ReplyDport);
-    r.u8(base + IcmpType as usize, ct.orig.icmp_type);
-    r.u8(base + IcmpCode as usize, ct.orig.icmp_code);
-    r.u16(base + IcmpId as usize, ct.orig.icmp_id);
-    if r.wants(base + Status as usize) {
-        r.str(base + Status as usize, ct.status.map(conntrack::status_names).as_deref());
+    r.u8(ProtocolNum, Some(proto));
+    r.str(State, ct.tcp_state.filter(|_| proto == 6).map(conntrack::tcp_state_name));
+    r.u32(TimeoutS, ct.timeout_s);
+    tuple(r, &ct.orig, OrigSrc, OrigDst, OrigSport, OrigDport);
+    tuple(r, &ct.reply, ReplySrc, ReplyDst, ReplySport, ReplyDport);
+    r.u8(IcmpType, ct.orig.icmp_type);
+    r.u8(IcmpCode, ct.orig.icmp_code);
+    r.u16(IcmpId, ct.orig.icmp_id);
+    if r.wants(Status) {
+        r.str(Status, ct.status.map(conntrack::status_names).as_deref());
     }
     let bit = |b: u32| ct.status.map(|s| s & b != 0);
-    r.bool(base + Assured as usize, bit(conntrack::IPS_ASSURED));
-    r.bool(base + SeenReply as usize, bit(conntrack::IPS_SEEN_REPLY));
-    r.bool(base + Snat as usize, bit(conntrack::IPS_SRC_NAT));
-    r.bool(base + Dnat as usize, bit(conntrack::IPS_DST_NAT));
-    r.u32(base + Mark as usize, ct.mark);
-    r.u16(base + Zone as usize, Some(ct.zone.unwrap_or(0)));
-    r.u32(base + UseCount as usize, ct.use_count);
-    r.u64(base + OrigPackets as usize, ct.orig_counters.packets);
-    r.u64(base + OrigBytes as usize, ct.orig_counters.bytes);
-    r.u64(base + ReplyPackets as usize, ct.reply_counters.packets);
-    r.u64(base + ReplyBytes as usize, ct.reply_counters.bytes);
-    r.timestamp_ms(base + StartTime as usize, ct.start_ns.map(|ns| (ns / 1_000_000) as i64));
-    if r.wants(base + Labels as usize) {
+    r.bool(Assured, bit(conntrack::IPS_ASSURED));
+    r.bool(SeenReply, bit(conntrack::IPS_SEEN_REPLY));
+    r.bool(Snat, bit(conntrack::IPS_SRC_NAT));
+    r.bool(Dnat, bit(conntrack::IPS_DST_NAT));
+    r.u32(Mark, ct.mark);
+    r.u16(Zone, Some(ct.zone.unwrap_or(0)));
+    r.u32(UseCount, ct.use_count);
+    r.u64(OrigPackets, ct.orig_counters.packets);
+    r.u64(OrigBytes, ct.orig_counters.bytes);
+    r.u64(ReplyPackets, ct.reply_counters.packets);
+    r.u64(ReplyBytes, ct.reply_counters.bytes);
+    r.timestamp_ms(StartTime, ct.start_ns.map(|ns| (ns / 1_000_000) as i64));
+    if r.wants(Labels) {
         let labels = ct.labels.as_ref().map(|l| l.iter().map(u16::to_string).collect::<Vec<_>>().join(","));
-        r.str(base + Labels as usize, labels.as_deref());
+        r.str(Labels, labels.as_deref());
     }
-    r.str(base + Secctx as usize, ct.secctx.as_deref());
+    r.str(Secctx, ct.secctx.as_deref());
 }

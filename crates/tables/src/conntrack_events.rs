@@ -7,54 +7,97 @@
 //! columns, in its order); a DESTROY carries the final counters and, with
 //! nf_conntrack_timestamp=1, `stop_time`.
 
-use std::sync::LazyLock;
+use std::ops::ControlFlow;
 
-use datafusion::logical_expr::Expr;
-
-use crate::columns::{ColumnDef, RowBuilder, Ty};
-use crate::live::{Emitter, LivePartition, BATCH_ROWS};
-use crate::live_table::LiveSource;
-use crate::{conntrack, scope, streams, SourceOptions};
+use crate::columns::{joined, ColumnDef};
+use crate::listen::{listen_in_each, Listener};
+use crate::live::Emitter;
+use crate::table_columns;
+use crate::{conntrack, scope, streams, Kind, Scan, Table};
 use sockql_collect::conntrack::events::ConntrackListener;
 use sockql_collect::netns::Netns;
 
-pub const NAME: &str = "conntrack_events";
-pub const ABOUT: &str = "Conntrack entries as they are made, updated and destroyed (conntrack -E), while the query listens (--capture-for, default 10 s)";
-
-/// The event's own columns, before the entry's.
-const OWN: [ColumnDef; 4] = [
-    ColumnDef { name: "ts", ty: Ty::TimestampNs, nullable: false, doc: "When sockql read the event, UTC" },
-    ColumnDef { name: "event", ty: Ty::Utf8, nullable: false, doc: "NEW, UPDATE or DESTROY, as conntrack -E prints them" },
-    ColumnDef {
-        name: "stop_time",
-        ty: Ty::TimestampMs,
-        nullable: true,
-        doc: "DESTROY: when the flow ended, UTC (needs net.netfilter.nf_conntrack_timestamp=1)",
-    },
-    ColumnDef {
-        name: "overruns",
-        ty: Ty::U64,
-        nullable: false,
-        doc: "Times this namespace's listener lost events to a full queue before this row (ENOBUFS); 0 means none lost so far",
-    },
-];
+table_columns!(Col {
+    Ts: "ts", TimestampNs, false, "When sockql read the event, UTC";
+    Event: "event", Utf8, false, "NEW, UPDATE or DESTROY, as conntrack -E prints them";
+    StopTime: "stop_time", TimestampMs, true, "DESTROY: when the flow ended, UTC (needs net.netfilter.nf_conntrack_timestamp=1)";
+    Overruns: "overruns", U64, false, "Times this namespace's listener lost events to a full queue before this row (ENOBUFS); 0 means none lost so far";
+});
 
 /// The event's columns, then the `conntrack` table's.
-static COLUMNS: LazyLock<Vec<ColumnDef>> = LazyLock::new(|| OWN.iter().chain(conntrack::Col::DEFS).copied().collect());
+const COLUMNS: &[ColumnDef] =
+    &joined::<{ Col::DEFS.len() + conntrack::Col::DEFS.len() }>(Col::DEFS, conntrack::Col::DEFS);
 
-/// The table's columns, for the catalog.
-pub fn columns() -> &'static [ColumnDef] {
-    &COLUMNS
+#[derive(Debug, Clone, Copy)]
+pub struct ConntrackEventsTable;
+
+/// One scan: the namespaces it listens in, and for how long.
+pub struct Plan {
+    targets: Vec<Netns>,
+    bound: Option<std::time::Duration>,
+    /// The session whose front end ends its streams (Ctrl-C).
+    session: std::sync::Arc<streams::Streams>,
 }
 
-#[derive(Debug)]
-pub struct ConntrackEventsTable {
-    options: SourceOptions,
+impl Table for ConntrackEventsTable {
+    const NAME: &'static str = "conntrack_events";
+    const ABOUT: &'static str = "Conntrack entries as they are made, updated and destroyed (conntrack -E), while the query listens (--capture-for, default 10 s)";
+    const KIND: Kind = Kind::Stream;
+    const COLUMNS: &'static [ColumnDef] = COLUMNS;
+    type Plan = Plan;
+
+    fn plan(&self, scan: &Scan<'_>) -> Plan {
+        Plan { targets: scan.targets(), bound: streams::bound(scan.options), session: scan.options.streams.clone() }
+    }
+
+    fn label(&self, plan: &Plan) -> String {
+        format!(
+            "conntrack_events: ctnetlink groups {} {}",
+            scope::describe(&plan.targets),
+            streams::describe(plan.bound)
+        )
+    }
+
+    fn read(&self, plan: &Plan, out: &mut Emitter<'_>) -> anyhow::Result<()> {
+        let open = |ns: &Netns| -> anyhow::Result<Option<Listening>> {
+            let listener = ConntrackListener::open().map_err(|e| {
+                anyhow::Error::from(e).context("listening for conntrack events (needs root: CAP_NET_ADMIN)")
+            })?;
+            note_sysctls(ns);
+            Ok(Some(Listening { ns: ns.clone(), listener }))
+        };
+        listen_in_each("conntrack events", &plan.targets, &plan.session, plan.bound, out, open, |_| Ok(()))
+    }
 }
 
-impl ConntrackEventsTable {
-    pub fn new(options: SourceOptions) -> Self {
-        ConntrackEventsTable { options }
+/// One namespace's listener.
+struct Listening {
+    ns: Netns,
+    listener: ConntrackListener,
+}
+
+impl Listener for Listening {
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.listener.raw_fd()
+    }
+
+    fn overruns(&self) -> u64 {
+        self.listener.overruns()
+    }
+
+    fn read_waiting(&mut self, out: &mut Emitter<'_>) -> anyhow::Result<ControlFlow<()>> {
+        let (ns, overruns) = (&self.ns, self.listener.overruns());
+        let mut failed = None;
+        self.listener.read_waiting(|kind, ct| {
+            let r = &mut out.rows;
+            r.timestamp_ns(Col::Ts, Some(streams::now_ns()));
+            r.str(Col::Event, Some(kind.name()));
+            r.timestamp_ms(Col::StopTime, ct.stop_ns.map(|n| (n / 1_000_000) as i64));
+            r.u64(Col::Overruns, Some(overruns));
+            r.at(Col::DEFS.len(), |r| conntrack::append(r, ct, ns));
+            out.end_row_in(&mut failed)
+        })?;
+        out.settle(failed)
     }
 }
 
@@ -80,68 +123,5 @@ fn note_sysctls(ns: &Netns) {
                 missing.join(" and no ")
             ),
         );
-    }
-}
-
-impl LiveSource for ConntrackEventsTable {
-    fn columns(&self) -> &'static [ColumnDef] {
-        &COLUMNS
-    }
-
-    fn is_stream(&self) -> bool {
-        true
-    }
-
-    fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
-        let targets = scope::targets(filters, self.options.all_netns());
-        let bound = streams::bound(&self.options);
-        let session = self.options.streams.clone();
-        let projection = projection.cloned();
-        let label =
-            format!("conntrack_events: ctnetlink groups {} {}", scope::describe(&targets), streams::describe(bound));
-        LivePartition::projected(&COLUMNS, projection.clone().as_deref(), label, move |sink| {
-            let rows = RowBuilder::new(&COLUMNS, projection.as_deref(), BATCH_ROWS);
-            let out = std::cell::RefCell::new(Emitter::new(rows, sink, limit));
-            let listeners = scope::open_in_each(&targets, |ns| {
-                let l = ConntrackListener::open().map_err(|e| {
-                    anyhow::Error::from(e).context("listening for conntrack events (needs root: CAP_NET_ADMIN)")
-                })?;
-                note_sysctls(ns);
-                Ok(Some(l))
-            })?;
-            streams::note_start("listening", bound);
-            let fds: Vec<_> = listeners.iter().map(|(_, l)| l.raw_fd()).collect();
-            let listeners = std::cell::RefCell::new(listeners);
-            streams::poll_for(
-                &session,
-                &fds,
-                bound,
-                std::time::Duration::ZERO,
-                |i| {
-                    let mut out = out.borrow_mut();
-                    let mut listeners = listeners.borrow_mut();
-                    let (ns, listener) = &mut listeners[i];
-                    let overruns = listener.overruns();
-                    let mut failed = None;
-                    listener.read_waiting(|kind, ct| {
-                        let r = &mut out.rows;
-                        r.timestamp_ns(0, Some(streams::now_ns()));
-                        r.str(1, Some(kind.name()));
-                        r.timestamp_ms(2, ct.stop_ns.map(|n| (n / 1_000_000) as i64));
-                        r.u64(3, Some(overruns));
-                        conntrack::append(r, ct, ns, OWN.len());
-                        out.end_row_in(&mut failed)
-                    })?;
-                    out.settle(failed)
-                },
-                || {
-                    let mut out = out.borrow_mut();
-                    out.tick()?;
-                    Ok(out.flow())
-                },
-            )?;
-            streams::warn_lost("conntrack events", listeners.borrow().iter().map(|(_, l)| l.overruns()).sum());
-            out.into_inner().finish()
-        })
     }
 }

@@ -2,14 +2,13 @@
 //! `conntrack -S` prints them. The current entry count and the limit are
 //! the sysctls net.netfilter.nf_conntrack_count and nf_conntrack_max.
 
-use datafusion::logical_expr::Expr;
-
-use crate::columns::{ColumnDef, RowBuilder};
-use crate::live::{Emitter, LivePartition, BATCH_ROWS};
-use crate::live_table::LiveSource;
-use crate::scope;
+use crate::columns::ColumnDef;
+use crate::live::Emitter;
 use crate::table_columns;
-use crate::SourceOptions;
+use crate::{scope, Scan, Table};
+use sockql_collect::conntrack;
+use sockql_collect::netns::Netns;
+use sockql_collect::ReadOptions;
 
 table_columns!(Col {
     Cpu: "cpu", U16, false, "CPU number";
@@ -27,48 +26,58 @@ table_columns!(Col {
     NetnsName: "netns_name", Utf8, true, "Name of the network namespace under /run/netns, null if unnamed";
 });
 
-pub const NAME: &str = "conntrack_stats";
-pub const ABOUT: &str =
-    "Per-CPU connection-tracking counters (conntrack -S); count and max are sysctls nf_conntrack_count/_max";
+/// The counter columns, in the order of `conntrack::STATS`.
+const COUNTERS: [Col; 10] = [
+    Col::Found,
+    Col::Invalid,
+    Col::Insert,
+    Col::InsertFailed,
+    Col::Drop,
+    Col::EarlyDrop,
+    Col::Error,
+    Col::SearchRestart,
+    Col::ClashResolve,
+    Col::ChainTooLong,
+];
 
-#[derive(Debug)]
-pub struct ConntrackStatsTable {
-    options: SourceOptions,
+#[derive(Debug, Clone, Copy)]
+pub struct ConntrackStatsTable;
+
+/// The namespaces a scan reads, and whether netlink may be used.
+pub struct Plan {
+    targets: Vec<Netns>,
+    no_netlink: bool,
 }
 
-impl ConntrackStatsTable {
-    pub fn new(options: SourceOptions) -> Self {
-        ConntrackStatsTable { options }
-    }
-}
+impl Table for ConntrackStatsTable {
+    const NAME: &'static str = "conntrack_stats";
+    const ABOUT: &'static str =
+        "Per-CPU connection-tracking counters (conntrack -S); count and max are sysctls nf_conntrack_count/_max";
+    const COLUMNS: &'static [ColumnDef] = Col::DEFS;
+    type Plan = Plan;
 
-impl LiveSource for ConntrackStatsTable {
-    fn columns(&self) -> &'static [ColumnDef] {
-        Col::DEFS
+    fn plan(&self, scan: &Scan<'_>) -> Plan {
+        Plan { targets: scan.targets(), no_netlink: scan.options.no_netlink }
     }
 
-    fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
-        let cols = projection.cloned();
-        let no_netlink = self.options.no_netlink;
-        let targets = scope::targets(filters, self.options.all_netns());
-        let label = format!("conntrack_stats: ctnetlink per-cpu {}", scope::describe(&targets));
-        LivePartition::projected(Col::DEFS, projection.map(Vec::as_slice), label, move |sink| {
-            let mut out = Emitter::new(RowBuilder::new(Col::DEFS, cols.as_deref(), BATCH_ROWS), sink, limit);
-            scope::each(&targets, |ns| {
-                for s in sockql_collect::conntrack::read_stats(sockql_collect::ReadOptions { no_netlink })? {
-                    out.rows.u16(Col::Cpu as usize, Some(s.cpu));
-                    for (i, (attr, _)) in sockql_collect::conntrack::STATS.iter().enumerate() {
-                        out.rows.u32(Col::Found as usize + i, s.counters[*attr]);
-                    }
-                    out.rows.u64(Col::Netns as usize, Some(ns.inode));
-                    out.rows.str(Col::NetnsName as usize, ns.name.as_deref());
-                    if out.end_row()?.is_break() {
-                        return Ok(std::ops::ControlFlow::Break(()));
-                    }
+    fn label(&self, plan: &Plan) -> String {
+        format!("conntrack_stats: ctnetlink per-cpu {}", scope::describe(&plan.targets))
+    }
+
+    fn read(&self, plan: &Plan, out: &mut Emitter<'_>) -> anyhow::Result<()> {
+        scope::each(&plan.targets, |ns| {
+            for s in conntrack::read_stats(ReadOptions { no_netlink: plan.no_netlink })? {
+                out.rows.u16(Col::Cpu, Some(s.cpu));
+                for (col, (attr, _)) in COUNTERS.iter().zip(conntrack::STATS.iter()) {
+                    out.rows.u32(*col, s.counters[*attr]);
                 }
-                Ok(std::ops::ControlFlow::Continue(()))
-            })?;
-            out.finish()
+                out.rows.u64(Col::Netns, Some(ns.inode));
+                out.rows.str(Col::NetnsName, ns.name.as_deref());
+                if out.end_row()?.is_break() {
+                    return Ok(std::ops::ControlFlow::Break(()));
+                }
+            }
+            Ok(std::ops::ControlFlow::Continue(()))
         })
     }
 }

@@ -184,11 +184,11 @@ pub fn pids_in(filters: &[Expr], column: &str) -> Option<Vec<i32>> {
 }
 
 /// Inexact for filters on `column` that [`pids_in`] understands.
-pub fn pid_pushdown(filters: &[&Expr], column: &str) -> Vec<bool> {
-    filters
-        .iter()
-        .map(|f| matches!(column_in_literals(f), Some((c, v)) if c == column && v.iter().all(|v| as_i64(v).is_some())))
-        .collect()
+pub fn pid_pushdown(f: &Expr, column: &str) -> crate::Pushdown {
+    match column_in_literals(f) {
+        Some((c, v)) if c == column && v.iter().all(|v| as_i64(v).is_some()) => crate::Pushdown::Inexact,
+        _ => crate::Pushdown::Unsupported,
+    }
 }
 
 #[cfg(test)]

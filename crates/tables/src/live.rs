@@ -105,17 +105,6 @@ impl LivePartition {
             notices: sockql_collect::notice::Notices::current(),
         }
     }
-
-    /// A partition whose rows have the `projection` of `defs`, as a
-    /// [`RowBuilder`](crate::columns::RowBuilder) over them builds.
-    pub fn projected(
-        defs: &'static [crate::columns::ColumnDef],
-        projection: Option<&[usize]>,
-        label: String,
-        producer: impl Fn(&BatchSink) -> anyhow::Result<()> + Send + Sync + 'static,
-    ) -> Self {
-        Self::new(crate::columns::RowBuilder::new(defs, projection, 0).schema(), label, producer)
-    }
 }
 
 impl fmt::Debug for LivePartition {
@@ -149,7 +138,7 @@ impl LivePartition {
 }
 
 /// What a stream's scan does to its rows after reading them (see
-/// `LiveSource::is_stream`): keep those the predicate holds for, keep the
+/// `Kind::Stream` in `table.rs`): keep those the predicate holds for, keep the
 /// columns the query asked for, stop at the LIMIT.
 #[derive(Debug, Clone)]
 pub struct StreamFilter {
@@ -324,8 +313,9 @@ pub const BATCH_ROWS: usize = 8192;
 /// honouring LIMIT and a consumer that went away.
 pub struct Emitter<'a> {
     pub rows: crate::columns::RowBuilder,
-    sink: Option<&'a BatchSink>,
-    /// Batches kept back instead of sent (see [`Emitter::holding`]).
+    sink: &'a BatchSink,
+    /// Keep batches back instead of sending them (see [`Emitter::holding`]).
+    hold: bool,
     held: Vec<RecordBatch>,
     limit: Option<usize>,
     total: usize,
@@ -341,7 +331,8 @@ impl<'a> Emitter<'a> {
     pub fn new(rows: crate::columns::RowBuilder, sink: &'a BatchSink, limit: Option<usize>) -> Self {
         Emitter {
             rows,
-            sink: Some(sink),
+            sink,
+            hold: false,
             held: Vec::new(),
             limit,
             total: 0,
@@ -350,19 +341,21 @@ impl<'a> Emitter<'a> {
         }
     }
 
-    /// An emitter that keeps its batches, for a producer that must finish
-    /// reading before it can complete the rows (take them with
-    /// [`Emitter::into_held`]).
-    pub fn holding(rows: crate::columns::RowBuilder, limit: Option<usize>) -> Self {
-        Emitter {
-            rows,
-            sink: None,
-            held: Vec::new(),
-            limit,
-            total: 0,
-            closed: false,
-            last_flush: std::time::Instant::now(),
-        }
+    /// An emitter with this one's sink and limit over `rows`, that keeps
+    /// its batches, for a producer that must finish reading before it can
+    /// complete the rows (take them with [`Emitter::into_held`]).
+    pub fn holding(&self, rows: crate::columns::RowBuilder) -> Self {
+        Emitter { hold: true, ..Emitter::new(rows, self.sink, self.limit) }
+    }
+
+    /// Where the batches go.
+    pub fn sink(&self) -> &'a BatchSink {
+        self.sink
+    }
+
+    /// Count what one reader call used and received, for EXPLAIN ANALYZE.
+    pub fn count(&self, used: Used, received: Received) {
+        self.sink.metrics.read(used, received);
     }
 
     /// The full batches a holding emitter kept so far (not the one being
@@ -419,7 +412,7 @@ impl<'a> Emitter<'a> {
 
     /// True once no more rows are wanted.
     pub fn done(&self) -> bool {
-        self.closed || self.limit.is_some_and(|l| self.total >= l) || self.sink.is_some_and(BatchSink::is_closed)
+        self.closed || self.limit.is_some_and(|l| self.total >= l) || self.sink.is_closed()
     }
 
     /// For a stream, between waits: send the rows built so far if they
@@ -436,9 +429,10 @@ impl<'a> Emitter<'a> {
         self.last_flush = std::time::Instant::now();
         if self.rows.rows() > 0 && !self.closed {
             let batch = self.rows.finish()?;
-            match self.sink {
-                Some(sink) => self.closed = !sink.send(batch),
-                None => self.held.push(batch),
+            if self.hold {
+                self.held.push(batch);
+            } else {
+                self.closed = !self.sink.send(batch);
             }
         }
         Ok(())

@@ -1,9 +1,7 @@
-//! The one DataFusion `TableProvider` behind every live table. A table file
-//! says only what is particular to it (its columns, the filters its reader
-//! can use, and how one scan reads the kernel) by implementing
-//! [`LiveSource`]; [`LiveTable`] does the rest the same way for all.
+//! The one DataFusion `TableProvider` behind every table. A table file
+//! says only what is particular to it by implementing [`Table`];
+//! [`LiveTable`] does the rest the same way for all.
 
-use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -13,61 +11,48 @@ use datafusion::common::DFSchema;
 use datafusion::error::Result;
 use datafusion::logical_expr::expr_rewriter::unnormalize_col;
 use datafusion::logical_expr::utils::conjunction;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
-use crate::columns::{schema_of, ColumnDef};
-use crate::live::{LivePartition, LiveScanExec, StreamFilter};
-use crate::scope;
+use crate::columns::{schema_of, RowBuilder};
+use crate::live::{Emitter, LivePartition, LiveScanExec, StreamFilter, BATCH_ROWS};
+use crate::table::{Kind, Pushdown, Scan, Table};
+use crate::SourceOptions;
 
-/// What makes one live table itself.
-pub trait LiveSource: fmt::Debug + Send + Sync + 'static {
-    /// The table's columns, with their descriptions.
-    fn columns(&self) -> &'static [ColumnDef];
-
-    /// For each filter, whether the reader uses it to read less. By
-    /// default a table only uses the filters that choose network namespaces.
-    fn pushdown(&self, filters: &[&Expr]) -> Vec<bool> {
-        filters.iter().map(|f| scope::is_netns_filter(f)).collect()
-    }
-
-    /// Whether the reader applies a filter it uses to every row exactly, so
-    /// DataFusion need not check it again (Exact); otherwise a used filter
-    /// is Inexact and may be applied loosely. By default: the namespace
-    /// filters, which choose exactly the namespaces read, every row of
-    /// which carries its namespace.
-    fn exact(&self, filter: &Expr) -> bool {
-        scope::is_netns_filter(filter)
-    }
-
-    /// True for a stream: a table that reads for a while (a live capture,
-    /// an event listener) and hands rows over as they come. DataFusion's
-    /// FilterExec keeps rows back until it has a full batch, and a LIMIT
-    /// above a filter it checks is not pushed to the scan, so a filtered
-    /// stream would show nothing, and not stop at its LIMIT, until its time
-    /// is up. A stream therefore takes every filter as Exact and the scan
-    /// applies the whole predicate itself (DataFusion's own evaluator, on
-    /// each batch as it comes), then the LIMIT. (`pushdown` and `exact`
-    /// are not asked of a stream; its reader picks from all the filters
-    /// what it can use.)
-    fn is_stream(&self) -> bool {
-        false
-    }
-
-    /// One scan: what EXPLAIN shows and the reader that produces its rows
-    /// (see [`LivePartition::projected`]).
-    fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition;
+/// A [`Table`] as a table DataFusion can query, re-read from the kernel
+/// by every scan.
+#[derive(Debug)]
+pub struct LiveTable<T> {
+    table: T,
+    options: SourceOptions,
 }
 
-/// A [`LiveSource`] as a table DataFusion can query, re-read from the
-/// kernel by every scan.
-#[derive(Debug)]
-pub struct LiveTable<S>(pub S);
+impl<T: Table> LiveTable<T> {
+    pub fn new(table: T, options: SourceOptions) -> Self {
+        LiveTable { table, options }
+    }
+
+    /// One scan: its label for EXPLAIN, and a producer that hands the
+    /// table's `read` an emitter over the projection.
+    fn partition(&self, projection: Option<&[usize]>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
+        let scan = Scan { filters, limit, projection, options: &self.options };
+        let plan = self.table.plan(&scan);
+        let label = self.table.label(&plan);
+        let table = self.table.clone();
+        let projection = projection.map(<[usize]>::to_vec);
+        let rows = RowBuilder::new(T::COLUMNS, projection.as_deref(), 0);
+        LivePartition::new(rows.schema(), label, move |sink| {
+            let mut out = Emitter::new(RowBuilder::new(T::COLUMNS, projection.as_deref(), BATCH_ROWS), sink, limit);
+            table.read(&plan, &mut out)?;
+            out.finish()
+        })
+    }
+}
 
 #[async_trait]
-impl<S: LiveSource> TableProvider for LiveTable<S> {
+impl<T: Table> TableProvider for LiveTable<T> {
     fn schema(&self) -> SchemaRef {
-        schema_of(self.0.columns())
+        schema_of(T::COLUMNS)
     }
 
     /// A base table to clients (`\dt` in psql, Grafana's table list),
@@ -77,21 +62,11 @@ impl<S: LiveSource> TableProvider for LiveTable<S> {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        if self.0.is_stream() {
-            return Ok(vec![TableProviderFilterPushDown::Exact; filters.len()]);
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<Pushdown>> {
+        if T::KIND == Kind::Stream {
+            return Ok(vec![Pushdown::Exact; filters.len()]);
         }
-        Ok(self
-            .0
-            .pushdown(filters)
-            .into_iter()
-            .zip(filters)
-            .map(|(used, f)| match (used, used && self.0.exact(f)) {
-                (true, true) => TableProviderFilterPushDown::Exact,
-                (true, false) => TableProviderFilterPushDown::Inexact,
-                _ => TableProviderFilterPushDown::Unsupported,
-            })
-            .collect())
+        Ok(filters.iter().map(|f| self.table.pushdown(f)).collect())
     }
 
     async fn scan(
@@ -101,8 +76,8 @@ impl<S: LiveSource> TableProvider for LiveTable<S> {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if !self.0.is_stream() || filters.is_empty() {
-            return Ok(LiveScanExec::new(self.0.partition(projection, filters, limit)));
+        if T::KIND != Kind::Stream || filters.is_empty() {
+            return Ok(LiveScanExec::new(self.partition(projection.map(Vec::as_slice), filters, limit)));
         }
         // The columns the query wants and those its filters read.
         let schema = self.schema();
@@ -122,6 +97,6 @@ impl<S: LiveSource> TableProvider for LiveTable<S> {
         let shown = predicate.to_string();
         let physical = state.create_physical_expr(predicate, &DFSchema::try_from(read_schema.as_ref().clone())?)?;
         let post = StreamFilter { predicate: physical, output: (0..wanted).collect(), limit, shown };
-        LiveScanExec::filtered(self.0.partition(Some(&read), &filters, None), post)
+        LiveScanExec::filtered(self.partition(Some(&read), &filters, None), post)
     }
 }

@@ -3,14 +3,12 @@
 //! (`drops`): the lost events of conntrackd, `ss -E`, `conntrack -E`,
 //! sockql's own event streams, or any other listener.
 
-use datafusion::logical_expr::Expr;
-
-use crate::columns::{ColumnDef, RowBuilder};
-use crate::live::{Emitter, LivePartition, BATCH_ROWS};
-use crate::live_table::LiveSource;
+use crate::columns::ColumnDef;
+use crate::live::Emitter;
 use crate::table_columns;
-use crate::{scope, SourceOptions};
+use crate::{scope, Scan, Table};
 use sockql_collect::netlink_sockets::{protocol_name, read};
+use sockql_collect::netns::Netns;
 
 table_columns!(Col {
     Protocol: "protocol", Utf8, false, "Netlink protocol as linux/netlink.h names it: route, sock_diag, netfilter (conntrack events), connector (process events), generic, audit, kobject_uevent, ...";
@@ -25,52 +23,43 @@ table_columns!(Col {
     NetnsName: "netns_name", Utf8, true, "Name of the network namespace under /run/netns, null if unnamed";
 });
 
-pub const NAME: &str = "netlink_sockets";
-pub const ABOUT: &str =
-    "Netlink sockets per namespace (ss -f netlink, /proc/net/netlink), with the events each listener lost (drops)";
+#[derive(Debug, Clone, Copy)]
+pub struct NetlinkSocketsTable;
 
-#[derive(Debug)]
-pub struct NetlinkSocketsTable {
-    options: SourceOptions,
-}
+impl Table for NetlinkSocketsTable {
+    const NAME: &'static str = "netlink_sockets";
+    const ABOUT: &'static str =
+        "Netlink sockets per namespace (ss -f netlink, /proc/net/netlink), with the events each listener lost (drops)";
+    const COLUMNS: &'static [ColumnDef] = Col::DEFS;
+    type Plan = Vec<Netns>;
 
-impl NetlinkSocketsTable {
-    pub fn new(options: SourceOptions) -> Self {
-        NetlinkSocketsTable { options }
-    }
-}
-
-impl LiveSource for NetlinkSocketsTable {
-    fn columns(&self) -> &'static [ColumnDef] {
-        Col::DEFS
+    fn plan(&self, scan: &Scan<'_>) -> Vec<Netns> {
+        scan.targets()
     }
 
-    fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
-        let cols = projection.cloned();
-        let targets = scope::targets(filters, self.options.all_netns());
-        let label = format!("{NAME}: /proc/net/netlink {}", scope::describe(&targets));
-        LivePartition::projected(Col::DEFS, projection.map(Vec::as_slice), label, move |sink| {
-            let mut out = Emitter::new(RowBuilder::new(Col::DEFS, cols.as_deref(), BATCH_ROWS), sink, limit);
-            scope::each(&targets, |ns| {
-                for s in read()? {
-                    let r = &mut out.rows;
-                    r.str(Col::Protocol as usize, Some(&protocol_name(s.protocol)));
-                    r.u32(Col::Portid as usize, Some(s.portid));
-                    r.u32(Col::Groups as usize, Some(s.groups));
-                    r.u64(Col::Rmem as usize, Some(s.rmem));
-                    r.u64(Col::Wmem as usize, Some(s.wmem));
-                    r.bool(Col::Dumping as usize, Some(s.dumping));
-                    r.u64(Col::Drops as usize, Some(s.drops));
-                    r.u64(Col::Inode as usize, Some(s.inode));
-                    r.u64(Col::Netns as usize, Some(ns.inode));
-                    r.str(Col::NetnsName as usize, ns.name.as_deref());
-                    if out.end_row()?.is_break() {
-                        return Ok(std::ops::ControlFlow::Break(()));
-                    }
+    fn label(&self, targets: &Vec<Netns>) -> String {
+        format!("netlink_sockets: /proc/net/netlink {}", scope::describe(targets))
+    }
+
+    fn read(&self, targets: &Vec<Netns>, out: &mut Emitter<'_>) -> anyhow::Result<()> {
+        scope::each(targets, |ns| {
+            for s in read()? {
+                let r = &mut out.rows;
+                r.str(Col::Protocol, Some(&protocol_name(s.protocol)));
+                r.u32(Col::Portid, Some(s.portid));
+                r.u32(Col::Groups, Some(s.groups));
+                r.u64(Col::Rmem, Some(s.rmem));
+                r.u64(Col::Wmem, Some(s.wmem));
+                r.bool(Col::Dumping, Some(s.dumping));
+                r.u64(Col::Drops, Some(s.drops));
+                r.u64(Col::Inode, Some(s.inode));
+                r.u64(Col::Netns, Some(ns.inode));
+                r.str(Col::NetnsName, ns.name.as_deref());
+                if out.end_row()?.is_break() {
+                    return Ok(std::ops::ControlFlow::Break(()));
                 }
-                Ok(std::ops::ControlFlow::Continue(()))
-            })?;
-            out.finish()
+            }
+            Ok(std::ops::ControlFlow::Continue(()))
         })
     }
 }

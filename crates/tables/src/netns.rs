@@ -4,10 +4,10 @@
 
 use datafusion::logical_expr::Expr;
 
-use crate::columns::{ColumnDef, RowBuilder};
-use crate::live::{Emitter, LivePartition, BATCH_ROWS};
-use crate::live_table::LiveSource;
+use crate::columns::ColumnDef;
+use crate::live::Emitter;
 use crate::table_columns;
+use crate::{Pushdown, Scan, Table};
 use sockql_collect::netns;
 
 table_columns!(Col {
@@ -20,46 +20,41 @@ table_columns!(Col {
     Runtime: "runtime", Utf8, true, "docker, containerd, podman, cri-o or kubernetes, from the cgroup path";
 });
 
-pub const NAME: &str = "netns";
-pub const ABOUT: &str = "Every network namespace on the host (lsns -t net, ip netns), with its container";
-
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct NetnsTable;
 
-impl LiveSource for NetnsTable {
-    fn columns(&self) -> &'static [ColumnDef] {
-        Col::DEFS
-    }
+impl Table for NetnsTable {
+    const NAME: &'static str = "netns";
+    const ABOUT: &'static str = "Every network namespace on the host (lsns -t net, ip netns), with its container";
+    const COLUMNS: &'static [ColumnDef] = Col::DEFS;
+    type Plan = ();
 
     /// The namespace list is short and read whole: no filter is used.
-    fn pushdown(&self, filters: &[&Expr]) -> Vec<bool> {
-        vec![false; filters.len()]
+    fn pushdown(&self, _filter: &Expr) -> Pushdown {
+        Pushdown::Unsupported
     }
 
-    fn partition(&self, projection: Option<&Vec<usize>>, _filters: &[Expr], limit: Option<usize>) -> LivePartition {
-        let cols = projection.cloned();
-        LivePartition::projected(
-            Col::DEFS,
-            projection.map(Vec::as_slice),
-            "netns: /run/netns + /proc/*/ns/net".into(),
-            move |sink| {
-                let current = netns::current();
-                let mut out = Emitter::new(RowBuilder::new(Col::DEFS, cols.as_deref(), BATCH_ROWS), sink, limit);
-                for n in netns::list() {
-                    let r = &mut out.rows;
-                    r.u64(Col::Netns as usize, Some(n.inode));
-                    r.str(Col::Name as usize, n.name.as_deref());
-                    r.bool(Col::Current as usize, Some(n.inode == current));
-                    r.i32(Col::Pid as usize, n.pid);
-                    r.u32(Col::Processes as usize, Some(n.processes as u32));
-                    r.str(Col::ContainerId as usize, n.container_id.as_deref());
-                    r.str(Col::Runtime as usize, n.runtime);
-                    if out.end_row()?.is_break() {
-                        break;
-                    }
-                }
-                out.finish()
-            },
-        )
+    fn plan(&self, _scan: &Scan<'_>) {}
+
+    fn label(&self, _plan: &()) -> String {
+        "netns: /run/netns + /proc/*/ns/net".into()
+    }
+
+    fn read(&self, _plan: &(), out: &mut Emitter<'_>) -> anyhow::Result<()> {
+        let current = netns::current();
+        for n in netns::list() {
+            let r = &mut out.rows;
+            r.u64(Col::Netns, Some(n.inode));
+            r.str(Col::Name, n.name.as_deref());
+            r.bool(Col::Current, Some(n.inode == current));
+            r.i32(Col::Pid, n.pid);
+            r.u32(Col::Processes, Some(n.processes as u32));
+            r.str(Col::ContainerId, n.container_id.as_deref());
+            r.str(Col::Runtime, n.runtime);
+            if out.end_row()?.is_break() {
+                break;
+            }
+        }
+        Ok(())
     }
 }

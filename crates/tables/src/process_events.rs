@@ -10,14 +10,13 @@
 //! process already gone by then.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 
-use datafusion::logical_expr::Expr;
-
-use crate::columns::{ColumnDef, RowBuilder};
-use crate::live::{Emitter, LivePartition, BATCH_ROWS};
-use crate::live_table::LiveSource;
+use crate::columns::ColumnDef;
+use crate::listen::{listen, Listener};
+use crate::live::Emitter;
 use crate::table_columns;
-use crate::{streams, SourceOptions};
+use crate::{streams, Scan, Table};
 use sockql_collect::proc_events::{Event, Kind, ProcListener};
 use sockql_collect::{netns, owners, processes};
 
@@ -35,17 +34,110 @@ table_columns!(Col {
     Overruns: "overruns", U64, false, "Times the listener lost events to a full queue before this row (ENOBUFS); 0 means none lost so far";
 });
 
-pub const NAME: &str = "process_events";
-pub const ABOUT: &str = "Every fork, exec, rename and exit on the host (the proc connector), while the query listens (--capture-for, default 10 s)";
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessEventsTable;
 
-#[derive(Debug)]
-pub struct ProcessEventsTable {
-    options: SourceOptions,
+/// One scan: how long it listens, and whether it reads /proc for the
+/// name, command line and namespace.
+pub struct Plan {
+    bound: Option<std::time::Duration>,
+    /// The session whose front end ends its streams (Ctrl-C).
+    session: std::sync::Arc<streams::Streams>,
+    details: bool,
 }
 
-impl ProcessEventsTable {
-    pub fn new(options: SourceOptions) -> Self {
-        ProcessEventsTable { options }
+impl Table for ProcessEventsTable {
+    const NAME: &'static str = "process_events";
+    const ABOUT: &'static str = "Every fork, exec, rename and exit on the host (the proc connector), while the query listens (--capture-for, default 10 s)";
+    const KIND: crate::Kind = crate::Kind::Stream;
+    const COLUMNS: &'static [ColumnDef] = Col::DEFS;
+    type Plan = Plan;
+
+    fn plan(&self, scan: &Scan<'_>) -> Plan {
+        let details = [Col::Name, Col::Cmdline, Col::Netns].iter().any(|&c| scan.wants(c));
+        Plan { bound: streams::bound(scan.options), session: scan.options.streams.clone(), details }
+    }
+
+    fn label(&self, plan: &Plan) -> String {
+        format!("process_events: proc connector {}", streams::describe(plan.bound))
+    }
+
+    fn read(&self, plan: &Plan, out: &mut Emitter<'_>) -> anyhow::Result<()> {
+        let listener = ProcListener::open().map_err(|e| {
+            anyhow::Error::from(e)
+                .context("listening for process events (needs root: CAP_NET_ADMIN, in the host's network namespace)")
+        })?;
+        let mut listening =
+            [Listening { listener, offset: realtime_offset_ns(), details: plan.details, names: HashMap::new() }];
+        listen("process events", &plan.session, plan.bound, &mut listening, out, |_| Ok(()))
+    }
+}
+
+/// The host's proc connector, and what rows need beyond its events.
+struct Listening {
+    listener: ProcListener,
+    /// What turns the kernel's monotonic stamps into wall-clock times.
+    offset: i64,
+    /// Read name, command line and namespace from /proc.
+    details: bool,
+    /// The last name each pid had, for its exit.
+    names: HashMap<i32, String>,
+}
+
+impl Listener for Listening {
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.listener.raw_fd()
+    }
+
+    fn overruns(&self) -> u64 {
+        self.listener.overruns()
+    }
+
+    fn read_waiting(&mut self, out: &mut Emitter<'_>) -> anyhow::Result<ControlFlow<()>> {
+        let Listening { listener, offset, details, names } = self;
+        let (offset, details) = (*offset, *details);
+        let overruns = listener.overruns();
+        let mut failed = None;
+        listener.read_waiting(|e: &Event| {
+            let r = &mut out.rows;
+            r.timestamp_ns(Col::Ts, Some(e.monotonic_ns as i64 + offset));
+            r.i32(Col::Pid, Some(e.pid));
+            r.i32(Col::Tid, Some(e.tid));
+            let (event, parent, name, cmdline, code, signal) = match &e.kind {
+                Kind::Fork { parent_pid } => {
+                    ("fork", Some(*parent_pid), details.then(|| owners::comm(e.pid)).flatten(), None, None, None)
+                }
+                Kind::Exec => (
+                    "exec",
+                    None,
+                    details.then(|| owners::comm(e.pid)).flatten(),
+                    details.then(|| processes::cmdline(e.pid)).flatten(),
+                    None,
+                    None,
+                ),
+                Kind::Comm { name } => ("comm", None, Some(name.clone()), None, None, None),
+                // A thread's exit leaves its process's name for the process's own.
+                Kind::Exit { code, signal } => {
+                    let known = if e.pid == e.tid { names.remove(&e.pid) } else { names.get(&e.pid).cloned() };
+                    ("exit", None, known.or_else(|| owners::comm(e.pid)), None, Some(*code), Some(*signal))
+                }
+            };
+            if let (Some(n), false) = (&name, event == "exit") {
+                if e.pid == e.tid {
+                    remember(names, e.pid, n);
+                }
+            }
+            r.str(Col::Event, Some(event));
+            r.i32(Col::ParentPid, parent);
+            r.str(Col::Name, name.as_deref());
+            r.str(Col::Cmdline, cmdline.as_deref());
+            r.i32(Col::ExitCode, code.filter(|_| signal == Some(0)));
+            r.i32(Col::ExitSignal, signal);
+            r.u64(Col::Netns, if details && event != "exit" { netns::of_pid(e.pid) } else { None });
+            r.u64(Col::Overruns, Some(overruns));
+            out.end_row_in(&mut failed)
+        })?;
+        out.settle(failed)
     }
 }
 
@@ -80,104 +172,4 @@ fn realtime_offset_ns() -> i64 {
     // Neither clock can fail on Linux; a zero would only shift the times.
     let read = |clock| clock_gettime(clock).map_or(0, |t| t.tv_sec() * 1_000_000_000 + t.tv_nsec());
     read(ClockId::CLOCK_REALTIME) - read(ClockId::CLOCK_MONOTONIC)
-}
-
-impl LiveSource for ProcessEventsTable {
-    fn columns(&self) -> &'static [ColumnDef] {
-        Col::DEFS
-    }
-
-    fn is_stream(&self) -> bool {
-        true
-    }
-
-    fn partition(&self, projection: Option<&Vec<usize>>, _filters: &[Expr], limit: Option<usize>) -> LivePartition {
-        let bound = streams::bound(&self.options);
-        let session = self.options.streams.clone();
-        let projection = projection.cloned();
-        let label = format!("process_events: proc connector {}", streams::describe(bound));
-        LivePartition::projected(Col::DEFS, projection.clone().as_deref(), label, move |sink| {
-            let rows = RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS);
-            let out = std::cell::RefCell::new(Emitter::new(rows, sink, limit));
-            let mut listener = ProcListener::open().map_err(|e| {
-                anyhow::Error::from(e).context(
-                    "listening for process events (needs root: CAP_NET_ADMIN, in the host's network namespace)",
-                )
-            })?;
-            streams::note_start("listening", bound);
-            let offset = realtime_offset_ns();
-            let wants_details =
-                [Col::Name, Col::Cmdline, Col::Netns].iter().any(|c| out.borrow().rows.wants(*c as usize));
-            // The last name each pid had, for its exit.
-            let mut names: HashMap<i32, String> = HashMap::new();
-            let fd = listener.raw_fd();
-            streams::poll_for(
-                &session,
-                &[fd],
-                bound,
-                std::time::Duration::ZERO,
-                |_| {
-                    let mut out = out.borrow_mut();
-                    let overruns = listener.overruns();
-                    let mut failed = None;
-                    listener.read_waiting(|e: &Event| {
-                        let r = &mut out.rows;
-                        r.timestamp_ns(Col::Ts as usize, Some(e.monotonic_ns as i64 + offset));
-                        r.i32(Col::Pid as usize, Some(e.pid));
-                        r.i32(Col::Tid as usize, Some(e.tid));
-                        let (event, parent, name, cmdline, code, signal) = match &e.kind {
-                            Kind::Fork { parent_pid } => (
-                                "fork",
-                                Some(*parent_pid),
-                                wants_details.then(|| owners::comm(e.pid)).flatten(),
-                                None,
-                                None,
-                                None,
-                            ),
-                            Kind::Exec => (
-                                "exec",
-                                None,
-                                wants_details.then(|| owners::comm(e.pid)).flatten(),
-                                wants_details.then(|| processes::cmdline(e.pid)).flatten(),
-                                None,
-                                None,
-                            ),
-                            Kind::Comm { name } => ("comm", None, Some(name.clone()), None, None, None),
-                            // A thread's exit leaves its process's name for the process's own.
-                            Kind::Exit { code, signal } => {
-                                let known =
-                                    if e.pid == e.tid { names.remove(&e.pid) } else { names.get(&e.pid).cloned() };
-                                ("exit", None, known.or_else(|| owners::comm(e.pid)), None, Some(*code), Some(*signal))
-                            }
-                        };
-                        if let (Some(n), false) = (&name, event == "exit") {
-                            if e.pid == e.tid {
-                                remember(&mut names, e.pid, n);
-                            }
-                        }
-                        r.str(Col::Event as usize, Some(event));
-                        r.i32(Col::ParentPid as usize, parent);
-                        r.str(Col::Name as usize, name.as_deref());
-                        r.str(Col::Cmdline as usize, cmdline.as_deref());
-                        r.i32(Col::ExitCode as usize, code.filter(|_| signal == Some(0)));
-                        r.i32(Col::ExitSignal as usize, signal);
-                        r.u64(
-                            Col::Netns as usize,
-                            if wants_details && event != "exit" { netns::of_pid(e.pid) } else { None },
-                        );
-                        r.u64(Col::Overruns as usize, Some(overruns));
-                        out.end_row_in(&mut failed)
-                    })?;
-                    out.settle(failed)
-                },
-                || {
-                    let mut out = out.borrow_mut();
-                    out.tick()?;
-                    Ok(out.flow())
-                },
-            )?;
-            streams::warn_lost("process events", listener.overruns());
-            out.into_inner().finish()
-        })
-    }
 }

@@ -8,9 +8,9 @@ use datafusion::logical_expr::Expr;
 
 use crate::columns::{ColumnDef, RowBuilder};
 use crate::filters::{pid_pushdown, pids_in};
-use crate::live::{BatchSink, Emitter, LivePartition, BATCH_ROWS};
-use crate::live_table::LiveSource;
+use crate::live::Emitter;
 use crate::table_columns;
+use crate::{Pushdown, Scan, Table};
 use sockql_collect::processes::{ProcessReader, ProcessRecord};
 
 table_columns!(Col {
@@ -32,74 +32,66 @@ table_columns!(Col {
     Netns: "netns", U64, true, "Network namespace inode of the process (join with netns.netns)";
 });
 
-pub const NAME: &str = "processes";
-pub const ABOUT: &str = "Every process (ps), with its command line, user, memory and open-file count";
-
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct ProcessesTable;
 
-impl LiveSource for ProcessesTable {
-    fn columns(&self) -> &'static [ColumnDef] {
-        Col::DEFS
+impl Table for ProcessesTable {
+    const NAME: &'static str = "processes";
+    const ABOUT: &'static str = "Every process (ps), with its command line, user, memory and open-file count";
+    const COLUMNS: &'static [ColumnDef] = Col::DEFS;
+    /// The pids a filter names, or all.
+    type Plan = Option<Vec<i32>>;
+
+    fn pushdown(&self, filter: &Expr) -> Pushdown {
+        pid_pushdown(filter, "pid")
     }
 
-    fn pushdown(&self, filters: &[&Expr]) -> Vec<bool> {
-        pid_pushdown(filters, "pid")
+    fn plan(&self, scan: &Scan<'_>) -> Self::Plan {
+        pids_in(scan.filters, "pid")
     }
 
-    fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
-        let cols = projection.cloned();
-        let pids = pids_in(filters, "pid");
-        let label = format!("processes: procfs pids={}", pids.as_ref().map_or("all".into(), |p| format!("{p:?}")));
-        LivePartition::projected(Col::DEFS, projection.map(Vec::as_slice), label, move |sink| {
-            produce(cols.as_deref(), pids.as_deref(), limit, sink)
-        })
+    fn label(&self, pids: &Self::Plan) -> String {
+        format!("processes: procfs pids={}", pids.as_ref().map_or("all".into(), |p| format!("{p:?}")))
+    }
+
+    fn read(&self, pids: &Self::Plan, out: &mut Emitter<'_>) -> anyhow::Result<()> {
+        let reader = ProcessReader::new();
+        let all;
+        let pids = match pids {
+            Some(p) => p,
+            None => {
+                all = sockql_collect::owners::pids();
+                &all
+            }
+        };
+        for &pid in pids {
+            // A process that exited since the directory listing is skipped.
+            let Some(p) = reader.read(pid) else { continue };
+            append(&mut out.rows, &p);
+            if out.end_row()?.is_break() {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 
 fn append(r: &mut RowBuilder, p: &ProcessRecord) {
     use Col::*;
-    r.i32(Pid as usize, Some(p.pid));
-    r.i32(Ppid as usize, Some(p.ppid));
-    r.str(Name as usize, Some(&p.name));
-    r.str(Cmdline as usize, p.cmdline.as_deref());
-    r.str(Exe as usize, p.exe.as_deref());
-    r.u32(Uid as usize, p.uid);
-    r.str(User as usize, p.user.as_deref());
-    r.str(State as usize, Some(p.state));
-    r.i64(Threads as usize, Some(p.threads));
-    r.u64(RssBytes as usize, Some(p.rss_bytes));
-    r.timestamp_ms(StartTime as usize, p.start_time_ms);
-    r.u64(FdCount as usize, p.fd_count);
-    r.str(Cgroup as usize, p.cgroup.as_deref());
-    r.str(ContainerId as usize, p.container_id.as_deref());
-    r.str(Runtime as usize, p.runtime);
-    r.u64(Netns as usize, p.netns);
-}
-
-fn produce(
-    projection: Option<&[usize]>,
-    pids: Option<&[i32]>,
-    limit: Option<usize>,
-    sink: &BatchSink,
-) -> anyhow::Result<()> {
-    let reader = ProcessReader::new();
-    let mut out = Emitter::new(RowBuilder::new(Col::DEFS, projection, BATCH_ROWS), sink, limit);
-    let all;
-    let pids = match pids {
-        Some(p) => p,
-        None => {
-            all = sockql_collect::owners::pids();
-            &all
-        }
-    };
-    for &pid in pids {
-        // A process that exited since the directory listing is skipped.
-        let Some(p) = reader.read(pid) else { continue };
-        append(&mut out.rows, &p);
-        if out.end_row()?.is_break() {
-            break;
-        }
-    }
-    out.finish()
+    r.i32(Pid, Some(p.pid));
+    r.i32(Ppid, Some(p.ppid));
+    r.str(Name, Some(&p.name));
+    r.str(Cmdline, p.cmdline.as_deref());
+    r.str(Exe, p.exe.as_deref());
+    r.u32(Uid, p.uid);
+    r.str(User, p.user.as_deref());
+    r.str(State, Some(p.state));
+    r.i64(Threads, Some(p.threads));
+    r.u64(RssBytes, Some(p.rss_bytes));
+    r.timestamp_ms(StartTime, p.start_time_ms);
+    r.u64(FdCount, p.fd_count);
+    r.str(Cgroup, p.cgroup.as_deref());
+    r.str(ContainerId, p.container_id.as_deref());
+    r.str(Runtime, p.runtime);
+    r.u64(Netns, p.netns);
 }

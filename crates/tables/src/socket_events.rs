@@ -23,13 +23,11 @@ use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
-use datafusion::logical_expr::Expr;
-
 use crate::columns::{ColumnDef, RowBuilder};
-use crate::live::{Emitter, LivePartition, BATCH_ROWS};
-use crate::live_table::LiveSource;
+use crate::listen::{listen_in_each, Listener};
+use crate::live::Emitter;
 use crate::table_columns;
-use crate::{scope, streams, SourceOptions};
+use crate::{scope, streams, Kind, Scan, Table};
 use sockql_collect::netns::{self, Netns};
 use sockql_collect::owners;
 use sockql_collect::sock_diag::destroy::DestroyListener;
@@ -65,22 +63,21 @@ table_columns!(Col {
     Overruns: "overruns", U64, false, "Times this namespace's listener lost events to a full queue before this row (ENOBUFS); 0 means none lost so far";
 });
 
-pub const NAME: &str = "socket_events";
-pub const ABOUT: &str = "TCP and UDP sockets as the kernel destroys them (ss -E), with final tcp_info, while the query listens (--capture-for, default 10 s)";
-
 /// How often the namespace's sockets are dumped again to learn new
 /// cookies' holders.
 pub const REDUMP: Duration = Duration::from_secs(1);
 
-#[derive(Debug)]
-pub struct SocketEventsTable {
-    options: SourceOptions,
-}
+#[derive(Debug, Clone, Copy)]
+pub struct SocketEventsTable;
 
-impl SocketEventsTable {
-    pub fn new(options: SourceOptions) -> Self {
-        SocketEventsTable { options }
-    }
+/// One scan: the namespaces it listens in, for how long, and whether it
+/// learns the sockets' holders.
+pub struct Plan {
+    targets: Vec<Netns>,
+    bound: Option<Duration>,
+    /// The session whose front end ends its streams (Ctrl-C).
+    session: std::sync::Arc<streams::Streams>,
+    owners: bool,
 }
 
 /// What a dump learned of one socket.
@@ -193,118 +190,105 @@ struct Target {
     holders: Holders,
 }
 
+impl Listener for Target {
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.listener.raw_fd()
+    }
+
+    fn overruns(&self) -> u64 {
+        self.listener.overruns()
+    }
+
+    fn read_waiting(&mut self, out: &mut Emitter<'_>) -> anyhow::Result<ControlFlow<()>> {
+        let Target { ns, listener, holders } = self;
+        let overruns = listener.overruns();
+        let mut failed = None;
+        listener.read_waiting(|m| {
+            append(&mut out.rows, ns, m, holders.take(m.cookie()).as_ref(), overruns);
+            out.end_row_in(&mut failed)
+        })?;
+        out.settle(failed)
+    }
+}
+
 fn append(r: &mut RowBuilder, ns: &Netns, m: &InetDiagMsg<'_>, seen: Option<&Seen>, overruns: u64) {
     use Col::*;
     let ts = streams::now_ns();
-    r.timestamp_ns(Ts as usize, Some(ts));
-    r.u64(Col::Netns as usize, Some(ns.inode));
-    r.str(NetnsName as usize, ns.name.as_deref());
-    r.u64(Cookie as usize, Some(m.cookie()));
+    r.timestamp_ns(Ts, Some(ts));
+    r.u64(Col::Netns, Some(ns.inode));
+    r.str(NetnsName, ns.name.as_deref());
+    r.u64(Cookie, Some(m.cookie()));
     let protocol = m.attr(inet::INET_DIAG_PROTOCOL).and_then(|b| b.first().copied());
-    r.str(Col::Protocol as usize, Some(if protocol == Some(inet::IPPROTO_UDP) { "udp" } else { "tcp" }));
-    r.str(Family as usize, Some(sockql_collect::sock_diag::family_name(m.family())));
-    r.display(LocalAddr as usize, &m.local_addr());
-    r.u16(LocalPort as usize, Some(m.local_port()));
-    r.display(RemoteAddr as usize, &m.remote_addr());
-    r.u16(RemotePort as usize, Some(m.remote_port()));
-    r.str(State as usize, Some(tcp_state::name(m.state())));
+    r.str(Col::Protocol, Some(if protocol == Some(inet::IPPROTO_UDP) { "udp" } else { "tcp" }));
+    r.str(Family, Some(sockql_collect::sock_diag::family_name(m.family())));
+    r.display(LocalAddr, &m.local_addr());
+    r.u16(LocalPort, Some(m.local_port()));
+    r.display(RemoteAddr, &m.remote_addr());
+    r.u16(RemotePort, Some(m.remote_port()));
+    r.str(State, Some(tcp_state::name(m.state())));
     let t = m.tcp_info();
     let t = t.as_ref();
-    r.u64(BytesAcked as usize, t.and_then(|t| t.bytes_acked()));
-    r.u64(BytesReceived as usize, t.and_then(|t| t.bytes_received()));
-    r.u32(SegsIn as usize, t.and_then(|t| t.segs_in()));
-    r.u32(SegsOut as usize, t.and_then(|t| t.segs_out()));
-    r.u32(TotalRetrans as usize, t.and_then(|t| t.total_retrans()));
-    r.u32(Lost as usize, t.and_then(|t| t.lost()));
-    r.f64(RttMs as usize, t.and_then(|t| t.rtt_us()).map(|us| us as f64 / 1000.0));
-    r.f64(MinRttMs as usize, t.and_then(|t| t.min_rtt_us()).map(|us| us as f64 / 1000.0));
-    r.u64(DeliveryRateBps as usize, t.and_then(|t| t.delivery_rate()));
-    r.i32(Pid as usize, seen.and_then(|s| s.pid));
-    r.str(Process as usize, seen.and_then(|s| s.process.as_deref()));
+    r.u64(BytesAcked, t.and_then(|t| t.bytes_acked()));
+    r.u64(BytesReceived, t.and_then(|t| t.bytes_received()));
+    r.u32(SegsIn, t.and_then(|t| t.segs_in()));
+    r.u32(SegsOut, t.and_then(|t| t.segs_out()));
+    r.u32(TotalRetrans, t.and_then(|t| t.total_retrans()));
+    r.u32(Lost, t.and_then(|t| t.lost()));
+    r.f64(RttMs, t.and_then(|t| t.rtt_us()).map(|us| us as f64 / 1000.0));
+    r.f64(MinRttMs, t.and_then(|t| t.min_rtt_us()).map(|us| us as f64 / 1000.0));
+    r.u64(DeliveryRateBps, t.and_then(|t| t.delivery_rate()));
+    r.i32(Pid, seen.and_then(|s| s.pid));
+    r.str(Process, seen.and_then(|s| s.process.as_deref()));
     let opened = seen.and_then(|s| s.opened_ms);
-    r.timestamp_ms(OpenedAt as usize, opened);
-    r.f64(DurationMs as usize, opened.map(|o| (ts / 1_000_000 - o) as f64));
-    r.u64(Overruns as usize, Some(overruns));
+    r.timestamp_ms(OpenedAt, opened);
+    r.f64(DurationMs, opened.map(|o| (ts / 1_000_000 - o) as f64));
+    r.u64(Overruns, Some(overruns));
 }
 
-impl LiveSource for SocketEventsTable {
-    fn columns(&self) -> &'static [ColumnDef] {
-        Col::DEFS
+impl Table for SocketEventsTable {
+    const NAME: &'static str = "socket_events";
+    const ABOUT: &'static str = "TCP and UDP sockets as the kernel destroys them (ss -E), with final tcp_info, while the query listens (--capture-for, default 10 s)";
+    const KIND: Kind = Kind::Stream;
+    const COLUMNS: &'static [ColumnDef] = Col::DEFS;
+    type Plan = Plan;
+
+    fn plan(&self, scan: &Scan<'_>) -> Plan {
+        let owners = [Col::Pid, Col::Process, Col::OpenedAt, Col::DurationMs].iter().any(|&c| scan.wants(c));
+        Plan { targets: scan.targets(), bound: streams::bound(scan.options), session: scan.options.streams.clone(), owners }
     }
 
-    fn is_stream(&self) -> bool {
-        true
-    }
-
-    fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
-        let targets = scope::targets(filters, self.options.all_netns());
-        let bound = streams::bound(&self.options);
-        let session = self.options.streams.clone();
-        let projection = projection.cloned();
-        let label = format!(
+    fn label(&self, plan: &Plan) -> String {
+        format!(
             "socket_events: sock_diag destroy groups {} {}",
-            scope::describe(&targets),
-            streams::describe(bound)
-        );
-        let owners_wanted = projection.as_ref().is_none_or(|p| {
-            p.iter().any(|&c| [Col::Pid, Col::Process, Col::OpenedAt, Col::DurationMs].iter().any(|w| *w as usize == c))
-        });
-        LivePartition::projected(Col::DEFS, projection.clone().as_deref(), label, move |sink| {
-            let rows = RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS);
-            let out = Emitter::new(rows, sink, limit);
-            // Listen first, then dump: a socket destroyed in between is
-            // an event, not lost.
-            let caps: Vec<Target> = scope::open_in_each(&targets, |_| {
-                let listener = DestroyListener::open().map_err(|e| {
-                    anyhow::Error::from(e).context("listening for socket destroy events (needs root: CAP_NET_ADMIN)")
-                })?;
-                let mut holders = Holders::default();
-                if owners_wanted {
-                    holders.learn(true)?;
+            scope::describe(&plan.targets),
+            streams::describe(plan.bound)
+        )
+    }
+
+    fn read(&self, plan: &Plan, out: &mut Emitter<'_>) -> anyhow::Result<()> {
+        // Listen first, then dump: a socket destroyed in between is an
+        // event, not lost.
+        let open = |ns: &Netns| -> anyhow::Result<Option<Target>> {
+            let listener = DestroyListener::open().map_err(|e| {
+                anyhow::Error::from(e).context("listening for socket destroy events (needs root: CAP_NET_ADMIN)")
+            })?;
+            let mut holders = Holders::default();
+            if plan.owners {
+                holders.learn(true)?;
+            }
+            Ok(Some(Target { ns: ns.clone(), listener, holders }))
+        };
+        let mut next_dump = Instant::now() + REDUMP;
+        let redump = |targets: &mut [Target]| {
+            if plan.owners && Instant::now() >= next_dump {
+                for t in targets {
+                    let holders = &mut t.holders;
+                    netns::run_in(&t.ns, || holders.learn(false)).map_err(anyhow::Error::from)??;
                 }
-                Ok(Some((listener, holders)))
-            })?
-            .into_iter()
-            .map(|(ns, (listener, holders))| Target { ns, listener, holders })
-            .collect();
-            streams::note_start("listening", bound);
-            let fds: Vec<_> = caps.iter().map(|t| t.listener.raw_fd()).collect();
-            let out = std::cell::RefCell::new(out);
-            let caps = std::cell::RefCell::new(caps);
-            let mut next_dump = Instant::now() + REDUMP;
-            streams::poll_for(
-                &session,
-                &fds,
-                bound,
-                std::time::Duration::ZERO,
-                |i| {
-                    let mut out = out.borrow_mut();
-                    let mut caps = caps.borrow_mut();
-                    let Target { ns, listener, holders } = &mut caps[i];
-                    let overruns = listener.overruns();
-                    let mut failed = None;
-                    listener.read_waiting(|m| {
-                        append(&mut out.rows, ns, m, holders.take(m.cookie()).as_ref(), overruns);
-                        out.end_row_in(&mut failed)
-                    })?;
-                    out.settle(failed)
-                },
-                || {
-                    let mut out = out.borrow_mut();
-                    out.tick()?;
-                    if owners_wanted && Instant::now() >= next_dump {
-                        for t in caps.borrow_mut().iter_mut() {
-                            let holders = &mut t.holders;
-                            netns::run_in(&t.ns, || holders.learn(false)).map_err(anyhow::Error::from)??;
-                        }
-                        next_dump = Instant::now() + REDUMP;
-                    }
-                    Ok(out.flow())
-                },
-            )?;
-            let (out, caps) = (out.into_inner(), caps.into_inner());
-            streams::warn_lost("socket events", caps.iter().map(|t| t.listener.overruns()).sum());
-            out.finish()
-        })
+                next_dump = Instant::now() + REDUMP;
+            }
+            Ok(())
+        };
+        listen_in_each("socket events", &plan.targets, &plan.session, plan.bound, out, open, redump)
     }
 }

@@ -7,13 +7,12 @@
 
 use datafusion::logical_expr::Expr;
 
-use crate::columns::{ColumnDef, RowBuilder};
+use crate::columns::ColumnDef;
 use crate::filters::{as_str, column_in_literals};
-use crate::live::{Emitter, LivePartition, BATCH_ROWS};
-use crate::live_table::LiveSource;
-use crate::scope;
+use crate::live::Emitter;
 use crate::table_columns;
-use crate::SourceOptions;
+use crate::{scope, Pushdown, Scan, Table};
+use sockql_collect::netns::Netns;
 use sockql_collect::sysctl;
 
 table_columns!(Col {
@@ -23,18 +22,13 @@ table_columns!(Col {
     NetnsName: "netns_name", Utf8, true, "Name of the network namespace under /run/netns, null if unnamed";
 });
 
-pub const NAME: &str = "sysctls";
-pub const ABOUT: &str = "The kernel's net.* parameters (sysctl -a), e.g. net.ipv4.ip_local_port_range";
+#[derive(Debug, Clone, Copy)]
+pub struct SysctlsTable;
 
-#[derive(Debug)]
-pub struct SysctlsTable {
-    options: SourceOptions,
-}
-
-impl SysctlsTable {
-    pub fn new(options: SourceOptions) -> Self {
-        SysctlsTable { options }
-    }
+/// The namespaces a scan reads, and the names a filter asks for (else all of net.*).
+pub struct Plan {
+    targets: Vec<Netns>,
+    names: Option<Vec<String>>,
 }
 
 fn wanted_names(filters: &[Expr]) -> Option<Vec<String>> {
@@ -47,53 +41,53 @@ fn wanted_names(filters: &[Expr]) -> Option<Vec<String>> {
     })
 }
 
-impl LiveSource for SysctlsTable {
-    fn columns(&self) -> &'static [ColumnDef] {
-        Col::DEFS
+impl Table for SysctlsTable {
+    const NAME: &'static str = "sysctls";
+    const ABOUT: &'static str = "The kernel's net.* parameters (sysctl -a), e.g. net.ipv4.ip_local_port_range";
+    const COLUMNS: &'static [ColumnDef] = Col::DEFS;
+    type Plan = Plan;
+
+    fn pushdown(&self, f: &Expr) -> Pushdown {
+        match column_in_literals(f) {
+            Some(("name", v)) if v.iter().all(|v| as_str(v).is_some()) => Pushdown::Inexact,
+            Some(("name", _)) => Pushdown::Unsupported,
+            _ if scope::is_netns_filter(f) => Pushdown::Exact,
+            _ => Pushdown::Unsupported,
+        }
     }
 
-    fn pushdown(&self, filters: &[&Expr]) -> Vec<bool> {
-        filters
-            .iter()
-            .map(|f| match column_in_literals(f) {
-                Some(("name", v)) => v.iter().all(|v| as_str(v).is_some()),
-                _ => scope::is_netns_filter(f),
-            })
-            .collect()
+    fn plan(&self, scan: &Scan<'_>) -> Plan {
+        Plan { targets: scan.targets(), names: wanted_names(scan.filters) }
     }
 
-    fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
-        let names = wanted_names(filters);
-        let targets = scope::targets(filters, self.options.all_netns());
-        let cols = projection.cloned();
-        let label = format!(
+    fn label(&self, plan: &Plan) -> String {
+        format!(
             "sysctls: /proc/sys {} names={}",
-            scope::describe(&targets),
-            names.as_ref().map_or("net.*".into(), |n| format!("{n:?}"))
-        );
-        LivePartition::projected(Col::DEFS, projection.map(Vec::as_slice), label, move |sink| {
-            let mut out = Emitter::new(RowBuilder::new(Col::DEFS, cols.as_deref(), BATCH_ROWS), sink, limit);
-            scope::each(&targets, |ns| {
-                let pairs: Vec<(String, String)> = match &names {
-                    Some(names) => names
-                        .iter()
-                        .filter(|n| n.starts_with("net."))
-                        .filter_map(|n| sysctl::read(n).map(|v| (n.clone(), v)))
-                        .collect(),
-                    None => sysctl::walk("net"),
-                };
-                for (n, v) in &pairs {
-                    out.rows.str(Col::Name as usize, Some(n));
-                    out.rows.str(Col::Value as usize, Some(v));
-                    out.rows.u64(Col::Netns as usize, Some(ns.inode));
-                    out.rows.str(Col::NetnsName as usize, ns.name.as_deref());
-                    if out.end_row()?.is_break() {
-                        return Ok(std::ops::ControlFlow::Break(()));
-                    }
+            scope::describe(&plan.targets),
+            plan.names.as_ref().map_or("net.*".into(), |n| format!("{n:?}"))
+        )
+    }
+
+    fn read(&self, plan: &Plan, out: &mut Emitter<'_>) -> anyhow::Result<()> {
+        scope::each(&plan.targets, |ns| {
+            let pairs: Vec<(String, String)> = match &plan.names {
+                Some(names) => names
+                    .iter()
+                    .filter(|n| n.starts_with("net."))
+                    .filter_map(|n| sysctl::read(n).map(|v| (n.clone(), v)))
+                    .collect(),
+                None => sysctl::walk("net"),
+            };
+            for (n, v) in &pairs {
+                out.rows.str(Col::Name, Some(n));
+                out.rows.str(Col::Value, Some(v));
+                out.rows.u64(Col::Netns, Some(ns.inode));
+                out.rows.str(Col::NetnsName, ns.name.as_deref());
+                if out.end_row()?.is_break() {
+                    return Ok(std::ops::ControlFlow::Break(()));
                 }
-                Ok(std::ops::ControlFlow::Continue(()))
-            })?;
-            out.finish()
+            }
+            Ok(std::ops::ControlFlow::Continue(()))
         })
     }
 }

@@ -6,13 +6,11 @@
 
 use std::ops::ControlFlow;
 
-use datafusion::logical_expr::Expr;
-
-use crate::columns::{ColumnDef, RowBuilder};
-use crate::live::{Emitter, LivePartition, BATCH_ROWS};
-use crate::live_table::LiveSource;
+use crate::columns::{Column, ColumnDef, RowBuilder};
+use crate::live::{Emitter, BATCH_ROWS};
 use crate::table_columns;
-use crate::{owner_fill, scope, SourceOptions};
+use crate::{owner_fill, scope, Scan, Table};
+use sockql_collect::netns::Netns;
 use sockql_collect::sock_diag::{self, unix};
 use sockql_collect::{tcp_state, ReadOptions};
 
@@ -31,64 +29,69 @@ table_columns!(Col {
     NetnsName: "netns_name", Utf8, true, "Name of the network namespace under /run/netns, null if unnamed";
 });
 
-pub const NAME: &str = "unix_sockets";
-pub const ABOUT: &str = "Unix domain sockets (ss -x) with their paths, peers and owning processes";
+#[derive(Debug, Clone, Copy)]
+pub struct UnixSocketsTable;
 
-#[derive(Debug)]
-pub struct UnixSocketsTable {
-    options: SourceOptions,
+/// One scan: its namespaces, and whether netlink may be used.
+pub struct Plan {
+    targets: Vec<Netns>,
+    no_netlink: bool,
+    owners: bool,
 }
 
-impl UnixSocketsTable {
-    pub fn new(options: SourceOptions) -> Self {
-        UnixSocketsTable { options }
-    }
-}
+impl Table for UnixSocketsTable {
+    const NAME: &'static str = "unix_sockets";
+    const ABOUT: &'static str = "Unix domain sockets (ss -x) with their paths, peers and owning processes";
+    const COLUMNS: &'static [ColumnDef] = Col::DEFS;
+    type Plan = Plan;
 
-impl LiveSource for UnixSocketsTable {
-    fn columns(&self) -> &'static [ColumnDef] {
-        Col::DEFS
+    fn plan(&self, scan: &Scan<'_>) -> Plan {
+        let owners = scan.wants(Col::Pid) || scan.wants(Col::Process);
+        Plan { targets: scan.targets(), no_netlink: scan.options.no_netlink, owners }
     }
 
-    fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
-        let owner_cols = (Col::Pid as usize, Col::Process as usize);
-        let (full, inner, owners) = owner_fill::split(Col::DEFS, projection.map(|p| p.as_slice()), owner_cols);
-        let targets = scope::targets(filters, self.options.all_netns());
-        let schema = RowBuilder::new(Col::DEFS, Some(&full), 0).schema();
-        let no_netlink = self.options.no_netlink;
-        let source = if no_netlink { "/proc/net/unix" } else { "unix_diag" };
-        let label = format!("unix_sockets: {source} {} owners={owners}", scope::describe(&targets));
-        LivePartition::new(schema, label, move |sink| {
-            let rows = RowBuilder::new(Col::DEFS, Some(&inner), BATCH_ROWS);
-            let mut out = if owners { Emitter::holding(rows, limit) } else { Emitter::new(rows, sink, limit) };
-            let mut owned = owner_fill::OwnerStream::new(Col::DEFS, &full, owner_cols);
-            let options = ReadOptions { no_netlink };
-            scope::each(&targets, |ns| {
+    fn label(&self, plan: &Plan) -> String {
+        let source = if plan.no_netlink { "/proc/net/unix" } else { "unix_diag" };
+        format!("unix_sockets: {source} {} owners={}", scope::describe(&plan.targets), plan.owners)
+    }
+
+    fn read(&self, plan: &Plan, out: &mut Emitter<'_>) -> anyhow::Result<()> {
+        // With owners, rows are built without pid/process and held (see
+        // owner_fill::OwnerStream).
+        let owner_cols = (Col::Pid.index(), Col::Process.index());
+        let (full, inner, owners) = owner_fill::split(Col::DEFS, Some(&out.rows.projection()), owner_cols);
+        let sink = out.sink();
+        let mut held = owners.then(|| out.holding(RowBuilder::new(Col::DEFS, Some(&inner), BATCH_ROWS)));
+        let mut owned = owner_fill::OwnerStream::new(Col::DEFS, &full, owner_cols);
+        let options = ReadOptions { no_netlink: plan.no_netlink };
+        {
+            let out = held.as_mut().unwrap_or(out);
+            scope::each(&plan.targets, |ns| {
                 let (used, received) = sock_diag::read_unix(options, |s| {
                     let r = &mut out.rows;
-                    r.str(Col::Type as usize, Some(unix::type_name(s.kind)));
-                    r.str(Col::State as usize, Some(tcp_state::name(s.state)));
-                    r.str(Col::Path as usize, s.path.as_deref());
-                    r.u64(Col::Inode as usize, Some(s.inode as u64));
-                    r.u64(Col::PeerInode as usize, s.peer_inode.filter(|&p| p != 0).map(u64::from));
-                    r.u32(Col::RecvQ as usize, s.recv_q);
-                    r.u32(Col::SendQ as usize, s.send_q);
-                    r.u32(Col::Uid as usize, s.uid);
-                    r.u64(Col::Netns as usize, Some(ns.inode));
-                    r.str(Col::NetnsName as usize, ns.name.as_deref());
+                    r.str(Col::Type, Some(unix::type_name(s.kind)));
+                    r.str(Col::State, Some(tcp_state::name(s.state)));
+                    r.str(Col::Path, s.path.as_deref());
+                    r.u64(Col::Inode, Some(s.inode as u64));
+                    r.u64(Col::PeerInode, s.peer_inode.filter(|&p| p != 0).map(u64::from));
+                    r.u32(Col::RecvQ, s.recv_q);
+                    r.u32(Col::SendQ, s.send_q);
+                    r.u32(Col::Uid, s.uid);
+                    r.u64(Col::Netns, Some(ns.inode));
+                    r.str(Col::NetnsName, ns.name.as_deref());
                     let flow = out.end_row()?;
-                    if owners && owned.row(s.inode as u64, &mut out, sink)?.is_break() {
+                    if owners && owned.row(s.inode as u64, out, sink)?.is_break() {
                         return Ok(ControlFlow::Break(()));
                     }
                     Ok::<_, anyhow::Error>(flow)
                 })?;
-                sink.metrics.read(used, received);
+                out.count(used, received);
                 Ok(if out.done() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
             })?;
-            if owners {
-                return owned.finish(out, sink);
-            }
-            out.finish()
-        })
+        }
+        match held {
+            Some(held) => owned.finish(held, sink),
+            None => Ok(()),
+        }
     }
 }

@@ -24,20 +24,16 @@ use datafusion::logical_expr::Expr;
 
 use super::capture_owners::{CaptureOwners, EndKey};
 use super::{append, Col, Meta};
-use crate::columns::{ColumnDef, RowBuilder};
+use crate::columns::{joined, Column, ColumnDef, RowBuilder};
 use crate::filters::{as_str, column_in_literals, int_range, is_int_range_filter, port_range};
-use crate::live::{Emitter, LivePartition, BATCH_ROWS};
-use crate::live_table::LiveSource;
+use crate::live::Emitter;
 use crate::table_columns;
-use crate::{scope, streams, SourceOptions};
+use crate::{scope, streams, Kind, Scan, SourceOptions, Table};
 use sockql_collect::netns::{self, Netns};
 use sockql_collect::packets::bpf::{compile, describe, Cond};
 use sockql_collect::packets::flows::Flows;
 use sockql_collect::packets::live::{snap_len, Captured, LiveCapture};
 use sockql_collect::packets::{decode, Direction};
-
-pub const NAME: &str = "packets";
-pub const ABOUT: &str = "Packets captured live while the query runs (tcpdump), headers only unless --payload, bounded by --capture-for (default 10 s) or LIMIT";
 
 table_columns!(OwnerCol {
     SrcPid: "src_pid", I32, true, "Live capture: lowest pid holding the socket on this host that sent the packet, learned while the connection was open (sock_diag and /proc soon after its first packet); null before that, for a packet from elsewhere, a socket no process held (not accepted yet, or closed) or one opened and closed between two lookups";
@@ -49,25 +45,6 @@ table_columns!(OwnerCol {
 /// The live `packets` table's columns: those of every packet source, then
 /// the holders a live capture learns ([`OwnerCol`]).
 pub const COLUMNS: &[ColumnDef] = &joined::<{ Col::DEFS.len() + OwnerCol::DEFS.len() }>(Col::DEFS, OwnerCol::DEFS);
-
-const fn joined<const N: usize>(a: &[ColumnDef], b: &[ColumnDef]) -> [ColumnDef; N] {
-    let mut out = [a[0]; N];
-    let mut i = 0;
-    while i < a.len() {
-        out[i] = a[i];
-        i += 1;
-    }
-    while i < N {
-        out[i] = b[i - a.len()];
-        i += 1;
-    }
-    out
-}
-
-/// A holder column's index among [`COLUMNS`].
-fn owner_col(c: OwnerCol) -> usize {
-    Col::DEFS.len() + c as usize
-}
 
 /// Fill the holder columns of the row being built: the sending end when
 /// it is on this host (the packet went out, or over loopback), the
@@ -88,8 +65,10 @@ fn append_owners(
     let closing = d.tcp.as_ref().is_some_and(|t| t.flags & (decode::FIN | decode::RST) != 0);
     let mut fill = |pid: OwnerCol, process: OwnerCol, key: Option<EndKey>| {
         let held = key.and_then(|k| owners.holder(k, closing, now));
-        r.i32(owner_col(pid), held.as_ref().map(|h| h.0));
-        r.str(owner_col(process), held.as_ref().and_then(|h| h.1.as_deref()));
+        r.at(Col::DEFS.len(), |r| {
+            r.i32(pid, held.as_ref().map(|h| h.0));
+            r.str(process, held.as_ref().and_then(|h| h.1.as_deref()));
+        });
     };
     fill(
         OwnerCol::SrcPid,
@@ -105,7 +84,7 @@ fn append_owners(
 
 /// True if the query asked for a holder column.
 fn wants_owners(r: &RowBuilder) -> bool {
-    OwnerCol::ALL.iter().any(|&c| r.wants(owner_col(c)))
+    OwnerCol::ALL.iter().any(|&c| r.wants(Col::DEFS.len() + c.index()))
 }
 
 /// How long a capture lets packets gather after a wake before reading.
@@ -121,15 +100,13 @@ struct Target {
     names: HashMap<u32, Option<String>>,
 }
 
-#[derive(Debug)]
-pub struct PacketsTable {
-    options: SourceOptions,
-}
+#[derive(Debug, Clone, Copy)]
+pub struct PacketsTable;
 
-impl PacketsTable {
-    pub fn new(options: SourceOptions) -> Self {
-        PacketsTable { options }
-    }
+/// One scan: the capture, and the LIMIT EXPLAIN shows.
+pub struct Plan {
+    capture: CapturePlan,
+    limit: Option<usize>,
 }
 
 /// The one interface `interface = '...'` names, if a filter does.
@@ -408,75 +385,75 @@ impl CapturePlan {
     }
 }
 
-impl LiveSource for PacketsTable {
-    fn columns(&self) -> &'static [ColumnDef] {
-        COLUMNS
+impl Table for PacketsTable {
+    const NAME: &'static str = "packets";
+    const ABOUT: &'static str = "Packets captured live while the query runs (tcpdump), headers only unless --payload, bounded by --capture-for (default 10 s) or LIMIT";
+    const KIND: Kind = Kind::Stream;
+    const COLUMNS: &'static [ColumnDef] = COLUMNS;
+    type Plan = Plan;
+
+    fn plan(&self, scan: &Scan<'_>) -> Plan {
+        let capture = CapturePlan::new(scan.filters, scan.options);
+        super::note_payload_hidden(scan.projection, capture.payload);
+        Plan { capture, limit: scan.limit }
     }
 
-    fn is_stream(&self) -> bool {
-        true
+    fn label(&self, plan: &Plan) -> String {
+        format!("packets: {} (limit {:?})", plan.capture.describe(), plan.limit)
     }
 
-    fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
-        let plan = CapturePlan::new(filters, &self.options);
-        let projection = projection.cloned();
-        let label = format!("packets: {} (limit {limit:?})", plan.describe());
-        let payload = plan.payload;
-        super::note_payload_hidden(projection.as_deref(), payload);
-        LivePartition::projected(COLUMNS, projection.clone().as_deref(), label, move |sink| {
-            let rows = RowBuilder::new(COLUMNS, projection.as_deref(), BATCH_ROWS);
-            // Shared by the idle check and the packet handler, which run
-            // one after the other.
-            let out = std::cell::RefCell::new(Emitter::new(rows, sink, limit));
-            // Connections are followed per namespace: the same addresses
-            // and ports in two namespaces are two connections.
-            let mut flows: HashMap<u64, Flows> = HashMap::new();
-            let track = super::follows_flows(&out.borrow().rows);
-            // Who holds each end, looked up between reads: only when asked.
-            let owners = wants_owners(&out.borrow().rows).then(|| std::cell::RefCell::new(CaptureOwners::default()));
-            let targets: Vec<&sockql_collect::netns::Netns> = plan.targets.iter().collect();
-            let mut frame = 0u64;
-            // Between waits: the ends first seen are looked up, rows built
-            // so far go out, and a consumer that went away (a LIMIT met
-            // above a filter) ends the capture.
-            let between = || {
-                if let Some(owners) = &owners {
-                    owners.borrow_mut().pass(&targets);
-                }
-                let mut o = out.borrow_mut();
-                o.tick()?;
-                Ok(o.flow())
+    fn read(&self, plan: &Plan, out: &mut Emitter<'_>) -> anyhow::Result<()> {
+        let (plan, payload) = (&plan.capture, plan.capture.payload);
+        // Shared by the idle check and the packet handler, which run
+        // one after the other.
+        let out = std::cell::RefCell::new(out);
+        // Connections are followed per namespace: the same addresses
+        // and ports in two namespaces are two connections.
+        let mut flows: HashMap<u64, Flows> = HashMap::new();
+        let track = super::follows_flows(&out.borrow().rows);
+        // Who holds each end, looked up between reads: only when asked.
+        let owners = wants_owners(&out.borrow().rows).then(|| std::cell::RefCell::new(CaptureOwners::default()));
+        let targets: Vec<&sockql_collect::netns::Netns> = plan.targets.iter().collect();
+        let mut frame = 0u64;
+        // Between waits: the ends first seen are looked up, rows built
+        // so far go out, and a consumer that went away (a LIMIT met
+        // above a filter) ends the capture.
+        let between = || {
+            if let Some(owners) = &owners {
+                owners.borrow_mut().pass(&targets);
+            }
+            let mut o = out.borrow_mut();
+            o.tick()?;
+            Ok(o.flow())
+        };
+        let passed = plan.run(between, |ns, name, p| {
+            let mut out = out.borrow_mut();
+            if out.done() {
+                return Ok(ControlFlow::Break(()));
+            }
+            frame += 1;
+            let d = decode::decode_network(p.ether_type, p.data).on_wire(p.data.len(), p.length);
+            let meta = Meta {
+                ts_ns: Some(p.ts_ns),
+                interface: name,
+                ifindex: Some(p.ifindex),
+                direction: Some(p.direction),
+                length: p.length,
+                captured_length: p.data.len() as u32,
+                netns: Some((ns.inode, ns.name.as_deref())),
+                payload: payload.then(|| d.payload.clone().and_then(|r| p.data.get(r))).flatten(),
             };
-            let passed = plan.run(between, |ns, name, p| {
-                let mut out = out.borrow_mut();
-                if out.done() {
-                    return Ok(ControlFlow::Break(()));
-                }
-                frame += 1;
-                let d = decode::decode_network(p.ether_type, p.data).on_wire(p.data.len(), p.length);
-                let meta = Meta {
-                    ts_ns: Some(p.ts_ns),
-                    interface: name,
-                    ifindex: Some(p.ifindex),
-                    direction: Some(p.direction),
-                    length: p.length,
-                    captured_length: p.data.len() as u32,
-                    netns: Some((ns.inode, ns.name.as_deref())),
-                    payload: payload.then(|| d.payload.clone().and_then(|r| p.data.get(r))).flatten(),
-                };
-                append(&mut out.rows, track.then(|| flows.entry(ns.inode).or_default()), frame, &meta, &d);
-                if let Some(owners) = &owners {
-                    // Over loopback both ends are on this host.
-                    let lo = name == Some("lo");
-                    let (local_out, local_in) =
-                        (lo || p.direction == Direction::Out, lo || p.direction == Direction::In);
-                    append_owners(&mut out.rows, &mut owners.borrow_mut(), ns.inode, local_out, local_in, &d);
-                }
-                out.end_row()
-            })?;
-            // EXPLAIN ANALYZE's kernel_messages.
-            sink.metrics.read(Default::default(), sockql_collect::netlink::Received { messages: passed, bytes: 0 });
-            out.into_inner().finish()
-        })
+            append(&mut out.rows, track.then(|| flows.entry(ns.inode).or_default()), frame, &meta, &d);
+            if let Some(owners) = &owners {
+                // Over loopback both ends are on this host.
+                let lo = name == Some("lo");
+                let (local_out, local_in) = (lo || p.direction == Direction::Out, lo || p.direction == Direction::In);
+                append_owners(&mut out.rows, &mut owners.borrow_mut(), ns.inode, local_out, local_in, &d);
+            }
+            out.end_row()
+        })?;
+        // EXPLAIN ANALYZE's kernel_messages.
+        out.borrow().count(Default::default(), sockql_collect::netlink::Received { messages: passed, bytes: 0 });
+        Ok(())
     }
 }

@@ -79,7 +79,7 @@ table_columns!(Col {
 /// comes with `SELECT *`) without `--payload`.
 pub fn note_payload_hidden(projection: Option<&[usize]>, payload: bool) {
     if let Some(p) = projection {
-        if !payload && p.len() < Col::DEFS.len() && p.contains(&(Col::Payload as usize)) {
+        if !payload && p.len() < Col::DEFS.len() && p.contains(&crate::columns::Column::index(Col::Payload)) {
             sockql_collect::notice::note_once(
                 "payload-hidden",
                 "payload is null: pass --payload to keep payload bytes (they may carry secrets)",
@@ -141,7 +141,7 @@ const FLOW_COLUMNS: &[Col] = &[
 /// True if the query asked for a column that needs connections followed:
 /// otherwise a scan keeps no per-connection state at all.
 pub fn follows_flows(r: &RowBuilder) -> bool {
-    FLOW_COLUMNS.iter().any(|&c| r.wants(c as usize))
+    FLOW_COLUMNS.iter().any(|&c| r.wants(c))
 }
 
 /// One packet's row; `flows`, when the query needs it (see
@@ -155,88 +155,88 @@ pub fn append(r: &mut RowBuilder, flows: Option<&mut Flows>, frame: u64, m: &Met
         _ => None,
     };
     let a = analysis.as_ref();
-    r.u64(Frame as usize, Some(frame));
-    r.timestamp_ns(Ts as usize, m.ts_ns);
-    r.str(Interface as usize, m.interface);
-    r.u32(Ifindex as usize, m.ifindex);
-    r.str(Col::Direction as usize, m.direction.map(|d| d.name()));
-    r.u32(Length as usize, Some(m.length));
-    r.u32(CapturedLength as usize, Some(m.captured_length));
-    r.u16(EtherType as usize, d.ether_type);
-    r.u16(VlanId as usize, d.vlan_id);
-    r.u16(OuterVlanId as usize, d.outer_vlan_id);
-    r.u32(MplsLabel as usize, d.mpls_label);
+    r.u64(Frame, Some(frame));
+    r.timestamp_ns(Ts, m.ts_ns);
+    r.str(Interface, m.interface);
+    r.u32(Ifindex, m.ifindex);
+    r.str(Col::Direction, m.direction.map(|d| d.name()));
+    r.u32(Length, Some(m.length));
+    r.u32(CapturedLength, Some(m.captured_length));
+    r.u16(EtherType, d.ether_type);
+    r.u16(VlanId, d.vlan_id);
+    r.u16(OuterVlanId, d.outer_vlan_id);
+    r.u32(MplsLabel, d.mpls_label);
     match d.src_addr {
-        Some(a) => r.display(SrcAddr as usize, &a),
-        None => r.str(SrcAddr as usize, None),
+        Some(a) => r.display(SrcAddr, &a),
+        None => r.str(SrcAddr, None),
     }
     match d.dst_addr {
-        Some(a) => r.display(DstAddr as usize, &a),
-        None => r.str(DstAddr as usize, None),
+        Some(a) => r.display(DstAddr, &a),
+        None => r.str(DstAddr, None),
     }
-    r.str(Protocol as usize, d.protocol_name().as_deref());
-    r.u16(SrcPort as usize, d.src_port);
-    r.u16(DstPort as usize, d.dst_port);
-    r.u8(Ttl as usize, d.ttl);
-    r.u16(IpId as usize, d.ip_id);
-    r.u8(Dscp as usize, d.dscp);
-    r.u8(Ecn as usize, d.ecn);
+    r.str(Protocol, d.protocol_name().as_deref());
+    r.u16(SrcPort, d.src_port);
+    r.u16(DstPort, d.dst_port);
+    r.u8(Ttl, d.ttl);
+    r.u16(IpId, d.ip_id);
+    r.u8(Dscp, d.dscp);
+    r.u8(Ecn, d.ecn);
     let t = d.tcp.as_ref();
     let flag = |bit: u8| t.map(|t| t.flags & bit != 0);
     // Spelled out only when asked for: it is a string per packet.
-    if r.wants(Flags as usize) {
-        r.str(Flags as usize, t.map(|t| decode::tcpdump_flags(t.flags)).as_deref());
+    if r.wants(Flags) {
+        r.str(Flags, t.map(|t| decode::tcpdump_flags(t.flags)).as_deref());
     }
-    r.bool(Syn as usize, flag(decode::SYN));
-    r.bool(Ack as usize, flag(decode::ACK));
-    r.bool(Fin as usize, flag(decode::FIN));
-    r.bool(Rst as usize, flag(decode::RST));
-    r.bool(Psh as usize, flag(decode::PSH));
-    r.bool(Urg as usize, flag(decode::URG));
-    r.bool(Ece as usize, flag(decode::ECE));
-    r.bool(Cwr as usize, flag(decode::CWR));
-    r.u32(Seq as usize, t.map(|t| t.seq));
+    r.bool(Syn, flag(decode::SYN));
+    r.bool(Ack, flag(decode::ACK));
+    r.bool(Fin, flag(decode::FIN));
+    r.bool(Rst, flag(decode::RST));
+    r.bool(Psh, flag(decode::PSH));
+    r.bool(Urg, flag(decode::URG));
+    r.bool(Ece, flag(decode::ECE));
+    r.bool(Cwr, flag(decode::CWR));
+    r.u32(Seq, t.map(|t| t.seq));
     // As tcpdump and tshark: no acknowledgement number without ACK.
-    r.u32(AckSeq as usize, t.filter(|t| t.flags & decode::ACK != 0).map(|t| t.ack_seq));
-    r.u32(RelSeq as usize, a.map(|a| a.rel_seq));
-    r.u32(RelAck as usize, a.and_then(|a| a.rel_ack));
-    r.u32(Window as usize, a.map(|a| a.window));
-    r.u16(WindowRaw as usize, t.map(|t| t.window));
-    r.f64(HandshakeRttMs as usize, a.and_then(|a| a.handshake_rtt_ms));
-    r.bool(ZeroWindow as usize, a.map(|a| a.zero_window));
-    r.bool(DupAck as usize, a.map(|a| a.dup_ack));
-    r.bool(Retransmission as usize, a.map(|a| a.retransmission));
-    r.bool(FastRetransmission as usize, a.map(|a| a.fast_retransmission));
-    r.bool(SpuriousRetransmission as usize, a.map(|a| a.spurious_retransmission));
-    r.bool(OutOfOrder as usize, a.map(|a| a.out_of_order));
-    r.bool(KeepAlive as usize, a.map(|a| a.keep_alive));
-    r.bool(WindowUpdate as usize, a.map(|a| a.window_update));
-    r.bool(WindowFull as usize, a.map(|a| a.window_full));
-    r.f64(AckRttMs as usize, a.and_then(|a| a.ack_rtt_ms));
-    r.u32(PayloadLength as usize, d.payload_length);
-    r.binary(Payload as usize, m.payload);
-    r.u16(Mss as usize, t.and_then(|t| t.mss));
-    r.u8(Wscale as usize, t.and_then(|t| t.wscale));
-    r.bool(SackPermitted as usize, t.map(|t| t.sack_permitted));
-    r.u32(TsVal as usize, t.and_then(|t| t.ts_val));
-    r.u32(TsEcr as usize, t.and_then(|t| t.ts_ecr));
+    r.u32(AckSeq, t.filter(|t| t.flags & decode::ACK != 0).map(|t| t.ack_seq));
+    r.u32(RelSeq, a.map(|a| a.rel_seq));
+    r.u32(RelAck, a.and_then(|a| a.rel_ack));
+    r.u32(Window, a.map(|a| a.window));
+    r.u16(WindowRaw, t.map(|t| t.window));
+    r.f64(HandshakeRttMs, a.and_then(|a| a.handshake_rtt_ms));
+    r.bool(ZeroWindow, a.map(|a| a.zero_window));
+    r.bool(DupAck, a.map(|a| a.dup_ack));
+    r.bool(Retransmission, a.map(|a| a.retransmission));
+    r.bool(FastRetransmission, a.map(|a| a.fast_retransmission));
+    r.bool(SpuriousRetransmission, a.map(|a| a.spurious_retransmission));
+    r.bool(OutOfOrder, a.map(|a| a.out_of_order));
+    r.bool(KeepAlive, a.map(|a| a.keep_alive));
+    r.bool(WindowUpdate, a.map(|a| a.window_update));
+    r.bool(WindowFull, a.map(|a| a.window_full));
+    r.f64(AckRttMs, a.and_then(|a| a.ack_rtt_ms));
+    r.u32(PayloadLength, d.payload_length);
+    r.binary(Payload, m.payload);
+    r.u16(Mss, t.and_then(|t| t.mss));
+    r.u8(Wscale, t.and_then(|t| t.wscale));
+    r.bool(SackPermitted, t.map(|t| t.sack_permitted));
+    r.u32(TsVal, t.and_then(|t| t.ts_val));
+    r.u32(TsEcr, t.and_then(|t| t.ts_ecr));
     match t.map(|t| t.sack_blocks()).filter(|b| !b.is_empty()) {
         Some(blocks) => {
             // Relative to what rel_ack counts from, as tshark shows them.
             if let Some(a) = a {
-                r.display(SackBlocks as usize, &SackText { blocks, base: a.peer_base });
+                r.display(SackBlocks, &SackText { blocks, base: a.peer_base });
             } else {
-                r.str(SackBlocks as usize, None);
+                r.str(SackBlocks, None);
             }
-            r.display(SackBlocksRaw as usize, &SackText { blocks, base: 0 });
+            r.display(SackBlocksRaw, &SackText { blocks, base: 0 });
         }
         None => {
-            r.str(SackBlocks as usize, None);
-            r.str(SackBlocksRaw as usize, None);
+            r.str(SackBlocks, None);
+            r.str(SackBlocksRaw, None);
         }
     }
-    r.u8(IcmpType as usize, d.icmp_type);
-    r.u8(IcmpCode as usize, d.icmp_code);
-    r.u64(Col::Netns as usize, m.netns.map(|n| n.0));
-    r.str(NetnsName as usize, m.netns.and_then(|n| n.1));
+    r.u8(IcmpType, d.icmp_type);
+    r.u8(IcmpCode, d.icmp_code);
+    r.u64(Col::Netns, m.netns.map(|n| n.0));
+    r.str(NetnsName, m.netns.and_then(|n| n.1));
 }

@@ -12,9 +12,10 @@ use datafusion::common::{plan_err, Result, ScalarValue};
 use datafusion::logical_expr::Expr;
 
 use super::{append, Col, Meta};
-use crate::columns::{ColumnDef, RowBuilder};
-use crate::live::{Emitter, LivePartition, BATCH_ROWS};
-use crate::live_table::{LiveSource, LiveTable};
+use crate::columns::ColumnDef;
+use crate::live::Emitter;
+use crate::live_table::LiveTable;
+use crate::{Scan, Table};
 use sockql_collect::notice::Level;
 use sockql_collect::packets::decode;
 use sockql_collect::packets::file::{say_once, CaptureFile};
@@ -39,80 +40,76 @@ impl TableFunctionImpl for ReadPcap {
             )] => p.clone(),
             _ => return plan_err!("read_pcap takes one file name as a string: read_pcap('capture.pcap')"),
         };
-        Ok(Arc::new(LiveTable(PcapFile { path: PathBuf::from(path), payload: self.payload })))
+        let file = PcapFile { path: PathBuf::from(path), payload: self.payload };
+        Ok(Arc::new(LiveTable::new(file, Default::default())))
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct PcapFile {
     path: PathBuf,
     payload: bool,
 }
 
-impl LiveSource for PcapFile {
-    fn columns(&self) -> &'static [ColumnDef] {
-        Col::DEFS
+impl Table for PcapFile {
+    const NAME: &'static str = NAME;
+    const ABOUT: &'static str = "A capture file (pcap or pcapng, gzip welcome) as a table of packets";
+    const COLUMNS: &'static [ColumnDef] = Col::DEFS;
+    type Plan = ();
+
+    fn plan(&self, scan: &Scan<'_>) {
+        super::note_payload_hidden(scan.projection, self.payload);
     }
 
-    fn partition(
-        &self,
-        projection: Option<&Vec<usize>>,
-        _filters: &[datafusion::prelude::Expr],
-        limit: Option<usize>,
-    ) -> LivePartition {
-        let path = self.path.clone();
-        let projection = projection.cloned();
-        let payload = self.payload;
-        super::note_payload_hidden(projection.as_deref(), payload);
-        let label = format!("read_pcap: {}", sockql_collect::notice::escape_controls(&path.display().to_string()));
-        LivePartition::projected(Col::DEFS, projection.clone().as_deref(), label, move |sink| {
-            // The file is read no longer than the query wants it (a pipe
-            // whose writer is silent included): --timeout and a LIMIT met
-            // above close the sink.
-            let stop = || sink.is_closed();
-            let mut file = CaptureFile::open(&path, &stop)?;
-            let rows = RowBuilder::new(Col::DEFS, projection.as_deref(), BATCH_ROWS);
-            let mut out = Emitter::new(rows, sink, limit);
-            let mut flows = super::follows_flows(&out.rows).then(Flows::default);
-            // What was not decoded, said once at the end (a LIMIT or an
-            // error ends the reading: what was read so far).
-            let mut undecoded = Tally::default();
-            let mut frame = 0u64;
-            let read = (|| {
-                while !out.done() {
-                    frame += 1;
-                    let row = file.next(|raw| {
-                        let d = decode::decode(raw.linktype, raw.data).on_wire(raw.data.len(), raw.length);
-                        if let Some(what) = d.undecoded {
-                            undecoded.add(what);
-                        }
-                        let meta = Meta {
-                            ts_ns: raw.ts_ns,
-                            interface: raw.interface,
-                            ifindex: d.ifindex,
-                            direction: raw.direction.or(d.direction),
-                            length: raw.length,
-                            captured_length: raw.data.len() as u32,
-                            netns: None,
-                            payload: payload.then(|| d.payload.clone().and_then(|r| raw.data.get(r))).flatten(),
-                        };
-                        append(&mut out.rows, flows.as_mut(), frame, &meta, &d)
-                    });
-                    match row {
-                        None => break,
-                        Some(r) => r?,
+    fn label(&self, _plan: &()) -> String {
+        format!("read_pcap: {}", sockql_collect::notice::escape_controls(&self.path.display().to_string()))
+    }
+
+    fn read(&self, _plan: &(), out: &mut Emitter<'_>) -> anyhow::Result<()> {
+        let (path, payload, sink) = (&self.path, self.payload, out.sink());
+        // The file is read no longer than the query wants it (a pipe
+        // whose writer is silent included): --timeout and a LIMIT met
+        // above close the sink.
+        let stop = || sink.is_closed();
+        let mut file = CaptureFile::open(path, &stop)?;
+        let mut flows = super::follows_flows(&out.rows).then(Flows::default);
+        // What was not decoded, said once at the end (a LIMIT or an
+        // error ends the reading: what was read so far).
+        let mut undecoded = Tally::default();
+        let mut frame = 0u64;
+        let read = (|| {
+            while !out.done() {
+                frame += 1;
+                let row = file.next(|raw| {
+                    let d = decode::decode(raw.linktype, raw.data).on_wire(raw.data.len(), raw.length);
+                    if let Some(what) = d.undecoded {
+                        undecoded.add(what);
                     }
-                    if out.end_row()?.is_break() {
-                        break;
-                    }
+                    let meta = Meta {
+                        ts_ns: raw.ts_ns,
+                        interface: raw.interface,
+                        ifindex: d.ifindex,
+                        direction: raw.direction.or(d.direction),
+                        length: raw.length,
+                        captured_length: raw.data.len() as u32,
+                        netns: None,
+                        payload: payload.then(|| d.payload.clone().and_then(|r| raw.data.get(r))).flatten(),
+                    };
+                    append(&mut out.rows, flows.as_mut(), frame, &meta, &d)
+                });
+                match row {
+                    None => break,
+                    Some(r) => r?,
                 }
-                anyhow::Ok(())
-            })();
-            if let Some(what) = undecoded.describe() {
-                say_once(Level::Note, &path.display().to_string(), "undecoded", what);
+                if out.end_row()?.is_break() {
+                    break;
+                }
             }
-            read?;
-            out.finish()
-        })
+            anyhow::Ok(())
+        })();
+        if let Some(what) = undecoded.describe() {
+            say_once(Level::Note, &path.display().to_string(), "undecoded", what);
+        }
+        read
     }
 }

@@ -26,13 +26,12 @@ mod pushdown;
 mod read;
 mod rows;
 
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::logical_expr::Expr;
 
 use crate::columns::ColumnDef;
-use crate::live::LivePartition;
-use crate::live_table::LiveSource;
+use crate::live::Emitter;
 use crate::table_columns;
-use crate::SourceOptions;
+use crate::{Pushdown, Scan, Table};
 use sockql_collect::tcp_state;
 
 table_columns!(Col {
@@ -133,10 +132,6 @@ table_columns!(Col {
     NetnsName: "netns_name", Utf8, true, "Name of the network namespace under /run/netns (ip netns), null if unnamed";
 });
 
-pub const NAME: &str = "sockets";
-pub const ABOUT: &str =
-    "Every TCP, UDP and raw socket (ss -tuwna, netstat, lsof -i), with tcp_info, memory and owning process";
-
 pub(crate) const TCP_INFO_COLS: &[Col] = &[
     Col::RttMs,
     Col::RttvarMs,
@@ -226,16 +221,10 @@ mod tests {
     }
 }
 
-#[derive(Debug)]
-pub struct SocketsTable {
-    options: SourceOptions,
-}
+#[derive(Debug, Clone, Copy)]
+pub struct SocketsTable;
 
 impl SocketsTable {
-    pub fn new(options: SourceOptions) -> Self {
-        SocketsTable { options }
-    }
-
     /// Warn (once per literal, in the statement planning this) about an
     /// address comparison that can never match because the literal is
     /// written as ss prints endpoints.
@@ -295,26 +284,29 @@ fn address_hint(column: &str, literal: &str) -> Option<String> {
     Some(format!("{column} holds IP addresses such as 10.0.0.2 or ::1"))
 }
 
-impl LiveSource for SocketsTable {
-    fn columns(&self) -> &'static [ColumnDef] {
-        Col::DEFS
+impl Table for SocketsTable {
+    const NAME: &'static str = "sockets";
+    const ABOUT: &'static str =
+        "Every TCP, UDP and raw socket (ss -tuwna, netstat, lsof -i), with tcp_info, memory and owning process";
+    const COLUMNS: &'static [ColumnDef] = Col::DEFS;
+    type Plan = pushdown::ScanPlan;
+
+    fn pushdown(&self, filter: &Expr) -> Pushdown {
+        // Run the analysis here too, so that a bad state name warns even
+        // when the scan is never reached.
+        self.pushed(&[filter]);
+        pushdown::pushdown_of(filter)
     }
 
-    fn pushdown(&self, filters: &[&Expr]) -> Vec<bool> {
-        // Run the analysis once here too, so that a bad state name warns
-        // even when the scan is never reached.
-        self.pushed(filters);
-        filters.iter().map(|f| pushdown::pushdown_of(f) != TableProviderFilterPushDown::Unsupported).collect()
+    fn plan(&self, scan: &Scan<'_>) -> Self::Plan {
+        self.scan_plan(scan)
     }
 
-    fn exact(&self, filter: &Expr) -> bool {
-        pushdown::pushdown_of(filter) == TableProviderFilterPushDown::Exact
+    fn label(&self, plan: &Self::Plan) -> String {
+        plan.to_string()
     }
 
-    fn partition(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> LivePartition {
-        let plan = self.plan(projection, filters, limit);
-        LivePartition::projected(Col::DEFS, plan.projection.clone().as_deref(), plan.to_string(), move |sink| {
-            read::produce(&plan, sink)
-        })
+    fn read(&self, plan: &Self::Plan, out: &mut Emitter<'_>) -> anyhow::Result<()> {
+        read::produce(plan, out)
     }
 }

@@ -12,7 +12,7 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 
 use super::{Col, SocketsTable, BBR_COLS, MEM_COLS, TCP_INFO_COLS};
 use crate::filters::{as_str, column_in_literals, is_int_range_filter, port_range};
-use crate::scope;
+use crate::{scope, Scan};
 use sockql_collect::netns::Netns;
 use sockql_collect::sock_diag::inet::{self, Cond, Extensions};
 use sockql_collect::sock_diag::{family_name, protocol_name, ALL_DUMPS};
@@ -20,7 +20,7 @@ use sockql_collect::tcp_state;
 
 /// What a scan will do, decided from its projection and filters.
 #[derive(Debug, Clone)]
-pub(super) struct ScanPlan {
+pub struct ScanPlan {
     pub(super) dumps: Vec<(u8, u8)>,
     pub(super) conds: Vec<Cond>,
     pub(super) states: u32,
@@ -28,8 +28,6 @@ pub(super) struct ScanPlan {
     pub(super) owners: bool,
     /// Walk the cgroup2 tree to name cgroup ids.
     pub(super) cgroup_paths: bool,
-    pub(super) projection: Option<Vec<usize>>,
-    pub(super) limit: Option<usize>,
     pub(super) no_netlink: bool,
     pub(super) targets: Vec<Netns>,
 }
@@ -196,7 +194,8 @@ impl SocketsTable {
         p
     }
 
-    pub(super) fn plan(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> ScanPlan {
+    pub(super) fn scan_plan(&self, scan: &Scan<'_>) -> ScanPlan {
+        let filters = scan.filters;
         let pushed = self.pushed(&filters.iter().collect::<Vec<_>>());
         let allows = |set: &Option<Vec<String>>, v: &str| set.as_ref().is_none_or(|s| s.iter().any(|x| x == v));
         let mut dumps = ALL_DUMPS
@@ -206,10 +205,7 @@ impl SocketsTable {
             .filter(|_| pushed.states != 0 && !pushed.impossible)
             .collect();
         merge_tcp_families(&mut dumps);
-        let uses = |cols: &[Col]| match projection {
-            None => true,
-            Some(p) => cols.iter().any(|c| p.contains(&(*c as usize))),
-        };
+        let uses = |cols: &[Col]| cols.iter().any(|&c| scan.wants(c));
         ScanPlan {
             dumps,
             conds: pushed.conds,
@@ -223,10 +219,8 @@ impl SocketsTable {
             },
             owners: uses(&[Col::Pid, Col::Process]),
             cgroup_paths: uses(&[Col::CgroupPath]),
-            projection: projection.cloned(),
-            limit,
-            no_netlink: self.options.no_netlink,
-            targets: scope::targets(filters, self.options.all_netns()),
+            no_netlink: scan.options.no_netlink,
+            targets: scan.targets(),
         }
     }
 }

@@ -7,21 +7,22 @@ use std::ops::ControlFlow;
 use super::pushdown::ScanPlan;
 use super::rows::{append_diag, append_proc, Interfaces, Wanted};
 use super::Col;
-use crate::columns::RowBuilder;
-use crate::live::{BatchSink, Emitter, BATCH_ROWS};
+use crate::columns::{Column, RowBuilder};
+use crate::live::{Emitter, BATCH_ROWS};
 use crate::{owner_fill, scope};
 use sockql_collect::cgroups::CgroupPaths;
 use sockql_collect::sock_diag::{read_inet, InetSocket};
 use sockql_collect::ReadOptions;
 
-pub(super) fn produce(plan: &ScanPlan, sink: &BatchSink) -> anyhow::Result<()> {
+pub(super) fn produce(plan: &ScanPlan, out: &mut Emitter<'_>) -> anyhow::Result<()> {
     // With owners, rows are built without pid/process and held (see
     // owner_fill::OwnerStream).
-    let owner_cols = (Col::Pid as usize, Col::Process as usize);
-    let (full, inner, _) = owner_fill::split(Col::DEFS, plan.projection.as_deref(), owner_cols);
-    let rows = RowBuilder::new(Col::DEFS, Some(&inner), BATCH_ROWS);
-    let mut out = if plan.owners { Emitter::holding(rows, plan.limit) } else { Emitter::new(rows, sink, plan.limit) };
+    let owner_cols = (Col::Pid.index(), Col::Process.index());
+    let (full, inner, _) = owner_fill::split(Col::DEFS, Some(&out.rows.projection()), owner_cols);
+    let sink = out.sink();
+    let mut held = plan.owners.then(|| out.holding(RowBuilder::new(Col::DEFS, Some(&inner), BATCH_ROWS)));
     let mut owners = owner_fill::OwnerStream::new(Col::DEFS, &full, owner_cols);
+    let out = held.as_mut().unwrap_or(out);
     let wanted = Wanted::of(&out.rows);
     let hz = procfs::ticks_per_second();
     let options = ReadOptions { no_netlink: plan.no_netlink };
@@ -44,16 +45,16 @@ pub(super) fn produce(plan: &ScanPlan, sink: &BatchSink) -> anyhow::Result<()> {
                 }
             };
             let flow = out.end_row()?;
-            if plan.owners && owners.row(inode, &mut out, sink)?.is_break() {
+            if plan.owners && owners.row(inode, out, sink)?.is_break() {
                 return Ok::<_, anyhow::Error>(ControlFlow::Break(()));
             }
             Ok(flow)
         })?;
-        sink.metrics.read(used, received);
+        out.count(used, received);
         Ok(if out.done() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
     })?;
-    if plan.owners {
-        return owners.finish(out, sink);
+    match held {
+        Some(held) => owners.finish(held, sink),
+        None => Ok(()),
     }
-    out.finish()
 }

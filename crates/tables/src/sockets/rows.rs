@@ -62,26 +62,26 @@ fn timer_name(timer: u8) -> Option<&'static str> {
 
 fn append_common(r: &mut RowBuilder, c: &CommonRow, ns: &Netns) {
     use Col::*;
-    r.u64(Col::Netns as usize, Some(ns.inode));
-    r.str(NetnsName as usize, ns.name.as_deref());
-    r.str(Protocol as usize, Some(protocol_name(c.protocol)));
-    r.str(Family as usize, Some(family_name(c.family)));
-    r.str(State as usize, Some(tcp_state::name(c.state)));
-    r.display(LocalAddr as usize, &c.local.0);
-    r.u16(LocalPort as usize, Some(c.local.1));
-    r.display(RemoteAddr as usize, &c.remote.0);
-    r.u16(RemotePort as usize, Some(c.remote.1));
-    r.u32(RecvQ as usize, Some(c.recv_q));
-    r.u32(SendQ as usize, c.send_q);
-    r.u32(Uid as usize, Some(c.uid));
-    r.u64(Inode as usize, Some(c.inode));
+    r.u64(Col::Netns, Some(ns.inode));
+    r.str(NetnsName, ns.name.as_deref());
+    r.str(Protocol, Some(protocol_name(c.protocol)));
+    r.str(Family, Some(family_name(c.family)));
+    r.str(State, Some(tcp_state::name(c.state)));
+    r.display(LocalAddr, &c.local.0);
+    r.u16(LocalPort, Some(c.local.1));
+    r.display(RemoteAddr, &c.remote.0);
+    r.u16(RemotePort, Some(c.remote.1));
+    r.u32(RecvQ, Some(c.recv_q));
+    r.u32(SendQ, c.send_q);
+    r.u32(Uid, Some(c.uid));
+    r.u64(Inode, Some(c.inode));
     let timer = timer_name(c.timer);
-    r.str(Timer as usize, timer);
-    r.u32(TimerExpiresMs as usize, timer.map(|_| c.expires_ms));
-    r.u32(Retransmits as usize, Some(c.retransmits));
-    if r.wants(TimerText as usize) {
+    r.str(Timer, timer);
+    r.u32(TimerExpiresMs, timer.map(|_| c.expires_ms));
+    r.u32(Retransmits, Some(c.retransmits));
+    if r.wants(TimerText) {
         let text = timer.map(|t| format!("({t},{},{})", ss_ms_timer(c.expires_ms), c.retransmits));
-        r.str(TimerText as usize, text.as_deref());
+        r.str(TimerText, text.as_deref());
     }
     // pid and process are filled after the dump: see `with_owners`.
 }
@@ -134,7 +134,7 @@ pub(super) struct Wanted {
 
 impl Wanted {
     pub(super) fn of(r: &RowBuilder) -> Self {
-        let any_of = |cols: &[Col]| cols.iter().any(|&c| r.wants(c as usize));
+        let any_of = |cols: &[Col]| cols.iter().any(|&c| r.wants(c));
         Wanted {
             any: (0..Col::DEFS.len()).any(|c| r.wants(c)),
             tcp_info: any_of(TCP_INFO_COLS),
@@ -172,55 +172,55 @@ pub(super) fn append_diag(
         retransmits: m.retransmits() as u32,
     };
     append_common(r, &common, ns);
-    if r.wants(Interface as usize) {
-        r.str(Interface as usize, ifs.name(m.interface()));
+    if r.wants(Interface) {
+        r.str(Interface, ifs.name(m.interface()));
     }
-    r.u64(Cookie as usize, Some(m.cookie()));
+    r.u64(Cookie, Some(m.cookie()));
     if wanted.tcp_info {
         append_tcp_info(r, m);
     }
     if wanted.bbr {
         let bbr = m.bbr_info();
-        r.u64(BbrBwBps as usize, bbr.map(|b| b.bw_bytes_per_sec.saturating_mul(8)));
-        r.f64(BbrMinRttMs as usize, bbr.map(|b| b.min_rtt_us as f64 / 1000.0));
-        r.f64(BbrPacingGain as usize, bbr.map(|b| b.pacing_gain as f64 / 256.0));
-        r.f64(BbrCwndGain as usize, bbr.map(|b| b.cwnd_gain as f64 / 256.0));
+        r.u64(BbrBwBps, bbr.map(|b| b.bw_bytes_per_sec.saturating_mul(8)));
+        r.f64(BbrMinRttMs, bbr.map(|b| b.min_rtt_us as f64 / 1000.0));
+        r.f64(BbrPacingGain, bbr.map(|b| b.pacing_gain as f64 / 256.0));
+        r.f64(BbrCwndGain, bbr.map(|b| b.cwnd_gain as f64 / 256.0));
     }
-    if r.wants(Congestion as usize) {
-        r.str(Congestion as usize, m.congestion());
+    if r.wants(Congestion) {
+        r.str(Congestion, m.congestion());
     }
     if wanted.mem {
         let mem = m.meminfo();
         let mi = |f: &dyn Fn(&inet::MemInfo<'_>) -> Option<u32>| mem.as_ref().and_then(f);
-        r.u32(RmemAlloc as usize, mi(&|x| x.rmem_alloc()));
-        r.u32(RcvBuf as usize, mi(&|x| x.rcv_buf()));
-        r.u32(WmemAlloc as usize, mi(&|x| x.wmem_alloc()));
-        r.u32(SndBuf as usize, mi(&|x| x.snd_buf()));
-        r.u32(FwdAlloc as usize, mi(&|x| x.fwd_alloc()));
-        r.u32(WmemQueued as usize, mi(&|x| x.wmem_queued()));
-        r.u32(Drops as usize, mi(&|x| x.drops()));
-        r.u32(OptMem as usize, mi(&|x| x.opt_mem()));
-        r.u32(Backlog as usize, mi(&|x| x.backlog()));
+        r.u32(RmemAlloc, mi(&|x| x.rmem_alloc()));
+        r.u32(RcvBuf, mi(&|x| x.rcv_buf()));
+        r.u32(WmemAlloc, mi(&|x| x.wmem_alloc()));
+        r.u32(SndBuf, mi(&|x| x.snd_buf()));
+        r.u32(FwdAlloc, mi(&|x| x.fwd_alloc()));
+        r.u32(WmemQueued, mi(&|x| x.wmem_queued()));
+        r.u32(Drops, mi(&|x| x.drops()));
+        r.u32(OptMem, mi(&|x| x.opt_mem()));
+        r.u32(Backlog, mi(&|x| x.backlog()));
     }
     // Each of these looks its attribute up: only when projected.
-    let attr = |r: &RowBuilder, c: Col| r.wants(c as usize);
+    let attr = |r: &RowBuilder, c: Col| r.wants(c);
     if attr(r, Fwmark) {
-        r.u32(Fwmark as usize, m.mark());
+        r.u32(Fwmark, m.mark());
     }
     if attr(r, Tos) {
-        r.u8(Tos as usize, m.tos());
+        r.u8(Tos, m.tos());
     }
     if attr(r, Tclass) {
-        r.u8(Tclass as usize, m.tclass());
+        r.u8(Tclass, m.tclass());
     }
     if attr(r, ClassId) {
-        r.u32(ClassId as usize, m.class_id());
+        r.u32(ClassId, m.class_id());
     }
     if attr(r, CgroupId) {
-        r.u64(CgroupId as usize, m.cgroup_id());
+        r.u64(CgroupId, m.cgroup_id());
     }
     if attr(r, CgroupPath) {
-        r.str(CgroupPath as usize, m.cgroup_id().and_then(|id| cgroups.path(id)));
+        r.str(CgroupPath, m.cgroup_id().and_then(|id| cgroups.path(id)));
     }
 }
 
@@ -241,70 +241,64 @@ fn append_tcp_info(r: &mut RowBuilder, m: &InetDiagMsg<'_>) {
     // the handshake ends): null, as ss omits them.
     let made = |v: Option<u32>| c(v).filter(|&x| x != 0);
     let rtt = made(t(&|i| i.rtt_us()));
-    r.f64(RttMs as usize, us_to_ms(rtt));
-    r.f64(RttvarMs as usize, us_to_ms(rtt.and(t(&|i| i.rttvar_us()))));
-    r.f64(RtoMs as usize, us_to_ms(made(t(&|i| i.rto_us()))));
-    r.u32(Mss as usize, made(t(&|i| i.snd_mss())));
-    r.u32(Cwnd as usize, t(&|i| i.snd_cwnd()));
-    r.u32(Ssthresh as usize, made(t(&|i| i.snd_ssthresh())).filter(|&v| v < 0x7fff_ffff));
-    r.u32(TotalRetrans as usize, c(t(&|i| i.total_retrans())));
-    r.u32(Lost as usize, c(t(&|i| i.lost())));
-    r.u32(Unacked as usize, t(&|i| i.unacked()));
-    r.u64(BytesSent as usize, c64(t64(&|i| i.bytes_sent())));
-    r.u64(BytesAcked as usize, c64(t64(&|i| i.bytes_acked())));
-    r.u64(BytesReceived as usize, c64(t64(&|i| i.bytes_received())));
-    r.u64(BytesRetrans as usize, c64(t64(&|i| i.bytes_retrans())));
-    r.u32(SegsIn as usize, c(t(&|i| i.segs_in())));
-    r.u32(SegsOut as usize, c(t(&|i| i.segs_out())));
-    r.u32(LastSendMs as usize, c(t(&|i| i.last_data_sent_ms())));
-    r.u32(LastRecvMs as usize, c(t(&|i| i.last_data_recv_ms())));
-    r.u32(LastAckMs as usize, c(t(&|i| i.last_ack_recv_ms())));
-    r.u64(DeliveryRateBps as usize, c64(t64(&|i| i.delivery_rate())).map(|v| v.saturating_mul(8)));
-    r.u64(
-        PacingRateBps as usize,
-        c64(t64(&|i| i.pacing_rate())).filter(|&v| v != u64::MAX).map(|v| v.saturating_mul(8)),
-    );
-    r.f64(MinRttMs as usize, us_to_ms(made(t(&|i| i.min_rtt_us()))).filter(|&v| v < 4_294_967.0));
-    r.u64(BusyMs as usize, c64(t64(&|i| i.busy_time_us())).map(|v| v / 1000));
+    r.f64(RttMs, us_to_ms(rtt));
+    r.f64(RttvarMs, us_to_ms(rtt.and(t(&|i| i.rttvar_us()))));
+    r.f64(RtoMs, us_to_ms(made(t(&|i| i.rto_us()))));
+    r.u32(Mss, made(t(&|i| i.snd_mss())));
+    r.u32(Cwnd, t(&|i| i.snd_cwnd()));
+    r.u32(Ssthresh, made(t(&|i| i.snd_ssthresh())).filter(|&v| v < 0x7fff_ffff));
+    r.u32(TotalRetrans, c(t(&|i| i.total_retrans())));
+    r.u32(Lost, c(t(&|i| i.lost())));
+    r.u32(Unacked, t(&|i| i.unacked()));
+    r.u64(BytesSent, c64(t64(&|i| i.bytes_sent())));
+    r.u64(BytesAcked, c64(t64(&|i| i.bytes_acked())));
+    r.u64(BytesReceived, c64(t64(&|i| i.bytes_received())));
+    r.u64(BytesRetrans, c64(t64(&|i| i.bytes_retrans())));
+    r.u32(SegsIn, c(t(&|i| i.segs_in())));
+    r.u32(SegsOut, c(t(&|i| i.segs_out())));
+    r.u32(LastSendMs, c(t(&|i| i.last_data_sent_ms())));
+    r.u32(LastRecvMs, c(t(&|i| i.last_data_recv_ms())));
+    r.u32(LastAckMs, c(t(&|i| i.last_ack_recv_ms())));
+    r.u64(DeliveryRateBps, c64(t64(&|i| i.delivery_rate())).map(|v| v.saturating_mul(8)));
+    r.u64(PacingRateBps, c64(t64(&|i| i.pacing_rate())).filter(|&v| v != u64::MAX).map(|v| v.saturating_mul(8)));
+    r.f64(MinRttMs, us_to_ms(made(t(&|i| i.min_rtt_us()))).filter(|&v| v < 4_294_967.0));
+    r.u64(BusyMs, c64(t64(&|i| i.busy_time_us())).map(|v| v / 1000));
     let options = ti.as_ref().and_then(|i| i.options()).filter(|_| conn);
     let opt = |bit: u8| options.map(|o| o & bit != 0);
     let wscale = ti.as_ref().and_then(|i| i.wscale()).filter(|_| opt(4) == Some(true));
-    r.u8(SndWscale as usize, wscale.map(|w| w.0));
-    r.u8(RcvWscale as usize, wscale.map(|w| w.1));
-    r.bool(OptTs as usize, opt(1));
-    r.bool(OptSack as usize, opt(2));
-    r.bool(OptEcn as usize, opt(8));
-    r.bool(OptEcnSeen as usize, opt(16));
-    r.u32(Pmtu as usize, made(t(&|i| i.pmtu())));
-    r.u32(RcvMss as usize, made(t(&|i| i.rcv_mss())));
-    r.u32(AdvMss as usize, made(t(&|i| i.advmss())));
-    r.u32(RcvSpace as usize, made(t(&|i| i.rcv_space())));
-    r.u32(RcvSsthresh as usize, made(t(&|i| i.rcv_ssthresh())));
+    r.u8(SndWscale, wscale.map(|w| w.0));
+    r.u8(RcvWscale, wscale.map(|w| w.1));
+    r.bool(OptTs, opt(1));
+    r.bool(OptSack, opt(2));
+    r.bool(OptEcn, opt(8));
+    r.bool(OptEcnSeen, opt(16));
+    r.u32(Pmtu, made(t(&|i| i.pmtu())));
+    r.u32(RcvMss, made(t(&|i| i.rcv_mss())));
+    r.u32(AdvMss, made(t(&|i| i.advmss())));
+    r.u32(RcvSpace, made(t(&|i| i.rcv_space())));
+    r.u32(RcvSsthresh, made(t(&|i| i.rcv_ssthresh())));
     // Older kernels' tcp_info ends before snd_wnd: the offset reads None.
-    r.u32(SndWnd as usize, c(t(&|i| i.snd_wnd())));
-    r.f64(RcvRttMs as usize, us_to_ms(made(t(&|i| i.rcv_rtt_us()))));
-    r.u32(NotsentBytes as usize, c(t(&|i| i.notsent_bytes())));
-    r.u32(Delivered as usize, c(t(&|i| i.delivered())));
-    r.u32(DeliveredCe as usize, c(t(&|i| i.delivered_ce())));
-    r.bool(AppLimited as usize, ti.as_ref().and_then(|i| i.app_limited()).filter(|_| conn));
-    r.u32(Reordering as usize, c(t(&|i| i.reordering())));
-    r.u32(DsackDups as usize, c(t(&|i| i.dsack_dups())));
-    r.u8(Backoff as usize, ti.as_ref().and_then(|i| i.backoff()).filter(|_| conn));
-    r.f64(AtoMs as usize, us_to_ms(c(t(&|i| i.ato_us()))));
-    r.u32(Sacked as usize, c(t(&|i| i.sacked())));
-    r.u32(Retrans as usize, c(t(&|i| i.retrans())));
-    r.u32(DataSegsIn as usize, c(t(&|i| i.data_segs_in())));
-    r.u32(DataSegsOut as usize, c(t(&|i| i.data_segs_out())));
-    r.u64(SendBps as usize, send_bps(t(&|i| i.snd_cwnd()), t(&|i| i.snd_mss()), rtt).filter(|_| conn));
-    r.u64(
-        MaxPacingRateBps as usize,
-        c64(t64(&|i| i.max_pacing_rate())).filter(|&v| v != u64::MAX).map(|v| v.saturating_mul(8)),
-    );
-    r.u64(RwndLimitedMs as usize, c64(t64(&|i| i.rwnd_limited_us())).map(|v| v / 1000));
-    r.u64(SndbufLimitedMs as usize, c64(t64(&|i| i.sndbuf_limited_us())).map(|v| v / 1000));
-    r.u32(ReordSeen as usize, c(t(&|i| i.reord_seen())));
-    r.u32(RcvOoopack as usize, c(t(&|i| i.rcv_ooopack())));
-    r.bool(OptFastopen as usize, opt(32));
+    r.u32(SndWnd, c(t(&|i| i.snd_wnd())));
+    r.f64(RcvRttMs, us_to_ms(made(t(&|i| i.rcv_rtt_us()))));
+    r.u32(NotsentBytes, c(t(&|i| i.notsent_bytes())));
+    r.u32(Delivered, c(t(&|i| i.delivered())));
+    r.u32(DeliveredCe, c(t(&|i| i.delivered_ce())));
+    r.bool(AppLimited, ti.as_ref().and_then(|i| i.app_limited()).filter(|_| conn));
+    r.u32(Reordering, c(t(&|i| i.reordering())));
+    r.u32(DsackDups, c(t(&|i| i.dsack_dups())));
+    r.u8(Backoff, ti.as_ref().and_then(|i| i.backoff()).filter(|_| conn));
+    r.f64(AtoMs, us_to_ms(c(t(&|i| i.ato_us()))));
+    r.u32(Sacked, c(t(&|i| i.sacked())));
+    r.u32(Retrans, c(t(&|i| i.retrans())));
+    r.u32(DataSegsIn, c(t(&|i| i.data_segs_in())));
+    r.u32(DataSegsOut, c(t(&|i| i.data_segs_out())));
+    r.u64(SendBps, send_bps(t(&|i| i.snd_cwnd()), t(&|i| i.snd_mss()), rtt).filter(|_| conn));
+    r.u64(MaxPacingRateBps, c64(t64(&|i| i.max_pacing_rate())).filter(|&v| v != u64::MAX).map(|v| v.saturating_mul(8)));
+    r.u64(RwndLimitedMs, c64(t64(&|i| i.rwnd_limited_us())).map(|v| v / 1000));
+    r.u64(SndbufLimitedMs, c64(t64(&|i| i.sndbuf_limited_us())).map(|v| v / 1000));
+    r.u32(ReordSeen, c(t(&|i| i.reord_seen())));
+    r.u32(RcvOoopack, c(t(&|i| i.rcv_ooopack())));
+    r.bool(OptFastopen, opt(32));
 }
 
 /// Fill every column the /proc/net row does not carry with null.
@@ -343,21 +337,7 @@ pub(super) fn append_proc(
         Col::CgroupId,
         Col::CgroupPath,
     ]) {
-        match c.def_ty() {
-            crate::columns::Ty::F64 => r.f64(*c as usize, None),
-            crate::columns::Ty::U64 => r.u64(*c as usize, None),
-            crate::columns::Ty::U32 => r.u32(*c as usize, None),
-            crate::columns::Ty::Utf8 => r.str(*c as usize, None),
-            crate::columns::Ty::U8 => r.u8(*c as usize, None),
-            crate::columns::Ty::Bool => r.bool(*c as usize, None),
-            other => unreachable!("no {other:?} column among the sock_diag-only ones"),
-        }
-    }
-}
-
-impl Col {
-    fn def_ty(self) -> crate::columns::Ty {
-        Self::DEFS[self as usize].ty
+        r.null(*c);
     }
 }
 
