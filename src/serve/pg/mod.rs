@@ -27,6 +27,7 @@ pub mod encode;
 pub mod framing;
 pub mod information_schema;
 pub mod notices;
+pub mod parameters;
 pub mod pg_attribute;
 pub mod pg_overlay;
 pub mod psql_fns;

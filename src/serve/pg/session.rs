@@ -15,9 +15,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arrow_pg::datatypes::into_pg_type;
 use async_trait::async_trait;
-use datafusion::common::ParamValues;
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{Set, Statement};
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
@@ -641,7 +639,7 @@ impl QueryParser for Session {
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
         match stmt {
             Prepared::Query { described, .. } => {
-                described.params.iter().map(|t| t.as_ref().map_or(Ok(Type::UNKNOWN), into_pg_type)).collect()
+                Ok(described.params.iter().map(|t| t.as_ref().map_or(Type::UNKNOWN, encode::pg_type)).collect())
             }
             Prepared::Local(_) => Ok(Vec::new()),
         }
@@ -668,11 +666,7 @@ impl QueryParser for Session {
 fn parameters(portal: &Portal<Prepared>, described: &Described) -> PgWireResult<HashMap<String, ScalarValue>> {
     let inferred: Vec<Option<&datafusion::arrow::datatypes::DataType>> =
         described.params.iter().map(|t| t.as_ref()).collect();
-    let values = arrow_pg::datatypes::df::deserialize_parameters(portal, &inferred)?;
-    Ok(match values {
-        ParamValues::List(list) => list.into_iter().enumerate().map(|(i, v)| ((i + 1).to_string(), v.value)).collect(),
-        ParamValues::Map(map) => map.into_iter().map(|(k, v)| (k, v.value)).collect(),
-    })
+    super::parameters::decode(portal, &inferred)
 }
 
 #[async_trait]
