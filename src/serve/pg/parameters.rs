@@ -25,8 +25,13 @@ pub fn decode<S: Clone>(portal: &Portal<S>, inferred: &[Option<&DataType>]) -> P
         let named = portal.statement.parameter_types.get(i).cloned().flatten().filter(|t| *t != Type::UNKNOWN);
         let ty = named.or_else(|| target.map(super::encode::pg_type)).unwrap_or(Type::UNKNOWN);
         let value = scalar(portal, i, &ty)?;
+        // Cast to the type the plan infers, as PostgreSQL coerces a value
+        // to its parameter's type; an array the client sent stays an array
+        // (the plan may infer text where it compares elements).
         let value = match target {
-            Some(t) if value.data_type() != *t => value.cast_to(t).map_err(|e| invalid(format!("${}: {e}", i + 1)))?,
+            Some(t) if value.data_type() != *t && !matches!(value, ScalarValue::List(_)) => {
+                value.cast_to(t).map_err(|e| invalid(format!("${}: {e}", i + 1)))?
+            }
             _ => value,
         };
         out.insert((i + 1).to_string(), value);
@@ -64,9 +69,8 @@ fn scalar<S: Clone>(portal: &Portal<S>, i: usize, ty: &Type) -> PgWireResult<Sca
         Type::FLOAT4 => ScalarValue::Float32(portal.parameter::<f32>(i, ty)?),
         Type::FLOAT8 => ScalarValue::Float64(portal.parameter::<f64>(i, ty)?),
         Type::BYTEA => ScalarValue::Binary(portal.parameter::<Vec<u8>>(i, ty)?),
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
-            ScalarValue::Utf8(portal.parameter::<String>(i, ty)?)
-        }
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => ScalarValue::Utf8(portal.parameter::<String>(i, ty)?),
+        Type::UNKNOWN => untyped(portal, i)?,
         Type::BOOL_ARRAY => array!(bool, Boolean, DataType::Boolean),
         Type::INT2_ARRAY => array!(i16, Int16, DataType::Int16),
         Type::INT4_ARRAY => array!(i32, Int32, DataType::Int32),
@@ -76,6 +80,22 @@ fn scalar<S: Clone>(portal: &Portal<S>, i: usize, ty: &Type) -> PgWireResult<Sca
         Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::NAME_ARRAY => array!(String, Utf8, DataType::Utf8),
         _ => as_text(portal, i, ty)?,
     })
+}
+
+/// A value neither the client nor the plan gives a type: text, or an
+/// array of text if it is written as one (`{r,p,f}`). psycopg sends a
+/// Python list of str untyped (pgcli's `relkind = ANY(%s)`), where
+/// PostgreSQL would infer an array from `ANY`; the rewritten membership
+/// test (`array_contains($1, x)`) leaves DataFusion nothing to infer from.
+fn untyped<S: Clone>(portal: &Portal<S>, i: usize) -> PgWireResult<ScalarValue> {
+    let text = portal.parameter::<String>(i, &Type::UNKNOWN)?;
+    match text {
+        Some(t) if t.starts_with('{') && t.ends_with('}') && !portal.parameter_format.is_binary(i) => {
+            let items = portal.parameter::<Vec<Option<String>>>(i, &Type::TEXT_ARRAY)?;
+            Ok(list(items.map(|v| v.into_iter().map(ScalarValue::Utf8).collect()), &DataType::Utf8))
+        }
+        other => Ok(ScalarValue::Utf8(other)),
+    }
 }
 
 /// A value of another type sent as text: its text, for DataFusion's cast.

@@ -2,7 +2,7 @@
 //! engine, read-only policy and limits as the command line (a session of
 //! its own, so snapshots and settings stay per client).
 //!
-//! Client SQL is first rewritten by datafusion-pg-catalog's compatibility
+//! Client SQL is first rewritten by the compatibility
 //! parser (psql's and other clients' catalog queries use PostgreSQL forms
 //! DataFusion does not plan), then printed back to text and run by
 //! [`Engine`], which checks it against the same bounds as any other text.
@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{Set, Statement};
-use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use super::catalog::client_sql::ClientSql;
 use futures::{Sink, SinkExt};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{send_execution_response, ExtendedQueryHandler, SimpleQueryHandler};
@@ -120,7 +120,7 @@ struct Parsed {
 /// PostgreSQL's syntax first (rewritten for DataFusion); failing that,
 /// DataFusion's own (SHOW TABLES, DESCRIBE, EXPLAIN ANALYZE, CREATE
 /// EXTERNAL TABLE), whose statements the engine's policy then judges.
-fn parse(parser: &PostgresCompatibilityParser, text: &str) -> anyhow::Result<Vec<Parsed>> {
+fn parse(parser: &ClientSql, text: &str) -> anyhow::Result<Vec<Parsed>> {
     let parsed = super::catalog_types::replaced(parser, text)
         .unwrap_or_else(|| super::catalog::parse_client_sql(parser, text))
         .map(super::catalog_types::rewrite);
@@ -180,7 +180,7 @@ pub struct Shared {
     /// How long a query waits for a slot before it is refused.
     pub slot_wait: Duration,
     /// Built once: it parses its own rewrite tables when made.
-    pub parser: Arc<PostgresCompatibilityParser>,
+    pub parser: Arc<ClientSql>,
 }
 
 /// How a session makes its engine.
@@ -731,7 +731,7 @@ mod tests {
     use crate::query::policy::Refusal;
 
     fn parse(sql: &str) -> Statement {
-        PostgresCompatibilityParser::new().parse(sql).unwrap().remove(0)
+        ClientSql::new().parse(sql).unwrap().remove(0)
     }
 
     #[test]
