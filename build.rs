@@ -1,39 +1,15 @@
-//! Compile the saved reports in queries/ into the binary, so an installed
-//! sockql has them without the source tree.
-
-use std::fmt::Write;
-use std::path::Path;
+//! Link the sockql binary at a fixed address (not PIE). A PIE of this size
+//! makes the loader apply ~230,000 relative relocations at every start:
+//! reading 5 MB of .rela.dyn and copy-on-write faulting 4 MB of
+//! .data.rel.ro, a quarter of `sockql "SELECT 1"` (6.7 -> 5.1 ms, see
+//! BENCHMARKS.md). The price is no ASLR for the binary's own code (the
+//! heap, stack and libraries stay randomised); SOCKQL_PIE=1 at build time
+//! keeps a PIE. (The saved reports are compiled in by crates/query/build.rs.)
 
 fn main() {
-    println!("cargo:rerun-if-changed=queries");
-    // Link the sockql binary at a fixed address (not PIE). A PIE of this
-    // size makes the loader apply ~230,000 relative relocations at every
-    // start: reading 5 MB of .rela.dyn and copy-on-write faulting 4 MB of
-    // .data.rel.ro, a quarter of `sockql "SELECT 1"` (6.7 -> 5.1 ms, see
-    // BENCHMARKS.md). The price is no ASLR for the binary's own code (the
-    // heap, stack and libraries stay randomised); SOCKQL_PIE=1 at build time
-    // keeps a PIE.
+    println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=SOCKQL_PIE");
     if std::env::var_os("SOCKQL_PIE").is_none() {
         println!("cargo:rustc-link-arg-bins=-no-pie");
     }
-    // Read at run time, not with env!(): a build script compiled in one clone
-    // is reused from a shared CARGO_TARGET_DIR by clones at other paths.
-    let dir = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("queries");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("queries/ exists")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
-        .collect();
-    files.sort();
-    let mut code =
-        String::from("/// (file name, text) of each built-in saved query.\npub const BUILTIN: &[(&str, &str)] = &[\n");
-    for f in files {
-        println!("cargo:rerun-if-changed={}", f.display());
-        let name = f.file_name().unwrap().to_string_lossy().into_owned();
-        writeln!(code, "    ({name:?}, include_str!({:?})),", f.display().to_string()).unwrap();
-    }
-    code.push_str("];\n");
-    let out = Path::new(&std::env::var("OUT_DIR").unwrap()).join("builtin_queries.rs");
-    std::fs::write(out, code).unwrap();
 }

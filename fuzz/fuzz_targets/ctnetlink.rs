@@ -1,6 +1,6 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use sockql::collect::{conntrack::netlink as ctnetlink, netlink::frames};
+use sockql_collect::{conntrack::netlink as ctnetlink, netlink::frames};
 
 fuzz_target!(|data: &[u8]| {
     let _ = ctnetlink::parse_entry(data);

@@ -1,6 +1,6 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use sockql::collect::{netlink::frames, sock_diag::inet::InetDiagMsg, sock_diag::unix as unix_diag};
+use sockql_collect::{netlink::frames, sock_diag::inet::InetDiagMsg, sock_diag::unix as unix_diag};
 
 fuzz_target!(|data: &[u8]| {
     for frame in frames(data).flatten() {

@@ -1,6 +1,6 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use sockql::collect::{conntrack::proc as proc_conntrack, counters, proc_net};
+use sockql_collect::{conntrack::proc as proc_conntrack, counters, proc_net};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {

@@ -764,7 +764,7 @@ mod tests {
             PgWireError::UserError(info) => info.code,
             other => panic!("{other:?}"),
         };
-        let refused = anyhow::Error::new(Refusal::example());
+        let refused = anyhow::Error::new(Refusal::by_front_end("COPY ... TO writes files"));
         assert_eq!(code(pg_error(refused)), "42501");
         assert_eq!(code(pg_error(crate::query::engine::TimedOut(std::time::Duration::from_secs(1)).into())), "57014");
         // A refusal inside DataFusion's planning, as a table function makes it.
