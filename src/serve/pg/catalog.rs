@@ -22,11 +22,11 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::cast::as_string_array;
 use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
 
+use client_sql::ClientSql;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Span, Token, TokenWithSpan, Tokenizer};
-use client_sql::ClientSql;
 
 use crate::query::engine::Engine;
 
@@ -50,10 +50,7 @@ fn significant(sql: &str) -> Option<Vec<Token>> {
 
 /// The statements of `text` if it holds Grafana's search_path subquery,
 /// which is answered as `SELECT 'public'`; None for any other text.
-pub fn with_search_path(
-    parser: &ClientSql,
-    text: &str,
-) -> Option<Result<Vec<Statement>, ParserError>> {
+pub fn with_search_path(parser: &ClientSql, text: &str) -> Option<Result<Vec<Statement>, ParserError>> {
     let pattern = significant(GRAFANA_SEARCH_PATH)?;
     let tokens = significant(text)?;
     let at = tokens.windows(pattern.len()).position(|w| w == pattern.as_slice())?;

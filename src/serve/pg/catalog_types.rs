@@ -12,6 +12,7 @@
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+use super::catalog::client_sql::ClientSql;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int32Builder, Int64Array, ListBuilder, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type};
 use datafusion::common::cast::as_int64_array;
@@ -22,7 +23,6 @@ use datafusion::sql::sqlparser::ast::{
     ObjectNamePart, Statement, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::parser::ParserError;
-use super::catalog::client_sql::ClientSql;
 
 /// Install the catalog's PostgreSQL types in a session whose pg_catalog
 /// is set up.

@@ -18,7 +18,10 @@ use pgwire::api::Type;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 
 /// `$1`, `$2`, ... -> value, for the portal's parameters.
-pub fn decode<S: Clone>(portal: &Portal<S>, inferred: &[Option<&DataType>]) -> PgWireResult<HashMap<String, ScalarValue>> {
+pub fn decode<S: Clone>(
+    portal: &Portal<S>,
+    inferred: &[Option<&DataType>],
+) -> PgWireResult<HashMap<String, ScalarValue>> {
     let mut out = HashMap::with_capacity(portal.parameter_len());
     for i in 0..portal.parameter_len() {
         let target = inferred.get(i).copied().flatten();
@@ -101,7 +104,11 @@ fn untyped<S: Clone>(portal: &Portal<S>, i: usize) -> PgWireResult<ScalarValue> 
 /// A value of another type sent as text: its text, for DataFusion's cast.
 fn as_text<S: Clone>(portal: &Portal<S>, i: usize, ty: &Type) -> PgWireResult<ScalarValue> {
     if portal.parameter_format.is_binary(i) {
-        return Err(invalid(format!("${}: binary parameters of type {} are not supported; send it as text", i + 1, ty.name())));
+        return Err(invalid(format!(
+            "${}: binary parameters of type {} are not supported; send it as text",
+            i + 1,
+            ty.name()
+        )));
     }
     // Read as `text`, which accepts any bytes that are UTF-8.
     Ok(ScalarValue::Utf8(portal.parameter::<String>(i, &Type::TEXT)?))

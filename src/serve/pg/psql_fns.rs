@@ -176,7 +176,12 @@ impl ScalarUDFImpl for Shim {
     }
 }
 
-pub(crate) fn shim(name: &'static str, args: &[usize], returns: DataType, body: fn(&[ArrayRef]) -> Result<ArrayRef>) -> ScalarUDF {
+pub(crate) fn shim(
+    name: &'static str,
+    args: &[usize],
+    returns: DataType,
+    body: fn(&[ArrayRef]) -> Result<ArrayRef>,
+) -> ScalarUDF {
     let signature = match args {
         [n] => Signature::any(*n, Volatility::Stable),
         many => Signature::one_of(many.iter().map(|n| TypeSignature::Any(*n)).collect(), Volatility::Stable),

@@ -20,6 +20,7 @@
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
+use super::catalog::client_sql::ClientSql;
 use datafusion::sql::sqlparser::ast::{
     Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentClause, FunctionArgumentList, FunctionArguments,
     GroupByExpr, Ident, ObjectName, ObjectNamePart, OrderByKind, Query, SelectItem, SetExpr, Statement, TableFactor,
@@ -28,7 +29,6 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Span, Token, TokenWithSpan, Tokenizer};
-use super::catalog::client_sql::ClientSql;
 
 /// Rewrite one statement (see the module comment).
 pub fn rewrite(mut statement: Statement) -> Statement {
@@ -327,10 +327,7 @@ impl Visitor for Outer<'_> {
 
 /// The statements of `text` if it casts a pg_catalog table's bare name to
 /// regclass, with the name qualified; None for any other text.
-pub fn with_catalog_regclass(
-    parser: &ClientSql,
-    text: &str,
-) -> Option<Result<Vec<Statement>, ParserError>> {
+pub fn with_catalog_regclass(parser: &ClientSql, text: &str) -> Option<Result<Vec<Statement>, ParserError>> {
     let mut tokens: Vec<Token> = Tokenizer::new(&PostgreSqlDialect {}, text)
         .tokenize()
         .ok()?

@@ -15,10 +15,10 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::catalog::client_sql::ClientSql;
 use async_trait::async_trait;
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{Set, Statement};
-use super::catalog::client_sql::ClientSql;
 use futures::{Sink, SinkExt};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{send_execution_response, ExtendedQueryHandler, SimpleQueryHandler};

@@ -230,6 +230,9 @@ FROM pg_catalog.pg_publication p
 WHERE p.puballtables AND pg_catalog.pg_relation_is_publishable('16464')
 ORDER BY 1;"#;
         let out = crate::serve::pg::catalog::client_sql::ClientSql::new().parse(sql).unwrap();
-        assert_eq!(out[0].to_string(), "SELECT NULL AS \"pubname\", NULL AS \"column2\", NULL AS \"column3\" WHERE false");
+        assert_eq!(
+            out[0].to_string(),
+            "SELECT NULL AS \"pubname\", NULL AS \"column2\", NULL AS \"column3\" WHERE false"
+        );
     }
 }

@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int32Array, ListBuilder, StringArray, StringBuilder};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int32Array, ListBuilder, StringArray, StringBuilder,
+};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::error::Result;
@@ -60,6 +62,7 @@ fn texts(args: &[ArrayRef]) -> Result<Vec<Option<String>>> {
 }
 
 /// PostgreSQL's reserved key words (those quote_ident quotes).
+#[rustfmt::skip]
 const RESERVED: &[&str] = &[
     "all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric", "both", "case", "cast", "check",
     "collate", "column", "constraint", "create", "current_catalog", "current_date", "current_role", "current_time",
@@ -160,8 +163,13 @@ fn bounds(args: &[ArrayRef], upper: bool) -> Result<ArrayRef> {
         (0..lengths.len())
             .map(|i| {
                 let len = if lengths.is_valid(i) { lengths.value(i) } else { 0 };
-                (dims.is_valid(i) && dims.value(i) == 1 && len > 0)
-                    .then(|| if upper { i32::try_from(len).unwrap_or(i32::MAX) } else { 1 })
+                (dims.is_valid(i) && dims.value(i) == 1 && len > 0).then(|| {
+                    if upper {
+                        i32::try_from(len).unwrap_or(i32::MAX)
+                    } else {
+                        1
+                    }
+                })
             })
             .collect::<Int32Array>(),
     ))

@@ -61,7 +61,9 @@ pub fn namespaces(listing: &Listing, oids: &Oids) -> Vec<Row> {
     listing
         .schemas
         .iter()
-        .map(|s| vec![("oid", int(oids.of(&format!("namespace:{s}")))), ("nspname", text(s)), ("nspowner", int(OWNER_OID))])
+        .map(|s| {
+            vec![("oid", int(oids.of(&format!("namespace:{s}")))), ("nspname", text(s)), ("nspowner", int(OWNER_OID))]
+        })
         .collect()
 }
 
@@ -96,7 +98,8 @@ pub fn attributes(listing: &Listing, oids: &Oids) -> Vec<Row> {
         for (attnum, field) in (1i16..).zip(r.fields.fields().iter()) {
             let (ty, typmod) = crate::serve::pg::encode::column_type(field);
             let facts = crate::serve::pg::type_catalog::facts_of(&ty);
-            let (len, byval, align, storage) = facts.map_or((-1, false, 'i', 'x'), |f| (f.len, f.byval, f.align, f.storage));
+            let (len, byval, align, storage) =
+                facts.map_or((-1, false, 'i', 'x'), |f| (f.len, f.byval, f.align, f.storage));
             let array = facts.is_some_and(|f| f.typname.starts_with('_'));
             out.push(vec![
                 ("attrelid", int(oid)),
@@ -126,7 +129,13 @@ pub fn tables(listing: &Listing) -> Vec<Row> {
         .relations
         .iter()
         .filter(|r| r.kind != TableType::View)
-        .map(|r| vec![("schemaname", text(&r.schema)), ("tablename", text(&r.name)), ("tableowner", text(crate::serve::pg::pg_overlay::OWNER))])
+        .map(|r| {
+            vec![
+                ("schemaname", text(&r.schema)),
+                ("tablename", text(&r.name)),
+                ("tableowner", text(crate::serve::pg::pg_overlay::OWNER)),
+            ]
+        })
         .collect()
 }
 

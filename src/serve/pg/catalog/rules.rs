@@ -83,7 +83,8 @@ fn alias_duplicates(select: &mut Select) {
             _ => None,
         };
         if let Some(name) = name {
-            *item = SelectItem::ExprWithAlias { expr: expr.clone(), alias: Ident::new(format!("__alias_{}", name.value)) };
+            *item =
+                SelectItem::ExprWithAlias { expr: expr.clone(), alias: Ident::new(format!("__alias_{}", name.value)) };
         }
     }
 }
@@ -96,7 +97,9 @@ fn qualify_through_wildcard(query: &mut Query) {
         .projection
         .iter()
         .filter_map(|item| match item {
-            SelectItem::QualifiedWildcard(SelectItemQualifiedWildcardKind::ObjectName(name), _) => Some(ident_path(name)),
+            SelectItem::QualifiedWildcard(SelectItemQualifiedWildcardKind::ObjectName(name), _) => {
+                Some(ident_path(name))
+            }
             _ => None,
         })
         .collect();
@@ -281,7 +284,9 @@ impl VisitorMut for Exprs {
                     _ => None,
                 }
             }
-            Expr::Identifier(ident) if ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("current_schema") => {
+            Expr::Identifier(ident)
+                if ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("current_schema") =>
+            {
                 Some(call("current_schema", vec![]))
             }
             Expr::Collate { expr: inner, .. } => Some(inner.as_ref().clone()),
@@ -305,7 +310,8 @@ impl VisitorMut for Exprs {
             Expr::Cast { kind: CastKind::DoubleColon, expr: operand, data_type: SqlType::Array(element), .. } => {
                 // '{a,b}'::text[] / '{1,2}'::int[]: an ARRAY of the elements.
                 if let Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(s), .. }) = operand.as_ref() {
-                    let items: Vec<String> = array_literal(s).unwrap_or_default().into_iter().map(str::to_string).collect();
+                    let items: Vec<String> =
+                        array_literal(s).unwrap_or_default().into_iter().map(str::to_string).collect();
                     let text = match element {
                         datafusion::sql::sqlparser::ast::ArrayElemTypeDef::AngleBracket(t)
                         | datafusion::sql::sqlparser::ast::ArrayElemTypeDef::SquareBracket(t, _)
@@ -420,17 +426,11 @@ mod tests {
         assert_eq!(rewritten("SELECT '{a,b}'::text[]"), "SELECT ARRAY['a', 'b']::TEXT[]");
         assert_eq!(rewritten("SELECT current_user"), "SELECT session_user");
         assert_eq!(rewritten("SELECT a COLLATE \"C\" FROM t"), "SELECT a FROM t");
-        assert_eq!(
-            rewritten("SELECT 1 FROM t WHERE a OPERATOR(pg_catalog.~) '^x'"),
-            "SELECT 1 FROM t WHERE a ~ '^x'"
-        );
+        assert_eq!(rewritten("SELECT 1 FROM t WHERE a OPERATOR(pg_catalog.~) '^x'"), "SELECT 1 FROM t WHERE a ~ '^x'");
         assert_eq!(rewritten("SELECT '16417'::regclass"), "SELECT 16417");
         assert!(rewritten("SELECT 'sockets'::regclass").contains("FROM pg_catalog.pg_class c"));
         assert_eq!(rewritten("SELECT version()"), "SELECT version() AS version");
-        assert_eq!(
-            rewritten("SELECT (SELECT x FROM u) FROM t"),
-            "SELECT (SELECT x FROM u LIMIT 1) FROM t"
-        );
+        assert_eq!(rewritten("SELECT (SELECT x FROM u) FROM t"), "SELECT (SELECT x FROM u LIMIT 1) FROM t");
         assert_eq!(rewritten("SELECT (SELECT u.x FROM u WHERE u.y = t.y) FROM t"), "SELECT NULL FROM t");
         // A user's table named like nothing in pg_catalog stays where it is.
         assert_eq!(rewritten("SELECT * FROM sockets"), "SELECT * FROM sockets");

@@ -69,7 +69,8 @@ pub fn rows() -> Vec<Row> {
                 _ => 0,
             };
             let (typtype, category) = kind_letters(t);
-            let (len, byval, align, storage) = facts.map_or((-1, false, 'i', 'x'), |f| (f.len, f.byval, f.align, f.storage));
+            let (len, byval, align, storage) =
+                facts.map_or((-1, false, 'i', 'x'), |f| (f.len, f.byval, f.align, f.storage));
             let collatable = matches!(t.name(), "text" | "varchar" | "bpchar" | "name");
             Some(vec![
                 ("oid", int(oid)),
