@@ -1,7 +1,19 @@
 //! What PostgreSQL clients expect of the catalog besides the live tables:
-//! pg_catalog and its functions (datafusion-pg-catalog), and the server
+//! pg_catalog and its functions (the modules below), and the server
 //! settings clients read (`SHOW name`, `current_setting('name')`, as
 //! Grafana's table list does).
+
+pub mod client_sql;
+mod definitions;
+mod empty_queries;
+mod functions;
+mod relations;
+mod roles;
+pub mod rows;
+mod rules;
+pub mod schema;
+mod type_names;
+mod types;
 
 use std::sync::Arc;
 
@@ -10,18 +22,17 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::cast::as_string_array;
 use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
 
+use client_sql::ClientSql;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Span, Token, TokenWithSpan, Tokenizer};
-use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use crate::query::engine::Engine;
 
 /// Grafana's table list asks which schemas are on the search_path with a
-/// set-returning form DataFusion cannot plan. datafusion-pg-catalog
-/// replaces it with `''`, so Grafana's table list comes back empty.
-/// sockql's search_path is `public`: the subquery is `SELECT 'public'`.
+/// set-returning form DataFusion cannot plan. sockql's search_path is
+/// `public`: the subquery is `SELECT 'public'`.
 const GRAFANA_SEARCH_PATH: &str = r#"SELECT
     CASE WHEN trim(s[i]) = '"$user"' THEN user ELSE trim(s[i]) END
 FROM
@@ -39,10 +50,7 @@ fn significant(sql: &str) -> Option<Vec<Token>> {
 
 /// The statements of `text` if it holds Grafana's search_path subquery,
 /// which is answered as `SELECT 'public'`; None for any other text.
-pub fn with_search_path(
-    parser: &PostgresCompatibilityParser,
-    text: &str,
-) -> Option<Result<Vec<Statement>, ParserError>> {
+pub fn with_search_path(parser: &ClientSql, text: &str) -> Option<Result<Vec<Statement>, ParserError>> {
     let pattern = significant(GRAFANA_SEARCH_PATH)?;
     let tokens = significant(text)?;
     let at = tokens.windows(pattern.len()).position(|w| w == pattern.as_slice())?;
@@ -123,7 +131,7 @@ pub fn show_name(words: &str) -> String {
 /// A client's text as statements DataFusion plans: the compatibility
 /// parser's rewrites (with Grafana's search_path and pg_catalog's
 /// regclass names seen to first), then those psql's meta-commands need.
-pub fn parse_client_sql(parser: &PostgresCompatibilityParser, text: &str) -> Result<Vec<Statement>, ParserError> {
+pub fn parse_client_sql(parser: &ClientSql, text: &str) -> Result<Vec<Statement>, ParserError> {
     let parsed =
         match with_search_path(parser, text).or_else(|| super::psql_rewrite::with_catalog_regclass(parser, text)) {
             Some(parsed) => parsed?,
@@ -265,8 +273,17 @@ impl datafusion::catalog::TableFunctionImpl for NoFiles {
 pub fn setup(engine: &Engine) -> anyhow::Result<()> {
     let ctx = engine.context();
     ctx.register_udtf(crate::tables::packets::read_pcap::NAME, Arc::new(NoFiles));
-    datafusion_pg_catalog::setup_pg_catalog(ctx, "datafusion", super::pg_overlay::Roles)
+    let database = ctx.state().config().options().catalog.default_catalog.clone();
+    let shared = Arc::new(schema::Shared {
+        catalogs: Arc::downgrade(ctx.state().catalog_list()),
+        oids: schema::Oids::default(),
+    });
+    ctx.catalog(&database)
+        .ok_or_else(|| anyhow::anyhow!("no catalog {database}"))?
+        .register_schema("pg_catalog", Arc::new(schema::PgCatalog { shared }))
         .map_err(|e| anyhow::anyhow!("cannot set up pg_catalog: {e}"))?;
+    functions::install(ctx, &database);
+    type_names::install(ctx);
     ctx.register_udf(create_udf(
         "current_setting",
         vec![DataType::Utf8],
@@ -296,9 +313,8 @@ pub fn setup(engine: &Engine) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Take pg_catalog out of a closing session's catalog. It holds the
-/// session's catalog list, which holds it: left in place, that cycle keeps
-/// the whole catalog (its static tables, about 5 MB) after the session.
+/// Take pg_catalog out of a closing session's catalog (its overlays hold
+/// the session's catalog list, which holds them).
 pub fn teardown(engine: &Engine) {
     if let Some(catalog) = engine.context().catalog("datafusion") {
         let _ = catalog.deregister_schema("pg_catalog", true);
@@ -312,7 +328,7 @@ mod tests {
 
     #[test]
     fn grafanas_search_path_is_public() {
-        let parser = PostgresCompatibilityParser::new();
+        let parser = ClientSql::new();
         let grafana = format!(
             "SELECT quote_ident(table_name) AS \"table\" FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND quote_ident(table_schema) IN ({GRAFANA_SEARCH_PATH})"
         );

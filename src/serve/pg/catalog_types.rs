@@ -1,17 +1,18 @@
 //! Types in the catalog for PostgreSQL clients that read it (pgcli,
 //! harlequin, any information_schema reader): PostgreSQL's
 //! information_schema.columns and pg_attribute types
-//! ([`super::information_schema`], [`super::pg_attribute`]), format_type()
+//! ([`super::information_schema`], catalog/relations.rs), format_type()
 //! from the same table as RowDescription ([`super::type_catalog`]), and
 //! what regtype casts print: `x::regtype::text` and
 //! `COALESCE(a::regtype[], b::regtype[])::text[]` give type names
 //! (`bigint`), as PostgreSQL's regtype output does, where the oids were
 //! planned as plain integers (and pg_proc's argument-type lists, text in
-//! datafusion-pg-catalog, failed to cast at all).
+//! pg_catalog, failed to cast at all).
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+use super::catalog::client_sql::ClientSql;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int32Builder, Int64Array, ListBuilder, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type};
 use datafusion::common::cast::as_int64_array;
@@ -22,20 +23,10 @@ use datafusion::sql::sqlparser::ast::{
     ObjectNamePart, Statement, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::parser::ParserError;
-use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 /// Install the catalog's PostgreSQL types in a session whose pg_catalog
 /// is set up.
 pub fn install(ctx: &SessionContext) -> anyhow::Result<()> {
-    let catalogs = ctx.state().catalog_list().clone();
-    if let Some(catalog) = ctx.catalog("datafusion") {
-        if let Some(inner) = catalog.schema("pg_catalog") {
-            let overlay = super::pg_attribute::PgCatalog { inner, catalogs };
-            catalog
-                .register_schema("pg_catalog", Arc::new(overlay))
-                .map_err(|e| anyhow::anyhow!("cannot set up pg_attribute: {e}"))?;
-        }
-    }
     super::information_schema::install(ctx).map_err(|e| anyhow::anyhow!("cannot set up information_schema: {e}"))?;
     for f in [Oids::FORMAT_TYPE, Oids::REGTYPE_NAME, Oids::REGTYPE_NAMES, Oids::OID_ARRAY, Oids::REGTYPE_ARRAY] {
         ctx.register_udf(ScalarUDF::new_from_impl(Oids::new(f)));
@@ -264,7 +255,7 @@ const PGCLI_CASING: &str = r"WITH Words AS (
 
 /// The statements answering `text` if it is a client's catalog query that
 /// is answered another way (pgcli's casing query); None for any other.
-pub fn replaced(parser: &PostgresCompatibilityParser, text: &str) -> Option<Result<Vec<Statement>, ParserError>> {
+pub fn replaced(parser: &ClientSql, text: &str) -> Option<Result<Vec<Statement>, ParserError>> {
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
     use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
     let significant = |sql: &str| -> Option<Vec<Token>> {
@@ -415,7 +406,7 @@ mod tests {
     use super::*;
 
     fn rewritten(sql: &str) -> String {
-        let parser = PostgresCompatibilityParser::new();
+        let parser = ClientSql::new();
         rewrite(parser.parse(sql).unwrap()).iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
     }
 
@@ -446,7 +437,7 @@ mod tests {
 
     #[test]
     fn pgcli_casing_is_recognised() {
-        let parser = PostgresCompatibilityParser::new();
+        let parser = ClientSql::new();
         assert!(replaced(&parser, &format!("\n   {PGCLI_CASING};\n")).is_some());
         assert!(replaced(&parser, "SELECT 1").is_none());
     }

@@ -85,23 +85,16 @@ enum Kind {
     Json,
     /// Text as Arrow displays it.
     Display,
-    /// pg_catalog's `"char"` columns (one byte).
-    Char,
     /// pg_catalog's oid columns (Int32 on the Arrow side, u32 on the wire).
     Oid(Type),
 }
 
 impl Kind {
     fn of(field: &Field) -> Kind {
-        if field.metadata().contains_key(arrow_pg::datatypes::PG_CHAR_KEY)
-            && matches!(field.data_type(), DataType::Utf8)
+        if let (Some(kind), DataType::Int32) =
+            (field.metadata().get(super::catalog::schema::OID_KIND_KEY), field.data_type())
         {
-            return Kind::Char;
-        }
-        if let (Some(alias), DataType::Int32) =
-            (field.metadata().get(arrow_pg::datatypes::PG_OID_ALIAS_KEY), field.data_type())
-        {
-            if let Some(t) = arrow_pg::datatypes::pg_type_for_alias_kind(alias) {
+            if let Some(t) = super::catalog::schema::oid_type(kind) {
                 return Kind::Oid(t);
             }
         }
@@ -154,7 +147,6 @@ impl Kind {
             Kind::Timestamp { zoned: true } => Type::TIMESTAMPTZ,
             Kind::Interval => Type::INTERVAL,
             Kind::Json => Type::JSON,
-            Kind::Char => Type::CHAR,
             Kind::Oid(t) => t.clone(),
             Kind::Array(element) => match element.pg_type() {
                 Type::BOOL => Type::BOOL_ARRAY,
@@ -440,18 +432,14 @@ fn write_scalar(kind: &Kind, array: &dyn Array, row: usize, binary: bool, out: &
                 out.put_slice(float_text(v, format!("{v:e}"), 15).as_bytes());
             }
         }
-        Kind::Text | Kind::Char => {
+        Kind::Text => {
             let s: &str = match array.data_type() {
                 DataType::Utf8 => array.as_string::<i32>().value(row),
                 DataType::LargeUtf8 => array.as_string::<i64>().value(row),
                 DataType::Utf8View => array.as_string_view().value(row),
                 _ => return Err(mismatch(kind, array)),
             };
-            if *kind == Kind::Char && binary {
-                out.put_u8(s.as_bytes().first().copied().unwrap_or(0));
-            } else {
-                out.put_slice(s.as_bytes());
-            }
+            out.put_slice(s.as_bytes());
         }
         Kind::Bytea => {
             let b: &[u8] = match array.data_type() {

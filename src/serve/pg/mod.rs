@@ -27,7 +27,7 @@ pub mod encode;
 pub mod framing;
 pub mod information_schema;
 pub mod notices;
-pub mod pg_attribute;
+pub mod parameters;
 pub mod pg_overlay;
 pub mod psql_fns;
 pub mod psql_rewrite;
@@ -174,7 +174,7 @@ impl PgServer {
             root_slot: Arc::new(Semaphore::new(1)),
             max_queries: options.max_queries.max(1),
             slot_wait: limits.timeout.unwrap_or(Duration::from_secs(30)),
-            parser: Arc::new(datafusion_pg_catalog::sql::PostgresCompatibilityParser::new()),
+            parser: Arc::new(catalog::client_sql::ClientSql::new()),
         });
         Ok(PgServer {
             rule,

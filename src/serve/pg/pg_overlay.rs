@@ -1,12 +1,9 @@
-//! pg_catalog as datafusion-pg-catalog builds it, with sockql's own rows
-//! added where clients read them:
+//! pg_catalog (catalog/schema.rs) with sockql's own rows added where
+//! clients read them:
 //! - pg_description: each table's and column's description (psql's `\d+`
 //!   and `\dt+` through `col_description`/`obj_description`, pgjdbc's
 //!   REMARKS), keyed by the OIDs pg_class gives them in this session;
-//! - pg_proc: sockql's functions (psql's `\df`), in schema public;
-//! - pg_roles: the one role every object is owned by (psql's `\du`).
-//!
-//! Everything else is the crate's, unchanged.
+//! - pg_proc: sockql's functions (psql's `\df`), in schema public.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -21,39 +18,16 @@ use datafusion::datasource::TableType;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
-use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role};
 
+use super::catalog::rows::{batch, text, Row};
 use super::psql_fns::OwnFunction;
 use crate::query::catalog::{column_doc, listing_in, Listed, HISTORY_SCHEMA};
 
 /// The role every object is owned by, as `pg_get_userbyid` names it.
 pub const OWNER: &str = "postgres";
 
-/// pg_roles: the owner, a role that logs in and nothing more (sockql is
-/// read-only whoever connects).
-#[derive(Debug, Clone)]
-pub struct Roles;
-
-#[async_trait]
-impl PgCatalogContextProvider for Roles {
-    async fn roles(&self) -> Vec<String> {
-        vec![OWNER.to_string()]
-    }
-
-    async fn role(&self, name: &str) -> Option<Role> {
-        (name == OWNER).then(|| Role {
-            name: OWNER.to_string(),
-            is_superuser: false,
-            can_login: true,
-            can_create_db: false,
-            can_create_role: false,
-            can_create_user: false,
-            can_replication: false,
-            grants: Vec::new(),
-            inherited_roles: Vec::new(),
-        })
-    }
-}
+/// That role's OID (PostgreSQL's bootstrap superuser's, 10).
+pub const OWNER_OID: i32 = 10;
 
 /// Put the overlay in front of the session's pg_catalog schema.
 pub fn install(ctx: &SessionContext, functions: Vec<(i32, &'static OwnFunction)>) -> anyhow::Result<()> {
@@ -209,31 +183,6 @@ async fn table_rows(pg_catalog: &dyn SchemaProvider, name: &str, state: &dyn Ses
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
     batch.column_by_name(name).ok_or_else(|| DataFusionError::Internal(format!("pg_catalog has no column {name}")))
-}
-
-/// One added row: its values by column name; a column not named is null,
-/// or its type's zero if it may not be null.
-type Row = Vec<(&'static str, ScalarValue)>;
-
-fn batch(schema: &SchemaRef, rows: &[Row]) -> Result<RecordBatch> {
-    let mut columns = Vec::with_capacity(schema.fields().len());
-    for field in schema.fields() {
-        let mut values = Vec::with_capacity(rows.len());
-        for row in rows {
-            let given = row.iter().find(|(name, _)| field.name() == name).map(|(_, v)| v.cast_to(field.data_type()));
-            values.push(match given {
-                Some(v) => v?,
-                None if field.is_nullable() => ScalarValue::try_new_null(field.data_type())?,
-                None => ScalarValue::new_default(field.data_type())?,
-            });
-        }
-        columns.push(ScalarValue::iter_to_array(values)?);
-    }
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
-}
-
-fn text(s: &str) -> ScalarValue {
-    ScalarValue::Utf8(Some(s.to_string()))
 }
 
 /// pg_description rows: the description of each table of this session

@@ -1,5 +1,5 @@
 //! The functions psql's meta-commands (and pgjdbc's metadata calls) call
-//! that datafusion-pg-catalog does not define: sizes (`\dt+`), visibility
+//! beyond catalog/functions.rs: sizes (`\dt+`), visibility
 //! on the search path (`\df`, `\dT`, `\do`), and the signatures of
 //! sockql's own functions (`\df`). Descriptions (`col_description`,
 //! `obj_description`) are rewritten into pg_description lookups by
@@ -176,7 +176,12 @@ impl ScalarUDFImpl for Shim {
     }
 }
 
-fn shim(name: &'static str, args: &[usize], returns: DataType, body: fn(&[ArrayRef]) -> Result<ArrayRef>) -> ScalarUDF {
+pub(crate) fn shim(
+    name: &'static str,
+    args: &[usize],
+    returns: DataType,
+    body: fn(&[ArrayRef]) -> Result<ArrayRef>,
+) -> ScalarUDF {
     let signature = match args {
         [n] => Signature::any(*n, Volatility::Stable),
         many => Signature::one_of(many.iter().map(|n| TypeSignature::Any(*n)).collect(), Volatility::Stable),
@@ -199,7 +204,7 @@ fn visible(args: &[ArrayRef]) -> Result<ArrayRef> {
 
 /// 0 for every non-null relation: sockql's tables are read from the
 /// kernel when scanned and keep nothing on disk.
-fn no_storage(args: &[ArrayRef]) -> Result<ArrayRef> {
+pub(crate) fn no_storage(args: &[ArrayRef]) -> Result<ArrayRef> {
     let rows = args.first().map_or(1, |a| a.len());
     let nulls = args.first().map(|a| a.logical_nulls());
     Ok(Arc::new(

@@ -1,6 +1,6 @@
 //! Rewrites of the PostgreSQL forms psql's meta-commands (and pgjdbc's
 //! metadata calls) use that DataFusion does not plan, applied to each
-//! statement after datafusion-pg-catalog's own rewrites:
+//! statement after the client SQL rules (catalog/rules.rs):
 //! - `ARRAY(SELECT e FROM ...)`, the array of a subquery's rows (`\du`):
 //!   `coalesce((SELECT array_agg(e) FROM ...), make_array())`;
 //! - `col_description(rel, n)`, `obj_description(oid, 'catalog')`,
@@ -20,6 +20,7 @@
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
+use super::catalog::client_sql::ClientSql;
 use datafusion::sql::sqlparser::ast::{
     Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentClause, FunctionArgumentList, FunctionArguments,
     GroupByExpr, Ident, ObjectName, ObjectNamePart, OrderByKind, Query, SelectItem, SetExpr, Statement, TableFactor,
@@ -28,8 +29,6 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Span, Token, TokenWithSpan, Tokenizer};
-use datafusion_pg_catalog::pg_catalog::PG_CATALOG_TABLES;
-use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 /// Rewrite one statement (see the module comment).
 pub fn rewrite(mut statement: Statement) -> Statement {
@@ -328,10 +327,7 @@ impl Visitor for Outer<'_> {
 
 /// The statements of `text` if it casts a pg_catalog table's bare name to
 /// regclass, with the name qualified; None for any other text.
-pub fn with_catalog_regclass(
-    parser: &PostgresCompatibilityParser,
-    text: &str,
-) -> Option<Result<Vec<Statement>, ParserError>> {
+pub fn with_catalog_regclass(parser: &ClientSql, text: &str) -> Option<Result<Vec<Statement>, ParserError>> {
     let mut tokens: Vec<Token> = Tokenizer::new(&PostgreSqlDialect {}, text)
         .tokenize()
         .ok()?
@@ -348,7 +344,7 @@ pub fn with_catalog_regclass(
                 || (matches!(tokens.get(i + 2), Some(Token::Word(w)) if w.value.eq_ignore_ascii_case("pg_catalog"))
                     && matches!(tokens.get(i + 3), Some(Token::Period))
                     && is_regclass(tokens.get(i + 4))));
-        if cast && PG_CATALOG_TABLES.contains(&name.as_str()) {
+        if cast && super::catalog::schema::table_names().any(|t| t == name) {
             let qualified = format!("pg_catalog.{name}");
             if let Some(t) = tokens.get_mut(i) {
                 *t = Token::SingleQuotedString(qualified);
@@ -373,7 +369,7 @@ mod tests {
     use super::*;
 
     fn rewritten(sql: &str) -> String {
-        let parser = PostgresCompatibilityParser::new();
+        let parser = ClientSql::new();
         let statements = with_catalog_regclass(&parser, sql).unwrap_or_else(|| parser.parse(sql)).unwrap();
         statements.into_iter().map(rewrite).map(|s| s.to_string()).collect::<Vec<_>>().join("; ")
     }
@@ -431,6 +427,6 @@ mod tests {
         assert!(out.contains("parse_ident('pg_catalog.pg_class'::TEXT)"), "{out}");
         let out = rewritten("SELECT 'sockets'::regclass, 'pg_class'::text");
         assert!(out.contains("'sockets'") && out.contains("'pg_class'"), "{out}");
-        assert!(with_catalog_regclass(&PostgresCompatibilityParser::new(), "SELECT 'sockets'::regclass").is_none());
+        assert!(with_catalog_regclass(&ClientSql::new(), "SELECT 'sockets'::regclass").is_none());
     }
 }

@@ -2,7 +2,7 @@
 //! engine, read-only policy and limits as the command line (a session of
 //! its own, so snapshots and settings stay per client).
 //!
-//! Client SQL is first rewritten by datafusion-pg-catalog's compatibility
+//! Client SQL is first rewritten by the compatibility
 //! parser (psql's and other clients' catalog queries use PostgreSQL forms
 //! DataFusion does not plan), then printed back to text and run by
 //! [`Engine`], which checks it against the same bounds as any other text.
@@ -15,12 +15,10 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arrow_pg::datatypes::into_pg_type;
+use super::catalog::client_sql::ClientSql;
 use async_trait::async_trait;
-use datafusion::common::ParamValues;
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{Set, Statement};
-use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use futures::{Sink, SinkExt};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{send_execution_response, ExtendedQueryHandler, SimpleQueryHandler};
@@ -122,7 +120,7 @@ struct Parsed {
 /// PostgreSQL's syntax first (rewritten for DataFusion); failing that,
 /// DataFusion's own (SHOW TABLES, DESCRIBE, EXPLAIN ANALYZE, CREATE
 /// EXTERNAL TABLE), whose statements the engine's policy then judges.
-fn parse(parser: &PostgresCompatibilityParser, text: &str) -> anyhow::Result<Vec<Parsed>> {
+fn parse(parser: &ClientSql, text: &str) -> anyhow::Result<Vec<Parsed>> {
     let parsed = super::catalog_types::replaced(parser, text)
         .unwrap_or_else(|| super::catalog::parse_client_sql(parser, text))
         .map(super::catalog_types::rewrite);
@@ -182,7 +180,7 @@ pub struct Shared {
     /// How long a query waits for a slot before it is refused.
     pub slot_wait: Duration,
     /// Built once: it parses its own rewrite tables when made.
-    pub parser: Arc<PostgresCompatibilityParser>,
+    pub parser: Arc<ClientSql>,
 }
 
 /// How a session makes its engine.
@@ -641,7 +639,7 @@ impl QueryParser for Session {
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
         match stmt {
             Prepared::Query { described, .. } => {
-                described.params.iter().map(|t| t.as_ref().map_or(Ok(Type::UNKNOWN), into_pg_type)).collect()
+                Ok(described.params.iter().map(|t| t.as_ref().map_or(Type::UNKNOWN, encode::pg_type)).collect())
             }
             Prepared::Local(_) => Ok(Vec::new()),
         }
@@ -668,11 +666,7 @@ impl QueryParser for Session {
 fn parameters(portal: &Portal<Prepared>, described: &Described) -> PgWireResult<HashMap<String, ScalarValue>> {
     let inferred: Vec<Option<&datafusion::arrow::datatypes::DataType>> =
         described.params.iter().map(|t| t.as_ref()).collect();
-    let values = arrow_pg::datatypes::df::deserialize_parameters(portal, &inferred)?;
-    Ok(match values {
-        ParamValues::List(list) => list.into_iter().enumerate().map(|(i, v)| ((i + 1).to_string(), v.value)).collect(),
-        ParamValues::Map(map) => map.into_iter().map(|(k, v)| (k, v.value)).collect(),
-    })
+    super::parameters::decode(portal, &inferred)
 }
 
 #[async_trait]
@@ -737,7 +731,7 @@ mod tests {
     use crate::query::policy::Refusal;
 
     fn parse(sql: &str) -> Statement {
-        PostgresCompatibilityParser::new().parse(sql).unwrap().remove(0)
+        ClientSql::new().parse(sql).unwrap().remove(0)
     }
 
     #[test]
