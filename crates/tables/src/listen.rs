@@ -10,8 +10,8 @@ use std::os::fd::RawFd;
 use std::time::Duration;
 
 use crate::live::Emitter;
-use crate::streams::{self, Streams};
 use crate::scope;
+use crate::streams::{self, Streams};
 use sockql_collect::netns::Netns;
 
 /// One source of events: an event socket (in one namespace) and what the

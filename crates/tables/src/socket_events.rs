@@ -254,7 +254,12 @@ impl Table for SocketEventsTable {
 
     fn plan(&self, scan: &Scan<'_>) -> Plan {
         let owners = [Col::Pid, Col::Process, Col::OpenedAt, Col::DurationMs].iter().any(|&c| scan.wants(c));
-        Plan { targets: scan.targets(), bound: streams::bound(scan.options), session: scan.options.streams.clone(), owners }
+        Plan {
+            targets: scan.targets(),
+            bound: streams::bound(scan.options),
+            session: scan.options.streams.clone(),
+            owners,
+        }
     }
 
     fn label(&self, plan: &Plan) -> String {
