@@ -15,7 +15,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // A closed stdout (`sockql ... | head`) is not an error worth a message.
-            if e.chain().any(|c| {
+            // Each cause as its own type: the query layer keeps a sink's
+            // error as it was.
+            if sockql::query::error::causes(e.as_ref()).any(|c| {
                 c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
             }) {
                 return ExitCode::SUCCESS;

@@ -70,7 +70,7 @@ impl HistoryFile {
     }
 
     fn open_dir(&self) -> anyhow::Result<OwnedFd> {
-        safe_dir::open_dir(&self.dir, Create::All(0o700))
+        Ok(safe_dir::open_dir(&self.dir, Create::All(0o700))?)
     }
 
     /// The entries saved so far, oldest first. `Err` when the file may not

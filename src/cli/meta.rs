@@ -99,7 +99,7 @@ pub fn parse(line: &str) -> anyhow::Result<Meta> {
         "\\run" => match args.split_first() {
             None => Meta::Run(None),
             Some((name, rest)) => {
-                let params = rest.iter().map(|a| parse_assignment(a)).collect::<anyhow::Result<_>>()?;
+                let params = rest.iter().map(|a| parse_assignment(a)).collect::<crate::query::Result<_>>()?;
                 Meta::Run(Some((name.to_string(), params)))
             }
         },

@@ -105,7 +105,7 @@ async fn query(hi: &HiArgs, sql: Option<SqlSource>) -> anyhow::Result<()> {
         }
     })
     .with_empty_note(sql.empty_note.clone());
-    engine.run_into(&sql, &mut sink).await
+    Ok(engine.run_into(&sql, &mut sink).await?)
 }
 
 /// Print one batch (a listing) in the chosen format.

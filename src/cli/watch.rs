@@ -41,7 +41,7 @@ fn print_tick(
         let opts = OutputOptions { header: opts.header && tick == 0, ..opts };
         for r in results {
             let schema = stamped_schema(&r.schema);
-            let batches = r.batches.iter().map(|b| stamp(b, &schema, ts)).collect::<anyhow::Result<Vec<_>>>()?;
+            let batches = r.batches.iter().map(|b| stamp(b, &schema, ts)).collect::<crate::query::Result<Vec<_>>>()?;
             // ndjson/csv of an empty tick print nothing (or one header).
             if !batches.is_empty() || opts.format == Format::Json || tick == 0 {
                 output::print(out, opts, &schema, &batches)?;
@@ -68,7 +68,7 @@ pub async fn watch(
         let next = tokio::time::Instant::now() + every;
         tokio::select! {
             (results, notices) = runner.run_keeping_notices(sql) => {
-                let printed = results.and_then(|r| print_tick(out, opts, sql, every, &r, tick));
+                let printed = results.map_err(anyhow::Error::from).and_then(|r| print_tick(out, opts, sql, every, &r, tick));
                 // The table format redraws the screen, which would wipe a
                 // warning printed once: it is printed under every redraw.
                 // The appending formats print each distinct one once.

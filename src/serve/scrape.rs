@@ -48,7 +48,7 @@ impl Scraper {
         &self,
         engine: &Engine,
         q: &SavedQuery,
-        source: anyhow::Result<SqlSource>,
+        source: crate::query::Result<SqlSource>,
         format: Format,
         deadline: Deadline,
         text: &MemoryReservation,
@@ -66,7 +66,7 @@ impl Scraper {
         &self,
         engine: &Engine,
         q: &SavedQuery,
-        source: anyhow::Result<SqlSource>,
+        source: crate::query::Result<SqlSource>,
         format: Format,
         deadline: Deadline,
         text: &MemoryReservation,
@@ -119,7 +119,7 @@ pub async fn scrape(s: &Scraper, format: Format, deadline: Deadline) -> Result<S
     // the first time this process sees it, not at every scrape.
     let session = Engine::with(&s.options.source, Policy::default(), limits)
         .map(|e| e.isolated(0).with_notices(crate::notice::Mode::PrintOnce));
-    let sources: Vec<anyhow::Result<SqlSource>> = s.queries.iter().map(|q| q.source(&[])).collect();
+    let sources: Vec<crate::query::Result<SqlSource>> = s.queries.iter().map(|q| q.source(&[])).collect();
     if let Ok(engine) = &session {
         let wanted: Vec<SqlSource> = sources.iter().filter_map(|s| s.as_ref().ok().cloned()).collect();
         match tokio::time::timeout_at(deadline, engine.pin_tables(&wanted)).await {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use anyhow::bail;
+use crate::bail;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -121,7 +121,7 @@ pub fn table_functions() -> Vec<Listed> {
 /// The columns of `table` (case-insensitive; `history.T` too) in `list`,
 /// else of the table function so named (its arguments, if written, left
 /// aside).
-pub fn describe_batch(list: &[Listed], table: &str) -> anyhow::Result<RecordBatch> {
+pub fn describe_batch(list: &[Listed], table: &str) -> crate::Result<RecordBatch> {
     let function = table.split('(').next().unwrap_or(table).trim();
     let functions = table_functions();
     let found = list.iter().find(|t| t.name.eq_ignore_ascii_case(table));
@@ -150,7 +150,7 @@ pub fn describe_batch(list: &[Listed], table: &str) -> anyhow::Result<RecordBatc
 }
 
 /// The columns of a live table.
-pub fn describe(table: &str) -> anyhow::Result<RecordBatch> {
+pub fn describe(table: &str) -> crate::Result<RecordBatch> {
     describe_batch(&live(), table)
 }
 
@@ -186,7 +186,7 @@ pub fn catalog_statement(statement: &datafusion::sql::parser::Statement) -> Opti
 }
 
 /// Answer a catalog request from `list`.
-pub fn answer(request: &CatalogRequest, list: &[Listed]) -> anyhow::Result<RecordBatch> {
+pub fn answer(request: &CatalogRequest, list: &[Listed]) -> crate::Result<RecordBatch> {
     match request {
         CatalogRequest::ShowTables => Ok(tables_batch(list)),
         CatalogRequest::Describe(t) => describe_batch(list, t),

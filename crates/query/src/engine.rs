@@ -5,12 +5,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
+use crate::error::Context;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
-use datafusion::error::DataFusionError;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -94,7 +93,7 @@ impl ResultSink for Collect {
         }
         match self.results.last_mut() {
             Some(r) => r.batches.push(batch.clone()),
-            None => anyhow::bail!("a batch arrived before its statement started"),
+            None => return Err(crate::err!("a batch arrived before its statement started").into()),
         }
         Ok(())
     }
@@ -108,14 +107,14 @@ impl ResultSink for Collect {
 #[async_trait(?Send)]
 pub trait QueryRunner {
     /// Run every statement in order into `sink`.
-    async fn run_into(&self, sql: &SqlSource, sink: &mut dyn ResultSink) -> anyhow::Result<()>;
+    async fn run_into(&self, sql: &SqlSource, sink: &mut dyn ResultSink) -> crate::Result<()>;
 
     /// Every table the session can query, with its schema (for `\\d`,
     /// `sockql tables` and completion).
     async fn listing(&self) -> Vec<super::catalog::Listed>;
 
     /// Run and keep every result.
-    async fn run(&self, sql: &SqlSource) -> anyhow::Result<Vec<StatementResult>> {
+    async fn run(&self, sql: &SqlSource) -> crate::Result<Vec<StatementResult>> {
         let mut all = Collect::default();
         self.run_into(sql, &mut all).await?;
         Ok(all.results)
@@ -124,7 +123,7 @@ pub trait QueryRunner {
     /// [`QueryRunner::run`], with the warnings and notes of its statements
     /// kept for the caller instead of printed (watch prints them where its
     /// redrawn screen does not hide them).
-    async fn run_keeping_notices(&self, sql: &SqlSource) -> (anyhow::Result<Vec<StatementResult>>, Vec<Notice>) {
+    async fn run_keeping_notices(&self, sql: &SqlSource) -> (crate::Result<Vec<StatementResult>>, Vec<Notice>) {
         (self.run(sql).await, Vec::new())
     }
 }
@@ -180,39 +179,33 @@ pub enum Event {
 type Events = tokio::sync::mpsc::Sender<Event>;
 
 /// The caller stopped listening (timeout, Ctrl-C, closed output): the
-/// query thread stops at its next result.
-#[derive(Debug, thiserror::Error)]
-#[error("query abandoned")]
-struct Abandoned;
-
-async fn send(tx: &Events, e: Event) -> anyhow::Result<()> {
-    tx.send(e).await.map_err(|_| Abandoned.into())
+/// query thread stops at its next result ([`crate::Error::Cancelled`]).
+async fn send(tx: &Events, e: Event) -> crate::Result<()> {
+    tx.send(e).await.map_err(|_| crate::Error::Cancelled)
 }
 
-/// The next batch of `stream`, or [`Abandoned`] as soon as the caller
+/// The next batch of `stream`, or [`crate::Error::Cancelled`] as soon as the caller
 /// stops listening (timeout, Ctrl-C, a closed client). An aggregate sends
 /// nothing until it is done: waiting only on sends would let it run on,
 /// unheard, to the end. Dropping the stream stops DataFusion's tasks.
 async fn next_batch(
     stream: &mut datafusion::physical_plan::SendableRecordBatchStream,
     tx: &Events,
-) -> anyhow::Result<Option<RecordBatch>> {
+) -> crate::Result<Option<RecordBatch>> {
     use futures::StreamExt;
     tokio::select! {
         next = stream.next() => Ok(next.transpose()?),
-        _ = tx.closed() => Err(Abandoned.into()),
+        _ = tx.closed() => Err(crate::Error::Cancelled),
     }
 }
 
 /// Did `e` come from the memory pool refusing (--memory-limit)?
-pub fn memory_exhausted(e: &anyhow::Error) -> bool {
-    e.chain()
-        .filter_map(|c| c.downcast_ref::<DataFusionError>())
-        .any(|d| matches!(d.find_root(), DataFusionError::ResourcesExhausted(_)))
+pub fn memory_exhausted(e: &crate::Error) -> bool {
+    e.memory_exhausted()
 }
 
-fn exhausted_hint(e: anyhow::Error) -> anyhow::Error {
-    if memory_exhausted(&e) {
+fn exhausted_hint(e: crate::Error) -> crate::Error {
+    if e.memory_exhausted() {
         e.context("the query needs more memory than --memory-limit allows")
     } else {
         e
@@ -220,11 +213,11 @@ fn exhausted_hint(e: anyhow::Error) -> anyhow::Error {
 }
 
 impl Engine {
-    pub fn new(options: &SourceOptions) -> anyhow::Result<Self> {
+    pub fn new(options: &SourceOptions) -> crate::Result<Self> {
         Self::with(options, Policy::default(), Limits::default())
     }
 
-    pub fn with(options: &SourceOptions, policy: Policy, limits: Limits) -> anyhow::Result<Self> {
+    pub fn with(options: &SourceOptions, policy: Policy, limits: Limits) -> crate::Result<Self> {
         // Times carry their zone, UTC (query/time_zone.rs).
         let config = super::time_zone::configure(SessionConfig::new().with_information_schema(true));
         // Never spill: during an incident sockql must not fill a disk with
@@ -301,16 +294,16 @@ impl Engine {
     /// `CREATE TABLE name AS ...`: the rows are kept in memory, each batch
     /// reserved in the session's pool first, so --memory-limit bounds
     /// snapshots as it bounds sorts.
-    async fn create_snapshot(&self, cmd: CreateMemoryTable, tx: &Events, deadline: &Deadline) -> anyhow::Result<()> {
+    async fn create_snapshot(&self, cmd: CreateMemoryTable, tx: &Events, deadline: &Deadline) -> crate::Result<()> {
         let CreateMemoryTable { name, input, if_not_exists, or_replace, constraints, column_defaults, temporary } = cmd;
         if temporary {
-            anyhow::bail!("temporary tables are not supported: every snapshot lasts the session");
+            crate::bail!("temporary tables are not supported: every snapshot lasts the session");
         }
         let exists = self.ctx.table_exist(name.clone())?;
         match (if_not_exists, or_replace, exists) {
-            (true, true, _) => anyhow::bail!("'IF NOT EXISTS' cannot coexist with 'OR REPLACE'"),
+            (true, true, _) => crate::bail!("'IF NOT EXISTS' cannot coexist with 'OR REPLACE'"),
             (true, false, true) => return Ok(()),
-            (false, false, true) => anyhow::bail!("table '{name}' already exists"),
+            (false, false, true) => crate::bail!("table '{name}' already exists"),
             _ => {}
         }
         let df = self.execute(Arc::unwrap_or_clone(input), deadline).await?;
@@ -331,7 +324,7 @@ impl Engine {
         self.ctx.register_table(name.clone(), Arc::new(table))?;
         self.snapshots
             .lock()
-            .map_err(|_| anyhow::anyhow!("snapshot registry poisoned"))?
+            .map_err(|_| crate::err!("snapshot registry poisoned"))?
             .insert(name.to_string(), reservation);
         Ok(())
     }
@@ -340,7 +333,7 @@ impl Engine {
     /// the session, anything else planned and checked against the policy.
     /// Running and describing both go through here, so what a client may
     /// prepare is what it may run.
-    async fn checked(&self, statement: Statement) -> anyhow::Result<Checked> {
+    async fn checked(&self, statement: Statement) -> crate::Result<Checked> {
         if let Some(request) = catalog_statement(&statement) {
             return Ok(Checked::Answer(super::catalog::answer(&request, &super::catalog::listing(&self.ctx).await)?));
         }
@@ -354,11 +347,7 @@ impl Engine {
     /// DataFusion evaluates for it, while optimizing (constant folding) and
     /// executing, on any thread, stops when the run must (query/deadline.rs).
     /// Catalog changes and settings go to the session itself.
-    async fn execute(
-        &self,
-        plan: LogicalPlan,
-        deadline: &Deadline,
-    ) -> anyhow::Result<datafusion::dataframe::DataFrame> {
+    async fn execute(&self, plan: LogicalPlan, deadline: &Deadline) -> crate::Result<datafusion::dataframe::DataFrame> {
         if matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_)) {
             return Ok(self.ctx.execute_logical_plan(plan).await?);
         }
@@ -375,7 +364,7 @@ impl Engine {
         params: &HashMap<String, ScalarValue>,
         tx: &Events,
         deadline: &Deadline,
-    ) -> anyhow::Result<()> {
+    ) -> crate::Result<()> {
         let mut plan = match self.checked(statement).await? {
             Checked::Answer(batch) => {
                 send(tx, Event::Start(batch.schema())).await?;
@@ -412,8 +401,8 @@ impl Engine {
 
     /// Parse and run every statement of `sql` in order, one at a time;
     /// stops at the first failing statement. Runs on the query thread.
-    async fn produce(&self, sql: &SqlSource, tx: &Events, deadline: &Deadline, notices: &Mode) -> anyhow::Result<()> {
-        let at = |line: Option<usize>, e: anyhow::Error| match (&sql.origin, line) {
+    async fn produce(&self, sql: &SqlSource, tx: &Events, deadline: &Deadline, notices: &Mode) -> crate::Result<()> {
+        let at = |line: Option<usize>, e: crate::Error| match (&sql.origin, line) {
             (Some(origin), Some(line)) => e.context(format!("{origin}:{line}")),
             (Some(origin), None) => e.context(origin.clone()),
             _ => e,
@@ -421,7 +410,7 @@ impl Engine {
         // A parse error names its line in its text.
         let parse_error = |e: crate::statements::StatementError| {
             let line = parser_error_line(&e.to_string());
-            at(line, e.into_anyhow())
+            at(line, e.into())
         };
         let mut statements = Statements::new(&sql.text).map_err(parse_error)?;
         let mut ran = 0;
@@ -435,7 +424,7 @@ impl Engine {
             ran += 1;
         }
         if ran == 0 {
-            return Err(at(None, anyhow::anyhow!("no SQL statement found")));
+            return Err(at(None, crate::err!("no SQL statement found")));
         }
         Ok(())
     }
@@ -449,7 +438,7 @@ impl QueryRunner for Engine {
 
     /// Run and keep every result, reserved in the session's pool while it
     /// is kept: a collected result counts against --memory-limit.
-    async fn run(&self, sql: &SqlSource) -> anyhow::Result<Vec<StatementResult>> {
+    async fn run(&self, sql: &SqlSource) -> crate::Result<Vec<StatementResult>> {
         let mut all = Collect::reserving(&self.ctx.runtime_env().memory_pool);
         self.run_into(sql, &mut all).await.map_err(exhausted_hint)?;
         Ok(all.results)
@@ -457,7 +446,7 @@ impl QueryRunner for Engine {
 
     /// Parse, plan and run on a thread of its own with a large stack, and
     /// print here as results arrive (see [`Engine::stream`]).
-    async fn run_into(&self, sql: &SqlSource, sink: &mut dyn ResultSink) -> anyhow::Result<()> {
+    async fn run_into(&self, sql: &SqlSource, sink: &mut dyn ResultSink) -> crate::Result<()> {
         let mut stream = self.stream(sql)?;
         while let Some(event) = stream.next().await? {
             match event {
@@ -469,7 +458,7 @@ impl QueryRunner for Engine {
         Ok(())
     }
 
-    async fn run_keeping_notices(&self, sql: &SqlSource) -> (anyhow::Result<Vec<StatementResult>>, Vec<Notice>) {
+    async fn run_keeping_notices(&self, sql: &SqlSource) -> (crate::Result<Vec<StatementResult>>, Vec<Notice>) {
         let mut all = Collect::reserving(&self.ctx.runtime_env().memory_pool);
         let mut stream = match self.with_notices(Mode::Keep(Default::default())).stream(sql) {
             Ok(s) => s,
@@ -483,7 +472,7 @@ impl QueryRunner for Engine {
                     Event::End => all.end()?,
                 }
             }
-            anyhow::Ok(())
+            Ok::<_, crate::Error>(())
         }
         .await;
         let notices = stream.take_notices();
@@ -497,7 +486,7 @@ impl QueryRunner for Engine {
 fn query_thread<T: Send + 'static>(
     isolated: Option<i32>,
     work: impl FnOnce(&tokio::runtime::Handle) -> T + Send + 'static,
-) -> anyhow::Result<std::thread::JoinHandle<T>> {
+) -> crate::Result<std::thread::JoinHandle<T>> {
     let shared = tokio::runtime::Handle::current();
     let own = isolated.map(|nice| own_runtime(nice).map(|runtime| (runtime, nice))).transpose()?;
     std::thread::Builder::new()
@@ -522,7 +511,7 @@ fn query_thread<T: Send + 'static>(
 /// A query's own runtime: as many workers as the machine has cores (up
 /// to 4), so a run keeps DataFusion's parallelism; the stack the main
 /// runtime's workers have; every thread of it at `nice`.
-fn own_runtime(nice: i32) -> anyhow::Result<tokio::runtime::Runtime> {
+fn own_runtime(nice: i32) -> crate::Result<tokio::runtime::Runtime> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores)
@@ -536,17 +525,21 @@ fn own_runtime(nice: i32) -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Run `work` on a query thread (its large stack) and wait for it without
 /// blocking the runtime: for front ends' own parsing of client text.
-pub async fn on_query_stack<T: Send + 'static>(
-    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-) -> anyhow::Result<T> {
+/// The work's own error type passes through; the thread's failures come as
+/// [`crate::Error`].
+pub async fn on_query_stack<T: Send + 'static, E: From<crate::Error> + Send + 'static>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, E> {
     join(query_thread(None, move |_| work())?).await
 }
 
 /// Wait for a query thread without blocking the runtime.
-async fn join<T: Send + 'static>(worker: std::thread::JoinHandle<anyhow::Result<T>>) -> anyhow::Result<T> {
+async fn join<T: Send + 'static, E: From<crate::Error> + Send + 'static>(
+    worker: std::thread::JoinHandle<Result<T, E>>,
+) -> Result<T, E> {
     match tokio::task::spawn_blocking(move || worker.join()).await {
         Ok(Ok(result)) => result,
-        _ => anyhow::bail!("the query thread failed"),
+        _ => Err(crate::err!("the query thread failed").into()),
     }
 }
 
@@ -555,8 +548,8 @@ async fn join<T: Send + 'static>(worker: std::thread::JoinHandle<anyhow::Result<
 #[error("query timed out after {} (--timeout)", humantime::format_duration(*.0))]
 pub struct TimedOut(pub std::time::Duration);
 
-fn timed_out(t: std::time::Duration) -> anyhow::Error {
-    TimedOut(t).into()
+fn timed_out(t: std::time::Duration) -> crate::Error {
+    crate::Error::TimedOut(TimedOut(t))
 }
 
 /// The results of one run as they are computed, statement by statement.
@@ -568,7 +561,7 @@ fn timed_out(t: std::time::Duration) -> anyhow::Error {
 /// produces is delivered).
 pub struct QueryStream {
     rx: tokio::sync::mpsc::Receiver<Event>,
-    worker: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    worker: Option<std::thread::JoinHandle<crate::Result<()>>>,
     deadline: Option<(tokio::time::Instant, std::time::Duration)>,
     /// The run's own deadline, which its scalar functions check: stopped
     /// when the stream is dropped, so work no one waits for ends.
@@ -586,7 +579,7 @@ impl Drop for QueryStream {
 impl QueryStream {
     /// The next event; `None` once every statement has run. A failed
     /// statement is the error of the call after its last event.
-    pub async fn next(&mut self) -> anyhow::Result<Option<Event>> {
+    pub async fn next(&mut self) -> crate::Result<Option<Event>> {
         let received = match self.deadline {
             None => self.rx.recv().await,
             // Past the deadline, the run is over even if rows are waiting:
@@ -603,7 +596,7 @@ impl QueryStream {
         // the timeout, whatever statement or thread it came through.
         match self.worker.take() {
             Some(worker) => join(worker).await.map(|()| None).map_err(|e| match self.deadline {
-                Some((_, t)) if e.chain().any(|c| c.is::<TimedOut>()) => timed_out(t),
+                Some((_, t)) if e.find::<TimedOut>().is_some() => timed_out(t),
                 _ => e,
             }),
             None => Ok(None),
@@ -659,7 +652,7 @@ pub struct Described {
 impl Engine {
     /// Start running every statement of `sql` on the query thread; the
     /// stream delivers their results.
-    pub fn stream(&self, sql: &SqlSource) -> anyhow::Result<QueryStream> {
+    pub fn stream(&self, sql: &SqlSource) -> crate::Result<QueryStream> {
         self.stream_holding(sql, ())
     }
 
@@ -669,7 +662,7 @@ impl Engine {
     /// wait at once, but a statement still being planned goes on until its
     /// plan is made; the slot stays taken until then, so a front end never
     /// counts work that is still running as free.
-    pub fn stream_holding(&self, sql: &SqlSource, guard: impl Send + 'static) -> anyhow::Result<QueryStream> {
+    pub fn stream_holding(&self, sql: &SqlSource, guard: impl Send + 'static) -> crate::Result<QueryStream> {
         let stop = Deadline::new(self.limits.timeout);
         let deadline = stop.at().map(|(at, t)| (tokio::time::Instant::from_std(at), t));
         let (tx, rx) = tokio::sync::mpsc::channel(2);
@@ -691,7 +684,7 @@ impl Engine {
     /// Bounded by --timeout like a run. `guard` (a front end's query slot)
     /// is held by the planning thread until it has finished (see
     /// [`Engine::stream_holding`]).
-    pub async fn describe_holding(&self, sql: &SqlSource, guard: impl Send + 'static) -> anyhow::Result<Described> {
+    pub async fn describe_holding(&self, sql: &SqlSource, guard: impl Send + 'static) -> crate::Result<Described> {
         let (engine, text) = (self.clone(), sql.text.clone());
         let worker = query_thread(self.isolated, move |handle| {
             let _held = guard;
@@ -706,11 +699,11 @@ impl Engine {
         }
     }
 
-    async fn plan_only(&self, text: &str) -> anyhow::Result<Described> {
-        let mut statements = Statements::new(text).map_err(|e| e.into_anyhow())?;
-        let statement = statements.next_statement().context("no SQL statement found")?.map_err(|e| e.into_anyhow())?;
+    async fn plan_only(&self, text: &str) -> crate::Result<Described> {
+        let mut statements = Statements::new(text)?;
+        let statement = statements.next_statement().context("no SQL statement found")??;
         if statements.next_statement().is_some() {
-            anyhow::bail!("a prepared statement holds one SQL statement");
+            crate::bail!("a prepared statement holds one SQL statement");
         }
         let plan = match self.checked(statement).await? {
             Checked::Answer(batch) => return Ok(Described { params: Vec::new(), schema: Some(batch.schema()) }),
@@ -726,7 +719,7 @@ impl Engine {
 }
 
 /// "table 'x' not found": add the nearest table name.
-fn suggest_table(e: anyhow::Error) -> anyhow::Error {
+fn suggest_table(e: crate::Error) -> crate::Error {
     let text = e.to_string();
     let Some(rest) = text.split("table '").nth(1) else { return e };
     let Some(name) = rest.split('\'').next().filter(|_| text.contains("not found")) else { return e };
@@ -833,7 +826,7 @@ mod tests {
             );
         };
         let Err(e) = ended else { panic!("the run ended without its timeout") };
-        assert!(e.is::<TimedOut>(), "{e:#}");
+        assert!(matches!(e, crate::Error::TimedOut(_)), "{e:#}");
     }
 
     #[test]

@@ -5,11 +5,13 @@
 /// An error as one line: each cause's first line, skipping causes whose
 /// text the line already holds (DataFusion repeats its source in its own
 /// message), then DataFusion's explanation lines and sockql's hint.
-pub fn error_line(e: &anyhow::Error) -> String {
+pub fn error_line(e: &impl crate::error::AsError) -> String {
     use datafusion::error::DataFusionError;
     let mut line = String::new();
     let mut more: Vec<String> = Vec::new();
-    for cause in e.chain() {
+    // Each cause as its own type: a query error gives the DataFusion
+    // error it wraps.
+    for cause in crate::error::causes(e.as_error()) {
         let df = cause.downcast_ref::<DataFusionError>();
         // DataFusion wraps causes in contexts ("Optimizer rule ... failed");
         // the root cause is what tells an operator what to fix.

@@ -18,7 +18,8 @@ use std::io::Read as _;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use anyhow::{bail, Context};
+use crate::bail;
+use crate::error::Context;
 
 use super::statements::MAX_SQL_BYTES;
 
@@ -52,7 +53,7 @@ pub fn untrusted(path: &Path, meta: &std::fs::Metadata) -> Option<String> {
 
 /// May saved queries be read from `dir`? `Err` says why not; a missing
 /// directory is `Ok(false)`.
-pub fn trusted_dir(dir: &Path) -> anyhow::Result<bool> {
+pub fn trusted_dir(dir: &Path) -> crate::Result<bool> {
     let meta = match std::fs::symlink_metadata(dir) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -109,7 +110,7 @@ fn starts_like_sql(text: &str) -> bool {
 }
 
 /// Read at most [`MAX_SQL_BYTES`] from `r`; more is an error.
-pub fn read_bounded(mut r: impl std::io::Read, what: &str) -> anyhow::Result<String> {
+pub fn read_bounded(mut r: impl std::io::Read, what: &str) -> crate::Result<String> {
     let mut bytes = Vec::new();
     r.by_ref().take(MAX_SQL_BYTES as u64 + 1).read_to_end(&mut bytes).with_context(|| format!("cannot read {what}"))?;
     if bytes.len() > MAX_SQL_BYTES {
@@ -118,11 +119,11 @@ pub fn read_bounded(mut r: impl std::io::Read, what: &str) -> anyhow::Result<Str
     if bytes.contains(&0) {
         bail!("{what}: not a text file (it contains NUL bytes)");
     }
-    String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{what}: not a text file (not UTF-8)"))
+    String::from_utf8(bytes).map_err(|_| crate::err!("{what}: not a text file (not UTF-8)"))
 }
 
 /// Read a SQL file under the rules of `kind` (see the module doc).
-pub fn read_sql_file(path: &Path, kind: Read) -> anyhow::Result<String> {
+pub fn read_sql_file(path: &Path, kind: Read) -> crate::Result<String> {
     let text = read_text_file(path, kind, "query file")?;
     if !starts_like_sql(&text) {
         bail!("{}: not SQL (its first word is no SQL statement keyword)", path.display());
@@ -132,7 +133,7 @@ pub fn read_sql_file(path: &Path, kind: Read) -> anyhow::Result<String> {
 
 /// Read a text file (a `noun`: "query file", "--pg-tls-cert file") under
 /// the rules of `kind`, within the bound of any text sockql reads.
-pub fn read_text_file(path: &Path, kind: Read, noun: &str) -> anyhow::Result<String> {
+pub fn read_text_file(path: &Path, kind: Read, noun: &str) -> crate::Result<String> {
     let what = path.display().to_string();
     let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
     if kind == Read::Discovered {

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod deadline;
 pub mod dirs;
 pub mod engine;
+pub mod error;
 pub mod errors;
 pub mod files;
 pub mod hints;
@@ -25,3 +26,5 @@ pub mod stamp;
 pub mod statement_size;
 pub mod statements;
 pub mod time_zone;
+
+pub use error::{Error, Result};

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use anyhow::Context;
+use crate::error::Context;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::Column;
 use datafusion::datasource::MemTable;
@@ -120,7 +120,7 @@ fn scanned(plan: &LogicalPlan, into: &mut BTreeMap<String, Need>) {
 impl Engine {
     /// The live tables the statements of `sources` read, each with the
     /// columns they need (planned on the query stack, optimized).
-    async fn tables_read(&self, sources: &[SqlSource]) -> anyhow::Result<BTreeMap<String, Need>> {
+    async fn tables_read(&self, sources: &[SqlSource]) -> crate::Result<BTreeMap<String, Need>> {
         let (engine, texts): (Engine, Vec<String>) = (self.clone(), sources.iter().map(|s| s.text.clone()).collect());
         let handle = tokio::runtime::Handle::current();
         super::engine::on_query_stack(move || {
@@ -138,7 +138,7 @@ impl Engine {
                         }
                     }
                 }
-                anyhow::Ok(tables)
+                Ok::<_, crate::Error>(tables)
             })
         })
         .await
@@ -149,7 +149,7 @@ impl Engine {
     /// session's memory pool (--memory-limit bounds them). A table that
     /// cannot be read stays live (its error is in the list): the queries
     /// that need it fail on their own, the others are not held back.
-    pub async fn pin_tables(&self, sources: &[SqlSource]) -> anyhow::Result<Vec<anyhow::Result<Pinned>>> {
+    pub async fn pin_tables(&self, sources: &[SqlSource]) -> crate::Result<Vec<crate::Result<Pinned>>> {
         let mut out = Vec::new();
         for (table, need) in self.tables_read(sources).await? {
             out.push(self.pin(table, need).await);
@@ -157,7 +157,7 @@ impl Engine {
         Ok(out)
     }
 
-    async fn pin(&self, table: String, need: Need) -> anyhow::Result<Pinned> {
+    async fn pin(&self, table: String, need: Need) -> crate::Result<Pinned> {
         let mut stream = self.stream(&SqlSource::inline(need.sql(&table)))?;
         let reservation =
             MemoryConsumer::new(format!("pinned {table}")).register(&self.context().runtime_env().memory_pool);

@@ -27,7 +27,7 @@ use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
-use anyhow::{anyhow, bail};
+use crate::bail;
 use nix::errno::Errno;
 use nix::fcntl::{openat, readlinkat, AtFlags, OFlag, AT_FDCWD};
 use nix::sys::stat::{fchmod, fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
@@ -53,7 +53,7 @@ pub fn trusted_uid(uid: u32) -> bool {
 
 /// Why the directory `shown`, whose status is `st`, may not be used; `last`
 /// for the directory itself rather than one on the way to it.
-fn judge(shown: &Path, st: &FileStat, last: bool) -> anyhow::Result<()> {
+fn judge(shown: &Path, st: &FileStat, last: bool) -> crate::Result<()> {
     if !trusted_uid(st.st_uid) {
         bail!("{} is owned by uid {}, not by root or you", shown.display(), st.st_uid);
     }
@@ -89,12 +89,12 @@ fn names(path: &Path) -> impl Iterator<Item = OsString> + '_ {
 }
 
 /// Open directory `name` in `dir` for walking, never through a link.
-fn open_in(dir: &OwnedFd, name: &OsString, shown: &Path) -> anyhow::Result<OwnedFd> {
+fn open_in(dir: &OwnedFd, name: &OsString, shown: &Path) -> crate::Result<OwnedFd> {
     let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     openat(dir, name.as_os_str(), flags, Mode::empty()).map_err(|e| match e {
-        Errno::ELOOP => anyhow!("{} is a symbolic link (not followed)", shown.display()),
-        Errno::ENOTDIR => anyhow!("{} is not a directory", shown.display()),
-        e => anyhow!("cannot open {}: {e}", shown.display()),
+        Errno::ELOOP => crate::err!("{} is a symbolic link (not followed)", shown.display()),
+        Errno::ENOTDIR => crate::err!("{} is not a directory", shown.display()),
+        e => crate::err!("cannot open {}: {e}", shown.display()),
     })
 }
 
@@ -102,10 +102,10 @@ fn open_in(dir: &OwnedFd, name: &OsString, shown: &Path) -> anyhow::Result<Owned
 /// directory) after judging every component from `/` under the rules of
 /// the module doc, making missing ones as `create` says. The error is one
 /// line naming the component and why.
-pub fn open_dir(path: &Path, create: Create) -> anyhow::Result<OwnedFd> {
+pub fn open_dir(path: &Path, create: Create) -> crate::Result<OwnedFd> {
     let abs = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir()?.join(path) };
     let mut todo: VecDeque<OsString> = names(&abs).collect();
-    let root = || -> anyhow::Result<(OwnedFd, PathBuf)> {
+    let root = || -> crate::Result<(OwnedFd, PathBuf)> {
         let fd = openat(AT_FDCWD, "/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
         judge(Path::new("/"), &fstat(&fd)?, false)?;
         Ok((fd, PathBuf::from("/")))
@@ -175,7 +175,7 @@ pub fn open_dir(path: &Path, create: Create) -> anyhow::Result<OwnedFd> {
         judge(&here, &fstat(&fd)?, last)?;
         stack.push((fd, here));
     }
-    let (fd, shown) = stack.pop().ok_or_else(|| anyhow!("{}: no directory", abs.display()))?;
+    let (fd, shown) = stack.pop().ok_or_else(|| crate::err!("{}: no directory", abs.display()))?;
     // Where the walk ended (after a `..` or a link) is the directory
     // itself: judged as such.
     judge(&shown, &fstat(&fd)?, true)?;

@@ -198,13 +198,13 @@ impl SavedQuery {
     /// a whole-number default wants a whole number, a decimal one a
     /// number. A port parameter (`port`, `*_port`) takes a service name
     /// from /etc/services and refuses numbers no port has.
-    fn typed(&self, decl: &ParamDecl, given: &str) -> anyhow::Result<ScalarValue> {
+    fn typed(&self, decl: &ParamDecl, given: &str) -> crate::Result<ScalarValue> {
         let value = param_value(given);
         let Some(default) = decl.default.as_deref() else { return Ok(value) };
         let name = &decl.name;
         let is_port = name == "port" || name.ends_with("_port");
         let refuse = |want: &str| {
-            anyhow::anyhow!(
+            crate::err!(
                 "--param {name}={given}: {} of saved query {} takes {want} (default {default})",
                 name,
                 self.name
@@ -228,12 +228,12 @@ impl SavedQuery {
     }
 
     /// Bind `given` (`name=value` pairs) over the defaults.
-    pub fn bind(&self, given: &[(String, String)]) -> anyhow::Result<HashMap<String, ScalarValue>> {
+    pub fn bind(&self, given: &[(String, String)]) -> crate::Result<HashMap<String, ScalarValue>> {
         let mut values = HashMap::new();
         for (k, v) in given {
             if !self.params.iter().any(|p| &p.name == k) {
                 let known: Vec<&str> = self.params.iter().map(|p| p.name.as_str()).collect();
-                anyhow::bail!(
+                crate::bail!(
                     "unknown parameter '{k}' for saved query {}; its parameters are: {}",
                     self.name,
                     if known.is_empty() { "none".to_string() } else { known.join(", ") }
@@ -249,7 +249,7 @@ impl SavedQuery {
             match &p.default {
                 Some(d) => values.insert(p.name.clone(), param_value(d)),
                 None => {
-                    anyhow::bail!("saved query {} needs a value for '{}': --param {}=VALUE", self.name, p.name, p.name)
+                    crate::bail!("saved query {} needs a value for '{}': --param {}=VALUE", self.name, p.name, p.name)
                 }
             };
         }
@@ -274,10 +274,10 @@ pub fn param_value(text: &str) -> ScalarValue {
 }
 
 /// Parse `k=v` as given to --param or \run.
-pub fn parse_assignment(s: &str) -> anyhow::Result<(String, String)> {
+pub fn parse_assignment(s: &str) -> crate::Result<(String, String)> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().trim_start_matches('$').to_string(), v.to_string())),
-        _ => anyhow::bail!("bad parameter '{s}': expected NAME=VALUE"),
+        _ => crate::bail!("bad parameter '{s}': expected NAME=VALUE"),
     }
 }
 
@@ -318,19 +318,19 @@ fn sql_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Read a file the operator named (`-f`, `\i`): see [`crate::files`].
-pub fn read_query_file(path: &Path) -> anyhow::Result<String> {
+pub fn read_query_file(path: &Path) -> crate::Result<String> {
     crate::files::read_sql_file(path, crate::files::Read::Named)
 }
 
 /// Read and parse a saved query found in a searched directory. Its name is
 /// the file's name: a different `-- name:` header is dropped, with a
 /// warning, so a file cannot take another report's name.
-pub fn load_file(path: &Path) -> anyhow::Result<SavedQuery> {
+pub fn load_file(path: &Path) -> crate::Result<SavedQuery> {
     let text = crate::files::read_sql_file(path, crate::files::Read::Discovered)?;
     let mut q = SavedQuery::parse(&path.display().to_string(), &text)?;
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     if !valid_name(&stem) {
-        anyhow::bail!("{}: a saved query's file name must be its name (letters, digits, '_' and '-')", path.display());
+        crate::bail!("{}: a saved query's file name must be its name (letters, digits, '_' and '-')", path.display());
     }
     if q.name != stem {
         sockql_collect::notice::once(
@@ -349,7 +349,7 @@ pub fn load_file(path: &Path) -> anyhow::Result<SavedQuery> {
 
 /// SQL from a file: a saved query if it has headers (its parameters get
 /// their defaults), else plain statements; errors name the file and line.
-pub fn file_source(path: &Path, params: &[(String, String)]) -> anyhow::Result<super::engine::SqlSource> {
+pub fn file_source(path: &Path, params: &[(String, String)]) -> crate::Result<super::engine::SqlSource> {
     let text = read_query_file(path)?;
     let origin = path.display().to_string();
     if has_name_header(&text) {
@@ -361,10 +361,10 @@ pub fn file_source(path: &Path, params: &[(String, String)]) -> anyhow::Result<s
 
 /// Every saved query visible from here, first found wins per name.
 /// Files that fail to parse are reported as errors, not skipped silently.
-pub fn all() -> Vec<Result<SavedQuery, anyhow::Error>> {
-    let mut out: Vec<Result<SavedQuery, anyhow::Error>> = Vec::new();
+pub fn all() -> Vec<Result<SavedQuery, crate::Error>> {
+    let mut out: Vec<Result<SavedQuery, crate::Error>> = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    let mut push = |q: Result<SavedQuery, anyhow::Error>| match q {
+    let mut push = |q: Result<SavedQuery, crate::Error>| match q {
         Ok(q) => {
             if seen.insert(q.name.clone()) {
                 out.push(Ok(q));
@@ -394,7 +394,7 @@ pub fn builtins() -> Vec<SavedQuery> {
 
 impl SavedQuery {
     /// This query ready to run, with `given` parameters over the defaults.
-    pub fn source(&self, given: &[(String, String)]) -> anyhow::Result<super::engine::SqlSource> {
+    pub fn source(&self, given: &[(String, String)]) -> crate::Result<super::engine::SqlSource> {
         Ok(super::engine::SqlSource {
             text: self.sql.clone(),
             origin: Some(self.origin.clone()),
@@ -448,7 +448,7 @@ pub fn list_batch() -> datafusion::arrow::record_batch::RecordBatch {
 }
 
 /// Find a saved query by name.
-pub fn find(name: &str) -> anyhow::Result<SavedQuery> {
+pub fn find(name: &str) -> crate::Result<SavedQuery> {
     let mut names = Vec::new();
     for q in all() {
         match q {
@@ -459,7 +459,7 @@ pub fn find(name: &str) -> anyhow::Result<SavedQuery> {
             }
         }
     }
-    anyhow::bail!("no saved query named '{name}'; saved queries are: {}", names.join(", "))
+    crate::bail!("no saved query named '{name}'; saved queries are: {}", names.join(", "))
 }
 
 /// Names of the saved queries, for completion.

@@ -19,6 +19,7 @@ use crate::engine::TimedOut;
 use crate::policy::Refusal;
 use crate::statement_size::TooLarge;
 use crate::statements::StatementError;
+use crate::Error;
 
 /// The codes sockql sends (PostgreSQL's Appendix A names).
 pub mod code {
@@ -46,28 +47,76 @@ pub mod code {
     pub const INTERNAL_ERROR: &str = "XX000";
 }
 
-/// The SQLSTATE of `e`, from the first of its causes that has one.
-pub fn sqlstate(e: &anyhow::Error) -> &'static str {
-    for cause in e.chain() {
-        if let Some(found) = of_cause(cause) {
-            return found;
-        }
+/// The SQLSTATE of `e` (a front end's error, which may hold a query
+/// [`Error`]), from the first of its causes that has one.
+pub fn sqlstate(e: &impl crate::error::AsError) -> &'static str {
+    of_chain(e.as_error())
+}
+
+impl Error {
+    /// This error's SQLSTATE, from the first of its causes that has one.
+    pub fn sqlstate(&self) -> &'static str {
+        of_chain(self)
     }
-    code::INTERNAL_ERROR
+}
+
+fn of_chain(e: &(dyn std::error::Error + 'static)) -> &'static str {
+    std::iter::successors(Some(e), |c| c.source()).find_map(of_cause).unwrap_or(code::INTERNAL_ERROR)
+}
+
+/// A query error's code, by its kind. Contexts, sockql's own messages,
+/// I/O and a cancelled run have none of their own: the chain goes on.
+fn of_error(e: &Error) -> Option<&'static str> {
+    match e {
+        Error::Refused(_) => Some(code::INSUFFICIENT_PRIVILEGE),
+        Error::Statement(s) => Some(of_statement(s)),
+        Error::TooLarge(_) => Some(code::PROGRAM_LIMIT_EXCEEDED),
+        Error::TimedOut(_) => Some(code::QUERY_CANCELED),
+        Error::Collect(c) => of_collect(c),
+        Error::DataFusion(df) => of_datafusion(df.find_root()),
+        Error::Arrow(arrow) => of_arrow(arrow),
+        // A front end's own error, as it was.
+        Error::Sink(inner) => of_cause(inner.as_ref()),
+        Error::QueryFile(_)
+        | Error::Cancelled
+        | Error::Io(_)
+        | Error::Errno(_)
+        | Error::Invalid(_)
+        | Error::Context { .. } => None,
+    }
+}
+
+fn of_statement(e: &StatementError) -> &'static str {
+    match e {
+        // The parse error inside: DataFusion's own, below.
+        StatementError::Parse(df) => of_datafusion(df.find_root()).unwrap_or(code::INTERNAL_ERROR),
+        StatementError::TooDeepToParse => code::STATEMENT_TOO_COMPLEX,
+        _ => code::PROGRAM_LIMIT_EXCEEDED,
+    }
+}
+
+/// The kernel refused a reader (a privileged source for a user that is
+/// not root).
+fn of_collect(e: &sockql_collect::Error) -> Option<&'static str> {
+    matches!(e.errno(), Some(libc::EPERM) | Some(libc::EACCES)).then_some(code::INSUFFICIENT_PRIVILEGE)
 }
 
 /// One cause's code, if its type (or, for DataFusion's text-only plan
-/// errors, its wording) says.
+/// errors, its wording) says. A query [`Error`] by its variant; anything
+/// else (an error that came back inside DataFusion's `External`: a
+/// refusal made while planning by a table function, a bound inside a
+/// scalar function; a front end's own) by its type.
 fn of_cause(cause: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    if let Some(e) = cause.downcast_ref::<Error>() {
+        return of_error(e);
+    }
     if cause.is::<Refusal>() {
         return Some(code::INSUFFICIENT_PRIVILEGE);
     }
     if let Some(e) = cause.downcast_ref::<StatementError>() {
         return match e {
-            // The parse error inside: DataFusion's own, below.
             StatementError::Parse(df) => of_datafusion(df.find_root()),
-            StatementError::TooDeepToParse => Some(code::STATEMENT_TOO_COMPLEX),
-            _ => Some(code::PROGRAM_LIMIT_EXCEEDED),
+            other => Some(of_statement(other)),
         };
     }
     if cause.is::<TooLarge>() {
@@ -76,11 +125,9 @@ fn of_cause(cause: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
     if cause.is::<TimedOut>() {
         return Some(code::QUERY_CANCELED);
     }
-    // The kernel refused a reader (a privileged source for a user that
-    // is not root).
     if let Some(e) = cause.downcast_ref::<sockql_collect::Error>() {
-        if matches!(e.errno(), Some(libc::EPERM) | Some(libc::EACCES)) {
-            return Some(code::INSUFFICIENT_PRIVILEGE);
+        if let Some(found) = of_collect(e) {
+            return Some(found);
         }
     }
     if let Some(df) = cause.downcast_ref::<DataFusionError>() {
@@ -201,7 +248,7 @@ mod tests {
     async fn code_of(engine: &Engine, sql: &str) -> &'static str {
         match engine.run(&SqlSource::inline(sql)).await {
             Ok(_) => panic!("{sql}: no error"),
-            Err(e) => sqlstate(&e),
+            Err(e) => e.sqlstate(),
         }
     }
 
@@ -269,6 +316,26 @@ mod tests {
         assert_eq!(of_cast("Cannot cast string '12' to value of Date32 type"), code::INVALID_DATETIME_FORMAT);
         assert_eq!(of_cast("Cannot cast string '-1e5x' to value of Int8 type"), code::INVALID_TEXT_REPRESENTATION);
         assert_eq!(of_cast("Cannot cast string '-129' to value of Int8 type"), code::NUMERIC_VALUE_OUT_OF_RANGE);
+        assert_eq!(crate::err!("something else").sqlstate(), code::INTERNAL_ERROR);
         assert_eq!(sqlstate(&anyhow::anyhow!("something else")), code::INTERNAL_ERROR);
+    }
+
+    /// Errors made inside DataFusion come back wrapped in its `External`
+    /// (a refusal by a table function while planning, a bound inside a
+    /// scalar function): found by their type, through the query error
+    /// and through a front end's anyhow and context alike.
+    #[test]
+    fn errors_inside_datafusion_keep_their_codes() {
+        let refused = || DataFusionError::External(Box::new(Refusal::by_front_end("COPY ... TO writes files")));
+        let e = Error::from(DataFusionError::Context("planning".into(), Box::new(refused()))).context("q.sql:2");
+        assert_eq!(e.sqlstate(), code::INSUFFICIENT_PRIVILEGE);
+        assert_eq!(sqlstate(&anyhow::Error::from(e).context("front end")), code::INSUFFICIENT_PRIVILEGE);
+        let bound = DataFusionError::External(Box::new(TooLarge { max: 1, what: "operators", line: 1 }));
+        assert_eq!(Error::from(bound).sqlstate(), code::PROGRAM_LIMIT_EXCEEDED);
+        let late = DataFusionError::External(Box::new(TimedOut(Duration::from_secs(1))));
+        assert_eq!(Error::from(late).context("x").sqlstate(), code::QUERY_CANCELED);
+        // Each kind by its variant.
+        assert_eq!(Error::from(Refusal::by_front_end("no")).sqlstate(), code::INSUFFICIENT_PRIVILEGE);
+        assert_eq!(Error::Cancelled.sqlstate(), code::INTERNAL_ERROR);
     }
 }

@@ -17,7 +17,7 @@ pub fn stamped_schema(schema: &SchemaRef) -> SchemaRef {
 }
 
 /// `batch` under `stamped` (from [`stamped_schema`]), `ts_ms` on every row.
-pub fn stamp(batch: &RecordBatch, stamped: &SchemaRef, ts_ms: i64) -> anyhow::Result<RecordBatch> {
+pub fn stamp(batch: &RecordBatch, stamped: &SchemaRef, ts_ms: i64) -> crate::Result<RecordBatch> {
     let ts: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![ts_ms; batch.num_rows()]).with_timezone("UTC"));
     let mut columns = vec![ts];
     for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {

@@ -56,17 +56,6 @@ pub enum StatementError {
     Parse(#[from] DataFusionError),
 }
 
-impl StatementError {
-    /// As an error chain whose parse errors are DataFusion's own, so
-    /// front ends find the root cause (line and column) where they look.
-    pub fn into_anyhow(self) -> anyhow::Error {
-        match self {
-            StatementError::Parse(e) => e.into(),
-            other => other.into(),
-        }
-    }
-}
-
 fn is_operator(t: &Token) -> bool {
     match t {
         Token::Word(w) => matches!(w.keyword, Keyword::AND | Keyword::OR | Keyword::NOT),

@@ -35,7 +35,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::{encode, notices};
 use crate::query::engine::{Described, Engine, Event, QueryStream, SqlSource, TimedOut};
-use crate::query::statements::{StatementError, Statements};
+use crate::query::statements::Statements;
 
 /// PostgreSQL settings clients send that have no meaning here: accepted
 /// and ignored (SET answers SET), so drivers connect. Anything else goes
@@ -136,7 +136,7 @@ fn parse(parser: &ClientSql, text: &str) -> anyhow::Result<Vec<Parsed>> {
             .collect()),
         Err(pg) => {
             let mut out = Vec::new();
-            let mut statements = Statements::new(text).map_err(StatementError::into_anyhow)?;
+            let mut statements = Statements::new(text).map_err(crate::query::Error::from)?;
             while let Some(st) = statements.next_statement() {
                 match st {
                     Ok(st) => out.push(Parsed { local: None, sql: st.to_string(), tag: "OK", names: None }),
@@ -162,7 +162,8 @@ fn tag_of(statement: &Statement) -> &'static str {
 
 /// An engine error as the client sees it, with the SQLSTATE a PostgreSQL
 /// client (and its user) would act on (query/sqlstate.rs).
-pub fn pg_error(e: anyhow::Error) -> PgWireError {
+pub fn pg_error(e: impl Into<anyhow::Error>) -> PgWireError {
+    let e = e.into();
     let text = crate::query::errors::error_line(&e);
     let code = crate::query::sqlstate::sqlstate(&e);
     PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), code.into(), text)))
@@ -258,7 +259,7 @@ impl Session {
     async fn statements(&self, text: &str) -> PgWireResult<Vec<Parsed>> {
         // The same bounds as any SQL text (size, identifiers, operators),
         // before the compatibility parser sees it.
-        Statements::new(text).map_err(|e| pg_error(e.into_anyhow()))?;
+        Statements::new(text).map_err(|e| pg_error(crate::query::Error::from(e)))?;
         let (text, parser) = (text.to_string(), self.shared.parser.clone());
         crate::query::engine::on_query_stack(move || parse(&parser, &text)).await.map_err(|e| {
             let mut pg = pg_error(e);
@@ -462,7 +463,7 @@ fn rows(
                     st.done = true;
                     return Some((Err(pg_error(anyhow::anyhow!("a second result in one statement"))), st));
                 }
-                Err(e) if e.is::<TimedOut>() => {
+                Err(crate::query::Error::TimedOut(_)) => {
                     // Past the deadline: the handler tells the client (or
                     // closes the connection if it cannot) and drops these rows.
                     drop(running);
@@ -766,7 +767,11 @@ mod tests {
         };
         let refused = anyhow::Error::new(Refusal::by_front_end("COPY ... TO writes files"));
         assert_eq!(code(pg_error(refused)), "42501");
-        assert_eq!(code(pg_error(crate::query::engine::TimedOut(std::time::Duration::from_secs(1)).into())), "57014");
+        assert_eq!(code(pg_error(crate::query::engine::TimedOut(std::time::Duration::from_secs(1)))), "57014");
+        // The engine's own error, by its kind.
+        let timed_out =
+            crate::query::Error::TimedOut(crate::query::engine::TimedOut(std::time::Duration::from_secs(1)));
+        assert_eq!(code(pg_error(timed_out.context("q.sql:1"))), "57014");
         // A refusal inside DataFusion's planning, as a table function makes it.
         let inside = datafusion::error::DataFusionError::External(Box::new(Refusal::by_front_end("no")));
         assert_eq!(code(pg_error(anyhow::Error::new(inside).context("planning"))), "42501");
