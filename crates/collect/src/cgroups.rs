@@ -25,8 +25,9 @@ pub fn mount_point(mountinfo: &str) -> Option<PathBuf> {
     })
 }
 
-/// mountinfo writes space, tab, newline and backslash as \040 and so on.
-fn unescape_octal(s: &str) -> String {
+/// mountinfo writes space, tab, newline and backslash as \040 and so on
+/// (cgroup mounts here, tracefs in `trace/tracefs.rs`).
+pub(crate) fn unescape_octal(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -59,30 +59,9 @@ pub fn mount_points(mountinfo: &str) -> Vec<String> {
             let (left, right) = line.split_once(" - ")?;
             let fstype = right.split(' ').next()?;
             let point = left.split(' ').nth(4)?;
-            (fstype == "tracefs").then(|| unescape(point))
+            (fstype == "tracefs").then(|| crate::cgroups::unescape_octal(point))
         })
         .collect()
-}
-
-/// mountinfo escapes space, tab, newline and backslash as \ooo.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b.get(i + 1..i + 4).filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match octal {
-            Some(d) => {
-                out.push(d.iter().fold(0u32, |v, c| v * 8 + (c - b'0') as u32) as u8);
-                i += 4;
-            }
-            None => {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A group or event name: what tracefs names them with, nothing a path
@@ -181,7 +160,7 @@ mod tests {
             92 23 0:13 / /sys/kernel/debug rw - debugfs debugfs rw\n\
             garbage line\n - tracefs\n";
         assert_eq!(mount_points(text), vec!["/sys/kernel/tracing".to_string(), "/tmp/a b".into()]);
-        assert_eq!(unescape("a\\134b\\011\\0"), "a\\b\t\\0");
+        assert_eq!(crate::cgroups::unescape_octal("a\\134b\\011\\0"), "a\\b\t\\0");
     }
 
     #[test]
