@@ -45,7 +45,15 @@ fn tables() -> Vec<(String, String, Vec<Column>)> {
             })
             .collect()
     };
-    let live = catalog::live().into_iter().map(|t| (t.name.clone(), t.about.clone(), columns(&t)));
+    // A stream reads for a while and hands rows over as they come: say so,
+    // since its bound decides what a query sees.
+    let streams: Vec<&str> =
+        crate::tables::catalog().iter().filter(|t| t.kind == crate::tables::Kind::Stream).map(|t| t.name).collect();
+    let about = |t: &Listed| match streams.contains(&t.name.as_str()) {
+        true => format!("{}. A stream: rows come as the kernel reports them; --follow reads until Ctrl-C", t.about),
+        false => t.about.clone(),
+    };
+    let live = catalog::live().into_iter().map(|t| (t.name.clone(), about(&t), columns(&t)));
     let functions =
         catalog::table_functions().into_iter().map(|t| (format!("{}('FILE')", t.name), t.about.clone(), columns(&t)));
     live.chain(functions).collect()
