@@ -434,7 +434,7 @@ fn packet_reports_match_their_traffic_in_every_namespace() {
             .split_whitespace()
             .find_map(|w| w.strip_prefix("retrans:"))
             .and_then(|r| r.split('/').nth(1))
-            .unwrap()
+            .unwrap_or_else(|| panic!("no retrans:N/TOTAL in ss's line for {client}: {info}\nall of ss -tin:\n{ss}"))
             .parse()
             .unwrap();
         assert_eq!(total, resent, "{info}");
