@@ -507,8 +507,9 @@ fn live_packets_equal_tcpdump() {
     // is delivered, sockql's socket as sockql reads it. On a loaded machine
     // the first packets of a run were 3.4 ms later in sockql than in
     // tcpdump (later ones equal). That is a known gap of sockql's capture
-    // start (ARCHITECTURE/the issue-29 note); this test checks the stamps
-    // once the kernel makes them, so it asks for timestamps itself first.
+    // start, not yet fixed (it should not announce "capturing on" before
+    // the kernel stamps); this test checks the stamps once the kernel makes
+    // them, so it asks for timestamps itself first.
     let stamping = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     nix::sys::socket::setsockopt(&stamping, nix::sys::socket::sockopt::ReceiveTimestamp, &true).unwrap();
     let cap = Capture::start(&ns, &pcap);
