@@ -13,6 +13,10 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(sockql::cli::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
+        // A fleet answer some hosts are missing from: its line is printed.
+        Err(e) if e.downcast_ref::<sockql::cli::fleet::Partial>().is_some() => {
+            ExitCode::from(sockql::cli::fleet::PARTIAL_EXIT)
+        }
         Err(e) => {
             // A closed stdout (`sockql ... | head`) is not an error worth a message.
             // Each cause as its own type: the query layer keeps a sink's

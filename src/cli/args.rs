@@ -36,7 +36,7 @@ FIN-WAIT-1, FIN-WAIT-2, TIME-WAIT, CLOSE-WAIT, LAST-ACK, CLOSING, UNCONN.";
 // query form and `run` take them all); a flag written before a
 // subcommand's name is that subcommand's ([`Args::parse_checked`]).
 #[derive(Debug, Parser)]
-#[command(name = "sockql", version, after_help = EXAMPLES)]
+#[command(name = "sockql", version = env!("SOCKQL_VERSION"), after_help = EXAMPLES)]
 pub struct Args {
     /// SQL to run; several statements may be separated by ';'. Without it,
     /// SQL is read from --file or standard input. SQL may start with a
@@ -92,6 +92,42 @@ pub struct QueryArgs {
     /// time for jq or a log shipper.
     #[arg(long)]
     pub follow: bool,
+
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+}
+
+/// A fleet query: the SQL runs on every host of --hosts (sockql serve
+/// --flight), each table with a `host` column (GUIDE.md, "A fleet in one
+/// query").
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct FleetArgs {
+    /// Ask every host FILE lists, one `ADDR:PORT [NAME]` a line (NAME is
+    /// the `host` value; # comments). Exit status 3: some hosts did not
+    /// answer (named on stderr and in the fleet_hosts table).
+    #[arg(long, value_name = "FILE")]
+    pub hosts: Option<PathBuf>,
+    /// The hosts' password (--flight-password-file on them): the first
+    /// line of FILE, which only its owner may read.
+    #[arg(long, value_name = "FILE", requires = "hosts")]
+    pub hosts_password_file: Option<PathBuf>,
+    /// Connect with TLS, verifying each host's certificate against this CA
+    /// and the name or address its line gives.
+    #[arg(long, value_name = "FILE", requires = "hosts")]
+    pub hosts_ca: Option<PathBuf>,
+    /// A client certificate (PEM) for mutual TLS, with --hosts-key.
+    #[arg(long, value_name = "FILE", requires = "hosts_ca")]
+    pub hosts_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM; a file only its owner may read).
+    #[arg(long, value_name = "FILE", requires = "hosts_cert")]
+    pub hosts_key: Option<PathBuf>,
+    /// Time each host has, from connecting to its last row; a host still
+    /// answering then is left out and named.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
+    pub hosts_timeout: Duration,
+    /// Hosts asked at once.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub hosts_parallel: u16,
 }
 
 /// Parameters of the SQL (query, run, record, capture).
@@ -186,6 +222,13 @@ pub struct ReadArgs {
     /// not only the current one; rows carry netns and netns_name.
     #[arg(long)]
     pub all_netns: bool,
+
+    /// Read the network namespace of the running container NAME (its
+    /// name, or an id prefix of 12 or more) instead of the current one,
+    /// as `nsenter -t PID -n` would; rows carry container and
+    /// container_id.
+    #[arg(long, value_name = "NAME", conflicts_with = "all_netns")]
+    pub container: Option<String>,
 }
 
 /// How streams read (every command that may run one).
@@ -445,6 +488,35 @@ pub struct PgArgs {
     /// Scrapes of /metrics do not count against it.
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub pg_max_queries: usize,
+    #[command(flatten)]
+    pub flight: FlightArgs,
+}
+
+/// `sockql serve`'s Arrow Flight SQL endpoint.
+#[derive(clap::Args, Debug, Clone)]
+#[command(next_help_heading = "Arrow Flight SQL endpoint (ADBC, Flight SQL JDBC, a fleet of sockqls)")]
+pub struct FlightArgs {
+    /// Also serve Arrow Flight SQL (gRPC) on ADDR:PORT, with the same
+    /// tables, policy and bounds as --pg; its queries share
+    /// --pg-max-queries with PostgreSQL clients. Needs
+    /// --flight-password-file; off loopback also TLS.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub flight: Option<std::net::SocketAddr>,
+    /// The password Flight clients give (basic auth, or the Handshake's
+    /// token): the file's first line; the file must be owned by this
+    /// user or root and not be readable by group or others.
+    #[arg(long, value_name = "FILE")]
+    pub flight_password_file: Option<std::path::PathBuf>,
+    /// TLS certificate chain (PEM) for the Flight endpoint.
+    #[arg(long, value_name = "FILE")]
+    pub flight_tls_cert: Option<std::path::PathBuf>,
+    /// TLS private key (PEM) for the Flight endpoint.
+    #[arg(long, value_name = "FILE")]
+    pub flight_tls_key: Option<std::path::PathBuf>,
+    /// Mutual TLS: admit only clients with a certificate signed by this
+    /// CA (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub flight_tls_client_ca: Option<std::path::PathBuf>,
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {

@@ -57,7 +57,9 @@ impl<'a> Groups<'a> {
 }
 
 impl HiArgs {
-    pub fn new(args: &Args) -> HiArgs {
+    /// The decisions of `args`; fails only for a `--container` that names
+    /// no running container.
+    pub fn new(args: &Args) -> anyhow::Result<HiArgs> {
         let defaults = QueryArgs::default();
         let none = Groups::query(&defaults);
         // `record --events` listens for the whole recording: its streams
@@ -90,11 +92,16 @@ impl HiArgs {
             (None, true) => None,
             (None, false) => Some(DEFAULT_STREAM_FOR),
         };
-        HiArgs {
+        let home_netns = match &g.read.container {
+            Some(name) => super::container_scope::netns_of(name)?,
+            None => 0,
+        };
+        Ok(HiArgs {
             output: output(g.output).with_memory_limit(g.limits.memory_limit),
             source: SourceOptions {
                 no_netlink: g.read.no_netlink,
                 all_netns: std::sync::Arc::new(g.read.all_netns.into()),
+                home_netns: std::sync::Arc::new(home_netns.into()),
                 stream_for: recording_for.unwrap_or(stream_for),
                 payload: g.streams.payload,
                 streams: Default::default(),
@@ -105,7 +112,7 @@ impl HiArgs {
             history: g.history.history.clone(),
             watch: g.watch,
             follow: g.follow,
-        }
+        })
     }
 }
 

@@ -24,6 +24,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("\\i FILE", "run the SQL statements in FILE"),
     ("\\run NAME [k=v ...]", "run a saved query with parameters (\\run alone lists them)"),
     ("\\netns all|current", "cover every network namespace, or only the current one (like --all-netns)"),
+    ("\\container [NAME]", "read container NAME's network namespace (like --container); alone, the current one again"),
 ];
 
 /// The command words, for completion.
@@ -50,6 +51,8 @@ pub enum Meta {
     Run(Option<(String, Vec<(String, String)>)>),
     /// True: every namespace.
     Netns(bool),
+    /// Read this container's network namespace; `None`: sockql's own.
+    Container(Option<String>),
 }
 
 pub fn help_text() -> String {
@@ -108,6 +111,11 @@ pub fn parse(line: &str) -> anyhow::Result<Meta> {
             "current" => Meta::Netns(false),
             other => bail!("\\netns takes all or current, not {other}"),
         },
+        "\\container" => match args.as_slice() {
+            [] => Meta::Container(None),
+            [name] => Meta::Container(Some(name.to_string())),
+            _ => bail!("\\container takes one container name (or none, to read the current namespace again)"),
+        },
         _ => bail!("unknown command {cmd}; \\? lists the commands"),
     })
 }
@@ -134,6 +142,9 @@ mod tests {
         assert_eq!(parse("\\x auto").unwrap(), Meta::Expanded(Some(Expanded::Auto)));
         assert!(parse("\\x sideways").is_err());
         assert!(parse("\\netns some").is_err());
+        assert_eq!(parse("\\container web-1").unwrap(), Meta::Container(Some("web-1".into())));
+        assert_eq!(parse("\\container").unwrap(), Meta::Container(None));
+        assert!(parse("\\container a b").is_err());
         assert!(parse("\\format yaml").is_err());
         assert!(parse("\\nope").unwrap_err().to_string().contains("unknown command"));
         assert!(parse("\\watch").is_err());

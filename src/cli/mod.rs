@@ -5,8 +5,10 @@
 pub mod args;
 pub mod capture;
 pub mod complete;
+pub mod container_scope;
 pub mod fit;
 pub mod fixtures;
+pub mod fleet;
 pub mod hi_args;
 pub mod history_file;
 pub mod meta;
@@ -26,8 +28,14 @@ use hi_args::HiArgs;
 pub use crate::query::errors::error_line;
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let hi = HiArgs::new(&args);
+    let hi = HiArgs::new(&args)?;
     match &args.command {
+        None if args.flags.fleet.hosts.is_some() => {
+            fleet::query(&hi, &args.flags.fleet, sql_source(&hi, args.query.as_deref(), args.file.as_deref())?).await
+        }
+        Some(Command::Run { name: Some(name), flags, .. }) if flags.fleet.hosts.is_some() => {
+            fleet::report(&hi, &flags.fleet, name).await
+        }
         None => query(&hi, sql_source(&hi, args.query.as_deref(), args.file.as_deref())?).await,
         Some(Command::Run { name: None, .. }) => print_batch(&hi, saved::list_batch()),
         Some(Command::Run { name: Some(name), .. }) => query(&hi, Some(saved::find(name)?.source(&hi.params)?)).await,
@@ -88,7 +96,10 @@ async fn session(hi: &HiArgs) -> anyhow::Result<Engine> {
 async fn query(hi: &HiArgs, sql: Option<SqlSource>) -> anyhow::Result<()> {
     let engine = session(hi).await?;
     let Some(sql) = sql else {
-        return repl::Repl::new(&engine, hi.output, hi.source.all_netns.clone(), engine.streams().clone()).run().await;
+        return repl::Repl::new(&engine, hi.output, hi.source.all_netns.clone(), engine.streams().clone())
+            .with_home_netns(hi.source.home_netns.clone())
+            .run()
+            .await;
     };
     if let Some(every) = hi.watch {
         return watch::watch(&engine, &sql, every, hi.output, &mut std::io::stdout().lock()).await;
@@ -169,6 +180,14 @@ async fn serve(
     metrics: &[String],
     pg: &args::PgArgs,
 ) -> anyhow::Result<()> {
+    let flight = pg.flight.flight.map(|listen| crate::serve::flight::FlightOptions {
+        listen,
+        password_file: pg.flight.flight_password_file.clone(),
+        tls_cert: pg.flight.flight_tls_cert.clone(),
+        tls_key: pg.flight.flight_tls_key.clone(),
+        tls_client_ca: pg.flight.flight_tls_client_ca.clone(),
+        max_queries: pg.pg_max_queries,
+    });
     let pg = match &pg.pg {
         None => None,
         Some(value) => Some(crate::serve::pg::PgOptions {
@@ -179,6 +198,7 @@ async fn serve(
             tls_key: pg.pg_tls_key.clone(),
             max_connections: pg.pg_max_connections,
             max_queries: pg.pg_max_queries,
+            slots: None,
         }),
     };
     let options = crate::serve::ServeOptions {
@@ -189,6 +209,7 @@ async fn serve(
         source: hi.source,
         memory: hi.limits.memory,
         pg,
+        flight,
         client_limits: crate::query::engine::Limits {
             memory: Some(hi.limits.memory.unwrap_or(crate::serve::CLIENT_MEMORY)),
             timeout: Some(hi.limits.timeout.unwrap_or(crate::serve::CLIENT_TIMEOUT)),

@@ -234,7 +234,9 @@ pub fn markdown() -> String {
 /// options, subcommands), then each subcommand's flags, the tables and the
 /// saved reports, then the examples (--help's) and the version.
 pub fn man_page(w: &mut dyn Write) -> std::io::Result<()> {
-    let mut cmd = Args::command_tree();
+    // The package's version, not --version's commit and date: the page in
+    // doc/ is checked in and must not change with every commit.
+    let mut cmd = Args::command_tree().version(env!("CARGO_PKG_VERSION"));
     cmd.build();
     let man = clap_mangen::Man::new(cmd.clone());
     man.render_title(w)?;

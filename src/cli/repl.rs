@@ -3,7 +3,7 @@
 //! run through a [`QueryRunner`], so this file holds no engine code.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,6 +29,8 @@ pub struct Repl<'a> {
     last: Option<SqlSource>,
     /// Shared with the tables: `\netns` changes what they read.
     all_netns: Arc<AtomicBool>,
+    /// Shared with the tables: `\container` sets the namespace they read.
+    home_netns: Arc<AtomicU64>,
     /// The session's streams, which Ctrl-C ends.
     streams: Arc<Streams>,
 }
@@ -45,7 +47,13 @@ impl<'a> Repl<'a> {
         all_netns: Arc<AtomicBool>,
         streams: Arc<Streams>,
     ) -> Self {
-        Repl { runner, opts, timing: false, last: None, all_netns, streams }
+        Repl { runner, opts, timing: false, last: None, all_netns, home_netns: Arc::default(), streams }
+    }
+
+    /// Share the tables' home namespace (`--container`), which
+    /// `\container` then changes.
+    pub fn with_home_netns(self, home_netns: Arc<AtomicU64>) -> Self {
+        Repl { home_netns, ..self }
     }
 
     /// Completion over every table the session has now: live ones,
@@ -185,11 +193,26 @@ impl<'a> Repl<'a> {
             }
             Meta::Netns(all) => {
                 self.all_netns.store(all, Ordering::Relaxed);
+                if !all {
+                    self.home_netns.store(0, Ordering::Relaxed);
+                }
                 writeln!(
                     out,
                     "Tables cover {}.",
                     if all { "every network namespace" } else { "the current network namespace" }
                 )?;
+            }
+            Meta::Container(name) => {
+                let home = match &name {
+                    Some(name) => crate::cli::container_scope::netns_of(name)?,
+                    None => 0,
+                };
+                self.home_netns.store(home, Ordering::Relaxed);
+                self.all_netns.store(false, Ordering::Relaxed);
+                match name {
+                    Some(name) => writeln!(out, "Tables cover container {name}'s network namespace ({home}).")?,
+                    None => writeln!(out, "Tables cover the current network namespace.")?,
+                }
             }
             Meta::Format(f) => {
                 self.opts.format = f;

@@ -114,18 +114,8 @@ impl Drop for Admitted {
 /// the peer holding the most; between requests before busy, the one quiet
 /// longest first.
 fn victim(open: &HashMap<u64, Rc<Conn>>, peer: Peer) -> Option<u64> {
-    let mut held: HashMap<Peer, usize> = HashMap::new();
-    for c in open.values() {
-        *held.entry(c.peer).or_default() += 1;
-    }
-    let from = if held.get(&peer).copied().unwrap_or(0) >= PER_PEER {
-        peer
-    } else if open.len() >= TOTAL {
-        held.into_iter().max_by_key(|&(_, n)| n).map(|(p, _)| p)?
-    } else {
-        return None;
-    };
-    open.iter().filter(|(_, c)| c.peer == from).min_by_key(|(_, c)| (c.busy.get(), c.last.get())).map(|(&id, _)| id)
+    let ranked = open.iter().map(|(&id, c)| (id, c.peer, (c.busy.get(), c.last.get())));
+    super::peer::victim(ranked, peer, PER_PEER, TOTAL)
 }
 
 impl Connections {

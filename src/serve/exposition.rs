@@ -49,7 +49,7 @@ pub fn label_name(column: &str) -> String {
 
 /// A label value as the formats quote it: backslash, double quote and
 /// newline escaped (process names and command lines are hostile input).
-fn escape_label(value: &str, out: &mut String) {
+pub(crate) fn escape_label(value: &str, out: &mut String) {
     for c in value.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -61,20 +61,20 @@ fn escape_label(value: &str, out: &mut String) {
 }
 
 /// HELP text: backslash and newline escaped.
-fn escape_help(text: &str) -> String {
+pub(crate) fn escape_help(text: &str) -> String {
     text.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
-fn is_label(ty: &DataType) -> bool {
+pub(crate) fn is_label(ty: &DataType) -> bool {
     matches!(ty, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean)
 }
 
-fn is_value(ty: &DataType) -> bool {
+pub(crate) fn is_value(ty: &DataType) -> bool {
     ty.is_numeric()
 }
 
 /// A number as the formats write it.
-fn write_value(v: f64, out: &mut String) {
+pub(crate) fn write_value(v: f64, out: &mut String) {
     if v.is_nan() {
         out.push_str("NaN");
     } else if v.is_infinite() {

@@ -12,7 +12,10 @@
 
 mod conn_io;
 mod connections;
+mod counter_totals;
+mod counters;
 pub mod exposition;
+pub mod flight;
 mod peer;
 pub mod pg;
 mod scrape;
@@ -53,6 +56,8 @@ pub struct ServeOptions {
     pub pg: Option<pg::PgOptions>,
     /// Bounds of each client query (PostgreSQL endpoint).
     pub client_limits: Limits,
+    /// The Arrow Flight SQL endpoint, if asked for.
+    pub flight: Option<flight::FlightOptions>,
 }
 
 /// A client query's memory when --memory-limit is not given: a server
@@ -228,30 +233,59 @@ impl Drop for AbortOnDrop {
 /// Serve until Ctrl-C.
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let queries = metric_queries(&options.only)?;
+    // Counter reports over event streams listen in the background from
+    // now on; the rest run at each scrape (counters.rs).
+    let (queries, counter_list) = counters::split(queries, &options).await?;
     // The PostgreSQL endpoint is checked and bound first: a refused option
     // (TCP without a password, off loopback without TLS) stops the server
     // before anything listens.
+    // Flight and PostgreSQL clients share --pg-max-queries' slots.
+    let max_queries = options.pg.as_ref().map(|p| p.max_queries).or(options.flight.as_ref().map(|f| f.max_queries));
+    let slots = flight::Slots::new(max_queries.unwrap_or(1));
     let pg_task = match &options.pg {
         None => None,
-        Some(pg_options) => Some(pg::start(pg_options, options.source.clone(), options.client_limits).await?),
+        Some(pg_options) => {
+            let shared = pg::PgOptions { slots: Some(slots.slots.clone()), ..pg_options.clone() };
+            Some(pg::start(&shared, options.source.clone(), options.client_limits).await?)
+        }
     };
     let _pg_task = pg_task.map(AbortOnDrop);
+    let flight_task = match &options.flight {
+        None => None,
+        Some(f) => Some(flight::start(f, options.source.clone(), options.client_limits, slots).await?),
+    };
+    let _flight_task = flight_task.map(AbortOnDrop);
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     crate::stderrln!(
         "sockql serve: http://{}/metrics ({} metric queries: {})",
         listener.local_addr()?,
-        queries.len(),
-        queries.iter().map(|q| q.name.as_str()).collect::<Vec<_>>().join(", ")
+        queries.len() + counter_list.len(),
+        queries
+            .iter()
+            .chain(counter_list.iter().map(|c| &c.query))
+            .map(|q| q.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-    let state = Rc::new(State { scraper: Arc::new(Scraper::new(options, queries)), in_flight: Default::default() });
+    if !counter_list.is_empty() {
+        crate::stderrln!(
+            "sockql serve: counters over event streams, listened to from now on ({} each; totals restart from zero with serve): {}",
+            humantime::format_duration(counters::WINDOW),
+            counter_list.iter().map(|c| c.query.name.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let background = counters::start(counter_list.clone(), &options)?;
+    let mut scraper = Scraper::new(options, queries);
+    scraper.counters = counter_list;
+    let state = Rc::new(State { scraper: Arc::new(scraper), in_flight: Default::default() });
     let open = Rc::new(Connections::default());
     let mut identify = peer::Identify::default();
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot watch for SIGTERM")?;
     let local = tokio::task::LocalSet::new();
-    local
+    let served: anyhow::Result<()> = local
         .run_until(async move {
             loop {
                 let accepted = tokio::select! {
@@ -271,5 +305,8 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
                 tokio::task::spawn_local(connection(state.clone(), stream, admitted));
             }
         })
-        .await
+        .await;
+    // The listeners end their streams, letting go what they attached.
+    tokio::task::spawn_blocking(move || background.stop()).await.ok();
+    served
 }

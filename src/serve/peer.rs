@@ -103,6 +103,31 @@ impl Identify {
     }
 }
 
+/// Which open connection to close for a newcomer from `peer`, if one must
+/// be: of `peer`'s own once it holds `per_peer`, else (at `total` open) of
+/// the peer holding the most. Among that peer's connections the one with
+/// the lowest rank goes; each server ranks by what it would lose least
+/// (/metrics: idle and quiet longest; Flight: not yet authenticated).
+pub fn victim<K: Ord>(
+    open: impl Iterator<Item = (u64, Peer, K)> + Clone,
+    peer: Peer,
+    per_peer: usize,
+    total: usize,
+) -> Option<u64> {
+    let mut held: std::collections::HashMap<Peer, usize> = std::collections::HashMap::new();
+    for (_, p, _) in open.clone() {
+        *held.entry(p).or_default() += 1;
+    }
+    let from = if held.get(&peer).copied().unwrap_or(0) >= per_peer {
+        peer
+    } else if held.values().sum::<usize>() >= total {
+        held.into_iter().max_by_key(|&(_, n)| n).map(|(p, _)| p)?
+    } else {
+        return None;
+    };
+    open.filter(|(_, p, _)| *p == from).min_by(|a, b| a.2.cmp(&b.2)).map(|(id, _, _)| id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

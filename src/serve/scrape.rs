@@ -27,11 +27,20 @@ pub struct Scraper {
     /// One scrape at a time.
     turn: tokio::sync::Mutex<()>,
     errors_total: AtomicU64,
+    /// Counter reports over event streams: their totals, kept by their
+    /// background listeners (counters.rs), are written by every scrape.
+    pub counters: Vec<std::sync::Arc<super::counters::Counter>>,
 }
 
 impl Scraper {
     pub fn new(options: ServeOptions, queries: Vec<SavedQuery>) -> Self {
-        Scraper { options, queries, turn: tokio::sync::Mutex::new(()), errors_total: AtomicU64::new(0) }
+        Scraper {
+            options,
+            queries,
+            turn: tokio::sync::Mutex::new(()),
+            errors_total: AtomicU64::new(0),
+            counters: Vec::new(),
+        }
     }
 
     fn timed_out(&self) -> anyhow::Error {
@@ -174,6 +183,13 @@ pub async fn scrape(s: &Scraper, format: Format, deadline: Deadline) -> Result<S
         };
         let _ = writeln!(up, "sockql_query_up{{query=\"{}\"}} {answered}", q.name);
         let _ = writeln!(dropped, "sockql_series_dropped{{query=\"{}\"}} {left_out}", q.name);
+    }
+    // The counters' totals, held in the scrape's pool while written.
+    let mut totals = String::new();
+    super::counters::write(&s.counters, format, &mut totals);
+    match text.as_ref().map(|t| t.try_grow(totals.len())) {
+        Some(Ok(())) => out.push_str(&totals),
+        _ => crate::stderrln!("sockql serve: the counters' text needs more memory than --memory-limit allows"),
     }
     for (family, help, lines) in [
         ("sockql_query_duration_seconds", "Time each metric query of this scrape took", durations),

@@ -135,7 +135,8 @@ fn tshark_sum(file: &Path, filter: &str) -> (i64, i64) {
 
 fn start_report(ns: &Netns, report: &str) -> Child {
     let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &ns.name, bin(), "--capture-for", "5s", "--format", "ndjson", "run", report])
+    // Ended by Ctrl-C once the traffic is over; 60 s only bounds it.
+    cmd.args(["netns", "exec", &ns.name, bin(), "--capture-for", "60s", "--format", "ndjson", "run", report])
         .stdout(Stdio::piped());
     let (child, err) = spawn_until(&mut cmd, "capturing on");
     drain(err);
@@ -182,8 +183,22 @@ fn capture_reports_credit_the_worker_that_served_a_connection_closed_during_the_
         let left = ns.exec_ok("ss", &["-Htan", "state", "connected", &format!("sport = :{port}")]);
         left.trim().is_empty().then_some(())
     });
+    // And the queued ones' FINs have had their (delayed) ACKs: no client
+    // waits in FIN-WAIT-1, so those ACKs went past the captures too.
+    eventually(WAIT, || {
+        let left = ns.exec_ok("ss", &["-Htan", "state", "fin-wait-1", &format!("dport = :{idle}")]);
+        left.trim().is_empty().then_some(())
+    });
+    // The connections closed while the captures ran; they end now, as an
+    // operator's Ctrl-C ends them, with every packet the kernel took
+    // (a fixed --capture-for ended them before that on a loaded machine).
     let mut talkers_child = talkers;
-    assert!(talkers_child.try_wait().unwrap().is_none(), "the connections closed while the capture ran");
+    let mut resets = resets;
+    for child in [&mut talkers_child, &mut resets] {
+        assert!(child.try_wait().unwrap().is_none(), "the connections closed while the capture ran");
+        // SAFETY: kill(2) of our own child, which has not been reaped.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    }
     let rows = |child: Child| {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success());
@@ -191,7 +206,14 @@ fn capture_reports_credit_the_worker_that_served_a_connection_closed_during_the_
     };
     let talkers = rows(talkers_child);
     let resets = rows(resets);
-    dump.stop();
+    // tcpdump's ring hands a block over when it fills or times out: a
+    // datagram after the traffic, once in its file, says every packet
+    // before it is there too.
+    ns.enter(|| {
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        u.send_to(b"end", "127.0.0.1:9").unwrap();
+    });
+    dump.stop_after(&pcap, "UDP, length 3");
 
     let mut by_worker: BTreeMap<i32, BTreeSet<u16>> = BTreeMap::new();
     for s in &served {

@@ -129,7 +129,13 @@ fn catalog_commands_list_typed_described_columns() {
             "process_events",
             "socket_events",
             "unix_sockets",
-            "tcp_metrics"
+            "tcp_metrics",
+            "packet_drops",
+            "socket_pressure",
+            "tcp_state_changes",
+            "tcp_retransmits",
+            "tcp_resets",
+            "containers"
         ]
     );
     let (sql_tables, _, _) = run(&["--format", "ndjson", "SHOW TABLES"]);

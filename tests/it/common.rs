@@ -186,6 +186,41 @@ pub fn peak_rss(args: &[&str]) -> Measured {
     }
 }
 
+/// A private copy of the sockql binary on tmpfs, for tests that compare
+/// two runs' peak RSS ([`peak_rss`]). VmHWM counts the binary's code pages
+/// mapped from the page cache, 80-100 MiB of a ~500 MB debug build, and how
+/// many get mapped depends on the page cache (which folios are cached, at
+/// what size, whether readahead has finished), not on the query: the same
+/// `SELECT 1` peaked anywhere from 63 to 97 MiB with 1.2-1.5 MiB of
+/// anonymous memory (BENCHMARKS.md, "conntrack scan memory"). A tmpfs file
+/// cannot be evicted (no swap) and is always fully cached, so every fault
+/// maps the same pages and a difference of peaks is what the query held
+/// plus the code it ran. The copy is removed when this is dropped.
+pub struct InMemoryBin {
+    dir: std::path::PathBuf,
+    pub path: String,
+}
+
+impl InMemoryBin {
+    pub fn new(tag: &str) -> Self {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = Path::new("/dev/shm").join(format!("sockql-{tag}-{}", std::process::id()));
+        let fs = nix::sys::statfs::statfs("/dev/shm").expect("statfs /dev/shm");
+        assert_eq!(fs.filesystem_type(), nix::sys::statfs::TMPFS_MAGIC, "/dev/shm is not tmpfs");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+        let path = dir.join("sockql");
+        std::fs::copy(bin(), &path).unwrap();
+        InMemoryBin { path: path.to_str().unwrap().to_string(), dir }
+    }
+}
+
+impl Drop for InMemoryBin {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Assert that `f()` equals `expected`, re-reading for up to [`WAIT`] first.
 ///
 /// For rows that name this test process as a socket's owner. pid_max is

@@ -56,7 +56,7 @@ fn process_listener(sql: &str) -> (Reaped, std::thread::JoinHandle<String>) {
 
 /// A child killed when dropped, so a failing test leaves no listener or
 /// poller running behind it.
-pub struct Reaped(Child);
+pub struct Reaped(pub(crate) Child);
 
 impl std::ops::Deref for Reaped {
     type Target = Child;
@@ -500,4 +500,56 @@ fn events_join_live_tables() {
         (&Value::from("sleep"), &Value::from("sleep"), &Value::from(my_pid()))
     );
     let _ = child.kill();
+}
+
+/// A stream query that computes a column hands each row over as it comes,
+/// as one that only names columns does: a process this test starts (a
+/// symlink to `sleep` named for this test, so no other process matches) is
+/// on the reader's screen (--follow: a line at a time) within 3 s, while
+/// the stream itself runs until Ctrl-C. DataFusion used to put a round-robin repartition under the
+/// projection, which held rows back until 8,192 of them or the stream's
+/// end; EXPLAIN shows none above the stream's scan.
+#[test]
+fn computed_columns_of_a_stream_come_as_they_happen() {
+    use std::io::BufRead;
+    let name = format!("sqx{}", std::process::id());
+    let sql = format!("SELECT pid, name || '-x' AS n FROM process_events WHERE name = '{name}'");
+    let (plan, err, ok) = run(&["--format", "csv", &format!("EXPLAIN {sql}")]);
+    assert!(ok, "{err}");
+    assert!(plan.contains("LiveScanExec: process_events"), "{plan}");
+    assert!(!plan.contains("RoundRobin"), "{plan}");
+
+    let dir = std::env::temp_dir().join(format!("sockql-stream-{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join(&name);
+    let _ = std::fs::remove_file(&exe);
+    std::os::unix::fs::symlink("/bin/sleep", &exe).unwrap();
+
+    let mut events = Reaped(
+        Command::new(bin())
+            .args(["--follow", "--format", "ndjson", &sql])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (tx, lines) = std::sync::mpsc::channel();
+    let out = events.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        std::io::BufReader::new(out).lines().map_while(Result::ok).for_each(|l| drop(tx.send(l)))
+    });
+    let id = events.id();
+    eventually(WAIT, || {
+        (subscribed(&std::fs::read_to_string("/proc/net/netlink").ok()?, "11", Some(id)) > 0).then_some(())
+    });
+    // It lives long enough for its name to be read (as `ps` would).
+    let mut child = Reaped(Command::new(&exe).arg("1").spawn().unwrap());
+    let pid = child.id() as i64;
+    // Its exec while the stream still runs.
+    let line = lines.recv_timeout(Duration::from_secs(3)).expect("the row of the process while the stream runs");
+    assert!(child.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(&dir);
+    let row: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!((&row["pid"], &row["n"]), (&Value::from(pid), &Value::from(format!("{name}-x"))));
+    assert!(events.try_wait().unwrap().is_none(), "the stream still runs");
 }

@@ -2,13 +2,25 @@
 //! is linked once. They open real sockets on loopback, and where they need
 //! an isolated socket set they create network namespaces (root, as CI has).
 
+mod alerts;
 mod budget;
+mod capabilities;
 mod capture_owners;
+mod certs;
 mod churn;
 mod cli;
 mod common;
 mod conntrack;
+mod containers;
+mod containers_common;
+mod containers_events;
+mod containers_use;
 mod events;
+mod fleet;
+mod fleet_scale;
+mod flight;
+mod flight_attack;
+mod flight_prepared;
 mod history;
 mod history_attack;
 mod history_edges;
@@ -18,6 +30,10 @@ mod namespaces;
 mod netns;
 mod notices;
 mod owners;
+mod package;
+mod packet_drops;
+mod packet_drops_loss;
+mod packet_drops_netns;
 mod packet_reports;
 mod packets;
 mod paths_attack;
@@ -42,10 +58,16 @@ mod root_safe;
 mod saved;
 mod serve;
 mod serve_attack;
+mod serve_counters;
 mod soak;
+mod socket_pressure;
 mod sockets;
 mod stream_bounds;
+mod tcp_holders;
 mod tcp_metrics;
+mod tcp_resets;
+mod tcp_retransmits;
+mod tcp_state_changes;
 mod time_types;
 
 mod ss_parity;

@@ -42,19 +42,16 @@ impl Capture {
     }
 
     pub fn start_on(ns: &Netns, dev: &str, file: &std::path::Path) -> Capture {
+        Capture::start_with(ns, dev, file, &[])
+    }
+
+    /// With more tcpdump options (`extra`).
+    pub fn start_with(ns: &Netns, dev: &str, file: &std::path::Path, extra: &[&str]) -> Capture {
         assert!(have("tcpdump"), "tcpdump is needed for this test");
         let (child, err) = spawn_until(
-            Command::new("ip").args([
-                "netns",
-                "exec",
-                &ns.name,
-                "tcpdump",
-                "-i",
-                dev,
-                "-U",
-                "-w",
-                file.to_str().unwrap(),
-            ]),
+            Command::new("ip")
+                .args(["netns", "exec", &ns.name, "tcpdump", "-i", dev, "-U", "-w", file.to_str().unwrap()])
+                .args(extra),
             "listening on",
         );
         drain(err);
@@ -501,17 +498,6 @@ fn live_packets_equal_tcpdump() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let pcap = dir.join("lo.pcap");
-    // The kernel stamps packets on receive only while some socket asks for
-    // timestamps, and the first to ask turns that on through a workqueue.
-    // Until it runs, a packet has no stamp: tcpdump's ring stamps it as it
-    // is delivered, sockql's socket as sockql reads it. On a loaded machine
-    // the first packets of a run were 3.4 ms later in sockql than in
-    // tcpdump (later ones equal). That is a known gap of sockql's capture
-    // start, not yet fixed (it should not announce "capturing on" before
-    // the kernel stamps); this test checks the stamps once the kernel makes
-    // them, so it asks for timestamps itself first.
-    let stamping = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    nix::sys::socket::setsockopt(&stamping, nix::sys::socket::sockopt::ReceiveTimestamp, &true).unwrap();
     let cap = Capture::start(&ns, &pcap);
     let ours = live_capture_with(
         &ns,
@@ -548,9 +534,14 @@ fn live_packets_equal_tcpdump() {
     let a: Vec<_> = ours.iter().map(key).collect();
     let b: Vec<_> = theirs.iter().map(key).collect();
     assert_eq!(a, b, "sockql live vs tcpdump on lo");
-    // The kernel's timestamps, as tcpdump's to a microsecond or so (where a
-    // packet carries no stamp yet, each capture's copy is stamped as it is
-    // delivered), not when sockql got round to reading them.
+    // The kernel's timestamps, as tcpdump's, not when sockql got round to
+    // reading them: the capture starts only once the kernel stamps packets
+    // (see live_capture_starts_with_receive_stamps for its first packets).
+    // To a microsecond or so, not exactly: TCP's packets carry a departure
+    // time on the monotonic clock (pacing), which loopback keeps, and each
+    // packet socket replaces it with the real time as the packet reaches
+    // it (skb_clear_delivery_time; tpacket_rcv for tcpdump's ring), a few
+    // hundred nanoseconds apart. UDP's carry the one receive stamp.
     let times = |rows: &[Value], f: &dyn Fn(&Value) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
     let ours_us = times(&ours, &|r| r["ts_us"].as_i64().unwrap());
     let theirs_us = times(&theirs, &|t| {
@@ -566,7 +557,169 @@ fn live_packets_equal_tcpdump() {
     assert!(ours.len() >= 20, "{ours:?}");
     // One copy of each packet on loopback, as tcpdump keeps, marked in.
     assert!(ours.iter().all(|r| r["interface"] == json!("lo") && r["direction"] == json!("in")), "{ours:?}");
-    drop(stamping);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A capture that starts while traffic flows hands over its first packets
+/// with the kernel's receive stamps, to the microsecond tcpdump wrote for
+/// the same datagrams, not the time sockql read them.
+///
+/// The kernel stamps packets only while some socket on the host asks for
+/// stamps, and the first to ask switches that on through a workqueue
+/// (net_enable_timestamp). tcpdump at its default microsecond precision
+/// does not ask (its ring stamps each packet as it fills it; with
+/// --time-stamp-precision=nano libpcap does ask, which would hide the gap),
+/// and on this machine nothing else asks between captures (no chronyd or
+/// PTP daemon), so the switch is off when the capture starts: a capture
+/// that took packets before it came on stamped them as it read them, 3 to
+/// 10 ms after tcpdump, and this test failed. If another process holds the
+/// switch on for the whole run (another capture, a time daemon), every
+/// packet is stamped either way and the run cannot tell. While each
+/// capture starts the datagrams come back to back, so that, with the
+/// switch off, some arrive while it is being switched on.
+#[test]
+fn live_capture_starts_with_receive_stamps() {
+    const STARTS: usize = 5;
+    let ns = Netns::new("pcapS");
+    let dir = std::env::temp_dir().join(format!("sockql-stamps-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("lo.pcap");
+    // A receiver that never reads (its queue fills; taps see every packet
+    // before that) and a sender, both made inside the namespace.
+    let (rx, tx) = ns.enter(|| {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        (rx, tx)
+    });
+    let port = rx.local_addr().unwrap().port();
+    let cap = Capture::start_with(&ns, "lo", &pcap, &["-B", "65536"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The sender stops when the test ends, passed or not.
+    struct Stop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let _stop = Stop(stop.clone());
+    // Datagrams a few hundred microseconds apart, back to back while
+    // `dense` is set: while a capture starts.
+    let dense = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // With two CPUs or more: sockql and a busy loop of the test's share
+    // one, the sender has another. The kernel's worker that switches the
+    // stamps on runs on the CPU that asked, so it waits its turn there
+    // while datagrams keep coming from the other, as on a loaded machine.
+    let cpus: Vec<usize> = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
+        .map(|set| (0..nix::sched::CpuSet::count()).filter(|&c| set.is_set(c).unwrap_or(false)).collect())
+        .unwrap_or_default();
+    let pin = |cpu: Option<&usize>| {
+        if let Some(&c) = cpu {
+            let mut one = nix::sched::CpuSet::new();
+            one.set(c).unwrap();
+            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &one).unwrap();
+        }
+    };
+    let (capture_cpu, sender_cpu) = match cpus.as_slice() {
+        [a, b, ..] => (Some(*a), Some(*b)),
+        _ => (None, None),
+    };
+    let busy = {
+        let (stop, dense) = (stop.clone(), dense.clone());
+        std::thread::spawn(move || {
+            pin(capture_cpu.as_ref());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if !dense.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+        })
+    };
+    let sender = {
+        let (stop, dense) = (stop.clone(), dense.clone());
+        std::thread::spawn(move || {
+            pin(sender_cpu.as_ref());
+            let mut seq: u32 = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // The receiver's full queue refuses nothing on send.
+                let _ = tx.send(&seq.to_be_bytes());
+                seq += 1;
+                if !dense.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
+            }
+            // The last packet, for tcpdump's stop: 3 bytes, unlike the rest.
+            tx.send(b"end").unwrap();
+            seq
+        })
+    };
+    // Let the flow run before the capture starts.
+    eventually(WAIT, || (std::fs::metadata(&pcap).map_or(0, |m| m.len()) > 4096).then_some(()));
+    // Several capture starts, each while the switch is off again (the last
+    // socket that asked is gone).
+    let mut ours = Vec::new();
+    for _ in 0..STARTS {
+        dense.store(true, std::sync::atomic::Ordering::Relaxed);
+        let taskset = capture_cpu.map(|c| c.to_string());
+        let (capture, err) = spawn_until(
+            Command::new("ip")
+                .args(["netns", "exec", &ns.name])
+                .args(taskset.as_ref().map(|c| ["taskset", "-c", c.as_str()]).iter().flatten())
+                .args([bin(), "--capture-for", "10s", "--format", "ndjson", "--payload"])
+                .arg(format!(
+                    "SELECT CAST(ts AS BIGINT) AS ts_ns, payload FROM packets \
+                     WHERE protocol = 'udp' AND dst_port = {port} AND payload_length = 4 LIMIT 100"
+                ))
+                .stdout(Stdio::piped()),
+            "capturing on",
+        );
+        drain(err);
+        dense.store(false, std::sync::atomic::Ordering::Relaxed);
+        let out = capture.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let rows = parse_ndjson(&String::from_utf8_lossy(&out.stdout));
+        assert_eq!(rows.len(), 100, "the LIMIT's rows");
+        ours.push(rows);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = sender.join().unwrap();
+    busy.join().unwrap();
+    cap.stop_after(&pcap, "UDP, length 3");
+    // tcpdump's stamp of each datagram, by its sequence number.
+    let o = Command::new("tshark")
+        .args(["-r", pcap.to_str().unwrap(), "-T", "fields", "-e", "frame.time_epoch", "-e", "udp.payload"])
+        .arg("-Y")
+        .arg(format!("udp.dstport == {port} && udp.length == 12"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let us_of = |epoch: &str| {
+        let (secs, frac) = epoch.split_once('.').unwrap();
+        secs.parse::<i64>().unwrap() * 1_000_000 + frac[..6].parse::<i64>().unwrap()
+    };
+    let theirs: std::collections::HashMap<String, i64> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(t, payload)| (payload.replace(':', ""), us_of(t)))
+        .collect();
+    assert!(theirs.len() as u32 >= sent / 2, "tcpdump kept {} of {sent}", theirs.len());
+    let seq = |r: &Value| u32::from_str_radix(r["payload"].as_str().unwrap(), 16).unwrap();
+    // Each capture began mid-flow.
+    assert!(ours.iter().all(|rows| seq(&rows[0]) > 0), "{:?}", ours.iter().map(|r| &r[0]).collect::<Vec<_>>());
+    let mut late = Vec::new();
+    for r in ours.iter().flatten() {
+        let Some(t) = theirs.get(r["payload"].as_str().unwrap()) else {
+            panic!("datagram {} is not in tcpdump's capture", seq(r));
+        };
+        // One receive stamp for both: the same microsecond.
+        let ts = r["ts_ns"].as_i64().unwrap() / 1000;
+        if ts != *t {
+            late.push((seq(r), ts - t));
+        }
+    }
+    assert!(late.is_empty(), "(datagram, µs after tcpdump's stamp) of those sockql stamped otherwise: {late:?}");
+    drop(rx);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -845,8 +998,9 @@ fn analysis_flags_equal_tshark() {
 }
 
 /// A bulk transfer over a link that loses and reorders segments (see
-/// `impair`): the receiver's capture shows retransmissions (fast, spurious
-/// and on timeout), out-of-order segments, duplicate ACKs, full windows and
+/// `impair`) to a reader that stalls once: the receiver's capture shows
+/// retransmissions (fast, spurious and on timeout), out-of-order segments,
+/// duplicate ACKs, full windows and
 /// a handshake of about a second, and sockql's analysis equals tshark's
 /// frame for frame, with the ACK round trips to the nanosecond.
 #[test]
@@ -860,9 +1014,22 @@ fn loss_and_reordering_equal_tshark() {
     let pcap = dir.join("receiver.pcap");
     let cap = Capture::start_on(&b, &vb, &pcap);
     let l = b.enter(|| std::net::TcpListener::bind("10.231.6.2:9000").unwrap());
+    let stalled = pcap.clone();
     let server = std::thread::spawn(move || {
         let (mut s, _) = l.accept().unwrap();
         s.write_all(b"hello\n").unwrap();
+        // The reader stalls until it has advertised a zero window: the
+        // writer then fills the window to its edge whatever the machine's
+        // load (reading at once, a loaded machine's writer never caught
+        // up with it, and no segment was window_full).
+        eventually(WAIT, || {
+            let o = Command::new("tcpdump")
+                .args(["-nn", "-r", stalled.to_str().unwrap(), "src", "port", "9000"])
+                .stderr(Stdio::null())
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout).contains(", win 0,").then_some(())
+        });
         let mut got = Vec::new();
         s.read_to_end(&mut got).unwrap();
         s.write_all(b"done").unwrap();

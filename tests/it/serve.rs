@@ -34,7 +34,7 @@ pub fn get(ns: &Netns, port: u16, path: &str) -> (String, String) {
 }
 
 /// A port nothing listens on in `ns` now.
-fn free_port(ns: &Netns) -> u16 {
+pub(crate) fn free_port(ns: &Netns) -> u16 {
     ns.enter(|| TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
 }
 

@@ -277,7 +277,7 @@ const ONE: &str = "SELECT 'x' AS k, 1 AS v";
 fn a_local_users_keep_alive_silent_and_slow_connections_never_lock_out_a_scrape() {
     let ns = Netns::new("httpflood");
     let queries = Queries::new("httpflood", &[("metric_one", &metric("metric_one", "sockql_test_one", ONE))]);
-    let served = Served::start(&ns, &queries, &["--scrape-timeout", "2s"]);
+    let served = Served::start(&ns, &queries, &["--scrape-timeout", "2s", "--metrics", "metric_one"]);
     let port = served.port;
     // 100 keep-alive /healthz clients (more than the 64 the server holds),
     // 20 silent and 20 slow-header connections, all from user nobody.

@@ -6,8 +6,10 @@
 //! `notice` lives here too, below every layer: warnings and notes that any
 //! layer may say, kept per statement (ARCHITECTURE.md).
 
+pub mod capabilities;
 pub mod cgroups;
 pub mod conntrack;
+pub mod containers;
 pub mod counters;
 pub mod error;
 pub mod netlink;

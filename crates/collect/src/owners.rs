@@ -66,8 +66,21 @@ fn socket_fds(pid: i32, mut each: impl FnMut(u64, i32)) -> Result<(), Unread> {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(fd) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-        // A descriptor closed since the directory was read is skipped.
-        let Ok(target) = nix::fcntl::readlinkat(&handle, name.as_os_str()) else { continue };
+        // A descriptor closed since the directory was read is skipped. A
+        // link we may not read (a listing allowed by CAP_DAC_READ_SEARCH,
+        // the links not: no CAP_SYS_PTRACE) is another user's process we
+        // cannot read, and is counted so, never silently ownerless.
+        let target = match nix::fcntl::readlinkat(&handle, name.as_os_str()) {
+            Ok(t) => t,
+            // Root is refused only by something outside sockql's reach (a
+            // process of another user namespace or a security module, such
+            // as a container sandbox's init): that was never a missing
+            // capability, and root's answers stay as they were.
+            Err(nix::errno::Errno::EACCES | nix::errno::Errno::EPERM) if !nix::unistd::geteuid().is_root() => {
+                return Err(Unread::Denied)
+            }
+            Err(_) => continue,
+        };
         if let Some(inode) = socket_inode(target.as_bytes()) {
             each(inode, fd);
         }

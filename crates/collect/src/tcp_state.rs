@@ -45,18 +45,24 @@ pub fn name(state: u8) -> &'static str {
     NAMES.get(state as usize).copied().unwrap_or("UNKNOWN")
 }
 
+/// The kernel's number (TCP_*) for a state name as ss spells it; `None`
+/// for a string that is no state name and for 'SYN-RECV', which is two
+/// kernel states (3, a full socket; 12, a request socket).
+pub fn number(name: &str) -> Option<u8> {
+    if name == "SYN-RECV" || !ALL.contains(&name) {
+        return None;
+    }
+    NAMES.iter().position(|n| *n == name).and_then(|n| u8::try_from(n).ok())
+}
+
 /// The kernel state bits (1 << TCP_*) a state name stands for; `None` for a
 /// string that is no state name.
 pub fn bits(name: &str) -> Option<u32> {
-    if !ALL.contains(&name) {
-        return None;
-    }
-    let n = NAMES.iter().position(|n| *n == name)?;
-    Some(match name {
+    match name {
         // A SYN-RECV row may be a full socket (3) or a request socket (12).
-        "SYN-RECV" => 1 << 3 | 1 << 12,
-        _ => 1 << n,
-    })
+        "SYN-RECV" => Some(1 << 3 | 1 << 12),
+        _ => number(name).map(|n| 1 << n),
+    }
 }
 
 /// The state `word` was probably meant as, spelled as ss prints it: the
@@ -106,5 +112,17 @@ mod tests {
         assert_eq!(bits("UNKNOWN"), None);
         assert_eq!(name(12), "SYN-RECV");
         assert_eq!(name(200), "UNKNOWN");
+    }
+
+    #[test]
+    fn numbers_are_the_kernels() {
+        assert_eq!(
+            (number("ESTAB"), number("SYN-SENT"), number("UNCONN"), number("LISTEN")),
+            (Some(1), Some(2), Some(7), Some(10))
+        );
+        for n in ALL.iter().filter(|n| **n != "SYN-RECV") {
+            assert_eq!(name(number(n).unwrap()), *n);
+        }
+        assert_eq!((number("SYN-RECV"), number("UNKNOWN"), number("ESTABLISHED")), (None, None, None));
     }
 }

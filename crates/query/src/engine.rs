@@ -13,6 +13,7 @@ use datafusion::datasource::MemTable;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{CreateMemoryTable, DdlStatement, LogicalPlan};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
@@ -227,7 +228,14 @@ impl Engine {
         if let Some(bytes) = limits.memory {
             runtime = runtime.with_memory_limit(bytes, 1.0);
         }
-        let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
+        // Streams' rows as they come (query/stream_plan.rs).
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime.build_arc()?)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(super::stream_plan::StreamsUnsplit))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         // Streams belong to the session: a Ctrl-C (or a client's end) asks
         // this session's streams to end, never another's.
         let options = SourceOptions { streams: Arc::default(), ..options.clone() };
@@ -787,10 +795,13 @@ mod tests {
     async fn collected_results_are_held_to_the_limit() {
         let limits = Limits { memory: Some(8 << 20), timeout: None };
         let engine = Engine::with(&SourceOptions::default(), Policy::default(), limits).unwrap();
-        // 2,000,000 rows of two 8-byte numbers: 32 MB kept, in batches of
-        // 128 KB that nothing else reserves.
+        // 4,000,000 rows of one 8-byte number: 32 MB kept, in batches of
+        // 64 KB that nothing else reserves. A computed column would put a
+        // RepartitionExec in the plan, whose buffer (reserved too) grows
+        // while the collector lags on a loaded machine and was sometimes
+        // the one refused ("SpillPool"): a plain column keeps one consumer.
         let e = engine
-            .run(&SqlSource::inline("SELECT value, value * 2 AS b FROM range(2000000)"))
+            .run(&SqlSource::inline("SELECT value FROM range(4000000)"))
             .await
             .err()
             .expect("collected past the limit");

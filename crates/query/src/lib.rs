@@ -25,6 +25,8 @@ pub mod sqlstate;
 pub mod stamp;
 pub mod statement_size;
 pub mod statements;
+pub mod stream_plan;
+pub mod stream_reads;
 pub mod time_zone;
 
 pub use error::{Error, Result};

@@ -37,8 +37,8 @@ pub struct Pinned {
 
 /// What the queries need of one live table.
 #[derive(Debug)]
-struct Need {
-    columns: BTreeSet<String>,
+pub(crate) struct Need {
+    pub(crate) columns: BTreeSet<String>,
     /// Each scan's filters (those the table applies itself, such as a
     /// sysctl's name or a socket's state, which the kernel filters), as
     /// SQL; None once a scan reads the table unfiltered.
@@ -54,7 +54,7 @@ impl Default for Need {
 
 impl Need {
     /// The SQL that reads what every scan needs, once.
-    fn sql(&self, table: &str) -> String {
+    pub(crate) fn sql(&self, table: &str) -> String {
         let list =
             self.columns.iter().map(|c| format!("\"{}\"", c.replace('"', "\"\""))).collect::<Vec<_>>().join(", ");
         match &self.filters {
@@ -84,14 +84,15 @@ fn filter_sql(filters: &[Expr]) -> Option<String> {
     datafusion::sql::unparser::expr_to_sql(&bare).ok().map(|e| e.to_string())
 }
 
-/// The live tables `plan` scans, the columns and rows it needs of each.
-fn scanned(plan: &LogicalPlan, into: &mut BTreeMap<String, Need>) {
+/// The tables of `kind` `plan` scans (live ones here; event streams for
+/// `serve`'s counters, stream_reads.rs), the columns and rows it needs of each.
+fn scanned(plan: &LogicalPlan, kind: sockql_tables::Kind, into: &mut BTreeMap<String, Need>) {
     let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node {
             let name = scan.table_name.table().to_ascii_lowercase();
-            let live = matches!(scan.table_name.schema(), None | Some("public"))
-                && sockql_tables::TABLES.iter().any(|t| t.name() == name && t.kind() == sockql_tables::Kind::Live);
-            if live {
+            let of_kind = matches!(scan.table_name.schema(), None | Some("public"))
+                && sockql_tables::TABLES.iter().any(|t| t.name() == name && t.kind() == kind);
+            if of_kind {
                 let schema = scan.source.schema();
                 let need = into.entry(name).or_default();
                 match &scan.projection {
@@ -118,9 +119,13 @@ fn scanned(plan: &LogicalPlan, into: &mut BTreeMap<String, Need>) {
 }
 
 impl Engine {
-    /// The live tables the statements of `sources` read, each with the
+    /// The tables of `kind` the statements of `sources` read, each with the
     /// columns they need (planned on the query stack, optimized).
-    async fn tables_read(&self, sources: &[SqlSource]) -> crate::Result<BTreeMap<String, Need>> {
+    pub(crate) async fn tables_read(
+        &self,
+        sources: &[SqlSource],
+        kind: sockql_tables::Kind,
+    ) -> crate::Result<BTreeMap<String, Need>> {
         let (engine, texts): (Engine, Vec<String>) = (self.clone(), sources.iter().map(|s| s.text.clone()).collect());
         let handle = tokio::runtime::Handle::current();
         super::engine::on_query_stack(move || {
@@ -134,7 +139,7 @@ impl Engine {
                     while let Some(Ok(statement)) = statements.next_statement() {
                         let Ok(plan) = state.statement_to_plan(statement).await else { break };
                         if let Ok(plan) = state.optimize(&plan) {
-                            scanned(&plan, &mut tables);
+                            scanned(&plan, kind, &mut tables);
                         }
                     }
                 }
@@ -151,7 +156,7 @@ impl Engine {
     /// that need it fail on their own, the others are not held back.
     pub async fn pin_tables(&self, sources: &[SqlSource]) -> crate::Result<Vec<crate::Result<Pinned>>> {
         let mut out = Vec::new();
-        for (table, need) in self.tables_read(sources).await? {
+        for (table, need) in self.tables_read(sources, sockql_tables::Kind::Live).await? {
             out.push(self.pin(table, need).await);
         }
         Ok(out)

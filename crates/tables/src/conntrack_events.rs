@@ -8,8 +8,10 @@
 //! nf_conntrack_timestamp=1, `stop_time`.
 
 use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex};
 
 use crate::columns::{joined, ColumnDef};
+use crate::container_fill::{Cols, ContainerLookup};
 use crate::listen::{listen_in_each, Listener};
 use crate::live::Emitter;
 use crate::table_columns;
@@ -22,6 +24,8 @@ table_columns!(Col {
     Event: "event", Utf8, false, "NEW, UPDATE or DESTROY, as conntrack -E prints them";
     StopTime: "stop_time", TimestampMs, true, "DESTROY: when the flow ended, UTC (needs net.netfilter.nf_conntrack_timestamp=1)";
     Overruns: "overruns", U64, false, "Times this namespace's listener lost events to a full queue before this row (ENOBUFS); 0 means none lost so far";
+    Container: "container", Utf8, true, "Name of the container whose network namespace the entry was seen in (podman ps / docker ps NAMES; a NAT'd connection is the namespace's that tracked it); null for the host's namespace, or when the runtime gives no name";
+    ContainerId: "container_id", Utf8, true, "Full id of that container (64 hex digits); null for the host's namespace";
 });
 
 /// The event's columns, then the `conntrack` table's.
@@ -59,12 +63,13 @@ impl Table for ConntrackEventsTable {
     }
 
     fn read(&self, plan: &Plan, out: &mut Emitter<'_>) -> anyhow::Result<()> {
+        let containers = Arc::new(Mutex::new(ContainerLookup::for_stream(&out.rows, CONTAINER)));
         let open = |ns: &Netns| -> anyhow::Result<Option<Listening>> {
             let listener = ConntrackListener::open().map_err(|e| {
                 anyhow::Error::from(e).context("listening for conntrack events (needs root: CAP_NET_ADMIN)")
             })?;
             note_sysctls(ns);
-            Ok(Some(Listening { ns: ns.clone(), listener }))
+            Ok(Some(Listening { ns: ns.clone(), listener, containers: containers.clone() }))
         };
         listen_in_each("conntrack events", &plan.targets, &plan.session, plan.bound, out, open, |_| Ok(()))
     }
@@ -74,7 +79,11 @@ impl Table for ConntrackEventsTable {
 struct Listening {
     ns: Netns,
     listener: ConntrackListener,
+    /// The scan's containers, one snapshot for every namespace.
+    containers: Arc<Mutex<ContainerLookup>>,
 }
+
+const CONTAINER: Cols<Col> = Cols { name: Col::Container, id: Col::ContainerId };
 
 impl Listener for Listening {
     fn raw_fd(&self) -> std::os::fd::RawFd {
@@ -88,12 +97,16 @@ impl Listener for Listening {
     fn read_waiting(&mut self, out: &mut Emitter<'_>) -> anyhow::Result<ControlFlow<()>> {
         let (ns, overruns) = (&self.ns, self.listener.overruns());
         let mut failed = None;
+        let mut containers =
+            self.containers.lock().map_err(|_| anyhow::anyhow!("conntrack events: container lookup poisoned"))?;
         self.listener.read_waiting(|kind, ct| {
             let r = &mut out.rows;
             r.timestamp_ns(Col::Ts, Some(streams::now_ns()));
             r.str(Col::Event, Some(kind.name()));
             r.timestamp_ms(Col::StopTime, ct.stop_ns.map(|n| (n / 1_000_000) as i64));
             r.u64(Col::Overruns, Some(overruns));
+            // By the namespace alone: conntrack entries have no process.
+            containers.fill_event(r, CONTAINER, None, Some(ns.inode));
             r.at(Col::DEFS.len(), |r| conntrack::append(r, ct, ns));
             out.end_row_in(&mut failed)
         })?;

@@ -3,12 +3,16 @@
 //! [`Table`] (`table.rs`); `live_table.rs` makes each a DataFusion
 //! `TableProvider`, and `live.rs` streams what its reader produces.
 
+pub mod capabilities;
 pub mod columns;
 pub mod conntrack;
 pub mod conntrack_events;
 pub mod conntrack_stats;
+pub mod container_fill;
+pub mod containers;
 pub mod counter_table;
 pub mod filters;
+pub(crate) mod holders;
 pub mod listen;
 pub mod live;
 pub mod live_table;
@@ -16,21 +20,28 @@ pub mod net_counters;
 pub mod netlink_sockets;
 pub mod netns;
 pub mod owner_fill;
+pub mod packet_drops;
 pub mod packets;
 pub mod process_events;
 pub mod processes;
 pub mod scope;
+pub mod sock_lookup;
 pub mod socket_events;
 pub mod socket_owners;
+pub mod socket_pressure;
 pub mod sockets;
 pub mod sockstat;
 pub mod streams;
 pub mod sysctls;
 pub mod table;
 pub mod tcp_metrics;
+pub mod tcp_resets;
+pub mod tcp_retransmits;
+pub mod tcp_state_changes;
+pub mod tracepoints;
 pub mod unix_sockets;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -52,6 +63,11 @@ pub struct SourceOptions {
     /// until its session's front end ends it (`--follow`), else
     /// `--capture-for` or [`streams::DEFAULT_STREAM_FOR`].
     pub stream_for: Option<std::time::Duration>,
+    /// The network namespace a scan reads by default instead of sockql's
+    /// own: a container's (`--container NAME`, `\container NAME`), as
+    /// `nsenter -t PID -n` would enter it. 0 is sockql's own. Shared, as
+    /// `all_netns` is, so the shell's `\container` changes it.
+    pub home_netns: Arc<AtomicU64>,
     /// Keep and show packet payloads (`--payload`); without it captures
     /// keep headers only and the `payload` column is null.
     pub payload: bool,
@@ -65,6 +81,7 @@ impl Default for SourceOptions {
         SourceOptions {
             no_netlink: false,
             all_netns: Arc::default(),
+            home_netns: Arc::default(),
             stream_for: Some(streams::DEFAULT_STREAM_FOR),
             payload: false,
             streams: Arc::default(),
@@ -75,6 +92,11 @@ impl Default for SourceOptions {
 impl SourceOptions {
     pub fn all_netns(&self) -> bool {
         self.all_netns.load(Ordering::Relaxed)
+    }
+
+    /// The namespace scans read by default, when not sockql's own.
+    pub fn home_netns(&self) -> Option<u64> {
+        Some(self.home_netns.load(Ordering::Relaxed)).filter(|&n| n != 0)
     }
 }
 
@@ -105,6 +127,12 @@ pub const TABLES: &[&dyn AnyTable] = &[
     &socket_events::SocketEventsTable,
     &unix_sockets::UnixSocketsTable,
     &tcp_metrics::TcpMetricsTable,
+    &packet_drops::PacketDropsTable,
+    &socket_pressure::SocketPressureTable,
+    &tcp_state_changes::TcpStateChangesTable,
+    &tcp_retransmits::TcpRetransmitsTable,
+    &tcp_resets::TcpResetsTable,
+    &containers::ContainersTable,
 ];
 
 /// Every table sockql serves, with its schema, in [`TABLES`] order.

@@ -89,6 +89,8 @@ pub struct LivePartition {
     /// The statement that planned this scan: its reader's warnings and
     /// notes go there, from whichever thread reads.
     notices: Option<sockql_collect::notice::Notices>,
+    /// A stream's scan (see [`LiveScanExec::is_stream`]).
+    stream: bool,
 }
 
 impl LivePartition {
@@ -103,7 +105,13 @@ impl LivePartition {
             label,
             producer: Arc::new(producer),
             notices: sockql_collect::notice::Notices::current(),
+            stream: false,
         }
+    }
+
+    /// This scan reads a stream (`Kind::Stream`).
+    pub fn stream(self) -> Self {
+        LivePartition { stream: true, ..self }
     }
 }
 
@@ -251,6 +259,13 @@ impl LiveScanExec {
             metrics: ExecutionPlanMetricsSet::new(),
         })
     }
+
+    /// Whether this scan reads a stream, whose rows must reach the reader
+    /// as they come: the query layer keeps DataFusion from splitting it
+    /// (query/stream_plan.rs says why).
+    pub fn is_stream(&self) -> bool {
+        self.partition.stream
+    }
 }
 
 impl DisplayAs for LiveScanExec {
@@ -383,10 +398,14 @@ impl<'a> Emitter<'a> {
         Ok(if self.closed || at_limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
     }
 
-    /// [`Emitter::end_row`] inside a callback that can only go on or stop
-    /// (an event listener's): an error is kept in `failed` and stops it.
+    /// [`Emitter::end_row`] inside a stream's callback that can only go on
+    /// or stop (an event listener's): an error is kept in `failed` and
+    /// stops it. Rows that have waited [`STREAM_FLUSH`] are sent
+    /// ([`Emitter::tick`]), so a long burst read in one go (a flood, or a
+    /// decoder waiting on socket dumps) still streams.
     pub fn end_row_in(&mut self, failed: &mut Option<anyhow::Error>) -> std::ops::ControlFlow<()> {
-        self.end_row().unwrap_or_else(|e| {
+        let ended = self.end_row().and_then(|flow| self.tick().map(|()| flow));
+        ended.unwrap_or_else(|e| {
             *failed = Some(e);
             std::ops::ControlFlow::Break(())
         })

@@ -41,11 +41,17 @@ impl<T: Table> LiveTable<T> {
         let table = self.table.clone();
         let projection = projection.map(<[usize]>::to_vec);
         let rows = RowBuilder::new(T::COLUMNS, projection.as_deref(), 0);
-        LivePartition::new(rows.schema(), label, move |sink| {
+        let partition = LivePartition::new(rows.schema(), label, move |sink| {
             let mut out = Emitter::new(RowBuilder::new(T::COLUMNS, projection.as_deref(), BATCH_ROWS), sink, limit);
-            table.read(&plan, &mut out)?;
+            // A refusal for want of a capability becomes one line naming it.
+            table.read(&plan, &mut out).map_err(|e| crate::capabilities::explain(T::NAME, e))?;
             out.finish()
-        })
+        });
+        if T::KIND == Kind::Stream {
+            partition.stream()
+        } else {
+            partition
+        }
     }
 }
 

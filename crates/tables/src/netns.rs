@@ -5,6 +5,7 @@
 use datafusion::logical_expr::Expr;
 
 use crate::columns::ColumnDef;
+use crate::container_fill::ContainerLookup;
 use crate::live::Emitter;
 use crate::table_columns;
 use crate::{Pushdown, Scan, Table};
@@ -18,6 +19,7 @@ table_columns!(Col {
     Processes: "processes", U32, false, "Processes inside it";
     ContainerId: "container_id", Utf8, true, "Container id from the cgroup path of a process inside (64 hex digits)";
     Runtime: "runtime", Utf8, true, "docker, containerd, podman, cri-o or kubernetes, from the cgroup path";
+    Container: "container", Utf8, true, "Name of the container whose namespace this is (podman ps / docker ps NAMES); null for the host's and for namespaces no container holds";
 });
 
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +44,7 @@ impl Table for NetnsTable {
 
     fn read(&self, _plan: &(), out: &mut Emitter<'_>) -> anyhow::Result<()> {
         let current = netns::current();
+        let mut containers = ContainerLookup::new(out.rows.wants(Col::Container), false);
         for n in netns::list() {
             let r = &mut out.rows;
             r.u64(Col::Netns, Some(n.inode));
@@ -51,6 +54,9 @@ impl Table for NetnsTable {
             r.u32(Col::Processes, Some(n.processes as u32));
             r.str(Col::ContainerId, n.container_id.as_deref());
             r.str(Col::Runtime, n.runtime);
+            if containers.wanted() {
+                r.str(Col::Container, containers.of(None, Some(n.inode)).and_then(|c| c.name.as_deref()));
+            }
             if out.end_row()?.is_break() {
                 break;
             }

@@ -41,7 +41,8 @@ impl Owners {
                 "owners-denied",
                 format!(
                     "not running as root: the open files of {denied} processes of other users cannot be read, \
-                     so pid and process are null for their sockets"
+                     so pid and process are null for their sockets ({})",
+                    sockql_collect::capabilities::fd_tables_refused()
                 ),
             );
         }
@@ -70,19 +71,45 @@ impl Owners {
         (pid_col, process_col): (usize, usize),
         sink: &BatchSink,
     ) -> anyhow::Result<bool> {
+        self.send_named(held, inodes, defs, full, (pid_col, process_col), None, sink)
+    }
+
+    /// As [`send`](Self::send), with the container columns of `by` filled
+    /// from each row's holder (its `netns` entry for the namespace).
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_named(
+        &mut self,
+        held: Vec<RecordBatch>,
+        inodes: &[u64],
+        defs: &[ColumnDef],
+        full: &[usize],
+        (pid_col, process_col): (usize, usize),
+        mut by: Option<(&mut ByOwner, &[u64])>,
+        sink: &BatchSink,
+    ) -> anyhow::Result<bool> {
         let schema = RowBuilder::new(defs, Some(full), 0).schema();
         let mut offset = 0;
         for batch in held {
             let n = batch.num_rows();
             let rows = inodes.get(offset..offset + n).ok_or_else(|| anyhow::anyhow!("owner batch lost its inodes"))?;
-            offset += n;
             let pids: Arc<Int32Array> = Arc::new(rows.iter().map(|&i| self.owner_of.get(i)).collect());
+            let named = match by.as_mut() {
+                Some((by, netns)) => {
+                    let netns =
+                        netns.get(offset..offset + n).ok_or_else(|| anyhow::anyhow!("owner batch lost its netns"))?;
+                    Some((by.cols, by.arrays(&pids, netns)))
+                }
+                None => None,
+            };
+            offset += n;
             let mut inner = batch.columns().iter();
             let mut columns: Vec<ArrayRef> = Vec::with_capacity(full.len());
             for &c in full {
-                columns.push(match c {
-                    c if c == pid_col => pids.clone(),
-                    c if c == process_col => Arc::new(self.process_names(&pids)),
+                columns.push(match (c, &named) {
+                    (c, Some(((name, _), (names, _)))) if c == *name => names.clone(),
+                    (c, Some(((_, id), (_, ids)))) if c == *id => ids.clone(),
+                    (c, _) if c == pid_col => pids.clone(),
+                    (c, _) if c == process_col => Arc::new(self.process_names(&pids)),
                     _ => inner.next().cloned().ok_or_else(|| anyhow::anyhow!("owner batch lost a column"))?,
                 });
             }
@@ -116,11 +143,36 @@ pub struct OwnerStream<'a> {
     inodes: Vec<u64>,
     /// Once streaming: every socket's owner, and the rows already sent.
     streaming: Option<(Owners, usize)>,
+    /// The container columns, named by the holder ([`ByOwner`]), and
+    /// each row's namespace for the sockets no container process holds.
+    by: Option<ByOwner>,
+    netns: Vec<u64>,
 }
 
 impl<'a> OwnerStream<'a> {
     pub fn new(defs: &'a [ColumnDef], full: &'a [usize], cols: (usize, usize)) -> Self {
-        OwnerStream { defs, full, cols, inodes: Vec::new(), streaming: None }
+        OwnerStream { defs, full, cols, inodes: Vec::new(), streaming: None, by: None, netns: Vec::new() }
+    }
+
+    /// This stream with the container columns named by the holder: rows
+    /// are then built without them and given with [`row_in`](Self::row_in).
+    pub fn naming(mut self, by: ByOwner) -> Self {
+        self.by = Some(by);
+        self
+    }
+
+    /// [`row`](Self::row) of a socket of namespace `netns`.
+    pub fn row_in(
+        &mut self,
+        inode: u64,
+        netns: u64,
+        out: &mut crate::live::Emitter<'_>,
+        sink: &BatchSink,
+    ) -> anyhow::Result<std::ops::ControlFlow<()>> {
+        if self.by.is_some() {
+            self.netns.push(netns);
+        }
+        self.row(inode, out, sink)
     }
 
     /// After each row (its socket's `inode`): send what is ready once
@@ -139,7 +191,8 @@ impl<'a> OwnerStream<'a> {
             let held = out.take_held();
             let rows: usize = held.iter().map(|b| b.num_rows()).sum();
             if rows > 0 {
-                if !owners.send(held, &self.inodes[*sent..], self.defs, self.full, self.cols, sink)? {
+                let by = self.by.as_mut().map(|b| (b, self.netns.get(*sent..).unwrap_or_default()));
+                if !owners.send_named(held, &self.inodes[*sent..], self.defs, self.full, self.cols, by, sink)? {
                     return Ok(std::ops::ControlFlow::Break(()));
                 }
                 *sent += rows;
@@ -149,14 +202,38 @@ impl<'a> OwnerStream<'a> {
     }
 
     /// Send what is still held, with its owners.
-    pub fn finish(self, out: crate::live::Emitter<'_>, sink: &BatchSink) -> anyhow::Result<()> {
+    pub fn finish(mut self, out: crate::live::Emitter<'_>, sink: &BatchSink) -> anyhow::Result<()> {
         let held = out.into_held()?;
-        match self.streaming {
-            Some((mut owners, sent)) => {
-                owners.send(held, &self.inodes[sent..], self.defs, self.full, self.cols, sink).map(drop)
-            }
-            None => Owners::of(&self.inodes).send(held, &self.inodes, self.defs, self.full, self.cols, sink).map(drop),
+        let (mut owners, sent) = match self.streaming.take() {
+            Some(streaming) => streaming,
+            None => (Owners::of(&self.inodes), 0),
+        };
+        let by = self.by.as_mut().map(|b| (b, self.netns.get(sent..).unwrap_or_default()));
+        owners.send_named(held, &self.inodes[sent..], self.defs, self.full, self.cols, by, sink).map(drop)
+    }
+}
+
+/// The `container`/`container_id` columns of a scan with owners, named
+/// by the socket's holder first (the container its process runs in: a
+/// container sharing the host's namespace, `--network host`, or a pod's
+/// member), then by the socket's namespace.
+pub struct ByOwner {
+    /// (container, container_id) column indices.
+    pub cols: (usize, usize),
+    pub lookup: crate::container_fill::ContainerLookup,
+}
+
+impl ByOwner {
+    /// The two columns of rows held by `pids`, in namespaces `netns`.
+    fn arrays(&mut self, pids: &Int32Array, netns: &[u64]) -> (ArrayRef, ArrayRef) {
+        let mut names = StringBuilder::with_capacity(pids.len(), 0);
+        let mut ids = StringBuilder::with_capacity(pids.len(), 0);
+        for (pid, ns) in pids.iter().zip(netns) {
+            let c = self.lookup.of(pid, Some(*ns));
+            names.append_option(c.and_then(|c| c.name.as_deref()));
+            ids.append_option(c.map(|c| c.id.as_str()));
         }
+        (Arc::new(names.finish()), Arc::new(ids.finish()))
     }
 }
 

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use crate::columns::ColumnDef;
+use crate::container_fill::{Cols, ContainerLookup};
 use crate::listen::{listen, Listener};
 use crate::live::Emitter;
 use crate::table_columns;
@@ -31,6 +32,8 @@ table_columns!(Col {
     ExitCode: "exit_code", I32, true, "exit: the exit status (0 to 255) when it exited normally";
     ExitSignal: "exit_signal", I32, true, "exit: the signal that killed it, 0 when it exited normally";
     Netns: "netns", U64, true, "Network namespace of the process when the event came";
+    Container: "container", Utf8, true, "Name of the container the process runs in (podman ps / docker ps NAMES), by its cgroup when the event came (exit: as a snapshot of the containers knew it); null on the host, or when the runtime gives no name";
+    ContainerId: "container_id", Utf8, true, "Full id of that container (64 hex digits); null on the host";
     Overruns: "overruns", U64, false, "Times the listener lost events to a full queue before this row (ENOBUFS); 0 means none lost so far";
 });
 
@@ -67,8 +70,13 @@ impl Table for ProcessEventsTable {
             anyhow::Error::from(e)
                 .context("listening for process events (needs root: CAP_NET_ADMIN, in the host's network namespace)")
         })?;
-        let mut listening =
-            [Listening { listener, offset: realtime_offset_ns(), details: plan.details, names: HashMap::new() }];
+        let mut listening = [Listening {
+            listener,
+            offset: streams::realtime_offset_ns(),
+            details: plan.details,
+            names: HashMap::new(),
+            containers: ContainerLookup::for_stream(&out.rows, CONTAINER),
+        }];
         listen("process events", &plan.session, plan.bound, &mut listening, out, |_| Ok(()))
     }
 }
@@ -82,7 +90,11 @@ struct Listening {
     details: bool,
     /// The last name each pid had, for its exit.
     names: HashMap<i32, String>,
+    /// The containers rows are named by (read only when projected).
+    containers: ContainerLookup,
 }
+
+const CONTAINER: Cols<Col> = Cols { name: Col::Container, id: Col::ContainerId };
 
 impl Listener for Listening {
     fn raw_fd(&self) -> std::os::fd::RawFd {
@@ -94,7 +106,7 @@ impl Listener for Listening {
     }
 
     fn read_waiting(&mut self, out: &mut Emitter<'_>) -> anyhow::Result<ControlFlow<()>> {
-        let Listening { listener, offset, details, names } = self;
+        let Listening { listener, offset, details, names, containers } = self;
         let (offset, details) = (*offset, *details);
         let overruns = listener.overruns();
         let mut failed = None;
@@ -134,6 +146,9 @@ impl Listener for Listening {
             r.i32(Col::ExitCode, code.filter(|_| signal == Some(0)));
             r.i32(Col::ExitSignal, signal);
             r.u64(Col::Netns, if details && event != "exit" { netns::of_pid(e.pid) } else { None });
+            // By the process alone, as processes.container: a host process
+            // that entered a container's namespace is not the container's.
+            containers.fill_event(r, CONTAINER, Some(e.pid), None);
             r.u64(Col::Overruns, Some(overruns));
             out.end_row_in(&mut failed)
         })?;
@@ -163,13 +178,4 @@ fn remember(names: &mut HashMap<i32, String>, pid: i32, name: &str) {
         }
     }
     names.insert(pid, name.to_string());
-}
-
-/// CLOCK_REALTIME minus CLOCK_MONOTONIC now, ns: what turns the kernel's
-/// monotonic stamps into wall-clock times.
-fn realtime_offset_ns() -> i64 {
-    use nix::time::{clock_gettime, ClockId};
-    // Neither clock can fail on Linux; a zero would only shift the times.
-    let read = |clock| clock_gettime(clock).map_or(0, |t| t.tv_sec() * 1_000_000_000 + t.tv_nsec());
-    read(ClockId::CLOCK_REALTIME) - read(ClockId::CLOCK_MONOTONIC)
 }

@@ -7,6 +7,7 @@
 use datafusion::logical_expr::Expr;
 
 use crate::columns::{ColumnDef, RowBuilder};
+use crate::container_fill::ContainerLookup;
 use crate::filters::{pid_pushdown, pids_in};
 use crate::live::Emitter;
 use crate::table_columns;
@@ -30,6 +31,7 @@ table_columns!(Col {
     ContainerId: "container_id", Utf8, true, "Container id from the cgroup path (docker, containerd, podman, cri-o, kubernetes)";
     Runtime: "runtime", Utf8, true, "Container runtime the cgroup path names";
     Netns: "netns", U64, true, "Network namespace inode of the process (join with netns.netns)";
+    Container: "container", Utf8, true, "Name of the container the process runs in (podman ps / docker ps NAMES), whose id is container_id; null on the host, or when the runtime gives no name";
 });
 
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +58,9 @@ impl Table for ProcessesTable {
 
     fn read(&self, pids: &Self::Plan, out: &mut Emitter<'_>) -> anyhow::Result<()> {
         let reader = ProcessReader::new();
+        // Only the name needs the runtime's metadata: container_id comes
+        // from the process's own cgroup path, as before.
+        let mut containers = ContainerLookup::new(out.rows.wants(Col::Container), false);
         let all;
         let pids = match pids {
             Some(p) => p,
@@ -68,6 +73,12 @@ impl Table for ProcessesTable {
             // A process that exited since the directory listing is skipped.
             let Some(p) = reader.read(pid) else { continue };
             append(&mut out.rows, &p);
+            if containers.wanted() {
+                // By the process alone: a host process in a container's
+                // namespace (nsenter) is still the host's.
+                let name = containers.of(Some(pid), None).and_then(|c| c.name.as_deref());
+                out.rows.str(Col::Container, name);
+            }
             if out.end_row()?.is_break() {
                 break;
             }

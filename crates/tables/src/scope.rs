@@ -10,8 +10,11 @@ use std::ops::ControlFlow;
 use datafusion::logical_expr::Expr;
 
 use crate::filters::{as_i64, as_str, column_in_literals};
+use sockql_collect::containers;
 use sockql_collect::netns::{self, Netns};
 use sockql_collect::notice;
+
+use crate::SourceOptions;
 
 /// True for the filters that choose namespaces.
 pub fn is_netns_filter(f: &Expr) -> bool {
@@ -22,8 +25,11 @@ pub fn is_netns_filter(f: &Expr) -> bool {
     }
 }
 
-/// The namespaces a scan with `filters` must read.
-pub fn targets(filters: &[Expr], all: bool) -> Vec<Netns> {
+/// The namespaces a scan with `filters` must read: those the filters
+/// name, else every one (`--all-netns`), else the home namespace
+/// (`--container`'s, or sockql's own).
+pub fn targets(filters: &[Expr], options: &SourceOptions) -> Vec<Netns> {
+    let all = options.all_netns();
     let mut inodes: Option<Vec<u64>> = None;
     let mut names: Option<Vec<String>> = None;
     for f in filters {
@@ -50,7 +56,28 @@ pub fn targets(filters: &[Expr], all: bool) -> Vec<Netns> {
         }
     }
     if inodes.is_none() && names.is_none() {
-        return if all { netns::list() } else { vec![netns::current_netns()] };
+        return match (all, options.home_netns()) {
+            (true, _) => netns::list(),
+            (false, None) => vec![netns::current_netns()],
+            // A container's namespace: entered by its init's pid as
+            // `--container` found it, without listing every namespace
+            // (containers::home). That process gone or changed, the
+            // namespace is looked for among all; gone with the container,
+            // the scan reads nothing rather than sockql's own namespace.
+            (false, Some(home)) => {
+                if let Some(ns) = containers::home::netns(home) {
+                    return vec![ns];
+                }
+                let found: Vec<Netns> = netns::list().into_iter().filter(|n| n.inode == home).collect();
+                if found.is_empty() {
+                    notice::note_once(
+                        &format!("home-netns-gone-{home}"),
+                        format!("the container's network namespace {home} is gone: its rows are missing"),
+                    );
+                }
+                found
+            }
+        };
     }
     netns::list()
         .into_iter()

@@ -21,9 +21,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::columns::{ColumnDef, RowBuilder};
+use crate::container_fill::{Cols, ContainerLookup};
 use crate::listen::{listen_in_each, Listener};
 use crate::live::Emitter;
 use crate::table_columns;
@@ -60,6 +62,8 @@ table_columns!(Col {
     Process: "process", Utf8, true, "Command name of pid";
     OpenedAt: "opened_at", TimestampMs, true, "Made at most this long before: the time of the dump that first saw it, when that was not the first dump; else null";
     DurationMs: "duration_ms", F64, true, "ts minus opened_at, ms: how long it lived, to within the dump interval";
+    Container: "container", Utf8, true, "Name of the container of pid (podman ps / docker ps NAMES), else of the container whose network namespace the socket was in (the holder is learned for this column only in a namespace a container shares without owning it, --network host); null for the host's, or when the runtime gives no name";
+    ContainerId: "container_id", Utf8, true, "Full id of that container (64 hex digits); null for the host's";
     Overruns: "overruns", U64, false, "Times this namespace's listener lost events to a full queue before this row (ENOBUFS); 0 means none lost so far";
 });
 
@@ -188,7 +192,11 @@ struct Target {
     ns: Netns,
     listener: DestroyListener,
     holders: Holders,
+    /// The scan's containers, one snapshot for every namespace.
+    containers: Arc<Mutex<ContainerLookup>>,
 }
+
+const CONTAINER: Cols<Col> = Cols { name: Col::Container, id: Col::ContainerId };
 
 impl Listener for Target {
     fn raw_fd(&self) -> std::os::fd::RawFd {
@@ -200,11 +208,15 @@ impl Listener for Target {
     }
 
     fn read_waiting(&mut self, out: &mut Emitter<'_>) -> anyhow::Result<ControlFlow<()>> {
-        let Target { ns, listener, holders } = self;
+        let Target { ns, listener, holders, containers } = self;
         let overruns = listener.overruns();
         let mut failed = None;
+        let mut containers =
+            containers.lock().map_err(|_| anyhow::anyhow!("socket events: container lookup poisoned"))?;
         listener.read_waiting(|m| {
-            append(&mut out.rows, ns, m, holders.take(m.cookie()).as_ref(), overruns);
+            let seen = holders.take(m.cookie());
+            append(&mut out.rows, ns, m, seen.as_ref(), overruns);
+            containers.fill_event(&mut out.rows, CONTAINER, seen.and_then(|s| s.pid), Some(ns.inode));
             out.end_row_in(&mut failed)
         })?;
         out.settle(failed)
@@ -271,6 +283,13 @@ impl Table for SocketEventsTable {
     }
 
     fn read(&self, plan: &Plan, out: &mut Emitter<'_>) -> anyhow::Result<()> {
+        let lookup = ContainerLookup::for_stream(&out.rows, CONTAINER);
+        // The holders are learned when the query asks for them, and for
+        // the container columns where a container shares a namespace
+        // without owning it (--network host): its sockets are named by
+        // their holder only. Elsewhere the namespace names them.
+        let owners = plan.owners || plan.targets.iter().any(|ns| lookup.shares_namespace(ns.inode));
+        let containers = Arc::new(Mutex::new(lookup));
         // Listen first, then dump: a socket destroyed in between is an
         // event, not lost.
         let open = |ns: &Netns| -> anyhow::Result<Option<Target>> {
@@ -278,14 +297,14 @@ impl Table for SocketEventsTable {
                 anyhow::Error::from(e).context("listening for socket destroy events (needs root: CAP_NET_ADMIN)")
             })?;
             let mut holders = Holders::default();
-            if plan.owners {
+            if owners {
                 holders.learn(true)?;
             }
-            Ok(Some(Target { ns: ns.clone(), listener, holders }))
+            Ok(Some(Target { ns: ns.clone(), listener, holders, containers: containers.clone() }))
         };
         let mut next_dump = Instant::now() + REDUMP;
         let redump = |targets: &mut [Target]| {
-            if plan.owners && Instant::now() >= next_dump {
+            if owners && Instant::now() >= next_dump {
                 for t in targets {
                     let holders = &mut t.holders;
                     netns::run_in(&t.ns, || holders.learn(false)).map_err(anyhow::Error::from)??;

@@ -13,6 +13,7 @@ use datafusion::logical_expr::Expr;
 use std::collections::HashMap;
 
 use crate::columns::ColumnDef;
+use crate::container_fill::{Cols, ContainerLookup};
 use crate::filters::{pid_pushdown, pids_in};
 use crate::live::Emitter;
 use crate::table_columns;
@@ -26,6 +27,8 @@ table_columns!(Col {
     Fd: "fd", I32, false, "Descriptor number in that process";
     Netns: "netns", U64, false, "Network namespace inode of the holding process (its sockets usually, not always, live there)";
     NetnsName: "netns_name", Utf8, true, "Name of that namespace under /run/netns, null if unnamed";
+    Container: "container", Utf8, true, "Name of the container the holding process runs in (podman ps / docker ps NAMES); null on the host";
+    ContainerId: "container_id", Utf8, true, "Full id of that container (64 hex digits); null on the host";
 });
 
 #[derive(Debug, Clone, Copy)]
@@ -60,12 +63,14 @@ impl Table for SocketOwnersTable {
                 "owners-denied",
                 format!(
                     "not running as root: the open files of {} processes of other users cannot be read, \
-                     so their sockets have no owner rows",
-                    scan.denied
+                     so their sockets have no owner rows ({})",
+                    scan.denied,
+                    sockql_collect::capabilities::fd_tables_refused()
                 ),
             );
         }
         let names = netns::names();
+        let mut containers = ContainerLookup::for_scan(&out.rows, Cols { name: Col::Container, id: Col::ContainerId });
         let mut netns_of: HashMap<i32, Option<u64>> = HashMap::new();
         for f in &scan.fds {
             // A process that exited since its fds were read is skipped.
@@ -75,6 +80,8 @@ impl Table for SocketOwnersTable {
             out.rows.u64(Col::Inode, Some(f.inode));
             out.rows.i32(Col::Pid, Some(f.pid));
             out.rows.i32(Col::Fd, Some(f.fd));
+            // By the holding process alone, as processes.container is.
+            containers.fill(&mut out.rows, Cols { name: Col::Container, id: Col::ContainerId }, Some(f.pid), None);
             if out.end_row()?.is_break() {
                 break;
             }

@@ -114,6 +114,17 @@ pub fn poll_for(
             return Ok(());
         }
     }
+    // What arrived before the end belongs to the stream: one last read of
+    // what already waits, without waiting (a capture ended by Ctrl-C or
+    // its time reports the packets the kernel took before then, as tcpdump
+    // prints what its buffer holds).
+    if poll(&mut polled, 0u16).unwrap_or(0) > 0 {
+        for (i, p) in polled.iter().enumerate() {
+            if p.any().unwrap_or(false) && ready(i)?.is_break() {
+                break;
+            }
+        }
+    }
     Ok(())
 }
 
@@ -157,6 +168,15 @@ pub fn note_start(what: &str, bound: Option<std::time::Duration>) {
 /// When a stream that starts now must end, if ever.
 pub fn deadline(bound: Option<std::time::Duration>) -> Option<std::time::Instant> {
     bound.and_then(|d| std::time::Instant::now().checked_add(d))
+}
+
+/// CLOCK_REALTIME minus CLOCK_MONOTONIC now, ns: what turns the kernel's
+/// monotonic stamps into wall-clock times.
+pub fn realtime_offset_ns() -> i64 {
+    use nix::time::{clock_gettime, ClockId};
+    // Neither clock can fail on Linux; a zero would only shift the times.
+    let read = |clock| clock_gettime(clock).map_or(0, |t| t.tv_sec() * 1_000_000_000 + t.tv_nsec());
+    read(ClockId::CLOCK_REALTIME) - read(ClockId::CLOCK_MONOTONIC)
 }
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ impl Scan<'_> {
     /// The network namespaces this scan reads (`--all-netns`, or those a
     /// netns filter names; see `scope.rs`).
     pub fn targets(&self) -> Vec<sockql_collect::netns::Netns> {
-        scope::targets(self.filters, self.options.all_netns())
+        scope::targets(self.filters, self.options)
     }
 }
 

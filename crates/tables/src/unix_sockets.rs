@@ -7,6 +7,7 @@
 use std::ops::ControlFlow;
 
 use crate::columns::{Column, ColumnDef, RowBuilder};
+use crate::container_fill::{Cols, ContainerLookup};
 use crate::live::{Emitter, BATCH_ROWS};
 use crate::table_columns;
 use crate::{owner_fill, scope, Scan, Table};
@@ -27,6 +28,8 @@ table_columns!(Col {
     Process: "process", Utf8, true, "Command name (comm) of pid";
     Netns: "netns", U64, false, "Network namespace inode (lsns -t net)";
     NetnsName: "netns_name", Utf8, true, "Name of the network namespace under /run/netns, null if unnamed";
+    Container: "container", Utf8, true, "Name of the container whose network namespace the socket is in (podman ps NAMES); null for the host's namespace";
+    ContainerId: "container_id", Utf8, true, "Full id of that container (64 hex digits); null for the host's namespace";
 });
 
 #[derive(Debug, Clone, Copy)]
@@ -66,7 +69,11 @@ impl Table for UnixSocketsTable {
         let options = ReadOptions { no_netlink: plan.no_netlink };
         {
             let out = held.as_mut().unwrap_or(out);
+            let ctr_cols = Cols { name: Col::Container, id: Col::ContainerId };
+            let mut containers = ContainerLookup::for_namespaces(&out.rows, ctr_cols, &plan.targets);
             scope::each(&plan.targets, |ns| {
+                // Every socket of a namespace is that namespace's container's.
+                let ctr = containers.of(None, Some(ns.inode)).map(|c| (c.name.clone(), c.id.clone()));
                 let (used, received) = sock_diag::read_unix(options, |s| {
                     let r = &mut out.rows;
                     r.str(Col::Type, Some(unix::type_name(s.kind)));
@@ -79,6 +86,10 @@ impl Table for UnixSocketsTable {
                     r.u32(Col::Uid, s.uid);
                     r.u64(Col::Netns, Some(ns.inode));
                     r.str(Col::NetnsName, ns.name.as_deref());
+                    if containers.wanted() {
+                        r.str(Col::Container, ctr.as_ref().and_then(|c| c.0.as_deref()));
+                        r.str(Col::ContainerId, ctr.as_ref().map(|c| c.1.as_str()));
+                    }
                     let flow = out.end_row()?;
                     if owners && owned.row(s.inode as u64, out, sink)?.is_break() {
                         return Ok(ControlFlow::Break(()));

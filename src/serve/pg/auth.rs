@@ -90,33 +90,40 @@ impl PeerRule {
 /// The password from `--pg-password-file`: its first line. The file must
 /// be a regular file that only its owner can read, as ~/.pgpass must.
 pub fn read_password_file(path: &Path) -> anyhow::Result<String> {
+    read_password_file_for(path, "--pg-password-file")
+}
+
+/// [`read_password_file`] for the option `flag` (--flight-password-file
+/// too), which errors name. The file must also be owned by the user
+/// sockql runs as (or root): another user's file could be swapped.
+pub fn read_password_file_for(path: &Path, flag: &str) -> anyhow::Result<String> {
     use std::io::Read;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-        .with_context(|| format!("cannot open --pg-password-file {}", path.display()))?;
+        .with_context(|| format!("cannot open {flag} {}", path.display()))?;
     let meta = file.metadata()?;
     if !meta.is_file() {
-        anyhow::bail!("--pg-password-file {} is not a regular file", path.display());
+        anyhow::bail!("{flag} {} is not a regular file", path.display());
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        anyhow::bail!("{flag} {} is owned by uid {}, not by this user or root", path.display(), meta.uid());
     }
     if meta.mode() & 0o077 != 0 {
-        anyhow::bail!(
-            "--pg-password-file {} can be read by others (mode {:o}); chmod 600 it",
-            path.display(),
-            meta.mode() & 0o777
-        );
+        anyhow::bail!("{flag} {} can be read by others (mode {:o}); chmod 600 it", path.display(), meta.mode() & 0o777);
     }
     let mut text = String::new();
     file.take(MAX_PASSWORD_FILE + 1)
         .read_to_string(&mut text)
         .with_context(|| format!("cannot read {}", path.display()))?;
     if text.len() as u64 > MAX_PASSWORD_FILE {
-        anyhow::bail!("--pg-password-file {} is larger than {MAX_PASSWORD_FILE} bytes", path.display());
+        anyhow::bail!("{flag} {} is larger than {MAX_PASSWORD_FILE} bytes", path.display());
     }
     let password = text.lines().next().unwrap_or("").to_string();
     if password.is_empty() {
-        anyhow::bail!("--pg-password-file {} holds no password (its first line is empty)", path.display());
+        anyhow::bail!("{flag} {} holds no password (its first line is empty)", path.display());
     }
     Ok(password)
 }

@@ -87,6 +87,8 @@ pub struct PgOptions {
     pub tls_key: Option<PathBuf>,
     pub max_connections: usize,
     pub max_queries: usize,
+    /// Query slots shared with another endpoint (--flight); None: its own.
+    pub slots: Option<Arc<Semaphore>>,
 }
 
 /// How connections are admitted, decided once at start.
@@ -170,7 +172,7 @@ impl PgServer {
             }
         };
         let shared = Arc::new(Shared {
-            slots: Arc::new(Semaphore::new(options.max_queries.max(1))),
+            slots: options.slots.clone().unwrap_or_else(|| Arc::new(Semaphore::new(options.max_queries.max(1)))),
             root_slot: Arc::new(Semaphore::new(1)),
             max_queries: options.max_queries.max(1),
             slot_wait: limits.timeout.unwrap_or(Duration::from_secs(30)),

@@ -13,7 +13,7 @@ use crate::Error;
 /// The time the kernel stamped on a packet (SO_TIMESTAMPNS): taken once
 /// per packet, so captures running side by side (tcpdump's, or another
 /// sockql's) give it the same time.
-fn kernel_timestamp(msg: &libc::msghdr) -> Option<i64> {
+pub(super) fn kernel_timestamp(msg: &libc::msghdr) -> Option<i64> {
     // SAFETY: msg was filled by recvmsg; CMSG_FIRSTHDR/NXTHDR stay within
     // msg_control and msg_controllen, and the data is read unaligned.
     unsafe {
@@ -81,6 +81,8 @@ struct Slot {
 /// An open capture socket.
 pub struct LiveCapture {
     fd: OwnedFd,
+    /// The interface [`LiveCapture::start`] binds to (0: every one).
+    ifindex: u32,
     snap_len: usize,
     /// Packets per read.
     batch: usize,
@@ -101,39 +103,31 @@ fn os_error(what: &str, e: std::io::Error) -> Error {
 }
 
 impl LiveCapture {
-    /// Capture on `ifindex` (0: every interface) of the calling thread's
-    /// network namespace, with the kernel filter `prog` (empty: none),
-    /// attached before the socket is bound so no unfiltered packet queues,
-    /// keeping at most `snap_len` bytes of each packet.
+    /// A capture socket for `ifindex` (0: every interface) of the calling
+    /// thread's network namespace, with the kernel filter `prog` (empty:
+    /// none), keeping at most `snap_len` bytes of each packet, and asking
+    /// for kernel timestamps. It is opened with protocol 0, as libpcap
+    /// opens its own, so it receives nothing until [`LiveCapture::start`]
+    /// binds it: no packet queues before the filter is attached, none
+    /// from another interface, and none before the kernel stamps them
+    /// (see [`super::stamps`]; the caller waits for that in between).
     pub fn open(ifindex: u32, prog: &[(u16, u8, u8, u32)], snap_len: usize) -> Result<Self, Error> {
-        use nix::sys::socket::{setsockopt, socket, sockopt, AddressFamily, SockFlag, SockProtocol, SockType};
-        let proto = (libc::ETH_P_ALL as u16).to_be();
-        let fd = socket(AddressFamily::Packet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, SockProtocol::EthAll)
+        use nix::sys::socket::{setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType};
+        let fd = socket(AddressFamily::Packet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
             .map_err(|e| os_error("AF_PACKET socket", e.into()))?;
         let batch = if snap_len > SNAP_LEN { BATCH_PAYLOAD } else { BATCH };
-        let cap =
-            LiveCapture { fd, snap_len, batch, bufs: vec![0; batch * snap_len], slots: Vec::with_capacity(batch) };
+        let cap = LiveCapture {
+            fd,
+            ifindex,
+            snap_len,
+            batch,
+            bufs: vec![0; batch * snap_len],
+            slots: Vec::with_capacity(batch),
+        };
         if !prog.is_empty() {
             cap.attach(prog)?;
         }
         let fd = &cap.fd;
-        // bind(2) by hand: nix's LinkAddr has no safe constructor.
-        // SAFETY: a zeroed sockaddr_ll is a valid value.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto;
-        sll.sll_ifindex = ifindex as i32;
-        // SAFETY: bind(2) reads the sockaddr_ll we own, for its size, during the call.
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if r != 0 {
-            return Err(last_os_error("bind AF_PACKET socket"));
-        }
         // Room for bursts: the queue is charged each packet's whole buffer
         // (64 KB for a GSO segment on loopback), not the bytes kept, and the
         // default (about 200 KB) overflows within a few of them. Queued
@@ -141,9 +135,35 @@ impl LiveCapture {
         // passes net.core.rmem_max as root; without CAP_NET_ADMIN the
         // default stays.
         let _ = setsockopt(fd, sockopt::RcvBufForce, &RECV_BUFFER);
-        // The kernel's time of each packet, not the time it was read.
+        // The kernel's time of each packet, not the time it was read. The
+        // first socket on the host to ask switches receive stamps on only
+        // through a workqueue: the caller waits for it before start().
         setsockopt(fd, sockopt::ReceiveTimestampns, &true).map_err(|e| os_error("SO_TIMESTAMPNS", e.into()))?;
         Ok(cap)
+    }
+
+    /// Start receiving: bind to every protocol on the interface. The
+    /// interface index is that of the namespace the socket was opened in,
+    /// whichever thread calls.
+    pub fn start(&self) -> Result<(), Error> {
+        // bind(2) by hand: nix's LinkAddr has no safe constructor.
+        // SAFETY: a zeroed sockaddr_ll is a valid value.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+        sll.sll_ifindex = self.ifindex as i32;
+        // SAFETY: bind(2) reads the sockaddr_ll we own, for its size, during the call.
+        let r = unsafe {
+            libc::bind(
+                self.fd.as_raw_fd(),
+                &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if r != 0 {
+            return Err(last_os_error("bind AF_PACKET socket"));
+        }
+        Ok(())
     }
 
     /// Let the kernel drop what `prog` rejects (SO_ATTACH_FILTER, which

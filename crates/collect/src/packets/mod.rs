@@ -10,6 +10,7 @@ pub mod link;
 pub mod live;
 pub mod pcap;
 pub mod pcapng;
+pub mod stamps;
 pub mod stoppable;
 pub mod write;
 

@@ -9,18 +9,14 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::ops::ControlFlow;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::event::need;
+use super::test_support::{
+    as_root_alone, cpus, first_allowed_cpu, perf_fds, pin_this_thread, read_to_line, say_and_wait_for_kill,
+    symbol_value, test_child, Bpftrace, Netns,
+};
 use super::{Options, Request, TraceReader, Tracefs};
-
-/// The kernel tests count perf descriptors of this process: one at a time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
 
 /// Read until `done` says so or 5 s pass.
 fn read_until(reader: &mut TraceReader, mut on: impl FnMut(&super::Sample<'_>), done: impl Fn() -> bool) {
@@ -62,10 +58,7 @@ fn ss_name(kernel: &str) -> String {
 
 #[test]
 fn inet_sock_set_state_follows_a_loopback_connection() {
-    if !root() {
-        return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_one) = as_root_alone() else { return };
     let tracefs = Tracefs::open().unwrap();
     let format = tracefs.format("sock", "inet_sock_set_state").unwrap();
     let states = format.symbols["newstate"].clone();
@@ -181,111 +174,25 @@ fn inet_sock_set_state_follows_a_loopback_connection() {
     assert_eq!((reader.lost(), reader.malformed()), (0, 0));
 }
 
-/// A network namespace of the test's own, deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("sockql-trace{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
-        assert!(Command::new("ip").args(["netns", "add", &name]).status().unwrap().success());
-        assert!(Command::new("ip").args(["-n", &name, "link", "set", "lo", "up"]).status().unwrap().success());
-        Netns(name)
-    }
-
-    /// Run `f` on a thread that has entered the namespace.
-    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{}", self.0);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let ns = std::fs::File::open(&path).unwrap();
-                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-                f()
-            })
-            .join()
-            .unwrap()
-        })
-    }
-
-    fn udp_no_ports(&self) -> u64 {
-        let out = Command::new("ip").args(["netns", "exec", &self.0, "nstat", "-az", "UdpNoPorts"]).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.lines()
-            .find_map(|l| l.strip_prefix("UdpNoPorts"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-/// bpftrace counting kfree_skb with the same predicate, started and ready.
-struct Bpftrace(std::process::Child);
-
-impl Bpftrace {
-    fn count(predicate: &str) -> Option<Bpftrace> {
-        // bpftrace needs tracefs mounted: in a mount namespace of its own
-        // (unshare -m makes mounts private), so nothing is left behind.
-        // Its memlock warning is moot: BPF memory is charged to the cgroup.
-        let script =
-            format!("BEGIN {{ printf(\"READY\\n\"); }} tracepoint:skb:kfree_skb /{predicate}/ {{ @n = count(); }}");
-        let mount = "mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing";
-        let mut child = Command::new("unshare")
-            .args(["-m", "sh", "-c", &format!("{mount} && exec bpftrace -e \"$1\""), "sh", &script])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        // BEGIN runs once every probe is attached ("Attaching 2
-        // probes..." comes before).
-        let mut out = child.stdout.take()?;
-        let mut text = Vec::new();
-        let mut byte = [0u8; 1];
-        while !text.ends_with(b"READY\n") && out.read(&mut byte).ok()? == 1 {
-            text.push(byte[0]);
-        }
-        child.stdout = Some(out);
-        text.ends_with(b"READY\n").then_some(Bpftrace(child))
-    }
-
-    fn stop(mut self) -> u64 {
-        // SAFETY: a signal to the test's own child.
-        assert_eq!(unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) }, 0);
-        let mut text = String::new();
-        self.0.stdout.take().unwrap().read_to_string(&mut text).unwrap();
-        self.0.wait().unwrap();
-        // `@n: 200` at exit; nothing when it never fired.
-        text.lines().find_map(|l| l.strip_prefix("@n:")).map_or(0, |n| n.trim().parse().unwrap())
-    }
-}
-
 #[test]
 fn kfree_skb_counts_no_socket_drops_in_a_namespace() {
-    if !root() {
-        return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_one) = as_root_alone() else { return };
     let tracefs = Tracefs::open().unwrap();
     let format = tracefs.format("skb", "kfree_skb").unwrap();
     let reasons = &format.symbols["reason"];
     // The kernel's value for NO_SOCKET, from its own format.
-    let no_socket = reasons.entries.iter().find(|(_, n)| n == "NO_SOCKET").map(|(k, _)| k.clone()).unwrap();
-    let super::format::Key::Value(no_socket) = no_socket else { panic!("{no_socket:?}") };
+    let no_socket = symbol_value(&format, "reason", "NO_SOCKET");
     let reason_f = need(&format, "skb", "reason", &[4]).unwrap().clone();
     let proto_f = need(&format, "skb", "protocol", &[2]).unwrap().clone();
     let location_f = need(&format, "skb", "location", &[8]).unwrap().clone();
-    let ns = Netns::new("drop");
+    let ns = Netns::new("tracedrop");
     const N: u64 = 200;
     // The sender thread's id: loopback delivers in the sender's softirq,
     // so the drops carry it as common_pid, and the filter keeps other
     // tests' drops on this host out.
     let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-    let before = ns.udp_no_ports();
+    let before = ns.nstat("UdpNoPorts");
     std::thread::scope(|s| {
         let ns = &ns;
         let sender = s.spawn(move || {
@@ -337,30 +244,13 @@ fn kfree_skb_counts_no_socket_drops_in_a_namespace() {
             })
             .unwrap();
         let (count, other) = (count.get(), other.get());
-        let no_ports = ns.udp_no_ports() - before;
+        let no_ports = ns.nstat("UdpNoPorts") - before;
         assert_eq!((count, other, no_ports, reader.lost()), (N, 0, N, 0), "{functions:?}");
         // The kernel names the function that dropped them.
         assert_eq!(functions.len(), 1, "{functions:?}");
         assert!(functions.keys().all(|f| f.contains("udp")), "{functions:?}");
-        if let Some(b) = bpf {
-            assert_eq!(b.stop(), N, "bpftrace");
-        } else {
-            // .ci/run installs bpftrace; where it is installed it must run.
-            assert!(!std::path::Path::new("/usr/bin/bpftrace").exists(), "bpftrace did not start");
-            eprintln!("bpftrace not installed: cross-check skipped");
-        }
+        Bpftrace::assert_counted(bpf, N);
     });
-}
-
-/// Perf event descriptors held by a process.
-fn perf_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| {
-            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-                .filter(|l| l.to_string_lossy() == "anon_inode:[perf_event]")
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 /// What the host's ftrace shows of kfree_skb and inet_sock_set_state:
@@ -379,16 +269,9 @@ fn tracing_state(t: &Tracefs) -> Vec<String> {
     .collect()
 }
 
-fn cpus() -> usize {
-    super::perf::parse_cpu_list(&std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap()).unwrap().len()
-}
-
 #[test]
 fn nothing_remains_after_drop() {
-    if !root() {
-        return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_one) = as_root_alone() else { return };
     let t = Tracefs::open().unwrap();
     let state = tracing_state(&t);
     let me = std::process::id();
@@ -432,34 +315,21 @@ fn child_holds_reader() {
     let t = Tracefs::open().unwrap();
     let f = t.format("skb", "kfree_skb").unwrap();
     let _reader = TraceReader::open(&[Request { group: "skb", format: &f, filter: None }], Options::default()).unwrap();
-    println!("READY");
-    std::io::stdout().flush().unwrap();
-    std::thread::sleep(Duration::from_secs(30));
+    say_and_wait_for_kill("READY");
 }
 
 #[test]
 fn nothing_remains_after_sigkill() {
-    if !root() {
-        return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_one) = as_root_alone() else { return };
     let t = Tracefs::open().unwrap();
     let state = tracing_state(&t);
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "trace::kernel_tests::child_holds_reader", "--ignored", "--nocapture", "--test-threads=1"])
-        .env("SOCKQL_TRACE_CHILD", "1")
+    let mut child = test_child("trace::kernel_tests::child_holds_reader", ("SOCKQL_TRACE_CHILD", "1"))
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut text = Vec::new();
-    let mut byte = [0u8; 1];
-    while !String::from_utf8_lossy(&text).contains("READY") && out.read(&mut byte).unwrap() == 1 {
-        text.push(byte[0]);
-    }
+    let text = read_to_line(child.stdout.as_mut().unwrap(), "READY");
     let pid = child.id();
-    assert_eq!(perf_fds(pid), cpus(), "{}", String::from_utf8_lossy(&text));
+    assert_eq!(perf_fds(pid), cpus(), "{text}");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert_eq!(perf_fds(pid), 0);
@@ -478,13 +348,10 @@ fn nothing_remains_after_sigkill() {
 /// lost is every drop the sender caused.
 #[test]
 fn a_full_ring_counts_what_it_lost() {
-    if !root() {
-        return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_one) = as_root_alone() else { return };
     let tracefs = Tracefs::open().unwrap();
     let format = tracefs.format("skb", "kfree_skb").unwrap();
-    let ns = Netns::new("lost");
+    let ns = Netns::new("tracelost");
     let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     let (go_tx, go_rx) = std::sync::mpsc::channel::<u64>();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
@@ -492,6 +359,9 @@ fn a_full_ring_counts_what_it_lost() {
         let ns = &ns;
         s.spawn(move || {
             ns.run(move || {
+                // Pinned to one CPU: a ring's LOST record is written only
+                // when a later sample comes to that same CPU's ring.
+                pin_this_thread(first_allowed_cpu());
                 tid_tx.send(nix::unistd::gettid().as_raw()).unwrap();
                 let closed = UdpSocket::bind("127.0.0.1:0").unwrap();
                 let port = closed.local_addr().unwrap().port();

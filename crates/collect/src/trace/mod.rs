@@ -18,37 +18,35 @@
 //! Field names and symbolic values (drop reasons, TCP states) come from
 //! the running kernel's format files, so new reasons appear by name.
 //!
-//! eBPF (aya, libbpf-rs) could do more in the kernel: read the dropped
-//! packet's headers through `skb` when no socket is attached, aggregate
-//! counts in a map instead of copying each event out. But the program has
-//! to come from somewhere: aya's programs are built with bpf-linker on a
-//! nightly toolchain, libbpf-rs's from a `.bpf.c` with clang (not a crate,
-//! and not the stable toolchain alone), both ahead of time into bytes
-//! shipped in the binary. Writing the program as raw BPF instructions in
-//! Rust (the way `packets/bpf.rs` writes classic BPF) is possible without
-//! a compiler, but loading it needs BTF/CO-RE relocation for `struct
-//! sk_buff` offsets (a hand-made loader or aya's, which brings its object
-//! parser) and hand-verified bytecode that every kernel's verifier must
-//! accept; a mistake there is a silent wrong answer. The attachment is
-//! cleaned up by fd close as well, so cleanliness does not decide it.
-//! What decides it: perf tracepoints give every field the issue's tables
-//! need except packet headers for socketless drops (kfree_skb gives
-//! protocol, location, reason and `rx_sk`), with none of the build
-//! constraints. The cost is one copy per event to user space where a BPF
-//! map would count in the kernel; kernel-side filters keep that to the
-//! events a query asks for (measured against bpftrace in the report of
-//! issue 30, later BENCHMARKS.md).
+//! What perf tracepoints cannot give is what their fields only point to:
+//! a dropped packet's namespace, interface and headers (kfree_skb gives
+//! `skbaddr`, `rx_sk`, protocol, location and reason), a socket's
+//! namespace and inode. For that, [`bpf`] loads one small eBPF program
+//! sockql builds itself from Rust instructions at open time (offsets from
+//! the kernel's BTF, no compiler at build or run time, no crate: aya's
+//! programs need bpf-linker on nightly, libbpf-rs's need clang); it is
+//! released with its descriptors like a perf event. The TCP and socket
+//! tables read tracepoints through perf, where the record has what they
+//! show; `packet_drops` reads drops through [`bpf::DropReader`] and falls
+//! back to perf where the program cannot load. The cost is one copy per event to user
+//! space where a BPF map would count in the kernel; kernel-side filters
+//! keep that to the events a query asks for (BENCHMARKS.md,
+//! "Tracepoints: packet_drops against bpftrace").
 //!
 //! # Layout
 //! - [`format`]: format files parsed (fields, `__print_symbolic` maps);
 //! - [`tracefs`]: where those files are read, or a private mount;
 //! - [`perf`]: the per-CPU perf events, filters and rings;
 //! - [`event`]: a sample and its fields decoded, bounds-checked;
+//! - [`filter`]: kernel filters as structure, written as the kernel's text;
 //! - [`kallsyms`]: kernel addresses to symbol+offset;
+//! - [`bpf`]: the eBPF reader of drops' namespace, interface and headers;
 //! - [`error`]: each failure as one line a table can show.
 
+pub mod bpf;
 pub mod error;
 pub mod event;
+pub mod filter;
 pub mod format;
 pub mod kallsyms;
 pub mod perf;
@@ -62,3 +60,5 @@ pub use tracefs::Tracefs;
 
 #[cfg(test)]
 mod kernel_tests;
+#[cfg(test)]
+mod test_support;

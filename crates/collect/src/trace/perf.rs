@@ -224,13 +224,26 @@ fn page_size() -> usize {
 }
 
 fn open_event(format: &Format, cpu: u32, opts: &Options) -> std::io::Result<OwnedFd> {
+    open_perf(b::PERF_TYPE_TRACEPOINT, format.id, cpu, opts)
+}
+
+/// A perf event of `type_`/`config` on `cpu`, sampling every event with
+/// TID, TIME, CPU and RAW (a tracepoint's record, or what a BPF program
+/// wrote with bpf_perf_event_output).
+fn open_perf(type_: u32, config: u64, cpu: u32, opts: &Options) -> std::io::Result<OwnedFd> {
     // SAFETY: an all-zero perf_event_attr is its documented default.
     let mut attr: b::perf_event_attr = unsafe { std::mem::zeroed() };
-    attr.type_ = b::PERF_TYPE_TRACEPOINT;
+    attr.type_ = type_;
     attr.size = std::mem::size_of::<b::perf_event_attr>() as u32;
-    attr.config = format.id;
+    attr.config = config;
     attr.__bindgen_anon_1.sample_period = 1;
     attr.sample_type = (b::PERF_SAMPLE_TID | b::PERF_SAMPLE_TIME | b::PERF_SAMPLE_CPU | b::PERF_SAMPLE_RAW) as u64;
+    // read() gives the event's count and its lost_samples: the samples the
+    // kernel had no room for, counted as they are lost (Linux 6.0+). The
+    // ring's PERF_RECORD_LOST says so only with the next record written to
+    // it, which never comes after the last of a flood: see
+    // [`TraceReader::lost`].
+    attr.read_format = b::PERF_FORMAT_LOST as u64;
     attr.set_disabled(1);
     // Times on CLOCK_MONOTONIC, as proc_events and the other stream
     // readers stamp theirs.
@@ -245,7 +258,14 @@ fn open_event(format: &Format, cpu: u32, opts: &Options) -> std::io::Result<Owne
         attr.__bindgen_anon_2.wakeup_events = 1;
     }
     // SAFETY: attr is a valid perf_event_attr of the size it says.
-    let fd = unsafe { sys::perf_event_open(&mut attr, -1, cpu as i32, -1, b::PERF_FLAG_FD_CLOEXEC as _) };
+    let mut fd = unsafe { sys::perf_event_open(&mut attr, -1, cpu as i32, -1, b::PERF_FLAG_FD_CLOEXEC as _) };
+    if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        // A kernel before 6.0 refuses PERF_FORMAT_LOST: without it, only
+        // the PERF_RECORD_LOST records count losses.
+        attr.read_format = 0;
+        // SAFETY: as above.
+        fd = unsafe { sys::perf_event_open(&mut attr, -1, cpu as i32, -1, b::PERF_FLAG_FD_CLOEXEC as _) };
+    }
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -332,6 +352,33 @@ impl TraceReader {
         Ok(reader)
     }
 
+    /// One PERF_COUNT_SW_BPF_OUTPUT event with its ring per online CPU,
+    /// for a BPF program's bpf_perf_event_output (the BPF reader puts
+    /// [`TraceReader::cpu_fds`] in its perf event array): read, polled and
+    /// loss-counted as tracepoint rings are.
+    pub fn bpf_outputs(opts: Options) -> Result<TraceReader, TraceError> {
+        if !opts.pages.is_power_of_two() || opts.pages > 1 << 14 {
+            return Err(TraceError::sys("open", std::io::Error::from_raw_os_error(libc::EINVAL)));
+        }
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|e| TraceError::sys("epoll_create", e))?;
+        let mut reader =
+            TraceReader { rings: Vec::new(), others: Vec::new(), epoll, lost: 0, malformed: 0, scratch: Vec::new() };
+        for cpu in online_cpus()? {
+            let fd = open_perf(b::PERF_TYPE_SOFTWARE, b::PERF_COUNT_SW_BPF_OUTPUT as u64, cpu, &opts)
+                .map_err(|e| TraceError::sys(format!("BPF output: perf_event_open on CPU {cpu}"), e))?;
+            let ring = Ring::map(cpu, fd, opts.pages)?;
+            reader
+                .epoll
+                .add(&ring.fd, EpollEvent::new(EpollFlags::EPOLLIN, cpu as u64))
+                .map_err(|e| TraceError::sys("epoll_ctl", e))?;
+            // SAFETY: a perf fd.
+            ioctl_result(unsafe { sys::ioctls::ENABLE(ring.fd.as_raw_fd(), 0) })
+                .map_err(|e| TraceError::sys("PERF_EVENT_IOC_ENABLE", e))?;
+            reader.rings.push(ring);
+        }
+        Ok(reader)
+    }
+
     /// One descriptor to poll: readable when any CPU's ring has reached
     /// its wake-up mark.
     pub fn raw_fd(&self) -> RawFd {
@@ -344,9 +391,30 @@ impl TraceReader {
         self.rings.iter().map(|r| (r.cpu, r.fd.as_raw_fd())).collect()
     }
 
-    /// Samples the kernel had no room for in a ring (PERF_RECORD_LOST).
+    /// Samples the kernel had no room for in a ring, so far: the sum of
+    /// every event's lost_samples as read() gives it now (Linux 6.0+),
+    /// else the PERF_RECORD_LOST records read so far. The records alone
+    /// are not enough: the kernel writes one only with the next sample
+    /// that finds room in that ring, so the samples lost at the end of a
+    /// flood (the ring full, nothing after) would go uncounted, a silent
+    /// loss. Read before a ring is drained, it also counts the samples
+    /// lost while the ones drained waited in it.
     pub fn lost(&self) -> u64 {
-        self.lost
+        self.lost.max(self.kernel_lost())
+    }
+
+    /// The sum of the events' lost_samples (0 where read() does not give it).
+    fn kernel_lost(&self) -> u64 {
+        let counted = self.rings.iter().map(|r| &r.fd).chain(&self.others).map(|fd| {
+            // value, lost (read_format = PERF_FORMAT_LOST); 8 bytes: a
+            // kernel without it.
+            let mut buf = [0u8; 16];
+            match nix::unistd::read(fd, &mut buf) {
+                Ok(16) => buf.get(8..16).and_then(|b| b.try_into().ok()).map_or(0, u64::from_ne_bytes),
+                _ => 0,
+            }
+        });
+        counted.fold(0u64, u64::saturating_add)
     }
 
     /// Records that were not samples sockql could read.

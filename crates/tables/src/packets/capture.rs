@@ -25,6 +25,7 @@ use datafusion::logical_expr::Expr;
 use super::capture_owners::{CaptureOwners, EndKey};
 use super::{append, Col, Meta};
 use crate::columns::{joined, Column, ColumnDef, RowBuilder};
+use crate::container_fill::{Cols, ContainerLookup};
 use crate::filters::{as_str, column_in_literals, int_range, is_int_range_filter, port_range};
 use crate::live::Emitter;
 use crate::table_columns;
@@ -48,7 +49,7 @@ pub const COLUMNS: &[ColumnDef] = &joined::<{ Col::DEFS.len() + OwnerCol::DEFS.l
 
 /// Fill the holder columns of the row being built: the sending end when
 /// it is on this host (the packet went out, or over loopback), the
-/// receiving end when it is (it came in).
+/// receiving end when it is (it came in). Returns the two holders' pids.
 fn append_owners(
     r: &mut RowBuilder,
     owners: &mut CaptureOwners,
@@ -56,7 +57,7 @@ fn append_owners(
     local_out: bool,
     local_in: bool,
     d: &decode::Decoded,
-) {
+) -> (Option<i32>, Option<i32>) {
     let ends = match (d.ip_protocol, d.src_addr, d.src_port, d.dst_addr, d.dst_port) {
         (Some(protocol @ (6 | 17)), Some(sa), Some(sp), Some(da), Some(dp)) => Some((protocol, (sa, sp), (da, dp))),
         _ => None,
@@ -69,17 +70,19 @@ fn append_owners(
             r.i32(pid, held.as_ref().map(|h| h.0));
             r.str(process, held.as_ref().and_then(|h| h.1.as_deref()));
         });
+        held.map(|h| h.0)
     };
-    fill(
+    let src = fill(
         OwnerCol::SrcPid,
         OwnerCol::SrcProcess,
         ends.filter(|_| local_out).map(|(protocol, s, d)| EndKey { netns, protocol, local: s, remote: d }),
     );
-    fill(
+    let dst = fill(
         OwnerCol::DstPid,
         OwnerCol::DstProcess,
         ends.filter(|_| local_in).map(|(protocol, s, d)| EndKey { netns, protocol, local: d, remote: s }),
     );
+    (src, dst)
 }
 
 /// True if the query asked for a holder column.
@@ -98,6 +101,26 @@ struct Target {
     ns: Netns,
     cap: LiveCapture,
     names: HashMap<u32, Option<String>>,
+}
+
+/// How long a capture start waits for the kernel's receive stamps: the
+/// workqueue that switches them on runs within milliseconds even on a
+/// loaded machine.
+const STAMP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Wait for the kernel to stamp packets on receive (a switch for the whole
+/// host). If that cannot be seen, say so and go on: the first packets may
+/// then carry the time they were read.
+fn wait_for_stamps() {
+    let why = match sockql_collect::packets::stamps::wait_for_receive_stamps(STAMP_WAIT) {
+        Ok(true) => return,
+        Ok(false) => format!("were not on after {}s", STAMP_WAIT.as_secs()),
+        Err(e) => format!("cannot be checked ({e})"),
+    };
+    sockql_collect::notice::note_once(
+        "capture-stamps",
+        format!("kernel receive timestamps {why}: the first packets may carry the time sockql read them"),
+    );
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -222,7 +245,7 @@ impl CapturePlan {
     pub fn new(filters: &[Expr], options: &SourceOptions) -> Self {
         let refs: Vec<&Expr> = filters.iter().collect();
         CapturePlan {
-            targets: scope::targets(filters, options.all_netns()),
+            targets: scope::targets(filters, options),
             interface: pinned_interface(&refs),
             conds: bpf_conds(&refs),
             duration: streams::bound(options),
@@ -319,6 +342,13 @@ impl CapturePlan {
             }
             return Ok(0);
         }
+        // The sockets asked for kernel timestamps but receive nothing yet:
+        // bound only once the kernel stamps packets on receive, so no row
+        // carries the time sockql read it (see collect::packets::stamps).
+        wait_for_stamps();
+        for t in &caps {
+            t.cap.start()?;
+        }
         streams::note_start(
             &format!("capturing on {}", sockql_collect::notice::escape_controls(&self.on())),
             self.duration,
@@ -412,7 +442,14 @@ impl Table for PacketsTable {
         let mut flows: HashMap<u64, Flows> = HashMap::new();
         let track = super::follows_flows(&out.borrow().rows);
         // Who holds each end, looked up between reads: only when asked.
-        let owners = wants_owners(&out.borrow().rows).then(|| std::cell::RefCell::new(CaptureOwners::default()));
+        let ctr_cols = Cols { name: Col::Container, id: Col::ContainerId };
+        let mut containers = ContainerLookup::for_stream(&out.borrow().rows, ctr_cols);
+        // Holders for the container columns only where a container shares
+        // a namespace without owning it (--network host); elsewhere the
+        // namespace names the packet.
+        let shared = plan.targets.iter().any(|ns| containers.shares_namespace(ns.inode));
+        let owners =
+            (wants_owners(&out.borrow().rows) || shared).then(|| std::cell::RefCell::new(CaptureOwners::default()));
         let targets: Vec<&sockql_collect::netns::Netns> = plan.targets.iter().collect();
         let mut frame = 0u64;
         // Between waits: the ends first seen are looked up, rows built
@@ -433,6 +470,22 @@ impl Table for PacketsTable {
             }
             frame += 1;
             let d = decode::decode_network(p.ether_type, p.data).on_wire(p.data.len(), p.length);
+            // The holder columns first: the container is named by them.
+            let (mut src, mut dst) = (None, None);
+            if let Some(owners) = &owners {
+                // Over loopback both ends are on this host.
+                let lo = name == Some("lo");
+                let (local_out, local_in) = (lo || p.direction == Direction::Out, lo || p.direction == Direction::In);
+                (src, dst) = append_owners(&mut out.rows, &mut owners.borrow_mut(), ns.inode, local_out, local_in, &d);
+            }
+            let ctr = if containers.wanted() {
+                // By a holder's process (src_pid, else dst_pid), else by
+                // the namespace the packet was captured in.
+                let by_pid = [src, dst].into_iter().flatten().find_map(|pid| containers.of_process(pid));
+                by_pid.or_else(|| containers.of_live_netns(ns.inode))
+            } else {
+                None
+            };
             let meta = Meta {
                 ts_ns: Some(p.ts_ns),
                 interface: name,
@@ -442,14 +495,9 @@ impl Table for PacketsTable {
                 captured_length: p.data.len() as u32,
                 netns: Some((ns.inode, ns.name.as_deref())),
                 payload: payload.then(|| d.payload.clone().and_then(|r| p.data.get(r))).flatten(),
+                container: ctr.as_ref().map(|c| (c.0.as_deref(), c.1.as_str())),
             };
             append(&mut out.rows, track.then(|| flows.entry(ns.inode).or_default()), frame, &meta, &d);
-            if let Some(owners) = &owners {
-                // Over loopback both ends are on this host.
-                let lo = name == Some("lo");
-                let (local_out, local_in) = (lo || p.direction == Direction::Out, lo || p.direction == Direction::In);
-                append_owners(&mut out.rows, &mut owners.borrow_mut(), ns.inode, local_out, local_in, &d);
-            }
             out.end_row()
         })?;
         // EXPLAIN ANALYZE's kernel_messages.

@@ -73,6 +73,8 @@ table_columns!(Col {
     IcmpCode: "icmp_code", U8, true, "ICMP or ICMPv6 code";
     Netns: "netns", U64, true, "Network namespace the packet was captured in (packets; null for a file)";
     NetnsName: "netns_name", Utf8, true, "Name of that namespace under /run/netns, null if unnamed";
+    Container: "container", Utf8, true, "Live capture: name of the container of the packet's holder on this host (src_pid, else dst_pid: where the query asks for them, or a container shares the namespace without owning it, --network host), else of the container whose network namespace it was captured in (podman ps / docker ps NAMES); null for the host's, when the runtime gives no name, and for a file (read_pcap: a file does not say)";
+    ContainerId: "container_id", Utf8, true, "Live capture: full id of that container (64 hex digits); null for the host's and for a file";
 });
 
 /// Say once why `payload` is null when a query names it (not when it only
@@ -117,6 +119,8 @@ pub struct Meta<'a> {
     pub netns: Option<(u64, Option<&'a str>)>,
     /// The payload's captured bytes, when the operator asked (`--payload`).
     pub payload: Option<&'a [u8]>,
+    /// A live capture's container of the packet: (name, id).
+    pub container: Option<(Option<&'a str>, &'a str)>,
 }
 
 /// The columns that need TCP connections followed across packets.
@@ -239,4 +243,6 @@ pub fn append(r: &mut RowBuilder, flows: Option<&mut Flows>, frame: u64, m: &Met
     r.u8(IcmpCode, d.icmp_code);
     r.u64(Col::Netns, m.netns.map(|n| n.0));
     r.str(NetnsName, m.netns.and_then(|n| n.1));
+    r.str(Container, m.container.and_then(|c| c.0));
+    r.str(ContainerId, m.container.map(|c| c.1));
 }

@@ -93,6 +93,7 @@ impl Table for PcapFile {
                         length: raw.length,
                         captured_length: raw.data.len() as u32,
                         netns: None,
+                        container: None,
                         payload: payload.then(|| d.payload.clone().and_then(|r| raw.data.get(r))).flatten(),
                     };
                     append(&mut out.rows, flows.as_mut(), frame, &meta, &d)

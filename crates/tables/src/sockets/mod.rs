@@ -130,6 +130,8 @@ table_columns!(Col {
     CgroupPath: "cgroup_path", Utf8, true, "Path of that cgroup under the cgroup2 mount, as ss --cgroup prints it (/ for the root); null when the cgroup is gone or not under the mount";
     Netns: "netns", U64, false, "Network namespace inode (lsns -t net); see the netns table";
     NetnsName: "netns_name", Utf8, true, "Name of the network namespace under /run/netns (ip netns), null if unnamed";
+    Container: "container", Utf8, true, "Name of the container of the socket's holder (pid: its process's container, as a --network host container's), else of the container whose network namespace the socket is in (podman ps / docker ps NAMES); null for the host's, or when the runtime gives no name. The holder is looked up for this column only in a namespace a container shares without owning it";
+    ContainerId: "container_id", Utf8, true, "Full id of that container (64 hex digits); null for the host's namespace";
 });
 
 pub(crate) const TCP_INFO_COLS: &[Col] = &[
