@@ -78,6 +78,23 @@ impl Deadline {
         self.stopped.store(true, Ordering::Relaxed);
     }
 
+    /// Resolves when the deadline passes (never without one): the query
+    /// thread waits on its client's reading and on DataFusion's next batch
+    /// no longer than this, so a client that stops reading, or a plan that
+    /// computes without calling a function, cannot keep the run (and the
+    /// slot its thread holds) past --timeout.
+    pub async fn passed(&self) {
+        match self.at {
+            Some((at, _)) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The error of a run its deadline ended.
+    pub fn timed_out(&self) -> crate::Error {
+        crate::Error::TimedOut(TimedOut(self.at.map(|(_, t)| t).unwrap_or_default()))
+    }
+
     /// An error once the run must stop: [`TimedOut`] past the deadline.
     pub fn check(&self) -> Result<()> {
         if let Some((at, t)) = self.at {

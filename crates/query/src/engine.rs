@@ -181,22 +181,32 @@ type Events = tokio::sync::mpsc::Sender<Event>;
 
 /// The caller stopped listening (timeout, Ctrl-C, closed output): the
 /// query thread stops at its next result ([`crate::Error::Cancelled`]).
-async fn send(tx: &Events, e: Event) -> crate::Result<()> {
-    tx.send(e).await.map_err(|_| crate::Error::Cancelled)
+/// A caller that holds the stream but stops reading it (a client whose
+/// connection stays open, its window full) is waited for only until the
+/// deadline: then the thread returns and frees the front end's slot.
+async fn send(tx: &Events, deadline: &Deadline, e: Event) -> crate::Result<()> {
+    tokio::select! {
+        sent = tx.send(e) => sent.map_err(|_| crate::Error::Cancelled),
+        _ = deadline.passed() => Err(deadline.timed_out()),
+    }
 }
 
 /// The next batch of `stream`, or [`crate::Error::Cancelled`] as soon as the caller
 /// stops listening (timeout, Ctrl-C, a closed client). An aggregate sends
 /// nothing until it is done: waiting only on sends would let it run on,
 /// unheard, to the end. Dropping the stream stops DataFusion's tasks.
+/// Past the deadline the wait ends too (an operator that computes without
+/// calling a scalar function never checks it itself).
 async fn next_batch(
     stream: &mut datafusion::physical_plan::SendableRecordBatchStream,
     tx: &Events,
+    deadline: &Deadline,
 ) -> crate::Result<Option<RecordBatch>> {
     use futures::StreamExt;
     tokio::select! {
         next = stream.next() => Ok(next.transpose()?),
         _ = tx.closed() => Err(crate::Error::Cancelled),
+        _ = deadline.passed() => Err(deadline.timed_out()),
     }
 }
 
@@ -319,7 +329,7 @@ impl Engine {
         let reservation = MemoryConsumer::new(format!("snapshot {name}")).register(&self.ctx.runtime_env().memory_pool);
         let mut stream = df.execute_stream().await?;
         let mut batches = Vec::new();
-        while let Some(batch) = next_batch(&mut stream, tx).await? {
+        while let Some(batch) = next_batch(&mut stream, tx, deadline).await? {
             reservation.try_grow(batch.get_array_memory_size())?;
             batches.push(batch);
         }
@@ -375,9 +385,9 @@ impl Engine {
     ) -> crate::Result<()> {
         let mut plan = match self.checked(statement).await? {
             Checked::Answer(batch) => {
-                send(tx, Event::Start(batch.schema())).await?;
-                send(tx, Event::Batch(batch)).await?;
-                return send(tx, Event::End).await;
+                send(tx, deadline, Event::Start(batch.schema())).await?;
+                send(tx, deadline, Event::Batch(batch)).await?;
+                return send(tx, deadline, Event::End).await;
             }
             Checked::Plan(plan) => plan,
         };
@@ -400,11 +410,11 @@ impl Engine {
         }
         let schema: SchemaRef = df.schema().inner().clone();
         let mut stream = df.execute_stream().await?;
-        send(tx, Event::Start(schema)).await?;
-        while let Some(batch) = next_batch(&mut stream, tx).await? {
-            send(tx, Event::Batch(batch)).await?;
+        send(tx, deadline, Event::Start(schema)).await?;
+        while let Some(batch) = next_batch(&mut stream, tx, deadline).await? {
+            send(tx, deadline, Event::Batch(batch)).await?;
         }
-        send(tx, Event::End).await
+        send(tx, deadline, Event::End).await
     }
 
     /// Parse and run every statement of `sql` in order, one at a time;
@@ -838,6 +848,40 @@ mod tests {
         };
         let Err(e) = ended else { panic!("the run ended without its timeout") };
         assert!(matches!(e, crate::Error::TimedOut(_)), "{e:#}");
+    }
+
+    /// A front end that keeps the stream but stops reading it (a Flight
+    /// client whose HTTP/2 window is full: the response body holding the
+    /// stream is never polled again) does not keep the query thread, or
+    /// the slot it holds, past the deadline.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stream_kept_but_not_read_frees_its_slot_at_the_deadline() {
+        let timeout = std::time::Duration::from_millis(500);
+        let limits = Limits { memory: None, timeout: Some(timeout) };
+        let engine = Engine::with(&SourceOptions::default(), Policy::default(), limits).unwrap();
+        let slots = Arc::new(tokio::sync::Semaphore::new(1));
+        let permit = slots.clone().acquire_owned().await.unwrap();
+        let start = std::time::Instant::now();
+        let mut stream =
+            engine.stream_holding(&SqlSource::inline("SELECT value FROM range(1000000000)"), permit).unwrap();
+        assert!(matches!(stream.next().await, Ok(Some(Event::Start(_)))));
+        while slots.available_permits() == 0 {
+            assert!(
+                start.elapsed() < timeout * 10,
+                "the slot was still held {:?} into a {timeout:?} timeout, the stream unread",
+                start.elapsed()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(start.elapsed() >= timeout, "freed before the deadline: {:?}", start.elapsed());
+        // The stream, read again, says why it ended.
+        let ended = loop {
+            match stream.next().await {
+                Ok(Some(_)) => continue,
+                other => break other,
+            }
+        };
+        assert!(matches!(ended, Err(crate::Error::TimedOut(_))), "{ended:?}");
     }
 
     #[test]
