@@ -1,20 +1,20 @@
-//! One host of the fleet as datafusion-federation's `SQLExecutor`: the
-//! federation optimizer hands it the SQL of that host's part of a plan,
-//! and it runs it over Arrow Flight SQL (`FlightSqlServiceClient`).
+//! One host's part of a fleet query over Arrow Flight SQL
+//! (`FlightSqlServiceClient`): connect, log in, run the SQL its group
+//! wrote for it (`fan_out.rs`, `host_sql.rs`), and send its batches on.
 //!
 //! Each host's part runs as a task of its own, within the fleet's bounds:
-//! a place among `--hosts-parallel`, then `--hosts-timeout` from connect
-//! to its last batch. A host that does not answer in time, refuses, or
-//! fails ends its part of the answer early without failing the query;
-//! its state goes to [`Statuses`] (the `fleet_hosts` table and the one
-//! stderr line). Batches are sent on as they come (a two-batch channel),
-//! not collected first.
+//! a place among `--hosts-parallel` (taken before the task starts), then
+//! `--hosts-timeout` from connect to its last batch. A host that does not
+//! answer in time, refuses, or fails ends its part of the answer early
+//! without failing the query; its state goes to [`Statuses`] (the
+//! `fleet_hosts` table and the one stderr line). Batches are sent on as
+//! they come, not collected first.
 //!
 //! What a host's part holds counts against --memory-limit: each batch is
 //! reserved in the session's memory pool (the one DataFusion's own
-//! operators reserve in) as it arrives, and freed when the plan asks for
-//! the next; a fleet answer that outgrows the limit fails with the
-//! engine's resources-exhausted error, as a sort would, instead of
+//! operators reserve in) as it arrives, and freed when the plan has taken
+//! more (`fan_out.rs`); a fleet answer that outgrows the limit fails with
+//! the engine's resources-exhausted error, as a sort would, instead of
 //! growing the process. A gRPC message (one batch) larger than the whole
 //! limit could never be reserved: it is refused by its length prefix,
 //! unread, with the same error, so twenty hosts' huge batches are not
@@ -27,13 +27,9 @@ use arrow_flight::sql::client::FlightSqlServiceClient;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{PhysicalExpr, SendableRecordBatchStream};
-use datafusion::sql::unparser::dialect::Dialect;
-use datafusion_federation::sql::SQLExecutor;
+use datafusion::execution::memory_pool::{MemoryLimit, MemoryPool, MemoryReservation};
 use futures::StreamExt;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::connect::Connector;
 use super::host_status::{State, Statuses};
@@ -54,19 +50,8 @@ pub struct FleetShared {
     pub pool: Arc<dyn MemoryPool>,
 }
 
-/// Host `index` of the fleet.
-pub struct HostExecutor {
-    pub shared: Arc<FleetShared>,
-    pub index: usize,
-    /// `host=NAME`, what EXPLAIN shows for this host's part.
-    pub label: String,
-}
-
-/// Batches a host's part counts as held after handing them to the plan.
-const HANDED_HELD: usize = 2;
-
 /// A host's batches to the plan, each with the bytes reserved for it.
-type Sender = mpsc::Sender<Result<(RecordBatch, usize)>>;
+pub type Sender = mpsc::Sender<Result<(RecordBatch, usize)>>;
 
 /// Why a host's part ended early.
 struct HostError(State, String);
@@ -90,85 +75,17 @@ impl HostError {
     }
 }
 
-#[async_trait::async_trait]
-impl SQLExecutor for HostExecutor {
-    fn name(&self) -> &str {
-        &self.label
-    }
-
-    /// One context per host: the federation pushes a sub-plan only to
-    /// the host all its scans belong to.
-    fn compute_context(&self) -> Option<String> {
-        Some(format!("fleet host #{}", self.index))
-    }
-
-    fn dialect(&self) -> Arc<dyn Dialect> {
-        // DataFusion's own (the hosts parse with its parser), without a
-        // regex compiled per identifier.
-        Arc::new(super::dialect::FleetDialect)
-    }
-
-    fn execute(
-        &self,
-        query: &str,
-        schema: SchemaRef,
-        _filters: &[Arc<dyn PhysicalExpr>],
-    ) -> Result<SendableRecordBatchStream> {
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|e| DataFusionError::Execution(format!("fleet query outside a runtime: {e}")))?;
-        let (tx, rx) = mpsc::channel(2);
-        let shared = self.shared.clone();
-        let reservation = Arc::new(MemoryConsumer::new(format!("fleet {}", self.label)).register(&shared.pool));
-        let (index, query, expected, held) = (self.index, query.to_string(), schema.clone(), reservation.clone());
-        runtime.spawn(async move { run_host(shared, index, query, expected, tx, held).await });
-        // A batch stays reserved until the plan has taken two more of
-        // this host's (the plan's own buffers hold one or two after it
-        // took them); all of it goes with the stream.
-        let handed = std::collections::VecDeque::<usize>::new();
-        let batches =
-            futures::stream::unfold((rx, reservation, handed), |(mut rx, reservation, mut handed)| async move {
-                match rx.recv().await? {
-                    Ok((batch, size)) => {
-                        handed.push_back(size);
-                        while handed.len() > HANDED_HELD {
-                            let gone = handed.pop_front().unwrap_or(0);
-                            reservation.shrink(gone.min(reservation.size()));
-                        }
-                        Some((Ok(batch), (rx, reservation, handed)))
-                    }
-                    Err(e) => Some((Err(e), (rx, reservation, handed))),
-                }
-            });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
-    }
-
-    async fn table_names(&self) -> Result<Vec<String>> {
-        // The fleet's catalog is sockql's own (the hosts run the same binary).
-        Err(DataFusionError::NotImplemented("fleet hosts are not asked for their tables".into()))
-    }
-
-    async fn get_table_schema(&self, _table_name: &str) -> Result<SchemaRef> {
-        Err(DataFusionError::NotImplemented("fleet hosts are not asked for their tables".into()))
-    }
-}
-
-/// Host `index`'s part: wait for a place, then answer within the
-/// deadline, and say how it ended.
-async fn run_host(
+/// Host `index`'s part, in the place it was given: answer `query`
+/// within the deadline, and say how it ended.
+pub async fn run_host(
     shared: Arc<FleetShared>,
     index: usize,
     query: String,
     expected: SchemaRef,
     tx: Sender,
     reservation: Arc<MemoryReservation>,
+    _place: OwnedSemaphorePermit,
 ) {
-    let place = tokio::select! {
-        place = shared.places.clone().acquire_owned() => place,
-        // The query ended (LIMIT reached, Ctrl-C, --timeout) before this
-        // host's turn: it was not asked.
-        _ = tx.closed() => return,
-    };
-    let Ok(_place) = place else { return };
     shared.statuses.started(index);
     let start = Instant::now();
     let mut rows = 0u64;

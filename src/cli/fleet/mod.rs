@@ -1,16 +1,20 @@
 //! `sockql --hosts FILE "SQL"`: one question to a fleet of `sockql serve
 //! --flight` hosts. The session is sockql's own (policy, limits, saved
-//! reports), with each table replaced by the union of every host's table
-//! and a `host` column (`views.rs`). DataFusion's federation
-//! (datafusion-federation) pushes each host's part of the plan to it as
-//! SQL (`flight_executor.rs`: Arrow Flight SQL); `split_aggregate.rs`
-//! makes aggregates partial per host. Hosts that do not answer in time,
+//! reports), with each table replaced by the fleet's table with a `host`
+//! column (`views.rs`): the union of two groups of hosts, whatever their
+//! number. DataFusion's federation (datafusion-federation) writes each
+//! group's part of the plan as SQL once; it is sent to each host of the
+//! group under that host's name (`fan_out.rs`, `host_sql.rs`) over Arrow
+//! Flight SQL (`flight_executor.rs`); `split_aggregate.rs` makes
+//! aggregates partial per host. Hosts that do not answer in time,
 //! refuse or fail are named on one stderr line and in `fleet_hosts`, and
 //! the exit status says the answer is partial ([`PARTIAL_EXIT`]).
 
 pub mod connect;
 pub mod dialect;
+pub mod fan_out;
 pub mod flight_executor;
+pub mod host_sql;
 pub mod host_status;
 pub mod hosts_file;
 pub mod split_aggregate;
@@ -25,7 +29,8 @@ use datafusion_federation::{FederatedQueryPlanner, FederationOptimizerRule};
 use super::args::FleetArgs;
 use super::hi_args::HiArgs;
 use crate::query::engine::{Engine, QueryRunner, SqlSource};
-use flight_executor::{FleetShared, HostExecutor};
+use fan_out::GroupExecutor;
+use flight_executor::FleetShared;
 use host_status::{FleetHostsTable, Statuses};
 
 /// The exit status of an answer some hosts are missing from.
@@ -45,7 +50,7 @@ impl std::fmt::Display for Partial {
 impl std::error::Error for Partial {}
 
 /// The fleet session: sockql's engine, its tables fleet-wide.
-pub async fn session(hi: &HiArgs, args: &FleetArgs) -> anyhow::Result<(Engine, Arc<Statuses>, views::Hosts)> {
+pub async fn session(hi: &HiArgs, args: &FleetArgs) -> anyhow::Result<(Engine, Arc<Statuses>, views::Groups)> {
     let Some(path) = &args.hosts else { anyhow::bail!("--hosts FILE is required") };
     let hosts = hosts_file::read(path)?;
     let password = match &args.hosts_password_file {
@@ -73,14 +78,14 @@ pub async fn session(hi: &HiArgs, args: &FleetArgs) -> anyhow::Result<(Engine, A
         places: Arc::new(tokio::sync::Semaphore::new(usize::from(args.hosts_parallel.max(1)))),
         pool: engine.context().runtime_env().memory_pool.clone(),
     });
-    let providers: views::Hosts = Arc::new(
-        statuses
-            .hosts()
-            .iter()
-            .enumerate()
-            .map(|(index, h)| {
-                let executor = HostExecutor { shared: shared.clone(), index, label: format!("host={}", h.name) };
-                (h.name.clone(), Arc::new(SQLFederationProvider::new(Arc::new(executor))))
+    // Two groups (fan_out.rs says why two): alternate hosts of the file,
+    // so a file's first hosts are asked by both at once.
+    let count = statuses.hosts().len();
+    let providers: views::Groups = Arc::new(
+        (0..2)
+            .map(|group| {
+                let hosts = (group..count).step_by(2).collect();
+                Arc::new(SQLFederationProvider::new(Arc::new(GroupExecutor::new(shared.clone(), group, hosts))))
             })
             .collect(),
     );

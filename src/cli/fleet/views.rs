@@ -1,7 +1,8 @@
-//! Each sockql table, fleet-wide: the union of every host's table (a
-//! datafusion-federation SQL table of that host) with a `host` column
-//! first. It is a view, planned when a query first names it, so a
-//! thousand-host fleet costs nothing for the tables a query does not use.
+//! Each sockql table, fleet-wide, with a `host` column first: the union of
+//! the fleet's two groups of hosts (fan_out.rs), each a datafusion-
+//! federation SQL table whose `host` column each host answers with its
+//! own name (host_sql.rs). It is a view, planned when a query first names
+//! it; its plan is the same size whatever the number of hosts.
 
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
@@ -10,13 +11,14 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{Column, Result, TableReference};
 use datafusion::datasource::{provider_as_source, TableType};
-use datafusion::logical_expr::{lit, Expr, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_federation::sql::{RemoteTableRef, SQLFederationProvider, SQLTableSource};
 use datafusion_federation::FederatedTableProviderAdaptor;
 
-/// The hosts, each with the federation provider of its executor.
-pub type Hosts = Arc<Vec<(String, Arc<SQLFederationProvider>)>>;
+/// The fleet's groups of hosts, each the federation provider of its
+/// executor.
+pub type Groups = Arc<Vec<Arc<SQLFederationProvider>>>;
 
 #[derive(Debug)]
 pub struct FleetView {
@@ -25,44 +27,40 @@ pub struct FleetView {
     /// What each host is asked for: the table, or a table function call
     /// (`report('health')`).
     remote_ref: RemoteTableRef,
-    /// The table's columns on every host (sockql's own catalog: the hosts
-    /// run the same binary).
-    remote: SchemaRef,
-    /// `host`, then the table's columns.
+    /// `host`, then the table's columns on every host (sockql's own
+    /// catalog: the hosts run the same binary).
     schema: SchemaRef,
-    hosts: Hosts,
+    groups: Groups,
     plan: OnceLock<LogicalPlan>,
 }
 
 impl FleetView {
-    pub fn new(table: &str, remote: SchemaRef, hosts: Hosts) -> Self {
-        Self::of(table, RemoteTableRef::from(TableReference::bare(table)), remote, hosts)
+    pub fn new(table: &str, remote: SchemaRef, groups: Groups) -> Self {
+        Self::of(table, RemoteTableRef::from(TableReference::bare(table)), remote, groups)
     }
 
     /// Each host's `remote_ref` (a table function call) as `table`.
-    pub fn of(table: &str, remote_ref: RemoteTableRef, remote: SchemaRef, hosts: Hosts) -> Self {
+    pub fn of(table: &str, remote_ref: RemoteTableRef, remote: SchemaRef, groups: Groups) -> Self {
         let mut fields = vec![Arc::new(Field::new("host", DataType::Utf8, false))];
         fields.extend(remote.fields().iter().cloned());
         let schema = Arc::new(Schema::new(fields));
-        FleetView { table: table.to_string(), remote_ref, remote, schema, hosts, plan: OnceLock::new() }
+        FleetView { table: table.to_string(), remote_ref, schema, groups, plan: OnceLock::new() }
     }
 
     fn build(&self) -> Result<LogicalPlan> {
         let name = TableReference::bare(self.table.as_str());
         let mut union: Option<LogicalPlanBuilder> = None;
-        for (host, provider) in self.hosts.iter() {
+        for provider in self.groups.iter() {
             let source =
-                SQLTableSource::new_with_schema(provider.clone(), self.remote_ref.clone(), self.remote.clone());
+                SQLTableSource::new_with_schema(provider.clone(), self.remote_ref.clone(), self.schema.clone());
             let table = Arc::new(FederatedTableProviderAdaptor::new(Arc::new(source)));
             // Columns aliased to their bare names: every branch has the same
             // unqualified schema (the aggregate split relies on it).
-            let mut exprs = vec![lit(host.as_str()).alias("host")];
-            exprs.extend(
-                self.remote
-                    .fields()
-                    .iter()
-                    .map(|f| Expr::Column(Column::new(Some(name.clone()), f.name())).alias(f.name())),
-            );
+            let exprs = self
+                .schema
+                .fields()
+                .iter()
+                .map(|f| Expr::Column(Column::new(Some(name.clone()), f.name())).alias(f.name()));
             let branch =
                 LogicalPlanBuilder::scan(name.clone(), provider_as_source(table), None)?.project(exprs)?.build()?;
             union = Some(match union {
@@ -95,7 +93,7 @@ impl TableProvider for FleetView {
         TableType::View
     }
 
-    /// The planner inlines the view, so the optimizer sees each host's
+    /// The planner inlines the view, so the optimizer sees each group's
     /// branch (and pushes filters and projections into it).
     fn get_logical_plan(&self) -> Option<Cow<'_, LogicalPlan>> {
         self.plan().ok().map(Cow::Borrowed)
