@@ -4,6 +4,7 @@
 //! saved queries (format, discovery, binding), and the catalog. It knows
 //! nothing of any front end.
 
+pub mod ast_walk;
 pub mod budget;
 pub mod budget_plan;
 pub mod catalog;

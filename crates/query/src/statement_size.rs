@@ -21,6 +21,7 @@
 
 use std::ops::ControlFlow;
 
+use crate::ast_walk::Walk;
 use datafusion::sql::parser::{CopyToSource, Statement};
 use datafusion::sql::sqlparser::ast::{Expr, Query, Select, SetExpr, TableFactor, Visit, Visitor};
 
@@ -79,29 +80,31 @@ fn set_operations(body: &SetExpr) -> usize {
 }
 
 impl Visitor for Count {
-    type Break = (&'static str, usize);
+    // The bound passed is kept in `over` (crate::ast_walk: one visitor
+    // type for every walk, so one Break type).
+    type Break = ();
 
-    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<Self::Break> {
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
         self.queries += 1;
         self.ctes += query.with.as_ref().map_or(0, |w| w.cte_tables.len());
         self.set_operations += set_operations(&query.body);
         self.stop()
     }
 
-    fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<Self::Break> {
+    fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<()> {
         // `FROM a, b` joins as `a JOIN b` does.
         self.joins += select.from.len().saturating_sub(1) + select.from.iter().map(|t| t.joins.len()).sum::<usize>();
         self.stop()
     }
 
-    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<Self::Break> {
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
         if let TableFactor::NestedJoin { table_with_joins, .. } = factor {
             self.joins += table_with_joins.joins.len();
         }
         self.stop()
     }
 
-    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<Self::Break> {
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
         self.expressions += 1;
         match expr {
             Expr::Function(_) => self.functions += 1,
@@ -120,9 +123,9 @@ impl Visitor for Count {
 }
 
 impl Count {
-    fn stop(&self) -> ControlFlow<(&'static str, usize)> {
+    fn stop(&self) -> ControlFlow<()> {
         match self.over() {
-            Some(over) => ControlFlow::Break(over),
+            Some(_) => ControlFlow::Break(()),
             None => ControlFlow::Continue(()),
         }
     }
@@ -132,19 +135,19 @@ impl Count {
 /// where it starts, for the message.
 pub fn check(statement: &Statement, line: u64) -> Result<(), TooLarge> {
     let mut count = Count::default();
-    let flow = visit(statement, &mut count);
-    match flow {
-        ControlFlow::Break((what, max)) => Err(TooLarge { what, max, line }),
-        ControlFlow::Continue(()) => Ok(()),
+    let _ = visit(statement, &mut count);
+    match count.over() {
+        Some((what, max)) => Err(TooLarge { what, max, line }),
+        None => Ok(()),
     }
 }
 
-fn visit(statement: &Statement, count: &mut Count) -> ControlFlow<(&'static str, usize)> {
+fn visit(statement: &Statement, count: &mut Count) -> ControlFlow<()> {
     match statement {
-        Statement::Statement(s) => s.visit(count),
+        Statement::Statement(s) => s.visit(&mut Walk(count)),
         Statement::Explain(e) => visit(&e.statement, count),
         Statement::CopyTo(c) => match &c.source {
-            CopyToSource::Query(q) => q.visit(count),
+            CopyToSource::Query(q) => q.visit(&mut Walk(count)),
             CopyToSource::Relation(_) => ControlFlow::Continue(()),
         },
         Statement::CreateExternalTable(_) | Statement::Reset(_) => ControlFlow::Continue(()),

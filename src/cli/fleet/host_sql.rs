@@ -14,10 +14,12 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions_mut, BinaryOperator, Expr, SetExpr, Statement, TableFactor, TableWithJoins, Value,
+    BinaryOperator, Expr, SetExpr, Statement, TableFactor, TableWithJoins, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+
+use crate::query::ast_walk::WalkMut;
 
 /// A group's statement, parsed once.
 #[derive(Debug, Clone)]
@@ -58,13 +60,22 @@ impl Template {
     /// The statement host `name` is sent: `host` written as its name.
     pub fn for_host(&self, name: &str) -> String {
         let mut statement = self.statement.clone();
-        let _ = visit_expressions_mut(&mut statement, |e| {
-            if is_host(e) {
-                *e = Expr::Value(Value::SingleQuotedString(name.to_string()).into());
-            }
-            ControlFlow::<()>::Continue(())
-        });
+        let _ = statement.visit(&mut WalkMut(&mut NameHost(name)));
         statement.to_string()
+    }
+}
+
+/// Writes every reference to `host` as the host's name.
+struct NameHost<'a>(&'a str);
+
+impl VisitorMut for NameHost<'_> {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        if is_host(e) {
+            *e = Expr::Value(Value::SingleQuotedString(self.0.to_string()).into());
+        }
+        ControlFlow::Continue(())
     }
 }
 

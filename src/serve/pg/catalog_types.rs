@@ -9,6 +9,7 @@
 //! planned as plain integers (and pg_proc's argument-type lists, text in
 //! pg_catalog, failed to cast at all).
 
+use crate::query::ast_walk::WalkMut;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -268,7 +269,7 @@ pub fn replaced(parser: &ClientSql, text: &str) -> Option<Result<Vec<Statement>,
 /// Rewrite the regtype casts of `statements` (see the module's comment).
 pub fn rewrite(mut statements: Vec<Statement>) -> Vec<Statement> {
     for s in &mut statements {
-        let _ = s.visit(&mut RegtypeCasts);
+        let _ = s.visit(&mut WalkMut(&mut RegtypeCasts));
     }
     statements
 }

@@ -17,6 +17,7 @@
 //!   looks for an unqualified name in pg_catalog first, the compatibility
 //!   rule in `public` alone, so a pg_catalog table's name is qualified.
 
+use crate::query::ast_walk::{Walk, WalkMut};
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
@@ -32,7 +33,7 @@ use datafusion::sql::sqlparser::tokenizer::{Span, Token, TokenWithSpan, Tokenize
 
 /// Rewrite one statement (see the module comment).
 pub fn rewrite(mut statement: Statement) -> Statement {
-    let _ = VisitMut::visit(&mut statement, &mut Rewriter);
+    let _ = VisitMut::visit(&mut statement, &mut WalkMut(&mut Rewriter));
     statement
 }
 
@@ -145,7 +146,7 @@ fn lookup(template: &str, args: &[&Expr]) -> Expr {
     let parsed = Parser::new(&PostgreSqlDialect {}).try_with_sql(template).and_then(|mut p| p.parse_query());
     match parsed {
         Ok(mut query) => {
-            let _ = VisitMut::visit(&mut query, &mut Bind(args));
+            let _ = VisitMut::visit(&mut query, &mut WalkMut(&mut Bind(args)));
             Expr::Subquery(query)
         }
         // The templates are constants that parse; should one not, null.
@@ -203,7 +204,7 @@ fn names_reloptions(e: &Expr) -> bool {
         }
     }
     let mut find = Find(false);
-    let _ = e.visit(&mut find);
+    let _ = e.visit(&mut Walk(&mut find));
     find.0
 }
 
@@ -244,8 +245,8 @@ fn one_row(query: &mut Query) -> bool {
     let aliases = from_names(&select.from);
     let correlated = {
         let mut outer = Outer { aliases: &aliases, found: false };
-        let _ = select.selection.visit(&mut outer);
-        let _ = select.projection.visit(&mut outer);
+        let _ = select.selection.visit(&mut Walk(&mut outer));
+        let _ = select.projection.visit(&mut Walk(&mut outer));
         outer.found
     };
     if !correlated {

@@ -11,6 +11,7 @@
 //! WHERE false. A select with an aggregate and no GROUP BY (one row even
 //! over nothing) is left as it is.
 
+use crate::query::ast_walk::Walk;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
@@ -98,7 +99,7 @@ fn has_aggregate(items: &[SelectItem]) -> bool {
             SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
             _ => continue,
         };
-        let _ = expr.visit(&mut finds);
+        let _ = expr.visit(&mut Walk(&mut finds));
     }
     finds.found
 }

@@ -19,6 +19,7 @@
 //!   it refers to the outer query, which DataFusion cannot plan there;
 //! - `SELECT version()`: its column is named `version`, as PostgreSQL's.
 
+use crate::query::ast_walk::{Walk, WalkMut};
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
@@ -39,8 +40,8 @@ pub fn rewrite(mut statement: Statement) -> Statement {
         }
         qualify_through_wildcard(query);
     }
-    let _ = VisitMut::visit(&mut statement, &mut Exprs);
-    let _ = VisitMut::visit(&mut statement, &mut ScalarSubqueries);
+    let _ = VisitMut::visit(&mut statement, &mut WalkMut(&mut Exprs));
+    let _ = VisitMut::visit(&mut statement, &mut WalkMut(&mut ScalarSubqueries));
     statement
 }
 
@@ -365,7 +366,7 @@ fn correlated(query: &Query) -> bool {
         }
     }
     let mut finds = Finds(false, &aliases);
-    let _ = Visit::visit(query, &mut finds);
+    let _ = Visit::visit(query, &mut Walk(&mut finds));
     finds.0
 }
 
