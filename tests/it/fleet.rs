@@ -228,8 +228,10 @@ fn a_fleet_answers_as_the_union_of_its_hosts_and_names_those_that_do_not() {
         fleet.password_file.display().to_string(),
         fleet.ca.display().to_string(),
     );
+    // Every column reads owners on each of twenty debug servers at once:
+    // on two loaded cores that can take longer than the default 10 s.
     args.extend(["--hosts", &file, "--hosts-password-file", &pw, "--hosts-ca", &ca, "--format", "csv"]);
-    args.push("SELECT * FROM sockets");
+    args.extend(["--hosts-timeout", "60s", "SELECT * FROM sockets"]);
     let m = peak_rss(&args);
     assert!(m.ok, "{}", m.err);
     eprintln!(

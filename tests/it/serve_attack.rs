@@ -146,6 +146,9 @@ pub fn get_on(s: &mut TcpStream, path: &str, limit: Duration) -> Result<(String,
         match s.read(&mut buf) {
             Ok(0) => return Err(format!("closed after {} bytes", got.len())),
             Ok(n) => got.extend_from_slice(&buf[..n]),
+            // A signal to this process (a parallel test's child stopping)
+            // is not the server's answer.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(format!("read: {e}")),
         }
     };
@@ -158,6 +161,7 @@ pub fn get_on(s: &mut TcpStream, path: &str, limit: Duration) -> Result<(String,
         match s.read(&mut buf) {
             Ok(0) => return Err("closed in the body".into()),
             Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(format!("read body: {e}")),
         }
     }

@@ -96,7 +96,13 @@ impl SQLExecutor for GroupExecutor {
         let all = self.shared.statuses.hosts();
         let asked: Vec<usize> =
             self.hosts.iter().copied().filter(|&i| all.get(i).is_some_and(|h| template.asks(&h.name))).collect();
-        let (tx, rx) = mpsc::channel(2);
+        // Room for two batches of each host that can be in flight, as a
+        // channel of its own per host had: a host that has answered never
+        // waits on the others' batches while its --hosts-timeout runs
+        // (what waits is reserved in the memory pool, so --memory-limit
+        // still bounds it).
+        let in_flight = asked.len().min(self.shared.parallel).max(1);
+        let (tx, rx) = mpsc::channel(2 * in_flight);
         let reservation =
             Arc::new(MemoryConsumer::new(format!("fleet group #{}", self.group)).register(&self.shared.pool));
         runtime.spawn(ask(self.shared.clone(), asked, template, schema.clone(), tx, reservation.clone()));

@@ -45,6 +45,8 @@ pub struct FleetShared {
     pub password: Option<String>,
     pub timeout: Duration,
     pub places: Arc<Semaphore>,
+    /// How many places there are (`--hosts-parallel`).
+    pub parallel: usize,
     /// The session's memory pool (--memory-limit): batches from hosts are
     /// reserved in it while the fleet executor holds them.
     pub pool: Arc<dyn MemoryPool>,

@@ -76,6 +76,7 @@ pub async fn session(hi: &HiArgs, args: &FleetArgs) -> anyhow::Result<(Engine, A
         password,
         timeout: args.hosts_timeout,
         places: Arc::new(tokio::sync::Semaphore::new(usize::from(args.hosts_parallel.max(1)))),
+        parallel: usize::from(args.hosts_parallel.max(1)),
         pool: engine.context().runtime_env().memory_pool.clone(),
     });
     // Two groups (fan_out.rs says why two): alternate hosts of the file,
