@@ -92,7 +92,7 @@ impl Deadline {
 
     /// The error of a run its deadline ended.
     pub fn timed_out(&self) -> crate::Error {
-        crate::Error::TimedOut(TimedOut(self.at.map(|(_, t)| t).unwrap_or_default()))
+        super::engine::timed_out(self.at.map(|(_, t)| t).unwrap_or_default())
     }
 
     /// An error once the run must stop: [`TimedOut`] past the deadline.

@@ -566,7 +566,7 @@ async fn join<T: Send + 'static, E: From<crate::Error> + Send + 'static>(
 #[error("query timed out after {} (--timeout)", humantime::format_duration(*.0))]
 pub struct TimedOut(pub std::time::Duration);
 
-fn timed_out(t: std::time::Duration) -> crate::Error {
+pub(crate) fn timed_out(t: std::time::Duration) -> crate::Error {
     crate::Error::TimedOut(TimedOut(t))
 }
 

@@ -89,13 +89,13 @@ fn is_host(e: &Expr) -> bool {
     }
 }
 
+/// A string literal, in any parentheses.
 fn literal(e: &Expr) -> Option<&str> {
-    match e {
+    match unnest(e) {
         Expr::Value(v) => match &v.value {
             Value::SingleQuotedString(s) => Some(s),
             _ => None,
         },
-        Expr::Nested(inner) => literal(inner),
         _ => None,
     }
 }
