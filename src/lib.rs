@@ -10,6 +10,8 @@
 //!   tables with described columns and kernel-side filter pushdown.
 //! - [`query`] (`sockql-query`): the engine, policy, limits, saved queries
 //!   and the catalog, used by every front end.
+//! - [`print`] (`sockql-print`): results as tables, csv, json or ndjson
+//!   over any `io::Write`, for the command line, the shell and `--watch`.
 //! - Front ends: [`cli`] (the command line and shell), [`history`]
 //!   (recording to Parquet and reading it back) and [`serve`] (Prometheus
 //!   and PostgreSQL clients).
@@ -20,6 +22,7 @@
 pub use sockql_collect as collect;
 pub use sockql_collect::notice;
 pub use sockql_collect::{stderr, stderrln};
+pub use sockql_print as print;
 pub use sockql_query as query;
 pub use sockql_tables as tables;
 

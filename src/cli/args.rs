@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-pub use super::fit::Expanded;
+pub use crate::print::{Expanded, Format};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -251,15 +251,6 @@ pub struct StreamArgs {
 pub enum CaptureSource {
     SockDiag,
     Ctnetlink,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    #[default]
-    Table,
-    Csv,
-    Json,
-    Ndjson,
 }
 
 impl Args {

@@ -6,8 +6,8 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use super::args::{self, Args, Command, QueryArgs};
-use super::fit;
-use super::output::OutputOptions;
+use crate::print::fit;
+use crate::print::OutputOptions;
 use crate::query::engine::{Limits, Policy};
 use crate::tables::streams::DEFAULT_STREAM_FOR;
 use crate::tables::SourceOptions;

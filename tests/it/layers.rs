@@ -16,6 +16,9 @@ const PACKAGES: &[(&str, &[&str])] = &[
     ),
     ("crates/tables", &["sockql-query", "sockql", "pgwire", "hyper", "rustyline", "clap"]),
     ("crates/query", &["sockql", "pgwire", "hyper", "rustyline", "clap"]),
+    // The printers sit beside the front ends and serve the command line:
+    // none of the servers' protocols, no front end, no tables.
+    ("crates/print", &["sockql", "sockql-tables", "pgwire", "hyper", "tonic", "arrow-flight", "rustyline", "tokio"]),
 ];
 
 /// The names in a manifest's `[dependencies]` table.
@@ -52,7 +55,7 @@ fn no_layer_package_depends_on_what_is_above_it_or_on_arrow_below_tables() {
 const FRONT_ENDS: &[(&str, &[&str])] = &[
     ("history", &["history", "query", "tables", "collect", "notice", "stderrln", "stderr"]),
     ("serve", &["serve", "query", "tables", "collect", "notice", "stderrln", "stderr"]),
-    ("cli", &["cli", "serve", "history", "query", "tables", "collect", "notice", "stderrln", "stderr"]),
+    ("cli", &["cli", "serve", "history", "print", "query", "tables", "collect", "notice", "stderrln", "stderr"]),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {

@@ -1,5 +1,8 @@
 //! Printing query results in the formats of `--format`. Printers write to
-//! any `io::Write`, so tests print into a `Vec<u8>`.
+//! any `io::Write`, so tests print into a `Vec<u8>`. The writer is held as
+//! `dyn Write`, not as a type parameter: arrow's csv and json writers are
+//! then instantiated here, in this package, at its opt-level, whatever the
+//! caller's writer (crates/print/Cargo.toml).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,9 +15,21 @@ use datafusion::arrow::json::writer::{
 };
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::args::Format;
 use super::fit::{self, Fit, Layout};
-use crate::query::engine::ResultSink;
+use sockql_query::engine::ResultSink;
+
+/// `--format`: how results print.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    #[default]
+    Table,
+    Csv,
+    Json,
+    Ndjson,
+}
+
+/// Where a printer writes.
+type Out<'a> = Box<dyn Write + 'a>;
 
 #[derive(Debug, Clone, Copy)]
 pub struct OutputOptions {
@@ -63,11 +78,11 @@ impl OutputOptions {
 /// to its budget, then prints them and goes on with a new table.
 /// An empty result still prints its header (table, csv) or an empty array
 /// (json), so scripts can tell "no rows" from "no output".
-pub struct Printer<W: Write> {
+pub struct Printer<'a> {
     schema: SchemaRef,
     rows: usize,
     escape: bool,
-    sink: Sink<W>,
+    sink: Sink<'a>,
     /// Set when the output was closed under us (see [`PipeWatch`]).
     pipe_closed: Arc<AtomicBool>,
 }
@@ -76,12 +91,12 @@ pub struct Printer<W: Write> {
 /// an I/O error into text, so a closed pipe (`sockql ... | head`) would
 /// reach `main` as "Csv error: Broken pipe" instead of the io::Error it
 /// ends quietly on; this remembers that the pipe closed.
-struct PipeWatch<W> {
-    inner: W,
+struct PipeWatch<'a> {
+    inner: Out<'a>,
     closed: Arc<AtomicBool>,
 }
 
-impl<W: Write> PipeWatch<W> {
+impl PipeWatch<'_> {
     fn seen<T>(&self, r: std::io::Result<T>) -> std::io::Result<T> {
         if let Err(e) = &r {
             if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -92,7 +107,7 @@ impl<W: Write> PipeWatch<W> {
     }
 }
 
-impl<W: Write> Write for PipeWatch<W> {
+impl Write for PipeWatch<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let r = self.inner.write(buf);
         self.seen(r)
@@ -103,17 +118,17 @@ impl<W: Write> Write for PipeWatch<W> {
     }
 }
 
-enum Sink<W: Write> {
+enum Sink<'a> {
     /// A statement without a result set (CREATE TABLE ... AS) prints nothing.
     Nothing,
-    Table(W, TableText),
-    Csv(Box<CsvWriter<PipeWatch<W>>>),
-    Json(JsonWriter<W, JsonArray>),
-    Ndjson(JsonWriter<W, LineDelimited>),
+    Table(Out<'a>, TableText),
+    Csv(Box<CsvWriter<PipeWatch<'a>>>),
+    Json(JsonWriter<Out<'a>, JsonArray>),
+    Ndjson(JsonWriter<Out<'a>, LineDelimited>),
 }
 
-impl<W: Write> Printer<W> {
-    pub fn new(out: W, opts: OutputOptions, schema: SchemaRef) -> Self {
+impl<'a> Printer<'a> {
+    pub fn new(out: Out<'a>, opts: OutputOptions, schema: SchemaRef) -> Self {
         let pipe_closed = Arc::new(AtomicBool::new(false));
         let sink = if schema.fields().is_empty() {
             Sink::Nothing
@@ -208,7 +223,7 @@ impl<W: Write> Printer<W> {
     }
 }
 
-pub use crate::notice::escape_controls as escape_control_text;
+pub use sockql_collect::notice::escape_controls as escape_control_text;
 
 /// Every string-like column (Utf8, LargeUtf8, Utf8View, dictionaries of
 /// them) as Utf8 with control characters escaped, and escaped column
@@ -311,7 +326,7 @@ impl TableText {
             }
         }
         if !last && !self.printed_any {
-            crate::notice::note_once(
+            sockql_collect::notice::note_once(
                 "table-parts",
                 "a large result prints as several tables (each within the table format's memory budget); --format csv prints one",
             );
@@ -390,16 +405,16 @@ impl TableText {
 
 /// A [`ResultSink`] printing each statement's result as it streams, to a
 /// writer made per statement (stdout, a buffer in tests).
-pub struct PrintSink<W: Write, F: FnMut() -> W> {
-    make: F,
+pub struct PrintSink<'a> {
+    make: Box<dyn FnMut() -> Out<'a> + 'a>,
     opts: OutputOptions,
-    current: Option<Printer<W>>,
+    current: Option<Printer<'a>>,
     empty_note: Option<String>,
 }
 
-impl<W: Write, F: FnMut() -> W> PrintSink<W, F> {
-    pub fn new(opts: OutputOptions, make: F) -> Self {
-        PrintSink { make, opts, current: None, empty_note: None }
+impl<'a> PrintSink<'a> {
+    pub fn new<W: Write + 'a>(opts: OutputOptions, mut make: impl FnMut() -> W + 'a) -> Self {
+        PrintSink { make: Box::new(move || Box::new(make()) as Out<'a>), opts, current: None, empty_note: None }
     }
 
     /// What to say when a statement's table comes out empty.
@@ -409,7 +424,7 @@ impl<W: Write, F: FnMut() -> W> PrintSink<W, F> {
     }
 }
 
-impl<W: Write, F: FnMut() -> W> ResultSink for PrintSink<W, F> {
+impl ResultSink for PrintSink<'_> {
     fn start(&mut self, schema: SchemaRef) -> anyhow::Result<()> {
         self.current = Some(Printer::new((self.make)(), self.opts, schema).with_empty_note(self.empty_note.clone()));
         Ok(())
@@ -432,7 +447,7 @@ pub fn print(
     schema: &SchemaRef,
     batches: &[RecordBatch],
 ) -> anyhow::Result<()> {
-    let mut p = Printer::new(out, opts, schema.clone());
+    let mut p = Printer::new(Box::new(out), opts, schema.clone());
     for b in batches {
         p.batch(b)?;
     }
