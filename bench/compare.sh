@@ -17,7 +17,9 @@
 #
 # The queries are bench/run.sh's standard set (floor, states, remotes,
 # CLOSE-WAIT, owners, all columns, conntrack, start-up) plus two saved
-# reports. Per query: both medians (ms), the median of the per-round
+# reports, then the servers' row paths: psql reading every row of
+# `SELECT * FROM sockets` from `serve --pg`, and a scrape of `/metrics`
+# (needs psql and curl). Per query: both medians (ms), the median of the per-round
 # ratios after/before and their quartiles, a verdict (see time_pair), both
 # answers' row counts (they must agree) and both binaries' peak memory.
 # Prints a markdown section on stdout; progress on stderr. Exits 1 if any
@@ -130,6 +132,74 @@ for report in states close_wait; do
     echo "bench/compare: run $report" >&2
     run_one "run $report" run "$report"
 done
+
+# The servers' row paths, which the command line does not take: every row
+# of `SELECT * FROM sockets` encoded for a PostgreSQL client (psql over
+# the unix socket), and one Prometheus scrape of the shipped metric
+# reports. Each binary serves on its own socket directory and port, in the
+# load's namespace; the clients are timed as the queries above are. Peak
+# memory is the command line's only ("–").
+SERVERS=
+stop_servers() {
+    for p in $SERVERS; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+    SERVERS=
+}
+cleanup() {
+    stop_servers
+    stop_load
+    rm -rf "$WORK"
+}
+# Below the load's ephemeral range (1024-65535), which its clients fill.
+declare -A HTTP=([before]=975 [after]=976)
+for side in before after; do
+    bin=$BASE
+    [ "$side" = after ] && bin=$BIN
+    mkdir -m 755 "$WORK/pg-$side"
+    $X "$bin" serve --listen "127.0.0.1:${HTTP[$side]}" --pg "$WORK/pg-$side" --pg-port 5439 2> "$WORK/serve-$side.log" &
+    SERVERS="$SERVERS $!"
+done
+psql_cmd() { echo "$X psql -X -q -A -t -h $WORK/pg-$1 -p 5439 -U root -d sockql -c"; }
+scrape_cmd() { echo "$X curl -sf -o /dev/null http://127.0.0.1:${HTTP[$1]}/metrics"; }
+# Ready when each answers; psql first and scrapes after it: a scrape's
+# TCP connection leaves a TIME-WAIT socket, which psql's rows would count.
+ready() {
+    for _ in $(seq 300); do
+        "$@" before > /dev/null 2>&1 && "$@" after > /dev/null 2>&1 && return
+        sleep 0.2
+    done
+    echo "bench/compare: the servers did not answer" >&2
+    exit 1
+}
+psql_up() { $(psql_cmd "$1") "SELECT 1"; }
+scrape_up() { $(scrape_cmd "$1"); }
+serve_one() {
+    local label=$1 sql=$2 times rows_b rows_a
+    if [ -n "$sql" ]; then
+        times=$(time_pair $(psql_cmd before) "$sql" -- $(psql_cmd after) "$sql")
+        rows_b=$($(psql_cmd before) "$sql" | wc -l)
+        rows_a=$($(psql_cmd after) "$sql" | wc -l)
+    else
+        times=$(time_pair $(scrape_cmd before) -- $(scrape_cmd after))
+        rows_b=$($X curl -sf "http://127.0.0.1:${HTTP[before]}/metrics" | grep -vc '^#')
+        rows_a=$($X curl -sf "http://127.0.0.1:${HTTP[after]}/metrics" | grep -vc '^#')
+    fi
+    [ "$rows_b" = "$rows_a" ] || differ=1
+    python3 - "$label" "$rows_b" "$rows_a" $times <<'PY'
+import sys
+label, rb, ra = sys.argv[1:4]
+b, a, ratio, q1, q3 = map(float, sys.argv[4:9])
+verdict = "slower" if q1 > 1.05 else "faster" if q3 < 0.95 else "same"
+rows = rb if rb == ra else f"**{rb} / {ra}**"
+print(f"| {label} | {b:.1f} | {a:.1f} | {ratio:.2f} | {q1:.2f}–{q3:.2f} | {verdict} | {rows} | – |")
+PY
+}
+echo "bench/compare: serve --pg, psql SELECT * FROM sockets" >&2
+ready psql_up
+serve_one "psql: \`SELECT * FROM sockets\`" "SELECT * FROM sockets"
+echo "bench/compare: serve, one scrape of /metrics" >&2
+ready scrape_up
+serve_one "one scrape of \`/metrics\` (series)" ""
+stop_servers
 if [ "$differ" = 1 ]; then
     echo
     echo "**The two binaries gave different row counts (in bold above).**"

@@ -10,8 +10,10 @@
 //!   tables with described columns and kernel-side filter pushdown.
 //! - [`query`] (`sockql-query`): the engine, policy, limits, saved queries
 //!   and the catalog, used by every front end.
-//! - [`print`] (`sockql-print`): results as tables, csv, json or ndjson
-//!   over any `io::Write`, for the command line, the shell and `--watch`.
+//! - [`output`] (`sockql-output`): each row of a result written out,
+//!   printed (table, csv, json, ndjson over any `io::Write`, for the
+//!   command line, the shell and `--watch`) or encoded for PostgreSQL
+//!   clients (`serve --pg`).
 //! - Front ends: [`cli`] (the command line and shell), [`history`]
 //!   (recording to Parquet and reading it back) and [`serve`] (Prometheus
 //!   and PostgreSQL clients).
@@ -22,7 +24,7 @@
 pub use sockql_collect as collect;
 pub use sockql_collect::notice;
 pub use sockql_collect::{stderr, stderrln};
-pub use sockql_print as print;
+pub use sockql_output as output;
 pub use sockql_query as query;
 pub use sockql_tables as tables;
 

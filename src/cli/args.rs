@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-pub use crate::print::{Expanded, Format};
+pub use crate::output::{Expanded, Format};
 
 const EXAMPLES: &str = "\
 Examples:

@@ -6,8 +6,8 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use super::args::{self, Args, Command, QueryArgs};
-use crate::print::fit;
-use crate::print::OutputOptions;
+use crate::output::fit;
+use crate::output::OutputOptions;
 use crate::query::engine::{Limits, Policy};
 use crate::tables::streams::DEFAULT_STREAM_FOR;
 use crate::tables::SourceOptions;

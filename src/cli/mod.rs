@@ -18,7 +18,7 @@ pub mod watch;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 
-use crate::print as output;
+use crate::output;
 use crate::query::engine::{Engine, QueryRunner, SqlSource};
 use crate::query::{catalog, saved};
 use args::{Args, Command};

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use super::args::Format;
-use crate::print::{self as output, OutputOptions};
+use crate::output::{self as output, OutputOptions};
 use crate::query::engine::{QueryRunner, SqlSource, StatementResult};
 use crate::query::stamp::{stamp, stamped_schema};
 

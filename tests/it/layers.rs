@@ -16,9 +16,9 @@ const PACKAGES: &[(&str, &[&str])] = &[
     ),
     ("crates/tables", &["sockql-query", "sockql", "pgwire", "hyper", "rustyline", "clap"]),
     ("crates/query", &["sockql", "pgwire", "hyper", "rustyline", "clap"]),
-    // The printers sit beside the front ends and serve the command line:
-    // none of the servers' protocols, no front end, no tables.
-    ("crates/print", &["sockql", "sockql-tables", "pgwire", "hyper", "tonic", "arrow-flight", "rustyline", "tokio"]),
+    // Writing rows out sits beside the front ends: no front end, no
+    // tables, no servers (the PostgreSQL row format, not its protocol).
+    ("crates/output", &["sockql", "sockql-tables", "hyper", "tonic", "arrow-flight", "rustyline", "tokio"]),
 ];
 
 /// The names in a manifest's `[dependencies]` table.
@@ -54,8 +54,8 @@ fn no_layer_package_depends_on_what_is_above_it_or_on_arrow_below_tables() {
 /// names) and the notice macros.
 const FRONT_ENDS: &[(&str, &[&str])] = &[
     ("history", &["history", "query", "tables", "collect", "notice", "stderrln", "stderr"]),
-    ("serve", &["serve", "query", "tables", "collect", "notice", "stderrln", "stderr"]),
-    ("cli", &["cli", "serve", "history", "print", "query", "tables", "collect", "notice", "stderrln", "stderr"]),
+    ("serve", &["serve", "output", "query", "tables", "collect", "notice", "stderrln", "stderr"]),
+    ("cli", &["cli", "serve", "history", "output", "query", "tables", "collect", "notice", "stderrln", "stderr"]),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {

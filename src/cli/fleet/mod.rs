@@ -159,7 +159,7 @@ async fn run(hi: &HiArgs, engine: Engine, statuses: Arc<Statuses>, sql: Option<S
     };
     crate::tables::streams::end_on_ctrl_c(engine.streams().clone());
     let run = statuses.begin_run();
-    let mut sink = crate::print::PrintSink::new(hi.output, || -> Box<dyn std::io::Write> {
+    let mut sink = crate::output::PrintSink::new(hi.output, || -> Box<dyn std::io::Write> {
         Box::new(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()))
     })
     .with_empty_note(sql.empty_note.clone());

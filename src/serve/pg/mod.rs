@@ -23,7 +23,9 @@ pub mod catalog;
 pub mod catalog_types;
 pub mod column_names;
 pub mod connection;
-pub mod encode;
+/// Rows and types as PostgreSQL clients receive them (in sockql-output:
+/// every row a client reads is encoded there, at its opt-level).
+pub use crate::output::pg_encode as encode;
 pub mod framing;
 pub mod information_schema;
 pub mod notices;
@@ -33,7 +35,9 @@ pub mod psql_fns;
 pub mod psql_rewrite;
 pub mod session;
 pub mod socket_dir;
-pub mod type_catalog;
+/// What PostgreSQL says of each type sockql sends (in sockql-output, with
+/// the encoder).
+pub use crate::output::pg_type_catalog as type_catalog;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //! PostgreSQL 16 defines them (what clients select and join on), written
 //! `name:type` with `!` for NOT NULL. Types: `oid` and the reg* kinds are
 //! int4 on the Arrow side with the kind in the field's metadata (sent as
-//! that PostgreSQL type, see encode.rs); arrays (aclitem[], int2vector,
+//! that PostgreSQL type, see crates/output/src/pg_encode.rs); arrays (aclitem[], int2vector,
 //! oidvector, text[]) are text, as clients only print or pattern-match
 //! them. Which tables have rows is decided in `rows.rs`; the rest are
 //! empty, as PostgreSQL's would be for objects sockql does not have

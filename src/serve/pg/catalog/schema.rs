@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
+use crate::serve::pg::type_catalog::{oid_type, OID_KIND_KEY};
+
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{CatalogProviderList, SchemaProvider, Session, TableProvider};
@@ -16,24 +18,6 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::definitions::TABLES;
-
-/// The field metadata naming the PostgreSQL type of an oid column
-/// (`oid`, `regclass`, `regtype`, `regnamespace`): int4 in Arrow, sent
-/// as that type (encode.rs), as PostgreSQL's catalog declares it.
-pub const OID_KIND_KEY: &str = "pg.oid_alias";
-
-/// The PostgreSQL type an oid column is sent as.
-pub fn oid_type(kind: &str) -> Option<pgwire::api::Type> {
-    use pgwire::api::Type;
-    Some(match kind {
-        "oid" => Type::OID,
-        "regclass" => Type::REGCLASS,
-        "regtype" => Type::REGTYPE,
-        "regnamespace" => Type::REGNAMESPACE,
-        "regproc" => Type::REGPROC,
-        _ => return None,
-    })
-}
 
 /// The Arrow field of one `name:type[!]` column of `definitions.rs`.
 fn field(spec: &str) -> Field {

@@ -1,5 +1,5 @@
 //! pg_type: PostgreSQL's built-in types, as postgres-types (pgwire's type
-//! table) knows them, with the storage facts of `type_catalog.rs` for the
+//! table) knows them, with the storage facts of `type_catalog` (crates/output/src/pg_type_catalog.rs) for the
 //! types sockql sends. Drivers look up a result column's type here by OID
 //! (pgjdbc, psycopg's TypeInfo) and join columns to their type name
 //! (`pg_attribute.atttypid = pg_type.oid`); sockql defines no types of

@@ -2,11 +2,28 @@
 //! format_type() prints, the pg_type name (information_schema's udt_name),
 //! information_schema's data_type, and the storage facts pg_attribute and
 //! RowDescription carry. The type itself is chosen in one place,
-//! [`super::encode::column_type`]; everything that describes a column
+//! [`super::pg_encode::column_type`]; everything that describes a column
 //! (RowDescription, information_schema.columns, pg_attribute, format_type,
 //! `::regtype::text`) describes it from here, so they cannot disagree.
 
 use pgwire::api::Type;
+
+/// The field metadata naming the PostgreSQL type of an oid column
+/// (`oid`, `regclass`, `regtype`, `regnamespace`): int4 in Arrow, sent
+/// as that type (pg_encode.rs), as PostgreSQL's catalog declares it.
+pub const OID_KIND_KEY: &str = "pg.oid_alias";
+
+/// The PostgreSQL type an oid column is sent as.
+pub fn oid_type(kind: &str) -> Option<Type> {
+    Some(match kind {
+        "oid" => Type::OID,
+        "regclass" => Type::REGCLASS,
+        "regtype" => Type::REGTYPE,
+        "regnamespace" => Type::REGNAMESPACE,
+        "regproc" => Type::REGPROC,
+        _ => return None,
+    })
+}
 
 /// The facts of one scalar type, as PostgreSQL's pg_type holds them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +53,7 @@ const fn facts(
 }
 
 /// The scalar types PostgreSQL spells differently in format_type than in
-/// pg_type, and every type the encoder sends (see encode.rs).
+/// pg_type, and every type the encoder sends (see pg_encode.rs).
 fn scalar(oid: u32) -> Option<Facts> {
     Some(match oid {
         16 => facts("boolean", "bool", 1, true, 'c', 'p'),

@@ -31,7 +31,7 @@
 //! RowDescription also carries each type's typlen and the column's
 //! atttypmod (numeric(p,s) of a decimal, numeric(20,0) of a UInt64): see
 //! [`column_type`], which information_schema.columns, pg_attribute and
-//! format_type describe columns from too (type_catalog.rs).
+//! format_type describe columns from too (pg_type_catalog.rs).
 
 use std::fmt::Write as _;
 
@@ -92,9 +92,9 @@ enum Kind {
 impl Kind {
     fn of(field: &Field) -> Kind {
         if let (Some(kind), DataType::Int32) =
-            (field.metadata().get(super::catalog::schema::OID_KIND_KEY), field.data_type())
+            (field.metadata().get(super::pg_type_catalog::OID_KIND_KEY), field.data_type())
         {
-            if let Some(t) = super::catalog::schema::oid_type(kind) {
+            if let Some(t) = super::pg_type_catalog::oid_type(kind) {
                 return Kind::Oid(t);
             }
         }
@@ -203,7 +203,7 @@ pub fn fields(schema: &Schema, format: &Format) -> PgWireResult<Vec<FieldInfo>> 
         .enumerate()
         .map(|(idx, f)| {
             let (ty, typmod) = column_type(f);
-            let len = super::type_catalog::facts_of(&ty).map_or(-1, |facts| facts.len);
+            let len = super::pg_type_catalog::facts_of(&ty).map_or(-1, |facts| facts.len);
             Ok(FieldInfo::new(f.name().clone(), None, None, ty, format_of(format, idx, columns)?)
                 .with_type_size(len)
                 .with_type_modifier(typmod))
@@ -221,7 +221,7 @@ pub fn column_type(field: &Field) -> (Type, i32) {
 /// numeric(p,s) for decimals (and numeric(20,0), u64's 20 digits, for
 /// UInt64); of an array, its element's; -1 (none) for everything else.
 fn type_modifier(t: &DataType) -> i32 {
-    use super::type_catalog::numeric_typmod;
+    use super::pg_type_catalog::numeric_typmod;
     match t {
         DataType::UInt64 => numeric_typmod(20, 0),
         DataType::Decimal128(p, s) | DataType::Decimal256(p, s) if *s >= 0 && i16::from(*s) <= i16::from(*p) => {
