@@ -18,8 +18,9 @@
 # The queries are bench/run.sh's standard set (floor, states, remotes,
 # CLOSE-WAIT, owners, all columns, conntrack, start-up) plus two saved
 # reports, then the servers' row paths: psql reading every row of
-# `SELECT * FROM sockets` from `serve --pg`, and a scrape of `/metrics`
-# (needs psql and curl). Per query: both medians (ms), the median of the per-round
+# `SELECT * FROM sockets` from `serve --pg` and through the ADBC Flight SQL
+# driver from `serve --flight`, and a scrape of `/metrics` (needs psql,
+# curl and, for the Flight row, the client venv .ci/run makes). Per query: both medians (ms), the median of the per-round
 # ratios after/before and their quartiles, a verdict (see time_pair), both
 # answers' row counts (they must agree) and both binaries' peak memory.
 # Prints a markdown section on stdout; progress on stderr. Exits 1 if any
@@ -150,15 +151,34 @@ cleanup() {
     rm -rf "$WORK"
 }
 # Below the load's ephemeral range (1024-65535), which its clients fill.
-declare -A HTTP=([before]=975 [after]=976)
+declare -A HTTP=([before]=975 [after]=976) FLIGHT=([before]=973 [after]=974)
+# The ADBC Flight SQL client (tests/it/flight.rs's venv, made by .ci/run);
+# without it the Flight row is left out.
+FLIGHT_PY=${FLIGHT_PY:-/var/cache/sockql/pyclients/bin/python}
+( umask 077 && echo bench > "$WORK/flight-password" )
 for side in before after; do
     bin=$BASE
     [ "$side" = after ] && bin=$BIN
     mkdir -m 755 "$WORK/pg-$side"
-    $X "$bin" serve --listen "127.0.0.1:${HTTP[$side]}" --pg "$WORK/pg-$side" --pg-port 5439 2> "$WORK/serve-$side.log" &
+    $X "$bin" serve --listen "127.0.0.1:${HTTP[$side]}" --pg "$WORK/pg-$side" --pg-port 5439 \
+        --flight "127.0.0.1:${FLIGHT[$side]}" --flight-password-file "$WORK/flight-password" 2> "$WORK/serve-$side.log" &
     SERVERS="$SERVERS $!"
 done
 psql_cmd() { echo "$X psql -X -q -A -t -h $WORK/pg-$1 -p 5439 -U root -d sockql -c"; }
+# Prints the number of rows, one per line of output as psql's -A -t does
+# (so serve_one counts them alike).
+cat > "$WORK/flight.py" <<'PY'
+import sys, warnings
+warnings.filterwarnings("ignore")  # ADBC: "Cannot disable autocommit"
+import adbc_driver_flightsql.dbapi as flight
+from adbc_driver_manager import DatabaseOptions
+conn = flight.connect(f"grpc://127.0.0.1:{sys.argv[1]}", db_kwargs={
+    DatabaseOptions.USERNAME.value: "ops", DatabaseOptions.PASSWORD.value: "bench"})
+cur = conn.cursor()
+cur.execute(sys.argv[2])
+sys.stdout.write("\n" * cur.fetch_arrow_table().num_rows)
+PY
+flight_cmd() { echo "$X $FLIGHT_PY $WORK/flight.py ${FLIGHT[$1]}"; }
 scrape_cmd() { echo "$X curl -sf -o /dev/null http://127.0.0.1:${HTTP[$1]}/metrics"; }
 # Ready when each answers; psql first and scrapes after it: a scrape's
 # TCP connection leaves a TIME-WAIT socket, which psql's rows would count.
@@ -175,9 +195,10 @@ scrape_up() { $(scrape_cmd "$1"); }
 serve_one() {
     local label=$1 sql=$2 times rows_b rows_a
     if [ -n "$sql" ]; then
-        times=$(time_pair $(psql_cmd before) "$sql" -- $(psql_cmd after) "$sql")
-        rows_b=$($(psql_cmd before) "$sql" | wc -l)
-        rows_a=$($(psql_cmd after) "$sql" | wc -l)
+        local client=${3:-psql_cmd}
+        times=$(time_pair $($client before) "$sql" -- $($client after) "$sql")
+        rows_b=$($($client before) "$sql" | wc -l)
+        rows_a=$($($client after) "$sql" | wc -l)
     else
         times=$(time_pair $(scrape_cmd before) -- $(scrape_cmd after))
         rows_b=$($X curl -sf "http://127.0.0.1:${HTTP[before]}/metrics" | grep -vc '^#')
@@ -196,6 +217,15 @@ PY
 echo "bench/compare: serve --pg, psql SELECT * FROM sockets" >&2
 ready psql_up
 serve_one "psql: \`SELECT * FROM sockets\`" "SELECT * FROM sockets"
+if [ -x "$FLIGHT_PY" ]; then
+    echo "bench/compare: serve --flight, ADBC SELECT * FROM sockets" >&2
+    flight_up() { $(flight_cmd "$1") "SELECT 1"; }
+    ready flight_up
+    # gRPC is TCP: each client's connection, and the TIME-WAIT it leaves,
+    # would be rows; the ports of the two Flight servers are left out.
+    serve_one "ADBC Flight SQL: \`SELECT * FROM sockets\` (but the Flight ports)" \
+        "SELECT * FROM sockets WHERE local_port NOT IN (973, 974) AND remote_port NOT IN (973, 974)" flight_cmd
+fi
 echo "bench/compare: serve, one scrape of /metrics" >&2
 ready scrape_up
 serve_one "one scrape of \`/metrics\` (series)" ""
