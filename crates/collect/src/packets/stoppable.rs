@@ -6,10 +6,12 @@
 //! it the process, past --timeout for as long as the writer lived.
 
 use std::io::Read;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 /// How long one wait for a pipe's data lasts before asking again.
-const WAIT_MS: libc::c_int = 100;
+const WAIT_MS: u16 = 100;
 
 /// What a read answers once the reader was asked to stop.
 pub fn stopped() -> std::io::Error {
@@ -36,9 +38,9 @@ impl Read for Stoppable<'_> {
             }
             match self.file.read(buf) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    let mut fd = libc::pollfd { fd: self.file.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-                    // SAFETY: poll(2) on the descriptor this reader owns, for at most WAIT_MS.
-                    unsafe { libc::poll(&mut fd, 1, WAIT_MS) };
+                    // Its answer does not matter: the next read says what came
+                    // (an interrupted or failed wait just asks again sooner).
+                    let _ = poll(&mut [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)], PollTimeout::from(WAIT_MS));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 other => return other,
