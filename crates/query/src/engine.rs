@@ -499,46 +499,29 @@ impl QueryRunner for Engine {
 }
 
 /// Run `work` on a thread of its own with the query stack, inside the
-/// caller's runtime, or, `isolated` (a nice value), inside a runtime of
-/// the thread's own that ends with it (see [`Engine::isolated`]).
+/// caller's runtime, or, `isolated` (a nice value), inside a runtime that
+/// is the run's alone while it runs: kept for the next run at that nice
+/// value if the run leaves nothing alive on it (query_runtimes.rs), ended
+/// otherwise (see [`Engine::isolated`]).
 fn query_thread<T: Send + 'static>(
     isolated: Option<i32>,
     work: impl FnOnce(&tokio::runtime::Handle) -> T + Send + 'static,
 ) -> crate::Result<std::thread::JoinHandle<T>> {
     let shared = tokio::runtime::Handle::current();
-    let own = isolated.map(|nice| own_runtime(nice).map(|runtime| (runtime, nice))).transpose()?;
+    let own = isolated.map(super::query_runtimes::take).transpose()?;
     std::thread::Builder::new()
         .name("sockql-query".into())
         .stack_size(QUERY_STACK)
         .spawn(move || match own {
-            Some((runtime, nice)) => {
-                super::priority::nice_this_thread(nice);
-                let out = work(runtime.handle());
-                // Tasks still queued are dropped; a producer still in a
-                // blocking call ends on its own when it sees its sink
-                // closed, as on the shared runtime. Not waited for: the
-                // run's answer must not wait on a reader's last syscall.
-                runtime.shutdown_background();
-                out
+            // Given back when `runtime` drops, not waited for: the run's
+            // answer must not wait on a reader's last syscall.
+            Some(runtime) => {
+                super::priority::nice_this_thread(runtime.nice());
+                work(runtime.handle())
             }
             None => work(&shared),
         })
         .context("cannot start the query thread")
-}
-
-/// A query's own runtime: as many workers as the machine has cores (up
-/// to 4), so a run keeps DataFusion's parallelism; the stack the main
-/// runtime's workers have; every thread of it at `nice`.
-fn own_runtime(nice: i32) -> crate::Result<tokio::runtime::Runtime> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores)
-        .thread_name("sockql-query-worker")
-        .thread_stack_size(16 << 20)
-        .on_thread_start(move || super::priority::nice_this_thread(nice))
-        .enable_all()
-        .build()
-        .context("cannot start the query's runtime")
 }
 
 /// Run `work` on a query thread (its large stack) and wait for it without

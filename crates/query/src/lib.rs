@@ -18,6 +18,7 @@ pub mod hints;
 pub mod pinned;
 pub mod policy;
 pub mod priority;
+mod query_runtimes;
 pub mod report_fn;
 pub mod safe_dir;
 pub mod saved;
