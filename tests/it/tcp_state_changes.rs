@@ -95,6 +95,11 @@ impl Stream {
         }
     }
 
+    /// What it said on stderr so far (its notes: a bound met, losses).
+    pub(crate) fn said(&self) -> String {
+        self.err.lock().unwrap().clone()
+    }
+
     /// End it as Ctrl-C would (the rings are read once more) and return
     /// every row.
     pub(crate) fn stop(self) -> Vec<Value> {
@@ -249,6 +254,7 @@ fn tcp_state_changes_follow_a_scripted_connection_as_ss_and_socket_events_see_it
         let cookie = cookie.clone();
         move |rows: &[Value]| rows.iter().any(|r| r["cookie"] == cookie)
     };
+    let here_said = here.said();
     let rows = here.stop();
     let all_rows = all.stop();
 
@@ -304,9 +310,12 @@ fn tcp_state_changes_follow_a_scripted_connection_as_ss_and_socket_events_see_it
         let lost: Vec<u64> = rows.iter().filter_map(|r| r["overruns"].as_u64()).collect();
         assert!(lost.windows(2).all(|w| w[0] <= w[1]), "{name}: {lost:?}");
         assert!(rows[0]["ms_in_old_state"].is_null(), "{name}: {rows:#?}");
+        // (Seen null once, on the client's ESTAB -> FIN-WAIT-1, in a full
+        // CI run: the stream's notes say whether its bound on remembered
+        // sockets was met.)
         assert!(
             rows[1..].iter().all(|r| r["ms_in_old_state"].as_f64().is_some_and(|ms| ms >= 0.0)),
-            "{name}: {rows:#?}"
+            "{name}: {rows:#?}\nthe stream said: {here_said}"
         );
     }
     assert_ne!(client_rows[0]["sock_id"], server_rows[0]["sock_id"]);
