@@ -11,33 +11,28 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The process ends here, with the runtime as it is (stdout is flushed
-    // by exit). A run may leave a query thread running until its next
-    // check (--timeout, a closed stdout, the shell's Ctrl-C just before it
-    // quits): it is not waited for, and dropping the runtime under it would
-    // shut down the timers it polls, which tokio answers with a panic in
-    // that thread, on stderr.
-    let code = match runtime.block_on(sockql::cli::run(args)) {
-        Ok(()) => 0,
-        Err(e) => error_code(&e),
+    let e = match runtime.block_on(sockql::cli::run(args)) {
+        Ok(()) => return ExitCode::SUCCESS,
+        Err(e) => e,
+    };
+    // A run that ended in an error (--timeout, a closed stdout) may leave
+    // its query thread running until its next check: it is not waited for.
+    // Dropping the runtime under it would shut down the timers it polls,
+    // and tokio panics in that thread ("being shutdown"), on stderr. So the
+    // process ends here, with the runtime as it is (stdout is flushed).
+    let code = if e.downcast_ref::<sockql::cli::fleet::Partial>().is_some() {
+        // A fleet answer some hosts are missing from: its line is printed.
+        sockql::cli::fleet::PARTIAL_EXIT
+    } else if sockql::query::error::causes(e.as_ref()).any(|c| {
+        // A closed stdout (`sockql ... | head`) is not an error worth a
+        // message. Each cause as its own type: the query layer keeps a
+        // sink's error as it was.
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    }) {
+        0
+    } else {
+        sockql::stderrln!("sockql: error: {}", sockql::cli::error_line(&e));
+        1
     };
     std::process::exit(code.into())
-}
-
-/// The exit status of a run that failed, its line printed if it has one.
-fn error_code(e: &anyhow::Error) -> u8 {
-    if e.downcast_ref::<sockql::cli::fleet::Partial>().is_some() {
-        // A fleet answer some hosts are missing from: its line is printed.
-        return sockql::cli::fleet::PARTIAL_EXIT;
-    }
-    // A closed stdout (`sockql ... | head`) is not an error worth a
-    // message. Each cause as its own type: the query layer keeps a sink's
-    // error as it was.
-    if sockql::query::error::causes(e.as_ref())
-        .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
-    {
-        return 0;
-    }
-    sockql::stderrln!("sockql: error: {}", sockql::cli::error_line(e));
-    1
 }
